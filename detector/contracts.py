@@ -1,0 +1,154 @@
+"""The input and output contracts as pydantic models.
+
+They mirror ``contracts/gateway-event.schema.json`` and ``contracts/alert.schema.json`` (shipped beside
+the project in ``shared/contracts``); ``tests/test_contracts.py`` compares the two so drift fails CI.
+The hot path does not validate event by event with these models: ``detector.decode`` validates
+whole batches column-wise. These models explain a reject (field-named reasons), build alerts, and
+document the contract in code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, field_validator
+
+# Strict scalars: the contract's JSON types are exact ("412" is not an integer, 1 is not a string).
+# Timestamps stay lax so that RFC 3339 text parses; AwareDatetime still refuses naive ones.
+SStr = Annotated[str, Strict()]
+SBool = Annotated[bool, Strict()]
+SFloat = Annotated[float, Strict()]
+Str128 = Annotated[str, Strict(), Field(max_length=128)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+
+
+class _Open(BaseModel):
+    """Unknown fields are allowed and ignored (gateways may add fields)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Client(_Open):
+    ip: SStr
+    user_agent: Annotated[str, Strict(), Field(max_length=1024)] | None = None
+    tls_fingerprint: Annotated[str, Strict(), Field(max_length=256)] | None = None
+    sdk: Str128 | None = None
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        ipaddress.ip_address(v)  # raises ValueError naming the bad address
+        return v
+
+
+Tier = Literal["free", "standard", "enterprise", "education", "research", "startup", "reseller"]
+
+
+class Account(_Open):
+    created_at: AwareDatetime | None = None
+    payment_fingerprint: Annotated[str, Strict(), Field(max_length=256)] | None = None
+    billing_country: Annotated[str, Strict(), Field(max_length=2)] | None = None
+    tier: Tier | None = None
+    verified: SBool | None = None
+    reseller_id: Str128 | None = None
+
+
+class Usage(_Open):
+    input_tokens: NonNegInt
+    output_tokens: NonNegInt
+    reasoning_tokens: NonNegInt | None = None
+
+
+class Params(_Open):
+    max_tokens: NonNegInt | None = None
+    temperature: Annotated[float, Strict(), Field(ge=0)] | None = None
+    top_p: Annotated[float, Strict(), Field(ge=0, le=1)] | None = None
+    n: Annotated[int, Strict(), Field(ge=1)] | None = None
+    stream: SBool | None = None
+    logprobs: SBool | None = None
+    top_logprobs: NonNegInt | None = None
+    tools: NonNegInt | None = None
+    thinking: SBool | None = None
+    system_prompt_hash: Str128 | None = None
+
+
+class Prompt(_Open):
+    text: SStr | None = None
+    turns: NonNegInt | None = None
+    chars: NonNegInt | None = None
+    simhash: Annotated[str, Strict(), Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+    lang: Annotated[str, Strict(), Field(max_length=16)] | None = None
+
+
+class Response(_Open):
+    stop_reason: Annotated[str, Strict(), Field(max_length=64)] | None = None
+    refusal: SBool | None = None
+    has_reasoning: SBool | None = None
+
+
+class GatewayEvent(_Open):
+    """One API request as the gateway logs it (contract version 1)."""
+
+    schema_version: Literal[1]
+    request_id: Annotated[str, Strict(), Field(min_length=1, max_length=128)]
+    ts: AwareDatetime
+    account_id: Annotated[str, Strict(), Field(min_length=1, max_length=128)]
+    org_id: Str128 | None = None
+    api_key_id: Str128 | None = None
+    model: Annotated[str, Strict(), Field(min_length=1, max_length=128)]
+    endpoint: Annotated[str, Strict(), Field(max_length=256)] | None = None
+    status: Annotated[int, Strict(), Field(ge=100, le=599)] | None = None
+    latency_ms: Annotated[float, Strict(), Field(ge=0)] | None = None
+    client: Client
+    account: Account | None = None
+    usage: Usage
+    params: Params | None = None
+    prompt: Prompt | None = None
+    response: Response | None = None
+
+
+class Reason(BaseModel):
+    """Why an alert fired: one rule hit or one model score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["rule", "model"]
+    name: str
+    score: float | None = None
+    detail: str | None = None
+
+
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class Alert(BaseModel):
+    """One alert (contract version 1). Same finding, same ``alert_id``; growth bumps ``revision``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    alert_id: Annotated[str, Strict(), Field(min_length=1)]
+    revision: Annotated[int, Strict(), Field(ge=1)]
+    kind: Literal["account", "cluster"]
+    subject: str
+    account_ids: Annotated[list[str], Field(min_length=1)]
+    severity: Severity
+    score: Annotated[float, Strict(), Field(ge=0, le=1)]
+    campaign_type: str | None = None
+    first_event_ts: AwareDatetime
+    detected_event_ts: AwareDatetime
+    emitted_at: AwareDatetime | None = None
+    reasons: Annotated[list[Reason], Field(min_length=1)]
+    evidence: dict[str, Any] | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The alert as a JSON-ready dict with RFC 3339 'Z' timestamps and no ``emitted_at`` when unset."""
+        out = self.model_dump(mode="json", exclude_none=False)
+        for key in ("first_event_ts", "detected_event_ts", "emitted_at"):
+            if out.get(key) is not None:
+                out[key] = out[key].replace("+00:00", "Z")
+        if out.get("emitted_at") is None:
+            out.pop("emitted_at", None)
+        return out
