@@ -1,0 +1,260 @@
+"""The detection engine: one object fed decoded batches by replay and by the daemon alike.
+
+Flow per batch: enrich (prompt text dropped) -> buffer -> for every tick boundary the event-time
+watermark crosses: de-duplicate, fold into window state, account features, link graph, cluster
+features, rules, verdicts, alerts. Event time drives everything: the same events give the same alerts
+whatever the batch sizes, the machine or the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from detector.allowlist import AllowList
+from detector.contracts import Alert, Reason
+from detector.enrich import enrich
+from detector.features import ACCOUNT_FEATURES, CLUSTER_FEATURES, account_features, cluster_features
+from detector.ipintel import IpIntel
+from detector.link import Clusters, build_clusters
+from detector.rules import RuleSet
+from detector.settings import EngineSettings
+from detector.state import WindowState
+from detector.verdict import AlertBook, Verdict, combine
+
+CATALOGUES: dict[str, dict[str, pl.DataType]] = {"account": ACCOUNT_FEATURES, "cluster": CLUSTER_FEATURES}
+_RANK_NAME = {1: "low", 2: "medium", 3: "high", 4: "critical"}
+
+#: Account features copied into an account alert's evidence.
+ACCOUNT_EVIDENCE = (
+    "requests_24h", "requests_1h", "cot_share_24h", "coercion_share_24h", "rubric_share_24h",
+    "logprob_share_24h", "n_gt1_share_24h", "tools_heavy_share_24h", "new_model_share_24h",
+    "hosted_ip_share_24h", "active_hours_24h", "interarrival_cv_24h", "template_top_share_24h",
+    "account_age_days",
+)
+CLUSTER_EVIDENCE = (
+    "accounts", "active_accounts_24h", "link_families", "requests_24h", "requests_per_account_24h",
+    "cot_share_24h", "coercion_share_24h", "logprob_share_24h", "tools_heavy_share_24h",
+    "new_model_share_24h", "hosted_ip_share_24h", "template_top_share_24h", "active_hours_24h",
+    "signup_spread_hours", "new_account_share",
+    *(f"shared_keys_{f}" for f in ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")),
+)
+
+
+@dataclass
+class EngineStats:
+    """Counters the runner reports and the metrics layer exports."""
+
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+    ticks: int = 0
+    rule_hits: Counter[str] = field(default_factory=Counter)
+    shadow_hits: Counter[str] = field(default_factory=Counter)
+    suppressed: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+
+
+class Engine:
+    """Stateful detector. Feed ``process`` decoded batches; call ``flush`` at the end of a replay."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        rules: RuleSet,
+        intel: IpIntel | None = None,
+        allowlist: AllowList | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.intel = intel
+        self.allowlist = allowlist or AllowList()
+        self.state = WindowState()
+        self.book = AlertBook()
+        self.stats = EngineStats()
+        self._pending: list[pl.DataFrame] = []
+        self._max_ts: datetime | None = None
+        self._tick_end: datetime | None = None
+        self.clusters: Clusters | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def enrich(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Enrichment only (replay enriches chunk by chunk before sorting, to drop text early)."""
+        return enrich(events.drop("_pos", strict=False), self.intel)
+
+    def process(self, events: pl.DataFrame, *, enriched: bool = False) -> list[Alert]:
+        """Take a batch of decoded (or already enriched) events; return alerts for every closed tick."""
+        if events.height == 0:
+            return []
+        batch = events if enriched else self.enrich(events)
+        tick = self.settings.windows.tick
+        batch_max = batch["ts"].max()
+        assert isinstance(batch_max, datetime)
+        if self._tick_end is None:
+            batch_min = batch["ts"].min()
+            assert isinstance(batch_min, datetime)
+            self._tick_end = _floor(batch_min, tick) + tick
+        elif self._tick_end is not None:
+            closed_before = self._tick_end - tick
+            late = batch.filter(pl.col("ts") < closed_before).height
+            self.stats.late += late
+        self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
+        self._pending.append(batch)
+        watermark = self._max_ts - self.settings.windows.allowed_lateness
+        alerts: list[Alert] = []
+        while self._tick_end <= watermark:
+            alerts += self._close_tick(self._tick_end)
+            self._tick_end += tick
+        return alerts
+
+    def flush(self) -> list[Alert]:
+        """Close every pending tick (end of input)."""
+        alerts: list[Alert] = []
+        while self._pending and self._tick_end is not None:
+            alerts += self._close_tick(self._tick_end)
+            self._tick_end += self.settings.windows.tick
+        return alerts
+
+    # ------------------------------------------------------------------------------------------
+    def _close_tick(self, tick_end: datetime) -> list[Alert]:
+        pending = pl.concat(self._pending, how="vertical_relaxed") if len(self._pending) > 1 else self._pending[0]
+        due = pending.filter(pl.col("ts") < tick_end)
+        rest = pending.filter(pl.col("ts") >= tick_end)
+        self._pending = [rest] if rest.height else []
+        if due.height == 0:
+            return []
+        w = self.settings.windows
+        due = due.sort("ts", "request_id")
+        due, dup = self.state.drop_seen(due)
+        self.stats.duplicates += dup
+        if due.height == 0:
+            return []
+        self.stats.events += due.height
+        self.stats.ticks += 1
+        due = self.state.mark_new_models(due, w.model_warmup, w.new_model)
+        self.state.add(due, w.tick, w.signup_burst)
+        now = tick_end
+        detected = due["ts"].max()
+        assert isinstance(detected, datetime)
+        touched = due["account_id"].unique().sort()
+
+        verdicts = self._account_verdicts(touched, now)
+        verdicts += self._cluster_verdicts(touched, now)
+        alerts = self.book.update(verdicts, detected)
+        for a in alerts:
+            self.stats.alerts[a.severity] += 1
+        self.state.evict(now, w.long + w.tick, w.link, w.account_idle, w.link)
+        return alerts
+
+    def _evaluate(self, frame: pl.DataFrame, target: str, key: str) -> pl.DataFrame:
+        hits = self.rules.evaluate(frame, target, key=key)
+        shadow = hits.filter(pl.col("mode") == "shadow")
+        for rid in shadow["rule_id"].to_list():
+            self.stats.shadow_hits[rid] += 1
+        live = hits.filter(pl.col("mode") != "shadow")
+        for rid in live["rule_id"].to_list():
+            self.stats.rule_hits[rid] += 1
+        return live
+
+    def _account_verdicts(self, touched: pl.Series, now: datetime) -> list[Verdict]:
+        w = self.settings.windows
+        feats = account_features(self.state, touched, now, w.short, w.long)
+        hits = self._evaluate(feats, "account", "account_id")
+        if hits.height == 0:
+            return []
+        combined = combine(hits, "account_id")
+        allowed = self.allowlist.allowed(
+            combined["account_id"], self.state.keys, self.state.accounts.select("account_id", "org_id"), now
+        )
+        first = self._first_evidence(combined["account_id"])
+        rows = combined.join(feats, on="account_id", how="left")
+        out: list[Verdict] = []
+        for row in rows.iter_rows(named=True):
+            acct = row["account_id"]
+            if acct in allowed:
+                self.stats.suppressed[allowed[acct]] += 1
+                continue
+            out.append(
+                Verdict(
+                    "account", acct, [acct], _RANK_NAME[row["_rank"]], row["score"], row["campaign_type"],
+                    _reasons(row["reasons"]), {k: row.get(k) for k in ACCOUNT_EVIDENCE}, first[acct],
+                )
+            )
+        return out
+
+    def _cluster_verdicts(self, touched: pl.Series, now: datetime) -> list[Verdict]:
+        w = self.settings.windows
+        clusters = build_clusters(self.state.keys, self.state.accounts, self.settings.link)
+        self.clusters = clusters
+        if clusters.members.height == 0:
+            return []
+        live_ids = clusters.members.filter(pl.col("account_id").is_in(touched.implode()))["cluster_id"].unique()
+        members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
+        feats = cluster_features(self.state, members, clusters.evidence, now, w.long)
+        hits = self._evaluate(feats, "cluster", "cluster_id")
+        if hits.height == 0:
+            return []
+        combined = combine(hits, "cluster_id")
+        rows = combined.join(feats, on="cluster_id", how="left")
+        by_cluster = members.group_by("cluster_id").agg(pl.col("account_id").sort())
+        member_map = dict(zip(by_cluster["cluster_id"].to_list(), by_cluster["account_id"].to_list(), strict=True))
+        out: list[Verdict] = []
+        for row in rows.iter_rows(named=True):
+            accts: list[str] = member_map[row["cluster_id"]]
+            allowed = self.allowlist.allowed(
+                pl.Series(accts), self.state.keys, self.state.accounts.select("account_id", "org_id"), now
+            )
+            for kind in allowed.values():
+                self.stats.suppressed[kind] += 1
+            accts = [a for a in accts if a not in allowed]
+            if not accts:
+                continue
+            first = self._first_evidence(pl.Series(accts))
+            evidence: dict[str, Any] = {k: row.get(k) for k in CLUSTER_EVIDENCE}
+            evidence["shared"] = self._shared_keys(accts)
+            out.append(
+                Verdict(
+                    "cluster", row["cluster_id"], accts, _RANK_NAME[row["_rank"]], row["score"],
+                    row["campaign_type"], _reasons(row["reasons"]), evidence, min(first.values()),
+                )
+            )
+        return out
+
+    def _first_evidence(self, accounts: pl.Series) -> dict[str, datetime]:
+        firsts = (
+            self.state.buckets.filter(pl.col("account_id").is_in(accounts.implode()))
+            .group_by("account_id")
+            .agg(pl.col("bucket").min())
+        )
+        return dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
+
+    def _shared_keys(self, accounts: list[str], top: int = 5) -> dict[str, list[str]]:
+        """Most-shared linkage values among the accused accounts (hashes, prefixes; never content)."""
+        k = (
+            self.state.keys.filter(pl.col("account_id").is_in(accounts))
+            .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
+            .group_by("family", "key")
+            .agg(pl.col("account_id").n_unique().alias("n"))
+            .filter(pl.col("n") >= 2)
+            .sort(["family", "n", "key"], descending=[False, True, False])
+            .group_by("family", maintain_order=True)
+            .head(top)
+        )
+        out: dict[str, list[str]] = {}
+        for fam, key, n in k.iter_rows():
+            out.setdefault(fam, []).append(f"{key} ({n} accounts)")
+        return out
+
+
+def _reasons(structs: list[dict[str, Any]]) -> list[Reason]:
+    return [Reason(source="rule", name=s["rule_id"], score=s["score"], detail=s["detail"]) for s in structs]
+
+
+def _floor(ts: datetime, step: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
+    n = (ts - epoch) // step
+    return epoch + n * step

@@ -1,0 +1,161 @@
+"""Account and cluster features: sums over window buckets, turned into named shares and rates.
+
+Feature names explain themselves (``cot_share_24h``, ``requests_1h``): the suffix is the window. The
+catalogues (``ACCOUNT_FEATURES``, ``CLUSTER_FEATURES``) give every name its dtype; rules are type-checked
+against them at load.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from detector.state import SIGNAL_COUNTS, WindowState
+
+_SHARES = list(SIGNAL_COUNTS)
+
+
+def _window_sums(buckets: pl.DataFrame, since: datetime, by: str) -> pl.DataFrame:
+    sum_cols = [c for c in buckets.columns if c not in ("account_id", "bucket", by)]
+    return (
+        buckets.filter(pl.col("bucket") >= since)
+        .group_by(by)
+        .agg(
+            *[pl.col(c).sum() for c in sum_cols],
+            pl.col("bucket").dt.hour().n_unique().alias("active_hours"),
+        )
+    )
+
+
+def _ratios(frame: pl.DataFrame, suffix: str) -> list[pl.Expr]:
+    req = pl.col("requests").cast(pl.Float64)
+    mean_gap = pl.col("gap_sum") / pl.col("gap_n")
+    var_gap = (pl.col("gap_sumsq") / pl.col("gap_n") - mean_gap**2).clip(lower_bound=0)
+    out = [pl.col("requests").cast(pl.Int64).alias(f"requests_{suffix}")]
+    out += [(pl.col(c) / req).alias(f"{c}_share_{suffix}") for c in _SHARES]
+    out += [
+        pl.col("output_tokens").cast(pl.Int64).alias(f"output_tokens_{suffix}"),
+        (pl.col("output_tokens") / (pl.col("input_tokens") + 1)).alias(f"out_in_ratio_{suffix}"),
+        pl.col("active_hours").cast(pl.Int64).alias(f"active_hours_{suffix}"),
+        pl.when(pl.col("gap_n") >= 5).then(var_gap.sqrt() / mean_gap).alias(f"interarrival_cv_{suffix}"),
+    ]
+    return out
+
+
+def _template_top_share(templates: pl.DataFrame, since: datetime, by: str) -> pl.DataFrame:
+    per = (
+        templates.filter(pl.col("bucket") >= since)
+        .group_by(by, "template_fp")
+        .agg(pl.col("requests").sum())
+    )
+    return per.group_by(by).agg(
+        (pl.col("requests").max() / pl.col("requests").sum()).alias("template_top_share_24h"),
+        pl.col("template_fp").n_unique().cast(pl.Int64).alias("templates_24h"),
+    )
+
+
+def account_features(
+    state: WindowState, accounts: pl.Series, now: datetime, short: timedelta, long: timedelta
+) -> pl.DataFrame:
+    """One row per account in ``accounts``: window features at event time ``now``."""
+    b = state.buckets.filter(pl.col("account_id").is_in(accounts.implode()))
+    t = state.templates.filter(pl.col("account_id").is_in(accounts.implode()))
+    long_f = _window_sums(b, now - long, "account_id")
+    long_f = long_f.select("account_id", *_ratios(long_f, "24h"))
+    short_f = _window_sums(b, now - short, "account_id")
+    short_f = short_f.select(
+        "account_id",
+        pl.col("requests").cast(pl.Int64).alias("requests_1h"),
+        (pl.col("cot") / pl.col("requests")).alias("cot_share_1h"),
+    )
+    acc = state.accounts.filter(pl.col("account_id").is_in(accounts.implode())).select(
+        "account_id",
+        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0).alias("account_age_days"),
+        ((pl.lit(now) - pl.col("first_seen")).dt.total_seconds() / 3600.0).alias("observed_hours"),
+        pl.col("tier"),
+    )
+    return (
+        long_f.join(short_f, on="account_id", how="left")
+        .join(_template_top_share(t, now - long, "account_id"), on="account_id", how="left")
+        .join(acc, on="account_id", how="left")
+        .with_columns(pl.col("requests_1h").fill_null(0), pl.col("cot_share_1h").fill_null(0.0))
+        .sort("account_id")
+    )
+
+
+def cluster_features(
+    state: WindowState, members: pl.DataFrame, evidence: pl.DataFrame, now: datetime, long: timedelta
+) -> pl.DataFrame:
+    """One row per cluster: member counts, linkage strength and pooled behaviour over the long window.
+
+    ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns.
+    """
+    b = state.buckets.join(members, on="account_id", how="inner").drop("account_id")
+    t = state.templates.join(members, on="account_id", how="inner").drop("account_id")
+    pooled = _window_sums(b, now - long, "cluster_id")
+    pooled = pooled.select("cluster_id", *_ratios(pooled, "24h"))
+    acc = state.accounts.join(members, on="account_id", how="inner")
+    size = acc.group_by("cluster_id").agg(
+        pl.len().cast(pl.Int64).alias("accounts"),
+        ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0)
+        .alias("signup_spread_hours"),
+        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400).mean()
+        .alias("new_account_share"),
+        pl.col("org_id").n_unique().cast(pl.Int64).alias("orgs"),
+    )
+    active = (
+        state.buckets.filter(pl.col("bucket") >= now - long)
+        .join(members, on="account_id", how="inner")
+        .group_by("cluster_id")
+        .agg(pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h"))
+    )
+    return (
+        size.join(pooled, on="cluster_id", how="left")
+        .join(_template_top_share(t, now - long, "cluster_id"), on="cluster_id", how="left")
+        .join(active, on="cluster_id", how="left")
+        .join(evidence, on="cluster_id", how="left")
+        .with_columns((pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"))
+        .sort("cluster_id")
+    )
+
+
+_WINDOW_FEATURES: dict[str, pl.DataType] = {
+    "requests_24h": pl.Int64(),
+    **{f"{c}_share_24h": pl.Float64() for c in _SHARES},
+    "output_tokens_24h": pl.Int64(),
+    "out_in_ratio_24h": pl.Float64(),
+    "active_hours_24h": pl.Int64(),
+    "interarrival_cv_24h": pl.Float64(),
+    "template_top_share_24h": pl.Float64(),
+    "templates_24h": pl.Int64(),
+}
+
+#: Every account feature and its dtype (rules are checked against this).
+ACCOUNT_FEATURES: dict[str, pl.DataType] = {
+    **_WINDOW_FEATURES,
+    "requests_1h": pl.Int64(),
+    "cot_share_1h": pl.Float64(),
+    "account_age_days": pl.Float64(),
+    "observed_hours": pl.Float64(),
+    "tier": pl.String(),
+}
+
+#: Every cluster feature and its dtype.
+CLUSTER_FEATURES: dict[str, pl.DataType] = {
+    **_WINDOW_FEATURES,
+    "accounts": pl.Int64(),
+    "active_accounts_24h": pl.Int64(),
+    "requests_per_account_24h": pl.Float64(),
+    "signup_spread_hours": pl.Float64(),
+    "new_account_share": pl.Float64(),
+    "orgs": pl.Int64(),
+    "link_families": pl.Int64(),
+    "shares_payment": pl.Boolean(),
+    "shares_reseller": pl.Boolean(),
+    "shares_ip": pl.Boolean(),
+    "shares_client": pl.Boolean(),
+    "shares_sysprompt": pl.Boolean(),
+    "shares_template": pl.Boolean(),
+    "shares_signup": pl.Boolean(),
+}

@@ -1,0 +1,1 @@
+"""I/O layer: the only code that touches files or Kafka."""

@@ -1,0 +1,144 @@
+"""Cross-account linkage: shared keys -> composite evidence -> connected components (clusters).
+
+Two accounts are linked when they share keys in two independent signal families at once (e.g. the
+same TLS+SDK client fingerprint *and* the same template skeleton), or one key of a strong family (a
+payment instrument). Keys used by a large share of all accounts (a popular SDK, a big NAT) are common
+and link nobody. So a university behind one NAT, or a company's forty accounts on one card, form at
+most a cluster with one or two families and ordinary behaviour: the rules, not the linkage, decide
+whether a cluster is accused.
+
+Scale: only keys shared by at least two accounts take part, so cost grows with the linked population,
+not the whole one; a component is found with scipy's sparse connected components (no pairwise edges:
+each composite group links its members in a star).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from detector.settings import LinkSettings
+
+FAMILIES = ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """Cluster membership and per-cluster linkage evidence."""
+
+    members: pl.DataFrame  # account_id, cluster_id
+    evidence: pl.DataFrame  # cluster_id, link_families, shares_<family>..., shared_<family> (key counts)
+
+
+def cluster_id_for(account_id: str) -> str:
+    """Stable cluster id: named after the cluster's earliest-seen member."""
+    return "cl-" + hashlib.blake2b(account_id.encode(), digest_size=6).hexdigest()
+
+
+def _empty() -> Clusters:
+    ev_schema: dict[str, pl.DataType] = {"cluster_id": pl.String(), "link_families": pl.Int64()}
+    ev_schema |= {f"shares_{f}": pl.Boolean() for f in FAMILIES}
+    ev_schema |= {f"shared_keys_{f}": pl.Int64() for f in FAMILIES}
+    return Clusters(
+        pl.DataFrame(schema={"account_id": pl.String, "cluster_id": pl.String}),
+        pl.DataFrame(schema=ev_schema),
+    )
+
+
+def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings) -> Clusters:
+    """Clusters over the live linkage keys.
+
+    ``keys``: (account_id, family, key, last_seen, uses), already limited to the link window.
+    ``accounts``: (account_id, first_seen, ...) for stable ids.
+    """
+    total = max(accounts.height, 1)
+    per_key = keys.group_by("family", "key").agg(pl.col("account_id").n_unique().alias("n"))
+    useful = per_key.filter(
+        (pl.col("n") >= 2)
+        & ~((pl.col("n") > cfg.common_min_accounts) & (pl.col("n") / total > cfg.common_share))
+    ).select("family", "key")
+    k = (
+        keys.join(useful, on=["family", "key"], how="semi")
+        .sort(["account_id", "family", "uses", "key"], descending=[False, False, True, False])
+        .group_by("account_id", "family", maintain_order=True)
+        .head(cfg.keys_per_family)
+        .select("account_id", "family", "key")
+    )
+    if k.height == 0:
+        return _empty()
+
+    pairs = (
+        k.join(k, on="account_id", suffix="_b")
+        .filter(pl.col("family") < pl.col("family_b"))
+        .select(
+            "account_id",
+            pl.concat_str(["family", "family_b"], separator="+").alias("link"),
+            pl.concat_str(["family", "key", "family_b", "key_b"], separator="\x1f").alias("group"),
+        )
+    )
+    strong = k.filter(pl.col("family").is_in(list(cfg.strong_families))).select(
+        "account_id",
+        pl.col("family").alias("link"),
+        pl.concat_str(["family", "key"], separator="\x1f").alias("group"),
+    )
+    grouped = (
+        pl.concat([pairs, strong])
+        .group_by("group", "link")
+        .agg(pl.col("account_id").unique().sort())
+        .filter(pl.col("account_id").list.len() >= 2)
+    )
+    if grouped.height == 0:
+        return _empty()
+
+    edges = grouped.select(
+        pl.col("account_id").list.first().alias("src"), pl.col("account_id").alias("dst"), "link", "group"
+    ).explode("dst")
+    names = pl.concat([edges["src"], edges["dst"]]).unique().sort()
+    index = pl.DataFrame({"account_id": names, "i": np.arange(names.len(), dtype=np.int64)})
+    e = edges.join(index.rename({"account_id": "src", "i": "si"}), on="src").join(
+        index.rename({"account_id": "dst", "i": "di"}), on="dst"
+    )
+    n = names.len()
+    graph = coo_matrix(
+        (np.ones(e.height, dtype=np.int8), (e["si"].to_numpy(), e["di"].to_numpy())), shape=(n, n)
+    )
+    _, labels = connected_components(graph, directed=False)
+    comp = index.with_columns(pl.Series("comp", labels, dtype=pl.Int64))
+
+    firsts = comp.join(accounts.select("account_id", "first_seen"), on="account_id", how="left")
+    reps = (
+        firsts.sort(["comp", "first_seen", "account_id"], nulls_last=True)
+        .group_by("comp", maintain_order=True)
+        .agg(pl.col("account_id").first().alias("rep"))
+    )
+    reps = reps.with_columns(
+        pl.col("rep").map_elements(cluster_id_for, return_dtype=pl.String).alias("cluster_id")
+    )
+    members = comp.join(reps, on="comp").select("account_id", "cluster_id").sort("cluster_id", "account_id")
+
+    fam_hits = (
+        e.join(comp.rename({"account_id": "src"}), on="src")
+        .join(reps.select("comp", "cluster_id"), on="comp")
+        .select("cluster_id", "group", pl.col("link").str.split("+").alias("family"))
+        .explode("family")
+        .group_by("cluster_id", "family")
+        .agg(pl.col("group").n_unique().alias("groups"))
+    )
+    wide = fam_hits.pivot(on="family", index="cluster_id", values="groups")
+    ev = reps.select("cluster_id")
+    ev = ev.join(wide, on="cluster_id", how="left")
+    ev = ev.with_columns(
+        [
+            (pl.col(f).fill_null(0) if f in ev.columns else pl.lit(0)).cast(pl.Int64).alias(f"shared_keys_{f}")
+            for f in FAMILIES
+        ]
+    ).with_columns([(pl.col(f"shared_keys_{f}") > 0).alias(f"shares_{f}") for f in FAMILIES])
+    ev = ev.with_columns(
+        pl.sum_horizontal([pl.col(f"shares_{f}").cast(pl.Int64) for f in FAMILIES]).alias("link_families")
+    ).select(_empty().evidence.columns)
+    return Clusters(members, ev.sort("cluster_id"))

@@ -1,0 +1,55 @@
+"""Engine and runtime settings (pydantic-settings: environment variables ``DETECTOR_*`` and an optional file)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WindowSettings(BaseModel):
+    """Event-time windows and the tick at which the engine evaluates."""
+
+    #: The engine evaluates features, links and rules each time event time crosses a tick boundary.
+    tick: timedelta = timedelta(minutes=15)
+    short: timedelta = timedelta(hours=1)
+    long: timedelta = timedelta(hours=24)
+    #: Linkage keys (shared cards, IPs, fingerprints...) stay live this long after last use.
+    link: timedelta = timedelta(days=7)
+    #: An account with no event for this long is evicted from state.
+    account_idle: timedelta = timedelta(days=7)
+    #: Models seen within this long of the stream's start are "established"; later ones are new.
+    model_warmup: timedelta = timedelta(hours=6)
+    #: A model counts as newly launched for this long after it is first seen.
+    new_model: timedelta = timedelta(hours=72)
+    #: Accounts created within this span of each other share a sign-up burst key.
+    signup_burst: timedelta = timedelta(minutes=30)
+    #: Events older than the watermark minus this are late (counted, folded into the current tick).
+    allowed_lateness: timedelta = timedelta(minutes=5)
+
+
+class LinkSettings(BaseModel):
+    """How linkage keys become cluster edges."""
+
+    #: Keys per account and family kept for composite linking (most used first).
+    keys_per_family: int = 3
+    #: A key used by more than this share of active accounts (and more than ``common_min_accounts``)
+    #: is common (a popular SDK, a big NAT) and links nobody.
+    common_share: float = 0.2
+    common_min_accounts: int = 50
+    #: Families that link on their own, without a second family agreeing.
+    strong_families: tuple[str, ...] = ("payment",)
+
+
+class EngineSettings(BaseSettings):
+    """Everything the engine needs; the same object drives replay and the daemon."""
+
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", env_nested_delimiter="__", extra="ignore")
+
+    rules_dir: Path = Field(default=Path("rules"))
+    allowlist: Path | None = None
+    ip_intel_dir: Path | None = None
+    windows: WindowSettings = WindowSettings()
+    link: LinkSettings = LinkSettings()

@@ -1,0 +1,255 @@
+"""Window state: the only code that mutates. Everything is a polars frame; updates are batch-wise.
+
+Tables (all keyed by event time, bounded by eviction at the watermark):
+
+- ``buckets``: one row per (account, tick bucket) with additive counters (requests, tokens, per-signal
+  counts, inter-arrival gap sums). Window features are sums over buckets, so a 24 h window costs
+  96 rows per busy account at a 15-minute tick.
+- ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
+- ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
+- ``keys``: (account, family, key) -> last seen and uses: the linkage material.
+- ``seen``: request ids inside the de-duplication horizon.
+- ``models``: model -> first seen, to tell a newly launched model from an established one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from detector.schema import UTC_US
+
+#: (counter column, per-request boolean it counts)
+SIGNAL_COUNTS: dict[str, str] = {
+    "cot": "cot_elicit",
+    "coercion": "reasoning_coercion",
+    "rubric": "rubric_prompt",
+    "identity": "identity_probe",
+    "code": "code_agentic",
+    "logprob": "is_logprob",
+    "n_gt1": "is_n_gt1",
+    "thinking": "is_thinking",
+    "temp0": "is_temp0",
+    "max_tokens_high": "is_max_tokens_high",
+    "tools_heavy": "is_tools_heavy",
+    "long_session": "is_long_session",
+    "hosted_ip": "is_hosted_ip",
+    "new_model": "is_new_model",
+}
+TOKEN_SUMS = ("input_tokens", "output_tokens", "reasoning_tokens")
+#: Gaps longer than this are idle periods, not inter-arrival times (a bot's cadence is minutes).
+MAX_GAP_S = 6 * 3600.0
+
+BUCKET_SCHEMA = pl.Schema(
+    {
+        "account_id": pl.String,
+        "bucket": UTC_US,
+        "requests": pl.UInt32,
+        **{c: pl.Int64 for c in TOKEN_SUMS},
+        **{c: pl.UInt32 for c in SIGNAL_COUNTS},
+        "gap_n": pl.UInt32,
+        "gap_sum": pl.Float64,
+        "gap_sumsq": pl.Float64,
+    }
+)
+TEMPLATE_SCHEMA = pl.Schema(
+    {"account_id": pl.String, "bucket": UTC_US, "template_fp": pl.UInt64, "requests": pl.UInt32}
+)
+ACCOUNT_SCHEMA = pl.Schema(
+    {
+        "account_id": pl.String,
+        "first_seen": UTC_US,
+        "last_seen": UTC_US,
+        "created_at": UTC_US,
+        "tier": pl.String,
+        "org_id": pl.String,
+    }
+)
+KEY_SCHEMA = pl.Schema(
+    {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
+)
+SEEN_SCHEMA = pl.Schema({"request_id": pl.String, "ts": UTC_US})
+MODEL_SCHEMA = pl.Schema({"model": pl.String, "first_seen": UTC_US})
+
+#: Linkage families: name -> expression giving the key (null = no key). Values are hashed or
+#: truncated so state never holds more than the signal needs.
+def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
+    """The key each event contributes per linkage family."""
+    c = pl.col
+    burst_us = int(signup_burst.total_seconds() * 1_000_000)
+    return {
+        "payment": c("payment_fingerprint"),
+        "reseller": c("reseller_id"),
+        "ip": pl.when(c("is_hosted_ip").fill_null(False)).then(c("client_ip")).otherwise(c("ip_prefix")),
+        "client": pl.when(c("tls_fingerprint").is_not_null())
+        .then(pl.concat_str([c("tls_fingerprint"), c("sdk").fill_null(c("user_agent")).fill_null("")],
+                            separator="|"))
+        .otherwise(None),
+        "sysprompt": c("system_prompt_hash"),
+        "template": c("template_fp").cast(pl.String),
+        "signup": (c("account_created_at").dt.epoch("us") // burst_us).cast(pl.String),
+    }
+
+
+@dataclass
+class WindowState:
+    """All mutable engine state (see module docstring)."""
+
+    buckets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_SCHEMA))
+    templates: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TEMPLATE_SCHEMA))
+    accounts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ACCOUNT_SCHEMA))
+    keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_SCHEMA))
+    seen: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SEEN_SCHEMA))
+    models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_SCHEMA))
+    stream_start: datetime | None = None
+    _appends: int = 0
+
+    # ---------------------------------------------------------------------------------------------
+    def drop_seen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """Remove events whose request id was already counted; remember the new ones."""
+        fresh = events.join(self.seen, on="request_id", how="anti")
+        dup = events.height - fresh.height
+        self.seen = pl.concat([self.seen, fresh.select("request_id", "ts")])
+        return fresh, dup
+
+    def mark_new_models(self, events: pl.DataFrame, warmup: timedelta, new_for: timedelta) -> pl.DataFrame:
+        """Add ``is_new_model``: the model was first seen after the warm-up and recently."""
+        if self.stream_start is None and events.height:
+            self.stream_start = events["ts"].min()  # type: ignore[assignment]
+        firsts = events.group_by("model").agg(pl.col("ts").min().alias("first_seen"))
+        self.models = (
+            pl.concat([self.models, firsts]).group_by("model").agg(pl.col("first_seen").min()).sort("model")
+        )
+        assert self.stream_start is not None or events.height == 0
+        start = self.stream_start
+        established_until = (start + warmup) if start is not None else None
+        return events.join(self.models, on="model", how="left").with_columns(
+            (
+                (pl.col("first_seen") > pl.lit(established_until, dtype=UTC_US))
+                & (pl.col("ts") - pl.col("first_seen") <= pl.lit(new_for))
+            ).fill_null(False).alias("is_new_model")
+        ).drop("first_seen")
+
+    def add(self, events: pl.DataFrame, bucket_every: timedelta, signup_burst: timedelta) -> None:
+        """Fold one tick of enriched, de-duplicated, time-sorted events into the tables."""
+        if events.height == 0:
+            return
+        every = f"{int(bucket_every.total_seconds())}s"
+        prev = self.accounts.select("account_id", pl.col("last_seen").alias("_prev"))
+        ev = (
+            events.join(prev, on="account_id", how="left")
+            .sort("account_id", "ts", maintain_order=True)
+            .with_columns(
+                pl.col("ts").dt.truncate(every).alias("bucket"),
+                (pl.col("ts") - pl.col("ts").shift(1).over("account_id").fill_null(pl.col("_prev")))
+                .dt.total_microseconds().truediv(1e6).alias("_gap"),
+            )
+            .with_columns(
+                pl.when(pl.col("_gap") <= MAX_GAP_S).then(pl.col("_gap")).otherwise(None).alias("_gap")
+            )
+        )
+        new_buckets = ev.group_by("account_id", "bucket").agg(
+            pl.len().cast(pl.UInt32).alias("requests"),
+            *[pl.col(c).fill_null(0).sum().alias(c) for c in TOKEN_SUMS],
+            *[pl.col(src).fill_null(False).sum().cast(pl.UInt32).alias(dst) for dst, src in SIGNAL_COUNTS.items()],
+            pl.col("_gap").count().cast(pl.UInt32).alias("gap_n"),
+            pl.col("_gap").sum().alias("gap_sum"),
+            (pl.col("_gap") ** 2).sum().alias("gap_sumsq"),
+        ).select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA)  # type: ignore[arg-type]
+        self.buckets = pl.concat([self.buckets, new_buckets])
+        new_tpl = (
+            ev.filter(pl.col("template_fp").is_not_null())
+            .group_by("account_id", "bucket", "template_fp")
+            .agg(pl.len().cast(pl.UInt32).alias("requests"))
+            .select(TEMPLATE_SCHEMA.keys())
+        )
+        self.templates = pl.concat([self.templates, new_tpl.cast(TEMPLATE_SCHEMA)])  # type: ignore[arg-type]
+
+        acc = ev.group_by("account_id").agg(
+            pl.col("ts").min().alias("first_seen"),
+            pl.col("ts").max().alias("last_seen"),
+            pl.col("account_created_at").drop_nulls().last().alias("created_at"),
+            pl.col("tier").drop_nulls().last().alias("tier"),
+            pl.col("org_id").drop_nulls().last().alias("org_id"),
+        )
+        self.accounts = (
+            pl.concat([self.accounts, acc.select(ACCOUNT_SCHEMA.keys())])
+            .group_by("account_id", maintain_order=True)
+            .agg(
+                pl.col("first_seen").min(),
+                pl.col("last_seen").max(),
+                pl.col("created_at").drop_nulls().last(),
+                pl.col("tier").drop_nulls().last(),
+                pl.col("org_id").drop_nulls().last(),
+            )
+            .sort("account_id")
+        )
+
+        key_exprs = link_key_exprs(signup_burst)
+        keyed = ev.select(
+            "account_id", "ts", *[e.alias(f"k_{fam}") for fam, e in key_exprs.items()]
+        ).unpivot(index=["account_id", "ts"], variable_name="family", value_name="key")
+        new_keys = (
+            keyed.filter(pl.col("key").is_not_null())
+            .with_columns(pl.col("family").str.strip_prefix("k_"))
+            .group_by("account_id", "family", "key")
+            .agg(pl.col("ts").max().alias("last_seen"), pl.len().cast(pl.UInt32).alias("uses"))
+        )
+        self.keys = (
+            pl.concat([self.keys, new_keys.select(KEY_SCHEMA.keys())])
+            .group_by("account_id", "family", "key")
+            .agg(pl.col("last_seen").max(), pl.col("uses").sum())
+            .sort("account_id", "family", "key")
+        )
+        self._appends += 1
+        if self._appends % 8 == 0:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge duplicate (account, bucket) rows appended by successive ticks and late events."""
+        sum_cols = [c for c in BUCKET_SCHEMA if c not in ("account_id", "bucket")]
+        self.buckets = (
+            self.buckets.group_by("account_id", "bucket").agg([pl.col(c).sum() for c in sum_cols])
+            .select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA).sort("account_id", "bucket")  # type: ignore[arg-type]
+        )
+        self.templates = (
+            self.templates.group_by("account_id", "bucket", "template_fp").agg(pl.col("requests").sum())
+            .select(TEMPLATE_SCHEMA.keys()).cast(TEMPLATE_SCHEMA)  # type: ignore[arg-type]
+            .sort("account_id", "bucket", "template_fp")
+        )
+
+    def evict(self, watermark: datetime, keep_buckets: timedelta, link: timedelta, idle: timedelta,
+              dedup: timedelta) -> None:
+        """Drop everything the windows can no longer see."""
+        self.buckets = self.buckets.filter(pl.col("bucket") >= watermark - keep_buckets)
+        self.templates = self.templates.filter(pl.col("bucket") >= watermark - keep_buckets)
+        self.keys = self.keys.filter(pl.col("last_seen") >= watermark - link)
+        self.accounts = self.accounts.filter(pl.col("last_seen") >= watermark - idle)
+        self.seen = self.seen.filter(pl.col("ts") >= watermark - dedup)
+
+    # ---------------------------------------------------------------------------------------------
+    def size_bytes(self) -> dict[str, int]:
+        """Estimated bytes per table (for the state-size metric and the memory-per-account report)."""
+        return {
+            name: int(getattr(self, name).estimated_size())
+            for name in ("buckets", "templates", "accounts", "keys", "seen", "models")
+        }
+
+    def save(self, directory: Path) -> None:
+        """Write every table as Parquet (a checkpoint)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("buckets", "templates", "accounts", "keys", "seen", "models"):
+            getattr(self, name).write_parquet(directory / f"{name}.parquet")
+
+    @classmethod
+    def load(cls, directory: Path) -> WindowState:
+        """Read a checkpoint written by ``save``."""
+        st = cls()
+        for name in ("buckets", "templates", "accounts", "keys", "seen", "models"):
+            path = directory / f"{name}.parquet"
+            if path.exists():
+                setattr(st, name, pl.read_parquet(path))
+        return st

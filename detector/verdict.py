@@ -1,0 +1,122 @@
+"""Verdicts and alert episodes: rule hits (and model scores) -> score, severity, campaign type, alerts.
+
+One alert per account or cluster episode. ``alert_id`` is a hash of (kind, subject, episode), so a
+replay or a restart re-emits the same id; a new ``revision`` is emitted when the alert escalates in
+severity or accuses more accounts. ``detected_event_ts`` is the event time of the last request of the
+tick in which the engine decided, never wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from detector.contracts import SEVERITY_RANK, Alert, Reason
+
+#: Default rule weight by severity when a rule gives no score.
+SEVERITY_SCORE = {"low": 0.3, "medium": 0.55, "high": 0.8, "critical": 0.95}
+
+
+@dataclass
+class Episode:
+    """What was last emitted for one subject."""
+
+    alert_id: str
+    revision: int
+    severity: str
+    accounts: frozenset[str]
+    first_event_ts: datetime
+    detected_event_ts: datetime
+
+
+def alert_id_for(kind: str, subject: str, episode: int = 1) -> str:
+    """Deterministic id of an alert episode."""
+    digest = hashlib.blake2b(f"{kind}|{subject}|{episode}".encode(), digest_size=10).hexdigest()
+    return f"al-{digest}"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+@dataclass
+class Verdict:
+    """One subject's combined decision for this tick."""
+
+    kind: str
+    subject: str
+    accounts: list[str]
+    severity: str
+    score: float
+    campaign_type: str | None
+    reasons: list[Reason]
+    evidence: dict[str, Any]
+    first_event_ts: datetime
+
+
+def combine(hits: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Per subject: max severity, noisy-or score, campaign type of the strongest hit, reasons."""
+    if hits.height == 0:
+        return pl.DataFrame()
+    h = hits.with_columns(
+        pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int64).alias("_rank"),
+        pl.col("score").fill_null(pl.col("severity").replace_strict(SEVERITY_SCORE, return_dtype=pl.Float64)),
+    ).sort([key, "_rank", "score", "rule_id"], descending=[False, True, True, False])
+    return h.group_by(key, maintain_order=True).agg(
+        pl.col("_rank").max().alias("_rank"),
+        (1 - (1 - pl.col("score")).product()).alias("score"),
+        pl.col("campaign_type").drop_nulls().first().alias("campaign_type"),
+        pl.struct("rule_id", "score", "detail").alias("reasons"),
+    )
+
+
+class AlertBook:
+    """Open alert episodes by (kind, subject); turns verdicts into new alerts or revisions."""
+
+    def __init__(self) -> None:
+        self.episodes: dict[tuple[str, str], Episode] = {}
+
+    def update(self, verdicts: list[Verdict], detected: datetime) -> list[Alert]:
+        """Alerts to emit for this tick: new episodes and escalations/growth of open ones."""
+        out: list[Alert] = []
+        for v in sorted(verdicts, key=lambda x: (x.kind, x.subject)):
+            key = (v.kind, v.subject)
+            accounts = frozenset(v.accounts)
+            ep = self.episodes.get(key)
+            if ep is None:
+                ep = Episode(alert_id_for(v.kind, v.subject), 1, v.severity, accounts, v.first_event_ts, detected)
+            elif SEVERITY_RANK[v.severity] > SEVERITY_RANK[ep.severity] or not accounts <= ep.accounts:
+                ep = Episode(
+                    ep.alert_id,
+                    ep.revision + 1,
+                    max(v.severity, ep.severity, key=SEVERITY_RANK.__getitem__),
+                    accounts | ep.accounts,
+                    min(ep.first_event_ts, v.first_event_ts),
+                    ep.detected_event_ts,
+                )
+            else:
+                continue
+            self.episodes[key] = ep
+            out.append(
+                Alert(
+                    alert_id=ep.alert_id,
+                    revision=ep.revision,
+                    kind=v.kind,  # type: ignore[arg-type]
+                    subject=v.subject,
+                    account_ids=sorted(ep.accounts),
+                    severity=ep.severity,  # type: ignore[arg-type]
+                    score=round(min(max(v.score, 0.0), 1.0), 4),
+                    campaign_type=v.campaign_type,
+                    first_event_ts=ep.first_event_ts,
+                    detected_event_ts=ep.detected_event_ts,
+                    reasons=v.reasons,
+                    evidence={k: _clean(x) for k, x in v.evidence.items() if x is not None},
+                )
+            )
+        return out

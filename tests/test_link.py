@@ -1,0 +1,88 @@
+"""Linkage: two families or a strong one link; common keys and single weak families do not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+
+from detector.link import build_clusters, cluster_id_for
+from detector.settings import LinkSettings
+from detector.state import ACCOUNT_SCHEMA, KEY_SCHEMA
+
+T0 = datetime(2026, 2, 10, tzinfo=UTC)
+
+
+def _keys(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(a, f, k, T0, 1) for a, f, k in rows], schema=KEY_SCHEMA, orient="row"
+    )
+
+
+def _accounts(names: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(a, T0.replace(minute=i % 60), T0, None, None, None) for i, a in enumerate(names)],
+        schema=ACCOUNT_SCHEMA, orient="row",
+    )
+
+
+def _background(n: int) -> list[tuple[str, str, str]]:
+    return [(f"bg{i}", "client", f"tls{i}") for i in range(n)]
+
+
+def test_one_shared_nat_address_links_nobody() -> None:
+    rows = [(f"stu{i}", "ip", "198.51.100.7") for i in range(30)] + _background(300)
+    acc = _accounts([r[0] for r in rows])
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
+    assert cl.members.height == 0
+
+
+def test_two_families_link_and_evidence_names_them() -> None:
+    rows = []
+    for i in range(8):
+        rows += [(f"h{i}", "client", "tlsX|sdk1"), (f"h{i}", "template", "123")]
+    rows += _background(300)
+    cl = build_clusters(_keys(rows), _accounts([r[0] for r in rows]), LinkSettings())
+    assert sorted(cl.members["account_id"].to_list()) == [f"h{i}" for i in range(8)]
+    ev = cl.evidence.row(0, named=True)
+    assert ev["link_families"] == 2 and ev["shares_client"] and ev["shares_template"]
+    assert not ev["shares_payment"]
+
+
+def test_payment_links_alone_and_chains_components() -> None:
+    rows = [("a", "payment", "pf1"), ("b", "payment", "pf1"), ("b", "payment", "pf2"), ("c", "payment", "pf2")]
+    rows += _background(10)
+    cl = build_clusters(_keys(rows), _accounts([r[0] for r in rows]), LinkSettings())
+    assert set(cl.members["account_id"]) == {"a", "b", "c"}
+    assert cl.members["cluster_id"].n_unique() == 1
+
+
+def test_common_key_is_ignored() -> None:
+    # 60% of 400 accounts share one SDK fingerprint and a popular template: that links nobody.
+    rows = [(f"u{i}", "client", "python-sdk") for i in range(240)]
+    rows += [(f"u{i}", "template", "popular") for i in range(240)]
+    rows += _background(160)
+    cl = build_clusters(_keys(rows), _accounts([r[0] for r in rows]), LinkSettings())
+    assert cl.members.height == 0
+
+
+def test_cluster_id_is_stable_and_follows_earliest_member() -> None:
+    rows = []
+    for i in range(5):
+        rows += [(f"h{i}", "client", "c"), (f"h{i}", "reseller", "r")]
+    acc = _accounts([f"h{i}" for i in range(5)])
+    first = build_clusters(_keys(rows), acc, LinkSettings())
+    again = build_clusters(_keys(list(reversed(rows))), acc, LinkSettings())
+    assert first.members.equals(again.members)
+    assert first.members["cluster_id"][0] == cluster_id_for("h0")
+
+
+def test_twenty_thousand_account_cluster() -> None:
+    n = 20_000
+    rows = []
+    for i in range(n):
+        rows += [(f"h{i}", "reseller", "rs1"), (f"h{i}", "payment", f"pf{i % 37}"), (f"h{i}", "ip", f"10.0.{i % 200}.0/24")]
+    acc = _accounts([f"h{i}" for i in range(n)])
+    cl = build_clusters(_keys(rows), acc, LinkSettings(common_share=1.0))
+    assert cl.members.height == n
+    assert cl.members["cluster_id"].n_unique() == 1
