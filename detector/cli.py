@@ -139,7 +139,7 @@ def rules_check(
     directory: Annotated[Path, typer.Argument(help="Rules folder.")] = DEFAULT_RULES,
 ) -> None:
     """Validate every rule file and run its inline tests; exit 1 on any error."""
-    from detector.engine import CATALOGUES
+    from detector.features import CATALOGUES
     from detector.rules import check_rules
 
     report = check_rules(directory, CATALOGUES)

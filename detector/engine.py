@@ -18,7 +18,7 @@ import polars as pl
 from detector.allowlist import AllowList
 from detector.contracts import Alert, Reason
 from detector.enrich import enrich
-from detector.features import ACCOUNT_FEATURES, CLUSTER_FEATURES, account_features, cluster_features
+from detector.features import CATALOGUES, account_features, cluster_features
 from detector.ipintel import IpIntel
 from detector.link import Clusters, build_clusters
 from detector.rules import RuleSet
@@ -26,7 +26,7 @@ from detector.settings import EngineSettings
 from detector.state import WindowState
 from detector.verdict import AlertBook, Verdict, combine
 
-CATALOGUES: dict[str, dict[str, pl.DataType]] = {"account": ACCOUNT_FEATURES, "cluster": CLUSTER_FEATURES}
+
 _RANK_NAME = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 
 #: Account features copied into an account alert's evidence.

@@ -159,3 +159,6 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "shares_template": pl.Boolean(),
     "shares_signup": pl.Boolean(),
 }
+
+#: Feature catalogues by rule target.
+CATALOGUES: dict[str, dict[str, pl.DataType]] = {"account": ACCOUNT_FEATURES, "cluster": CLUSTER_FEATURES}

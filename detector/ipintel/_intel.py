@@ -1,0 +1,460 @@
+"""``IpIntel`` (loaded IP-intelligence tables) and the batch enrichment ``add_ip_columns``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from ._parse import U32_MAX, U64_MAX, parse_ips
+from ._ranges import combine_flags, flatten_narrowest, union
+from ._readers import read_asn_list, read_asn_ranges, read_cidr_list
+
+Flag = Literal["datacenter", "vpn", "proxy", "tor"]
+SourceKind = Literal["asn_ranges", "cidr_list", "asn_list"]
+
+#: Bit of each flag in the internal bitmasks, and the output column it fills.
+FLAG_BITS: dict[str, int] = {"datacenter": 1, "vpn": 2, "proxy": 4, "tor": 8}
+FLAG_COLUMNS: dict[str, str] = {flag: f"is_{flag}" for flag in FLAG_BITS}
+
+#: The columns :func:`add_ip_columns` adds, with their dtypes (always all of them, intel or not).
+IP_COLUMNS: dict[str, pl.DataType] = {
+    "ip_version": pl.Int8(),
+    "ip_prefix": pl.String(),
+    "asn": pl.Int64(),
+    "as_org": pl.String(),
+    "is_datacenter": pl.Boolean(),
+    "is_vpn": pl.Boolean(),
+    "is_proxy": pl.Boolean(),
+    "is_tor": pl.Boolean(),
+    "ip_provider": pl.String(),
+}
+
+_SOURCE_PRIO_STRIDE = 1 << 32  # prio = source index * stride + line number
+
+
+class IpIntelError(ValueError):
+    """An IP-intel source is missing or malformed.
+
+    ``issues`` lists every problem found (``path:line: what is wrong``), up to a cap per file; the
+    exception text carries them all, one per line.
+    """
+
+    def __init__(self, message: str, issues: Sequence[str] = ()) -> None:
+        self.issues: list[str] = list(issues)
+        text = message if not self.issues else message + "\n  " + "\n  ".join(self.issues)
+        super().__init__(text)
+
+
+class IpSource(BaseModel):
+    """One IP-intel file.
+
+    * ``asn_ranges``: ``start,end,asn,org`` CSV (ip-location-db), IPv4 and/or IPv6 rows.
+    * ``cidr_list``: one CIDR per line, ``#`` comments; every address in it gets ``flag``, and ``label``
+      (a provider name such as ``amazon``) if given. ``flag`` is required.
+    * ``asn_list``: ``AS<number> # name`` per line (x4bnet); every address whose ASN (from the
+      ``asn_ranges`` sources) is listed gets ``flag`` (default ``datacenter``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path
+    kind: SourceKind
+    flag: Flag | None = None
+    label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_flag(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("kind") == "asn_list" and data.get("flag") is None:
+            return {**data, "flag": "datacenter"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Self:
+        if self.kind == "cidr_list" and self.flag is None:
+            raise ValueError("a cidr_list source needs a flag (datacenter, vpn, proxy or tor)")
+        if self.kind == "asn_ranges" and (self.flag is not None or self.label is not None):
+            raise ValueError("an asn_ranges source takes neither flag nor label")
+        if self.kind == "asn_list" and self.label is not None:
+            raise ValueError("an asn_list source takes no label")
+        return self
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """What was loaded from one source: ``v4`` / ``v6`` ranges (for ``asn_list``: ``v4`` is the number
+    of ASNs and ``v6`` is 0), lines read, and seconds spent."""
+
+    source: IpSource
+    v4: int
+    v6: int
+    lines: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _FamilyTables:
+    """The disjoint, start-sorted lookup table of one IP family (keys UInt32 or UInt64).
+
+    ``table`` columns: ``_s``/``_e`` (inclusive range), ``asn``, ``as_org``, ``_f`` (UInt8 flag bits from
+    cidr_list and asn_list sources), ``ip_provider``. ASN segments and flag/provider segments are cut into
+    one table at load time so that a lookup is a single ``join_asof``.
+    """
+
+    table: pl.DataFrame
+    n_asn: int
+    n_net: int
+    asn_overlaps: int
+    label_overlaps: int
+
+    def annotate(self, keyed: pl.DataFrame, key: str) -> pl.DataFrame:
+        """Add ``asn``, ``as_org``, ``_flags`` and ``ip_provider`` to rows sorted by ``key``."""
+        out = keyed.join_asof(self.table, left_on=key, right_on="_s")
+        hit = (pl.col(key) <= pl.col("_e")).fill_null(False)
+        return out.with_columns(
+            asn=pl.when(hit).then(pl.col("asn")).otherwise(None),
+            as_org=pl.when(hit).then(pl.col("as_org")).otherwise(None),
+            _flags=pl.when(hit).then(pl.col("_f")).otherwise(pl.lit(0, pl.UInt8)),
+            ip_provider=pl.when(hit).then(pl.col("ip_provider")).otherwise(None),
+        ).drop("_s", "_e", "_f")
+
+
+def _concat(frames: list[pl.DataFrame], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else pl.DataFrame(schema=dict(schema))
+
+
+def _merge_tables(asn: pl.DataFrame, net: pl.DataFrame, key_dtype: pl.DataType, key_max: int) -> pl.DataFrame:
+    """Cut the disjoint ASN table and the disjoint flag/provider table into one disjoint table."""
+    edges: list[pl.Series] = []
+    for t in (asn, net):
+        edges.append(t["start"])
+        edges.append(t.filter(pl.col("end") < key_max)["end"] + 1)
+    seg = (
+        pl.concat(edges)
+        .cast(key_dtype)
+        .unique()
+        .sort()
+        .alias("_s")
+        .to_frame()
+        .with_columns(_e=(pl.col("_s").shift(-1) - 1).fill_null(pl.lit(key_max, key_dtype)))
+    )
+    seg = seg.join_asof(
+        asn.rename({"start": "_as", "end": "_ae"}), left_on="_s", right_on="_as"
+    ).join_asof(net.rename({"start": "_ns", "end": "_ne"}), left_on="_s", right_on="_ns")
+    hit_a = (pl.col("_s") <= pl.col("_ae")).fill_null(False)
+    hit_n = (pl.col("_s") <= pl.col("_ne")).fill_null(False)
+    return seg.filter(hit_a | hit_n).select(
+        "_s",
+        "_e",
+        asn=pl.when(hit_a).then(pl.col("asn")).otherwise(None),
+        as_org=pl.when(hit_a).then(pl.col("as_org")).otherwise(None),
+        _f=pl.when(hit_a).then(pl.col("_af")).otherwise(pl.lit(0, pl.UInt8))
+        | pl.when(hit_n).then(pl.col("net_flags")).otherwise(pl.lit(0, pl.UInt8)),
+        ip_provider=pl.when(hit_n).then(pl.col("ip_provider")).otherwise(None),
+    )
+
+
+def _build_family(
+    key_dtype: pl.DataType,
+    key_max: int,
+    asn_ranges: list[pl.DataFrame],
+    asn_flags: pl.DataFrame,
+    cidr: list[tuple[int, str | None, pl.DataFrame]],
+) -> _FamilyTables:
+    """Resolve overlaps and build the lookup table of one family."""
+    rng = {"start": key_dtype, "end": key_dtype}
+    asn_all = _concat(asn_ranges, {**rng, "asn": pl.Int64(), "as_org": pl.String(), "prio": pl.Int64()})
+    asn_tab, asn_overlaps = flatten_narrowest(asn_all)
+    asn_tab = asn_tab.join(asn_flags, on="asn", how="left", maintain_order="left").with_columns(
+        pl.col("_af").fill_null(0).cast(pl.UInt8)
+    )
+
+    unions: dict[int, pl.DataFrame] = {}
+    for bit in sorted({b for b, _, _ in cidr}):
+        unions[bit] = union(pl.concat([f for b, _, f in cidr if b == bit]))
+    labelled = [f.with_columns(ip_provider=pl.lit(lab, pl.String)) for _, lab, f in cidr if lab is not None]
+    labels, label_overlaps = flatten_narrowest(
+        _concat(labelled, {**rng, "prio": pl.Int64(), "ip_provider": pl.String()})
+    )
+    net = combine_flags(unions, labels, key_dtype, key_max)
+    table = _merge_tables(asn_tab, net, key_dtype, key_max).sort("_s")
+    return _FamilyTables(table, asn_tab.height, net.height, asn_overlaps, label_overlaps)
+
+
+class IpIntel:
+    """Loaded IP-intelligence tables: ASN/organisation ranges and datacenter/VPN/proxy/Tor flags.
+
+    Build it with :meth:`load` (explicit sources) or :meth:`from_dir` (the layouts of the public lists);
+    pass it to :func:`add_ip_columns`. Instances are immutable and safe to share between threads.
+
+    Lookup semantics:
+
+    * IPv4 tables are keyed on the full address; IPv6 tables on the upper 64 bits, so IPv6 intel has /64
+      resolution (a range smaller than a /64 covers its whole /64).
+    * Overlapping ASN ranges: each address gets the narrowest covering range (in key space); on equal
+      width the later source, then the later line, wins. The real ip-location-db files have a few such
+      overlaps (one partial IPv4 overlap; some IPv6 ranges that share a /64).
+    * Flags are the union over sources: an address is ``is_datacenter`` when any ``datacenter`` source
+      lists it, by CIDR or by ASN. Provider labels resolve like ASN ranges (narrowest, then later).
+    * A flag with no source loaded is unknown (null) rather than false.
+    """
+
+    def __init__(
+        self,
+        *,
+        v4: _FamilyTables,
+        v6: _FamilyTables,
+        flags: frozenset[str],
+        summaries: tuple[SourceSummary, ...],
+        load_seconds: float,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self._v4 = v4
+        self._v6 = v6
+        self._flags = flags
+        self._summaries = summaries
+        self._load_seconds = load_seconds
+        self._notes = notes
+
+    @property
+    def flags(self) -> frozenset[str]:
+        """Flags some loaded source can set (the others come out null)."""
+        return self._flags
+
+    @property
+    def summaries(self) -> tuple[SourceSummary, ...]:
+        """Per-source load summary, in source order."""
+        return self._summaries
+
+    @property
+    def load_seconds(self) -> float:
+        """Wall time :meth:`load` took."""
+        return self._load_seconds
+
+    @classmethod
+    def load(cls, sources: Iterable[IpSource | Mapping[str, Any]]) -> IpIntel:
+        """Read and index ``sources`` (later sources win ties, see the class docstring).
+
+        Every file is read and checked before anything is raised; :class:`IpIntelError` then lists the
+        problems of all files (``path:line: message``, at most 20 per file).
+        """
+        t0 = time.perf_counter()
+        srcs = [s if isinstance(s, IpSource) else IpSource.model_validate(s) for s in sources]
+        issues: list[str] = []
+        bad_files = 0
+        asn4: list[pl.DataFrame] = []
+        asn6: list[pl.DataFrame] = []
+        cidr4: list[tuple[int, str | None, pl.DataFrame]] = []
+        cidr6: list[tuple[int, str | None, pl.DataFrame]] = []
+        asn_lists: list[pl.DataFrame] = []
+        flags: set[str] = set()
+        summaries: list[SourceSummary] = []
+        for index, src in enumerate(srcs):
+            ts = time.perf_counter()
+            prio_base = index * _SOURCE_PRIO_STRIDE
+            if src.kind == "asn_list":
+                frame, file_issues, _n, n_lines = read_asn_list(src.path)
+                assert src.flag is not None
+                asn_lists.append(frame.select("asn", _bit=pl.lit(FLAG_BITS[src.flag], pl.UInt8)))
+                flags.add(src.flag)
+                n4, n6 = frame.height, 0
+            else:
+                res = (read_asn_ranges if src.kind == "asn_ranges" else read_cidr_list)(src.path, prio_base)
+                file_issues, n_lines, n4, n6 = res.issues, res.n_lines, res.v4.height, res.v6.height
+                if src.kind == "asn_ranges":
+                    asn4.append(res.v4)
+                    asn6.append(res.v6)
+                else:
+                    assert src.flag is not None
+                    bit = FLAG_BITS[src.flag]
+                    cidr4.append((bit, src.label, res.v4))
+                    cidr6.append((bit, src.label, res.v6))
+                    flags.add(src.flag)
+            if file_issues:
+                bad_files += 1
+                issues.extend(file_issues)
+            summaries.append(SourceSummary(src, n4, n6, n_lines, time.perf_counter() - ts))
+        if issues:
+            raise IpIntelError(f"malformed IP-intel source(s): problems in {bad_files} file(s)", issues)
+
+        notes: list[str] = []
+        if asn_lists and not (asn4 or asn6):
+            notes.append("asn_list sources have no effect: no asn_ranges source is loaded")
+        asn_flags = (
+            pl.concat(asn_lists).group_by("asn").agg(_af=pl.col("_bit").unique().sum().cast(pl.UInt8))
+            if asn_lists
+            else pl.DataFrame(schema={"asn": pl.Int64, "_af": pl.UInt8})
+        )
+        v4 = _build_family(pl.UInt32(), U32_MAX, asn4, asn_flags, cidr4)
+        v6 = _build_family(pl.UInt64(), U64_MAX, asn6, asn_flags, cidr6)
+        return cls(
+            v4=v4,
+            v6=v6,
+            flags=frozenset(flags),
+            summaries=tuple(summaries),
+            load_seconds=time.perf_counter() - t0,
+            notes=tuple(notes),
+        )
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> IpIntel:
+        """Load every source :func:`discover_sources` finds under ``path``."""
+        return cls.load(discover_sources(path))
+
+    def describe(self) -> str:
+        """Multi-line summary for logs: ranges per source and the sizes of the built tables."""
+        flags = ", ".join(f for f in FLAG_BITS if f in self._flags) or "none"
+        lines = [f"IP intel: {len(self._summaries)} source(s) loaded in {self._load_seconds:.2f} s; flags: {flags}"]
+        for s in self._summaries:
+            src = s.source
+            what = f"{s.v4:,} ASNs" if src.kind == "asn_list" else f"{s.v4:,} IPv4 + {s.v6:,} IPv6 ranges"
+            tag = "".join(
+                [f" flag={src.flag}" if src.flag else "", f" label={src.label}" if src.label else ""]
+            )
+            lines.append(f"  {src.kind:<10} {src.path}{tag}: {what} ({s.seconds:.2f} s)")
+        for name, fam in (("IPv4", self._v4), ("IPv6 /64", self._v6)):
+            lines.append(
+                f"  {name}: {fam.n_asn:,} ASN segments ({fam.asn_overlaps:,} overlapping ranges resolved), "
+                f"{fam.n_net:,} flag/provider segments ({fam.label_overlaps:,} overlapping labelled ranges "
+                f"resolved), {fam.table.height:,} lookup segments"
+            )
+        lines.extend(f"  note: {n}" for n in self._notes)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"IpIntel(sources={len(self._summaries)}, v4_segments={self._v4.table.height}, "
+            f"v6_segments={self._v6.table.height}, flags={sorted(self._flags)})"
+        )
+
+    def _enrich(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        """Annotate :func:`parse_ips` output (plus ``_ip``) with ``asn``/``as_org``/``_flags``/``ip_provider``."""
+        n4 = parsed.height - parsed["_v4"].null_count()
+        n6 = parsed.height - parsed["_v6"].null_count()
+        parts: list[pl.DataFrame] = []
+        if n4:
+            keyed = parsed if n4 == parsed.height else parsed.filter(pl.col("_v4").is_not_null())
+            parts.append(self._v4.annotate(keyed.sort("_v4"), "_v4"))
+        if n6:
+            keyed = parsed if n6 == parsed.height else parsed.filter(pl.col("_v6").is_not_null())
+            parts.append(self._v6.annotate(keyed.sort("_v6"), "_v6"))
+        if n4 + n6 < parsed.height:
+            rest = parsed.filter(pl.col("_v4").is_null() & pl.col("_v6").is_null())
+            parts.append(
+                rest.with_columns(
+                    asn=pl.lit(None, pl.Int64),
+                    as_org=pl.lit(None, pl.String),
+                    _flags=pl.lit(None, pl.UInt8),
+                    ip_provider=pl.lit(None, pl.String),
+                )
+            )
+        if not parts:
+            return parsed.with_columns(_flags=pl.lit(None, pl.UInt8)).clear()  # pragma: no cover - empty input
+        return pl.concat([p.select(parts[0].columns) for p in parts])
+
+
+_FLAG_DIRS = frozenset(FLAG_BITS)
+#: lord-alfred/ipranges provider folders that are not plain datacenter space.
+_PROVIDER_FLAGS: dict[str, Flag] = {"protonvpn": "vpn", "apple-proxy": "proxy", "tor": "tor"}
+_SKIP_DIRS = frozenset({"all"})  # the union of the other providers, with no label
+_CIDR_NAMES = ("ipv4_merged.txt", "ipv6_merged.txt", "ipv4.txt", "ipv6.txt")
+
+
+def discover_sources(path: str | Path) -> list[IpSource]:
+    """Find IP-intel files under ``path`` in the known public layouts (best effort), sorted by path.
+
+    * ip-location-db: ``asn-ipv4.csv`` / ``asn-ipv6.csv`` (any ``asn*.csv`` except the ``-num`` variants)
+      -> ``asn_ranges``.
+    * x4bnet/lists_vpn: ``<flag>/ipv4.txt``, ``<flag>/ipv6.txt`` (``output/datacenter``,
+      ``output/vpn``) -> ``cidr_list`` with that flag; ``<flag>/ASN.txt`` (``input/...``) -> ``asn_list``.
+    * lord-alfred/ipranges: ``<provider>/ipv4_merged.txt`` / ``ipv6_merged.txt`` (or the unmerged
+      ``ipv4.txt`` / ``ipv6.txt`` when no merged file is there) -> ``cidr_list`` labelled with the
+      provider; the flag is ``datacenter`` except ``protonvpn`` (vpn) and ``apple-proxy`` (proxy). The
+      ``all`` folder (the union of the others) is skipped.
+
+    Raises :class:`IpIntelError` when ``path`` is not a directory or holds none of these.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise IpIntelError(f"{root}: not a directory")
+    found: list[IpSource] = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if not p.is_file() or any(part.startswith(".") for part in rel):
+            continue
+        name, parent = p.name.lower(), p.parent.name.lower()
+        if name.startswith("asn") and name.endswith(".csv") and "num" not in name:
+            found.append(IpSource(path=p, kind="asn_ranges"))
+        elif name == "asn.txt" and parent in _FLAG_DIRS:
+            found.append(IpSource(path=p, kind="asn_list", flag=parent))
+        elif name in _CIDR_NAMES:
+            if "_merged" not in name and (p.parent / name.replace(".txt", "_merged.txt")).exists():
+                continue
+            if parent in _FLAG_DIRS:
+                found.append(IpSource(path=p, kind="cidr_list", flag=parent))
+            elif parent in _SKIP_DIRS or p.parent == root or (p.parent / "output").is_dir():
+                continue  # an aggregate list, or x4bnet's legacy top-level copy of output/datacenter
+            else:
+                flag = _PROVIDER_FLAGS.get(parent, "datacenter")
+                found.append(IpSource(path=p, kind="cidr_list", flag=flag, label=p.parent.name))
+    if not found:
+        raise IpIntelError(
+            f"{root}: no IP-intel files found (expected asn-ipv4.csv / asn-ipv6.csv, "
+            "<flag>/ipv4.txt and <flag>/ASN.txt, or <provider>/ipv4_merged.txt)"
+        )
+    return found
+
+
+def _null_intel_columns() -> list[pl.Expr]:
+    return [pl.lit(None, IP_COLUMNS[c]).alias(c) for c in IP_COLUMNS if c not in ("ip_version", "ip_prefix")]
+
+
+def _parse_struct(s: pl.Series) -> pl.Series:
+    return parse_ips(s).select("ip_version", "ip_prefix").to_struct(s.name)
+
+
+def ip_prefix_exprs(column: str = "client_ip") -> list[pl.Expr]:
+    """Expressions that add ``ip_version`` (Int8) and ``ip_prefix`` (String) computed from ``column``.
+
+    ``ip_prefix`` is the /24 of an IPv4 address (``"a.b.c.0/24"``, IPv4-mapped IPv6 included) and the /48
+    of an IPv6 address (canonical lowercase, ``"2001:db8:1::/48"``); both are null for text that is not
+    an address. The list holds one expression with two output columns (the parser runs once); use it in
+    ``select`` / ``with_columns``. :func:`add_ip_columns` is faster on batches with repeated addresses.
+    """
+    struct = pl.Struct({"ip_version": pl.Int8, "ip_prefix": pl.String})
+    return [pl.col(column).map_batches(_parse_struct, return_dtype=struct, is_elementwise=True).struct.unnest()]
+
+
+def add_ip_columns(df: pl.DataFrame, intel: IpIntel | None, *, column: str = "client_ip") -> pl.DataFrame:
+    """Add :data:`IP_COLUMNS` to ``df`` from its IP text column (existing ones are replaced).
+
+    ``ip_version`` / ``ip_prefix`` are always computed; ``asn``, ``as_org``, the ``is_*`` flags and
+    ``ip_provider`` come from ``intel`` and are null when it is ``None`` (or for rows whose IP is null or
+    not an address). With intel, a flag is ``False`` for a valid address no source lists, and null when no
+    loaded source can set that flag at all. Work is done once per distinct address and joined back, rows
+    keep their order.
+    """
+    base = df.drop([c for c in IP_COLUMNS if c in df.columns])
+    uniq = base.get_column(column).cast(pl.String).unique()
+    parsed = parse_ips(uniq).with_columns(_ip=uniq)
+    if intel is None:
+        enriched = parsed.select("_ip", "ip_version", "ip_prefix", *_null_intel_columns())
+    else:
+        annotated = intel._enrich(parsed)
+        valid = pl.col("ip_version").is_not_null()
+        flag_cols = [
+            (
+                pl.when(valid).then((pl.col("_flags") & pl.lit(bit, pl.UInt8)) != 0).otherwise(None)
+                if flag in intel.flags
+                else pl.lit(None, pl.Boolean)
+            ).alias(FLAG_COLUMNS[flag])
+            for flag, bit in FLAG_BITS.items()
+        ]
+        enriched = annotated.select("_ip", "ip_version", "ip_prefix", "asn", "as_org", *flag_cols, "ip_provider")
+    return base.join(enriched, left_on=column, right_on="_ip", how="left", maintain_order="left")

@@ -1,0 +1,42 @@
+"""Declarative YAML rules over account and cluster feature frames.
+
+A rule file names a condition in a small, safe expression language (see ``detector.rules.expr``),
+compiled once at load to a polars expression and type-checked against the target's feature
+catalogue. ``load_rules`` fails with every error of every file; ``RuleSet.evaluate`` runs all rules of
+a target in one vectorised pass; ``check_rules`` gates CI; ``RuleWatcher`` reloads on change.
+"""
+
+from detector.rules.compiler import Catalogue, CompiledCondition, ConditionError, compile_condition
+from detector.rules.errors import ExpressionError, RuleError, RuleLoadError
+from detector.rules.expr import FUNCTIONS, parse_condition
+from detector.rules.loader import Catalogues, CheckReport, TestResult, check_rules, load_rules, rule_files
+from detector.rules.ruleset import CompiledRule, InlineTest, RuleSet
+from detector.rules.source import RuleYamlLoader
+from detector.rules.spec import DEFAULT_SCORES, InlineTestSpec, RuleSpec
+from detector.rules.watch import RuleWatcher
+
+__all__ = [
+    "DEFAULT_SCORES",
+    "FUNCTIONS",
+    "Catalogue",
+    "Catalogues",
+    "CheckReport",
+    "CompiledCondition",
+    "CompiledRule",
+    "ConditionError",
+    "ExpressionError",
+    "InlineTest",
+    "InlineTestSpec",
+    "RuleError",
+    "RuleLoadError",
+    "RuleSet",
+    "RuleSpec",
+    "RuleWatcher",
+    "RuleYamlLoader",
+    "TestResult",
+    "check_rules",
+    "compile_condition",
+    "load_rules",
+    "parse_condition",
+    "rule_files",
+]

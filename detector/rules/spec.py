@@ -1,0 +1,55 @@
+"""The raw rule spec: exactly what a rule file may say, checked key by key before anything compiles."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Severity = Literal["low", "medium", "high", "critical"]
+Target = Literal["account", "cluster"]
+Mode = Literal["enforce", "shadow"]
+Expect = Literal["fire", "no_fire"]
+
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+
+#: Score used when a rule gives none: its severity's place on a 0..1 scale (critical outranks high, ...).
+DEFAULT_SCORES: dict[Severity, float] = {"low": 0.25, "medium": 0.5, "high": 0.75, "critical": 1.0}
+
+
+class InlineTestSpec(BaseModel):
+    """One inline test: feature values (features not named are null) and whether the rule must fire."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(min_length=1)
+    features: dict[str, Any] = Field(default_factory=dict)
+    expect: Expect
+
+
+class RuleSpec(BaseModel):
+    """One rule file, as written. ``id`` must equal the file name's stem."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    severity: Severity
+    target: Target
+    condition: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    mode: Mode = "enforce"
+    campaign_type: str | None = Field(default=None, min_length=1)
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    tests: list[InlineTestSpec] = Field(default_factory=list)
+    detail: list[str] = Field(default_factory=list)
+
+    @property
+    def effective_score(self) -> float:
+        """``score`` if given, else the severity's default."""
+        return self.score if self.score is not None else DEFAULT_SCORES[self.severity]
+
+
+RULE_KEYS: tuple[str, ...] = tuple(RuleSpec.model_fields)
+TEST_KEYS: tuple[str, ...] = tuple(InlineTestSpec.model_fields)

@@ -1,0 +1,156 @@
+"""Every knob of the traffic simulator, with defaults scaled from the public disclosures to a laptop.
+
+Rates are per account per day; ``scale`` (an argument of ``simulate``) multiplies account counts and
+cluster sizes, never rates. Offsets and launch time are fractions of the simulated run, so a short
+run keeps the same shape as a long one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PersonaParams(_Frozen):
+    """An honest persona: how many accounts and how much traffic each sends."""
+
+    accounts: int = Field(ge=0)
+    requests_per_day: float = Field(gt=0)
+    #: Lognormal sigma of the per-account rate around ``requests_per_day``.
+    rate_sigma: float = Field(default=0.6, ge=0)
+    #: Share of this persona's traffic on the newly launched model once adoption is complete.
+    new_model_adoption: float = Field(default=0.1, ge=0, le=1)
+    #: Hours after launch for adoption to complete.
+    adoption_hours: float = Field(default=48.0, gt=0)
+    #: Share of requests answered 429.
+    throttle_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class EvalHarnessParams(PersonaParams):
+    """Benchmark runs: bursts of step-by-step math at temperature 0."""
+
+    burst_size: int = Field(default=150, ge=1)
+    #: Extra bursts per account on the new model's launch day, all on the new model.
+    launch_day_bursts: int = Field(default=2, ge=0)
+
+
+class SharedAccountsParams(PersonaParams):
+    """Personas whose accounts share one thing on purpose (NAT IP, company card, reseller)."""
+
+    #: Share of accounts created in one sign-up burst (a class session, an admin provisioning a team).
+    signup_burst_share: float = Field(default=0.4, ge=0, le=1)
+    signup_burst_minutes: float = Field(default=60.0, gt=0)
+
+
+class FamilyParams(_Frozen):
+    """One campaign family: how each of its campaigns is sized, provisioned and paced."""
+
+    campaigns: int = Field(default=1, ge=0)
+    #: Accounts active at once (churned accounts are replaced, so more appear over the run).
+    cluster_size: int = Field(ge=1)
+    requests_per_account_day: float = Field(gt=0)
+    #: Share of ordinary-looking requests mixed into the extraction traffic.
+    blend_ratio: float = Field(default=0.1, ge=0, le=1)
+    #: Payment fingerprints shared by the cluster; ``None``: a unique card per account.
+    cards_per_cluster: int | None = Field(default=4, ge=1)
+    #: Shared proxy/datacenter IPs; 0: each account uses its own residential IPs.
+    ip_pool_size: int = Field(default=60, ge=0)
+    #: Initial accounts are created in bursts this many minutes wide.
+    signup_spread_minutes: float = Field(default=30.0, gt=0)
+    #: Number of sign-up bursts the initial accounts are created in.
+    signup_bursts: int = Field(default=3, ge=1)
+    #: Campaign starts, as fractions of the run, cycled over the family's campaigns.
+    start_offsets: list[float] = Field(default_factory=lambda: [0.1])
+    #: Share of members banned during the run and replaced by freshly created accounts.
+    churn_fraction: float = Field(default=0.15, ge=0, le=1)
+    #: Waves of synchronised requests every this many seconds (0: independent Poisson per account).
+    wave_interval_s: float = Field(default=0.0, ge=0)
+    #: Share of this family's traffic moved to the new model ``pivot_ramp_hours`` after launch.
+    pivot_share: float = Field(default=0.0, ge=0, le=1)
+    pivot_ramp_hours: float = Field(default=18.0, gt=0)
+
+
+def _default_start() -> datetime:
+    return datetime(2026, 3, 2, tzinfo=UTC)
+
+
+class SimParams(_Frozen):
+    """All simulator settings. ``SimParams()`` is the default run."""
+
+    start: datetime = Field(default_factory=_default_start)
+    models: list[str] = Field(
+        default_factory=lambda: ["frontier-small-2025-10", "frontier-medium-2025-11", "frontier-large-2026-01"]
+    )
+    new_model_id: str = "frontier-large-2026-03"
+    #: When the new model launches, as a fraction of the run.
+    launch_fraction: float = Field(default=0.5, ge=0, le=1)
+    #: Share of accounts whose gateway ships only ``prompt.simhash``, no text.
+    text_free_fraction: float = Field(default=0.10, ge=0, le=1)
+    #: Share of accounts (and proxy-pool addresses) on IPv6.
+    ipv6_fraction: float = Field(default=0.05, ge=0, le=1)
+    server_error_rate: float = Field(default=0.003, ge=0, le=1)
+
+    casual: PersonaParams = PersonaParams(accounts=1200, requests_per_day=12.0, new_model_adoption=0.15)
+    app_backend: PersonaParams = PersonaParams(
+        accounts=25, requests_per_day=500.0, rate_sigma=0.5, new_model_adoption=0.0, throttle_rate=0.02
+    )
+    eval_harness: EvalHarnessParams = EvalHarnessParams(
+        accounts=10, requests_per_day=240.0, rate_sigma=0.3, new_model_adoption=0.0
+    )
+    bulk_synthetic: PersonaParams = PersonaParams(
+        accounts=8, requests_per_day=900.0, rate_sigma=0.4, new_model_adoption=0.05, throttle_rate=0.03
+    )
+    university_nat: SharedAccountsParams = SharedAccountsParams(accounts=150, requests_per_day=10.0)
+    company_card: SharedAccountsParams = SharedAccountsParams(
+        accounts=40, requests_per_day=25.0, signup_burst_minutes=20.0
+    )
+    legit_reseller: SharedAccountsParams = SharedAccountsParams(
+        accounts=120, requests_per_day=15.0, signup_burst_share=0.0
+    )
+    agentic_coder: PersonaParams = PersonaParams(
+        accounts=80, requests_per_day=120.0, rate_sigma=0.7, new_model_adoption=0.3, adoption_hours=36.0
+    )
+
+    cot_hydra: FamilyParams = FamilyParams(
+        campaigns=2, cluster_size=250, requests_per_account_day=26.0, blend_ratio=0.15, cards_per_cluster=6,
+        ip_pool_size=80, signup_spread_minutes=40.0, signup_bursts=4, start_offsets=[0.05, 0.4],
+        churn_fraction=0.2, wave_interval_s=300.0, pivot_share=0.2, pivot_ramp_hours=24.0,
+    )
+    agentic_pivot: FamilyParams = FamilyParams(
+        cluster_size=200, requests_per_account_day=60.0, blend_ratio=0.05, cards_per_cluster=5,
+        ip_pool_size=40, signup_spread_minutes=60.0, start_offsets=[0.1], pivot_share=0.5,
+        pivot_ramp_hours=18.0,
+    )
+    multilingual_coercion: FamilyParams = FamilyParams(
+        cluster_size=150, requests_per_account_day=30.0, blend_ratio=0.1, cards_per_cluster=8,
+        ip_pool_size=60, signup_spread_minutes=90.0, start_offsets=[0.25],
+    )
+    low_and_slow: FamilyParams = FamilyParams(
+        cluster_size=60, requests_per_account_day=8.0, blend_ratio=0.6, cards_per_cluster=None,
+        ip_pool_size=0, signup_spread_minutes=25.0, signup_bursts=1, start_offsets=[0.15], churn_fraction=0.05,
+    )
+    logprob_harvest: FamilyParams = FamilyParams(
+        cluster_size=40, requests_per_account_day=50.0, blend_ratio=0.05, cards_per_cluster=2,
+        ip_pool_size=12, signup_spread_minutes=15.0, signup_bursts=2, start_offsets=[0.35], wave_interval_s=60.0,
+    )
+
+
+#: Family -> the alert contract's ``campaign_type``.
+CAMPAIGN_TYPES: dict[str, str] = {
+    "cot_hydra": "chain_of_thought",
+    "agentic_pivot": "agentic_coding",
+    "multilingual_coercion": "reasoning_trace",
+    "low_and_slow": "chain_of_thought",
+    "logprob_harvest": "logprob_harvest",
+}
+
+PERSONAS: tuple[str, ...] = (
+    "casual", "app_backend", "eval_harness", "bulk_synthetic", "university_nat", "company_card",
+    "legit_reseller", "agentic_coder",
+)
+FAMILIES: tuple[str, ...] = tuple(CAMPAIGN_TYPES)
