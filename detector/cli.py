@@ -35,7 +35,8 @@ def _settings(rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | N
 def build_engine(rules_dir: Path | None = None, ip_intel: Path | None = None, allowlist: Path | None = None):  # type: ignore[no-untyped-def]
     """An engine from settings (env ``DETECTOR_*``) with command-line overrides."""
     from detector.allowlist import AllowList
-    from detector.engine import CATALOGUES, Engine
+    from detector.engine import Engine
+    from detector.features import CATALOGUES
     from detector.ipintel import IpIntel
     from detector.rules import load_rules
 

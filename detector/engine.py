@@ -80,6 +80,7 @@ class Engine:
         self._max_ts: datetime | None = None
         self._tick_end: datetime | None = None
         self.clusters: Clusters | None = None
+        self._touched_since_clusters: list[pl.Series] = []
 
     # ------------------------------------------------------------------------------------------
     def enrich(self, events: pl.DataFrame) -> pl.DataFrame:
@@ -143,7 +144,12 @@ class Engine:
         touched = due["account_id"].unique().sort()
 
         verdicts = self._account_verdicts(touched, now)
-        verdicts += self._cluster_verdicts(touched, now)
+        if _is_multiple(now, w.cluster_every):
+            self._touched_since_clusters.append(touched)
+            verdicts += self._cluster_verdicts(pl.concat(self._touched_since_clusters).unique().sort(), now)
+            self._touched_since_clusters = []
+        else:
+            self._touched_since_clusters.append(touched)
         alerts = self.book.update(verdicts, detected)
         for a in alerts:
             self.stats.alerts[a.severity] += 1
@@ -252,6 +258,10 @@ class Engine:
 
 def _reasons(structs: list[dict[str, Any]]) -> list[Reason]:
     return [Reason(source="rule", name=s["rule_id"], score=s["score"], detail=s["detail"]) for s in structs]
+
+
+def _is_multiple(ts: datetime, step: timedelta) -> bool:
+    return _floor(ts, step) == ts
 
 
 def _floor(ts: datetime, step: timedelta) -> datetime:

@@ -8,9 +8,17 @@ well-known top-level and ``client``/``account``/``usage``/``params`` leaves list
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import polars as pl
 
 UTC_US = pl.Datetime("us", "UTC")
+
+
+def make_schema(cols: Mapping[str, Any]) -> pl.Schema:
+    """A polars Schema from a name -> dtype mapping (typed for mypy)."""
+    return pl.Schema(dict(cols))
 
 CLIENT = pl.Struct(
     {"ip": pl.String, "user_agent": pl.String, "tls_fingerprint": pl.String, "sdk": pl.String}
@@ -46,7 +54,7 @@ PROMPT = pl.Struct(
 RESPONSE = pl.Struct({"stop_reason": pl.String, "refusal": pl.Boolean, "has_reasoning": pl.Boolean})
 
 #: Nested schema handed to ``pl.read_ndjson`` / used to conform Parquet input.
-RAW_SCHEMA = pl.Schema(
+RAW_SCHEMA = make_schema(
     {
         "schema_version": pl.Int64,
         "request_id": pl.String,
@@ -97,7 +105,7 @@ def _flat_name(parent: str, leaf: str) -> str:
 
 
 def _build_event_schema() -> pl.Schema:
-    cols: dict[str, pl.DataType] = {}
+    cols: dict[str, Any] = {}
     for name, dtype in RAW_SCHEMA.items():
         if isinstance(dtype, pl.Struct):
             for field in dtype.fields:
@@ -106,7 +114,7 @@ def _build_event_schema() -> pl.Schema:
             cols[name] = dtype
     cols["ts"] = UTC_US
     cols["account_created_at"] = UTC_US
-    return pl.Schema(cols)
+    return make_schema(cols)
 
 
 #: The decoded batch's schema: every good event has exactly these columns, in this order.

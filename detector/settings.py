@@ -14,6 +14,8 @@ class WindowSettings(BaseModel):
 
     #: The engine evaluates features, links and rules each time event time crosses a tick boundary.
     tick: timedelta = timedelta(minutes=15)
+    #: Clusters are rebuilt and scored at tick boundaries that are multiples of this (linkage moves slowly).
+    cluster_every: timedelta = timedelta(hours=1)
     short: timedelta = timedelta(hours=1)
     long: timedelta = timedelta(hours=24)
     #: Linkage keys (shared cards, IPs, fingerprints...) stay live this long after last use.

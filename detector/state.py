@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.schema import UTC_US
+from detector.schema import UTC_US, make_schema
 
 #: (counter column, per-request boolean it counts)
 SIGNAL_COUNTS: dict[str, str] = {
@@ -43,7 +43,7 @@ TOKEN_SUMS = ("input_tokens", "output_tokens", "reasoning_tokens")
 #: Gaps longer than this are idle periods, not inter-arrival times (a bot's cadence is minutes).
 MAX_GAP_S = 6 * 3600.0
 
-BUCKET_SCHEMA = pl.Schema(
+BUCKET_SCHEMA = make_schema(
     {
         "account_id": pl.String,
         "bucket": UTC_US,
@@ -55,10 +55,10 @@ BUCKET_SCHEMA = pl.Schema(
         "gap_sumsq": pl.Float64,
     }
 )
-TEMPLATE_SCHEMA = pl.Schema(
+TEMPLATE_SCHEMA = make_schema(
     {"account_id": pl.String, "bucket": UTC_US, "template_fp": pl.UInt64, "requests": pl.UInt32}
 )
-ACCOUNT_SCHEMA = pl.Schema(
+ACCOUNT_SCHEMA = make_schema(
     {
         "account_id": pl.String,
         "first_seen": UTC_US,
@@ -68,11 +68,11 @@ ACCOUNT_SCHEMA = pl.Schema(
         "org_id": pl.String,
     }
 )
-KEY_SCHEMA = pl.Schema(
+KEY_SCHEMA = make_schema(
     {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
 )
-SEEN_SCHEMA = pl.Schema({"request_id": pl.String, "ts": UTC_US})
-MODEL_SCHEMA = pl.Schema({"model": pl.String, "first_seen": UTC_US})
+SEEN_SCHEMA = make_schema({"request_id": pl.String, "ts": UTC_US})
+MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US})
 
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or
 #: truncated so state never holds more than the signal needs.
@@ -158,7 +158,7 @@ class WindowState:
             pl.col("_gap").count().cast(pl.UInt32).alias("gap_n"),
             pl.col("_gap").sum().alias("gap_sum"),
             (pl.col("_gap") ** 2).sum().alias("gap_sumsq"),
-        ).select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA)  # type: ignore[arg-type]
+        ).select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA)
         self.buckets = pl.concat([self.buckets, new_buckets])
         new_tpl = (
             ev.filter(pl.col("template_fp").is_not_null())
@@ -166,7 +166,7 @@ class WindowState:
             .agg(pl.len().cast(pl.UInt32).alias("requests"))
             .select(TEMPLATE_SCHEMA.keys())
         )
-        self.templates = pl.concat([self.templates, new_tpl.cast(TEMPLATE_SCHEMA)])  # type: ignore[arg-type]
+        self.templates = pl.concat([self.templates, new_tpl.cast(TEMPLATE_SCHEMA)])
 
         acc = ev.group_by("account_id").agg(
             pl.col("ts").min().alias("first_seen"),
@@ -213,11 +213,11 @@ class WindowState:
         sum_cols = [c for c in BUCKET_SCHEMA if c not in ("account_id", "bucket")]
         self.buckets = (
             self.buckets.group_by("account_id", "bucket").agg([pl.col(c).sum() for c in sum_cols])
-            .select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA).sort("account_id", "bucket")  # type: ignore[arg-type]
+            .select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA).sort("account_id", "bucket")
         )
         self.templates = (
             self.templates.group_by("account_id", "bucket", "template_fp").agg(pl.col("requests").sum())
-            .select(TEMPLATE_SCHEMA.keys()).cast(TEMPLATE_SCHEMA)  # type: ignore[arg-type]
+            .select(TEMPLATE_SCHEMA.keys()).cast(TEMPLATE_SCHEMA)
             .sort("account_id", "bucket", "template_fp")
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -112,17 +112,33 @@ class _FamilyTables:
     n_net: int
     asn_overlaps: int
     label_overlaps: int
+    index: pl.DataFrame = field(init=False)
 
-    def annotate(self, keyed: pl.DataFrame, key: str) -> pl.DataFrame:
-        """Add ``asn``, ``as_org``, ``_flags`` and ``ip_provider`` to rows sorted by ``key``."""
-        out = keyed.join_asof(self.table, left_on=key, right_on="_s")
-        hit = (pl.col(key) <= pl.col("_e")).fill_null(False)
-        return out.with_columns(
-            asn=pl.when(hit).then(pl.col("asn")).otherwise(None),
-            as_org=pl.when(hit).then(pl.col("as_org")).otherwise(None),
-            _flags=pl.when(hit).then(pl.col("_f")).otherwise(pl.lit(0, pl.UInt8)),
-            ip_provider=pl.when(hit).then(pl.col("ip_provider")).otherwise(None),
-        ).drop("_s", "_e", "_f")
+    def __post_init__(self) -> None:
+        index = self.table.select("_s", "_e", _t=pl.int_range(pl.len(), dtype=pl.UInt32))
+        object.__setattr__(self, "index", index)
+
+    def row_index(self, keys: pl.Series) -> pl.Series:
+        """Row of ``table`` holding each key (UInt32, aligned with ``keys``; null for a miss or null key).
+
+        Only the keys and a row index are sorted and joined (backward ``join_asof`` on ``_s``, then the
+        ``key <= _e`` check); the result is scattered back to the keys' order, so the caller gathers the
+        payload columns once, in order, without sorting any strings.
+        """
+        n = len(keys)
+        slim = (
+            pl.DataFrame({"_row": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": keys})
+            .filter(pl.col("_k").is_not_null())
+            .sort("_k")
+        )
+        found = slim.join_asof(self.index, left_on="_k", right_on="_s").select(
+            "_row", _t=pl.when(pl.col("_k") <= pl.col("_e")).then(pl.col("_t")).otherwise(None)
+        )
+        return pl.repeat(None, n, dtype=pl.UInt32, eager=True).alias("_t").scatter(found["_row"], found["_t"])
+
+    def payload(self, rows: pl.Series) -> pl.DataFrame:
+        """``asn``, ``as_org``, ``_f``, ``ip_provider`` of table ``rows`` (null rows give nulls)."""
+        return self.table.select(pl.col("asn", "as_org", "_f", "ip_provider").gather(rows))
 
 
 def _concat(frames: list[pl.DataFrame], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
@@ -144,9 +160,9 @@ def _merge_tables(asn: pl.DataFrame, net: pl.DataFrame, key_dtype: pl.DataType, 
         .to_frame()
         .with_columns(_e=(pl.col("_s").shift(-1) - 1).fill_null(pl.lit(key_max, key_dtype)))
     )
-    seg = seg.join_asof(
-        asn.rename({"start": "_as", "end": "_ae"}), left_on="_s", right_on="_as"
-    ).join_asof(net.rename({"start": "_ns", "end": "_ne"}), left_on="_s", right_on="_ns")
+    seg = seg.join_asof(asn.rename({"start": "_as", "end": "_ae"}), left_on="_s", right_on="_as").join_asof(
+        net.rename({"start": "_ns", "end": "_ne"}), left_on="_s", right_on="_ns"
+    )
     hit_a = (pl.col("_s") <= pl.col("_ae")).fill_null(False)
     hit_n = (pl.col("_s") <= pl.col("_ne")).fill_null(False)
     return seg.filter(hit_a | hit_n).select(
@@ -310,7 +326,9 @@ class IpIntel:
     def describe(self) -> str:
         """Multi-line summary for logs: ranges per source and the sizes of the built tables."""
         flags = ", ".join(f for f in FLAG_BITS if f in self._flags) or "none"
-        lines = [f"IP intel: {len(self._summaries)} source(s) loaded in {self._load_seconds:.2f} s; flags: {flags}"]
+        lines = [
+            f"IP intel: {len(self._summaries)} source(s) loaded in {self._load_seconds:.2f} s; flags: {flags}"
+        ]
         for s in self._summaries:
             src = s.source
             what = f"{s.v4:,} ASNs" if src.kind == "asn_list" else f"{s.v4:,} IPv4 + {s.v6:,} IPv6 ranges"
@@ -333,33 +351,33 @@ class IpIntel:
             f"v6_segments={self._v6.table.height}, flags={sorted(self._flags)})"
         )
 
-    def _enrich(self, parsed: pl.DataFrame) -> pl.DataFrame:
-        """Annotate :func:`parse_ips` output (plus ``_ip``) with ``asn``/``as_org``/``_flags``/``ip_provider``."""
-        n4 = parsed.height - parsed["_v4"].null_count()
-        n6 = parsed.height - parsed["_v6"].null_count()
-        parts: list[pl.DataFrame] = []
-        if n4:
-            keyed = parsed if n4 == parsed.height else parsed.filter(pl.col("_v4").is_not_null())
-            parts.append(self._v4.annotate(keyed.sort("_v4"), "_v4"))
-        if n6:
-            keyed = parsed if n6 == parsed.height else parsed.filter(pl.col("_v6").is_not_null())
-            parts.append(self._v6.annotate(keyed.sort("_v6"), "_v6"))
-        if n4 + n6 < parsed.height:
-            rest = parsed.filter(pl.col("_v4").is_null() & pl.col("_v6").is_null())
-            parts.append(
-                rest.with_columns(
-                    asn=pl.lit(None, pl.Int64),
-                    as_org=pl.lit(None, pl.String),
-                    _flags=pl.lit(None, pl.UInt8),
-                    ip_provider=pl.lit(None, pl.String),
-                )
+    def _lookup(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        """``asn``, ``as_org``, ``_flags`` (UInt8 bits, 0 for a valid address no source lists, null for an
+        invalid one) and ``ip_provider`` for each row of :func:`parse_ips` output, in its order."""
+        out: pl.DataFrame | None = None
+        for fam, key in ((self._v4, "_v4"), (self._v6, "_v6")):
+            keys = parsed[key]
+            if keys.null_count() == len(keys):
+                continue
+            got = fam.payload(fam.row_index(keys))
+            out = (
+                got
+                if out is None
+                else out.select(pl.coalesce(pl.col(c), got[c]).alias(c) for c in out.columns)
             )
-        if not parts:
-            return parsed.with_columns(_flags=pl.lit(None, pl.UInt8)).clear()  # pragma: no cover - empty input
-        return pl.concat([p.select(parts[0].columns) for p in parts])
+        if out is None:
+            schema = {"asn": pl.Int64, "as_org": pl.String, "_f": pl.UInt8, "ip_provider": pl.String}
+            out = pl.DataFrame(schema=schema).clear(len(parsed))
+        valid = parsed["_v4"].is_not_null() | parsed["_v6"].is_not_null()
+        return out.select(
+            "asn",
+            "as_org",
+            _flags=pl.when(valid).then(pl.col("_f").fill_null(0)).otherwise(None),
+            ip_provider=pl.col("ip_provider"),
+        )
 
 
-_FLAG_DIRS = frozenset(FLAG_BITS)
+_FLAG_DIRS: dict[str, Flag] = {"datacenter": "datacenter", "vpn": "vpn", "proxy": "proxy", "tor": "tor"}
 #: lord-alfred/ipranges provider folders that are not plain datacenter space.
 _PROVIDER_FLAGS: dict[str, Flag] = {"protonvpn": "vpn", "apple-proxy": "proxy", "tor": "tor"}
 _SKIP_DIRS = frozenset({"all"})  # the union of the other providers, with no label
@@ -392,12 +410,12 @@ def discover_sources(path: str | Path) -> list[IpSource]:
         if name.startswith("asn") and name.endswith(".csv") and "num" not in name:
             found.append(IpSource(path=p, kind="asn_ranges"))
         elif name == "asn.txt" and parent in _FLAG_DIRS:
-            found.append(IpSource(path=p, kind="asn_list", flag=parent))
+            found.append(IpSource(path=p, kind="asn_list", flag=_FLAG_DIRS[parent]))
         elif name in _CIDR_NAMES:
             if "_merged" not in name and (p.parent / name.replace(".txt", "_merged.txt")).exists():
                 continue
             if parent in _FLAG_DIRS:
-                found.append(IpSource(path=p, kind="cidr_list", flag=parent))
+                found.append(IpSource(path=p, kind="cidr_list", flag=_FLAG_DIRS[parent]))
             elif parent in _SKIP_DIRS or p.parent == root or (p.parent / "output").is_dir():
                 continue  # an aggregate list, or x4bnet's legacy top-level copy of output/datacenter
             else:
@@ -428,7 +446,43 @@ def ip_prefix_exprs(column: str = "client_ip") -> list[pl.Expr]:
     ``select`` / ``with_columns``. :func:`add_ip_columns` is faster on batches with repeated addresses.
     """
     struct = pl.Struct({"ip_version": pl.Int8, "ip_prefix": pl.String})
-    return [pl.col(column).map_batches(_parse_struct, return_dtype=struct, is_elementwise=True).struct.unnest()]
+    return [
+        pl.col(column).map_batches(_parse_struct, return_dtype=struct, is_elementwise=True).struct.unnest()
+    ]
+
+
+#: Below this share of distinct addresses, a batch is parsed once per distinct address and joined back;
+#: above it (nearly all distinct) the rows are parsed directly, which skips the dedupe and the join.
+_DEDUPE_BELOW = 0.7
+
+
+def _enriched(keys: pl.Series, intel: IpIntel | None) -> pl.DataFrame:
+    """``_ip`` (the text) and :data:`IP_COLUMNS` for each IP text in ``keys``, in order."""
+    parsed = parse_ips(keys)
+    if intel is None:
+        return parsed.select(_ip=keys, ip_version="ip_version", ip_prefix="ip_prefix").with_columns(
+            _null_intel_columns()
+        )
+    found = intel._lookup(parsed)
+    flag_cols = [
+        (
+            ((found["_flags"] & bit) != 0)
+            if flag in intel.flags
+            else pl.repeat(None, len(keys), dtype=pl.Boolean, eager=True)
+        ).alias(FLAG_COLUMNS[flag])
+        for flag, bit in FLAG_BITS.items()
+    ]
+    return pl.DataFrame(
+        [
+            keys.alias("_ip"),
+            parsed["ip_version"],
+            parsed["ip_prefix"],
+            found["asn"],
+            found["as_org"],
+            *flag_cols,
+            found["ip_provider"],
+        ]
+    )
 
 
 def add_ip_columns(df: pl.DataFrame, intel: IpIntel | None, *, column: str = "client_ip") -> pl.DataFrame:
@@ -437,24 +491,14 @@ def add_ip_columns(df: pl.DataFrame, intel: IpIntel | None, *, column: str = "cl
     ``ip_version`` / ``ip_prefix`` are always computed; ``asn``, ``as_org``, the ``is_*`` flags and
     ``ip_provider`` come from ``intel`` and are null when it is ``None`` (or for rows whose IP is null or
     not an address). With intel, a flag is ``False`` for a valid address no source lists, and null when no
-    loaded source can set that flag at all. Work is done once per distinct address and joined back, rows
-    keep their order.
+    loaded source can set that flag at all. Rows keep their order. When addresses repeat (the usual case)
+    the work runs once per distinct address and is joined back.
     """
     base = df.drop([c for c in IP_COLUMNS if c in df.columns])
-    uniq = base.get_column(column).cast(pl.String).unique()
-    parsed = parse_ips(uniq).with_columns(_ip=uniq)
-    if intel is None:
-        enriched = parsed.select("_ip", "ip_version", "ip_prefix", *_null_intel_columns())
-    else:
-        annotated = intel._enrich(parsed)
-        valid = pl.col("ip_version").is_not_null()
-        flag_cols = [
-            (
-                pl.when(valid).then((pl.col("_flags") & pl.lit(bit, pl.UInt8)) != 0).otherwise(None)
-                if flag in intel.flags
-                else pl.lit(None, pl.Boolean)
-            ).alias(FLAG_COLUMNS[flag])
-            for flag, bit in FLAG_BITS.items()
-        ]
-        enriched = annotated.select("_ip", "ip_version", "ip_prefix", "asn", "as_org", *flag_cols, "ip_provider")
-    return base.join(enriched, left_on=column, right_on="_ip", how="left", maintain_order="left")
+    ips = base.get_column(column).cast(pl.String)
+    n = len(ips)
+    if n and ips.to_frame().select(pl.first().approx_n_unique()).item() < _DEDUPE_BELOW * n:
+        keys = ips.unique()
+        enriched = _enriched(keys, intel)
+        return base.join(enriched, left_on=column, right_on="_ip", how="left", maintain_order="left")
+    return base.hstack(_enriched(ips, intel).drop("_ip"))

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import polars as pl
 
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _V4_RE = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
-_V4_TAIL_RE = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
+_V4_TAIL_RE = r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
 _V6_FULL_RE = r"^(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}$"
 _ZEROS = "0:0:0:0:0:0:0:0"
 
@@ -30,22 +30,29 @@ U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
 #: Columns of :func:`parse_ips`: the two public ones and the two internal lookup keys.
-PARSED_SCHEMA = pl.Schema(
-    {"ip_version": pl.Int8, "ip_prefix": pl.String, "_v4": pl.UInt32, "_v6": pl.UInt64}
-)
+PARSED_SCHEMA = pl.Schema({"ip_version": pl.Int8, "ip_prefix": pl.String, "_v4": pl.UInt32, "_v6": pl.UInt64})
 
 
 def _v4_frame(text: pl.Series, *, with_prefix: bool) -> pl.DataFrame:
     """``_v4`` (UInt32, null unless ``text`` is a canonical dotted quad) and optionally ``ip_prefix``."""
-    f = text.rename("t").to_frame().select(
-        pl.col("t").str.split_exact(".", 3).struct.unnest(), ok=pl.col("t").str.contains(_V4_RE)
+    f = (
+        text.rename("t")
+        .to_frame()
+        .select(pl.col("t").str.split_exact(".", 3).struct.unnest(), ok=pl.col("t").str.contains(_V4_RE))
     )
     octets = [pl.col(f"field_{i}").str.to_integer(dtype=pl.Int64, strict=False) for i in range(4)]
     value = octets[0] * 16_777_216 + octets[1] * 65_536 + octets[2] * 256 + octets[3]
     exprs = [pl.when(pl.col("ok")).then(value).otherwise(None).cast(pl.UInt32).alias("_v4")]
     if with_prefix:
         text_prefix = pl.concat_str(
-            [pl.col("field_0"), pl.lit("."), pl.col("field_1"), pl.lit("."), pl.col("field_2"), pl.lit(".0/24")]
+            [
+                pl.col("field_0"),
+                pl.lit("."),
+                pl.col("field_1"),
+                pl.lit("."),
+                pl.col("field_2"),
+                pl.lit(".0/24"),
+            ]
         )
         exprs.append(pl.when(pl.col("ok")).then(text_prefix).otherwise(None).alias("ip_prefix"))
     return f.select(exprs)

@@ -19,6 +19,7 @@ through untouched).
 from __future__ import annotations
 
 import heapq
+import itertools
 
 import polars as pl
 
@@ -53,7 +54,7 @@ def _sweep(starts: list[int], ends: list[int], prios: list[int]) -> list[tuple[i
     heap: list[tuple[int, int, int, int]] = []
     out: list[tuple[int, int, int]] = []
     j, n = 0, len(starts)
-    for b, nxt in zip(bounds, bounds[1:], strict=False):
+    for b, nxt in itertools.pairwise(bounds):
         while j < n and starts[j] <= b:
             heapq.heappush(heap, (ends[j] - starts[j], -prios[j], ends[j], j))
             j += 1
@@ -83,7 +84,7 @@ def flatten_narrowest(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     singles = df.filter(pl.col("_size") == 1).select("start", "end", *payload)
     multi = df.filter(pl.col("_size") > 1)
     if multi.is_empty():
-        return singles, 0
+        return singles.sort("start"), 0
     pieces: list[tuple[int, int, int]] = []
     offset = 0
     for part in multi.partition_by("_cid", maintain_order=True):
@@ -132,7 +133,9 @@ def combine_flags(
         if table.is_empty():
             continue
         hit = seg.join_asof(
-            table.select(pl.col("start").alias("_s"), pl.col("end").alias("_e")), left_on="start", right_on="_s"
+            table.select(pl.col("start").alias("_s"), pl.col("end").alias("_e")),
+            left_on="start",
+            right_on="_s",
         ).select((pl.col("_e") >= pl.col("start")).fill_null(False))
         flags = flags + pl.when(hit.to_series()).then(pl.lit(bit, pl.UInt8)).otherwise(pl.lit(0, pl.UInt8))
     seg = seg.with_columns(net_flags=flags)
@@ -156,6 +159,11 @@ def combine_flags(
     return (
         seg.with_columns(_g=(~same).cum_sum())
         .group_by("_g", maintain_order=True)
-        .agg(pl.col("start").first(), pl.col("end").last(), pl.col("net_flags").first(), pl.col("ip_provider").first())
+        .agg(
+            pl.col("start").first(),
+            pl.col("end").last(),
+            pl.col("net_flags").first(),
+            pl.col("ip_provider").first(),
+        )
         .drop("_g")
     )

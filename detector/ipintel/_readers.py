@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 from ._parse import U32_MAX, U64_MAX, hi64, parse_v4, parse_v6
 
@@ -25,8 +26,8 @@ MAX_ISSUES_PER_FILE = 20
 _ASN_MAX = U32_MAX
 _SNIPPET = 60
 
-V4_RANGE_SCHEMA = {"start": pl.UInt32, "end": pl.UInt32}
-V6_RANGE_SCHEMA = {"start": pl.UInt64, "end": pl.UInt64}
+V4_RANGE_SCHEMA: dict[str, pl.DataType] = {"start": pl.UInt32(), "end": pl.UInt32()}
+V6_RANGE_SCHEMA: dict[str, pl.DataType] = {"start": pl.UInt64(), "end": pl.UInt64()}
 
 
 @dataclass
@@ -64,7 +65,11 @@ def read_lines(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     if text.endswith("\n"):
         text = text[:-1]
     lines = pl.Series("line", [text]).str.split("\n").explode()
-    frame = lines.to_frame().with_row_index("lineno", offset=1).with_columns(pl.col("line").str.strip_suffix("\r"))
+    frame = (
+        lines.to_frame()
+        .with_row_index("lineno", offset=1)
+        .with_columns(pl.col("line").str.strip_suffix("\r"))
+    )
     if text == "":
         frame = frame.clear()
     return frame, []
@@ -74,7 +79,9 @@ def _collect_issues(path: Path, frame: pl.DataFrame) -> tuple[list[str], int]:
     """``path:line: error`` for rows whose ``err`` is set (first :data:`MAX_ISSUES_PER_FILE` of them)."""
     bad = frame.filter(pl.col("err").is_not_null())
     n = bad.height
-    issues = [f"{path}:{ln}: {msg}" for ln, msg in bad.head(MAX_ISSUES_PER_FILE).select("lineno", "err").iter_rows()]
+    issues = [
+        f"{path}:{ln}: {msg}" for ln, msg in bad.head(MAX_ISSUES_PER_FILE).select("lineno", "err").iter_rows()
+    ]
     if n > MAX_ISSUES_PER_FILE:
         issues.append(f"{path}: ... and {n - MAX_ISSUES_PER_FILE} more problems in this file")
     return issues, n
@@ -82,13 +89,11 @@ def _collect_issues(path: Path, frame: pl.DataFrame) -> tuple[list[str], int]:
 
 def _first_error(*checks: tuple[pl.Expr, pl.Expr]) -> pl.Expr:
     """The message of the first failing ``(failed, message)`` check, else null."""
-    expr: pl.Expr | None = None
-    chain = None
-    for failed, message in checks:
-        chain = pl.when(failed).then(message) if chain is None else chain.when(failed).then(message)
-    assert chain is not None
-    expr = chain.otherwise(None)
-    return expr
+    (failed, message), *rest = checks
+    chain: Then | ChainedThen = pl.when(failed).then(message)
+    for failed, message in rest:
+        chain = chain.when(failed).then(message)
+    return chain.otherwise(None)
 
 
 def _v6_hi_lo(text: pl.Series) -> pl.DataFrame:
@@ -125,7 +130,8 @@ def _range_keys(f: pl.DataFrame, is6: bool) -> pl.DataFrame:
         f.hstack(s6)
         .hstack(e6)
         .with_columns(
-            after=(pl.col("ks") > pl.col("ke")) | ((pl.col("ks") == pl.col("ke")) & (pl.col("s_lo") > pl.col("e_lo")))
+            after=(pl.col("ks") > pl.col("ke"))
+            | ((pl.col("ks") == pl.col("ke")) & (pl.col("s_lo") > pl.col("e_lo")))
         )
         .drop("s_lo", "e_lo")
     )
@@ -154,9 +160,15 @@ def read_asn_ranges(path: Path, prio_base: int) -> ReadResult:
     )
     parts = [_range_keys(f.filter(pl.col("is6") == fam), fam) for fam in (False, True)]
     checks = (
-        (pl.col("o").is_null(), pl.format("expected 4 comma-separated fields start,end,asn,org, got '{}'", _snip("line"))),
+        (
+            pl.col("o").is_null(),
+            pl.format("expected 4 comma-separated fields start,end,asn,org, got '{}'", _snip("line")),
+        ),
         (pl.col("ks").is_null(), pl.format("start '{}' is not an IPv4 or IPv6 address", _snip("s"))),
-        (pl.col("is6") != pl.col("e6"), pl.format("start '{}' and end '{}' are different IP versions", _snip("s"), _snip("e"))),
+        (
+            pl.col("is6") != pl.col("e6"),
+            pl.format("start '{}' and end '{}' are different IP versions", _snip("s"), _snip("e")),
+        ),
         (pl.col("ke").is_null(), pl.format("end '{}' is not an IPv4 or IPv6 address", _snip("e"))),
         (pl.col("after"), pl.format("start '{}' is after end '{}'", _snip("s"), _snip("e"))),
         (
@@ -186,7 +198,7 @@ def read_asn_ranges(path: Path, prio_base: int) -> ReadResult:
 # ---------------------------------------------------------------------------------------------- cidr_list
 
 _CIDR_EXTRA: dict[str, pl.DataType] = {"prio": pl.Int64()}
-_CIDR_RE = r"^([^/\s]+)(?:/(\d{1,3}))?$"
+_CIDR_RE = r"^([^/\s]+)(?:/([0-9]{1,3}))?$"
 _V4_BLOCK = {k: 1 << (32 - k) for k in range(33)}
 _V6_BLOCK = {k: 1 << (64 - k) for k in range(1, 65)}
 
@@ -199,9 +211,13 @@ def read_cidr_list(path: Path, prio_base: int) -> ReadResult:
     """
     frame, issues = read_lines(path)
     if frame is None:
-        return ReadResult(_empty(V4_RANGE_SCHEMA, _CIDR_EXTRA), _empty(V6_RANGE_SCHEMA, _CIDR_EXTRA), issues, 1)
+        return ReadResult(
+            _empty(V4_RANGE_SCHEMA, _CIDR_EXTRA), _empty(V6_RANGE_SCHEMA, _CIDR_EXTRA), issues, 1
+        )
     n_lines = frame.height
-    f = frame.with_columns(body=pl.col("line").str.replace(r"#.*$", "").str.strip_chars()).filter(pl.col("body") != "")
+    f = frame.with_columns(body=pl.col("line").str.replace(r"#.*$", "").str.strip_chars()).filter(
+        pl.col("body") != ""
+    )
     f = f.with_columns(
         pl.col("body").str.extract_groups(_CIDR_RE).struct.rename_fields(["addr", "plen_s"]).struct.unnest()
     )
@@ -221,7 +237,10 @@ def read_cidr_list(path: Path, prio_base: int) -> ReadResult:
     )
     f = f.with_columns(
         err=_first_error(
-            (pl.col("addr").is_null(), pl.format("expected one CIDR such as 192.0.2.0/24, got '{}'", _snip("body"))),
+            (
+                pl.col("addr").is_null(),
+                pl.format("expected one CIDR such as 192.0.2.0/24, got '{}'", _snip("body")),
+            ),
             (
                 pl.when(pl.col("is6")).then(pl.col("hi").is_null()).otherwise(pl.col("v4").is_null()),
                 pl.format("'{}' is not an IPv4 or IPv6 address", _snip("addr")),
@@ -258,7 +277,7 @@ def read_cidr_list(path: Path, prio_base: int) -> ReadResult:
 
 # ----------------------------------------------------------------------------------------------- asn_list
 
-_ASN_LINE_RE = r"(?i)^(?:as)?\s*(\d{1,12})\s*(?:#\s*(.*?)\s*)?$"
+_ASN_LINE_RE = r"(?i)^(?:as)?\s*([0-9]{1,12})\s*(?:#\s*(.*?)\s*)?$"
 
 
 def read_asn_list(path: Path) -> tuple[pl.DataFrame, list[str], int, int]:
@@ -284,7 +303,10 @@ def read_asn_list(path: Path) -> tuple[pl.DataFrame, list[str], int, int]:
                 pl.col("a").is_null(),
                 pl.format("expected 'AS<number>' optionally followed by '# name', got '{}'", _snip("body")),
             ),
-            (pl.col("asn") > _ASN_MAX, pl.format("ASN {} is out of range 0..{}", pl.col("asn"), pl.lit(_ASN_MAX))),
+            (
+                pl.col("asn") > _ASN_MAX,
+                pl.format("ASN {} is out of range 0..{}", pl.col("asn"), pl.lit(_ASN_MAX)),
+            ),
         )
     )
     issues, n = _collect_issues(path, f)

@@ -5,7 +5,14 @@
 """
 
 from detector.simulate.core import SimSummary, simulate
-from detector.simulate.params import CAMPAIGN_TYPES, FAMILIES, PERSONAS, FamilyParams, PersonaParams, SimParams
+from detector.simulate.params import (
+    CAMPAIGN_TYPES,
+    FAMILIES,
+    PERSONAS,
+    FamilyParams,
+    PersonaParams,
+    SimParams,
+)
 from detector.simulate.simhash import simhash64, simhash64_hex
 
 __all__ = [

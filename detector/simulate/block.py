@@ -87,7 +87,9 @@ def _obj(values: Any, n: int) -> Obj:
     return np.full(n, values, dtype=np.object_)
 
 
-def make_block(acct: npt.ArrayLike, ts: npt.ArrayLike, model: Any, text: Any, lang: Any, **params: Any) -> Block:
+def make_block(
+    acct: npt.ArrayLike, ts: npt.ArrayLike, model: Any, text: Any, lang: Any, **params: Any
+) -> Block:
     """Build a block; every parameter may be a scalar (broadcast) or an array of the block's length."""
     a = np.asarray(acct, dtype=np.int64)
     n = int(a.shape[0])
@@ -111,7 +113,9 @@ def make_block(acct: npt.ArrayLike, ts: npt.ArrayLike, model: Any, text: Any, la
     block = Block(**cols)
     for f in fields(block):
         if getattr(block, f.name).shape != (n,):
-            raise ValueError(f"make_block: column {f.name} has shape {getattr(block, f.name).shape}, want ({n},)")
+            raise ValueError(
+                f"make_block: column {f.name} has shape {getattr(block, f.name).shape}, want ({n},)"
+            )
     return block
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.simulate import clock, net
-from detector.simulate.block import I64, Block, Obj, concat, make_block
+from detector.simulate.block import I64, Block, Bool, Obj, concat, make_block
 from detector.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
 from detector.simulate.content import casual_content, pick_langs
 from detector.simulate.params import CAMPAIGN_TYPES, FamilyParams, SimParams
@@ -49,24 +49,43 @@ def _weighted(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
 
-def _member(w: World, rng: np.random.Generator, camp: Campaign, family: str, infra: Infra, created: int) -> int:
+def _member(
+    w: World, rng: np.random.Generator, camp: Campaign, family: str, infra: Infra, created: int
+) -> int:
     if infra.cards is None:
         card = w.new_id("pf", 12)
     else:
         zipf = 1.0 / np.arange(1, len(infra.cards) + 1)
         card = infra.cards[int(rng.choice(len(infra.cards), p=zipf / zipf.sum()))]
     country = infra.countries[int(rng.integers(len(infra.countries)))]
-    ips = infra.pool or [net.residential_ip(rng, country, w.params.ipv6_fraction)
-                         for _ in range(int(rng.integers(1, 3)))]
-    idx = w.add(Account(w.new_id("acct"), family, created, w.new_id("org", 8), [w.new_id("key", 12)], card, country,
-                        _weighted(rng, infra.tiers), bool(rng.random() < infra.verified_p), infra.reseller, ips,
-                        infra.client, camp.campaign_id, camp.campaign_type))
+    ips = infra.pool or [
+        net.residential_ip(rng, country, w.params.ipv6_fraction) for _ in range(int(rng.integers(1, 3)))
+    ]
+    idx = w.add(
+        Account(
+            w.new_id("acct"),
+            family,
+            created,
+            w.new_id("org", 8),
+            [w.new_id("key", 12)],
+            card,
+            country,
+            _weighted(rng, infra.tiers),
+            bool(rng.random() < infra.verified_p),
+            infra.reseller,
+            ips,
+            infra.client,
+            camp.campaign_id,
+            camp.campaign_type,
+        )
+    )
     camp.members.append(idx)
     return idx
 
 
-def _provision(w: World, rng: np.random.Generator, camp: Campaign, family: str, p: FamilyParams,
-               infra: Infra) -> Members:
+def _provision(
+    w: World, rng: np.random.Generator, camp: Campaign, family: str, p: FamilyParams, infra: Infra
+) -> Members:
     """Create the initial members (in sign-up bursts) and their churn replacements."""
     n0 = w.scaled(p.cluster_size)
     centers = camp.start_ms - (rng.uniform(1.0, 96.0, p.signup_bursts) * HOUR_MS).astype(np.int64)
@@ -76,7 +95,7 @@ def _provision(w: World, rng: np.random.Generator, camp: Campaign, family: str, 
         idx.append(_member(w, rng, camp, family, infra, created))
         lo.append(max(camp.start_ms, created + 10 * MIN_MS) + int(rng.random() * 2 * HOUR_MS))
         hi.append(w.end_ms)
-    n_churn = int(round(n0 * p.churn_fraction))
+    n_churn = round(n0 * p.churn_fraction)
     for i in rng.choice(n0, size=min(n_churn, n0), replace=False):
         ban = int(lo[i] + 2 * HOUR_MS + rng.random() * max(0, w.end_ms - lo[i] - 2 * HOUR_MS))
         if ban >= w.end_ms:
@@ -119,12 +138,20 @@ def _waves(w: World, rng: np.random.Generator, m: Members, rate: float, interval
     return acct[keep].astype(np.int64), ts[keep].astype(np.int64)
 
 
-def _blend(w: World, rng: np.random.Generator, acct: I64, ts: I64, ratio: float, langs: dict[str, float],
-           main: Callable[[np.ndarray], Block]) -> Block:
+def _blend(
+    w: World,
+    rng: np.random.Generator,
+    acct: I64,
+    ts: I64,
+    ratio: float,
+    langs: dict[str, float],
+    main: Callable[[np.ndarray], Block],
+) -> Block:
     """Split requests into ordinary-looking ones (share ``ratio``) and the campaign's own (``main``)."""
-    mask = rng.random(acct.shape[0]) < ratio
-    ordinary = casual_content(w, rng, acct[mask], ts[mask], w.models(rng, ts[mask]),
-                              pick_langs(rng, int(mask.sum()), langs))
+    mask: Bool = np.less(rng.random(acct.shape[0]), ratio)
+    ordinary = casual_content(
+        w, rng, acct[mask], ts[mask], w.models(rng, ts[mask]), pick_langs(rng, int(mask.sum()), langs)
+    )
     return concat([main(~mask), ordinary])
 
 
@@ -136,12 +163,17 @@ def _near_max(w: World, rng: np.random.Generator, model: Obj) -> I64:
 def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParams) -> Block:
     """Chain-of-thought extraction through a reseller's hydra cluster: one reseller, a few cards, a proxy
     pool, one client build; synchronised 24h waves; CoT wrappers, rubric grading and identity probes."""
-    infra = Infra(w.new_id("rs", 6), [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-                  net.proxy_pool(rng, p.ip_pool_size, ("aws", "digitalocean", "hetzner", "ovh", "vultr"),
-                                 w.params.ipv6_fraction),
-                  net.custom_client(rng, "python-httpx/0.27.0", "vendor-python/0.36.2"),
-                  {"reseller": 0.5, "startup": 0.2, "education": 0.15, "research": 0.15},
-                  ("SG", "HK", "US", "MY", "AE", "KZ"), 0.3)
+    infra = Infra(
+        w.new_id("rs", 6),
+        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
+        net.proxy_pool(
+            rng, p.ip_pool_size, ("aws", "digitalocean", "hetzner", "ovh", "vultr"), w.params.ipv6_fraction
+        ),
+        net.custom_client(rng, "python-httpx/0.27.0", "vendor-python/0.36.2"),
+        {"reseller": 0.5, "startup": 0.2, "education": 0.15, "research": 0.15},
+        ("SG", "HK", "US", "MY", "AE", "KZ"),
+        0.3,
+    )
     m = _provision(w, rng, camp, "cot_hydra", p, infra)
     acct, ts = _waves(w, rng, m, p.requests_per_account_day, p.wave_interval_s or 300.0)
     temperature = float(rng.choice([0.0, 0.0, 0.6]))
@@ -161,8 +193,19 @@ def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParam
         for i, txt, lang in zip(np.flatnonzero(ident), probes, plangs, strict=True):
             texts[i], langs[i] = txt, lang
         sys_hash = np.where(rub & ~ident, sys_rubric, sys_cot).astype(np.object_)
-        return make_block(a, t, model, texts, langs, max_tokens=_near_max(w, rng, model), temperature=temperature,
-                          thinking=True, sys_hash=sys_hash, out_median=np.where(rub, 800.0, 4500.0), history=0.0)
+        return make_block(
+            a,
+            t,
+            model,
+            texts,
+            langs,
+            max_tokens=_near_max(w, rng, model),
+            temperature=temperature,
+            thinking=True,
+            sys_hash=sys_hash,
+            out_median=np.where(rub, 800.0, 4500.0),
+            history=0.0,
+        )
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"en": 0.7, "zh": 0.3}, main)
 
@@ -170,10 +213,15 @@ def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParam
 def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParams) -> Block:
     """Agentic coding / tool-use extraction: many tools, long fast sessions around the clock; after the
     new model launches, ``pivot_share`` of sessions move to it within ``pivot_ramp_hours``."""
-    infra = Infra(None, [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-                  net.proxy_pool(rng, p.ip_pool_size, ("aws", "gcp", "alibaba", "tencent"), w.params.ipv6_fraction),
-                  net.custom_client(rng, "node-fetch/3.3.2", "vendor-typescript/0.30.1"),
-                  {"startup": 0.6, "standard": 0.4}, ("SG", "US", "HK", "GB"), 0.5)
+    infra = Infra(
+        None,
+        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
+        net.proxy_pool(rng, p.ip_pool_size, ("aws", "gcp", "alibaba", "tencent"), w.params.ipv6_fraction),
+        net.custom_client(rng, "node-fetch/3.3.2", "vendor-typescript/0.30.1"),
+        {"startup": 0.6, "standard": 0.4},
+        ("SG", "US", "HK", "GB"),
+        0.5,
+    )
     m = _provision(w, rng, camp, "agentic_pivot", p, infra)
     mean_len = 30.0
     n_sess = clock.counts(rng, p.requests_per_account_day * (m.active_to - m.active_from) / DAY_MS / mean_len)
@@ -188,19 +236,36 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
     tools, sys_hash = int(rng.choice([38, 45])), w.new_id("sp", 8)
 
     def main(sel: np.ndarray) -> Block:
-        return agent_block(w, rng, acct[sel], ts[sel], pos[sel], model[sel], tools=tools, thinking_share=0.6,
-                           throttle=0.01, max_tokens=32000, sys_hash=sys_hash)
+        return agent_block(
+            w,
+            rng,
+            acct[sel],
+            ts[sel],
+            pos[sel],
+            model[sel],
+            tools=tools,
+            thinking_share=0.6,
+            throttle=0.01,
+            max_tokens=32000,
+            sys_hash=sys_hash,
+        )
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"en": 1.0}, main)
 
 
 def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParams) -> Block:
     """Reasoning-trace coercion, largely non-English: each account works in one or two languages."""
-    infra = Infra(None, [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-                  net.proxy_pool(rng, p.ip_pool_size, ("alibaba", "tencent", "hetzner", "digitalocean"),
-                                 w.params.ipv6_fraction),
-                  net.custom_client(rng, "Vendor/Python 0.38.0", "vendor-python/0.38.0"),
-                  {"free": 0.4, "standard": 0.4, "education": 0.2}, ("HK", "SG", "RU", "KR", "VN", "KZ"), 0.4)
+    infra = Infra(
+        None,
+        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
+        net.proxy_pool(
+            rng, p.ip_pool_size, ("alibaba", "tencent", "hetzner", "digitalocean"), w.params.ipv6_fraction
+        ),
+        net.custom_client(rng, "Vendor/Python 0.38.0", "vendor-python/0.38.0"),
+        {"free": 0.4, "standard": 0.4, "education": 0.2},
+        ("HK", "SG", "RU", "KR", "VN", "KZ"),
+        0.4,
+    )
     m = _provision(w, rng, camp, "multilingual_coercion", p, infra)
     langs_pool = [x for x in w.bank.coercion_langs if x != "en"]
     own = {int(a): list(rng.choice(langs_pool, size=int(rng.integers(1, 3)), replace=False)) for a in m.idx}
@@ -212,9 +277,19 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
         k = a.shape[0]
         langs = [str(own[int(x)][int(rng.integers(len(own[int(x)])))]) for x in a]
         model = w.models(rng, t, (0.2, 0.3, 0.5), p.pivot_share, p.pivot_ramp_hours)
-        return make_block(a, t, model, w.bank.coercion(rng, langs), langs,
-                          max_tokens=w.cap(model, np.full(k, 16384)), temperature=temperature,
-                          thinking=rng.random(k) < 0.5, refusal_p=0.25, out_median=2500.0, history=0.0)
+        return make_block(
+            a,
+            t,
+            model,
+            w.bank.coercion(rng, langs),
+            langs,
+            max_tokens=w.cap(model, np.full(k, 16384)),
+            temperature=temperature,
+            thinking=rng.random(k) < 0.5,
+            refusal_p=0.25,
+            out_median=2500.0,
+            history=0.0,
+        )
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"zh": 0.4, "ru": 0.3, "ko": 0.3}, main)
 
@@ -222,15 +297,29 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
 def low_and_slow(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParams) -> Block:
     """Careful chain-of-thought harvesting: own card and residential IP per account, human hours, heavy
     blending, low rate; linked only by a template skeleton, a sign-up burst and one client build."""
-    infra = Infra(None, None, [], net.custom_client(rng, "aiohttp/3.9.5 Python/3.11", "vendor-python/0.37.1"),
-                  {"standard": 0.6, "free": 0.4}, ("US", "US", "GB"), 0.8)
+    infra = Infra(
+        None,
+        None,
+        [],
+        net.custom_client(rng, "aiohttp/3.9.5 Python/3.11", "vendor-python/0.37.1"),
+        {"standard": 0.6, "free": 0.4},
+        ("US", "US", "GB"),
+        0.8,
+    )
     m = _provision(w, rng, camp, "low_and_slow", p, infra)
     mean_len = 3.0
     n_sess = clock.counts(rng, p.requests_per_account_day * (m.active_to - m.active_from) / DAY_MS / mean_len)
     owner = np.repeat(m.idx, n_sess)
     tz = np.array([net.COUNTRIES[w.accounts[int(a)].country or "US"].tz for a in owner])
-    starts = clock.local_times(rng, owner.shape[0], np.repeat(m.active_from, n_sess), np.repeat(m.active_to, n_sess),
-                               tz, clock.HUMAN, weekend=0.6)
+    starts = clock.local_times(
+        rng,
+        owner.shape[0],
+        np.repeat(m.active_from, n_sess),
+        np.repeat(m.active_to, n_sess),
+        tz,
+        clock.HUMAN,
+        weekend=0.6,
+    )
     ts, sess, pos = clock.sessions(rng, starts, rng.geometric(1.0 / mean_len, owner.shape[0]), 90.0, 10.0)
     acct = owner[sess]
     keep = ts < w.end_ms
@@ -240,19 +329,34 @@ def low_and_slow(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyPa
     def main(sel: np.ndarray) -> Block:
         a, t = acct[sel], ts[sel]
         model = w.models(rng, t, (0.0, 0.4, 0.6), p.pivot_share, p.pivot_ramp_hours)
-        return make_block(a, t, model, w.bank.skeleton(rng, a.shape[0], tag), "en", turns=1 + 2 * pos[sel],
-                          max_tokens=w.cap(model, np.full(a.shape[0], 4096)), temperature=0.7, stream=True,
-                          out_median=1100.0, history=250.0)
+        return make_block(
+            a,
+            t,
+            model,
+            w.bank.skeleton(rng, a.shape[0], tag),
+            "en",
+            turns=1 + 2 * pos[sel],
+            max_tokens=w.cap(model, np.full(a.shape[0], 4096)),
+            temperature=0.7,
+            stream=True,
+            out_median=1100.0,
+            history=250.0,
+        )
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"en": 1.0}, main)
 
 
 def logprob_harvest(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParams) -> Block:
     """Distribution harvesting: logprobs with high top_logprobs, n > 1, fixed temperature, shared infra."""
-    infra = Infra(None, [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-                  net.proxy_pool(rng, p.ip_pool_size, ("aws", "gcp"), w.params.ipv6_fraction),
-                  net.custom_client(rng, "OpenAI/Python 1.40.0", "openai-python/1.40.0", "/v1/chat/completions"),
-                  {"research": 0.5, "startup": 0.5}, ("US", "SG"), 0.5)
+    infra = Infra(
+        None,
+        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
+        net.proxy_pool(rng, p.ip_pool_size, ("aws", "gcp"), w.params.ipv6_fraction),
+        net.custom_client(rng, "OpenAI/Python 1.40.0", "openai-python/1.40.0", "/v1/chat/completions"),
+        {"research": 0.5, "startup": 0.5},
+        ("US", "SG"),
+        0.5,
+    )
     m = _provision(w, rng, camp, "logprob_harvest", p, infra)
     if p.wave_interval_s > 0:
         acct, ts = _waves(w, rng, m, p.requests_per_account_day, p.wave_interval_s)
@@ -263,9 +367,20 @@ def logprob_harvest(w: World, rng: np.random.Generator, camp: Campaign, p: Famil
         a, t = acct[sel], ts[sel]
         k = a.shape[0]
         model = w.models(rng, t, (0.5, 0.3, 0.2), p.pivot_share, p.pivot_ramp_hours)
-        return make_block(a, t, model, w.bank.instructions(rng, k), "en", n=rng.choice(np.array([4, 8]), size=k),
-                          logprobs=1, top_logprobs=20, temperature=1.0,
-                          max_tokens=rng.choice(np.array([256, 512]), size=k), out_median=120.0, history=0.0)
+        return make_block(
+            a,
+            t,
+            model,
+            w.bank.instructions(rng, k),
+            "en",
+            n=rng.choice(np.array([4, 8]), size=k),
+            logprobs=1,
+            top_logprobs=20,
+            temperature=1.0,
+            max_tokens=rng.choice(np.array([256, 512]), size=k),
+            out_median=120.0,
+            history=0.0,
+        )
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"en": 1.0}, main)
 

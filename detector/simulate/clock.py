@@ -17,14 +17,92 @@ HOUR_MS = 60 * MIN_MS
 DAY_MS = 24 * HOUR_MS
 
 #: Local-hour weights of a person: asleep at night, peaks late morning and evening.
-HUMAN = np.array([0.6, 0.3, 0.15, 0.1, 0.1, 0.15, 0.4, 1.0, 2.0, 3.0, 3.6, 3.8,
-                  3.2, 3.4, 3.6, 3.5, 3.2, 3.0, 2.8, 3.0, 3.2, 3.0, 2.2, 1.2])
+HUMAN = np.array(
+    [
+        0.6,
+        0.3,
+        0.15,
+        0.1,
+        0.1,
+        0.15,
+        0.4,
+        1.0,
+        2.0,
+        3.0,
+        3.6,
+        3.8,
+        3.2,
+        3.4,
+        3.6,
+        3.5,
+        3.2,
+        3.0,
+        2.8,
+        3.0,
+        3.2,
+        3.0,
+        2.2,
+        1.2,
+    ]
+)
 #: Office hours.
-OFFICE = np.array([0.05, 0.02, 0.02, 0.02, 0.02, 0.05, 0.2, 0.8, 3.0, 4.0, 4.2, 4.0,
-                   2.8, 3.6, 4.0, 3.9, 3.5, 2.6, 1.2, 0.6, 0.4, 0.3, 0.2, 0.1])
+OFFICE = np.array(
+    [
+        0.05,
+        0.02,
+        0.02,
+        0.02,
+        0.02,
+        0.05,
+        0.2,
+        0.8,
+        3.0,
+        4.0,
+        4.2,
+        4.0,
+        2.8,
+        3.6,
+        4.0,
+        3.9,
+        3.5,
+        2.6,
+        1.2,
+        0.6,
+        0.4,
+        0.3,
+        0.2,
+        0.1,
+    ]
+)
 #: A service with its own users' mild daily swing.
-SERVICE = np.array([0.6, 0.5, 0.45, 0.45, 0.5, 0.6, 0.75, 0.9, 1.05, 1.15, 1.2, 1.2,
-                    1.2, 1.2, 1.2, 1.2, 1.15, 1.1, 1.05, 1.0, 0.95, 0.9, 0.8, 0.7])
+SERVICE = np.array(
+    [
+        0.6,
+        0.5,
+        0.45,
+        0.45,
+        0.5,
+        0.6,
+        0.75,
+        0.9,
+        1.05,
+        1.15,
+        1.2,
+        1.2,
+        1.2,
+        1.2,
+        1.2,
+        1.2,
+        1.15,
+        1.1,
+        1.05,
+        1.0,
+        0.95,
+        0.9,
+        0.8,
+        0.7,
+    ]
+)
 FLAT = np.ones(24)
 
 
@@ -33,8 +111,15 @@ def _vec(x: Any, n: int, dtype: Any) -> npt.NDArray[Any]:
     return np.broadcast_to(arr, (n,)).copy() if arr.ndim == 0 else arr.astype(dtype)
 
 
-def local_times(rng: np.random.Generator, n: int, lo: Any, hi: Any, tz_h: Any,
-                profile: npt.NDArray[np.float64], weekend: float = 1.0) -> I64:
+def local_times(
+    rng: np.random.Generator,
+    n: int,
+    lo: Any,
+    hi: Any,
+    tz_h: Any,
+    profile: npt.NDArray[np.float64],
+    weekend: float = 1.0,
+) -> I64:
     """``n`` times in ``[lo, hi)`` whose hour of day in UTC offset ``tz_h`` follows ``profile``.
 
     ``lo``, ``hi`` and ``tz_h`` are scalars or per-sample arrays. ``weekend`` is the acceptance
@@ -66,8 +151,9 @@ def local_times(rng: np.random.Generator, n: int, lo: Any, hi: Any, tz_h: Any,
     return out
 
 
-def sessions(rng: np.random.Generator, starts: I64, lengths: I64, gap_mean_s: float,
-             gap_min_s: float = 1.0) -> tuple[I64, I64, I64]:
+def sessions(
+    rng: np.random.Generator, starts: I64, lengths: I64, gap_mean_s: float, gap_min_s: float = 1.0
+) -> tuple[I64, I64, I64]:
     """Expand session starts into request times.
 
     Returns ``(ts, session, position)``: each session ``i`` yields ``lengths[i]`` requests, the first

@@ -6,11 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.simulate.block import I64, Block, Obj, make_block
+from detector.simulate.block import I64, Block, Bool, Obj, make_block
 from detector.simulate.world import World
 
 LANG_WEIGHTS: dict[str, float] = {
-    "en": 0.45, "zh": 0.10, "es": 0.10, "de": 0.05, "fr": 0.05, "ru": 0.05, "ja": 0.05, "pt": 0.05, "ar": 0.05,
+    "en": 0.45,
+    "zh": 0.10,
+    "es": 0.10,
+    "de": 0.05,
+    "fr": 0.05,
+    "ru": 0.05,
+    "ja": 0.05,
+    "pt": 0.05,
+    "ar": 0.05,
     "ko": 0.05,
 }
 
@@ -29,12 +37,21 @@ def event_langs(rng: np.random.Generator, primary: Sequence[str], english_share:
     return ["en" if s else p for s, p in zip(switch, primary, strict=True)]
 
 
-def casual_content(w: World, rng: np.random.Generator, acct: I64, ts: I64, model: Obj, langs: Sequence[str],
-                   turns: I64 | int = 1, code_share: float = 0.15, throttle: float = 0.01) -> Block:
+def casual_content(
+    w: World,
+    rng: np.random.Generator,
+    acct: I64,
+    ts: I64,
+    model: Obj,
+    langs: Sequence[str],
+    turns: I64 | int = 1,
+    code_share: float = 0.15,
+    throttle: float = 0.01,
+) -> Block:
     """Everyday chat requests: varied prompts and languages, mixed parameters."""
     n = acct.shape[0]
     texts = w.bank.benign(rng, langs)
-    code = rng.random(n) < code_share
+    code: Bool = np.less(rng.random(n), code_share)
     if code.any():
         code_texts = w.bank.code(rng, int(code.sum()))
         for i, t in zip(np.flatnonzero(code), code_texts, strict=True):
@@ -44,8 +61,19 @@ def casual_content(w: World, rng: np.random.Generator, acct: I64, ts: I64, model
     max_tokens = rng.choice(np.array([1024, 2048, 4096, 8192, -1]), size=n, p=[0.2, 0.25, 0.3, 0.15, 0.1])
     thinking = rng.random(n) < 0.1
     return make_block(
-        acct, ts, model, texts, list(langs),
-        turns=turns, max_tokens=w.cap(model, max_tokens), temperature=temperature, top_p=top_p,
-        stream=rng.random(n) < 0.6, logprobs=np.where(rng.random(n) < 0.7, -1, 0), thinking=thinking,
-        out_median=np.where(thinking, 900.0, 350.0), history=250.0, throttle=throttle,
+        acct,
+        ts,
+        model,
+        texts,
+        list(langs),
+        turns=turns,
+        max_tokens=w.cap(model, max_tokens),
+        temperature=temperature,
+        top_p=top_p,
+        stream=rng.random(n) < 0.6,
+        logprobs=np.where(rng.random(n) < 0.7, -1, 0),
+        thinking=thinking,
+        out_median=np.where(thinking, 900.0, 350.0),
+        history=250.0,
+        throttle=throttle,
     )

@@ -43,25 +43,43 @@ def _labels(w: World, b: Block, days: float, scale: float, seed: int) -> dict[st
     for idx, pos in zip(seen.tolist(), first.tolist(), strict=True):
         a = w.accounts[idx]
         accounts[a.account_id] = {
-            "attacker": a.campaign_id is not None, "persona": a.persona, "campaign_id": a.campaign_id,
-            "campaign_type": a.campaign_type, "created_at": iso_ms(a.created_ms), "first_ts": iso_ms(int(b.ts[pos])),
+            "attacker": a.campaign_id is not None,
+            "persona": a.persona,
+            "campaign_id": a.campaign_id,
+            "campaign_type": a.campaign_type,
+            "created_at": iso_ms(a.created_ms),
+            "first_ts": iso_ms(int(b.ts[pos])),
         }
     seen_set = set(seen.tolist())
-    campaigns = {
-        c.campaign_id: {"family": c.family, "campaign_type": c.campaign_type, "start_ts": iso_ms(c.start_ms),
-                        "n_accounts": sum(1 for m in c.members if m in seen_set)}
+    campaigns: dict[str, dict[str, Any]] = {
+        c.campaign_id: {
+            "family": c.family,
+            "campaign_type": c.campaign_type,
+            "start_ts": iso_ms(c.start_ms),
+            "n_accounts": sum(1 for m in c.members if m in seen_set),
+        }
         for c in w.campaigns
     }
     return {
-        "seed": seed, "days": days, "scale": scale, "start": iso_ms(w.start_ms), "end": iso_ms(w.end_ms),
+        "seed": seed,
+        "days": days,
+        "scale": scale,
+        "start": iso_ms(w.start_ms),
+        "end": iso_ms(w.end_ms),
         "new_model": {"id": w.params.new_model_id, "launch_ts": iso_ms(w.launch_ms)},
         "accounts": dict(sorted(accounts.items())),
-        "campaigns": {k: v for k, v in sorted(campaigns.items()) if v["n_accounts"] > 0},
+        "campaigns": {k: v for k, v in sorted(campaigns.items()) if int(v["n_accounts"]) > 0},
     }
 
 
-def simulate(out_dir: Path, days: float, seed: int, scale: float = 1.0, prompts_dir: Path | None = None,
-             params: SimParams | None = None) -> SimSummary:
+def simulate(
+    out_dir: Path,
+    days: float,
+    seed: int,
+    scale: float = 1.0,
+    prompts_dir: Path | None = None,
+    params: SimParams | None = None,
+) -> SimSummary:
     """Generate ``days`` of labelled gateway traffic into ``out_dir``.
 
     Writes ``events.jsonl`` (one contract event per line, by time), ``events.parquet`` (the same rows,
@@ -88,9 +106,16 @@ def simulate(out_dir: Path, days: float, seed: int, scale: float = 1.0, prompts_
     personas = pl.Series([w.accounts[int(i)].persona for i in b.acct]).value_counts()
     by_persona = {str(k): int(v) for k, v in sorted(personas.iter_rows())}
     return SimSummary(
-        out_dir=str(out_dir), n_events=frame.height, n_accounts=len(labels["accounts"]),
+        out_dir=str(out_dir),
+        n_events=frame.height,
+        n_accounts=len(labels["accounts"]),
         n_attacker_accounts=sum(1 for a in labels["accounts"].values() if a["attacker"]),
-        n_campaigns=len(labels["campaigns"]), events_by_persona=by_persona, start=labels["start"],
-        end=labels["end"], new_model_id=params.new_model_id, launch_ts=labels["new_model"]["launch_ts"],
-        jsonl_bytes=(out_dir / "events.jsonl").stat().st_size, seconds=round(time.perf_counter() - t0, 2),
+        n_campaigns=len(labels["campaigns"]),
+        events_by_persona=by_persona,
+        start=labels["start"],
+        end=labels["end"],
+        new_model_id=params.new_model_id,
+        launch_ts=labels["new_model"]["launch_ts"],
+        jsonl_bytes=(out_dir / "events.jsonl").stat().st_size,
+        seconds=round(time.perf_counter() - t0, 2),
     )

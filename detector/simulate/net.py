@@ -112,7 +112,9 @@ def datacenter_ip(rng: np.random.Generator, providers: tuple[str, ...], ipv6_fra
     return v4(rng, p4[int(rng.integers(len(p4)))])
 
 
-def proxy_pool(rng: np.random.Generator, size: int, providers: tuple[str, ...], ipv6_fraction: float) -> list[str]:
+def proxy_pool(
+    rng: np.random.Generator, size: int, providers: tuple[str, ...], ipv6_fraction: float
+) -> list[str]:
     """A proxy pool: ``size`` datacenter addresses clustered in a few /24s per provider."""
     subnets: list[str] = []
     for _ in range(max(1, size // 8)):
@@ -150,7 +152,12 @@ COMMON_CLIENTS: tuple[tuple[Client, float], ...] = (
     (Client("litellm/1.51.0", _TLS_PY, "litellm/1.51.0", "/v1/chat/completions"), 5.0),
     (Client("python-requests/2.32.3", "t13d1812h1_85036bcba153_b26ce05bbdd6", None, "/v1/messages"), 6.0),
     (Client("curl/8.5.0", "t13d3112h2_e8f1e7e78f70_6bebaf5329ac", None, "/v1/messages"), 3.0),
-    (Client("Go-http-client/2.0", "t13d1310h2_e8f1e7e78f70_3a4f4f1a9f6b", "vendor-go/0.1.2", "/v1/messages"), 4.0),
+    (
+        Client(
+            "Go-http-client/2.0", "t13d1310h2_e8f1e7e78f70_3a4f4f1a9f6b", "vendor-go/0.1.2", "/v1/messages"
+        ),
+        4.0,
+    ),
     (
         Client(
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -164,7 +171,9 @@ COMMON_CLIENTS: tuple[tuple[Client, float], ...] = (
 )
 
 #: The popular agentic coding tool every honest agentic_coder account runs (shared TLS + SDK).
-CODING_TOOL = Client("codepilot-cli/2.4.1 (darwin; arm64)", _TLS_NODE, "vendor-typescript/0.33.0", "/v1/messages")
+CODING_TOOL = Client(
+    "codepilot-cli/2.4.1 (darwin; arm64)", _TLS_NODE, "vendor-typescript/0.33.0", "/v1/messages"
+)
 
 
 def common_client(rng: np.random.Generator) -> Client:
@@ -173,7 +182,9 @@ def common_client(rng: np.random.Generator) -> Client:
     return COMMON_CLIENTS[int(rng.choice(len(w), p=w / w.sum()))][0]
 
 
-def custom_client(rng: np.random.Generator, user_agent: str, sdk: str | None, endpoint: str = "/v1/messages") -> Client:
+def custom_client(
+    rng: np.random.Generator, user_agent: str, sdk: str | None, endpoint: str = "/v1/messages"
+) -> Client:
     """A campaign's own client build: an uncommon TLS fingerprint shared by all its accounts."""
     a = int(rng.integers(10, 40))
     b = int(rng.integers(8, 20))

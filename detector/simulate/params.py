@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class _Frozen(BaseModel):
@@ -82,9 +82,13 @@ def _default_start() -> datetime:
 class SimParams(_Frozen):
     """All simulator settings. ``SimParams()`` is the default run."""
 
-    start: datetime = Field(default_factory=_default_start)
+    start: AwareDatetime = Field(default_factory=_default_start)
     models: list[str] = Field(
-        default_factory=lambda: ["frontier-small-2025-10", "frontier-medium-2025-11", "frontier-large-2026-01"]
+        default_factory=lambda: [
+            "frontier-small-2025-10",
+            "frontier-medium-2025-11",
+            "frontier-large-2026-01",
+        ]
     )
     new_model_id: str = "frontier-large-2026-03"
     #: When the new model launches, as a fraction of the run.
@@ -117,26 +121,61 @@ class SimParams(_Frozen):
     )
 
     cot_hydra: FamilyParams = FamilyParams(
-        campaigns=2, cluster_size=250, requests_per_account_day=26.0, blend_ratio=0.15, cards_per_cluster=6,
-        ip_pool_size=80, signup_spread_minutes=40.0, signup_bursts=4, start_offsets=[0.05, 0.4],
-        churn_fraction=0.2, wave_interval_s=300.0, pivot_share=0.2, pivot_ramp_hours=24.0,
+        campaigns=2,
+        cluster_size=250,
+        requests_per_account_day=26.0,
+        blend_ratio=0.15,
+        cards_per_cluster=6,
+        ip_pool_size=80,
+        signup_spread_minutes=40.0,
+        signup_bursts=4,
+        start_offsets=[0.05, 0.4],
+        churn_fraction=0.2,
+        wave_interval_s=300.0,
+        pivot_share=0.2,
+        pivot_ramp_hours=24.0,
     )
     agentic_pivot: FamilyParams = FamilyParams(
-        cluster_size=200, requests_per_account_day=60.0, blend_ratio=0.05, cards_per_cluster=5,
-        ip_pool_size=40, signup_spread_minutes=60.0, start_offsets=[0.1], pivot_share=0.5,
+        cluster_size=200,
+        requests_per_account_day=60.0,
+        blend_ratio=0.05,
+        cards_per_cluster=5,
+        ip_pool_size=40,
+        signup_spread_minutes=60.0,
+        start_offsets=[0.1],
+        pivot_share=0.5,
         pivot_ramp_hours=18.0,
     )
     multilingual_coercion: FamilyParams = FamilyParams(
-        cluster_size=150, requests_per_account_day=30.0, blend_ratio=0.1, cards_per_cluster=8,
-        ip_pool_size=60, signup_spread_minutes=90.0, start_offsets=[0.25],
+        cluster_size=150,
+        requests_per_account_day=30.0,
+        blend_ratio=0.1,
+        cards_per_cluster=8,
+        ip_pool_size=60,
+        signup_spread_minutes=90.0,
+        start_offsets=[0.25],
     )
     low_and_slow: FamilyParams = FamilyParams(
-        cluster_size=60, requests_per_account_day=8.0, blend_ratio=0.6, cards_per_cluster=None,
-        ip_pool_size=0, signup_spread_minutes=25.0, signup_bursts=1, start_offsets=[0.15], churn_fraction=0.05,
+        cluster_size=60,
+        requests_per_account_day=8.0,
+        blend_ratio=0.6,
+        cards_per_cluster=None,
+        ip_pool_size=0,
+        signup_spread_minutes=25.0,
+        signup_bursts=1,
+        start_offsets=[0.15],
+        churn_fraction=0.05,
     )
     logprob_harvest: FamilyParams = FamilyParams(
-        cluster_size=40, requests_per_account_day=50.0, blend_ratio=0.05, cards_per_cluster=2,
-        ip_pool_size=12, signup_spread_minutes=15.0, signup_bursts=2, start_offsets=[0.35], wave_interval_s=60.0,
+        cluster_size=40,
+        requests_per_account_day=50.0,
+        blend_ratio=0.05,
+        cards_per_cluster=2,
+        ip_pool_size=12,
+        signup_spread_minutes=15.0,
+        signup_bursts=2,
+        start_offsets=[0.35],
+        wave_interval_s=60.0,
     )
 
 
@@ -150,7 +189,13 @@ CAMPAIGN_TYPES: dict[str, str] = {
 }
 
 PERSONAS: tuple[str, ...] = (
-    "casual", "app_backend", "eval_harness", "bulk_synthetic", "university_nat", "company_card",
-    "legit_reseller", "agentic_coder",
+    "casual",
+    "app_backend",
+    "eval_harness",
+    "bulk_synthetic",
+    "university_nat",
+    "company_card",
+    "legit_reseller",
+    "agentic_coder",
 )
 FAMILIES: tuple[str, ...] = tuple(CAMPAIGN_TYPES)

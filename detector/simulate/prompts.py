@@ -64,7 +64,9 @@ class ExtraPrompts:
         for name in ("arena-hard-v0.1_question.jsonl", "arena-hard-v2.0_question.jsonl"):
             ex._add_benign("en", (str(o.get("prompt", "")) for o in _jsonl(ben / "arena_hard_auto" / name)))
         for name in ("mt_bench_question.jsonl", "vicuna_bench_question.jsonl"):
-            ex._add_benign("en", (str((o.get("turns") or [""])[0]) for o in _jsonl(ben / "fastchat_mtbench" / name)))
+            ex._add_benign(
+                "en", (str((o.get("turns") or [""])[0]) for o in _jsonl(ben / "fastchat_mtbench" / name))
+            )
         for o in _jsonl(ben / "oasst2_subset_openpaws" / "oasst2_filtered.jsonl"):
             p = o.get("prompt") or {}
             lang = str(p.get("lang") or "en").split("-")[0]
@@ -75,13 +77,18 @@ class ExtraPrompts:
         limo = dist / "limo_eval"
         if limo.is_dir():
             for path in sorted(limo.glob("*.jsonl")):
-                ex.problems += [str(o.get("problem") or o.get("question")) for o in _jsonl(path)
-                                if o.get("problem") or o.get("question")]
+                ex.problems += [
+                    str(o.get("problem") or o.get("question"))
+                    for o in _jsonl(path)
+                    if o.get("problem") or o.get("question")
+                ]
         for name in ("seed_tasks.jsonl", "user_oriented_instructions.jsonl"):
             for o in _jsonl(dist / "self_instruct" / name):
                 inst = (o.get("instances") or [{}])[0]
                 extra = str(inst.get("input") or "") if isinstance(inst, dict) else ""
-                ex.instructions.append((str(o.get("instruction", "")) + ("\n" + extra if extra else ""))[:_MAX_CHARS])
+                ex.instructions.append(
+                    (str(o.get("instruction", "")) + ("\n" + extra if extra else ""))[:_MAX_CHARS]
+                )
         ex._read_templates(dist / "templates")
         ex.problems = [p[:_MAX_CHARS] for p in ex.problems]
         return ex
@@ -151,10 +158,19 @@ class PromptBank:
             return str(_pick(rng, self.d["slots"]["en"][name]))
         return _number_slot(rng, name, self.d)
 
-    def fill(self, rng: np.random.Generator, template: str, lang: str = "en",
-             local: dict[str, list[str]] | None = None, **fixed: str) -> str:
+    def fill(
+        self,
+        rng: np.random.Generator,
+        template: str,
+        lang: str = "en",
+        local: dict[str, list[str]] | None = None,
+        **fixed: str,
+    ) -> str:
         """Fill every ``{slot}`` of ``template``; ``fixed`` values are inserted verbatim."""
-        values = {n: fixed[n] if n in fixed else self._slot(rng, n, lang, local or {}) for n in self._names(template)}
+        values = {
+            n: fixed[n] if n in fixed else self._slot(rng, n, lang, local or {})
+            for n in self._names(template)
+        }
         return template.format_map(values)
 
     # -- kinds ----------------------------------------------------------------------------------
@@ -221,7 +237,9 @@ class PromptBank:
         wrappers: dict[str, list[str]] = self.d["coercion_wrappers"]
         tasks: dict[str, list[str]] = self.d["coercion_tasks"]
         for lang in langs:
-            task = _pick(rng, tasks[lang]) if lang in tasks and rng.random() < 0.4 else self.problems(rng, 1)[0]
+            task = (
+                _pick(rng, tasks[lang]) if lang in tasks and rng.random() < 0.4 else self.problems(rng, 1)[0]
+            )
             out.append(_pick(rng, wrappers.get(lang) or wrappers["zh"]).format(problem=task))
         return out
 
@@ -236,8 +254,12 @@ class PromptBank:
         answers = self.d["candidate_answers"]
         out = []
         for q in self.problems(rng, n):
-            vals = _Defaults(question=q, answer=_pick(rng, answers), answer_b=_pick(rng, answers),
-                             ref_answer_1=_pick(rng, answers))
+            vals = _Defaults(
+                question=q,
+                answer=_pick(rng, answers),
+                answer_b=_pick(rng, answers),
+                ref_answer_1=_pick(rng, answers),
+            )
             out.append(_pick(rng, templates).format_map(vals))
         return out
 
@@ -265,7 +287,11 @@ class PromptBank:
         specs = self.d["synthetic_templates"]
         out = []
         for _ in range(n):
-            spec = specs[template % len(specs)] if template is not None and rng.random() < 0.8 else _pick(rng, specs)
+            spec = (
+                specs[template % len(specs)]
+                if template is not None and rng.random() < 0.8
+                else _pick(rng, specs)
+            )
             out.append(self.fill(rng, spec["template"], "en", spec["slots"]))
         return out
 
@@ -282,16 +308,28 @@ class PromptBank:
     def skeleton(self, rng: np.random.Generator, n: int, tag: str) -> list[str]:
         """One campaign's template skeleton with varying slots (the low-and-slow family's signature)."""
         tpl = self.d["skeletons"][0]
-        return [tpl.format(tag=f"{tag}-{int(rng.integers(1000, 9999))}", problem=p) for p in self.problems(rng, n)]
+        return [
+            tpl.format(tag=f"{tag}-{int(rng.integers(1000, 9999))}", problem=p) for p in self.problems(rng, n)
+        ]
 
 
 def _pick(rng: np.random.Generator, items: Sequence[Any]) -> Any:
-    return items[int(rng.integers(len(items)))]
+    return items[int(rng.random() * len(items))]
 
 
 def _number_slot(rng: np.random.Generator, name: str, data: dict[str, Any]) -> str:
-    ranges = {"n": (2, 11), "id": (1000, 99999), "a": (2, 60), "b": (2, 40), "c": (2, 30), "d": (1, 99),
-              "p": (20, 200), "s": (30, 900), "big": (100, 5000), "pct": (5, 40)}
+    ranges = {
+        "n": (2, 11),
+        "id": (1000, 99999),
+        "a": (2, 60),
+        "b": (2, 40),
+        "c": (2, 30),
+        "d": (1, 99),
+        "p": (20, 200),
+        "s": (30, 900),
+        "big": (100, 5000),
+        "pct": (5, 40),
+    }
     if name == "name":
         return str(_pick(rng, data["names"]))
     if name == "plang":

@@ -58,7 +58,7 @@ class World:
         self.bank = bank
         self.scale = scale
         self.start_ms = int(params.start.timestamp() * 1000)
-        self.end_ms = self.start_ms + int(round(days * 24 * HOUR_MS))
+        self.end_ms = self.start_ms + round(days * 24 * HOUR_MS)
         self.launch_ms = self.start_ms + int(params.launch_fraction * (self.end_ms - self.start_ms))
         self.accounts: list[Account] = []
         self.campaigns: list[Campaign] = []
@@ -80,7 +80,7 @@ class World:
 
     def scaled(self, count: int) -> int:
         """An account count times ``scale`` (at least 1 when the count is positive)."""
-        return 0 if count <= 0 else max(1, int(round(count * self.scale)))
+        return 0 if count <= 0 else max(1, round(count * self.scale))
 
     def new_id(self, prefix: str, nhex: int = 10) -> str:
         """A fresh random-looking identifier, unique within the run."""
@@ -102,15 +102,27 @@ class World:
         self.campaigns.append(c)
         return c
 
-    def models(self, rng: np.random.Generator, ts: I64, weights: tuple[float, ...] | None = None,
-               adopt: float = 0.0, adopt_hours: float = 48.0) -> Obj:
+    def models(
+        self,
+        rng: np.random.Generator,
+        ts: I64,
+        weights: tuple[float, ...] | None = None,
+        adopt: float = 0.0,
+        adopt_hours: float = 48.0,
+    ) -> Obj:
         """A model per request: ``weights`` over the base models, and after launch a share of the new
         model rising linearly to ``adopt`` over ``adopt_hours``."""
-        w = np.asarray(weights if weights is not None else _BASE_MIX, dtype=np.float64)[: len(self.base_models)]
-        base = np.asarray(self.base_models, dtype=np.object_)[rng.choice(w.shape[0], size=ts.shape[0], p=w / w.sum())]
+        w = np.asarray(weights if weights is not None else _BASE_MIX, dtype=np.float64)[
+            : len(self.base_models)
+        ]
+        base = np.asarray(self.base_models, dtype=np.object_)[
+            rng.choice(w.shape[0], size=ts.shape[0], p=w / w.sum())
+        ]
         share = adopt * np.clip((ts - self.launch_ms) / (adopt_hours * HOUR_MS), 0.0, 1.0)
         share[ts < self.launch_ms] = 0.0
-        out: Obj = np.where(rng.random(ts.shape[0]) < share, self.params.new_model_id, base).astype(np.object_)
+        out: Obj = np.where(rng.random(ts.shape[0]) < share, self.params.new_model_id, base).astype(
+            np.object_
+        )
         return out
 
     def cap(self, model: Obj, wanted: I64) -> I64:
