@@ -15,6 +15,7 @@ import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 import polars as pl
@@ -49,6 +50,8 @@ class Reject:
     detail: str
     position: str
     raw: bytes
+    #: The record's index within its batch (orders rejects; not written out).
+    index: int = -1
 
     def to_json_dict(self) -> dict[str, object]:
         """JSON-ready form for the dead-letter sink (raw bytes as text, already redacted)."""
@@ -132,18 +135,18 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
 TIERS = ("free", "standard", "enterprise", "education", "research", "startup", "reseller")
 
 
-def _checks(ts_is_text: bool, created_is_text: bool) -> list[tuple[str, str, pl.Expr]]:
-    """(reason, flat column, failing condition) in report order: the first failing check wins."""
+def _checks() -> list[tuple[str, str, pl.Expr]]:
+    """(reason, flat column, failing condition) in report order: the first failing check wins.
+
+    Timestamps are checked on ``_ts`` / ``_created``: the parsed values, computed once beforehand.
+    """
     c = pl.col
     out: list[tuple[str, str, pl.Expr]] = [("missing_field", name, c(name).is_null()) for name in _REQUIRED]
     out.append(("schema_version", "schema_version", c("schema_version") != 1))
     out += [("invalid_value", name, c(name).str.len_chars() < 1) for name in _MIN_LEN_1]
     out += [("invalid_value", name, c(name).str.len_chars() > n) for name, n in _MAX_LEN.items()]
-    if ts_is_text:
-        out.append(("invalid_value", "ts", parse_ts(c("ts")).is_null()))
-    if created_is_text:
-        out.append(("invalid_value", "account_created_at",
-                    c("account_created_at").is_not_null() & parse_ts(c("account_created_at")).is_null()))
+    out.append(("invalid_value", "ts", c("_ts").is_null()))
+    out.append(("invalid_value", "account_created_at", c("account_created_at").is_not_null() & c("_created").is_null()))
     out.append(("invalid_value", "client_ip", ~c("client_ip").str.contains(IP_RE)))
     for name, (lo, hi) in _RANGES.items():
         if lo is not None:
@@ -178,26 +181,24 @@ def validate_flat(
 
     ``flat`` must carry ``_pos`` (the record's index within the batch, for positions and raw bytes).
     """
-    ts_text = flat.schema["ts"] == pl.String
-    created_text = flat.schema["account_created_at"] == pl.String
-    flagged = flat.with_columns(_first_failure(_checks(ts_text, created_text)))
+    def utc(name: str) -> pl.Expr:
+        if flat.schema[name] == pl.String:
+            return parse_ts(pl.col(name))
+        return pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+
+    flagged = flat.with_columns(utc("ts").alias("_ts"), utc("account_created_at").alias("_created"))
+    flagged = flagged.with_columns(_first_failure(_checks()))
     bad = flagged.filter(pl.col("_fail").is_not_null()).select("_pos", "_fail")
     rejects: list[Reject] = []
     for pos, fail in bad.iter_rows():
         reason, col = fail.split("|", 1)
         rejects.append(Reject(reason, FIELD_PATHS.get(col, col), _describe(reason, col), position_of(pos),
-                              redact(raw_of(pos))))
-    good = flagged.filter(pl.col("_fail").is_null()).drop("_fail")
-    casts = []
-    if ts_text:
-        casts.append(parse_ts(pl.col("ts")))
-    else:
-        casts.append(pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
-    if created_text:
-        casts.append(parse_ts(pl.col("account_created_at")))
-    else:
-        casts.append(pl.col("account_created_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
-    good = good.with_columns(casts).select([*EVENT_SCHEMA.keys(), "_pos"])
+                              redact(raw_of(pos)), pos))
+    good = (
+        flagged.filter(pl.col("_fail").is_null())
+        .with_columns(pl.col("_ts").alias("ts"), pl.col("_created").alias("account_created_at"))
+        .select([*EVENT_SCHEMA.keys(), "_pos"])
+    )
     return good, rejects
 
 
@@ -224,82 +225,106 @@ def _explain(line: bytes, polars_error: str) -> tuple[str, str | None, str]:
     return "type_error", None, f"record does not fit the event schema: {polars_error[:200]}"
 
 
-def _parse(data: bytes) -> pl.DataFrame:
-    return pl.read_ndjson(io.BytesIO(data), schema=RAW_SCHEMA)
+def _parse(data: bytes | Path) -> pl.DataFrame:
+    return pl.read_ndjson(data if isinstance(data, Path) else io.BytesIO(data), schema=RAW_SCHEMA)
 
 
 def decode_lines(
-    lines: Sequence[bytes] | bytes,
+    lines: Sequence[bytes] | bytes | Path,
     position_of: Callable[[int], str],
     *,
     max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> DecodedBatch:
     """Decode a batch of JSON records.
 
-    ``lines`` is either one buffer of newline-separated records (a JSON Lines chunk: fastest, no
-    per-line Python work unless something fails) or a sequence of record values (Kafka messages).
-    ``position_of(i)`` names the i-th record's position for rejects (i counts every record, blank lines
-    of a buffer excluded).
+    ``lines`` is one buffer of newline-separated records (a JSON Lines chunk: no per-line Python work
+    unless something fails), a path to a plain JSON Lines file (fastest: polars reads it directly; the
+    bytes are only loaded if a record must be explained), or a sequence of record values (Kafka).
+    ``position_of(i)`` names a record's position for rejects: for a buffer ``i`` is the 0-based line
+    index (blank lines count), for a sequence it is the value's index.
     """
-    if isinstance(lines, bytes | bytearray | memoryview):
+    records: list[bytes] | None = None
+    orig: list[int] | None = None
+    path: Path | None = None
+    data = b""
+    if isinstance(lines, Path):
+        path = lines
+    elif isinstance(lines, bytes | bytearray | memoryview):
         data = bytes(lines)
-        records: list[bytes] | None = None
-        n = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-        if b"\n\n" in data or data.startswith(b"\n") or b"\n\r\n" in data or b"\n \n" in data:
-            records = [ln for ln in data.split(b"\n") if ln.strip()]
-            n = len(records)
     else:
         records = [v.replace(b"\n", b" ") if b"\n" in v else v for v in lines]
+        orig = list(range(len(records)))
         data = b"\n".join(records)
-        n = len(records)
+
+    def split() -> tuple[list[bytes], list[int]]:
+        nonlocal records, orig, data
+        if records is None or orig is None:
+            if path is not None and not data:
+                data = path.read_bytes()
+            keep = [(i, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
+            records, orig = [ln for _, ln in keep], [i for i, _ in keep]
+        return records, orig
 
     def record(i: int) -> bytes:
-        nonlocal records
-        if records is None:
-            records = [ln for ln in data.split(b"\n") if ln.strip()]
-        return records[i]
+        return split()[0][i]
+
+    def position(i: int) -> str:
+        return position_of(split()[1][i])
 
     rejects: list[Reject] = []
     oversized: set[int] = set()
-    if records is not None:
+    if records is not None:  # Kafka values: sizes are known without scanning
         for i, r in enumerate(records):
             if len(r) > max_record_bytes:
                 oversized.add(i)
                 rejects.append(Reject("oversized", None, f"record of {len(r)} bytes exceeds {max_record_bytes}",
-                                      position_of(i), redact(r[:4096])))
+                                      position(i), redact(r[:4096]), i))
 
     frames: list[pl.DataFrame] = []
-    if n:
-        if not oversized:
-            try:
-                raw = _parse(data)
-                if raw.height != n:  # blank-ish lines we did not anticipate: take the careful path
-                    raise pl.exceptions.ComputeError("line count mismatch")
-                frames.append(raw.with_row_index("_pos"))
-            except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.PolarsError):
-                record(0)
-                frames, more = _bisect(records or [], 0, position_of, oversized)
-                rejects += more
-        else:
-            frames, more = _bisect(records or [], 0, position_of, oversized)
-            rejects += more
+    n = 0
+    raw: pl.DataFrame | None = None
+    nonempty = path is not None or bool(data.strip())
+    if nonempty and not oversized:
+        try:
+            raw = _parse(path if path is not None else data)
+            if records is not None and raw.height != len(records):
+                raise pl.exceptions.ComputeError("record count mismatch")
+        except pl.exceptions.PolarsError:
+            raw = None
+    if raw is not None:
+        frames = [raw.with_row_index("_pos")]
+        n = raw.height
+    elif nonempty:
+        recs, _ = split()
+        n = len(recs)
+        frames, more = _bisect(recs, position, oversized)
+        rejects += more
 
     raw_frame = pl.concat(frames) if frames else pl.DataFrame(schema={"_pos": pl.UInt32, **RAW_SCHEMA})
     flat = raw_frame.select(pl.col("_pos"), *flatten_exprs())
-    good, more = validate_flat(flat, position_of, record)
+    good, more = validate_flat(flat, position, record)
     rejects += more
-    rejects.sort(key=lambda r: r.position)
-    deduped = good.unique(subset="request_id", keep="first", maintain_order=True)
-    return DecodedBatch(deduped, rejects, duplicates=good.height - deduped.height, records=n)
+    rejects.sort(key=lambda r: r.index)
+    deduped, dups = _dedupe(good)
+    return DecodedBatch(deduped, rejects, duplicates=dups, records=n)
+
+
+def _dedupe(good: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Keep the first event of each request id (a redelivered request is counted once)."""
+    first = good.select(pl.col("request_id").is_first_distinct()).to_series()
+    if first.all():
+        return good, 0
+    kept = good.filter(first)
+    return kept, good.height - kept.height
 
 
 def _bisect(
-    records: list[bytes], base: int, position_of: Callable[[int], str], skip: set[int]
+    records: list[bytes], position_of: Callable[[int], str], skip: set[int]
 ) -> tuple[list[pl.DataFrame], list[Reject]]:
-    """Parse ``records`` (global index ``base``), isolating the lines polars cannot parse."""
+    """Parse ``records``, isolating the lines polars cannot parse (O(bad * log n) parses)."""
     frames: list[pl.DataFrame] = []
     rejects: list[Reject] = []
-    stack = [(base, len(records))]
+    stack = [(0, len(records))]
     while stack:
         lo, hi = stack.pop()
         idx = [i for i in range(lo, hi) if i not in skip]
@@ -314,7 +339,7 @@ def _bisect(
         except pl.exceptions.PolarsError as exc:
             if hi - lo == 1:
                 reason, fld, detail = _explain(records[lo], str(exc))
-                rejects.append(Reject(reason, fld, detail, position_of(lo), redact(records[lo])))
+                rejects.append(Reject(reason, fld, detail, position_of(lo), redact(records[lo]), lo))
             else:
                 mid = (lo + hi) // 2
                 stack.append((mid, hi))
@@ -376,5 +401,5 @@ def decode_frame(frame: pl.DataFrame, position_of: Callable[[int], str]) -> Deco
         return orjson.dumps(frame.slice(i, 1).to_dicts()[0], default=str)
 
     good, rejects = validate_flat(flat, position_of, raw_of)
-    deduped = good.unique(subset="request_id", keep="first", maintain_order=True)
-    return DecodedBatch(deduped, rejects, duplicates=good.height - deduped.height, records=frame.height)
+    deduped, dups = _dedupe(good)
+    return DecodedBatch(deduped, rejects, duplicates=dups, records=frame.height)
