@@ -53,7 +53,9 @@ class AllowList(BaseModel):
         """Entries not yet expired at event time ``now``."""
         return [e for e in self.entries if e.expires is None or e.expires > now]
 
-    def allowed(self, accounts: pl.Series, keys: pl.DataFrame, orgs: pl.DataFrame, now: datetime) -> dict[str, str]:
+    def allowed(
+        self, accounts: pl.Series, keys: pl.DataFrame, orgs: pl.DataFrame, now: datetime
+    ) -> dict[str, str]:
         """account -> entry type that allows it, for the given candidate accounts."""
         out: dict[str, str] = {}
         live = self.live(now)
@@ -67,9 +69,14 @@ class AllowList(BaseModel):
                 hit = set(orgs.filter(pl.col("org_id") == e.value)["account_id"].to_list()) & cand
             else:
                 fam = _FAMILY[e.type]
-                hit = set(
-                    keys.filter((pl.col("family") == fam) & (pl.col("key") == e.value))["account_id"].to_list()
-                ) & cand
+                hit = (
+                    set(
+                        keys.filter((pl.col("family") == fam) & (pl.col("key") == e.value))[
+                            "account_id"
+                        ].to_list()
+                    )
+                    & cand
+                )
             for a in hit:
                 out.setdefault(a, e.type)
         return out

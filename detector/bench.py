@@ -61,8 +61,11 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
         return sum(c.batch.records for c in iter_jsonl(jsonl))
 
     n_events = 0
-    for name, fn in (("jsonl ceiling: polars read_ndjson(schema)", ceiling), ("jsonl decode (validation, rejects)", decode),
-                     ("jsonl replay end to end", _replay_fn(jsonl))):
+    for name, fn in (
+        ("jsonl ceiling: polars read_ndjson(schema)", ceiling),
+        ("jsonl decode (validation, rejects)", decode),
+        ("jsonl replay end to end", _replay_fn(jsonl)),
+    ):
         secs, n = _best(fn, repeat)
         n_events = n_events or n
         rows.append({"stage": name, "seconds": secs, "events_per_s": n / secs, "mb_per_s": size / secs / 1e6})
@@ -75,10 +78,15 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
         def pdecode() -> int:
             return sum(c.batch.records for c in iter_parquet(parquet))
 
-        for name, fn in (("parquet ceiling: polars read_parquet", pceiling), ("parquet decode", pdecode),
-                         ("parquet replay end to end", _replay_fn(parquet))):
+        for name, fn in (
+            ("parquet ceiling: polars read_parquet", pceiling),
+            ("parquet decode", pdecode),
+            ("parquet replay end to end", _replay_fn(parquet)),
+        ):
             secs, n = _best(fn, repeat)
-            rows.append({"stage": name, "seconds": secs, "events_per_s": n / secs, "mb_per_s": psize / secs / 1e6})
+            rows.append(
+                {"stage": name, "seconds": secs, "events_per_s": n / secs, "mb_per_s": psize / secs / 1e6}
+            )
     t = Table(title=f"{n_events} events, {size / max(n_events, 1):.0f} bytes/event (JSONL), best of {repeat}")
     for col in ("stage", "events/s", "MB/s", "x ceiling"):
         t.add_column(col, justify="left" if col == "stage" else "right")
@@ -87,7 +95,9 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
         fmt = str(r["stage"]).split()[0]
         ratio = float(r["events_per_s"]) / float(ceil[fmt])
         r["x_ceiling"] = ratio
-        t.add_row(str(r["stage"]), f"{float(r['events_per_s']):,.0f}", f"{float(r['mb_per_s']):.1f}", f"{ratio:.2f}")
+        t.add_row(
+            str(r["stage"]), f"{float(r['events_per_s']):,.0f}", f"{float(r['mb_per_s']):.1f}", f"{ratio:.2f}"
+        )
     Console().print(t)
     if tmp is not None:
         tmp.cleanup()

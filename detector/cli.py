@@ -48,11 +48,15 @@ def build_engine(rules_dir: Path | None = None, ip_intel: Path | None = None, al
 
 @app.command()
 def replay(
-    paths: Annotated[list[Path], typer.Argument(help="JSONL, JSONL.gz or Parquet files, or folders of them.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="JSONL, JSONL.gz or Parquet files, or folders of them.")
+    ],
     alerts_out: Annotated[Path, typer.Option("--alerts-out", help="Alerts, one JSON object per line.")],
     rejects_out: Annotated[Path | None, typer.Option("--rejects-out", help="Dead-letter JSON Lines.")] = None,
     rules_dir: Annotated[Path | None, typer.Option("--rules")] = None,
-    ip_intel: Annotated[Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")] = None,
+    ip_intel: Annotated[
+        Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")
+    ] = None,
     allowlist: Annotated[Path | None, typer.Option("--allowlist")] = None,
     summary_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -70,8 +74,13 @@ def replay(
     engine = build_engine(rules_dir, ip_intel, allowlist)
     total = sum(input_size(f) for f in files)
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-        console=console, disable=not console.is_terminal, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
     ) as bar:
         task = bar.add_task("replay", total=total)
         summary = run_replay(files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n))
@@ -109,7 +118,9 @@ def simulate(
     days: Annotated[float, typer.Option("--days")] = 3.0,
     seed: Annotated[int, typer.Option("--seed")] = 1,
     scale: Annotated[float, typer.Option("--scale", help="Multiplies account counts.")] = 1.0,
-    prompts: Annotated[Path | None, typer.Option("--prompts", help="Real prompt sets (shared/data/prompts).")] = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", help="Real prompt sets (shared/data/prompts).")
+    ] = None,
 ) -> None:
     """Generate labelled gateway traffic: events.jsonl, events.parquet and labels.json."""
     from detector.simulate import simulate as run
@@ -151,7 +162,9 @@ def rules_check(
 
 @app.command()
 def bench(
-    events: Annotated[Path | None, typer.Option("--events", help="A JSONL file to measure (default: simulate one).")] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="A JSONL file to measure (default: simulate one).")
+    ] = None,
     parquet: Annotated[Path | None, typer.Option("--parquet")] = None,
     repeat: Annotated[int, typer.Option("--repeat")] = 3,
 ) -> None:

@@ -117,19 +117,47 @@ _IPV6 = (
 )
 IP_RE = rf"^(?:{_IPV4}|{_IPV6})$"
 
-_REQUIRED = ("schema_version", "request_id", "ts", "account_id", "model", "client_ip", "input_tokens",
-             "output_tokens")
+_REQUIRED = (
+    "schema_version",
+    "request_id",
+    "ts",
+    "account_id",
+    "model",
+    "client_ip",
+    "input_tokens",
+    "output_tokens",
+)
 _MAX_LEN = {
-    "request_id": 128, "account_id": 128, "org_id": 128, "api_key_id": 128, "model": 128, "endpoint": 256,
-    "user_agent": 1024, "tls_fingerprint": 256, "sdk": 128, "payment_fingerprint": 256,
-    "billing_country": 2, "reseller_id": 128, "system_prompt_hash": 128, "stop_reason": 64,
+    "request_id": 128,
+    "account_id": 128,
+    "org_id": 128,
+    "api_key_id": 128,
+    "model": 128,
+    "endpoint": 256,
+    "user_agent": 1024,
+    "tls_fingerprint": 256,
+    "sdk": 128,
+    "payment_fingerprint": 256,
+    "billing_country": 2,
+    "reseller_id": 128,
+    "system_prompt_hash": 128,
+    "stop_reason": 64,
     "prompt_lang": 16,
 }
 _MIN_LEN_1 = ("request_id", "account_id", "model")
 _RANGES: dict[str, tuple[float | None, float | None]] = {
-    "status": (100, 599), "latency_ms": (0, None), "input_tokens": (0, None), "output_tokens": (0, None),
-    "reasoning_tokens": (0, None), "max_tokens": (0, None), "temperature": (0, None), "top_p": (0, 1),
-    "n": (1, None), "top_logprobs": (0, None), "tools": (0, None), "prompt_turns": (0, None),
+    "status": (100, 599),
+    "latency_ms": (0, None),
+    "input_tokens": (0, None),
+    "output_tokens": (0, None),
+    "reasoning_tokens": (0, None),
+    "max_tokens": (0, None),
+    "temperature": (0, None),
+    "top_p": (0, 1),
+    "n": (1, None),
+    "top_logprobs": (0, None),
+    "tools": (0, None),
+    "prompt_turns": (0, None),
     "prompt_chars": (0, None),
 }
 TIERS = ("free", "standard", "enterprise", "education", "research", "startup", "reseller")
@@ -146,7 +174,13 @@ def _checks() -> list[tuple[str, str, pl.Expr]]:
     out += [("invalid_value", name, c(name).str.len_chars() < 1) for name in _MIN_LEN_1]
     out += [("invalid_value", name, c(name).str.len_chars() > n) for name, n in _MAX_LEN.items()]
     out.append(("invalid_value", "ts", c("_ts").is_null()))
-    out.append(("invalid_value", "account_created_at", c("account_created_at").is_not_null() & c("_created").is_null()))
+    out.append(
+        (
+            "invalid_value",
+            "account_created_at",
+            c("account_created_at").is_not_null() & c("_created").is_null(),
+        )
+    )
     out.append(("invalid_value", "client_ip", ~c("client_ip").str.contains(IP_RE)))
     for name, (lo, hi) in _RANGES.items():
         if lo is not None:
@@ -181,6 +215,7 @@ def validate_flat(
 
     ``flat`` must carry ``_pos`` (the record's index within the batch, for positions and raw bytes).
     """
+
     def utc(name: str) -> pl.Expr:
         if flat.schema[name] == pl.String:
             return parse_ts(pl.col(name))
@@ -192,8 +227,16 @@ def validate_flat(
     rejects: list[Reject] = []
     for pos, fail in bad.iter_rows():
         reason, col = fail.split("|", 1)
-        rejects.append(Reject(reason, FIELD_PATHS.get(col, col), _describe(reason, col), position_of(pos),
-                              redact(raw_of(pos)), pos))
+        rejects.append(
+            Reject(
+                reason,
+                FIELD_PATHS.get(col, col),
+                _describe(reason, col),
+                position_of(pos),
+                redact(raw_of(pos)),
+                pos,
+            )
+        )
     good = (
         flagged.filter(pl.col("_fail").is_null())
         .with_columns(pl.col("_ts").alias("ts"), pl.col("_created").alias("account_created_at"))
@@ -277,8 +320,16 @@ def decode_lines(
         for i, r in enumerate(records):
             if len(r) > max_record_bytes:
                 oversized.add(i)
-                rejects.append(Reject("oversized", None, f"record of {len(r)} bytes exceeds {max_record_bytes}",
-                                      position(i), redact(r[:4096]), i))
+                rejects.append(
+                    Reject(
+                        "oversized",
+                        None,
+                        f"record of {len(r)} bytes exceeds {max_record_bytes}",
+                        position(i),
+                        redact(r[:4096]),
+                        i,
+                    )
+                )
 
     frames: list[pl.DataFrame] = []
     n = 0
@@ -334,8 +385,9 @@ def _bisect(
             raw = _parse(b"\n".join(records[i] for i in idx))
             if raw.height != len(idx):
                 raise pl.exceptions.ComputeError("record count mismatch (blank or multi-line record)")
-            frames.append(raw.with_columns(pl.Series("_pos", idx, dtype=pl.UInt32)).select(
-                "_pos", *RAW_SCHEMA.keys()))
+            frames.append(
+                raw.with_columns(pl.Series("_pos", idx, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())
+            )
         except pl.exceptions.PolarsError as exc:
             if hi - lo == 1:
                 reason, fld, detail = _explain(records[lo], str(exc))
@@ -374,7 +426,9 @@ def conform(frame: pl.DataFrame, source: str) -> pl.DataFrame:
             for f in dtype.fields:
                 if f.name not in present:
                     fields.append(pl.lit(None, dtype=f.dtype).alias(f.name))
-                elif name == "account" and f.name == "created_at" and isinstance(present[f.name], pl.Datetime):
+                elif (
+                    name == "account" and f.name == "created_at" and isinstance(present[f.name], pl.Datetime)
+                ):
                     fields.append(pl.col(name).struct.field(f.name))
                 else:
                     fields.append(pl.col(name).struct.field(f.name).cast(f.dtype, strict=True))

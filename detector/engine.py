@@ -18,7 +18,7 @@ import polars as pl
 from detector.allowlist import AllowList
 from detector.contracts import Alert, Reason
 from detector.enrich import enrich
-from detector.features import CATALOGUES, account_features, cluster_features
+from detector.features import account_features, cluster_features
 from detector.ipintel import IpIntel
 from detector.link import Clusters, build_clusters
 from detector.rules import RuleSet
@@ -26,21 +26,41 @@ from detector.settings import EngineSettings
 from detector.state import WindowState
 from detector.verdict import AlertBook, Verdict, combine
 
-
 _RANK_NAME = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 
 #: Account features copied into an account alert's evidence.
 ACCOUNT_EVIDENCE = (
-    "requests_24h", "requests_1h", "cot_share_24h", "coercion_share_24h", "rubric_share_24h",
-    "logprob_share_24h", "n_gt1_share_24h", "tools_heavy_share_24h", "new_model_share_24h",
-    "hosted_ip_share_24h", "active_hours_24h", "interarrival_cv_24h", "template_top_share_24h",
+    "requests_24h",
+    "requests_1h",
+    "cot_share_24h",
+    "coercion_share_24h",
+    "rubric_share_24h",
+    "logprob_share_24h",
+    "n_gt1_share_24h",
+    "tools_heavy_share_24h",
+    "new_model_share_24h",
+    "hosted_ip_share_24h",
+    "active_hours_24h",
+    "interarrival_cv_24h",
+    "template_top_share_24h",
     "account_age_days",
 )
 CLUSTER_EVIDENCE = (
-    "accounts", "active_accounts_24h", "link_families", "requests_24h", "requests_per_account_24h",
-    "cot_share_24h", "coercion_share_24h", "logprob_share_24h", "tools_heavy_share_24h",
-    "new_model_share_24h", "hosted_ip_share_24h", "template_top_share_24h", "active_hours_24h",
-    "signup_spread_hours", "new_account_share",
+    "accounts",
+    "active_accounts_24h",
+    "link_families",
+    "requests_24h",
+    "requests_per_account_24h",
+    "cot_share_24h",
+    "coercion_share_24h",
+    "logprob_share_24h",
+    "tools_heavy_share_24h",
+    "new_model_share_24h",
+    "hosted_ip_share_24h",
+    "template_top_share_24h",
+    "active_hours_24h",
+    "signup_spread_hours",
+    "new_account_share",
     *(f"shared_keys_{f}" for f in ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")),
 )
 
@@ -122,7 +142,9 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------
     def _close_tick(self, tick_end: datetime) -> list[Alert]:
-        pending = pl.concat(self._pending, how="vertical_relaxed") if len(self._pending) > 1 else self._pending[0]
+        pending = (
+            pl.concat(self._pending, how="vertical_relaxed") if len(self._pending) > 1 else self._pending[0]
+        )
         due = pending.filter(pl.col("ts") < tick_end)
         rest = pending.filter(pl.col("ts") >= tick_end)
         self._pending = [rest] if rest.height else []
@@ -186,8 +208,15 @@ class Engine:
                 continue
             out.append(
                 Verdict(
-                    "account", acct, [acct], _RANK_NAME[row["_rank"]], row["score"], row["campaign_type"],
-                    _reasons(row["reasons"]), {k: row.get(k) for k in ACCOUNT_EVIDENCE}, first[acct],
+                    "account",
+                    acct,
+                    [acct],
+                    _RANK_NAME[row["_rank"]],
+                    row["score"],
+                    row["campaign_type"],
+                    _reasons(row["reasons"]),
+                    {k: row.get(k) for k in ACCOUNT_EVIDENCE},
+                    first[acct],
                 )
             )
         return out
@@ -198,7 +227,9 @@ class Engine:
         self.clusters = clusters
         if clusters.members.height == 0:
             return []
-        live_ids = clusters.members.filter(pl.col("account_id").is_in(touched.implode()))["cluster_id"].unique()
+        live_ids = clusters.members.filter(pl.col("account_id").is_in(touched.implode()))[
+            "cluster_id"
+        ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
         feats = cluster_features(self.state, members, clusters.evidence, now, w.long)
         hits = self._evaluate(feats, "cluster", "cluster_id")
@@ -207,7 +238,9 @@ class Engine:
         combined = combine(hits, "cluster_id")
         rows = combined.join(feats, on="cluster_id", how="left")
         by_cluster = members.group_by("cluster_id").agg(pl.col("account_id").sort())
-        member_map = dict(zip(by_cluster["cluster_id"].to_list(), by_cluster["account_id"].to_list(), strict=True))
+        member_map = dict(
+            zip(by_cluster["cluster_id"].to_list(), by_cluster["account_id"].to_list(), strict=True)
+        )
         out: list[Verdict] = []
         for row in rows.iter_rows(named=True):
             accts: list[str] = member_map[row["cluster_id"]]
@@ -224,8 +257,15 @@ class Engine:
             evidence["shared"] = self._shared_keys(accts)
             out.append(
                 Verdict(
-                    "cluster", row["cluster_id"], accts, _RANK_NAME[row["_rank"]], row["score"],
-                    row["campaign_type"], _reasons(row["reasons"]), evidence, min(first.values()),
+                    "cluster",
+                    row["cluster_id"],
+                    accts,
+                    _RANK_NAME[row["_rank"]],
+                    row["score"],
+                    row["campaign_type"],
+                    _reasons(row["reasons"]),
+                    evidence,
+                    min(first.values()),
                 )
             )
         return out

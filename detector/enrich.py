@@ -26,8 +26,12 @@ def request_flags() -> list[pl.Expr]:
         (c("max_tokens").fill_null(0) >= MAX_TOKENS_HIGH).alias("is_max_tokens_high"),
         (c("tools").fill_null(0) >= TOOLS_HEAVY).alias("is_tools_heavy"),
         (c("prompt_turns").fill_null(0) >= LONG_SESSION_TURNS).alias("is_long_session"),
-        (c("is_datacenter").fill_null(False) | c("is_vpn").fill_null(False) | c("is_proxy").fill_null(False)
-         | c("is_tor").fill_null(False)).alias("is_hosted_ip"),
+        (
+            c("is_datacenter").fill_null(False)
+            | c("is_vpn").fill_null(False)
+            | c("is_proxy").fill_null(False)
+            | c("is_tor").fill_null(False)
+        ).alias("is_hosted_ip"),
         ((c("ts") - c("account_created_at")).dt.total_seconds() / 86400.0).alias("account_age_days"),
     ]
 

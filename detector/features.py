@@ -45,9 +45,7 @@ def _ratios(frame: pl.DataFrame, suffix: str) -> list[pl.Expr]:
 
 def _template_top_share(templates: pl.DataFrame, since: datetime, by: str) -> pl.DataFrame:
     per = (
-        templates.filter(pl.col("bucket") >= since)
-        .group_by(by, "template_fp")
-        .agg(pl.col("requests").sum())
+        templates.filter(pl.col("bucket") >= since).group_by(by, "template_fp").agg(pl.col("requests").sum())
     )
     return per.group_by(by).agg(
         (pl.col("requests").max() / pl.col("requests").sum()).alias("template_top_share_24h"),
@@ -98,9 +96,11 @@ def cluster_features(
     acc = state.accounts.join(members, on="account_id", how="inner")
     size = acc.group_by("cluster_id").agg(
         pl.len().cast(pl.Int64).alias("accounts"),
-        ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0)
-        .alias("signup_spread_hours"),
-        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400).mean()
+        ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0).alias(
+            "signup_spread_hours"
+        ),
+        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400)
+        .mean()
         .alias("new_account_share"),
         pl.col("org_id").n_unique().cast(pl.Int64).alias("orgs"),
     )
@@ -115,7 +115,9 @@ def cluster_features(
         .join(_template_top_share(t, now - long, "cluster_id"), on="cluster_id", how="left")
         .join(active, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
-        .with_columns((pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"))
+        .with_columns(
+            (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h")
+        )
         .sort("cluster_id")
     )
 

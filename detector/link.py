@@ -134,7 +134,9 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     ev = ev.join(wide, on="cluster_id", how="left")
     ev = ev.with_columns(
         [
-            (pl.col(f).fill_null(0) if f in ev.columns else pl.lit(0)).cast(pl.Int64).alias(f"shared_keys_{f}")
+            (pl.col(f).fill_null(0) if f in ev.columns else pl.lit(0))
+            .cast(pl.Int64)
+            .alias(f"shared_keys_{f}")
             for f in FAMILIES
         ]
     ).with_columns([(pl.col(f"shared_keys_{f}") > 0).alias(f"shares_{f}") for f in FAMILIES])

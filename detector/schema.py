@@ -20,9 +20,8 @@ def make_schema(cols: Mapping[str, Any]) -> pl.Schema:
     """A polars Schema from a name -> dtype mapping (typed for mypy)."""
     return pl.Schema(dict(cols))
 
-CLIENT = pl.Struct(
-    {"ip": pl.String, "user_agent": pl.String, "tls_fingerprint": pl.String, "sdk": pl.String}
-)
+
+CLIENT = pl.Struct({"ip": pl.String, "user_agent": pl.String, "tls_fingerprint": pl.String, "sdk": pl.String})
 ACCOUNT = pl.Struct(
     {
         "created_at": pl.String,

@@ -1,4 +1,4 @@
-"""Engine and runtime settings (pydantic-settings: environment variables ``DETECTOR_*`` and an optional file)."""
+"""Engine and runtime settings (pydantic-settings: env vars ``DETECTOR_*`` and an optional file)."""
 
 from __future__ import annotations
 

@@ -74,6 +74,7 @@ KEY_SCHEMA = make_schema(
 SEEN_SCHEMA = make_schema({"request_id": pl.String, "ts": UTC_US})
 MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US})
 
+
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or
 #: truncated so state never holds more than the signal needs.
 def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
@@ -85,8 +86,11 @@ def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
         "reseller": c("reseller_id"),
         "ip": pl.when(c("is_hosted_ip").fill_null(False)).then(c("client_ip")).otherwise(c("ip_prefix")),
         "client": pl.when(c("tls_fingerprint").is_not_null())
-        .then(pl.concat_str([c("tls_fingerprint"), c("sdk").fill_null(c("user_agent")).fill_null("")],
-                            separator="|"))
+        .then(
+            pl.concat_str(
+                [c("tls_fingerprint"), c("sdk").fill_null(c("user_agent")).fill_null("")], separator="|"
+            )
+        )
         .otherwise(None),
         "sysprompt": c("system_prompt_hash"),
         "template": c("template_fp").cast(pl.String),
@@ -126,12 +130,18 @@ class WindowState:
         assert self.stream_start is not None or events.height == 0
         start = self.stream_start
         established_until = (start + warmup) if start is not None else None
-        return events.join(self.models, on="model", how="left").with_columns(
-            (
-                (pl.col("first_seen") > pl.lit(established_until, dtype=UTC_US))
-                & (pl.col("ts") - pl.col("first_seen") <= pl.lit(new_for))
-            ).fill_null(False).alias("is_new_model")
-        ).drop("first_seen")
+        return (
+            events.join(self.models, on="model", how="left")
+            .with_columns(
+                (
+                    (pl.col("first_seen") > pl.lit(established_until, dtype=UTC_US))
+                    & (pl.col("ts") - pl.col("first_seen") <= pl.lit(new_for))
+                )
+                .fill_null(False)
+                .alias("is_new_model")
+            )
+            .drop("first_seen")
+        )
 
     def add(self, events: pl.DataFrame, bucket_every: timedelta, signup_burst: timedelta) -> None:
         """Fold one tick of enriched, de-duplicated, time-sorted events into the tables."""
@@ -145,20 +155,30 @@ class WindowState:
             .with_columns(
                 pl.col("ts").dt.truncate(every).alias("bucket"),
                 (pl.col("ts") - pl.col("ts").shift(1).over("account_id").fill_null(pl.col("_prev")))
-                .dt.total_microseconds().truediv(1e6).alias("_gap"),
+                .dt.total_microseconds()
+                .truediv(1e6)
+                .alias("_gap"),
             )
             .with_columns(
                 pl.when(pl.col("_gap") <= MAX_GAP_S).then(pl.col("_gap")).otherwise(None).alias("_gap")
             )
         )
-        new_buckets = ev.group_by("account_id", "bucket").agg(
-            pl.len().cast(pl.UInt32).alias("requests"),
-            *[pl.col(c).fill_null(0).sum().alias(c) for c in TOKEN_SUMS],
-            *[pl.col(src).fill_null(False).sum().cast(pl.UInt32).alias(dst) for dst, src in SIGNAL_COUNTS.items()],
-            pl.col("_gap").count().cast(pl.UInt32).alias("gap_n"),
-            pl.col("_gap").sum().alias("gap_sum"),
-            (pl.col("_gap") ** 2).sum().alias("gap_sumsq"),
-        ).select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA)
+        new_buckets = (
+            ev.group_by("account_id", "bucket")
+            .agg(
+                pl.len().cast(pl.UInt32).alias("requests"),
+                *[pl.col(c).fill_null(0).sum().alias(c) for c in TOKEN_SUMS],
+                *[
+                    pl.col(src).fill_null(False).sum().cast(pl.UInt32).alias(dst)
+                    for dst, src in SIGNAL_COUNTS.items()
+                ],
+                pl.col("_gap").count().cast(pl.UInt32).alias("gap_n"),
+                pl.col("_gap").sum().alias("gap_sum"),
+                (pl.col("_gap") ** 2).sum().alias("gap_sumsq"),
+            )
+            .select(BUCKET_SCHEMA.keys())
+            .cast(BUCKET_SCHEMA)
+        )
         self.buckets = pl.concat([self.buckets, new_buckets])
         new_tpl = (
             ev.filter(pl.col("template_fp").is_not_null())
@@ -189,9 +209,9 @@ class WindowState:
         )
 
         key_exprs = link_key_exprs(signup_burst)
-        keyed = ev.select(
-            "account_id", "ts", *[e.alias(f"k_{fam}") for fam, e in key_exprs.items()]
-        ).unpivot(index=["account_id", "ts"], variable_name="family", value_name="key")
+        keyed = ev.select("account_id", "ts", *[e.alias(f"k_{fam}") for fam, e in key_exprs.items()]).unpivot(
+            index=["account_id", "ts"], variable_name="family", value_name="key"
+        )
         new_keys = (
             keyed.filter(pl.col("key").is_not_null())
             .with_columns(pl.col("family").str.strip_prefix("k_"))
@@ -212,17 +232,23 @@ class WindowState:
         """Merge duplicate (account, bucket) rows appended by successive ticks and late events."""
         sum_cols = [c for c in BUCKET_SCHEMA if c not in ("account_id", "bucket")]
         self.buckets = (
-            self.buckets.group_by("account_id", "bucket").agg([pl.col(c).sum() for c in sum_cols])
-            .select(BUCKET_SCHEMA.keys()).cast(BUCKET_SCHEMA).sort("account_id", "bucket")
+            self.buckets.group_by("account_id", "bucket")
+            .agg([pl.col(c).sum() for c in sum_cols])
+            .select(BUCKET_SCHEMA.keys())
+            .cast(BUCKET_SCHEMA)
+            .sort("account_id", "bucket")
         )
         self.templates = (
-            self.templates.group_by("account_id", "bucket", "template_fp").agg(pl.col("requests").sum())
-            .select(TEMPLATE_SCHEMA.keys()).cast(TEMPLATE_SCHEMA)
+            self.templates.group_by("account_id", "bucket", "template_fp")
+            .agg(pl.col("requests").sum())
+            .select(TEMPLATE_SCHEMA.keys())
+            .cast(TEMPLATE_SCHEMA)
             .sort("account_id", "bucket", "template_fp")
         )
 
-    def evict(self, watermark: datetime, keep_buckets: timedelta, link: timedelta, idle: timedelta,
-              dedup: timedelta) -> None:
+    def evict(
+        self, watermark: datetime, keep_buckets: timedelta, link: timedelta, idle: timedelta, dedup: timedelta
+    ) -> None:
         """Drop everything the windows can no longer see."""
         self.buckets = self.buckets.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.templates = self.templates.filter(pl.col("bucket") >= watermark - keep_buckets)

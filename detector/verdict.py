@@ -90,7 +90,9 @@ class AlertBook:
             accounts = frozenset(v.accounts)
             ep = self.episodes.get(key)
             if ep is None:
-                ep = Episode(alert_id_for(v.kind, v.subject), 1, v.severity, accounts, v.first_event_ts, detected)
+                ep = Episode(
+                    alert_id_for(v.kind, v.subject), 1, v.severity, accounts, v.first_event_ts, detected
+                )
             elif SEVERITY_RANK[v.severity] > SEVERITY_RANK[ep.severity] or not accounts <= ep.accounts:
                 ep = Episode(
                     ep.alert_id,

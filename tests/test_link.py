@@ -14,15 +14,14 @@ T0 = datetime(2026, 2, 10, tzinfo=UTC)
 
 
 def _keys(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [(a, f, k, T0, 1) for a, f, k in rows], schema=KEY_SCHEMA, orient="row"
-    )
+    return pl.DataFrame([(a, f, k, T0, 1) for a, f, k in rows], schema=KEY_SCHEMA, orient="row")
 
 
 def _accounts(names: list[str]) -> pl.DataFrame:
     return pl.DataFrame(
         [(a, T0.replace(minute=i % 60), T0, None, None, None) for i, a in enumerate(names)],
-        schema=ACCOUNT_SCHEMA, orient="row",
+        schema=ACCOUNT_SCHEMA,
+        orient="row",
     )
 
 
@@ -50,7 +49,12 @@ def test_two_families_link_and_evidence_names_them() -> None:
 
 
 def test_payment_links_alone_and_chains_components() -> None:
-    rows = [("a", "payment", "pf1"), ("b", "payment", "pf1"), ("b", "payment", "pf2"), ("c", "payment", "pf2")]
+    rows = [
+        ("a", "payment", "pf1"),
+        ("b", "payment", "pf1"),
+        ("b", "payment", "pf2"),
+        ("c", "payment", "pf2"),
+    ]
     rows += _background(10)
     cl = build_clusters(_keys(rows), _accounts([r[0] for r in rows]), LinkSettings())
     assert set(cl.members["account_id"]) == {"a", "b", "c"}
@@ -81,7 +85,11 @@ def test_twenty_thousand_account_cluster() -> None:
     n = 20_000
     rows = []
     for i in range(n):
-        rows += [(f"h{i}", "reseller", "rs1"), (f"h{i}", "payment", f"pf{i % 37}"), (f"h{i}", "ip", f"10.0.{i % 200}.0/24")]
+        rows += [
+            (f"h{i}", "reseller", "rs1"),
+            (f"h{i}", "payment", f"pf{i % 37}"),
+            (f"h{i}", "ip", f"10.0.{i % 200}.0/24"),
+        ]
     acc = _accounts([f"h{i}" for i in range(n)])
     cl = build_clusters(_keys(rows), acc, LinkSettings(common_share=1.0))
     assert cl.members.height == n

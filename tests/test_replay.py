@@ -31,8 +31,18 @@ def test_bad_examples_each_rejected_with_reason_and_exit_0(shared_dir: Path, tmp
     bad_dir = shared_dir / "contracts" / "examples" / "bad"
     bad = sorted(bad_dir.iterdir())
     result = runner.invoke(
-        app, ["replay", str(bad_dir), "--alerts-out", str(tmp_path / "a.jsonl"),
-              "--rejects-out", str(tmp_path / "r.jsonl"), "--rules", str(ROOT / "rules"), "--json"],
+        app,
+        [
+            "replay",
+            str(bad_dir),
+            "--alerts-out",
+            str(tmp_path / "a.jsonl"),
+            "--rejects-out",
+            str(tmp_path / "r.jsonl"),
+            "--rules",
+            str(ROOT / "rules"),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -91,10 +101,20 @@ def test_cli_simulate_replay_evaluate_end_to_end(tmp_path: Path) -> None:
     s = tmp_path / "s"
     r = runner.invoke(app, ["simulate", "--out", str(s), "--days", "1", "--seed", "5", "--scale", "0.2"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["replay", str(s / "events.jsonl"), "--alerts-out", str(tmp_path / "a.jsonl"),
-                            "--rules", str(ROOT / "rules")])
+    r = runner.invoke(
+        app,
+        [
+            "replay",
+            str(s / "events.jsonl"),
+            "--alerts-out",
+            str(tmp_path / "a.jsonl"),
+            "--rules",
+            str(ROOT / "rules"),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["evaluate", "--labels", str(s / "labels.json"), "--alerts", str(tmp_path / "a.jsonl"),
-                            "--json"])
+    r = runner.invoke(
+        app, ["evaluate", "--labels", str(s / "labels.json"), "--alerts", str(tmp_path / "a.jsonl"), "--json"]
+    )
     assert r.exit_code == 0, r.output
     assert "recall" in r.stdout

@@ -101,8 +101,10 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     for p in paths:
         if p.is_dir():
             out += sorted(
-                f for f in p.iterdir()
-                if f.is_file() and (f.suffix in (".jsonl", ".json", ".parquet", ".txt") or f.name.endswith(".jsonl.gz"))
+                f
+                for f in p.iterdir()
+                if f.is_file()
+                and (f.suffix in (".jsonl", ".json", ".parquet", ".txt") or f.name.endswith(".jsonl.gz"))
             )
         else:
             out.append(p)
