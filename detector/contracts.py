@@ -39,6 +39,8 @@ class Client(_Open):
     @classmethod
     def _ip(cls, v: str) -> str:
         ipaddress.ip_address(v)  # raises ValueError naming the bad address
+        if "%" in v:  # ipaddress takes "fe80::1%eth0"; the contract's ipv6 format (RFC 4291 text) does not
+            raise ValueError(f"{v!r}: a zone index is not part of a client address")
         return v
 
 

@@ -77,7 +77,8 @@ class DecodedBatch:
 # --------------------------------------------------------------------------------------------------
 # Redaction
 # --------------------------------------------------------------------------------------------------
-_TEXT_RE = re.compile(rb'("text"\s*:\s*)"(?:[^"\\]|\\.)*("|$)', re.DOTALL)
+#: A ``"text"`` (or off-contract string ``"prompt"``) value, closed or cut off, even right after a backslash.
+_TEXT_RE = re.compile(rb'("(?:text|prompt)"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)', re.DOTALL)
 
 
 def redact(raw: bytes) -> bytes:
@@ -90,6 +91,8 @@ def redact(raw: bytes) -> bytes:
         prompt = obj.get("prompt")
         if isinstance(prompt, dict) and prompt.get("text") is not None:
             prompt["text"] = REDACTED
+        elif prompt is not None and not isinstance(prompt, dict):  # off-contract: the prompt itself
+            obj["prompt"] = REDACTED
         return orjson.dumps(obj)
     return _TEXT_RE.sub(rb'\1"' + REDACTED.encode() + rb'"', raw)
 
@@ -97,22 +100,22 @@ def redact(raw: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------------
 # Column-wise checks on the flattened frame
 # --------------------------------------------------------------------------------------------------
-_IPV4 = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+# ASCII digits only: polars' regex ``\d`` is Unicode and would take "\u0663.2.3.4".
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _H = r"[0-9a-fA-F]{1,4}"
-_IPV6 = (
+_LS32 = rf"(?:{_H}:{_H}|{_IPV4})"
+_IPV6 = (  # RFC 3986 IPv6address: every RFC 4291 text form, embedded IPv4 (64:ff9b::1:192.0.2.33) included
     r"(?:"
-    rf"(?:{_H}:){{7}}{_H}|"
-    rf"(?:{_H}:){{1,7}}:|"
-    rf"(?:{_H}:){{1,6}}:{_H}|"
-    rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}|"
-    rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}|"
-    rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}|"
-    rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}|"
-    rf"{_H}:(?::{_H}){{1,6}}|"
-    rf":(?:(?::{_H}){{1,7}}|:)|"
-    rf"(?:{_H}:){{6}}{_IPV4}|"
-    rf"::(?:[fF]{{4}}:)?{_IPV4}|"
-    rf"(?:{_H}:){{1,5}}:{_IPV4}"
+    rf"(?:{_H}:){{6}}{_LS32}|"
+    rf"::(?:{_H}:){{5}}{_LS32}|"
+    rf"(?:{_H})?::(?:{_H}:){{4}}{_LS32}|"
+    rf"(?:(?:{_H}:){{0,1}}{_H})?::(?:{_H}:){{3}}{_LS32}|"
+    rf"(?:(?:{_H}:){{0,2}}{_H})?::(?:{_H}:){{2}}{_LS32}|"
+    rf"(?:(?:{_H}:){{0,3}}{_H})?::{_H}:{_LS32}|"
+    rf"(?:(?:{_H}:){{0,4}}{_H})?::{_LS32}|"
+    rf"(?:(?:{_H}:){{0,5}}{_H})?::{_H}|"
+    rf"(?:(?:{_H}:){{0,6}}{_H})?::"
     r")"
 )
 IP_RE = rf"^(?:{_IPV4}|{_IPV6})$"
@@ -261,7 +264,13 @@ def _explain(line: bytes, polars_error: str) -> tuple[str, str | None, str]:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        kind = "missing_field" if err["type"] == "missing" else "type_error"
+        etype = str(err["type"])
+        if etype == "missing":
+            kind = "missing_field"
+        elif etype.endswith("_type") or "parsing" in etype:
+            kind = "type_error"
+        else:  # out of range, too long, bad pattern: the same code the column-wise checks give
+            kind = "invalid_value"
         if err["type"] in ("literal_error",) and loc == "schema_version":
             kind = "schema_version"
         return kind, loc or None, f"{loc}: {err['msg']}"
@@ -429,6 +438,10 @@ def conform(frame: pl.DataFrame, source: str) -> pl.DataFrame:
                 elif (
                     name == "account" and f.name == "created_at" and isinstance(present[f.name], pl.Datetime)
                 ):
+                    if getattr(present[f.name], "time_zone", None) is None:
+                        raise SchemaMismatchError(
+                            f"{source}: field 'account.created_at' is a naive datetime; UTC offsets required"
+                        )
                     fields.append(pl.col(name).struct.field(f.name))
                 else:
                     fields.append(pl.col(name).struct.field(f.name).cast(f.dtype, strict=True))
