@@ -40,6 +40,8 @@ SIGNAL_COUNTS: dict[str, str] = {
     "new_model": "is_new_model",
 }
 TOKEN_SUMS = ("input_tokens", "output_tokens", "reasoning_tokens")
+#: Prompts shorter than this never contribute a template linkage key (short questions repeat by chance).
+MIN_TEMPLATE_CHARS = 100
 #: Gaps longer than this are idle periods, not inter-arrival times (a bot's cadence is minutes).
 MAX_GAP_S = 6 * 3600.0
 
@@ -93,7 +95,10 @@ def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
         )
         .otherwise(None),
         "sysprompt": c("system_prompt_hash"),
-        "template": c("template_fp").cast(pl.String),
+        # a short common question ("hi", "tips for sleep?") is not a template: only longer prompts link
+        "template": pl.when(c("prompt_len").fill_null(0) >= MIN_TEMPLATE_CHARS)
+        .then(c("template_fp").cast(pl.String))
+        .otherwise(None),
         "signup": (c("account_created_at").dt.epoch("us") // burst_us).cast(pl.String),
     }
 
