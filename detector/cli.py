@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from detector.engine import Engine
+    from detector.settings import EngineSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distillation-attack detector.")
 rules_app = typer.Typer(no_args_is_help=True, help="Detection rules.")
@@ -18,7 +22,7 @@ console = Console(stderr=True)
 DEFAULT_RULES = Path("rules")
 
 
-def _settings(rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | None):  # type: ignore[no-untyped-def]
+def _settings(rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | None) -> EngineSettings:
     from detector.settings import EngineSettings
 
     s = EngineSettings()
@@ -32,7 +36,9 @@ def _settings(rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | N
     return s.model_copy(update=updates)
 
 
-def build_engine(rules_dir: Path | None = None, ip_intel: Path | None = None, allowlist: Path | None = None):  # type: ignore[no-untyped-def]
+def build_engine(
+    rules_dir: Path | None = None, ip_intel: Path | None = None, allowlist: Path | None = None
+) -> Engine:
     """An engine from settings (env ``DETECTOR_*``) with command-line overrides."""
     from detector.allowlist import AllowList
     from detector.engine import Engine

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from detector.cli import build_engine
+from detector.engine import Engine
 from detector.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,36 +52,34 @@ def test_cluster_alerts_list_members_and_carry_linkage_evidence(baseline: list[d
         assert len(a["account_ids"]) >= 2  # type: ignore[arg-type]
 
 
-def test_account_allowlist_suppresses_and_counts(
-    sim: Path, baseline: list[dict[str, object]], tmp_path: Path
-) -> None:
+def _replay_allowing_first_accused(
+    sim: Path, baseline: list[dict[str, object]], tmp_path: Path, expires: str
+) -> tuple[str, list[dict[str, object]], Engine]:
     accused = sorted({acc for a in baseline if a["kind"] == "account" for acc in a["account_ids"]})  # type: ignore[attr-defined]
     assert accused
-    target = accused[0]
     allow = tmp_path / "allow.yaml"
     allow.write_text(
-        f"- type: account\n  value: {target}\n  reason: known eval partner\n  expires: 2099-01-01T00:00:00Z\n"
+        f"- type: account\n  value: {accused[0]}\n  reason: eval partner\n  expires: {expires}\n"
     )
     engine = build_engine(ROOT / "rules", allowlist=allow)
     out = tmp_path / "a.jsonl"
     replay([sim / "events.parquet"], engine, out)
-    alerts = [json.loads(x) for x in out.read_text().splitlines()]
-    assert not any(target in a["account_ids"] for a in alerts)
+    return accused[0], [json.loads(x) for x in out.read_text().splitlines()], engine
+
+
+def test_account_allowlist_suppresses_and_counts(
+    sim: Path, baseline: list[dict[str, object]], tmp_path: Path
+) -> None:
+    target, alerts, engine = _replay_allowing_first_accused(sim, baseline, tmp_path, "2099-01-01T00:00:00Z")
+    assert not any(target in a["account_ids"] for a in alerts)  # type: ignore[operator]
     assert engine.stats.suppressed["account"] > 0
 
 
 def test_expired_allowlist_entry_suppresses_nothing(
     sim: Path, baseline: list[dict[str, object]], tmp_path: Path
 ) -> None:
-    accused = sorted({acc for a in baseline if a["kind"] == "account" for acc in a["account_ids"]})  # type: ignore[attr-defined]
-    allow = tmp_path / "allow.yaml"
-    allow.write_text(
-        f"- type: account\n  value: {accused[0]}\n  reason: old\n  expires: 2000-01-01T00:00:00Z\n"
-    )
-    engine = build_engine(ROOT / "rules", allowlist=allow)
-    out = tmp_path / "a.jsonl"
-    replay([sim / "events.parquet"], engine, out)
-    assert [json.loads(x) for x in out.read_text().splitlines()] == baseline
+    _, alerts, engine = _replay_allowing_first_accused(sim, baseline, tmp_path, "2000-01-01T00:00:00Z")
+    assert alerts == baseline
     assert not engine.stats.suppressed
 
 
