@@ -12,7 +12,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ._parse import U32_MAX, U64_MAX, parse_ips
-from ._ranges import combine_flags, flatten_narrowest, union
+from ._ranges import combine_flags, elementary_segments, flatten_narrowest, union
 from ._readers import read_asn_list, read_asn_ranges, read_cidr_list
 
 Flag = Literal["datacenter", "vpn", "proxy", "tor"]
@@ -147,19 +147,7 @@ def _concat(frames: list[pl.DataFrame], schema: Mapping[str, pl.DataType]) -> pl
 
 def _merge_tables(asn: pl.DataFrame, net: pl.DataFrame, key_dtype: pl.DataType, key_max: int) -> pl.DataFrame:
     """Cut the disjoint ASN table and the disjoint flag/provider table into one disjoint table."""
-    edges: list[pl.Series] = []
-    for t in (asn, net):
-        edges.append(t["start"])
-        edges.append(t.filter(pl.col("end") < key_max)["end"] + 1)
-    seg = (
-        pl.concat(edges)
-        .cast(key_dtype)
-        .unique()
-        .sort()
-        .alias("_s")
-        .to_frame()
-        .with_columns(_e=(pl.col("_s").shift(-1) - 1).fill_null(pl.lit(key_max, key_dtype)))
-    )
+    seg = elementary_segments([asn, net], key_dtype, key_max, start="_s", end="_e")
     seg = seg.join_asof(asn.rename({"start": "_as", "end": "_ae"}), left_on="_s", right_on="_as").join_asof(
         net.rename({"start": "_ns", "end": "_ne"}), left_on="_s", right_on="_ns"
     )

@@ -100,6 +100,25 @@ def flatten_narrowest(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return pl.concat([singles, cut]).sort("start"), multi.height
 
 
+def elementary_segments(
+    tables: list[pl.DataFrame], key_dtype: pl.DataType, key_max: int, start: str = "start", end: str = "end"
+) -> pl.DataFrame:
+    """Cut the key space at every ``start`` and every ``end + 1`` of ``tables``: disjoint segments."""
+    edges: list[pl.Series] = []
+    for t in tables:
+        edges.append(t["start"])
+        edges.append(t.filter(pl.col("end") < key_max)["end"] + 1)
+    return (
+        pl.concat(edges)
+        .cast(key_dtype)
+        .unique()
+        .sort()
+        .alias(start)
+        .to_frame()
+        .with_columns((pl.col(start).shift(-1) - 1).fill_null(pl.lit(key_max, key_dtype)).alias(end))
+    )
+
+
 def combine_flags(
     flag_unions: dict[int, pl.DataFrame], labels: pl.DataFrame, key_dtype: pl.DataType, key_max: int
 ) -> pl.DataFrame:
@@ -115,19 +134,7 @@ def combine_flags(
         return pl.DataFrame(
             schema={"start": key_dtype, "end": key_dtype, "net_flags": pl.UInt8, "ip_provider": pl.String}
         )
-    edges: list[pl.Series] = []
-    for t in [*tables, labels]:
-        edges.append(t["start"])
-        edges.append(t.filter(pl.col("end") < key_max)["end"] + 1)
-    seg = (
-        pl.concat(edges)
-        .cast(key_dtype)
-        .unique()
-        .sort()
-        .alias("start")
-        .to_frame()
-        .with_columns(end=(pl.col("start").shift(-1) - 1).fill_null(pl.lit(key_max, key_dtype)))
-    )
+    seg = elementary_segments([*tables, labels], key_dtype, key_max)
     flags = pl.lit(0, pl.UInt8)
     for bit, table in flag_unions.items():
         if table.is_empty():
