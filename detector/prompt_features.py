@@ -65,7 +65,9 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from hashlib import blake2b
@@ -80,22 +82,38 @@ import pyarrow as pa
 # Tunables (each with its reason)
 
 #: Characters read from the start of a long text: instructions and inlined system prompts lead the prompt.
-HEAD_CHARS: Final = 600
+HEAD_CHARS: Final = 1000
 #: Characters read from the end of a long text: suffix instructions ("... your answer in \\boxed{}").
-TAIL_CHARS: Final = 300
+TAIL_CHARS: Final = 500
 #: Characters that decide the dominant script (a prompt's script shows in its first sentence).
 SCRIPT_CHARS: Final = 160
+#: Non-ASCII work (non-ASCII fragments, script) is done for texts whose UTF-8 bytes exceed their characters
+#: by at least this much: two Han/kana/Hangul characters or four Cyrillic/accented letters. Any non-ASCII
+#: marker phrase has that many; English with a curly apostrophe (2 extra bytes) is spared the work.
+NONASCII_MIN_EXTRA_BYTES: Final = 4
+#: Kana are looked for in the first this many characters (Japanese text shows kana within a sentence).
+KANA_CHARS: Final = 60
 #: Longest template segment in characters (a template's fixed first or last sentence is short).
 SEGMENT_CHARS: Final = 96
 #: A first segment ends at the first delimiter at or after this character (so "Q:" or "Hi!" do not end it).
-SEGMENT_MIN_CHARS: Final = 16
+SEGMENT_MIN_CHARS: Final = 6
+#: Rubric, identity and code markers are looked for in the first this many characters (they sit in the
+#: instruction that opens a prompt; scanning less keeps the hot path within budget).
+META_CHARS: Final = 300
 #: Segment length when the first or last sentence is longer than SEGMENT_CHARS.
 SEGMENT_FALLBACK_CHARS: Final = 64
 #: Hamming radius for SimHash-only flags. Unrelated 64-bit SimHashes differ in ~32 +- 4 bits, so <= 12 is
 #: 5 sd away (~3e-7 per reference by chance); benchmarks/prompt_signal.py measures it on real prompts.
 SIMHASH_MAX_DISTANCE: Final = 12
-#: Literals per prefilter regex: the Rust regex engine's SIMD literal search (Teddy) degrades beyond ~24-32.
-LITERALS_PER_REGEX: Final = 24
+#: Literals per ASCII prefilter regex. Each regex call costs ~0.15 us per row whatever its size, so a group
+#: is one regex; one- or two-byte literals ruin the SIMD literal search and get a regex of their own.
+LITERALS_PER_REGEX: Final = 100
+#: Literals per non-ASCII prefilter regex (multi-byte literals: bigger regexes measured faster).
+NONASCII_LITERALS_PER_REGEX: Final = 100
+#: Texts longer than this are only read at their first HEAD_CHARS and last TAIL_CHARS characters.
+LONG_TEXT_CHARS: Final = 1500
+#: Batches are cut into parallel slices of at least this many rows (below it, slicing costs more than it saves).
+PARALLEL_MIN_ROWS: Final = 8192
 #: Tag in the top 16 bits of a template fingerprint derived from a SimHash ("SH").
 SIMHASH_FP_TAG: Final = 0x5348
 #: Seed of stable_hash64; changing it changes every template fingerprint (allow-lists key on them).
@@ -132,7 +150,8 @@ _MASK64: Final = (1 << 64) - 1
 _TMP: Final = "__pf_"  # prefix of temporary columns
 _REASONING_SETS: Final = ("cot_strong", "coercion", "step")
 _REQUIRED_SETS: Final = (*_REASONING_SETS, "reason_word", "rubric", "identity")
-_DELIM_HEAD: Final = r"[\n:：。？！?!]|\.\s|\.$"
+#: What ends the first sentence or line.
+_FIRST_DELIMITER: Final = r"[\n:：。？！?!]|\.\s|\.$"
 _TAIL_SEGMENT: Final = r"[^\n.。?？!！:：]{6," + str(SEGMENT_CHARS) + r"}[.。?？!！:：]?\s*$"
 
 # Primary language subtag -> script (rows without text, or text without letters).
@@ -205,6 +224,7 @@ def simhash64_hex(text: str) -> str:
     return f"{simhash64(text):016x}"
 
 
+_WORD_K: Final = 0x9E3779B97F4A7C15
 _SM2: Final = 0xBF58476D1CE4E5B9
 _SM3: Final = 0x94D049BB133111EB
 
@@ -218,14 +238,25 @@ def _mix_int(z: int) -> int:
 def stable_hash64(data: bytes) -> int:
     """A 64-bit hash that is the same on every machine and polars version (reference implementation).
 
-    ``h = mix(SEED ^ len)``; then for each 8-byte little-endian word ``w`` (the last one zero-padded),
-    ``h = mix(h ^ w)``; ``mix`` is the splitmix64 finaliser. The batch code uses a vectorised twin; the
-    two agree (tested).
+    ``h = SEED ^ len``; for each 8-byte little-endian word ``w`` (the last one zero-padded)
+    ``h = ((h ^ w) * K) mod 2**64; h ^= h >> 29``; the result is the splitmix64 finaliser of ``h``.
+    ``stable_hash_series`` is the vectorised twin (the two agree; tested).
     """
-    h = _mix_int(STABLE_HASH_SEED ^ len(data))
+    h = STABLE_HASH_SEED ^ len(data)
     for k in range(0, len(data), 8):
-        h = _mix_int(h ^ int.from_bytes(data[k : k + 8].ljust(8, b"\0"), "little"))
-    return h
+        h = ((h ^ int.from_bytes(data[k : k + 8].ljust(8, b"\0"), "little")) * _WORD_K) & _MASK64
+        h ^= h >> 29
+    return _mix_int(h)
+
+
+def template_fingerprint(segment: str, suffix: bool = False) -> int:
+    """``template_fp`` of a prompt whose chosen segment is ``segment`` (reference for gateways and tests).
+
+    The fingerprint is ``stable_hash64`` of the segment's UTF-8 bytes without ASCII digits, XORed with
+    ``SUFFIX_SIDE_SALT`` when the segment is the prompt's last one.
+    """
+    h = stable_hash64(re.sub("[0-9]+", "", segment).encode("utf-8"))
+    return h ^ SUFFIX_SIDE_SALT if suffix else h
 
 
 def _mix_np(z: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.uint64]]:
@@ -234,31 +265,45 @@ def _mix_np(z: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype
     return z ^ (z >> np.uint64(31))
 
 
-def stable_hash_series(s: pl.Series) -> pl.Series:
-    """``stable_hash64`` of the UTF-8 bytes of every value of a String series (nulls stay null)."""
+def stable_hash_series(s: pl.Series, prefix_bytes: pl.Series | None = None) -> pl.Series:
+    """``stable_hash64`` of every value of a String or Binary series (UTF-8 bytes; nulls stay null).
+
+    With ``prefix_bytes`` only each value's first that many bytes are hashed (null: all of them).
+    Vectorised: 64-bit words are read at every value's byte offsets and mixed, longest values first, while
+    a value still has bytes left.
+    """
     n = s.len()
     if n == 0:
         return pl.Series(s.name, [], dtype=pl.UInt64)
     arr = s.rechunk().to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
+    if arr.type not in (pa.large_string(), pa.large_binary()):
+        arr = arr.cast(pa.large_binary())
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]  # type: ignore[arg-type]
-    raw = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    data = np.concatenate([raw, np.zeros(8, dtype=np.uint8)])  # the last word may read past the end
-    starts = offsets[:-1]
-    lens = offsets[1:] - starts
-    lane = np.arange(8, dtype=np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    lens = (offsets[1:] - offsets[:-1]).astype(np.int64)
+    if prefix_bytes is not None:
+        cut = prefix_bytes.cast(pl.Int64).fill_null(-1).to_numpy()
+        lens = np.where((cut < 0) | (cut > lens), lens, cut)
+    # Longest first, so that the values still holding bytes at word k are a prefix of the order.
+    order = np.argsort(-lens, kind="stable")
+    starts, lens_sorted = offsets[:-1][order], lens[order]
+    padded = np.concatenate([data, np.zeros(8, dtype=np.uint8)])
+    # A byte-strided view: word[o] is the little-endian 64-bit word starting at byte o (unaligned reads).
+    word = np.ndarray((len(data) + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    tail_mask = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [_MASK64], dtype=np.uint64)
+    ascending = lens_sorted[::-1]
+    h = np.uint64(STABLE_HASH_SEED) ^ lens_sorted.astype(np.uint64)
     with np.errstate(over="ignore"):
-        h = _mix_np(np.uint64(STABLE_HASH_SEED) ^ lens.astype(np.uint64))
-        for k in range(0, int(lens.max()), 8):
-            rows = np.nonzero(lens > k)[0]
-            grab = data[(starts[rows] + k)[:, None] + lane[None, :]]
-            grab = np.where(lane[None, :] < (lens[rows] - k)[:, None], grab, 0).astype(np.uint8)
-            words = np.ascontiguousarray(grab).view("<u8").ravel().astype(np.uint64)
-            h[rows] = _mix_np(h[rows] ^ words)
+        for k in range(0, int(lens_sorted[0]), 8):
+            live = n - int(np.searchsorted(ascending, k, side="right"))  # values with more than k bytes
+            w = word[starts[:live] + k].astype(np.uint64) & tail_mask[np.minimum(lens_sorted[:live] - k, 8)]
+            hk = (h[:live] ^ w) * np.uint64(_WORD_K)
+            h[:live] = hk ^ (hk >> np.uint64(29))
+        h = _mix_np(h)
+    h = h[np.argsort(order, kind="stable")]
     out = pl.Series(s.name, h, dtype=pl.UInt64)
     if s.null_count():
         out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
@@ -269,12 +314,21 @@ def stable_hash_series(s: pl.Series) -> pl.Series:
 # Marker sets
 
 @dataclass(frozen=True)
+class PhraseSet:
+    """One marker set's phrases as case-sensitive regex alternations (lower, Sentence and UPPER forms)."""
+
+    name: str
+    ascii_regex: str | None
+    nonascii_regex: str | None
+
+
+@dataclass(frozen=True)
 class Prefilter:
-    """A prefilter group: literal regexes (ASCII ones run on every row, the others on non-ASCII rows)."""
+    """A group's prefilter: ASCII literal regexes run on every row, non-ASCII ones on non-ASCII rows."""
 
     name: str
     sets: tuple[str, ...]
-    ascii_regexes: tuple[str, ...]
+    regexes: tuple[str, ...]
     nonascii_regexes: tuple[str, ...]
 
 
@@ -282,7 +336,7 @@ class Prefilter:
 class Markers:
     """Everything compiled from ``prompt_markers.json`` (once, at first use)."""
 
-    phrases: Mapping[str, tuple[str, ...]]  # set name -> Aho-Corasick patterns (lower-case + variants)
+    sets: Mapping[str, PhraseSet]
     prefilters: Mapping[str, Prefilter]
     code_ascii: tuple[str, ...]
     code_nonascii: tuple[str, ...]
@@ -296,82 +350,124 @@ class MarkerError(ValueError):
     """The marker file is inconsistent (names every problem at once)."""
 
 
-def _literal_regexes(literals: Iterable[str]) -> tuple[str, ...]:
+def _literal_regexes(literals: Iterable[str], per_regex: int = LITERALS_PER_REGEX) -> tuple[str, ...]:
+    """Alternations of escaped literals, ``per_regex`` at a time; literals of <= 2 bytes get their own."""
     lits = sorted(set(literals))
-    return tuple(
-        "|".join(pl.escape_regex(x) for x in lits[i : i + LITERALS_PER_REGEX])
-        for i in range(0, len(lits), LITERALS_PER_REGEX)
-    )
+    short = [x for x in lits if len(x.encode()) <= 2]
+    rest = [x for x in lits if len(x.encode()) > 2]
+    chunks = [rest[i : i + per_regex] for i in range(0, len(rest), per_regex)] + ([short] if short else [])
+    return tuple("|".join(pl.escape_regex(x) for x in chunk) for chunk in chunks)
 
 
 def _split_regexes(literals: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     lits = set(literals)
-    return _literal_regexes(x for x in lits if x.isascii()), _literal_regexes(x for x in lits if not x.isascii())
-
-
-def _phrase_variants(phrase: str, compounds: Sequence[str]) -> set[str]:
-    out = {phrase.lower()}
-    for comp in compounds:
-        if comp in phrase.lower():
-            out |= {p.replace(comp, comp.replace(" ", "-")) for p in out}
-    if "'" in phrase:
-        out |= {p.replace("'", "\u2019") for p in out}
-    if not phrase.isascii():
-        out |= {v for p in out for v in (p, p[:1].upper() + p[1:], p.upper())}
-    return out
+    return (
+        _literal_regexes(x for x in lits if x.isascii()),
+        _literal_regexes((x for x in lits if not x.isascii()), NONASCII_LITERALS_PER_REGEX),
+    )
 
 
 def _sentence_case(p: str) -> str:
     return p[:1].upper() + p[1:]
 
 
+def _phrase_forms(phrase: str, compounds: Sequence[str]) -> set[str]:
+    """Spelling variants of a phrase as written (hyphenated compounds, curly apostrophe)."""
+    out = {phrase}
+    for comp in compounds:
+        low = phrase.lower()
+        if comp in low:
+            start = low.index(comp)
+            written = phrase[start : start + len(comp)]
+            out |= {p.replace(written, written.replace(" ", "-")) for p in out}
+    if "'" in phrase:
+        out |= {p.replace("'", "\u2019") for p in out}
+    return out
+
+
+def _case_forms(form: str) -> set[str]:
+    """The cases a phrase is matched in: as written, lower, Sentence (of both) and UPPER."""
+    return {form, form.lower(), _sentence_case(form), _sentence_case(form.lower()), form.upper()}
+
+
+def _alternation(literals: Iterable[str]) -> str | None:
+    """A case-sensitive alternation of literals (a case-insensitive one measured 20x slower)."""
+    lits = sorted(set(literals))
+    return "|".join(pl.escape_regex(x) for x in lits) if lits else None
+
+
+def _has_non_latin_letter(text: str) -> bool:
+    return any(ch.isalpha() and not unicodedata.name(ch, "").startswith("LATIN") for ch in text)
+
+
 def compile_markers(raw: Mapping[str, Any]) -> Markers:
-    """Compile a parsed marker file; raise ``MarkerError`` listing every inconsistency."""
+    """Compile a parsed marker file; raise ``MarkerError`` listing every inconsistency.
+
+    Coverage rule (what makes the two-stage match exact for the forms checked): every phrase, in lower and
+    in Sentence case, must contain one of its group's ASCII fragments, or one of the group's non-ASCII
+    fragments, or, for a group without non-ASCII fragments, a non-Latin letter (such phrases are searched
+    wherever the prompt's first characters hold a non-Latin letter).
+    """
     problems: list[str] = []
     compounds = [str(c) for c in raw.get("compounds", [])]
-    phrases: dict[str, tuple[str, ...]] = {}
-    originals: dict[str, list[tuple[str, str]]] = {}
-    for name, spec in raw["sets"].items():
-        pats: set[str] = set()
-        originals[name] = []
-        for lang, plist in spec["phrases"].items():
-            for p in plist:
-                originals[name].append((lang, str(p)))
-                pats |= _phrase_variants(str(p), compounds)
-        phrases[name] = tuple(sorted(pats))
-    problems += [f"sets.{s}: missing" for s in _REQUIRED_SETS if s not in phrases]
+    group_of: dict[str, str] = {}
     prefilters: dict[str, Prefilter] = {}
-    fed: dict[str, str] = {}
     for gname, g in raw["prefilters"].items():
         keywords = [str(k) for k in g["keywords"]]
+        nonascii = [str(k) for k in g.get("nonascii_keywords", [])]
+        problems += [f"prefilters.{gname}.keywords: {k!r} is not ASCII" for k in keywords if not k.isascii()]
+        problems += [f"prefilters.{gname}.nonascii_keywords: {k!r} is ASCII" for k in nonascii if k.isascii()]
+        prefilters[gname] = Prefilter(
+            gname,
+            tuple(g["sets"]),
+            _literal_regexes(keywords),
+            _literal_regexes(nonascii, NONASCII_LITERALS_PER_REGEX),
+        )
         for set_name in g["sets"]:
-            if set_name not in phrases:
-                problems.append(f"prefilters.{gname}: unknown set {set_name!r}")
-                continue
-            fed[set_name] = gname
-            for lang, p in originals[set_name]:
-                for form in (p.lower(), _sentence_case(p.lower())):
-                    if not any(k in form for k in keywords):
-                        problems.append(f"sets.{set_name}.phrases.{lang}: {form!r} contains no fragment of "
-                                        f"prefilter {gname!r}")
-        asc, nonasc = _split_regexes(keywords)
-        prefilters[gname] = Prefilter(gname, tuple(g["sets"]), asc, nonasc)
-    problems += [f"sets.{s}: no prefilter feeds it" for s in _REQUIRED_SETS
-                 if s != "reason_word" and s in phrases and s not in fed]
-    if fed.get("cot_strong") != fed.get("coercion") or fed.get("cot_strong") != fed.get("step"):
+            group_of[set_name] = gname
+    sets: dict[str, PhraseSet] = {}
+    for name, spec in raw["sets"].items():
+        if name != "reason_word" and name not in group_of:
+            problems.append(f"sets.{name}: no prefilter group feeds it")
+            continue
+        group = raw["prefilters"][group_of[name]] if name in group_of else {}
+        keywords = [str(k) for k in group.get("keywords", [])]
+        nonascii = [str(k) for k in group.get("nonascii_keywords", [])]
+        variants: set[str] = set()
+        for lang, plist in spec["phrases"].items():
+            for p in map(str, plist):
+                for form in _phrase_forms(p, compounds):
+                    cased = _case_forms(form)
+                    variants |= cased
+                    if name == "reason_word":
+                        continue
+                    for v in cased - {form.upper()}:
+                        covered = any(k in v for k in keywords) or (
+                            not v.isascii()
+                            and (any(k in v for k in nonascii) if nonascii else _has_non_latin_letter(v))
+                        )
+                        if not covered:
+                            problems.append(f"sets.{name}.phrases.{lang}: {v!r} contains no prefilter fragment")
+        sets[name] = PhraseSet(
+            name,
+            _alternation(v for v in variants if v.isascii()),
+            _alternation(v for v in variants if not v.isascii()),
+        )
+    problems += [f"sets.{s}: missing" for s in _REQUIRED_SETS if s not in sets]
+    if len({group_of.get(s) for s in _REASONING_SETS}) != 1:
         problems.append("prefilters: cot_strong, coercion and step must share one prefilter group")
     refs: dict[str, list[int]] = {}
     for ref in raw.get("simhash_references", []):
         for set_name in ref["sets"]:
-            if set_name not in phrases:
+            if set_name not in sets:
                 problems.append(f"simhash_references.{ref['name']}: unknown set {set_name!r}")
             refs.setdefault(set_name, []).append(simhash64(ref["text"]))
     if problems:
-        raise MarkerError("prompt_markers.json:\n  " + "\n  ".join(problems))
+        raise MarkerError("prompt_markers.json:\n  " + "\n  ".join(sorted(set(problems))))
     code_ascii, code_nonascii = _split_regexes(str(x) for x in raw["code_literals"])
     tmpl_ascii, tmpl_nonascii = _split_regexes(str(x) for x in raw["template_keywords"])
     return Markers(
-        phrases=phrases,
+        sets=sets,
         prefilters=prefilters,
         code_ascii=code_ascii,
         code_nonascii=code_nonascii,
@@ -406,20 +502,29 @@ def _any_regex(expr: pl.Expr, regexes: Sequence[str]) -> pl.Expr:
     return pl.lit(False) if out is None else out
 
 
+def _gated(expr: pl.Expr, gate: pl.Expr) -> pl.Expr:
+    """``expr`` where ``gate`` holds, else the empty string.
+
+    String kernels run over every value, null or not, so masking with null saves nothing; an empty string
+    costs nothing to scan (and no marker regex matches it).
+    """
+    return pl.when(gate).then(expr).otherwise(pl.lit(""))
+
+
 def _gated_any_regex(expr: pl.Expr, regexes: Sequence[str], gate: pl.Expr) -> pl.Expr:
     if not regexes:
         return pl.lit(False)
-    return _any_regex(pl.when(gate).then(expr), regexes).fill_null(False)
+    return _any_regex(_gated(expr, gate), regexes).fill_null(False)
 
 
-def _phrase_match(patterns: Sequence[str], text: pl.Expr, gate: pl.Expr) -> pl.Expr:
-    masked = pl.when(gate).then(text)
-    return masked.str.contains_any(list(patterns), ascii_case_insensitive=True).fill_null(False)
-
-
-def _normalise_segment(seg: pl.Expr) -> pl.Expr:
-    # Capitalised words after the first and digit runs (slot values: ids, numbers, names, products) -> " #".
-    return seg.str.replace_all(r"\s\p{Lu}\S*|\p{N}+", " #").str.strip_chars()
+def _phrase_match(ps: PhraseSet, text: pl.Expr, ascii_gate: pl.Expr, nonascii_gate: pl.Expr) -> pl.Expr:
+    """Phrase hits: ASCII phrases where ``ascii_gate``, the others where ``nonascii_gate``."""
+    hit: pl.Expr = pl.lit(False)
+    if ps.ascii_regex:
+        hit = hit | _gated(text, ascii_gate).str.contains(ps.ascii_regex).fill_null(False)
+    if ps.nonascii_regex:
+        hit = hit | _gated(text, nonascii_gate).str.contains(ps.nonascii_regex).fill_null(False)
+    return hit
 
 
 def _lang_script(lang: pl.Expr) -> pl.Expr:
@@ -437,7 +542,7 @@ def _col_or_null(df: pl.DataFrame, name: str) -> pl.Expr:
 
 
 def _byte_prefix(text: pl.Expr, nbytes: pl.Expr) -> pl.Expr:
-    """The first ``nbytes`` bytes of ``text`` (a char boundary, as ``str.find`` offsets are)."""
+    """The first ``nbytes`` bytes of ``text`` (at a char boundary, as ``str.find`` offsets are)."""
     return text.cast(pl.Binary).bin.slice(0, nbytes).cast(pl.String)
 
 
@@ -445,19 +550,69 @@ def _byte_suffix(text: pl.Expr, start: pl.Expr) -> pl.Expr:
     return text.cast(pl.Binary).bin.slice(start).cast(pl.String)
 
 
+def _first_script(first: pl.Expr, prefix: pl.Expr) -> pl.Expr:
+    """The script value of a prefix's first non-Latin letter (kana when the prefix has kana besides Han)."""
+    out: pl.Expr = pl.lit("other")
+    for name, rx in reversed(_SCRIPT_CLASSES):
+        out = pl.when(first.str.contains(rx)).then(pl.lit(name)).otherwise(out)
+    has_kana = prefix.str.head(KANA_CHARS).str.contains(r"[\p{Hiragana}\p{Katakana}]")
+    return pl.when(out.is_in(["cjk", "kana"])).then(
+        pl.when(has_kana).then(pl.lit("kana")).otherwise(pl.lit("cjk"))
+    ).otherwise(out)
+
+
+def _sparse(frame: pl.DataFrame, gate: pl.Series, exprs: Sequence[pl.Expr]) -> list[pl.Series]:
+    """Evaluate ``exprs`` on the rows where ``gate`` holds; elsewhere False (booleans) or null.
+
+    The rows are gathered, computed and scattered back, so the cost follows the gated rows only.
+    """
+    n = frame.height
+    idx = gate.fill_null(False).arg_true()
+    needed = sorted({r for e in exprs for r in e.meta.root_names()})
+    sub = frame.select(pl.col(needed).gather(idx))
+    res = sub.with_columns(exprs).select([e.meta.output_name() for e in exprs])
+    out: list[pl.Series] = []
+    for s in res.iter_columns():
+        if s.dtype == pl.Boolean:
+            full = pl.Series(s.name, np.zeros(n, dtype=np.bool_))
+        else:
+            full = pl.repeat(None, n, dtype=s.dtype, eager=True).alias(s.name)
+        out.append(full.scatter(idx, s) if idx.len() else full)
+    return out
+
+
 def add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``PROMPT_FEATURE_SCHEMA``'s columns to an event batch and drop ``prompt_text``.
 
-    Pure and vectorised (no per-row Python). Missing input columns count as null. With text the five flags
-    are never null; without text they come from the SimHash (True) or ``tools`` (``code_agentic``), and are
-    null otherwise.
+    Pure and vectorised (per batch, never per row). Missing input columns count as null. With text the five
+    flags are never null; without text they come from the SimHash (True) or ``tools`` (``code_agentic``),
+    and are null otherwise. Batches of at least ``2 * PARALLEL_MIN_ROWS`` rows are cut into as many slices
+    as polars has threads and the slices run on a small thread pool: the work has sequential stretches
+    (sparse steps, hashing) that one batch alone cannot spread over the cores.
     """
+    parts = min(pl.thread_pool_size(), df.height // PARALLEL_MIN_ROWS)
+    if parts <= 1:
+        return _add_prompt_features(df)
+    step = -(-df.height // parts)
+    slices = [df.slice(i * step, step) for i in range(parts)]
+    return pl.concat(list(_pool().map(_add_prompt_features, slices)), how="vertical", rechunk=False)
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=pl.thread_pool_size(), thread_name_prefix="prompt-features")
+
+
+def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     m = markers()
     P = _TMP
     col = pl.col
-    t, w, na = col(f"{P}text"), col(f"{P}w"), col(f"{P}na")
+    t, w, h6 = col(f"{P}text"), col(f"{P}w"), col(f"{P}h6")
+    na = col(f"{P}extra") > 0  # the text has a non-ASCII character
+    groups = list(m.prefilters.values())
+    reasoning = next(g for g in groups if "cot_strong" in g.sets)
 
-    base = df.with_columns(
+    frame = df.with_columns(
         _col_or_null(df, "prompt_text").alias(f"{P}text"),
         _col_or_null(df, "prompt_simhash").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
         .alias("prompt_simhash64"),
@@ -465,112 +620,123 @@ def add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         _col_or_null(df, "prompt_chars").alias(f"{P}chars"),
         _col_or_null(df, "tools").alias(f"{P}tools"),
     )
-    if "prompt_text" in base.columns:
-        base = base.drop("prompt_text")
+    if "prompt_text" in frame.columns:
+        frame = frame.drop("prompt_text")
 
-    # 1. The window (only long texts are cut), the script prefix, the first-segment delimiter.
-    long_text = pl.when(t.str.len_chars() > HEAD_CHARS + TAIL_CHARS).then(t)
-    hp = t.str.head(SEGMENT_CHARS)
-    s1 = base.with_columns(
-        pl.concat_str([long_text.str.head(HEAD_CHARS), long_text.str.tail(TAIL_CHARS)], separator="\n")
-        .fill_null(t).alias(f"{P}w"),
-        t.str.head(SCRIPT_CHARS).alias(f"{P}sp"),
-        (hp.str.slice(SEGMENT_MIN_CHARS).str.find(_DELIM_HEAD) + hp.str.head(SEGMENT_MIN_CHARS).str.len_bytes())
-        .alias(f"{P}hend"),
-    )
-    # 2. ASCII prefilters, code markers, non-ASCII facts, the first segment.
-    sp = col(f"{P}sp")
-    s2 = s1.with_columns(
-        (w.str.len_bytes() != w.str.len_chars()).alias(f"{P}na"),
-        (sp.str.len_bytes() != sp.str.len_chars()).alias(f"{P}spna"),
-        sp.str.contains("[A-Za-z]").alias(f"{P}asciil"),
-        *[_any_regex(w, g.ascii_regexes).alias(f"{P}pfa_{g.name}") for g in m.prefilters.values()],
-        _any_regex(w, m.code_ascii).alias(f"{P}codea"),
-        _normalise_segment(
-            pl.when(col(f"{P}hend").is_not_null())
-            .then(_byte_prefix(t, col(f"{P}hend")))
-            .otherwise(t.str.head(SEGMENT_FALLBACK_CHARS))
-        ).alias(f"{P}hs"),
-    )
-    # 3. Non-ASCII prefilters (non-ASCII rows only) and script facts.
-    spm = pl.when(col(f"{P}spna")).then(sp)
-    s3 = s2.with_columns(
-        *[
-            (col(f"{P}pfa_{g.name}") | _gated_any_regex(w, g.nonascii_regexes, na)).alias(f"{P}pf_{g.name}")
-            for g in m.prefilters.values()
-        ],
-        (col(f"{P}codea") | _gated_any_regex(w, m.code_nonascii, na)).alias(f"{P}code"),
-        spm.str.extract(f"({_NON_LATIN_LETTER})").alias(f"{P}first"),
-        spm.str.count_matches(_NON_LATIN_LETTER).alias(f"{P}nl"),
-        spm.str.count_matches(r"\p{Latin}").alias(f"{P}lat"),
-        spm.str.contains(r"[\p{Hiragana}\p{Katakana}]").alias(f"{P}kana"),
-    )
-    # 4. Phrase matches: the reasoning union, rubric, identity.
-    reasoning_group = next(g for g in m.prefilters.values() if "cot_strong" in g.sets)
-    union = sorted({p for s in _REASONING_SETS for p in m.phrases[s]})
-    group_exprs = [
-        _phrase_match(union, w, col(f"{P}pf_{reasoning_group.name}")).alias(f"{P}m_reasoning"),
-        *[
-            _phrase_match(m.phrases[s], w, col(f"{P}pf_{g.name}")).alias(f"{P}m_{s}")
-            for g in m.prefilters.values() if g is not reasoning_group for s in g.sets
-        ],
-    ]
-    s4 = s3.with_columns(group_exprs)
-    # 5. Individual reasoning sets where the union matched; the last segment of marked prompts.
-    mr = col(f"{P}m_reasoning")
-    marked = mr | col(f"{P}m_rubric") | col(f"{P}m_identity")
-    tp = pl.when(marked).then(t).str.tail(SEGMENT_CHARS + 24)
-    tstart = tp.str.find(_TAIL_SEGMENT)
-    s5 = s4.with_columns(
-        *[_phrase_match(m.phrases[s], w, mr).alias(f"{P}m_{s}") for s in _REASONING_SETS],
-        pl.when(tstart.is_not_null()).then(_byte_suffix(tp, tstart)).otherwise(tp.str.tail(SEGMENT_FALLBACK_CHARS))
-        .alias(f"{P}ts"),
-    )
-    # 6. Reasoning words where a bare step phrase matched; side of the template segment; script.
-    ts = col(f"{P}ts")
-    hs = col(f"{P}hs")
+    def get(name: str) -> pl.Series:
+        return frame.get_column(name)
 
-    def has_template_keyword(seg: pl.Expr) -> pl.Expr:
-        return _gated_any_regex(seg, m.template_ascii, marked) | _gated_any_regex(
-            seg, m.template_nonascii, marked & col(f"{P}spna")
+    # 1. Dense: the window (only long texts are cut), the first characters.
+    is_long = t.str.len_chars() > LONG_TEXT_CHARS
+    long_text = _gated(t, is_long)
+    frame = frame.with_columns(
+        pl.when(is_long)
+        .then(pl.concat_str([long_text.str.head(HEAD_CHARS), long_text.str.tail(TAIL_CHARS)], separator="\n"))
+        .otherwise(t)
+        .alias(f"{P}w"),
+        t.str.head(META_CHARS).alias(f"{P}h6"),
+        t.str.head(SEGMENT_CHARS).str.replace_all("[0-9]+", "").alias(f"{P}hp"),
+    )
+    # 2. Dense: ASCII prefilters and code markers, non-ASCII facts, the first segment.
+    hp = col(f"{P}hp")
+    hend = hp.str.find(_FIRST_DELIMITER)
+    frame = frame.with_columns(
+        (w.str.len_bytes() - w.str.len_chars()).alias(f"{P}extra"),
+        h6.str.contains("[A-Za-z]").alias(f"{P}asciil"),
+        *[_any_regex(w if g is reasoning else h6, g.regexes).alias(f"{P}pf_{g.name}") for g in groups],
+        _any_regex(h6, m.code_ascii).alias(f"{P}code"),
+        pl.when(hend >= SEGMENT_MIN_CHARS).then(hend).otherwise(hp.str.len_bytes()).alias(f"{P}hlen"),
+    )
+    # 3. Sparse, rows with a non-ASCII character: non-ASCII fragments and code markers, the first non-Latin
+    #    letter of the prefix and whether that script dominates it; then, where there is one, its script.
+    sp = t.str.head(SCRIPT_CHARS)
+    frame = frame.with_columns(
+        _sparse(frame, get(f"{P}extra") >= NONASCII_MIN_EXTRA_BYTES, [
+            *[_any_regex(w, g.nonascii_regexes).alias(f"{P}pfn_{g.name}") for g in groups if g.nonascii_regexes],
+            _any_regex(h6, m.code_nonascii).alias(f"{P}coden"),
+            sp.str.extract(f"({_NON_LATIN_LETTER})").alias(f"{P}first"),
+            # The UTF-8 bytes beyond one per character, doubled, reach the prefix's length: Cyrillic/Arabic/
+            # Greek letters (2 bytes) match its ASCII characters in number, or Han/kana/Hangul/Devanagari
+            # (3 bytes, about a word each) are a third of them. English with a few curly quotes does not.
+            (2 * (sp.str.len_bytes() - sp.str.len_chars()) >= sp.str.len_chars()).alias(f"{P}dominant"),
+        ])
+    )
+    frame = frame.with_columns(
+        _sparse(frame, get(f"{P}first").is_not_null(), [_first_script(col(f"{P}first"), sp).alias(f"{P}fclass")])
+    )
+    # 4. Sparse, rows where a group's prefilter hit: one pass over the union of the group's phrase sets. ASCII
+    #    phrases run where the group's ASCII prefilter hit; non-ASCII phrases where that or its non-ASCII
+    #    prefilter hit, or (groups without non-ASCII fragments) where the prefix holds a non-Latin letter.
+    def union(name: str, set_names: Sequence[str]) -> PhraseSet:
+        return PhraseSet(
+            name,
+            "|".join(r for s in set_names if (r := m.sets[s].ascii_regex)) or None,
+            "|".join(r for s in set_names if (r := m.sets[s].nonascii_regex)) or None,
         )
 
-    first = col(f"{P}first")
-    first_class: pl.Expr = pl.lit("other")
-    for name, rx in reversed(_SCRIPT_CLASSES):
-        first_class = pl.when(first.str.contains(rx)).then(pl.lit(name)).otherwise(first_class)
-    first_class = (
-        pl.when(first_class.is_in(["cjk", "kana"]))
-        .then(pl.when(col(f"{P}kana")).then(pl.lit("kana")).otherwise(pl.lit("cjk")))
-        .otherwise(first_class)
-    )
-    wide = first.str.contains(r"^[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
-    nonlatin_wins = col(f"{P}nl") * pl.when(wide).then(2).otherwise(1) >= col(f"{P}lat")
-    detected = (
-        pl.when(first.is_not_null() & nonlatin_wins)
-        .then(first_class)
-        .when(col(f"{P}asciil") | (col(f"{P}lat").fill_null(0) > 0) | first.is_not_null())
-        .then(pl.lit("latin"))
-        .otherwise(pl.lit(None, pl.String))
-    )
-    lang_script = _lang_script(col(f"{P}lang"))
-    s6 = s5.with_columns(
-        _phrase_match(m.phrases["reason_word"], w, col(f"{P}m_step")).alias(f"{P}m_reason_word"),
-        (marked & has_template_keyword(ts) & ~has_template_keyword(hs)).alias(f"{P}suffix"),
-        pl.when(t.is_null())
-        .then(lang_script)
-        .otherwise(detected.fill_null(lang_script).fill_null(pl.lit("other")))
-        .alias("script"),
+    for g in groups:
+        ascii_pf = col(f"{P}pf_{g.name}")
+        if g.nonascii_regexes:
+            other_pf, other_rows = col(f"{P}pfn_{g.name}"), get(f"{P}pfn_{g.name}")
+        else:
+            other_pf, other_rows = col(f"{P}first").is_not_null(), get(f"{P}first").is_not_null()
+        text = w if g is reasoning else h6
+        frame = frame.with_columns(
+            _sparse(frame, get(f"{P}pf_{g.name}") | other_rows, [
+                _phrase_match(union(g.name, g.sets), text, ascii_pf, (ascii_pf | other_pf) & na)
+                .alias(f"{P}g_{g.name}")
+            ])
+        )
+    # 5. Sparse and small, rows where a group's union matched: its sets one by one ("strong" is cot_strong or
+    #    coercion); then reasoning words where only a bare step phrase matched; for marked rows, whether
+    #    the first segment holds an instruction keyword, and where it does not, the last segment (a suffix
+    #    template) and whether that one does.
+    yes = pl.lit(True)
+    frame = frame.with_columns(
+        [
+            series
+            for g in groups
+            for series in _sparse(frame, get(f"{P}g_{g.name}"), [
+                _phrase_match(ps, w if g is reasoning else h6, yes, na).alias(f"{P}m_{ps.name}")
+                for ps in (
+                    [union("strong", ("cot_strong", "coercion")), m.sets["coercion"], m.sets["step"]]
+                    if g is reasoning
+                    else [m.sets[s] for s in g.sets]
+                )
+            ])
+        ]
     )
 
-    # 7. Assemble: text first, SimHash / tools second.
+    def has_template_keyword(seg: pl.Expr) -> pl.Expr:
+        return _any_regex(seg, m.template_ascii) | _gated_any_regex(seg, m.template_nonascii, na)
+
+    m_strong, m_step = get(f"{P}m_strong"), get(f"{P}m_step")
+    marked = m_strong | m_step | get(f"{P}m_rubric") | get(f"{P}m_identity")
+    frame = frame.with_columns(
+        _sparse(frame, m_step & ~m_strong, [
+            _phrase_match(m.sets["reason_word"], w, yes, na).alias(f"{P}m_reason_word")
+        ])
+        + _sparse(frame, marked, [has_template_keyword(_byte_prefix(hp, col(f"{P}hlen"))).alias(f"{P}hkw")])
+    )
+    tp = t.str.tail(SEGMENT_CHARS + 24)
+    tstart = tp.str.find(_TAIL_SEGMENT)
+    ts = pl.when(tstart.is_not_null()).then(_byte_suffix(tp, tstart)).otherwise(tp.str.tail(SEGMENT_FALLBACK_CHARS))
+    frame = frame.with_columns(
+        _sparse(frame, marked & ~get(f"{P}hkw"), [
+            has_template_keyword(ts).alias(f"{P}suffix"),
+            ts.str.replace_all("[0-9]+", "").alias(f"{P}ts"),
+        ])
+    )
+
+    # 6. Assemble: text first, SimHash / tools second.
     has_text = t.is_not_null()
     h64 = col("prompt_simhash64")
     tools = col(f"{P}tools").fill_null(0) > 0
+    simhash_only = bool(frame.select((t.is_null() & h64.is_not_null()).any()).item())
 
     def near(set_names: Sequence[str]) -> pl.Expr:
         refs = [r for s in set_names for r in m.simhash_refs.get(s, ())]
-        if not refs:
+        if not refs or not simhash_only:
             return pl.lit(False)
         dist = [(h64 ^ pl.lit(r, pl.UInt64)).bitwise_count_ones() <= SIMHASH_MAX_DISTANCE for r in refs]
         return pl.any_horizontal(dist).fill_null(False)
@@ -578,23 +744,35 @@ def add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     def flag(from_text: pl.Expr, from_simhash: pl.Expr) -> pl.Expr:
         return pl.when(has_text).then(from_text).when(from_simhash).then(True).otherwise(pl.lit(None, pl.Boolean))
 
-    mt = {s: col(f"{P}m_{s}") for s in _REQUIRED_SETS}
-    cot_text = mt["cot_strong"] | mt["coercion"] | (mt["step"] & mt["reason_word"])
+    mt = {s: col(f"{P}m_{s}") for s in _REQUIRED_SETS if s != "cot_strong"}
+    cot_text = col(f"{P}m_strong") | (mt["step"] & mt["reason_word"])
     suffix = col(f"{P}suffix")
-    out = s6.with_columns(
+    detected = (
+        pl.when(col(f"{P}fclass").is_not_null() & col(f"{P}dominant"))
+        .then(col(f"{P}fclass"))
+        .when(col(f"{P}asciil") | col(f"{P}fclass").is_not_null())
+        .then(pl.lit("latin"))
+        .otherwise(pl.lit(None, pl.String))
+    )
+    lang_script = _lang_script(col(f"{P}lang"))
+    out = frame.with_columns(
         flag(cot_text, near(["cot_strong", "coercion"])).alias("cot_elicit"),
         flag(mt["coercion"], near(["coercion"])).alias("reasoning_coercion"),
         flag(mt["rubric"], near(["rubric"])).alias("rubric_prompt"),
         flag(mt["identity"], near(["identity"])).alias("identity_probe"),
-        flag(col(f"{P}code") | tools, tools).alias("code_agentic"),
+        flag(col(f"{P}code") | col(f"{P}coden") | tools, tools).alias("code_agentic"),
         pl.when(has_text).then(t.str.len_chars().cast(pl.Int64)).otherwise(col(f"{P}chars")).alias("prompt_len"),
-        pl.when(suffix).then(_normalise_segment(ts)).otherwise(hs).alias(f"{P}seg"),
+        pl.when(has_text)
+        .then(detected.fill_null(lang_script).fill_null(pl.lit("other")))
+        .otherwise(lang_script)
+        .alias("script"),
     )
-    seg_hash = stable_hash_series(out.get_column(f"{P}seg"))
+    head_hash = stable_hash_series(out.get_column(f"{P}hp"), out.get_column(f"{P}hlen"))
+    tail_hash = stable_hash_series(out.select(pl.when(suffix).then(col(f"{P}ts"))).to_series())
     fp_from_simhash = (h64 // (1 << 48)) | pl.lit(SIMHASH_FP_TAG << 48, pl.UInt64)
     out = out.with_columns(
         pl.when(has_text)
-        .then(pl.when(suffix).then(seg_hash ^ pl.lit(SUFFIX_SIDE_SALT, pl.UInt64)).otherwise(seg_hash))
+        .then(pl.when(suffix).then(tail_hash ^ pl.lit(SUFFIX_SIDE_SALT, pl.UInt64)).otherwise(head_hash))
         .otherwise(fp_from_simhash)
         .alias("template_fp")
     )
