@@ -102,6 +102,8 @@ SEGMENT_MIN_CHARS: Final = 6
 META_CHARS: Final = 300
 #: Segment length when the first or last sentence is longer than SEGMENT_CHARS.
 SEGMENT_FALLBACK_CHARS: Final = 64
+#: A coercion qualifier and a reasoning-trace noun count as a pair at most this many characters apart.
+PAIR_GAP_CHARS: Final = 48
 #: Hamming radius for SimHash-only flags. Unrelated 64-bit SimHashes differ in ~32 +- 4 bits, so <= 12 is
 #: 5 sd away (~3e-7 per reference by chance); benchmarks/prompt_signal.py measures it on real prompts.
 SIMHASH_MAX_DISTANCE: Final = 12
@@ -342,6 +344,7 @@ class Markers:
     code_nonascii: tuple[str, ...]
     template_ascii: tuple[str, ...]
     template_nonascii: tuple[str, ...]
+    coercion_pair: str | None  # qualifier and trace noun in one sentence, either order
     simhash_refs: Mapping[str, tuple[int, ...]]  # set name -> reference SimHashes
     version: int
 
@@ -464,6 +467,11 @@ def compile_markers(raw: Mapping[str, Any]) -> Markers:
             refs.setdefault(set_name, []).append(simhash64(ref["text"]))
     if problems:
         raise MarkerError("prompt_markers.json:\n  " + "\n  ".join(sorted(set(problems))))
+    pairs = raw.get("coercion_pairs") or {}
+    qualifiers = _alternation(v for q in pairs.get("qualifiers", []) for v in _case_forms(str(q)))
+    nouns = _alternation(v for n in pairs.get("nouns", []) for v in _case_forms(str(n)))
+    gap = f"[^\\n.!?。！？]{{0,{PAIR_GAP_CHARS}}}"
+    pair = f"(?:{qualifiers}){gap}(?:{nouns})|(?:{nouns}){gap}(?:{qualifiers})" if qualifiers and nouns else None
     code_ascii, code_nonascii = _split_regexes(str(x) for x in raw["code_literals"])
     tmpl_ascii, tmpl_nonascii = _split_regexes(str(x) for x in raw["template_keywords"])
     return Markers(
@@ -473,6 +481,7 @@ def compile_markers(raw: Mapping[str, Any]) -> Markers:
         code_nonascii=code_nonascii,
         template_ascii=tmpl_ascii,
         template_nonascii=tmpl_nonascii,
+        coercion_pair=pair,
         simhash_refs={k: tuple(v) for k, v in refs.items()},
         version=int(raw.get("version", 0)),
     )
@@ -703,14 +712,17 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
                     if g is reasoning
                     else [m.sets[s] for s in g.sets]
                 )
-            ])
+            ]
+            + ([w.str.contains(m.coercion_pair).alias(f"{P}m_pair")] if g is reasoning and m.coercion_pair else []))
         ]
     )
+    if f"{P}m_pair" not in frame.columns:
+        frame = frame.with_columns(pl.lit(False).alias(f"{P}m_pair"))
 
     def has_template_keyword(seg: pl.Expr) -> pl.Expr:
         return _any_regex(seg, m.template_ascii) | _gated_any_regex(seg, m.template_nonascii, na)
 
-    m_strong, m_step = get(f"{P}m_strong"), get(f"{P}m_step")
+    m_strong, m_step = get(f"{P}m_strong") | get(f"{P}m_pair"), get(f"{P}m_step")
     marked = m_strong | m_step | get(f"{P}m_rubric") | get(f"{P}m_identity")
     frame = frame.with_columns(
         _sparse(frame, m_step & ~m_strong, [
@@ -745,7 +757,8 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         return pl.when(has_text).then(from_text).when(from_simhash).then(True).otherwise(pl.lit(None, pl.Boolean))
 
     mt = {s: col(f"{P}m_{s}") for s in _REQUIRED_SETS if s != "cot_strong"}
-    cot_text = col(f"{P}m_strong") | (mt["step"] & mt["reason_word"])
+    pair = col(f"{P}m_pair")
+    cot_text = col(f"{P}m_strong") | pair | (mt["step"] & mt["reason_word"])
     suffix = col(f"{P}suffix")
     detected = (
         pl.when(col(f"{P}fclass").is_not_null() & col(f"{P}dominant"))
@@ -757,7 +770,7 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     lang_script = _lang_script(col(f"{P}lang"))
     out = frame.with_columns(
         flag(cot_text, near(["cot_strong", "coercion"])).alias("cot_elicit"),
-        flag(mt["coercion"], near(["coercion"])).alias("reasoning_coercion"),
+        flag(mt["coercion"] | pair, near(["coercion"])).alias("reasoning_coercion"),
         flag(mt["rubric"], near(["rubric"])).alias("rubric_prompt"),
         flag(mt["identity"], near(["identity"])).alias("identity_probe"),
         flag(col(f"{P}code") | col(f"{P}coden") | tools, tools).alias("code_agentic"),
