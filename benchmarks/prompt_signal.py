@@ -14,8 +14,9 @@ one row per (template, problem). Each family is labelled with its provenance:
   system prompt, SkyThought's PRIME and Qwen system prompts, airoboros' CoT and Orca instructions);
 - ``self-written``: the non-English CoT / coercion wrappers below (written for this benchmark by the same
   author as the markers, so they show coverage, not generalisation);
-- ``other-engineer``: the traffic simulator's wrappers (``detector/data/sim_prompts.json``), written by
-  someone else without looking at the markers (when the file is present);
+- ``other-engineer``: the traffic simulator's wrappers (``detector/data/sim_prompts.json``, when present),
+  written by someone else without looking at the markers. After the first measurement, phrases prompted by
+  their misses were added to the marker file (see its note), so they are no longer held out;
 - ``seen-peer``: Glasswally's attacker prompts (``../shared/peers/glasswally``), looked at while writing.
 
 Negatives: real benign prompts (arena-hard-auto, the oasst2 subset with its languages, MT-Bench and
@@ -38,7 +39,7 @@ import random
 import re
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -558,7 +559,7 @@ def _modal_share(fps: pl.Series) -> float:
 def evaluate(shared: Path, root: Path = ROOT) -> Report:
     """Run every measurement on the data under ``shared``."""
     prompts = shared / "data" / "prompts"
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 (seeded sampling, reproducible runs)
     raw = load_problems(prompts)
     problems = [p for ps in raw.values() for p in ps]
     fams = distillation_families(prompts, problems, rng) + multilingual_families(problems, rng)
@@ -567,7 +568,7 @@ def evaluate(shared: Path, root: Path = ROOT) -> Report:
     fams += peer_pos
     report = Report()
 
-    cot_hits = cot_total = held_hits = held_total = 0
+    cot_hits = cot_total = held_hits = held_total = strict_hits = strict_total = 0
     for fam in fams:
         f = _features(fam.prompts)
         row: dict[str, Any] = {
@@ -588,6 +589,8 @@ def evaluate(shared: Path, root: Path = ROOT) -> Report:
             cot_hits, cot_total = cot_hits + hits, cot_total + len(fam.prompts)
             if fam.provenance != "dev":
                 held_hits, held_total = held_hits + hits, held_total + len(fam.prompts)
+            if fam.provenance == "held-out":
+                strict_hits, strict_total = strict_hits + hits, strict_total + len(fam.prompts)
             report.positives.append(row)
         else:
             report.others.append(row)
@@ -647,6 +650,7 @@ def evaluate(shared: Path, root: Path = ROOT) -> Report:
     report.summary = {
         "cot_recall_all_positives": recall,
         "cot_recall_excluding_dev": held,
+        "cot_recall_held_out_templates": strict_hits / max(strict_total, 1),
         "cot_positives": cot_total,
         "cot_fp_all_benign": fp_all,
         "cot_fp_human_benign": fp_human,
@@ -667,7 +671,7 @@ def throughput(shared: Path, rows: int = 200_000, repeat: int = 7) -> list[dict[
     texts = [t for _, _, t in benign_negatives(prompts)] + [
         p for ps in load_problems(prompts).values() for p in ps
     ]
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 (seeded sampling, reproducible runs)
     long_texts = [t for t in texts if 600 <= len(t) <= 1500]
     out = []
     for name, pool in (("real prompts 600-1500 chars", long_texts), ("real prompts, natural lengths", texts)):
@@ -701,9 +705,8 @@ def _pct(x: Any) -> str:
 def print_report(r: Report) -> None:
     """The tables, as plain text (no prompt text is printed)."""
     print("\n== cot_elicit on positives (distillation templates around gsm8k / limo_eval / self_instruct) ==")
-    print(
-        f"{'family':42s} {'provenance':15s} {'lang':4s} {'n':>5s} {'cot':>8s} {'coercion':>8s} {'simhash':>8s}"
-    )
+    head = ("family", "provenance", "lang", "n", "cot", "coercion", "simhash")
+    print("{:42s} {:15s} {:4s} {:>5s} {:>8s} {:>8s} {:>8s}".format(*head))
     for p in sorted(r.positives, key=lambda x: (x["provenance"], x["family"])):
         print(
             f"{p['family']:42s} {p['provenance']:15s} {p['lang']:4s} {p['n']:5d} {_pct(p['cot_elicit'])} "
@@ -720,29 +723,28 @@ def print_report(r: Report) -> None:
     print("\n== other signals on their positives ==")
     print(f"{'family':42s} {'signal':15s} {'n':>5s} {'cot':>8s} {'rubric':>8s} {'identity':>8s} {'code':>8s}")
     for o in r.others:
-        print(
-            f"{o['family']:42s} {o['signal']:15s} {o['n']:5d} {_pct(o['cot_elicit'])} {_pct(o['rubric_prompt'])} "
-            f"{_pct(o['identity_probe'])} {_pct(o['code_agentic'])}"
+        rates = " ".join(
+            _pct(o[f]) for f in ("cot_elicit", "rubric_prompt", "identity_probe", "code_agentic")
         )
+        print(f"{o['family']:42s} {o['signal']:15s} {o['n']:5d} {rates}")
     print("\n== negatives (rate of each flag) ==")
-    print(
-        f"{'source':38s} {'kind':7s} {'n':>6s} {'cot':>8s} {'coercion':>8s} {'rubric':>8s} {'identity':>8s} {'code':>8s}"
-    )
+    head = ("source", "kind", "n", "cot", "coercion", "rubric", "identity", "code")
+    print("{:38s} {:7s} {:>6s} {:>8s} {:>8s} {:>8s} {:>8s} {:>8s}".format(*head))
     for n in r.negatives:
-        print(
-            f"{n['source']:38s} {n['kind']:7s} {n['n']:6d} {_pct(n['cot_elicit'])} {_pct(n['reasoning_coercion'])} "
-            f"{_pct(n.get('rubric_prompt', '-'))} {_pct(n['identity_probe'])} {_pct(n.get('code_agentic', '-'))}"
+        rates = " ".join(
+            _pct(n.get(f, "     -  "))
+            for f in (*FLAGS[:2], "rubric_prompt", "identity_probe", "code_agentic")
         )
+        print(f"{n['source']:38s} {n['kind']:7s} {n['n']:6d} {rates}")
     print("\n== template_fp: share of a template family's prompts on its most common fingerprint ==")
     for tpl in r.templates:
         print(f"{tpl['family']:42s} {_pct(tpl['modal_share'])}")
     if r.throughput:
         print("\n== throughput of add_prompt_features ==")
         for t in r.throughput:
-            print(
-                f"{t['data']:36s} {t['rows']:7d} rows, {t['mean_bytes']:6.0f} B mean: {t['rows_per_s']:10,.0f} rows/s "
-                f"({t['polars_threads']} polars threads)"
-            )
+            size = f"{t['rows']:7d} rows, {t['mean_bytes']:6.0f} B mean"
+            threads = f"({t['polars_threads']} polars threads)"
+            print(f"{t['data']:36s} {size}: {t['rows_per_s']:10,.0f} rows/s {threads}")
     s = r.summary
     print("\n== summary ==")
     for k, v in s.items():

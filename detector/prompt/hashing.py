@@ -1,0 +1,140 @@
+"""Hashes shared with gateways and the simulator: the prompt SimHash and the stable template hash.
+
+Both are specified exactly (reference code below) so that a gateway, the simulator and the detector
+compute the same values on any machine and any polars version.
+"""
+
+from __future__ import annotations
+
+import re
+from hashlib import blake2b
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+#: Seed of stable_hash64; changing it changes every template fingerprint (allow-lists key on them).
+STABLE_HASH_SEED: Final = 0x7072_6F6D_7074_6670  # "promptfp"
+#: XORed into the fingerprint of a last-sentence (suffix) segment, so the two sides never collide.
+SUFFIX_SIDE_SALT: Final = 0x5355_4646_4958_5F5F  # "SUFFIX__"
+
+_MASK64: Final = (1 << 64) - 1
+_WORD_K: Final = 0x9E3779B97F4A7C15
+_SM2: Final = 0xBF58476D1CE4E5B9
+_SM3: Final = 0x94D049BB133111EB
+_SIMHASH_TOKEN: Final = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+")
+_DIGITS: Final = re.compile("[0-9]+")
+
+
+def simhash64(text: str) -> int:
+    """The 64-bit SimHash of ``text``, as gateways that do not ship text compute ``prompt.simhash``.
+
+    Tokens are the lower-cased text's ``\\w+`` words, except that each Han ideograph or kana is a token of
+    its own (those scripts do not put spaces between words). Shingles are token 3-grams joined by one space;
+    a text of one or two tokens is a single shingle; a text without tokens hashes to 0. Each shingle is
+    hashed with ``blake2b(digest_size=8)`` read big-endian, and bit ``i`` of the result is set when more
+    than half of the shingles have bit ``i`` set. Reference code, one call per prompt: the detector's hot
+    path only parses the gateway's hex.
+    """
+    tokens = _SIMHASH_TOKEN.findall(text.lower())
+    if not tokens:
+        return 0
+    if len(tokens) < 3:
+        shingles = [" ".join(tokens)]
+    else:
+        shingles = [" ".join(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
+    raw = b"".join(blake2b(s.encode("utf-8"), digest_size=8).digest() for s in shingles)
+    hashes = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+    bits = (hashes[:, None] >> np.arange(64, dtype=np.uint64)[None, :]) & np.uint64(1)
+    votes = 2 * bits.astype(np.int64).sum(axis=0) - len(shingles)
+    out = 0
+    for i, v in enumerate(votes.tolist()):
+        if v > 0:
+            out |= 1 << i
+    return out
+
+
+def simhash64_hex(text: str) -> str:
+    """``simhash64(text)`` as the contract's 16 lower-case hex digits."""
+    return f"{simhash64(text):016x}"
+
+
+def _mix_int(z: int) -> int:
+    z = ((z ^ (z >> 30)) * _SM2) & _MASK64
+    z = ((z ^ (z >> 27)) * _SM3) & _MASK64
+    return z ^ (z >> 31)
+
+
+def stable_hash64(data: bytes) -> int:
+    """A 64-bit hash that is the same on every machine and polars version (reference implementation).
+
+    ``h = SEED ^ len``; for each 8-byte little-endian word ``w`` (the last one zero-padded)
+    ``h = ((h ^ w) * K) mod 2**64; h ^= h >> 29``; the result is the splitmix64 finaliser of ``h``.
+    ``stable_hash_series`` is the vectorised twin (the two agree; tested).
+    """
+    h = STABLE_HASH_SEED ^ len(data)
+    for k in range(0, len(data), 8):
+        h = ((h ^ int.from_bytes(data[k : k + 8].ljust(8, b"\0"), "little")) * _WORD_K) & _MASK64
+        h ^= h >> 29
+    return _mix_int(h)
+
+
+def template_fingerprint(segment: str, suffix: bool = False) -> int:
+    """``template_fp`` of a prompt whose chosen segment is ``segment`` (reference for gateways and tests).
+
+    ``stable_hash64`` of the segment's UTF-8 bytes with its ASCII digits removed, XORed with
+    ``SUFFIX_SIDE_SALT`` when the segment is the prompt's last sentence.
+    """
+    h = stable_hash64(_DIGITS.sub("", segment).encode("utf-8"))
+    return h ^ SUFFIX_SIDE_SALT if suffix else h
+
+
+def _mix_np(z: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_SM2)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_SM3)
+    return z ^ (z >> np.uint64(31))
+
+
+def stable_hash_series(s: pl.Series, prefix_bytes: pl.Series | None = None) -> pl.Series:
+    """``stable_hash64`` of every value of a String or Binary series (UTF-8 bytes; nulls stay null).
+
+    With ``prefix_bytes`` only each value's first that many bytes are hashed (null: all of them).
+    Vectorised per batch: 64-bit words are read straight from the Arrow buffer at every value's offsets
+    and mixed, longest values first, for as long as a value has bytes left.
+    """
+    n = s.len()
+    if n == 0:
+        return pl.Series(s.name, [], dtype=pl.UInt64)
+    arr = s.rechunk().to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type not in (pa.large_string(), pa.large_binary()):
+        arr = arr.cast(pa.large_binary())
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    lens = (offsets[1:] - offsets[:-1]).astype(np.int64)
+    if prefix_bytes is not None:
+        cut = prefix_bytes.cast(pl.Int64).fill_null(-1).to_numpy()
+        lens = np.where((cut < 0) | (cut > lens), lens, cut)
+    # Longest first, so that the values still holding bytes at word k are a prefix of the order.
+    order = np.argsort(-lens, kind="stable")
+    starts, lens_sorted = offsets[:-1][order], lens[order]
+    padded = np.concatenate([data, np.zeros(8, dtype=np.uint8)])
+    # A byte-strided view: word[o] is the little-endian 64-bit word starting at byte o (unaligned reads).
+    word = np.ndarray((len(data) + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    tail_mask = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [_MASK64], dtype=np.uint64)
+    ascending = lens_sorted[::-1]
+    h = np.uint64(STABLE_HASH_SEED) ^ lens_sorted.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(0, int(lens_sorted[0]), 8):
+            live = n - int(np.searchsorted(ascending, k, side="right"))  # values with more than k bytes
+            w = word[starts[:live] + k].astype(np.uint64) & tail_mask[np.minimum(lens_sorted[:live] - k, 8)]
+            hk = (h[:live] ^ w) * np.uint64(_WORD_K)
+            h[:live] = hk ^ (hk >> np.uint64(29))
+        h = _mix_np(h)
+    out = pl.Series(s.name, h[np.argsort(order, kind="stable")], dtype=pl.UInt64)
+    if s.null_count():
+        out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
+    return out
