@@ -119,7 +119,7 @@ class Engine:
             batch_min = batch["ts"].min()
             assert isinstance(batch_min, datetime)
             self._tick_end = _floor(batch_min, tick) + tick
-        elif self._tick_end is not None:
+        else:
             closed_before = self._tick_end - tick
             late = batch.filter(pl.col("ts") < closed_before).height
             self.stats.late += late

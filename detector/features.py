@@ -28,7 +28,7 @@ def _window_sums(buckets: pl.DataFrame, since: datetime, by: str) -> pl.DataFram
     )
 
 
-def _ratios(frame: pl.DataFrame, suffix: str) -> list[pl.Expr]:
+def _ratios(suffix: str) -> list[pl.Expr]:
     req = pl.col("requests").cast(pl.Float64)
     mean_gap = pl.col("gap_sum") / pl.col("gap_n")
     var_gap = (pl.col("gap_sumsq") / pl.col("gap_n") - mean_gap**2).clip(lower_bound=0)
@@ -60,7 +60,7 @@ def account_features(
     b = state.buckets.filter(pl.col("account_id").is_in(accounts.implode()))
     t = state.templates.filter(pl.col("account_id").is_in(accounts.implode()))
     long_f = _window_sums(b, now - long, "account_id")
-    long_f = long_f.select("account_id", *_ratios(long_f, "24h"))
+    long_f = long_f.select("account_id", *_ratios("24h"))
     short_f = _window_sums(b, now - short, "account_id")
     short_f = short_f.select(
         "account_id",
@@ -92,7 +92,7 @@ def cluster_features(
     b = state.buckets.join(members, on="account_id", how="inner").drop("account_id")
     t = state.templates.join(members, on="account_id", how="inner").drop("account_id")
     pooled = _window_sums(b, now - long, "cluster_id")
-    pooled = pooled.select("cluster_id", *_ratios(pooled, "24h"))
+    pooled = pooled.select("cluster_id", *_ratios("24h"))
     acc = state.accounts.join(members, on="account_id", how="inner")
     size = acc.group_by("cluster_id").agg(
         pl.len().cast(pl.Int64).alias("accounts"),

@@ -283,4 +283,7 @@ class WindowState:
             path = directory / f"{name}.parquet"
             if path.exists():
                 setattr(st, name, pl.read_parquet(path))
+        # the stream's start is derived state: the earliest model first-seen time
+        if st.models.height:
+            st.stream_start = st.models["first_seen"].min()  # type: ignore[assignment]
         return st
