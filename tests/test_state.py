@@ -13,7 +13,9 @@ from detector.state import MODEL_SCHEMA, WindowState
 def test_checkpoint_round_trip_restores_tables_and_stream_start(tmp_path: Path) -> None:
     st = WindowState()
     t0 = datetime(2026, 2, 10, tzinfo=UTC)
-    st.models = pl.DataFrame([("m-old", t0), ("m-new", t0.replace(day=12))], schema=MODEL_SCHEMA, orient="row")
+    st.models = pl.DataFrame(
+        [("m-old", t0), ("m-new", t0.replace(day=12))], schema=MODEL_SCHEMA, orient="row"
+    )
     st.stream_start = t0
     st.save(tmp_path)
     back = WindowState.load(tmp_path)
