@@ -180,6 +180,13 @@ def bench(
     run_bench(events, parquet, repeat)
 
 
+# Commands that live in their own modules register here, one import and one call each (keep imports
+# inside the command functions so ``detector --help`` stays fast).
+# -- stream commands --
+# -- model commands --
+# -- report commands --
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m detector``."""
     sys.exit(app())

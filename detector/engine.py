@@ -9,6 +9,7 @@ whatever the batch sizes, the machine or the wall clock.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,19 @@ class EngineStats:
     shadow_hits: Counter[str] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
+    #: processed events carrying each signal (SIGNAL_METRICS), for share-of-traffic panels
+    signals: Counter[str] = field(default_factory=Counter)
+
+
+#: Per-request signals counted for the metrics layer: name -> boolean column.
+SIGNAL_METRICS = {
+    "cot": "cot_elicit",
+    "coercion": "reasoning_coercion",
+    "new_model": "is_new_model",
+    "logprob": "is_logprob",
+    "tools_heavy": "is_tools_heavy",
+    "hosted_ip": "is_hosted_ip",
+}
 
 
 class Engine:
@@ -101,6 +115,65 @@ class Engine:
         self._tick_end: datetime | None = None
         self.clusters: Clusters | None = None
         self._touched_since_clusters: list[pl.Series] = []
+        #: Called with (target, feature frame, tick end) each time features are computed (training
+        #: data capture, model scoring diagnostics). Must not mutate the frame.
+        self.on_features: Callable[[str, pl.DataFrame, datetime], None] | None = None
+
+    @property
+    def max_event_ts(self) -> datetime | None:
+        """Newest event time seen (the watermark is this minus the allowed lateness)."""
+        return self._max_ts
+
+    # ------------------------------------------------------------------------------------------
+    def pending_events(self) -> pl.DataFrame | None:
+        """Buffered events of ticks not yet closed (part of a checkpoint)."""
+        if not self._pending:
+            return None
+        return pl.concat(self._pending, how="vertical_relaxed")
+
+    def clock_state(self) -> dict[str, Any]:
+        """The event-time clock and per-period bookkeeping, JSON-ready (part of a checkpoint)."""
+        touched = (
+            pl.concat(self._touched_since_clusters).unique().sort().to_list()
+            if (self._touched_since_clusters)
+            else []
+        )
+        return {
+            "max_ts": self._max_ts.isoformat() if self._max_ts else None,
+            "tick_end": self._tick_end.isoformat() if self._tick_end else None,
+            "touched_since_clusters": touched,
+            "stats": {
+                "events": self.stats.events,
+                "duplicates": self.stats.duplicates,
+                "late": self.stats.late,
+                "ticks": self.stats.ticks,
+                "rule_hits": dict(self.stats.rule_hits),
+                "shadow_hits": dict(self.stats.shadow_hits),
+                "suppressed": dict(self.stats.suppressed),
+                "alerts": dict(self.stats.alerts),
+                "signals": dict(self.stats.signals),
+            },
+        }
+
+    def restore_clock(self, clock: dict[str, Any], pending: pl.DataFrame | None) -> None:
+        """Inverse of ``clock_state`` plus ``pending_events``."""
+        self._max_ts = datetime.fromisoformat(clock["max_ts"]) if clock["max_ts"] else None
+        self._tick_end = datetime.fromisoformat(clock["tick_end"]) if clock["tick_end"] else None
+        touched = clock.get("touched_since_clusters") or []
+        self._touched_since_clusters = [pl.Series("account_id", touched, dtype=pl.String)] if touched else []
+        self._pending = [pending] if pending is not None and pending.height else []
+        st = clock.get("stats") or {}
+        self.stats = EngineStats(
+            events=st.get("events", 0),
+            duplicates=st.get("duplicates", 0),
+            late=st.get("late", 0),
+            ticks=st.get("ticks", 0),
+            rule_hits=Counter(st.get("rule_hits", {})),
+            shadow_hits=Counter(st.get("shadow_hits", {})),
+            suppressed=Counter(st.get("suppressed", {})),
+            alerts=Counter(st.get("alerts", {})),
+            signals=Counter(st.get("signals", {})),
+        )
 
     # ------------------------------------------------------------------------------------------
     def enrich(self, events: pl.DataFrame) -> pl.DataFrame:
@@ -160,6 +233,9 @@ class Engine:
         self.stats.ticks += 1
         due = self.state.mark_new_models(due, w.model_warmup, w.new_model)
         self.state.add(due, w.tick, w.signup_burst)
+        sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
+        for name, value in sums.row(0, named=True).items():
+            self.stats.signals[name] += int(value)
         now = tick_end
         detected = due["ts"].max()
         assert isinstance(detected, datetime)
@@ -191,6 +267,8 @@ class Engine:
     def _account_verdicts(self, touched: pl.Series, now: datetime) -> list[Verdict]:
         w = self.settings.windows
         feats = account_features(self.state, touched, now, w.short, w.long)
+        if self.on_features is not None:
+            self.on_features("account", feats, now)
         hits = self._evaluate(feats, "account", "account_id")
         if hits.height == 0:
             return []
@@ -232,6 +310,8 @@ class Engine:
         ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
         feats = cluster_features(self.state, members, clusters.evidence, now, w.long)
+        if self.on_features is not None:
+            self.on_features("cluster", feats, now)
         hits = self._evaluate(feats, "cluster", "cluster_id")
         if hits.height == 0:
             return []

@@ -119,7 +119,9 @@ class WindowState:
     # ---------------------------------------------------------------------------------------------
     def drop_seen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """Remove events whose request id was already counted; remember the new ones."""
-        fresh = events.join(self.seen, on="request_id", how="anti")
+        fresh = events.join(self.seen, on="request_id", how="anti").unique(
+            subset="request_id", keep="first", maintain_order=True
+        )
         dup = events.height - fresh.height
         self.seen = pl.concat([self.seen, fresh.select("request_id", "ts")])
         return fresh, dup

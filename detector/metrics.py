@@ -1,0 +1,204 @@
+"""Prometheus metrics: every name the daemon exports, on a registry passed in.
+
+Label values come from small closed sets (reject reasons, severities, rule ids, campaign types, model
+names, partitions, state tables); an account id, a cluster id or any prompt text never becomes a label.
+The engine keeps plain cumulative counters (``EngineStats``); ``sync_engine`` turns their growth into
+counter increments, so the engine never depends on prometheus-client.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
+from prometheus_client import Counter as PCounter
+
+if TYPE_CHECKING:
+    from detector.contracts import Alert
+    from detector.engine import Engine
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+_SIZE_BUCKETS = (2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000)
+_UNKNOWN = "unknown"
+
+
+class Metrics:
+    """The daemon's metrics. One instance per registry."""
+
+    def __init__(self, registry: CollectorRegistry, version: str = "0.1.0") -> None:
+        r = registry
+        self.registry = registry
+        self.build_info = Info("detector_build", "Build information.", registry=r)
+        self.build_info.info({"version": version})
+        self.consumed = PCounter(
+            "detector_events_consumed_total", "Records read from the source.", registry=r
+        )
+        self.decoded = PCounter("detector_events_decoded_total", "Records decoded into events.", registry=r)
+        self.rejected = PCounter(
+            "detector_events_rejected_total",
+            "Records sent to the dead-letter output.",
+            ["reason"],
+            registry=r,
+        )
+        self.processed = PCounter(
+            "detector_events_processed_total", "Events folded into window state.", registry=r
+        )
+        self.duplicates = PCounter(
+            "detector_events_duplicate_total", "Events dropped as already counted.", registry=r
+        )
+        self.late = PCounter(
+            "detector_events_late_total", "Events older than the closed ticks (folded in late).", registry=r
+        )
+        self.signals = PCounter(
+            "detector_signal_events_total",
+            "Processed events carrying a signal (cot, coercion, new_model, logprob, tools_heavy...).",
+            ["signal"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "detector_batch_seconds", "Wall time to process one batch.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.lag = Gauge(
+            "detector_consumer_lag", "Records behind the partition end.", ["partition"], registry=r
+        )
+        self.watermark_delay = Gauge(
+            "detector_watermark_delay_seconds", "Wall clock minus the event-time watermark.", registry=r
+        )
+        self.accounts_tracked = Gauge("detector_accounts_tracked", "Accounts in window state.", registry=r)
+        self.clusters_tracked = Gauge(
+            "detector_clusters_tracked", "Linked clusters at last build.", registry=r
+        )
+        self.state_bytes = Gauge("detector_state_bytes", "Estimated state size.", ["table"], registry=r)
+        self.alerts = PCounter(
+            "detector_alerts_total",
+            "Alerts emitted (new episodes and revisions).",
+            ["severity", "kind", "campaign_type"],
+            registry=r,
+        )
+        self.accounts_under_alert = Gauge(
+            "detector_accounts_under_alert", "Distinct accounts named by open alert episodes.", registry=r
+        )
+        self.cluster_size = Histogram(
+            "detector_alert_cluster_size",
+            "Accounts per emitted cluster alert.",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.rule_hits = PCounter(
+            "detector_rule_hits_total",
+            "Rule hits (shadow rules with mode=shadow).",
+            ["rule", "mode"],
+            registry=r,
+        )
+        self.model_score = Histogram(
+            "detector_model_score", "Model scores.", ["model"], buckets=_SCORE_BUCKETS, registry=r
+        )
+        self.model_provider = Gauge(
+            "detector_model_provider",
+            "1 for the execution provider each model runs on.",
+            ["model", "provider"],
+            registry=r,
+        )
+        self.suppressed = PCounter(
+            "detector_allowlist_suppressed_total",
+            "Alerts suppressed by the allow-list.",
+            ["type"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "detector_checkpoint_seconds",
+            "Wall time of one commit (flush, checkpoint, offsets).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.checkpoint_failures = PCounter(
+            "detector_checkpoint_failures_total", "Commits that failed.", registry=r
+        )
+        self.last_event_ts = Gauge(
+            "detector_last_event_timestamp_seconds", "Event time of the newest event seen.", registry=r
+        )
+        self._seen: dict[str, Counter[str]] = {}
+        self._seen_scalars: dict[str, int] = {}
+
+    # -----------------------------------------------------------------------------------------
+    def record_batch(
+        self, *, consumed: int, decoded: int, rejects: Mapping[str, int] | Iterable[str], seconds: float
+    ) -> None:
+        """One source batch: records read, events decoded, rejects by reason, processing time."""
+        self.consumed.inc(consumed)
+        self.decoded.inc(decoded)
+        counts = Counter(rejects) if not isinstance(rejects, Mapping) else rejects
+        for reason, n in counts.items():
+            self.rejected.labels(reason=reason).inc(n)
+        self.batch_seconds.observe(seconds)
+
+    def record_alerts(self, alerts: Iterable[Alert]) -> None:
+        """Alerts just emitted."""
+        for a in alerts:
+            self.alerts.labels(
+                severity=a.severity, kind=a.kind, campaign_type=a.campaign_type or _UNKNOWN
+            ).inc()
+            if a.kind == "cluster":
+                self.cluster_size.observe(len(a.account_ids))
+
+    def set_lag(self, lags: Mapping[int, int]) -> None:
+        """Consumer lag per partition (partition numbers are a small bounded set)."""
+        for partition, lag in lags.items():
+            self.lag.labels(partition=str(partition)).set(lag)
+
+    def record_checkpoint(self, seconds: float, ok: bool) -> None:
+        """One commit's duration, or a failure."""
+        if ok:
+            self.checkpoint_seconds.observe(seconds)
+        else:
+            self.checkpoint_failures.inc()
+
+    def set_provider(self, model: str, provider: str) -> None:
+        """The onnxruntime execution provider a model runs on."""
+        self.model_provider.labels(model=model, provider=provider).set(1)
+
+    def observe_scores(self, model: str, scores: Iterable[float]) -> None:
+        """Model scores of one batch."""
+        h = self.model_score.labels(model=model)
+        for s in scores:
+            h.observe(float(s))
+
+    # -----------------------------------------------------------------------------------------
+    def _inc_scalar(self, name: str, value: int, counter: PCounter) -> None:
+        delta = value - self._seen_scalars.get(name, 0)
+        if delta > 0:
+            counter.inc(delta)
+        self._seen_scalars[name] = max(value, self._seen_scalars.get(name, 0))
+
+    def _inc_labelled(
+        self, name: str, values: Mapping[str, int], counter: PCounter, label: str, **fixed: str
+    ) -> None:
+        seen = self._seen.setdefault(name, Counter())
+        for key, value in values.items():
+            delta = value - seen[key]
+            if delta > 0:
+                counter.labels(**{label: key}, **fixed).inc(delta)
+                seen[key] = value
+
+    def sync_engine(self, engine: Engine) -> None:
+        """Copy the engine's cumulative counters and gauges into the metrics."""
+        st = engine.stats
+        self._inc_scalar("processed", st.events, self.processed)
+        self._inc_scalar("duplicates", st.duplicates, self.duplicates)
+        self._inc_scalar("late", st.late, self.late)
+        self._inc_labelled("signals", st.signals, self.signals, "signal")
+        self._inc_labelled("rule_hits", st.rule_hits, self.rule_hits, "rule", mode="live")
+        self._inc_labelled("shadow_hits", st.shadow_hits, self.rule_hits, "rule", mode="shadow")
+        self._inc_labelled("suppressed", st.suppressed, self.suppressed, "type")
+        self.accounts_tracked.set(engine.state.accounts.height)
+        self.clusters_tracked.set(
+            engine.clusters.members["cluster_id"].n_unique() if engine.clusters is not None else 0
+        )
+        for table, size in engine.state.size_bytes().items():
+            self.state_bytes.labels(table=table).set(size)
+        self.accounts_under_alert.set(len({a for ep in engine.book.episodes.values() for a in ep.accounts}))
+        if engine.max_event_ts is not None:
+            self.last_event_ts.set(engine.max_event_ts.timestamp())
