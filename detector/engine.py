@@ -116,7 +116,8 @@ class Engine:
         self.clusters: Clusters | None = None
         self._touched_since_clusters: list[pl.Series] = []
         #: Called with (target, feature frame, tick end) each time features are computed (training
-        #: data capture, model scoring diagnostics). Must not mutate the frame.
+        #: data capture). The frame has the key column, every catalogue feature and ``tick_end``
+        #: (the event time the row's features describe; one frame may hold several ticks).
         self.on_features: Callable[[str, pl.DataFrame, datetime], None] | None = None
 
     @property
@@ -268,7 +269,7 @@ class Engine:
         w = self.settings.windows
         feats = account_features(self.state, touched, now, w.short, w.long)
         if self.on_features is not None:
-            self.on_features("account", feats, now)
+            self.on_features("account", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "account", "account_id")
         if hits.height == 0:
             return []
@@ -311,7 +312,7 @@ class Engine:
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
         feats = cluster_features(self.state, members, clusters.evidence, now, w.long)
         if self.on_features is not None:
-            self.on_features("cluster", feats, now)
+            self.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "cluster", "cluster_id")
         if hits.height == 0:
             return []
