@@ -23,8 +23,9 @@ from detector.features import account_features, cluster_features
 from detector.ipintel import IpIntel
 from detector.link import Clusters, build_clusters
 from detector.rules import RuleSet
+from detector.schema import UTC_US
 from detector.settings import EngineSettings
-from detector.state import WindowState
+from detector.state import WindowState, merge_keys
 from detector.verdict import AlertBook, Verdict, combine
 
 _RANK_NAME = {1: "low", 2: "medium", 3: "high", 4: "critical"}
@@ -115,6 +116,7 @@ class Engine:
         self._tick_end: datetime | None = None
         self.clusters: Clusters | None = None
         self._touched_since_clusters: list[pl.Series] = []
+        self._last_closed: datetime | None = None
         #: Called with (target, feature frame, tick end) each time features are computed (training
         #: data capture). The frame has the key column, every catalogue feature and ``tick_end``
         #: (the event time the row's features describe; one frame may hold several ticks).
@@ -143,6 +145,7 @@ class Engine:
             "max_ts": self._max_ts.isoformat() if self._max_ts else None,
             "tick_end": self._tick_end.isoformat() if self._tick_end else None,
             "touched_since_clusters": touched,
+            "last_closed": self._last_closed.isoformat() if self._last_closed else None,
             "stats": {
                 "events": self.stats.events,
                 "duplicates": self.stats.duplicates,
@@ -160,6 +163,8 @@ class Engine:
         """Inverse of ``clock_state`` plus ``pending_events``."""
         self._max_ts = datetime.fromisoformat(clock["max_ts"]) if clock["max_ts"] else None
         self._tick_end = datetime.fromisoformat(clock["tick_end"]) if clock["tick_end"] else None
+        last = clock.get("last_closed")
+        self._last_closed = datetime.fromisoformat(last) if last else None
         touched = clock.get("touched_since_clusters") or []
         self._touched_since_clusters = [pl.Series("account_id", touched, dtype=pl.String)] if touched else []
         self._pending = [pending] if pending is not None and pending.height else []
@@ -200,59 +205,95 @@ class Engine:
         self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
         self._pending.append(batch)
         watermark = self._max_ts - self.settings.windows.allowed_lateness
-        alerts: list[Alert] = []
+        ends: list[datetime] = []
         while self._tick_end <= watermark:
-            alerts += self._close_tick(self._tick_end)
+            ends.append(self._tick_end)
             self._tick_end += tick
-        return alerts
+        return self._close_ticks(ends)
 
     def flush(self) -> list[Alert]:
         """Close every pending tick (end of input)."""
-        alerts: list[Alert] = []
-        while self._pending and self._tick_end is not None:
-            alerts += self._close_tick(self._tick_end)
-            self._tick_end += self.settings.windows.tick
-        return alerts
+        if not self._pending or self._tick_end is None:
+            return []
+        tick = self.settings.windows.tick
+        newest = max(p["ts"].max() for p in self._pending)  # type: ignore[type-var]
+        assert isinstance(newest, datetime)
+        ends: list[datetime] = []
+        while self._tick_end <= newest:
+            ends.append(self._tick_end)
+            self._tick_end += tick
+        ends.append(self._tick_end)
+        self._tick_end += tick
+        return self._close_ticks(ends)
 
     # ------------------------------------------------------------------------------------------
-    def _close_tick(self, tick_end: datetime) -> list[Alert]:
+    def _close_ticks(self, ends: list[datetime]) -> list[Alert]:
+        """Close the ticks ending at ``ends`` (ascending, consecutive) in one pass over the frames.
+
+        Every event belongs to the first closing tick whose end is after it (late events to the first
+        one). Per-tick semantics are kept exactly: features of a tick see only buckets before its end,
+        links see the keys as they stood at that tick, and alerts are emitted tick by tick.
+        """
+        if not ends or not self._pending:
+            return []
+        w = self.settings.windows
         pending = (
             pl.concat(self._pending, how="vertical_relaxed") if len(self._pending) > 1 else self._pending[0]
         )
-        due = pending.filter(pl.col("ts") < tick_end)
-        rest = pending.filter(pl.col("ts") >= tick_end)
+        last_end = ends[-1]
+        due = pending.filter(pl.col("ts") < last_end)
+        rest = pending.filter(pl.col("ts") >= last_end)
         self._pending = [rest] if rest.height else []
         if due.height == 0:
             return []
-        w = self.settings.windows
-        due = due.sort("ts", "request_id")
+        every = f"{int(w.tick.total_seconds())}s"
+        first_end = pl.lit(ends[0], dtype=UTC_US)
+        due = due.with_columns(
+            pl.max_horizontal(pl.col("ts").dt.truncate(every) + pl.lit(w.tick), first_end).alias("_tick")
+        ).sort("_tick", "ts", "request_id")
         due, dup = self.state.drop_seen(due)
         self.stats.duplicates += dup
         if due.height == 0:
             return []
         self.stats.events += due.height
-        self.stats.ticks += 1
         due = self.state.mark_new_models(due, w.model_warmup, w.new_model)
-        self.state.add(due, w.tick, w.signup_burst)
+        keys_before = self.state.keys
+        key_log = self.state.add(due, w.tick, w.signup_burst)
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)
-        now = tick_end
-        detected = due["ts"].max()
-        assert isinstance(detected, datetime)
-        touched = due["account_id"].unique().sort()
 
-        verdicts = self._account_verdicts(touched, now)
-        if _is_multiple(now, w.cluster_every):
-            self._touched_since_clusters.append(touched)
-            verdicts += self._cluster_verdicts(pl.concat(self._touched_since_clusters).unique().sort(), now)
-            self._touched_since_clusters = []
-        else:
-            self._touched_since_clusters.append(touched)
-        alerts = self.book.update(verdicts, detected)
-        for a in alerts:
-            self.stats.alerts[a.severity] += 1
-        self.state.evict(now, w.long + w.tick, w.link, w.account_idle, w.link)
+        per_tick = due.group_by("_tick").agg(
+            pl.col("ts").max().alias("detected"), pl.col("account_id").unique().sort().alias("touched")
+        )
+        per_tick = per_tick.sort("_tick")
+        account_verdicts = self._account_verdicts(
+            due.select("account_id", pl.col("_tick").alias("tick_end")).unique()
+        )
+        alerts: list[Alert] = []
+        for now, detected, touched in per_tick.iter_rows():
+            self.stats.ticks += 1
+            verdicts = account_verdicts.get(now, [])
+            self._touched_since_clusters.append(pl.Series("account_id", touched, dtype=pl.String))
+            if _is_multiple(now, w.cluster_every):
+                keys_now = merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now))
+                if self._last_closed is not None:
+                    keys_now = keys_now.filter(pl.col("last_seen") >= self._last_closed - w.link)
+                accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
+                if self._last_closed is not None:
+                    accounts_now = accounts_now.filter(
+                        pl.col("last_seen") >= self._last_closed - w.account_idle
+                    )
+                all_touched = pl.concat(self._touched_since_clusters).unique().sort()
+                verdicts += self._cluster_verdicts(all_touched, now, keys_now, accounts_now)
+                self._touched_since_clusters = []
+            new = self.book.update(verdicts, detected)
+            for a in new:
+                self.stats.alerts[a.severity] += 1
+            alerts += new
+            self._last_closed = now
+        assert self._last_closed is not None
+        self.state.evict(self._last_closed, w.long + w.tick, w.link, w.account_idle, w.link)
         return alerts
 
     def _evaluate(self, frame: pl.DataFrame, target: str, key: str) -> pl.DataFrame:
@@ -265,44 +306,53 @@ class Engine:
             self.stats.rule_hits[rid] += 1
         return live
 
-    def _account_verdicts(self, touched: pl.Series, now: datetime) -> list[Verdict]:
+    def _account_verdicts(self, points: pl.DataFrame) -> dict[datetime, list[Verdict]]:
+        """Account verdicts for every (account_id, tick_end) point, grouped by tick."""
         w = self.settings.windows
-        feats = account_features(self.state, touched, now, w.short, w.long)
+        feats = account_features(self.state, points, w.short, w.long)
         if self.on_features is not None:
-            self.on_features("account", feats.with_columns(pl.lit(now).alias("tick_end")), now)
-        hits = self._evaluate(feats, "account", "account_id")
-        if hits.height == 0:
-            return []
-        combined = combine(hits, "account_id")
-        allowed = self.allowlist.allowed(
-            combined["account_id"], self.state.keys, self.state.accounts.select("account_id", "org_id"), now
+            self.on_features("account", feats.drop("first_bucket"), points["tick_end"].max())  # type: ignore[arg-type]
+        feats = feats.with_columns(
+            pl.concat_str(
+                [pl.col("tick_end").dt.epoch("us").cast(pl.String), pl.col("account_id")], separator="|"
+            ).alias("_point")
         )
-        first = self._first_evidence(combined["account_id"])
-        rows = combined.join(feats, on="account_id", how="left")
-        out: list[Verdict] = []
-        for row in rows.iter_rows(named=True):
-            acct = row["account_id"]
-            if acct in allowed:
-                self.stats.suppressed[allowed[acct]] += 1
-                continue
-            out.append(
-                Verdict(
-                    "account",
-                    acct,
-                    [acct],
-                    _RANK_NAME[row["_rank"]],
-                    row["score"],
-                    row["campaign_type"],
-                    _reasons(row["reasons"]),
-                    {k: row.get(k) for k in ACCOUNT_EVIDENCE},
-                    first[acct],
+        hits = self._evaluate(feats, "account", "_point")
+        if hits.height == 0:
+            return {}
+        combined = combine(hits, "_point")
+        rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
+        orgs = self.state.accounts.select("account_id", "org_id")
+        out: dict[datetime, list[Verdict]] = {}
+        for (now,), part in rows.group_by(["tick_end"], maintain_order=True):
+            assert isinstance(now, datetime)
+            allowed = self.allowlist.allowed(part["account_id"], self.state.keys, orgs, now)
+            for row in part.iter_rows(named=True):
+                acct = row["account_id"]
+                if acct in allowed:
+                    self.stats.suppressed[allowed[acct]] += 1
+                    continue
+                out.setdefault(now, []).append(
+                    Verdict(
+                        "account",
+                        acct,
+                        [acct],
+                        _RANK_NAME[row["_rank"]],
+                        row["score"],
+                        row["campaign_type"],
+                        _reasons(row["reasons"]),
+                        {k: row.get(k) for k in ACCOUNT_EVIDENCE},
+                        row["first_bucket"],
+                    )
                 )
-            )
         return out
 
-    def _cluster_verdicts(self, touched: pl.Series, now: datetime) -> list[Verdict]:
+    def _cluster_verdicts(
+        self, touched: pl.Series, now: datetime, keys: pl.DataFrame, accounts: pl.DataFrame
+    ) -> list[Verdict]:
+        """Link the accounts as they stood at ``now``; score the clusters that hold a touched account."""
         w = self.settings.windows
-        clusters = build_clusters(self.state.keys, self.state.accounts, self.settings.link)
+        clusters = build_clusters(keys, accounts, self.settings.link)
         self.clusters = clusters
         if clusters.members.height == 0:
             return []
@@ -310,7 +360,7 @@ class Engine:
             "cluster_id"
         ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
-        feats = cluster_features(self.state, members, clusters.evidence, now, w.long)
+        feats = cluster_features(self.state, members, clusters.evidence, accounts, now, w.long)
         if self.on_features is not None:
             self.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "cluster", "cluster_id")
@@ -322,20 +372,26 @@ class Engine:
         member_map = dict(
             zip(by_cluster["cluster_id"].to_list(), by_cluster["account_id"].to_list(), strict=True)
         )
+        orgs = accounts.select("account_id", "org_id")
+        firsts = (
+            self.state.buckets.filter((pl.col("bucket") >= now - w.long) & (pl.col("bucket") < now))
+            .join(members, on="account_id", how="inner")
+            .group_by("account_id")
+            .agg(pl.col("bucket").min())
+        )
+        first_map = dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
         out: list[Verdict] = []
         for row in rows.iter_rows(named=True):
             accts: list[str] = member_map[row["cluster_id"]]
-            allowed = self.allowlist.allowed(
-                pl.Series(accts), self.state.keys, self.state.accounts.select("account_id", "org_id"), now
-            )
+            allowed = self.allowlist.allowed(pl.Series(accts), keys, orgs, now)
             for kind in allowed.values():
                 self.stats.suppressed[kind] += 1
             accts = [a for a in accts if a not in allowed]
-            if not accts:
+            first = [first_map[a] for a in accts if a in first_map]
+            if not accts or not first:
                 continue
-            first = self._first_evidence(pl.Series(accts))
             evidence: dict[str, Any] = {k: row.get(k) for k in CLUSTER_EVIDENCE}
-            evidence["shared"] = self._shared_keys(accts)
+            evidence["shared"] = self._shared_keys(keys, accts)
             out.append(
                 Verdict(
                     "cluster",
@@ -346,23 +402,16 @@ class Engine:
                     row["campaign_type"],
                     _reasons(row["reasons"]),
                     evidence,
-                    min(first.values()),
+                    min(first),
                 )
             )
         return out
 
-    def _first_evidence(self, accounts: pl.Series) -> dict[str, datetime]:
-        firsts = (
-            self.state.buckets.filter(pl.col("account_id").is_in(accounts.implode()))
-            .group_by("account_id")
-            .agg(pl.col("bucket").min())
-        )
-        return dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
-
-    def _shared_keys(self, accounts: list[str], top: int = 5) -> dict[str, list[str]]:
+    @staticmethod
+    def _shared_keys(keys: pl.DataFrame, accounts: list[str], top: int = 5) -> dict[str, list[str]]:
         """Most-shared linkage values among the accused accounts (hashes, prefixes; never content)."""
         k = (
-            self.state.keys.filter(pl.col("account_id").is_in(accounts))
+            keys.filter(pl.col("account_id").is_in(accounts))
             .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
             .group_by("family", "key")
             .agg(pl.col("account_id").n_unique().alias("n"))

@@ -16,10 +16,10 @@ from detector.state import SIGNAL_COUNTS, WindowState
 _SHARES = list(SIGNAL_COUNTS)
 
 
-def _window_sums(buckets: pl.DataFrame, since: datetime, by: str) -> pl.DataFrame:
+def _window_sums(buckets: pl.DataFrame, since: datetime, until: datetime, by: str) -> pl.DataFrame:
     sum_cols = [c for c in buckets.columns if c not in ("account_id", "bucket", by)]
     return (
-        buckets.filter(pl.col("bucket") >= since)
+        buckets.filter((pl.col("bucket") >= since) & (pl.col("bucket") < until))
         .group_by(by)
         .agg(
             *[pl.col(c).sum() for c in sum_cols],
@@ -43,57 +43,104 @@ def _ratios(suffix: str) -> list[pl.Expr]:
     return out
 
 
-def _template_top_share(templates: pl.DataFrame, since: datetime, by: str) -> pl.DataFrame:
-    per = (
-        templates.filter(pl.col("bucket") >= since).group_by(by, "template_fp").agg(pl.col("requests").sum())
-    )
+def _template_stats(per: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``per``: requests per (by..., template_fp) -> top template share and distinct templates."""
     return per.group_by(by).agg(
         (pl.col("requests").max() / pl.col("requests").sum()).alias("template_top_share_24h"),
         pl.col("template_fp").n_unique().cast(pl.Int64).alias("templates_24h"),
     )
 
 
+def _in_window(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+    return (pl.col("bucket") >= start) & (pl.col("bucket") < end)
+
+
 def account_features(
-    state: WindowState, accounts: pl.Series, now: datetime, short: timedelta, long: timedelta
+    state: WindowState, points: pl.DataFrame, short: timedelta, long: timedelta
 ) -> pl.DataFrame:
-    """One row per account in ``accounts``: window features at event time ``now``."""
-    b = state.buckets.filter(pl.col("account_id").is_in(accounts.implode()))
-    t = state.templates.filter(pl.col("account_id").is_in(accounts.implode()))
-    long_f = _window_sums(b, now - long, "account_id")
-    long_f = long_f.select("account_id", *_ratios("24h"))
-    short_f = _window_sums(b, now - short, "account_id")
-    short_f = short_f.select(
-        "account_id",
-        pl.col("requests").cast(pl.Int64).alias("requests_1h"),
-        (pl.col("cot") / pl.col("requests")).alias("cot_share_1h"),
+    """Window features for every evaluation point (account_id, tick_end) at once.
+
+    A point's windows are the buckets in [tick_end - window, tick_end): the same numbers whether the
+    engine closes one tick or a hundred in one call. Columns: account_id, tick_end, every account
+    feature, and ``first_bucket`` (start of the earliest bucket in the long window: the first evidence).
+    """
+    if points.height == 0:
+        return points.select("account_id", "tick_end")
+    accts = points["account_id"].unique().implode()
+    since = points["tick_end"].min() - long  # type: ignore[operator]
+    end = pl.col("tick_end")
+    b = state.buckets.filter(pl.col("account_id").is_in(accts) & (pl.col("bucket") >= since))
+    j = points.join(b, on="account_id", how="inner").filter(_in_window(end - long, end))
+    sum_cols = [c for c in b.columns if c not in ("account_id", "bucket")]
+    in_short = pl.col("bucket") >= end - short
+    sums = j.group_by("account_id", "tick_end").agg(
+        *[pl.col(c).sum() for c in sum_cols],
+        pl.col("bucket").dt.hour().n_unique().alias("active_hours"),
+        pl.col("requests").filter(in_short).sum().alias("_req_short"),
+        pl.col("cot").filter(in_short).sum().alias("_cot_short"),
+        pl.col("bucket").min().alias("first_bucket"),
     )
-    acc = state.accounts.filter(pl.col("account_id").is_in(accounts.implode())).select(
+    long_f = sums.select(
         "account_id",
-        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0).alias("account_age_days"),
-        ((pl.lit(now) - pl.col("first_seen")).dt.total_seconds() / 3600.0).alias("observed_hours"),
+        "tick_end",
+        *_ratios("24h"),
+        pl.col("_req_short").cast(pl.Int64).alias("requests_1h"),
+        pl.when(pl.col("_req_short") > 0)
+        .then(pl.col("_cot_short") / pl.col("_req_short"))
+        .otherwise(0.0)
+        .alias("cot_share_1h"),
+        "first_bucket",
+    )
+    t = state.templates.filter(pl.col("account_id").is_in(accts) & (pl.col("bucket") >= since))
+    tj = (
+        points.join(t, on="account_id", how="inner")
+        .filter(_in_window(end - long, end))
+        .group_by("account_id", "tick_end", "template_fp")
+        .agg(pl.col("requests").sum())
+    )
+    acc = points.join(state.accounts, on="account_id", how="left").select(
+        "account_id",
+        "tick_end",
+        ((end - pl.col("created_at")).dt.total_seconds() / 86400.0).alias("account_age_days"),
+        ((end - pl.col("first_seen")).dt.total_seconds() / 3600.0).alias("observed_hours"),
         pl.col("tier"),
     )
+    keys = ["account_id", "tick_end"]
     return (
-        long_f.join(short_f, on="account_id", how="left")
-        .join(_template_top_share(t, now - long, "account_id"), on="account_id", how="left")
-        .join(acc, on="account_id", how="left")
-        .with_columns(pl.col("requests_1h").fill_null(0), pl.col("cot_share_1h").fill_null(0.0))
-        .sort("account_id")
+        long_f.join(_template_stats(tj, keys), on=keys, how="left")
+        .join(acc, on=keys, how="left")
+        .sort("tick_end", "account_id")
     )
 
 
 def cluster_features(
-    state: WindowState, members: pl.DataFrame, evidence: pl.DataFrame, now: datetime, long: timedelta
+    state: WindowState,
+    members: pl.DataFrame,
+    evidence: pl.DataFrame,
+    accounts: pl.DataFrame,
+    now: datetime,
+    long: timedelta,
 ) -> pl.DataFrame:
-    """One row per cluster: member counts, linkage strength and pooled behaviour over the long window.
+    """One row per cluster: member counts, linkage strength and pooled behaviour over [now - long, now).
 
-    ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns.
+    ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns;
+    ``accounts``: the account table as of ``now``.
     """
-    b = state.buckets.join(members, on="account_id", how="inner").drop("account_id")
-    t = state.templates.join(members, on="account_id", how="inner").drop("account_id")
-    pooled = _window_sums(b, now - long, "cluster_id")
+    since = now - long
+    window = _in_window(pl.lit(since), pl.lit(now))
+    b = state.buckets.filter(window).join(members, on="account_id", how="inner")
+    active = b.group_by("cluster_id").agg(
+        pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
+    )
+    pooled = _window_sums(b.drop("account_id"), since, now, "cluster_id")
     pooled = pooled.select("cluster_id", *_ratios("24h"))
-    acc = state.accounts.join(members, on="account_id", how="inner")
+    t = (
+        state.templates.filter(window)
+        .join(members, on="account_id", how="inner")
+        .group_by("cluster_id", "template_fp")
+        .agg(pl.col("requests").sum())
+    )
+    acc = accounts.join(members, on="account_id", how="inner")
     size = acc.group_by("cluster_id").agg(
         pl.len().cast(pl.Int64).alias("accounts"),
         ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0).alias(
@@ -104,15 +151,9 @@ def cluster_features(
         .alias("new_account_share"),
         pl.col("org_id").n_unique().cast(pl.Int64).alias("orgs"),
     )
-    active = (
-        state.buckets.filter(pl.col("bucket") >= now - long)
-        .join(members, on="account_id", how="inner")
-        .group_by("cluster_id")
-        .agg(pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h"))
-    )
     return (
         size.join(pooled, on="cluster_id", how="left")
-        .join(_template_top_share(t, now - long, "cluster_id"), on="cluster_id", how="left")
+        .join(_template_stats(t, ["cluster_id"]), on="cluster_id", how="left")
         .join(active, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
         .with_columns(

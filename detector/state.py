@@ -103,6 +103,16 @@ def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
     }
 
 
+def merge_keys(keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """Key table plus more key uses: one row per (account, family, key), latest use and total uses."""
+    return (
+        pl.concat([keys, more.select(KEY_SCHEMA.keys())])
+        .group_by("account_id", "family", "key")
+        .agg(pl.col("last_seen").max(), pl.col("uses").sum())
+        .sort("account_id", "family", "key")
+    )
+
+
 @dataclass
 class WindowState:
     """All mutable engine state (see module docstring)."""
@@ -127,18 +137,36 @@ class WindowState:
         return fresh, dup
 
     def mark_new_models(self, events: pl.DataFrame, warmup: timedelta, new_for: timedelta) -> pl.DataFrame:
-        """Add ``is_new_model``: the model was first seen after the warm-up and recently."""
+        """Add ``is_new_model``: the model was first seen after the warm-up and recently.
+
+        ``events`` carry ``_tick`` (the tick each event is counted in). A model's first-seen time for an
+        event is the earliest time seen up to and including that event's tick, so closing many ticks
+        at once marks exactly what closing them one by one would.
+        """
         if self.stream_start is None and events.height:
             self.stream_start = events["ts"].min()  # type: ignore[assignment]
-        firsts = events.group_by("model").agg(pl.col("ts").min().alias("first_seen"))
+        per_tick = (
+            events.group_by("model", "_tick")
+            .agg(pl.col("ts").min().alias("_tick_first"))
+            .join(self.models, on="model", how="left")
+            .sort("model", "_tick")
+            .with_columns(
+                pl.min_horizontal(pl.col("_tick_first").cum_min().over("model"), pl.col("first_seen")).alias(
+                    "first_seen"
+                )
+            )
+        )
         self.models = (
-            pl.concat([self.models, firsts]).group_by("model").agg(pl.col("first_seen").min()).sort("model")
+            pl.concat([self.models, per_tick.select("model", "first_seen")])
+            .group_by("model")
+            .agg(pl.col("first_seen").min())
+            .sort("model")
         )
         assert self.stream_start is not None or events.height == 0
         start = self.stream_start
         established_until = (start + warmup) if start is not None else None
         return (
-            events.join(self.models, on="model", how="left")
+            events.join(per_tick.select("model", "_tick", "first_seen"), on=["model", "_tick"], how="left")
             .with_columns(
                 (
                     (pl.col("first_seen") > pl.lit(established_until, dtype=UTC_US))
@@ -150,18 +178,26 @@ class WindowState:
             .drop("first_seen")
         )
 
-    def add(self, events: pl.DataFrame, bucket_every: timedelta, signup_burst: timedelta) -> None:
-        """Fold one tick of enriched, de-duplicated, time-sorted events into the tables."""
+    def add(self, events: pl.DataFrame, bucket_every: timedelta, signup_burst: timedelta) -> pl.DataFrame:
+        """Fold enriched, de-duplicated events (with ``_tick``, sorted by tick then time) into the tables.
+
+        Returns the linkage keys the events used, per tick: (account_id, family, key, _tick, last_seen,
+        uses), so the link stage can see the keys as they stood at any tick of the batch.
+        """
         if events.height == 0:
-            return
+            return pl.DataFrame(schema={**KEY_SCHEMA, "_tick": UTC_US})
         every = f"{int(bucket_every.total_seconds())}s"
         prev = self.accounts.select("account_id", pl.col("last_seen").alias("_prev"))
         ev = (
             events.join(prev, on="account_id", how="left")
-            .sort("account_id", "ts", maintain_order=True)
+            .sort("account_id", "_tick", "ts", maintain_order=True)
             .with_columns(
                 pl.col("ts").dt.truncate(every).alias("bucket"),
-                (pl.col("ts") - pl.col("ts").shift(1).over("account_id").fill_null(pl.col("_prev")))
+                # the gap to the newest earlier event of the account (this batch or before it)
+                (
+                    pl.col("ts")
+                    - pl.max_horizontal(pl.col("ts").cum_max().shift(1).over("account_id"), pl.col("_prev"))
+                )
                 .dt.total_microseconds()
                 .truediv(1e6)
                 .alias("_gap"),
@@ -216,24 +252,20 @@ class WindowState:
         )
 
         key_exprs = link_key_exprs(signup_burst)
-        keyed = ev.select("account_id", "ts", *[e.alias(f"k_{fam}") for fam, e in key_exprs.items()]).unpivot(
-            index=["account_id", "ts"], variable_name="family", value_name="key"
-        )
-        new_keys = (
+        keyed = ev.select(
+            "account_id", "ts", "_tick", *[e.alias(f"k_{fam}") for fam, e in key_exprs.items()]
+        ).unpivot(index=["account_id", "ts", "_tick"], variable_name="family", value_name="key")
+        log = (
             keyed.filter(pl.col("key").is_not_null())
             .with_columns(pl.col("family").str.strip_prefix("k_"))
-            .group_by("account_id", "family", "key")
+            .group_by("account_id", "family", "key", "_tick")
             .agg(pl.col("ts").max().alias("last_seen"), pl.len().cast(pl.UInt32).alias("uses"))
         )
-        self.keys = (
-            pl.concat([self.keys, new_keys.select(KEY_SCHEMA.keys())])
-            .group_by("account_id", "family", "key")
-            .agg(pl.col("last_seen").max(), pl.col("uses").sum())
-            .sort("account_id", "family", "key")
-        )
+        self.keys = merge_keys(self.keys, log)
         self._appends += 1
         if self._appends % 8 == 0:
             self.compact()
+        return log.select(*KEY_SCHEMA.keys(), "_tick")
 
     def compact(self) -> None:
         """Merge duplicate (account, bucket) rows appended by successive ticks and late events."""
