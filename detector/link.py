@@ -57,38 +57,53 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     ``accounts``: (account_id, first_seen, ...) for stable ids.
     """
     total = max(accounts.height, 1)
+    fam_code = {f: i for i, f in enumerate(FAMILIES)}
     per_key = keys.group_by("family", "key").agg(pl.col("account_id").n_unique().alias("n"))
-    useful = per_key.filter(
-        (pl.col("n") >= 2)
-        & ~((pl.col("n") > cfg.common_min_accounts) & (pl.col("n") / total > cfg.common_share))
-    ).select("family", "key")
+    useful = (
+        per_key.filter(
+            (pl.col("n") >= 2)
+            & ~((pl.col("n") > cfg.common_min_accounts) & (pl.col("n") / total > cfg.common_share))
+        )
+        .select("family", "key")
+        .sort("family", "key")
+        .with_row_index("kid")
+    )
     k = (
-        keys.join(useful, on=["family", "key"], how="semi")
+        keys.join(useful, on=["family", "key"], how="inner")
         .sort(["account_id", "family", "uses", "key"], descending=[False, False, True, False])
         .group_by("account_id", "family", maintain_order=True)
         .head(cfg.keys_per_family)
-        .select("account_id", "family", "key")
+        .select(
+            "account_id",
+            pl.col("family").replace_strict(fam_code, return_dtype=pl.UInt8).alias("fam"),
+            pl.col("kid").cast(pl.UInt64),
+        )
     )
     if k.height == 0:
         return _empty()
 
+    # a group is one composite key (two families' keys held together) or one strong-family key;
+    # integer ids keep the self-join cheap: kid_a * 2^32 + kid_b names a pair
     pairs = (
         k.join(k, on="account_id", suffix="_b")
-        .filter(pl.col("family") < pl.col("family_b"))
+        .filter(pl.col("fam") < pl.col("fam_b"))
         .select(
             "account_id",
-            pl.concat_str(["family", "family_b"], separator="+").alias("link"),
-            pl.concat_str(["family", "key", "family_b", "key_b"], separator="\x1f").alias("group"),
+            "fam",
+            "fam_b",
+            (pl.col("kid") * (1 << 32) + pl.col("kid_b")).alias("group"),
         )
     )
-    strong = k.filter(pl.col("family").is_in(list(cfg.strong_families))).select(
+    strong_codes = [fam_code[f] for f in cfg.strong_families]
+    strong = k.filter(pl.col("fam").is_in(strong_codes)).select(
         "account_id",
-        pl.col("family").alias("link"),
-        pl.concat_str(["family", "key"], separator="\x1f").alias("group"),
+        "fam",
+        pl.col("fam").alias("fam_b"),
+        (pl.col("kid") * (1 << 32) + pl.col("kid")).alias("group"),
     )
     grouped = (
         pl.concat([pairs, strong])
-        .group_by("group", "link")
+        .group_by("group", "fam", "fam_b")
         .agg(pl.col("account_id").unique().sort())
         .filter(pl.col("account_id").list.len() >= 2)
     )
@@ -96,7 +111,11 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         return _empty()
 
     edges = grouped.select(
-        pl.col("account_id").list.first().alias("src"), pl.col("account_id").alias("dst"), "link", "group"
+        pl.col("account_id").list.first().alias("src"),
+        pl.col("account_id").alias("dst"),
+        "fam",
+        "fam_b",
+        "group",
     ).explode("dst")
     names = pl.concat([edges["src"], edges["dst"]]).unique().sort()
     index = pl.DataFrame({"account_id": names, "i": np.arange(names.len(), dtype=np.int64)})
@@ -124,8 +143,11 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     fam_hits = (
         e.join(comp.rename({"account_id": "src"}), on="src")
         .join(reps.select("comp", "cluster_id"), on="comp")
-        .select("cluster_id", "group", pl.col("link").str.split("+").alias("family"))
-        .explode("family")
+        .select("cluster_id", "group", pl.concat_list("fam", "fam_b").list.unique().alias("fam"))
+        .explode("fam")
+        .with_columns(
+            pl.col("fam").replace_strict(dict(enumerate(FAMILIES)), return_dtype=pl.String).alias("family")
+        )
         .group_by("cluster_id", "family")
         .agg(pl.col("group").n_unique().alias("groups"))
     )

@@ -8,12 +8,15 @@ counter increments, so the engine never depends on prometheus-client.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PCounter
+
+from detector.decode import REASONS
 
 if TYPE_CHECKING:
     from detector.contracts import Alert
@@ -23,14 +26,26 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 _SIZE_BUCKETS = (2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000)
 _UNKNOWN = "unknown"
+#: Label values known up front, initialised to zero so dashboards and alert rules see every series from
+#: the first scrape (a labelled counter that never moved exports nothing, and ``rate`` of nothing is empty).
+SEVERITIES = ("low", "medium", "high", "critical")
+KINDS = ("account", "cluster")
+ALLOWLIST_TYPES = ("account", "org", "payment", "reseller", "prefix")
+RULE_MODES = {"enforce": "live", "shadow": "shadow"}
 
 
 class Metrics:
     """The daemon's metrics. One instance per registry."""
 
-    def __init__(self, registry: CollectorRegistry, version: str = "0.1.0") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        version: str = "0.1.0",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         r = registry
         self.registry = registry
+        self._clock = clock
         self.build_info = Info("detector_build", "Build information.", registry=r)
         self.build_info.info({"version": version})
         self.consumed = PCounter(
@@ -120,6 +135,17 @@ class Metrics:
         self.last_event_ts = Gauge(
             "detector_last_event_timestamp_seconds", "Event time of the newest event seen.", registry=r
         )
+        self.ticks = PCounter(
+            "detector_ticks_total", "Event-time ticks closed (features computed, rules run).", registry=r
+        )
+        self.last_batch_ts = Gauge(
+            "detector_last_batch_timestamp_seconds", "Wall-clock time of the last source batch.", registry=r
+        )
+        for reason in REASONS:
+            self.rejected.labels(reason=reason)
+        for kind in ALLOWLIST_TYPES:
+            self.suppressed.labels(type=kind)
+        self._initialised_rules = False
         self._seen: dict[str, Counter[str]] = {}
         self._seen_scalars: dict[str, int] = {}
 
@@ -134,6 +160,7 @@ class Metrics:
         for reason, n in counts.items():
             self.rejected.labels(reason=reason).inc(n)
         self.batch_seconds.observe(seconds)
+        self.last_batch_ts.set(self._clock())
 
     def record_alerts(self, alerts: Iterable[Alert]) -> None:
         """Alerts just emitted."""
@@ -183,10 +210,28 @@ class Metrics:
                 counter.labels(**{label: key}, **fixed).inc(delta)
                 seen[key] = value
 
+    def _init_rule_series(self, engine: Engine) -> None:
+        """Zero series for every rule, and for every (severity, kind, campaign type) an alert can carry."""
+        from detector.engine import SIGNAL_METRICS
+
+        for signal in SIGNAL_METRICS:
+            self.signals.labels(signal=signal)
+        campaigns = {rule.campaign_type or _UNKNOWN for rule in engine.rules}
+        for rule in engine.rules:
+            self.rule_hits.labels(rule=rule.id, mode=RULE_MODES.get(rule.mode, "live"))
+        for severity in SEVERITIES:
+            for kind in KINDS:
+                for campaign in campaigns:
+                    self.alerts.labels(severity=severity, kind=kind, campaign_type=campaign)
+        self._initialised_rules = True
+
     def sync_engine(self, engine: Engine) -> None:
         """Copy the engine's cumulative counters and gauges into the metrics."""
+        if not self._initialised_rules:
+            self._init_rule_series(engine)
         st = engine.stats
         self._inc_scalar("processed", st.events, self.processed)
+        self._inc_scalar("ticks", st.ticks, self.ticks)
         self._inc_scalar("duplicates", st.duplicates, self.duplicates)
         self._inc_scalar("late", st.late, self.late)
         self._inc_labelled("signals", st.signals, self.signals, "signal")
@@ -202,3 +247,5 @@ class Metrics:
         self.accounts_under_alert.set(len({a for ep in engine.book.episodes.values() for a in ep.accounts}))
         if engine.max_event_ts is not None:
             self.last_event_ts.set(engine.max_event_ts.timestamp())
+            watermark = engine.max_event_ts - engine.settings.windows.allowed_lateness
+            self.watermark_delay.set(self._clock() - watermark.timestamp())
