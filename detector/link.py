@@ -64,7 +64,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
             (pl.col("n") >= 2)
             & ~((pl.col("n") > cfg.common_min_accounts) & (pl.col("n") / total > cfg.common_share))
         )
-        .select("family", "key")
+        .select("family", "key", "n")
         .sort("family", "key")
         .with_row_index("kid")
     )
@@ -91,6 +91,8 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
             "account_id",
             "fam",
             "fam_b",
+            "kid",
+            "kid_b",
             (pl.col("kid") * (1 << 32) + pl.col("kid_b")).alias("group"),
         )
     )
@@ -99,13 +101,34 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         "account_id",
         "fam",
         pl.col("fam").alias("fam_b"),
+        "kid",
+        pl.col("kid").alias("kid_b"),
         (pl.col("kid") * (1 << 32) + pl.col("kid")).alias("group"),
     )
+    holders = useful.select(pl.col("kid").cast(pl.UInt64), "n")
     grouped = (
         pl.concat([pairs, strong])
-        .group_by("group", "fam", "fam_b")
+        .group_by("group", "fam", "fam_b", "kid", "kid_b")
         .agg(pl.col("account_id").unique().sort())
-        .filter(pl.col("account_id").list.len() >= 2)
+        .join(holders, on="kid")
+        .join(holders.rename({"kid": "kid_b", "n": "n_b"}), on="kid_b")
+        # a composite key links only when the accounts holding both keys are most of the holders of
+        # each: a hydra holds its client build *and* its template skeleton together; two households
+        # on one residential /24 who both once sent a popular prompt are a sliver of that prompt's
+        # holders, and a popular browser plus a popular prompt is a coincidence
+        # -- unless the bigger key is rare in the whole population and the smaller one nests inside it
+        # (a reseller used only by one proxy network, and an exit prefix of that network)
+        .filter(
+            (pl.col("account_id").list.len() >= 2)
+            & (
+                (pl.col("account_id").list.len() >= cfg.min_overlap * pl.max_horizontal("n", "n_b"))
+                | (
+                    (pl.col("account_id").list.len() >= cfg.min_overlap * pl.min_horizontal("n", "n_b"))
+                    & (pl.max_horizontal("n", "n_b") <= cfg.nested_max_share * total)
+                )
+            )
+        )
+        .drop("kid", "kid_b", "n", "n_b")
     )
     if grouped.height == 0:
         return _empty()

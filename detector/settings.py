@@ -41,6 +41,13 @@ class LinkSettings(BaseModel):
     #: is common (a popular SDK, a big NAT) and links nobody.
     common_share: float = 0.2
     common_min_accounts: int = 50
+    #: A composite key (two families' keys held together) links its holders only when they are at least
+    #: this share of the holders of each key (a popular browser plus a popular prompt is a coincidence;
+    #: a client build plus a template skeleton held by the same 60 accounts is not).
+    min_overlap: float = 0.5
+    #: ...or when they are most holders of the rarer key and the other key is held by at most this share
+    #: of all accounts (a prefix nested in a reseller that only one network uses).
+    nested_max_share: float = 0.05
     #: Families that link on their own, without a second family agreeing.
     strong_families: tuple[str, ...] = ("payment",)
 

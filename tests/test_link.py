@@ -82,6 +82,7 @@ def test_cluster_id_is_stable_and_follows_earliest_member() -> None:
 
 
 def test_twenty_thousand_account_cluster() -> None:
+    """A 20,000-account proxy network among 400,000 other accounts: one reseller, 37 cards, 200 prefixes."""
     n = 20_000
     rows = []
     for i in range(n):
@@ -90,7 +91,18 @@ def test_twenty_thousand_account_cluster() -> None:
             (f"h{i}", "payment", f"pf{i % 37}"),
             (f"h{i}", "ip", f"10.0.{i % 200}.0/24"),
         ]
-    acc = _accounts([f"h{i}" for i in range(n)])
-    cl = build_clusters(_keys(rows), acc, LinkSettings(common_share=1.0))
+    rows += _background(400_000)
+    acc = _accounts([f"h{i}" for i in range(n)] + [f"bg{i}" for i in range(400_000)])
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
     assert cl.members.height == n
     assert cl.members["cluster_id"].n_unique() == 1
+
+
+def test_popular_prompt_and_a_shared_prefix_do_not_link_neighbours() -> None:
+    """Two households on one /24 who both sent a prompt that a fifth of all accounts send: no link."""
+    rows = [(f"c{i}", "template", "popular") for i in range(200)]
+    rows += [("c0", "ip", "73.15.233.0/24"), ("c1", "ip", "73.15.233.0/24")]
+    rows += _background(800)
+    acc = _accounts([f"c{i}" for i in range(200)] + [f"bg{i}" for i in range(800)])
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
+    assert cl.members.height == 0
