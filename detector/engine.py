@@ -53,6 +53,7 @@ CLUSTER_EVIDENCE = (
     "link_families",
     "requests_24h",
     "requests_per_account_24h",
+    "synchrony_24h",
     "cot_share_24h",
     "coercion_share_24h",
     "logprob_share_24h",

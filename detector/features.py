@@ -132,6 +132,14 @@ def cluster_features(
     active = b.group_by("cluster_id").agg(
         pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
     )
+    # timing synchrony: members active in the same 15-minute buckets (a scheduler driving many accounts)
+    # versus people who each keep their own hours; 1.0 = every active member in every active bucket
+    together = (
+        b.group_by("cluster_id", "bucket")
+        .agg(pl.col("account_id").n_unique().alias("_k"))
+        .group_by("cluster_id")
+        .agg(pl.col("_k").mean().alias("_mean_k"))
+    )
     pooled = _window_sums(b.drop("account_id"), since, now, "cluster_id")
     pooled = pooled.select("cluster_id", *_ratios("24h"))
     t = (
@@ -155,10 +163,13 @@ def cluster_features(
         size.join(pooled, on="cluster_id", how="left")
         .join(_template_stats(t, ["cluster_id"]), on="cluster_id", how="left")
         .join(active, on="cluster_id", how="left")
+        .join(together, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
         .with_columns(
-            (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h")
+            (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
+            (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
         )
+        .drop("_mean_k")
         .sort("cluster_id")
     )
 
@@ -190,6 +201,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "accounts": pl.Int64(),
     "active_accounts_24h": pl.Int64(),
     "requests_per_account_24h": pl.Float64(),
+    "synchrony_24h": pl.Float64(),
     "signup_spread_hours": pl.Float64(),
     "new_account_share": pl.Float64(),
     "orgs": pl.Int64(),

@@ -1,0 +1,65 @@
+"""Window features: point-in-time windows, and cluster timing synchrony."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from detector.features import account_features, cluster_features
+from detector.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, WindowState
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+Q = timedelta(minutes=15)
+
+
+def _bucket(acct: str, i: int, requests: int = 1, cot: int = 0) -> dict[str, object]:
+    row: dict[str, object] = {c: 0 for c in BUCKET_SCHEMA}
+    row.update(account_id=acct, bucket=T0 + i * Q, requests=requests, cot=cot, gap_sum=0.0, gap_sumsq=0.0)
+    return row
+
+
+def _state(rows: list[dict[str, object]], accounts: list[str]) -> WindowState:
+    st = WindowState()
+    st.buckets = pl.DataFrame(rows, schema=BUCKET_SCHEMA)
+    st.accounts = pl.DataFrame(
+        [(a, T0, T0 + timedelta(days=1), T0 - timedelta(days=1), "free", None) for a in accounts],
+        schema=ACCOUNT_SCHEMA,
+        orient="row",
+    )
+    return st
+
+
+def test_each_point_sees_only_buckets_before_its_tick() -> None:
+    st = _state([_bucket("a", i, requests=1, cot=i % 2) for i in range(8)], ["a"])
+    points = pl.DataFrame({"account_id": ["a", "a", "a"], "tick_end": [T0 + 2 * Q, T0 + 4 * Q, T0 + 8 * Q]})
+    f = account_features(st, points, timedelta(hours=1), timedelta(hours=24)).sort("tick_end")
+    assert f["requests_24h"].to_list() == [2, 4, 8]
+    assert f["requests_1h"].to_list() == [2, 4, 4]  # the last point's hour holds buckets 4..7
+    assert f["cot_share_24h"].to_list() == [0.5, 0.5, 0.5]
+    assert f["first_bucket"].to_list() == [T0, T0, T0]
+
+
+def test_long_window_drops_old_buckets() -> None:
+    st = _state([_bucket("a", 0, requests=5), _bucket("a", 100, requests=1)], ["a"])
+    points = pl.DataFrame({"account_id": ["a"], "tick_end": [T0 + 101 * Q]})
+    f = account_features(st, points, timedelta(hours=1), timedelta(hours=24))
+    assert f["requests_24h"].to_list() == [1]  # bucket 0 is 25 hours before the tick
+    assert f["first_bucket"].to_list() == [T0 + 100 * Q]
+
+
+def _evidence(cid: str) -> pl.DataFrame:
+    return pl.DataFrame({"cluster_id": [cid], "link_families": [2]})
+
+
+def test_synchrony_is_one_when_members_move_together_and_low_when_not() -> None:
+    together = [_bucket(a, i) for a in ("a", "b", "c", "d") for i in range(0, 20, 2)]
+    apart = [_bucket(a, i + 20 * k) for k, a in enumerate(("e", "f", "g", "h")) for i in range(0, 20, 2)]
+    names = list("abcdefgh")
+    st = _state(together + apart, names)
+    members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4 + ["y"] * 4})
+    ev = pl.concat([_evidence("x"), _evidence("y")])
+    f = cluster_features(st, members, ev, st.accounts, T0 + timedelta(hours=24), timedelta(hours=24))
+    sync = dict(zip(f["cluster_id"], f["synchrony_24h"], strict=True))
+    assert sync["x"] == 1.0
+    assert sync["y"] == 0.25
