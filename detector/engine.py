@@ -225,15 +225,16 @@ class Engine:
             self._tick_end += tick
         ends.append(self._tick_end)
         self._tick_end += tick
-        return self._close_ticks(ends)
+        return self._close_ticks(ends, final=True)
 
     # ------------------------------------------------------------------------------------------
-    def _close_ticks(self, ends: list[datetime]) -> list[Alert]:
+    def _close_ticks(self, ends: list[datetime], *, final: bool = False) -> list[Alert]:
         """Close the ticks ending at ``ends`` (ascending, consecutive) in one pass over the frames.
 
         Every event belongs to the first closing tick whose end is after it (late events to the first
         one). Per-tick semantics are kept exactly: features of a tick see only buckets before its end,
-        links see the keys as they stood at that tick, and alerts are emitted tick by tick.
+        links see the keys as they stood at that tick, and alerts are emitted tick by tick. ``final``
+        (end of input) also links and scores clusters at the last tick, boundary or not.
         """
         if not ends or not self._pending:
             return []
@@ -272,11 +273,12 @@ class Engine:
             due.select("account_id", pl.col("_tick").alias("tick_end")).unique()
         )
         alerts: list[Alert] = []
+        last_tick = per_tick["_tick"][-1]
         for now, detected, touched in per_tick.iter_rows():
             self.stats.ticks += 1
             verdicts = account_verdicts.get(now, [])
             self._touched_since_clusters.append(pl.Series("account_id", touched, dtype=pl.String))
-            if _is_multiple(now, w.cluster_every):
+            if _is_multiple(now, w.cluster_every) or (final and now == last_tick):
                 keys_now = merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now))
                 if self._last_closed is not None:
                     keys_now = keys_now.filter(pl.col("last_seen") >= self._last_closed - w.link)

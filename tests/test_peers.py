@@ -1,0 +1,33 @@
+"""Peer smoke test: Glasswally's own labelled set (converted to our contract, ../shared/peers).
+
+The set is easy (the peer README says so): a serious detector finds all 30 attackers and accuses none
+of the 201 benign accounts. Run with the operator's IP-intelligence files, as a deployment would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from detector.cli import build_engine
+from detector.contracts import SEVERITY_RANK
+from detector.replay import replay
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_glasswally_labelled_set(shared_dir: Path, tmp_path: Path) -> None:
+    peer = shared_dir / "peers" / "glasswally"
+    labels = [json.loads(x) for x in (peer / "labels.jsonl").read_text().splitlines()]
+    attackers = {r["account_id"] for r in labels if r["is_attacker"]}
+    benign = {r["account_id"] for r in labels if not r["is_attacker"]}
+    engine = build_engine(ROOT / "rules", ip_intel=shared_dir / "data" / "ip_intel")
+    out = tmp_path / "alerts.jsonl"
+    summary = replay([peer / "events_asn_ip.jsonl"], engine, out)
+    assert summary.events == 5000 and not summary.rejects
+    alerts = [json.loads(x) for x in out.read_text().splitlines()]
+    flagged = {a for al in alerts if SEVERITY_RANK[al["severity"]] >= 2 for a in al["account_ids"]}
+    assert len(attackers) == 30 and len(benign) == 201
+    assert flagged & attackers == attackers
+    assert not flagged & benign
+    assert all(al["campaign_type"] == "chain_of_thought" for al in alerts)
