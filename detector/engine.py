@@ -279,7 +279,7 @@ class Engine:
             verdicts = account_verdicts.get(now, [])
             self._touched_since_clusters.append(pl.Series("account_id", touched, dtype=pl.String))
             if _is_multiple(now, w.cluster_every) or (final and now == last_tick):
-                keys_now = merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now))
+                keys_now = merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now), ordered=False)
                 if self._last_closed is not None:
                     keys_now = keys_now.filter(pl.col("last_seen") >= self._last_closed - w.link)
                 accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
@@ -383,6 +383,9 @@ class Engine:
             .agg(pl.col("bucket").min())
         )
         first_map = dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
+        shared = self._shared_keys(
+            keys, members.filter(pl.col("cluster_id").is_in(rows["cluster_id"].implode()))
+        )
         out: list[Verdict] = []
         for row in rows.iter_rows(named=True):
             accts: list[str] = member_map[row["cluster_id"]]
@@ -394,7 +397,7 @@ class Engine:
             if not accts or not first:
                 continue
             evidence: dict[str, Any] = {k: row.get(k) for k in CLUSTER_EVIDENCE}
-            evidence["shared"] = self._shared_keys(keys, accts)
+            evidence["shared"] = shared.get(row["cluster_id"], {})
             out.append(
                 Verdict(
                     "cluster",
@@ -411,21 +414,25 @@ class Engine:
         return out
 
     @staticmethod
-    def _shared_keys(keys: pl.DataFrame, accounts: list[str], top: int = 5) -> dict[str, list[str]]:
-        """Most-shared linkage values among the accused accounts (hashes, prefixes; never content)."""
+    def _shared_keys(
+        keys: pl.DataFrame, members: pl.DataFrame, top: int = 5
+    ) -> dict[str, dict[str, list[str]]]:
+        """Per cluster: its most-shared linkage values (hashes, prefixes; never content), top per family."""
         k = (
-            keys.filter(pl.col("account_id").is_in(accounts))
-            .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
-            .group_by("family", "key")
+            keys.filter(
+                pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"])
+            )
+            .join(members, on="account_id", how="inner")
+            .group_by("cluster_id", "family", "key")
             .agg(pl.col("account_id").n_unique().alias("n"))
             .filter(pl.col("n") >= 2)
-            .sort(["family", "n", "key"], descending=[False, True, False])
-            .group_by("family", maintain_order=True)
+            .sort(["cluster_id", "family", "n", "key"], descending=[False, False, True, False])
+            .group_by("cluster_id", "family", maintain_order=True)
             .head(top)
         )
-        out: dict[str, list[str]] = {}
-        for fam, key, n in k.iter_rows():
-            out.setdefault(fam, []).append(f"{key} ({n} accounts)")
+        out: dict[str, dict[str, list[str]]] = {}
+        for cid, fam, key, n in k.iter_rows():
+            out.setdefault(cid, {}).setdefault(fam, []).append(f"{key} ({n} accounts)")
         return out
 
 

@@ -103,14 +103,17 @@ def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
     }
 
 
-def merge_keys(keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
-    """Key table plus more key uses: one row per (account, family, key), latest use and total uses."""
-    return (
+def merge_keys(keys: pl.DataFrame, more: pl.DataFrame, *, ordered: bool = True) -> pl.DataFrame:
+    """Key table plus more key uses: one row per (account, family, key), latest use and total uses.
+
+    ``ordered=False`` skips the final sort (for transient as-of views nobody iterates in order).
+    """
+    merged = (
         pl.concat([keys, more.select(KEY_SCHEMA.keys())])
         .group_by("account_id", "family", "key")
         .agg(pl.col("last_seen").max(), pl.col("uses").sum())
-        .sort("account_id", "family", "key")
     )
+    return merged.sort("account_id", "family", "key") if ordered else merged
 
 
 @dataclass
