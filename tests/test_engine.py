@@ -107,3 +107,36 @@ def test_alerts_do_not_depend_on_how_input_is_sliced(
     out = tmp_path / "a.jsonl"
     replay([sim / "events.parquet"], build_engine(ROOT / "rules"), out)
     assert [json.loads(x) for x in out.read_text().splitlines()] == baseline
+
+
+def test_rule_reload_keeps_window_state(sim: Path, tmp_path: Path) -> None:
+    """A rule added while running (RuleWatcher, as on SIGHUP) applies at once to the live windows."""
+    import polars as pl
+
+    from detector.features import CATALOGUES
+    from detector.io.files import iter_file
+    from detector.rules import RuleWatcher
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "account_logprob_harvest.yaml").unlink()
+    events = pl.concat([c.batch.events for c in iter_file(sim / "events.parquet")]).sort("ts", "request_id")
+    half = events.height // 2
+    watcher = RuleWatcher(rules, CATALOGUES)
+    engine = build_engine(rules)
+    engine.rules = watcher.current
+    first = engine.process(events.slice(0, half))
+    assert "account_logprob_harvest" not in engine.stats.rule_hits
+    counted = engine.stats.events
+    accounts = engine.state.accounts.height
+
+    shutil.copy(ROOT / "rules" / "account_logprob_harvest.yaml", rules)
+    watcher.request_reload()
+    new = watcher.poll()
+    assert new is not None
+    engine.rules = new
+    assert engine.stats.events == counted and engine.state.accounts.height == accounts
+    rest = engine.process(events.slice(half)) + engine.flush()
+    assert engine.stats.rule_hits["account_logprob_harvest"] > 0
+    assert any(r.name == "account_logprob_harvest" for a in rest for r in a.reasons)
+    assert first and engine.stats.events > counted
