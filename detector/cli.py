@@ -22,11 +22,17 @@ console = Console(stderr=True)
 DEFAULT_RULES = Path("rules")
 
 
-def _settings(rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | None) -> EngineSettings:
+def _settings(
+    rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | None, models: Path | bool = True
+) -> EngineSettings:
     from detector.settings import EngineSettings
 
     s = EngineSettings()
     updates: dict[str, object] = {}
+    if models is False:
+        updates["models_dir"] = None
+    elif isinstance(models, Path):
+        updates["models_dir"] = models
     if rules_dir is not None:
         updates["rules_dir"] = rules_dir
     if ip_intel is not None:
@@ -37,19 +43,27 @@ def _settings(rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | N
 
 
 def build_engine(
-    rules_dir: Path | None = None, ip_intel: Path | None = None, allowlist: Path | None = None
+    rules_dir: Path | None = None,
+    ip_intel: Path | None = None,
+    allowlist: Path | None = None,
+    models: Path | bool = True,
 ) -> Engine:
-    """An engine from settings (env ``DETECTOR_*``) with command-line overrides."""
+    """An engine from settings (env ``DETECTOR_*``) with command-line overrides.
+
+    ``models``: True (default) loads ``settings.models_dir``; False runs rules only; a path overrides.
+    """
     from detector.allowlist import AllowList
     from detector.engine import Engine
     from detector.features import CATALOGUES
     from detector.ipintel import IpIntel
+    from detector.models.runtime import ModelSet
     from detector.rules import load_rules
 
-    s = _settings(rules_dir, ip_intel, allowlist)
+    s = _settings(rules_dir, ip_intel, allowlist, models)
     rules = load_rules(s.rules_dir, CATALOGUES)
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
-    return Engine(s, rules, intel, AllowList.load(s.allowlist))
+    model_set = ModelSet.load(s.models_dir) if s.models_dir is not None else ModelSet()
+    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set)
 
 
 @app.command()
@@ -64,6 +78,10 @@ def replay(
         Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")
     ] = None,
     allowlist: Annotated[Path | None, typer.Option("--allowlist")] = None,
+    models: Annotated[
+        Path | None, typer.Option("--models", help="Folder of ONNX models (default: settings, models/).")
+    ] = None,
+    no_models: Annotated[bool, typer.Option("--no-models", help="Rules only.")] = False,
     summary_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Replay logged traffic through the engine, deterministically, and write alerts."""
@@ -77,7 +95,7 @@ def replay(
     if missing:
         console.print(f"[red]no such input: {', '.join(missing)}")
         raise typer.Exit(2)
-    engine = build_engine(rules_dir, ip_intel, allowlist)
+    engine = build_engine(rules_dir, ip_intel, allowlist, False if no_models else (models or True))
     total = sum(input_size(f) for f in files)
     with Progress(
         "[progress.description]{task.description}",
@@ -183,8 +201,11 @@ def bench(
 # Commands that live in their own modules register here, one import and one call each (keep imports
 # inside the command functions so ``detector --help`` stays fast).
 # -- stream commands --
+__import__("detector.stream.cli").stream.cli.register(app)
 # -- model commands --
+__import__("detector.models.cli", fromlist=["register"]).register(app)
 # -- report commands --
+__import__("detector.report.cli", fromlist=["register"]).register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,111 @@
+"""Daemon settings (pydantic-settings): env vars ``DETECTOR_STREAM_*`` and an optional dotenv-style file.
+
+Engine settings (windows, allowed lateness, rules, allow-list, IP intelligence) stay in
+``detector.settings.EngineSettings`` (``DETECTOR_*``); the same optional file feeds both (see
+``load_config_file``). Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+
+
+class StreamSettings(BaseSettings):
+    """Everything the daemon needs beyond the engine: Kafka, topics, state, sinks, timing."""
+
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_STREAM_", extra="ignore")
+
+    #: Comma-separated ``host:port`` list. Empty: ``detector demo`` starts the embedded broker.
+    bootstrap_servers: str = ""
+    input_topic: str = "gateway-events"
+    alerts_topic: str = "detector-alerts"
+    dead_letter_topic: str = "detector-dead-letter"
+    group_id: str = "distillation-detector"
+    client_id: str = "distillation-detector"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    #: Checkpoints live here (``CURRENT`` + ``ckpt-*``); share it between replicas so state follows them.
+    state_dir: Path = Path("state")
+    #: Optional JSON Lines copy of every alert (appended) and a webhook that receives each alert (POST).
+    alerts_file: Path | None = None
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 5.0
+    #: Records per poll and the poll timeout.
+    max_poll_records: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    #: Commit (flush sinks, checkpoint, commit offsets) at most this often while records flow.
+    commit_interval_s: float = Field(default=5.0, gt=0)
+    #: Longest wait for sinks to acknowledge on commit; a failure ends the daemon (exit 3) unacknowledged.
+    flush_timeout_s: float = Field(default=30.0, gt=0)
+    #: A caught-up partition with no record for this long no longer holds the event-time merge back.
+    idle_partition_s: float = Field(default=1.0, ge=0)
+    #: kafka-python group timings (Tansu waits ``max_poll_interval_ms`` before a new group's first
+    #: assignment, so keep it short).
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 2_000
+    max_poll_interval_ms: int = 10_000
+    #: Records larger than this are fetched (so they can be dead-lettered) up to this size per partition.
+    max_partition_fetch_bytes: int = 8 << 20
+    #: ``/metrics``, ``/healthz`` and ``/readyz``; 0 disables the HTTP server.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    def kafka_common(self) -> dict[str, Any]:
+        """kafka-python keyword arguments shared by consumer, producer and admin (security included)."""
+        cfg: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            cfg["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            cfg["sasl_plain_username"] = self.sasl_username
+        if self.sasl_password is not None:
+            cfg["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, key)
+            if value is not None:
+                cfg[key] = str(value)
+        if self.ssl_password is not None:
+            cfg["ssl_password"] = self.ssl_password.get_secret_value()
+        return cfg
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a loggable dict (secrets masked)."""
+        out = self.model_dump(mode="json")
+        for key in ("sasl_password", "ssl_password"):
+            if out.get(key) is not None:
+                out[key] = "**********"
+        return out
+
+
+def load_config_file(path: Path | None) -> None:
+    """Load a dotenv-style file (``DETECTOR_...=value`` lines) into the environment.
+
+    Real environment variables win over the file. Both ``StreamSettings`` and ``EngineSettings`` read the
+    environment, so one file configures the daemon and the engine (windows, lateness, rules...).
+    """
+    if path is None:
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ.setdefault(key, value)

