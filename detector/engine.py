@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from detector.allowlist import AllowList
@@ -22,12 +24,15 @@ from detector.enrich import enrich
 from detector.features import account_features, cluster_features
 from detector.ipintel import IpIntel
 from detector.link import Clusters, build_clusters
+from detector.models.runtime import ModelSet
 from detector.rules import RuleSet
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.state import WindowState, merge_keys
 from detector.verdict import AlertBook, Verdict, combine
 
+#: Model hits are named ``model:<name>-v<N>`` among the rule hits.
+MODEL_PREFIX = "model:"
 _RANK_NAME = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 
 #: Account features copied into an account alert's evidence.
@@ -104,9 +109,11 @@ class Engine:
         rules: RuleSet,
         intel: IpIntel | None = None,
         allowlist: AllowList | None = None,
+        models: ModelSet | None = None,
     ) -> None:
         self.settings = settings
         self.rules = rules
+        self.models = models if models is not None else ModelSet()
         self.intel = intel
         self.allowlist = allowlist or AllowList()
         self.state = WindowState()
@@ -118,6 +125,8 @@ class Engine:
         self.clusters: Clusters | None = None
         self._touched_since_clusters: list[pl.Series] = []
         self._last_closed: datetime | None = None
+        #: Called with (model name, scores) for every scored frame (the score-histogram metric).
+        self.on_scores: Callable[[str, npt.NDArray[np.float64]], None] | None = None
         #: Called with (target, feature frame, tick end) each time features are computed (training
         #: data capture). The frame has the key column, every catalogue feature and ``tick_end``
         #: (the event time the row's features describe; one frame may hold several ticks).
@@ -300,7 +309,13 @@ class Engine:
         return alerts
 
     def _evaluate(self, frame: pl.DataFrame, target: str, key: str) -> pl.DataFrame:
+        """Rule hits plus model hits (same columns: a model is a rule named ``model:<name>-v<N>``)."""
         hits = self.rules.evaluate(frame, target, key=key)
+        if len(self.models) and frame.height:
+            hits = pl.concat([hits, self.models.hits(frame, target, key)], how="vertical_relaxed")
+            if self.on_scores is not None:
+                for name, scores in self.models.scores(frame, target).items():
+                    self.on_scores(name, scores)
         shadow = hits.filter(pl.col("mode") == "shadow")
         for rid in shadow["rule_id"].to_list():
             self.stats.shadow_hits[rid] += 1
@@ -437,7 +452,16 @@ class Engine:
 
 
 def _reasons(structs: list[dict[str, Any]]) -> list[Reason]:
-    return [Reason(source="rule", name=s["rule_id"], score=s["score"], detail=s["detail"]) for s in structs]
+    out = []
+    for s in structs:
+        rid: str = s["rule_id"]
+        if rid.startswith(MODEL_PREFIX):
+            out.append(
+                Reason(source="model", name=rid[len(MODEL_PREFIX) :], score=s["score"], detail=s["detail"])
+            )
+        else:
+            out.append(Reason(source="rule", name=rid, score=s["score"], detail=s["detail"]))
+    return out
 
 
 def _is_multiple(ts: datetime, step: timedelta) -> bool:

@@ -226,9 +226,19 @@ class Metrics:
         self._initialised_rules = True
 
     def sync_engine(self, engine: Engine) -> None:
-        """Copy the engine's cumulative counters and gauges into the metrics."""
+        """Copy the engine's cumulative counters and gauges into the metrics.
+
+        The first call also subscribes to the engine's model scores (the score histogram) and records
+        the execution provider each model runs on.
+        """
         if not self._initialised_rules:
             self._init_rule_series(engine)
+            for model, provider in engine.models.providers.items():
+                self.set_provider(model, provider)
+            for stem in engine.models.providers:
+                self.model_score.labels(model=stem)
+            if engine.on_scores is None:
+                engine.on_scores = self.observe_scores
         st = engine.stats
         self._inc_scalar("processed", st.events, self.processed)
         self._inc_scalar("ticks", st.ticks, self.ticks)

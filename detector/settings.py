@@ -60,5 +60,7 @@ class EngineSettings(BaseSettings):
     rules_dir: Path = Field(default=Path("rules"))
     allowlist: Path | None = None
     ip_intel_dir: Path | None = None
+    #: ONNX models with manifests (``models/<name>-v<N>.onnx``); None or a missing folder: rules only.
+    models_dir: Path | None = Path("models")
     windows: WindowSettings = WindowSettings()
     link: LinkSettings = LinkSettings()

@@ -90,7 +90,7 @@ def test_shadow_rules_are_counted_but_never_alert(sim: Path, tmp_path: Path) -> 
         text = f.read_text()
         if "\nmode: shadow" not in text:
             f.write_text(text.replace("\ntarget:", "\nmode: shadow\ntarget:", 1))
-    engine = build_engine(rules)
+    engine = build_engine(rules, models=False)  # rules only: model hits are live by design
     out = tmp_path / "a.jsonl"
     replay([sim / "events.parquet"], engine, out)
     assert out.read_text() == ""
@@ -123,7 +123,7 @@ def test_rule_reload_keeps_window_state(sim: Path, tmp_path: Path) -> None:
     events = pl.concat([c.batch.events for c in iter_file(sim / "events.parquet")]).sort("ts", "request_id")
     half = events.height // 2
     watcher = RuleWatcher(rules, CATALOGUES)
-    engine = build_engine(rules)
+    engine = build_engine(rules, models=False)  # rules only: the models see these accounts anyway
     engine.rules = watcher.current
     first = engine.process(events.slice(0, half))
     assert "account_logprob_harvest" not in engine.stats.rule_hits
