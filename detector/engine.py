@@ -309,10 +309,24 @@ class Engine:
         return alerts
 
     def _evaluate(self, frame: pl.DataFrame, target: str, key: str) -> pl.DataFrame:
-        """Rule hits plus model hits (same columns: a model is a rule named ``model:<name>-v<N>``)."""
+        """Rule hits plus model hits (same columns: a model is a rule named ``model:<name>-v<N>``).
+
+        Fusion: a model corroborates, it does not accuse alone. A model hit on a subject that no live
+        rule hit in the same evaluation is capped at ``low`` (an analyst lead); beside a rule hit it
+        keeps its own severity, so a model can raise a weak rule's low hit to medium or high, and its
+        score joins the noisy-or.
+        """
         hits = self.rules.evaluate(frame, target, key=key)
         if len(self.models) and frame.height:
-            hits = pl.concat([hits, self.models.hits(frame, target, key)], how="vertical_relaxed")
+            model_hits = self.models.hits(frame, target, key, explain=False)
+            ruled = hits.filter(pl.col("mode") != "shadow").select(key).unique()
+            model_hits = model_hits.with_columns(
+                pl.when(pl.col(key).is_in(ruled[key].implode()))
+                .then(pl.col("severity"))
+                .otherwise(pl.lit("low"))
+                .alias("severity")
+            )
+            hits = pl.concat([hits, model_hits], how="vertical_relaxed")
             if self.on_scores is not None:
                 for name, scores in self.models.scores(frame, target).items():
                     self.on_scores(name, scores)
@@ -358,7 +372,7 @@ class Engine:
                         _RANK_NAME[row["_rank"]],
                         row["score"],
                         row["campaign_type"],
-                        _reasons(row["reasons"]),
+                        self._lazy_reasons(row),
                         {k: row.get(k) for k in ACCOUNT_EVIDENCE},
                         row["first_bucket"],
                     )
@@ -421,12 +435,28 @@ class Engine:
                     _RANK_NAME[row["_rank"]],
                     row["score"],
                     row["campaign_type"],
-                    _reasons(row["reasons"]),
+                    self._lazy_reasons(row),
                     evidence,
                     min(first),
                 )
             )
         return out
+
+    def _lazy_reasons(self, row: dict[str, Any]) -> Callable[[], list[Reason]]:
+        """The reasons of a verdict row, model explanations computed only when called."""
+
+        def build() -> list[Reason]:
+            structs = row["reasons"]
+            if any(s["detail"] is None and s["rule_id"].startswith(MODEL_PREFIX) for s in structs):
+                structs = [
+                    {**s, "detail": self.models.explain_row(row, s["rule_id"])}
+                    if s["detail"] is None and s["rule_id"].startswith(MODEL_PREFIX)
+                    else s
+                    for s in structs
+                ]
+            return _reasons(structs)
+
+        return build
 
     @staticmethod
     def _shared_keys(

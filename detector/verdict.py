@@ -9,6 +9,7 @@ tick in which the engine decided, never wall time.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,7 +56,8 @@ class Verdict:
     severity: str
     score: float
     campaign_type: str | None
-    reasons: list[Reason]
+    #: The reasons, or a function giving them (built only if the verdict becomes an alert).
+    reasons: list[Reason] | Callable[[], list[Reason]]
     evidence: dict[str, Any]
     first_event_ts: datetime
 
@@ -117,7 +119,7 @@ class AlertBook:
                     campaign_type=v.campaign_type,
                     first_event_ts=ep.first_event_ts,
                     detected_event_ts=ep.detected_event_ts,
-                    reasons=v.reasons,
+                    reasons=v.reasons() if callable(v.reasons) else v.reasons,
                     evidence={k: _clean(x) for k, x in v.evidence.items() if x is not None},
                 )
             )

@@ -22,11 +22,11 @@ NAMES = model_features("account")
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows over the account features; the label depends on cot_share_24h and account_age_days only."""
+    """Rows over the account features; the label depends on cot_share_24h and out_in_ratio_24h only."""
     rng = np.random.default_rng(seed)
     x = rng.random((n, len(NAMES))).astype(np.float32)
-    cot, age = NAMES.index("cot_share_24h"), NAMES.index("account_age_days")
-    y = (x[:, cot] > 0.6) & (x[:, age] < 0.5)
+    cot, age = NAMES.index("cot_share_24h"), NAMES.index("out_in_ratio_24h")
+    y = (x[:, cot] > 0.6) & (x[:, age] > 0.5)
     return x, y
 
 
@@ -190,8 +190,8 @@ def test_hits_explain_with_the_driving_features(tmp_path: Path) -> None:
     _export(tmp_path, n_estimators=40)
     ms = ModelSet.load(tmp_path)
     x, _ = _data(400, 4)
-    cot, age = NAMES.index("cot_share_24h"), NAMES.index("account_age_days")
-    x[:, cot], x[:, age] = 0.95, 0.05  # every row is what the toy model calls an attacker
+    cot, age = NAMES.index("cot_share_24h"), NAMES.index("out_in_ratio_24h")
+    x[:, cot], x[:, age] = 0.95, 0.95  # every row is what the toy model calls an attacker
     frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
         pl.Series("account_id", [f"a{i}" for i in range(400)])
     )
@@ -200,7 +200,7 @@ def test_hits_explain_with_the_driving_features(tmp_path: Path) -> None:
     assert hits["rule_id"].unique().to_list() == ["model:toy_gb-v1"]
     first_two = [d.split(": ", 1)[1].split(", ")[:2] for d in hits["detail"]]
     named = [{p.split("=")[0] for p in parts} for parts in first_two]
-    assert sum(n == {"cot_share_24h", "account_age_days"} for n in named) > 0.9 * hits.height
+    assert sum(n == {"cot_share_24h", "out_in_ratio_24h"} for n in named) > 0.9 * hits.height
     scores = ms.scores(frame, "account")["toy_gb-v1"]
     assert np.array_equal(np.sort(scores[scores >= 0.5]), np.sort(hits["score"].to_numpy()))
 
@@ -222,13 +222,44 @@ def test_prompt_structure_features() -> None:
 
 
 def test_rows_missing_a_required_feature_are_out_of_domain() -> None:
-    """A gateway that sends no account creation time gets no model verdict on those rows."""
+    """A row missing a feature the model never saw missing gets no model verdict."""
     from detector.models.manifest import read_manifest
     from detector.models.runtime import in_domain
 
     man = read_manifest(Path(__file__).resolve().parents[1] / "models" / "account_gb-v1.json")
-    assert "account_age_days" in man.required
+    assert "requests_24h" in man.required and "account_age_days" not in man.features
     frame = pl.DataFrame({n: [1.0, 1.0] for n in man.features}).with_columns(
-        pl.Series("account_age_days", [3.0, None])
+        pl.Series("requests_24h", [3.0, None])
     )
     assert in_domain(frame, man).tolist() == [True, False]
+
+
+def test_fusion_model_alone_is_a_lead_and_corroborates_a_rule(tmp_path: Path) -> None:
+    """A model hit with no rule hit on the same subject is capped at low; beside a rule it keeps its band."""
+    from detector.cli import build_engine
+
+    _export(tmp_path / "models", n_estimators=40)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "account_busy.yaml").write_text(
+        "id: account_busy\ntitle: busy\ndescription: busy\nseverity: low\ntarget: account\n"
+        "condition: requests_24h >= 100\ntags: []\ndetail: [requests_24h]\ntests:\n"
+        "  - {name: busy, features: {requests_24h: 200}, expect: fire}\n"
+        "  - {name: quiet, features: {requests_24h: 5}, expect: no_fire}\n"
+    )
+    engine = build_engine(rules, models=tmp_path / "models")
+    x, _ = _data(2, 4)
+    cot, ratio = NAMES.index("cot_share_24h"), NAMES.index("out_in_ratio_24h")
+    x[:, cot], x[:, ratio] = 0.95, 0.95
+    frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
+        pl.Series("account_id", ["alone", "ruled"]),
+        pl.Series("requests_24h", [5, 200], dtype=pl.Int64),
+        pl.Series("tier", ["free", "free"]),
+    )
+    hits = engine._evaluate(frame, "account", "account_id")
+    model = {
+        r["account_id"]: r["severity"]
+        for r in hits.filter(pl.col("rule_id").str.starts_with("model:")).iter_rows(named=True)
+    }
+    assert model["alone"] == "low"
+    assert model["ruled"] in ("medium", "high")

@@ -30,4 +30,4 @@ def test_glasswally_labelled_set(shared_dir: Path, tmp_path: Path) -> None:
     assert len(attackers) == 30 and len(benign) == 201
     assert flagged & attackers == attackers
     assert not flagged & benign
-    assert all(al["campaign_type"] == "chain_of_thought" for al in alerts)
+    assert all(al["campaign_type"] == "chain_of_thought" for al in alerts if al["severity"] != "low")

@@ -31,7 +31,7 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.models.manifest import STEM, Manifest, read_manifest
-from detector.models.spec import catalogue, schema_entries, schema_hash, to_matrix
+from detector.models.spec import catalogue, schema_entries, schema_hash, to_matrix, to_vector
 
 log = logging.getLogger("detector.models")
 
@@ -204,17 +204,27 @@ class ModelSet:
         """The models that score frames of ``target``."""
         return tuple(m for m in self.models if m.manifest.target == target)
 
+    def explain_row(self, row: Mapping[str, Any], rule_id: str) -> str | None:
+        """The reason line ``hits`` would give for one feature row (name -> value) and model ``rule_id``."""
+        for m in self.models:
+            if m.manifest.rule_id == rule_id:
+                x = to_vector(row, m.manifest.features)
+                return m.explain(x, m.predict(x))[0]
+        return None
+
     def scores(self, frame: pl.DataFrame, target: str) -> dict[str, npt.NDArray[np.float64]]:
         """Model stem -> probability per row of ``frame``, for every model of ``target``."""
         return {
             m.manifest.stem: m.predict(to_matrix(frame, m.manifest.features)) for m in self.for_target(target)
         }
 
-    def hits(self, frame: pl.DataFrame, target: str, key: str) -> pl.DataFrame:
+    def hits(self, frame: pl.DataFrame, target: str, key: str, *, explain: bool = True) -> pl.DataFrame:
         """One row per (row of ``frame``, model of ``target``) scoring at or above the model's threshold.
 
         Columns and dtypes as ``RuleSet.evaluate``: ``key`` (the frame's dtype), rule_id, severity,
         score, mode, campaign_type, detail. Ordered by model, then by row order in ``frame``.
+        ``explain=False`` leaves ``detail`` null (the engine explains only the hits that become alerts,
+        with ``explain_row``: an explanation rescored every feature and costs ~k predictions per hit).
         """
         if key not in frame.columns:
             raise ValueError(f"hits: key column '{key}' is not in the frame")
@@ -237,7 +247,7 @@ class ModelSet:
                         "score": scores,
                         "mode": ["live"] * rows.size,
                         "campaign_type": pl.Series([None] * rows.size, dtype=pl.String),
-                        "detail": m.explain(x[rows], scores),
+                        "detail": m.explain(x[rows], scores) if explain else [None] * rows.size,
                     },
                     schema=schema,
                 )

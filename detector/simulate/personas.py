@@ -19,6 +19,17 @@ def _age_created(rng: np.random.Generator, w: World, median_days: float = 200.0)
     return w.start_ms - int(age * DAY_MS) - int(rng.integers(0, DAY_MS))
 
 
+#: Share of ordinary users who signed up in the last month: a growing service has many, and a detector
+#: that learns "new account = attacker" must be caught out here, not in production.
+NEW_SIGNUP_SHARE = 0.2
+
+
+def _casual_created(rng: np.random.Generator, w: World) -> int:
+    if rng.random() < NEW_SIGNUP_SHARE:
+        return w.start_ms - int(rng.uniform(0.2, 30.0) * DAY_MS)
+    return _age_created(rng, w)
+
+
 def _keys(w: World, k: int) -> list[str]:
     return [w.new_id("key", 12) for _ in range(k)]
 
@@ -95,7 +106,7 @@ def casual(w: World, p: PersonaParams) -> Block:
                 Account(
                     w.new_id("acct"),
                     "casual",
-                    _age_created(rng, w),
+                    _casual_created(rng, w),
                     w.new_id("org", 8),
                     _keys(w, int(rng.integers(1, 3))),
                     pay,
