@@ -110,16 +110,36 @@ def settings_env(settings: StreamSettings) -> dict[str, str]:
     return env
 
 
-def start_daemon_process(settings: StreamSettings, *extra_args: str) -> subprocess.Popen[bytes]:
-    """``python -m detector run`` as a child process (stdout/stderr discarded)."""
-    env = {**os.environ, **settings_env(settings), "DETECTOR_RULES_DIR": str(REPO / "rules")}
+def start_daemon_process(
+    settings: StreamSettings, *extra_args: str, rules_dir: Path | None = None, log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m detector run`` as a child process (stdout discarded; stderr piped or to ``log_file``)."""
+    env = {**os.environ, **settings_env(settings), "DETECTOR_RULES_DIR": str(rules_dir or REPO / "rules")}
     return subprocess.Popen(
         [sys.executable, "-m", "detector", "run", *extra_args],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file.open("wb") if log_file else subprocess.PIPE,
     )
+
+
+def metric(port: int, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample of the daemon's ``/metrics`` (None when absent or the server is not up)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return float(sample.value)
+    return None
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

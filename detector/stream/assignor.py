@@ -31,6 +31,8 @@ class SingleOwnerAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
 
     def __init__(self, owns_partitions: Callable[[], bool]) -> None:
         self._owns = owns_partitions
+        #: The group generation of the latest assignment (-1 before the first); logged and checkpointed.
+        self.generation = -1
 
     def assign(self, cluster: Any, members: Sequence[Any]) -> dict[str, Any]:
         """Leader side: one owner gets every partition; everyone else gets none."""
@@ -48,4 +50,5 @@ class SingleOwnerAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         return ConsumerProtocolSubscription(self.version, list(topics), OWNER if self._owns() else STANDBY)
 
     def on_assignment(self, assignment: Any, generation: int) -> None:
-        """Nothing to remember: ownership is read from the consumer when the next join happens."""
+        """Remember the generation (ownership itself is read from the daemon when the next join happens)."""
+        self.generation = generation

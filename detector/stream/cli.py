@@ -22,6 +22,25 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _rule_watcher(rules_dir: Path | None) -> Any:
+    """A ``RuleWatcher`` over the engine's rules folder; SIGHUP makes its next poll reload.
+
+    The daemon polls it once per loop iteration (changed files also reload); a rule set that does not
+    load is logged and counted, and the running rules stay.
+    """
+    from detector.features import CATALOGUES
+    from detector.rules import RuleWatcher
+    from detector.settings import EngineSettings
+
+    watcher = RuleWatcher(rules_dir if rules_dir is not None else EngineSettings().rules_dir, CATALOGUES)
+
+    def handler(signum: int, frame: object) -> None:
+        watcher.request_reload()
+
+    signal.signal(signal.SIGHUP, handler)
+    return watcher
+
+
 def _settings(config: Path | None, metrics_port: int | None) -> Any:
     from detector.stream.logs import setup_logging
     from detector.stream.settings import StreamSettings, load_config_file
@@ -56,12 +75,16 @@ def run(
         bool, typer.Option("--drain", help="Stop once caught up, closing every pending tick (backfills).")
     ] = False,
 ) -> None:
-    """Run the streaming daemon: consume the input topic, raise alerts, checkpoint, until SIGTERM."""
+    """Run the streaming daemon: consume the input topic, raise alerts, checkpoint, until SIGTERM.
+
+    SIGHUP reloads the rules (window state is kept). Exit codes: 3 a sink failed, 4 fenced by a newer
+    owner; neither writes a checkpoint.
+    """
     from prometheus_client import CollectorRegistry
 
     from detector.cli import build_engine
     from detector.metrics import Metrics
-    from detector.stream.daemon import Daemon
+    from detector.stream.daemon import Daemon, Fenced
     from detector.stream.http import OpsServer
     from detector.stream.sinks import SinkError
 
@@ -72,9 +95,15 @@ def run(
         )
         raise typer.Exit(2)
     stop = _stop_on_signals()
+    watcher = _rule_watcher(rules_dir)
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(
-        s, lambda: build_engine(rules_dir, ip_intel, allowlist), metrics, stop=stop, drain_when_idle=drain
+        s,
+        lambda: build_engine(rules_dir, ip_intel, allowlist),
+        metrics,
+        stop=stop,
+        drain_when_idle=drain,
+        rules=watcher,
     )
     server = (
         OpsServer(metrics.registry, daemon.live, daemon.ready, s.metrics_host, s.metrics_port).start()
@@ -85,6 +114,8 @@ def run(
         daemon.run()
     except SinkError:
         raise typer.Exit(3) from None
+    except Fenced:
+        raise typer.Exit(4) from None
     finally:
         if server:
             server.stop()
@@ -109,6 +140,7 @@ def demo(
 
     s = _settings(config, metrics_port)
     stop = _stop_on_signals()
+    watcher = _rule_watcher(rules_dir)
     code = run_demo(
         s,
         days=days,
@@ -118,6 +150,7 @@ def demo(
         duration=duration,
         stop=stop,
         engine_args={"rules_dir": rules_dir, "ip_intel": ip_intel, "allowlist": allowlist},
+        rules=watcher,
     )
     raise typer.Exit(code)
 

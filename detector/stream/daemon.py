@@ -20,11 +20,32 @@ A crash anywhere replays from the last checkpoint: events after it are read agai
 ``revision`` (episodes are in the checkpoint), so the alerts topic holds each (id, revision) at least
 once and nothing is lost. A send that fails makes the commit raise; the daemon then stops without
 checkpointing (exit 3) so that a restart raises those alerts again.
+
+Threads. kafka-python consumers are not thread-safe, so one *consumer thread* owns the ``KafkaConsumer``:
+it creates, subscribes, polls, pauses/resumes, commits offsets and closes it, and nothing else touches
+it. It hands each polled batch (records plus a high-water snapshot, tagged with the assignment *epoch*)
+to the *processing thread* (the caller of ``run``) through a bounded queue, so fetching and parsing the
+next records overlaps with decoding and the engine. The processing thread owns the merge, the engine
+and the sinks; it asks for offset commits through a command queue that the consumer thread executes
+between polls. The rebalance listener runs inside ``poll`` (kafka-python 3 runs it on the client's IO
+thread while the consumer thread waits in ``poll``); it takes the processing lock, so it waits for the
+batch being processed to finish, then bumps the epoch (batches still queued were polled under the old
+assignment: they are dropped, not counted, and read again from the checkpoint's offsets), commits
+(flush, checkpoint of exactly what the engine and the merge hold) and only then lets the rebalance go
+on. ``on_partitions_lost`` (the group already evicted this member) drops the in-memory state without
+writing a checkpoint: another owner may already be writing.
+
+Fencing. Each owner takes an *owner epoch* one above the one in the current checkpoint when it is
+assigned the partitions, writes it at once (a claim checkpoint) and stores it in every checkpoint's
+``extra``; a commit that finds a newer epoch in the current checkpoint refuses to write (``Fenced``,
+exit 4): a paused owner that the group replaced cannot overwrite its successor's state.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from kafka import ConsumerRebalanceListener
+from prometheus_client import Counter
 
 from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
@@ -47,6 +69,7 @@ from detector.stream.sinks import SinkError, StreamSinks
 if TYPE_CHECKING:
     from detector.engine import Engine
     from detector.metrics import Metrics
+    from detector.rules import RuleWatcher
 
 log = logging.getLogger("detector.stream")
 
@@ -54,6 +77,14 @@ log = logging.getLogger("detector.stream")
 LIVENESS_S = 120.0
 #: Gauges copied from the engine (state size, accounts...) at most this often.
 SYNC_EVERY_S = 1.0
+#: While the prefetch queue is full the consumer thread still polls (all partitions paused) this often.
+KEEPALIVE_S = 1.0
+#: How long ``run`` waits for the consumer thread to commit and close on the way out.
+CLOSE_WAIT_S = 30.0
+
+
+class Fenced(RuntimeError):
+    """A newer owner (higher owner epoch) wrote the current checkpoint; this replica must not write."""
 
 
 @dataclass
@@ -69,9 +100,25 @@ class RunSummary:
     #: Per batch that raised alerts: wall seconds from the produce of its newest record (``produced_at``
     #: header, when the producer sets one) to the alerts' hand-off to the sinks.
     alert_latency_s: list[float] = field(default_factory=list)
+    #: Per non-empty batch: wall seconds from the produce of its newest record to the end of its
+    #: processing (decoded, merged, released events through the engine).
+    batch_latency_s: list[float] = field(default_factory=list)
     #: Monotonic clock at the first record read and at the end of the run (throughput figures).
     first_record_at: float | None = None
     finished_at: float | None = None
+    #: Batches dropped because a rebalance happened after they were polled (read again afterwards).
+    stale_batches: int = 0
+    rule_reloads: int = 0
+
+
+@dataclass
+class _Batch:
+    """One poll's records, handed from the consumer thread to the processing thread."""
+
+    epoch: int
+    records: dict[Any, list[Any]]
+    #: High-water offset per assigned partition, read on the consumer thread right after the poll.
+    highwater: dict[int, int | None]
 
 
 class Daemon:
@@ -87,6 +134,7 @@ class Daemon:
         on_alert: Callable[[dict[str, Any]], None] | None = None,
         drain_when_idle: bool = False,
         keep_alerts: bool = False,
+        rules: RuleWatcher | None = None,
     ) -> None:
         self.s = settings
         self._factory = engine_factory
@@ -95,6 +143,7 @@ class Daemon:
         self._on_alert = on_alert
         self.drain_when_idle = drain_when_idle
         self._keep_alerts = keep_alerts
+        self.rules = rules
         self.engine: Engine | None = None
         self.merge = EventTimeMerge(settings.idle_partition_s)
         self.summary = RunSummary()
@@ -105,15 +154,41 @@ class Daemon:
         self._joined = False
         self._dirty = False
         self._fatal: BaseException | None = None
+        self._no_commit = False
         self._my_ckpt: str | None = None
         self._last_commit = time.monotonic()
         self._last_loop = time.monotonic()
         self._last_sync = 0.0
         self._newest_produced = 0
+        # threads: the processing lock guards engine, merge, sinks and the fields above; the epoch
+        # changes (under the lock) at every revocation and assignment
+        self._lock = threading.RLock()
+        self._epoch = 0
+        self._owner_epoch = 0
+        self._assignor = SingleOwnerAssignor(lambda: self._owner)
+        self._batches: queue.Queue[_Batch] = queue.Queue()
+        self._taken = threading.Event()
+        self._commands: queue.Queue[tuple[int, dict[int, int]]] = queue.Queue()
+        self._closing = threading.Event()
+        self._consumer_error: BaseException | None = None
+        self._hw: dict[int, int | None] = {}
+        self._reloads = (
+            Counter(
+                "detector_rule_reloads_total",
+                "Rule reloads (SIGHUP or changed files) by result.",
+                ["result"],
+                registry=metrics.registry,
+            )
+            if rules is not None
+            else None
+        )
+        if self._reloads is not None:
+            for result in ("ok", "failed"):
+                self._reloads.labels(result=result)
 
     # ------------------------------------------------------------------------------------------ probes
     def live(self) -> bool:
-        """Liveness: the poll loop came round recently."""
+        """Liveness: the processing loop came round recently."""
         return time.monotonic() - self._last_loop < LIVENESS_S
 
     def ready(self) -> bool:
@@ -122,13 +197,15 @@ class Daemon:
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> RunSummary:
-        """Consume until ``stop`` is set (or, with ``drain_when_idle``, until caught up); then leave."""
-        from kafka import KafkaConsumer, KafkaProducer
+        """Consume until ``stop`` is set (or, with ``drain_when_idle``, until caught up); then leave.
 
-        common = self.s.kafka_common()
+        The calling thread is the processing thread; a consumer thread is started and stopped here.
+        """
+        from kafka import KafkaProducer
+
         log.info("starting", extra={"settings": self.s.redacted()})
         producer = KafkaProducer(
-            **common,
+            **self.s.kafka_common(),
             acks="all",
             linger_ms=20,
             max_request_size=8 << 20,
@@ -147,51 +224,44 @@ class Daemon:
             self.s.webhook_timeout_s,
             sink_cb,
         )
-        consumer = KafkaConsumer(
-            **common,
-            group_id=self.s.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.s.max_poll_records,
-            max_partition_fetch_bytes=self.s.max_partition_fetch_bytes,
-            fetch_max_bytes=max(self.s.max_partition_fetch_bytes, 50 << 20),
-            session_timeout_ms=self.s.session_timeout_ms,
-            heartbeat_interval_ms=self.s.heartbeat_interval_ms,
-            max_poll_interval_ms=self.s.max_poll_interval_ms,
-            partition_assignment_strategy=[SingleOwnerAssignor(lambda: self._owner)],
-        )
-        self._consumer = consumer
-        consumer.subscribe([self.s.input_topic], listener=_Listener(self))
+        self._closing.clear()
+        consumer_thread = threading.Thread(target=self._consume, name="detector-consumer", daemon=True)
+        consumer_thread.start()
         failed = False
         try:
             while not self.stop.is_set():
-                records = consumer.poll(
-                    timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_poll_records
-                )
                 self._last_loop = time.monotonic()
+                try:
+                    item: _Batch | None = self._batches.get(timeout=self.s.poll_timeout_ms / 1000)
+                    self._taken.set()
+                except queue.Empty:
+                    item = None
                 if self._fatal is not None:
                     raise self._fatal
-                if self.engine is None or not self._assigned:
-                    continue  # standby, or mid-rebalance: records are read again after the seek
-                self._handle(records)
-                self._maybe_sync()
-                if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
-                    self.commit("interval")
-                if self.drain_when_idle and self._caught_up():
-                    self._drain()
-                    self.commit("drain")
-                    self.summary.finished_at = time.monotonic()
+                if self._consumer_error is not None:
+                    raise RuntimeError("the consumer thread failed") from self._consumer_error
+                self._maybe_reload_rules()
+                if item is not None and self._step(item):
                     break
-        except SinkError:
+        except (SinkError, Fenced) as exc:
             failed = True
-            log.exception("a sink failed; stopping without a checkpoint so a restart raises the alerts again")
+            self._no_commit = True  # not even from the revocation that closing the consumer triggers
+            if isinstance(exc, SinkError):
+                log.exception(
+                    "a sink failed; stopping without a checkpoint so a restart raises the alerts again"
+                )
+            else:
+                log.error("fenced by a newer owner; stopping without writing a checkpoint")
             raise
         finally:
             try:
-                if not failed and self.engine is not None:
-                    self.commit("shutdown")
+                if not failed:
+                    with self._lock:
+                        if self.engine is not None:
+                            self.commit("shutdown")
             finally:
-                consumer.close(autocommit=False)
+                self._closing.set()
+                consumer_thread.join(CLOSE_WAIT_S)
                 producer.close(timeout=self.s.flush_timeout_s)
                 self._sinks.close()
                 log.info(
@@ -200,15 +270,146 @@ class Daemon:
                 )
         return self.summary
 
+    def _step(self, item: _Batch) -> bool:
+        """Process one batch from the consumer thread; True when the run is finished (drained)."""
+        with self._lock:
+            if item.epoch != self._epoch:
+                self.summary.stale_batches += 1
+                return False  # polled before a rebalance: read again from the checkpoint's offsets
+            if self.engine is None or not self._assigned:
+                return False  # standby, or between revocation and assignment
+            self._hw = item.highwater
+            self._handle(item.records)
+            self._maybe_sync()
+            if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
+                self.commit("interval")
+            if self.drain_when_idle and self._caught_up():
+                self._drain()
+                self.commit("drain")
+                self.summary.finished_at = time.monotonic()
+                return True
+        return False
+
+    def _maybe_reload_rules(self) -> None:
+        """Swap in a new rule set when the watcher has one (SIGHUP or changed files); keep state.
+
+        A rule set that does not load is logged by the watcher, counted here, and the running rules
+        stay; the same broken files are not tried again until they change.
+        """
+        if self.rules is None:
+            return
+        before = self.rules.errors
+        new = self.rules.poll()
+        assert self._reloads is not None
+        if new is None:
+            if self.rules.errors and self.rules.errors is not before:
+                self._reloads.labels(result="failed").inc()
+            return
+        with self._lock:  # between batches: a tick never sees two rule sets
+            if self.engine is not None:
+                self.engine.rules = new
+        self.summary.rule_reloads += 1
+        self._reloads.labels(result="ok").inc()
+        log.info("rules swapped in", extra={"rules": len(new)})
+
     def _collect(self, doc: dict[str, Any]) -> None:
         if self._keep_alerts:
             self.summary.alert_docs.append(doc)
         if self._on_alert:
             self._on_alert(doc)
 
+    # ------------------------------------------------------------------------------------------ consumer
+    def _consume(self) -> None:
+        """The consumer thread: the only thread that calls the ``KafkaConsumer``."""
+        from kafka import KafkaConsumer
+
+        consumer: Any = None
+        topic = self.s.input_topic
+        try:
+            consumer = KafkaConsumer(
+                **self.s.consumer_config(),
+                group_id=self.s.group_id,
+                session_timeout_ms=self.s.session_timeout_ms,
+                heartbeat_interval_ms=self.s.heartbeat_interval_ms,
+                max_poll_interval_ms=self.s.max_poll_interval_ms,
+                partition_assignment_strategy=[self._assignor],
+            )
+            self._consumer = consumer
+            consumer.subscribe([topic], listener=_Listener(self))
+            last_poll = 0.0
+            while not self._closing.is_set():
+                self._run_commands(consumer, sync=False)
+                if self._batches.qsize() >= self.s.prefetch_batches:
+                    # back-pressure: wait for the processing thread; poll now and then with every
+                    # partition paused so that the group (and a pending rebalance) is served
+                    self._taken.wait(0.05)
+                    self._taken.clear()
+                    if time.monotonic() - last_poll < KEEPALIVE_S:
+                        continue
+                    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
+                    if mine:
+                        consumer.pause(*mine)
+                    records = consumer.poll(timeout_ms=0, max_records=self.s.max_poll_records)
+                else:
+                    paused = consumer.paused()
+                    if paused:
+                        consumer.resume(*paused)
+                    records = consumer.poll(
+                        timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_poll_records
+                    )
+                last_poll = time.monotonic()
+                # read after the poll: a rebalance inside it bumped the epoch, and these records
+                # were fetched from the positions its assignment set
+                epoch = self._epoch
+                if records or self._batches.empty():  # empty batches only while idle (merge timing)
+                    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
+                    high = {tp.partition: consumer.highwater(tp) for tp in mine}
+                    self._batches.put(_Batch(epoch, records, high))
+        except BaseException as exc:
+            self._consumer_error = exc
+            log.exception("consumer thread failed")
+        finally:
+            if consumer is not None:
+                try:
+                    self._run_commands(consumer, sync=True)
+                finally:
+                    consumer.close(autocommit=False)  # revokes: the listener may commit once more
+
+    def _run_commands(self, consumer: Any, *, sync: bool) -> None:
+        """Offset commits asked for by the processing thread (for lag dashboards; see module doc)."""
+        from kafka import OffsetAndMetadata, TopicPartition
+
+        while True:
+            try:
+                epoch, offsets = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if epoch != self._epoch:
+                continue  # a rebalance since: these partitions may belong to someone else now
+            topic = self.s.input_topic
+            request = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+            try:
+                if sync:
+                    consumer.commit(request)
+                else:
+                    consumer.commit_async(request, callback=_log_commit_failure)
+            except Exception as exc:  # the checkpoint is authoritative; the group offset is for visibility
+                log.warning("offset commit failed", extra={"error": type(exc).__name__})
+
+    def _discard_queued(self) -> None:
+        while True:
+            try:
+                self._batches.get_nowait()
+            except queue.Empty:
+                return
+            self.summary.stale_batches += 1
+            self._taken.set()
+
     # ------------------------------------------------------------------------------------------ batches
     def _highwater(self) -> dict[int, int | None]:
-        return {tp.partition: self._consumer.highwater(tp) for tp in self._assigned}
+        """High-water offsets of the assigned partitions, as the consumer thread last saw them."""
+        mine = {tp.partition for tp in self._assigned}
+        return {p: h for p, h in self._hw.items() if p in mine}
 
     def _handle(self, records: dict[Any, list[Any]]) -> None:
         if not records:
@@ -223,14 +424,23 @@ class Daemon:
         parts: list[int] = []
         offs: list[int] = []
         consumed: dict[int, int] = {}
+        newest = 0
         for tp, recs in records.items():
+            nxt = self.merge.next_offset.get(tp.partition, 0)
+            if recs and recs[0].offset < nxt:  # never count a record twice (defensive: seeks are per epoch)
+                recs = [r for r in recs if r.offset >= nxt]
+            if not recs:
+                continue
             for r in recs:
                 values.append(r.value if r.value is not None else b"")
                 keys.append(r.key)
                 parts.append(tp.partition)
                 offs.append(r.offset)
             consumed[tp.partition] = recs[-1].offset + 1
-            self._newest_produced = max(self._newest_produced, _produced_at(recs[-1]))
+            newest = max(newest, _produced_at(recs[-1]))
+        if not values:
+            return
+        self._newest_produced = max(self._newest_produced, newest)
         batch = decode_lines(values, position_of=lambda i: f"{topic}/{parts[i]}@{offs[i]}")
         assert self._sinks is not None
         for rej in batch.rejects:
@@ -247,6 +457,8 @@ class Daemon:
         self._dirty = True
         self.summary.records += len(values)
         self.summary.rejects += len(batch.rejects)
+        if newest > 0:
+            self.summary.batch_latency_s.append(time.time() - newest / 1000.0)
         self.metrics.record_batch(
             consumed=len(values),
             decoded=events.height,
@@ -302,10 +514,12 @@ class Daemon:
     def commit(self, reason: str, *, in_listener: bool = False) -> None:
         """1. flush sinks, 2. checkpoint state with offsets, 3. commit offsets to Kafka (see module doc).
 
-        kafka-python runs rebalance listeners on its IO thread, where a blocking commit is not allowed:
-        there the offsets are committed asynchronously (step 3 is for visibility only).
+        Called with the processing lock held (processing thread or rebalance listener). Inside a
+        listener the offsets are committed asynchronously right there (the consumer is mid-``poll``);
+        otherwise the consumer thread commits them before its next poll. Raises ``Fenced`` when a newer
+        owner wrote the current checkpoint.
         """
-        if self.engine is None or self._sinks is None or not self._dirty:
+        if self.engine is None or self._sinks is None or not self._dirty or self._no_commit:
             return
         t0 = time.perf_counter()
         try:
@@ -317,9 +531,15 @@ class Daemon:
         extra = {
             "topic": self.s.input_topic,
             "offsets": {str(p): o for p, o in sorted(offsets.items())},
+            "owner_epoch": self._owner_epoch,
+            "group_generation": self._assignor.generation,
             "saved_at": datetime.now(UTC).isoformat(),
         }
         try:
+            stored = int(_current_extra(self.s.state_dir).get("owner_epoch", 0))
+            if stored > self._owner_epoch:
+                self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
+                raise Fenced(f"checkpoint owner epoch {stored} is newer than ours ({self._owner_epoch})")
             folder = save_engine(self.engine, self.s.state_dir, extra)  # 2
         except OSError:
             self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
@@ -329,84 +549,129 @@ class Daemon:
         self._dirty = False
         self._last_commit = time.monotonic()
         self.summary.commits += 1
-        try:  # 3
-            from kafka import OffsetAndMetadata, TopicPartition
+        if in_listener:  # 3
+            try:
+                from kafka import OffsetAndMetadata, TopicPartition
 
-            request = {
-                TopicPartition(self.s.input_topic, p): OffsetAndMetadata(o, "", -1)
-                for p, o in offsets.items()
-            }
-            if in_listener:
-                self._consumer.commit_async(request)
-            else:
-                self._consumer.commit(request)
-        except Exception as exc:  # the checkpoint is authoritative; the group offset is for visibility
-            log.warning("offset commit failed", extra={"error": type(exc).__name__})
+                request = {
+                    TopicPartition(self.s.input_topic, p): OffsetAndMetadata(o, "", -1)
+                    for p, o in offsets.items()
+                }
+                self._consumer.commit_async(request, callback=_log_commit_failure)
+            except Exception as exc:  # the checkpoint is authoritative; the group offset is for visibility
+                log.warning("offset commit failed", extra={"error": type(exc).__name__})
+        else:
+            self._commands.put((self._epoch, offsets))
         self.metrics.record_checkpoint(time.perf_counter() - t0, ok=True)
         self._maybe_sync(force=True)
         log.debug("committed", extra={"reason": reason, "offsets": extra["offsets"]})
 
     # ------------------------------------------------------------------------------------------ rebalance
+    # The listener methods run inside the consumer's ``poll`` (or ``close``), while the consumer thread
+    # waits there; they take the processing lock, so the processing thread is between batches.
     def on_revoked(self, revoked: list[Any]) -> None:
         """Before the group moves partitions: commit, so the next owner starts from our checkpoint."""
-        if self.engine is None:
-            return
-        if self._dirty:
-            self._my_ckpt = None  # set again only if this commit succeeds (then memory equals the checkpoint)
-        try:
-            self.commit("rebalance", in_listener=True)
-        except SinkError as exc:
-            self._fatal = exc
-            self.engine = None
-        self._assigned = []
+        with self._lock:
+            self._epoch += 1
+            self._discard_queued()
+            if self.engine is not None and not self._no_commit:
+                if self._dirty:
+                    self._my_ckpt = None  # set again only if this commit succeeds (memory == checkpoint)
+                try:
+                    self.commit("rebalance", in_listener=True)
+                except (SinkError, Fenced) as exc:
+                    self._fatal = exc
+                    self._no_commit = True
+                    self.engine = None
+            self._assigned = []
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
 
-    def on_assigned(self, assigned: list[Any]) -> None:
-        """After the group assigned partitions: restore the shared checkpoint and seek to its offsets."""
-        self._joined = True
-        mine = sorted((tp for tp in assigned if tp.topic == self.s.input_topic), key=lambda tp: tp.partition)
-        self._assigned = mine
-        if not mine:
-            self._owner = False
+    def on_lost(self, lost: list[Any]) -> None:
+        """The group evicted us (session expired): another owner may be writing; drop, never write."""
+        with self._lock:
+            self._epoch += 1
+            self._discard_queued()
             self.engine = None
-            log.info("standby: no partitions assigned")
-            return
-        self._owner = True
-        root = self.s.state_dir
-        current = (root / "CURRENT").read_text().strip() if (root / "CURRENT").exists() else None
-        if self.engine is None or current != self._my_ckpt:
-            engine = self._factory()
-            extra = load_engine(engine, root) or {}
-            self.engine = engine
-        else:
-            extra = {"topic": self.s.input_topic, "offsets": self._checkpoint_offsets(root)}
-        offsets: dict[str, int] = extra.get("offsets", {}) if extra.get("topic") == self.s.input_topic else {}
-        start: dict[int, int] = {}
-        for tp in mine:
-            off = offsets.get(str(tp.partition))
-            if off is None:
-                self._consumer.seek_to_beginning(tp)
-                start[tp.partition] = 0
+            self._my_ckpt = None
+            self._dirty = False
+            self._assigned = []
+        log.warning("partitions lost", extra={"partitions": sorted(tp.partition for tp in lost)})
+
+    def on_assigned(self, assigned: list[Any]) -> None:
+        """After the group assigned partitions: restore the shared checkpoint, seek, claim ownership."""
+        with self._lock:
+            self._epoch += 1
+            self._discard_queued()
+            self._joined = True
+            mine = sorted(
+                (tp for tp in assigned if tp.topic == self.s.input_topic), key=lambda tp: tp.partition
+            )
+            self._assigned = mine
+            if not mine:
+                self._owner = False
+                self.engine = None
+                log.info("standby: no partitions assigned")
+                return
+            self._owner = True
+            root = self.s.state_dir
+            current = (root / "CURRENT").read_text().strip() if (root / "CURRENT").exists() else None
+            if self.engine is None or current != self._my_ckpt:
+                engine = self._factory()
+                extra = load_engine(engine, root) or {}
+                if self.rules is not None:
+                    engine.rules = self.rules.current
+                self.engine = engine
             else:
-                self._consumer.seek(tp, off)
-                start[tp.partition] = off
-        self.merge.reset(start)
+                extra = _current_extra(root)
+            offsets: dict[str, int] = (
+                extra.get("offsets", {}) if extra.get("topic") == self.s.input_topic else {}
+            )
+            start: dict[int, int] = {}
+            for tp in mine:
+                off = offsets.get(str(tp.partition))
+                if off is None:
+                    self._consumer.seek_to_beginning(tp)
+                    start[tp.partition] = 0
+                else:
+                    self._consumer.seek(tp, off)
+                    start[tp.partition] = off
+            self.merge.reset(start)
+            self._hw = {}
+            # claim: one epoch above any owner before us, written now so a paused predecessor is fenced
+            self._owner_epoch = max(int(extra.get("owner_epoch", 0)), self._owner_epoch) + 1
+            self._dirty = True
+            try:
+                self.commit("claim", in_listener=True)
+            except (SinkError, Fenced) as exc:
+                self._fatal = exc
+                self._no_commit = True
+                self.engine = None
         log.info(
             "partitions assigned",
             extra={
                 "partitions": [tp.partition for tp in mine],
                 "from": {str(p): o for p, o in start.items()},
+                "owner_epoch": self._owner_epoch,
+                "generation": self._assignor.generation,
             },
         )
 
-    @staticmethod
-    def _checkpoint_offsets(root: Path) -> dict[str, int]:
-        import json
 
-        folder = root / (root / "CURRENT").read_text().strip()
-        meta = json.loads((folder / "meta.json").read_text())
-        offsets: dict[str, int] = meta.get("extra", {}).get("offsets", {})
-        return offsets
+def _current_extra(root: Path) -> dict[str, Any]:
+    """The ``extra`` of the current checkpoint under ``root`` ({} when there is none)."""
+    pointer = root / "CURRENT"
+    if not pointer.exists():
+        return {}
+    meta_path = root / pointer.read_text().strip() / "meta.json"
+    if not meta_path.exists():
+        return {}
+    extra: dict[str, Any] = json.loads(meta_path.read_text()).get("extra", {})
+    return extra
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.warning("offset commit failed", extra={"error": type(response).__name__})
 
 
 def _produced_at(record: Any) -> int:
@@ -428,6 +693,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: list[Any]) -> None:
         self.daemon.on_revoked(revoked)
+
+    def on_partitions_lost(self, lost: list[Any]) -> None:
+        self.daemon.on_lost(lost)
 
     def on_partitions_assigned(self, assigned: list[Any]) -> None:
         self.daemon.on_assigned(assigned)

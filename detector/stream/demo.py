@@ -38,8 +38,12 @@ def run_demo(
     duration: float,
     stop: threading.Event,
     engine_args: dict[str, Any],
+    rules: Any = None,
 ) -> int:
-    """Run the demo until ``stop`` is set or ``duration`` seconds pass (0: no limit); return exit code."""
+    """Run the demo until ``stop`` is set or ``duration`` seconds pass (0: no limit); return exit code.
+
+    ``rules``: an optional ``RuleWatcher`` (``detector demo`` passes one; SIGHUP reloads the rules).
+    """
     from kafka import KafkaAdminClient, KafkaProducer
     from prometheus_client import CollectorRegistry
 
@@ -86,7 +90,12 @@ def run_demo(
         feeder = threading.Thread(target=feed, name="demo-producer", daemon=True)
         metrics = Metrics(CollectorRegistry())
         daemon = Daemon(
-            settings, lambda: build_engine(**engine_args), metrics, stop=stop, on_alert=print_alert
+            settings,
+            lambda: build_engine(**engine_args),
+            metrics,
+            stop=stop,
+            on_alert=print_alert,
+            rules=rules,
         )
         if settings.metrics_port:
             server = OpsServer(

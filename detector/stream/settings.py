@@ -48,6 +48,8 @@ class StreamSettings(BaseSettings):
     #: Records per poll and the poll timeout.
     max_poll_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
+    #: Polled batches the consumer thread may hold ahead of processing (the prefetch queue's bound).
+    prefetch_batches: int = Field(default=3, ge=1)
     #: Commit (flush sinks, checkpoint, commit offsets) at most this often while records flow.
     commit_interval_s: float = Field(default=5.0, gt=0)
     #: Longest wait for sinks to acknowledge on commit; a failure ends the daemon (exit 3) unacknowledged.
@@ -86,6 +88,21 @@ class StreamSettings(BaseSettings):
         if self.ssl_password is not None:
             cfg["ssl_password"] = self.ssl_password.get_secret_value()
         return cfg
+
+    def consumer_config(self) -> dict[str, Any]:
+        """kafka-python consumer keyword arguments (security, fetch sizes, poll size; no group settings).
+
+        The daemon adds its group settings; ``detector bench-stream`` uses exactly this for the raw
+        consume rate, so both read the same topic with the same fetch configuration.
+        """
+        return {
+            **self.kafka_common(),
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": self.max_poll_records,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+            "fetch_max_bytes": max(self.max_partition_fetch_bytes, 50 << 20),
+        }
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a loggable dict (secrets masked)."""
