@@ -1,7 +1,9 @@
 """Score alerts against simulator labels: recall and time-to-detect per campaign, false positives per persona.
 
 An account counts as flagged when an alert of severity medium or above names it in ``account_ids``
-(every revision counts); its detection time is the earliest such alert's ``detected_event_ts``.
+(every revision counts); its detection time is the earliest such revision's decision time
+(``evidence.revision_event_ts``; ``detected_event_ts`` for alerts that lack it). An episode that
+opened as a low lead and later escalated therefore counts from the escalation, not from the lead.
 "Flagged high" uses the same rule at severity high or above.
 
 A grown alert keeps the ``detected_event_ts`` of its first revision, so an account added to a cluster
@@ -128,7 +130,8 @@ class _Detections:
         self.records += 1
         if _RANK[sev] < _MEDIUM:
             return
-        when = _ts(alert["detected_event_ts"])
+        evidence = alert.get("evidence") or {}
+        when = _ts(evidence.get("revision_event_ts") or alert["detected_event_ts"])
         for acct in ids:
             if acct not in self.first or when < self.first[acct]:
                 self.first[acct] = when

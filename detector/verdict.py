@@ -120,7 +120,11 @@ class AlertBook:
                     first_event_ts=ep.first_event_ts,
                     detected_event_ts=ep.detected_event_ts,
                     reasons=v.reasons() if callable(v.reasons) else v.reasons,
-                    evidence={k: _clean(x) for k, x in v.evidence.items() if x is not None},
+                    evidence={
+                        **{k: _clean(x) for k, x in v.evidence.items() if x is not None},
+                        # when *this* revision was decided (detected_event_ts stays the first's)
+                        "revision_event_ts": detected,
+                    },
                 )
             )
         return out
