@@ -32,6 +32,7 @@ import polars as pl
 
 from detector.models.manifest import STEM, Manifest, read_manifest
 from detector.models.spec import catalogue, schema_entries, schema_hash, to_matrix, to_vector
+from detector.rules.ruleset import HIT_COLUMNS
 
 log = logging.getLogger("detector.models")
 
@@ -41,15 +42,6 @@ PREFERRED_PROVIDERS: Final = ("CUDAExecutionProvider", "CPUExecutionProvider")
 TOP_FEATURES: Final = 3
 #: A drop smaller than this does not count as a feature "driving" the score.
 MIN_DROP: Final = 1e-3
-
-HIT_SCHEMA: Final[Mapping[str, pl.DataType]] = {
-    "rule_id": pl.String(),
-    "severity": pl.String(),
-    "score": pl.Float64(),
-    "mode": pl.String(),
-    "campaign_type": pl.String(),
-    "detail": pl.String(),
-}
 
 
 class ModelError(ValueError):
@@ -228,7 +220,7 @@ class ModelSet:
         """
         if key not in frame.columns:
             raise ValueError(f"hits: key column '{key}' is not in the frame")
-        schema = pl.Schema({key: frame.schema[key], **HIT_SCHEMA})
+        schema = pl.Schema({key: frame.schema[key], **HIT_COLUMNS})
         parts = []
         for m in self.for_target(target):
             man = m.manifest
