@@ -15,7 +15,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 bash scripts/setup.sh
-.venv/bin/ruff check detector tests
+.venv/bin/ruff check detector tests dashboards scripts benchmarks
 .venv/bin/mypy
 .venv/bin/detector rules check rules
 set +e
