@@ -316,6 +316,34 @@ def ts_overview() -> dict[str, Any]:
                 6,
                 8,
             ),
+            row("Models"),
+            panel(
+                "timeseries",
+                "Model score quantiles",
+                "Median and 90th percentile of each ONNX model's scores over the accounts and clusters it "
+                "scored (a drift in the distribution is the first sign a model no longer fits the traffic).",
+                [
+                    (
+                        f"histogram_quantile({q}, sum by (le, model) "
+                        f"(rate(detector_model_score_bucket{{{SEL}}}[{RI}])))",
+                        "{{model}} p" + str(int(q * 100)),
+                    )
+                    for q in (0.5, 0.9)
+                ],
+                16,
+                8,
+                unit="percentunit",
+            ),
+            panel(
+                "table",
+                "Model execution provider",
+                "The onnxruntime execution provider each model runs on (CUDA when a GPU is present).",
+                [(f"max by (instance, model, provider) (detector_model_provider{{{SEL}}})", "{{model}}")],
+                8,
+                8,
+                options={"showHeader": True},
+                fmt="table",
+            ),
         ],
     )
 

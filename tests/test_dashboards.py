@@ -116,6 +116,8 @@ def test_panels_cover_the_issue() -> None:
         "New-model pivot share",
         "Allow-list suppressions by type",
         "Rule hits by rule",
+        "Model score quantiles",
+        "Model execution provider",
     ):
         assert want in ts
     ph = titles["pipeline-health.json"]
