@@ -412,9 +412,9 @@ class Engine:
             .agg(pl.col("bucket").min())
         )
         first_map = dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
-        shared = self._shared_keys(
-            keys, members.filter(pl.col("cluster_id").is_in(rows["cluster_id"].implode()))
-        )
+        alerting = rows["cluster_id"].implode()
+        shared = self._shared_keys(keys, members.filter(pl.col("cluster_id").is_in(alerting)))
+        link_map = _link_summaries(clusters.links.filter(pl.col("cluster_id").is_in(alerting)), now)
         out: list[Verdict] = []
         for row in rows.iter_rows(named=True):
             accts: list[str] = member_map[row["cluster_id"]]
@@ -427,6 +427,7 @@ class Engine:
                 continue
             evidence: dict[str, Any] = {k: row.get(k) for k in CLUSTER_EVIDENCE}
             evidence["shared"] = shared.get(row["cluster_id"], {})
+            evidence["links"] = link_map.get(row["cluster_id"], [])
             out.append(
                 Verdict(
                     "cluster",
@@ -479,6 +480,17 @@ class Engine:
         for cid, fam, key, n in k.iter_rows():
             out.setdefault(cid, {}).setdefault(fam, []).append(f"{key} ({n} accounts)")
         return out
+
+
+def _link_summaries(links: pl.DataFrame, now: datetime, top: int = 5) -> dict[str, list[str]]:
+    """Per cluster, its strongest links as text: type, accounts, weight, age (hours since last held)."""
+    out: dict[str, list[str]] = {}
+    for cid, link, accounts, weight, last_seen in (
+        links.group_by("cluster_id", maintain_order=True).head(top).iter_rows()
+    ):
+        age = (now - last_seen).total_seconds() / 3600.0
+        out.setdefault(cid, []).append(f"{link}: {accounts} accounts, weight {weight:.2f}, {age:.1f} h old")
+    return out
 
 
 def _reasons(structs: list[dict[str, Any]]) -> list[Reason]:

@@ -22,9 +22,19 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from detector.schema import UTC_US, make_schema
 from detector.settings import LinkSettings
 
 FAMILIES = ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")
+LINK_SCHEMA = make_schema(
+    {
+        "cluster_id": pl.String,
+        "link": pl.String,
+        "accounts": pl.Int64,
+        "weight": pl.Float64,
+        "last_seen": UTC_US,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,11 @@ class Clusters:
 
     members: pl.DataFrame  # account_id, cluster_id
     evidence: pl.DataFrame  # cluster_id, link_families, shares_<family>..., shared_<family> (key counts)
+    #: One row per link (a composite key, or one strong-family key) that holds the cluster together:
+    #: cluster_id, link ("client+template", "payment"), accounts, weight (share of each key's holders
+    #: holding both), last_seen (latest time a member used the two keys together). Links expire with
+    #: their keys (the link window).
+    links: pl.DataFrame
 
 
 def cluster_id_for(account_id: str) -> str:
@@ -47,6 +62,7 @@ def _empty() -> Clusters:
     return Clusters(
         pl.DataFrame(schema={"account_id": pl.String, "cluster_id": pl.String}),
         pl.DataFrame(schema=ev_schema),
+        pl.DataFrame(schema=LINK_SCHEMA),
     )
 
 
@@ -77,6 +93,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
             "account_id",
             pl.col("family").replace_strict(fam_code, return_dtype=pl.UInt8).alias("fam"),
             pl.col("kid").cast(pl.UInt64),
+            "last_seen",
         )
     )
     if k.height == 0:
@@ -94,6 +111,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
             "kid",
             "kid_b",
             (pl.col("kid") * (1 << 32) + pl.col("kid_b")).alias("group"),
+            pl.min_horizontal("last_seen", "last_seen_b").alias("held"),
         )
     )
     strong_codes = [fam_code[f] for f in cfg.strong_families]
@@ -104,12 +122,13 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         "kid",
         pl.col("kid").alias("kid_b"),
         (pl.col("kid") * (1 << 32) + pl.col("kid")).alias("group"),
+        pl.col("last_seen").alias("held"),
     )
     holders = useful.select(pl.col("kid").cast(pl.UInt64), "n")
     grouped = (
         pl.concat([pairs, strong])
         .group_by("group", "fam", "fam_b", "kid", "kid_b")
-        .agg(pl.col("account_id").unique().sort())
+        .agg(pl.col("account_id").unique().sort(), pl.col("held").max().alias("last_seen"))
         .join(holders, on="kid")
         .join(holders.rename({"kid": "kid_b", "n": "n_b"}), on="kid_b")
         # a composite key links only when the accounts holding both keys are most of the holders of
@@ -127,6 +146,19 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                     & (pl.max_horizontal("n", "n_b") <= cfg.nested_max_share * total)
                 )
             )
+        )
+        # the link's weight: the share of each key's holders that hold both (1.0: the same accounts)
+        .with_columns(
+            (pl.col("account_id").list.len() / pl.max_horizontal("n", "n_b")).alias("weight"),
+            pl.concat_str(
+                pl.col("fam").replace_strict(dict(enumerate(FAMILIES)), return_dtype=pl.String),
+                pl.when(pl.col("fam") != pl.col("fam_b"))
+                .then(
+                    pl.lit("+")
+                    + pl.col("fam_b").replace_strict(dict(enumerate(FAMILIES)), return_dtype=pl.String)
+                )
+                .otherwise(pl.lit("")),
+            ).alias("link"),
         )
         .drop("kid", "kid_b", "n", "n_b")
     )
@@ -188,4 +220,20 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     ev = ev.with_columns(
         pl.sum_horizontal([pl.col(f"shares_{f}").cast(pl.Int64) for f in FAMILIES]).alias("link_families")
     ).select(_empty().evidence.columns)
-    return Clusters(members, ev.sort("cluster_id"))
+    links = (
+        grouped.select(
+            pl.col("account_id").list.first().alias("account_id"),
+            "link",
+            pl.col("account_id").list.len().cast(pl.Int64).alias("accounts"),
+            "weight",
+            "last_seen",
+        )
+        .join(members, on="account_id")
+        # ties (two cards of 25 accounts each) ordered by recency, then by first holder: deterministic
+        .sort(
+            ["cluster_id", "accounts", "weight", "link", "last_seen", "account_id"],
+            descending=[False, True, True, False, True, False],
+        )
+        .select(LINK_SCHEMA.keys())
+    )
+    return Clusters(members, ev.sort("cluster_id"), links)

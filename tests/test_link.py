@@ -46,6 +46,20 @@ def test_two_families_link_and_evidence_names_them() -> None:
     ev = cl.evidence.row(0, named=True)
     assert ev["link_families"] == 2 and ev["shares_client"] and ev["shares_template"]
     assert not ev["shares_payment"]
+    # the link that holds them: its type, how many hold it, its weight and when it was last held
+    assert cl.links.select("link", "accounts", "weight", "last_seen").rows() == [
+        ("client+template", 8, 1.0, T0)
+    ]
+
+
+def test_link_weight_is_the_share_of_holders_holding_both() -> None:
+    """Six of ten card holders also share a template held by only those six: weight 0.6."""
+    rows = [(f"c{i}", "payment", "pf1") for i in range(10)]
+    rows += [(f"c{i}", "template", "77") for i in range(6)]
+    rows += _background(300)
+    cl = build_clusters(_keys(rows), _accounts([r[0] for r in rows]), LinkSettings())
+    links = dict(zip(cl.links["link"], cl.links["weight"], strict=True))
+    assert links == {"payment": 1.0, "payment+template": 0.6}
 
 
 def test_payment_links_alone_and_chains_components() -> None:
