@@ -70,14 +70,11 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Rules alone vs. rules plus models per campaign family and honest persona on a held-out run."""
-        from detector.features import CATALOGUES
         from detector.models.compare import compare, render
-        from detector.models.data import capture, simulate_run
-        from detector.models.runtime import ModelSet
-        from detector.rules import load_rules
+        from detector.models.data import simulate_run
 
-        run = capture(simulate_run(work / f"seed{seed}-d{days:g}-s{scale:g}", seed, days, scale))
-        rows = compare(run, load_rules(rules_dir, CATALOGUES), ModelSet.load(models))
+        run_dir = simulate_run(work / f"seed{seed}-d{days:g}-s{scale:g}", seed, days, scale)
+        rows = compare(run_dir, rules_dir, models, run_dir / "compare")
         if as_json:
             print(json.dumps([r.as_dict() for r in rows], indent=2))
         else:

@@ -64,12 +64,26 @@ def simulate_run(out_dir: Path, seed: int, days: float, scale: float) -> Path:
     from detector.simulate import simulate
 
     labels = out_dir / "labels.json"
-    if labels.exists() and (out_dir / "events.parquet").exists():
+    stamp = out_dir / "simulator.sha256"
+    version = simulator_fingerprint()
+    if labels.exists() and (out_dir / "events.parquet").exists() and stamp.exists():
         meta = orjson.loads(labels.read_bytes())
-        if meta.get("seed") == seed and meta.get("days") == days and meta.get("scale") == scale:
+        same = meta.get("seed") == seed and meta.get("days") == days and meta.get("scale") == scale
+        if same and stamp.read_text() == version:
             return out_dir
     simulate(out_dir, days=days, seed=seed, scale=scale)
+    stamp.write_text(version)
     return out_dir
+
+
+def simulator_fingerprint() -> str:
+    """SHA-256 of the simulator's source: a cached run is reused only if the simulator is unchanged."""
+    import detector.simulate as sim
+
+    h = hashlib.sha256()
+    for path in sorted(Path(sim.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def capture(run_dir: Path) -> Captured:
