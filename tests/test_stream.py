@@ -144,11 +144,17 @@ def test_stream_survives_broker_restart(
         assert daemon.ready()
     finally:
         t.stop()
-    assert daemon.engine is not None
-    engine = daemon.engine
+    # read the shutdown checkpoint, not the memory: the restarted broker forgot the group, so closing the
+    # consumer may find the membership lost and drop the in-memory engine (by design: never write then)
+    from detector.checkpoint import load_engine
+
+    engine = _engine()
+    extra = load_engine(engine, tmp_path / "state")
+    assert extra is not None
     pending = engine.pending_events()
     counted = engine.stats.events + (pending.height if pending is not None else 0)
-    assert counted == len(events)  # every event once: none lost, the re-read first half de-duplicated
+    held = len(events) - sum(extra["offsets"].values())  # held by the merge: read again on restart
+    assert counted + held == len(events)  # every event once: none lost, the re-read first half de-duplicated
 
 
 def test_two_replicas_rebalance_state_follows(
@@ -290,3 +296,125 @@ def test_fenced_owner_does_not_overwrite_newer_checkpoint(
     assert (state / "CURRENT").read_text().strip() == newer.name  # never overwritten
     reg = zombie.metrics.registry
     assert (reg.get_sample_value("detector_checkpoint_failures_total") or 0) >= 1
+
+
+def _claim_only(state: Path) -> bool:
+    """The current checkpoint is the owner's claim at assignment: nothing after it counted."""
+    from detector.stream.daemon import _current_extra
+
+    extra = _current_extra(state)
+    return extra.get("owner_epoch") == 1 and set(extra["offsets"].values()) == {0}
+
+
+def test_failure_mid_batch_writes_no_checkpoint(
+    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
+) -> None:
+    """An error inside a batch (engine, sink hand-off) leaves the engine part-way: the daemon must stop
+    without checkpointing it, or the alerts not yet handed to the sinks would never be raised again."""
+    kb.make_topics(broker.bootstrap)
+    kb.produce_events(broker.bootstrap, sim["events"])
+
+    def fail(doc: dict[str, Any]) -> None:
+        raise RuntimeError("alert hand-off failed")
+
+    state = tmp_path / "state"
+    settings = kb.stream_settings(broker.bootstrap, state, commit_interval_s=3600, max_poll_interval_ms=2000)
+    t = kb.DaemonThread(_daemon(settings, on_alert=fail)).start()
+    t.thread.join(60)
+    assert not t.thread.is_alive()
+    assert isinstance(t.error, RuntimeError) and "hand-off" in str(t.error)
+    assert _claim_only(state)
+
+
+def test_failed_shutdown_flush_writes_no_checkpoint(
+    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIGTERM right after alerts were sent, and an acknowledgement fails: the shutdown flush raises and
+    no checkpoint is written, not even by the revocation that closing the consumer runs (its flush would
+    find the failure already reported and pass)."""
+    import threading
+
+    from detector.stream.sinks import SinkError
+
+    kb.make_topics(broker.bootstrap)
+    kb.produce_events(broker.bootstrap, sim["events"])
+    stop = threading.Event()
+    state = tmp_path / "state"
+    settings = kb.stream_settings(broker.bootstrap, state, commit_interval_s=3600, max_poll_interval_ms=2000)
+    daemon: Daemon | None = None
+
+    def nack_and_stop(doc: dict[str, Any]) -> None:
+        # what the producer's errback records for a send the broker did not acknowledge
+        assert daemon is not None and daemon._sinks is not None
+        daemon._sinks._failures.append("alert: NotEnoughReplicasError")
+        stop.set()
+
+    daemon = _daemon(settings, stop=stop, on_alert=nack_and_stop)
+    t = kb.DaemonThread(daemon).start()
+    t.thread.join(60)
+    assert not t.thread.is_alive()
+    assert isinstance(t.error, SinkError)
+    assert _claim_only(state)
+
+
+def test_blank_records_are_dead_lettered(broker: kb.EmbeddedBroker, tmp_path: Path) -> None:
+    """A poll that returns only null or blank values still dead-letters every one of them."""
+    kb.make_topics(broker.bootstrap)
+    kb.produce_raw(broker.bootstrap, [(b"acct_a", None), (b"acct_b", b""), (b"acct_c", b" \t ")])
+    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", max_poll_interval_ms=2000)
+    daemon = _daemon(settings, drain_when_idle=True)
+    t = kb.DaemonThread(daemon).start()
+    t.thread.join(60)
+    assert not t.thread.is_alive()
+    if t.error:
+        raise t.error
+    assert daemon.summary.records == 3 and daemon.summary.rejects == 3
+    dlq = kb.read_topic(broker.bootstrap, kb.DLQ)
+    assert sorted(r.key for r in dlq) == [b"acct_a", b"acct_b", b"acct_c"]
+    assert all(dict(r.headers)["reason"] == b"not_json" for r in dlq)
+
+
+def test_sink_send_error_is_a_sink_error(broker: kb.EmbeddedBroker, sim: dict[str, Any]) -> None:
+    """``send`` itself can raise (closed producer, full buffer, no metadata within max_block_ms): that
+    is a sink failure (exit 3, no checkpoint), like a failed acknowledgement."""
+    from kafka import KafkaProducer
+
+    from detector.contracts import Alert
+    from detector.decode import Reject
+    from detector.stream.sinks import SinkError, StreamSinks
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer.close()
+    sinks = StreamSinks(producer, kb.ALERTS, kb.DLQ)
+    with pytest.raises(SinkError, match="alert send failed"):
+        sinks.alert(Alert.model_validate(sim["alerts"][0]))
+    with pytest.raises(SinkError, match="dead-letter send failed"):
+        sinks.reject(Reject("not_json", None, "x", "p", b"{", 0), None, (kb.INPUT, 0, 0))
+
+
+def test_produced_at_header_null_or_garbage() -> None:
+    """The ``produced_at`` header is optional timing data: a null or non-numeric value reads as 0."""
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    from detector.stream.daemon import _produced_at
+
+    def rec(headers: list[tuple[str, bytes | None]]) -> Any:
+        return ConsumerRecord(kb.INPUT, 0, -1, 0, 0, 0, None, b"{}", headers, None, -1, 2, -1)
+
+    assert _produced_at(rec([("produced_at", b"1700000000000")])) == 1_700_000_000_000
+    assert _produced_at(rec([("produced_at", None)])) == 0
+    assert _produced_at(rec([("produced_at", b"soon")])) == 0
+
+
+def test_redacted_settings_hide_secrets() -> None:
+    from detector.stream.settings import StreamSettings
+
+    s = StreamSettings(
+        sasl_password="sasl-pw-123",
+        ssl_password="ssl-pw-456",
+        webhook_url="https://bot:tok-789@hooks.example.com/services/T0/B0/hook-secret?key=q-secret",
+    )
+    text = orjson.dumps(s.redacted()).decode()
+    for secret in ("sasl-pw-123", "ssl-pw-456", "tok-789", "hook-secret", "q-secret"):
+        assert secret not in text
+    assert "hooks.example.com" in text

@@ -19,7 +19,8 @@ A crash anywhere replays from the last checkpoint: events after it are read agai
 (the checkpoint did not count them), and the alerts they raise carry the same ``alert_id`` and
 ``revision`` (episodes are in the checkpoint), so the alerts topic holds each (id, revision) at least
 once and nothing is lost. A send that fails makes the commit raise; the daemon then stops without
-checkpointing (exit 3) so that a restart raises those alerts again.
+checkpointing (exit 3) so that a restart raises those alerts again. Any other error inside a batch
+(the engine may have counted part of it) also stops it without a checkpoint.
 
 Threads. kafka-python consumers are not thread-safe, so one *consumer thread* owns the ``KafkaConsumer``:
 it creates, subscribes, polls, pauses/resumes, commits offsets and closes it, and nothing else touches
@@ -60,7 +61,7 @@ from prometheus_client import Counter
 
 from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
-from detector.decode import decode_lines
+from detector.decode import Reject, decode_lines
 from detector.stream.assignor import SingleOwnerAssignor
 from detector.stream.merge import OFF, PART, EventTimeMerge
 from detector.stream.settings import StreamSettings
@@ -228,6 +229,7 @@ class Daemon:
         consumer_thread = threading.Thread(target=self._consume, name="detector-consumer", daemon=True)
         consumer_thread.start()
         failed = False
+        in_batch = False
         try:
             while not self.stop.is_set():
                 self._last_loop = time.monotonic()
@@ -241,8 +243,10 @@ class Daemon:
                 if self._consumer_error is not None:
                     raise RuntimeError("the consumer thread failed") from self._consumer_error
                 self._maybe_reload_rules()
+                in_batch = True
                 if item is not None and self._step(item):
                     break
+                in_batch = False
         except (SinkError, Fenced) as exc:
             failed = True
             self._no_commit = True  # not even from the revocation that closing the consumer triggers
@@ -253,12 +257,25 @@ class Daemon:
             else:
                 log.error("fenced by a newer owner; stopping without writing a checkpoint")
             raise
+        except BaseException:
+            if in_batch:  # the engine may hold part of the batch, its alerts not all handed to the sinks
+                failed = True
+                self._no_commit = True
+                log.exception("processing failed mid-batch; stopping without a checkpoint")
+            raise
         finally:
             try:
                 if not failed:
                     with self._lock:
                         if self.engine is not None:
-                            self.commit("shutdown")
+                            try:
+                                self.commit("shutdown")
+                            except BaseException:
+                                # a failed flush cleared the sinks' failures: the revocation that
+                                # closing the consumer triggers must not retry and checkpoint past them
+                                self._no_commit = True
+                                log.exception("shutdown commit failed; no checkpoint written")
+                                raise
             finally:
                 self._closing.set()
                 consumer_thread.join(CLOSE_WAIT_S)
@@ -442,6 +459,14 @@ class Daemon:
             return
         self._newest_produced = max(self._newest_produced, newest)
         batch = decode_lines(values, position_of=lambda i: f"{topic}/{parts[i]}@{offs[i]}")
+        if batch.records == 0:  # only null or blank values: decoding sees no record, so none is rejected
+            done = {r.index for r in batch.rejects}
+            detail = "empty record (null or blank value)"
+            batch.rejects += [
+                Reject("not_json", None, detail, f"{topic}/{parts[i]}@{offs[i]}", v, i)
+                for i, v in enumerate(values)
+                if i not in done
+            ]
         assert self._sinks is not None
         for rej in batch.rejects:
             i = rej.index
@@ -680,7 +705,7 @@ def _produced_at(record: Any) -> int:
         if key == "produced_at":
             try:
                 return int(value)
-            except ValueError:
+            except (TypeError, ValueError):  # a null or non-numeric header (any producer may set one)
                 return 0
     return 0
 

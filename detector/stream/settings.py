@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr
@@ -110,6 +111,12 @@ class StreamSettings(BaseSettings):
         for key in ("sasl_password", "ssl_password"):
             if out.get(key) is not None:
                 out[key] = "**********"
+        if out.get("webhook_url"):  # webhook URLs carry their credential (path token, query, user:pass@)
+            try:
+                url = urlsplit(out["webhook_url"])
+                out["webhook_url"] = f"{url.scheme}://{url.hostname or ''}/**********"
+            except ValueError:
+                out["webhook_url"] = "**********"
         return out
 
 

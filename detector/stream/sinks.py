@@ -59,10 +59,13 @@ class StreamSinks:
         """Send one alert (``emitted_at`` set now), keyed by its subject."""
         doc = alert.model_copy(update={"emitted_at": datetime.now(UTC)}).to_json_dict()
         value = orjson.dumps(doc)
-        future = self.producer.send(self.alerts_topic, key=alert.subject.encode(), value=value)
-        future.add_errback(self._errback("alert"))
-        if self._file:
-            self._file.write(value + b"\n")
+        try:  # send raises at once on a full buffer or missing metadata (max_block_ms), a closed producer
+            future = self.producer.send(self.alerts_topic, key=alert.subject.encode(), value=value)
+            future.add_errback(self._errback("alert"))
+            if self._file:
+                self._file.write(value + b"\n")
+        except Exception as exc:
+            raise SinkError(f"alert send failed: {type(exc).__name__}") from exc
         if self._webhook:
             self._webhook_queue.append(value)
         if self._on_alert:
@@ -79,7 +82,10 @@ class StreamSinks:
             ("source.partition", str(source[1]).encode()),
             ("source.offset", str(source[2]).encode()),
         ]
-        future = self.producer.send(self.dead_letter_topic, key=key, value=reject.raw, headers=headers)
+        try:
+            future = self.producer.send(self.dead_letter_topic, key=key, value=reject.raw, headers=headers)
+        except Exception as exc:
+            raise SinkError(f"dead-letter send failed: {type(exc).__name__}") from exc
         future.add_errback(self._errback("dead-letter"))
 
     def flush(self, timeout_s: float) -> None:
