@@ -2,19 +2,22 @@
 
 Layout under a root folder::
 
-    root/CURRENT            -> name of the live checkpoint folder (replaced atomically with os.replace)
-    root/ckpt-000042/       -> state tables (Parquet), pending.parquet, book.json, meta.json
+    root/CURRENT                -> name of the live checkpoint folder (replaced atomically with os.replace)
+    root/ckpt-000042-9f2c1a7b/  -> state tables (Parquet), pending.parquet, book.json, meta.json
 
 A checkpoint is written to a fresh folder, fsynced, and only then does ``CURRENT`` point at it, so a
 crash at any moment leaves either the old or the new checkpoint whole, never a mix. ``extra`` is
 stored in the same ``meta.json``: the daemon puts its consumed offsets there, so offsets and the state
-that counted them can never disagree. Older folders are removed after the switch.
+that counted them can never disagree. Folder names carry a random suffix, and after the switch only
+folders with a lower sequence number are removed, so two writers racing on one root (an owner being
+fenced and its successor) never delete each other's folder half-written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -52,10 +55,8 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
     """Write a complete checkpoint of ``engine`` (and ``extra``) and make it current."""
     root.mkdir(parents=True, exist_ok=True)
     live = _current(root)
-    seq = int(live.name.split("-")[1]) + 1 if live else 1
-    folder = root / f"ckpt-{seq:06d}"
-    if folder.exists():
-        shutil.rmtree(folder)
+    seq = _seq(live) + 1 if live else 1
+    folder = root / f"ckpt-{seq:06d}-{secrets.token_hex(4)}"
     engine.state.save(folder)
     pending = engine.pending_events()
     if pending is not None:
@@ -87,9 +88,17 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
     os.replace(tmp, root / "CURRENT")
     _fsync_dir(root)
     for old in root.glob("ckpt-*"):
-        if old != folder:
+        if old != folder and _seq(old) < seq:
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _seq(folder: Path) -> int:
+    """The sequence number in ``ckpt-<seq>-<suffix>`` (``ckpt-<seq>`` from older builds)."""
+    try:
+        return int(folder.name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:

@@ -274,7 +274,10 @@ def _explain(line: bytes, polars_error: str) -> tuple[str, str | None, str]:
         if err["type"] in ("literal_error",) and loc == "schema_version":
             kind = "schema_version"
         return kind, loc or None, f"{loc}: {err['msg']}"
-    return "type_error", None, f"record does not fit the event schema: {polars_error[:200]}"
+    # the reader's own message (``polars_error``) can quote record content, prompt text included: it
+    # never goes into a reject; the record is named by its position and kept (redacted) as raw bytes
+    del polars_error
+    return "type_error", None, "record does not fit the event schema (the JSON reader rejected it)"
 
 
 def _parse(data: bytes | Path) -> pl.DataFrame:

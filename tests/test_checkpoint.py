@@ -73,3 +73,19 @@ def test_replayed_events_after_restore_are_not_counted_twice(events: pl.DataFram
     once.process(events.slice(0, cut + 2_000))
     once.flush()
     assert again.stats.events == once.stats.events
+
+
+def test_a_racing_writers_folder_is_not_deleted(events: pl.DataFrame, tmp_path: Path) -> None:
+    """Only folders older than the one just made current are cleaned up, never a peer's newer one."""
+    eng = build_engine(ROOT / "rules")
+    eng.process(events.slice(0, 2_000))
+    root = tmp_path / "c"
+    save_engine(eng, root)
+    stale = root / "ckpt-000000-00000000"
+    stale.mkdir()
+    racing = root / "ckpt-000009-feedbeef"  # a successor writing a later checkpoint at the same time
+    racing.mkdir()
+    current = save_engine(eng, root)
+    assert current.name.startswith("ckpt-000002-")
+    assert racing.exists() and not stale.exists()
+    assert (root / "CURRENT").read_text() == current.name
