@@ -134,6 +134,10 @@ def demo(
     rules_dir: RulesOpt = None,
     ip_intel: IntelOpt = None,
     allowlist: AllowOpt = None,
+    show_leads: Annotated[
+        bool,
+        typer.Option("--show-leads", help="Also print low-severity leads (model-only hits, weak rules)."),
+    ] = False,
 ) -> None:
     """Embedded broker + live simulated traffic + the daemon; prints alerts as they arrive."""
     from detector.stream.demo import run_demo
@@ -151,6 +155,7 @@ def demo(
         stop=stop,
         engine_args={"rules_dir": rules_dir, "ip_intel": ip_intel, "allowlist": allowlist},
         rules=watcher,
+        show_leads=show_leads,
     )
     raise typer.Exit(code)
 

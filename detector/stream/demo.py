@@ -17,15 +17,25 @@ log = logging.getLogger("detector.stream")
 DEMO_PARTITIONS = 4
 
 
+#: Severities the demo prints (``--show-leads`` adds ``low``: model-only leads and weak rules).
+ACCUSATIONS = ("medium", "high", "critical")
+
+
 def print_alert(doc: dict[str, Any]) -> None:
     """One line per alert on stdout (ids, counts and scores only; alerts never hold prompt text)."""
+    reasons = ",".join(r["name"] for r in doc.get("reasons", []))
     print(
         f"ALERT {doc['severity']:<8} {doc['kind']:<7} {doc['subject']:<24} "
         f"campaign={doc.get('campaign_type') or '-'} accounts={len(doc['account_ids'])} "
         f"score={doc['score']:.2f} id={doc['alert_id']} rev={doc['revision']} "
-        f"detected={doc['detected_event_ts']}",
+        f"detected={doc['detected_event_ts']} why={reasons}",
         flush=True,
     )
+
+
+def _accusations_only(doc: dict[str, Any]) -> None:
+    if doc["severity"] in ACCUSATIONS:
+        print_alert(doc)
 
 
 def run_demo(
@@ -39,6 +49,7 @@ def run_demo(
     stop: threading.Event,
     engine_args: dict[str, Any],
     rules: Any = None,
+    show_leads: bool = False,
 ) -> int:
     """Run the demo until ``stop`` is set or ``duration`` seconds pass (0: no limit); return exit code.
 
@@ -94,7 +105,7 @@ def run_demo(
             lambda: build_engine(**engine_args),
             metrics,
             stop=stop,
-            on_alert=print_alert,
+            on_alert=print_alert if show_leads else _accusations_only,
             rules=rules,
         )
         if settings.metrics_port:
@@ -104,7 +115,8 @@ def run_demo(
             print(f"metrics: http://{settings.metrics_host}:{server.port}/metrics", flush=True)
         print(
             f"producing {len(events)} events to {settings.input_topic} at {speed:g}x event time; "
-            "alerts follow (Ctrl-C stops)",
+            f"alerts at medium or above follow{' (and low leads)' if show_leads else ''} (Ctrl-C stops); "
+            f"every alert is on the {settings.alerts_topic} topic",
             flush=True,
         )
         feeder.start()
