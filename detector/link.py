@@ -84,17 +84,20 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         .sort("family", "key")
         .with_row_index("kid")
     )
+    # the most-used keys per account and family (ties: lowest key; kid follows key order in a family)
     k = (
         keys.join(useful, on=["family", "key"], how="inner")
-        .sort(["account_id", "family", "uses", "key"], descending=[False, False, True, False])
-        .group_by("account_id", "family", maintain_order=True)
-        .head(cfg.keys_per_family)
         .select(
             "account_id",
             pl.col("family").replace_strict(fam_code, return_dtype=pl.UInt8).alias("fam"),
             pl.col("kid").cast(pl.UInt64),
+            "uses",
             "last_seen",
         )
+        .sort(["account_id", "fam", "uses", "kid"], descending=[False, False, True, False])
+        .group_by("account_id", "fam", maintain_order=True)
+        .head(cfg.keys_per_family)
+        .drop("uses")
     )
     if k.height == 0:
         return _empty()
@@ -195,9 +198,10 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     )
     members = comp.join(reps, on="comp").select("account_id", "cluster_id").sort("cluster_id", "account_id")
 
+    # one row per group: its families (one for a strong key, two for a composite) and its cluster
     fam_hits = (
-        e.join(comp.rename({"account_id": "src"}), on="src")
-        .join(reps.select("comp", "cluster_id"), on="comp")
+        grouped.select(pl.col("account_id").list.first(), "group", "fam", "fam_b")
+        .join(members, on="account_id")
         .select("cluster_id", "group", pl.concat_list("fam", "fam_b").list.unique().alias("fam"))
         .explode("fam")
         .with_columns(
