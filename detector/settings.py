@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,5 +62,11 @@ class EngineSettings(BaseSettings):
     ip_intel_dir: Path | None = None
     #: ONNX models with manifests (``models/<name>-v<N>.onnx``); None or a missing folder: rules only.
     models_dir: Path | None = Path("models")
+
+    @field_validator("models_dir", "allowlist", "ip_intel_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """``DETECTOR_MODELS_DIR=`` (empty) means none: rules only, no allow-list, no IP intelligence."""
+        return None if value == "" else value
     windows: WindowSettings = WindowSettings()
     link: LinkSettings = LinkSettings()

@@ -140,3 +140,11 @@ def test_rule_reload_keeps_window_state(sim: Path, tmp_path: Path) -> None:
     assert engine.stats.rule_hits["account_logprob_harvest"] > 0
     assert any(r.name == "account_logprob_harvest" for a in rest for r in a.reasons)
     assert first and engine.stats.events > counted
+
+
+def test_empty_models_dir_setting_means_rules_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DETECTOR_MODELS_DIR", "")
+    assert len(build_engine(ROOT / "rules").models) == 0
+    monkeypatch.delenv("DETECTOR_MODELS_DIR")
+    monkeypatch.chdir(ROOT)
+    assert len(build_engine(ROOT / "rules").models) >= 2  # the shipped models, by default
