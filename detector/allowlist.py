@@ -14,7 +14,9 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+
+from detector.rules.source import RuleYamlLoader
 
 EntryType = Literal["account", "org", "payment", "reseller", "prefix"]
 #: allow-list type -> (state table column or linkage family holding the value)
@@ -44,10 +46,25 @@ class AllowList(BaseModel):
         """Read the YAML file (a missing path means an empty list)."""
         if path is None:
             return cls()
-        raw = yaml.safe_load(path.read_text()) or []
+        loader = RuleYamlLoader(path.read_text(encoding="utf-8"))  # rule files' SafeLoader: no tags,
+        try:  # aliases, duplicate keys or deep nesting
+            raw = loader.get_single_data() or []
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: invalid allow-list YAML: {exc}") from None
+        finally:
+            loader.dispose()
         if not isinstance(raw, list):
             raise ValueError(f"{path}: expected a list of allow-list entries")
-        return cls(entries=[AllowEntry.model_validate(e) for e in raw])
+        entries = []
+        for i, e in enumerate(raw):
+            try:
+                entries.append(AllowEntry.model_validate(e))
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, d['loc'])) or 'entry'}: {d['msg']}" for d in exc.errors()
+                )
+                raise ValueError(f"{path}: allow-list entry {i + 1}: {problems}") from None
+        return cls(entries=entries)
 
     def live(self, now: datetime) -> list[AllowEntry]:
         """Entries not yet expired at event time ``now``."""

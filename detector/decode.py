@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
@@ -87,13 +88,26 @@ def redact(raw: bytes) -> bytes:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _TEXT_RE.sub(rb'\1"' + REDACTED.encode() + rb'"', raw)
-    if isinstance(obj, dict):
-        prompt = obj.get("prompt")
-        if isinstance(prompt, dict) and prompt.get("text") is not None:
-            prompt["text"] = REDACTED
-        elif prompt is not None and not isinstance(prompt, dict):  # off-contract: the prompt itself
-            obj["prompt"] = REDACTED
-        return orjson.dumps(obj)
+    if isinstance(obj, dict | list):
+        # at any depth, like the regex below: an envelope ({"payload": {...}}) or a batch array keeps
+        # the event's prompt one level down; iterative, as orjson allows deeper nesting than the stack
+        stack: list[Any] = [obj]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(v for v in node if isinstance(v, dict | list))
+                continue
+            for key, value in node.items():
+                if (key == "text" and value is not None) or (
+                    key == "prompt" and value is not None and not isinstance(value, dict)
+                ):  # "prompt": "<text>" is the off-contract completions style
+                    node[key] = REDACTED
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        try:
+            return orjson.dumps(obj)
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (254): redact the bytes instead
+            pass
     return _TEXT_RE.sub(rb'\1"' + REDACTED.encode() + rb'"', raw)
 
 

@@ -89,3 +89,23 @@ def test_a_racing_writers_folder_is_not_deleted(events: pl.DataFrame, tmp_path: 
     assert current.name.startswith("ckpt-000002-")
     assert racing.exists() and not stale.exists()
     assert (root / "CURRENT").read_text() == current.name
+
+
+def test_checkpoint_files_hold_no_prompt_text(events: pl.DataFrame, tmp_path: Path) -> None:
+    """Every checkpoint file (state tables, buffered events, episode book, meta), bytes and decoded
+    Parquet values alike, holds no 30-character piece of any prompt the engine read."""
+    texts = [t for t in events["prompt_text"].to_list() if t]  # decoded events carry it until enrichment
+    engine = build_engine(ROOT / "rules")
+    cut = events.height // 2 + 777  # mid-tick: buffered events go into pending.parquet
+    engine.process(events.slice(0, cut))
+    folder = save_engine(engine, tmp_path / "ckpt", extra={"offsets": {"0": cut}})
+    assert (folder / "pending.parquet").exists()
+    blobs = []
+    for f in sorted(folder.iterdir()):
+        blobs.append(f.read_bytes().decode("latin-1"))
+        if f.suffix == ".parquet":
+            blobs.append(pl.read_parquet(f).write_csv())
+    grams = {t[i : i + 30] for t in texts for i in range(max(1, len(t) - 29))}
+    assert len(grams) > 1000
+    for blob in blobs:
+        assert not any(blob[i : i + 30] in grams for i in range(len(blob) - 29))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -348,6 +349,47 @@ def test_prompt_given_as_plain_string_is_redacted(good: dict[str, bytes]) -> Non
     for data in (raw, raw[:-20]):
         batch = decode_lines(data, file_pos("p"))
         assert len(batch.rejects) == 1
+        assert_no_secret(batch.rejects)
+
+
+def test_prompt_text_inside_an_envelope_is_redacted(good: dict[str, bytes]) -> None:
+    """A wrapped event (a Kafka Connect style ``{"payload": {...}}``, a batch array) parses as JSON but
+    keeps its prompt one level down: the dead-letter copy must not carry it (it did, verbatim)."""
+    event = json.loads(with_secret(good["minimal.json"]))
+    wrapped = [
+        {"payload": event},
+        {"schema": {"type": "struct"}, "payload": {"after": event}},
+        {"events": [event, {"prompt": SECRET + " completions style"}]},
+        [event],
+        {"payload": json.loads(json.dumps({"a": [[{"b": event}]]}))},
+    ]
+    records = [json.dumps(w).encode() for w in wrapped]
+    for data in (b"\n".join(records), records):
+        batch = decode_lines(data, file_pos("wrapped.jsonl"))
+        assert len(batch.rejects) == len(records) and batch.events.height == 0
+        assert_no_secret(batch.rejects)
+    # deeper than Python's default recursion limit allows a recursive walk (orjson parses up to 1024)
+    deep = b"[" * 1000 + json.dumps(event).encode() + b"]" * 1000
+    assert orjson.loads(deep) and SECRET.encode() not in redact(deep)
+    # the rest of the record is kept for debugging
+    out = json.loads(redact(records[0]))
+    assert out["payload"]["prompt"]["text"] == REDACTED
+    assert out["payload"]["request_id"] == event["request_id"]
+
+
+def test_deeply_nested_record_is_rejected_not_fatal(good: dict[str, bytes]) -> None:
+    """orjson reads 1024 levels but writes only 254: redacting such a record raised TypeError and took
+    down the whole batch (the daemon would stop on the same offset every restart)."""
+    event = json.loads(with_secret(good["minimal.json"]))
+    del event["account_id"]
+    nested = json.dumps(event)[:-1].encode() + b', "x": ' + b"[" * 300 + b"]" * 300 + b"}"
+    plain = json.dumps({"prompt": SECRET + " completions style"})[:-1].encode() + b', "x": ' + b"[" * 300
+    plain += b"]" * 300 + b"}"
+    records = [nested, plain, good["minimal.json"]]
+    for data in (b"\n".join(records), records):
+        batch = decode_lines(data, file_pos("deep.jsonl"))
+        assert [r.reason for r in batch.rejects] == ["missing_field", "missing_field"]
+        assert batch.events.height == 1
         assert_no_secret(batch.rejects)
 
 

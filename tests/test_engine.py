@@ -83,6 +83,35 @@ def test_expired_allowlist_entry_suppresses_nothing(
     assert not engine.stats.suppressed
 
 
+def test_hostile_allowlist_files_are_clear_errors(tmp_path: Path) -> None:
+    """Deep nesting (RecursionError), values PyYAML cannot build (bare ValueError), alias bombs and
+    Python tags all come back as a ValueError naming the file; a bad entry names its index and field,
+    not the value (an allow-list may hold payment fingerprints)."""
+    from detector.allowlist import AllowList
+
+    cases = {
+        "deep": ("[" * 20_000 + "]" * 20_000, "nested more than"),
+        "date": ("- {type: account, value: a, reason: r, expires: 2024-13-45}\n", "month must be"),
+        "bigint": ("- {type: account, value: " + "9" * 5000 + ", reason: r}\n", "cannot read value"),
+        "bomb": ("- &a [x, x]\n- &b [*a, *a]\n", "aliases"),
+        "tag": ("- !!python/object/apply:os.system ['echo pwned']\n", "could not determine"),
+        "entry": (
+            "- {type: account, value: a, reason: r}\n- {type: card, value: fp-secret-1, reason: r}\n",
+            "allow-list entry 2: type: Input should be",
+        ),
+    }
+    for name, (text, fragment) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        with pytest.raises(ValueError, match="allow-list") as info:
+            AllowList.load(path)
+        assert str(path) in str(info.value) and fragment in str(info.value), (name, str(info.value)[:300])
+        assert "fp-secret-1" not in str(info.value)
+    good = tmp_path / "good.yaml"
+    good.write_text("- {type: org, value: o1, reason: eval team, expires: 2099-01-01T00:00:00Z}\n")
+    assert [e.value for e in AllowList.load(good).entries] == ["o1"]
+
+
 def test_shadow_rules_are_counted_but_never_alert(sim: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)

@@ -200,6 +200,43 @@ def test_yaml_loader_rejects_duplicate_keys_in_nested_mappings() -> None:
         yaml.load("!!python/object/apply:os.system ['id']", Loader=RuleYamlLoader)
 
 
+_RULE_HEAD = "title: t\ndescription: d\nseverity: low\ntarget: account\n"
+_LOLS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+HOSTILE_YAML: dict[str, tuple[str, str]] = {  # file stem -> (text after the id line, expected message)
+    "alias_bomb": ("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + _LOLS, "aliases"),
+    "alias_in_tests": (
+        _RULE_HEAD + "condition: requests_24h > 1\nf: &f {requests_24h: 5}\n"
+        "tests: [{name: a, features: *f, expect: fire}]\n",
+        "aliases",
+    ),
+    "deep_flow": ("x: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested more than"),
+    "deep_block": ("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)), "nested more than"),
+    "big_yaml_int": (_RULE_HEAD + "condition: requests_24h > 1\nscore: " + "9" * 5000 + "\n", "cannot read"),
+    "bad_date": (_RULE_HEAD + "condition: requests_24h > 1\ntitle2: 2024-13-45\n", "month must be"),
+    "bad_timestamp": ("x: 2024-01-01 99:99:99\n", "hour must be"),
+    "sexagesimal": ("x: " + ":".join(["59"] * 3000) + ".5\n", "cannot read"),
+    "python_tag": ("x: !!python/object/apply:os.system ['echo pwned']\n", "could not determine a"),
+    "big_literal": (_RULE_HEAD + "condition: requests_24h > " + "9" * 5000 + "\n", "(5000 digits) does not"),
+}
+
+
+def test_hostile_rule_files_are_errors_not_crashes_or_hangs(tmp_path: Path) -> None:
+    """Alias bombs hung the loader (its node walk followed every alias), deep nesting overflowed the
+    stack, and values PyYAML or ``int()`` cannot build raised ValueError out of ``rules check``."""
+    for stem, (body, _) in HOSTILE_YAML.items():
+        (tmp_path / f"{stem}.yaml").write_text(f"id: {stem}\n{body}")
+    report = check_rules(tmp_path, CATALOGUES)
+    assert report.rules == 0 and not report.ok
+    by_file: dict[str, list[str]] = {}
+    for e in report.errors:
+        by_file.setdefault(e.rule_id, []).append(f"{e.line}:{e.column}: {e.message}")
+    for stem, (_, fragment) in HOSTILE_YAML.items():
+        assert any(fragment in m for m in by_file[stem]), (stem, by_file[stem])
+    assert all(len(str(e)) < 400 for e in report.errors)
+    # anchors alone are harmless, and ordinary nesting stays well inside the limit
+    assert yaml.load("a: &x [1, {b: [2]}]\n", Loader=RuleYamlLoader) == {"a": [1, {"b": [2]}]}
+
+
 # --- the condition language -------------------------------------------------------------------------
 
 INJECTIONS = [

@@ -418,3 +418,53 @@ def test_redacted_settings_hide_secrets() -> None:
     for secret in ("sasl-pw-123", "ssl-pw-456", "tok-789", "hook-secret", "q-secret"):
         assert secret not in text
     assert "hooks.example.com" in text
+
+
+def test_webhook_failures_never_carry_the_url() -> None:
+    """A webhook URL is its own credential. ``http.client`` refuses ``user:pass@`` and bad ports with
+    ``InvalidURL`` (a ValueError) quoting that part of the URL; it escaped ``_post`` unwrapped and
+    ``log.exception`` (or the CLI's traceback) printed the secret. Every failure is now a SinkError
+    naming only the error type (and HTTP status), with no chained cause."""
+    import http.server
+    import logging
+    import threading
+
+    from detector.stream.logs import JsonFormatter
+    from detector.stream.sinks import SinkError, StreamSinks
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    class NoKafka:  # the producer is not under test here: flush succeeds so the webhook posts run
+        def flush(self, timeout: float) -> None:
+            pass
+
+    urls = {
+        "https://bot:tok-789@hooks.example.com/services/hook-secret": "InvalidURL",
+        "http://hooks.example.com:tok-789/services/hook-secret": "InvalidURL",
+        "https://hooks.example.com/x?key=q-secret hook-secret\r\nX: y": "InvalidURL",
+        f"http://127.0.0.1:{port}/services/hook-secret?key=q-secret": "HTTPError 500",
+    }
+    try:
+        for url, expected in urls.items():
+            sinks = StreamSinks(NoKafka(), "alerts", "dlq", webhook_url=url, webhook_timeout_s=5)
+            sinks._webhook_queue.append(b"{}")
+            with pytest.raises(SinkError) as info:
+                sinks.flush(1)
+            assert str(info.value) == f"webhook failed: {expected}"
+            exc_info = (type(info.value), info.value, info.value.__traceback__)
+            logged = JsonFormatter().format(logging.makeLogRecord({"msg": "failed", "exc_info": exc_info}))
+            for secret in ("tok-789", "hook-secret", "q-secret"):
+                assert secret not in logged, (url, logged[-300:])
+    finally:
+        server.shutdown()

@@ -156,6 +156,10 @@ def _read_number(text: str, start: int) -> tuple[Token, int]:
     if i < len(text) and (_is_name_char(text[i]) or text[i] == "."):
         raise ExpressionError(f"malformed number '{text[start : i + 1]}'", start)
     literal = text[start:i]
+    # checked before int(): Python refuses to convert more than 4300 digits (ValueError)
+    if not is_float and len(literal.lstrip("0")) > len(str(_INT64_MAX)):
+        shown = literal if len(literal) <= 24 else f"{literal[:20]}... ({len(literal)} digits)"
+        raise ExpressionError(f"integer {shown} does not fit in 64 bits", start)
     value: int | float = float(literal) if is_float else int(literal)
     if isinstance(value, int) and value > _INT64_MAX + 1:  # + 1: "-9223372036854775808" is still valid
         raise ExpressionError(f"integer {literal} does not fit in 64 bits", start)

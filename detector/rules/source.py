@@ -1,8 +1,11 @@
 """Reading one rule file: YAML with positions, duplicate keys rejected, and offsets mapped to file:line.
 
 ``RuleYamlLoader`` is PyYAML's ``SafeLoader`` (no Python object tags) that refuses a mapping with the
-same key twice. ``read_rule_yaml`` keeps the composed node tree next to the constructed data so every
-later error (a pydantic error path, a position inside the condition) can point at a line and column.
+same key twice, aliases (``*name``: an alias "bomb" is a few lines that expand exponentially) and
+nesting deeper than ``MAX_YAML_DEPTH`` (PyYAML composes recursively), and reports a value PyYAML cannot
+build (``2024-13-45``, a 5000-digit integer) as a YAML error at its position. ``read_rule_yaml`` keeps
+the composed node tree next to the constructed data so every later error (a pydantic error path, a
+position inside the condition) can point at a line and column.
 """
 
 from __future__ import annotations
@@ -13,15 +16,45 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.error import Mark, MarkedYAMLError
+from yaml.events import AliasEvent, Event
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from detector.rules.errors import RuleError
 
+#: Deepest nesting of mappings and lists; a rule file needs 5 (tests -> test -> features -> value).
+MAX_YAML_DEPTH = 32
+
 
 class RuleYamlLoader(yaml.SafeLoader):
-    """A ``SafeLoader`` that rejects duplicate keys in any mapping (pySigma's loader does the same)."""
+    """A ``SafeLoader`` that rejects duplicate keys in any mapping (pySigma's loader does the same),
+    aliases and deep nesting, and turns a value it cannot construct into a ``ConstructorError``."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        """Compose one node, refusing aliases and nesting deeper than ``MAX_YAML_DEPTH``."""
+        event: Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = event.start_mark if isinstance(event.start_mark, Mark) else None
+        if isinstance(event, AliasEvent):
+            raise ComposerError(None, None, "aliases (*name) are not allowed here", mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
+        self._depth += 1
+        try:
+            node: Node | None = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        return node
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        """Build one value; PyYAML's own ``ValueError`` (a bad date, a huge integer) gets a position."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            raise ConstructorError(None, None, f"cannot read value: {exc}", node.start_mark) from None
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         """Build a mapping, failing at the second occurrence of a key."""

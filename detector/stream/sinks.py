@@ -6,6 +6,7 @@ so the commit function never checkpoints past an alert that was not delivered.
 from __future__ import annotations
 
 import logging
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -113,8 +114,11 @@ class StreamSinks:
         try:
             with urllib.request.urlopen(req, timeout=self._webhook_timeout) as resp:  # noqa: S310
                 resp.read()
-        except OSError as exc:
-            raise SinkError(f"webhook failed: {type(exc).__name__}") from exc
+        except Exception as exc:  # not only OSError: http.client's InvalidURL is a ValueError
+            # the cause is dropped: its message can quote the URL, whose path, query or user:pass@ is the
+            # webhook's credential (``nonnumeric port: 'tok@host'``), and log.exception prints the chain
+            status = f" {exc.code}" if isinstance(exc, urllib.error.HTTPError) else ""
+            raise SinkError(f"webhook failed: {type(exc).__name__}{status}") from None
 
     def close(self) -> None:
         """Close the JSON Lines file (the producer belongs to the caller)."""
