@@ -68,5 +68,6 @@ class EngineSettings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         """``DETECTOR_MODELS_DIR=`` (empty) means none: rules only, no allow-list, no IP intelligence."""
         return None if value == "" else value
+
     windows: WindowSettings = WindowSettings()
     link: LinkSettings = LinkSettings()

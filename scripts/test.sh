@@ -16,6 +16,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 bash scripts/setup.sh
 .venv/bin/ruff check detector tests dashboards scripts benchmarks
+.venv/bin/ruff format --check detector tests dashboards scripts benchmarks
 .venv/bin/mypy
 .venv/bin/detector rules check rules
 set +e

@@ -268,9 +268,9 @@ def _substitute(expr: str, instance: str) -> str:
 def test_every_panel_query_returns_data(stack: Stack) -> None:
     """Each panel's query parses in Prometheus and returns a non-empty result for the demo daemon."""
     # the instance variable's own query finds the daemon
-    values = json.loads(
-        _get(f"{stack.prometheus}/api/v1/label/instance/values?match[]=detector_build_info")
-    )["data"]
+    values = json.loads(_get(f"{stack.prometheus}/api/v1/label/instance/values?match[]=detector_build_info"))[
+        "data"
+    ]
     assert stack.instance in values
     failures = []
     count = 0

@@ -90,8 +90,13 @@ def test_compose_schema_and_paths() -> None:
 
 def test_prometheus_config() -> None:
     """``promtool check config`` accepts the compose stack's Prometheus config and its rule file."""
-    res = _run(_tool("promtool", "apt-get install prometheus"), "check", "config", "prometheus.yml",
-               cwd=DEPLOY / "prometheus")
+    res = _run(
+        _tool("promtool", "apt-get install prometheus"),
+        "check",
+        "config",
+        "prometheus.yml",
+        cwd=DEPLOY / "prometheus",
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 

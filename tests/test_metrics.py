@@ -86,13 +86,28 @@ def test_record_alerts_and_cluster_sizes() -> None:
     m.record_alerts(
         [
             Alert.model_validate(
-                {**common, "alert_id": "a", "kind": "cluster", "subject": "cl-1", "severity": "high",
-                 "account_ids": [f"acct_{i}" for i in range(12)], "campaign_type": "chain_of_thought",
-                 "reasons": reasons}
+                {
+                    **common,
+                    "alert_id": "a",
+                    "kind": "cluster",
+                    "subject": "cl-1",
+                    "severity": "high",
+                    "account_ids": [f"acct_{i}" for i in range(12)],
+                    "campaign_type": "chain_of_thought",
+                    "reasons": reasons,
+                }
             ),
             Alert.model_validate(
-                {**common, "alert_id": "b", "kind": "account", "subject": "acct_x", "severity": "low",
-                 "account_ids": ["acct_x"], "campaign_type": None, "reasons": reasons}
+                {
+                    **common,
+                    "alert_id": "b",
+                    "kind": "account",
+                    "subject": "acct_x",
+                    "severity": "low",
+                    "account_ids": ["acct_x"],
+                    "campaign_type": None,
+                    "reasons": reasons,
+                }
             ),
         ]
     )
@@ -146,10 +161,16 @@ def test_sync_engine_follows_engine_totals(engine_run: Run) -> None:
     assert (get("detector_ticks_total") or 0) > 0
     assert (get("detector_signal_events_total", {"signal": "cot"}) or 0) > 0
     assert (get("detector_accounts_tracked") or 0) > 0
-    assert sum(
-        s.value for f in registry.collect() if f.name == "detector_rule_hits" for s in f.samples
-        if s.name.endswith("_total")
-    ) > 0
+    assert (
+        sum(
+            s.value
+            for f in registry.collect()
+            if f.name == "detector_rule_hits"
+            for s in f.samples
+            if s.name.endswith("_total")
+        )
+        > 0
+    )
     hits = {s.labels["rule"] for f in registry.collect() if f.name == "detector_rule_hits" for s in f.samples}
     rules = {p.stem for p in (ROOT / "rules").glob("*.yaml")}
     assert rules <= hits  # every rule has a series; model hits count as rules named model:<stem>

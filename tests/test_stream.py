@@ -132,11 +132,13 @@ def test_stream_survives_broker_restart(
         kb.make_topics(broker.bootstrap)
         kb.produce_events(broker.bootstrap, events)
         kb.wait_for(
-            lambda: t.error is not None
-            or bool(
-                daemon.merge.next_offset
-                and sum(daemon.merge.next_offset.values()) >= len(events)
-                and daemon.merge.held() == 0
+            lambda: (
+                t.error is not None
+                or bool(
+                    daemon.merge.next_offset
+                    and sum(daemon.merge.next_offset.values()) >= len(events)
+                    and daemon.merge.held() == 0
+                )
             ),
             90,
             "the stream after the broker restart",
@@ -175,8 +177,10 @@ def test_two_replicas_rebalance_state_follows(
     ta.stop()  # A leaves: the group moves every partition to B, which loads A's checkpoint
     kb.produce_events(broker.bootstrap, events[half:])
     kb.wait_for(
-        lambda: tb.error is not None
-        or bool(sum(b.merge.next_offset.values()) >= n and b.merge.held() == 0 and b.engine is not None),
+        lambda: (
+            tb.error is not None
+            or bool(sum(b.merge.next_offset.values()) >= n and b.merge.held() == 0 and b.engine is not None)
+        ),
         60,
         "replica B to take over and read the second half",
     )
