@@ -118,6 +118,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         )
     )
     strong_codes = [fam_code[f] for f in cfg.strong_families]
+    nest_codes = [fam_code[f] for f in cfg.nest_families]
     strong = k.filter(pl.col("fam").is_in(strong_codes)).select(
         "account_id",
         "fam",
@@ -138,8 +139,9 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         # each: a hydra holds its client build *and* its template skeleton together; two households
         # on one residential /24 who both once sent a popular prompt are a sliver of that prompt's
         # holders, and a popular browser plus a popular prompt is a coincidence
-        # -- unless the bigger key is rare in the whole population and the smaller one nests inside it
-        # (a reseller used only by one proxy network, and an exit prefix of that network)
+        # -- unless the bigger key is rare in the whole population, names a commercial or software
+        # relationship (a reseller, a card, a client build, a system prompt: not a popular prompt or
+        # a neighbourhood), and the smaller one nests inside it (a proxy network's exit prefix)
         .filter(
             (pl.col("account_id").list.len() >= 2)
             & (
@@ -147,6 +149,10 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                 | (
                     (pl.col("account_id").list.len() >= cfg.min_overlap * pl.min_horizontal("n", "n_b"))
                     & (pl.max_horizontal("n", "n_b") <= cfg.nested_max_share * total)
+                    & pl.when(pl.col("n") >= pl.col("n_b"))
+                    .then(pl.col("fam"))
+                    .otherwise(pl.col("fam_b"))
+                    .is_in(nest_codes)
                 )
             )
         )

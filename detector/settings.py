@@ -48,6 +48,9 @@ class LinkSettings(BaseModel):
     #: ...or when they are most holders of the rarer key and the other key is held by at most this share
     #: of all accounts (a prefix nested in a reseller that only one network uses).
     nested_max_share: float = 0.05
+    #: Families whose key may hold a nested one that way: relationships an operator sets up on purpose.
+    #: Not templates (a popular prompt) or address prefixes (a neighbourhood).
+    nest_families: tuple[str, ...] = ("payment", "reseller", "client", "sysprompt")
     #: Families that link on their own, without a second family agreeing.
     strong_families: tuple[str, ...] = ("payment",)
 

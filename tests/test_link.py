@@ -120,3 +120,18 @@ def test_popular_prompt_and_a_shared_prefix_do_not_link_neighbours() -> None:
     acc = _accounts([f"c{i}" for i in range(200)] + [f"bg{i}" for i in range(800)])
     cl = build_clusters(_keys(rows), acc, LinkSettings())
     assert cl.members.height == 0
+
+
+def test_neighbours_sharing_a_moderately_common_prompt_do_not_nest() -> None:
+    """A /24 held by two accounts inside a template held by 100 of 3,000 (3%): a prompt is no reseller."""
+    rows = [(f"t{i}", "template", "tpl") for i in range(100)]
+    rows += [("t0", "ip", "24.6.92.0/24"), ("t1", "ip", "24.6.92.0/24")]
+    rows += _background(2900)
+    acc = _accounts([f"t{i}" for i in range(100)] + [f"bg{i}" for i in range(2900)])
+    assert build_clusters(_keys(rows), acc, LinkSettings()).members.height == 0
+    # the same shape with a reseller instead of a template is a proxy network's exit prefix: it links
+    rows = [(f"t{i}", "reseller", "rs1") for i in range(100)]
+    rows += [("t0", "ip", "24.6.92.0/24"), ("t1", "ip", "24.6.92.0/24")]
+    rows += _background(2900)
+    members = build_clusters(_keys(rows), acc, LinkSettings()).members
+    assert sorted(members["account_id"].to_list()) == ["t0", "t1"]
