@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,6 +88,22 @@ class EngineStats:
     #: processed events carrying each signal (SIGNAL_METRICS), for share-of-traffic panels
     signals: Counter[str] = field(default_factory=Counter)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (part of a checkpoint)."""
+        return {
+            f.name: dict(v) if isinstance(v := getattr(self, f.name), Counter) else v for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineStats:
+        """Inverse of ``to_dict`` (missing fields start at zero)."""
+        out = cls()
+        for f in fields(cls):
+            if f.name in data:
+                value = data[f.name]
+                setattr(out, f.name, Counter(value) if isinstance(getattr(out, f.name), Counter) else value)
+        return out
+
 
 #: Per-request signals counted for the metrics layer: name -> boolean column.
 SIGNAL_METRICS = {
@@ -156,17 +172,7 @@ class Engine:
             "tick_end": self._tick_end.isoformat() if self._tick_end else None,
             "touched_since_clusters": touched,
             "last_closed": self._last_closed.isoformat() if self._last_closed else None,
-            "stats": {
-                "events": self.stats.events,
-                "duplicates": self.stats.duplicates,
-                "late": self.stats.late,
-                "ticks": self.stats.ticks,
-                "rule_hits": dict(self.stats.rule_hits),
-                "shadow_hits": dict(self.stats.shadow_hits),
-                "suppressed": dict(self.stats.suppressed),
-                "alerts": dict(self.stats.alerts),
-                "signals": dict(self.stats.signals),
-            },
+            "stats": self.stats.to_dict(),
         }
 
     def restore_clock(self, clock: dict[str, Any], pending: pl.DataFrame | None) -> None:
@@ -178,18 +184,7 @@ class Engine:
         touched = clock.get("touched_since_clusters") or []
         self._touched_since_clusters = [pl.Series("account_id", touched, dtype=pl.String)] if touched else []
         self._pending = [pending] if pending is not None and pending.height else []
-        st = clock.get("stats") or {}
-        self.stats = EngineStats(
-            events=st.get("events", 0),
-            duplicates=st.get("duplicates", 0),
-            late=st.get("late", 0),
-            ticks=st.get("ticks", 0),
-            rule_hits=Counter(st.get("rule_hits", {})),
-            shadow_hits=Counter(st.get("shadow_hits", {})),
-            suppressed=Counter(st.get("suppressed", {})),
-            alerts=Counter(st.get("alerts", {})),
-            signals=Counter(st.get("signals", {})),
-        )
+        self.stats = EngineStats.from_dict(clock.get("stats") or {})
 
     # ------------------------------------------------------------------------------------------
     def enrich(self, events: pl.DataFrame) -> pl.DataFrame:
@@ -318,7 +313,11 @@ class Engine:
         """
         hits = self.rules.evaluate(frame, target, key=key)
         if len(self.models) and frame.height:
-            model_hits = self.models.hits(frame, target, key, explain=False)
+            scores = self.models.scores(frame, target)  # one inference per model, for hits and metrics
+            if self.on_scores is not None:
+                for name, values in scores.items():
+                    self.on_scores(name, values)
+            model_hits = self.models.hits(frame, target, key, explain=False, scores=scores)
             ruled = hits.filter(pl.col("mode") != "shadow").select(key).unique()
             model_hits = model_hits.with_columns(
                 pl.when(pl.col(key).is_in(ruled[key].implode()))
@@ -327,16 +326,10 @@ class Engine:
                 .alias("severity")
             )
             hits = pl.concat([hits, model_hits], how="vertical_relaxed")
-            if self.on_scores is not None:
-                for name, scores in self.models.scores(frame, target).items():
-                    self.on_scores(name, scores)
-        shadow = hits.filter(pl.col("mode") == "shadow")
-        for rid in shadow["rule_id"].to_list():
-            self.stats.shadow_hits[rid] += 1
-        live = hits.filter(pl.col("mode") != "shadow")
-        for rid in live["rule_id"].to_list():
-            self.stats.rule_hits[rid] += 1
-        return live
+        counts = hits.group_by("mode", "rule_id").len()
+        for mode, rid, n in counts.iter_rows():
+            (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n
+        return hits.filter(pl.col("mode") != "shadow")
 
     def _account_verdicts(self, points: pl.DataFrame) -> dict[datetime, list[Verdict]]:
         """Account verdicts for every (account_id, tick_end) point, grouped by tick."""

@@ -174,12 +174,9 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     if grouped.height == 0:
         return _empty()
 
+    # each group links its members in a star around its first member
     edges = grouped.select(
-        pl.col("account_id").list.first().alias("src"),
-        pl.col("account_id").alias("dst"),
-        "fam",
-        "fam_b",
-        "group",
+        pl.col("account_id").list.first().alias("src"), pl.col("account_id").alias("dst")
     ).explode("dst")
     names = pl.concat([edges["src"], edges["dst"]]).unique().sort()
     index = pl.DataFrame({"account_id": names, "i": np.arange(names.len(), dtype=np.int64)})

@@ -210,13 +210,22 @@ class ModelSet:
             m.manifest.stem: m.predict(to_matrix(frame, m.manifest.features)) for m in self.for_target(target)
         }
 
-    def hits(self, frame: pl.DataFrame, target: str, key: str, *, explain: bool = True) -> pl.DataFrame:
+    def hits(
+        self,
+        frame: pl.DataFrame,
+        target: str,
+        key: str,
+        *,
+        explain: bool = True,
+        scores: Mapping[str, npt.NDArray[np.float64]] | None = None,
+    ) -> pl.DataFrame:
         """One row per (row of ``frame``, model of ``target``) scoring at or above the model's threshold.
 
         Columns and dtypes as ``RuleSet.evaluate``: ``key`` (the frame's dtype), rule_id, severity,
         score, mode, campaign_type, detail. Ordered by model, then by row order in ``frame``.
         ``explain=False`` leaves ``detail`` null (the engine explains only the hits that become alerts,
         with ``explain_row``: an explanation rescored every feature and costs ~k predictions per hit).
+        ``scores``: the result of ``scores(frame, target)`` when the caller already has it.
         """
         if key not in frame.columns:
             raise ValueError(f"hits: key column '{key}' is not in the frame")
@@ -225,21 +234,21 @@ class ModelSet:
         for m in self.for_target(target):
             man = m.manifest
             x = to_matrix(frame, man.features)
-            p = m.predict(x)
+            p = scores[man.stem] if scores is not None else m.predict(x)
             rows = np.flatnonzero((p >= man.threshold) & in_domain(frame, man))
             if rows.size == 0:
                 continue
-            scores = p[rows]
+            got = p[rows]
             parts.append(
                 pl.DataFrame(
                     {
                         key: frame.get_column(key).gather(rows),
                         "rule_id": [man.rule_id] * rows.size,
-                        "severity": np.where(scores >= man.high_threshold, "high", "medium").tolist(),
-                        "score": scores,
+                        "severity": np.where(got >= man.high_threshold, "high", "medium").tolist(),
+                        "score": got,
                         "mode": ["live"] * rows.size,
                         "campaign_type": pl.Series([None] * rows.size, dtype=pl.String),
-                        "detail": m.explain(x[rows], scores) if explain else [None] * rows.size,
+                        "detail": m.explain(x[rows], got) if explain else [None] * rows.size,
                     },
                     schema=schema,
                 )
