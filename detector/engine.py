@@ -265,6 +265,7 @@ class Engine:
         due = self.state.mark_new_models(due, w.model_warmup, w.new_model)
         keys_before = self.state.keys
         key_log = self.state.add(due, w.tick, w.signup_burst)
+        last_log_tick = key_log["_tick"].max() if key_log.height else None
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)
@@ -283,7 +284,12 @@ class Engine:
             verdicts = account_verdicts.get(now, [])
             self._touched_since_clusters.append(pl.Series("account_id", touched, dtype=pl.String))
             if _is_multiple(now, w.cluster_every) or (final and now == last_tick):
-                keys_now = merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now), ordered=False)
+                # the keys as they stood at ``now`` (after the batch's last tick: the state's own table)
+                keys_now = (
+                    self.state.keys
+                    if last_log_tick is None or now >= last_log_tick
+                    else merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now))
+                )
                 if self._last_closed is not None:
                     keys_now = keys_now.filter(pl.col("last_seen") >= self._last_closed - w.link)
                 accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
@@ -347,30 +353,54 @@ class Engine:
             return {}
         combined = combine(hits, "_point")
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
-        orgs = self.state.accounts.select("account_id", "org_id")
+        rows = self._drop_allowed(rows)
+        # only rows that open an episode or raise its severity change the alert book (an account
+        # alert's membership never grows): skip building the rest, in one vectorised pass. A row
+        # counts if its rank beats both the book's episode and every earlier row of this call.
+        book = self.book.ranks("account")
+        rows = (
+            rows.join(book, left_on="account_id", right_on="subject", how="left")
+            .with_columns(
+                pl.max_horizontal(pl.col("_rank").cum_max().shift(1).over("account_id"), "_book_rank")
+                .fill_null(0)
+                .alias("_prev_rank")
+            )
+            .filter(pl.col("_rank") > pl.col("_prev_rank"))
+        )
         out: dict[datetime, list[Verdict]] = {}
+        for row in rows.iter_rows(named=True):
+            acct = row["account_id"]
+            out.setdefault(row["tick_end"], []).append(
+                Verdict(
+                    "account",
+                    acct,
+                    [acct],
+                    _RANK_NAME[row["_rank"]],
+                    row["score"],
+                    row["campaign_type"],
+                    self._lazy_reasons(row),
+                    {k: row.get(k) for k in ACCOUNT_EVIDENCE},
+                    row["first_bucket"],
+                )
+            )
+        return out
+
+    def _drop_allowed(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Account verdict rows minus allow-listed accounts (as the list stood at each tick), counted."""
+        if not self.allowlist.entries:
+            return rows
+        orgs = self.state.accounts.select("account_id", "org_id")
+        keep: list[pl.DataFrame] = []
         for (now,), part in rows.group_by(["tick_end"], maintain_order=True):
             assert isinstance(now, datetime)
             allowed = self.allowlist.allowed(part["account_id"], self.state.keys, orgs, now)
-            for row in part.iter_rows(named=True):
-                acct = row["account_id"]
-                if acct in allowed:
-                    self.stats.suppressed[allowed[acct]] += 1
-                    continue
-                out.setdefault(now, []).append(
-                    Verdict(
-                        "account",
-                        acct,
-                        [acct],
-                        _RANK_NAME[row["_rank"]],
-                        row["score"],
-                        row["campaign_type"],
-                        self._lazy_reasons(row),
-                        {k: row.get(k) for k in ACCOUNT_EVIDENCE},
-                        row["first_bucket"],
-                    )
-                )
-        return out
+            if allowed:
+                kinds = part["account_id"].replace_strict(allowed, default=None, return_dtype=pl.String)
+                for kind, n in Counter(k for k in kinds.to_list() if k is not None).items():
+                    self.stats.suppressed[kind] += n
+                part = part.filter(kinds.is_null())
+            keep.append(part)
+        return pl.concat(keep, how="vertical_relaxed") if keep else rows.clear()
 
     def _cluster_verdicts(
         self, touched: pl.Series, now: datetime, keys: pl.DataFrame, accounts: pl.DataFrame
@@ -393,20 +423,21 @@ class Engine:
             return []
         combined = combine(hits, "cluster_id")
         rows = combined.join(feats, on="cluster_id", how="left")
-        by_cluster = members.group_by("cluster_id").agg(pl.col("account_id").sort())
+        orgs = accounts.select("account_id", "org_id")
+        alerting = rows["cluster_id"].implode()
+        alert_members = members.filter(pl.col("cluster_id").is_in(alerting))
+        by_cluster = alert_members.group_by("cluster_id").agg(pl.col("account_id").sort())
         member_map = dict(
             zip(by_cluster["cluster_id"].to_list(), by_cluster["account_id"].to_list(), strict=True)
         )
-        orgs = accounts.select("account_id", "org_id")
         firsts = (
-            self.state.buckets.filter((pl.col("bucket") >= now - w.long) & (pl.col("bucket") < now))
-            .join(members, on="account_id", how="inner")
+            self.state.buckets.join(alert_members.select("account_id"), on="account_id", how="semi")
+            .filter((pl.col("bucket") >= now - w.long) & (pl.col("bucket") < now))
             .group_by("account_id")
             .agg(pl.col("bucket").min())
         )
         first_map = dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
-        alerting = rows["cluster_id"].implode()
-        shared = self._shared_keys(keys, members.filter(pl.col("cluster_id").is_in(alerting)))
+        shared = self._shared_keys(keys, alert_members)
         link_map = _link_summaries(clusters.links.filter(pl.col("cluster_id").is_in(alerting)), now)
         out: list[Verdict] = []
         for row in rows.iter_rows(named=True):
@@ -458,10 +489,8 @@ class Engine:
     ) -> dict[str, dict[str, list[str]]]:
         """Per cluster: its most-shared linkage values (hashes, prefixes; never content), top per family."""
         k = (
-            keys.filter(
-                pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"])
-            )
-            .join(members, on="account_id", how="inner")
+            keys.join(members, on="account_id", how="inner")
+            .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
             .group_by("cluster_id", "family", "key")
             .agg(pl.col("account_id").n_unique().alias("n"))
             .filter(pl.col("n") >= 2)

@@ -74,7 +74,8 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     """
     total = max(accounts.height, 1)
     fam_code = {f: i for i, f in enumerate(FAMILIES)}
-    per_key = keys.group_by("family", "key").agg(pl.col("account_id").n_unique().alias("n"))
+    # keys are unique per (account, family, key), so a key's holders are its rows
+    per_key = keys.group_by("family", "key").agg(pl.len().alias("n"))
     useful = (
         per_key.filter(
             (pl.col("n") >= 2)
@@ -84,31 +85,27 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         .sort("family", "key")
         .with_row_index("kid")
     )
-    # the most-used keys per account and family (ties: lowest key; kid follows key order in a family)
-    k = (
-        keys.join(useful, on=["family", "key"], how="inner")
-        .select(
-            "account_id",
-            pl.col("family").replace_strict(fam_code, return_dtype=pl.UInt8).alias("fam"),
-            pl.col("kid").cast(pl.UInt64),
-            "uses",
-            "last_seen",
-        )
-        .sort(["account_id", "fam", "uses", "kid"], descending=[False, False, True, False])
-        .group_by("account_id", "fam", maintain_order=True)
-        .head(cfg.keys_per_family)
-        .drop("uses")
+    # accounts become dense integers (their rank in id order) so the self-join and the graph are cheap
+    k = keys.join(useful, on=["family", "key"], how="inner").select(
+        "account_id",
+        pl.col("account_id").rank("dense").cast(pl.Int64).sub(1).alias("a"),
+        pl.col("family").replace_strict(fam_code, return_dtype=pl.UInt8).alias("fam"),
+        pl.col("kid").cast(pl.UInt64),
+        "uses",
+        "last_seen",
     )
     if k.height == 0:
         return _empty()
+    names = k.select("a", "account_id").unique("a").sort("a")["account_id"]
+    k = _top_keys(k.drop("account_id"), cfg.keys_per_family)
 
     # a group is one composite key (two families' keys held together) or one strong-family key;
     # integer ids keep the self-join cheap: kid_a * 2^32 + kid_b names a pair
     pairs = (
-        k.join(k, on="account_id", suffix="_b")
+        k.join(k, on="a", suffix="_b")
         .filter(pl.col("fam") < pl.col("fam_b"))
         .select(
-            "account_id",
+            "a",
             "fam",
             "fam_b",
             "kid",
@@ -120,7 +117,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     strong_codes = [fam_code[f] for f in cfg.strong_families]
     nest_codes = [fam_code[f] for f in cfg.nest_families]
     strong = k.filter(pl.col("fam").is_in(strong_codes)).select(
-        "account_id",
+        "a",
         "fam",
         pl.col("fam").alias("fam_b"),
         "kid",
@@ -129,10 +126,19 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         pl.col("last_seen").alias("held"),
     )
     holders = useful.select(pl.col("kid").cast(pl.UInt64), "n")
+    held_by = pl.concat([pairs, strong])
+    # count a group's holders first and gather members only for the few groups that link
     grouped = (
-        pl.concat([pairs, strong])
-        .group_by("group", "fam", "fam_b", "kid", "kid_b")
-        .agg(pl.col("account_id").unique().sort(), pl.col("held").max().alias("last_seen"))
+        held_by.group_by("group")
+        .agg(
+            pl.len().alias("m"),
+            pl.col("a").min().alias("a"),
+            pl.col("held").max().alias("last_seen"),
+            pl.col("fam").first(),
+            pl.col("fam_b").first(),
+            pl.col("kid").first(),
+            pl.col("kid_b").first(),
+        )
         .join(holders, on="kid")
         .join(holders.rename({"kid": "kid_b", "n": "n_b"}), on="kid_b")
         # a composite key links only when the accounts holding both keys are most of the holders of
@@ -143,11 +149,11 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         # relationship (a reseller, a card, a client build, a system prompt: not a popular prompt or
         # a neighbourhood), and the smaller one nests inside it (a proxy network's exit prefix)
         .filter(
-            (pl.col("account_id").list.len() >= 2)
+            (pl.col("m") >= 2)
             & (
-                (pl.col("account_id").list.len() >= cfg.min_overlap * pl.max_horizontal("n", "n_b"))
+                (pl.col("m") >= cfg.min_overlap * pl.max_horizontal("n", "n_b"))
                 | (
-                    (pl.col("account_id").list.len() >= cfg.min_overlap * pl.min_horizontal("n", "n_b"))
+                    (pl.col("m") >= cfg.min_overlap * pl.min_horizontal("n", "n_b"))
                     & (pl.max_horizontal("n", "n_b") <= cfg.nested_max_share * total)
                     & pl.when(pl.col("n") >= pl.col("n_b"))
                     .then(pl.col("fam"))
@@ -158,7 +164,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         )
         # the link's weight: the share of each key's holders that hold both (1.0: the same accounts)
         .with_columns(
-            (pl.col("account_id").list.len() / pl.max_horizontal("n", "n_b")).alias("weight"),
+            (pl.col("m") / pl.max_horizontal("n", "n_b")).alias("weight"),
             pl.concat_str(
                 pl.col("fam").replace_strict(dict(enumerate(FAMILIES)), return_dtype=pl.String),
                 pl.when(pl.col("fam") != pl.col("fam_b"))
@@ -168,27 +174,24 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                 )
                 .otherwise(pl.lit("")),
             ).alias("link"),
+            pl.col("a").alias("first"),
         )
-        .drop("kid", "kid_b", "n", "n_b")
+        .drop("kid", "kid_b", "n", "n_b", "a")
     )
     if grouped.height == 0:
         return _empty()
 
-    # each group links its members in a star around its first member
-    edges = grouped.select(
-        pl.col("account_id").list.first().alias("src"), pl.col("account_id").alias("dst")
-    ).explode("dst")
-    names = pl.concat([edges["src"], edges["dst"]]).unique().sort()
-    index = pl.DataFrame({"account_id": names, "i": np.arange(names.len(), dtype=np.int64)})
-    e = edges.join(index.rename({"account_id": "src", "i": "si"}), on="src").join(
-        index.rename({"account_id": "dst", "i": "di"}), on="dst"
-    )
+    # each linking group joins its members in a star around its first member (lowest id)
+    e = held_by.select("group", "a").join(grouped.select("group", "first"), on="group", how="inner")
     n = names.len()
     graph = coo_matrix(
-        (np.ones(e.height, dtype=np.int8), (e["si"].to_numpy(), e["di"].to_numpy())), shape=(n, n)
+        (np.ones(e.height, dtype=np.int8), (e["first"].to_numpy(), e["a"].to_numpy())), shape=(n, n)
     )
     _, labels = connected_components(graph, directed=False)
-    comp = index.with_columns(pl.Series("comp", labels, dtype=pl.Int64))
+    linked = np.unique(e["a"].to_numpy())
+    comp = pl.DataFrame(
+        {"account_id": names.gather(linked), "a": linked, "comp": labels[linked].astype(np.int64)}
+    )
 
     firsts = comp.join(accounts.select("account_id", "first_seen"), on="account_id", how="left")
     reps = (
@@ -199,12 +202,13 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     reps = reps.with_columns(
         pl.col("rep").map_elements(cluster_id_for, return_dtype=pl.String).alias("cluster_id")
     )
-    members = comp.join(reps, on="comp").select("account_id", "cluster_id").sort("cluster_id", "account_id")
+    index = comp.join(reps, on="comp").select("a", "account_id", "cluster_id")
+    members = index.select("account_id", "cluster_id").sort("cluster_id", "account_id")
 
     # one row per group: its families (one for a strong key, two for a composite) and its cluster
     fam_hits = (
-        grouped.select(pl.col("account_id").list.first(), "group", "fam", "fam_b")
-        .join(members, on="account_id")
+        grouped.select(pl.col("first").alias("a"), "group", "fam", "fam_b")
+        .join(index, on="a")
         .select("cluster_id", "group", pl.concat_list("fam", "fam_b").list.unique().alias("fam"))
         .explode("fam")
         .with_columns(
@@ -229,18 +233,31 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     ).select(_empty().evidence.columns)
     links = (
         grouped.select(
-            pl.col("account_id").list.first().alias("account_id"),
+            pl.col("first").alias("a"),
             "link",
-            pl.col("account_id").list.len().cast(pl.Int64).alias("accounts"),
+            pl.col("m").cast(pl.Int64).alias("accounts"),
             "weight",
             "last_seen",
         )
-        .join(members, on="account_id")
+        .join(index, on="a")
         # ties (two cards of 25 accounts each) ordered by recency, then by first holder: deterministic
         .sort(
-            ["cluster_id", "accounts", "weight", "link", "last_seen", "account_id"],
+            ["cluster_id", "accounts", "weight", "link", "last_seen", "a"],
             descending=[False, True, True, False, True, False],
         )
         .select(LINK_SCHEMA.keys())
     )
     return Clusters(members, ev.sort("cluster_id"), links)
+
+
+def _top_keys(k: pl.DataFrame, top: int) -> pl.DataFrame:
+    """Each account's ``top`` most-used keys per family (ties: lowest key id); most hold fewer."""
+    over = pl.len().over("a", "fam") > top
+    few = k.filter(~over)
+    many = (
+        k.filter(over)
+        .sort(["a", "fam", "uses", "kid"], descending=[False, False, True, False])
+        .group_by("a", "fam", maintain_order=True)
+        .head(top)
+    )
+    return pl.concat([few, many]).drop("uses")

@@ -103,17 +103,22 @@ def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
     }
 
 
-def merge_keys(keys: pl.DataFrame, more: pl.DataFrame, *, ordered: bool = True) -> pl.DataFrame:
+def merge_keys(keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
     """Key table plus more key uses: one row per (account, family, key), latest use and total uses.
 
-    ``ordered=False`` skips the final sort (for transient as-of views nobody iterates in order).
+    Only the rows of accounts in ``more`` are re-aggregated; the rest of the table is kept as it is
+    (row order carries no meaning: every reader groups, joins or sorts).
     """
+    more = more.select(KEY_SCHEMA.keys())
+    if more.height == 0:
+        return keys
+    touched = pl.col("account_id").is_in(more["account_id"].unique().implode())
     merged = (
-        pl.concat([keys, more.select(KEY_SCHEMA.keys())])
+        pl.concat([keys.filter(touched), more])
         .group_by("account_id", "family", "key")
         .agg(pl.col("last_seen").max(), pl.col("uses").sum())
     )
-    return merged.sort("account_id", "family", "key") if ordered else merged
+    return pl.concat([keys.filter(~touched), merged])
 
 
 @dataclass
@@ -241,8 +246,10 @@ class WindowState:
             pl.col("tier").drop_nulls().last().alias("tier"),
             pl.col("org_id").drop_nulls().last().alias("org_id"),
         )
-        self.accounts = (
-            pl.concat([self.accounts, acc.select(ACCOUNT_SCHEMA.keys())])
+        # only accounts in this batch change: re-aggregate those rows, keep the rest
+        seen_now = pl.col("account_id").is_in(acc["account_id"].implode())
+        updated = (
+            pl.concat([self.accounts.filter(seen_now), acc.select(ACCOUNT_SCHEMA.keys())])
             .group_by("account_id", maintain_order=True)
             .agg(
                 pl.col("first_seen").min(),
@@ -251,8 +258,8 @@ class WindowState:
                 pl.col("tier").drop_nulls().last(),
                 pl.col("org_id").drop_nulls().last(),
             )
-            .sort("account_id")
         )
+        self.accounts = pl.concat([self.accounts.filter(~seen_now), updated]).sort("account_id")
 
         key_exprs = link_key_exprs(signup_burst)
         keyed = ev.select(

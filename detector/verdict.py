@@ -84,6 +84,14 @@ class AlertBook:
     def __init__(self) -> None:
         self.episodes: dict[tuple[str, str], Episode] = {}
 
+    def ranks(self, kind: str) -> pl.DataFrame:
+        """(subject, _book_rank): the severity rank of every open episode of ``kind``."""
+        subjects = [s for k, s in self.episodes if k == kind]
+        ranks = [SEVERITY_RANK[ep.severity] for (k, _), ep in self.episodes.items() if k == kind]
+        return pl.DataFrame(
+            {"subject": subjects, "_book_rank": ranks}, schema={"subject": pl.String, "_book_rank": pl.Int64}
+        )
+
     def update(self, verdicts: list[Verdict], detected: datetime) -> list[Alert]:
         """Alerts to emit for this tick: new episodes and escalations/growth of open ones."""
         out: list[Alert] = []
