@@ -266,6 +266,7 @@ class Engine:
         keys_before = self.state.keys
         key_log = self.state.add(due, w.tick, w.signup_burst)
         last_log_tick = key_log["_tick"].max() if key_log.height else None
+        keys_at = ends[0] - w.tick  # keys_before holds the uses of ticks up to here
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)
@@ -284,12 +285,16 @@ class Engine:
             verdicts = account_verdicts.get(now, [])
             self._touched_since_clusters.append(pl.Series("account_id", touched, dtype=pl.String))
             if _is_multiple(now, w.cluster_every) or (final and now == last_tick):
-                # the keys as they stood at ``now`` (after the batch's last tick: the state's own table)
-                keys_now = (
-                    self.state.keys
-                    if last_log_tick is None or now >= last_log_tick
-                    else merge_keys(keys_before, key_log.filter(pl.col("_tick") <= now))
-                )
+                # the keys as they stood at ``now``: the previous cluster tick's view plus the uses
+                # since (after the batch's last tick: the state's own table)
+                if last_log_tick is None or now >= last_log_tick:
+                    keys_now = self.state.keys
+                else:
+                    keys_before = merge_keys(
+                        keys_before, key_log.filter((pl.col("_tick") > keys_at) & (pl.col("_tick") <= now))
+                    )
+                    keys_at = now
+                    keys_now = keys_before
                 if self._last_closed is not None:
                     keys_now = keys_now.filter(pl.col("last_seen") >= self._last_closed - w.link)
                 accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
@@ -300,7 +305,7 @@ class Engine:
                 all_touched = pl.concat(self._touched_since_clusters).unique().sort()
                 verdicts += self._cluster_verdicts(all_touched, now, keys_now, accounts_now)
                 self._touched_since_clusters = []
-            new = self.book.update(verdicts, detected)
+            new = self.book.update(verdicts, detected, prepare=_Reasons.explain_all)
             for a in new:
                 self.stats.alerts[a.severity] += 1
             alerts += new
@@ -467,21 +472,9 @@ class Engine:
             )
         return out
 
-    def _lazy_reasons(self, row: dict[str, Any]) -> Callable[[], list[Reason]]:
-        """The reasons of a verdict row, model explanations computed only when called."""
-
-        def build() -> list[Reason]:
-            structs = row["reasons"]
-            if any(s["detail"] is None and s["rule_id"].startswith(MODEL_PREFIX) for s in structs):
-                structs = [
-                    {**s, "detail": self.models.explain_row(row, s["rule_id"])}
-                    if s["detail"] is None and s["rule_id"].startswith(MODEL_PREFIX)
-                    else s
-                    for s in structs
-                ]
-            return _reasons(structs)
-
-        return build
+    def _lazy_reasons(self, row: dict[str, Any]) -> _Reasons:
+        """The reasons of a verdict row, model explanations computed only if it becomes an alert."""
+        return _Reasons(self.models, row)
 
     @staticmethod
     def _shared_keys(
@@ -502,6 +495,46 @@ class Engine:
         for cid, fam, key, n in k.iter_rows():
             out.setdefault(cid, {}).setdefault(fam, []).append(f"{key} ({n} accounts)")
         return out
+
+
+class _Reasons:
+    """A verdict row's reasons; model explanations are filled in only for rows that become alerts,
+    batched per model across a tick's alerts (``explain_all``), or one by one when called alone."""
+
+    def __init__(self, models: ModelSet, row: dict[str, Any]) -> None:
+        self.models = models
+        self.row = row
+        self.structs: list[dict[str, Any]] = row["reasons"]
+
+    def pending(self) -> list[str]:
+        """Model rule ids whose explanation is still missing."""
+        return [
+            s["rule_id"]
+            for s in self.structs
+            if s["detail"] is None and s["rule_id"].startswith(MODEL_PREFIX)
+        ]
+
+    def fill(self, rule_id: str, detail: str | None) -> None:
+        """Set one model's explanation."""
+        self.structs = [{**s, "detail": detail} if s["rule_id"] == rule_id else s for s in self.structs]
+
+    def __call__(self) -> list[Reason]:
+        for rid in self.pending():
+            self.fill(rid, self.models.explain_row(self.row, rid))
+        return _reasons(self.structs)
+
+    @staticmethod
+    def explain_all(verdicts: list[Verdict]) -> None:
+        """Fill every pending model explanation of ``verdicts`` with one inference per model."""
+        todo: dict[str, list[_Reasons]] = {}
+        for v in verdicts:
+            if isinstance(v.reasons, _Reasons):
+                for rid in v.reasons.pending():
+                    todo.setdefault(rid, []).append(v.reasons)
+        for rid, items in todo.items():
+            lines = items[0].models.explain_rows([r.row for r in items], rid)
+            for r, line in zip(items, lines, strict=True):
+                r.fill(rid, line)
 
 
 def _link_summaries(links: pl.DataFrame, now: datetime, top: int = 5) -> dict[str, list[str]]:

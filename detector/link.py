@@ -85,19 +85,20 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         .sort("family", "key")
         .with_row_index("kid")
     )
-    # accounts become dense integers (their rank in id order) so the self-join and the graph are cheap
-    k = keys.join(useful, on=["family", "key"], how="inner").select(
-        "account_id",
-        pl.col("account_id").rank("dense").cast(pl.Int64).sub(1).alias("a"),
+    k = keys.join(useful, on=["family", "key"], how="inner")
+    if k.height == 0:
+        return _empty()
+    # accounts become dense integers (their position in id order) so the self-join and graph are cheap
+    names = k.get_column("account_id").unique().sort()
+    ids = pl.DataFrame({"account_id": names, "a": np.arange(names.len(), dtype=np.int64)})
+    k = k.join(ids, on="account_id", how="left").select(
+        "a",
         pl.col("family").replace_strict(fam_code, return_dtype=pl.UInt8).alias("fam"),
         pl.col("kid").cast(pl.UInt64),
         "uses",
         "last_seen",
     )
-    if k.height == 0:
-        return _empty()
-    names = k.select("a", "account_id").unique("a").sort("a")["account_id"]
-    k = _top_keys(k.drop("account_id"), cfg.keys_per_family)
+    k = _top_keys(k, cfg.keys_per_family)
 
     # a group is one composite key (two families' keys held together) or one strong-family key;
     # integer ids keep the self-join cheap: kid_a * 2^32 + kid_b names a pair

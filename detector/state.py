@@ -112,7 +112,7 @@ def merge_keys(keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
     more = more.select(KEY_SCHEMA.keys())
     if more.height == 0:
         return keys
-    touched = pl.col("account_id").is_in(more["account_id"].unique().implode())
+    touched = keys.get_column("account_id").is_in(more.get_column("account_id").unique().implode())
     merged = (
         pl.concat([keys.filter(touched), more])
         .group_by("account_id", "family", "key")

@@ -92,9 +92,18 @@ class AlertBook:
             {"subject": subjects, "_book_rank": ranks}, schema={"subject": pl.String, "_book_rank": pl.Int64}
         )
 
-    def update(self, verdicts: list[Verdict], detected: datetime) -> list[Alert]:
-        """Alerts to emit for this tick: new episodes and escalations/growth of open ones."""
-        out: list[Alert] = []
+    def update(
+        self,
+        verdicts: list[Verdict],
+        detected: datetime,
+        prepare: Callable[[list[Verdict]], None] | None = None,
+    ) -> list[Alert]:
+        """Alerts to emit for this tick: new episodes and escalations/growth of open ones.
+
+        ``prepare`` is called once with the verdicts that become alerts, before their reasons are read
+        (the engine batches model explanations there).
+        """
+        emit: list[tuple[Verdict, Episode]] = []
         for v in sorted(verdicts, key=lambda x: (x.kind, x.subject)):
             key = (v.kind, v.subject)
             accounts = frozenset(v.accounts)
@@ -115,6 +124,11 @@ class AlertBook:
             else:
                 continue
             self.episodes[key] = ep
+            emit.append((v, ep))
+        if prepare is not None and emit:
+            prepare([v for v, _ in emit])
+        out: list[Alert] = []
+        for v, ep in emit:
             out.append(
                 Alert(
                     alert_id=ep.alert_id,

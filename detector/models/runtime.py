@@ -198,11 +198,15 @@ class ModelSet:
 
     def explain_row(self, row: Mapping[str, Any], rule_id: str) -> str | None:
         """The reason line ``hits`` would give for one feature row (name -> value) and model ``rule_id``."""
+        return self.explain_rows([row], rule_id)[0]
+
+    def explain_rows(self, rows: Sequence[Mapping[str, Any]], rule_id: str) -> list[str | None]:
+        """``explain_row`` for many rows of one model in one batched inference (same lines)."""
         for m in self.models:
-            if m.manifest.rule_id == rule_id:
-                x = to_vector(row, m.manifest.features)
-                return m.explain(x, m.predict(x))[0]
-        return None
+            if m.manifest.rule_id == rule_id and rows:
+                x = np.concatenate([to_vector(row, m.manifest.features) for row in rows])
+                return list(m.explain(x, m.predict(x)))
+        return [None] * len(rows)
 
     def scores(self, frame: pl.DataFrame, target: str) -> dict[str, npt.NDArray[np.float64]]:
         """Model stem -> probability per row of ``frame``, for every model of ``target``."""
