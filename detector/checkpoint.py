@@ -71,6 +71,7 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
             "accounts": sorted(ep.accounts),
             "first_event_ts": ep.first_event_ts.isoformat(),
             "detected_event_ts": ep.detected_event_ts.isoformat(),
+            "last_hit": ep.last_hit.isoformat(),
         }
         for k, ep in sorted(engine.book.episodes.items())
     ]
@@ -120,6 +121,7 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
             frozenset(e["accounts"]),
             datetime.fromisoformat(e["first_event_ts"]),
             datetime.fromisoformat(e["detected_event_ts"]),
+            datetime.fromisoformat(e.get("last_hit") or e["detected_event_ts"]),
         )
         for e in json.loads((folder / "book.json").read_text())
     }

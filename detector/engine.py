@@ -133,7 +133,7 @@ class Engine:
         self.intel = intel
         self.allowlist = allowlist or AllowList()
         self.state = WindowState()
-        self.book = AlertBook()
+        self.book = AlertBook(settings.windows.episode_idle)
         self.stats = EngineStats()
         self._pending: list[pl.DataFrame] = []
         self._max_ts: datetime | None = None
@@ -275,7 +275,7 @@ class Engine:
             pl.col("ts").max().alias("detected"), pl.col("account_id").unique().sort().alias("touched")
         )
         per_tick = per_tick.sort("_tick")
-        account_verdicts = self._account_verdicts(
+        account_verdicts, account_touches = self._account_verdicts(
             due.select("account_id", pl.col("_tick").alias("tick_end")).unique()
         )
         alerts: list[Alert] = []
@@ -305,12 +305,14 @@ class Engine:
                 all_touched = pl.concat(self._touched_since_clusters).unique().sort()
                 verdicts += self._cluster_verdicts(all_touched, now, keys_now, accounts_now)
                 self._touched_since_clusters = []
-            new = self.book.update(verdicts, detected, prepare=_Reasons.explain_all)
+            new = self.book.update(verdicts, detected, now, prepare=_Reasons.explain_all)
+            self.book.touch("account", account_touches.get(now, []), now)
             for a in new:
                 self.stats.alerts[a.severity] += 1
             alerts += new
             self._last_closed = now
         assert self._last_closed is not None
+        self.book.expire(self._last_closed)
         self.state.evict(self._last_closed, w.long + w.tick, w.link, w.account_idle, w.link)
         return alerts
 
@@ -342,8 +344,14 @@ class Engine:
             (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n
         return hits.filter(pl.col("mode") != "shadow")
 
-    def _account_verdicts(self, points: pl.DataFrame) -> dict[datetime, list[Verdict]]:
-        """Account verdicts for every (account_id, tick_end) point, grouped by tick."""
+    def _account_verdicts(
+        self, points: pl.DataFrame
+    ) -> tuple[dict[datetime, list[Verdict]], dict[datetime, list[str]]]:
+        """Account verdicts for every (account_id, tick_end) point, grouped by tick.
+
+        Only verdicts that change the alert book are built; the second map names, per tick, the accounts
+        with a verdict that changes nothing (their episodes are only kept open: ``AlertBook.touch``).
+        """
         w = self.settings.windows
         feats = account_features(self.state, points, w.short, w.long)
         if self.on_features is not None:
@@ -355,25 +363,41 @@ class Engine:
         )
         hits = self._evaluate(feats, "account", "_point")
         if hits.height == 0:
-            return {}
+            return {}, {}
         combined = combine(hits, "_point")
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
         rows = self._drop_allowed(rows)
         # only rows that open an episode or raise its severity change the alert book (an account
-        # alert's membership never grows): skip building the rest, in one vectorised pass. A row
-        # counts if its rank beats both the book's episode and every earlier row of this call.
+        # alert's membership never grows): skip building the rest, in one vectorised pass. A row opens
+        # an episode when the account has none or its last verdict is older than the idle span; it
+        # escalates when its rank beats every earlier row of its episode (and the book's, if open).
         book = self.book.ranks("account")
+        prev_hit = pl.col("tick_end").shift(1).over("account_id").fill_null(pl.col("_book_last"))
         rows = (
             rows.join(book, left_on="account_id", right_on="subject", how="left")
             .with_columns(
-                pl.max_horizontal(pl.col("_rank").cum_max().shift(1).over("account_id"), "_book_rank")
-                .fill_null(0)
-                .alias("_prev_rank")
+                (prev_hit.is_null() | (pl.col("tick_end") - prev_hit > pl.lit(self.book.idle))).alias(
+                    "_opens"
+                )
             )
-            .filter(pl.col("_rank") > pl.col("_prev_rank"))
+            .with_columns(pl.col("_opens").cast(pl.Int32).cum_sum().over("account_id").alias("_episode"))
+            .with_columns(
+                (
+                    pl.col("_opens")
+                    | (
+                        pl.col("_rank")
+                        > pl.max_horizontal(
+                            pl.col("_rank").cum_max().shift(1).over("account_id", "_episode"),
+                            pl.when(pl.col("_episode") == 0).then(pl.col("_book_rank")),
+                        ).fill_null(0)
+                    )
+                ).alias("_changes")
+            )
         )
+        quiet = rows.filter(~pl.col("_changes")).group_by("tick_end").agg("account_id")
+        touches = dict(zip(quiet["tick_end"].to_list(), quiet["account_id"].to_list(), strict=True))
         out: dict[datetime, list[Verdict]] = {}
-        for row in rows.iter_rows(named=True):
+        for row in rows.filter(pl.col("_changes")).iter_rows(named=True):
             acct = row["account_id"]
             out.setdefault(row["tick_end"], []).append(
                 Verdict(
@@ -388,7 +412,7 @@ class Engine:
                     row["first_bucket"],
                 )
             )
-        return out
+        return out, touches
 
     def _drop_allowed(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Account verdict rows minus allow-listed accounts (as the list stood at each tick), counted."""

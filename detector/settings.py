@@ -28,6 +28,8 @@ class WindowSettings(BaseModel):
     new_model: timedelta = timedelta(hours=72)
     #: Accounts created within this span of each other share a sign-up burst key.
     signup_burst: timedelta = timedelta(minutes=30)
+    #: An alert episode with no verdict for this long closes; a later verdict opens a new episode (new id).
+    episode_idle: timedelta = timedelta(days=7)
     #: Events older than the watermark minus this are late (counted, folded into the current tick).
     allowed_lateness: timedelta = timedelta(minutes=5)
 

@@ -1,9 +1,12 @@
 """Verdicts and alert episodes: rule hits (and model scores) -> score, severity, campaign type, alerts.
 
-One alert per account or cluster episode. ``alert_id`` is a hash of (kind, subject, episode), so a
-replay or a restart re-emits the same id; a new ``revision`` is emitted when the alert escalates in
-severity or accuses more accounts. ``detected_event_ts`` is the event time of the last request of the
-tick in which the engine decided, never wall time.
+One alert per account or cluster episode. ``alert_id`` is a hash of (kind, subject, the event time the
+episode opened), so a replay or a restart re-emits the same id; a new ``revision`` is emitted when the
+alert escalates in severity or accuses more accounts. ``detected_event_ts`` is the event time of the
+last request of the tick in which the engine decided, never wall time.
+
+Episodes are bounded state: one with no verdict for ``idle`` of event time is closed and forgotten, and
+a later verdict on the same subject opens a new episode with a new id (its opening time differs).
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Alert, Reason
+from detector.schema import UTC_US
 
 #: Default rule weight by severity when a rule gives no score.
 SEVERITY_SCORE = {"low": 0.3, "medium": 0.55, "high": 0.8, "critical": 0.95}
@@ -32,11 +36,13 @@ class Episode:
     accounts: frozenset[str]
     first_event_ts: datetime
     detected_event_ts: datetime
+    #: End of the last tick with a verdict on the subject (idle episodes close; see ``AlertBook``).
+    last_hit: datetime
 
 
-def alert_id_for(kind: str, subject: str, episode: int = 1) -> str:
-    """Deterministic id of an alert episode."""
-    digest = hashlib.blake2b(f"{kind}|{subject}|{episode}".encode(), digest_size=10).hexdigest()
+def alert_id_for(kind: str, subject: str, opened: datetime) -> str:
+    """Deterministic id of an alert episode: its subject and the event time it opened."""
+    digest = hashlib.blake2b(f"{kind}|{subject}|{opened.isoformat()}".encode(), digest_size=10).hexdigest()
     return f"al-{digest}"
 
 
@@ -79,26 +85,50 @@ def combine(hits: pl.DataFrame, key: str) -> pl.DataFrame:
 
 
 class AlertBook:
-    """Open alert episodes by (kind, subject); turns verdicts into new alerts or revisions."""
+    """Open alert episodes by (kind, subject); turns verdicts into new alerts or revisions.
 
-    def __init__(self) -> None:
+    ``idle``: an episode with no verdict for longer than this (event time) is closed; ``expire`` forgets
+    closed episodes so the book stays bounded in a long-running daemon.
+    """
+
+    def __init__(self, idle: timedelta = timedelta(days=7)) -> None:
+        self.idle = idle
         self.episodes: dict[tuple[str, str], Episode] = {}
 
     def ranks(self, kind: str) -> pl.DataFrame:
-        """(subject, _book_rank): the severity rank of every open episode of ``kind``."""
-        subjects = [s for k, s in self.episodes if k == kind]
-        ranks = [SEVERITY_RANK[ep.severity] for (k, _), ep in self.episodes.items() if k == kind]
+        """(subject, _book_rank, _book_last): severity rank and last verdict tick of ``kind``'s episodes."""
+        eps = [(s, ep) for (k, s), ep in self.episodes.items() if k == kind]
         return pl.DataFrame(
-            {"subject": subjects, "_book_rank": ranks}, schema={"subject": pl.String, "_book_rank": pl.Int64}
+            {
+                "subject": [s for s, _ in eps],
+                "_book_rank": [SEVERITY_RANK[ep.severity] for _, ep in eps],
+                "_book_last": [ep.last_hit for _, ep in eps],
+            },
+            schema={"subject": pl.String, "_book_rank": pl.Int64, "_book_last": UTC_US},
         )
+
+    def touch(self, kind: str, subjects: list[str], now: datetime) -> None:
+        """Record a verdict at tick ``now`` on subjects whose verdict changed nothing (no alert)."""
+        for s in subjects:
+            ep = self.episodes.get((kind, s))
+            if ep is not None and ep.last_hit < now:
+                ep.last_hit = now
+
+    def expire(self, now: datetime) -> int:
+        """Forget episodes idle for longer than ``idle`` at event time ``now``; return how many."""
+        gone = [k for k, ep in self.episodes.items() if now - ep.last_hit > self.idle]
+        for k in gone:
+            del self.episodes[k]
+        return len(gone)
 
     def update(
         self,
         verdicts: list[Verdict],
         detected: datetime,
+        now: datetime,
         prepare: Callable[[list[Verdict]], None] | None = None,
     ) -> list[Alert]:
-        """Alerts to emit for this tick: new episodes and escalations/growth of open ones.
+        """Alerts to emit for the tick ending ``now``: new episodes and escalations/growth of open ones.
 
         ``prepare`` is called once with the verdicts that become alerts, before their reasons are read
         (the engine batches model explanations there).
@@ -108,9 +138,17 @@ class AlertBook:
             key = (v.kind, v.subject)
             accounts = frozenset(v.accounts)
             ep = self.episodes.get(key)
+            if ep is not None and now - ep.last_hit > self.idle:
+                ep = None  # the old episode went quiet: this verdict opens a new one
             if ep is None:
                 ep = Episode(
-                    alert_id_for(v.kind, v.subject), 1, v.severity, accounts, v.first_event_ts, detected
+                    alert_id_for(v.kind, v.subject, detected),
+                    1,
+                    v.severity,
+                    accounts,
+                    v.first_event_ts,
+                    detected,
+                    now,
                 )
             elif SEVERITY_RANK[v.severity] > SEVERITY_RANK[ep.severity] or not accounts <= ep.accounts:
                 ep = Episode(
@@ -120,8 +158,10 @@ class AlertBook:
                     accounts | ep.accounts,
                     min(ep.first_event_ts, v.first_event_ts),
                     ep.detected_event_ts,
+                    now,
                 )
             else:
+                ep.last_hit = max(ep.last_hit, now)
                 continue
             self.episodes[key] = ep
             emit.append((v, ep))
