@@ -1,26 +1,44 @@
 """Offline replay: files -> decode -> enrich -> (event-time order) -> engine -> alert and dead-letter sinks.
 
-Each file is decoded and enriched chunk by chunk (prompt text is gone before anything is kept), the
-enriched events of all inputs are put in event-time order, and the engine consumes them in slices.
-The engine's output depends only on the events, so two replays of the same input write byte-identical
+Each file is decoded and enriched chunk by chunk (prompt text is gone before anything is kept) and
+the engine consumes the events in event-time order, in slices. Two paths give the same order:
+
+- **streaming** (Parquet inputs whose ``ts`` column is already in time order, as gateway logs are): a
+  reader thread decodes and enriches chunks and merges the files, releasing every event older than
+  the *frontier* (the oldest "newest timestamp read" among files not yet finished: no file can still
+  hold an earlier one), while the engine works on the previous release. Memory holds a few chunks, not
+  the whole input, and decoding overlaps the engine;
+- **global sort** (anything else): every file is decoded and enriched, then all events are sorted.
+
+Released slices are sorted by (ts, request_id), exactly as the global sort orders them, and the
+engine's output does not depend on how its input is sliced, so both paths write the same alerts. The
+engine's output depends only on the events, so two replays of the same input write byte-identical
 alert files; alerts carry no ``emitted_at`` in replay.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
+from detector.contracts import Alert
 from detector.engine import Engine
-from detector.io.files import iter_file
+from detector.io.files import Chunk, iter_file, iter_parquet
 from detector.io.sinks import JsonlSink
 
-#: Events handed to the engine per call (the engine closes ticks by event time, not by slice).
+#: Events handed to the engine per call on the global-sort path (the engine closes ticks by event
+#: time, not by slice).
 SLICE_ROWS = 50_000
+#: Rows per Parquet chunk on the streaming path (small enough for decoding to overlap the engine).
+STREAM_ROWS = 20_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -47,35 +65,34 @@ def replay(
     summary = ReplaySummary()
     alert_sink = JsonlSink(alerts_out) if alerts_out else None
     reject_sink = JsonlSink(rejects_out) if rejects_out else None
-    enriched: list[pl.DataFrame] = []
     batch_dups = 0
-    for path in paths:
-        for chunk in iter_file(path):
-            b = chunk.batch
-            summary.records += b.records
-            batch_dups += b.duplicates
-            for r in b.rejects:
-                summary.rejects[r.reason] += 1
-                if reject_sink:
-                    reject_sink.write_reject(r)
-            if b.events.height:
-                enriched.append(engine.enrich(b.events))
-            summary.bytes_read += chunk.bytes_read
-            if progress:
-                progress(chunk.bytes_read)
-    if enriched:
-        events = pl.concat(enriched, how="vertical_relaxed")
-        # event-time order across files; request_id breaks ties so the order never depends on input order
-        events = events.sort("ts", "request_id")
-        for start in range(0, events.height, SLICE_ROWS):
-            for alert in engine.process(events.slice(start, SLICE_ROWS), enriched=True):
-                summary.alerts[alert.severity] += 1
-                if alert_sink:
-                    alert_sink.write_alert(alert)
-    for alert in engine.flush():
-        summary.alerts[alert.severity] += 1
-        if alert_sink:
-            alert_sink.write_alert(alert)
+
+    def take(chunk: Chunk) -> pl.DataFrame:
+        """Count a decoded chunk, write its rejects, return its enriched events."""
+        nonlocal batch_dups
+        b = chunk.batch
+        summary.records += b.records
+        batch_dups += b.duplicates
+        for r in b.rejects:
+            summary.rejects[r.reason] += 1
+            if reject_sink:
+                reject_sink.write_reject(r)
+        summary.bytes_read += chunk.bytes_read
+        if progress:
+            progress(chunk.bytes_read)
+        return engine.enrich(b.events) if b.events.height else b.events
+
+    def emit(alerts: list[Alert]) -> None:
+        for alert in alerts:
+            summary.alerts[alert.severity] += 1
+            if alert_sink:
+                alert_sink.write_alert(alert)
+
+    parts = _streamed(paths, take) if all(time_ordered(p) for p in paths) else _sorted(paths, take)
+    for part in parts:
+        for start in range(0, part.height, SLICE_ROWS):
+            emit(engine.process(part.slice(start, SLICE_ROWS), enriched=True))
+    emit(engine.flush())
     summary.events = engine.stats.events
     summary.duplicates = batch_dups + engine.stats.duplicates
     if alert_sink:
@@ -84,3 +101,90 @@ def replay(
     if reject_sink:
         reject_sink.close()
     return summary
+
+
+def time_ordered(path: Path) -> bool:
+    """True for a Parquet file whose ``ts`` strings share one format and offset and are in order.
+
+    ISO-8601 timestamps of one length and one suffix (``Z`` or one offset) sort as text exactly as
+    they do as times; anything else (mixed offsets, a JSON Lines file, whose check would cost a full
+    parse) takes the global sort.
+    """
+    if path.suffix != ".parquet":
+        return False
+    try:
+        ts = pl.scan_parquet(path).select("ts").collect().get_column("ts")
+    except (pl.exceptions.PolarsError, OSError):
+        return False
+    if ts.dtype != pl.String or ts.null_count() or ts.len() == 0:
+        return False
+    shape = ts.str.len_bytes().n_unique() == 1 and ts.str.slice(-6).str.replace(r".*Z$", "Z").n_unique() == 1
+    return bool(shape and ts.is_sorted())
+
+
+def _sorted(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Every file decoded and enriched, then all events in (ts, request_id) order."""
+    enriched = [e for path in paths for chunk in iter_file(path) if (e := take(chunk)).height]
+    if not enriched:
+        return
+    # event-time order across files; request_id breaks ties so the order never depends on input order
+    yield pl.concat(enriched, how="vertical_relaxed").sort("ts", "request_id")
+
+
+def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Time-ordered files merged on a reader thread; yields released slices as they are ready."""
+    out: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: pl.DataFrame | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        try:
+            readers = {i: iter_parquet(p, STREAM_ROWS) for i, p in enumerate(paths)}
+            newest: dict[int, datetime] = {}
+            held: list[pl.DataFrame] = []
+            while readers and not stop.is_set():
+                # read from the file that is furthest behind, so the frontier keeps moving
+                i = min(readers, key=lambda j: (newest.get(j, _EPOCH), j))
+                chunk = next(readers[i], None)
+                if chunk is None:
+                    del readers[i]
+                else:
+                    events = take(chunk)
+                    if events.height:
+                        held.append(events)
+                        top = events.get_column("ts").max()
+                        assert isinstance(top, datetime)
+                        newest[i] = max(newest.get(i, top), top)
+                if not readers or any(j not in newest for j in readers):
+                    continue
+                frontier = min(newest[j] for j in readers)
+                pool = pl.concat(held, how="vertical_relaxed") if len(held) > 1 else held[0]
+                ready = pool.filter(pl.col("ts") < frontier)
+                held = [pool.filter(pl.col("ts") >= frontier)]
+                if ready.height:
+                    put(ready.sort("ts", "request_id"))
+            if held and not stop.is_set():
+                rest = pl.concat(held, how="vertical_relaxed")
+                if rest.height:
+                    put(rest.sort("ts", "request_id"))
+            put(None)
+        except BaseException as exc:  # handed to the engine thread, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=read, name="replay-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -82,6 +82,47 @@ def test_parquet_and_jsonl_give_the_same_alerts(sim_dir: Path, tmp_path: Path) -
     assert a.read_bytes() == b.read_bytes()
 
 
+def test_streaming_merge_of_time_ordered_files_matches_the_global_sort(
+    sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three time-ordered Parquet files interleaved in time (split by account) stream through the
+    reader thread's merge in small chunks; a shuffled copy takes the global sort. Both give the alerts
+    of the single JSON Lines file, and so does a streaming run with a failing reader (it raises)."""
+    import polars as pl
+
+    import detector.replay as rp
+
+    events = pl.read_parquet(sim_dir / "events.parquet")
+    parts = []
+    for i in range(3):
+        part = events.filter(pl.col("account_id").hash(seed=1) % 3 == i)
+        parts.append(tmp_path / f"part{i}.parquet")
+        part.write_parquet(parts[-1])
+    shuffled = tmp_path / "shuffled.parquet"
+    events.sample(fraction=1.0, shuffle=True, seed=5).write_parquet(shuffled)
+    assert all(rp.time_ordered(p) for p in parts)
+    assert not rp.time_ordered(shuffled) and not rp.time_ordered(sim_dir / "events.jsonl")
+
+    ref = tmp_path / "ref.jsonl"
+    replay([sim_dir / "events.jsonl"], build_engine(ROOT / "rules"), ref)
+    monkeypatch.setattr(rp, "STREAM_ROWS", 1_000)  # many chunks: many frontier releases
+    merged, glob = tmp_path / "merged.jsonl", tmp_path / "glob.jsonl"
+    s = replay(parts, build_engine(ROOT / "rules"), merged)
+    replay([shuffled], build_engine(ROOT / "rules"), glob)
+    assert s.events == events.height
+    assert merged.read_bytes() == ref.read_bytes() == glob.read_bytes()
+
+    shipped = rp.iter_parquet
+
+    def broken(path: Path, rows: int) -> object:
+        yield from shipped(path, rows)
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(rp, "iter_parquet", broken)
+    with pytest.raises(OSError, match="disk went away"):
+        replay(parts, build_engine(ROOT / "rules"), tmp_path / "x.jsonl")
+
+
 def test_alerts_never_carry_prompt_text(sim_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "a.jsonl"
     replay([sim_dir / "events.jsonl"], build_engine(ROOT / "rules"), out)
