@@ -7,7 +7,7 @@ the engine consumes the events in event-time order, in slices. Two paths give th
   reader thread decodes and enriches chunks and merges the files, releasing every event older than
   the *frontier* (the oldest "newest timestamp read" among files not yet finished: no file can still
   hold an earlier one), while the engine works on the previous release. Memory holds a few chunks, not
-  the whole input, and decoding overlaps the engine;
+  the whole input (speed is that of the global sort: the engine, not decoding, is the bottleneck);
 - **global sort** (anything else): every file is decoded and enriched, then all events are sorted.
 
 Released slices are sorted by (ts, request_id), exactly as the global sort orders them, and the
@@ -36,8 +36,9 @@ from detector.io.sinks import JsonlSink
 #: Events handed to the engine per call on the global-sort path (the engine closes ticks by event
 #: time, not by slice).
 SLICE_ROWS = 50_000
-#: Rows per Parquet chunk on the streaming path (small enough for decoding to overlap the engine).
-STREAM_ROWS = 20_000
+#: Rows per Parquet chunk on the streaming path (smaller chunks cost the engine more calls: 20,000 was
+#: 20% slower end to end than the global sort on a 1-day file, 100,000 the same speed).
+STREAM_ROWS = 100_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
