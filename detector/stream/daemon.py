@@ -168,6 +168,8 @@ class Daemon:
         self._owner_epoch = 0
         self._assignor = SingleOwnerAssignor(lambda: self._owner)
         self._batches: queue.Queue[_Batch] = queue.Queue()
+        #: A batch taken from the queue while coalescing but left for the next turn (another epoch).
+        self._held: _Batch | None = None
         self._taken = threading.Event()
         self._commands: queue.Queue[tuple[int, dict[int, int]]] = queue.Queue()
         self._closing = threading.Event()
@@ -234,7 +236,11 @@ class Daemon:
             while not self.stop.is_set():
                 self._last_loop = time.monotonic()
                 try:
-                    item: _Batch | None = self._batches.get(timeout=self.s.poll_timeout_ms / 1000)
+                    if self._held is not None:
+                        first, self._held = self._held, None
+                    else:
+                        first = self._batches.get(timeout=self.s.poll_timeout_ms / 1000)
+                    item: _Batch | None = self._coalesce(first)
                     self._taken.set()
                 except queue.Empty:
                     item = None
@@ -286,6 +292,24 @@ class Daemon:
                     extra={"records": self.summary.records, "alerts": self.summary.alerts},
                 )
         return self.summary
+
+    def _coalesce(self, item: _Batch) -> _Batch:
+        """``item`` plus the batches queued behind it from the same epoch, as one batch (fewer, larger
+        engine calls). Records stay in offset order per partition; the high-water marks are the
+        newest poll's. A batch from another epoch stays queued for the next turn."""
+        while item.records and self._held is None and self._batches.qsize():
+            try:
+                nxt = self._batches.get_nowait()
+            except queue.Empty:
+                break
+            if nxt.epoch != item.epoch or not nxt.records:
+                self._held = nxt  # handled on its own next turn (stale, or an idle marker)
+                break
+            merged = {tp: list(recs) for tp, recs in item.records.items()}
+            for tp, recs in nxt.records.items():
+                merged.setdefault(tp, []).extend(recs)
+            item = _Batch(item.epoch, merged, nxt.highwater)
+        return item
 
     def _step(self, item: _Batch) -> bool:
         """Process one batch from the consumer thread; True when the run is finished (drained)."""
