@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Alert, Reason
 from detector.schema import UTC_US
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 #: Default rule weight by severity when a rule gives no score.
 SEVERITY_SCORE = {"low": 0.3, "medium": 0.55, "high": 0.8, "critical": 0.95}
@@ -97,15 +100,18 @@ class AlertBook:
 
     def ranks(self, kind: str) -> pl.DataFrame:
         """(subject, _book_rank, _book_last): severity rank and last verdict tick of ``kind``'s episodes."""
-        eps = [(s, ep) for (k, s), ep in self.episodes.items() if k == kind]
+        subjects: list[str] = []
+        ranks: list[int] = []
+        last_us: list[int] = []  # integers: polars builds a column of Python datetimes 20x slower
+        for (k, subject), ep in self.episodes.items():
+            if k == kind:
+                subjects.append(subject)
+                ranks.append(SEVERITY_RANK[ep.severity])
+                last_us.append((ep.last_hit - _EPOCH) // _US)
         return pl.DataFrame(
-            {
-                "subject": [s for s, _ in eps],
-                "_book_rank": [SEVERITY_RANK[ep.severity] for _, ep in eps],
-                "_book_last": [ep.last_hit for _, ep in eps],
-            },
-            schema={"subject": pl.String, "_book_rank": pl.Int64, "_book_last": UTC_US},
-        )
+            {"subject": subjects, "_book_rank": ranks, "_book_last": last_us},
+            schema={"subject": pl.String, "_book_rank": pl.Int64, "_book_last": pl.Int64},
+        ).with_columns(pl.col("_book_last").cast(UTC_US))
 
     def touch(self, kind: str, subjects: list[str], now: datetime) -> None:
         """Record a verdict at tick ``now`` on subjects whose verdict changed nothing (no alert)."""
