@@ -305,7 +305,7 @@ class Engine:
                 all_touched = pl.concat(self._touched_since_clusters).unique().sort()
                 verdicts += self._cluster_verdicts(all_touched, now, keys_now, accounts_now)
                 self._touched_since_clusters = []
-            new = self.book.update(verdicts, detected, now, prepare=_Reasons.explain_all)
+            new = self.book.update(verdicts, detected, now, prepare=_prepare)
             self.book.touch("account", account_touches.get(now, []), now)
             for a in new:
                 self.stats.alerts[a.severity] += 1
@@ -466,8 +466,7 @@ class Engine:
             .agg(pl.col("bucket").min())
         )
         first_map = dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
-        shared = self._shared_keys(keys, alert_members)
-        link_map = _link_summaries(clusters.links.filter(pl.col("cluster_id").is_in(alerting)), now)
+        context = _ClusterContext(keys, alert_members, clusters.links, now)
         out: list[Verdict] = []
         for row in rows.iter_rows(named=True):
             accts: list[str] = member_map[row["cluster_id"]]
@@ -478,9 +477,7 @@ class Engine:
             first = [first_map[a] for a in accts if a in first_map]
             if not accts or not first:
                 continue
-            evidence: dict[str, Any] = {k: row.get(k) for k in CLUSTER_EVIDENCE}
-            evidence["shared"] = shared.get(row["cluster_id"], {})
-            evidence["links"] = link_map.get(row["cluster_id"], [])
+            evidence = _ClusterEvidence(context, row["cluster_id"], {k: row.get(k) for k in CLUSTER_EVIDENCE})
             out.append(
                 Verdict(
                     "cluster",
@@ -499,26 +496,6 @@ class Engine:
     def _lazy_reasons(self, row: dict[str, Any]) -> _Reasons:
         """The reasons of a verdict row, model explanations computed only if it becomes an alert."""
         return _Reasons(self.models, row)
-
-    @staticmethod
-    def _shared_keys(
-        keys: pl.DataFrame, members: pl.DataFrame, top: int = 5
-    ) -> dict[str, dict[str, list[str]]]:
-        """Per cluster: its most-shared linkage values (hashes, prefixes; never content), top per family."""
-        k = (
-            keys.join(members, on="account_id", how="inner")
-            .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
-            .group_by("cluster_id", "family", "key")
-            .agg(pl.col("account_id").n_unique().alias("n"))
-            .filter(pl.col("n") >= 2)
-            .sort(["cluster_id", "family", "n", "key"], descending=[False, False, True, False])
-            .group_by("cluster_id", "family", maintain_order=True)
-            .head(top)
-        )
-        out: dict[str, dict[str, list[str]]] = {}
-        for cid, fam, key, n in k.iter_rows():
-            out.setdefault(cid, {}).setdefault(fam, []).append(f"{key} ({n} accounts)")
-        return out
 
 
 class _Reasons:
@@ -559,6 +536,77 @@ class _Reasons:
             lines = items[0].models.explain_rows([r.row for r in items], rid)
             for r, line in zip(items, lines, strict=True):
                 r.fill(rid, line)
+
+
+def _shared_keys(keys: pl.DataFrame, members: pl.DataFrame, top: int = 5) -> dict[str, dict[str, list[str]]]:
+    """Per cluster: its most-shared linkage values (hashes, prefixes; never content), top per family."""
+    k = (
+        keys.join(members, on="account_id", how="inner")
+        .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
+        .group_by("cluster_id", "family", "key")
+        .agg(pl.col("account_id").n_unique().alias("n"))
+        .filter(pl.col("n") >= 2)
+        .sort(["cluster_id", "family", "n", "key"], descending=[False, False, True, False])
+        .group_by("cluster_id", "family", maintain_order=True)
+        .head(top)
+    )
+    out: dict[str, dict[str, list[str]]] = {}
+    for cid, fam, key, n in k.iter_rows():
+        out.setdefault(cid, {}).setdefault(fam, []).append(f"{key} ({n} accounts)")
+    return out
+
+
+class _ClusterContext:
+    """What cluster evidence is read from at one cluster tick; shared-key and link summaries are
+    computed for the clusters whose verdicts become alerts (``fill``), not for every scored one."""
+
+    def __init__(self, keys: pl.DataFrame, members: pl.DataFrame, links: pl.DataFrame, now: datetime) -> None:
+        self.keys, self.members, self.links, self.now = keys, members, links, now
+        self.filled: set[str] = set()
+        self.shared: dict[str, dict[str, list[str]]] = {}
+        self.link_map: dict[str, list[str]] = {}
+
+    def fill(self, cluster_ids: list[str]) -> None:
+        """Summaries for those of ``cluster_ids`` not yet summarised (one pass over keys and links)."""
+        todo = sorted(set(cluster_ids) - self.filled)
+        if not todo:
+            return
+        wanted = pl.Series(todo, dtype=pl.String).implode()
+        self.shared |= _shared_keys(self.keys, self.members.filter(pl.col("cluster_id").is_in(wanted)))
+        self.link_map |= _link_summaries(self.links.filter(pl.col("cluster_id").is_in(wanted)), self.now)
+        self.filled.update(todo)
+
+
+class _ClusterEvidence:
+    """A cluster verdict's evidence: its features now, its shared keys and links when read."""
+
+    def __init__(self, context: _ClusterContext, cluster_id: str, features: dict[str, Any]) -> None:
+        self.context, self.cluster_id, self.features = context, cluster_id, features
+
+    def __call__(self) -> dict[str, Any]:
+        self.context.fill([self.cluster_id])
+        return {
+            **self.features,
+            "shared": self.context.shared.get(self.cluster_id, {}),
+            "links": self.context.link_map.get(self.cluster_id, []),
+        }
+
+    @staticmethod
+    def fill_all(verdicts: list[Verdict]) -> None:
+        """Compute the summaries of every cluster verdict in ``verdicts``, one pass per tick context."""
+        by_context: dict[int, tuple[_ClusterContext, list[str]]] = {}
+        for v in verdicts:
+            if isinstance(v.evidence, _ClusterEvidence):
+                ctx = v.evidence.context
+                by_context.setdefault(id(ctx), (ctx, []))[1].append(v.evidence.cluster_id)
+        for ctx, ids in by_context.values():
+            ctx.fill(ids)
+
+
+def _prepare(verdicts: list[Verdict]) -> None:
+    """Batch the lazy parts of the verdicts that become alerts: model explanations, cluster evidence."""
+    _Reasons.explain_all(verdicts)
+    _ClusterEvidence.fill_all(verdicts)
 
 
 def _link_summaries(links: pl.DataFrame, now: datetime, top: int = 5) -> dict[str, list[str]]:

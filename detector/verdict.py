@@ -67,7 +67,8 @@ class Verdict:
     campaign_type: str | None
     #: The reasons, or a function giving them (built only if the verdict becomes an alert).
     reasons: list[Reason] | Callable[[], list[Reason]]
-    evidence: dict[str, Any]
+    #: The evidence, or a function giving it (built only if the verdict becomes an alert).
+    evidence: dict[str, Any] | Callable[[], dict[str, Any]]
     first_event_ts: datetime
 
 
@@ -136,8 +137,8 @@ class AlertBook:
     ) -> list[Alert]:
         """Alerts to emit for the tick ending ``now``: new episodes and escalations/growth of open ones.
 
-        ``prepare`` is called once with the verdicts that become alerts, before their reasons are read
-        (the engine batches model explanations there).
+        ``prepare`` is called once with the verdicts that become alerts, before their reasons and
+        evidence are read (the engine batches model explanations and cluster evidence there).
         """
         emit: list[tuple[Verdict, Episode]] = []
         for v in sorted(verdicts, key=lambda x: (x.kind, x.subject)):
@@ -189,7 +190,11 @@ class AlertBook:
                     detected_event_ts=ep.detected_event_ts,
                     reasons=v.reasons() if callable(v.reasons) else v.reasons,
                     evidence={
-                        **{k: _clean(x) for k, x in v.evidence.items() if x is not None},
+                        **{
+                            k: _clean(x)
+                            for k, x in (v.evidence() if callable(v.evidence) else v.evidence).items()
+                            if x is not None
+                        },
                         # when *this* revision was decided (detected_event_ts stays the first's)
                         "revision_event_ts": detected,
                     },

@@ -227,3 +227,41 @@ def test_short_episode_idle_reopens_episodes_identically_however_sliced(
     reopened = [s for s, ids in ids_by_subject.items() if len(ids) > 1]
     assert reopened, "no subject went quiet for 2 h and came back"
     assert len(engine.book.episodes) < sum(len(ids) for ids in ids_by_subject.values())
+
+
+def test_cluster_evidence_is_summarised_per_cluster_whether_batched_or_not() -> None:
+    """Shared-key and link summaries are built only when an alert reads them; read one by one or
+    batched through ``fill``, every cluster gets its own."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from detector.engine import _ClusterContext, _ClusterEvidence
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    keys = pl.DataFrame(
+        {
+            "account_id": ["a1", "a2", "b1", "b2"],
+            "family": ["payment", "payment", "client", "client"],
+            "key": ["card-A", "card-A", "tls-B", "tls-B"],
+        }
+    )
+    members = pl.DataFrame({"account_id": ["a1", "a2", "b1", "b2"], "cluster_id": ["cA", "cA", "cB", "cB"]})
+    links = pl.DataFrame(
+        {
+            "cluster_id": ["cA", "cB"],
+            "link": ["payment", "client+template"],
+            "accounts": [2, 2],
+            "weight": [1.0, 1.0],
+            "last_seen": [now, now],
+        }
+    )
+    for batched in (False, True):
+        ctx = _ClusterContext(keys, members, links, now)
+        ev = {c: _ClusterEvidence(ctx, c, {"accounts": 2}) for c in ("cA", "cB")}
+        if batched:
+            ctx.fill(["cA", "cB"])
+        a, b = ev["cA"](), ev["cB"]()
+        assert a["shared"] == {"payment": ["card-A (2 accounts)"]} and a["accounts"] == 2
+        assert b["shared"] == {"client": ["tls-B (2 accounts)"]}
+        assert a["links"][0].startswith("payment: 2 accounts") and b["links"][0].startswith("client+template")
