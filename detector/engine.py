@@ -452,43 +452,47 @@ class Engine:
             return []
         combined = combine(hits, "cluster_id")
         rows = combined.join(feats, on="cluster_id", how="left")
-        orgs = accounts.select("account_id", "org_id")
         alerting = rows["cluster_id"].implode()
         alert_members = members.filter(pl.col("cluster_id").is_in(alerting))
-        by_cluster = alert_members.group_by("cluster_id").agg(pl.col("account_id").sort())
-        member_map = dict(
-            zip(by_cluster["cluster_id"].to_list(), by_cluster["account_id"].to_list(), strict=True)
+        context = _ClusterContext(keys, alert_members, clusters.links, now)
+        # allow-listed members are left out of the accusation (and counted, once per cluster row)
+        named = alert_members
+        allowed = self.allowlist.allowed(
+            alert_members["account_id"], keys, accounts.select("account_id", "org_id"), now
         )
+        if allowed:
+            kinds = alert_members["account_id"].replace_strict(allowed, default=None, return_dtype=pl.String)
+            for kind, n in Counter(k for k in kinds.to_list() if k is not None).items():
+                self.stats.suppressed[kind] += n
+            named = alert_members.filter(kinds.is_null())
+        # per cluster: the accused members (sorted) and the earliest bucket any of them has in the
+        # window (the alert's first evidence); a cluster with neither raises nothing
         firsts = (
-            self.state.buckets.join(alert_members.select("account_id"), on="account_id", how="semi")
+            self.state.buckets.join(named.select("account_id"), on="account_id", how="semi")
             .filter((pl.col("bucket") >= now - w.long) & (pl.col("bucket") < now))
             .group_by("account_id")
             .agg(pl.col("bucket").min())
         )
-        first_map = dict(zip(firsts["account_id"].to_list(), firsts["bucket"].to_list(), strict=True))
-        context = _ClusterContext(keys, alert_members, clusters.links, now)
+        per_cluster = (
+            named.join(firsts, on="account_id", how="left")
+            .group_by("cluster_id")
+            .agg(pl.col("account_id").sort().alias("_accounts"), pl.col("bucket").min().alias("_first"))
+            .filter(pl.col("_first").is_not_null())
+        )
         out: list[Verdict] = []
-        for row in rows.iter_rows(named=True):
-            accts: list[str] = member_map[row["cluster_id"]]
-            allowed = self.allowlist.allowed(pl.Series(accts), keys, orgs, now)
-            for kind in allowed.values():
-                self.stats.suppressed[kind] += 1
-            accts = [a for a in accts if a not in allowed]
-            first = [first_map[a] for a in accts if a in first_map]
-            if not accts or not first:
-                continue
+        for row in rows.join(per_cluster, on="cluster_id", how="inner").iter_rows(named=True):
             evidence = _ClusterEvidence(context, row["cluster_id"], {k: row.get(k) for k in CLUSTER_EVIDENCE})
             out.append(
                 Verdict(
                     "cluster",
                     row["cluster_id"],
-                    accts,
+                    row["_accounts"],
                     _RANK_NAME[row["_rank"]],
                     row["score"],
                     row["campaign_type"],
                     self._lazy_reasons(row),
                     evidence,
-                    min(first),
+                    row["_first"],
                 )
             )
         return out
