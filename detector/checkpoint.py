@@ -121,7 +121,11 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
             frozenset(e["accounts"]),
             datetime.fromisoformat(e["first_event_ts"]),
             datetime.fromisoformat(e["detected_event_ts"]),
-            datetime.fromisoformat(e.get("last_hit") or e["detected_event_ts"]),
+            # checkpoints from before episodes expired carry no last verdict time: count them as seen
+            # at the checkpoint's last closed tick, so restoring never closes a live episode early
+            datetime.fromisoformat(
+                e.get("last_hit") or meta["clock"].get("last_closed") or e["detected_event_ts"]
+            ),
         )
         for e in json.loads((folder / "book.json").read_text())
     }

@@ -374,7 +374,7 @@ class Engine:
         book = self.book.ranks("account")
         prev_hit = pl.col("tick_end").shift(1).over("account_id").fill_null(pl.col("_book_last"))
         rows = (
-            rows.join(book, left_on="account_id", right_on="subject", how="left")
+            rows.join(book, left_on="account_id", right_on="subject", how="left", maintain_order="left")
             .with_columns(
                 (prev_hit.is_null() | (pl.col("tick_end") - prev_hit > pl.lit(self.book.idle))).alias(
                     "_opens"

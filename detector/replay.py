@@ -18,10 +18,11 @@ alert files; alerts carry no ``emitted_at`` in replay.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from detector.contracts import Alert
 from detector.engine import Engine
 from detector.io.files import Chunk, iter_file, iter_parquet
 from detector.io.sinks import JsonlSink
+from detector.schema import parse_ts
 
 #: Events handed to the engine per call on the global-sort path (the engine closes ticks by event
 #: time, not by slice).
@@ -90,9 +92,10 @@ def replay(
                 alert_sink.write_alert(alert)
 
     parts = _streamed(paths, take) if all(time_ordered(p) for p in paths) else _sorted(paths, take)
-    for part in parts:
-        for start in range(0, part.height, SLICE_ROWS):
-            emit(engine.process(part.slice(start, SLICE_ROWS), enriched=True))
+    with contextlib.closing(parts):  # an engine error stops the reader thread at once
+        for part in parts:
+            for start in range(0, part.height, SLICE_ROWS):
+                emit(engine.process(part.slice(start, SLICE_ROWS), enriched=True))
     emit(engine.flush())
     summary.events = engine.stats.events
     summary.duplicates = batch_dups + engine.stats.duplicates
@@ -105,25 +108,22 @@ def replay(
 
 
 def time_ordered(path: Path) -> bool:
-    """True for a Parquet file whose ``ts`` strings share one format and offset and are in order.
+    """True for a Parquet file whose ``ts`` values, parsed as the decoder parses them, are in order.
 
-    ISO-8601 timestamps of one length and one suffix (``Z`` or one offset) sort as text exactly as
-    they do as times; anything else (mixed offsets, a JSON Lines file, whose check would cost a full
-    parse) takes the global sort.
+    Values the decoder cannot parse are skipped (those records are rejects). A JSON Lines file is
+    never checked (it would cost a full parse): it takes the global sort.
     """
     if path.suffix != ".parquet":
         return False
     try:
-        ts = pl.scan_parquet(path).select("ts").collect().get_column("ts")
+        ts = pl.scan_parquet(path).select(parse_ts(pl.col("ts").cast(pl.String))).collect().get_column("ts")
     except (pl.exceptions.PolarsError, OSError):
         return False
-    if ts.dtype != pl.String or ts.null_count() or ts.len() == 0:
-        return False
-    shape = ts.str.len_bytes().n_unique() == 1 and ts.str.slice(-6).str.replace(r".*Z$", "Z").n_unique() == 1
-    return bool(shape and ts.is_sorted())
+    ts = ts.drop_nulls()
+    return bool(ts.len() and ts.is_sorted())
 
 
-def _sorted(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+def _sorted(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Generator[pl.DataFrame]:
     """Every file decoded and enriched, then all events in (ts, request_id) order."""
     enriched = [e for path in paths for chunk in iter_file(path) if (e := take(chunk)).height]
     if not enriched:
@@ -132,7 +132,7 @@ def _sorted(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Iterato
     yield pl.concat(enriched, how="vertical_relaxed").sort("ts", "request_id")
 
 
-def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Generator[pl.DataFrame]:
     """Time-ordered files merged on a reader thread; yields released slices as they are ready."""
     out: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -159,10 +159,12 @@ def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Itera
                 else:
                     events = take(chunk)
                     if events.height:
+                        low, top = events.get_column("ts").min(), events.get_column("ts").max()
+                        assert isinstance(low, datetime) and isinstance(top, datetime)
+                        if i in newest and low < newest[i]:  # the check above makes this unreachable
+                            raise ValueError(f"{paths[i]}: events go back in time ({low} < {newest[i]})")
                         held.append(events)
-                        top = events.get_column("ts").max()
-                        assert isinstance(top, datetime)
-                        newest[i] = max(newest.get(i, top), top)
+                        newest[i] = top
                 if not readers or any(j not in newest for j in readers):
                     continue
                 frontier = min(newest[j] for j in readers)

@@ -109,3 +109,40 @@ def test_checkpoint_files_hold_no_prompt_text(events: pl.DataFrame, tmp_path: Pa
     assert len(grams) > 1000
     for blob in blobs:
         assert not any(blob[i : i + 30] in grams for i in range(len(blob) - 29))
+
+
+def test_checkpoint_without_last_verdict_times_closes_no_episode_early(
+    events: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint written before episodes expired has no ``last_hit``: its episodes count as seen at
+    the checkpoint, so none reopens under a new id within ``episode_idle`` of the restore (counting
+    from each episode's first detection would reopen the long-running ones at once: duplicate alerts)."""
+    import json
+    from datetime import datetime, timedelta
+
+    monkeypatch.setenv("DETECTOR_WINDOWS__EPISODE_IDLE", "PT2H")
+    idle = timedelta(hours=2)
+    eng = build_engine(ROOT / "rules")
+    cut = events.height * 2 // 3
+    eng.process(events.slice(0, cut))
+    folder = save_engine(eng, tmp_path / "c")
+    book = json.loads((folder / "book.json").read_text())
+    for e in book:
+        del e["last_hit"]
+    (folder / "book.json").write_text(json.dumps(book))
+    clock = json.loads((folder / "meta.json").read_text())["clock"]
+    restored_at = datetime.fromisoformat(clock["last_closed"])
+    open_ids = {(e["kind"], e["subject"]): e["alert_id"] for e in book}
+    old = [e for e in book if restored_at - datetime.fromisoformat(e["detected_event_ts"]) > idle]
+    assert old, "the checkpoint should hold episodes first detected more than idle before it"
+
+    again = build_engine(ROOT / "rules")
+    load_engine(again, tmp_path / "c")
+    alerts = again.process(events.slice(cut)) + again.flush()
+    early = [
+        a
+        for a in alerts
+        if (a.kind, a.subject) in open_ids and a.evidence["revision_event_ts"] <= restored_at + idle
+    ]
+    assert early, "some restored episodes should get a verdict soon after the restore"
+    assert all(a.alert_id == open_ids[(a.kind, a.subject)] for a in early)

@@ -102,6 +102,10 @@ def test_streaming_merge_of_time_ordered_files_matches_the_global_sort(
     events.sample(fraction=1.0, shuffle=True, seed=5).write_parquet(shuffled)
     assert all(rp.time_ordered(p) for p in parts)
     assert not rp.time_ordered(shuffled) and not rp.time_ordered(sim_dir / "events.jsonl")
+    # in order as text, not as time (the decoder accepts an unpadded hour): judged on parsed times
+    tricky = tmp_path / "tricky.parquet"
+    pl.DataFrame({"ts": ["2026-03-02T10:00:00.123Z", "2026-03-02T9:59:59.1230Z"]}).write_parquet(tricky)
+    assert not rp.time_ordered(tricky)
 
     ref = tmp_path / "ref.jsonl"
     replay([sim_dir / "events.jsonl"], build_engine(ROOT / "rules"), ref)

@@ -295,9 +295,16 @@ class Daemon:
 
     def _coalesce(self, item: _Batch) -> _Batch:
         """``item`` plus the batches queued behind it from the same epoch, as one batch (fewer, larger
-        engine calls). Records stay in offset order per partition; the high-water marks are the
-        newest poll's. A batch from another epoch stays queued for the next turn."""
-        while item.records and self._held is None and self._batches.qsize():
+        engine calls), up to ``prefetch_batches`` polls' worth of records. Records stay in offset order
+        per partition; the high-water marks are the newest poll's. A batch from another epoch waits
+        for the next turn."""
+        if not item.records:
+            return item
+        merged = {tp: list(recs) for tp, recs in item.records.items()}
+        count = sum(len(recs) for recs in merged.values())
+        highwater = item.highwater
+        cap = self.s.max_poll_records * self.s.prefetch_batches
+        while count < cap and self._held is None and self._batches.qsize():
             try:
                 nxt = self._batches.get_nowait()
             except queue.Empty:
@@ -305,11 +312,11 @@ class Daemon:
             if nxt.epoch != item.epoch or not nxt.records:
                 self._held = nxt  # handled on its own next turn (stale, or an idle marker)
                 break
-            merged = {tp: list(recs) for tp, recs in item.records.items()}
             for tp, recs in nxt.records.items():
                 merged.setdefault(tp, []).extend(recs)
-            item = _Batch(item.epoch, merged, nxt.highwater)
-        return item
+                count += len(recs)
+            highwater = nxt.highwater
+        return _Batch(item.epoch, merged, highwater)
 
     def _step(self, item: _Batch) -> bool:
         """Process one batch from the consumer thread; True when the run is finished (drained)."""
