@@ -11,7 +11,9 @@ the engine consumes the events in event-time order, in slices. Two paths give th
 - **global sort** (anything else): every file is decoded and enriched, then all events are sorted.
 
 Released slices are sorted by (ts, request_id), exactly as the global sort orders them, and the
-engine's output does not depend on how its input is sliced, so both paths write the same alerts. The
+engine's output does not depend on how its input is sliced, so both paths write the same alerts. (The
+dead-letter file holds the same rejects either way; with several files, streaming writes them in the
+order the merge reads the chunks.) The
 engine's output depends only on the events, so two replays of the same input write byte-identical
 alert files; alerts carry no ``emitted_at`` in replay.
 """
