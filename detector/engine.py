@@ -81,6 +81,8 @@ class EngineStats:
     duplicates: int = 0
     late: int = 0
     ticks: int = 0
+    #: alert episodes closed after ``episode_idle`` without a verdict
+    episodes_closed: int = 0
     rule_hits: Counter[str] = field(default_factory=Counter)
     shadow_hits: Counter[str] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)
@@ -312,7 +314,7 @@ class Engine:
             alerts += new
             self._last_closed = now
         assert self._last_closed is not None
-        self.book.expire(self._last_closed)
+        self.stats.episodes_closed += self.book.expire(self._last_closed)
         self.state.evict(self._last_closed, w.long + w.tick, w.link, w.account_idle, w.link)
         return alerts
 

@@ -96,6 +96,14 @@ class Metrics:
         self.accounts_under_alert = Gauge(
             "detector_accounts_under_alert", "Distinct accounts named by open alert episodes.", registry=r
         )
+        self.episodes_open = Gauge(
+            "detector_alert_episodes_open", "Open alert episodes (bounded: idle ones close).", registry=r
+        )
+        self.episodes_closed = PCounter(
+            "detector_alert_episodes_closed_total",
+            "Alert episodes closed after episode_idle without a verdict.",
+            registry=r,
+        )
         self.cluster_size = Histogram(
             "detector_alert_cluster_size",
             "Accounts per emitted cluster alert.",
@@ -255,6 +263,8 @@ class Metrics:
         for table, size in engine.state.size_bytes().items():
             self.state_bytes.labels(table=table).set(size)
         self.accounts_under_alert.set(len({a for ep in engine.book.episodes.values() for a in ep.accounts}))
+        self.episodes_open.set(len(engine.book.episodes))
+        self._inc_scalar("episodes_closed", st.episodes_closed, self.episodes_closed)
         if engine.max_event_ts is not None:
             self.last_event_ts.set(engine.max_event_ts.timestamp())
             watermark = engine.max_event_ts - engine.settings.windows.allowed_lateness

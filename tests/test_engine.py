@@ -227,6 +227,7 @@ def test_short_episode_idle_reopens_episodes_identically_however_sliced(
     reopened = [s for s, ids in ids_by_subject.items() if len(ids) > 1]
     assert reopened, "no subject went quiet for 2 h and came back"
     assert len(engine.book.episodes) < sum(len(ids) for ids in ids_by_subject.values())
+    assert engine.stats.episodes_closed > 0  # counted for the metrics layer
 
 
 def test_cluster_evidence_is_summarised_per_cluster_whether_batched_or_not() -> None:

@@ -161,6 +161,8 @@ def test_sync_engine_follows_engine_totals(engine_run: Run) -> None:
     assert (get("detector_ticks_total") or 0) > 0
     assert (get("detector_signal_events_total", {"signal": "cot"}) or 0) > 0
     assert (get("detector_accounts_tracked") or 0) > 0
+    assert (get("detector_alert_episodes_open") or 0) > 0
+    assert get("detector_alert_episodes_closed_total") == 0  # a day is shorter than episode_idle
     assert (
         sum(
             s.value
