@@ -1,6 +1,9 @@
 """Throughput benchmark: the polars read ceiling vs the project's decode vs replay end to end.
 
-All figures come from one run on the same file, so ratios hold even on a noisy shared machine.
+All figures come from one run on the same file, so ratios hold even on a noisy shared machine. Each
+stage also reports its CPU cost per event and how many cores it kept busy, and the run ends with the
+CPU budget per event that the replay targets leave on this machine: a stage whose cores are already
+busy gets faster only by doing less work, not by spreading it over more threads or processes.
 """
 
 from __future__ import annotations
@@ -15,18 +18,37 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from detector.cpu import cores, own_seconds
 from detector.io.files import iter_jsonl, iter_parquet
 from detector.schema import RAW_SCHEMA
 
+#: Replay targets (issue 3): end to end from Parquet, events/s; from JSON Lines, share of the ceiling.
+PARQUET_TARGET_EPS = 150_000
+JSONL_TARGET_X_CEILING = 0.6
 
-def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    best = float("inf")
+
+def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int, float]:
+    """Wall seconds, events and CPU seconds of the fastest of ``repeat`` runs."""
+    best, best_cpu = float("inf"), 0.0
     n = 0
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = own_seconds(), time.perf_counter()
         n = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, n
+        secs, cpu = time.perf_counter() - t0, own_seconds() - c0
+        if secs < best:
+            best, best_cpu = secs, cpu
+    return best, n, best_cpu
+
+
+def _row(stage: str, secs: float, n: int, cpu: float, size: int) -> dict[str, float | str]:
+    return {
+        "stage": stage,
+        "seconds": secs,
+        "events_per_s": n / secs,
+        "mb_per_s": size / secs / 1e6,
+        "cpu_us_per_event": cpu / max(n, 1) * 1e6,
+        "cores_busy": cpu / secs,
+    }
 
 
 def _replay_fn(path: Path) -> Callable[[], int]:
@@ -73,9 +95,35 @@ def _engine_rows(path: Path, repeat: int, ceil_eps: float, size: int) -> list[di
         ("parquet decode + enrich (prompt features)", enrich_only),
         ("parquet engine only", engine_only),
     ):
-        secs, n = _best(fn, repeat)
-        rows.append({"stage": name, "seconds": secs, "events_per_s": n / secs, "mb_per_s": size / secs / 1e6})
+        secs, n, cpu = _best(fn, repeat)
+        rows.append(_row(name, secs, n, cpu, size))
     return rows
+
+
+def budget_lines(rows: list[dict[str, float | str]], n_cores: int) -> list[str]:
+    """The CPU per event each replay target allows on ``n_cores`` cores, beside what replay spends.
+
+    At ``r`` events/s on ``c`` fully busy cores, each event may cost at most ``c / r`` CPU seconds.
+    """
+    by = {str(r["stage"]): r for r in rows}
+    out = []
+    targets = [("jsonl", JSONL_TARGET_X_CEILING * float(rows[0]["events_per_s"]))]
+    if len(rows) > 3:
+        targets.append(("parquet", float(PARQUET_TARGET_EPS)))
+    for fmt, target in targets:
+        e2e = by.get(f"{fmt} replay end to end")
+        if e2e is None:
+            continue
+        budget = n_cores / target * 1e6
+        spent = float(e2e["cpu_us_per_event"])
+        engine = by.get("parquet engine only")
+        extra = f"; the engine alone {float(engine['cpu_us_per_event']):.1f}" if engine else ""
+        out.append(
+            f"{fmt} target {target:,.0f} events/s on {n_cores} cores: at most {budget:.1f} CPU µs per event; "
+            f"replay spends {spent:.1f} ({spent / budget:.1f}x the budget, {float(e2e['cores_busy']):.2f} "
+            f"cores busy{extra})"
+        )
+    return out
 
 
 def _state_memory(path: Path) -> dict[str, Any]:
@@ -116,9 +164,9 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
         ("jsonl decode (validation, rejects)", decode),
         ("jsonl replay end to end", _replay_fn(jsonl)),
     ):
-        secs, n = _best(fn, repeat)
+        secs, n, cpu = _best(fn, repeat)
         n_events = n_events or n
-        rows.append({"stage": name, "seconds": secs, "events_per_s": n / secs, "mb_per_s": size / secs / 1e6})
+        rows.append(_row(name, secs, n, cpu, size))
     if parquet is not None and parquet.exists():
         psize = parquet.stat().st_size
 
@@ -133,13 +181,11 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
             ("parquet decode", pdecode),
             ("parquet replay end to end", _replay_fn(parquet)),
         ):
-            secs, n = _best(fn, repeat)
-            rows.append(
-                {"stage": name, "seconds": secs, "events_per_s": n / secs, "mb_per_s": psize / secs / 1e6}
-            )
+            secs, n, cpu = _best(fn, repeat)
+            rows.append(_row(name, secs, n, cpu, psize))
         rows += _engine_rows(parquet, repeat, ceil_eps=float(rows[3]["events_per_s"]), size=psize)
     t = Table(title=f"{n_events} events, {size / max(n_events, 1):.0f} bytes/event (JSONL), best of {repeat}")
-    for col in ("stage", "events/s", "MB/s", "x ceiling"):
+    for col in ("stage", "events/s", "MB/s", "x ceiling", "CPU µs/event", "cores busy"):
         t.add_column(col, justify="left" if col == "stage" else "right")
     ceil = {"jsonl": rows[0]["events_per_s"], "parquet": rows[3]["events_per_s"] if len(rows) > 3 else 1.0}
     for r in rows:
@@ -147,9 +193,16 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
         ratio = float(r["events_per_s"]) / float(ceil[fmt])
         r["x_ceiling"] = ratio
         t.add_row(
-            str(r["stage"]), f"{float(r['events_per_s']):,.0f}", f"{float(r['mb_per_s']):.1f}", f"{ratio:.2f}"
+            str(r["stage"]),
+            f"{float(r['events_per_s']):,.0f}",
+            f"{float(r['mb_per_s']):.1f}",
+            f"{ratio:.2f}",
+            f"{float(r['cpu_us_per_event']):.1f}",
+            f"{float(r['cores_busy']):.2f}",
         )
     Console().print(t)
+    for line in budget_lines(rows, cores()):
+        Console().print(line)
     mem = _state_memory(parquet if parquet is not None and parquet.exists() else jsonl)
     Console().print(
         f"state after the run: {mem['accounts']:,} accounts tracked, {mem['bytes'] / 1e6:.1f} MB "

@@ -61,6 +61,7 @@ from prometheus_client import Counter
 
 from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
+from detector.cpu import own_seconds
 from detector.decode import Reject, decode_lines
 from detector.stream.assignor import SingleOwnerAssignor
 from detector.stream.merge import OFF, PART, EventTimeMerge
@@ -104,9 +105,12 @@ class RunSummary:
     #: Per non-empty batch: wall seconds from the produce of its newest record to the end of its
     #: processing (decoded, merged, released events through the engine).
     batch_latency_s: list[float] = field(default_factory=list)
-    #: Monotonic clock at the first record read and at the end of the run (throughput figures).
+    #: Monotonic clock at the first record read and at the end of the run (throughput figures), and
+    #: the process's CPU seconds (all threads) at the same two moments (CPU cost per event).
     first_record_at: float | None = None
     finished_at: float | None = None
+    first_record_cpu: float | None = None
+    finished_cpu: float | None = None
     #: Batches dropped because a rebalance happened after they were polled (read again afterwards).
     stale_batches: int = 0
     rule_reloads: int = 0
@@ -335,6 +339,7 @@ class Daemon:
                 self._drain()
                 self.commit("drain")
                 self.summary.finished_at = time.monotonic()
+                self.summary.finished_cpu = own_seconds()
                 return True
         return False
 
@@ -466,6 +471,7 @@ class Daemon:
         t0 = time.perf_counter()
         if self.summary.first_record_at is None:
             self.summary.first_record_at = time.monotonic()
+            self.summary.first_record_cpu = own_seconds()
         topic = self.s.input_topic
         values: list[bytes] = []
         keys: list[bytes | None] = []

@@ -1,0 +1,68 @@
+"""CPU-time readings behind the benchmarks' CPU-per-event figures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from detector.bench import budget_lines
+from detector.cpu import cores, own_seconds, pid_seconds
+
+
+def test_a_busy_child_is_charged_its_cpu_and_an_idle_one_nothing() -> None:
+    busy = "\n".join(
+        [
+            "import time",
+            "t = time.process_time()",
+            "while time.process_time() - t < 0.6: pass",
+            "print(1, flush=True)",
+            "time.sleep(30)",
+        ]
+    )
+    idle = "import time; print(1, flush=True); time.sleep(30)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) for code in (busy, idle)]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            p.stdout.readline()  # the busy one has spun its 0.6 s of CPU, the idle one has started
+        spent = [pid_seconds(p.pid) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert spent[0] is not None and spent[1] is not None
+    assert spent[0] >= 0.5
+    assert spent[1] < spent[0] / 2  # start-up only
+    assert pid_seconds(2**22 + 12345) is None  # no such process
+
+
+def test_own_cpu_counts_work_not_sleep() -> None:
+    t0 = own_seconds()
+    time.sleep(0.3)
+    slept = own_seconds() - t0
+    t1 = own_seconds()
+    while own_seconds() - t1 < 0.2:
+        pass
+    assert slept < 0.1
+    assert own_seconds() - t1 >= 0.2
+    assert 1 <= cores() <= (os.cpu_count() or 1)
+
+
+def test_budget_is_cores_over_the_target_rate() -> None:
+    rows: list[dict[str, float | str]] = [
+        {"stage": "jsonl ceiling: polars read_ndjson(schema)", "events_per_s": 400_000.0},
+        {"stage": "jsonl decode (validation, rejects)", "events_per_s": 300_000.0},
+        {
+            "stage": "jsonl replay end to end",
+            "events_per_s": 40_000.0,
+            "cpu_us_per_event": 48.0,
+            "cores_busy": 1.9,
+        },
+    ]
+    (line,) = budget_lines(rows, 2)
+    # 0.6 x 400,000 = 240,000 events/s on 2 cores: 2 / 240,000 s = 8.3 µs per event; 48 is 5.8x that
+    assert "240,000 events/s on 2 cores" in line
+    assert "at most 8.3 CPU µs per event" in line
+    assert "(5.8x the budget" in line
