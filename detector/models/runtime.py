@@ -181,6 +181,11 @@ class ModelSet:
             check_manifest(manifest, cat, mpath)
             options = ort.SessionOptions()
             options.log_severity_level = 3
+            # no busy-waiting between runs: a spinning pool kept about half a core busy doing nothing
+            # while the engine ran polars work between small inferences (CPU the decoder, the Kafka
+            # consumer thread and the broker need)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             session = ort.InferenceSession(data, sess_options=options, providers=providers)
             provider = session.get_providers()[0]
             log.info("model %s loaded on %s", manifest.stem, provider)
