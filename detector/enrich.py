@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.ipintel import IpIntel, add_ip_columns
-from detector.prompt_features import add_prompt_features
+from detector.prompt_features import PROMPT_FEATURE_SCHEMA, add_prompt_features
 
 #: max_tokens at or above this counts as "near the maximum" (frontier APIs cap output at 8k-128k).
 MAX_TOKENS_HIGH = 8000
@@ -37,8 +37,12 @@ def request_flags() -> list[pl.Expr]:
 
 
 def enrich(events: pl.DataFrame, intel: IpIntel | None) -> pl.DataFrame:
-    """Add IP, prompt-structure and request-parameter columns; drop ``prompt_text``."""
-    out = add_prompt_features(events)
+    """Add IP, prompt-structure and request-parameter columns; drop ``prompt_text``.
+
+    Prompt features already computed (the daemon's decoding workers do that, text gone) are kept.
+    """
+    done = "prompt_text" not in events.columns and all(c in events.columns for c in PROMPT_FEATURE_SCHEMA)
+    out = events if done else add_prompt_features(events)
     out = add_ip_columns(out, intel)
     out = out.with_columns(request_flags())
     if "prompt_text" in out.columns:  # belt and braces: prompt text never leaves enrichment

@@ -400,7 +400,7 @@ def test_produced_at_header_null_or_garbage() -> None:
     """The ``produced_at`` header is optional timing data: a null or non-numeric value reads as 0."""
     from kafka.consumer.fetcher import ConsumerRecord
 
-    from detector.stream.daemon import _produced_at
+    from detector.stream.decoding import produced_at as _produced_at
 
     def rec(headers: list[tuple[str, bytes | None]]) -> Any:
         return ConsumerRecord(kb.INPUT, 0, -1, 0, 0, 0, None, b"{}", headers, None, -1, 2, -1)

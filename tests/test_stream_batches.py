@@ -1,16 +1,26 @@
-"""The daemon's batch coalescing (no broker needed): queued polls of one epoch become one batch."""
+"""The daemon's batches without a broker: polls decoded in a worker process or inline give the same
+events and rejects, and queued polls of one epoch coalesce in order."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import pytest
+from polars.testing import assert_frame_equal
 from prometheus_client import CollectorRegistry
 
 from detector.cli import build_engine
+from detector.decode import decode_lines
+from detector.enrich import enrich
 from detector.metrics import Metrics
 from detector.stream.daemon import Daemon, _Batch
+from detector.stream.decoding import Decoder, decode_poll
+from detector.stream.merge import OFF, PART
 from detector.stream.settings import StreamSettings
+
+SCENARIO = Path(__file__).parent / "scenarios" / "campaign_multilingual_coercion" / "events.jsonl.gz"
 
 
 class TP(NamedTuple):
@@ -18,25 +28,113 @@ class TP(NamedTuple):
     partition: int
 
 
-def test_queued_batches_of_one_epoch_coalesce_in_offset_order(tmp_path: Path) -> None:
+class Rec(NamedTuple):
+    """The parts of a kafka-python ``ConsumerRecord`` the daemon reads."""
+
+    value: bytes | None
+    key: bytes | None
+    offset: int
+    headers: list[tuple[str, bytes]]
+
+
+def _records(values: list[bytes | None], partitions: int = 3) -> dict[Any, list[Rec]]:
+    """Values spread round-robin over partitions, offsets counting from 100 per partition."""
+    out: dict[Any, list[Rec]] = {}
+    for i, v in enumerate(values):
+        tp = TP("in", i % partitions)
+        recs = out.setdefault(tp, [])
+        recs.append(
+            Rec(v, f"acct-{i % 7}".encode(), 100 + len(recs), [("produced_at", str(1000 + i).encode())])
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def values(contracts_dir: Path) -> list[bytes | None]:
+    """Real events (prompt text in several languages) with every bad contract example, a null value and
+    a blank one mixed in."""
+    lines: list[bytes | None] = list(gzip.decompress(SCENARIO.read_bytes()).splitlines()[:600])
+    bad = sorted((contracts_dir / "examples" / "bad").iterdir())
+    for i, path in enumerate(bad):
+        lines.insert(7 + 31 * i, path.read_bytes().strip())
+    lines[50:50] = [None, b"   "]
+    return lines
+
+
+def test_a_worker_process_decodes_a_poll_exactly_as_the_processing_thread_would(
+    values: list[bytes | None],
+) -> None:
+    records = _records(values)
+    inline, pooled = Decoder("in", 0), Decoder("in", 1)
+    try:
+        a, b = inline.start(records), pooled.start(records)
+        da, db = a.result(), b.result()
+    finally:
+        inline.close()
+        pooled.close()
+    assert (a.parts, a.offs, a.keys, a.spans) == (b.parts, b.offs, b.keys, b.spans)
+    assert a.spans == {0: (100, 100 + len(records[TP("in", 0)]) - 1), **{p: a.spans[p] for p in (1, 2)}}
+    assert a.produced_at == b.produced_at == 1000 + len(values) - 1
+    assert_frame_equal(da.events, db.events)
+    assert da.records == db.records
+    assert [(r.reason, r.position, r.index, r.raw) for r in da.rejects] == [
+        (r.reason, r.position, r.index, r.raw) for r in db.rejects
+    ]
+    # the prompt text is gone and the features are there; every value is an event or a reject
+    assert "prompt_text" not in da.events.columns and "cot_elicit" in da.events.columns
+    assert da.events.height + len(da.rejects) == len(values)
+    assert {r.reason for r in da.rejects} >= {"not_json", "missing_field"}
+    # each event keeps the partition and offset of its record
+    pos = {(p, o) for p, o in zip(a.parts, a.offs, strict=True)}
+    assert set(zip(da.events[PART].to_list(), da.events[OFF].to_list(), strict=True)) <= pos
+
+
+def test_the_engine_keeps_prompt_features_computed_ahead_and_enriches_the_rest(
+    values: list[bytes | None],
+) -> None:
+    good = [v for v in values[:200] if v and v.strip().startswith(b"{")]
+    parts, offs = [0] * len(good), list(range(len(good)))
+    ahead = decode_poll("in", list(good), parts, offs).events.drop(PART, OFF)
+    raw = decode_lines(good, position_of=str).events.drop("_pos")
+    assert "prompt_text" in raw.columns
+    whole = enrich(raw, None)
+    assert_frame_equal(enrich(ahead, None).select(whole.columns), whole)
+
+
+def test_queued_polls_of_one_epoch_coalesce_in_order(tmp_path: Path) -> None:
     d = Daemon(
-        StreamSettings(bootstrap_servers="localhost:1", state_dir=tmp_path),
+        StreamSettings(bootstrap_servers="localhost:1", state_dir=tmp_path, decode_workers=0),
         build_engine,
         Metrics(CollectorRegistry()),
     )
-    p0, p1 = TP("in", 0), TP("in", 1)
-    d._batches.put(_Batch(1, {p0: [3, 4], p1: [10]}, {0: 5, 1: 11}))
-    d._batches.put(_Batch(1, {p1: [11, 12]}, {0: 5, 1: 13}))
-    d._batches.put(_Batch(2, {p0: [5]}, {0: 6}))  # after a rebalance: not merged across epochs
-    d._batches.put(_Batch(2, {p0: [6]}, {0: 7}))
-    first = d._coalesce(_Batch(1, {p0: [1, 2]}, {0: 3}))
+    dec = Decoder("in", 0)
+
+    def poll(n: int) -> list[Any]:
+        return [dec.start(_records([b"{}"] * n))]
+
+    p1, p2, p3, p4, p5 = (poll(n) for n in (2, 3, 1, 1, 1))
+    d._batches.put(_Batch(1, p2, {0: 5, 1: 11}))
+    d._batches.put(_Batch(1, p3, {0: 5, 1: 13}))
+    d._batches.put(_Batch(2, p4, {0: 6}))  # after a rebalance: not merged across epochs
+    d._batches.put(_Batch(2, p5, {0: 7}))
+    first = d._coalesce(_Batch(1, p1, {0: 3}))
     assert first.epoch == 1
-    assert first.records == {p0: [1, 2, 3, 4], p1: [10, 11, 12]}
+    assert first.polls == p1 + p2 + p3 and first.records == 6
     assert first.highwater == {0: 5, 1: 13}  # the newest poll's
     held = d._held
     assert held is not None and held.epoch == 2  # kept for the next turn, not lost
     d._held = None
     second = d._coalesce(held)
-    assert second.records == {p0: [5, 6]} and d._batches.empty()
-    idle = _Batch(2, {}, {0: 7})
+    assert second.polls == p4 + p5 and d._batches.empty()
+    idle = _Batch(2, [], {0: 7})
     assert d._coalesce(idle) is idle  # an idle marker (no records) is handled alone
+
+
+def test_a_failed_decode_fails_the_batch_where_the_result_is_taken() -> None:
+    dec = Decoder("in", 0)
+    poll = dec.start({TP("in", 0): [Rec(b"{}", None, 0, [])]})
+    poll.parts.clear()  # positions no longer line up with values: decoding raises on the reject
+    with pytest.raises(IndexError):
+        poll.result()
+    with pytest.raises(IndexError):
+        poll.result()  # the failure stays (the batch is not half-decoded twice)

@@ -165,6 +165,7 @@ def run_stream_bench(
         out["ratio"] = round(e2e / raw, 3)
         out["alerts"] = s.alerts
         out["prefetch_batches"] = daemon.s.prefetch_batches
+        out["decode_workers"] = daemon.s.decode_workers
         # CPU: what each side spends per event, and what the target ratio allows on this machine
         budget = cores() / (TARGET_RATIO * raw) * 1e6
         spent = daemon_cpu + (daemon_broker_cpu or 0.0)

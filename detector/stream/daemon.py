@@ -22,19 +22,21 @@ once and nothing is lost. A send that fails makes the commit raise; the daemon t
 checkpointing (exit 3) so that a restart raises those alerts again. Any other error inside a batch
 (the engine may have counted part of it) also stops it without a checkpoint.
 
-Threads. kafka-python consumers are not thread-safe, so one *consumer thread* owns the ``KafkaConsumer``:
-it creates, subscribes, polls, pauses/resumes, commits offsets and closes it, and nothing else touches
-it. It hands each polled batch (records plus a high-water snapshot, tagged with the assignment *epoch*)
-to the *processing thread* (the caller of ``run``) through a bounded queue, so fetching and parsing the
-next records overlaps with decoding and the engine. The processing thread owns the merge, the engine
-and the sinks; it asks for offset commits through a command queue that the consumer thread executes
-between polls. The rebalance listener runs inside ``poll`` (kafka-python 3 runs it on the client's IO
-thread while the consumer thread waits in ``poll``); it takes the processing lock, so it waits for the
-batch being processed to finish, then bumps the epoch (batches still queued were polled under the old
-assignment: they are dropped, not counted, and read again from the checkpoint's offsets), commits
-(flush, checkpoint of exactly what the engine and the merge hold) and only then lets the rebalance go
-on. ``on_partitions_lost`` (the group already evicted this member) drops the in-memory state without
-writing a checkpoint: another owner may already be writing.
+Threads. kafka-python consumers are not thread-safe, so one *consumer thread* owns the
+``KafkaConsumer``: it creates, subscribes, polls, pauses/resumes, commits offsets and closes it, and
+nothing else touches it. It hands each polled batch (records plus a high-water snapshot, tagged with the
+assignment *epoch*) to the *processing thread* (the caller of ``run``) through a bounded queue, so
+fetching and parsing the next records overlaps with decoding and the engine. Each poll's values go to a
+decoding worker process as soon as they are polled (``decode_workers``; ``detector.stream.decoding``),
+so decoding overlaps too. The processing thread owns the merge, the engine and the sinks; it asks for
+offset commits through a command queue that the consumer thread executes between polls. The rebalance
+listener runs inside ``poll`` (kafka-python 3 runs it on the client's IO thread while the consumer
+thread waits in ``poll``); it takes the processing lock, so it waits for the batch being processed to
+finish, then bumps the epoch (batches still queued were polled under the old assignment: they are
+dropped, not counted, and read again from the checkpoint's offsets), commits (flush, checkpoint of
+exactly what the engine and the merge hold) and only then lets the rebalance go on.
+``on_partitions_lost`` (the group already evicted this member) drops the in-memory state without writing
+a checkpoint: another owner may already be writing.
 
 Fencing. Each owner takes an *owner epoch* one above the one in the current checkpoint when it is
 assigned the partitions, writes it at once (a claim checkpoint) and stores it in every checkpoint's
@@ -62,8 +64,8 @@ from prometheus_client import Counter
 from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
 from detector.cpu import own_seconds
-from detector.decode import Reject, decode_lines
 from detector.stream.assignor import SingleOwnerAssignor
+from detector.stream.decoding import Decoder, Poll
 from detector.stream.merge import OFF, PART, EventTimeMerge
 from detector.stream.settings import StreamSettings
 from detector.stream.sinks import SinkError, StreamSinks
@@ -106,7 +108,7 @@ class RunSummary:
     #: processing (decoded, merged, released events through the engine).
     batch_latency_s: list[float] = field(default_factory=list)
     #: Monotonic clock at the first record read and at the end of the run (throughput figures), and
-    #: the process's CPU seconds (all threads) at the same two moments (CPU cost per event).
+    #: the CPU seconds of the process (all threads) and its decoding workers at the same two moments.
     first_record_at: float | None = None
     finished_at: float | None = None
     first_record_cpu: float | None = None
@@ -118,12 +120,17 @@ class RunSummary:
 
 @dataclass
 class _Batch:
-    """One poll's records, handed from the consumer thread to the processing thread."""
+    """Polled records (one poll, or several coalesced), handed from the consumer thread to the
+    processing thread; no polls: an idle marker (the merge's timing still moves)."""
 
     epoch: int
-    records: dict[Any, list[Any]]
+    polls: list[Poll]
     #: High-water offset per assigned partition, read on the consumer thread right after the poll.
     highwater: dict[int, int | None]
+
+    @property
+    def records(self) -> int:
+        return sum(len(p.offs) for p in self.polls)
 
 
 class Daemon:
@@ -179,6 +186,7 @@ class Daemon:
         self._closing = threading.Event()
         self._consumer_error: BaseException | None = None
         self._hw: dict[int, int | None] = {}
+        self._decoder: Decoder | None = None
         self._reloads = (
             Counter(
                 "detector_rule_reloads_total",
@@ -232,6 +240,7 @@ class Daemon:
             sink_cb,
         )
         self._closing.clear()
+        self._decoder = Decoder(self.s.input_topic, self.s.decode_workers)
         consumer_thread = threading.Thread(target=self._consume, name="detector-consumer", daemon=True)
         consumer_thread.start()
         failed = False
@@ -289,6 +298,7 @@ class Daemon:
             finally:
                 self._closing.set()
                 consumer_thread.join(CLOSE_WAIT_S)
+                self._decoder.close()
                 producer.close(timeout=self.s.flush_timeout_s)
                 self._sinks.close()
                 log.info(
@@ -299,13 +309,12 @@ class Daemon:
 
     def _coalesce(self, item: _Batch) -> _Batch:
         """``item`` plus the batches queued behind it from the same epoch, as one batch (fewer, larger
-        engine calls), up to ``prefetch_batches`` polls' worth of records. Records stay in offset order
-        per partition; the high-water marks are the newest poll's. A batch from another epoch waits
-        for the next turn."""
-        if not item.records:
+        engine calls), up to ``prefetch_batches`` polls' worth of records. Polls stay in order; the
+        high-water marks are the newest poll's. A batch from another epoch waits for the next turn."""
+        if not item.polls:
             return item
-        merged = {tp: list(recs) for tp, recs in item.records.items()}
-        count = sum(len(recs) for recs in merged.values())
+        polls = list(item.polls)
+        count = item.records
         highwater = item.highwater
         cap = self.s.max_poll_records * self.s.prefetch_batches
         while count < cap and self._held is None and self._batches.qsize():
@@ -313,14 +322,13 @@ class Daemon:
                 nxt = self._batches.get_nowait()
             except queue.Empty:
                 break
-            if nxt.epoch != item.epoch or not nxt.records:
+            if nxt.epoch != item.epoch or not nxt.polls:
                 self._held = nxt  # handled on its own next turn (stale, or an idle marker)
                 break
-            for tp, recs in nxt.records.items():
-                merged.setdefault(tp, []).extend(recs)
-                count += len(recs)
+            polls += nxt.polls
+            count += nxt.records
             highwater = nxt.highwater
-        return _Batch(item.epoch, merged, highwater)
+        return _Batch(item.epoch, polls, highwater)
 
     def _step(self, item: _Batch) -> bool:
         """Process one batch from the consumer thread; True when the run is finished (drained)."""
@@ -331,7 +339,7 @@ class Daemon:
             if self.engine is None or not self._assigned:
                 return False  # standby, or between revocation and assignment
             self._hw = item.highwater
-            self._handle(item.records)
+            self._handle(item.polls)
             self._maybe_sync()
             if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
                 self.commit("interval")
@@ -339,7 +347,7 @@ class Daemon:
                 self._drain()
                 self.commit("drain")
                 self.summary.finished_at = time.monotonic()
-                self.summary.finished_cpu = own_seconds()
+                self.summary.finished_cpu = self._cpu_seconds()
                 return True
         return False
 
@@ -417,7 +425,9 @@ class Daemon:
                 if records or self._batches.empty():  # empty batches only while idle (merge timing)
                     mine = [tp for tp in consumer.assignment() if tp.topic == topic]
                     high = {tp.partition: consumer.highwater(tp) for tp in mine}
-                    self._batches.put(_Batch(epoch, records, high))
+                    assert self._decoder is not None
+                    polls = [self._decoder.start(records)] if records else []
+                    self._batches.put(_Batch(epoch, polls, high))
         except BaseException as exc:
             self._consumer_error = exc
             log.exception("consumer thread failed")
@@ -464,69 +474,66 @@ class Daemon:
         mine = {tp.partition for tp in self._assigned}
         return {p: h for p, h in self._hw.items() if p in mine}
 
-    def _handle(self, records: dict[Any, list[Any]]) -> None:
-        if not records:
+    def _handle(self, polls: list[Poll]) -> None:
+        if not polls:
             self._feed(self.merge.release(self._highwater()))
             return
         t0 = time.perf_counter()
         if self.summary.first_record_at is None:
             self.summary.first_record_at = time.monotonic()
-            self.summary.first_record_cpu = own_seconds()
+            self.summary.first_record_cpu = self._cpu_seconds()
         topic = self.s.input_topic
-        values: list[bytes] = []
-        keys: list[bytes | None] = []
-        parts: list[int] = []
-        offs: list[int] = []
+        assert self._sinks is not None
+        nxt = dict(self.merge.next_offset)
+        frames: list[pl.DataFrame] = []
+        reasons: list[str] = []
         consumed: dict[int, int] = {}
+        records = 0
         newest = 0
-        for tp, recs in records.items():
-            nxt = self.merge.next_offset.get(tp.partition, 0)
-            if recs and recs[0].offset < nxt:  # never count a record twice (defensive: seeks are per epoch)
-                recs = [r for r in recs if r.offset >= nxt]
-            if not recs:
+        for poll in polls:
+            batch = poll.result()
+            events, rejects, count = batch.events, batch.rejects, len(poll.offs)
+            # never count a record twice (defensive: seeks are per epoch)
+            if any(first < nxt.get(p, 0) for p, (first, _) in poll.spans.items()):
+                floor = pl.col(PART).replace_strict(nxt, default=0, return_dtype=pl.Int64)
+                events = events.filter(pl.col(OFF) >= floor)
+                rejects = [r for r in rejects if poll.offs[r.index] >= nxt.get(poll.parts[r.index], 0)]
+                count = sum(o >= nxt.get(p, 0) for p, o in zip(poll.parts, poll.offs, strict=True))
+            if not count:
                 continue
-            for r in recs:
-                values.append(r.value if r.value is not None else b"")
-                keys.append(r.key)
-                parts.append(tp.partition)
-                offs.append(r.offset)
-            consumed[tp.partition] = recs[-1].offset + 1
-            newest = max(newest, _produced_at(recs[-1]))
-        if not values:
+            for rej in rejects:
+                i = rej.index
+                self._sinks.reject(
+                    rej, poll.keys[i] if i >= 0 else None, (topic, poll.parts[i], poll.offs[i])
+                )
+            reasons += [r.reason for r in rejects]
+            for p, (_, last) in poll.spans.items():
+                if last >= nxt.get(p, 0):
+                    nxt[p] = consumed[p] = last + 1
+            frames.append(events)
+            records += count
+            newest = max(newest, poll.produced_at)
+        if not records:
             return
         self._newest_produced = max(self._newest_produced, newest)
-        batch = decode_lines(values, position_of=lambda i: f"{topic}/{parts[i]}@{offs[i]}")
-        if batch.records == 0:  # only null or blank values: decoding sees no record, so none is rejected
-            done = {r.index for r in batch.rejects}
-            detail = "empty record (null or blank value)"
-            batch.rejects += [
-                Reject("not_json", None, detail, f"{topic}/{parts[i]}@{offs[i]}", v, i)
-                for i, v in enumerate(values)
-                if i not in done
-            ]
-        assert self._sinks is not None
-        for rej in batch.rejects:
-            i = rej.index
-            self._sinks.reject(rej, keys[i] if i >= 0 else None, (topic, parts[i], offs[i]))
-        events = batch.events
-        if events.height:
-            idx = events["_pos"]
-            events = events.with_columns(
-                pl.Series(PART, parts, pl.Int32).gather(idx), pl.Series(OFF, offs, pl.Int64).gather(idx)
-            )
+        events = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
         self.merge.add(events, consumed)
         self._feed(self.merge.release(self._highwater()))
         self._dirty = True
-        self.summary.records += len(values)
-        self.summary.rejects += len(batch.rejects)
+        self.summary.records += records
+        self.summary.rejects += len(reasons)
         if newest > 0:
             self.summary.batch_latency_s.append(time.time() - newest / 1000.0)
         self.metrics.record_batch(
-            consumed=len(values),
+            consumed=records,
             decoded=events.height,
-            rejects=[r.reason for r in batch.rejects],
+            rejects=reasons,
             seconds=time.perf_counter() - t0,
         )
+
+    def _cpu_seconds(self) -> float:
+        """CPU seconds used so far by this process and its decoding workers."""
+        return own_seconds() + (self._decoder.worker_cpu_seconds() if self._decoder is not None else 0.0)
 
     def _feed(self, ready: pl.DataFrame | None) -> None:
         if ready is None or self.engine is None:
@@ -734,17 +741,6 @@ def _current_extra(root: Path) -> dict[str, Any]:
 def _log_commit_failure(offsets: Any, response: Any) -> None:
     if isinstance(response, BaseException):
         log.warning("offset commit failed", extra={"error": type(response).__name__})
-
-
-def _produced_at(record: Any) -> int:
-    """The ``produced_at`` header (ms since the epoch) of a record, 0 if absent."""
-    for key, value in record.headers or ():
-        if key == "produced_at":
-            try:
-                return int(value)
-            except (TypeError, ValueError):  # a null or non-numeric header (any producer may set one)
-                return 0
-    return 0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

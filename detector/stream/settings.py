@@ -49,8 +49,12 @@ class StreamSettings(BaseSettings):
     #: Records per poll and the poll timeout.
     max_poll_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
-    #: Polled batches the consumer thread may hold ahead of processing (the prefetch queue's bound).
-    prefetch_batches: int = Field(default=3, ge=1)
+    #: Polled batches the consumer thread may hold ahead of processing (the prefetch queue's bound);
+    #: their decoding starts when they are polled, so a deeper queue lets the decoding workers run ahead.
+    prefetch_batches: int = Field(default=8, ge=1)
+    #: Worker processes that decode polled records (JSON, validation, prompt features) ahead of the
+    #: engine; 0 decodes on the processing thread.
+    decode_workers: int = Field(default=1, ge=0)
     #: Commit (flush sinks, checkpoint, commit offsets) at most this often while records flow.
     commit_interval_s: float = Field(default=5.0, gt=0)
     #: Longest wait for sinks to acknowledge on commit; a failure ends the daemon (exit 3) unacknowledged.
