@@ -4,6 +4,7 @@ events and rejects, and queued polls of one epoch coalesce in order."""
 from __future__ import annotations
 
 import gzip
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ from detector.decode import decode_lines
 from detector.enrich import enrich
 from detector.metrics import Metrics
 from detector.stream.daemon import Daemon, _Batch
-from detector.stream.decoding import Decoder, decode_poll
+from detector.stream.decoding import Decoder, Poll, decode_poll
 from detector.stream.merge import OFF, PART
 from detector.stream.settings import StreamSettings
 
@@ -128,6 +129,13 @@ def test_queued_polls_of_one_epoch_coalesce_in_order(tmp_path: Path) -> None:
     assert second.polls == p4 + p5 and d._batches.empty()
     idle = _Batch(2, [], {0: 7})
     assert d._coalesce(idle) is idle  # an idle marker (no records) is handled alone
+
+    # a poll a worker is still decoding is not waited for: the engine starts on what is decoded
+    pending = Poll([0], [200], [None], {0: (200, 200)}, 0, Future())
+    assert not pending.ready and all(p.ready for p in p1)
+    d._batches.put(_Batch(3, [pending], {0: 201}))
+    third = d._coalesce(_Batch(3, p1, {0: 3}))
+    assert third.polls == p1 and d._held is not None and d._held.polls == [pending]
 
 
 def test_a_failed_decode_fails_the_batch_where_the_result_is_taken() -> None:

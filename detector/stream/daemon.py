@@ -308,9 +308,10 @@ class Daemon:
         return self.summary
 
     def _coalesce(self, item: _Batch) -> _Batch:
-        """``item`` plus the batches queued behind it from the same epoch, as one batch (fewer, larger
-        engine calls), up to ``prefetch_batches`` polls' worth of records. Polls stay in order; the
-        high-water marks are the newest poll's. A batch from another epoch waits for the next turn."""
+        """``item`` plus the decoded batches queued behind it from the same epoch, as one batch (fewer,
+        larger engine calls), up to ``prefetch_batches`` polls' worth of records. Polls stay in order;
+        the high-water marks are the newest poll's. A batch from another epoch, or one whose decoding
+        is not finished, waits for the next turn."""
         if not item.polls:
             return item
         polls = list(item.polls)
@@ -322,8 +323,10 @@ class Daemon:
                 nxt = self._batches.get_nowait()
             except queue.Empty:
                 break
-            if nxt.epoch != item.epoch or not nxt.polls:
-                self._held = nxt  # handled on its own next turn (stale, or an idle marker)
+            if nxt.epoch != item.epoch or not nxt.polls or not all(p.ready for p in nxt.polls):
+                # handled on its own next turn (stale, an idle marker, or still being decoded: the
+                # engine starts on what is decoded while the workers go on)
+                self._held = nxt
                 break
             polls += nxt.polls
             count += nxt.records

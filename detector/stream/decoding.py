@@ -25,7 +25,7 @@ import polars as pl
 
 from detector.cpu import pid_seconds
 from detector.decode import DecodedBatch, Reject, decode_lines
-from detector.prompt_features import add_prompt_features
+from detector.prompt_features import add_prompt_features, markers
 from detector.stream.merge import OFF, PART
 
 
@@ -66,6 +66,11 @@ class Poll:
     produced_at: int
     decoded: Future[DecodedBatch] | DecodedBatch
 
+    @property
+    def ready(self) -> bool:
+        """Whether ``result`` returns without waiting for a worker (inline decoding never waits)."""
+        return isinstance(self.decoded, DecodedBatch | _DeferredFuture) or self.decoded.done()
+
     def result(self) -> DecodedBatch:
         """The decoded poll (waits for the worker)."""
         return self.decoded if isinstance(self.decoded, DecodedBatch) else self.decoded.result()
@@ -82,6 +87,10 @@ class Decoder:
             self._pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_stop_signals
             )
+            # start the workers now (interpreter, polars, compiled prompt markers: about a second), not
+            # when the first records arrive
+            for _ in range(workers):
+                self._pool.submit(_warm)
 
     def start(self, records: dict[Any, list[Any]]) -> Poll:
         """Take a poll (``{TopicPartition: [ConsumerRecord]}``) and start decoding it."""
@@ -136,6 +145,10 @@ class _DeferredFuture(Future[DecodedBatch]):
             except BaseException as exc:
                 self.set_exception(exc)
         return super().result(timeout)
+
+
+def _warm() -> None:
+    markers()
 
 
 def _ignore_stop_signals() -> None:
