@@ -51,18 +51,22 @@ def test_own_cpu_counts_work_not_sleep() -> None:
 
 
 def test_budget_is_cores_over_the_target_rate() -> None:
-    rows: list[dict[str, float | str]] = [
-        {"stage": "jsonl ceiling: polars read_ndjson(schema)", "events_per_s": 400_000.0},
-        {"stage": "jsonl decode (validation, rejects)", "events_per_s": 300_000.0},
-        {
-            "stage": "jsonl replay end to end",
-            "events_per_s": 40_000.0,
-            "cpu_us_per_event": 48.0,
-            "cores_busy": 1.9,
-        },
+    def row(stage: str, eps: float, cpu: float = 0.0, busy: float = 1.0) -> dict[str, float | str]:
+        return {"stage": stage, "events_per_s": eps, "cpu_us_per_event": cpu, "cores_busy": busy}
+
+    rows = [
+        row("jsonl ceiling: polars read_ndjson(schema)", 400_000.0),
+        row("jsonl decode + enrich (prompt features)", 250_000.0, cpu=7.0),
+        row("jsonl replay end to end", 40_000.0, cpu=48.0, busy=1.9),
+        row("parquet engine only", 45_000.0, cpu=30.0),
     ]
     (line,) = budget_lines(rows, 2)
-    # 0.6 x 400,000 = 240,000 events/s on 2 cores: 2 / 240,000 s = 8.3 µs per event; 48 is 5.8x that
+    # 0.6 x 400,000 = 240,000 events/s on 2 cores: 2 / 240,000 s = 8.3 µs per event; 48 is 5.8x that,
+    # and 2 cores at 48 µs per event reach 41,667 events/s; decoding leaves 8.3 - 7.0 = 1.3 µs
     assert "240,000 events/s on 2 cores" in line
     assert "at most 8.3 CPU µs per event" in line
     assert "(5.8x the budget" in line
+    assert "it would reach 41,667 events/s" in line
+    assert "leaving 1.3 for the engine, which spends 30.0" in line
+    # no Parquet rows: no Parquet target line
+    assert all("parquet target" not in x for x in budget_lines(rows, 2))
