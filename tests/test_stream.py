@@ -378,6 +378,33 @@ def test_blank_records_are_dead_lettered(broker: kb.EmbeddedBroker, tmp_path: Pa
     assert all(dict(r.headers)["reason"] == b"not_json" for r in dlq)
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_run_of_malformed_records_filling_whole_polls(
+    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path, workers: int
+) -> None:
+    """Polls of nothing but rejects, coalesced with polls of good events (a burst of bad records from
+    one producer): every record is counted once, every bad one dead-lettered, and the daemon drains."""
+    kb.make_topics(broker.bootstrap, partitions=1)
+    good = sim["events"][:200]
+    bad = [(b"acct_bad", b"{not json")] * 30
+    kb.produce_raw(
+        broker.bootstrap, [(k, v) for k, v, _ in good[:100]] + bad + [(k, v) for k, v, _ in good[100:]]
+    )
+    settings = kb.stream_settings(
+        broker.bootstrap, tmp_path / "state", max_poll_records=10, decode_workers=workers
+    )
+    daemon = _daemon(settings, drain_when_idle=True)
+    t = kb.DaemonThread(daemon).start()
+    t.thread.join(120)
+    assert not t.thread.is_alive()
+    if t.error:
+        raise t.error
+    assert daemon.summary.records == 230 and daemon.summary.rejects == 30
+    assert daemon.summary.events_fed == 200
+    dlq = kb.read_topic(broker.bootstrap, kb.DLQ)
+    assert len(dlq) == 30 and all(dict(r.headers)["reason"] == b"not_json" for r in dlq)
+
+
 def test_sink_send_error_is_a_sink_error(broker: kb.EmbeddedBroker, sim: dict[str, Any]) -> None:
     """``send`` itself can raise (closed producer, full buffer, no metadata within max_block_ms): that
     is a sink failure (exit 3, no checkpoint), like a failed acknowledgement."""

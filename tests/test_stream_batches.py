@@ -4,10 +4,16 @@ events and rejects, and queued polls of one epoch coalesce in order."""
 from __future__ import annotations
 
 import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from prometheus_client import CollectorRegistry
@@ -146,3 +152,73 @@ def test_a_failed_decode_fails_the_batch_where_the_result_is_taken() -> None:
         poll.result()
     with pytest.raises(IndexError):
         poll.result()  # the failure stays (the batch is not half-decoded twice)
+
+
+def test_a_poll_of_only_rejects_has_the_columns_of_any_other_poll(values: list[bytes | None]) -> None:
+    good = [v for v in values[:40] if v and v.startswith(b'{"')]
+    ok = decode_poll("in", good, [0] * len(good), list(range(len(good))))
+    bad = decode_poll("in", [b"{not json", b"", b"[1]"], [1, 1, 1], [7, 8, 9])
+    assert bad.events.height == 0 and len(bad.rejects) == 3 and ok.events.height > 0
+    assert bad.events.schema == ok.events.schema  # so polls concatenate and filter on _part/_off
+    assert pl.concat([bad.events, ok.events]).height == ok.events.height
+
+
+def _worker_pids(decoder: Decoder) -> list[int]:
+    pool = decoder._pool
+    assert pool is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = list(getattr(pool, "_processes", {}) or {})
+        if pids and all(Path(f"/proc/{p}").exists() for p in pids):
+            return pids
+        time.sleep(0.05)
+    raise AssertionError("no decoding worker started")
+
+
+def test_stop_signals_sent_to_the_process_group_leave_the_worker_decoding(
+    values: list[bytes | None],
+) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP (the daemon's rule reload) reach every process of the group; the
+    daemon handles them, and a worker that died of one would fail the batch being finished."""
+    dec = Decoder("in", 1)
+    try:
+        (pid,) = _worker_pids(dec)
+        dec.start(_records([values[0]])).result()  # started and initialised
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.kill(pid, sig)
+        time.sleep(0.5)
+        assert dec.start(_records(values[:50])).result().events.height > 0
+        assert _worker_pids(dec) == [pid]
+    finally:
+        dec.close()
+
+
+def test_a_worker_exits_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    """kill -9 (or the out-of-memory killer) leaves no decoding worker behind."""
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import time\n"
+        "from detector.stream.decoding import Decoder\n"
+        "if __name__ == '__main__':\n"
+        "    d = Decoder('in', 1)\n"
+        "    d.start({}).result()\n"
+        "    while not getattr(d._pool, '_processes', None):\n"
+        "        time.sleep(0.05)\n"
+        "    time.sleep(1.0)\n"
+        "    print(*d._pool._processes, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    (worker,) = (int(p) for p in parent.stdout.readline().split())
+    assert Path(f"/proc/{worker}").exists()
+    parent.kill()
+    parent.wait()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+            time.sleep(0.1)
+        assert not Path(f"/proc/{worker}").exists(), "the decoding worker outlived its daemon"
+    finally:
+        if Path(f"/proc/{worker}").exists():
+            os.kill(worker, signal.SIGKILL)

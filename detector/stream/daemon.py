@@ -465,9 +465,11 @@ class Daemon:
     def _discard_queued(self) -> None:
         while True:
             try:
-                self._batches.get_nowait()
+                stale = self._batches.get_nowait()
             except queue.Empty:
                 return
+            for poll in stale.polls:
+                poll.cancel()  # no worker time for records that will be read again
             self.summary.stale_batches += 1
             self._taken.set()
 

@@ -9,14 +9,20 @@ processing thread's Python holds the GIL; a process does not share it). The rest
 intelligence, request flags) stays in the engine, which skips the prompt features it finds done.
 
 Nothing about offsets, commits or rebalances changes: a decoded poll is used, or dropped as stale,
-exactly where the raw poll would have been. A worker that dies makes the batch fail, and the daemon
-stops without a checkpoint (a restart reads those records again).
+exactly where the raw poll would have been (a stale poll's decode is cancelled if not yet started). A
+worker that dies breaks the pool: the batch waiting on it fails and the daemon stops without a
+checkpoint, or, if the consumer thread's next hand-off fails first, the daemon stops after checkpointing
+only what it fully processed. Either way a restart reads the rest again. Workers ignore the signals a
+terminal or service manager sends the whole process group, and exit when the daemon dies.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,15 +47,13 @@ def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[in
             for i, v in enumerate(values)
             if i not in done
         ]
-    events = batch.events
-    if events.height:
-        idx = events["_pos"]
-        events = add_prompt_features(
-            events.with_columns(
-                pl.Series(PART, parts, pl.Int32).gather(idx), pl.Series(OFF, offs, pl.Int64).gather(idx)
-            ).drop("_pos")
-        )
-    batch.events = events
+    # the same columns whether or not any record was good: polls are concatenated and filtered on them
+    idx = batch.events["_pos"]
+    batch.events = add_prompt_features(
+        batch.events.with_columns(
+            pl.Series(PART, parts, pl.Int32).gather(idx), pl.Series(OFF, offs, pl.Int64).gather(idx)
+        ).drop("_pos")
+    )
     return batch
 
 
@@ -64,16 +68,20 @@ class Poll:
     spans: dict[int, tuple[int, int]]
     #: Newest ``produced_at`` header among the poll's records (ms since the epoch; 0: none).
     produced_at: int
-    decoded: Future[DecodedBatch] | DecodedBatch
+    decoded: Future[DecodedBatch]
 
     @property
     def ready(self) -> bool:
         """Whether ``result`` returns without waiting for a worker (inline decoding never waits)."""
-        return isinstance(self.decoded, DecodedBatch | _DeferredFuture) or self.decoded.done()
+        return isinstance(self.decoded, _DeferredFuture) or self.decoded.done()
 
     def result(self) -> DecodedBatch:
         """The decoded poll (waits for the worker)."""
-        return self.decoded if isinstance(self.decoded, DecodedBatch) else self.decoded.result()
+        return self.decoded.result()
+
+    def cancel(self) -> None:
+        """Drop a decode not yet started (the poll went stale in a rebalance)."""
+        self.decoded.cancel()
 
 
 class Decoder:
@@ -85,12 +93,20 @@ class Decoder:
         if workers > 0:
             # spawn, not fork: the parent has polars, ONNX and Kafka threads running
             self._pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_stop_signals
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
             # start the workers now (interpreter, polars, compiled prompt markers: about a second), not
-            # when the first records arrive
-            for _ in range(workers):
-                self._pool.submit(_warm)
+            # when the first records arrive; they are born with the stop signals blocked, so a Ctrl-C
+            # during their start-up cannot kill them before ``_worker_init`` ignores it
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                for _ in range(workers):
+                    self._pool.submit(_warm)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def start(self, records: dict[Any, list[Any]]) -> Poll:
         """Take a poll (``{TopicPartition: [ConsumerRecord]}``) and start decoding it."""
@@ -109,7 +125,7 @@ class Decoder:
             if recs:
                 spans[tp.partition] = (recs[0].offset, recs[-1].offset)
                 newest = max(newest, produced_at(recs[-1]))
-        decoded: Future[DecodedBatch] | DecodedBatch
+        decoded: Future[DecodedBatch]
         if self._pool is not None and values:
             decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs)
         else:
@@ -138,7 +154,7 @@ class _DeferredFuture(Future[DecodedBatch]):
         self._args: tuple[str, list[bytes], list[int], list[int]] | None = args
 
     def result(self, timeout: float | None = None) -> DecodedBatch:
-        if self._args is not None:
+        if self._args is not None and not self.cancelled():
             args, self._args = self._args, None
             try:
                 self.set_result(decode_poll(*args))
@@ -151,12 +167,28 @@ def _warm() -> None:
     markers()
 
 
-def _ignore_stop_signals() -> None:
-    """Workers leave stopping to the daemon: Ctrl-C reaches the whole process group, and a worker that
-    died of it would fail the batch the daemon is finishing. The daemon shuts the pool down on its way
-    out; if the daemon itself is killed, the workers' task pipe closes and they exit."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+#: Signals a terminal or a service manager sends to the whole process group (SIGHUP: the daemon's
+#: "reload rules"). The daemon handles them; a worker must not die of them.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+#: How often a worker checks that the daemon that started it is still alive.
+_PARENT_CHECK_S = 1.0
+
+
+def _worker_init(parent: int) -> None:
+    """Workers leave stopping to the daemon: Ctrl-C, SIGTERM and SIGHUP reach the whole process group,
+    and a worker that died of one would fail the batch the daemon is finishing (the daemon shuts the
+    pool down on its way out). A worker whose daemon died (kill -9, out of memory) exits within a second:
+    its task queue would never close, since the worker holds both ends."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def produced_at(record: Any) -> int:
