@@ -13,16 +13,12 @@ exactly where the raw poll would have been (a stale poll's decode is cancelled i
 worker that dies breaks the pool: the batch waiting on it fails and the daemon stops without a
 checkpoint, or, if the consumer thread's next hand-off fails first, the daemon stops after checkpointing
 only what it fully processed. Either way a restart reads the rest again. Workers ignore the signals a
-terminal or service manager sends the whole process group, and exit when the daemon dies.
+terminal or service manager sends the whole process group, and exit when the daemon dies
+(``detector.workers``).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
-import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +29,7 @@ from detector.cpu import pid_seconds
 from detector.decode import DecodedBatch, Reject, decode_lines
 from detector.prompt_features import add_prompt_features, markers
 from detector.stream.merge import OFF, PART
+from detector.workers import pool_pids, spawn_pool
 
 
 def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[int]) -> DecodedBatch:
@@ -91,22 +88,7 @@ class Decoder:
         self.topic = topic
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            # spawn, not fork: the parent has polars, ONNX and Kafka threads running
-            self._pool = ProcessPoolExecutor(
-                workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-                initargs=(os.getpid(),),
-            )
-            # start the workers now (interpreter, polars, compiled prompt markers: about a second), not
-            # when the first records arrive; they are born with the stop signals blocked, so a Ctrl-C
-            # during their start-up cannot kill them before ``_worker_init`` ignores it
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-            try:
-                for _ in range(workers):
-                    self._pool.submit(_warm)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            self._pool = spawn_pool(workers, _warm)
 
     def start(self, records: dict[Any, list[Any]]) -> Poll:
         """Take a poll (``{TopicPartition: [ConsumerRecord]}``) and start decoding it."""
@@ -136,8 +118,7 @@ class Decoder:
         """CPU seconds used so far by the live worker processes (benchmarks add it to the daemon's)."""
         if self._pool is None:
             return 0.0
-        procs = list(getattr(self._pool, "_processes", {}) or {})  # pid -> process (no public API)
-        return sum(pid_seconds(pid) or 0.0 for pid in procs)
+        return sum(pid_seconds(pid) or 0.0 for pid in pool_pids(self._pool))
 
     def close(self) -> None:
         """Stop the worker processes (pending decodes are cancelled)."""
@@ -165,30 +146,6 @@ class _DeferredFuture(Future[DecodedBatch]):
 
 def _warm() -> None:
     markers()
-
-
-#: Signals a terminal or a service manager sends to the whole process group (SIGHUP: the daemon's
-#: "reload rules"). The daemon handles them; a worker must not die of them.
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-#: How often a worker checks that the daemon that started it is still alive.
-_PARENT_CHECK_S = 1.0
-
-
-def _worker_init(parent: int) -> None:
-    """Workers leave stopping to the daemon: Ctrl-C, SIGTERM and SIGHUP reach the whole process group,
-    and a worker that died of one would fail the batch the daemon is finishing (the daemon shuts the
-    pool down on its way out). A worker whose daemon died (kill -9, out of memory) exits within a second:
-    its task queue would never close, since the worker holds both ends."""
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_PARENT_CHECK_S)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def produced_at(record: Any) -> int:
