@@ -179,6 +179,9 @@ def run_stream_bench(
         out["cpu_budget_us_per_event_at_target"] = round(budget, 1)
         out["daemon_and_broker_cpu_over_budget_x"] = round(spent / budget, 2)
 
+        if live_seconds <= 0:  # throughput only (A/B runs)
+            producer.close()
+            return out
         stop = threading.Event()
         live = Daemon(
             settings("bench-live", "state-live"), build_engine, Metrics(CollectorRegistry()), stop=stop
