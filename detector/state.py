@@ -262,12 +262,13 @@ class WindowState:
         self.accounts = pl.concat([self.accounts.filter(~seen_now), updated]).sort("account_id")
 
         key_exprs = link_key_exprs(signup_burst)
-        keyed = ev.select(
-            "account_id", "ts", "_tick", *[e.alias(f"k_{fam}") for fam, e in key_exprs.items()]
-        ).unpivot(index=["account_id", "ts", "_tick"], variable_name="family", value_name="key")
+        # the key columns are named after their families (the select keeps no other event column)
+        keys = [e.alias(fam) for fam, e in key_exprs.items()]
+        keyed = ev.select("account_id", "ts", "_tick", *keys).unpivot(
+            index=["account_id", "ts", "_tick"], variable_name="family", value_name="key"
+        )
         log = (
             keyed.filter(pl.col("key").is_not_null())
-            .with_columns(pl.col("family").str.strip_prefix("k_"))
             .group_by("account_id", "family", "key", "_tick")
             .agg(pl.col("ts").max().alias("last_seen"), pl.len().cast(pl.UInt32).alias("uses"))
         )
