@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-GIT = shutil.which("git") or "git"
+from _worktree import ROOT, base_worktree
 
 _RUN = r"""
 import json, sys, time
@@ -64,18 +61,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     path = args.file.resolve()
-    with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(  # noqa: S603 - git with a revision the user named
-            [GIT, "worktree", "add", "--detach", "-q", str(base), args.base], cwd=ROOT, check=True
-        )
-        try:
-            runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
-            for _ in range(args.rounds):
-                for name, tree in (("base", base), ("head", ROOT)):
-                    runs[name].append(_once(tree, path))
-        finally:
-            subprocess.run([GIT, "worktree", "remove", "--force", str(base)], cwd=ROOT, check=True)  # noqa: S603
+    with base_worktree(args.base) as base:
+        runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
+        for _ in range(args.rounds):
+            for name, tree in (("base", base), ("head", ROOT)):
+                runs[name].append(_once(tree, path))
     n = runs["head"][0]["n"]
     print(
         f"{path.name}: {int(n):,} events, best of {args.rounds} alternating runs "

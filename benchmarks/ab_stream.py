@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from statistics import mean
 
-ROOT = Path(__file__).resolve().parents[1]
-GIT = shutil.which("git") or "git"
+from _worktree import ROOT, base_worktree
 
 _RUN = r"""
 import json, sys
@@ -63,24 +60,17 @@ def main() -> None:
     ap.add_argument("--head-env", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     sides = {"base": _env(args.base_env), "head": _env(args.head_env)}
-    with tempfile.TemporaryDirectory(prefix="ab-stream-") as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(  # noqa: S603 - git with a revision the user named
-            [GIT, "worktree", "add", "--detach", "-q", str(base), args.base], cwd=ROOT, check=True
-        )
-        try:
-            runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
-            for r in range(args.rounds):
-                for name, tree in (("base", base), ("head", ROOT)):
-                    res = _once(tree, sides[name], args.days, args.scale, args.seed)
-                    runs[name].append(res)
-                    print(
-                        f"round {r + 1} {name}: {res['end_to_end_events_per_s']:,.0f} events/s, "
-                        f"{res['ratio']:.3f}x raw",
-                        flush=True,
-                    )
-        finally:
-            subprocess.run([GIT, "worktree", "remove", "--force", str(base)], cwd=ROOT, check=True)  # noqa: S603
+    with base_worktree(args.base) as base:
+        runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
+        for r in range(args.rounds):
+            for name, tree in (("base", base), ("head", ROOT)):
+                res = _once(tree, sides[name], args.days, args.scale, args.seed)
+                runs[name].append(res)
+                print(
+                    f"round {r + 1} {name}: {res['end_to_end_events_per_s']:,.0f} events/s, "
+                    f"{res['ratio']:.3f}x raw",
+                    flush=True,
+                )
     n = int(runs["head"][0]["events"])
     label = {
         "base": f"{args.base} {' '.join(args.base_env)}".strip(),

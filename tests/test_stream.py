@@ -51,6 +51,17 @@ def _daemon(settings: Any, **kw: Any) -> Daemon:
     return Daemon(settings, _engine, Metrics(CollectorRegistry()), keep_alerts=True, **kw)
 
 
+def _drained(settings: Any, timeout: float) -> Daemon:
+    """A daemon run until it has caught up and drained; raises what it raised."""
+    daemon = _daemon(settings, drain_when_idle=True)
+    t = kb.DaemonThread(daemon).start()
+    t.thread.join(timeout)
+    assert not t.thread.is_alive()
+    if t.error:
+        raise t.error
+    return daemon
+
+
 def test_stream_matches_replay_and_dead_letters(
     broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -366,12 +377,7 @@ def test_blank_records_are_dead_lettered(broker: kb.EmbeddedBroker, tmp_path: Pa
     kb.make_topics(broker.bootstrap)
     kb.produce_raw(broker.bootstrap, [(b"acct_a", None), (b"acct_b", b""), (b"acct_c", b" \t ")])
     settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", max_poll_interval_ms=2000)
-    daemon = _daemon(settings, drain_when_idle=True)
-    t = kb.DaemonThread(daemon).start()
-    t.thread.join(60)
-    assert not t.thread.is_alive()
-    if t.error:
-        raise t.error
+    daemon = _drained(settings, 60)
     assert daemon.summary.records == 3 and daemon.summary.rejects == 3
     dlq = kb.read_topic(broker.bootstrap, kb.DLQ)
     assert sorted(r.key for r in dlq) == [b"acct_a", b"acct_b", b"acct_c"]
@@ -393,12 +399,7 @@ def test_a_run_of_malformed_records_filling_whole_polls(
     settings = kb.stream_settings(
         broker.bootstrap, tmp_path / "state", max_poll_records=10, decode_workers=workers
     )
-    daemon = _daemon(settings, drain_when_idle=True)
-    t = kb.DaemonThread(daemon).start()
-    t.thread.join(120)
-    assert not t.thread.is_alive()
-    if t.error:
-        raise t.error
+    daemon = _drained(settings, 120)
     assert daemon.summary.records == 230 and daemon.summary.rejects == 30
     assert daemon.summary.events_fed == 200
     dlq = kb.read_topic(broker.bootstrap, kb.DLQ)
