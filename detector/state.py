@@ -201,10 +201,18 @@ class WindowState:
             .sort("account_id", "_tick", "ts", maintain_order=True)
             .with_columns(
                 pl.col("ts").dt.truncate(every).alias("bucket"),
-                # the gap to the newest earlier event of the account (this batch or before it)
+                # the gap to the newest earlier event of the account (this batch or before it). A tick is a
+                # non-decreasing function of event time, so rows sorted by (account, tick, time) are in
+                # time order within each account: the newest earlier event is the previous row of the
+                # same account, no windowed maximum needed
                 (
                     pl.col("ts")
-                    - pl.max_horizontal(pl.col("ts").cum_max().shift(1).over("account_id"), pl.col("_prev"))
+                    - pl.max_horizontal(
+                        pl.when(pl.col("account_id") == pl.col("account_id").shift(1)).then(
+                            pl.col("ts").shift(1)
+                        ),
+                        pl.col("_prev"),
+                    )
                 )
                 .dt.total_microseconds()
                 .truediv(1e6)
@@ -263,14 +271,21 @@ class WindowState:
 
         key_exprs = link_key_exprs(signup_burst)
         # the key columns are named after their families (the select keeps no other event column)
+        # events of one account and tick mostly repeat the same keys: count each combination once
+        # before spreading the families into rows
         keys = [e.alias(fam) for fam, e in key_exprs.items()]
-        keyed = ev.select("account_id", "ts", "_tick", *keys).unpivot(
-            index=["account_id", "ts", "_tick"], variable_name="family", value_name="key"
+        combos = (
+            ev.select("account_id", "ts", "_tick", *keys)
+            .group_by("account_id", "_tick", *key_exprs)
+            .agg(pl.col("ts").max(), pl.len().cast(pl.UInt32).alias("n"))
+        )
+        keyed = combos.unpivot(
+            index=["account_id", "_tick", "ts", "n"], variable_name="family", value_name="key"
         )
         log = (
             keyed.filter(pl.col("key").is_not_null())
             .group_by("account_id", "family", "key", "_tick")
-            .agg(pl.col("ts").max().alias("last_seen"), pl.len().cast(pl.UInt32).alias("uses"))
+            .agg(pl.col("ts").max().alias("last_seen"), pl.col("n").sum().alias("uses"))
         )
         self.keys = merge_keys(self.keys, log)
         self._appends += 1
