@@ -179,7 +179,8 @@ class Daemon:
         self._owner_epoch = 0
         self._assignor = SingleOwnerAssignor(lambda: self._owner)
         self._batches: queue.Queue[_Batch] = queue.Queue()
-        #: A batch taken from the queue while coalescing but left for the next turn (another epoch).
+        #: A batch taken from the queue while coalescing but left for the next turn (another epoch, an
+        #: idle marker, or polls still being decoded).
         self._held: _Batch | None = None
         self._taken = threading.Event()
         self._commands: queue.Queue[tuple[int, dict[int, int]]] = queue.Queue()
