@@ -425,13 +425,18 @@ class Engine:
         for (now,), part in rows.group_by(["tick_end"], maintain_order=True):
             assert isinstance(now, datetime)
             allowed = self.allowlist.allowed(part["account_id"], self.state.keys, orgs, now)
-            if allowed:
-                kinds = part["account_id"].replace_strict(allowed, default=None, return_dtype=pl.String)
-                for kind, n in Counter(k for k in kinds.to_list() if k is not None).items():
-                    self.stats.suppressed[kind] += n
-                part = part.filter(kinds.is_null())
-            keep.append(part)
+            keep.append(self._suppress(part, allowed))
         return pl.concat(keep, how="vertical_relaxed") if keep else rows.clear()
+
+    def _suppress(self, rows: pl.DataFrame, allowed: dict[str, str]) -> pl.DataFrame:
+        """``rows`` minus those whose ``account_id`` is allow-listed (account -> entry type), counted
+        per entry type."""
+        if not allowed:
+            return rows
+        kinds = rows["account_id"].replace_strict(allowed, default=None, return_dtype=pl.String)
+        for kind, n in Counter(k for k in kinds.to_list() if k is not None).items():
+            self.stats.suppressed[kind] += n
+        return rows.filter(kinds.is_null())
 
     def _cluster_verdicts(
         self, touched: pl.Series, now: datetime, keys: pl.DataFrame, accounts: pl.DataFrame
@@ -458,15 +463,10 @@ class Engine:
         alert_members = members.filter(pl.col("cluster_id").is_in(alerting))
         context = _ClusterContext(keys, alert_members, clusters.links, now)
         # allow-listed members are left out of the accusation (and counted, once per cluster row)
-        named = alert_members
         allowed = self.allowlist.allowed(
             alert_members["account_id"], keys, accounts.select("account_id", "org_id"), now
         )
-        if allowed:
-            kinds = alert_members["account_id"].replace_strict(allowed, default=None, return_dtype=pl.String)
-            for kind, n in Counter(k for k in kinds.to_list() if k is not None).items():
-                self.stats.suppressed[kind] += n
-            named = alert_members.filter(kinds.is_null())
+        named = self._suppress(alert_members, allowed)
         # per cluster: the accused members (sorted) and the earliest bucket any of them has in the
         # window (the alert's first evidence); a cluster with neither raises nothing
         firsts = (
@@ -548,7 +548,7 @@ def _shared_keys(keys: pl.DataFrame, members: pl.DataFrame, top: int = 5) -> dic
     """Per cluster: its most-shared linkage values (hashes, prefixes; never content), top per family."""
     k = (
         keys.join(members, on="account_id", how="inner")
-        .filter(pl.col("family").is_in(["payment", "reseller", "ip", "client", "sysprompt", "template"]))
+        .filter(pl.col("family") != "signup")  # a sign-up burst is a time slot, not a shared value
         .group_by("cluster_id", "family", "key")
         .agg(pl.col("account_id").n_unique().alias("n"))
         .filter(pl.col("n") >= 2)

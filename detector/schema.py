@@ -9,11 +9,14 @@ well-known top-level and ``client``/``account``/``usage``/``params`` leaves list
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
 UTC_US = pl.Datetime("us", "UTC")
+#: The Unix epoch as an aware datetime (integer-microsecond conversions, a "before everything" default).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def make_schema(cols: Mapping[str, Any]) -> pl.Schema:

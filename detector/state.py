@@ -270,13 +270,12 @@ class WindowState:
         self.accounts = pl.concat([self.accounts.filter(~seen_now), updated]).sort("account_id")
 
         key_exprs = link_key_exprs(signup_burst)
-        # the key columns are named after their families (the select keeps no other event column)
-        # events of one account and tick mostly repeat the same keys: count each combination once
-        # before spreading the families into rows
-        keys = [e.alias(fam) for fam, e in key_exprs.items()]
+        # one column per family, named after it; events of one account and tick mostly repeat the same
+        # keys, so each combination is counted once before the families are spread into rows
+        families = list(key_exprs)
         combos = (
-            ev.select("account_id", "ts", "_tick", *keys)
-            .group_by("account_id", "_tick", *key_exprs)
+            ev.select("account_id", "ts", "_tick", *[key_exprs[f].alias(f) for f in families])
+            .group_by("account_id", "_tick", *families)
             .agg(pl.col("ts").max(), pl.len().cast(pl.UInt32).alias("n"))
         )
         keyed = combos.unpivot(

@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Alert, Reason
-from detector.schema import UTC_US
+from detector.schema import EPOCH, UTC_US
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 #: Default rule weight by severity when a rule gives no score.
@@ -108,7 +107,7 @@ class AlertBook:
             if k == kind:
                 subjects.append(subject)
                 ranks.append(SEVERITY_RANK[ep.severity])
-                last_us.append((ep.last_hit - _EPOCH) // _US)
+                last_us.append((ep.last_hit - EPOCH) // _US)
         return pl.DataFrame(
             {"subject": subjects, "_book_rank": ranks, "_book_last": last_us},
             schema={"subject": pl.String, "_book_rank": pl.Int64, "_book_last": pl.Int64},
