@@ -21,9 +21,9 @@ _RUN = r"""
 import json, sys, time
 from pathlib import Path
 import polars as pl
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.io.files import iter_file
-from detector.replay import replay, SLICE_ROWS
+from detector.runtime.replay import replay, SLICE_ROWS
 
 path = Path(sys.argv[1])
 t = time.perf_counter()

@@ -24,7 +24,7 @@ from _worktree import ROOT, base_worktree
 _RUN = r"""
 import json, sys
 if __name__ == "__main__":
-    from detector.stream.bench import run_stream_bench
+    from detector.lab.bench.stream import run_stream_bench
     days, scale, seed = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     out = run_stream_bench(days, scale, seed, 0, 600.0)
     keys = ("events", "raw_consume_events_per_s", "end_to_end_events_per_s", "ratio")

@@ -2,7 +2,7 @@
 
 Both engines are the real one: each run is replayed with ``--no-models`` and with ``models/`` (the
 shipped fusion, where a model hit with no live rule hit on its subject is capped at ``low``). Each alert
-file is scored by ``detector.evaluate``. Scenarios:
+file is scored by ``detector.lab.evaluate``. Scenarios:
 
 - ``held-out``: the default scenario on seeds 2 and 5, which the models never trained on (3 days);
 - ``blended``: low-and-slow with more ordinary blend (``--blend``, default 80% instead of the default
@@ -40,11 +40,11 @@ from typing import Any
 
 import polars as pl
 
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.engine import Engine
-from detector.evaluate import EvalResult, evaluate
-from detector.replay import replay
-from detector.simulate import SimParams, simulate
+from detector.lab.evaluate import EvalResult, evaluate
+from detector.lab.simulate import SimParams, simulate
+from detector.runtime.replay import replay
 
 #: Honest personas that must never be accused at high (PRODUCT.md).
 NEVER_HIGH = ("eval_harness", "university_nat", "company_card")
@@ -109,8 +109,8 @@ def accusing_cluster_model(min_families: int) -> Callable[[Engine, pl.DataFrame,
 @contextlib.contextmanager
 def new_cohorts() -> Iterator[None]:
     """While open, the company-card and university-NAT accounts sign up 5-10 days before the run."""
-    import detector.simulate.personas as personas
-    from detector.simulate.clock import DAY_MS
+    import detector.lab.simulate.personas as personas
+    from detector.lab.simulate.clock import DAY_MS
 
     shipped = personas._burst_created
 

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from detector.prompt_features import add_prompt_features, simhash64_hex  # noqa: E402
+from detector.enrich.prompt_features import add_prompt_features, simhash64_hex  # noqa: E402
 
 #: The acceptance criterion for cot_elicit.
 RECALL_TARGET = 0.90

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from detector.state import WindowState
-from detector.verdict import Episode
+from detector.alert.verdict import Episode
+from detector.window.state import WindowState
 
 if TYPE_CHECKING:
     from detector.engine import Engine

@@ -18,18 +18,18 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector.allowlist import AllowList
+from detector.alert.verdict import AlertBook, Verdict, combine
 from detector.contracts import Alert, Reason
+from detector.detect.allowlist import AllowList
+from detector.detect.models.runtime import ModelSet
+from detector.detect.rules import RuleSet
 from detector.enrich import enrich
-from detector.features import account_features, cluster_features
-from detector.ipintel import IpIntel
-from detector.link import Clusters, build_clusters
-from detector.models.runtime import ModelSet
-from detector.rules import RuleSet
+from detector.enrich.ipintel import IpIntel
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
-from detector.state import WindowState, merge_keys
-from detector.verdict import AlertBook, Verdict, combine
+from detector.window.features import account_features, cluster_features
+from detector.window.link import Clusters, build_clusters
+from detector.window.state import WindowState, merge_keys
 
 #: Model hits are named ``model:<name>-v<N>`` among the rule hits.
 MODEL_PREFIX = "model:"

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from detector.simulate import CAMPAIGN_TYPES, FAMILIES, PERSONAS, simulate
+from detector.lab.simulate import CAMPAIGN_TYPES, FAMILIES, PERSONAS, simulate
 
 SEED, DAYS, SCALE = 21, 1.5, 0.15
 BACKGROUND = 60  # casual accounts mixed into every case

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from detector.stream.broker import EmbeddedBroker
-from detector.stream.feed import create_topics, produce, read_events
-from detector.stream.settings import StreamSettings
+from detector.lab.demo.broker import EmbeddedBroker
+from detector.lab.demo.feed import create_topics, produce, read_events
+from detector.runtime.stream.settings import StreamSettings
 
 INPUT, ALERTS, DLQ = "gateway-events", "detector-alerts", "detector-dead-letter"
 PARTITIONS = 4

@@ -79,7 +79,7 @@ def test_alert_names_only_exported_metrics(alert: str) -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
-    from detector.metrics import Metrics
+    from detector.runtime.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)

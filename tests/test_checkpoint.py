@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from detector.app import build_engine
 from detector.checkpoint import load_engine, save_engine
-from detector.cli import build_engine
 from detector.io.files import iter_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    from detector.simulate import simulate
+    from detector.lab.simulate import simulate
 
     out = tmp_path_factory.mktemp("sim")
     simulate(out, days=1.0, seed=11, scale=0.25)

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from detector.bench import budget_lines
-from detector.cpu import cores, own_seconds, pid_seconds
+from detector.lab.bench.replay import budget_lines
+from detector.runtime.cpu import cores, own_seconds, pid_seconds
 
 
 def test_a_busy_child_is_charged_its_cpu_and_an_idle_one_nothing() -> None:

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.engine import Engine
-from detector.replay import replay
+from detector.runtime.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from detector.simulate import simulate
+    from detector.lab.simulate import simulate
 
     out = tmp_path_factory.mktemp("sim")
     simulate(out, days=1.5, seed=11, scale=0.3)
@@ -87,7 +87,7 @@ def test_hostile_allowlist_files_are_clear_errors(tmp_path: Path) -> None:
     """Deep nesting (RecursionError), values PyYAML cannot build (bare ValueError), alias bombs and
     Python tags all come back as a ValueError naming the file; a bad entry names its index and field,
     not the value (an allow-list may hold payment fingerprints)."""
-    from detector.allowlist import AllowList
+    from detector.detect.allowlist import AllowList
 
     cases = {
         "deep": ("[" * 20_000 + "]" * 20_000, "nested more than"),
@@ -130,7 +130,7 @@ def test_shadow_rules_are_counted_but_never_alert(sim: Path, tmp_path: Path) -> 
 def test_alerts_do_not_depend_on_how_input_is_sliced(
     sim: Path, baseline: list[dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import detector.replay as rp
+    import detector.runtime.replay as rp
 
     monkeypatch.setattr(rp, "SLICE_ROWS", 777)
     out = tmp_path / "a.jsonl"
@@ -142,9 +142,9 @@ def test_rule_reload_keeps_window_state(sim: Path, tmp_path: Path) -> None:
     """A rule added while running (RuleWatcher, as on SIGHUP) applies at once to the live windows."""
     import polars as pl
 
-    from detector.features import CATALOGUES
+    from detector.detect.rules import RuleWatcher
     from detector.io.files import iter_file
-    from detector.rules import RuleWatcher
+    from detector.window.features import CATALOGUES
 
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
@@ -184,8 +184,8 @@ def test_alert_book_closes_idle_episodes_and_reopens_with_a_new_id() -> None:
     and ``expire`` forgets closed episodes (the book is bounded state)."""
     from datetime import UTC, datetime, timedelta
 
+    from detector.alert.verdict import AlertBook, Verdict
     from detector.contracts import Reason
-    from detector.verdict import AlertBook, Verdict
 
     def verdict(severity: str) -> Verdict:
         why = [Reason(source="rule", name="r", score=0.5, detail=None)]
@@ -210,7 +210,7 @@ def test_short_episode_idle_reopens_episodes_identically_however_sliced(
 ) -> None:
     """With a 2-hour idle span, subjects that go quiet get a second episode (new id); the engine's
     vectorised account path agrees with itself at any batch size, and the book forgets closed ones."""
-    import detector.replay as rp
+    import detector.runtime.replay as rp
 
     monkeypatch.setenv("DETECTOR_WINDOWS__EPISODE_IDLE", "PT2H")
     runs = []

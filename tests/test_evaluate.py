@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from detector.evaluate import EvalResult, evaluate, render_table
+from detector.lab.evaluate import EvalResult, evaluate, render_table
 
 
 def _acct(
@@ -159,7 +159,7 @@ def test_render_table_and_json(result: EvalResult) -> None:
 
 
 def test_oracle_alerts_on_a_simulated_run_score_perfectly(tmp_path: Path) -> None:
-    from detector.simulate import simulate
+    from detector.lab.simulate import simulate
 
     simulate(tmp_path, days=0.5, seed=2, scale=0.05)
     labels = json.loads((tmp_path / "labels.json").read_text())

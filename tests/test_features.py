@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from detector.features import account_features, cluster_features
-from detector.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, WindowState
+from detector.window.features import account_features, cluster_features
+from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, WindowState
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 Q = timedelta(minutes=15)

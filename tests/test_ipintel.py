@@ -1,4 +1,4 @@
-"""Tests for detector.ipintel: prefixes, range lookups, flags, malformed sources, real shared data."""
+"""Tests for detector.enrich.ipintel: prefixes, range lookups, flags, malformed sources, real shared data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from detector.ipintel import (
+from detector.enrich.ipintel import (
     IP_COLUMNS,
     MAX_ISSUES_PER_FILE,
     IpIntel,

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from detector.link import build_clusters, cluster_id_for
 from detector.settings import LinkSettings
-from detector.state import ACCOUNT_SCHEMA, KEY_SCHEMA
+from detector.window.link import build_clusters, cluster_id_for
+from detector.window.state import ACCOUNT_SCHEMA, KEY_SCHEMA
 
 T0 = datetime(2026, 2, 10, tzinfo=UTC)
 

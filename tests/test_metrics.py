@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.contracts import Alert
 from detector.decode import REASONS
 from detector.io.files import iter_jsonl
-from detector.metrics import ALLOWLIST_TYPES, Metrics
-from detector.simulate import simulate
+from detector.lab.simulate import simulate
+from detector.runtime.metrics import ALLOWLIST_TYPES, Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"detector_[a-z_]+")

@@ -1,4 +1,4 @@
-"""Unit tests of detector.models: provider choice, feature matrix, manifest checks, export, explanations."""
+"""Unit tests of detector.detect.models: providers, feature matrix, manifest checks, export, explanations."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.models.export import export_model, to_onnx_bytes
-from detector.models.fit import entity_threshold, high_band, make_estimator, positive_proba
-from detector.models.prompt import prompt_structure_features
-from detector.models.runtime import ModelError, ModelSet, select_providers
-from detector.models.spec import FILL_VALUE, model_features, schema_hash, to_matrix
-from detector.rules.ruleset import HIT_COLUMNS
+from detector.detect.models.prompt import prompt_structure_features
+from detector.detect.models.runtime import ModelError, ModelSet, select_providers
+from detector.detect.models.spec import FILL_VALUE, model_features, schema_hash, to_matrix
+from detector.detect.rules.ruleset import HIT_COLUMNS
+from detector.lab.train.export import export_model, to_onnx_bytes
+from detector.lab.train.fit import entity_threshold, high_band, make_estimator, positive_proba
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 NAMES = model_features("account")
@@ -223,8 +223,8 @@ def test_prompt_structure_features() -> None:
 
 def test_rows_missing_a_required_feature_are_out_of_domain() -> None:
     """A row missing a feature the model never saw missing gets no model verdict."""
-    from detector.models.manifest import read_manifest
-    from detector.models.runtime import in_domain
+    from detector.detect.models.manifest import read_manifest
+    from detector.detect.models.runtime import in_domain
 
     man = read_manifest(Path(__file__).resolve().parents[1] / "models" / "account_gb-v1.json")
     assert "requests_24h" in man.required and "account_age_days" not in man.features
@@ -236,7 +236,7 @@ def test_rows_missing_a_required_feature_are_out_of_domain() -> None:
 
 def test_fusion_model_alone_is_a_lead_and_corroborates_a_rule(tmp_path: Path) -> None:
     """A model hit with no rule hit on the same subject is capped at low; beside a rule it keeps its band."""
-    from detector.cli import build_engine
+    from detector.app import build_engine
 
     _export(tmp_path / "models", n_estimators=40)
     rules = tmp_path / "rules"

@@ -15,13 +15,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.features import CATALOGUES
-from detector.models.card import render_card
-from detector.models.fit import roc_auc
-from detector.models.manifest import read_manifest
-from detector.models.runtime import LoadedModel, ModelSet, check_manifest
-from detector.models.spec import catalogue, schema_hash, to_matrix
-from detector.rules.ruleset import HIT_COLUMNS
+from detector.detect.models.manifest import read_manifest
+from detector.detect.models.runtime import LoadedModel, ModelSet, check_manifest
+from detector.detect.models.spec import catalogue, schema_hash, to_matrix
+from detector.detect.rules.ruleset import HIT_COLUMNS
+from detector.lab.train.card import render_card
+from detector.lab.train.fit import roc_auc
+from detector.window.features import CATALOGUES
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 STEMS = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
@@ -122,7 +122,7 @@ def test_hits_have_the_rule_hit_schema(model_set: ModelSet, stem: str) -> None:
 
 def test_fresh_heldout_seed_clears_the_floor(model_set: ModelSet, tmp_path: Path) -> None:
     """Account and cluster models on a simulator seed no model was trained or thresholded on."""
-    from detector.models.data import capture, simulate_run
+    from detector.lab.train.data import capture, simulate_run
 
     run = capture(simulate_run(tmp_path / "seed6", seed=6, days=1.0, scale=0.3))
     checked = 0
@@ -139,7 +139,7 @@ def test_fresh_heldout_seed_clears_the_floor(model_set: ModelSet, tmp_path: Path
 @pytest.mark.shared
 def test_prompt_model_on_heldout_sources(model_set: ModelSet, shared_dir: Path) -> None:
     """The prompt model on the held-out sources (never seen in training), recomputed from the corpora."""
-    from detector.models.prompt_data import load_prompt_set
+    from detector.lab.train.prompt_data import load_prompt_set
 
     data = load_prompt_set(shared_dir).frame
     ho = data.filter(pl.col("split") == "heldout")

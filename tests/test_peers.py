@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
-from detector.replay import replay
+from detector.runtime.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 

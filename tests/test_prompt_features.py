@@ -14,9 +14,9 @@ from types import ModuleType
 import polars as pl
 import pytest
 
-from detector import prompt_features as pf
-from detector.prompt.markers import load_marker_file
-from detector.prompt_features import (
+from detector.enrich import prompt_features as pf
+from detector.enrich.prompt.markers import load_marker_file
+from detector.enrich.prompt_features import (
     PROMPT_FEATURE_SCHEMA,
     MarkerError,
     add_prompt_features,
@@ -305,7 +305,7 @@ def test_simhash64_reference() -> None:
 
 
 def test_simhash64_agrees_with_the_simulator_copy() -> None:
-    sim = pytest.importorskip("detector.simulate.simhash")
+    sim = pytest.importorskip("detector.lab.simulate.simhash")
     for text in [
         "",
         "one",

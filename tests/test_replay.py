@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from detector.cli import app, build_engine
-from detector.replay import replay
+from detector.app import build_engine
+from detector.cli import app
+from detector.runtime.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -54,7 +55,7 @@ def test_bad_examples_each_rejected_with_reason_and_exit_0(shared_dir: Path, tmp
 
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from detector.simulate import simulate
+    from detector.lab.simulate import simulate
 
     out = tmp_path_factory.mktemp("sim")
     simulate(out, days=1.5, seed=3, scale=0.3)
@@ -90,7 +91,7 @@ def test_streaming_merge_of_time_ordered_files_matches_the_global_sort(
     of the single JSON Lines file, and so does a streaming run with a failing reader (it raises)."""
     import polars as pl
 
-    import detector.replay as rp
+    import detector.runtime.replay as rp
 
     events = pl.read_parquet(sim_dir / "events.parquet")
     parts = []

@@ -14,9 +14,8 @@ import polars as pl
 import pytest
 from conftest import _missing
 
-from detector.cli import build_engine
-from detector.replay import replay
-from detector.report.build import (
+from detector.app import build_engine
+from detector.lab.report.build import (
     MAX_PAIR_EDGES,
     build_report,
     cluster_sizes,
@@ -26,7 +25,8 @@ from detector.report.build import (
     load_alerts,
     timeline,
 )
-from detector.simulate import simulate
+from detector.lab.simulate import simulate
+from detector.runtime.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = (

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
-from detector.rules import (
+from detector.detect.rules import (
     CompiledCondition,
     ConditionError,
     ExpressionError,

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
-from detector.replay import replay
+from detector.runtime.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir() if (p / "expected.yaml").is_file())
 
 
 def test_every_family_and_persona_has_a_case() -> None:
-    from detector.simulate import FAMILIES, PERSONAS
+    from detector.lab.simulate import FAMILIES, PERSONAS
 
     names = {c.name for c in CASES}
     assert {f"campaign_{f}" for f in FAMILIES} <= names

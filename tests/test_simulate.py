@@ -13,9 +13,9 @@ import jsonschema
 import polars as pl
 import pytest
 
-from detector.simulate import SimParams, simhash64, simhash64_hex, simulate
-from detector.simulate.params import FAMILIES, PERSONAS
-from detector.simulate.prompts import PromptBank
+from detector.lab.simulate import SimParams, simhash64, simhash64_hex, simulate
+from detector.lab.simulate.params import FAMILIES, PERSONAS
+from detector.lab.simulate.prompts import PromptBank
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.state import MODEL_SCHEMA, WindowState
+from detector.window.state import MODEL_SCHEMA, WindowState
 
 
 def test_checkpoint_round_trip_restores_tables_and_stream_start(tmp_path: Path) -> None:

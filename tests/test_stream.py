@@ -14,12 +14,12 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from detector.cli import build_engine
-from detector.metrics import Metrics
-from detector.replay import replay
-from detector.simulate import simulate
-from detector.stream.daemon import Daemon
-from detector.stream.http import OpsServer
+from detector.app import build_engine
+from detector.lab.simulate import simulate
+from detector.runtime.metrics import Metrics
+from detector.runtime.replay import replay
+from detector.runtime.stream.daemon import Daemon
+from detector.runtime.stream.http import OpsServer
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
@@ -239,7 +239,7 @@ def test_sighup_reloads_rules_and_keeps_state(
     import signal
 
     from detector.checkpoint import load_engine
-    from detector.stream.broker import free_port
+    from detector.lab.demo.broker import free_port
 
     events = sim["events"]
     n, half = len(events), len(events) // 2
@@ -290,7 +290,7 @@ def test_fenced_owner_does_not_overwrite_newer_checkpoint(
     broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
 ) -> None:
     from detector.checkpoint import save_engine
-    from detector.stream.daemon import Fenced
+    from detector.runtime.stream.daemon import Fenced
 
     events = sim["events"]
     half = len(events) // 2
@@ -315,7 +315,7 @@ def test_fenced_owner_does_not_overwrite_newer_checkpoint(
 
 def _claim_only(state: Path) -> bool:
     """The current checkpoint is the owner's claim at assignment: nothing after it counted."""
-    from detector.stream.daemon import _current_extra
+    from detector.runtime.stream.daemon import _current_extra
 
     extra = _current_extra(state)
     return extra.get("owner_epoch") == 1 and set(extra["offsets"].values()) == {0}
@@ -349,7 +349,7 @@ def test_failed_shutdown_flush_writes_no_checkpoint(
     find the failure already reported and pass)."""
     import threading
 
-    from detector.stream.sinks import SinkError
+    from detector.io.kafka import SinkError
 
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, sim["events"])
@@ -413,7 +413,7 @@ def test_sink_send_error_is_a_sink_error(broker: kb.EmbeddedBroker, sim: dict[st
 
     from detector.contracts import Alert
     from detector.decode import Reject
-    from detector.stream.sinks import SinkError, StreamSinks
+    from detector.io.kafka import SinkError, StreamSinks
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     producer.close()
@@ -428,7 +428,7 @@ def test_produced_at_header_null_or_garbage() -> None:
     """The ``produced_at`` header is optional timing data: a null or non-numeric value reads as 0."""
     from kafka.consumer.fetcher import ConsumerRecord
 
-    from detector.stream.decoding import produced_at as _produced_at
+    from detector.runtime.stream.decoding import produced_at as _produced_at
 
     def rec(headers: list[tuple[str, bytes | None]]) -> Any:
         return ConsumerRecord(kb.INPUT, 0, -1, 0, 0, 0, None, b"{}", headers, None, -1, 2, -1)
@@ -439,7 +439,7 @@ def test_produced_at_header_null_or_garbage() -> None:
 
 
 def test_redacted_settings_hide_secrets() -> None:
-    from detector.stream.settings import StreamSettings
+    from detector.runtime.stream.settings import StreamSettings
 
     s = StreamSettings(
         sasl_password="sasl-pw-123",
@@ -461,8 +461,8 @@ def test_webhook_failures_never_carry_the_url() -> None:
     import logging
     import threading
 
-    from detector.stream.logs import JsonFormatter
-    from detector.stream.sinks import SinkError, StreamSinks
+    from detector.io.kafka import SinkError, StreamSinks
+    from detector.runtime.stream.logs import JsonFormatter
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:

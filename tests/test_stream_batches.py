@@ -18,14 +18,14 @@ import pytest
 from polars.testing import assert_frame_equal
 from prometheus_client import CollectorRegistry
 
-from detector.cli import build_engine
+from detector.app import build_engine
 from detector.decode import decode_lines
 from detector.enrich import enrich
-from detector.metrics import Metrics
-from detector.stream.daemon import Daemon, _Batch
-from detector.stream.decoding import Decoder, Poll, decode_poll
-from detector.stream.merge import OFF, PART
-from detector.stream.settings import StreamSettings
+from detector.runtime.merge import OFF, PART
+from detector.runtime.metrics import Metrics
+from detector.runtime.stream.daemon import Daemon, _Batch
+from detector.runtime.stream.decoding import Decoder, Poll, decode_poll
+from detector.runtime.stream.settings import StreamSettings
 
 SCENARIO = Path(__file__).parent / "scenarios" / "campaign_multilingual_coercion" / "events.jsonl.gz"
 
@@ -198,7 +198,7 @@ def test_a_worker_exits_when_the_daemon_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "daemon.py"
     script.write_text(
         "import time\n"
-        "from detector.stream.decoding import Decoder\n"
+        "from detector.runtime.stream.decoding import Decoder\n"
         "if __name__ == '__main__':\n"
         "    d = Decoder('in', 1)\n"
         "    d.start({}).result()\n"

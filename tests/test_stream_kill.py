@@ -12,10 +12,10 @@ import kafka_broker as kb
 import orjson
 import pytest
 
+from detector.app import build_engine
 from detector.checkpoint import load_engine
-from detector.cli import build_engine
-from detector.replay import replay
-from detector.simulate import simulate
+from detector.lab.simulate import simulate
+from detector.runtime.replay import replay
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,5 @@
+"""Command line (typer only): one module per command group; ``detector.cli.main`` holds the app."""
+
+from detector.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,107 @@
+"""Commands: ``detector train``, ``detector models compare | bench | check``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_WORK = Path(tempfile.gettempdir()) / "detector-train"
+SHARED_DEFAULT = Path("../shared")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` and the ``models`` group to the command line."""
+    models_app = typer.Typer(no_args_is_help=True, help="ONNX models: compare with rules, benchmark, check.")
+    app.add_typer(models_app, name="models")
+
+    @app.command()
+    def train(
+        out: Annotated[Path, typer.Option("--out", help="Where the models go.")] = Path("models"),
+        seeds: Annotated[str, typer.Option("--seeds", help="Training simulator seeds.")] = "1,3,4",
+        heldout: Annotated[str, typer.Option("--heldout", help="Held-out simulator seeds.")] = "2,5",
+        days: Annotated[float, typer.Option("--days")] = 3.0,
+        scale: Annotated[float, typer.Option("--scale")] = 1.0,
+        version: Annotated[int, typer.Option("--version", help="The N of <name>-v<N>.")] = 1,
+        targets: Annotated[str, typer.Option("--targets")] = "account,cluster,prompt",
+        shared: Annotated[
+            Path, typer.Option("--shared", help="Folder with data/prompts (prompt model only).")
+        ] = SHARED_DEFAULT,
+        work: Annotated[Path, typer.Option("--work", help="Cache of simulated runs.")] = DEFAULT_WORK,
+    ) -> None:
+        """Train the account, cluster and prompt classifiers; export ONNX files, manifests and cards."""
+        import logging
+
+        from detector.lab.train.train import TrainConfig, train_all
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        cfg = TrainConfig(
+            out=out,
+            work=work,
+            seeds=_ints(seeds),
+            heldout=_ints(heldout),
+            days=days,
+            scale=scale,
+            version=version,
+            targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
+            shared=shared,
+            command="detector " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        )
+        for m in train_all(cfg):
+            print(f"{m.stem}: held-out AUC {m.heldout.get('auc')}, threshold {m.threshold}")
+
+    @models_app.command("compare")
+    def compare_cmd(
+        models: Annotated[Path, typer.Option("--models")] = Path("models"),
+        rules_dir: Annotated[Path, typer.Option("--rules")] = Path("rules"),
+        seed: Annotated[int, typer.Option("--seed", help="A held-out simulator seed.")] = 2,
+        days: Annotated[float, typer.Option("--days")] = 3.0,
+        scale: Annotated[float, typer.Option("--scale")] = 1.0,
+        work: Annotated[Path, typer.Option("--work")] = DEFAULT_WORK,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Rules alone vs. rules plus models per campaign family and honest persona on a held-out run."""
+        from detector.lab.train.compare import compare, render
+        from detector.lab.train.data import simulate_run
+
+        run_dir = simulate_run(work / f"seed{seed}-d{days:g}-s{scale:g}", seed, days, scale)
+        rows = compare(run_dir, rules_dir, models, run_dir / "compare")
+        if as_json:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+        else:
+            print(render(rows, seed))
+
+    @models_app.command("bench")
+    def bench_cmd(
+        models: Annotated[Path, typer.Option("--models")] = Path("models"),
+        batches: Annotated[str, typer.Option("--batches")] = "1,16,256,4096,65536",
+        repeat: Annotated[int, typer.Option("--repeat")] = 3,
+    ) -> None:
+        """Scoring rows/s by batch size per model, with the onnxruntime provider each one runs on."""
+        from detector.lab.bench.models import throughput
+
+        print("| model | provider | batch | rows/s |\n|---|---|---|---|")
+        for r in throughput(models, _ints(batches), repeat):
+            print(f"| {r['model']} | {r['provider']} | {r['batch']} | {r['rows_per_s']:,.0f} |")
+
+    @models_app.command("check")
+    def check_cmd(models: Annotated[Path, typer.Option("--models")] = Path("models")) -> None:
+        """Load every model against the engine's feature catalogues; print each one's provider."""
+        from detector.detect.models.runtime import ModelError, ModelSet
+
+        try:
+            ms = ModelSet.load(models)
+        except ModelError as exc:
+            print(exc, file=sys.stderr)
+            raise typer.Exit(1) from exc
+        for stem, provider in ms.providers.items():
+            print(f"{stem}: {provider}")

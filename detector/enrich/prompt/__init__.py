@@ -1,0 +1,1 @@
+"""Building blocks of ``detector.enrich.prompt_features`` (the entry module): hashes and the marker sets."""

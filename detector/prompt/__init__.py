@@ -1,1 +1,0 @@
-"""Building blocks of ``detector.prompt_features`` (the entry module): hashes and the marker sets."""

@@ -1,0 +1,159 @@
+"""Decoding polled records, on the processing thread or ahead of it in a worker process.
+
+A poll's record values go through ``decode_poll``: JSON decoding and validation (rejects keep their
+record's position), then the prompt-structure features, which read the prompt text and drop it. It is a
+pure function of the values, so it can run anywhere: with ``decode_workers`` set, the consumer thread
+hands each poll to a worker process as soon as it is polled and the processing thread later takes the
+result in poll order, so decoding the next polls overlaps with the engine working on this one (the
+processing thread's Python holds the GIL; a process does not share it). The rest of enrichment (IP
+intelligence, request flags) stays in the engine, which skips the prompt features it finds done.
+
+Nothing about offsets, commits or rebalances changes: a decoded poll is used, or dropped as stale,
+exactly where the raw poll would have been (a stale poll's decode is cancelled if not yet started). A
+worker that dies breaks the pool: the batch waiting on it fails and the daemon stops without a
+checkpoint, or, if the consumer thread's next hand-off fails first, the daemon stops after checkpointing
+only what it fully processed. Either way a restart reads the rest again. Workers ignore the signals a
+terminal or service manager sends the whole process group, and exit when the daemon dies
+(``detector.runtime.workers``).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from detector.decode import DecodedBatch, Reject, decode_lines
+from detector.enrich.prompt_features import add_prompt_features, markers
+from detector.runtime.cpu import pid_seconds
+from detector.runtime.merge import OFF, PART
+from detector.runtime.workers import pool_pids, spawn_pool
+
+
+def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[int]) -> DecodedBatch:
+    """Decode one poll's values: events with their partition and offset columns and prompt features
+    (no prompt text), and the rejects (``index``: the value's position in ``values``)."""
+    batch = decode_lines(values, position_of=lambda i: f"{topic}/{parts[i]}@{offs[i]}")
+    if batch.records == 0:  # only null or blank values: decoding sees no record, so none is rejected
+        done = {r.index for r in batch.rejects}
+        detail = "empty record (null or blank value)"
+        batch.rejects += [
+            Reject("not_json", None, detail, f"{topic}/{parts[i]}@{offs[i]}", v, i)
+            for i, v in enumerate(values)
+            if i not in done
+        ]
+    # the same columns whether or not any record was good: polls are concatenated and filtered on them
+    idx = batch.events["_pos"]
+    batch.events = add_prompt_features(
+        batch.events.with_columns(
+            pl.Series(PART, parts, pl.Int32).gather(idx), pl.Series(OFF, offs, pl.Int64).gather(idx)
+        ).drop("_pos")
+    )
+    return batch
+
+
+@dataclass
+class Poll:
+    """One poll's records as the processing thread needs them, and their decoding (done or under way)."""
+
+    parts: list[int]
+    offs: list[int]
+    keys: list[bytes | None]
+    #: Per partition: the first and last offset in the poll (in order within a partition).
+    spans: dict[int, tuple[int, int]]
+    #: Newest ``produced_at`` header among the poll's records (ms since the epoch; 0: none).
+    produced_at: int
+    decoded: Future[DecodedBatch]
+
+    @property
+    def ready(self) -> bool:
+        """Whether ``result`` returns without waiting for a worker (inline decoding never waits)."""
+        return isinstance(self.decoded, _DeferredFuture) or self.decoded.done()
+
+    def result(self) -> DecodedBatch:
+        """The decoded poll (waits for the worker)."""
+        return self.decoded.result()
+
+    def cancel(self) -> None:
+        """Drop a decode not yet started (the poll went stale in a rebalance)."""
+        self.decoded.cancel()
+
+
+class Decoder:
+    """Runs ``decode_poll`` in ``workers`` processes (0: inline, when the result is asked for)."""
+
+    def __init__(self, topic: str, workers: int) -> None:
+        self.topic = topic
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            self._pool = spawn_pool(workers, _warm)
+
+    def start(self, records: dict[Any, list[Any]]) -> Poll:
+        """Take a poll (``{TopicPartition: [ConsumerRecord]}``) and start decoding it."""
+        values: list[bytes] = []
+        keys: list[bytes | None] = []
+        parts: list[int] = []
+        offs: list[int] = []
+        spans: dict[int, tuple[int, int]] = {}
+        newest = 0
+        for tp, recs in records.items():
+            for r in recs:
+                values.append(r.value if r.value is not None else b"")
+                keys.append(r.key)
+                parts.append(tp.partition)
+                offs.append(r.offset)
+            if recs:
+                spans[tp.partition] = (recs[0].offset, recs[-1].offset)
+                newest = max(newest, produced_at(recs[-1]))
+        decoded: Future[DecodedBatch]
+        if self._pool is not None and values:
+            decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs)
+        else:
+            decoded = _DeferredFuture((self.topic, values, parts, offs))
+        return Poll(parts, offs, keys, spans, newest, decoded)
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU seconds used so far by the live worker processes (benchmarks add it to the daemon's)."""
+        if self._pool is None:
+            return 0.0
+        return sum(pid_seconds(pid) or 0.0 for pid in pool_pids(self._pool))
+
+    def close(self) -> None:
+        """Stop the worker processes (pending decodes are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class _DeferredFuture(Future[DecodedBatch]):
+    """A future that decodes when its result is first asked for, on the asking thread."""
+
+    def __init__(self, args: tuple[str, list[bytes], list[int], list[int]]) -> None:
+        super().__init__()
+        self._args: tuple[str, list[bytes], list[int], list[int]] | None = args
+
+    def result(self, timeout: float | None = None) -> DecodedBatch:
+        if self._args is not None and not self.cancelled():
+            args, self._args = self._args, None
+            try:
+                self.set_result(decode_poll(*args))
+            except BaseException as exc:
+                self.set_exception(exc)
+        return super().result(timeout)
+
+
+def _warm() -> None:
+    markers()
+
+
+def produced_at(record: Any) -> int:
+    """The ``produced_at`` header (ms since the epoch) of a record, 0 if absent."""
+    for key, value in record.headers or ():
+        if key == "produced_at":
+            try:
+                return int(value)
+            except (TypeError, ValueError):  # a null or non-numeric header (any producer may set one)
+                return 0
+    return 0

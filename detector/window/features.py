@@ -1,0 +1,219 @@
+"""Account and cluster features: sums over window buckets, turned into named shares and rates.
+
+Feature names explain themselves (``cot_share_24h``, ``requests_1h``): the suffix is the window. The
+catalogues (``ACCOUNT_FEATURES``, ``CLUSTER_FEATURES``) give every name its dtype; rules are type-checked
+against them at load.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from detector.window.state import SIGNAL_COUNTS, WindowState
+
+_SHARES = list(SIGNAL_COUNTS)
+
+
+def _window_sums(buckets: pl.DataFrame, since: datetime, until: datetime, by: str) -> pl.DataFrame:
+    sum_cols = [c for c in buckets.columns if c not in ("account_id", "bucket", by)]
+    return (
+        buckets.filter((pl.col("bucket") >= since) & (pl.col("bucket") < until))
+        .group_by(by)
+        .agg(
+            *[pl.col(c).sum() for c in sum_cols],
+            pl.col("bucket").dt.hour().n_unique().alias("active_hours"),
+        )
+    )
+
+
+def _ratios(suffix: str) -> list[pl.Expr]:
+    req = pl.col("requests").cast(pl.Float64)
+    mean_gap = pl.col("gap_sum") / pl.col("gap_n")
+    var_gap = (pl.col("gap_sumsq") / pl.col("gap_n") - mean_gap**2).clip(lower_bound=0)
+    out = [pl.col("requests").cast(pl.Int64).alias(f"requests_{suffix}")]
+    out += [(pl.col(c) / req).alias(f"{c}_share_{suffix}") for c in _SHARES]
+    out += [
+        pl.col("output_tokens").cast(pl.Int64).alias(f"output_tokens_{suffix}"),
+        (pl.col("output_tokens") / (pl.col("input_tokens") + 1)).alias(f"out_in_ratio_{suffix}"),
+        pl.col("active_hours").cast(pl.Int64).alias(f"active_hours_{suffix}"),
+        pl.when(pl.col("gap_n") >= 5).then(var_gap.sqrt() / mean_gap).alias(f"interarrival_cv_{suffix}"),
+    ]
+    return out
+
+
+def _template_stats(per: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``per``: requests per (by..., template_fp) -> top template share and distinct templates."""
+    return per.group_by(by).agg(
+        (pl.col("requests").max() / pl.col("requests").sum()).alias("template_top_share_24h"),
+        pl.col("template_fp").n_unique().cast(pl.Int64).alias("templates_24h"),
+    )
+
+
+def _in_window(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+    return (pl.col("bucket") >= start) & (pl.col("bucket") < end)
+
+
+def account_features(
+    state: WindowState, points: pl.DataFrame, short: timedelta, long: timedelta
+) -> pl.DataFrame:
+    """Window features for every evaluation point (account_id, tick_end) at once.
+
+    A point's windows are the buckets in [tick_end - window, tick_end): the same numbers whether the
+    engine closes one tick or a hundred in one call. Columns: account_id, tick_end, every account
+    feature, and ``first_bucket`` (start of the earliest bucket in the long window: the first evidence).
+    """
+    if points.height == 0:
+        return points.select("account_id", "tick_end")
+    accts = points["account_id"].unique().implode()
+    since = points["tick_end"].min() - long  # type: ignore[operator]
+    end = pl.col("tick_end")
+    b = state.buckets.filter(pl.col("account_id").is_in(accts) & (pl.col("bucket") >= since))
+    j = points.join(b, on="account_id", how="inner").filter(_in_window(end - long, end))
+    sum_cols = [c for c in b.columns if c not in ("account_id", "bucket")]
+    in_short = pl.col("bucket") >= end - short
+    sums = j.group_by("account_id", "tick_end").agg(
+        *[pl.col(c).sum() for c in sum_cols],
+        pl.col("bucket").dt.hour().n_unique().alias("active_hours"),
+        pl.col("requests").filter(in_short).sum().alias("_req_short"),
+        pl.col("cot").filter(in_short).sum().alias("_cot_short"),
+        pl.col("bucket").min().alias("first_bucket"),
+    )
+    long_f = sums.select(
+        "account_id",
+        "tick_end",
+        *_ratios("24h"),
+        pl.col("_req_short").cast(pl.Int64).alias("requests_1h"),
+        pl.when(pl.col("_req_short") > 0)
+        .then(pl.col("_cot_short") / pl.col("_req_short"))
+        .otherwise(0.0)
+        .alias("cot_share_1h"),
+        "first_bucket",
+    )
+    t = state.templates.filter(pl.col("account_id").is_in(accts) & (pl.col("bucket") >= since))
+    tj = (
+        points.join(t, on="account_id", how="inner")
+        .filter(_in_window(end - long, end))
+        .group_by("account_id", "tick_end", "template_fp")
+        .agg(pl.col("requests").sum())
+    )
+    acc = points.join(state.accounts, on="account_id", how="left").select(
+        "account_id",
+        "tick_end",
+        ((end - pl.col("created_at")).dt.total_seconds() / 86400.0).alias("account_age_days"),
+        ((end - pl.col("first_seen")).dt.total_seconds() / 3600.0).alias("observed_hours"),
+        pl.col("tier"),
+    )
+    keys = ["account_id", "tick_end"]
+    return (
+        long_f.join(_template_stats(tj, keys), on=keys, how="left")
+        .join(acc, on=keys, how="left")
+        .sort("tick_end", "account_id")
+    )
+
+
+def cluster_features(
+    state: WindowState,
+    members: pl.DataFrame,
+    evidence: pl.DataFrame,
+    accounts: pl.DataFrame,
+    now: datetime,
+    long: timedelta,
+) -> pl.DataFrame:
+    """One row per cluster: member counts, linkage strength and pooled behaviour over [now - long, now).
+
+    ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns;
+    ``accounts``: the account table as of ``now``.
+    """
+    since = now - long
+    window = _in_window(pl.lit(since), pl.lit(now))
+    b = state.buckets.filter(window).join(members, on="account_id", how="inner")
+    active = b.group_by("cluster_id").agg(
+        pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
+    )
+    # timing synchrony: members active in the same 15-minute buckets (a scheduler driving many accounts)
+    # versus people who each keep their own hours; 1.0 = every active member in every active bucket
+    together = (
+        b.group_by("cluster_id", "bucket")
+        .agg(pl.col("account_id").n_unique().alias("_k"))
+        .group_by("cluster_id")
+        .agg(pl.col("_k").mean().alias("_mean_k"))
+    )
+    pooled = _window_sums(b.drop("account_id"), since, now, "cluster_id")
+    pooled = pooled.select("cluster_id", *_ratios("24h"))
+    t = (
+        state.templates.filter(window)
+        .join(members, on="account_id", how="inner")
+        .group_by("cluster_id", "template_fp")
+        .agg(pl.col("requests").sum())
+    )
+    acc = accounts.join(members, on="account_id", how="inner")
+    size = acc.group_by("cluster_id").agg(
+        pl.len().cast(pl.Int64).alias("accounts"),
+        ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0).alias(
+            "signup_spread_hours"
+        ),
+        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400)
+        .mean()
+        .alias("new_account_share"),
+        pl.col("org_id").n_unique().cast(pl.Int64).alias("orgs"),
+    )
+    return (
+        size.join(pooled, on="cluster_id", how="left")
+        .join(_template_stats(t, ["cluster_id"]), on="cluster_id", how="left")
+        .join(active, on="cluster_id", how="left")
+        .join(together, on="cluster_id", how="left")
+        .join(evidence, on="cluster_id", how="left")
+        .with_columns(
+            (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
+            (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
+        )
+        .drop("_mean_k")
+        .sort("cluster_id")
+    )
+
+
+_WINDOW_FEATURES: dict[str, pl.DataType] = {
+    "requests_24h": pl.Int64(),
+    **{f"{c}_share_24h": pl.Float64() for c in _SHARES},
+    "output_tokens_24h": pl.Int64(),
+    "out_in_ratio_24h": pl.Float64(),
+    "active_hours_24h": pl.Int64(),
+    "interarrival_cv_24h": pl.Float64(),
+    "template_top_share_24h": pl.Float64(),
+    "templates_24h": pl.Int64(),
+}
+
+#: Every account feature and its dtype (rules are checked against this).
+ACCOUNT_FEATURES: dict[str, pl.DataType] = {
+    **_WINDOW_FEATURES,
+    "requests_1h": pl.Int64(),
+    "cot_share_1h": pl.Float64(),
+    "account_age_days": pl.Float64(),
+    "observed_hours": pl.Float64(),
+    "tier": pl.String(),
+}
+
+#: Every cluster feature and its dtype.
+CLUSTER_FEATURES: dict[str, pl.DataType] = {
+    **_WINDOW_FEATURES,
+    "accounts": pl.Int64(),
+    "active_accounts_24h": pl.Int64(),
+    "requests_per_account_24h": pl.Float64(),
+    "synchrony_24h": pl.Float64(),
+    "signup_spread_hours": pl.Float64(),
+    "new_account_share": pl.Float64(),
+    "orgs": pl.Int64(),
+    "link_families": pl.Int64(),
+    "shares_payment": pl.Boolean(),
+    "shares_reseller": pl.Boolean(),
+    "shares_ip": pl.Boolean(),
+    "shares_client": pl.Boolean(),
+    "shares_sysprompt": pl.Boolean(),
+    "shares_template": pl.Boolean(),
+    "shares_signup": pl.Boolean(),
+}
+
+#: Feature catalogues by rule target.
+CATALOGUES: dict[str, dict[str, pl.DataType]] = {"account": ACCOUNT_FEATURES, "cluster": CLUSTER_FEATURES}
