@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector.detect.models.gemm import to_gemm
 from detector.detect.models.manifest import STEM, Manifest, read_manifest
 from detector.detect.models.spec import catalogue, schema_entries, schema_hash, to_matrix, to_vector
 from detector.detect.rules.ruleset import HIT_COLUMNS
@@ -85,6 +86,8 @@ class LoadedModel:
     manifest: Manifest
     session: Any  # onnxruntime.InferenceSession (untyped library)
     provider: str
+    #: "tree" (the skl2onnx tree operator) or "matrix" (gemm.py's rewrite, run where CUDA is asked for)
+    form: str = "tree"
 
     def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Probability of the positive class for each row of ``x``."""
@@ -186,10 +189,14 @@ class ModelSet:
             # consumer thread and the broker need)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-            session = ort.InferenceSession(data, sess_options=options, providers=providers)
+            # the CUDA provider has no kernel for tree ensembles: on a GPU the same trees run as
+            # matrix products (gemm.py); on the CPU the tree operator is the faster form
+            form = "matrix" if providers[0] == "CUDAExecutionProvider" else "tree"
+            graph = to_gemm(data) if form == "matrix" else data
+            session = ort.InferenceSession(graph, sess_options=options, providers=providers)
             provider = session.get_providers()[0]
-            log.info("model %s loaded on %s", manifest.stem, provider)
-            loaded.append(LoadedModel(manifest, session, provider))
+            log.info("model %s loaded on %s (%s form)", manifest.stem, provider, form)
+            loaded.append(LoadedModel(manifest, session, provider, form))
         return cls(loaded)
 
     @property
