@@ -7,7 +7,7 @@ file is scored by ``detector.lab.evaluate``. Scenarios:
 - ``held-out``: the default scenario on seeds 2 and 5, which the models never trained on (3 days);
 - ``blended``: low-and-slow with more ordinary blend (``--blend``, default 80% instead of the default
   scenario's 60%), its sign-ups spread over 120 minutes in ``--bursts`` bursts, on seeds no rule or
-  model was written against (default 7, 8, 9; the README's harder table uses 11-15 with 90% blend and
+  model was written against (default 7, 8, 9; docs/models.md's table uses 11-15 with 90% blend and
   3 bursts);
 - ``new-cohort`` (``--new-cohorts``): the held-out seeds again, with two honest personas signing up
   all their accounts 5 to 10 days before the run: the company-card company (one card, one office, 40

@@ -153,7 +153,7 @@ def _state_memory(path: Path) -> dict[str, Any]:
 
 
 def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list[dict[str, float | str]]:
-    """Measure and print; returns the rows (for tests and the README)."""
+    """Measure and print; returns the rows (for tests and docs/benchmarks.md)."""
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if jsonl is None:
         from detector.lab.simulate import simulate
