@@ -194,6 +194,29 @@ def test_documented_commands_run_as_written(path: Path, tmp_path: Path, shared_d
         )
 
 
+#: How a shell command starts, for finding one in a fence that names no language.
+_COMMAND = re.compile(r"^\s*(\$ )?(detector|python|bash|\.venv/bin/|docker|helm|promtool|curl|pip)\b")
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_commands_sit_in_shell_fences(path: Path) -> None:
+    """A command in a fence with no language would escape the run above: label it ``bash``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and lines[end].strip() != m.group(2):
+            end += 1
+        if not m.group(3):
+            commands = [ln for ln in lines[i + 1 : end] if _COMMAND.match(ln)]
+            assert not commands, f"{path.relative_to(REPO)}:{i + 1}: label this fence bash: {commands[0]!r}"
+        i = end + 1
+
+
 def test_the_readme_is_a_short_user_page() -> None:
     n = len((REPO / "README.md").read_text(encoding="utf-8").splitlines())
     assert n <= README_MAX_LINES, (
