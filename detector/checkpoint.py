@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from detector.alert.verdict import Episode
+from detector.contracts import Reason
 from detector.window.state import WindowState
 
 if TYPE_CHECKING:
@@ -72,6 +73,10 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
             "first_event_ts": ep.first_event_ts.isoformat(),
             "detected_event_ts": ep.detected_event_ts.isoformat(),
             "last_hit": ep.last_hit.isoformat(),
+            "reasons": [r.model_dump() for r in ep.reasons],
+            "campaign_type": ep.campaign_type,
+            "campaign_rank": ep.campaign_rank,
+            "score": ep.score,
         }
         for k, ep in sorted(engine.book.episodes.items())
     ]
@@ -126,6 +131,10 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
             datetime.fromisoformat(
                 e.get("last_hit") or meta["clock"].get("last_closed") or e["detected_event_ts"]
             ),
+            tuple(Reason.model_validate(r) for r in e.get("reasons", [])),
+            e.get("campaign_type"),
+            e.get("campaign_rank", 0),
+            e.get("score", 0.0),
         )
         for e in json.loads((folder / "book.json").read_text())
     }

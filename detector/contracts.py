@@ -110,8 +110,21 @@ class GatewayEvent(_Open):
     response: Response | None = None
 
 
+Severity = Literal["low", "medium", "high", "critical"]
+
+#: Optional fields this build adds to the alert contract, as JSON paths. The contract allows them (it
+#: never sets ``additionalProperties: false``); ``tests/test_contracts.py`` checks both facts.
+ALERT_EXTENSIONS: frozenset[str] = frozenset(
+    {"$.output", "$.reasons[].title", "$.reasons[].output", "$.reasons[].severity"}
+)
+
+
 class Reason(BaseModel):
-    """Why an alert fired: one rule hit or one model score."""
+    """Why an alert fired: one rule hit or one model score.
+
+    ``title`` and ``output`` are the rule's title and its rendered sentence; ``severity`` the level the
+    hit carried. An alert's reasons are those of its whole episode, not only of its latest revision.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -119,9 +132,11 @@ class Reason(BaseModel):
     name: str
     score: float | None = None
     detail: str | None = None
+    title: str | None = None
+    output: str | None = None
+    severity: Severity | None = None
 
 
-Severity = Literal["low", "medium", "high", "critical"]
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
@@ -144,6 +159,8 @@ class Alert(BaseModel):
     emitted_at: AwareDatetime | None = None
     reasons: Annotated[list[Reason], Field(min_length=1)]
     evidence: dict[str, Any] | None = None
+    #: One readable sentence: the rendered ``output`` of the episode's strongest rule.
+    output: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The alert as a JSON-ready dict with RFC 3339 'Z' timestamps and no ``emitted_at`` when unset."""

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector.alert.explain import describe
 from detector.alert.verdict import AlertBook, Verdict, combine
 from detector.contracts import Alert, Reason
 from detector.detect.allowlist import AllowList
@@ -501,15 +502,16 @@ class Engine:
 
     def _lazy_reasons(self, row: dict[str, Any]) -> _Reasons:
         """The reasons of a verdict row, model explanations computed only if it becomes an alert."""
-        return _Reasons(self.models, row)
+        return _Reasons(self.models, row, self.rules)
 
 
 class _Reasons:
     """A verdict row's reasons; model explanations are filled in only for rows that become alerts,
     batched per model across a tick's alerts (``explain_all``), or one by one when called alone."""
 
-    def __init__(self, models: ModelSet, row: dict[str, Any]) -> None:
+    def __init__(self, models: ModelSet, row: dict[str, Any], rules: RuleSet | None = None) -> None:
         self.models = models
+        self.rules = rules
         self.row = row
         self.structs: list[dict[str, Any]] = row["reasons"]
 
@@ -528,7 +530,7 @@ class _Reasons:
     def __call__(self) -> list[Reason]:
         for rid in self.pending():
             self.fill(rid, self.models.explain_row(self.row, rid))
-        return _reasons(self.structs)
+        return describe(self.structs, self.rules, self.row)
 
     @staticmethod
     def explain_all(verdicts: list[Verdict]) -> None:
@@ -623,19 +625,6 @@ def _link_summaries(links: pl.DataFrame, now: datetime, top: int = 5) -> dict[st
     ):
         age = (now - last_seen).total_seconds() / 3600.0
         out.setdefault(cid, []).append(f"{link}: {accounts} accounts, weight {weight:.2f}, {age:.1f} h old")
-    return out
-
-
-def _reasons(structs: list[dict[str, Any]]) -> list[Reason]:
-    out = []
-    for s in structs:
-        rid: str = s["rule_id"]
-        if rid.startswith(MODEL_PREFIX):
-            out.append(
-                Reason(source="model", name=rid[len(MODEL_PREFIX) :], score=s["score"], detail=s["detail"])
-            )
-        else:
-            out.append(Reason(source="rule", name=rid, score=s["score"], detail=s["detail"]))
     return out
 
 

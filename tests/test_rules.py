@@ -68,6 +68,8 @@ BROKEN: dict[str, tuple[int, int | None, str]] = {
     "bad_test_value.yaml": (9, 30, "'many' does not fit"),
     "injection.yaml": (6, 12, "unknown function '__import__'"),
     "invalid_yaml.yaml": (4, 9, "invalid YAML"),
+    "output_unknown_feature.yaml": (7, 9, "unknown feature 'cot_shar_24h' (did you mean 'cot_share_24h'?)"),
+    "output_bad_spec.yaml": (7, 9, "output: '{tier:.0%}' does not fit the feature's type"),
 }
 
 

@@ -7,6 +7,11 @@ last request of the tick in which the engine decided, never wall time.
 
 Episodes are bounded state: one with no verdict for ``idle`` of event time is closed and forgotten, and
 a later verdict on the same subject opens a new episode with a new id (its opening time differs).
+
+The counting unit is the **episode** (one ``alert_id``); a revision is an update to it. Every revision
+carries the episode's accumulated reasons (the latest of each rule and model, strongest first), the
+campaign type of its strongest reason, its highest score and the sentence (``output``) of its strongest
+rule: a revision raised by membership growth alone never reads as "a model accused on its own".
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ class Episode:
     detected_event_ts: datetime
     #: End of the last tick with a verdict on the subject (idle episodes close; see ``AlertBook``).
     last_hit: datetime
+    #: Every reason emitted so far in the episode, strongest first (one per rule or model).
+    reasons: tuple[Reason, ...] = ()
+    #: Campaign type of the strongest verdict that named one, and that verdict's severity rank.
+    campaign_type: str | None = None
+    campaign_rank: int = 0
+    #: Highest score emitted so far.
+    score: float = 0.0
 
 
 def alert_id_for(kind: str, subject: str, opened: datetime) -> str:
@@ -83,7 +95,7 @@ def combine(hits: pl.DataFrame, key: str) -> pl.DataFrame:
         pl.col("_rank").max().alias("_rank"),
         (1 - (1 - pl.col("score")).product()).alias("score"),
         pl.col("campaign_type").drop_nulls().first().alias("campaign_type"),
-        pl.struct("rule_id", "score", "detail").alias("reasons"),
+        pl.struct("rule_id", "severity", "score", "detail").alias("reasons"),
     )
 
 
@@ -165,6 +177,10 @@ class AlertBook:
                     min(ep.first_event_ts, v.first_event_ts),
                     ep.detected_event_ts,
                     now,
+                    ep.reasons,
+                    ep.campaign_type,
+                    ep.campaign_rank,
+                    ep.score,
                 )
             else:
                 ep.last_hit = max(ep.last_hit, now)
@@ -175,6 +191,7 @@ class AlertBook:
             prepare([v for v, _ in emit])
         out: list[Alert] = []
         for v, ep in emit:
+            _accumulate(ep, v)
             out.append(
                 Alert(
                     alert_id=ep.alert_id,
@@ -183,11 +200,11 @@ class AlertBook:
                     subject=v.subject,
                     account_ids=sorted(ep.accounts),
                     severity=ep.severity,  # type: ignore[arg-type]
-                    score=round(min(max(v.score, 0.0), 1.0), 4),
-                    campaign_type=v.campaign_type,
+                    score=ep.score,
+                    campaign_type=ep.campaign_type,
                     first_event_ts=ep.first_event_ts,
                     detected_event_ts=ep.detected_event_ts,
-                    reasons=v.reasons() if callable(v.reasons) else v.reasons,
+                    reasons=list(ep.reasons),
                     evidence={
                         **{
                             k: _clean(x)
@@ -197,6 +214,33 @@ class AlertBook:
                         # when *this* revision was decided (detected_event_ts stays the first's)
                         "revision_event_ts": detected,
                     },
+                    output=next((r.output for r in ep.reasons if r.output), None),
                 )
             )
         return out
+
+
+def _reason_rank(r: Reason) -> tuple[int, int, float]:
+    """Sort key, strongest first: severity, then rules before models, then score."""
+    return (
+        -SEVERITY_RANK.get(r.severity or "low", 1),
+        0 if r.source == "rule" else 1,
+        -(r.score if r.score is not None else 0.0),
+    )
+
+
+def merge_reasons(old: tuple[Reason, ...], new: list[Reason]) -> tuple[Reason, ...]:
+    """The episode's reasons after a revision: this tick's reasons replace earlier ones of the same rule
+    or model (fresher detail), earlier ones that did not fire again stay; strongest first."""
+    fresh = {(r.source, r.name) for r in new}
+    merged = [*new, *(r for r in old if (r.source, r.name) not in fresh)]
+    return tuple(sorted(merged, key=_reason_rank))
+
+
+def _accumulate(ep: Episode, v: Verdict) -> None:
+    """Fold a verdict that became a revision into its episode: reasons, campaign type, score."""
+    ep.reasons = merge_reasons(ep.reasons, v.reasons() if callable(v.reasons) else v.reasons)
+    rank = SEVERITY_RANK[v.severity]
+    if v.campaign_type is not None and (ep.campaign_type is None or rank > ep.campaign_rank):
+        ep.campaign_type, ep.campaign_rank = v.campaign_type, rank
+    ep.score = max(ep.score, round(min(max(v.score, 0.0), 1.0), 4))

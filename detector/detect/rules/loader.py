@@ -28,6 +28,7 @@ from detector.detect.rules.compiler import (
     suggest,
 )
 from detector.detect.rules.errors import RuleError, RuleLoadError
+from detector.detect.rules.output import check_output
 from detector.detect.rules.ruleset import CompiledRule, InlineTest, RuleSet, detail_expression
 from detector.detect.rules.source import RuleSource, read_rule_yaml
 from detector.detect.rules.spec import RULE_KEYS, TEST_KEYS, Expect, RuleSpec
@@ -239,6 +240,9 @@ def _build_rule(source: RuleSource, catalogues: Catalogues) -> tuple[CompiledRul
             if name not in catalogue:
                 message = f"detail: unknown feature '{name}'{suggest(name, catalogue)}"
                 errors.append(source.error(source.node_at(("detail", i)).start_mark, message))
+        if spec.output is not None:
+            mark = source.node_at(("output",)).start_mark
+            errors.extend(source.error(mark, problem) for problem in check_output(spec.output, catalogue))
     errors.extend(_check_tests(source, spec, catalogue))
     if errors or condition is None or catalogue is None:
         return None, errors
@@ -264,6 +268,10 @@ def _build_rule(source: RuleSource, catalogues: Catalogues) -> tuple[CompiledRul
         expr=condition.expr,
         features=condition.features,
         detail_expr=detail_expression(detail, catalogue),
+        output=spec.output,
+        status=spec.status,
+        references=tuple(spec.references),
+        falsepositives=tuple(spec.falsepositives),
     )
     return rule, []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.detect.rules.spec import Expect, Mode, Severity, Target
+from detector.detect.rules.spec import Expect, Mode, Severity, Status, Target
 
 #: Columns of ``RuleSet.evaluate``'s result after the key column.
 HIT_COLUMNS: dict[str, pl.DataType] = {
@@ -59,6 +59,10 @@ class CompiledRule:
     expr: pl.Expr = field(repr=False)
     features: tuple[str, ...]
     detail_expr: pl.Expr = field(repr=False)
+    output: str | None = None
+    status: Status = "experimental"
+    references: tuple[str, ...] = ()
+    falsepositives: tuple[str, ...] = ()
 
     @property
     def shadow(self) -> bool:

@@ -10,6 +10,8 @@ Severity = Literal["low", "medium", "high", "critical"]
 Target = Literal["account", "cluster"]
 Mode = Literal["enforce", "shadow"]
 Expect = Literal["fire", "no_fire"]
+#: Sigma's rule status: how far a rule has been proven (``stable`` rules have run in production).
+Status = Literal["stable", "test", "experimental", "deprecated", "unsupported"]
 
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
@@ -44,6 +46,13 @@ class RuleSpec(BaseModel):
     score: float | None = Field(default=None, ge=0.0, le=1.0)
     tests: list[InlineTestSpec] = Field(default_factory=list)
     detail: list[str] = Field(default_factory=list)
+    #: The sentence an analyst reads, with ``{feature}`` placeholders (see ``detector.detect.rules.output``).
+    output: str | None = Field(default=None, min_length=1)
+    status: Status = "experimental"
+    #: Where the pattern is described (disclosures, papers, runbooks): Sigma's ``references``.
+    references: list[str] = Field(default_factory=list)
+    #: Honest traffic that can fire the rule, in words: Sigma's ``falsepositives``.
+    falsepositives: list[str] = Field(default_factory=list)
 
     @property
     def effective_score(self) -> float:
