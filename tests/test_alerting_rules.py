@@ -65,6 +65,8 @@ def test_every_alert_is_required_labelled_and_tested() -> None:
     for a in alerts:
         assert a["labels"]["severity"] in {"warning", "critical"}, a  # type: ignore[index]
         assert a["annotations"]["summary"], a  # type: ignore[index]
+        # the runbook (docs/operations.md) has one section per alert, anchored by its lower-cased name
+        assert a["annotations"]["runbook_url"] == f"docs/operations.md#{str(a['alert']).lower()}", a  # type: ignore[index]
     tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
     cases = [case for t in tests for case in t.get("alert_rule_test", [])]
     firing = {case["alertname"] for case in cases if case.get("exp_alerts")}

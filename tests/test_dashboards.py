@@ -100,7 +100,7 @@ def test_dashboard_structure() -> None:
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
                 assert 'instance=~"$instance"' in t["expr"], (name, p["title"], t["expr"])
-                assert "detector_" in t["expr"]
+                assert "detector_" in t["expr"], (name, p["title"], t["expr"])
 
 
 def test_panels_cover_the_issue() -> None:
@@ -108,6 +108,8 @@ def test_panels_cover_the_issue() -> None:
     titles = {name: {p["title"] for p in d["panels"]} for name, d in _dashboards().items()}
     ts = titles["ts-overview.json"]
     for want in (
+        "Alert episodes in range",
+        "Open alert episodes",
         "Alerts over time by severity",
         "Alerts over time by campaign type",
         "Accounts under alert",
@@ -128,8 +130,21 @@ def test_panels_cover_the_issue() -> None:
         "Rejects by reason",
         "Checkpoint duration",
         "Checkpoints and failures",
+        "Process memory",
+        "Process CPU",
     ):
         assert want in ph
+    for name, d in _dashboards().items():
+        # counted in episodes, never in revisions (the one unit); reloads annotated
+        exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+        assert not any("detector_alerts_total" in e for e in exprs), name
+        marks = d["annotations"]["list"]
+        assert any("detector_rule_reloads_total" in a["expr"] for a in marks), name
+    assert any(
+        "detector_alert_episodes_total" in t["expr"]
+        for p in _dashboards()["ts-overview.json"]["panels"]
+        for t in p.get("targets", [])
+    )
 
 
 def test_provisioning_points_at_dashboards() -> None:

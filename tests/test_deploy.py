@@ -7,7 +7,7 @@
 - Helm chart: Chart.yaml fields, values.yaml against the chart's own values.schema.json (the file
   ``helm lint``/``install`` enforce), template delimiters and blocks balanced, every ``.Values.*``
   path a template reads exists in values.yaml, and the objects the issue asks for are there.
-  The templates are not rendered: no Helm binary installs from the registries this project uses.
+  ``tests/test_helm.py`` renders the templates with Helm's own SDK and checks the state volume.
 - systemd unit: ``systemd-analyze verify``.
 """
 

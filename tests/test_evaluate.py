@@ -129,15 +129,15 @@ def test_overall_counts_and_alert_tallies(result: EvalResult) -> None:
     assert (o.false_negatives, o.true_negatives) == (3, 5)
     assert o.precision == pytest.approx(0.6) and o.recall == pytest.approx(0.5)
     assert o.false_positive_rate == pytest.approx(2 / 7)
-    assert result.alerts_by_severity == {"low": 1, "medium": 2, "high": 1, "critical": 1}
-    assert (result.n_alert_records, result.n_alerts) == (6, 5)
+    assert result.episodes_by_severity == {"low": 1, "medium": 2, "high": 1, "critical": 1}
+    assert (result.n_revisions, result.n_episodes) == (6, 5)
     assert (result.unlabelled_flagged, result.unlabelled_flagged_ids) == (1, ["ghost"])
 
 
 def test_no_alerts_means_zero_recall_and_no_false_positives(tmp_path: Path) -> None:
     r = evaluate(*_write(tmp_path, LABELS, []))
     assert r.overall.recall == 0.0 and r.overall.false_positive_rate == 0.0 and r.overall.precision is None
-    assert r.n_alerts == 0 and all(v == 0 for v in r.alerts_by_severity.values())
+    assert r.n_episodes == 0 and all(v == 0 for v in r.episodes_by_severity.values())
 
 
 def test_bad_alert_lines_are_reported_with_their_position(tmp_path: Path) -> None:

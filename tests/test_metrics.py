@@ -30,9 +30,17 @@ def _fresh(clock: float = 1_000_000.0) -> tuple[CollectorRegistry, Metrics]:
 
 
 def test_names_follow_the_convention() -> None:
-    """Every family is detector_*; counters end in _total; histograms measuring time in _seconds."""
+    """Every family is detector_* (or client_python's standard process_*); counters end in _total;
+    histograms measuring time in _seconds."""
     registry, _ = _fresh()
-    for family in registry.collect():
+    families = list(registry.collect())
+    assert {f.name for f in families if f.name.startswith("process_")} >= {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+    }
+    for family in families:
+        if family.name.startswith("process_"):
+            continue
         assert NAME.fullmatch(family.name), family.name
         if family.type == "counter":
             assert not family.name.endswith("_total")  # the client adds _total to the samples
@@ -109,13 +117,28 @@ def test_record_alerts_and_cluster_sizes() -> None:
                     "reasons": reasons,
                 }
             ),
+            Alert.model_validate(  # an update of episode "b": a revision, not a new episode
+                {
+                    **common,
+                    "revision": 2,
+                    "alert_id": "b",
+                    "kind": "account",
+                    "subject": "acct_x",
+                    "severity": "low",
+                    "account_ids": ["acct_x"],
+                    "campaign_type": None,
+                    "reasons": reasons,
+                }
+            ),
         ]
     )
     get = registry.get_sample_value
     labels = {"severity": "high", "kind": "cluster", "campaign_type": "chain_of_thought"}
-    assert get("detector_alerts_total", labels) == 1
+    assert get("detector_alert_episodes_total", labels) == 1
+    assert get("detector_alert_revisions_total", labels) == 1
     low = {"severity": "low", "kind": "account", "campaign_type": "unknown"}
-    assert get("detector_alerts_total", low) == 1
+    assert get("detector_alert_episodes_total", low) == 1
+    assert get("detector_alert_revisions_total", low) == 2
     assert get("detector_alert_cluster_size_bucket", {"le": "10.0"}) == 0
     assert get("detector_alert_cluster_size_bucket", {"le": "20.0"}) == 1
     assert "acct_" not in generate_latest(registry).decode()
@@ -163,6 +186,9 @@ def test_sync_engine_follows_engine_totals(engine_run: Run) -> None:
     assert (get("detector_accounts_tracked") or 0) > 0
     assert (get("detector_alert_episodes_open") or 0) > 0
     assert get("detector_alert_episodes_closed_total") == 0  # a day is shorter than episode_idle
+    # process metrics for the memory and CPU panels
+    assert (get("process_resident_memory_bytes") or 0) > 0
+    assert get("process_cpu_seconds_total") is not None
     assert (
         sum(
             s.value

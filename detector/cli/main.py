@@ -70,8 +70,9 @@ def replay(
         "events": summary.events,
         "duplicates": summary.duplicates,
         "rejects": dict(sorted(summary.rejects.items())),
-        "alerts_by_severity": dict(sorted(summary.alerts.items())),
-        "alert_lines": summary.alert_lines,
+        "episodes_by_severity": dict(sorted(summary.episodes.items())),
+        "episodes": summary.episodes.total(),
+        "revisions": summary.revisions,
         "suppressed": dict(engine.stats.suppressed),
         "late": engine.stats.late,
     }
@@ -86,8 +87,10 @@ def replay(
     t.add_row("duplicates", str(summary.duplicates))
     for reason, n in sorted(summary.rejects.items()):
         t.add_row(f"rejected: {reason}", str(n))
+    t.add_row("alert episodes", str(summary.episodes.total()))
     for sev in ("low", "medium", "high", "critical"):
-        t.add_row(f"alerts: {sev}", str(summary.alerts.get(sev, 0)))
+        t.add_row(f"  episodes: {sev} (latest revision)", str(summary.episodes.get(sev, 0)))
+    t.add_row("alert revisions (updates included)", str(summary.revisions))
     for kind, n in sorted(engine.stats.suppressed.items()):
         t.add_row(f"suppressed by allow-list: {kind}", str(n))
     Console().print(t)

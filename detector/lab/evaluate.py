@@ -81,10 +81,12 @@ class EvalResult(BaseModel):
 
     labels_path: str
     alerts_path: str
-    n_alert_records: int
-    n_alerts: int
-    #: Distinct alerts by the severity of their highest revision.
-    alerts_by_severity: dict[str, int]
+    #: Alert records read: each episode's first record and its updates.
+    n_revisions: int
+    #: Alert episodes (the counting unit: distinct alert_id).
+    n_episodes: int
+    #: Episodes by the severity of their latest (highest) revision.
+    episodes_by_severity: dict[str, int]
     campaigns: list[CampaignEval]
     personas: list[PersonaEval]
     overall: OverallEval
@@ -247,9 +249,9 @@ def evaluate(labels_path: Path, alerts_path: Path) -> EvalResult:
     return EvalResult(
         labels_path=str(labels_path),
         alerts_path=str(alerts_path),
-        n_alert_records=det.records,
-        n_alerts=len(det.latest),
-        alerts_by_severity=by_sev,
+        n_revisions=det.records,
+        n_episodes=len(det.latest),
+        episodes_by_severity=by_sev,
         campaigns=campaigns,
         personas=persona_rows,
         overall=overall,
@@ -267,10 +269,10 @@ def _f(x: float | None, pct: bool = False) -> str:
 def render_table(result: EvalResult) -> Table:
     """The result as one rich table: campaigns (recall, time-to-detect), then honest personas (false
     positives), then the overall line; alert counts in the caption."""
-    sev = ", ".join(f"{k} {v}" for k, v in result.alerts_by_severity.items())
+    sev = ", ".join(f"{k} {v}" for k, v in result.episodes_by_severity.items())
     t = Table(
         title="Detection against labels (flagged: alert >= medium)",
-        caption=f"alerts {result.n_alerts} ({sev}), records {result.n_alert_records}; "
+        caption=f"alert episodes {result.n_episodes} ({sev}), revisions {result.n_revisions}; "
         f"flagged but unlabelled {result.unlabelled_flagged}",
     )
     t.add_column("campaign / persona", no_wrap=True)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client import Counter as PCounter
 
 from detector.decode import REASONS
@@ -46,6 +46,8 @@ class Metrics:
         r = registry
         self.registry = registry
         self._clock = clock
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds... for the memory/CPU panels
+        ProcessCollector(registry=r)
         self.build_info = Info("detector_build", "Build information.", registry=r)
         self.build_info.info({"version": version})
         self.consumed = PCounter(
@@ -87,9 +89,16 @@ class Metrics:
             "detector_clusters_tracked", "Linked clusters at last build.", registry=r
         )
         self.state_bytes = Gauge("detector_state_bytes", "Estimated state size.", ["table"], registry=r)
-        self.alerts = PCounter(
-            "detector_alerts_total",
-            "Alerts emitted (new episodes and revisions).",
+        # The counting unit is the episode (one alert_id); a revision is an update to it.
+        self.episodes = PCounter(
+            "detector_alert_episodes_total",
+            "Alert episodes opened (one per alert_id), by the severity and campaign type they opened with.",
+            ["severity", "kind", "campaign_type"],
+            registry=r,
+        )
+        self.revisions = PCounter(
+            "detector_alert_revisions_total",
+            "Alert records emitted: an episode's first record and each update (escalation, growth).",
             ["severity", "kind", "campaign_type"],
             registry=r,
         )
@@ -171,11 +180,12 @@ class Metrics:
         self.last_batch_ts.set(self._clock())
 
     def record_alerts(self, alerts: Iterable[Alert]) -> None:
-        """Alerts just emitted."""
+        """Alert records just emitted: each counts as a revision, a first revision also as an episode."""
         for a in alerts:
-            self.alerts.labels(
-                severity=a.severity, kind=a.kind, campaign_type=a.campaign_type or _UNKNOWN
-            ).inc()
+            labels = {"severity": a.severity, "kind": a.kind, "campaign_type": a.campaign_type or _UNKNOWN}
+            self.revisions.labels(**labels).inc()
+            if a.revision == 1:
+                self.episodes.labels(**labels).inc()
             if a.kind == "cluster":
                 self.cluster_size.observe(len(a.account_ids))
 
@@ -230,7 +240,8 @@ class Metrics:
         for severity in SEVERITIES:
             for kind in KINDS:
                 for campaign in campaigns:
-                    self.alerts.labels(severity=severity, kind=kind, campaign_type=campaign)
+                    self.episodes.labels(severity=severity, kind=kind, campaign_type=campaign)
+                    self.revisions.labels(severity=severity, kind=kind, campaign_type=campaign)
         self._initialised_rules = True
 
     def sync_engine(self, engine: Engine) -> None:

@@ -52,8 +52,10 @@ class ReplaySummary:
     events: int = 0
     duplicates: int = 0
     rejects: Counter[str] = field(default_factory=Counter)
-    alerts: Counter[str] = field(default_factory=Counter)
-    alert_lines: int = 0
+    #: Alert episodes (the counting unit: one per alert_id) by the severity of their latest revision.
+    episodes: Counter[str] = field(default_factory=Counter)
+    #: Alert records written: each episode's first record and its updates.
+    revisions: int = 0
     bytes_read: int = 0
 
 
@@ -69,6 +71,7 @@ def replay(
     alert_sink = JsonlSink(alerts_out) if alerts_out else None
     reject_sink = JsonlSink(rejects_out) if rejects_out else None
     batch_dups = 0
+    latest: dict[str, str] = {}  # alert_id -> severity of its latest revision
 
     def take(chunk: Chunk) -> pl.DataFrame:
         """Count a decoded chunk, write its rejects, return its enriched events."""
@@ -87,7 +90,8 @@ def replay(
 
     def emit(alerts: list[Alert]) -> None:
         for alert in alerts:
-            summary.alerts[alert.severity] += 1
+            summary.revisions += 1
+            latest[alert.alert_id] = alert.severity
             if alert_sink:
                 alert_sink.write_alert(alert)
 
@@ -99,8 +103,8 @@ def replay(
     emit(engine.flush())
     summary.events = engine.stats.events
     summary.duplicates = batch_dups + engine.stats.duplicates
+    summary.episodes = Counter(latest.values())
     if alert_sink:
-        summary.alert_lines = alert_sink.written
         alert_sink.close()
     if reject_sink:
         reject_sink.close()
