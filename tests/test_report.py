@@ -2,46 +2,29 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from cdp import Browser
 from conftest import _missing
 
 from detector.app import build_engine
-from detector.lab.report.build import (
-    MAX_PAIR_EDGES,
-    build_report,
-    cluster_sizes,
-    graph_from_evidence,
-    graph_from_keys,
-    latest,
-    load_alerts,
-    timeline,
-)
+from detector.lab.report.build import LOW_LEADS, build_report, cluster_sizes, latest, load_alerts, timeline
+from detector.lab.report.episodes import build_episodes
+from detector.lab.report.linkage import TOP_GROUPS, draw, linkage_from_evidence, linkage_from_keys
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--enable-logging=stderr",
-    "--v=0",
-)
 
 
 @pytest.fixture(scope="module")
@@ -77,35 +60,39 @@ def _assert_no_prompt_text(html: str, events: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------
 def test_report_without_events(run: tuple[Path, Path], tmp_path: Path) -> None:
-    """Alerts only: every section is there, the graph comes from the evidence, no prompt text."""
+    """Alerts only: every section is there, every episode is in the data (no cut), no prompt text."""
     events, alerts = run
     out = tmp_path / "r.html"
     summary = build_report(alerts, out)
     html = out.read_text()
-    assert summary.alert_ids == len(latest(load_alerts(alerts))) > 0
+    records = load_alerts(alerts)
+    assert summary.episodes == len(latest(records)) > 30 and summary.revisions == len(records)
     assert summary.clusters > 0 and summary.graph_source == "evidence"
     for heading in (
-        "Alert timeline by campaign type",
-        "Cluster-size distribution",
-        "Largest cluster: linkage graph",
-        "Top reasons",
-        "Most severe alerts",
+        "New episodes per hour: accusations by campaign type, low leads apart",
+        "Cluster sizes (accused clusters)",
+        "Linkage of the largest accused cluster",
+        "Top reasons (episodes citing each)",
+        "<h2>Episodes</h2>",
     ):
         assert heading in html
     assert html.count("<svg") == 4
+    data = json.loads(re.search(r'id="episodes-data">(.*?)</script>', html, flags=re.S).group(1))  # type: ignore[union-attr]
+    assert {e["id"] for e in data} == {a["alert_id"] for a in records}
     assert "<script" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     _assert_no_prompt_text(html, events)
 
 
-def test_report_with_events_draws_account_edges(run: tuple[Path, Path], tmp_path: Path) -> None:
-    """With events: the engine is replayed and the graph joins the cluster's accounts, typed by family."""
+def test_report_with_events_groups_members_by_key(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """With events: the engine is replayed and the picture joins labelled keys to member groups."""
     events, alerts = run
     out = tmp_path / "r.html"
     summary = build_report(alerts, out, [events])
     assert summary.graph_source == "events"
     html = out.read_text()
     assert "Recomputed from the events" in html
-    assert re.search(r'class="edge e-(payment|ip|client|reseller|sysprompt|template|signup)"', html)
+    assert re.search(r'class="link e-(payment|ip|client|reseller|sysprompt|template)"', html)
+    assert 'class="group"' in html and 'class="key"' in html
     _assert_no_prompt_text(html, events)
 
 
@@ -138,7 +125,13 @@ def test_report_command(run: tuple[Path, Path], tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------
 def _alert(
-    aid: str, kind: str, accounts: list[str], ts: str, campaign: str | None, rev: int = 1
+    aid: str,
+    kind: str,
+    accounts: list[str],
+    ts: str,
+    campaign: str | None,
+    rev: int = 1,
+    severity: str = "high",
 ) -> dict[str, object]:
     return {
         "alert_id": aid,
@@ -146,26 +139,52 @@ def _alert(
         "kind": kind,
         "subject": aid if kind == "cluster" else accounts[0],
         "account_ids": accounts,
-        "severity": "high",
+        "severity": severity,
+        "score": 0.9,
         "campaign_type": campaign,
         "first_event_ts": ts,
         "detected_event_ts": ts,
-        "reasons": [{"source": "rule", "name": "r1"}],
-        "evidence": {"shared": {"payment": ["pf_1 (3 accounts)"], "ip": ["10.0.0.0/24 (2 accounts)"]}},
+        "reasons": [
+            {"source": "rule", "name": "r1", "title": "Rule one", "output": "3 accounts share a card"}
+        ],
+        "evidence": {
+            "accounts": len(accounts),
+            "cot_share_24h": 0.5,
+            "account_age_days": 2.0,
+            "hosted_ip_share_24h": 1.0,
+            "shared": {"payment": ["pf_1 (3 accounts)"], "ip": ["10.0.0.0/24 (2 accounts)"]},
+        },
     }
 
 
-def test_timeline_sizes_and_revisions() -> None:
-    """Episodes count once (first revision) in the timeline; sizes use the latest revision."""
+def test_episodes_timeline_sizes_and_nesting() -> None:
+    """One episode per alert id (latest revision); low leads apart in the timeline; account alerts
+    nest under the cluster holding their account; evidence sorted by axis; shared keys parsed."""
     alerts = [
         _alert("c1", "cluster", ["a", "b"], "2026-03-01T00:10:00Z", "chain_of_thought"),
-        _alert("c1", "cluster", ["a", "b", "c", "d"], "2026-03-01T02:10:00Z", "chain_of_thought", rev=2),
-        _alert("a1", "account", ["x"], "2026-03-01T01:59:00Z", None),
+        _alert("c1", "cluster", ["a", "b", "c", "d"], "2026-03-01T00:10:00Z", "chain_of_thought", rev=2),
+        _alert("a1", "account", ["a"], "2026-03-01T01:59:00Z", None, severity="low"),
+        _alert("x1", "account", ["x"], "2026-03-01T01:30:00Z", "logprob_harvest", severity="medium"),
     ]
-    cats, series, unit = timeline([a for a in alerts if a["revision"] == 1])
+    episodes = build_episodes(alerts)
+    by_id = {e["id"]: e for e in episodes}
+    assert len(episodes) == 3 and by_id["c1"]["accounts"] == ["a", "b", "c", "d"]
+    assert [t[0] for t in by_id["c1"]["timeline"]] == [1, 2]
+    assert (
+        by_id["a1"]["parents"] == ["c1"]
+        and by_id["c1"]["children"] == ["a1"]
+        and by_id["x1"]["parents"] == []
+    )
+    assert by_id["c1"]["shared"] == [["payment", "pf_1", 3], ["ip", "10.0.0.0/24", 2]]
+    axes = by_id["c1"]["axes"]
+    assert ["accounts", 4] in axes["coordination"] and ["cot_share_24h", 0.5] in axes["extraction"]
+    assert ["account_age_days", 2.0] in axes["trust"] and ["hosted_ip_share_24h", 1.0] in axes["network"]
+    assert by_id["c1"]["output"] == "3 accounts share a card"
+    cats, series, unit = timeline(episodes)
     assert unit == "hour" and cats == ["03-01 00:00", "03-01 01:00"]
-    assert series == {"(none)": [0.0, 1.0], "chain_of_thought": [1.0, 0.0]}
-    size_cats, sizes = cluster_sizes([a for a in latest(alerts) if a["kind"] == "cluster"])
+    assert series == {"chain_of_thought": [1.0, 0.0], "logprob_harvest": [0.0, 1.0], LOW_LEADS: [0.0, 1.0]}
+    assert list(series)[-1] == LOW_LEADS
+    size_cats, sizes = cluster_sizes([e for e in episodes if e["kind"] == "cluster"])
     assert sizes["chain_of_thought"][size_cats.index("3-5")] == 1
 
 
@@ -173,33 +192,32 @@ def _keys(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["account_id", "family", "key"], orient="row")
 
 
-def test_graph_from_keys_pairs_and_common_keys() -> None:
-    """Pairs sharing a key become typed edges; a key most accounts use links nobody."""
-    rows = [("a", "payment", "pf1"), ("b", "payment", "pf1"), ("b", "ip", "n1"), ("c", "ip", "n1")]
-    rows += [(f"o{i}", "client", "popular") for i in range(60)] + [(a, "client", "popular") for a in "abc"]
-    alert = _alert("c", "cluster", ["a", "b", "c"], "2026-03-01T00:00:00Z", None)
-    g = graph_from_keys(alert, _keys(rows), 0.2, 5)
-    names = [n[0] for n in g.nodes]
-    edges = {(names[a], names[b], kind) for a, b, kind in g.edges}
-    assert edges == {("a", "b", "payment"), ("b", "c", "ip")}
-    assert g.source == "events"
+def test_linkage_groups_members_by_the_keys_they_hold() -> None:
+    """Keys shared inside the cluster, strongest first; a key most accounts use links nobody; members
+    holding the same keys form one group; sign-up slots are not keys."""
+    members = [f"m{i}" for i in range(6)]
+    rows = [(m, "payment", "pf1") for m in members[:4]] + [(m, "ip", "n1") for m in members[2:]]
+    rows += [(m, "signup", "slot9") for m in members]
+    rows += [(f"o{i}", "client", "popular") for i in range(60)] + [(m, "client", "popular") for m in members]
+    link = linkage_from_keys(
+        _alert("c", "cluster", members, "2026-03-01T00:00:00Z", None), _keys(rows), 0.2, 5
+    )
+    assert [(f, k, n) for f, k, _, n in link.keys] == [("ip", "n1", 4), ("payment", "pf1", 4)]
+    svg = draw(link)
+    assert svg.count('class="group"') == 3  # {pf1}, {pf1, n1}, {n1}
+    assert "payment</tspan> pf1" in svg and "(4)" in svg
+    big = [f"a{i:03d}" for i in range(40)]
+    many = [(a, "template", f"t{i % 12}") for i, a in enumerate(big)] + [(a, "ip", "p") for a in big]
+    link = linkage_from_keys(_alert("c", "cluster", big, "2026-03-01T00:00:00Z", None), _keys(many), 0.9, 500)
+    assert draw(link).count('class="group"') <= TOP_GROUPS + 1
 
 
-def test_graph_from_keys_switches_to_key_nodes_for_big_cliques() -> None:
-    """A key shared by many accounts is drawn as one node, not as a clique of pairs."""
-    members = [f"m{i:03d}" for i in range(40)]
-    rows = [(m, "reseller", "rs1") for m in members]
-    g = graph_from_keys(_alert("c", "cluster", members, "2026-03-01T00:00:00Z", None), _keys(rows), 0.9, 500)
-    assert MAX_PAIR_EDGES < 40 * 39 // 2
-    assert len(g.nodes) == 41 and len(g.edges) == 40
-    assert {kind for _, _, kind in g.edges} == {"reseller"}
-
-
-def test_graph_from_evidence() -> None:
-    """Without events: a hub for the cluster and one node per shared value, typed by family."""
-    g = graph_from_evidence(_alert("c9", "cluster", ["a", "b", "c"], "2026-03-01T00:00:00Z", None))
-    assert g.nodes[0][0] == "c9" and len(g.nodes) == 3
-    assert sorted(kind for _, _, kind in g.edges) == ["ip", "payment"]
+def test_linkage_from_evidence() -> None:
+    """Without events: the shared keys of the evidence, labelled with their counts, one member box."""
+    link = linkage_from_evidence(_alert("c9", "cluster", ["a", "b", "c"], "2026-03-01T00:00:00Z", None))
+    assert [(f, k, n) for f, k, _, n in link.keys] == [("payment", "pf_1", 3), ("ip", "10.0.0.0/24", 2)]
+    svg = draw(link)
+    assert svg.count('class="group"') == 1 and svg.count('class="key"') == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,22 +230,6 @@ def _chromium() -> str:
     raise AssertionError("unreachable")
 
 
-def _browse(page: Path, tmp: Path, *action: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
-    return subprocess.run(
-        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *action, page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _console(stderr: str) -> list[str]:
-    """Messages the page's scripts wrote or raised (Chromium logs them as CONSOLE lines)."""
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
-
-
 def _png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
@@ -235,29 +237,110 @@ def _png_size(path: Path) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def test_console_capture_sees_script_errors(tmp_path: Path) -> None:
-    """Control: the capture used below does report an uncaught error, so its silence means something."""
+def test_devtools_client_sees_script_errors(tmp_path: Path) -> None:
+    """Control: the DevTools client reports an uncaught error, so its silence below means something."""
     page = tmp_path / "broken.html"
     page.write_text("<!DOCTYPE html><html><body><script>notDefinedAnywhere();</script></body></html>")
-    res = _browse(page, tmp_path, "--dump-dom")
-    assert any("Uncaught ReferenceError" in line for line in _console(res.stderr)), res.stderr[-2000:]
+    with Browser(_chromium(), tmp_path / "profile") as b:
+        b.open(page.as_uri(), tmp_path)
+        b.wait_for("document.readyState === 'complete'")
+        assert any("notDefinedAnywhere" in e for e in b.errors()), b.events[-5:]
+
+
+def _rows(b: Browser) -> list[dict[str, str]]:
+    return b.eval(  # type: ignore[no-any-return]
+        "Array.from(document.querySelectorAll('#episodes tr.ep')).map(r => ({id: r.dataset.id, "
+        "sev: r.cells[2].textContent, kind: r.cells[3].textContent, campaign: r.cells[5].textContent}))"
+    )
+
+
+def _set(b: Browser, selector: str, js: str) -> None:
+    b.eval(
+        f"(() => {{ const el = document.querySelector({json.dumps(selector)}); {js}; "
+        "el.dispatchEvent(new Event('change', {bubbles: true})); })()"
+    )
 
 
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(run: tuple[Path, Path], tmp_path: Path) -> None:
-    """Chromium runs the page's script without errors and takes a full-page screenshot."""
+def test_report_driven_in_headless_chromium(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """Drive the page in the real headless Chromium: filter by kind, severity, campaign and time; expand
+    the largest accused cluster to its members and shared keys; select it and export CSV; the exported
+    accounts are exactly that alert's accounts in the alert JSON. No script error; a screenshot."""
     events, alerts = run
     page = tmp_path / "report.html"
     build_report(alerts, page, [events])
-    rows = page.read_text().count("<tr>") - 1
-    dom = _browse(page, tmp_path, "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert _console(dom.stderr) == [], _console(dom.stderr)
-    # the inline script ran to its end: it marks the page ready with the table's row count
-    assert f'data-report-ready="{rows}"' in dom.stdout
-    shot = tmp_path / "report.png"
-    res = _browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2400")
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert _console(res.stderr) == []
-    assert _png_size(shot) == (1280, 2400)
+    records = load_alerts(alerts)
+    current = {a["alert_id"]: a for a in latest(records)}
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with Browser(_chromium(), tmp_path / "profile") as b:
+        b.open(page.as_uri(), downloads)
+        ready = int(b.wait_for("document.documentElement.dataset.reportReady"))
+        rows = _rows(b)
+        assert ready == len(rows) > 0
+        # every episode is reachable: top-level rows plus account alerts nested under shown clusters
+        nested = {
+            cid
+            for r in rows
+            for cid in b.eval(
+                f"JSON.parse(document.getElementById('episodes-data').textContent)"
+                f".find(e => e.id === {json.dumps(r['id'])}).children"
+            )
+        }
+        assert {r["id"] for r in rows} | nested == set(current)
+        # filter: clusters only, then no low leads, then one campaign, then a time window
+        _set(b, "#f-kind", "el.value = 'cluster'")
+        kinds = {r["kind"] for r in _rows(b)}
+        assert kinds == {"cluster"}
+        assert len(_rows(b)) == sum(1 for a in current.values() if a["kind"] == "cluster")
+        _set(b, "input.f-sev[value=low]", "el.checked = false")
+        accused = _rows(b)
+        assert accused and all(r["sev"] != "low" for r in accused)
+        campaign = accused[0]["campaign"]
+        _set(b, "#f-campaign", f"el.value = {json.dumps(campaign)}")
+        assert {r["campaign"] for r in _rows(b)} == {campaign}
+        _set(b, "#f-campaign", "el.value = '*'")
+        _set(b, "#f-from", "el.value = '2099-01-01T00:00'")
+        assert _rows(b) == []
+        _set(b, "#f-from", "el.value = ''")
+        # expand the largest accused cluster
+        target = max(
+            (current[r["id"]] for r in _rows(b)), key=lambda a: (len(a["account_ids"]), a["alert_id"])
+        )
+        tid = json.dumps(target["alert_id"])
+        b.eval(f"document.querySelector('button.expand[data-id=' + JSON.stringify({tid}) + ']').click()")
+        detail = f"document.querySelector('tr.detail[data-for=' + JSON.stringify({tid}) + ']')"
+        b.wait_for(f"!!{detail}")
+        members = b.eval(
+            f"Array.from({detail}.querySelectorAll('.member-list li')).map(li => li.dataset.account)"
+        )
+        assert sorted(members) == sorted(target["account_ids"])
+        keys = b.eval(
+            f"Array.from({detail}.querySelectorAll('.keys-table code.key')).map(c => c.textContent)"
+        )
+        shared = [
+            v.rsplit(" (", 1)[0] for vs in (target["evidence"].get("shared") or {}).values() for v in vs
+        ]
+        assert keys and sorted(keys) == sorted(shared)
+        assert b.eval(f"{detail}.querySelector('.d-axes h5').textContent") == "coordination"
+        assert b.eval(f"{detail}.querySelectorAll('.timeline-table tbody tr').length") == target["revision"]
+        # select it, export CSV, compare with the alert JSON
+        b.eval(f"document.querySelector('input.pick[data-id=' + JSON.stringify({tid}) + ']').click()")
+        b.eval("document.getElementById('export-csv').click()")
+        csv_path = downloads / "accounts.csv"
+        deadline = time.monotonic() + 30
+        while not csv_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert csv_path.exists(), list(downloads.iterdir())
+        exported = list(csv.DictReader(csv_path.open()))
+        assert {r["account_id"] for r in exported} == set(target["account_ids"])
+        assert len(exported) == len(target["account_ids"])
+        assert {r["alert_id"] for r in exported} == {target["alert_id"]}
+        assert {r["severity"] for r in exported} == {target["severity"]}
+        assert "exported" in b.eval("document.getElementById('export-status').textContent")
+        shot = tmp_path / "report.png"
+        b.screenshot(shot)
+        assert b.errors() == [], b.errors()
+    width, height = _png_size(shot)
+    assert width == 1400 and height > 1800
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few kilobytes

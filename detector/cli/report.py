@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         summary = build_report(alerts, out, events, title)
         typer.echo(
-            f"wrote {summary.out}: {summary.alert_ids} alerts ({summary.alerts} records), "
+            f"wrote {summary.out}: {summary.episodes} alert episodes ({summary.revisions} revisions), "
             f"{summary.accounts} accounts, {summary.clusters} clusters, "
             f"linkage graph from {summary.graph_source or 'nothing (no cluster alerts)'}"
         )
