@@ -182,8 +182,11 @@ border-radius:6px;font-size:13px;position:sticky;top:0;z-index:2}
 .filters label{white-space:nowrap}button{cursor:pointer}
 tr.ep:hover{background:#fbfbf2}tr.detail>td{background:#fcfcfd;border-bottom:2px solid #ccd}
 .detail-grid{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:16px}
-.detail-grid section{min-width:0}.d-children,.d-timeline{grid-column:1/-1}
-.member-list{columns:2;font-size:11px;margin:0;padding-left:16px;max-height:260px;overflow:auto}
+.detail-grid section{min-width:0}.d-keys{grid-column:span 2}
+.d-members,.d-children,.d-timeline{grid-column:1/-1}
+.member-list{columns:4;font-size:11px;margin:0;padding-left:16px;max-height:320px;overflow:auto}
+table.keys-table{table-layout:fixed}.keys-table th:first-child{width:80px}
+.keys-table th:last-child{width:150px}
 code.key{font-size:11px;word-break:break-all}.bar{display:inline-block;height:8px;background:#90a4ae}
 .fam{font-weight:600}td.why{max-width:420px}
 """
