@@ -22,6 +22,7 @@ from detector.alert.explain import describe
 from detector.alert.verdict import AlertBook, Verdict, combine
 from detector.contracts import Alert, Reason
 from detector.detect.allowlist import AllowList
+from detector.detect.evidence import add_axes, apply_trust, axis_reasons
 from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
 from detector.enrich import enrich
@@ -52,6 +53,8 @@ ACCOUNT_EVIDENCE = (
     "interarrival_cv_24h",
     "template_top_share_24h",
     "account_age_days",
+    "extraction_signals",
+    "trusted_customer",
 )
 CLUSTER_EVIDENCE = (
     "accounts",
@@ -70,6 +73,13 @@ CLUSTER_EVIDENCE = (
     "active_hours_24h",
     "signup_spread_hours",
     "new_account_share",
+    "payers",
+    "orgs",
+    "verified_share",
+    "coordination_signals",
+    "extraction_signals",
+    "one_customer_explains",
+    "trusted_customer",
     *(f"shared_keys_{f}" for f in ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")),
 )
 
@@ -345,7 +355,9 @@ class Engine:
         counts = hits.group_by("mode", "rule_id").len()
         for mode, rid, n in counts.iter_rows():
             (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n
-        return hits.filter(pl.col("mode") != "shadow")
+        # the evidence model: trust mitigates, and every verdict carries one reason per axis
+        live = apply_trust(hits.filter(pl.col("mode") != "shadow"), frame, key)
+        return axis_reasons(live, frame, target, key, self.settings.evidence)
 
     def _account_verdicts(
         self, points: pl.DataFrame
@@ -356,7 +368,9 @@ class Engine:
         with a verdict that changes nothing (their episodes are only kept open: ``AlertBook.touch``).
         """
         w = self.settings.windows
-        feats = account_features(self.state, points, w.short, w.long)
+        feats = add_axes(
+            account_features(self.state, points, w.short, w.long), "account", self.settings.evidence
+        )
         if self.on_features is not None:
             self.on_features("account", feats.drop("first_bucket"), points["tick_end"].max())  # type: ignore[arg-type]
         feats = feats.with_columns(
@@ -453,6 +467,7 @@ class Engine:
         ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
         feats = cluster_features(self.state, members, clusters.evidence, accounts, now, w.long)
+        feats = add_axes(feats, "cluster", self.settings.evidence)
         if self.on_features is not None:
             self.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "cluster", "cluster_id")

@@ -57,6 +57,52 @@ class LinkSettings(BaseModel):
     strong_families: tuple[str, ...] = ("payment",)
 
 
+class EvidenceSettings(BaseModel):
+    """What counts as one piece of evidence on each axis (``detect/evidence.py``). The verdict
+    thresholds (how much evidence accuses, at which severity) live in the rule YAML; these only say
+    when a share is a signal. Set from the threat (PRODUCT.md), not fitted to a seed or a draw."""
+
+    #: Extraction: a subject's traffic carries a signal when at least this share of its requests does.
+    #: Reasoning elicited in the prompt in any language (a third of the traffic is far above honest
+    #: chat's few per cent), or coerced (demanding the hidden trace is rare even once).
+    cot_share: float = 0.3
+    coercion_share: float = 0.2
+    rubric_share: float = 0.3
+    #: Logprob harvesting: most requests ask for the distribution.
+    logprob_share: float = 0.5
+    #: Reasoning asked for through parameters only (thinking budgets), with extraction-sized outputs.
+    thinking_share: float = 0.5
+    max_tokens_high_share: float = 0.5
+    #: Agentic transcripts: tool-heavy requests dominate.
+    tools_heavy_share: float = 0.4
+    #: A pivot: a quarter of the traffic moved to a model launched days ago (the disclosed operator
+    #: moved half within 24 h).
+    new_model_share: float = 0.25
+    #: Coordination: scheduler waves, members active in the same 15-minute buckets (1.0: all together).
+    scheduler_synchrony: float = 0.5
+    #: Trust: a verified account with at least this tenure is an established customer (a farm's accounts
+    #: are days old; bought aged accounts are rarely verified organisations).
+    trust_tenure_days: float = 90.0
+    #: A cluster is one such customer (and so explains its own sharing) when most of its members are verified and its median
+    #: member has that tenure.
+    trusted_member_share: float = 0.5
+    #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas
+    #: are the better source; these are conservative defaults). Unknown tiers use ``standard``.
+    tier_daily_requests: dict[str, float] = Field(
+        default_factory=lambda: {
+            "free": 300.0,
+            "standard": 3000.0,
+            "education": 1000.0,
+            "research": 5000.0,
+            "startup": 5000.0,
+            "enterprise": 50000.0,
+            "reseller": 100000.0,
+        }
+    )
+    #: Volume "far outside its tier": this many times the tier's expected day.
+    outside_tier_factor: float = 5.0
+
+
 class EngineSettings(BaseSettings):
     """Everything the engine needs; the same object drives replay and the daemon."""
 
@@ -76,3 +122,4 @@ class EngineSettings(BaseSettings):
 
     windows: WindowSettings = WindowSettings()
     link: LinkSettings = LinkSettings()
+    evidence: EvidenceSettings = EvidenceSettings()

@@ -23,7 +23,7 @@ def _state(rows: list[dict[str, object]], accounts: list[str]) -> WindowState:
     st = WindowState()
     st.buckets = pl.DataFrame(rows, schema=BUCKET_SCHEMA)
     st.accounts = pl.DataFrame(
-        [(a, T0, T0 + timedelta(days=1), T0 - timedelta(days=1), "free", None) for a in accounts],
+        [(a, T0, T0 + timedelta(days=1), T0 - timedelta(days=1), "free", None, None) for a in accounts],
         schema=ACCOUNT_SCHEMA,
         orient="row",
     )

@@ -19,7 +19,7 @@ def _keys(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
 
 def _accounts(names: list[str]) -> pl.DataFrame:
     return pl.DataFrame(
-        [(a, T0.replace(minute=i % 60), T0, None, None, None) for i, a in enumerate(names)],
+        [(a, T0.replace(minute=i % 60), T0, None, None, None, None) for i, a in enumerate(names)],
         schema=ACCOUNT_SCHEMA,
         orient="row",
     )

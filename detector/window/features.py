@@ -51,6 +51,25 @@ def _template_stats(per: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     )
 
 
+#: Link families that are artefacts of one operator's software (not a neighbourhood, a card or a
+#: reseller): a private system prompt, a template skeleton, a client build + TLS fingerprint. A linked
+#: key is rare across the population by construction (common keys link nobody: ``window.link``).
+ARTEFACT_FAMILIES = ("sysprompt", "template", "client")
+
+
+def _payers(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Per cluster: members with a payment instrument on record (``_paid``) and distinct instruments."""
+    return (
+        keys.filter(pl.col("family") == "payment")
+        .join(members, on="account_id", how="inner")
+        .group_by("cluster_id")
+        .agg(
+            pl.col("account_id").n_unique().cast(pl.Int64).alias("_paid"),
+            pl.col("key").n_unique().cast(pl.Int64).alias("_instruments"),
+        )
+    )
+
+
 def _in_window(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     return (pl.col("bucket") >= start) & (pl.col("bucket") < end)
 
@@ -104,6 +123,7 @@ def account_features(
         ((end - pl.col("created_at")).dt.total_seconds() / 86400.0).alias("account_age_days"),
         ((end - pl.col("first_seen")).dt.total_seconds() / 3600.0).alias("observed_hours"),
         pl.col("tier"),
+        pl.col("verified").fill_null(False),
     )
     keys = ["account_id", "tick_end"]
     return (
@@ -158,6 +178,11 @@ def cluster_features(
         .mean()
         .alias("new_account_share"),
         pl.col("org_id").n_unique().cast(pl.Int64).alias("orgs"),
+        pl.col("verified").fill_null(False).mean().alias("verified_share"),
+        (pl.col("tier") == "enterprise").fill_null(False).mean().alias("enterprise_share"),
+        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0)
+        .median()
+        .alias("median_account_age_days"),
     )
     return (
         size.join(pooled, on="cluster_id", how="left")
@@ -165,11 +190,25 @@ def cluster_features(
         .join(active, on="cluster_id", how="left")
         .join(together, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
+        .join(_payers(state.keys, members), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
+            # accounts paying with no instrument on record count as paying on their own
+            (pl.col("accounts") - pl.col("_paid").fill_null(0) + pl.col("_instruments").fill_null(0)).alias(
+                "payers"
+            ),
+            pl.sum_horizontal(
+                [
+                    pl.col(c).fill_null(False).cast(pl.Int64)
+                    for f in ARTEFACT_FAMILIES
+                    if (c := f"shares_{f}") in evidence.columns
+                ]
+                or [pl.lit(0, pl.Int64)]
+            ).alias("rare_artefact_families"),
         )
-        .drop("_mean_k")
+        .with_columns((pl.col("payers") / pl.col("accounts")).alias("payer_share"))
+        .drop("_mean_k", "_paid", "_instruments")
         .sort("cluster_id")
     )
 
@@ -193,6 +232,13 @@ ACCOUNT_FEATURES: dict[str, pl.DataType] = {
     "account_age_days": pl.Float64(),
     "observed_hours": pl.Float64(),
     "tier": pl.String(),
+    "verified": pl.Boolean(),
+    **{
+        # evidence axes: added by detector/detect/evidence.py before rules run
+        "extraction_signals": pl.Int64(),
+        "trusted_customer": pl.Boolean(),
+        "volume_outside_tier": pl.Boolean(),
+    },
 }
 
 #: Every cluster feature and its dtype.
@@ -205,6 +251,12 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "signup_spread_hours": pl.Float64(),
     "new_account_share": pl.Float64(),
     "orgs": pl.Int64(),
+    "payers": pl.Int64(),
+    "payer_share": pl.Float64(),
+    "verified_share": pl.Float64(),
+    "enterprise_share": pl.Float64(),
+    "median_account_age_days": pl.Float64(),
+    "rare_artefact_families": pl.Int64(),
     "link_families": pl.Int64(),
     "shares_payment": pl.Boolean(),
     "shares_reseller": pl.Boolean(),
@@ -213,6 +265,14 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "shares_sysprompt": pl.Boolean(),
     "shares_template": pl.Boolean(),
     "shares_signup": pl.Boolean(),
+    **{
+        # evidence axes: added by detector/detect/evidence.py before rules run
+        "extraction_signals": pl.Int64(),
+        "coordination_signals": pl.Int64(),
+        "one_customer_explains": pl.Boolean(),
+        "trusted_customer": pl.Boolean(),
+        "volume_outside_tier": pl.Boolean(),
+    },
 }
 
 #: Feature catalogues by rule target.

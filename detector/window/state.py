@@ -68,6 +68,8 @@ ACCOUNT_SCHEMA = make_schema(
         "created_at": UTC_US,
         "tier": pl.String,
         "org_id": pl.String,
+        #: the gateway's account-service flag (a verified organisation): trust evidence
+        "verified": pl.Boolean,
     }
 )
 KEY_SCHEMA = make_schema(
@@ -253,6 +255,7 @@ class WindowState:
             pl.col("account_created_at").drop_nulls().last().alias("created_at"),
             pl.col("tier").drop_nulls().last().alias("tier"),
             pl.col("org_id").drop_nulls().last().alias("org_id"),
+            pl.col("verified").drop_nulls().last().alias("verified"),
         )
         # only accounts in this batch change: re-aggregate those rows, keep the rest
         seen_now = pl.col("account_id").is_in(acc["account_id"].implode())
@@ -265,6 +268,7 @@ class WindowState:
                 pl.col("created_at").drop_nulls().last(),
                 pl.col("tier").drop_nulls().last(),
                 pl.col("org_id").drop_nulls().last(),
+                pl.col("verified").drop_nulls().last(),
             )
         )
         self.accounts = pl.concat([self.accounts.filter(~seen_now), updated]).sort("account_id")
@@ -342,6 +346,8 @@ class WindowState:
             path = directory / f"{name}.parquet"
             if path.exists():
                 setattr(st, name, pl.read_parquet(path))
+        if "verified" not in st.accounts.columns:  # a checkpoint from before the trust flag was kept
+            st.accounts = st.accounts.with_columns(pl.lit(None, pl.Boolean).alias("verified"))
         # the stream's start is derived state: the earliest model first-seen time
         if st.models.height:
             st.stream_start = st.models["first_seen"].min()  # type: ignore[assignment]

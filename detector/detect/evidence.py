@@ -1,0 +1,190 @@
+"""The evidence model: three axes an analyst reasons along, as polars expressions over feature frames.
+
+- **Coordination** (clusters): how many independent accounts share artefacts that are rare across the
+  whole population (a private system prompt, a template skeleton, a client build + TLS fingerprint),
+  signed up together, send in scheduler waves; and whether one paying customer explains the sharing
+  (one card, one org, one verified tenant).
+- **Extraction** (accounts and clusters): reasoning elicited in the prompt (any language or wording,
+  as the prompt features detect it) or coerced, rubric grading, reasoning asked for only through
+  parameters (thinking budgets) with extraction-sized outputs, logprob harvesting, agentic
+  transcripts, a pivot to a newly launched model.
+- **Trust** (mitigation): a verified customer with tenure, within the volume its tier explains.
+
+``add_axes`` appends the axes as features (``coordination_signals``, ``extraction_signals``,
+``one_customer_explains``, ``trusted_customer``, ``volume_outside_tier``) that rules read: the rule
+YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal. ``apply_trust``
+is the fusion's mitigation step (an established verified customer within its tier is a low lead
+whatever fired), and ``axis_reasons`` gives every alert one reason per axis saying what put it where.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.settings import EvidenceSettings
+from detector.window.features import ARTEFACT_FAMILIES
+
+#: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
+AXIS_PREFIX = "evidence:"
+
+
+def _extraction_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
+    """Extraction signal name -> whether the subject's 24 h traffic carries it."""
+    c = pl.col
+    return {
+        "reasoning elicited": c("cot_share_24h") >= s.cot_share,
+        "reasoning trace coerced": c("coercion_share_24h") >= s.coercion_share,
+        "rubric grading": c("rubric_share_24h") >= s.rubric_share,
+        "logprob harvest": c("logprob_share_24h") >= s.logprob_share,
+        "reasoning via parameters": (c("thinking_share_24h") >= s.thinking_share)
+        & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share),
+        "agentic transcripts": c("tools_heavy_share_24h") >= s.tools_heavy_share,
+        "new-model pivot": c("new_model_share_24h") >= s.new_model_share,
+    }
+
+
+def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
+    """Coordination signal name -> whether the cluster shows it (each rare artefact counts once)."""
+    c = pl.col
+    out = {f"shared {f}": c(f"shares_{f}").fill_null(False) for f in ARTEFACT_FAMILIES}
+    out["sign-up burst"] = c("shares_signup").fill_null(False)
+    out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
+    return out
+
+
+def _count(checks: dict[str, pl.Expr]) -> pl.Expr:
+    return pl.sum_horizontal([e.fill_null(False).cast(pl.Int64) for e in checks.values()])
+
+
+def _names(checks: dict[str, pl.Expr]) -> pl.Expr:
+    """The names of the checks that hold, comma-separated ("" when none)."""
+    parts = [pl.when(e.fill_null(False)).then(pl.lit(name)) for name, e in checks.items()]
+    return pl.concat_list(parts).list.drop_nulls().list.join(", ")
+
+
+def _tier_limit(s: EvidenceSettings, tier: pl.Expr) -> pl.Expr:
+    default = s.tier_daily_requests.get("standard", 3000.0)
+    return tier.replace_strict(s.tier_daily_requests, default=default, return_dtype=pl.Float64)
+
+
+def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFrame:
+    """``frame`` (account or cluster features) plus the evidence-axis features rules read."""
+    if frame.height == 0 and "requests_24h" not in frame.columns:
+        return frame
+    c = pl.col
+    tenure = s.trust_tenure_days
+    if target == "account":
+        trusted = c("verified").fill_null(False) & (c("account_age_days").fill_null(0.0) >= tenure)
+        per_day = c("requests_24h").fill_null(0).cast(pl.Float64)
+        outside = per_day > _tier_limit(s, c("tier")) * s.outside_tier_factor
+        return frame.with_columns(
+            _count(_extraction_checks(s)).alias("extraction_signals"),
+            trusted.alias("trusted_customer"),
+            outside.alias("volume_outside_tier"),
+        )
+    trusted = (c("verified_share").fill_null(0.0) >= s.trusted_member_share) & (
+        c("median_account_age_days").fill_null(0.0) >= tenure
+    )
+    # one card, one org or one verified tenant: a customer's own accounts share its artefacts
+    one_customer = ((c("payers") <= 1) | (c("orgs") <= 1) | trusted).fill_null(False)
+    per_account = c("requests_per_account_24h").fill_null(0.0)
+    outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
+    return frame.with_columns(
+        _count(_extraction_checks(s)).alias("extraction_signals"),
+        _count(_coordination_checks(s)).alias("coordination_signals"),
+        one_customer.alias("one_customer_explains"),
+        trusted.alias("trusted_customer"),
+        outside.alias("volume_outside_tier"),
+    )
+
+
+def apply_trust(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Trust mitigates: a subject that is an established verified customer within its tier's volume is
+    a low lead whatever fired (re-running benchmarks is evaluation, not harvesting); far outside its
+    tier it keeps the rules' severity."""
+    if hits.height == 0 or "trusted_customer" not in frame.columns:
+        return hits
+    capped = frame.filter(c_trusted_within()).select(key)
+    if capped.height == 0:
+        return hits
+    return hits.with_columns(
+        pl.when(pl.col(key).is_in(capped[key].implode()))
+        .then(pl.lit("low"))
+        .otherwise(pl.col("severity"))
+        .alias("severity")
+    )
+
+
+def c_trusted_within() -> pl.Expr:
+    """A trusted customer whose volume its tier explains."""
+    return pl.col("trusted_customer").fill_null(False) & ~pl.col("volume_outside_tier").fill_null(False)
+
+
+def axis_reasons(
+    hits: pl.DataFrame, frame: pl.DataFrame, target: str, key: str, s: EvidenceSettings
+) -> pl.DataFrame:
+    """One reason row per axis for every subject with a hit (score 0: a reason, not a vote).
+
+    Columns follow the rule hits (key, rule_id, severity, score, campaign_type, detail, mode), so the
+    reasons travel with the alert; the detail says which axis put the subject where, with counts only.
+    """
+    if hits.height == 0 or "extraction_signals" not in frame.columns:
+        return hits
+    subjects = frame.join(hits.select(key).unique(), on=key, how="semi")
+    c = pl.col
+    ext = _extraction_checks(s)
+    rows = [
+        subjects.select(
+            key,
+            pl.lit(f"{AXIS_PREFIX}extraction").alias("rule_id"),
+            pl.concat_str(
+                pl.lit("extraction: "),
+                c("extraction_signals").cast(pl.String),
+                pl.lit(" signal(s)"),
+                pl.when(c("extraction_signals") > 0).then(pl.lit(": ") + _names(ext)).otherwise(pl.lit("")),
+            ).alias("detail"),
+        ),
+        subjects.select(
+            key,
+            pl.lit(f"{AXIS_PREFIX}trust").alias("rule_id"),
+            pl.when(c_trusted_within())
+            .then(pl.lit("trust: established verified customer within its tier's volume: capped at low"))
+            .when(c("trusted_customer").fill_null(False))
+            .then(pl.lit("trust: established verified customer, but volume far outside its tier"))
+            .otherwise(pl.lit("trust: none (not an established verified customer)"))
+            .alias("detail"),
+        ),
+    ]
+    if target == "cluster":
+        coord = _coordination_checks(s)
+        rows.append(
+            subjects.select(
+                key,
+                pl.lit(f"{AXIS_PREFIX}coordination").alias("rule_id"),
+                pl.concat_str(
+                    pl.lit("coordination: "),
+                    c("coordination_signals").cast(pl.String),
+                    pl.lit(" signal(s)"),
+                    pl.when(c("coordination_signals") > 0)
+                    .then(pl.lit(" (") + _names(coord) + pl.lit(")"))
+                    .otherwise(pl.lit("")),
+                    pl.lit(" across "),
+                    c("accounts").cast(pl.String),
+                    pl.lit(" accounts, "),
+                    c("payers").cast(pl.String),
+                    pl.lit(" payment instruments, "),
+                    c("orgs").cast(pl.String),
+                    pl.lit(" orgs"),
+                    pl.when(c("one_customer_explains").fill_null(False))
+                    .then(pl.lit("; one paying customer explains the sharing"))
+                    .otherwise(pl.lit("; no single customer explains it")),
+                ).alias("detail"),
+            )
+        )
+    axes = pl.concat(rows, how="vertical_relaxed").with_columns(
+        pl.lit("low").alias("severity"),
+        pl.lit(0.0).alias("score"),
+        pl.lit(None, pl.String).alias("campaign_type"),
+        pl.lit("live").alias("mode"),
+    )
+    return pl.concat([hits, axes.select(hits.columns).cast(hits.schema)], how="vertical_relaxed")
