@@ -1,0 +1,189 @@
+"""The evidence model's verdict table, through the shipped rules, models and fusion.
+
+Each case is one subject's features (the window features as the engine computes them); the engine adds
+the evidence axes and fuses rules, models and trust exactly as it does on live traffic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from detector.alert.verdict import combine
+from detector.app import build_engine
+from detector.contracts import SEVERITY_RANK
+from detector.detect.evidence import add_axes
+from detector.engine import Engine
+from detector.window.features import CATALOGUES
+
+ROOT = Path(__file__).resolve().parents[1]
+_AXES = {
+    "extraction_signals",
+    "coordination_signals",
+    "one_customer_explains",
+    "trusted_customer",
+    "volume_outside_tier",
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return build_engine(ROOT / "rules")
+
+
+def _frame(target: str, **features: Any) -> pl.DataFrame:
+    """One subject with every catalogue feature: neutral values unless given."""
+    key = "account_id" if target == "account" else "cluster_id"
+    row: dict[str, Any] = {key: "s1"}
+    for name, dtype in CATALOGUES[target].items():
+        if name in _AXES:
+            continue
+        if dtype == pl.Boolean():
+            row[name] = False
+        elif dtype == pl.String():
+            row[name] = "standard"
+        else:
+            row[name] = 0
+        if name in features:
+            row[name] = features[name]
+    schema = {key: pl.String(), **{k: v for k, v in CATALOGUES[target].items() if k not in _AXES}}
+    return pl.DataFrame([row], schema=schema)
+
+
+def _verdict(engine: Engine, target: str, **features: Any) -> tuple[str, dict[str, str]]:
+    """(severity or 'none', reason name -> detail) for one subject."""
+    key = "account_id" if target == "account" else "cluster_id"
+    frame = add_axes(_frame(target, **features), target, engine.settings.evidence)
+    hits = engine._evaluate(frame, target, key)
+    if hits.height == 0:
+        return "none", {}
+    row = combine(hits, key).row(0, named=True)
+    sev = {v: k for k, v in SEVERITY_RANK.items()}[row["_rank"]]
+    return sev, {r["rule_id"]: r["detail"] or "" for r in row["reasons"]}
+
+
+#: A farm as the issue found it: 300 fresh accounts, each its own card, org and residential address,
+#: human hours, linked only by a private system prompt, one template and a sign-up burst.
+FARM: dict[str, Any] = {
+    "accounts": 300,
+    "active_accounts_24h": 280,
+    "payers": 300,
+    "payer_share": 1.0,
+    "orgs": 300,
+    "new_account_share": 1.0,
+    "median_account_age_days": 3.0,
+    "requests_24h": 4200,
+    "requests_per_account_24h": 15.0,
+    "active_hours_24h": 14,
+    "synchrony_24h": 0.05,
+    "template_top_share_24h": 0.6,
+    "shares_sysprompt": True,
+    "shares_template": True,
+    "shares_signup": True,
+    "rare_artefact_families": 2,
+    "link_families": 3,
+}
+
+
+def test_farm_on_coordination_alone_is_medium_and_says_why(engine: Engine) -> None:
+    sev, reasons = _verdict(engine, "cluster", **FARM)
+    assert sev == "medium"
+    assert "cluster_coordinated_farm" in reasons
+    assert "no single customer" in reasons["evidence:coordination"]
+    assert reasons["evidence:extraction"].startswith("extraction: 0 signal")
+    assert reasons["evidence:trust"].startswith("trust: none")
+
+
+@pytest.mark.parametrize(
+    "extraction",
+    [
+        {"cot_share_24h": 0.4},
+        {"thinking_share_24h": 0.9, "max_tokens_high_share_24h": 0.8},
+        {"logprob_share_24h": 0.7},
+        {"tools_heavy_share_24h": 0.6},
+        {"new_model_share_24h": 0.5},
+    ],
+    ids=["cot", "parameters-only", "logprobs", "agentic", "pivot"],
+)
+def test_farm_with_any_extraction_evidence_is_high(engine: Engine, extraction: dict[str, Any]) -> None:
+    sev, reasons = _verdict(engine, "cluster", **(FARM | extraction))
+    assert sev == "high"
+    assert "cluster_coordinated_extraction" in reasons
+    assert reasons["evidence:extraction"].startswith("extraction: 1 signal")
+
+
+def test_one_paying_customer_explains_the_sharing(engine: Engine) -> None:
+    """The same sharing under one card (a company's team) is no accusation, even eliciting reasoning."""
+    team = FARM | {"accounts": 40, "active_accounts_24h": 40, "payers": 1, "payer_share": 0.025, "orgs": 1}
+    sev, _ = _verdict(engine, "cluster", **(team | {"cot_share_24h": 0.5}))
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+
+
+def test_one_rare_artefact_is_not_coordination(engine: Engine) -> None:
+    sev, _ = _verdict(engine, "cluster", **(FARM | {"shares_sysprompt": False, "rare_artefact_families": 1}))
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+
+
+#: One established, verified customer running chain-of-thought benchmarks from the cloud with big
+#: output caps (account_cot_extraction_rig's shape).
+EVAL_CUSTOMER: dict[str, Any] = {
+    "requests_24h": 900,
+    "requests_1h": 150,
+    "cot_share_24h": 0.95,
+    "cot_share_1h": 0.95,
+    "max_tokens_high_share_24h": 0.9,
+    "thinking_share_24h": 0.8,
+    "hosted_ip_share_24h": 1.0,
+    "temp0_share_24h": 1.0,
+    "active_hours_24h": 6,
+    "account_age_days": 400.0,
+    "tier": "research",
+    "verified": True,
+}
+
+
+def test_verified_established_customer_with_cot_content_stays_low(engine: Engine) -> None:
+    sev, reasons = _verdict(engine, "account", **EVAL_CUSTOMER)
+    assert sev == "low"
+    assert "capped at low" in reasons["evidence:trust"]
+    # the same traffic from a new, unverified account is accused
+    sev, _ = _verdict(engine, "account", **(EVAL_CUSTOMER | {"verified": False, "account_age_days": 2.0}))
+    assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]
+
+
+def test_trusted_customer_far_outside_its_tier_keeps_the_verdict(engine: Engine) -> None:
+    limit = (
+        engine.settings.evidence.tier_daily_requests["research"]
+        * engine.settings.evidence.outside_tier_factor
+    )
+    sev, reasons = _verdict(engine, "account", **(EVAL_CUSTOMER | {"requests_24h": int(limit * 2)}))
+    assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]
+    assert "far outside its tier" in reasons["evidence:trust"]
+
+
+def test_evaluation_startup_cluster_is_a_low_lead_at_most(engine: Engine) -> None:
+    """A verified org's accounts re-running CoT benchmarks: one org, one card, established."""
+    startup = FARM | {
+        "accounts": 12,
+        "active_accounts_24h": 12,
+        "payers": 1,
+        "payer_share": 1 / 12,
+        "orgs": 1,
+        "new_account_share": 0.0,
+        "median_account_age_days": 200.0,
+        "verified_share": 1.0,
+        "cot_share_24h": 0.9,
+        "thinking_share_24h": 0.9,
+        "max_tokens_high_share_24h": 0.9,
+        "active_hours_24h": 20,
+        "shares_client": True,
+        "shares_payment": True,
+        "link_families": 4,
+    }
+    sev, reasons = _verdict(engine, "cluster", **startup)
+    assert SEVERITY_RANK.get(sev, 0) <= SEVERITY_RANK["low"]
+    if reasons:
+        assert "one paying customer explains" in reasons["evidence:coordination"]
