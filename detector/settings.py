@@ -80,9 +80,12 @@ class EvidenceSettings(BaseModel):
     new_model_share: float = 0.25
     #: Coordination: scheduler waves, members active in the same 15-minute buckets (1.0: all together).
     scheduler_synchrony: float = 0.5
-    #: Trust: a verified account with at least this tenure is an established customer (a farm's accounts
-    #: are days old; bought aged accounts are rarely verified organisations).
-    trust_tenure_days: float = 90.0
+    #: Trust: a verified account with at least this tenure (a month of paid history) is an established
+    #: customer: a farm's accounts are provisioned days before use, and the aged accounts of the
+    #: disclosures were personal accounts, not verified organisations ...
+    trust_tenure_days: float = 30.0
+    #: ... as is a verified account on a contract tier, whatever its age (a contract is a known customer).
+    trusted_tiers: tuple[str, ...] = ("enterprise",)
     #: A cluster is one such customer (and so explains its own sharing) when most of its members are verified and its median
     #: member has that tenure.
     trusted_member_share: float = 0.5

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.runtime.replay import replay
@@ -16,12 +18,14 @@ from detector.runtime.replay import replay
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_glasswally_labelled_set(shared_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("intel", [True, False], ids=["ip-intel", "no-ip-intel"])
+def test_glasswally_labelled_set(shared_dir: Path, tmp_path: Path, intel: bool) -> None:
+    """Found in full with the operator's IP intelligence and without it: no one signal carries it."""
     peer = shared_dir / "peers" / "glasswally"
     labels = [json.loads(x) for x in (peer / "labels.jsonl").read_text().splitlines()]
     attackers = {r["account_id"] for r in labels if r["is_attacker"]}
     benign = {r["account_id"] for r in labels if not r["is_attacker"]}
-    engine = build_engine(ROOT / "rules", ip_intel=shared_dir / "data" / "ip_intel")
+    engine = build_engine(ROOT / "rules", ip_intel=shared_dir / "data" / "ip_intel" if intel else None)
     out = tmp_path / "alerts.jsonl"
     summary = replay([peer / "events_asn_ip.jsonl"], engine, out)
     assert summary.events == 5000 and not summary.rejects

@@ -74,7 +74,10 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     c = pl.col
     tenure = s.trust_tenure_days
     if target == "account":
-        trusted = c("verified").fill_null(False) & (c("account_age_days").fill_null(0.0) >= tenure)
+        trusted = c("verified").fill_null(False) & (
+            (c("account_age_days").fill_null(0.0) >= tenure)
+            | c("tier").is_in(list(s.trusted_tiers)).fill_null(False)
+        )
         per_day = c("requests_24h").fill_null(0).cast(pl.Float64)
         outside = per_day > _tier_limit(s, c("tier")) * s.outside_tier_factor
         return frame.with_columns(
@@ -83,7 +86,8 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             outside.alias("volume_outside_tier"),
         )
     trusted = (c("verified_share").fill_null(0.0) >= s.trusted_member_share) & (
-        c("median_account_age_days").fill_null(0.0) >= tenure
+        (c("median_account_age_days").fill_null(0.0) >= tenure)
+        | (c("enterprise_share").fill_null(0.0) >= s.trusted_member_share)
     )
     # one card, one org or one verified tenant: a customer's own accounts share its artefacts
     one_customer = ((c("payers") <= 1) | (c("orgs") <= 1) | trusted).fill_null(False)
