@@ -86,8 +86,8 @@ class EvidenceSettings(BaseModel):
     trust_tenure_days: float = 30.0
     #: ... as is a verified account on a contract tier, whatever its age (a contract is a known customer).
     trusted_tiers: tuple[str, ...] = ("enterprise",)
-    #: A cluster is one such customer (and so explains its own sharing) when most of its members are verified and its median
-    #: member has that tenure.
+    #: A cluster is one such customer (and so explains its own sharing) when most of its members are
+    #: verified and its median member has that tenure or a contract tier.
     trusted_member_share: float = 0.5
     #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas
     #: are the better source; these are conservative defaults). Unknown tiers use ``standard``.

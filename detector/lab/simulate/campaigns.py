@@ -83,12 +83,23 @@ def _member(
     return idx
 
 
+def _cards(w: World, p: FamilyParams) -> list[str] | None:
+    """The cluster's shared payment instruments; ``None``: every account pays with its own."""
+    return [w.new_id("pf", 12) for _ in range(p.cards_per_cluster)] if p.cards_per_cluster else None
+
+
+def _pool(w: World, rng: np.random.Generator, p: FamilyParams, providers: tuple[str, ...]) -> list[str]:
+    """The cluster's shared proxy/datacenter addresses; empty: each account on its own residential IPs."""
+    return net.proxy_pool(rng, p.ip_pool_size, providers, w.params.ipv6_fraction) if p.ip_pool_size else []
+
+
 def _provision(
     w: World, rng: np.random.Generator, camp: Campaign, family: str, p: FamilyParams, infra: Infra
 ) -> Members:
     """Create the initial members (in sign-up bursts) and their churn replacements."""
     n0 = w.scaled(p.cluster_size)
     centers = camp.start_ms - (rng.uniform(1.0, 96.0, p.signup_bursts) * HOUR_MS).astype(np.int64)
+    centers -= int(p.account_age_days * DAY_MS)  # bought or long-parked accounts
     idx, lo, hi = [], [], []
     for i in range(n0):
         created = int(centers[i % p.signup_bursts] + rng.random() * p.signup_spread_minutes * MIN_MS)
@@ -165,10 +176,8 @@ def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParam
     pool, one client build; synchronised 24h waves; CoT wrappers, rubric grading and identity probes."""
     infra = Infra(
         w.new_id("rs", 6),
-        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-        net.proxy_pool(
-            rng, p.ip_pool_size, ("aws", "digitalocean", "hetzner", "ovh", "vultr"), w.params.ipv6_fraction
-        ),
+        _cards(w, p),
+        _pool(w, rng, p, ("aws", "digitalocean", "hetzner", "ovh", "vultr")),
         net.custom_client(rng, "python-httpx/0.27.0", "vendor-python/0.36.2"),
         {"reseller": 0.5, "startup": 0.2, "education": 0.15, "research": 0.15},
         ("SG", "HK", "US", "MY", "AE", "KZ"),
@@ -215,8 +224,8 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
     new model launches, ``pivot_share`` of sessions move to it within ``pivot_ramp_hours``."""
     infra = Infra(
         None,
-        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-        net.proxy_pool(rng, p.ip_pool_size, ("aws", "gcp", "alibaba", "tencent"), w.params.ipv6_fraction),
+        _cards(w, p),
+        _pool(w, rng, p, ("aws", "gcp", "alibaba", "tencent")),
         net.custom_client(rng, "node-fetch/3.3.2", "vendor-typescript/0.30.1"),
         {"startup": 0.6, "standard": 0.4},
         ("SG", "US", "HK", "GB"),
@@ -257,10 +266,8 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
     """Reasoning-trace coercion, largely non-English: each account works in one or two languages."""
     infra = Infra(
         None,
-        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-        net.proxy_pool(
-            rng, p.ip_pool_size, ("alibaba", "tencent", "hetzner", "digitalocean"), w.params.ipv6_fraction
-        ),
+        _cards(w, p),
+        _pool(w, rng, p, ("alibaba", "tencent", "hetzner", "digitalocean")),
         net.custom_client(rng, "Vendor/Python 0.38.0", "vendor-python/0.38.0"),
         {"free": 0.4, "standard": 0.4, "education": 0.2},
         ("HK", "SG", "RU", "KR", "VN", "KZ"),
@@ -299,8 +306,8 @@ def low_and_slow(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyPa
     blending, low rate; linked only by a template skeleton, a sign-up burst and one client build."""
     infra = Infra(
         None,
-        None,
-        [],
+        _cards(w, p),
+        _pool(w, rng, p, ("aws", "gcp", "hetzner")),
         net.custom_client(rng, "aiohttp/3.9.5 Python/3.11", "vendor-python/0.37.1"),
         {"standard": 0.6, "free": 0.4},
         ("US", "US", "GB"),
@@ -350,8 +357,8 @@ def logprob_harvest(w: World, rng: np.random.Generator, camp: Campaign, p: Famil
     """Distribution harvesting: logprobs with high top_logprobs, n > 1, fixed temperature, shared infra."""
     infra = Infra(
         None,
-        [w.new_id("pf", 12) for _ in range(p.cards_per_cluster or 1)],
-        net.proxy_pool(rng, p.ip_pool_size, ("aws", "gcp"), w.params.ipv6_fraction),
+        _cards(w, p),
+        _pool(w, rng, p, ("aws", "gcp")),
         net.custom_client(rng, "OpenAI/Python 1.40.0", "openai-python/1.40.0", "/v1/chat/completions"),
         {"research": 0.5, "startup": 0.5},
         ("US", "SG"),

@@ -68,6 +68,9 @@ class FamilyParams(_Frozen):
     start_offsets: list[float] = Field(default_factory=lambda: [0.1])
     #: Share of members banned during the run and replaced by freshly created accounts.
     churn_fraction: float = Field(default=0.15, ge=0, le=1)
+    #: Initial members' accounts were created this many days before their sign-up burst would put them
+    #: (aged accounts, bought or parked); 0: fresh. Churn replacements are always fresh.
+    account_age_days: float = Field(default=0.0, ge=0)
     #: Waves of synchronised requests every this many seconds (0: independent Poisson per account).
     wave_interval_s: float = Field(default=0.0, ge=0)
     #: Share of this family's traffic moved to the new model ``pivot_ramp_hours`` after launch.
