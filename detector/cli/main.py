@@ -130,6 +130,34 @@ def evaluate(
         Console().print(render_table(result))
 
 
+@app.command("evaluate-matrix")
+def evaluate_matrix(
+    draws: Annotated[
+        int, typer.Option("--draws", help="Random draws (one run each; every family per run).")
+    ] = 4,
+    held_out: Annotated[
+        bool, typer.Option("--held-out", help="Run the held-out block (draws 1000..); never tune on it.")
+    ] = False,
+    days: Annotated[float, typer.Option("--days")] = 1.0,
+    scale: Annotated[float, typer.Option("--scale", help="Honest population (1.0: ~1,650 accounts).")] = 0.25,
+    attack_accounts: Annotated[int, typer.Option("--attack-accounts", help="Accounts per campaign.")] = 20,
+    rules: Annotated[Path, typer.Option("--rules")] = DEFAULT_RULES,
+    ip_intel: Annotated[
+        Path | None,
+        typer.Option("--ip-intel", help="Operator IP-intel folder: the matrix runs with it and without."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the result as JSON here.")] = None,
+) -> None:
+    """Evasion matrix: recall per (family x knob value) over random draws, FPs per honest persona."""
+    from detector.lab.matrix import MatrixConfig, render_markdown, run_matrix
+
+    cfg = MatrixConfig(draws, held_out, days, scale, attack_accounts, rules, ip_intel)
+    result = run_matrix(cfg)
+    if out is not None:
+        out.write_text(result.model_dump_json(indent=2))
+    print(render_markdown(result))
+
+
 @rules_app.command("check")
 def rules_check(
     directory: Annotated[Path, typer.Argument(help="Rules folder.")] = DEFAULT_RULES,

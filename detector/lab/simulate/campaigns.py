@@ -59,7 +59,8 @@ def _member(
         card = infra.cards[int(rng.choice(len(infra.cards), p=zipf / zipf.sum()))]
     country = infra.countries[int(rng.integers(len(infra.countries)))]
     ips = infra.pool or [
-        net.residential_ip(rng, country, w.params.ipv6_fraction) for _ in range(int(rng.integers(1, 3)))
+        net.residential_ip(rng, country if country in net.COUNTRIES else "US", w.params.ipv6_fraction)
+        for _ in range(int(rng.integers(1, 3)))
     ]
     idx = w.add(
         Account(
