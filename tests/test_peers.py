@@ -1,7 +1,8 @@
 """Peer smoke test: Glasswally's own labelled set (converted to our contract, ../shared/peers).
 
 The set is easy (the peer README says so): a serious detector finds all 30 attackers and accuses none
-of the 201 benign accounts. Run with the operator's IP-intelligence files, as a deployment would.
+of the 201 benign accounts, with the operator's IP-intelligence files (as a deployment would) and
+without them (the extraction axis, not an address flag, must carry it).
 """
 
 from __future__ import annotations

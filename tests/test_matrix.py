@@ -1,0 +1,43 @@
+"""The evasion matrix: knobs drawn from their ranges, held-out block apart, cells and personas scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from detector.lab.matrix import HELD_OUT_FROM, KNOBS, MatrixConfig, draw_knobs, knob_cells, run_matrix
+from detector.lab.simulate import FAMILIES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_knobs_cover_their_ranges() -> None:
+    rng = np.random.default_rng(0)
+    cells = [knob_cells(draw_knobs(rng)) for _ in range(400)]
+    for knob, values in KNOBS.items():
+        assert {c[knob] for c in cells} == set(values), knob
+
+
+def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_path: Path) -> None:
+    cfg = MatrixConfig(
+        draws=1,
+        days=0.5,
+        scale=0.05,
+        attack_accounts=8,
+        rules_dir=ROOT / "rules",
+        ip_intel_dir=shared_dir / "data" / "ip_intel",
+    )
+    result = run_matrix(cfg, tmp_path)
+    assert result.draw_indices == [0]
+    assert {c["intel"] for c in result.cells} == {"on", "off"}
+    assert {c["family"] for c in result.cells} == set(FAMILIES)
+    # every family reports each knob once per draw and IP-intel setting
+    assert len(result.cells) == 2 * len(FAMILIES) * len(KNOBS)
+    assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
+    assert {p["persona"] for p in result.personas} >= {"casual", "eval_harness", "company_card"}
+    # no honest account of this small run reaches high
+    assert all(p["high"] == 0 for p in result.personas)
+    held = run_matrix(MatrixConfig(draws=0, held_out=True), tmp_path)
+    assert held.draw_indices == [] and held.config["held_out"]
+    assert HELD_OUT_FROM > 100
