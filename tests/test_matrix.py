@@ -33,7 +33,7 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     assert {c["intel"] for c in result.cells} == {"on", "off"}
     assert {c["family"] for c in result.cells} == set(FAMILIES)
     # every family reports each knob once per draw and IP-intel setting
-    assert len(result.cells) == 2 * len(FAMILIES) * len(KNOBS)
+    assert len(result.cells) == 2 * len(FAMILIES) * (len(KNOBS) + 1)  # + one "all" row per family
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     assert {p["persona"] for p in result.personas} >= {"casual", "eval_harness", "company_card"}
     # no honest account of this small run reaches high

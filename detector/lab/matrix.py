@@ -4,10 +4,10 @@ A *draw* is one simulated run (a seed): the honest personas at ``scale`` plus on
 family, each family with its own knob values drawn from wide ranges (``draw_knobs``). The run is
 replayed through the engine with and without IP intelligence and scored with ``lab.evaluate``.
 
-Reported per (family, knob, value) cell: campaigns, recall at medium, hours from the campaign's start
-to its first accusation (median), and the requests an attacking account had sent when it was first
-named at medium (median and 90th percentile, over named accounts); per honest persona: accounts,
-flagged at medium, flagged at high.
+Reported per (family, knob, value) cell, and per family over all draws (knob "all"): campaigns,
+recall at medium, hours from the campaign's start to its first accusation (median), and the requests
+an attacking account had sent when it was first named at medium (median and 90th percentile, over
+named accounts); per honest persona: accounts, flagged at medium, flagged at high.
 
 **Held-out draws.** Draw indices ``HELD_OUT_FROM`` and above are held out: nobody looks at them while
 writing rules or training models. ``detector evaluate-matrix`` runs the development block (indices
@@ -211,6 +211,7 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
     cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         if r["kind"] == "campaign":
+            cells.setdefault((r["intel"], r["family"], "all", "all"), []).append(r)
             for knob, value in r["knobs"].items():
                 cells.setdefault((r["intel"], r["family"], knob, value), []).append(r)
     out_cells = []
