@@ -80,6 +80,11 @@ class EvidenceSettings(BaseModel):
     new_model_share: float = 0.25
     #: Coordination: scheduler waves, members active in the same 15-minute buckets (1.0: all together).
     scheduler_synchrony: float = 0.5
+    #: Co-location: a cohort behind one venue or campus NAT (a hackathon, a class) shares its artefacts
+    #: because its people sit in one room following one tutorial; it holds at most this many network
+    #: keys (residential prefixes, hosted addresses) per member. A farm spreads over many addresses to
+    #: look independent. Caveat: without IP intelligence a proxy pool inside one /24 looks the same.
+    colocated_keys_per_account: float = 0.1
     #: Trust: a verified account with at least this tenure (a month of paid history) is an established
     #: customer: a farm's accounts are provisioned days before use, and the aged accounts of the
     #: disclosures were personal accounts, not verified organisations ...

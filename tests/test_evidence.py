@@ -24,6 +24,7 @@ _AXES = {
     "extraction_signals",
     "coordination_signals",
     "one_customer_explains",
+    "colocated",
     "trusted_customer",
     "volume_outside_tier",
 }
@@ -84,6 +85,7 @@ FARM: dict[str, Any] = {
     "shares_template": True,
     "shares_signup": True,
     "rare_artefact_families": 2,
+    "network_keys_per_account": 1.4,
     "link_families": 3,
 }
 
@@ -187,3 +189,22 @@ def test_evaluation_startup_cluster_is_a_low_lead_at_most(engine: Engine) -> Non
     assert SEVERITY_RANK.get(sev, 0) <= SEVERITY_RANK["low"]
     if reasons:
         assert "one paying customer explains" in reasons["evidence:coordination"]
+
+
+def test_hackathon_cohort_behind_one_nat_is_not_accused(engine: Engine) -> None:
+    """Fresh accounts on one venue address sharing a tutorial's system prompt and step-by-step
+    template: the room explains the sharing, even with reasoning prompts."""
+    cohort = FARM | {
+        "accounts": 40,
+        "active_accounts_24h": 40,
+        "payers": 40,
+        "orgs": 40,
+        "shares_ip": True,
+        "network_keys_per_account": 0.025,
+        "cot_share_24h": 0.31,
+        "link_families": 4,
+    }
+    sev, reasons = _verdict(engine, "cluster", **cohort)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+    if reasons:
+        assert "co-located" in reasons["evidence:coordination"]

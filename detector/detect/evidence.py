@@ -11,10 +11,10 @@
 - **Trust** (mitigation): a verified customer with tenure, within the volume its tier explains.
 
 ``add_axes`` appends the axes as features (``coordination_signals``, ``extraction_signals``,
-``one_customer_explains``, ``trusted_customer``, ``volume_outside_tier``) that rules read: the rule
-YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal. ``apply_trust``
-is the fusion's mitigation step (an established verified customer within its tier is a low lead
-whatever fired), and ``axis_reasons`` gives every alert one reason per axis saying what put it where.
+``one_customer_explains``, ``colocated``, ``trusted_customer``, ``volume_outside_tier``) that rules
+read: the rule YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal.
+``apply_trust`` is the fusion's mitigation step (an established verified customer within its tier is
+a low lead whatever fired), and ``axis_reasons`` gives every alert one reason per axis saying what put it where.
 """
 
 from __future__ import annotations
@@ -93,9 +93,13 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     one_customer = ((c("payers") <= 1) | (c("orgs") <= 1) | trusted).fill_null(False)
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
+    colocated = c("shares_ip").fill_null(False) & (
+        c("network_keys_per_account").fill_null(1.0) <= s.colocated_keys_per_account
+    )
     return frame.with_columns(
         _count(_extraction_checks(s)).alias("extraction_signals"),
         _count(_coordination_checks(s)).alias("coordination_signals"),
+        colocated.alias("colocated"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),
@@ -181,6 +185,8 @@ def axis_reasons(
                     pl.lit(" orgs"),
                     pl.when(c("one_customer_explains").fill_null(False))
                     .then(pl.lit("; one paying customer explains the sharing"))
+                    .when(c("colocated").fill_null(False))
+                    .then(pl.lit("; one venue network explains it (a co-located cohort)"))
                     .otherwise(pl.lit("; no single customer explains it")),
                 ).alias("detail"),
             )

@@ -145,11 +145,13 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
     rng = np.random.default_rng(SEED_BASE + index)
     base = SimParams()
     knobs = {f: draw_knobs(rng) for f in FAMILIES}
-    params = base.model_copy(
-        update={
-            f: _family_params(getattr(base, f), knobs[f], cfg.attack_accounts, cfg.scale) for f in FAMILIES
-        }
-    )
+    update: dict[str, Any] = {
+        f: _family_params(getattr(base, f), knobs[f], cfg.attack_accounts, cfg.scale) for f in FAMILIES
+    }
+    # the look-alikes at a realistic size whatever the scale: a 40-person hackathon, a 6-account startup
+    update["hackathon_cohort"] = base.hackathon_cohort.model_copy(update={"accounts": round(40 / cfg.scale)})
+    update["eval_startup"] = base.eval_startup.model_copy(update={"accounts": max(1, round(6 / cfg.scale))})
+    params = base.model_copy(update=update)
     out = work / f"draw{index}"
     simulate(out, cfg.days, SEED_BASE + index, scale=cfg.scale, params=params)
     labels = orjson.loads((out / "labels.json").read_bytes())

@@ -58,15 +58,17 @@ ARTEFACT_FAMILIES = ("sysprompt", "template", "client")
 
 
 def _payers(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    """Per cluster: members with a payment instrument on record (``_paid``) and distinct instruments."""
-    return (
-        keys.filter(pl.col("family") == "payment")
-        .join(members, on="account_id", how="inner")
-        .group_by("cluster_id")
-        .agg(
-            pl.col("account_id").n_unique().cast(pl.Int64).alias("_paid"),
-            pl.col("key").n_unique().cast(pl.Int64).alias("_instruments"),
-        )
+    """Per cluster: members with a payment instrument on record (``_paid``), distinct instruments, and
+    distinct network keys (hosted addresses, or residential prefixes) per member."""
+    k = keys.filter(pl.col("family").is_in(["payment", "ip"])).join(members, on="account_id", how="inner")
+    pay = pl.col("family") == "payment"
+    return k.group_by("cluster_id").agg(
+        pl.col("account_id").filter(pay).n_unique().cast(pl.Int64).alias("_paid"),
+        pl.col("key").filter(pay).n_unique().cast(pl.Int64).alias("_instruments"),
+        (
+            pl.col("key").filter(~pay).n_unique()
+            / pl.col("account_id").filter(~pay).n_unique().clip(lower_bound=1)
+        ).alias("network_keys_per_account"),
     )
 
 
@@ -257,6 +259,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "enterprise_share": pl.Float64(),
     "median_account_age_days": pl.Float64(),
     "rare_artefact_families": pl.Int64(),
+    "network_keys_per_account": pl.Float64(),
     "link_families": pl.Int64(),
     "shares_payment": pl.Boolean(),
     "shares_reseller": pl.Boolean(),
@@ -270,6 +273,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
         "extraction_signals": pl.Int64(),
         "coordination_signals": pl.Int64(),
         "one_customer_explains": pl.Boolean(),
+        "colocated": pl.Boolean(),
         "trusted_customer": pl.Boolean(),
         "volume_outside_tier": pl.Boolean(),
     },

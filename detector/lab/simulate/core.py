@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from detector.lab.simulate.assemble import build_frame, iso_ms, select_rows, text_free_accounts
 from detector.lab.simulate.block import Block, concat
 from detector.lab.simulate.campaigns import run_families
+from detector.lab.simulate.lookalikes import lookalike_blocks
 from detector.lab.simulate.params import SimParams
 from detector.lab.simulate.personas import GENERATORS
 from detector.lab.simulate.prompts import PromptBank
@@ -93,6 +94,7 @@ def simulate(
     params = params or SimParams()
     w = World(seed, params, PromptBank.load(prompts_dir), days, scale)
     blocks = [gen(w, params) for gen in GENERATORS.values()]
+    blocks += lookalike_blocks(w, params)
     blocks += run_families(w, params)
     b = select_rows(w, concat(blocks))
     seen = np.unique(b.acct)

@@ -123,6 +123,10 @@ class SimParams(_Frozen):
         accounts=80, requests_per_day=120.0, rate_sigma=0.7, new_model_adoption=0.3, adoption_hours=36.0
     )
 
+    #: Look-alikes of issue 17, off by default (the evasion matrix switches them on).
+    hackathon_cohort: PersonaParams = PersonaParams(accounts=0, requests_per_day=40.0, new_model_adoption=0.0)
+    eval_startup: PersonaParams = PersonaParams(accounts=0, requests_per_day=150.0, new_model_adoption=0.0)
+
     cot_hydra: FamilyParams = FamilyParams(
         campaigns=2,
         cluster_size=250,
