@@ -14,7 +14,8 @@
 ``one_customer_explains``, ``colocated``, ``trusted_customer``, ``volume_outside_tier``) that rules
 read: the rule YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal.
 ``apply_trust`` is the fusion's mitigation step (an established verified customer within its tier is
-a low lead whatever fired), and ``axis_reasons`` gives every alert one reason per axis saying what put it where.
+a low lead whatever fired), and ``axis_reasons`` gives every alert one reason per axis saying what
+put it where.
 """
 
 from __future__ import annotations
