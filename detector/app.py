@@ -1,13 +1,21 @@
 """The composition root: the one place that wires settings, rules, models, IP intelligence and the
-allow-list into an engine. The CLI, the daemon's commands and the lab call it; nothing below imports it."""
+allow-list into an engine (``build_engine``), and the engine, rule watcher, metrics, sinks and ops
+server into a daemon (``build_daemon``). The CLI and the lab call it; nothing below imports it."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from detector.detect.rules import RuleWatcher
     from detector.engine import Engine
+    from detector.runtime.stream.daemon import Daemon, RunSummary
+    from detector.runtime.stream.http import OpsServer
+    from detector.runtime.stream.settings import StreamSettings
     from detector.settings import EngineSettings
 
 
@@ -53,3 +61,71 @@ def build_engine(
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
     model_set = ModelSet.load(s.models_dir) if s.models_dir is not None else ModelSet()
     return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set)
+
+
+@dataclass
+class DaemonApp:
+    """A wired daemon: the daemon, its rule watcher and its ops server (``/metrics``, probes)."""
+
+    daemon: Daemon
+    watcher: RuleWatcher | None
+    server: OpsServer | None
+
+    def run(self) -> RunSummary:
+        """Serve the ops endpoints while the daemon runs; raises what the daemon raises."""
+        if self.server is not None:
+            self.server.start()
+        try:
+            return self.daemon.run()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+
+
+def build_daemon(
+    settings: StreamSettings,
+    *,
+    rules_dir: Path | None = None,
+    ip_intel: Path | None = None,
+    allowlist: Path | None = None,
+    stop: threading.Event | None = None,
+    drain: bool = False,
+    watch_rules: bool = True,
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
+) -> DaemonApp:
+    """The streaming daemon from its settings: engine factory, rule watcher, metrics on a fresh
+    registry, Kafka outputs, and the ops server when ``settings.metrics_port`` is set.
+
+    ``watch_rules``: reload the rules when their files change or ``watcher.request_reload()`` is
+    called (the CLI calls it on SIGHUP).
+    """
+    from prometheus_client import CollectorRegistry
+
+    from detector.detect.rules import RuleWatcher
+    from detector.runtime.metrics import Metrics
+    from detector.runtime.stream.daemon import Daemon
+    from detector.runtime.stream.http import OpsServer
+    from detector.runtime.stream.outputs import stream_outputs
+    from detector.window.features import CATALOGUES
+
+    watcher = None
+    if watch_rules:
+        folder = rules_dir if rules_dir is not None else _settings(None, None, None).rules_dir
+        watcher = RuleWatcher(folder, CATALOGUES)
+    metrics = Metrics(CollectorRegistry())
+    daemon = Daemon(
+        settings,
+        lambda: build_engine(rules_dir, ip_intel, allowlist),
+        metrics,
+        stop=stop,
+        on_alert=on_alert,
+        drain_when_idle=drain,
+        rules=watcher,
+        outputs=lambda: stream_outputs(settings),
+    )
+    server = (
+        OpsServer(metrics.registry, daemon.live, daemon.ready, settings.metrics_host, settings.metrics_port)
+        if settings.metrics_port
+        else None
+    )
+    return DaemonApp(daemon, watcher, server)

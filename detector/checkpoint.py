@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,4 +141,75 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
     }
     engine.restore_clock(meta["clock"], pending)
     extra: dict[str, Any] = meta.get("extra", {})
+    return extra
+
+
+# ------------------------------------------------------------------------------------------ the folder
+# What the streaming daemon reads and writes around a checkpoint: the ``CURRENT`` pointer, and its
+# stream position (input topic, per-partition offsets, owner epoch) kept in ``meta.json``'s ``extra``.
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where each input partition resumes after this checkpoint, and which owner wrote it."""
+
+    topic: str
+    offsets: dict[int, int]
+    owner_epoch: int = 0
+    group_generation: int = -1
+    saved_at: str = ""
+
+    def to_extra(self) -> dict[str, Any]:
+        """The ``extra`` stored with the checkpoint (offsets keyed by partition as text, in order)."""
+        return {
+            "topic": self.topic,
+            "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
+            "owner_epoch": self.owner_epoch,
+            "group_generation": self.group_generation,
+            "saved_at": self.saved_at,
+        }
+
+    @staticmethod
+    def from_extra(extra: dict[str, Any], topic: str) -> StreamPosition:
+        """The position in ``extra``; offsets only when it was written for ``topic`` (else none)."""
+        offsets = extra.get("offsets", {}) if extra.get("topic") == topic else {}
+        return StreamPosition(
+            topic,
+            {int(p): int(o) for p, o in offsets.items()},
+            int(extra.get("owner_epoch", 0)),
+            int(extra.get("group_generation", -1)),
+            str(extra.get("saved_at", "")),
+        )
+
+
+class CheckpointFolder:
+    """The checkpoint root a daemon (or several replicas) shares: pointer, current extra, save, load."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def current_name(self) -> str | None:
+        """The folder name ``CURRENT`` points at (None: no checkpoint yet)."""
+        pointer = self.root / "CURRENT"
+        return pointer.read_text().strip() if pointer.exists() else None
+
+    def current_extra(self) -> dict[str, Any]:
+        """The ``extra`` of the current checkpoint ({} when there is none)."""
+        return current_extra(self.root)
+
+    def save(self, engine: Engine, extra: dict[str, Any]) -> Path:
+        """Write a checkpoint and make it current (``save_engine``)."""
+        return save_engine(engine, self.root, extra)
+
+    def load(self, engine: Engine) -> dict[str, Any] | None:
+        """Restore ``engine`` from the current checkpoint (``load_engine``)."""
+        return load_engine(engine, self.root)
+
+
+def current_extra(root: Path) -> dict[str, Any]:
+    """The ``extra`` of the current checkpoint under ``root`` ({} when there is none)."""
+    folder = _current(root)
+    if folder is None or not (folder / "meta.json").exists():
+        return {}
+    extra: dict[str, Any] = json.loads((folder / "meta.json").read_text()).get("extra", {})
     return extra

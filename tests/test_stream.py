@@ -290,7 +290,7 @@ def test_fenced_owner_does_not_overwrite_newer_checkpoint(
     broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
 ) -> None:
     from detector.checkpoint import save_engine
-    from detector.runtime.stream.daemon import Fenced
+    from detector.runtime.stream.commit import Fenced
 
     events = sim["events"]
     half = len(events) // 2
@@ -315,9 +315,9 @@ def test_fenced_owner_does_not_overwrite_newer_checkpoint(
 
 def _claim_only(state: Path) -> bool:
     """The current checkpoint is the owner's claim at assignment: nothing after it counted."""
-    from detector.runtime.stream.daemon import _current_extra
+    from detector.checkpoint import current_extra
 
-    extra = _current_extra(state)
+    extra = current_extra(state)
     return extra.get("owner_epoch") == 1 and set(extra["offsets"].values()) == {0}
 
 
@@ -349,7 +349,8 @@ def test_failed_shutdown_flush_writes_no_checkpoint(
     find the failure already reported and pass)."""
     import threading
 
-    from detector.io.kafka import SinkError
+    from detector.io.kafka import KafkaAlertSink
+    from detector.io.sinks import SinkError
 
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, sim["events"])
@@ -360,8 +361,9 @@ def test_failed_shutdown_flush_writes_no_checkpoint(
 
     def nack_and_stop(doc: dict[str, Any]) -> None:
         # what the producer's errback records for a send the broker did not acknowledge
-        assert daemon is not None and daemon._sinks is not None
-        daemon._sinks._failures.append("alert: NotEnoughReplicasError")
+        assert daemon is not None and daemon.outputs is not None
+        (kafka,) = [s for s in daemon.outputs.alerts if isinstance(s, KafkaAlertSink)]
+        kafka._failures.append("alert: NotEnoughReplicasError")
         stop.set()
 
     daemon = _daemon(settings, stop=stop, on_alert=nack_and_stop)
@@ -413,15 +415,16 @@ def test_sink_send_error_is_a_sink_error(broker: kb.EmbeddedBroker, sim: dict[st
 
     from detector.contracts import Alert
     from detector.decode import Reject
-    from detector.io.kafka import SinkError, StreamSinks
+    from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink
+    from detector.io.sinks import DeadLetter, SinkError
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     producer.close()
-    sinks = StreamSinks(producer, kb.ALERTS, kb.DLQ)
     with pytest.raises(SinkError, match="alert send failed"):
-        sinks.alert(Alert.model_validate(sim["alerts"][0]))
+        KafkaAlertSink(producer, kb.ALERTS).add(Alert.model_validate(sim["alerts"][0]))
     with pytest.raises(SinkError, match="dead-letter send failed"):
-        sinks.reject(Reject("not_json", None, "x", "p", b"{", 0), None, (kb.INPUT, 0, 0))
+        reject = Reject("not_json", None, "x", "p", b"{", 0)
+        KafkaDeadLetterSink(producer, kb.DLQ).add(DeadLetter(reject, None, (kb.INPUT, 0, 0)))
 
 
 def test_produced_at_header_null_or_garbage() -> None:
@@ -461,7 +464,7 @@ def test_webhook_failures_never_carry_the_url() -> None:
     import logging
     import threading
 
-    from detector.io.kafka import SinkError, StreamSinks
+    from detector.io.sinks import SinkError, WebhookSink
     from detector.runtime.stream.logs import JsonFormatter
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -477,10 +480,6 @@ def test_webhook_failures_never_carry_the_url() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
 
-    class NoKafka:  # the producer is not under test here: flush succeeds so the webhook posts run
-        def flush(self, timeout: float) -> None:
-            pass
-
     urls = {
         "https://bot:tok-789@hooks.example.com/services/hook-secret": "InvalidURL",
         "http://hooks.example.com:tok-789/services/hook-secret": "InvalidURL",
@@ -489,10 +488,10 @@ def test_webhook_failures_never_carry_the_url() -> None:
     }
     try:
         for url, expected in urls.items():
-            sinks = StreamSinks(NoKafka(), "alerts", "dlq", webhook_url=url, webhook_timeout_s=5)
-            sinks._webhook_queue.append(b"{}")
+            sink = WebhookSink[Any](url, timeout_s=5)
+            sink._queue.append(b"{}")
             with pytest.raises(SinkError) as info:
-                sinks.flush(1)
+                sink.flush()
             assert str(info.value) == f"webhook failed: {expected}"
             exc_info = (type(info.value), info.value, info.value.__traceback__)
             logged = JsonFormatter().format(logging.makeLogRecord({"msg": "failed", "exc_info": exc_info}))

@@ -23,7 +23,8 @@ from detector.decode import decode_lines
 from detector.enrich import enrich
 from detector.runtime.merge import OFF, PART
 from detector.runtime.metrics import Metrics
-from detector.runtime.stream.daemon import Daemon, _Batch
+from detector.runtime.stream.consumer import Batch as _Batch
+from detector.runtime.stream.daemon import Daemon
 from detector.runtime.stream.decoding import Decoder, Poll, decode_poll
 from detector.runtime.stream.settings import StreamSettings
 
@@ -115,33 +116,34 @@ def test_queued_polls_of_one_epoch_coalesce_in_order(tmp_path: Path) -> None:
         Metrics(CollectorRegistry()),
     )
     dec = Decoder("in", 0)
+    c = d.consumer
 
     def poll(n: int) -> list[Any]:
         return [dec.start(_records([b"{}"] * n))]
 
     p1, p2, p3, p4, p5 = (poll(n) for n in (2, 3, 1, 1, 1))
-    d._batches.put(_Batch(1, p2, {0: 5, 1: 11}))
-    d._batches.put(_Batch(1, p3, {0: 5, 1: 13}))
-    d._batches.put(_Batch(2, p4, {0: 6}))  # after a rebalance: not merged across epochs
-    d._batches.put(_Batch(2, p5, {0: 7}))
-    first = d._coalesce(_Batch(1, p1, {0: 3}))
+    c.queue.put(_Batch(1, p2, {0: 5, 1: 11}))
+    c.queue.put(_Batch(1, p3, {0: 5, 1: 13}))
+    c.queue.put(_Batch(2, p4, {0: 6}))  # after a rebalance: not merged across epochs
+    c.queue.put(_Batch(2, p5, {0: 7}))
+    first = c.coalesce(_Batch(1, p1, {0: 3}))
     assert first.epoch == 1
     assert first.polls == p1 + p2 + p3 and first.records == 6
     assert first.highwater == {0: 5, 1: 13}  # the newest poll's
-    held = d._held
+    held = c.held
     assert held is not None and held.epoch == 2  # kept for the next turn, not lost
-    d._held = None
-    second = d._coalesce(held)
-    assert second.polls == p4 + p5 and d._batches.empty()
+    c.held = None
+    second = c.coalesce(held)
+    assert second.polls == p4 + p5 and c.queue.empty()
     idle = _Batch(2, [], {0: 7})
-    assert d._coalesce(idle) is idle  # an idle marker (no records) is handled alone
+    assert c.coalesce(idle) is idle  # an idle marker (no records) is handled alone
 
     # a poll a worker is still decoding is not waited for: the engine starts on what is decoded
     pending = Poll([0], [200], [None], {0: (200, 200)}, 0, Future())
     assert not pending.ready and all(p.ready for p in p1)
-    d._batches.put(_Batch(3, [pending], {0: 201}))
-    third = d._coalesce(_Batch(3, p1, {0: 3}))
-    assert third.polls == p1 and d._held is not None and d._held.polls == [pending]
+    c.queue.put(_Batch(3, [pending], {0: 201}))
+    third = c.coalesce(_Batch(3, p1, {0: 3}))
+    assert third.polls == p1 and c.held is not None and c.held.polls == [pending]
 
 
 def test_a_failed_decode_fails_the_batch_where_the_result_is_taken() -> None:

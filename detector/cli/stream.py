@@ -22,22 +22,24 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _rule_watcher(rules_dir: Path | None) -> Any:
-    """A ``RuleWatcher`` over the engine's rules folder; SIGHUP makes its next poll reload.
-
-    The daemon polls it once per loop iteration (changed files also reload); a rule set that does not
-    load is logged and counted, and the running rules stay.
-    """
-    from detector.detect.rules import RuleWatcher
-    from detector.settings import EngineSettings
-    from detector.window.features import CATALOGUES
-
-    watcher = RuleWatcher(rules_dir if rules_dir is not None else EngineSettings().rules_dir, CATALOGUES)
+def _reload_on_sighup(watcher: Any) -> None:
+    """SIGHUP makes the rule watcher's next poll reload (a rule set that does not load is logged and
+    counted, and the running rules stay)."""
 
     def handler(signum: int, frame: object) -> None:
         watcher.request_reload()
 
     signal.signal(signal.SIGHUP, handler)
+
+
+def _rule_watcher(rules_dir: Path | None) -> Any:
+    """A ``RuleWatcher`` over the engine's rules folder, reloaded on SIGHUP (``detector demo``)."""
+    from detector.detect.rules import RuleWatcher
+    from detector.settings import EngineSettings
+    from detector.window.features import CATALOGUES
+
+    watcher = RuleWatcher(rules_dir if rules_dir is not None else EngineSettings().rules_dir, CATALOGUES)
+    _reload_on_sighup(watcher)
     return watcher
 
 
@@ -80,13 +82,9 @@ def run(
     SIGHUP reloads the rules (window state is kept). Exit codes: 3 a sink failed, 4 fenced by a newer
     owner; neither writes a checkpoint.
     """
-    from prometheus_client import CollectorRegistry
-
-    from detector.app import build_engine
-    from detector.io.kafka import SinkError
-    from detector.runtime.metrics import Metrics
-    from detector.runtime.stream.daemon import Daemon, Fenced
-    from detector.runtime.stream.http import OpsServer
+    from detector.app import build_daemon
+    from detector.io.sinks import SinkError
+    from detector.runtime.stream.commit import Fenced
 
     s = _settings(config, metrics_port)
     if not s.bootstrap_servers:
@@ -94,31 +92,16 @@ def run(
             "DETECTOR_STREAM_BOOTSTRAP_SERVERS is not set (use `detector demo` for the embedded broker)"
         )
         raise typer.Exit(2)
-    stop = _stop_on_signals()
-    watcher = _rule_watcher(rules_dir)
-    metrics = Metrics(CollectorRegistry())
-    daemon = Daemon(
-        s,
-        lambda: build_engine(rules_dir, ip_intel, allowlist),
-        metrics,
-        stop=stop,
-        drain_when_idle=drain,
-        rules=watcher,
+    app = build_daemon(
+        s, rules_dir=rules_dir, ip_intel=ip_intel, allowlist=allowlist, stop=_stop_on_signals(), drain=drain
     )
-    server = (
-        OpsServer(metrics.registry, daemon.live, daemon.ready, s.metrics_host, s.metrics_port).start()
-        if s.metrics_port
-        else None
-    )
+    _reload_on_sighup(app.watcher)
     try:
-        daemon.run()
+        app.run()
     except SinkError:
         raise typer.Exit(3) from None
     except Fenced:
         raise typer.Exit(4) from None
-    finally:
-        if server:
-            server.stop()
 
 
 def demo(

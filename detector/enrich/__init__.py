@@ -1,4 +1,10 @@
-"""Enrichment: pure column derivations on a decoded batch. Prompt text is dropped here."""
+"""Enrichment: pure column derivations on a decoded batch. Prompt text is dropped here.
+
+The one enrichment path, for replay and the daemon alike: ``enrich`` (called by ``Engine.enrich``
+and ``Engine.process``) = ``enrich_prompt`` (prompt-structure features; the text is dropped) + IP
+intelligence + request flags. ``enrich_prompt`` needs no state, so the daemon runs it ahead of the
+engine in its decoding workers; ``enrich`` then keeps what it finds done.
+"""
 
 from __future__ import annotations
 
@@ -36,13 +42,21 @@ def request_flags() -> list[pl.Expr]:
     ]
 
 
+def enrich_prompt(events: pl.DataFrame) -> pl.DataFrame:
+    """The stateless first stage: prompt-structure features, ``prompt_text`` dropped.
+
+    A batch that already has them (text gone, every feature column there) is returned as it is.
+    """
+    done = "prompt_text" not in events.columns and all(c in events.columns for c in PROMPT_FEATURE_SCHEMA)
+    return events if done else add_prompt_features(events)
+
+
 def enrich(events: pl.DataFrame, intel: IpIntel | None) -> pl.DataFrame:
     """Add IP, prompt-structure and request-parameter columns; drop ``prompt_text``.
 
     Prompt features already computed (the daemon's decoding workers do that, text gone) are kept.
     """
-    done = "prompt_text" not in events.columns and all(c in events.columns for c in PROMPT_FEATURE_SCHEMA)
-    out = events if done else add_prompt_features(events)
+    out = enrich_prompt(events)
     out = add_ip_columns(out, intel)
     out = out.with_columns(request_flags())
     if "prompt_text" in out.columns:  # belt and braces: prompt text never leaves enrichment

@@ -11,6 +11,11 @@ Held events are not in the engine, so the checkpoint must not count them: the sa
 partition is the offset of its oldest held event (or the next offset to read when none is held). After
 a restart those records are read again; anything read again that the engine had already counted is
 dropped by its request-id de-duplication.
+
+Replay uses the same merge over files (each file a partition, chunks for records): a file that is read
+to its end is caught up, and with ``strict`` the merge releases only events strictly before the
+watermark, so a time-ordered file's next chunk can never bring an event that sorts before a released
+one (its events at the watermark's instant may still be coming).
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ OFF = "_off"
 class EventTimeMerge:
     """Holds decoded events (with ``_part`` and ``_off`` columns) until the merge watermark passes them."""
 
-    def __init__(self, idle_after_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, idle_after_s: float = 1.0, clock: Callable[[], float] = time.monotonic, *, strict: bool = False
+    ) -> None:
         self.idle_after_s = idle_after_s
         self._clock = clock
+        self.strict = strict
         self._held: list[pl.DataFrame] = []
         self.next_offset: dict[int, int] = {}
         self.newest: dict[int, datetime] = {}
@@ -43,18 +51,27 @@ class EventTimeMerge:
         self.newest = {}
         self._last_record = {}
 
-    def add(self, events: pl.DataFrame, consumed: dict[int, int]) -> None:
-        """Take decoded events and, per partition, the offset after the last record read (rejects too)."""
+    def add(self, events: pl.DataFrame, consumed: dict[int, int], part: int | None = None) -> None:
+        """Take decoded events and, per partition, the offset after the last record read (rejects too).
+
+        ``part``: every event is from this partition (no ``_part`` column needed; replay's files).
+        """
         now = self._clock()
-        for part, nxt in consumed.items():
-            self.next_offset[part] = max(nxt, self.next_offset.get(part, 0))
-            self._last_record[part] = now
+        for p, nxt in consumed.items():
+            self.next_offset[p] = max(nxt, self.next_offset.get(p, 0))
+            self._last_record[p] = now
         if events.height == 0:
             return
         self._held.append(events)
-        for part, newest in events.group_by(PART).agg(pl.col("ts").max()).iter_rows():
-            old = self.newest.get(part)
-            self.newest[part] = newest if old is None else max(old, newest)
+        if part is not None:
+            newest_ts = events.get_column("ts").max()
+            assert isinstance(newest_ts, datetime)
+            rows: list[tuple[int, datetime]] = [(part, newest_ts)]
+        else:
+            rows = list(events.group_by(PART).agg(pl.col("ts").max()).iter_rows())
+        for p, newest in rows:
+            old = self.newest.get(p)
+            self.newest[p] = newest if old is None else max(old, newest)
 
     def held(self) -> int:
         """Events held back."""
@@ -87,7 +104,7 @@ class EventTimeMerge:
             ready, rest = held, held.clear()
         else:
             assert isinstance(mark, datetime)
-            cond = pl.col("ts") <= mark
+            cond = pl.col("ts") < mark if self.strict else pl.col("ts") <= mark
             ready, rest = held.filter(cond), held.filter(~cond)
         self._held = [rest] if rest.height else []
         return ready.sort("ts", "request_id") if ready.height else None

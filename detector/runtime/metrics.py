@@ -162,6 +162,8 @@ class Metrics:
             self.rejected.labels(reason=reason)
         for kind in ALLOWLIST_TYPES:
             self.suppressed.labels(type=kind)
+        self._registry = r
+        self.rule_reloads: PCounter | None = None
         self._initialised_rules = False
         self._seen: dict[str, Counter[str]] = {}
         self._seen_scalars: dict[str, int] = {}
@@ -200,6 +202,24 @@ class Metrics:
             self.checkpoint_seconds.observe(seconds)
         else:
             self.checkpoint_failures.inc()
+
+    def track_rule_reloads(self) -> None:
+        """Export ``detector_rule_reloads_total`` (only a daemon that watches its rules reloads them)."""
+        if self.rule_reloads is None:
+            self.rule_reloads = PCounter(
+                "detector_rule_reloads_total",
+                "Rule reloads (SIGHUP or changed files) by result.",
+                ["result"],
+                registry=self._registry,
+            )
+            for result in ("ok", "failed"):
+                self.rule_reloads.labels(result=result)
+
+    def record_rule_reload(self, ok: bool) -> None:
+        """One rule reload that swapped a new rule set in, or one that failed to load."""
+        self.track_rule_reloads()
+        assert self.rule_reloads is not None
+        self.rule_reloads.labels(result="ok" if ok else "failed").inc()
 
     def set_provider(self, model: str, provider: str) -> None:
         """The onnxruntime execution provider a model runs on."""

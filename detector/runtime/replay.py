@@ -25,7 +25,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -33,7 +32,8 @@ import polars as pl
 from detector.contracts import Alert
 from detector.engine import Engine
 from detector.io.files import Chunk, iter_file, iter_parquet
-from detector.io.sinks import JsonlSink
+from detector.io.sinks import DeadLetter, JsonlSink, Outputs
+from detector.runtime.merge import EventTimeMerge
 from detector.schema import EPOCH, parse_ts
 
 #: Events handed to the engine per call on the global-sort path (the engine closes ticks by event
@@ -65,11 +65,20 @@ def replay(
     alerts_out: Path | None,
     rejects_out: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    outputs: Outputs | None = None,
 ) -> ReplaySummary:
-    """Run the engine over ``paths``; write alerts (and rejects) as JSON Lines; return the summary."""
+    """Run the engine over ``paths``; write alerts (and rejects) as JSON Lines; return the summary.
+
+    ``outputs``: more sinks (any ``Sink``), set up, flushed and closed here with the files' sinks.
+    """
     summary = ReplaySummary()
-    alert_sink = JsonlSink(alerts_out) if alerts_out else None
-    reject_sink = JsonlSink(rejects_out) if rejects_out else None
+    out = outputs or Outputs()
+    if alerts_out:
+        out.alerts.sinks.insert(0, JsonlSink[Alert](alerts_out))
+    if rejects_out:
+        out.dead_letters.sinks.insert(0, JsonlSink[DeadLetter](rejects_out))
+    out.setup()
     batch_dups = 0
     latest: dict[str, str] = {}  # alert_id -> severity of its latest revision
 
@@ -81,8 +90,7 @@ def replay(
         batch_dups += b.duplicates
         for r in b.rejects:
             summary.rejects[r.reason] += 1
-            if reject_sink:
-                reject_sink.write_reject(r)
+            out.dead_letters.add(DeadLetter(r))
         summary.bytes_read += chunk.bytes_read
         if progress:
             progress(chunk.bytes_read)
@@ -92,22 +100,21 @@ def replay(
         for alert in alerts:
             summary.revisions += 1
             latest[alert.alert_id] = alert.severity
-            if alert_sink:
-                alert_sink.write_alert(alert)
+            out.alerts.add(alert)
 
-    parts = _streamed(paths, take) if all(time_ordered(p) for p in paths) else _sorted(paths, take)
-    with contextlib.closing(parts):  # an engine error stops the reader thread at once
-        for part in parts:
-            for start in range(0, part.height, SLICE_ROWS):
-                emit(engine.process(part.slice(start, SLICE_ROWS), enriched=True))
-    emit(engine.flush())
+    try:
+        parts = _streamed(paths, take) if all(time_ordered(p) for p in paths) else _sorted(paths, take)
+        with contextlib.closing(parts):  # an engine error stops the reader thread at once
+            for part in parts:
+                for start in range(0, part.height, SLICE_ROWS):
+                    emit(engine.process(part.slice(start, SLICE_ROWS), enriched=True))
+        emit(engine.flush())
+        out.flush()
+    finally:
+        out.close()
     summary.events = engine.stats.events
     summary.duplicates = batch_dups + engine.stats.duplicates
     summary.episodes = Counter(latest.values())
-    if alert_sink:
-        alert_sink.close()
-    if reject_sink:
-        reject_sink.close()
     return summary
 
 
@@ -137,7 +144,11 @@ def _sorted(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Generat
 
 
 def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Generator[pl.DataFrame]:
-    """Time-ordered files merged on a reader thread; yields released slices as they are ready."""
+    """Time-ordered files merged on a reader thread; yields released slices as they are ready.
+
+    The merge is the daemon's (``EventTimeMerge``): each file is a partition, and a file read to its end
+    is caught up (its high-water mark is known) and so holds nothing back.
+    """
     out: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -152,35 +163,22 @@ def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Gener
     def read() -> None:
         try:
             readers = {i: iter_parquet(p, STREAM_ROWS) for i, p in enumerate(paths)}
-            newest: dict[int, datetime] = {}
-            held: list[pl.DataFrame] = []
+            merge = EventTimeMerge(idle_after_s=0.0, strict=True)
+            merge.reset(dict.fromkeys(readers, 0))
+            # a file still being read has no high-water mark yet; a finished one is caught up
+            highwater: dict[int, int | None] = dict.fromkeys(readers)
             while readers and not stop.is_set():
-                # read from the file that is furthest behind, so the frontier keeps moving
-                i = min(readers, key=lambda j: (newest.get(j, EPOCH), j))
+                # read from the file that is furthest behind, so the merge watermark keeps moving
+                i = min(readers, key=lambda j: (merge.newest.get(j, EPOCH), j))
                 chunk = next(readers[i], None)
                 if chunk is None:
                     del readers[i]
+                    highwater[i] = merge.next_offset[i]
                 else:
-                    events = take(chunk)
-                    if events.height:
-                        low, top = events.get_column("ts").min(), events.get_column("ts").max()
-                        assert isinstance(low, datetime) and isinstance(top, datetime)
-                        if i in newest and low < newest[i]:  # the check above makes this unreachable
-                            raise ValueError(f"{paths[i]}: events go back in time ({low} < {newest[i]})")
-                        held.append(events)
-                        newest[i] = top
-                if not readers or any(j not in newest for j in readers):
-                    continue
-                frontier = min(newest[j] for j in readers)
-                pool = pl.concat(held, how="vertical_relaxed") if len(held) > 1 else held[0]
-                ready = pool.filter(pl.col("ts") < frontier)
-                held = [pool.filter(pl.col("ts") >= frontier)]
-                if ready.height:
-                    put(ready.sort("ts", "request_id"))
-            if held and not stop.is_set():
-                rest = pl.concat(held, how="vertical_relaxed")
-                if rest.height:
-                    put(rest.sort("ts", "request_id"))
+                    merge.add(take(chunk), {i: merge.next_offset[i] + 1}, part=i)
+                ready = merge.release(highwater)
+                if ready is not None:
+                    put(ready)
             put(None)
         except BaseException as exc:  # handed to the engine thread, which raises it
             put(exc)

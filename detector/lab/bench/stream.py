@@ -18,7 +18,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,51 @@ def _raw_consume_rate(
     return rate, own, broker
 
 
+@dataclass
+class BenchProbe:
+    """The daemon's timing, for this benchmark only (``RunProbe``): the clock and the CPU seconds of the
+    process and its decoding workers at the first record and after the drain, and latency samples."""
+
+    daemon: Any = None
+    first_record_at: float | None = None
+    first_record_cpu: float | None = None
+    finished_at: float | None = None
+    finished_cpu: float | None = None
+    #: Per batch that raised alerts: wall seconds from the produce of the newest record read so far
+    #: (``produced_at`` header, when the producer sets one) to the alerts' hand-off to the sinks.
+    alert_latency_s: list[float] = field(default_factory=list)
+    #: Per non-empty batch: wall seconds from the produce of its newest record to the end of its
+    #: processing (decoded, merged, released events through the engine).
+    batch_latency_s: list[float] = field(default_factory=list)
+    _newest: int = 0
+    _batch_newest: int = 0
+
+    def _cpu(self) -> float:
+        decoder = self.daemon.decoder if self.daemon is not None else None
+        return own_seconds() + (decoder.worker_cpu_seconds() if decoder is not None else 0.0)
+
+    def records_read(self) -> None:
+        if self.first_record_at is None:
+            self.first_record_at = time.monotonic()
+            self.first_record_cpu = self._cpu()
+
+    def batch_read(self, newest_produced_ms: int) -> None:
+        self._batch_newest = newest_produced_ms
+        self._newest = max(self._newest, newest_produced_ms)
+
+    def batch_done(self) -> None:
+        if self._batch_newest > 0:
+            self.batch_latency_s.append(time.time() - self._batch_newest / 1000.0)
+
+    def alerts_sent(self, count: int) -> None:
+        if self._newest > 0:
+            self.alert_latency_s.append(time.time() - self._newest / 1000.0)
+
+    def drained(self) -> None:
+        self.finished_at = time.monotonic()
+        self.finished_cpu = self._cpu()
+
+
 def _round(x: float | None) -> float | None:
     return round(x, 1) if x is not None else None
 
@@ -125,18 +170,21 @@ def run_stream_bench(
         pid = broker.proc.pid if broker.proc is not None else None
         n = len(events)
         raw_before, raw_cpu, raw_broker_cpu = _raw_consume_rate(settings("bench-in", "unused"), n, pid)
+        probe = BenchProbe()
         daemon = Daemon(
             settings("bench-in", "state-e2e"),
             build_engine,
             Metrics(CollectorRegistry()),
             drain_when_idle=True,
+            probe=probe,
         )
+        probe.daemon = daemon
         # the broker's CPU is read when the daemon's first record arrives (a watcher thread) and at the end
         broker_marks: list[float | None] = []
         running = threading.Event()
 
         def watch() -> None:
-            while running.is_set() and daemon.summary.first_record_at is None:
+            while running.is_set() and probe.first_record_at is None:
                 time.sleep(0.005)
             broker_marks.append(pid_seconds(pid) if pid is not None else None)
 
@@ -144,14 +192,15 @@ def run_stream_bench(
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         s = daemon.run()
+        p = probe
         broker_end = pid_seconds(pid) if pid is not None else None
         running.clear()
         watcher.join()
-        assert s.first_record_at is not None and s.finished_at is not None
-        assert s.first_record_cpu is not None and s.finished_cpu is not None
-        wall = s.finished_at - s.first_record_at
+        assert p.first_record_at is not None and p.finished_at is not None
+        assert p.first_record_cpu is not None and p.finished_cpu is not None
+        wall = p.finished_at - p.first_record_at
         e2e = n / wall
-        daemon_cpu = (s.finished_cpu - s.first_record_cpu) / n * 1e6
+        daemon_cpu = (p.finished_cpu - p.first_record_cpu) / n * 1e6
         daemon_broker_cpu = (
             (broker_end - broker_marks[0]) / n * 1e6
             if broker_end is not None and broker_marks and broker_marks[0] is not None
@@ -183,9 +232,15 @@ def run_stream_bench(
             producer.close()
             return out
         stop = threading.Event()
+        live_probe = BenchProbe()
         live = Daemon(
-            settings("bench-live", "state-live"), build_engine, Metrics(CollectorRegistry()), stop=stop
+            settings("bench-live", "state-live"),
+            build_engine,
+            Metrics(CollectorRegistry()),
+            stop=stop,
+            probe=live_probe,
         )
+        live_probe.daemon = live
         t = threading.Thread(target=live.run, daemon=True)
         t.start()
         time.sleep(8)  # group join
@@ -198,7 +253,7 @@ def run_stream_bench(
         t.join(60)
         feeder.join(30)
         producer.close()
-        lat = live.summary.alert_latency_s
+        lat = live_probe.alert_latency_s
         out["live_speed"] = speed
         out["live_events_per_s"] = round(len(events) / 86400 / days * speed) if days else None
         # produce -> alert handed to the sinks, one sample per batch that raised alerts
@@ -206,7 +261,7 @@ def run_stream_bench(
         out["latency_p50_s"] = round(_quantile(lat, 0.5), 3)
         out["latency_p99_s"] = round(_quantile(lat, 0.99), 3)
         # produce -> batch processed (decoded, merged, released events through the engine), per batch
-        proc = live.summary.batch_latency_s
+        proc = live_probe.batch_latency_s
         out["processed_latency_batches"] = len(proc)
         out["processed_latency_p50_s"] = round(_quantile(proc, 0.5), 3)
         out["processed_latency_p99_s"] = round(_quantile(proc, 0.99), 3)

@@ -1,7 +1,8 @@
 """Decoding polled records, on the processing thread or ahead of it in a worker process.
 
 A poll's record values go through ``decode_poll``: JSON decoding and validation (rejects keep their
-record's position), then the prompt-structure features, which read the prompt text and drop it. It is a
+record's position), then the first, stateless stage of enrichment (``detector.enrich.enrich_prompt``:
+the prompt-structure features, which read the prompt text and drop it). It is a
 pure function of the values, so it can run anywhere: with ``decode_workers`` set, the consumer thread
 hands each poll to a worker process as soon as it is polled and the processing thread later takes the
 result in poll order, so decoding the next polls overlaps with the engine working on this one (the
@@ -26,7 +27,9 @@ from typing import Any
 import polars as pl
 
 from detector.decode import DecodedBatch, Reject, decode_lines
-from detector.enrich.prompt_features import add_prompt_features, markers
+from detector.enrich import enrich_prompt
+from detector.enrich.prompt_features import markers
+from detector.io.sinks import DeadLetter, SinkGroup
 from detector.runtime.cpu import pid_seconds
 from detector.runtime.merge import OFF, PART
 from detector.runtime.workers import pool_pids, spawn_pool
@@ -46,7 +49,7 @@ def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[in
         ]
     # the same columns whether or not any record was good: polls are concatenated and filtered on them
     idx = batch.events["_pos"]
-    batch.events = add_prompt_features(
+    batch.events = enrich_prompt(
         batch.events.with_columns(
             pl.Series(PART, parts, pl.Int32).gather(idx), pl.Series(OFF, offs, pl.Int64).gather(idx)
         ).drop("_pos")
@@ -79,6 +82,59 @@ class Poll:
     def cancel(self) -> None:
         """Drop a decode not yet started (the poll went stale in a rebalance)."""
         self.decoded.cancel()
+
+
+@dataclass
+class Taken:
+    """Decoded polls as the merge takes them: their events, per partition the offset after the last
+    record read, the records counted, the reject reasons and the newest ``produced_at`` (ms; 0: none)."""
+
+    events: pl.DataFrame
+    consumed: dict[int, int]
+    records: int
+    reasons: list[str]
+    newest_produced: int
+
+
+def take_polls(
+    polls: list[Poll], next_offset: dict[int, int], topic: str, dead: SinkGroup[DeadLetter]
+) -> Taken:
+    """The decoded ``polls`` (waits for their workers), each rejected record added to ``dead``.
+
+    Records before ``next_offset`` (already read) are dropped, never counted twice (defensive: seeks
+    are per epoch).
+    """
+    nxt = dict(next_offset)
+    frames: list[pl.DataFrame] = []
+    reasons: list[str] = []
+    consumed: dict[int, int] = {}
+    records = 0
+    newest = 0
+    for poll in polls:
+        batch = poll.result()
+        events, rejects, count = batch.events, batch.rejects, len(poll.offs)
+        if any(first < nxt.get(p, 0) for p, (first, _) in poll.spans.items()):
+            floor = pl.col(PART).replace_strict(nxt, default=0, return_dtype=pl.Int64)
+            events = events.filter(pl.col(OFF) >= floor)
+            rejects = [r for r in rejects if poll.offs[r.index] >= nxt.get(poll.parts[r.index], 0)]
+            count = sum(o >= nxt.get(p, 0) for p, o in zip(poll.parts, poll.offs, strict=True))
+        if not count:
+            continue
+        for rej in rejects:
+            i = rej.index
+            key = poll.keys[i] if i >= 0 else None
+            dead.add(DeadLetter(rej, key, (topic, poll.parts[i], poll.offs[i])))
+        reasons += [r.reason for r in rejects]
+        for p, (_, last) in poll.spans.items():
+            if last >= nxt.get(p, 0):
+                nxt[p] = consumed[p] = last + 1
+        frames.append(events)
+        records += count
+        newest = max(newest, poll.produced_at)
+    if not frames:
+        return Taken(pl.DataFrame(), consumed, 0, reasons, newest)
+    events = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+    return Taken(events, consumed, records, reasons, newest)
 
 
 class Decoder:

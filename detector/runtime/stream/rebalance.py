@@ -1,0 +1,165 @@
+"""Rebalance and fencing: what the daemon does when the group revokes, loses or assigns partitions.
+
+The listener methods run inside the consumer's ``poll`` (or ``close``; kafka-python 3 runs them on the
+client's IO thread while the consumer thread waits in ``poll``). They take the processing lock, so the
+processing thread is between batches, then bump the epoch: batches still queued were polled under the
+old assignment, so they are dropped, not counted, and read again from the checkpoint's offsets.
+
+- **revoked**: commit (flush, checkpoint of exactly what the engine and the merge hold) and only then let
+  the rebalance go on, so the next owner starts from our checkpoint.
+- **lost** (the group already evicted this member): drop the in-memory state without writing a
+  checkpoint: another owner may already be writing.
+- **assigned**: restore the shared checkpoint (unless memory already equals it), seek every partition
+  to the checkpoint's offsets, and claim ownership. Fencing: the new owner takes an *owner epoch* one
+  above the one in the current checkpoint and writes it at once (a claim checkpoint); every later
+  checkpoint carries it, and a commit that finds a newer epoch refuses to write (``Fenced``, exit 4),
+  so a paused owner that the group replaced cannot overwrite its successor's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kafka import ConsumerRebalanceListener
+
+from detector.checkpoint import CheckpointFolder, StreamPosition
+from detector.io.sinks import SinkError
+from detector.runtime.merge import EventTimeMerge
+from detector.runtime.stream.assignor import SingleOwnerAssignor
+from detector.runtime.stream.commit import Checkpoint, Fenced
+from detector.runtime.stream.consumer import ConsumerThread
+from detector.runtime.stream.reload import RuleReloader
+from detector.runtime.stream.settings import StreamSettings
+
+if TYPE_CHECKING:
+    from detector.engine import Engine
+
+log = logging.getLogger("detector.stream")
+
+
+class _Stats(Protocol):
+    stale_batches: int
+
+
+class Owner(Protocol):
+    """What the listener reads and changes on the daemon (``detector.runtime.stream.daemon.Daemon``)."""
+
+    s: StreamSettings
+    lock: threading.RLock
+    epoch: int
+    _owner_epoch: int
+    _dirty: bool
+    engine: Engine | None
+    factory: Callable[[], Engine]
+    reloader: RuleReloader | None
+    consumer: ConsumerThread
+    folder: CheckpointFolder
+    checkpoint: Checkpoint
+    merge: EventTimeMerge
+    assignor: SingleOwnerAssignor
+    assigned: list[Any]
+    hw: dict[int, int | None]
+    owner: bool
+    joined: bool
+    no_commit: bool
+    fatal: BaseException | None
+    my_ckpt: str | None
+
+    @property
+    def summary(self) -> _Stats: ...
+
+    def commit(self, reason: str, *, in_listener: bool = False) -> None: ...
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python rebalance callbacks, acting on the daemon's state under its processing lock."""
+
+    def __init__(self, daemon: Owner) -> None:
+        self.daemon = daemon
+
+    def _new_epoch(self) -> None:
+        d = self.daemon
+        d.epoch += 1
+        d.summary.stale_batches += d.consumer.discard_queued()
+
+    def _commit_or_stop(self, reason: str) -> None:
+        """Commit from inside the listener; a sink failure or fencing stops the daemon (no more writes)."""
+        d = self.daemon
+        try:
+            d.commit(reason, in_listener=True)
+        except (SinkError, Fenced) as exc:
+            d.fatal = exc
+            d.no_commit = True
+            d.engine = None
+
+    def on_partitions_revoked(self, revoked: list[Any]) -> None:
+        """Before the group moves partitions: commit, so the next owner starts from our checkpoint."""
+        d = self.daemon
+        with d.lock:
+            self._new_epoch()
+            if d.engine is not None and not d.no_commit:
+                if d._dirty:
+                    d.my_ckpt = None  # set again only if this commit succeeds (memory == checkpoint)
+                self._commit_or_stop("rebalance")
+            d.assigned = []
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+
+    def on_partitions_lost(self, lost: list[Any]) -> None:
+        """The group evicted us (session expired): another owner may be writing; drop, never write."""
+        d = self.daemon
+        with d.lock:
+            self._new_epoch()
+            d.engine = None
+            d.my_ckpt = None
+            d._dirty = False
+            d.assigned = []
+        log.warning("partitions lost", extra={"partitions": sorted(tp.partition for tp in lost)})
+
+    def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        """After the group assigned partitions: restore the shared checkpoint, seek, claim ownership."""
+        d = self.daemon
+        start: dict[int, int] = {}
+        with d.lock:
+            self._new_epoch()
+            d.joined = True
+            topic = d.s.input_topic
+            mine = sorted((tp for tp in assigned if tp.topic == topic), key=lambda tp: tp.partition)
+            d.assigned = mine
+            if not mine:
+                d.owner = False
+                d.engine = None
+                log.info("standby: no partitions assigned")
+                return
+            d.owner = True
+            if d.engine is None or d.folder.current_name() != d.my_ckpt:
+                engine = d.factory()
+                extra = d.folder.load(engine) or {}
+                if d.reloader is not None:
+                    engine.rules = d.reloader.current
+                d.engine = engine
+            else:
+                extra = d.folder.current_extra()
+            position = StreamPosition.from_extra(extra, topic)
+            for tp in mine:
+                off = position.offsets.get(tp.partition)
+                d.consumer.seek(tp, off)
+                start[tp.partition] = 0 if off is None else off
+            d.merge.reset(start)
+            d.hw = {}
+            d.checkpoint.reset()
+            # claim: one epoch above any owner before us, written now so a paused predecessor is fenced
+            d._owner_epoch = max(position.owner_epoch, d._owner_epoch) + 1
+            d._dirty = True
+            self._commit_or_stop("claim")
+        log.info(
+            "partitions assigned",
+            extra={
+                "partitions": [tp.partition for tp in mine],
+                "from": {str(p): o for p, o in start.items()},
+                "owner_epoch": d._owner_epoch,
+                "generation": d.assignor.generation,
+            },
+        )
