@@ -1,31 +1,32 @@
 """Batch decoding: raw bytes (JSON Lines, Kafka values) or Parquet frames -> good events + rejects.
 
 Validation is column-wise: polars parses the whole batch against ``RAW_SCHEMA`` in one call, then one
-``select`` computes the first failing check of every row. Python touches single records only when the
-batch's parse fails: the batch is bisected until the unparseable lines are isolated, and each of those is
-explained (with a field-named reason) by the pydantic contract model. A bad record never takes down its
-batch. Rejects carry a reason code (a small fixed set, safe as a metric label), the field, a detail
-message, the record's position (``file:line`` or ``topic/partition@offset``) and the raw bytes with
-``prompt.text`` redacted.
+``select`` computes the first failing check of every row. Python touches single records only where the
+batch's parse fails (the batch is bisected until the unparseable lines are isolated) or where polars may
+have read a record more laxly than the contract allows (``detector.strict_json``): those are re-read
+strictly one by one, and either rejected with a field-named reason or validated with the rest. No
+exception from a reader escapes: a bad record never takes down its batch. Rejects carry a reason code (a
+small fixed set, safe as a metric label), the field, a detail message, the record's position
+(``file:line`` or ``topic/partition@offset``) and a structural payload (``detector.deadletter``): never
+the record's content.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import polars as pl
-from pydantic import ValidationError
 
-from detector.contracts import GatewayEvent
+from detector.deadletter import summarize
 from detector.schema import EVENT_SCHEMA, FIELD_PATHS, RAW_SCHEMA, flatten_exprs, parse_ts
+from detector.strict_json import BOM, StrictError, exact, suspects
 
-#: Reject reason codes (bounded: used as a metric label).
+#: Reject reason codes (bounded: used as a metric label). ``unreadable``: a file (or the rest of one)
+#: that could not be read at all (a truncated gzip or Parquet file), rejected as one entry.
 REASONS = (
     "not_json",
     "not_object",
@@ -34,17 +35,22 @@ REASONS = (
     "invalid_value",
     "schema_version",
     "oversized",
+    "duplicate_key",
+    "unreadable",
 )
 
-#: Largest accepted record. Gateways truncate prompts; a multi-megabyte record is a bug or an attack.
+#: Largest accepted record, for Kafka values and file lines alike. Gateways truncate prompts; a
+#: multi-megabyte record is a bug or an attack.
 MAX_RECORD_BYTES = 1 << 20
-
-REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
 class Reject:
-    """One record that failed decoding or validation."""
+    """One record (or unreadable file) that failed decoding or validation.
+
+    ``raw`` is the dead-letter payload: the record's structure as JSON (``detector.deadletter``), never
+    its content.
+    """
 
     reason: str
     field: str | None
@@ -55,13 +61,13 @@ class Reject:
     index: int = -1
 
     def to_json_dict(self) -> dict[str, object]:
-        """JSON-ready form for the dead-letter sink (raw bytes as text, already redacted)."""
+        """JSON-ready form for the dead-letter sink."""
         return {
             "reason": self.reason,
             "field": self.field,
             "detail": self.detail,
             "position": self.position,
-            "raw": self.raw.decode("utf-8", "replace"),
+            "record": orjson.loads(self.raw),
         }
 
 
@@ -73,42 +79,6 @@ class DecodedBatch:
     rejects: list[Reject] = field(default_factory=list)
     duplicates: int = 0
     records: int = 0
-
-
-# --------------------------------------------------------------------------------------------------
-# Redaction
-# --------------------------------------------------------------------------------------------------
-#: A ``"text"`` (or off-contract string ``"prompt"``) value, closed or cut off, even right after a backslash.
-_TEXT_RE = re.compile(rb'("(?:text|prompt)"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)', re.DOTALL)
-
-
-def redact(raw: bytes) -> bytes:
-    """The raw record with ``prompt.text`` replaced, whether or not the record parses."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _TEXT_RE.sub(rb'\1"' + REDACTED.encode() + rb'"', raw)
-    if isinstance(obj, dict | list):
-        # at any depth, like the regex below: an envelope ({"payload": {...}}) or a batch array keeps
-        # the event's prompt one level down; iterative, as orjson allows deeper nesting than the stack
-        stack: list[Any] = [obj]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, list):
-                stack.extend(v for v in node if isinstance(v, dict | list))
-                continue
-            for key, value in node.items():
-                if (key == "text" and value is not None) or (
-                    key == "prompt" and value is not None and not isinstance(value, dict)
-                ):  # "prompt": "<text>" is the off-contract completions style
-                    node[key] = REDACTED
-                elif isinstance(value, dict | list):
-                    stack.append(value)
-        try:
-            return orjson.dumps(obj)
-        except orjson.JSONEncodeError:  # nested deeper than orjson writes (254): redact the bytes instead
-            pass
-    return _TEXT_RE.sub(rb'\1"' + REDACTED.encode() + rb'"', raw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,7 +175,8 @@ def _checks() -> list[tuple[str, str, pl.Expr]]:
         if hi is not None:
             out.append(("invalid_value", name, c(name) > hi))
     out.append(("invalid_value", "tier", c("tier").is_not_null() & ~c("tier").is_in(TIERS)))
-    out.append(("invalid_value", "prompt_simhash", ~c("prompt_simhash").str.contains(r"^[0-9a-f]{16}$")))
+    # the contract's pattern, as JSON Schema applies it (Python ``re.search``: ``$`` also before a final \n)
+    out.append(("invalid_value", "prompt_simhash", ~c("prompt_simhash").str.contains(r"^[0-9a-f]{16}\n?$")))
     return out
 
 
@@ -225,17 +196,32 @@ def _describe(reason: str, col: str) -> str:
     }.get(reason, f"{path}: {reason}")
 
 
+#: RFC 3339 ``date-time`` as the contract reads it: calendar fields in range, no leap second, no hour
+#: 24, an offset ("Z" or +hh:mm under 24 h); lower-case "t" and "z" allowed. Year 0000 is refused apart.
+RFC3339_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+def strict_ts(expr: pl.Expr) -> pl.Expr:
+    """Parse an RFC 3339 string column to UTC microseconds; null unless it is a contract date-time."""
+    ok = expr.str.contains(RFC3339_RE) & ~expr.str.starts_with("0000")
+    return pl.when(ok).then(parse_ts(expr.str.to_uppercase()))
+
+
 def validate_flat(
-    flat: pl.DataFrame, position_of: Callable[[int], str], raw_of: Callable[[int], bytes]
+    flat: pl.DataFrame, position_of: Callable[[int], str], payload_of: Callable[[int], bytes]
 ) -> tuple[pl.DataFrame, list[Reject]]:
     """Column-wise validation of a flattened frame; returns good rows in ``EVENT_SCHEMA`` and rejects.
 
-    ``flat`` must carry ``_pos`` (the record's index within the batch, for positions and raw bytes).
+    ``flat`` must carry ``_pos`` (the record's index within the batch, for positions and payloads);
+    ``payload_of(pos)`` gives a reject's dead-letter payload.
     """
 
     def utc(name: str) -> pl.Expr:
         if flat.schema[name] == pl.String:
-            return parse_ts(pl.col(name))
+            return strict_ts(pl.col(name))
         return pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
     flagged = flat.with_columns(utc("ts").alias("_ts"), utc("account_created_at").alias("_created"))
@@ -250,7 +236,7 @@ def validate_flat(
                 FIELD_PATHS.get(col, col),
                 _describe(reason, col),
                 position_of(pos),
-                redact(raw_of(pos)),
+                payload_of(pos),
                 pos,
             )
         )
@@ -265,37 +251,23 @@ def validate_flat(
 # --------------------------------------------------------------------------------------------------
 # JSON Lines / Kafka values
 # --------------------------------------------------------------------------------------------------
-def _explain(line: bytes, polars_error: str) -> tuple[str, str | None, str]:
-    """Field-named reason for one line polars could not parse (slow path, single record)."""
+def _parse(records: Sequence[bytes]) -> pl.DataFrame | None:
+    """Parse records (no newline inside any) with polars; None if the reader refuses the batch.
+
+    The leading newline keeps polars from sniffing compression magic (``x\\x9c``, gzip, zstd) in the
+    first record's bytes. Any exception counts as a refusal: the caller bisects.
+    """
     try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        return "not_json", None, f"not valid JSON: {exc}"
-    if not isinstance(obj, dict):
-        return "not_object", None, f"expected a JSON object, got {type(obj).__name__}"
-    try:
-        GatewayEvent.model_validate(obj)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        etype = str(err["type"])
-        if etype == "missing":
-            kind = "missing_field"
-        elif etype.endswith("_type") or "parsing" in etype:
-            kind = "type_error"
-        else:  # out of range, too long, bad pattern: the same code the column-wise checks give
-            kind = "invalid_value"
-        if err["type"] in ("literal_error",) and loc == "schema_version":
-            kind = "schema_version"
-        return kind, loc or None, f"{loc}: {err['msg']}"
-    # the reader's own message (``polars_error``) can quote record content, prompt text included: it
-    # never goes into a reject; the record is named by its position and kept (redacted) as raw bytes
-    del polars_error
-    return "type_error", None, "record does not fit the event schema (the JSON reader rejected it)"
+        frame = pl.read_ndjson(io.BytesIO(b"\n" + b"\n".join(records)), schema=RAW_SCHEMA)
+    except Exception:  # polars, OSError from its decompressors, anything: bisect to the bad records
+        return None
+    return frame if frame.height == len(records) else None
 
 
-def _parse(data: bytes | Path) -> pl.DataFrame:
-    return pl.read_ndjson(data if isinstance(data, Path) else io.BytesIO(data), schema=RAW_SCHEMA)
+def _lines(data: bytes) -> tuple[list[bytes], list[int]]:
+    """Non-blank lines of a buffer and their 0-based line indexes."""
+    keep = [(i, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
+    return [ln for _, ln in keep], [i for i, _ in keep]
 
 
 def decode_lines(
@@ -306,84 +278,80 @@ def decode_lines(
 ) -> DecodedBatch:
     """Decode a batch of JSON records.
 
-    ``lines`` is one buffer of newline-separated records (a JSON Lines chunk: no per-line Python work
-    unless something fails), a path to a plain JSON Lines file (fastest: polars reads it directly; the
-    bytes are only loaded if a record must be explained), or a sequence of record values (Kafka).
-    ``position_of(i)`` names a record's position for rejects: for a buffer ``i`` is the 0-based line
-    index (blank lines count), for a sequence it is the value's index.
+    ``lines`` is one buffer of newline-separated records (a JSON Lines chunk), a path to a plain JSON
+    Lines file, or a sequence of record values (Kafka). ``position_of(i)`` names a record's position for
+    rejects: for a buffer ``i`` is the 0-based line index (blank lines count), for a sequence it is the
+    value's index. A leading UTF-8 byte order mark is stripped from every record; a record over
+    ``max_record_bytes`` is rejected unread.
     """
-    records: list[bytes] | None = None
-    orig: list[int] | None = None
-    path: Path | None = None
-    data = b""
     if isinstance(lines, Path):
-        path = lines
-    elif isinstance(lines, bytes | bytearray | memoryview):
-        data = bytes(lines)
-    else:
-        records = [v.replace(b"\n", b" ") if b"\n" in v else v for v in lines]
-        orig = list(range(len(records)))
-        data = b"\n".join(records)
+        lines = lines.read_bytes()
+    if isinstance(lines, bytes | bytearray | memoryview):
+        records, orig = _lines(bytes(lines))
+    else:  # Kafka values: each is a record, a null or blank one too (rejected below)
+        records, orig = list(lines), list(range(len(lines)))
 
-    def split() -> tuple[list[bytes], list[int]]:
-        nonlocal records, orig, data
-        if records is None or orig is None:
-            if path is not None and not data:
-                data = path.read_bytes()
-            keep = [(i, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
-            records, orig = [ln for _, ln in keep], [i for i, _ in keep]
-        return records, orig
-
-    def record(i: int) -> bytes:
-        return split()[0][i]
-
-    def position(i: int) -> str:
-        return position_of(split()[1][i])
+    def reject(reason: str, fld: str | None, detail: str, i: int) -> Reject:
+        return Reject(reason, fld, detail, position_of(orig[i]), summarize(records[i]), i)
 
     rejects: list[Reject] = []
-    oversized: set[int] = set()
-    if records is not None:  # Kafka values: sizes are known without scanning
-        for i, r in enumerate(records):
-            if len(r) > max_record_bytes:
-                oversized.add(i)
-                rejects.append(
-                    Reject(
-                        "oversized",
-                        None,
-                        f"record of {len(r)} bytes exceeds {max_record_bytes}",
-                        position(i),
-                        redact(r[:4096]),
-                        i,
-                    )
-                )
+    slow: list[int] = []  # read strictly one by one (newline inside a value, a BOM, suspected laxity)
+    fast: list[int] = []
+    for i, r in enumerate(records):
+        if len(r) > max_record_bytes:
+            rejects.append(
+                reject("oversized", None, f"record of {len(r)} bytes exceeds {max_record_bytes}", i)
+            )
+        elif not r.strip():
+            rejects.append(reject("not_json", None, "empty record (null or blank value)", i))
+        elif b"\n" in r or r.startswith(BOM):
+            slow.append(i)
+        else:
+            fast.append(i)
 
-    frames: list[pl.DataFrame] = []
-    n = 0
-    raw: pl.DataFrame | None = None
-    nonempty = path is not None or bool(data.strip())
-    if nonempty and not oversized:
-        try:
-            raw = _parse(path if path is not None else data)
-            if records is not None and raw.height != len(records):
-                raise pl.exceptions.ComputeError("record count mismatch")
-        except pl.exceptions.PolarsError:
-            raw = None
-    if raw is not None:
-        frames = [raw.with_row_index("_pos")]
-        n = raw.height
-    elif nonempty:
-        recs, _ = split()
-        n = len(recs)
-        frames, more = _bisect(recs, position, oversized)
-        rejects += more
+    frames, refused = _bisect(records, fast)
+    slow += refused
+    if frames:
+        frame = pl.concat(frames) if len(frames) > 1 else frames[0]
+        lines_col = pl.Series([records[i] for i in frame["_pos"]], dtype=pl.Binary)
+        flag = suspects(lines_col.cast(pl.String, strict=False))
+        if flag.any():
+            slow += frame.filter(flag)["_pos"].to_list()
+            frames = [frame.filter(~flag)]
+    frames += _strict(records, slow, reject, rejects)
 
     raw_frame = pl.concat(frames) if frames else pl.DataFrame(schema={"_pos": pl.UInt32, **RAW_SCHEMA})
     flat = raw_frame.select(pl.col("_pos"), *flatten_exprs())
-    good, more = validate_flat(flat, position, record)
+    good, more = validate_flat(flat, lambda i: position_of(orig[i]), lambda i: summarize(records[i]))
     rejects += more
     rejects.sort(key=lambda r: r.index)
+    good = good.sort("_pos")
     deduped, dups = _dedupe(good)
-    return DecodedBatch(deduped, rejects, duplicates=dups, records=n)
+    return DecodedBatch(deduped, rejects, duplicates=dups, records=len(records))
+
+
+def _strict(
+    records: list[bytes],
+    idx: list[int],
+    reject: Callable[[str, str | None, str, int], Reject],
+    rejects: list[Reject],
+) -> list[pl.DataFrame]:
+    """Read ``records[idx]`` strictly (``strict_json.exact``); rejects go to ``rejects``."""
+    ok: list[int] = []
+    clean: list[bytes] = []
+    for i in sorted(idx):
+        try:
+            clean.append(exact(records[i]))
+            ok.append(i)
+        except StrictError as exc:
+            rejects.append(reject(exc.reason, exc.field, exc.detail, i))
+    if not ok:
+        return []
+    frame = _parse(clean)
+    if frame is None:  # exact types, contract fields only: polars reads them; kept as a guard
+        rejects += [reject("type_error", None, "record does not fit the event schema", i) for i in ok]
+        return []
+    return [frame.with_columns(pl.Series("_pos", ok, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())]
 
 
 def _dedupe(good: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -395,95 +363,145 @@ def _dedupe(good: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return kept, good.height - kept.height
 
 
-def _bisect(
-    records: list[bytes], position_of: Callable[[int], str], skip: set[int]
-) -> tuple[list[pl.DataFrame], list[Reject]]:
-    """Parse ``records``, isolating the lines polars cannot parse (O(bad * log n) parses)."""
+#: Below this many records a refused slice is read strictly record by record instead of bisected.
+_BISECT_LEAF = 4
+
+
+def _bisect(records: list[bytes], idx: list[int]) -> tuple[list[pl.DataFrame], list[int]]:
+    """Parse ``records[idx]`` with polars, isolating the records it refuses (O(bad * log n) parses)."""
     frames: list[pl.DataFrame] = []
-    rejects: list[Reject] = []
-    stack = [(0, len(records))]
+    refused: list[int] = []
+    stack = [idx] if idx else []
     while stack:
-        lo, hi = stack.pop()
-        idx = [i for i in range(lo, hi) if i not in skip]
-        if not idx:
-            continue
-        try:
-            raw = _parse(b"\n".join(records[i] for i in idx))
-            if raw.height != len(idx):
-                raise pl.exceptions.ComputeError("record count mismatch (blank or multi-line record)")
+        part = stack.pop()
+        raw = _parse([records[i] for i in part])
+        if raw is not None:
             frames.append(
-                raw.with_columns(pl.Series("_pos", idx, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())
+                raw.with_columns(pl.Series("_pos", part, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())
             )
-        except pl.exceptions.PolarsError as exc:
-            if hi - lo == 1:
-                reason, fld, detail = _explain(records[lo], str(exc))
-                rejects.append(Reject(reason, fld, detail, position_of(lo), redact(records[lo]), lo))
-            else:
-                mid = (lo + hi) // 2
-                stack.append((mid, hi))
-                stack.append((lo, mid))
-    frames.sort(key=lambda f: int(f["_pos"][0]) if f.height else 0)
-    return frames, rejects
+        elif len(part) <= _BISECT_LEAF:
+            refused += part
+        else:
+            mid = len(part) // 2
+            stack += [part[mid:], part[:mid]]
+    return frames, refused
 
 
 # --------------------------------------------------------------------------------------------------
 # Parquet / already-structured frames
 # --------------------------------------------------------------------------------------------------
-class SchemaMismatchError(ValueError):
-    """A structured input's column has a type the event schema cannot take (a whole-file problem)."""
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum | pl.Categorical)
 
 
-def conform(frame: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Bring a nested frame (e.g. from Parquet) to ``RAW_SCHEMA``'s columns; missing ones become null.
+def _leaf(col: pl.Expr, have: pl.DataType, want: pl.DataType, path: str) -> tuple[pl.Expr, pl.Expr]:
+    """(value in ``want``'s type, failure tag per row: ``reason|path`` or null) for one Parquet leaf.
 
-    ``ts`` and ``account.created_at`` may be text (RFC 3339) or timezone-aware datetimes.
+    The types a JSON record could carry are accepted, like ``strict_json`` reads JSON: integers and
+    integral floats for an integer, any number for a float, text for a string, a timezone-aware datetime
+    (or text) for ``ts`` and ``account.created_at``. Anything else is the row's ``type_error``.
+    """
+    present = col.is_not_null()
+    bad = pl.lit(False)
+    if path in ("ts", "account.created_at") and isinstance(have, pl.Datetime):
+        if have.time_zone is None:  # a naive datetime: the offset the contract requires is missing
+            return pl.lit(None, pl.String), pl.when(present).then(pl.lit(f"invalid_value|{path}|naive"))
+        value = col.dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")
+    elif want == pl.String:
+        ok = _is_text(have)
+        value, bad = (col.cast(pl.String), bad) if ok else (pl.lit(None, pl.String), present)
+    elif want == pl.Boolean:
+        ok = have == pl.Boolean
+        value, bad = (col, bad) if ok else (pl.lit(None, pl.Boolean), present)
+    elif want == pl.Float64 and (have.is_integer() or have.is_float()):
+        value = col.cast(pl.Float64)
+        bad = present & ~value.is_finite()
+    elif want == pl.Int64 and have.is_integer():
+        value = col.cast(pl.Int64, strict=False)
+        return value, pl.when(present & value.is_null()).then(pl.lit(f"invalid_value|{path}|range"))
+    elif want == pl.Int64 and have.is_float():
+        f = col.cast(pl.Float64)
+        ok = f.is_finite() & (f == f.floor()) & (f.abs() < 2.0**63)
+        value, bad = pl.when(ok).then(f.cast(pl.Int64, strict=False)), present & ~ok
+    else:
+        value, bad = pl.lit(None, want), present
+    return value, pl.when(bad).then(pl.lit(f"type_error|{path}|type"))
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Bring a nested frame (e.g. from Parquet) to ``RAW_SCHEMA``'s columns plus ``_fail`` (a row's
+    first type problem, ``reason|path|kind``, or null); missing columns become null. Never raises on a
+    column's type: a row whose value the contract cannot take gets a ``_fail`` tag instead.
     """
     exprs: list[pl.Expr] = []
-    for name, dtype in RAW_SCHEMA.items():
+    fails: list[pl.Expr] = []
+    for name, want in RAW_SCHEMA.items():
         if name not in frame.columns:
-            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+            exprs.append(pl.lit(None, dtype=want).alias(name))
             continue
         have = frame.schema[name]
-        if isinstance(dtype, pl.Struct):
-            if not isinstance(have, pl.Struct):
-                raise SchemaMismatchError(f"{source}: column {name!r} is {have}, expected a struct")
+        col = pl.col(name)
+        if not isinstance(want, pl.Struct):
+            value, fail = _leaf(col, have, want, name)
+            exprs.append(value.alias(name))
+            fails.append(fail)
+        elif not isinstance(have, pl.Struct):
+            exprs.append(pl.lit(None, dtype=want).alias(name))
+            fails.append(pl.when(col.is_not_null()).then(pl.lit(f"type_error|{name}|type")))
+        else:
             present = {f.name: f.dtype for f in have.fields}
             fields = []
-            for f in dtype.fields:
+            for f in want.fields:
                 if f.name not in present:
                     fields.append(pl.lit(None, dtype=f.dtype).alias(f.name))
-                elif (
-                    name == "account" and f.name == "created_at" and isinstance(present[f.name], pl.Datetime)
-                ):
-                    if getattr(present[f.name], "time_zone", None) is None:
-                        raise SchemaMismatchError(
-                            f"{source}: field 'account.created_at' is a naive datetime; UTC offsets required"
-                        )
-                    fields.append(pl.col(name).struct.field(f.name))
-                else:
-                    fields.append(pl.col(name).struct.field(f.name).cast(f.dtype, strict=True))
-            exprs.append(pl.when(pl.col(name).is_not_null()).then(pl.struct(fields)).alias(name))
-        elif name == "ts" and isinstance(have, pl.Datetime):
-            if have.time_zone is None:
-                raise SchemaMismatchError(f"{source}: column 'ts' is a naive datetime; UTC offsets required")
-            exprs.append(pl.col(name))
-        else:
-            exprs.append(pl.col(name).cast(dtype, strict=True))
-    try:
-        return frame.select(exprs)
-    except pl.exceptions.PolarsError as exc:
-        raise SchemaMismatchError(f"{source}: {exc}") from exc
+                    continue
+                value, fail = _leaf(col.struct.field(f.name), present[f.name], f.dtype, f"{name}.{f.name}")
+                fields.append(value.alias(f.name))
+                fails.append(pl.when(col.is_not_null()).then(fail))
+            exprs.append(pl.when(col.is_not_null()).then(pl.struct(fields)).alias(name))
+    return frame.select(*exprs, pl.coalesce([*fails, pl.lit(None, pl.String)]).alias("_fail"))
+
+
+_TYPE_DETAIL = {
+    "naive": "{}: a naive datetime; the contract requires a UTC offset",
+    "range": "{}: integer outside the signed 64-bit range",
+    "type": "{}: column type the contract cannot take",
+}
 
 
 def decode_frame(frame: pl.DataFrame, position_of: Callable[[int], str]) -> DecodedBatch:
-    """Validate a structured batch (Parquet rows) column-wise, like ``decode_lines`` does for JSON."""
-    source = position_of(0).rsplit(":", 1)[0] if frame.height else "frame"
-    raw = conform(frame, source).with_row_index("_pos")
+    """Validate a structured batch (Parquet rows) column-wise, like ``decode_lines`` does for JSON.
+
+    A row the event schema cannot take (a wrong column type, a naive timestamp, a fractional token count)
+    is rejected on its own, never the whole batch.
+    """
+
+    def payload_of(i: int) -> bytes:
+        row = frame.slice(i, 1).to_dicts()[0]
+        return summarize(orjson.dumps(row, default=str), row, parsed=True)
+
+    rejects: list[Reject] = []
+    try:
+        raw = conform(frame).with_row_index("_pos")
+    except Exception:  # a type polars cannot even compare (nested lists, objects): every row is rejected
+        detail = "a column has a type the event schema cannot take"
+        rejects = [
+            Reject("type_error", None, detail, position_of(i), payload_of(i), i) for i in range(frame.height)
+        ]
+        return DecodedBatch(empty_events_with_pos(), rejects, records=frame.height)
+    for pos, fail in raw.filter(pl.col("_fail").is_not_null()).select("_pos", "_fail").iter_rows():
+        reason, path, kind = fail.split("|")
+        rejects.append(
+            Reject(reason, path, _TYPE_DETAIL[kind].format(path), position_of(pos), payload_of(pos), pos)
+        )
+    raw = raw.filter(pl.col("_fail").is_null())
     flat = raw.select(pl.col("_pos"), *flatten_exprs())
-
-    def raw_of(i: int) -> bytes:
-        return orjson.dumps(frame.slice(i, 1).to_dicts()[0], default=str)
-
-    good, rejects = validate_flat(flat, position_of, raw_of)
+    good, more = validate_flat(flat, position_of, payload_of)
+    rejects = sorted(rejects + more, key=lambda r: r.index)
     deduped, dups = _dedupe(good)
     return DecodedBatch(deduped, rejects, duplicates=dups, records=frame.height)
+
+
+def empty_events_with_pos() -> pl.DataFrame:
+    """A zero-row decoded batch (``EVENT_SCHEMA`` plus ``_pos``)."""
+    return pl.DataFrame(schema={**EVENT_SCHEMA, "_pos": pl.UInt32})

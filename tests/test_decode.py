@@ -27,15 +27,13 @@ from detector.contracts import GatewayEvent
 from detector.decode import (
     MAX_RECORD_BYTES,
     REASONS,
-    REDACTED,
     DecodedBatch,
     Reject,
-    SchemaMismatchError,
     conform,
     decode_frame,
     decode_lines,
-    redact,
 )
+from detector.deadletter import summarize
 from detector.schema import EVENT_SCHEMA, FIELD_PATHS, RAW_SCHEMA
 
 pytestmark = pytest.mark.shared
@@ -370,11 +368,10 @@ def test_prompt_text_inside_an_envelope_is_redacted(good: dict[str, bytes]) -> N
         assert_no_secret(batch.rejects)
     # deeper than Python's default recursion limit allows a recursive walk (orjson parses up to 1024)
     deep = b"[" * 1000 + json.dumps(event).encode() + b"]" * 1000
-    assert orjson.loads(deep) and SECRET.encode() not in redact(deep)
-    # the rest of the record is kept for debugging
-    out = json.loads(redact(records[0]))
-    assert out["payload"]["prompt"]["text"] == REDACTED
-    assert out["payload"]["request_id"] == event["request_id"]
+    assert orjson.loads(deep) and SECRET.encode() not in summarize(deep)
+    # the structure is kept for debugging, not the content
+    out = json.loads(summarize(records[0]))
+    assert out["unknown_fields"] == 1 and out["fields"] == {} and len(out["sha256"]) == 64
 
 
 def test_deeply_nested_record_is_rejected_not_fatal(good: dict[str, bytes]) -> None:
@@ -388,33 +385,31 @@ def test_deeply_nested_record_is_rejected_not_fatal(good: dict[str, bytes]) -> N
     records = [nested, plain, good["minimal.json"]]
     for data in (b"\n".join(records), records):
         batch = decode_lines(data, file_pos("deep.jsonl"))
-        assert [r.reason for r in batch.rejects] == ["missing_field", "missing_field"]
+        assert [r.reason for r in batch.rejects] == ["missing_field", "type_error"]  # prompt not an object
         assert batch.events.height == 1
         assert_no_secret(batch.rejects)
 
 
-def test_redact() -> None:
-    obj = {"request_id": "r", "prompt": {"text": SECRET, "turns": 2}, "usage": {"input_tokens": 1}}
-    out = json.loads(redact(json.dumps(obj).encode()))
-    assert out == {**obj, "prompt": {"text": REDACTED, "turns": 2}}
-    # nothing to redact: content unchanged
-    for keep in ({"prompt": {"text": None}}, {"prompt": None}, {"a": 1}, [1, 2], "text"):
-        assert json.loads(redact(json.dumps(keep).encode())) == keep
-    # truncated / invalid JSON
-    cases = [
-        b'{"request_id": "r", "prompt": {"text": "' + SECRET.encode() + b" more",
-        b'{"prompt": {"text": "' + SECRET.encode() + b' \\"quoted\\" more", "turns": 2',
-        b'{"prompt": {"text" :  "' + SECRET.encode() + b"\\",
-        b'{"prompt": {"text": "' + SECRET.encode() + b"\\n\\",
-        b'{"prompt": {"text": "' + SECRET.encode() + b'"}, "x": ',
-        b'{"prompt": {"text": "' + SECRET.encode() + b"\xff\xfe broken utf8",
-    ]
-    for raw in cases:
-        red = redact(raw)
-        assert SECRET.encode()[4:16] not in red, raw
-        assert REDACTED.encode() in red
-        assert red.startswith(raw[: raw.index(b'"text"')])  # the rest of the record is kept for debugging
-    assert b'"turns": 2' in redact(cases[1])
+def test_dead_letter_payload_is_structural() -> None:
+    obj = {
+        "request_id": "r",
+        "account_id": "acct_1",
+        "prompt": {"text": SECRET, "turns": 2, "content": SECRET},
+        "usage": {"input_tokens": 1},
+        "messages": [{"content": SECRET}],
+        SECRET: 1,
+    }
+    raw = json.dumps(obj).encode()
+    out = json.loads(summarize(raw))
+    assert out["metadata"] == {"request_id": "r", "account_id": "acct_1"}
+    assert out["fields"]["prompt.text"] == {"type": "string", "len": len(SECRET)}
+    assert out["fields"]["prompt"] == {"type": "object", "len": 3}
+    assert out["unknown_fields"] == 3  # prompt.content, messages and the key made of text: counted only
+    assert out["bytes"] == len(raw) and SECRET not in json.dumps(out)
+    # truncated / invalid JSON: size and hash only
+    for cut in (raw[:40], raw[:-1], b"\xff" + raw, b"x\x9c" + raw):
+        red = json.loads(summarize(cut))
+        assert red["json"] == "unparsable" and set(red) == {"bytes", "sha256", "json"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -541,7 +536,8 @@ def test_parquet_missing_optional_fields_and_columns(tmp_path: Path) -> None:
     for col in ("user_agent", "max_tokens", "prompt_text", "stop_reason", "reasoning_tokens", "org_id"):
         assert e[col].null_count() == e.height, col
     # conform() alone fills every RAW_SCHEMA column
-    assert conform(frame, "sparse.parquet").schema == RAW_SCHEMA
+    conformed = conform(frame)
+    assert conformed.drop("_fail").schema == RAW_SCHEMA and conformed["_fail"].null_count() == frame.height
 
 
 def test_parquet_reject_raw_is_redacted(good: dict[str, bytes], tmp_path: Path) -> None:
@@ -550,41 +546,66 @@ def test_parquet_reject_raw_is_redacted(good: dict[str, bytes], tmp_path: Path) 
     batch = decode_frame(_to_parquet(rows, tmp_path / "s.parquet"), file_pos("s.parquet"))
     assert [(r.position, r.field) for r in batch.rejects] == [("s.parquet:2", "usage.output_tokens")]
     assert_no_secret(batch.rejects)
-    assert json.loads(batch.rejects[0].raw)["request_id"] == "req_0002"
+    assert json.loads(batch.rejects[0].raw)["metadata"]["request_id"] == "req_0002"
 
 
-def test_parquet_naive_timestamps_raise(good: dict[str, bytes], tmp_path: Path) -> None:
+def test_parquet_naive_timestamps_reject_rows(good: dict[str, bytes], tmp_path: Path) -> None:
+    """Issue 14 (8): a naive Parquet timestamp aborted the replay; now each such row is a reject."""
     rows = [json.loads(raw) for raw in good.values()]
     frame = _to_parquet(rows, tmp_path / "g.parquet")
     naive_ts = frame.with_columns(
         pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z").dt.replace_time_zone(None)
     )
     assert naive_ts.schema["ts"] == pl.Datetime("us", None)
-    with pytest.raises(SchemaMismatchError, match="naive"):
-        decode_frame(naive_ts, file_pos("naive.parquet"))
+    batch = decode_frame(naive_ts, file_pos("naive.parquet"))
+    check_invariants(batch)
+    assert batch.events.height == 0 and {(r.reason, r.field) for r in batch.rejects} == {("invalid_value", "ts")}
+    assert "naive" in batch.rejects[0].detail
     naive_created = frame.with_columns(
         pl.col("account").struct.with_fields(
             pl.field("created_at").str.to_datetime(time_zone="UTC").dt.replace_time_zone(None)
         )
     )
-    with pytest.raises(SchemaMismatchError, match="naive"):
-        decode_frame(naive_created, file_pos("naive.parquet"))
+    batch = decode_frame(naive_created, file_pos("naive.parquet"))
+    check_invariants(batch)
+    with_created = [r for r in rows if (r.get("account") or {}).get("created_at")]
+    assert len(batch.rejects) == len(with_created) and batch.events.height == len(rows) - len(with_created)
+    assert {r.field for r in batch.rejects} == {"account.created_at"}
 
 
-def test_parquet_wrong_column_types_raise(tmp_path: Path) -> None:
-    frame = pl.DataFrame(
-        {
-            "schema_version": [1],
-            "request_id": ["r"],
-            "ts": ["2026-02-10T12:00:00Z"],
-            "account_id": ["a"],
-            "model": ["m"],
-            "client": ["1.2.3.4"],
-            "usage": [{"input_tokens": 1, "output_tokens": 1}],
-        }
+def test_parquet_wrong_column_types_reject_rows_one_by_one(tmp_path: Path) -> None:
+    """Issue 14 (8): a wrong column type or one non-integer token count rejects rows, none vanish."""
+    base = {
+        "schema_version": [1, 1, 1],
+        "request_id": ["r1", "r2", "r3"],
+        "ts": ["2026-02-10T12:00:00Z"] * 3,
+        "account_id": ["a", "b", "c"],
+        "model": ["m"] * 3,
+        "usage": [{"input_tokens": 1, "output_tokens": 1}] * 3,
+    }
+    wrong_client = pl.DataFrame({**base, "client": ["1.2.3.4", None, "1.2.3.5"]})
+    batch = decode_frame(wrong_client, file_pos("wrong.parquet"))
+    check_invariants(batch)
+    assert [(r.position, r.reason, r.field) for r in batch.rejects] == [
+        ("wrong.parquet:1", "type_error", "client"),
+        ("wrong.parquet:2", "missing_field", "client.ip"),
+        ("wrong.parquet:3", "type_error", "client"),
+    ]
+    ok_client = {"client": [{"ip": "1.2.3.4"}] * 3}
+    fractional = pl.DataFrame(
+        {**base, **ok_client, "usage": [{"input_tokens": t, "output_tokens": 1.0} for t in (1.0, 2.5, 3.0)]}
     )
-    with pytest.raises(SchemaMismatchError, match="client"):
-        decode_frame(frame, file_pos("wrong.parquet"))
+    batch = decode_frame(fractional, file_pos("frac.parquet"))
+    check_invariants(batch)
+    assert batch.events["input_tokens"].to_list() == [1, 3]  # integral floats are integers, as in JSON
+    assert [(r.position, r.reason, r.field) for r in batch.rejects] == [
+        ("frac.parquet:2", "type_error", "usage.input_tokens")
+    ]
+    text_tokens = pl.DataFrame({**base, **ok_client, "status": ["200", None, "x"]})
+    batch = decode_frame(text_tokens, file_pos("text.parquet"))
+    check_invariants(batch)
+    assert [r.position for r in batch.rejects] == ["text.parquet:1", "text.parquet:3"]
+    assert batch.events["request_id"].to_list() == ["r2"]
 
 
 # --------------------------------------------------------------------------------------------------

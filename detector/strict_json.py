@@ -1,0 +1,141 @@
+"""Where polars' JSON reader is laxer than the contract, and the exact per-record check behind it.
+
+``pl.read_ndjson`` with a schema turns any JSON value in a String column into text (``5`` -> "5",
+``{"a": 1}`` -> '{"a": 1}'), keeps the first of two duplicate keys (JSON parsers keep the last), and
+decodes a lone surrogate escape to U+0000. Integer columns are strict (``1.0`` fails, though the
+contract's "integer" takes it), as are Boolean and Struct columns. So the fast path parses a whole batch
+with polars, and ``suspects`` names the records it may have read wrong: a string-typed contract key
+whose value is not a string or null, a contract key written twice, a key spelled with escapes, a
+surrogate escape. Those records, and every record polars refuses, are re-read here one by one with
+orjson (strict RFC 8259) and checked for duplicate keys and exact JSON types; a record that passes is
+re-serialised with exact types (``1.0`` -> ``1``) and validated column-wise with the rest, so the
+value checks exist once. The regular expressions run in polars (Rust regex: linear time).
+
+Decisions where JSON leaves a choice: duplicate keys (at any depth) reject the record; integers must fit
+in 64 signed bits (the contract sets no maximum; a count beyond 2^63 is not a count); a UTF-8 byte order
+mark is stripped from the start of a record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import polars as pl
+
+from detector.schema import RAW_SCHEMA
+
+_WS = r"[ \t\r\n]*"
+_STRING_KEYS = sorted(
+    {name for name, dtype in RAW_SCHEMA.items() if dtype == pl.String}
+    | {
+        f.name
+        for dtype in RAW_SCHEMA.values()
+        if isinstance(dtype, pl.Struct)
+        for f in dtype.fields
+        if f.dtype == pl.String
+    }
+)
+_ALL_KEYS = sorted(
+    set(RAW_SCHEMA.keys())
+    | {f.name for dtype in RAW_SCHEMA.values() if isinstance(dtype, pl.Struct) for f in dtype.fields}
+)
+#: A string-typed contract key whose value starts with anything but a quote or ``n`` (null); a key
+#: written with an escape (after ``{`` or ``,`` a quote then a backslash before the next quote); a
+#: surrogate escape. Each may also match inside an unknown field or a string: that only costs a slow path.
+SUSPECT_RE = (
+    rf'"(?:{"|".join(_STRING_KEYS)})"{_WS}:{_WS}[^"n \t\r\n]'
+    rf'|[{{,]{_WS}"[^"\\]*\\'
+    r"|\\u[dD][89a-fA-F]"
+)
+_KEY_RE = rf'"(?:{"|".join(_ALL_KEYS)})"{_WS}:'
+
+BOM = b"\xef\xbb\xbf"
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def suspects(lines: pl.Series) -> pl.Series:
+    """Boolean per line: polars' parse of it may differ from a strict JSON parser's (see module doc)."""
+    keys = lines.str.extract_all(_KEY_RE)
+    return (
+        lines.str.contains(SUSPECT_RE).fill_null(True)
+        | (keys.list.len() != keys.list.unique().list.len()).fill_null(True)
+    ).alias("suspect")
+
+
+class StrictError(ValueError):
+    """A record a strict JSON reading of the contract refuses: ``reason``, ``field`` and a detail."""
+
+    def __init__(self, reason: str, field: str | None, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise StrictError("duplicate_key", None, "a key appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _leaf(path: str, dtype: pl.DataType, value: Any) -> Any:
+    """``value`` with exact JSON types for ``dtype``, integral floats as ints; raises ``StrictError``."""
+    if value is None:
+        return None
+    ok: bool
+    if dtype == pl.String:
+        ok = isinstance(value, str)
+    elif dtype == pl.Boolean:
+        ok = isinstance(value, bool)
+    elif dtype == pl.Float64:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:
+                raise StrictError("invalid_value", path, f"{path}: number out of range") from None
+    elif dtype == pl.Int64:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2.0**63:
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not _I64[0] <= value <= _I64[1]:
+            raise StrictError("invalid_value", path, f"{path}: integer outside the signed 64-bit range")
+    else:  # pragma: no cover - RAW_SCHEMA has no other leaf types
+        ok = False
+    if not ok:
+        raise StrictError("type_error", path, f"{path}: wrong JSON type ({type(value).__name__})")
+    return value
+
+
+def exact(record: bytes) -> bytes:
+    """The record re-serialised with exact contract types and only contract fields; or ``StrictError``.
+
+    Value checks (ranges, lengths, formats) are left to the column-wise validation.
+    """
+    if record.startswith(BOM):
+        record = record[len(BOM) :]
+    try:
+        orjson.loads(record)  # strict RFC 8259: UTF-8, surrogates, no NaN, nesting depth
+        obj = json.loads(record, object_pairs_hook=_no_duplicates)
+    except StrictError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise StrictError("not_json", None, "not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise StrictError("not_object", None, f"expected a JSON object, got {type(obj).__name__}")
+    out: dict[str, Any] = {}
+    for name, dtype in RAW_SCHEMA.items():
+        value = obj.get(name)
+        if isinstance(dtype, pl.Struct):
+            if value is None:
+                out[name] = None
+                continue
+            if not isinstance(value, dict):
+                raise StrictError("type_error", name, f"{name}: expected an object ({type(value).__name__})")
+            out[name] = {f.name: _leaf(f"{name}.{f.name}", f.dtype, value.get(f.name)) for f in dtype.fields}
+        else:
+            out[name] = _leaf(name, dtype, value)
+    return orjson.dumps(out)
