@@ -17,6 +17,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
@@ -390,11 +391,11 @@ def _bisect(records: list[bytes], idx: list[int]) -> tuple[list[pl.DataFrame], l
 # --------------------------------------------------------------------------------------------------
 # Parquet / already-structured frames
 # --------------------------------------------------------------------------------------------------
-def _is_text(dtype: pl.DataType) -> bool:
+def _is_text(dtype: Any) -> bool:
     return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum | pl.Categorical)
 
 
-def _leaf(col: pl.Expr, have: pl.DataType, want: pl.DataType, path: str) -> tuple[pl.Expr, pl.Expr]:
+def _leaf(col: pl.Expr, have: Any, want: Any, path: str) -> tuple[pl.Expr, pl.Expr]:
     """(value in ``want``'s type, failure tag per row: ``reason|path`` or null) for one Parquet leaf.
 
     The types a JSON record could carry are accepted, like ``strict_json`` reads JSON: integers and
@@ -408,11 +409,9 @@ def _leaf(col: pl.Expr, have: pl.DataType, want: pl.DataType, path: str) -> tupl
             return pl.lit(None, pl.String), pl.when(present).then(pl.lit(f"invalid_value|{path}|naive"))
         value = col.dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")
     elif want == pl.String:
-        ok = _is_text(have)
-        value, bad = (col.cast(pl.String), bad) if ok else (pl.lit(None, pl.String), present)
+        value, bad = (col.cast(pl.String), bad) if _is_text(have) else (pl.lit(None, pl.String), present)
     elif want == pl.Boolean:
-        ok = have == pl.Boolean
-        value, bad = (col, bad) if ok else (pl.lit(None, pl.Boolean), present)
+        value, bad = (col, bad) if have == pl.Boolean else (pl.lit(None, pl.Boolean), present)
     elif want == pl.Float64 and (have.is_integer() or have.is_float()):
         value = col.cast(pl.Float64)
         bad = present & ~value.is_finite()
@@ -421,8 +420,8 @@ def _leaf(col: pl.Expr, have: pl.DataType, want: pl.DataType, path: str) -> tupl
         return value, pl.when(present & value.is_null()).then(pl.lit(f"invalid_value|{path}|range"))
     elif want == pl.Int64 and have.is_float():
         f = col.cast(pl.Float64)
-        ok = f.is_finite() & (f == f.floor()) & (f.abs() < 2.0**63)
-        value, bad = pl.when(ok).then(f.cast(pl.Int64, strict=False)), present & ~ok
+        integral = f.is_finite() & (f == f.floor()) & (f.abs() < 2.0**63)
+        value, bad = pl.when(integral).then(f.cast(pl.Int64, strict=False)), present & ~integral
     else:
         value, bad = pl.lit(None, want), present
     return value, pl.when(bad).then(pl.lit(f"type_error|{path}|type"))

@@ -81,7 +81,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _leaf(path: str, dtype: pl.DataType, value: Any) -> Any:
+def _leaf(path: str, dtype: Any, value: Any) -> Any:
     """``value`` with exact JSON types for ``dtype``, integral floats as ints; raises ``StrictError``."""
     if value is None:
         return None

@@ -24,6 +24,7 @@ from polars.testing import assert_frame_equal
 
 import detector.decode as decode_module
 from detector.contracts import GatewayEvent
+from detector.deadletter import summarize
 from detector.decode import (
     MAX_RECORD_BYTES,
     REASONS,
@@ -33,7 +34,6 @@ from detector.decode import (
     decode_frame,
     decode_lines,
 )
-from detector.deadletter import summarize
 from detector.schema import EVENT_SCHEMA, FIELD_PATHS, RAW_SCHEMA
 
 pytestmark = pytest.mark.shared
@@ -559,7 +559,9 @@ def test_parquet_naive_timestamps_reject_rows(good: dict[str, bytes], tmp_path: 
     assert naive_ts.schema["ts"] == pl.Datetime("us", None)
     batch = decode_frame(naive_ts, file_pos("naive.parquet"))
     check_invariants(batch)
-    assert batch.events.height == 0 and {(r.reason, r.field) for r in batch.rejects} == {("invalid_value", "ts")}
+    assert batch.events.height == 0 and {(r.reason, r.field) for r in batch.rejects} == {
+        ("invalid_value", "ts")
+    }
     assert "naive" in batch.rejects[0].detail
     naive_created = frame.with_columns(
         pl.col("account").struct.with_fields(

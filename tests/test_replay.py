@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from detector.app import build_engine
 from detector.cli import app
-from detector.runtime.replay import replay
+from detector.runtime.replay import EXIT_REJECTED_INPUTS, replay
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -28,7 +28,7 @@ def test_good_examples_replay_with_no_rejects(shared_dir: Path, tmp_path: Path) 
     assert s.records == len(good) and s.events == len(good) and not s.rejects
 
 
-def test_bad_examples_each_rejected_with_reason_and_exit_0(shared_dir: Path, tmp_path: Path) -> None:
+def test_bad_examples_each_rejected_with_reason_and_exit_5(shared_dir: Path, tmp_path: Path) -> None:
     bad_dir = shared_dir / "contracts" / "examples" / "bad"
     bad = sorted(bad_dir.iterdir())
     result = runner.invoke(
@@ -45,7 +45,7 @@ def test_bad_examples_each_rejected_with_reason_and_exit_0(shared_dir: Path, tmp
             "--json",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_REJECTED_INPUTS == 5, result.output  # completed, inputs rejected
     summary = json.loads(result.stdout)
     assert summary["events"] == 0 and sum(summary["rejects"].values()) == len(bad)
     rejects = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,10 +41,15 @@ def replay(
     no_models: Annotated[bool, typer.Option("--no-models", help="Rules only.")] = False,
     summary_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Replay logged traffic through the engine, deterministically, and write alerts."""
+    """Replay logged traffic through the engine, deterministically, and write alerts.
+
+    Exit 0: every input record was read and decoded; 5: completed, but some inputs (records, rows or
+    unreadable files) were rejected (see --rejects-out); 2: an input is missing.
+    """
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 
     from detector.io.files import expand_inputs, input_size
+    from detector.runtime.replay import EXIT_REJECTED_INPUTS
     from detector.runtime.replay import replay as run_replay
 
     files = expand_inputs(paths)
@@ -78,7 +83,13 @@ def replay(
     }
     if summary_json:
         print(json.dumps(out, indent=2))
-        return
+    else:
+        _print_replay_summary(summary, engine.stats.suppressed)
+    if summary.rejects:
+        raise typer.Exit(EXIT_REJECTED_INPUTS)
+
+
+def _print_replay_summary(summary: Any, suppressed: Any) -> None:
     t = Table(title="replay summary")
     t.add_column("what")
     t.add_column("count", justify="right")
@@ -91,7 +102,7 @@ def replay(
     for sev in ("low", "medium", "high", "critical"):
         t.add_row(f"  episodes: {sev} (latest revision)", str(summary.episodes.get(sev, 0)))
     t.add_row("alert revisions (updates included)", str(summary.revisions))
-    for kind, n in sorted(engine.stats.suppressed.items()):
+    for kind, n in sorted(suppressed.items()):
         t.add_row(f"suppressed by allow-list: {kind}", str(n))
     Console().print(t)
 

@@ -36,6 +36,9 @@ from detector.io.sinks import DeadLetter, JsonlSink, Outputs
 from detector.runtime.merge import EventTimeMerge
 from detector.schema import EPOCH, parse_ts
 
+#: Exit status of ``detector replay`` when it completed but rejected some inputs (records, Parquet rows
+#: or whole unreadable files; each is in the rejects file with its reason and position).
+EXIT_REJECTED_INPUTS = 5
 #: Events handed to the engine per call on the global-sort path (the engine closes ticks by event
 #: time, not by slice).
 SLICE_ROWS = 50_000
