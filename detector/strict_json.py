@@ -11,7 +11,9 @@ orjson (strict RFC 8259) and checked for duplicate keys and exact JSON types; a 
 re-serialised with exact types (``1.0`` -> ``1``) and validated column-wise with the rest, so the
 value checks exist once. The regular expressions run in polars (Rust regex: linear time).
 
-Decisions where JSON leaves a choice: duplicate keys (at any depth) reject the record; integers must fit
+Decisions where JSON leaves a choice: a contract key written twice in its object (top level, or inside
+``client``, ``usage``, ...) rejects the record (``duplicate_key``); duplicates among keys the contract
+does not define are ignored like those keys; integers must fit
 in 64 signed bits (the contract sets no maximum; a count beyond 2^63 is not a count); a UTF-8 byte order
 mark is stripped from the start of a record.
 """
@@ -72,13 +74,27 @@ class StrictError(ValueError):
         self.reason, self.field, self.detail = reason, field, detail
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it saw twice (JSON parsers keep the last value)."""
+
+    dups: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    out = _Object()
     for key, value in pairs:
         if key in out:
-            raise StrictError("duplicate_key", None, "a key appears twice in one object")
+            out.dups += (key,)
         out[key] = value
     return out
+
+
+def _check_dup(obj: Any, where: str | None, names: Any) -> None:
+    """Refuse a contract key written twice in ``obj`` (``names``: the contract's keys there)."""
+    for key in obj.dups if isinstance(obj, _Object) else ():
+        if key in names:
+            path = f"{where}.{key}" if where else key
+            raise StrictError("duplicate_key", path, f"{path}: the key appears twice in one object")
 
 
 def _leaf(path: str, dtype: Any, value: Any) -> Any:
@@ -119,17 +135,17 @@ def exact(record: bytes) -> bytes:
         record = record[len(BOM) :]
     try:
         orjson.loads(record)  # strict RFC 8259: UTF-8, surrogates, no NaN, nesting depth
-        obj = json.loads(record, object_pairs_hook=_no_duplicates)
-    except StrictError:
-        raise
+        obj = json.loads(record, object_pairs_hook=_pairs)
     except (ValueError, RecursionError) as exc:
         raise StrictError("not_json", None, "not valid JSON") from exc
     if not isinstance(obj, dict):
         raise StrictError("not_object", None, f"expected a JSON object, got {type(obj).__name__}")
+    _check_dup(obj, None, RAW_SCHEMA)
     out: dict[str, Any] = {}
     for name, dtype in RAW_SCHEMA.items():
         value = obj.get(name)
         if isinstance(dtype, pl.Struct):
+            _check_dup(value, name, {f.name for f in dtype.fields})
             if value is None:
                 out[name] = None
                 continue

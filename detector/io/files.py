@@ -91,8 +91,10 @@ def _jsonl(path: Path, chunk_bytes: int, max_record_bytes: int, state: dict[str,
     long_line: tuple[int, hashlib._Hash] | None = None  # an over-long line being skipped: bytes, hash
     with _open(path) as fh:
         while True:
-            block = fh.read(chunk_bytes)
+            block, error = _read_block(fh, chunk_bytes)
             if not block:
+                if error is not None:
+                    raise error
                 break
             if long_line is not None:  # skip the rest of an over-long line
                 end = block.find(b"\n")
@@ -115,10 +117,28 @@ def _jsonl(path: Path, chunk_bytes: int, max_record_bytes: int, state: dict[str,
             yield Chunk(path, _decode_block(body, path, line_base, max_record_bytes), len(block))
             line_base += body.count(b"\n")
             state["line"] = line_base
+            if error is not None:  # what was read before the fault is decoded; the rest is one reject
+                raise error
         if long_line is not None:
             yield Chunk(path, _oversized(name, line_base, *long_line, max_record_bytes), 0)
         elif tail.strip():
             yield Chunk(path, _decode_block(tail, path, line_base, max_record_bytes), 0)
+
+
+def _read_block(fh: BinaryIO, size: int) -> tuple[bytes, Exception | None]:
+    """Up to ``size`` bytes, read in pieces so that a fault (a truncated gzip) keeps what came before."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        try:
+            piece = fh.read(min(size - got, 1 << 20))
+        except Exception as exc:  # EOFError, BadGzipFile, zlib.error, OSError
+            return b"".join(parts), exc
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts), None
 
 
 def _oversized(name: str, line_base: int, size: int, h: hashlib._Hash, limit: int) -> DecodedBatch:
