@@ -62,13 +62,16 @@ def _dup_in_contract_position(raw: bytes) -> bool:
 
 
 def _int_out_of_range(obj: dict[str, Any]) -> bool:
+    """An integer field holding an integer (or integral float) outside 64 signed bits."""
     for parent, leaf in _INT_FIELDS:
         holder = obj if parent is None else obj.get(parent)
         value = holder.get(leaf) if isinstance(holder, dict) else None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if abs(value) >= 2**63 and (isinstance(value, int) or value.is_integer()):
-                if not (isinstance(value, int) and value == -(2**63)):
-                    return True
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return True
+        if isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+            return True
     return False
 
 
