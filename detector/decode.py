@@ -310,8 +310,7 @@ def decode_lines(
         else:
             fast.append(i)
 
-    frames, refused = _bisect(records, fast)
-    slow += refused
+    frames = _bisect(records, fast, slow, reject, rejects)
     if frames:
         frame = pl.concat(frames) if len(frames) > 1 else frames[0]
         lines_col = pl.Series([records[i] for i in frame["_pos"]], dtype=pl.Binary)
@@ -365,14 +364,25 @@ def _dedupe(good: pl.DataFrame) -> tuple[pl.DataFrame, int]:
 
 
 #: Below this many records a refused slice is read strictly record by record instead of bisected.
-_BISECT_LEAF = 4
+_BISECT_LEAF = 32
 
 
-def _bisect(records: list[bytes], idx: list[int]) -> tuple[list[pl.DataFrame], list[int]]:
-    """Parse ``records[idx]`` with polars, isolating the records it refuses (O(bad * log n) parses)."""
+def _bisect(
+    records: list[bytes],
+    idx: list[int],
+    slow: list[int],
+    reject: Callable[[str, str | None, str, int], Reject],
+    rejects: list[Reject],
+) -> list[pl.DataFrame]:
+    """Parse ``records[idx]`` with polars, isolating the records it refuses (O(bad * log n) parses).
+
+    When the whole batch is refused, records that are not JSON objects at all (orjson refuses them: a
+    truncated or binary record) are rejected first, so that a flood of them costs one C parse each
+    rather than a bisection. Refused records go to ``slow``.
+    """
     frames: list[pl.DataFrame] = []
-    refused: list[int] = []
     stack = [idx] if idx else []
+    first = True
     while stack:
         part = stack.pop()
         raw = _parse([records[i] for i in part])
@@ -380,12 +390,39 @@ def _bisect(records: list[bytes], idx: list[int]) -> tuple[list[pl.DataFrame], l
             frames.append(
                 raw.with_columns(pl.Series("_pos", part, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())
             )
-        elif len(part) <= _BISECT_LEAF:
-            refused += part
+            continue
+        if first:
+            first = False
+            part = _triage(records, part, reject, rejects)
+            stack.append(part)
+            continue
+        if len(part) <= _BISECT_LEAF:
+            slow += part
         else:
             mid = len(part) // 2
             stack += [part[mid:], part[:mid]]
-    return frames, refused
+    return frames
+
+
+def _triage(
+    records: list[bytes],
+    idx: list[int],
+    reject: Callable[[str, str | None, str, int], Reject],
+    rejects: list[Reject],
+) -> list[int]:
+    """Reject the records that are not JSON (``not_json``) or not an object; return the others."""
+    keep: list[int] = []
+    for i in idx:
+        try:
+            obj = orjson.loads(records[i])
+        except orjson.JSONDecodeError:
+            rejects.append(reject("not_json", None, "not valid JSON", i))
+            continue
+        if isinstance(obj, dict):
+            keep.append(i)
+        else:
+            rejects.append(reject("not_object", None, f"expected a JSON object, got {type(obj).__name__}", i))
+    return keep
 
 
 # --------------------------------------------------------------------------------------------------

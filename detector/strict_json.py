@@ -21,6 +21,7 @@ mark is stripped from the start of a record.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -53,6 +54,7 @@ SUSPECT_RE = (
 )
 _KEY_RE = rf'"(?:{"|".join(_ALL_KEYS)})"{_WS}:'
 
+_KEY_BYTES_RE = re.compile(rf'"(?:{"|".join(_ALL_KEYS)})"{_WS}:'.encode())
 BOM = b"\xef\xbb\xbf"
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -134,8 +136,10 @@ def exact(record: bytes) -> bytes:
     if record.startswith(BOM):
         record = record[len(BOM) :]
     try:
-        orjson.loads(record)  # strict RFC 8259: UTF-8, surrogates, no NaN, nesting depth
-        obj = json.loads(record, object_pairs_hook=_pairs)
+        obj = orjson.loads(record)  # strict RFC 8259: UTF-8, surrogates, no NaN, nesting depth
+        keys = _KEY_BYTES_RE.findall(record)
+        if len(keys) != len(set(keys)) or b"\\" in record:  # a key twice (or escaped): find out where
+            obj = json.loads(record, object_pairs_hook=_pairs)
     except (ValueError, RecursionError) as exc:
         raise StrictError("not_json", None, "not valid JSON") from exc
     if not isinstance(obj, dict):
