@@ -44,15 +44,17 @@ _ALL_KEYS = sorted(
     set(RAW_SCHEMA.keys())
     | {f.name for dtype in RAW_SCHEMA.values() if isinstance(dtype, pl.Struct) for f in dtype.fields}
 )
-#: A string-typed contract key whose value starts with anything but a quote or ``n`` (null); a key
-#: written with an escape (after ``{`` or ``,`` a quote then a backslash before the next quote); a
-#: surrogate escape. Each may also match inside an unknown field or a string: that only costs a slow path.
+#: A string-typed contract key whose value starts with anything but a quote or ``n`` (null); a contract
+#: key with white space before its colon (the duplicate check lists ``"key":``); a key written with an
+#: escape (after ``{`` or ``,`` a quote then a backslash before the next quote); a surrogate escape.
+#: Each may also match inside an unknown field or a string: that only costs a slow path.
 SUSPECT_RE = (
     rf'"(?:{"|".join(_STRING_KEYS)})"{_WS}:{_WS}[^"n \t\r\n]'
+    rf'|"(?:{"|".join(_ALL_KEYS)})"[ \t\r\n]+:'
     rf'|[{{,]{_WS}"[^"\\]*\\'
     r"|\\u[dD][89a-fA-F]"
 )
-_KEY_RE = rf'"(?:{"|".join(_ALL_KEYS)})"{_WS}:'
+_KEY_LITERALS = [f'"{k}":' for k in _ALL_KEYS]
 
 _KEY_BYTES_RE = re.compile(rf'"(?:{"|".join(_ALL_KEYS)})"{_WS}:'.encode())
 BOM = b"\xef\xbb\xbf"
@@ -60,11 +62,15 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 
 
 def suspects(lines: pl.Series) -> pl.Series:
-    """Boolean per line: polars' parse of it may differ from a strict JSON parser's (see module doc)."""
-    keys = lines.str.extract_all(_KEY_RE)
+    """Boolean per line: polars' parse of it may differ from a strict JSON parser's (see module doc).
+
+    A contract key written twice is found by listing every ``"<contract key>":`` (Aho-Corasick); a key
+    with white space before its colon is a suspect in itself.
+    """
+    keys = lines.str.extract_many(_KEY_LITERALS)
     return (
         lines.str.contains(SUSPECT_RE).fill_null(True)
-        | (keys.list.len() != keys.list.unique().list.len()).fill_null(True)
+        | (keys.list.n_unique() != keys.list.len()).fill_null(True)
     ).alias("suspect")
 
 
