@@ -30,10 +30,9 @@ from detector.decode import (
     REASONS,
     DecodedBatch,
     Reject,
-    conform,
-    decode_frame,
     decode_lines,
 )
+from detector.decode_parquet import conform, decode_frame
 from detector.schema import EVENT_SCHEMA, FIELD_PATHS, RAW_SCHEMA
 
 pytestmark = pytest.mark.shared

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.app import build_engine
-from detector.decode import Reject, decode_frame, decode_lines
+from detector.decode import Reject, decode_lines
+from detector.decode_parquet import decode_frame
 from detector.io.files import iter_file, iter_jsonl
 from detector.runtime.replay import replay
 from detector.runtime.stream.decoding import decode_poll

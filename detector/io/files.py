@@ -22,10 +22,10 @@ from detector.decode import (
     MAX_RECORD_BYTES,
     DecodedBatch,
     Reject,
-    decode_frame,
     decode_lines,
     empty_events_with_pos,
 )
+from detector.decode_parquet import decode_frame
 
 #: Bytes per JSON Lines chunk (~200k events of 1.3 KB). A plain file up to this size is handed to polars
 #: by path (memory-mapped, parallel parse: the fastest read); bigger or gzipped files go in chunks.
