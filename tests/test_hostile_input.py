@@ -349,7 +349,7 @@ def records(draw: st.DrawFn) -> bytes:
     return raw
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(records(), min_size=1, max_size=8))
 def test_decoder_and_contract_accept_exactly_the_same_records(batch: list[bytes]) -> None:
     v = contract_judge.validator()
