@@ -17,9 +17,12 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, overload
 
+import numpy as np
 import orjson
 import polars as pl
+import pyarrow as pa
 
 from detector.deadletter import summarize
 from detector.schema import EVENT_SCHEMA, FIELD_PATHS, RAW_SCHEMA, flatten_exprs, parse_ts
@@ -286,7 +289,11 @@ def decode_lines(
     """
     if isinstance(lines, Path):
         lines = lines.read_bytes()
+    records: Sequence[bytes]
     if isinstance(lines, bytes | bytearray | memoryview):
+        done = _decode_buffer(bytes(lines), position_of, max_record_bytes)
+        if done is not None:
+            return done
         records, orig = _lines(bytes(lines))
     else:  # Kafka values: each is a record, a null or blank one too (rejected below)
         records, orig = list(lines), list(range(len(lines)))
@@ -310,13 +317,32 @@ def decode_lines(
             fast.append(i)
 
     frames = _bisect(records, fast, slow, reject, rejects)
-    if frames:
-        frame = pl.concat(frames) if len(frames) > 1 else frames[0]
-        lines_col = pl.Series([records[i] for i in frame["_pos"]], dtype=pl.Binary)
+    frame = pl.concat(frames) if len(frames) > 1 else frames[0] if frames else None
+    lines_col = pl.Series([records[i] for i in frame["_pos"]], dtype=pl.Binary) if frame is not None else None
+    return _finish(frame, lines_col, records, orig, position_of, reject, rejects, slow)
+
+
+def _finish(
+    frame: pl.DataFrame | None,
+    lines_col: pl.Series | None,
+    records: Sequence[bytes],
+    orig: Sequence[int],
+    position_of: Callable[[int], str],
+    reject: Callable[[str, str | None, str, int], Reject],
+    rejects: list[Reject],
+    slow: list[int],
+) -> DecodedBatch:
+    """Strict re-reading of the suspects and refused records, column-wise validation, de-duplication.
+
+    ``frame``: what polars parsed (``_pos`` + ``RAW_SCHEMA``), ``lines_col`` its records' bytes.
+    """
+    frames: list[pl.DataFrame] = []
+    if frame is not None and lines_col is not None:
         flag = suspects(lines_col.cast(pl.String, strict=False))
         if flag.any():
             slow += frame.filter(flag)["_pos"].to_list()
-            frames = [frame.filter(~flag)]
+            frame = frame.filter(~flag)
+        frames.append(frame)
     frames += _strict(records, slow, reject, rejects)
 
     raw_frame = pl.concat(frames) if frames else pl.DataFrame(schema={"_pos": pl.UInt32, **RAW_SCHEMA})
@@ -329,8 +355,76 @@ def decode_lines(
     return DecodedBatch(deduped, rejects, duplicates=dups, records=len(records))
 
 
+class _Buffer(Sequence[bytes]):
+    """The records of a JSON Lines buffer, sliced out on demand (no Python object per line)."""
+
+    def __init__(self, data: bytes, starts: np.ndarray[Any, Any], ends: np.ndarray[Any, Any]) -> None:
+        self.data, self.starts, self.ends = data, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[bytes]: ...
+    def __getitem__(self, i: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.data[int(self.starts[i]) : int(self.ends[i])]
+
+
+def _newlines(data: bytes, step: int = 1 << 22) -> np.ndarray[Any, Any]:
+    """Offsets of every ``\\n`` in ``data`` (in 4 MiB steps: one big boolean array is 10x slower)."""
+    a = np.frombuffer(data, np.uint8)
+    buf = np.empty(min(step, len(a)), bool)
+    out = [np.empty(0, np.int64)]
+    for i in range(0, len(a), step):
+        part = a[i : i + step]
+        mask = buf[: len(part)]
+        np.equal(part, 10, out=mask)
+        out.append(np.flatnonzero(mask) + i)
+    return np.concatenate(out)
+
+
+def _decode_buffer(data: bytes, position_of: Callable[[int], str], limit: int) -> DecodedBatch | None:
+    """The common JSON Lines chunk in one polars parse, with no Python object per line; None when the
+    chunk needs the per-record path (a line over ``limit``, a BOM, a blank-looking line polars skips, a
+    record polars refuses)."""
+    if not data or data.startswith(BOM):
+        return None
+    nl = _newlines(data)
+    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+    ends = np.concatenate((nl, [len(data)])).astype(np.int64)
+    lens = ends - starts
+    if int(lens.max()) > limit:
+        return None
+    keep = np.flatnonzero(lens > 0)
+    # compression magic is sniffed at the start of the buffer only: a leading newline defeats it
+    src = data if data[:1] in (b"{", b" ", b"\t", b"\r", b"\n") else b"\n" + data
+    try:
+        frame = pl.read_ndjson(io.BytesIO(src), schema=RAW_SCHEMA)
+    except Exception:  # any reader error: the per-record path bisects to the bad records
+        return None
+    if frame.height != len(keep):  # a white-space-only line polars skipped: count lines the slow way
+        return None
+    offsets = np.append(starts, len(data)).astype(np.int64)
+    arrow = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    lines_col = pl.Series("line", arrow).gather(pl.Series(keep, dtype=pl.UInt32))
+    records = _Buffer(data, starts[keep], ends[keep])
+    orig = keep.tolist()
+
+    def reject(reason: str, fld: str | None, detail: str, i: int) -> Reject:
+        return Reject(reason, fld, detail, position_of(orig[i]), summarize(records[i]), i)
+
+    frame = frame.with_row_index("_pos")
+    return _finish(frame, lines_col, records, orig, position_of, reject, [], [])
+
+
 def _strict(
-    records: list[bytes],
+    records: Sequence[bytes],
     idx: list[int],
     reject: Callable[[str, str | None, str, int], Reject],
     rejects: list[Reject],
@@ -367,7 +461,7 @@ _BISECT_LEAF = 32
 
 
 def _bisect(
-    records: list[bytes],
+    records: Sequence[bytes],
     idx: list[int],
     slow: list[int],
     reject: Callable[[str, str | None, str, int], Reject],
@@ -404,7 +498,7 @@ def _bisect(
 
 
 def _triage(
-    records: list[bytes],
+    records: Sequence[bytes],
     idx: list[int],
     reject: Callable[[str, str | None, str, int], Reject],
     rejects: list[Reject],
