@@ -346,7 +346,28 @@ def records(draw: st.DrawFn) -> bytes:
     raw = json.dumps(obj, ensure_ascii=draw(st.booleans())).encode()
     if draw(st.integers(0, 9)) == 0:  # a duplicated key: one the contract defines, or not
         raw = raw[:-1] + draw(st.sampled_from([b', "account_id": "dup"}', b', "x_unknown": 1}']))
+    if draw(st.integers(0, 3)) == 0:  # spellings where a lax reader and a strict one part ways
+        old, new = draw(st.sampled_from(RAW_VARIANTS))
+        raw = raw.replace(old, new, 1) if old else new + raw
     return raw
+
+
+#: (bytes, replacement): escaped keys, white space around colons, surrogates, NaN, bad UTF-8, a BOM.
+RAW_VARIANTS: list[tuple[bytes, bytes]] = [
+    (b'"account_id"', b'"\\u0061ccount_id"'),
+    (b'"model"', b'"mod\\u0065l"'),
+    (b'"account_id": ', b'"account_id" : '),
+    (b'"account_id": ', b'"account_id":\t'),
+    (b'"ts": ', b'"ts":  '),
+    (b'"client": {', b'"client": {"ip": "10.0.0.9", '),
+    (b'"usage": {', b'"usage": {"x": 1, "x": 2, '),
+    (b'"model": ', b'"x": "\\ud800", "model": '),
+    (b'"model": ', b'"x": "\\ud83d\\ude00", "model": '),
+    (b'"model": ', b'"x": NaN, "model": '),
+    (b'"model": ', b'"x": "\xff", "model": '),
+    (b'"model": ', b'"x": [' + b"[" * 600 + b"]" * 600 + b'], "model": '),
+    (b"", b"\xef\xbb\xbf"),
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
