@@ -56,7 +56,7 @@ SUSPECT_RE = (
 )
 _KEY_LITERALS = [f'"{k}":' for k in _ALL_KEYS]
 
-_KEY_BYTES_RE = re.compile(rf'"(?:{"|".join(_ALL_KEYS)})"{_WS}:'.encode())
+_KEY_BYTES_RE = re.compile(rf'"({"|".join(_ALL_KEYS)})"{_WS}:'.encode())
 BOM = b"\xef\xbb\xbf"
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
