@@ -70,8 +70,16 @@ class Reject:
             "field": self.field,
             "detail": self.detail,
             "position": self.position,
-            "record": orjson.loads(self.raw),
+            "record": _payload(self.raw),
         }
+
+
+def _payload(raw: bytes) -> object:
+    """A reject's payload as JSON; a payload built elsewhere that is not JSON is described, not copied."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"bytes": len(raw)}
 
 
 @dataclass

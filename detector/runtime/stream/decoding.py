@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from detector.deadletter import summarize
 from detector.decode import DecodedBatch, Reject, decode_lines
 from detector.enrich import enrich_prompt
 from detector.enrich.prompt_features import markers
@@ -43,7 +44,7 @@ def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[in
         done = {r.index for r in batch.rejects}
         detail = "empty record (null or blank value)"
         batch.rejects += [
-            Reject("not_json", None, detail, f"{topic}/{parts[i]}@{offs[i]}", v, i)
+            Reject("not_json", None, detail, f"{topic}/{parts[i]}@{offs[i]}", summarize(v), i)
             for i, v in enumerate(values)
             if i not in done
         ]
