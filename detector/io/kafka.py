@@ -69,7 +69,7 @@ class KafkaAlertSink(_KafkaSink):
 
 
 class KafkaDeadLetterSink(_KafkaSink):
-    """Rejected records: the raw bytes (``prompt.text`` already redacted), the reason in headers."""
+    """Rejected records: their structural payload (never the record itself), the reason in headers."""
 
     what = "dead-letter"
 

@@ -69,7 +69,7 @@ class DeadLetter:
     source: tuple[str, int, int] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The reject's JSON form (raw bytes as text, prompt text already redacted by the decoder)."""
+        """The reject's JSON form (structure only: the decoder never keeps record content)."""
         return dict(self.reject.to_json_dict())
 
 
