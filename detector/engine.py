@@ -166,6 +166,11 @@ class Engine:
         """Newest event time seen (the watermark is this minus the allowed lateness)."""
         return self._max_ts
 
+    @property
+    def closed_through(self) -> datetime | None:
+        """End of the last closed tick: every alert up to this event time has been emitted."""
+        return self._last_closed
+
     # ------------------------------------------------------------------------------------------
     def pending_events(self) -> pl.DataFrame | None:
         """Buffered events of ticks not yet closed (part of a checkpoint)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,8 +13,12 @@ from rich.table import Table
 
 from detector.app import build_engine
 from detector.cli import models as model_commands
+from detector.cli import policy as policy_commands
 from detector.cli import report as report_commands
 from detector.cli import stream as stream_commands
+
+if TYPE_CHECKING:
+    from detector.decide import DecisionBook
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distillation-attack detector.")
 rules_app = typer.Typer(no_args_is_help=True, help="Detection rules.")
@@ -40,8 +44,15 @@ def replay(
     ] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Rules only.")] = False,
     summary_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    decisions_out: Annotated[
+        Path | None, typer.Option("--decisions-out", help="Response decisions and lifts, JSON Lines.")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Response policy YAML (default: the shipped one).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Mark decisions dry-run; count them.")] = False,
 ) -> None:
-    """Replay logged traffic through the engine, deterministically, and write alerts.
+    """Replay logged traffic through the engine, deterministically, and write alerts (and decisions).
 
     Exit 0: every input record was read and decoded; 5: completed, but some inputs (records, rows or
     unreadable files) were rejected (see --rejects-out); 2: an input is missing.
@@ -58,6 +69,7 @@ def replay(
         console.print(f"[red]no such input: {', '.join(missing)}")
         raise typer.Exit(2)
     engine = build_engine(rules_dir, ip_intel, allowlist, False if no_models else (models or True))
+    decider = _decider(policy, dry_run) if decisions_out or policy or dry_run else None
     total = sum(input_size(f) for f in files)
     with Progress(
         "[progress.description]{task.description}",
@@ -69,7 +81,9 @@ def replay(
         transient=True,
     ) as bar:
         task = bar.add_task("replay", total=total)
-        summary = run_replay(files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n))
+        summary = run_replay(
+            files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n), decider, decisions_out
+        )
     out = {
         "records": summary.records,
         "events": summary.events,
@@ -81,15 +95,18 @@ def replay(
         "suppressed": dict(engine.stats.suppressed),
         "late": engine.stats.late,
     }
+    if decider is not None:
+        out["decisions"] = dict(sorted(summary.decisions.items()))
+        out["would_enforce"] = dict(sorted(decider.would_enforce.items()))
     if summary_json:
         print(json.dumps(out, indent=2))
     else:
-        _print_replay_summary(summary, engine.stats.suppressed)
+        _print_replay_summary(summary, engine.stats.suppressed, decider)
     if summary.rejects:
         raise typer.Exit(EXIT_REJECTED_INPUTS)
 
 
-def _print_replay_summary(summary: Any, suppressed: Any) -> None:
+def _print_replay_summary(summary: Any, suppressed: Any, decider: DecisionBook | None = None) -> None:
     t = Table(title="replay summary")
     t.add_column("what")
     t.add_column("count", justify="right")
@@ -104,7 +121,23 @@ def _print_replay_summary(summary: Any, suppressed: Any) -> None:
     t.add_row("alert revisions (updates included)", str(summary.revisions))
     for kind, n in sorted(suppressed.items()):
         t.add_row(f"suppressed by allow-list: {kind}", str(n))
+    for key, n in sorted(summary.decisions.items()):
+        t.add_row(f"decisions {key}", str(n))
+    if decider is not None and decider.dry_run:
+        for action, n in sorted(decider.would_enforce.items()):
+            t.add_row(f"dry run, would enforce: {action}", str(n))
     Console().print(t)
+
+
+def _decider(policy: Path | None, dry_run: bool) -> DecisionBook:
+    """The decision step for a replay; a bad policy file exits 2 with its one-line error."""
+    from detector.decide import DecisionBook, PolicyError, load_policy
+
+    try:
+        return DecisionBook(load_policy(policy), dry_run=dry_run)
+    except PolicyError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -199,7 +232,7 @@ def bench(
 
 # Commands that live in their own modules register here (their imports stay inside the command
 # functions, so ``detector --help`` stays fast).
-for _group in (stream_commands, model_commands, report_commands):
+for _group in (stream_commands, model_commands, report_commands, policy_commands):
     _group.register(app)
 
 

@@ -26,6 +26,7 @@ from typing import IO, Any, Generic, Protocol, TypeVar, runtime_checkable
 import orjson
 
 from detector.contracts import Alert
+from detector.decide import Decision
 from detector.decode import Reject
 
 
@@ -235,10 +236,12 @@ class Outputs:
     alerts: SinkGroup[Alert] = field(default_factory=SinkGroup)
     dead_letters: SinkGroup[DeadLetter] = field(default_factory=SinkGroup)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    #: Response decisions and lifts (docs/response.md), flushed after the alerts they come from.
+    decisions: SinkGroup[Decision] = field(default_factory=SinkGroup)
 
     def all(self) -> list[Sink[Any]]:
         """Every sink, in flush order."""
-        return [*self.dead_letters, *self.alerts]
+        return [*self.dead_letters, *self.alerts, *self.decisions]
 
     def setup(self) -> None:
         """Set every sink up."""

@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from detector.contracts import Alert
+from detector.decide import Decision, DecisionBook
 from detector.engine import Engine
 from detector.io.files import Chunk, iter_file, iter_parquet
 from detector.io.sinks import DeadLetter, JsonlSink, Outputs
@@ -60,6 +61,8 @@ class ReplaySummary:
     #: Alert records written: each episode's first record and its updates.
     revisions: int = 0
     bytes_read: int = 0
+    #: decisions by "op:action" (apply:fallback_model, lift:monitor, ...)
+    decisions: Counter[str] = field(default_factory=Counter)
 
 
 def replay(
@@ -70,10 +73,15 @@ def replay(
     progress: Callable[[int], None] | None = None,
     *,
     outputs: Outputs | None = None,
+    decider: DecisionBook | None = None,
+    decisions_out: Path | None = None,
 ) -> ReplaySummary:
     """Run the engine over ``paths``; write alerts (and rejects) as JSON Lines; return the summary.
 
     ``outputs``: more sinks (any ``Sink``), set up, flushed and closed here with the files' sinks.
+    With a ``decider`` the alerts also become decisions and lifts (``outputs.decisions``, and
+    ``decisions_out`` as JSON Lines); lifts fall due by event time, as far as the engine has closed
+    its ticks.
     """
     summary = ReplaySummary()
     out = outputs or Outputs()
@@ -81,6 +89,8 @@ def replay(
         out.alerts.sinks.insert(0, JsonlSink[Alert](alerts_out))
     if rejects_out:
         out.dead_letters.sinks.insert(0, JsonlSink[DeadLetter](rejects_out))
+    if decisions_out:
+        out.decisions.sinks.insert(0, JsonlSink[Decision](decisions_out))
     out.setup()
     batch_dups = 0
     latest: dict[str, str] = {}  # alert_id -> severity of its latest revision
@@ -99,11 +109,20 @@ def replay(
             progress(chunk.bytes_read)
         return engine.enrich(b.events) if b.events.height else b.events
 
+    def decide(decisions: list[Decision]) -> None:
+        for d in decisions:
+            summary.decisions[f"{d.op}:{d.action}"] += 1
+            out.decisions.add(d)
+
     def emit(alerts: list[Alert]) -> None:
         for alert in alerts:
             summary.revisions += 1
             latest[alert.alert_id] = alert.severity
             out.alerts.add(alert)
+        if decider is not None:
+            decide(decider.on_alerts(alerts))
+            if engine.closed_through is not None:
+                decide(decider.advance(engine.closed_through))
 
     try:
         parts = _streamed(paths, take) if all(time_ordered(p) for p in paths) else _sorted(paths, take)
