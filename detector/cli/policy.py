@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
     @policy_app.command("schema")
     def schema() -> None:
-        """Print the decision contract (JSON Schema generated from the model): contracts/decision.schema.json."""
+        """Print the decision contract, generated from the model (contracts/decision.schema.json)."""
         from detector.decide.schema import decision_schema
 
         typer.echo(json.dumps(decision_schema(), indent=2))
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     @policy_app.command("cost")
     def cost(
         decisions: Annotated[Path, typer.Option("--decisions", help="Decisions JSON Lines from a replay.")],
-        events: Annotated[list[Path], typer.Option("--events", help="The replayed events (files or folders).")],
+        events: Annotated[list[Path], typer.Option("--events", help="The replayed events.")],
         labels: Annotated[Path, typer.Option("--labels", help="The simulator's labels.json.")],
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:

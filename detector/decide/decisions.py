@@ -151,7 +151,9 @@ class DecisionBook:
 
     def advance(self, now: datetime) -> list[Decision]:
         """Lifts for decisions that expired at or before event time ``now`` (in expiry order)."""
-        due = [d for d in self.active.values() if d.expires_event_ts is not None and d.expires_event_ts <= now]
+        due = [
+            d for d in self.active.values() if d.expires_event_ts is not None and d.expires_event_ts <= now
+        ]
         due.sort(key=lambda d: (d.expires_event_ts, d.account_id))
         out = []
         for d in due:
