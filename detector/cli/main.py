@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.app import build_engine
+from detector.cli import disposition as disposition_commands
 from detector.cli import models as model_commands
 from detector.cli import policy as policy_commands
 from detector.cli import report as report_commands
@@ -159,14 +160,31 @@ def simulate(
 
 @app.command()
 def evaluate(
-    labels: Annotated[Path, typer.Option("--labels")],
     alerts: Annotated[Path, typer.Option("--alerts")],
+    labels: Annotated[Path | None, typer.Option("--labels", help="The simulator's labels.json.")] = None,
+    dispositions: Annotated[
+        Path | None, typer.Option("--dispositions", help="Score against analysts' dispositions (SQLite).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Score alerts against labels: recall and time-to-detect per campaign, false positives per persona."""
+    """Score alerts against labels: recall and time-to-detect per campaign, false positives per persona;
+    or, with ``--dispositions``, precision per rule and severity against analysts' verdicts."""
     from detector.lab.evaluate import evaluate as run
     from detector.lab.evaluate import render_table
 
+    if dispositions is not None:
+        from detector.lab.disposition_eval import evaluate_dispositions, render_dispositions
+
+        scored = evaluate_dispositions(alerts, dispositions)
+        if as_json:
+            print(scored.model_dump_json(indent=2))
+        else:
+            Console().print(render_dispositions(scored))
+    if labels is None:
+        if dispositions is None:
+            console.print("[red]give --labels, --dispositions or both")
+            raise typer.Exit(2)
+        return
     result = run(labels, alerts)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -232,7 +250,7 @@ def bench(
 
 # Commands that live in their own modules register here (their imports stay inside the command
 # functions, so ``detector --help`` stays fast).
-for _group in (stream_commands, model_commands, report_commands, policy_commands):
+for _group in (stream_commands, model_commands, report_commands, policy_commands, disposition_commands):
     _group.register(app)
 
 

@@ -180,6 +180,20 @@ class DecisionBook:
             }
         )
 
+    def load_records(self, records: list[dict[str, Any]]) -> datetime | None:
+        """Rebuild the decisions in force from a decisions file's records (applies, then lifts);
+        returns the newest event time among them (the "now" of that file)."""
+        newest: datetime | None = None
+        for r in records:
+            d = Decision.model_validate(r)
+            newest = d.event_ts if newest is None else max(newest, d.event_ts)
+            held = self.active.get(d.account_id)
+            if d.op == "apply":
+                self.active[d.account_id] = d
+            elif held is not None and held.decision_id == d.lifts:
+                del self.active[d.account_id]
+        return newest
+
     # -- checkpoint -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """JSON-ready state (decisions in force and counters), for a checkpoint."""
