@@ -12,12 +12,13 @@ from __future__ import annotations
 import difflib
 import re
 import sqlite3
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 Verdict = Literal["confirm", "false_positive", "benign_explained"]
 #: How long a proposed allow-list entry lasts before someone must renew it (a reviewable default).
@@ -126,3 +127,34 @@ def allowlist_diff(current: Path | None, entries: list[dict[str, Any]]) -> tuple
         )
     )
     return diff, new
+
+
+def read_token(env_value: str | None, file: Path | None) -> str | None:
+    """The ops-port token: from an env value or a file (first line); None when neither is set."""
+    if env_value:
+        return env_value.strip() or None
+    if file is not None:
+        return file.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def http_handler(
+    store: DispositionStore, on_false_positive: Callable[[str], int] | None = None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A ``POST /dispositions`` handler: validate, append, and for a false positive call
+    ``on_false_positive(alert_id)`` (the daemon withdraws the episode's decisions there)."""
+
+    def handle(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            d = Disposition.model_validate({**body, "at": datetime.now(UTC)})
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            ) from None
+        seq = store.add(d)
+        withdrawn = (
+            on_false_positive(d.alert_id) if on_false_positive and d.verdict == "false_positive" else 0
+        )
+        return {"seq": seq, "alert_id": d.alert_id, "verdict": d.verdict, "withdrawn": withdrawn}
+
+    return handle

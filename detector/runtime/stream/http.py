@@ -1,10 +1,14 @@
-"""One HTTP port: ``/metrics`` (Prometheus text), ``/healthz`` (liveness) and ``/readyz`` (readiness)."""
+"""One HTTP port: ``/metrics`` (Prometheus text), ``/healthz`` (liveness) and ``/readyz`` (readiness);
+with a ``dispositions`` handler and a token, also ``POST /dispositions`` (``Authorization: Bearer``)."""
 
 from __future__ import annotations
 
+import hmac
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -19,7 +23,11 @@ class OpsServer:
         ready: Callable[[], bool],
         host: str = "127.0.0.1",
         port: int = 0,
+        dispositions: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        token: str | None = None,
     ) -> None:
+        """``dispositions`` takes a posted JSON object and returns the JSON answer (raising ``ValueError``
+        for a bad one); it is served only with a non-empty ``token``, which is never logged."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +44,27 @@ class OpsServer:
                 else:
                     self._send(404, b"not found\n")
 
+            def do_POST(self) -> None:
+                if self.path.split("?", 1)[0] != "/dispositions" or outer.dispositions is None:
+                    self._send(404, b"not found\n")
+                    return
+                given = self.headers.get("Authorization", "")
+                if not outer.token or not hmac.compare_digest(
+                    given.encode(), f"Bearer {outer.token}".encode()
+                ):
+                    self._send(401, b"unauthorized\n")
+                    return
+                try:
+                    length = min(int(self.headers.get("Content-Length") or 0), 64 * 1024)
+                    body = json.loads(self.rfile.read(length) or b"null")
+                    if not isinstance(body, dict):
+                        raise ValueError("expected a JSON object")
+                    answer = outer.dispositions(body)
+                except ValueError as exc:
+                    self._send(400, json.dumps({"error": str(exc)[:500]}).encode(), "application/json")
+                    return
+                self._send(201, json.dumps(answer).encode(), "application/json")
+
             def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
@@ -47,6 +76,8 @@ class OpsServer:
                 return
 
         self.registry = registry
+        self.dispositions = dispositions
+        self.token = token
         self.live = live
         self.ready = ready
         self.server = ThreadingHTTPServer((host, port), Handler)
