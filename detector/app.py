@@ -44,10 +44,14 @@ def build_engine(
     ip_intel: Path | None = None,
     allowlist: Path | None = None,
     models: Path | bool = True,
+    partner_intel: Path | None = None,
+    community_key_file: Path | None = None,
 ) -> Engine:
     """An engine from settings (env ``DETECTOR_*``) with command-line overrides.
 
     ``models``: True (default) loads ``settings.models_dir``; False runs rules only; a path overrides.
+    ``partner_intel``: a partner's STIX bundle, or a folder of them (``detector intel import``), matched
+    under the community key (``$DETECTOR_COMMUNITY_KEY`` or ``community_key_file``).
     """
     from detector.detect.allowlist import AllowList
     from detector.detect.models.runtime import ModelSet
@@ -60,7 +64,14 @@ def build_engine(
     rules = load_rules(s.rules_dir, CATALOGUES)
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
     model_set = ModelSet.load(s.models_dir) if s.models_dir is not None else ModelSet()
-    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set)
+    partner = None
+    if partner_intel is not None:
+        from detector.intel.hashing import community_key
+        from detector.intel.stix import load_partner
+
+        bundles = sorted(partner_intel.glob("*.json")) if partner_intel.is_dir() else [partner_intel]
+        partner = load_partner(bundles, community_key(file=community_key_file))
+    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set, partner)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
 from detector.enrich import enrich
 from detector.enrich.ipintel import IpIntel
+from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.features import account_features, cluster_features
@@ -80,7 +81,10 @@ CLUSTER_EVIDENCE = (
     "extraction_signals",
     "one_customer_explains",
     "trusted_customer",
-    *(f"shared_keys_{f}" for f in ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")),
+    *(
+        f"shared_keys_{f}"
+        for f in ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup", "shared_intel")
+    ),
 )
 
 
@@ -139,8 +143,11 @@ class Engine:
         intel: IpIntel | None = None,
         allowlist: AllowList | None = None,
         models: ModelSet | None = None,
+        partner: PartnerIndex | None = None,
     ) -> None:
         self.settings = settings
+        #: A partner's indicators (``detector intel import``): matches become ``shared_intel`` links.
+        self.partner = partner
         self.rules = rules
         self.models = models if models is not None else ModelSet()
         self.intel = intel
@@ -282,6 +289,7 @@ class Engine:
         self.stats.events += due.height
         due = self.state.mark_new_models(due, w.model_warmup, w.new_model)
         keys_before = self.state.keys
+        self.state.partner = self.partner  # configuration: survives a state restored from a checkpoint
         key_log = self.state.add(due, w.tick, w.signup_burst)
         last_log_tick = key_log["_tick"].max() if key_log.height else None
         keys_at = ends[0] - w.tick  # keys_before holds the uses of ticks up to here

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from detector.app import build_engine
 from detector.cli import disposition as disposition_commands
+from detector.cli import intel as intel_commands
 from detector.cli import models as model_commands
 from detector.cli import policy as policy_commands
 from detector.cli import report as report_commands
@@ -52,6 +53,10 @@ def replay(
         Path | None, typer.Option("--policy", help="Response policy YAML (default: the shipped one).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Mark decisions dry-run; count them.")] = False,
+    partner_intel: Annotated[
+        Path | None, typer.Option("--partner-intel", help="Partner STIX bundle(s): the shared_intel family.")
+    ] = None,
+    community_key_file: Annotated[Path | None, typer.Option("--community-key-file")] = None,
 ) -> None:
     """Replay logged traffic through the engine, deterministically, and write alerts (and decisions).
 
@@ -69,7 +74,14 @@ def replay(
     if missing:
         console.print(f"[red]no such input: {', '.join(missing)}")
         raise typer.Exit(2)
-    engine = build_engine(rules_dir, ip_intel, allowlist, False if no_models else (models or True))
+    engine = build_engine(
+        rules_dir,
+        ip_intel,
+        allowlist,
+        False if no_models else (models or True),
+        partner_intel,
+        community_key_file,
+    )
     decider = _decider(policy, dry_run) if decisions_out or policy or dry_run else None
     total = sum(input_size(f) for f in files)
     with Progress(
@@ -250,7 +262,14 @@ def bench(
 
 # Commands that live in their own modules register here (their imports stay inside the command
 # functions, so ``detector --help`` stays fast).
-for _group in (stream_commands, model_commands, report_commands, policy_commands, disposition_commands):
+for _group in (
+    stream_commands,
+    model_commands,
+    report_commands,
+    policy_commands,
+    disposition_commands,
+    intel_commands,
+):
     _group.register(app)
 
 

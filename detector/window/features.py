@@ -268,6 +268,8 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "shares_sysprompt": pl.Boolean(),
     "shares_template": pl.Boolean(),
     "shares_signup": pl.Boolean(),
+    #: a partner provider's indicator (``detector intel import``) names values these accounts share
+    "shares_shared_intel": pl.Boolean(),
     **{
         # evidence axes: added by detector/detect/evidence.py before rules run
         "extraction_signals": pl.Int64(),

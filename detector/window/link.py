@@ -26,6 +26,9 @@ from detector.schema import UTC_US, make_schema
 from detector.settings import LinkSettings
 
 FAMILIES = ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")
+#: Keys a partner's indicators give (``detector intel import``): evidence on a cluster, never a link
+#: (a key derived from a value would otherwise corroborate that same value's link by itself).
+INTEL_FAMILY = "shared_intel"
 LINK_SCHEMA = make_schema(
     {
         "cluster_id": pl.String,
@@ -59,6 +62,7 @@ def _empty() -> Clusters:
     ev_schema: dict[str, pl.DataType] = {"cluster_id": pl.String(), "link_families": pl.Int64()}
     ev_schema |= {f"shares_{f}": pl.Boolean() for f in FAMILIES}
     ev_schema |= {f"shared_keys_{f}": pl.Int64() for f in FAMILIES}
+    ev_schema |= {f"shares_{INTEL_FAMILY}": pl.Boolean(), f"shared_keys_{INTEL_FAMILY}": pl.Int64()}
     return Clusters(
         pl.DataFrame(schema={"account_id": pl.String, "cluster_id": pl.String}),
         pl.DataFrame(schema=ev_schema),
@@ -73,6 +77,8 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     ``accounts``: (account_id, first_seen, ...) for stable ids.
     """
     total = max(accounts.height, 1)
+    intel = keys.filter(pl.col("family") == INTEL_FAMILY).select("account_id", "key")
+    keys = keys.filter(pl.col("family") != INTEL_FAMILY)
     fam_code = {f: i for i, f in enumerate(FAMILIES)}
     # keys are unique per (account, family, key), so a key's holders are its rows
     per_key = keys.group_by("family", "key").agg(pl.len().alias("n"))
@@ -231,7 +237,19 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     ).with_columns([(pl.col(f"shared_keys_{f}") > 0).alias(f"shares_{f}") for f in FAMILIES])
     ev = ev.with_columns(
         pl.sum_horizontal([pl.col(f"shares_{f}").cast(pl.Int64) for f in FAMILIES]).alias("link_families")
-    ).select(_empty().evidence.columns)
+    )
+    # partner indicators held by the cluster's members (distinct indicators)
+    held = (
+        intel.join(members, on="account_id", how="inner")
+        .group_by("cluster_id")
+        .agg(pl.col("key").n_unique().cast(pl.Int64).alias(f"shared_keys_{INTEL_FAMILY}"))
+    )
+    ev = (
+        ev.join(held, on="cluster_id", how="left")
+        .with_columns(pl.col(f"shared_keys_{INTEL_FAMILY}").fill_null(0))
+        .with_columns((pl.col(f"shared_keys_{INTEL_FAMILY}") > 0).alias(f"shares_{INTEL_FAMILY}"))
+        .select(_empty().evidence.columns)
+    )
     links = (
         grouped.select(
             pl.col("first").alias("a"),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US, make_schema
 
 #: (counter column, per-request boolean it counts)
@@ -135,6 +136,8 @@ class WindowState:
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_SCHEMA))
     stream_start: datetime | None = None
     _appends: int = 0
+    #: A partner's indicators (configuration, not checkpointed): matching values add ``shared_intel`` keys.
+    partner: PartnerIndex | None = None
 
     # ---------------------------------------------------------------------------------------------
     def drop_seen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -290,6 +293,9 @@ class WindowState:
             .group_by("account_id", "family", "key", "_tick")
             .agg(pl.col("ts").max().alias("last_seen"), pl.col("n").sum().alias("uses"))
         )
+        if self.partner is not None and len(self.partner):
+            # a partner's indicator naming one of these values is one more key: ``shared_intel``
+            log = pl.concat([log, self.partner.match(log)])
         self.keys = merge_keys(self.keys, log)
         self._appends += 1
         if self._appends % 8 == 0:
