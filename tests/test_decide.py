@@ -185,10 +185,8 @@ def test_simulated_run_decisions_validate_repeat_and_spare_honest_personas(
         [sim_dir / "events.jsonl"],
         build_engine(ROOT / "rules"),
         None,
-        None,
-        None,
-        DecisionBook(load_policy()),
-        b,
+        decider=DecisionBook(load_policy()),
+        decisions_out=b,
     )
     assert a.read_bytes() == b.read_bytes()
     validator = jsonschema.Draft202012Validator(

@@ -29,7 +29,7 @@ import pytest
 import detector.io
 from detector.contracts import Alert, Reason
 from detector.decode import Reject
-from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink
+from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink, KafkaDecisionSink
 from detector.io.sinks import CallbackSink, DeadLetter, JsonlSink, ListSink, Sink, SinkError, WebhookSink
 
 T0 = datetime(2026, 2, 10, 12, 0, 0, tzinfo=UTC)
@@ -74,8 +74,17 @@ def _dead_letters() -> list[DeadLetter]:
     ]
 
 
+def _decisions() -> list[Any]:
+    from detector.decide import DecisionBook, load_policy
+
+    return DecisionBook(load_policy()).on_alerts(_alerts())
+
+
 def _identity(doc: dict[str, Any]) -> tuple[Any, ...]:
-    """What names one record: an alert by (id, revision), a dead letter by its position."""
+    """What names one record: an alert by (id, revision), a dead letter by its position, a decision
+    by its id."""
+    if "decision_id" in doc:
+        return (doc["decision_id"],)
     return (doc["alert_id"], doc["revision"]) if "alert_id" in doc else (doc["position"],)
 
 
@@ -156,7 +165,7 @@ def _webhook(records: list[Any]) -> Iterator[Harness]:
             s.shutdown()
 
 
-HARNESSES = ["jsonl", "list", "callback", "webhook", "kafka_alerts", "kafka_dead_letters"]
+HARNESSES = ["jsonl", "list", "callback", "webhook", "kafka_alerts", "kafka_dead_letters", "kafka_decisions"]
 COVERS = {
     JsonlSink: "jsonl",
     ListSink: "list",
@@ -164,6 +173,7 @@ COVERS = {
     WebhookSink: "webhook",
     KafkaAlertSink: "kafka_alerts",
     KafkaDeadLetterSink: "kafka_dead_letters",
+    KafkaDecisionSink: "kafka_decisions",
 }
 
 
@@ -191,6 +201,8 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
         bootstrap = request.getfixturevalue("broker").bootstrap
         if name == "kafka_alerts":
             yield _kafka(KafkaAlertSink, _alerts(), bootstrap)
+        elif name == "kafka_decisions":
+            yield _kafka(KafkaDecisionSink, _decisions(), bootstrap)
         else:
             yield _kafka(KafkaDeadLetterSink, _dead_letters(), bootstrap)
 

@@ -95,7 +95,13 @@ def replay(
     ) as bar:
         task = bar.add_task("replay", total=total)
         summary = run_replay(
-            files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n), decider, decisions_out
+            files,
+            engine,
+            alerts_out,
+            rejects_out,
+            lambda n: bar.advance(task, n),
+            decider=decider,
+            decisions_out=decisions_out,
         )
     out = {
         "records": summary.records,

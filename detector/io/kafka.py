@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from detector.contracts import Alert
+from detector.decide import Decision
 from detector.io.sinks import DeadLetter, SinkError
 
 
@@ -86,3 +87,13 @@ class KafkaDeadLetterSink(_KafkaSink):
             ("source.offset", str(source[2]).encode()),
         ]
         self._send(key=record.key, value=reject.raw, headers=headers)
+
+
+class KafkaDecisionSink(_KafkaSink):
+    """Response decisions and lifts as JSON, keyed by account id (the latest record per key wins)."""
+
+    what = "decision"
+
+    def add(self, record: Decision) -> None:
+        """Send one decision or lift."""
+        self._send(key=record.account_id.encode(), value=orjson.dumps(record.to_json_dict()))

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from detector.checkpoint import CheckpointFolder, StreamPosition
 from detector.io.sinks import Outputs, SinkError
@@ -63,6 +63,7 @@ class Checkpoint:
         owner_epoch: int,
         generation: int,
         send_offsets: Callable[[dict[int, int]], None],
+        state: dict[str, Any] | None = None,
     ) -> Path | None:
         """1. flush, 2. checkpoint with ``offsets``, 3. ``send_offsets``; the new folder (None: failed)."""
         t0 = time.perf_counter()
@@ -77,7 +78,7 @@ class Checkpoint:
             if stored > owner_epoch:
                 self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
                 raise Fenced(f"checkpoint owner epoch {stored} is newer than ours ({owner_epoch})")
-            folder = self.folder.save(engine, position.to_extra())  # 2
+            folder = self.folder.save(engine, {**position.to_extra(), **(state or {})})  # 2
         except OSError:
             self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
             log.exception("checkpoint failed; offsets not committed")

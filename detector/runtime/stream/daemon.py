@@ -38,6 +38,7 @@ import polars as pl
 
 from detector.checkpoint import CheckpointFolder
 from detector.contracts import Alert
+from detector.decide import DecisionBook, load_policy
 from detector.io.sinks import CallbackSink, Outputs, SinkError
 from detector.runtime.merge import OFF, PART, EventTimeMerge
 from detector.runtime.stream.assignor import SingleOwnerAssignor
@@ -133,6 +134,13 @@ class Daemon:
         self.merge = EventTimeMerge(settings.idle_partition_s)
         self.summary = RunSummary()
         self.outputs: Outputs | None = None
+        #: Response decisions (with a decisions topic or webhook); their state rides in the checkpoint.
+        self._policy = (
+            load_policy(settings.policy)
+            if (settings.decisions_topic or settings.decisions_webhook_url)
+            else None
+        )
+        self.decider: DecisionBook | None = None
         self.decoder: Decoder | None = None
         self.folder = CheckpointFolder(settings.state_dir)
         self.checkpoint = Checkpoint(self.folder, settings.input_topic, metrics)
@@ -321,10 +329,36 @@ class Daemon:
         assert self.outputs is not None
         for a in alerts:
             self.outputs.alerts.add(a.model_copy(update={"emitted_at": datetime.now(UTC)}))
+        if self.decider is not None and self.engine is not None:
+            decided = self.decider.on_alerts(alerts)
+            if self.engine.closed_through is not None:
+                decided += self.decider.advance(self.engine.closed_through)
+            for d in decided:
+                self.outputs.decisions.add(d)
+            self.metrics.record_decisions(decided)
         self.summary.alerts += len(alerts)
         if alerts and self.probe is not None:
             self.probe.alerts_sent(len(alerts))
         self.metrics.record_alerts(alerts)
+
+    def restore_decisions(self, extra: dict[str, Any]) -> None:
+        """The decisions in force as of the checkpoint just loaded (a fresh book without one)."""
+        if self._policy is not None:
+            self.decider = DecisionBook(self._policy, dry_run=self.s.decisions_dry_run)
+            self.decider.restore(extra.get("decisions") or {})
+
+    def withdraw(self, alert_id: str) -> int:
+        """An analyst's false positive: lift the alert's decisions in force now (event time: the last
+        closed tick); the lifts go out with the next commit. Returns how many were lifted."""
+        with self.lock:
+            if self.decider is None or self.engine is None or self.outputs is None:
+                return 0
+            lifts = self.decider.withdraw(alert_id, self.engine.closed_through or datetime.now(UTC))
+            for d in lifts:
+                self.outputs.decisions.add(d)
+            self.metrics.record_decisions(lifts)
+            self._dirty = self._dirty or bool(lifts)
+            return len(lifts)
 
     def _caught_up(self) -> bool:
         high = self.highwater()
@@ -367,8 +401,9 @@ class Daemon:
             return
         send = self.consumer.commit_now if in_listener else partial(self.consumer.request_commit, self.epoch)
         offsets = self.merge.safe_offsets()
+        state = {"decisions": self.decider.state()} if self.decider is not None else None
         folder = self.checkpoint.commit(
-            self.engine, self.outputs, offsets, self._owner_epoch, self.assignor.generation, send
+            self.engine, self.outputs, offsets, self._owner_epoch, self.assignor.generation, send, state
         )
         if folder is None:
             return

@@ -4,7 +4,8 @@ webhook), rejects to the dead-letter topic; one producer serves both topics."""
 from __future__ import annotations
 
 from detector.contracts import Alert
-from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink
+from detector.decide import Decision
+from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink, KafkaDecisionSink
 from detector.io.sinks import DeadLetter, JsonlSink, Outputs, Sink, SinkGroup, WebhookSink
 from detector.runtime.stream.settings import StreamSettings
 
@@ -29,4 +30,14 @@ def stream_outputs(s: StreamSettings) -> Outputs:
     if s.webhook_url:
         alerts.append(WebhookSink[Alert](s.webhook_url, s.webhook_timeout_s))
     dead: list[Sink[DeadLetter]] = [KafkaDeadLetterSink(producer, s.dead_letter_topic, s.flush_timeout_s)]
-    return Outputs(SinkGroup(alerts), SinkGroup(dead), [lambda: producer.close(timeout=s.flush_timeout_s)])
+    decisions: list[Sink[Decision]] = []
+    if s.decisions_topic:
+        decisions.append(KafkaDecisionSink(producer, s.decisions_topic, s.flush_timeout_s))
+    if s.decisions_webhook_url:
+        decisions.append(WebhookSink[Decision](s.decisions_webhook_url, s.webhook_timeout_s))
+    return Outputs(
+        SinkGroup(alerts),
+        SinkGroup(dead),
+        [lambda: producer.close(timeout=s.flush_timeout_s)],
+        SinkGroup(decisions),
+    )

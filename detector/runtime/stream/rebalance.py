@@ -73,6 +73,8 @@ class Owner(Protocol):
 
     def commit(self, reason: str, *, in_listener: bool = False) -> None: ...
 
+    def restore_decisions(self, extra: dict[str, Any]) -> None: ...
+
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """kafka-python rebalance callbacks, acting on the daemon's state under its processing lock."""
@@ -137,6 +139,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             if d.engine is None or d.folder.current_name() != d.my_ckpt:
                 engine = d.factory()
                 extra = d.folder.load(engine) or {}
+                d.restore_decisions(extra)
                 if d.reloader is not None:
                     engine.rules = d.reloader.current
                 d.engine = engine

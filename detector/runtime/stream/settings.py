@@ -46,6 +46,13 @@ class StreamSettings(BaseSettings):
     alerts_file: Path | None = None
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
+    #: Response decisions (docs/response.md): the topic they go to, keyed by account (unset: none are
+    #: made; create the topic first), the policy (unset: the shipped one), dry run, and a webhook that
+    #: receives each decision and lift (POST), e.g. the gateway's enforcement endpoint.
+    decisions_topic: str | None = None
+    policy: Path | None = None
+    decisions_dry_run: bool = False
+    decisions_webhook_url: str | None = None
     #: Records per poll and the poll timeout.
     max_poll_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
@@ -115,12 +122,13 @@ class StreamSettings(BaseSettings):
         for key in ("sasl_password", "ssl_password"):
             if out.get(key) is not None:
                 out[key] = "**********"
-        if out.get("webhook_url"):  # webhook URLs carry their credential (path token, query, user:pass@)
-            try:
-                url = urlsplit(out["webhook_url"])
-                out["webhook_url"] = f"{url.scheme}://{url.hostname or ''}/**********"
-            except ValueError:
-                out["webhook_url"] = "**********"
+        for hook in ("webhook_url", "decisions_webhook_url"):
+            if out.get(hook):  # webhook URLs carry their credential (path token, query, user:pass@)
+                try:
+                    url = urlsplit(out[hook])
+                    out[hook] = f"{url.scheme}://{url.hostname or ''}/**********"
+                except ValueError:
+                    out[hook] = "**********"
         return out
 
 
