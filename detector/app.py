@@ -134,9 +134,38 @@ def build_daemon(
         rules=watcher,
         outputs=lambda: stream_outputs(settings),
     )
+    handler, token = _dispositions(settings, daemon.withdraw, metrics.record_disposition)
     server = (
-        OpsServer(metrics.registry, daemon.live, daemon.ready, settings.metrics_host, settings.metrics_port)
+        OpsServer(
+            metrics.registry,
+            daemon.live,
+            daemon.ready,
+            settings.metrics_host,
+            settings.metrics_port,
+            handler,
+            token,
+        )
         if settings.metrics_port
         else None
     )
     return DaemonApp(daemon, watcher, server)
+
+
+def _dispositions(
+    s: StreamSettings, withdraw: Callable[[str], int], count: Callable[[str], None]
+) -> tuple[Callable[[dict[str, Any]], dict[str, Any]] | None, str | None]:
+    """The ``POST /dispositions`` handler (counted) and its token, or (None, None) when not configured."""
+    from detector.decide.dispositions import DispositionStore, http_handler, read_token
+
+    secret = s.dispositions_token.get_secret_value() if s.dispositions_token else None
+    token = read_token(secret, s.dispositions_token_file)
+    if s.dispositions_store is None or token is None:
+        return None, None
+    handle = http_handler(DispositionStore(s.dispositions_store), withdraw)
+
+    def counted(body: dict[str, Any]) -> dict[str, Any]:
+        answer = handle(body)
+        count(str(answer["verdict"]))
+        return answer
+
+    return counted, token

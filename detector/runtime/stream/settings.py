@@ -53,6 +53,11 @@ class StreamSettings(BaseSettings):
     policy: Path | None = None
     decisions_dry_run: bool = False
     decisions_webhook_url: str | None = None
+    #: Analyst dispositions over HTTP (``POST /dispositions`` on the metrics port): the append-only store
+    #: and the bearer token (or a file holding it); without a store and a token the endpoint is off.
+    dispositions_store: Path | None = None
+    dispositions_token: SecretStr | None = None
+    dispositions_token_file: Path | None = None
     #: Records per poll and the poll timeout.
     max_poll_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
@@ -119,7 +124,7 @@ class StreamSettings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a loggable dict (secrets masked)."""
         out = self.model_dump(mode="json")
-        for key in ("sasl_password", "ssl_password"):
+        for key in ("sasl_password", "ssl_password", "dispositions_token"):
             if out.get(key) is not None:
                 out[key] = "**********"
         for hook in ("webhook_url", "decisions_webhook_url"):
