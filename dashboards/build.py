@@ -352,6 +352,58 @@ def ts_overview() -> dict[str, Any]:
                 6,
                 8,
             ),
+            row("Response"),
+            panel(
+                "timeseries",
+                "Decisions by action",
+                "Response decisions applied per rate interval, by action (docs/response.md): what the "
+                "gateway was asked to enforce. Dry-run decisions count too.",
+                [
+                    (
+                        f'sum by (action) (increase(detector_decisions_total{{{SEL}, op="apply"}}[{RI}]))',
+                        "{{action}}",
+                    )
+                ],
+                8,
+                8,
+                stacked=True,
+                bars=True,
+            ),
+            panel(
+                "timeseries",
+                "Lifts by action and reason",
+                "Decisions lifted per rate interval: expired (event time) or withdrawn (an analyst's "
+                "false positive).",
+                [
+                    (
+                        f"sum by (action, reason) "
+                        f'(increase(detector_decisions_total{{{SEL}, op="lift"}}[{RI}]))',
+                        "{{action}} {{reason}}",
+                    )
+                ],
+                8,
+                8,
+            ),
+            panel(
+                "timeseries",
+                "Dispositions and false-positive share",
+                "Analyst dispositions per rate interval by verdict, and the share of false positives "
+                "among the dispositions of the selected range.",
+                [
+                    (
+                        f"sum by (verdict) (increase(detector_dispositions_total{{{SEL}}}[{RI}]))",
+                        "{{verdict}}",
+                    ),
+                    (
+                        f'sum(increase(detector_dispositions_total{{{SEL}, verdict="false_positive"}}'
+                        f"[$__range])) / clamp_min(sum(increase(detector_dispositions_total{{{SEL}}}"
+                        f"[$__range])), 1)",
+                        "false-positive share",
+                    ),
+                ],
+                8,
+                8,
+            ),
             row("Models"),
             panel(
                 "timeseries",

@@ -20,6 +20,7 @@ from detector.decode import REASONS
 
 if TYPE_CHECKING:
     from detector.contracts import Alert
+    from detector.decide import Decision
     from detector.engine import Engine
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -32,6 +33,8 @@ SEVERITIES = ("low", "medium", "high", "critical")
 KINDS = ("account", "cluster")
 ALLOWLIST_TYPES = ("account", "org", "payment", "reseller", "prefix")
 RULE_MODES = {"enforce": "live", "shadow": "shadow"}
+ACTIONS = ("monitor", "step_up_verification", "rate_limit", "fallback_model", "suspend")
+VERDICTS = ("confirm", "false_positive", "benign_explained")
 
 
 class Metrics:
@@ -102,6 +105,26 @@ class Metrics:
             ["severity", "kind", "campaign_type"],
             registry=r,
         )
+        # response decisions (docs/response.md) and analysts' dispositions: closed label sets, all
+        # initialised so the panels show zeros before the first decision
+        self.decisions = PCounter(
+            "detector_decisions_total",
+            "Response decisions emitted: applies and lifts, by action (lift reason: expired or withdrawn).",
+            ["op", "action", "reason"],
+            registry=r,
+        )
+        for action in ACTIONS:
+            self.decisions.labels(op="apply", action=action, reason="alert")
+            for why in ("expired", "withdrawn"):
+                self.decisions.labels(op="lift", action=action, reason=why)
+        self.dispositions = PCounter(
+            "detector_dispositions_total",
+            "Analyst dispositions received, by verdict.",
+            ["verdict"],
+            registry=r,
+        )
+        for verdict in VERDICTS:
+            self.dispositions.labels(verdict=verdict)
         self.accounts_under_alert = Gauge(
             "detector_accounts_under_alert", "Distinct accounts named by open alert episodes.", registry=r
         )
@@ -190,6 +213,16 @@ class Metrics:
                 self.episodes.labels(**labels).inc()
             if a.kind == "cluster":
                 self.cluster_size.observe(len(a.account_ids))
+
+    def record_decisions(self, decisions: Iterable[Decision]) -> None:
+        """Decisions and lifts just handed to the sinks."""
+        for d in decisions:
+            self.decisions.labels(op=d.op, action=d.action, reason=d.lift_reason or "alert").inc()
+
+    def record_disposition(self, verdict: str) -> None:
+        """One analyst disposition received."""
+        if verdict in VERDICTS:
+            self.dispositions.labels(verdict=verdict).inc()
 
     def set_lag(self, lags: Mapping[int, int]) -> None:
         """Consumer lag per partition (partition numbers are a small bounded set)."""

@@ -125,7 +125,11 @@ def run_demo(
             broker = EmbeddedBroker()
             broker.start()
             settings = settings.model_copy(
-                update={"bootstrap_servers": broker.bootstrap, "state_dir": work / "state"}
+                update={
+                    "bootstrap_servers": broker.bootstrap,
+                    "state_dir": work / "state",
+                    "decisions_topic": settings.decisions_topic or "detector-decisions",
+                }
             )
             log.info("embedded broker started", extra={"bootstrap": broker.bootstrap})
         print(f"simulating {days} day(s) of traffic (scale {scale}, seed {seed}) ...", flush=True)
@@ -135,7 +139,8 @@ def run_demo(
         admin = KafkaAdminClient(**common)
         create_topics(
             admin,
-            {settings.input_topic: DEMO_PARTITIONS, settings.alerts_topic: 1, settings.dead_letter_topic: 1},
+            {settings.input_topic: DEMO_PARTITIONS, settings.alerts_topic: 1, settings.dead_letter_topic: 1}
+            | ({settings.decisions_topic: 1} if settings.decisions_topic else {}),
         )
         admin.close()
         producer = KafkaProducer(**common, linger_ms=20)
