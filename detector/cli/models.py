@@ -37,6 +37,18 @@ def register(app: typer.Typer) -> None:
             Path, typer.Option("--shared", help="Folder with data/prompts (prompt model only).")
         ] = SHARED_DEFAULT,
         work: Annotated[Path, typer.Option("--work", help="Cache of simulated runs.")] = DEFAULT_WORK,
+        dispositions: Annotated[
+            Path | None,
+            typer.Option(
+                "--dispositions", help="Add analyst-labelled episodes (disposition store) to training."
+            ),
+        ] = None,
+        disposition_alerts: Annotated[
+            Path | None, typer.Option("--disposition-alerts", help="The alerts the dispositions are about.")
+        ] = None,
+        disposition_events: Annotated[
+            list[Path] | None, typer.Option("--disposition-events", help="The traffic behind those alerts.")
+        ] = None,
     ) -> None:
         """Train the account, cluster and prompt classifiers; export ONNX files, manifests and cards."""
         import logging
@@ -44,6 +56,14 @@ def register(app: typer.Typer) -> None:
         from detector.lab.train.train import TrainConfig, train_all
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        extra = None
+        if dispositions is not None:
+            if disposition_alerts is None or not disposition_events:
+                typer.echo("--dispositions needs --disposition-alerts and --disposition-events", err=True)
+                raise typer.Exit(2)
+            from detector.lab.train.dispositions import disposition_rows
+
+            extra = disposition_rows(disposition_events, disposition_alerts, dispositions)
         cfg = TrainConfig(
             out=out,
             work=work,
@@ -55,9 +75,19 @@ def register(app: typer.Typer) -> None:
             targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
             shared=shared,
             command="detector " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            extra=extra,
         )
         for m in train_all(cfg):
             print(f"{m.stem}: held-out AUC {m.heldout.get('auc')}, threshold {m.threshold}")
+            before = m.heldout.get("before_dispositions")
+            if before is not None:
+                print(
+                    f"  without the {m.heldout['disposition_rows']['rows']} disposition rows: held-out AUC "
+                    f"{before['auc']}, threshold {before['threshold']}"
+                )
+                was = {g["group"]: g["rate"] for g in before["groups"]}
+                for g in m.heldout["groups"]:
+                    print(f"  {g['group']}: {was.get(g['group'], 0.0):.3f} -> {g['rate']:.3f}")
 
     @models_app.command("compare")
     def compare_cmd(

@@ -53,6 +53,8 @@ class TrainConfig:
     targets: tuple[str, ...] = ("account", "cluster", "prompt")
     shared: Path | None = None
     command: str = ""
+    #: Analyst-labelled rows added to training (``detector train --dispositions``): target -> rows.
+    extra: dict[str, pl.DataFrame] | None = None
 
 
 def capture_runs(cfg: TrainConfig, seeds: Sequence[int]) -> list[Captured]:
@@ -72,6 +74,13 @@ def train_tabular(cfg: TrainConfig, target: str, train: list[Captured], held: li
     key = TARGET_KEYS[target]
     names = model_features(target)
     frames = [getattr(c, target) for c in train]
+    extra = (cfg.extra or {}).get(target)
+    before = None
+    if extra is not None and extra.height:
+        before = _heldout_metrics(frames, held, target, names)  # the same recipe without the labels
+        schema = frames[0].schema
+        missing = [pl.lit(None, dtype=schema[c]).alias(c) for c in schema if c not in extra.columns]
+        frames = [*frames, extra.with_columns(missing).select(list(schema)).cast(dict(schema))]
     xs = [to_matrix(f, names) for f in frames]
     ys = [f["label"].to_numpy().astype(bool) for f in frames]
     oof = out_of_fold(xs, ys)
@@ -102,6 +111,12 @@ def train_tabular(cfg: TrainConfig, target: str, train: list[Captured], held: li
         "entity": key,
         "groups": [g.as_dict() for g in group_rates(hframe, hp, key, threshold)],
     }
+    if before is not None and extra is not None:
+        heldout["before_dispositions"] = before
+        heldout["disposition_rows"] = {
+            "rows": extra.height,
+            "positives": int(extra["label"].sum()),
+        }
     training: dict[str, Any] = {
         "data": f"simulator runs replayed through the engine's {target} features, one row per {key} per tick",
         "command": cfg.command,
@@ -150,3 +165,33 @@ def train_all(cfg: TrainConfig) -> list[Manifest]:
     for m in out:
         write_card(m, cfg.out)
     return out
+
+
+def _heldout_metrics(
+    frames: list[pl.DataFrame], held: list[Captured], target: str, names: list[str]
+) -> dict[str, Any]:
+    """Held-out AUC and per-group rates of the recipe fitted on ``frames`` (threshold out of fold)."""
+    key = TARGET_KEYS[target]
+    xs = [to_matrix(f, names) for f in frames]
+    ys = [f["label"].to_numpy().astype(bool) for f in frames]
+    oof = out_of_fold(xs, ys)
+    tops = [
+        f.select(key, "label")
+        .with_columns(pl.Series("_p", p))
+        .filter(~pl.col("label"))
+        .group_by(key)
+        .agg(pl.col("_p").max())["_p"]
+        .max()
+        for f, p in zip(frames, oof, strict=True)
+    ]
+    benign_max = max(float(t) if isinstance(t, int | float) else 0.0 for t in tops)
+    threshold = entity_threshold(benign_max)
+    estimator = make_estimator().fit(np.concatenate(xs), np.concatenate(ys))
+    hframe = pl.concat([getattr(c, target) for c in held], how="vertical_relaxed")
+    hx, hy = to_matrix(hframe, names), hframe["label"].to_numpy().astype(bool)
+    hp = positive_proba(estimator, hx)
+    return {
+        "auc": roc_auc(hy, hp),
+        "threshold": threshold,
+        "groups": [g.as_dict() for g in group_rates(hframe, hp, key, threshold)],
+    }
