@@ -92,9 +92,8 @@ def test_false_positive_over_http_lifts_decisions_on_the_topic(tmp_path: Path) -
 
             kb.wait_for(lambda: len(lifted()) == answer["withdrawn"], 60, "the withdrawn lifts on the topic")
             assert kb.metric(port, "detector_dispositions_total", {"verdict": "false_positive"}) == 1.0
-            assert (
-                kb.metric(port, "detector_decisions_total", {"op": "lift", "reason": "withdrawn"}) or 0
-            ) >= 0
+            labels = {"op": "lift", "action": lifted()[0]["action"], "reason": "withdrawn"}
+            assert (kb.metric(port, "detector_decisions_total", labels) or 0) >= 1
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
