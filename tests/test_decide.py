@@ -35,9 +35,16 @@ def _alert(
     revision: int = 1,
     at: datetime = T0,
     alert_id: str = "al-1",
-    **evidence: float,
+    **evidence: float | bool,
 ) -> Alert:
-    ev = {"link_families": 3, "new_account_share": 0.9, **evidence, "revision_event_ts": at}
+    ev: dict[str, object] = {
+        "link_families": 3,
+        "new_account_share": 0.9,
+        "one_customer_explains": False,
+        "trusted_customer": False,
+        **evidence,
+        "revision_event_ts": at,
+    }
     return Alert(
         alert_id=alert_id,
         revision=revision,
@@ -63,6 +70,9 @@ def test_default_policy_loads_and_maps_severity_kind_campaign_and_evidence() -> 
     assert p.action_for(_alert(campaign="logprob_harvest"))[1] == "rate_limit"
     # the evidence axis: an established (not new) cluster is only asked to verify
     assert p.action_for(_alert(new_account_share=0.1))[1] == "step_up_verification"
+    # ... and so is a cluster one paying customer explains (a company card), or a trusted customer
+    assert p.action_for(_alert(one_customer_explains=True))[1] == "step_up_verification"
+    assert p.action_for(_alert(trusted_customer=True))[1] == "step_up_verification"
     assert p.action_for(_alert(kind="account", accounts=("a1",)))[1] == "step_up_verification"
     assert p.action_for(_alert(kind="account", severity="medium", accounts=("a1",)))[1] == "monitor"
 

@@ -70,19 +70,24 @@ class ActionSpec(_Strict):
 
 
 class Bound(_Strict):
-    """A numeric condition on one evidence value: ``gte`` and/or ``lte``."""
+    """A condition on one evidence value: numeric ``gte`` and/or ``lte``, or a flag ``is`` (true/false)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     gte: float | None = None
     lte: float | None = None
+    flag: bool | None = Field(default=None, alias="is")
 
     @model_validator(mode="after")
     def _one(self) -> Bound:
-        if self.gte is None and self.lte is None:
-            raise ValueError("give gte, lte or both")
+        if self.gte is None and self.lte is None and self.flag is None:
+            raise ValueError("give gte, lte, both, or is")
         return self
 
     def holds(self, value: object) -> bool:
-        """True when ``value`` is a number inside the bounds (a missing value never holds)."""
+        """True when ``value`` is inside the bounds, or is the flag (a missing value never holds)."""
+        if self.flag is not None:
+            return isinstance(value, bool) and value is self.flag
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
         return (self.gte is None or value >= self.gte) and (self.lte is None or value <= self.lte)
