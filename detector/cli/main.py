@@ -1,26 +1,68 @@
-"""Command line: ``detector replay | simulate | evaluate | rules check | bench``."""
+"""Command line: ``detector replay | simulate | evaluate | rules check | bench``.
+
+``main`` is the entry point and the one place where errors are caught: each becomes one line on stderr
+and an exit code (``detector.cli.errors``, ``docs/cli.md``).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from detector import __version__
 from detector.app import build_engine
 from detector.cli import models as model_commands
 from detector.cli import report as report_commands
 from detector.cli import stream as stream_commands
+from detector.errors import ConfigError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distillation-attack detector.")
+
+class _Group(TyperGroup):
+    """Turns an ``EOFError`` (a truncated input) into an ``InputError`` before click makes it "Aborted!"."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EOFError as exc:
+            raise InputError(f"an input file ended early (a truncated .gz?): {exc}") from exc
+
+
+app = typer.Typer(
+    cls=_Group, add_completion=False, no_args_is_help=True, help="Distillation-attack detector."
+)
 rules_app = typer.Typer(no_args_is_help=True, help="Detection rules.")
 app.add_typer(rules_app, name="rules")
 console = Console(stderr=True)
-DEFAULT_RULES = Path("rules")
+
+
+def out_console() -> Console:
+    """stdout console; piped output gets a wide page so that tables are never cut."""
+    return Console() if sys.stdout.isatty() else Console(width=1000)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"detector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Distillation-attack detector."""
 
 
 @app.command()
@@ -44,10 +86,14 @@ def replay(
     """Replay logged traffic through the engine, deterministically, and write alerts.
 
     Exit 0: every input record was read and decoded; 5: completed, but some inputs (records, rows or
-    unreadable files) were rejected (see --rejects-out); 2: an input is missing.
+    unreadable files) were rejected (see --rejects-out), or no event came out (said in one line);
+    2: an input is missing.
     """
+    import polars as pl
+    from pyarrow.lib import ArrowException
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 
+    from detector.decode import SchemaMismatchError
     from detector.io.files import expand_inputs, input_size
     from detector.runtime.replay import EXIT_REJECTED_INPUTS
     from detector.runtime.replay import replay as run_replay
@@ -55,8 +101,11 @@ def replay(
     files = expand_inputs(paths)
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        console.print(f"[red]no such input: {', '.join(missing)}")
-        raise typer.Exit(2)
+        raise ConfigError("no such input file; give existing files or folders", ", ".join(missing))
+    if not files:
+        raise ConfigError(
+            "no JSONL, JSONL.gz or Parquet files in the given folders", ", ".join(map(str, paths))
+        )
     engine = build_engine(rules_dir, ip_intel, allowlist, False if no_models else (models or True))
     total = sum(input_size(f) for f in files)
     with Progress(
@@ -69,7 +118,11 @@ def replay(
         transient=True,
     ) as bar:
         task = bar.add_task("replay", total=total)
-        summary = run_replay(files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n))
+        try:
+            summary = run_replay(files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n))
+        except (EOFError, pl.exceptions.PolarsError, ArrowException, SchemaMismatchError) as exc:
+            where = ", ".join(map(str, files[:3])) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            raise InputError(f"cannot read the input: {type(exc).__name__}: {exc}", where) from exc
     out = {
         "records": summary.records,
         "events": summary.events,
@@ -85,6 +138,13 @@ def replay(
         print(json.dumps(out, indent=2))
     else:
         _print_replay_summary(summary, engine.stats.suppressed)
+    if summary.events == 0:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects.items())) or "the input is empty"
+        raise InputError(
+            f"no events processed: {summary.records} records read, rejected: {why} "
+            "(--rejects-out writes each rejected record with its reason)",
+            ", ".join(map(str, files)),
+        )
     if summary.rejects:
         raise typer.Exit(EXIT_REJECTED_INPUTS)
 
@@ -104,7 +164,7 @@ def _print_replay_summary(summary: Any, suppressed: Any) -> None:
     t.add_row("alert revisions (updates included)", str(summary.revisions))
     for kind, n in sorted(suppressed.items()):
         t.add_row(f"suppressed by allow-list: {kind}", str(n))
-    Console().print(t)
+    out_console().print(t)
 
 
 @app.command()
@@ -116,12 +176,19 @@ def simulate(
     prompts: Annotated[
         Path | None, typer.Option("--prompts", help="Real prompt sets (shared/data/prompts).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate labelled gateway traffic: events.jsonl, events.parquet and labels.json."""
     from detector.lab.simulate import simulate as run
 
+    for name, value in (("--days", days), ("--scale", scale)):
+        if not value > 0:
+            raise typer.BadParameter(f"must be greater than 0, got {value:g}", param_hint=name)
     summary = run(out, days=days, seed=seed, scale=scale, prompts_dir=prompts)
-    console.print(summary)
+    if as_json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        out_console().print(summary)
 
 
 @app.command()
@@ -138,7 +205,7 @@ def evaluate(
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
-        Console().print(render_table(result))
+        out_console().print(render_table(result))
 
 
 @app.command("evaluate-matrix")
@@ -171,14 +238,26 @@ def evaluate_matrix(
 
 @rules_app.command("check")
 def rules_check(
-    directory: Annotated[Path, typer.Argument(help="Rules folder.")] = DEFAULT_RULES,
+    directory: Annotated[
+        Path | None, typer.Argument(help="Rules folder (default: the rules that ship in the package).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print errors and test results as JSON.")] = False,
 ) -> None:
     """Validate every rule file and run its inline tests; exit 1 on any error."""
+    from detector.defaults import rules_dir
     from detector.detect.rules import check_rules
     from detector.window.features import CATALOGUES
 
-    report = check_rules(directory, CATALOGUES)
-    print(report.render() if hasattr(report, "render") else report)
+    report = check_rules(directory or rules_dir(), CATALOGUES)
+    if as_json:
+        tests = [
+            {"rule": r.rule_id, "test": r.name, "passed": r.passed, "at": f"{r.path}:{r.line}"}
+            for r in report.results
+        ]
+        doc = {"ok": report.ok, "rules": report.rules, "errors": [str(e) for e in report.errors]}
+        print(json.dumps({**doc, "tests": tests}, indent=2))
+    else:
+        print(report.render() if hasattr(report, "render") else report)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -203,6 +282,38 @@ for _group in (stream_commands, model_commands, report_commands):
     _group.register(app)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    """Entry point for ``python -m detector``."""
-    sys.exit(app())
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``detector`` entry point: run the command; print any error as one line on stderr.
+
+    Returns the exit status (``docs/cli.md``). ``DETECTOR_TRACEBACK=1`` re-raises instead, for a traceback.
+    """
+    from detector.cli.errors import describe, environment_warnings, one_line
+
+    for warning in environment_warnings(os.environ):
+        print(f"detector: warning: {warning}", file=sys.stderr)
+    try:
+        rv = app(args=list(argv) if argv is not None else None, prog_name="detector", standalone_mode=False)
+    except typer.Abort:
+        print("detector: error: aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        code = int(getattr(exc, "exit_code", 2))
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return code  # the help is printed already
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "detector"
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"detector: error: {one_line(text)} (see `{where} --help`)", file=sys.stderr)
+        return code
+    except Exception as exc:
+        if os.environ.get("DETECTOR_TRACEBACK"):
+            raise
+        line, code = describe(exc)
+        print(f"detector: error: {line}", file=sys.stderr)
+        return code
+    return rv if isinstance(rv, int) else 0
+
+
+def entry() -> None:  # pragma: no cover - console entry point
+    """``detector`` and ``python -m detector``."""
+    sys.exit(main())
