@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,16 @@ from detector import defaults
 
 #: Bounds: every window and interval is positive; warm-up and lateness may be zero; shares lie in 0..1.
 _ZERO = timedelta(0)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def _duration(value: object) -> object:
+    """Durations from variables: ``900`` (seconds) and ``15m`` / ``2h`` / ``7d`` besides ``00:15:00``
+    and ISO 8601 ``PT15M`` (which pydantic reads itself)."""
+    if isinstance(value, str) and (m := _SHORT_DURATION.match(value)):
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
+    return value
 
 
 class WindowSettings(BaseModel):
@@ -37,6 +48,11 @@ class WindowSettings(BaseModel):
     episode_idle: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
     #: Events older than the watermark minus this are late (counted, folded into the current tick).
     allowed_lateness: timedelta = Field(default=timedelta(minutes=5), ge=_ZERO)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _short_durations(cls, value: object) -> object:
+        return _duration(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> WindowSettings:

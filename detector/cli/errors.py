@@ -89,7 +89,7 @@ def _settings_error(exc: Any, prefix: str) -> str:
         shown = f"={value!r}" if isinstance(value, str | int | float) and len(str(value)) <= 60 else ""
         msg = str(d.get("msg", "invalid")).removeprefix("Value error, ")
         if "timedelta" in msg or d.get("type", "").startswith("time_delta"):
-            msg += " (seconds such as 900, or 00:15:00, or PT15M)"
+            msg += " (write 900 for seconds, 15m, 2h, 7d, 00:15:00 or PT15M)"
         parts.append(f"{var}{shown}: {msg}")
     return "invalid setting: " + _capped(parts) + "; fix the variable (or the --config file)"
 

@@ -201,7 +201,13 @@ def evaluate(
     from detector.lab.evaluate import evaluate as run
     from detector.lab.evaluate import render_table
 
-    result = run(labels, alerts)
+    for path in (labels, alerts):
+        if not path.is_file():
+            raise ConfigError("no such file", str(path))
+    try:
+        result = run(labels, alerts)
+    except ValueError as exc:  # JSON or label-schema errors
+        raise InputError(f"cannot read labels or alerts: {exc}", f"{labels}, {alerts}") from exc
     if as_json:
         print(result.model_dump_json(indent=2))
     else:

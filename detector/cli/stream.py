@@ -57,6 +57,7 @@ def _settings(config: Path | None, metrics_port: int | None) -> Any:
     from detector.cli.errors import unknown_variables
     from detector.runtime.stream.logs import setup_logging
     from detector.runtime.stream.settings import StreamSettings, load_config_file
+    from detector.settings import EngineSettings
 
     if config is not None and not config.is_file():
         raise ConfigError("config file not found; give an existing dotenv-style file", str(config))
@@ -65,6 +66,7 @@ def _settings(config: Path | None, metrics_port: int | None) -> Any:
         for warning in unknown_variables(dotenv_values(config)):
             print(f"detector: warning: {config}: {warning}", file=sys.stderr)
     s = StreamSettings()
+    EngineSettings()  # engine variables fail here, at start, not when the first batch builds the engine
     if metrics_port is not None:
         s = s.model_copy(update={"metrics_port": metrics_port})
     _check_port(s.metrics_host, s.metrics_port)
