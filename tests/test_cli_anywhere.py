@@ -62,6 +62,9 @@ def test_the_commands_work_from_a_directory_outside_the_clone(tmp_path: Path) ->
     ev = run_cli(["evaluate", "--labels", "sim/labels.json", "--alerts", "alerts.jsonl", "--json"], tmp_path)
     assert ev.returncode == 0, ev.stderr
     json.loads(ev.stdout)
+    table = run_cli(["evaluate", "--labels", "sim/labels.json", "--alerts", "alerts.jsonl"], tmp_path)
+    assert table.returncode == 0 and "TTD med h" in table.stdout  # piped: a wide page, nothing cut
+    assert "…" not in table.stdout and max(map(len, table.stdout.splitlines())) > 80
 
     html = run_cli(["report", "--alerts", "alerts.jsonl", "--out", "report.html", "--json"], tmp_path)
     assert html.returncode == 0, html.stderr
