@@ -168,6 +168,15 @@ CASES: dict[str, Case] = {
         ("DETECTOR_STREAM_SECURITY_PROTOCOL", "TLS"),
         {"DETECTOR_STREAM_SECURITY_PROTOCOL": "TLS", "DETECTOR_STREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9"},
     ),
+    "run_with_a_broken_rule": Case(
+        f"run --rules {BROKEN_RULES}",
+        2,
+        ("bad_severity.yaml",),
+        {"DETECTOR_STREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9"},
+    ),
+    "demo_with_a_bad_allowlist": Case(
+        "demo --allowlist {w}/bad_entries.yaml", 2, ("bad_entries.yaml", "entry 4")
+    ),
     "missing_config_file": Case("run --config {w}/nope.env", 2, ("nope.env", "config")),
     "bad_value_in_config_file": Case(
         "run --config {w}/bad.env",

@@ -55,7 +55,6 @@ def _settings(config: Path | None, metrics_port: int | None) -> Any:
     from dotenv import dotenv_values
 
     from detector.cli.errors import unknown_variables
-    from detector.runtime.stream.logs import setup_logging
     from detector.runtime.stream.settings import StreamSettings, load_config_file
     from detector.settings import EngineSettings
 
@@ -70,7 +69,6 @@ def _settings(config: Path | None, metrics_port: int | None) -> Any:
     if metrics_port is not None:
         s = s.model_copy(update={"metrics_port": metrics_port})
     _check_port(s.metrics_host, s.metrics_port)
-    setup_logging(s.log_level)
     return s
 
 
@@ -91,16 +89,28 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
-def _check_brokers(bootstrap: str) -> None:
-    """Fail fast, naming the address, when no bootstrap server accepts a TCP connection."""
-    addresses = [a.strip() for a in bootstrap.split(",") if a.strip()]
-    problems = []
-    for address in addresses:
+def _addresses(bootstrap: str) -> list[tuple[str, str, str]]:
+    """``(address, host, port)`` of each comma-separated bootstrap server."""
+    out = []
+    for address in (a.strip() for a in bootstrap.split(",") if a.strip()):
         host, _, port = address.rpartition(":")
+        out.append((address, host, port))
+    return out
+
+
+def _check_address_syntax(bootstrap: str) -> None:
+    """Each bootstrap server is ``host:port``."""
+    for address, host, port in _addresses(bootstrap):
         if not host or not port.isdigit():
             raise ConfigError(
                 "expected host:port in DETECTOR_STREAM_BOOTSTRAP_SERVERS", f"bootstrap server {address!r}"
             )
+
+
+def _check_brokers(bootstrap: str) -> None:
+    """Fail fast, naming the address, when no bootstrap server accepts a TCP connection."""
+    problems = []
+    for address, host, port in _addresses(bootstrap):
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
             return
@@ -140,9 +150,10 @@ def run(
     SIGHUP reloads the rules (window state is kept). Exit codes: 3 a sink failed, 4 fenced by a newer
     owner; neither writes a checkpoint.
     """
-    from detector.app import build_daemon
+    from detector.app import build_daemon, build_engine
     from detector.io.sinks import SinkError
     from detector.runtime.stream.commit import Fenced
+    from detector.runtime.stream.logs import setup_logging
 
     s = _settings(config, metrics_port)
     if not s.bootstrap_servers:
@@ -151,7 +162,12 @@ def run(
             "(or use `detector demo` for the embedded broker)",
             "DETECTOR_STREAM_BOOTSTRAP_SERVERS",
         )
+    _check_address_syntax(s.bootstrap_servers)
+    # a bad rule, allow-list, model or IP-intel file fails here, at start, not at the first partition
+    # assignment (the daemon builds its own engine then)
+    build_engine(rules_dir, ip_intel, allowlist)
     _check_brokers(s.bootstrap_servers)
+    setup_logging(s.log_level)  # after the start checks, so that a failed start prints one line
     app = build_daemon(
         s, rules_dir=rules_dir, ip_intel=ip_intel, allowlist=allowlist, stop=_stop_on_signals(), drain=drain
     )
@@ -183,11 +199,16 @@ def demo(
     ] = False,
 ) -> None:
     """Embedded broker + live simulated traffic + the daemon; prints alerts as they arrive."""
+    from detector.app import build_engine
     from detector.lab.demo.run import run_demo
+    from detector.runtime.stream.logs import setup_logging
 
     s = _settings(config, metrics_port)
+    build_engine(rules_dir, ip_intel, allowlist)  # a bad rule, allow-list or IP-intel file fails here
     if s.bootstrap_servers:
+        _check_address_syntax(s.bootstrap_servers)
         _check_brokers(s.bootstrap_servers)
+    setup_logging(s.log_level)
     stop = _stop_on_signals()
     watcher = _rule_watcher(rules_dir)
     code = run_demo(
