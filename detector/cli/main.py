@@ -74,11 +74,14 @@ def replay(
     rejects_out: Annotated[Path | None, typer.Option("--rejects-out", help="Dead-letter JSON Lines.")] = None,
     rules_dir: Annotated[Path | None, typer.Option("--rules")] = None,
     ip_intel: Annotated[
-        Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")
+        Path | None,
+        typer.Option(
+            "--ip-intel", help="Folder of IP-intelligence files, or `default` for the packaged snapshot."
+        ),
     ] = None,
     allowlist: Annotated[Path | None, typer.Option("--allowlist")] = None,
     models: Annotated[
-        Path | None, typer.Option("--models", help="Folder of ONNX models (default: settings, models/).")
+        Path | None, typer.Option("--models", help="Folder of ONNX models (default: the packaged models).")
     ] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Rules only.")] = False,
     summary_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -275,11 +278,18 @@ def bench(
     ] = None,
     parquet: Annotated[Path | None, typer.Option("--parquet")] = None,
     repeat: Annotated[int, typer.Option("--repeat")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the measured rows as JSON.")] = False,
 ) -> None:
     """Print throughput: polars read ceiling vs our decode vs replay end to end (JSONL and Parquet)."""
+    import io
+
     from detector.lab.bench.replay import run_bench
 
-    run_bench(events, parquet, repeat)
+    if as_json:
+        rows = run_bench(events, parquet, repeat, Console(file=io.StringIO()))
+        print(json.dumps(rows, indent=2))
+    else:
+        run_bench(events, parquet, repeat, out_console())
 
 
 # Commands that live in their own modules register here (their imports stay inside the command

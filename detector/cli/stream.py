@@ -131,7 +131,12 @@ PortOpt = Annotated[
     int | None, typer.Option("--metrics-port", help="Serve /metrics, /healthz and /readyz on this port.")
 ]
 RulesOpt = Annotated[Path | None, typer.Option("--rules")]
-IntelOpt = Annotated[Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")]
+IntelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ip-intel", help="Folder of IP-intelligence files, or `default` for the packaged snapshot."
+    ),
+]
 AllowOpt = Annotated[Path | None, typer.Option("--allowlist")]
 
 
