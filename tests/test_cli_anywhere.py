@@ -75,3 +75,24 @@ def test_the_commands_work_from_a_directory_outside_the_clone(tmp_path: Path) ->
     )
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "ALERT" in demo.stdout, demo.stdout[-2000:]
+
+
+def test_settings_name_the_packaged_snapshot_and_read_short_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    from detector import defaults
+    from detector.settings import EngineSettings
+
+    monkeypatch.setenv("DETECTOR_IP_INTEL_DIR", "default")
+    monkeypatch.setenv("DETECTOR_WINDOWS__TICK", "10m")
+    monkeypatch.setenv("DETECTOR_WINDOWS__LINK", "2d")
+    monkeypatch.setenv("DETECTOR_WINDOWS__SHORT", "1800")
+    s = EngineSettings()
+    assert s.ip_intel_dir == defaults.ip_intel_dir()
+    assert (s.windows.tick, s.windows.link, s.windows.short) == (
+        timedelta(minutes=10),
+        timedelta(days=2),
+        timedelta(minutes=30),
+    )
