@@ -228,7 +228,9 @@ def evaluate_matrix(
     days: Annotated[float, typer.Option("--days")] = 1.0,
     scale: Annotated[float, typer.Option("--scale", help="Honest population (1.0: ~1,650 accounts).")] = 0.25,
     attack_accounts: Annotated[int, typer.Option("--attack-accounts", help="Accounts per campaign.")] = 20,
-    rules: Annotated[Path, typer.Option("--rules")] = DEFAULT_RULES,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Default: the rules that ship in the package.")
+    ] = None,
     ip_intel: Annotated[
         Path | None,
         typer.Option("--ip-intel", help="Operator IP-intel folder: the matrix runs with it and without."),
@@ -236,9 +238,10 @@ def evaluate_matrix(
     out: Annotated[Path | None, typer.Option("--out", help="Write the result as JSON here.")] = None,
 ) -> None:
     """Evasion matrix: recall per (family x knob value) over random draws, FPs per honest persona."""
+    from detector.defaults import rules_dir
     from detector.lab.matrix import MatrixConfig, render_markdown, run_matrix
 
-    cfg = MatrixConfig(draws, held_out, days, scale, attack_accounts, rules, ip_intel)
+    cfg = MatrixConfig(draws, held_out, days, scale, attack_accounts, rules or rules_dir(), ip_intel)
     result = run_matrix(cfg)
     if out is not None:
         out.write_text(result.model_dump_json(indent=2))
