@@ -107,7 +107,7 @@ CASES: dict[str, Case] = {
         "replay {w}/empty.parquet --alerts-out {w}/out.jsonl", 5, ("empty.parquet", "no events")
     ),
     "wrong_column_type": Case(
-        "replay {w}/wrong_type.parquet --alerts-out {w}/out.jsonl", 5, ("wrong_type.parquet", "'account'")
+        "replay {w}/wrong_type.parquet --alerts-out {w}/out.jsonl", 5, ("wrong_type.parquet", "type_error")
     ),
     "simulate_days_0": Case("simulate --out {w}/s0 --days 0", 2, ("--days",)),
     "metrics_port_in_use": Case(
@@ -117,7 +117,7 @@ CASES: dict[str, Case] = {
         {"DETECTOR_STREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9"},
     ),
     "truncated_gz": Case(
-        "replay {w}/truncated.jsonl.gz --alerts-out {w}/out.jsonl", 5, ("truncated.jsonl.gz", "ended")
+        "replay {w}/truncated.jsonl.gz --alerts-out {w}/out.jsonl", 5, ("truncated.jsonl.gz", "unreadable")
     ),
     "out_of_range_min_overlap": Case(
         REPLAY, 2, ("DETECTOR_LINK__MIN_OVERLAP", "1"), {"DETECTOR_LINK__MIN_OVERLAP": "2"}

@@ -100,7 +100,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
     import yaml
     from pydantic import ValidationError
 
-    from detector.decode import SchemaMismatchError
     from detector.detect.models.runtime import ModelError
     from detector.detect.rules.errors import RuleLoadError
     from detector.enrich.ipintel import IpIntelError
@@ -119,8 +118,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"IP intelligence: {first}{tail}", EXIT_USAGE
     if isinstance(exc, ModelError | MarkerError):
         return f"models: {one_line(str(exc))}", EXIT_USAGE
-    if isinstance(exc, SchemaMismatchError):
-        return f"input: {one_line(str(exc))}", EXIT_INPUT
     if isinstance(exc, EOFError):
         return f"input ended early (a truncated .gz?): {one_line(str(exc))}", EXIT_INPUT
     if isinstance(exc, pl.exceptions.PolarsError):

@@ -96,7 +96,6 @@ def replay(
     from pyarrow.lib import ArrowException
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 
-    from detector.decode import SchemaMismatchError
     from detector.io.files import expand_inputs, input_size
     from detector.runtime.replay import EXIT_REJECTED_INPUTS
     from detector.runtime.replay import replay as run_replay
@@ -123,7 +122,7 @@ def replay(
         task = bar.add_task("replay", total=total)
         try:
             summary = run_replay(files, engine, alerts_out, rejects_out, lambda n: bar.advance(task, n))
-        except (EOFError, pl.exceptions.PolarsError, ArrowException, SchemaMismatchError) as exc:
+        except (EOFError, pl.exceptions.PolarsError, ArrowException) as exc:
             where = ", ".join(map(str, files[:3])) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
             raise InputError(f"cannot read the input: {type(exc).__name__}: {exc}", where) from exc
     out = {
