@@ -1,5 +1,5 @@
 """``python -m detector``."""
 
-from detector.cli import app
+from detector.cli import entry
 
-app()
+entry()

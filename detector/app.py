@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from detector.errors import ConfigError
+
 if TYPE_CHECKING:
     from detector.detect.rules import RuleWatcher
     from detector.engine import Engine
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 def _settings(
     rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | None, models: Path | bool = True
 ) -> EngineSettings:
+    from detector.defaults import resolve_ip_intel
     from detector.settings import EngineSettings
 
     s = EngineSettings()
@@ -33,7 +36,7 @@ def _settings(
     if rules_dir is not None:
         updates["rules_dir"] = rules_dir
     if ip_intel is not None:
-        updates["ip_intel_dir"] = ip_intel
+        updates["ip_intel_dir"] = resolve_ip_intel(ip_intel)
     if allowlist is not None:
         updates["allowlist"] = allowlist
     return s.model_copy(update=updates)
@@ -52,6 +55,8 @@ def build_engine(
     ``models``: True (default) loads ``settings.models_dir``; False runs rules only; a path overrides.
     ``partner_intel``: a partner's STIX bundle, or a folder of them (``detector intel import``), matched
     under the community key (``$DETECTOR_COMMUNITY_KEY`` or ``community_key_file``).
+    ``ip_intel``: a folder, or ``default`` for the snapshot that ships in the package. Unset folders
+    fall back to the packaged defaults (rules, models; no IP intelligence).
     """
     from detector.detect.allowlist import AllowList
     from detector.detect.models.runtime import ModelSet
@@ -61,6 +66,9 @@ def build_engine(
     from detector.window.features import CATALOGUES
 
     s = _settings(rules_dir, ip_intel, allowlist, models)
+    for what, path in (("models", s.models_dir), ("IP-intelligence", s.ip_intel_dir)):
+        if path is not None and not path.is_dir():
+            raise ConfigError(f"{what} folder not found; give an existing folder", str(path))
     rules = load_rules(s.rules_dir, CATALOGUES)
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
     model_set = ModelSet.load(s.models_dir) if s.models_dir is not None else ModelSet()

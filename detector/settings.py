@@ -2,54 +2,83 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from detector import defaults
+
+#: Bounds: every window and interval is positive; warm-up and lateness may be zero; shares lie in 0..1.
+_ZERO = timedelta(0)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def _duration(value: object) -> object:
+    """Durations from variables: ``900`` (seconds) and ``15m`` / ``2h`` / ``7d`` besides ``00:15:00``
+    and ISO 8601 ``PT15M`` (which pydantic reads itself)."""
+    if isinstance(value, str) and (m := _SHORT_DURATION.match(value)):
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
+    return value
 
 
 class WindowSettings(BaseModel):
     """Event-time windows and the tick at which the engine evaluates."""
 
     #: The engine evaluates features, links and rules each time event time crosses a tick boundary.
-    tick: timedelta = timedelta(minutes=15)
+    tick: timedelta = Field(default=timedelta(minutes=15), gt=_ZERO)
     #: Clusters are rebuilt and scored at tick boundaries that are multiples of this (linkage moves slowly).
-    cluster_every: timedelta = timedelta(hours=1)
-    short: timedelta = timedelta(hours=1)
-    long: timedelta = timedelta(hours=24)
+    cluster_every: timedelta = Field(default=timedelta(hours=1), gt=_ZERO)
+    short: timedelta = Field(default=timedelta(hours=1), gt=_ZERO)
+    long: timedelta = Field(default=timedelta(hours=24), gt=_ZERO)
     #: Linkage keys (shared cards, IPs, fingerprints...) stay live this long after last use.
-    link: timedelta = timedelta(days=7)
+    link: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
     #: An account with no event for this long is evicted from state.
-    account_idle: timedelta = timedelta(days=7)
+    account_idle: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
     #: Models seen within this long of the stream's start are "established"; later ones are new.
-    model_warmup: timedelta = timedelta(hours=6)
+    model_warmup: timedelta = Field(default=timedelta(hours=6), ge=_ZERO)
     #: A model counts as newly launched for this long after it is first seen.
-    new_model: timedelta = timedelta(hours=72)
+    new_model: timedelta = Field(default=timedelta(hours=72), gt=_ZERO)
     #: Accounts created within this span of each other share a sign-up burst key.
-    signup_burst: timedelta = timedelta(minutes=30)
+    signup_burst: timedelta = Field(default=timedelta(minutes=30), gt=_ZERO)
     #: An alert episode with no verdict for this long closes; a later verdict opens a new episode (new id).
-    episode_idle: timedelta = timedelta(days=7)
+    episode_idle: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
     #: Events older than the watermark minus this are late (counted, folded into the current tick).
-    allowed_lateness: timedelta = timedelta(minutes=5)
+    allowed_lateness: timedelta = Field(default=timedelta(minutes=5), ge=_ZERO)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _short_durations(cls, value: object) -> object:
+        return _duration(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowSettings:
+        if self.cluster_every < self.tick:
+            raise ValueError(f"cluster_every ({self.cluster_every}) must be at least tick ({self.tick})")
+        if self.short > self.long:
+            raise ValueError(f"short ({self.short}) must not exceed long ({self.long})")
+        return self
 
 
 class LinkSettings(BaseModel):
     """How linkage keys become cluster edges."""
 
     #: Keys per account and family kept for composite linking (most used first).
-    keys_per_family: int = 3
+    keys_per_family: int = Field(default=3, ge=1)
     #: A key used by more than this share of active accounts (and more than ``common_min_accounts``)
     #: is common (a popular SDK, a big NAT) and links nobody.
-    common_share: float = 0.2
-    common_min_accounts: int = 50
+    common_share: float = Field(default=0.2, gt=0, le=1)
+    common_min_accounts: int = Field(default=50, ge=1)
     #: A composite key (two families' keys held together) links its holders only when they are at least
     #: this share of the holders of each key (a popular browser plus a popular prompt is a coincidence;
     #: a client build plus a template skeleton held by the same 60 accounts is not).
-    min_overlap: float = 0.5
+    min_overlap: float = Field(default=0.5, gt=0, le=1)
     #: ...or when they are most holders of the rarer key and the other key is held by at most this share
     #: of all accounts (a prefix nested in a reseller that only one network uses).
-    nested_max_share: float = 0.05
+    nested_max_share: float = Field(default=0.05, ge=0, le=1)
     #: Families whose key may hold a nested one that way: relationships an operator sets up on purpose.
     #: Not templates (a popular prompt) or address prefixes (a neighbourhood).
     nest_families: tuple[str, ...] = ("payment", "reseller", "client", "sysprompt")
@@ -116,17 +145,24 @@ class EngineSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DETECTOR_", env_nested_delimiter="__", extra="ignore")
 
-    rules_dir: Path = Field(default=Path("rules"))
+    #: Default: the rules that ship in the package (``detector/defaults/rules``).
+    rules_dir: Path = Field(default_factory=defaults.rules_dir)
     allowlist: Path | None = None
+    #: None: no IP intelligence; ``default``: the snapshot that ships in the package; else a folder.
     ip_intel_dir: Path | None = None
-    #: ONNX models with manifests (``models/<name>-v<N>.onnx``); None or a missing folder: rules only.
-    models_dir: Path | None = Path("models")
+    #: ONNX models with manifests (``<name>-v<N>.onnx``; default: the packaged ones); None: rules only.
+    models_dir: Path | None = Field(default_factory=defaults.models_dir)
 
     @field_validator("models_dir", "allowlist", "ip_intel_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """``DETECTOR_MODELS_DIR=`` (empty) means none: rules only, no allow-list, no IP intelligence."""
         return None if value == "" else value
+
+    @field_validator("ip_intel_dir", mode="after")
+    @classmethod
+    def _default_intel(cls, value: Path | None) -> Path | None:
+        return defaults.resolve_ip_intel(value)
 
     windows: WindowSettings = WindowSettings()
     link: LinkSettings = LinkSettings()

@@ -1,5 +1,5 @@
 """Command line (typer only): one module per command group; ``detector.cli.main`` holds the app."""
 
-from detector.cli.main import app, main
+from detector.cli.main import app, entry, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "entry", "main"]

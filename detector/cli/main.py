@@ -1,16 +1,24 @@
-"""Command line: ``detector replay | simulate | evaluate | rules check | bench``."""
+"""Command line: ``detector replay | simulate | evaluate | rules check | bench``.
+
+``main`` is the entry point and the one place where errors are caught: each becomes one line on stderr
+and an exit code (``detector.cli.errors``, ``docs/cli.md``).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from detector import __version__
 from detector.app import build_engine
 from detector.cli import disposition as disposition_commands
 from detector.cli import intel as intel_commands
@@ -18,15 +26,49 @@ from detector.cli import models as model_commands
 from detector.cli import policy as policy_commands
 from detector.cli import report as report_commands
 from detector.cli import stream as stream_commands
+from detector.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from detector.decide import DecisionBook
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distillation-attack detector.")
+
+class _Group(TyperGroup):
+    """Turns an ``EOFError`` (a truncated input) into an ``InputError`` before click makes it "Aborted!"."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EOFError as exc:
+            raise InputError(f"an input file ended early (a truncated .gz?): {exc}") from exc
+
+
+app = typer.Typer(
+    cls=_Group, add_completion=False, no_args_is_help=True, help="Distillation-attack detector."
+)
 rules_app = typer.Typer(no_args_is_help=True, help="Detection rules.")
 app.add_typer(rules_app, name="rules")
 console = Console(stderr=True)
-DEFAULT_RULES = Path("rules")
+
+
+def out_console() -> Console:
+    """stdout console; piped output gets a wide page so that tables are never cut."""
+    return Console() if sys.stdout.isatty() else Console(width=1000)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"detector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Distillation-attack detector."""
 
 
 @app.command()
@@ -38,11 +80,14 @@ def replay(
     rejects_out: Annotated[Path | None, typer.Option("--rejects-out", help="Dead-letter JSON Lines.")] = None,
     rules_dir: Annotated[Path | None, typer.Option("--rules")] = None,
     ip_intel: Annotated[
-        Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")
+        Path | None,
+        typer.Option(
+            "--ip-intel", help="Folder of IP-intelligence files, or `default` for the packaged snapshot."
+        ),
     ] = None,
     allowlist: Annotated[Path | None, typer.Option("--allowlist")] = None,
     models: Annotated[
-        Path | None, typer.Option("--models", help="Folder of ONNX models (default: settings, models/).")
+        Path | None, typer.Option("--models", help="Folder of ONNX models (default: the packaged models).")
     ] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Rules only.")] = False,
     summary_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -61,8 +106,11 @@ def replay(
     """Replay logged traffic through the engine, deterministically, and write alerts (and decisions).
 
     Exit 0: every input record was read and decoded; 5: completed, but some inputs (records, rows or
-    unreadable files) were rejected (see --rejects-out); 2: an input is missing.
+    unreadable files) were rejected (see --rejects-out), or no event came out (said in one line);
+    2: an input is missing.
     """
+    import polars as pl
+    from pyarrow.lib import ArrowException
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 
     from detector.io.files import expand_inputs, input_size
@@ -72,8 +120,11 @@ def replay(
     files = expand_inputs(paths)
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        console.print(f"[red]no such input: {', '.join(missing)}")
-        raise typer.Exit(2)
+        raise ConfigError("no such input file; give existing files or folders", ", ".join(missing))
+    if not files:
+        raise ConfigError(
+            "no JSONL, JSONL.gz or Parquet files in the given folders", ", ".join(map(str, paths))
+        )
     engine = build_engine(
         rules_dir,
         ip_intel,
@@ -94,15 +145,19 @@ def replay(
         transient=True,
     ) as bar:
         task = bar.add_task("replay", total=total)
-        summary = run_replay(
-            files,
-            engine,
-            alerts_out,
-            rejects_out,
-            lambda n: bar.advance(task, n),
-            decider=decider,
-            decisions_out=decisions_out,
-        )
+        try:
+            summary = run_replay(
+                files,
+                engine,
+                alerts_out,
+                rejects_out,
+                lambda n: bar.advance(task, n),
+                decider=decider,
+                decisions_out=decisions_out,
+            )
+        except (EOFError, pl.exceptions.PolarsError, ArrowException) as exc:
+            where = ", ".join(map(str, files[:3])) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            raise InputError(f"cannot read the input: {type(exc).__name__}: {exc}", where) from exc
     out = {
         "records": summary.records,
         "events": summary.events,
@@ -121,6 +176,13 @@ def replay(
         print(json.dumps(out, indent=2))
     else:
         _print_replay_summary(summary, engine.stats.suppressed, decider)
+    if summary.events == 0:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects.items())) or "the input is empty"
+        raise InputError(
+            f"no events processed: {summary.records} records read, rejected: {why} "
+            "(--rejects-out writes each rejected record with its reason)",
+            ", ".join(map(str, files)),
+        )
     if summary.rejects:
         raise typer.Exit(EXIT_REJECTED_INPUTS)
 
@@ -145,7 +207,7 @@ def _print_replay_summary(summary: Any, suppressed: Any, decider: DecisionBook |
     if decider is not None and decider.dry_run:
         for action, n in sorted(decider.would_enforce.items()):
             t.add_row(f"dry run, would enforce: {action}", str(n))
-    Console().print(t)
+    out_console().print(t)
 
 
 def _decider(policy: Path | None, dry_run: bool) -> DecisionBook:
@@ -155,8 +217,7 @@ def _decider(policy: Path | None, dry_run: bool) -> DecisionBook:
     try:
         return DecisionBook(load_policy(policy), dry_run=dry_run)
     except PolicyError as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(2) from None
+        raise ConfigError(str(exc), str(policy) if policy else "the shipped policy") from exc
 
 
 @app.command()
@@ -168,12 +229,19 @@ def simulate(
     prompts: Annotated[
         Path | None, typer.Option("--prompts", help="Real prompt sets (shared/data/prompts).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate labelled gateway traffic: events.jsonl, events.parquet and labels.json."""
     from detector.lab.simulate import simulate as run
 
+    for name, value in (("--days", days), ("--scale", scale)):
+        if not value > 0:
+            raise typer.BadParameter(f"must be greater than 0, got {value:g}", param_hint=name)
     summary = run(out, days=days, seed=seed, scale=scale, prompts_dir=prompts)
-    console.print(summary)
+    if as_json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        out_console().print(summary)
 
 
 @app.command()
@@ -193,21 +261,28 @@ def evaluate(
     if dispositions is not None:
         from detector.lab.disposition_eval import evaluate_dispositions, render_dispositions
 
+        if not dispositions.is_file():
+            raise ConfigError("no such file", str(dispositions))
         scored = evaluate_dispositions(alerts, dispositions)
         if as_json:
             print(scored.model_dump_json(indent=2))
         else:
-            Console().print(render_dispositions(scored))
+            out_console().print(render_dispositions(scored))
     if labels is None:
         if dispositions is None:
-            console.print("[red]give --labels, --dispositions or both")
-            raise typer.Exit(2)
+            raise ConfigError("give --labels, --dispositions or both", "detector evaluate")
         return
-    result = run(labels, alerts)
+    for path in (labels, alerts):
+        if not path.is_file():
+            raise ConfigError("no such file", str(path))
+    try:
+        result = run(labels, alerts)
+    except ValueError as exc:  # JSON or label-schema errors
+        raise InputError(f"cannot read labels or alerts: {exc}", f"{labels}, {alerts}") from exc
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
-        Console().print(render_table(result))
+        out_console().print(render_table(result))
 
 
 @app.command("evaluate-matrix")
@@ -221,7 +296,9 @@ def evaluate_matrix(
     days: Annotated[float, typer.Option("--days")] = 1.0,
     scale: Annotated[float, typer.Option("--scale", help="Honest population (1.0: ~1,650 accounts).")] = 0.25,
     attack_accounts: Annotated[int, typer.Option("--attack-accounts", help="Accounts per campaign.")] = 20,
-    rules: Annotated[Path, typer.Option("--rules")] = DEFAULT_RULES,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Default: the rules that ship in the package.")
+    ] = None,
     ip_intel: Annotated[
         Path | None,
         typer.Option("--ip-intel", help="Operator IP-intel folder: the matrix runs with it and without."),
@@ -229,9 +306,10 @@ def evaluate_matrix(
     out: Annotated[Path | None, typer.Option("--out", help="Write the result as JSON here.")] = None,
 ) -> None:
     """Evasion matrix: recall per (family x knob value) over random draws, FPs per honest persona."""
+    from detector.defaults import rules_dir
     from detector.lab.matrix import MatrixConfig, render_markdown, run_matrix
 
-    cfg = MatrixConfig(draws, held_out, days, scale, attack_accounts, rules, ip_intel)
+    cfg = MatrixConfig(draws, held_out, days, scale, attack_accounts, rules or rules_dir(), ip_intel)
     result = run_matrix(cfg)
     if out is not None:
         out.write_text(result.model_dump_json(indent=2))
@@ -240,14 +318,26 @@ def evaluate_matrix(
 
 @rules_app.command("check")
 def rules_check(
-    directory: Annotated[Path, typer.Argument(help="Rules folder.")] = DEFAULT_RULES,
+    directory: Annotated[
+        Path | None, typer.Argument(help="Rules folder (default: the rules that ship in the package).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print errors and test results as JSON.")] = False,
 ) -> None:
     """Validate every rule file and run its inline tests; exit 1 on any error."""
+    from detector.defaults import rules_dir
     from detector.detect.rules import check_rules
     from detector.window.features import CATALOGUES
 
-    report = check_rules(directory, CATALOGUES)
-    print(report.render() if hasattr(report, "render") else report)
+    report = check_rules(directory or rules_dir(), CATALOGUES)
+    if as_json:
+        tests = [
+            {"rule": r.rule_id, "test": r.name, "passed": r.passed, "at": f"{r.path}:{r.line}"}
+            for r in report.results
+        ]
+        doc = {"ok": report.ok, "rules": report.rules, "errors": [str(e) for e in report.errors]}
+        print(json.dumps({**doc, "tests": tests}, indent=2))
+    else:
+        print(report.render() if hasattr(report, "render") else report)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -259,11 +349,18 @@ def bench(
     ] = None,
     parquet: Annotated[Path | None, typer.Option("--parquet")] = None,
     repeat: Annotated[int, typer.Option("--repeat")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the measured rows as JSON.")] = False,
 ) -> None:
     """Print throughput: polars read ceiling vs our decode vs replay end to end (JSONL and Parquet)."""
+    import io
+
     from detector.lab.bench.replay import run_bench
 
-    run_bench(events, parquet, repeat)
+    if as_json:
+        rows = run_bench(events, parquet, repeat, Console(file=io.StringIO()))
+        print(json.dumps(rows, indent=2))
+    else:
+        run_bench(events, parquet, repeat, out_console())
 
 
 # Commands that live in their own modules register here (their imports stay inside the command
@@ -279,6 +376,38 @@ for _group in (
     _group.register(app)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    """Entry point for ``python -m detector``."""
-    sys.exit(app())
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``detector`` entry point: run the command; print any error as one line on stderr.
+
+    Returns the exit status (``docs/cli.md``). ``DETECTOR_TRACEBACK=1`` re-raises instead, for a traceback.
+    """
+    from detector.cli.errors import describe, environment_warnings, one_line
+
+    for warning in environment_warnings(os.environ):
+        print(f"detector: warning: {warning}", file=sys.stderr)
+    try:
+        rv = app(args=list(argv) if argv is not None else None, prog_name="detector", standalone_mode=False)
+    except typer.Abort:
+        print("detector: error: aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        code = int(getattr(exc, "exit_code", 2))
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return code  # the help is printed already
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "detector"
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"detector: error: {one_line(text)} (see `{where} --help`)", file=sys.stderr)
+        return code
+    except Exception as exc:
+        if os.environ.get("DETECTOR_TRACEBACK"):
+            raise
+        line, code = describe(exc)
+        print(f"detector: error: {line}", file=sys.stderr)
+        return code
+    return rv if isinstance(rv, int) else 0
+
+
+def entry() -> None:  # pragma: no cover - console entry point
+    """``detector`` and ``python -m detector``."""
+    sys.exit(main())

@@ -11,12 +11,23 @@ from typing import Annotated
 
 import typer
 
+from detector.defaults import models_dir, rules_dir
+from detector.errors import ConfigError
+
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "detector-train"
 SHARED_DEFAULT = Path("../shared")
 
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _models(path: Path | None) -> Path:
+    """``path``, or the packaged models; a missing folder is an error (not an empty model set)."""
+    folder = path or models_dir()
+    if not folder.is_dir():
+        raise ConfigError("models folder not found; give an existing folder", str(folder))
+    return folder
 
 
 def register(app: typer.Typer) -> None:
@@ -91,8 +102,8 @@ def register(app: typer.Typer) -> None:
 
     @models_app.command("compare")
     def compare_cmd(
-        models: Annotated[Path, typer.Option("--models")] = Path("models"),
-        rules_dir: Annotated[Path, typer.Option("--rules")] = Path("rules"),
+        models: Annotated[Path | None, typer.Option("--models", help="Default: the packaged models.")] = None,
+        rules: Annotated[Path | None, typer.Option("--rules", help="Default: the packaged rules.")] = None,
         seed: Annotated[int, typer.Option("--seed", help="A held-out simulator seed.")] = 2,
         days: Annotated[float, typer.Option("--days")] = 3.0,
         scale: Annotated[float, typer.Option("--scale")] = 1.0,
@@ -104,7 +115,7 @@ def register(app: typer.Typer) -> None:
         from detector.lab.train.data import simulate_run
 
         run_dir = simulate_run(work / f"seed{seed}-d{days:g}-s{scale:g}", seed, days, scale)
-        rows = compare(run_dir, rules_dir, models, run_dir / "compare")
+        rows = compare(run_dir, rules or rules_dir(), _models(models), run_dir / "compare")
         if as_json:
             print(json.dumps([r.as_dict() for r in rows], indent=2))
         else:
@@ -112,26 +123,35 @@ def register(app: typer.Typer) -> None:
 
     @models_app.command("bench")
     def bench_cmd(
-        models: Annotated[Path, typer.Option("--models")] = Path("models"),
+        models: Annotated[Path | None, typer.Option("--models", help="Default: the packaged models.")] = None,
         batches: Annotated[str, typer.Option("--batches")] = "1,16,256,4096,65536",
         repeat: Annotated[int, typer.Option("--repeat")] = 3,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Scoring rows/s by batch size per model, with the onnxruntime provider each one runs on."""
         from detector.lab.bench.models import throughput
 
+        rows = throughput(_models(models), _ints(batches), repeat)
+        if as_json:
+            print(json.dumps(rows, indent=2, default=str))
+            return
         print("| model | provider | batch | rows/s |\n|---|---|---|---|")
-        for r in throughput(models, _ints(batches), repeat):
+        for r in rows:
             print(f"| {r['model']} | {r['provider']} | {r['batch']} | {r['rows_per_s']:,.0f} |")
 
     @models_app.command("check")
-    def check_cmd(models: Annotated[Path, typer.Option("--models")] = Path("models")) -> None:
-        """Load every model against the engine's feature catalogues; print each one's provider."""
-        from detector.detect.models.runtime import ModelError, ModelSet
+    def check_cmd(
+        models: Annotated[Path | None, typer.Option("--models", help="Default: the packaged models.")] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Load every model against the engine's feature catalogues; print each one's provider.
 
-        try:
-            ms = ModelSet.load(models)
-        except ModelError as exc:
-            print(exc, file=sys.stderr)
-            raise typer.Exit(1) from exc
+        A model that does not load is an error (exit 2, one line naming the file)."""
+        from detector.detect.models.runtime import ModelSet
+
+        ms = ModelSet.load(_models(models))
+        if as_json:
+            print(json.dumps(dict(ms.providers), indent=2))
+            return
         for stem, provider in ms.providers.items():
             print(f"{stem}: {provider}")

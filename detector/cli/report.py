@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from detector.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -20,14 +24,19 @@ def register(app: typer.Typer) -> None:
             typer.Option("--events", help="Events behind the alerts, to draw account-level linkage."),
         ] = None,
         title: Annotated[str | None, typer.Option("--title")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Write a static HTML report for analysts: timeline, cluster sizes, linkage graph, top reasons."""
         from detector.lab.report.build import build_report
 
         if not alerts.is_file():
-            typer.echo(f"no such alerts file: {alerts}", err=True)
-            raise typer.Exit(2)
+            raise ConfigError(
+                "no such alerts file; give the JSON Lines a replay or the daemon wrote", str(alerts)
+            )
         summary = build_report(alerts, out, events, title)
+        if as_json:
+            typer.echo(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
+            return
         typer.echo(
             f"wrote {summary.out}: {summary.episodes} alert episodes ({summary.revisions} revisions), "
             f"{summary.accounts} accounts, {summary.clusters} clusters, "

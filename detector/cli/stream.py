@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from detector.errors import ConfigError, ServiceError
+
+#: Seconds to wait for a TCP connection to a bootstrap server before `detector run` gives up on it.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def _stop_on_signals() -> threading.Event:
@@ -44,15 +50,77 @@ def _rule_watcher(rules_dir: Path | None) -> Any:
 
 
 def _settings(config: Path | None, metrics_port: int | None) -> Any:
-    from detector.runtime.stream.logs import setup_logging
-    from detector.runtime.stream.settings import StreamSettings, load_config_file
+    import sys
 
+    from dotenv import dotenv_values
+
+    from detector.cli.errors import unknown_variables
+    from detector.runtime.stream.settings import StreamSettings, load_config_file
+    from detector.settings import EngineSettings
+
+    if config is not None and not config.is_file():
+        raise ConfigError("config file not found; give an existing dotenv-style file", str(config))
     load_config_file(config)
+    if config is not None:
+        for warning in unknown_variables(dotenv_values(config)):
+            print(f"detector: warning: {config}: {warning}", file=sys.stderr)
     s = StreamSettings()
+    EngineSettings()  # engine variables fail here, at start, not when the first batch builds the engine
     if metrics_port is not None:
         s = s.model_copy(update={"metrics_port": metrics_port})
-    setup_logging(s.log_level)
+    _check_port(s.metrics_host, s.metrics_port)
     return s
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail at start, naming the port, when the metrics port cannot be bound (in use, or not ours)."""
+    if not port:
+        return
+    if not 0 < port < 65536:
+        raise ConfigError("metrics port must be in 1..65535 (0 turns the server off)", f"port {port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror}; choose another port with "
+                "--metrics-port or DETECTOR_STREAM_METRICS_PORT",
+                f"port {port}",
+            ) from None
+
+
+def _addresses(bootstrap: str) -> list[tuple[str, str, str]]:
+    """``(address, host, port)`` of each comma-separated bootstrap server."""
+    out = []
+    for address in (a.strip() for a in bootstrap.split(",") if a.strip()):
+        host, _, port = address.rpartition(":")
+        out.append((address, host, port))
+    return out
+
+
+def _check_address_syntax(bootstrap: str) -> None:
+    """Each bootstrap server is ``host:port``."""
+    for address, host, port in _addresses(bootstrap):
+        if not host or not port.isdigit():
+            raise ConfigError(
+                "expected host:port in DETECTOR_STREAM_BOOTSTRAP_SERVERS", f"bootstrap server {address!r}"
+            )
+
+
+def _check_brokers(bootstrap: str) -> None:
+    """Fail fast, naming the address, when no bootstrap server accepts a TCP connection."""
+    problems = []
+    for address, host, port in _addresses(bootstrap):
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+            return
+        except OSError as exc:
+            problems.append(f"{address} ({exc.strerror or exc})")
+    raise ServiceError(
+        "no Kafka broker answers at " + ", ".join(problems) + "; check DETECTOR_STREAM_BOOTSTRAP_SERVERS "
+        "and that the broker is up",
+        "Kafka",
+    )
 
 
 ConfigOpt = Annotated[
@@ -63,7 +131,12 @@ PortOpt = Annotated[
     int | None, typer.Option("--metrics-port", help="Serve /metrics, /healthz and /readyz on this port.")
 ]
 RulesOpt = Annotated[Path | None, typer.Option("--rules")]
-IntelOpt = Annotated[Path | None, typer.Option("--ip-intel", help="Folder of IP-intelligence files.")]
+IntelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ip-intel", help="Folder of IP-intelligence files, or `default` for the packaged snapshot."
+    ),
+]
 AllowOpt = Annotated[Path | None, typer.Option("--allowlist")]
 
 
@@ -82,16 +155,24 @@ def run(
     SIGHUP reloads the rules (window state is kept). Exit codes: 3 a sink failed, 4 fenced by a newer
     owner; neither writes a checkpoint.
     """
-    from detector.app import build_daemon
+    from detector.app import build_daemon, build_engine
     from detector.io.sinks import SinkError
     from detector.runtime.stream.commit import Fenced
+    from detector.runtime.stream.logs import setup_logging
 
     s = _settings(config, metrics_port)
     if not s.bootstrap_servers:
-        typer.echo(
-            "DETECTOR_STREAM_BOOTSTRAP_SERVERS is not set (use `detector demo` for the embedded broker)"
+        raise ConfigError(
+            "not set; give the Kafka bootstrap servers as host:port[,host:port] "
+            "(or use `detector demo` for the embedded broker)",
+            "DETECTOR_STREAM_BOOTSTRAP_SERVERS",
         )
-        raise typer.Exit(2)
+    _check_address_syntax(s.bootstrap_servers)
+    # a bad rule, allow-list, model or IP-intel file fails here, at start, not at the first partition
+    # assignment (the daemon builds its own engine then)
+    build_engine(rules_dir, ip_intel, allowlist)
+    _check_brokers(s.bootstrap_servers)
+    setup_logging(s.log_level)  # after the start checks, so that a failed start prints one line
     app = build_daemon(
         s, rules_dir=rules_dir, ip_intel=ip_intel, allowlist=allowlist, stop=_stop_on_signals(), drain=drain
     )
@@ -123,9 +204,16 @@ def demo(
     ] = False,
 ) -> None:
     """Embedded broker + live simulated traffic + the daemon; prints alerts as they arrive."""
+    from detector.app import build_engine
     from detector.lab.demo.run import run_demo
+    from detector.runtime.stream.logs import setup_logging
 
     s = _settings(config, metrics_port)
+    build_engine(rules_dir, ip_intel, allowlist)  # a bad rule, allow-list or IP-intel file fails here
+    if s.bootstrap_servers:
+        _check_address_syntax(s.bootstrap_servers)
+        _check_brokers(s.bootstrap_servers)
+    setup_logging(s.log_level)
     stop = _stop_on_signals()
     watcher = _rule_watcher(rules_dir)
     code = run_demo(

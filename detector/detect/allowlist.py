@@ -8,15 +8,16 @@ applies the list as it stood), and every suppression is counted by type.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
 
 from detector.detect.rules.source import RuleYamlLoader
+from detector.errors import ConfigError
 
 EntryType = Literal["account", "org", "payment", "reseller", "prefix"]
 #: allow-list type -> (state table column or linkage family holding the value)
@@ -34,6 +35,19 @@ class AllowEntry(BaseModel):
     expires: AwareDatetime | None = None
     added_by: str | None = None
 
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _date_is_end_of_day(cls, value: object) -> object:
+        """A date (``2026-12-31``, YAML date or text) means the end of that day, UTC."""
+        if isinstance(value, str) and len(value.strip()) == 10:
+            try:
+                value = date.fromisoformat(value.strip())
+            except ValueError:
+                return value
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime.combine(value + timedelta(days=1), time.min, tzinfo=UTC)
+        return value
+
 
 class AllowList(BaseModel):
     """All entries; ``matches`` finds the allow-listed accounts among candidates."""
@@ -43,27 +57,37 @@ class AllowList(BaseModel):
 
     @classmethod
     def load(cls, path: Path | None) -> AllowList:
-        """Read the YAML file (a missing path means an empty list)."""
+        """Read the YAML file (None means an empty list); ``ConfigError`` lists every bad entry."""
         if path is None:
             return cls()
-        loader = RuleYamlLoader(path.read_text(encoding="utf-8"))  # rule files' SafeLoader: no tags,
-        try:  # aliases, duplicate keys or deep nesting
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("allow-list file not found; give an existing YAML file", str(path)) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the allow-list: {exc}", str(path)) from None
+        # the rule files' SafeLoader: no tags, aliases, duplicate keys or deep nesting
+        loader = RuleYamlLoader(text)
+        try:
             raw = loader.get_single_data() or []
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: invalid allow-list YAML: {exc}") from None
+            raise ConfigError(f"invalid allow-list YAML: {' '.join(str(exc).split())}", str(path)) from None
         finally:
             loader.dispose()
         if not isinstance(raw, list):
-            raise ValueError(f"{path}: expected a list of allow-list entries")
-        entries = []
+            raise ConfigError("expected a YAML list of allow-list entries", str(path))
+        entries, problems = [], []
         for i, e in enumerate(raw):
             try:
                 entries.append(AllowEntry.model_validate(e))
             except ValidationError as exc:
-                problems = "; ".join(
+                what = "; ".join(
                     f"{'.'.join(map(str, d['loc'])) or 'entry'}: {d['msg']}" for d in exc.errors()
                 )
-                raise ValueError(f"{path}: allow-list entry {i + 1}: {problems}") from None
+                problems.append(f"allow-list entry {i + 1}: {what}")
+        if problems:
+            n = len(problems)
+            raise ConfigError(f"{n} bad entr{'y' if n == 1 else 'ies'}: " + " | ".join(problems), str(path))
         return cls(entries=entries)
 
     def live(self, now: datetime) -> list[AllowEntry]:

@@ -152,8 +152,12 @@ def _state_memory(path: Path) -> dict[str, Any]:
     return {"accounts": n, "bytes": total, "bytes_per_account": total / n, "tables": tables}
 
 
-def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list[dict[str, float | str]]:
-    """Measure and print; returns the rows (for tests and docs/benchmarks.md)."""
+def run_bench(
+    jsonl: Path | None, parquet: Path | None, repeat: int = 3, console: Console | None = None
+) -> list[dict[str, float | str]]:
+    """Measure and print to ``console`` (default: stdout; ``detector bench --json`` passes a silent one);
+    returns the rows (for tests and docs/benchmarks.md)."""
+    out = console or Console()
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if jsonl is None:
         from detector.lab.simulate import simulate
@@ -221,11 +225,11 @@ def run_bench(jsonl: Path | None, parquet: Path | None, repeat: int = 3) -> list
             f"{float(r['cpu_us_per_event']):.1f}",
             f"{float(r['cores_busy']):.2f}",
         )
-    Console().print(t)
+    out.print(t)
     for line in budget_lines(rows, cores()):
-        Console().print(line)
+        out.print(line)
     mem = _state_memory(parquet if parquet is not None and parquet.exists() else jsonl)
-    Console().print(
+    out.print(
         f"state after the run: {mem['accounts']:,} accounts tracked, {mem['bytes'] / 1e6:.1f} MB "
         f"({mem['bytes_per_account']:,.0f} bytes per tracked account; "
         + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in mem["tables"].items())
