@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from detector.app import build_engine
-from detector.cli import app
+from detector.cli import app, main
 from detector.runtime.replay import EXIT_REJECTED_INPUTS, replay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +28,13 @@ def test_good_examples_replay_with_no_rejects(shared_dir: Path, tmp_path: Path) 
     assert s.records == len(good) and s.events == len(good) and not s.rejects
 
 
-def test_bad_examples_each_rejected_with_reason_and_exit_5(shared_dir: Path, tmp_path: Path) -> None:
+def test_bad_examples_each_rejected_with_reason_and_exit_5(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the entry point a user runs (errors become one line and an exit status there)."""
     bad_dir = shared_dir / "contracts" / "examples" / "bad"
     bad = sorted(bad_dir.iterdir())
-    result = runner.invoke(
-        app,
+    code = main(
         [
             "replay",
             str(bad_dir),
@@ -45,8 +47,10 @@ def test_bad_examples_each_rejected_with_reason_and_exit_5(shared_dir: Path, tmp
             "--json",
         ],
     )
-    assert result.exit_code == EXIT_REJECTED_INPUTS == 5, result.output  # completed, inputs rejected
-    summary = json.loads(result.stdout)
+    out = capsys.readouterr()
+    assert code == EXIT_REJECTED_INPUTS == 5, out  # completed, inputs rejected
+    assert out.err.count("\n") == 1 and "no events processed" in out.err  # one line, no traceback
+    summary = json.loads(out.out)
     assert summary["events"] == 0 and sum(summary["rejects"].values()) == len(bad)
     rejects = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert sorted(Path(r["position"].rsplit(":", 1)[0]).name for r in rejects) == sorted(p.name for p in bad)
