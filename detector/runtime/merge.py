@@ -15,14 +15,19 @@ dropped by its request-id de-duplication.
 Replay uses the same merge over files (each file a partition, chunks for records): a file that is read
 to its end is caught up, and with ``strict`` the merge releases only events strictly before the
 watermark, so a time-ordered file's next chunk can never bring an event that sorts before a released
-one (its events at the watermark's instant may still be coming).
+one (its events at the watermark's instant may still be coming). For files that are not in time order,
+``lateness`` turns the merge into a reorder buffer bounded by event time: it releases only events older
+than the watermark minus ``lateness``, so events up to that much out of order still reach the engine in
+time order, and memory holds ``lateness`` worth of events (plus a chunk), whatever the input's size. An
+event later than that is released with the next slice: the engine counts it late and folds it into its
+current tick, as it does for the daemon.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -34,11 +39,18 @@ class EventTimeMerge:
     """Holds decoded events (with ``_part`` and ``_off`` columns) until the merge watermark passes them."""
 
     def __init__(
-        self, idle_after_s: float = 1.0, clock: Callable[[], float] = time.monotonic, *, strict: bool = False
+        self,
+        idle_after_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        strict: bool = False,
+        lateness: timedelta = timedelta(0),
     ) -> None:
         self.idle_after_s = idle_after_s
         self._clock = clock
         self.strict = strict
+        #: How far out of time order a partition's events may be and still be released in order.
+        self.lateness = lateness
         self._held: list[pl.DataFrame] = []
         self.next_offset: dict[int, int] = {}
         self.newest: dict[int, datetime] = {}
@@ -104,6 +116,7 @@ class EventTimeMerge:
             ready, rest = held, held.clear()
         else:
             assert isinstance(mark, datetime)
+            mark -= self.lateness
             cond = pl.col("ts") < mark if self.strict else pl.col("ts") <= mark
             ready, rest = held.filter(cond), held.filter(~cond)
         self._held = [rest] if rest.height else []

@@ -1,20 +1,22 @@
 """Offline replay: files -> decode -> enrich -> (event-time order) -> engine -> alert and dead-letter sinks.
 
 Each file is decoded and enriched chunk by chunk (prompt text is gone before anything is kept) and
-the engine consumes the events in event-time order, in slices. Two paths give the same order:
+the engine consumes the events in event-time order, in slices. A reader thread decodes and enriches
+chunks and merges the files through the daemon's ``EventTimeMerge`` (each file a partition), while the
+engine works on the previous release. The merge is a **reorder buffer bounded by event time**: it
+releases an event once every file still being read has reached a time later than the event by more
+than the bound (``lateness``; default the engine's ``allowed_lateness``). Memory holds the bound's worth
+of events plus a few chunks, whatever the input's size, so a month of gateway logs (nearly in time
+order, in any format) replays on one machine.
 
-- **streaming** (Parquet inputs whose ``ts`` column is already in time order, as gateway logs are): a
-  reader thread decodes and enriches chunks and merges the files, releasing every event older than
-  the *frontier* (the oldest "newest timestamp read" among files not yet finished: no file can still
-  hold an earlier one), while the engine works on the previous release. Memory holds a few chunks, not
-  the whole input (speed is that of the global sort: the engine, not decoding, is the bottleneck);
-- **global sort** (anything else): every file is decoded and enriched, then all events are sorted.
-
-Released slices are sorted by (ts, request_id), exactly as the global sort orders them, and the
-engine's output does not depend on how its input is sliced, so both paths write the same alerts. (The
-dead-letter file holds the same rejects either way; with several files, streaming writes them in the
-order the merge reads the chunks.) The engine's output depends only on the events, so two replays of
-the same input write byte-identical alert files; alerts carry no ``emitted_at`` in replay.
+Released slices are sorted by (ts, request_id), and the engine's output does not depend on how its
+input is sliced, so any input whose disorder stays within the bound (a time-ordered file; a log
+shuffled within 5-minute windows) writes the alerts a global sort would. An event later than the
+bound is not dropped: it reaches the engine with the next slice, which counts it late and folds it
+into its current tick exactly as the daemon does (``ReplaySummary.late``). (The dead-letter file holds
+the same rejects whatever the bound; with several files they are written in the order the merge reads
+the chunks.) The engine's output depends only on the events, so two replays of the same input write
+byte-identical alert files; alerts carry no ``emitted_at`` in replay.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import contextlib
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -32,20 +35,22 @@ import polars as pl
 from detector.contracts import Alert
 from detector.decide import Decision, DecisionBook
 from detector.engine import Engine
-from detector.io.files import Chunk, iter_file, iter_parquet
+from detector.io.files import Chunk, iter_jsonl, iter_parquet
 from detector.io.sinks import DeadLetter, JsonlSink, Outputs
 from detector.runtime.merge import EventTimeMerge
-from detector.schema import EPOCH, parse_ts
+from detector.schema import EPOCH
 
 #: Exit status of ``detector replay`` when it completed but rejected some inputs (records, Parquet rows
 #: or whole unreadable files; each is in the rejects file with its reason and position).
 EXIT_REJECTED_INPUTS = 5
-#: Events handed to the engine per call on the global-sort path (the engine closes ticks by event
-#: time, not by slice).
+#: Most events handed to the engine per call (the engine closes ticks by event time, not by slice).
 SLICE_ROWS = 50_000
-#: Rows per Parquet chunk on the streaming path (smaller chunks cost the engine more calls: 20,000 was
-#: 20% slower end to end than the global sort on a 1-day file, 100,000 the same speed).
+#: Rows per Parquet chunk (smaller chunks cost the engine more calls: 20,000 was 20% slower end to end
+#: than a global sort on a 1-day file, 100,000 the same speed).
 STREAM_ROWS = 100_000
+#: Bytes per JSON Lines chunk (~50,000 events of 1.3 KB): with the Parquet chunk, what bounds memory
+#: besides the reorder bound, so a file of any size is read in pieces of this size.
+STREAM_BYTES = 64 << 20
 
 
 @dataclass
@@ -63,6 +68,9 @@ class ReplaySummary:
     bytes_read: int = 0
     #: decisions by "op:action" (apply:fallback_model, lift:monitor, ...)
     decisions: Counter[str] = field(default_factory=Counter)
+    #: Events older than a tick the engine had closed (out of order by more than the bound), counted
+    #: and folded into the current tick as the daemon does.
+    late: int = 0
 
 
 def replay(
@@ -75,6 +83,7 @@ def replay(
     outputs: Outputs | None = None,
     decider: DecisionBook | None = None,
     decisions_out: Path | None = None,
+    lateness: timedelta | None = None,
 ) -> ReplaySummary:
     """Run the engine over ``paths``; write alerts (and rejects) as JSON Lines; return the summary.
 
@@ -82,6 +91,8 @@ def replay(
     With a ``decider`` the alerts also become decisions and lifts (``outputs.decisions``, and
     ``decisions_out`` as JSON Lines); lifts fall due by event time, as far as the engine has closed
     its ticks.
+    ``lateness``: the reorder bound (how far out of time order the input may be and still be replayed
+    as if sorted); ``None``: the engine's ``windows.allowed_lateness``.
     """
     summary = ReplaySummary()
     out = outputs or Outputs()
@@ -94,6 +105,7 @@ def replay(
     out.setup()
     batch_dups = 0
     latest: dict[str, str] = {}  # alert_id -> severity of its latest revision
+    bound = engine.settings.windows.allowed_lateness if lateness is None else lateness
 
     def take(chunk: Chunk) -> pl.DataFrame:
         """Count a decoded chunk, write its rejects, return its enriched events."""
@@ -125,7 +137,7 @@ def replay(
                 decide(decider.advance(engine.closed_through))
 
     try:
-        parts = _streamed(paths, take) if all(time_ordered(p) for p in paths) else _sorted(paths, take)
+        parts = _streamed(paths, take, bound)
         with contextlib.closing(parts):  # an engine error stops the reader thread at once
             for part in parts:
                 for start in range(0, part.height, SLICE_ROWS):
@@ -136,37 +148,23 @@ def replay(
         out.close()
     summary.events = engine.stats.events
     summary.duplicates = batch_dups + engine.stats.duplicates
+    summary.late = engine.stats.late
     summary.episodes = Counter(latest.values())
     return summary
 
 
-def time_ordered(path: Path) -> bool:
-    """True for a Parquet file whose ``ts`` values, parsed as the decoder parses them, are in order.
-
-    Values the decoder cannot parse are skipped (those records are rejects). A JSON Lines file is
-    never checked (it would cost a full parse): it takes the global sort.
-    """
-    if path.suffix != ".parquet":
-        return False
-    try:
-        ts = pl.scan_parquet(path).select(parse_ts(pl.col("ts").cast(pl.String))).collect().get_column("ts")
-    except (pl.exceptions.PolarsError, OSError):
-        return False
-    ts = ts.drop_nulls()
-    return bool(ts.len() and ts.is_sorted())
+def _chunks(path: Path) -> Iterator[Chunk]:
+    """A file's decoded chunks, each of a bounded size."""
+    if path.suffix == ".parquet":
+        return iter_parquet(path, STREAM_ROWS)
+    return iter_jsonl(path, STREAM_BYTES)
 
 
-def _sorted(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Generator[pl.DataFrame]:
-    """Every file decoded and enriched, then all events in (ts, request_id) order."""
-    enriched = [e for path in paths for chunk in iter_file(path) if (e := take(chunk)).height]
-    if not enriched:
-        return
-    # event-time order across files; request_id breaks ties so the order never depends on input order
-    yield pl.concat(enriched, how="vertical_relaxed").sort("ts", "request_id")
-
-
-def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Generator[pl.DataFrame]:
-    """Time-ordered files merged on a reader thread; yields released slices as they are ready.
+def _streamed(
+    paths: list[Path], take: Callable[[Chunk], pl.DataFrame], lateness: timedelta
+) -> Generator[pl.DataFrame]:
+    """Files merged on a reader thread, through a reorder buffer ``lateness`` deep; yields released
+    slices as they are ready.
 
     The merge is the daemon's (``EventTimeMerge``): each file is a partition, and a file read to its end
     is caught up (its high-water mark is known) and so holds nothing back.
@@ -184,8 +182,8 @@ def _streamed(paths: list[Path], take: Callable[[Chunk], pl.DataFrame]) -> Gener
 
     def read() -> None:
         try:
-            readers = {i: iter_parquet(p, STREAM_ROWS) for i, p in enumerate(paths)}
-            merge = EventTimeMerge(idle_after_s=0.0, strict=True)
+            readers = {i: _chunks(p) for i, p in enumerate(paths)}
+            merge = EventTimeMerge(idle_after_s=0.0, strict=True, lateness=lateness)
             merge.reset(dict.fromkeys(readers, 0))
             # a file still being read has no high-water mark yet; a finished one is caught up
             highwater: dict[int, int | None] = dict.fromkeys(readers)
