@@ -88,7 +88,7 @@ def test_parquet_and_jsonl_give_the_same_alerts(sim_dir: Path, tmp_path: Path) -
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_streaming_merge_of_time_ordered_files_matches_the_global_sort(
+def test_streaming_merge_of_time_ordered_files_matches_the_single_file(
     sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three time-ordered Parquet files interleaved in time (split by account) stream through the
@@ -174,6 +174,19 @@ def test_unordered_input_streams_through_a_reorder_buffer_bounded_by_event_time(
     # 1.5 days of ~9,000 events: a release holds far fewer than the input (5 minutes + one chunk)
     per_chunk = chunk // 1000
     assert len(held) > 20 and max(held) < 2 * per_chunk + 400, max(held)
+
+    # a folder of consecutive logs (six spans of time, each shuffled within 5 minutes) is read file after
+    # file, not a chunk of every file at once: the same bound on what is held
+    lines = near.read_bytes().splitlines(keepends=True)
+    step = len(lines) // 6 + 1
+    folder = [tmp_path / f"log{k}.jsonl" for k in range(6)]
+    for k, f in enumerate(folder):
+        f.write_bytes(b"".join(lines[k * step : (k + 1) * step]))
+    held.clear()
+    out = tmp_path / "folder_alerts.jsonl"
+    s = replay(folder, build_engine(ROOT / "rules"), out)
+    assert out.read_bytes() == ref.read_bytes() and s.late == 0
+    assert max(held) < 2 * per_chunk + 400, max(held)
 
     s = replay([far], build_engine(ROOT / "rules"), tmp_path / "far_default.jsonl")
     assert s.events == s.records - sum(s.rejects.values()) - s.duplicates
