@@ -255,6 +255,9 @@ def test_fusion_model_alone_is_a_lead_and_corroborates_a_rule(tmp_path: Path) ->
         pl.Series("account_id", ["alone", "ruled"]),
         pl.Series("requests_24h", [5, 200], dtype=pl.Int64),
         pl.Series("tier", ["free", "free"]),
+        # two untrusted customers: the trust axis would cap both at low (tests/test_evidence.py)
+        pl.Series("trusted_customer", [False, False]),
+        pl.Series("volume_outside_tier", [False, False]),
     )
     hits = engine._evaluate(frame, "account", "account_id")
     model = {

@@ -126,7 +126,8 @@ def apply_trust(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFra
 
 def c_trusted_within() -> pl.Expr:
     """A trusted customer whose volume its tier explains."""
-    return pl.col("trusted_customer").fill_null(False) & ~pl.col("volume_outside_tier").fill_null(False)
+    trusted = pl.col("trusted_customer").cast(pl.Boolean, strict=False).fill_null(False)
+    return trusted & ~pl.col("volume_outside_tier").cast(pl.Boolean, strict=False).fill_null(False)
 
 
 def axis_reasons(
