@@ -14,7 +14,7 @@ from detector.errors import ConfigError
 
 if TYPE_CHECKING:
     from detector.detect.rules import RuleWatcher
-    from detector.engine import Engine
+    from detector.engine import Engine, Observers
     from detector.runtime.stream.daemon import Daemon, RunSummary
     from detector.runtime.stream.http import OpsServer
     from detector.runtime.stream.settings import StreamSettings
@@ -49,6 +49,8 @@ def build_engine(
     models: Path | bool = True,
     partner_intel: Path | None = None,
     community_key_file: Path | None = None,
+    *,
+    observers: Observers | None = None,
 ) -> Engine:
     """An engine from settings (env ``DETECTOR_*``) with command-line overrides.
 
@@ -57,6 +59,7 @@ def build_engine(
     under the community key (``$DETECTOR_COMMUNITY_KEY`` or ``community_key_file``).
     ``ip_intel``: a folder, or ``default`` for the snapshot that ships in the package. Unset folders
     fall back to the packaged defaults (rules, models; no IP intelligence).
+    ``observers``: who watches the engine (metrics, training capture).
     """
     from detector.detect.allowlist import AllowList
     from detector.detect.models.runtime import ModelSet
@@ -79,7 +82,7 @@ def build_engine(
 
         bundles = sorted(partner_intel.glob("*.json")) if partner_intel.is_dir() else [partner_intel]
         partner = load_partner(bundles, community_key(file=community_key_file))
-    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set, partner)
+    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set, partner, observers)
 
 
 @dataclass
@@ -118,6 +121,8 @@ def build_daemon(
     ``watch_rules``: reload the rules when their files change or ``watcher.request_reload()`` is
     called (the CLI calls it on SIGHUP).
     """
+    from functools import partial
+
     from prometheus_client import CollectorRegistry
 
     from detector.detect.rules import RuleWatcher
@@ -134,7 +139,7 @@ def build_daemon(
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(
         settings,
-        lambda: build_engine(rules_dir, ip_intel, allowlist),
+        partial(build_engine, rules_dir, ip_intel, allowlist),
         metrics,
         stop=stop,
         on_alert=on_alert,

@@ -19,21 +19,83 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from detector.alert.verdict import Episode
-from detector.contracts import Reason
+from detector.contracts import Reason, Severity
+from detector.engine import Engine, EngineClock, EngineStats
+from detector.errors import DetectorError
 from detector.window.state import WindowState
 
-if TYPE_CHECKING:
-    from detector.engine import Engine
-
 FORMAT = 1
+
+
+class CheckpointError(DetectorError, ValueError):
+    """A checkpoint this build cannot read (the message names the folder)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The engine's own parts, JSON-ready: its clock, its counters, its buffered events.
+
+
+def stats_to_dict(stats: EngineStats) -> dict[str, Any]:
+    """The engine's counters, JSON-ready."""
+    return {f.name: dict(v) if isinstance(v := getattr(stats, f.name), Counter) else v for f in fields(stats)}
+
+
+def stats_from_dict(data: dict[str, Any]) -> EngineStats:
+    """Inverse of ``stats_to_dict`` (missing fields start at zero)."""
+    out = EngineStats()
+    for f in fields(EngineStats):
+        if f.name in data:
+            value = data[f.name]
+            setattr(out, f.name, Counter(value) if isinstance(getattr(out, f.name), Counter) else value)
+    return out
+
+
+def pending_events(engine: Engine) -> pl.DataFrame | None:
+    """Buffered events of ticks not yet closed."""
+    pending = engine.clock.pending
+    if not pending:
+        return None
+    return pl.concat(pending, how="vertical_relaxed")
+
+
+def clock_state(engine: Engine) -> dict[str, Any]:
+    """The event-time clock, per-period bookkeeping and counters, JSON-ready."""
+    c = engine.clock
+    touched = pl.concat(c.touched).unique().sort().to_list() if c.touched else []
+    return {
+        "max_ts": c.max_ts.isoformat() if c.max_ts else None,
+        "tick_end": c.tick_end.isoformat() if c.tick_end else None,
+        "touched_since_clusters": touched,
+        "last_closed": c.last_closed.isoformat() if c.last_closed else None,
+        "stats": stats_to_dict(engine.stats),
+    }
+
+
+def restore_clock(engine: Engine, clock: dict[str, Any], pending: pl.DataFrame | None) -> None:
+    """Inverse of ``clock_state`` plus ``pending_events``."""
+    last = clock.get("last_closed")
+    touched = clock.get("touched_since_clusters") or []
+    engine.clock = EngineClock(
+        max_ts=datetime.fromisoformat(clock["max_ts"]) if clock["max_ts"] else None,
+        tick_end=datetime.fromisoformat(clock["tick_end"]) if clock["tick_end"] else None,
+        last_closed=datetime.fromisoformat(last) if last else None,
+        touched=[pl.Series("account_id", touched, dtype=pl.String)] if touched else [],
+        pending=[pending] if pending is not None and pending.height else [],
+    )
+    engine.stats = stats_from_dict(clock.get("stats") or {})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The checkpoint folder: write, switch, read.
 
 
 def _fsync_dir(path: Path) -> None:
@@ -60,7 +122,7 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
     seq = _seq(live) + 1 if live else 1
     folder = root / f"ckpt-{seq:06d}-{secrets.token_hex(4)}"
     engine.state.save(folder)
-    pending = engine.pending_events()
+    pending = pending_events(engine)
     if pending is not None:
         pending.write_parquet(folder / "pending.parquet")
     book = [
@@ -82,7 +144,7 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
         for k, ep in sorted(engine.book.episodes.items())
     ]
     (folder / "book.json").write_text(json.dumps(book))
-    meta = {"format": FORMAT, "clock": engine.clock_state(), "extra": extra or {}}
+    meta = {"format": FORMAT, "clock": clock_state(engine), "extra": extra or {}}
     (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
     for f in folder.iterdir():
         with f.open("rb") as fh:
@@ -115,7 +177,9 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
         return None
     meta = json.loads((folder / "meta.json").read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {folder} has format {meta.get('format')}, this build reads {FORMAT}")
+        raise CheckpointError(
+            f"checkpoint {folder} has format {meta.get('format')}, this build reads {FORMAT}",
+        )
     engine.state = WindowState.load(folder)
     pending_path = folder / "pending.parquet"
     pending = pl.read_parquet(pending_path) if pending_path.exists() else None
@@ -123,7 +187,7 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
         (e["kind"], e["subject"]): Episode(
             e["alert_id"],
             e["revision"],
-            e["severity"],
+            Severity(e["severity"]),
             frozenset(e["accounts"]),
             datetime.fromisoformat(e["first_event_ts"]),
             datetime.fromisoformat(e["detected_event_ts"]),
@@ -139,7 +203,7 @@ def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
         )
         for e in json.loads((folder / "book.json").read_text())
     }
-    engine.restore_clock(meta["clock"], pending)
+    restore_clock(engine, meta["clock"], pending)
     extra: dict[str, Any] = meta.get("extra", {})
     return extra
 

@@ -10,7 +10,8 @@ document the contract in code.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, field_validator
 
@@ -110,7 +111,68 @@ class GatewayEvent(_Open):
     response: Response | None = None
 
 
-Severity = Literal["low", "medium", "high", "critical"]
+# ---------------------------------------------------------------------------------------------------
+# The vocabulary, defined once: every other module imports these.
+
+
+class Severity(StrEnum):
+    """How strongly an alert accuses, ordered ``low < medium < high < critical`` (pySigma's ordered
+    ``SigmaLevel``). A member is its lower-case name (it serialises as plain text), compares by rank, and
+    carries its ``rank`` (1..4) and its ``default_score``."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """1 (low) .. 4 (critical)."""
+        return SEVERITY_RANK[self.value]
+
+    @property
+    def default_score(self) -> float:
+        """The score a rule hit of this severity carries when the rule gives none."""
+        return DEFAULT_SCORE[self.value]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Severity:
+        """The severity whose ``rank`` is ``rank``."""
+        return SEVERITIES[rank - 1]
+
+    # ordered by rank, not alphabetically (a plain ``str`` on the other side is read as a severity)
+    def __lt__(self, other: object) -> bool:
+        return self.rank < Severity(other).rank if isinstance(other, str) else NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        return self.rank <= Severity(other).rank if isinstance(other, str) else NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        return self.rank > Severity(other).rank if isinstance(other, str) else NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        return self.rank >= Severity(other).rank if isinstance(other, str) else NotImplemented
+
+
+#: Every severity, lowest first.
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
+#: Severity name -> rank, 1 (low) .. 4 (critical); plain-text keys, for polars expressions.
+SEVERITY_RANK: dict[str, int] = {s.value: i for i, s in enumerate(SEVERITIES, start=1)}
+#: Severity name -> the score of a hit whose rule gives none: its place on a 0..1 scale (rank / 4, so
+#: critical outranks high, ...).
+DEFAULT_SCORE: dict[str, float] = {name: rank / len(SEVERITIES) for name, rank in SEVERITY_RANK.items()}
+
+#: What an alert (and a rule) is about: one account, or a cluster of linked accounts.
+Kind = Literal["account", "cluster"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+#: A rule's target: the kind of subject it judges.
+Target = Kind
+
+#: Linkage families: the kinds of value two accounts can share (``detector.window.state`` computes each
+#: family's key; ``detector.window.link`` links on them). The order is the link graph's family code.
+LinkFamily = Literal["payment", "reseller", "ip", "client", "sysprompt", "template", "signup"]
+LINK_FAMILIES: tuple[LinkFamily, ...] = get_args(LinkFamily)
+
 
 #: Optional fields this build adds to the alert contract, as JSON paths. The contract allows them (it
 #: never sets ``additionalProperties: false``); ``tests/test_contracts.py`` checks both facts.
@@ -137,9 +199,6 @@ class Reason(BaseModel):
     severity: Severity | None = None
 
 
-SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-
-
 class Alert(BaseModel):
     """One alert (contract version 1). Same finding, same ``alert_id``; growth bumps ``revision``."""
 
@@ -148,7 +207,7 @@ class Alert(BaseModel):
     schema_version: Literal[1] = 1
     alert_id: Annotated[str, Strict(), Field(min_length=1)]
     revision: Annotated[int, Strict(), Field(ge=1)]
-    kind: Literal["account", "cluster"]
+    kind: Kind
     subject: str
     account_ids: Annotated[list[str], Field(min_length=1)]
     severity: Severity

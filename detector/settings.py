@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector import defaults
+from detector.contracts import LinkFamily
 
 #: Bounds: every window and interval is positive; warm-up and lateness may be zero; shares lie in 0..1.
 _ZERO = timedelta(0)
@@ -81,9 +82,9 @@ class LinkSettings(BaseModel):
     nested_max_share: float = Field(default=0.05, ge=0, le=1)
     #: Families whose key may hold a nested one that way: relationships an operator sets up on purpose.
     #: Not templates (a popular prompt) or address prefixes (a neighbourhood).
-    nest_families: tuple[str, ...] = ("payment", "reseller", "client", "sysprompt")
+    nest_families: tuple[LinkFamily, ...] = ("payment", "reseller", "client", "sysprompt")
     #: Families that link on their own, without a second family agreeing.
-    strong_families: tuple[str, ...] = ("payment",)
+    strong_families: tuple[LinkFamily, ...] = ("payment",)
 
 
 class EvidenceSettings(BaseModel):

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from detector.errors import DetectorError
 from detector.schema import RAW_SCHEMA
 
 _WS = r"[ \t\r\n]*"
@@ -74,7 +75,7 @@ def suspects(lines: pl.Series) -> pl.Series:
     ).alias("suspect")
 
 
-class StrictError(ValueError):
+class StrictError(DetectorError, ValueError):
     """A record a strict JSON reading of the contract refuses: ``reason``, ``field`` and a detail."""
 
     def __init__(self, reason: str, field: str | None, detail: str) -> None:

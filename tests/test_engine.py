@@ -184,12 +184,14 @@ def test_alert_book_closes_idle_episodes_and_reopens_with_a_new_id() -> None:
     and ``expire`` forgets closed episodes (the book is bounded state)."""
     from datetime import UTC, datetime, timedelta
 
-    from detector.alert.verdict import AlertBook, Verdict
-    from detector.contracts import Reason
+    from detector.alert.verdict import AlertBook, Given, Verdict
+    from detector.contracts import Reason, Severity
 
     def verdict(severity: str) -> Verdict:
         why = [Reason(source="rule", name="r", score=0.5, detail=None)]
-        return Verdict("account", "acct_a", ["acct_a"], severity, 0.5, None, why, {}, t0)
+        return Verdict(
+            "account", "acct_a", ["acct_a"], Severity(severity), 0.5, None, Given(why), Given({}), t0
+        )
 
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     book = AlertBook(idle=timedelta(hours=6))
@@ -237,7 +239,7 @@ def test_cluster_evidence_is_summarised_per_cluster_whether_batched_or_not() -> 
 
     import polars as pl
 
-    from detector.engine import _ClusterContext, _ClusterEvidence
+    from detector.alert.evidence import ClusterContext, ClusterEvidence
 
     now = datetime(2026, 3, 2, tzinfo=UTC)
     keys = pl.DataFrame(
@@ -258,8 +260,8 @@ def test_cluster_evidence_is_summarised_per_cluster_whether_batched_or_not() -> 
         }
     )
     for batched in (False, True):
-        ctx = _ClusterContext(keys, members, links, now)
-        ev = {c: _ClusterEvidence(ctx, c, {"accounts": 2}) for c in ("cA", "cB")}
+        ctx = ClusterContext(keys, members, links, now)
+        ev = {c: ClusterEvidence(ctx, c, {"accounts": 2}) for c in ("cA", "cB")}
         if batched:
             ctx.fill(["cA", "cB"])
         a, b = ev["cA"](), ev["cB"]()

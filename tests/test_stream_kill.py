@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from detector.app import build_engine
-from detector.checkpoint import load_engine
+from detector.checkpoint import load_engine, pending_events
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 
@@ -56,4 +56,4 @@ def test_kill9_restarts_lose_nothing(tmp_path: Path) -> None:
     extra = load_engine(engine, tmp_path / "state")
     assert extra is not None
     assert engine.stats.events == n  # consumed-event count equals the produced count
-    assert engine.pending_events() is None
+    assert pending_events(engine) is None

@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.contracts import Reason
+from detector.detect.fusion import MODEL_PREFIX
 from detector.detect.rules import RuleSet
 from detector.detect.rules.output import render_output
-
-#: Model hits are named ``model:<name>-v<N>`` among the rule hits.
-MODEL_PREFIX = "model:"
 
 
 def describe(

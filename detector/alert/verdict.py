@@ -20,17 +20,15 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import polars as pl
 
-from detector.contracts import SEVERITY_RANK, Alert, Reason
+from detector.contracts import DEFAULT_SCORE, SEVERITY_RANK, Alert, Kind, Reason, Severity
 from detector.schema import EPOCH, UTC_US
 
 _US = timedelta(microseconds=1)
-
-#: Default rule weight by severity when a rule gives no score.
-SEVERITY_SCORE = {"low": 0.3, "medium": 0.55, "high": 0.8, "critical": 0.95}
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass
@@ -39,7 +37,7 @@ class Episode:
 
     alert_id: str
     revision: int
-    severity: str
+    severity: Severity
     accounts: frozenset[str]
     first_event_ts: datetime
     detected_event_ts: datetime
@@ -66,20 +64,36 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class Lazy(Protocol[T_co]):
+    """A part of a verdict built only if the verdict becomes an alert: calling it always resolves."""
+
+    def __call__(self) -> T_co: ...
+
+
+class Given(Generic[T_co]):
+    """A part of a verdict known already (a ``Lazy`` that returns it)."""
+
+    def __init__(self, value: T_co) -> None:
+        self.value = value
+
+    def __call__(self) -> T_co:
+        return self.value
+
+
 @dataclass
 class Verdict:
     """One subject's combined decision for this tick."""
 
-    kind: str
+    kind: Kind
     subject: str
     accounts: list[str]
-    severity: str
+    severity: Severity
     score: float
     campaign_type: str | None
-    #: The reasons, or a function giving them (built only if the verdict becomes an alert).
-    reasons: list[Reason] | Callable[[], list[Reason]]
-    #: The evidence, or a function giving it (built only if the verdict becomes an alert).
-    evidence: dict[str, Any] | Callable[[], dict[str, Any]]
+    #: The reasons (built only if the verdict becomes an alert).
+    reasons: Lazy[list[Reason]]
+    #: The evidence (built only if the verdict becomes an alert).
+    evidence: Lazy[dict[str, Any]]
     first_event_ts: datetime
 
 
@@ -89,7 +103,7 @@ def combine(hits: pl.DataFrame, key: str) -> pl.DataFrame:
         return pl.DataFrame()
     h = hits.with_columns(
         pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int64).alias("_rank"),
-        pl.col("score").fill_null(pl.col("severity").replace_strict(SEVERITY_SCORE, return_dtype=pl.Float64)),
+        pl.col("score").fill_null(pl.col("severity").replace_strict(DEFAULT_SCORE, return_dtype=pl.Float64)),
     ).sort([key, "_rank", "score", "rule_id"], descending=[False, True, True, False])
     return h.group_by(key, maintain_order=True).agg(
         pl.col("_rank").max().alias("_rank"),
@@ -118,7 +132,7 @@ class AlertBook:
         for (k, subject), ep in self.episodes.items():
             if k == kind:
                 subjects.append(subject)
-                ranks.append(SEVERITY_RANK[ep.severity])
+                ranks.append(ep.severity.rank)
                 last_us.append((ep.last_hit - EPOCH) // _US)
         return pl.DataFrame(
             {"subject": subjects, "_book_rank": ranks, "_book_last": last_us},
@@ -168,11 +182,11 @@ class AlertBook:
                     detected,
                     now,
                 )
-            elif SEVERITY_RANK[v.severity] > SEVERITY_RANK[ep.severity] or not accounts <= ep.accounts:
+            elif v.severity > ep.severity or not accounts <= ep.accounts:
                 ep = Episode(
                     ep.alert_id,
                     ep.revision + 1,
-                    max(v.severity, ep.severity, key=SEVERITY_RANK.__getitem__),
+                    max(v.severity, ep.severity),
                     accounts | ep.accounts,
                     min(ep.first_event_ts, v.first_event_ts),
                     ep.detected_event_ts,
@@ -196,21 +210,17 @@ class AlertBook:
                 Alert(
                     alert_id=ep.alert_id,
                     revision=ep.revision,
-                    kind=v.kind,  # type: ignore[arg-type]
+                    kind=v.kind,
                     subject=v.subject,
                     account_ids=sorted(ep.accounts),
-                    severity=ep.severity,  # type: ignore[arg-type]
+                    severity=ep.severity,
                     score=ep.score,
                     campaign_type=ep.campaign_type,
                     first_event_ts=ep.first_event_ts,
                     detected_event_ts=ep.detected_event_ts,
                     reasons=list(ep.reasons),
                     evidence={
-                        **{
-                            k: _clean(x)
-                            for k, x in (v.evidence() if callable(v.evidence) else v.evidence).items()
-                            if x is not None
-                        },
+                        **{k: _clean(x) for k, x in v.evidence().items() if x is not None},
                         # when *this* revision was decided (detected_event_ts stays the first's)
                         "revision_event_ts": detected,
                     },
@@ -223,7 +233,7 @@ class AlertBook:
 def _reason_rank(r: Reason) -> tuple[int, int, float]:
     """Sort key, strongest first: severity, then rules before models, then score."""
     return (
-        -SEVERITY_RANK.get(r.severity or "low", 1),
+        -(r.severity or Severity.LOW).rank,
         0 if r.source == "rule" else 1,
         -(r.score if r.score is not None else 0.0),
     )
@@ -239,8 +249,8 @@ def merge_reasons(old: tuple[Reason, ...], new: list[Reason]) -> tuple[Reason, .
 
 def _accumulate(ep: Episode, v: Verdict) -> None:
     """Fold a verdict that became a revision into its episode: reasons, campaign type, score."""
-    ep.reasons = merge_reasons(ep.reasons, v.reasons() if callable(v.reasons) else v.reasons)
-    rank = SEVERITY_RANK[v.severity]
+    ep.reasons = merge_reasons(ep.reasons, v.reasons())
+    rank = v.severity.rank
     if v.campaign_type is not None and (ep.campaign_type is None or rank > ep.campaign_rank):
         ep.campaign_type, ep.campaign_rank = v.campaign_type, rank
     ep.score = max(ep.score, round(min(max(v.score, 0.0), 1.0), 4))

@@ -26,6 +26,7 @@ from detector.cli import models as model_commands
 from detector.cli import policy as policy_commands
 from detector.cli import report as report_commands
 from detector.cli import stream as stream_commands
+from detector.contracts import SEVERITIES
 from detector.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -197,8 +198,8 @@ def _print_replay_summary(summary: Any, suppressed: Any, decider: DecisionBook |
     for reason, n in sorted(summary.rejects.items()):
         t.add_row(f"rejected: {reason}", str(n))
     t.add_row("alert episodes", str(summary.episodes.total()))
-    for sev in ("low", "medium", "high", "critical"):
-        t.add_row(f"  episodes: {sev} (latest revision)", str(summary.episodes.get(sev, 0)))
+    for sev in SEVERITIES:
+        t.add_row(f"  episodes: {sev} (latest revision)", str(summary.episodes.get(sev.value, 0)))
     t.add_row("alert revisions (updates included)", str(summary.revisions))
     for kind, n in sorted(suppressed.items()):
         t.add_row(f"suppressed by allow-list: {kind}", str(n))

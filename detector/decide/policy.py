@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from detector.contracts import Alert
+from detector.contracts import Alert, Severity
 from detector.detect.rules.source import read_rule_yaml
 
 ActionName = Literal["monitor", "step_up_verification", "rate_limit", "fallback_model", "suspend"]
@@ -96,7 +96,7 @@ class Bound(_Strict):
 class Match(_Strict):
     """Which alerts a rule applies to; an absent field matches anything."""
 
-    severity: list[Literal["low", "medium", "high", "critical"]] | None = None
+    severity: list[Severity] | None = None
     kind: list[Literal["account", "cluster"]] | None = None
     #: Campaign types; ``null`` in the list matches alerts without one.
     campaign_type: list[str | None] | None = None

@@ -16,12 +16,13 @@ import polars as pl
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
 
+from detector.contracts import LinkFamily
 from detector.detect.rules.source import RuleYamlLoader
 from detector.errors import ConfigError
 
 EntryType = Literal["account", "org", "payment", "reseller", "prefix"]
 #: allow-list type -> (state table column or linkage family holding the value)
-_FAMILY = {"payment": "payment", "reseller": "reseller", "prefix": "ip"}
+_FAMILY: dict[EntryType, LinkFamily] = {"payment": "payment", "reseller": "reseller", "prefix": "ip"}
 
 
 class AllowEntry(BaseModel):
@@ -121,3 +122,28 @@ class AllowList(BaseModel):
             for a in hit:
                 out.setdefault(a, e.type)
         return out
+
+
+def suppress(rows: pl.DataFrame, allowed: dict[str, str], counts: Counter[str]) -> pl.DataFrame:
+    """``rows`` minus those whose ``account_id`` is allow-listed (account -> entry type), counted per
+    entry type into ``counts``."""
+    if not allowed:
+        return rows
+    kinds = rows["account_id"].replace_strict(allowed, default=None, return_dtype=pl.String)
+    for kind, n in Counter(k for k in kinds.to_list() if k is not None).items():
+        counts[kind] += n
+    return rows.filter(kinds.is_null())
+
+
+def drop_allowed(
+    allowlist: AllowList, rows: pl.DataFrame, keys: pl.DataFrame, orgs: pl.DataFrame, counts: Counter[str]
+) -> pl.DataFrame:
+    """Account verdict rows (``account_id``, ``tick_end``) minus allow-listed accounts, as the list stood
+    at each tick, counted into ``counts``. ``keys``: the linkage key table; ``orgs``: (account_id, org_id)."""
+    if not allowlist.entries:
+        return rows
+    keep: list[pl.DataFrame] = []
+    for (now,), part in rows.group_by(["tick_end"], maintain_order=True):
+        assert isinstance(now, datetime)
+        keep.append(suppress(part, allowlist.allowed(part["account_id"], keys, orgs, now), counts))
+    return pl.concat(keep, how="vertical_relaxed") if keep else rows.clear()

@@ -28,9 +28,10 @@ import orjson
 from detector.contracts import Alert
 from detector.decide import Decision
 from detector.decode import Reject
+from detector.errors import DetectorError
 
 
-class SinkError(RuntimeError):
+class SinkError(DetectorError, RuntimeError):
     """A record was not delivered (refused at once, or not acknowledged by ``flush``)."""
 
 

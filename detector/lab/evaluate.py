@@ -24,9 +24,10 @@ import orjson
 from pydantic import BaseModel
 from rich.table import Table
 
-SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-_MEDIUM, _HIGH = _RANK["medium"], _RANK["high"]
+from detector.contracts import SEVERITIES, SEVERITY_RANK, Severity
+
+_MEDIUM, _HIGH = Severity.MEDIUM.rank, Severity.HIGH.rank
+_RANK = SEVERITY_RANK
 
 
 class CampaignEval(BaseModel):
@@ -242,7 +243,7 @@ def evaluate(labels_path: Path, alerts_path: Path) -> EvalResult:
         recall=tp / len(attackers) if attackers else None,
         false_positive_rate=fp / len(benign) if benign else None,
     )
-    by_sev = dict.fromkeys(SEVERITIES, 0)
+    by_sev = {s.value: 0 for s in SEVERITIES}
     for _rev, sev in det.latest.values():
         by_sev[sev] += 1
     unknown = sorted(flagged - set(accounts))

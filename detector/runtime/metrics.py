@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client import Counter as PCounter
 
+from detector.contracts import KINDS, SEVERITIES
 from detector.decode import REASONS
+from detector.detect.allowlist import EntryType
+from detector.engine import SIGNAL_METRICS, Observers
 
 if TYPE_CHECKING:
     from detector.contracts import Alert
@@ -29,9 +32,7 @@ _SIZE_BUCKETS = (2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000)
 _UNKNOWN = "unknown"
 #: Label values known up front, initialised to zero so dashboards and alert rules see every series from
 #: the first scrape (a labelled counter that never moved exports nothing, and ``rate`` of nothing is empty).
-SEVERITIES = ("low", "medium", "high", "critical")
-KINDS = ("account", "cluster")
-ALLOWLIST_TYPES = ("account", "org", "payment", "reseller", "prefix")
+ALLOWLIST_TYPES: tuple[str, ...] = get_args(EntryType)
 RULE_MODES = {"enforce": "live", "shadow": "shadow"}
 ACTIONS = ("monitor", "step_up_verification", "rate_limit", "fallback_model", "suspend")
 VERDICTS = ("confirm", "false_positive", "benign_explained")
@@ -258,6 +259,10 @@ class Metrics:
         """The onnxruntime execution provider a model runs on."""
         self.model_provider.labels(model=model, provider=provider).set(1)
 
+    def observers(self) -> Observers:
+        """What an engine built for these metrics reports to: its model scores (the score histogram)."""
+        return Observers(on_scores=self.observe_scores)
+
     def observe_scores(self, model: str, scores: Iterable[float]) -> None:
         """Model scores of one batch."""
         h = self.model_score.labels(model=model)
@@ -283,8 +288,6 @@ class Metrics:
 
     def _init_rule_series(self, engine: Engine) -> None:
         """Zero series for every rule, and for every (severity, kind, campaign type) an alert can carry."""
-        from detector.engine import SIGNAL_METRICS
-
         for signal in SIGNAL_METRICS:
             self.signals.labels(signal=signal)
         campaigns = {rule.campaign_type or _UNKNOWN for rule in engine.rules}
@@ -300,8 +303,8 @@ class Metrics:
     def sync_engine(self, engine: Engine) -> None:
         """Copy the engine's cumulative counters and gauges into the metrics.
 
-        The first call also subscribes to the engine's model scores (the score histogram) and records
-        the execution provider each model runs on.
+        The first call also records the execution provider each model runs on. The score histogram is
+        fed by the engine's observers (``observers``), given when the engine is built.
         """
         if not self._initialised_rules:
             self._init_rule_series(engine)
@@ -309,8 +312,6 @@ class Metrics:
                 self.set_provider(model, provider)
             for stem in engine.models.providers:
                 self.model_score.labels(model=stem)
-            if engine.on_scores is None:
-                engine.on_scores = self.observe_scores
         st = engine.stats
         self._inc_scalar("processed", st.events, self.processed)
         self._inc_scalar("ticks", st.ticks, self.ticks)

@@ -133,7 +133,7 @@ def replay(
     def emit(alerts: list[Alert]) -> None:
         for alert in alerts:
             summary.revisions += 1
-            latest[alert.alert_id] = alert.severity
+            latest[alert.alert_id] = alert.severity.value
             out.alerts.add(alert)
         if decider is not None:
             decide(decider.on_alerts(alerts))

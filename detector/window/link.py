@@ -22,10 +22,11 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from detector.contracts import LINK_FAMILIES
 from detector.schema import UTC_US, make_schema
 from detector.settings import LinkSettings
 
-FAMILIES = ("payment", "reseller", "ip", "client", "sysprompt", "template", "signup")
+FAMILIES = LINK_FAMILIES
 #: Keys a partner's indicators give (``detector intel import``): evidence on a cluster, never a link
 #: (a key derived from a value would otherwise corroborate that same value's link by itself).
 INTEL_FAMILY = "shared_intel"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.contracts import LinkFamily
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US, make_schema
 
@@ -82,7 +83,7 @@ MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US})
 
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or
 #: truncated so state never holds more than the signal needs.
-def link_key_exprs(signup_burst: timedelta) -> dict[str, pl.Expr]:
+def link_key_exprs(signup_burst: timedelta) -> dict[LinkFamily, pl.Expr]:
     """The key each event contributes per linkage family."""
     c = pl.col
     burst_us = int(signup_burst.total_seconds() * 1_000_000)

@@ -30,10 +30,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector.contracts import Severity
 from detector.detect.models.gemm import to_gemm
 from detector.detect.models.manifest import STEM, Manifest, read_manifest
 from detector.detect.models.spec import catalogue, schema_entries, schema_hash, to_matrix, to_vector
 from detector.detect.rules.ruleset import HIT_COLUMNS
+from detector.errors import DetectorError
 
 log = logging.getLogger("detector.detect.models")
 
@@ -45,7 +47,7 @@ TOP_FEATURES: Final = 3
 MIN_DROP: Final = 1e-3
 
 
-class ModelError(ValueError):
+class ModelError(DetectorError, ValueError):
     """A model file or manifest that cannot be used; the message names the file and the mismatch."""
 
 
@@ -260,7 +262,9 @@ class ModelSet:
                     {
                         key: frame.get_column(key).gather(rows),
                         "rule_id": [man.rule_id] * rows.size,
-                        "severity": np.where(got >= man.high_threshold, "high", "medium").tolist(),
+                        "severity": np.where(
+                            got >= man.high_threshold, Severity.HIGH.value, Severity.MEDIUM.value
+                        ).tolist(),
                         "score": got,
                         "mode": ["live"] * rows.size,
                         "campaign_type": pl.Series([None] * rows.size, dtype=pl.String),

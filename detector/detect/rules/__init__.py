@@ -19,11 +19,10 @@ from detector.detect.rules.loader import (
 )
 from detector.detect.rules.ruleset import CompiledRule, InlineTest, RuleSet
 from detector.detect.rules.source import RuleYamlLoader
-from detector.detect.rules.spec import DEFAULT_SCORES, InlineTestSpec, RuleSpec
+from detector.detect.rules.spec import InlineTestSpec, RuleSpec
 from detector.detect.rules.watch import RuleWatcher
 
 __all__ = [
-    "DEFAULT_SCORES",
     "FUNCTIONS",
     "Catalogue",
     "Catalogues",

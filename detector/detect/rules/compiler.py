@@ -34,6 +34,7 @@ from detector.detect.rules.expr import (
     Unary,
     parse_condition,
 )
+from detector.errors import DetectorError
 
 Kind = TypingLiteral["number", "bool", "string", "time", "duration", "null", "other", "error"]
 Catalogue = Mapping[str, pl.DataType | type[pl.DataType]]
@@ -114,7 +115,7 @@ class CompiledCondition:
     features: tuple[str, ...]
 
 
-class ConditionError(Exception):
+class ConditionError(DetectorError):
     """All syntax or type errors of one condition (a syntax error stops parsing, so it comes alone)."""
 
     def __init__(self, errors: list[ExpressionError]) -> None:

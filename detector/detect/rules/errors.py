@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.errors import DetectorError
+
 
 @dataclass(frozen=True, slots=True)
 class RuleError:
@@ -42,7 +44,7 @@ class RuleError:
         return f"{self.location}: {self.message}"
 
 
-class RuleLoadError(Exception):
+class RuleLoadError(DetectorError):
     """Raised by ``load_rules`` with every error of every file found in one run."""
 
     def __init__(self, errors: list[RuleError]) -> None:
@@ -52,7 +54,7 @@ class RuleLoadError(Exception):
         super().__init__(f"{len(self.errors)} rule {noun}:\n{lines}")
 
 
-class ExpressionError(Exception):
+class ExpressionError(DetectorError):
     """A syntax or type error in a condition; ``pos`` is the 0-based offset in the condition string."""
 
     def __init__(self, message: str, pos: int) -> None:

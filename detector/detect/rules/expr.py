@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal as TypingLiteral
 
 from detector.detect.rules.errors import ExpressionError
+from detector.errors import DetectorError
 
 #: Whitelisted functions: name -> (fewest arguments, most arguments or None for "any number").
 FUNCTIONS: dict[str, tuple[int, int | None]] = {
@@ -178,7 +179,7 @@ def tokenize(text: str) -> list[Token]:
         return [*exc.tokens, Token("error", exc.error.message, exc.error.pos)]
 
 
-class _TokenizeError(Exception):
+class _TokenizeError(DetectorError):
     def __init__(self, tokens: list[Token], error: ExpressionError) -> None:
         self.tokens = tokens
         self.error = error

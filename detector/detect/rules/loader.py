@@ -114,7 +114,7 @@ def _pydantic_error(source: RuleSource, err: ErrorDetails) -> RuleError:
     if kind == "missing":
         place = f" in {_dotted(loc[:-1])}" if len(loc) > 1 else ""
         return source.error(source.node_at(loc[:-1]).start_mark, f"missing required key '{loc[-1]}'{place}")
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):  # a Literal or an Enum (Severity): the same message
         expected = err.get("ctx", {}).get("expected", "")
         message = f"{where}: {err['input']!r} is not allowed; expected {expected}"
     else:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.detect.rules.spec import Expect, Mode, Severity, Status, Target
+from detector.contracts import Severity, Target
+from detector.detect.rules.spec import Expect, Mode, Status
 
 #: Columns of ``RuleSet.evaluate``'s result after the key column.
 HIT_COLUMNS: dict[str, pl.DataType] = {

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-Severity = Literal["low", "medium", "high", "critical"]
-Target = Literal["account", "cluster"]
+from detector.contracts import Severity, Target
+
 Mode = Literal["enforce", "shadow"]
 Expect = Literal["fire", "no_fire"]
 #: Sigma's rule status: how far a rule has been proven (``stable`` rules have run in production).
 Status = Literal["stable", "test", "experimental", "deprecated", "unsupported"]
-
-SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
-
-#: Score used when a rule gives none: its severity's place on a 0..1 scale (critical outranks high, ...).
-DEFAULT_SCORES: dict[Severity, float] = {"low": 0.25, "medium": 0.5, "high": 0.75, "critical": 1.0}
 
 
 class InlineTestSpec(BaseModel):
@@ -37,7 +32,7 @@ class RuleSpec(BaseModel):
     id: str = Field(min_length=1)
     title: str = Field(min_length=1)
     description: str = Field(min_length=1)
-    severity: Severity
+    severity: Annotated[Severity, Strict(False)]  # the YAML text "high" names Severity.HIGH
     target: Target
     condition: str = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
@@ -57,7 +52,7 @@ class RuleSpec(BaseModel):
     @property
     def effective_score(self) -> float:
         """``score`` if given, else the severity's default."""
-        return self.score if self.score is not None else DEFAULT_SCORES[self.severity]
+        return self.score if self.score is not None else self.severity.default_score
 
 
 RULE_KEYS: tuple[str, ...] = tuple(RuleSpec.model_fields)

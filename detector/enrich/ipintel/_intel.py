@@ -11,6 +11,8 @@ from typing import Any, Literal, Self
 import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from detector.errors import DetectorError
+
 from ._parse import U32_MAX, U64_MAX, parse_ips
 from ._ranges import combine_flags, elementary_segments, flatten_narrowest, union
 from ._readers import read_asn_list, read_asn_ranges, read_cidr_list
@@ -38,7 +40,7 @@ IP_COLUMNS: dict[str, pl.DataType] = {
 _SOURCE_PRIO_STRIDE = 1 << 32  # prio = source index * stride + line number
 
 
-class IpIntelError(ValueError):
+class IpIntelError(DetectorError, ValueError):
     """An IP-intel source is missing or malformed.
 
     ``issues`` lists every problem found (``path:line: what is wrong``), up to a cap per file; the

@@ -30,6 +30,7 @@ from typing import Any, Final
 import polars as pl
 
 from detector.enrich.prompt.hashing import simhash64
+from detector.errors import DetectorError
 
 #: Literals per prefilter regex. A regex call costs ~0.15 us per row almost whatever its size (measured),
 #: so a group is one regex; one- or two-byte literals spoil the SIMD literal search and get their own.
@@ -92,7 +93,7 @@ class Markers:
         return next(g for g in self.prefilters.values() if "cot_strong" in g.sets)
 
 
-class MarkerError(ValueError):
+class MarkerError(DetectorError, ValueError):
     """The marker file is inconsistent (the message names every problem)."""
 
 

@@ -9,9 +9,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from detector.contracts import SEVERITIES, Severity
 from detector.runtime.stream.settings import StreamSettings
 
 log = logging.getLogger("detector.stream")
@@ -21,7 +23,7 @@ DEMO_PARTITIONS = 4
 
 
 #: Severities the demo prints (``--show-leads`` adds ``low``: model-only leads and weak rules).
-ACCUSATIONS = ("medium", "high", "critical")
+ACCUSATIONS = tuple(s.value for s in SEVERITIES if s >= Severity.MEDIUM)
 #: The one default metrics port (the containers', the chart's and Prometheus's scrape config's).
 DEFAULT_METRICS_PORT = 9108
 
@@ -157,7 +159,7 @@ def run_demo(
         metrics = Metrics(CollectorRegistry())
         daemon = Daemon(
             settings,
-            lambda: build_engine(**engine_args),
+            partial(build_engine, **engine_args),
             metrics,
             stop=stop,
             on_alert=printer,

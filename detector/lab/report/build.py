@@ -27,8 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from detector.contracts import SEVERITIES, SEVERITY_RANK, Severity
 from detector.lab.report import svg
-from detector.lab.report.episodes import SEVERITY_RANK, build_episodes
+from detector.lab.report.episodes import build_episodes
 from detector.lab.report.linkage import (
     FAMILY_COLOURS,
     Linkage,
@@ -239,7 +240,7 @@ def render_html(alerts: Sequence[dict[str, Any]], link: Linkage | None, title: s
     """The whole page."""
     episodes = build_episodes(alerts)
     clusters = [e for e in episodes if e["kind"] == "cluster"]
-    accused = {a for e in episodes if SEVERITY_RANK[e["severity"]] >= 1 for a in e["accounts"]}
+    accused = {a for e in episodes if Severity(e["severity"]) >= Severity.MEDIUM for a in e["accounts"]}
     leads = {a for e in episodes for a in e["accounts"]} - accused
     by_sev = Counter(e["severity"] for e in episodes)
     campaigns = sorted({e["campaign"] for e in episodes})
@@ -263,7 +264,7 @@ def render_html(alerts: Sequence[dict[str, Any]], link: Linkage | None, title: s
         _tile(len(accused), "accounts accused (medium+)"),
         _tile(len(leads), "accounts in low leads only"),
         _tile(len(clusters), "cluster episodes"),
-        *(_tile(by_sev.get(s, 0), f"{s} episodes") for s in ("critical", "high", "medium", "low")),
+        *(_tile(by_sev.get(s, 0), f"{s} episodes") for s in reversed(SEVERITIES)),
         "</div>",
         f"<h2>New episodes per {unit}: accusations by campaign type, low leads apart</h2>",
         svg.legend(list(series), camp_colours) if series else "",

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+from detector.contracts import SEVERITY_RANK
 
 #: Evidence features by the axis of the evidence model they speak to (issue 17): are these accounts
 #: one actor (coordination), are they harvesting capability (extraction), does a known customer explain

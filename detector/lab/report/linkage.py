@@ -18,6 +18,7 @@ from typing import Any
 
 from detector.lab.report.episodes import shared_keys
 
+#: One colour per linkage family (``LINK_FAMILIES``; tests/test_vocabulary.py checks they match).
 FAMILY_COLOURS = {
     "payment": "#e15759",
     "ip": "#4e79a7",

@@ -1,6 +1,6 @@
 """Labelled training frames from the simulator: simulate, replay through the engine, capture features.
 
-``capture(events, labels)`` replays one simulated run with ``Engine.on_features`` set and returns the
+``capture(events, labels)`` replays one simulated run with an ``on_features`` observer and returns the
 account and cluster feature frames of every tick, each row labelled from the simulator's ``labels.json``:
 
 - account rows: ``label`` = the account is an attacker; ``group`` = its campaign family or benign persona.
@@ -89,11 +89,11 @@ def simulator_fingerprint() -> str:
 def capture(run_dir: Path) -> Captured:
     """Replay ``run_dir/events.parquet`` with the default rules and return labelled feature frames."""
     from detector.app import build_engine
+    from detector.engine import Observers
     from detector.runtime.replay import replay
 
     labels = orjson.loads((run_dir / "labels.json").read_bytes())
     groups = account_groups(labels)
-    engine = build_engine(models=False)  # features do not depend on models: capture rules-only
     frames: dict[str, list[pl.DataFrame]] = {"account": [], "cluster": []}
     members: list[pl.DataFrame] = []
 
@@ -103,7 +103,8 @@ def capture(run_dir: Path) -> Captured:
             live = engine.clusters.members.filter(pl.col("cluster_id").is_in(frame["cluster_id"].implode()))
             members.append(live.with_columns(pl.lit(now).alias("tick_end")))
 
-    engine.on_features = on_features
+    # features do not depend on models: capture rules-only
+    engine = build_engine(models=False, observers=Observers(on_features=on_features))
     events = run_dir / "events.parquet"
     replay([events], engine, alerts_out=None)
     lab = pl.DataFrame(

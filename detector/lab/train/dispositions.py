@@ -1,6 +1,6 @@
 """Training rows from analysts' dispositions: the features of dispositioned alerts' subjects.
 
-The traffic behind the alerts is replayed (rules only) with ``Engine.on_features`` capturing every
+The traffic behind the alerts is replayed (rules only) with an ``on_features`` observer capturing every
 tick's account and cluster features; the rows of each dispositioned alert's subject (the account, or
 the cluster id) from the episode's first event to its last revision are labelled by the latest
 disposition: ``confirm`` is an attack, ``false_positive`` and ``benign_explained`` are not. Their group
@@ -63,16 +63,16 @@ def _episodes(alerts: Path, store: Path) -> pl.DataFrame:
 def disposition_rows(events: list[Path], alerts: Path, store: Path) -> dict[str, pl.DataFrame]:
     """target -> labelled feature rows (``label``, ``group``) of the dispositioned alerts' subjects."""
     from detector.app import build_engine
+    from detector.engine import Observers
     from detector.runtime.replay import replay
 
     episodes = _episodes(alerts, store)
     frames: dict[str, list[pl.DataFrame]] = {"account": [], "cluster": []}
-    engine = build_engine(models=False)
 
     def on_features(target: str, frame: pl.DataFrame, now: datetime) -> None:
         frames[target].append(frame)
 
-    engine.on_features = on_features
+    engine = build_engine(models=False, observers=Observers(on_features=on_features))
     replay(events, engine, alerts_out=None)
     out: dict[str, pl.DataFrame] = {}
     for target, key in (("account", "account_id"), ("cluster", "cluster_id")):

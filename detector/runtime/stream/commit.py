@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detector.checkpoint import CheckpointFolder, StreamPosition
+from detector.errors import DetectorError
 from detector.io.sinks import Outputs, SinkError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("detector.stream")
 
 
-class CommitError(RuntimeError):
+class CommitError(DetectorError, RuntimeError):
     """The commit protocol refused to go on (no checkpoint was written)."""
 
 

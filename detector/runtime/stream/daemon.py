@@ -51,7 +51,7 @@ from detector.runtime.stream.settings import StreamSettings
 
 if TYPE_CHECKING:
     from detector.detect.rules import RuleWatcher
-    from detector.engine import Engine
+    from detector.engine import Engine, EngineFactory
     from detector.runtime.metrics import Metrics
 
 __all__ = ["Batch", "Daemon", "Fenced", "RunProbe", "RunSummary"]
@@ -107,7 +107,7 @@ class Daemon:
     def __init__(
         self,
         settings: StreamSettings,
-        engine_factory: Callable[[], Engine],
+        engine_factory: EngineFactory,
         metrics: Metrics,
         *,
         stop: threading.Event | None = None,
@@ -123,6 +123,7 @@ class Daemon:
         self.s = settings
         self.factory = engine_factory
         self.metrics = metrics
+        self.observers = metrics.observers()
         self.stop = stop or threading.Event()
         self._on_alert = on_alert
         self.drain_when_idle = drain_when_idle

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kafka import ConsumerRebalanceListener
@@ -35,7 +34,7 @@ from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
 
 if TYPE_CHECKING:
-    from detector.engine import Engine
+    from detector.engine import Engine, EngineFactory, Observers
 
 log = logging.getLogger("detector.stream")
 
@@ -53,7 +52,9 @@ class Owner(Protocol):
     _owner_epoch: int
     _dirty: bool
     engine: Engine | None
-    factory: Callable[[], Engine]
+    factory: EngineFactory
+    #: what every engine the factory builds reports to (the metrics)
+    observers: Observers
     reloader: RuleReloader | None
     consumer: ConsumerThread
     folder: CheckpointFolder
@@ -137,7 +138,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 return
             d.owner = True
             if d.engine is None or d.folder.current_name() != d.my_ckpt:
-                engine = d.factory()
+                engine = d.factory(observers=d.observers)
                 extra = d.folder.load(engine) or {}
                 d.restore_decisions(extra)
                 if d.reloader is not None:
