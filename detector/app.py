@@ -21,13 +21,23 @@ if TYPE_CHECKING:
     from detector.settings import EngineSettings
 
 
-def _settings(
-    rules_dir: Path | None, ip_intel: Path | None, allowlist: Path | None, models: Path | bool = True
+def engine_settings(
+    rules_dir: Path | None = None,
+    ip_intel: Path | None = None,
+    allowlist: Path | None = None,
+    models: Path | bool = True,
+    *,
+    config: Path | None = None,
+    base: EngineSettings | None = None,
 ) -> EngineSettings:
+    """The engine's settings, built once per process and passed down: the environment (``DETECTOR_*``)
+    over the ``config`` file (dotenv lines; environment variables win), or ``base`` when given, with
+    command-line overrides on top. ``models``: False runs rules only; a path overrides the folder."""
     from detector.defaults import resolve_ip_intel
     from detector.settings import EngineSettings
 
-    s = EngineSettings()
+    # pydantic-settings reads ``_env_file`` (its mypy plugin does not list it among the fields)
+    s = base if base is not None else EngineSettings(_env_file=config)  # type: ignore[call-arg]
     updates: dict[str, object] = {}
     if models is False:
         updates["models_dir"] = None
@@ -39,7 +49,7 @@ def _settings(
         updates["ip_intel_dir"] = resolve_ip_intel(ip_intel)
     if allowlist is not None:
         updates["allowlist"] = allowlist
-    return s.model_copy(update=updates)
+    return s.model_copy(update=updates) if updates else s
 
 
 def build_engine(
@@ -50,9 +60,11 @@ def build_engine(
     partner_intel: Path | None = None,
     community_key_file: Path | None = None,
     *,
+    settings: EngineSettings | None = None,
     observers: Observers | None = None,
 ) -> Engine:
-    """An engine from settings (env ``DETECTOR_*``) with command-line overrides.
+    """An engine from ``settings`` (default: read from the environment now, see ``engine_settings``)
+    with command-line overrides.
 
     ``models``: True (default) loads ``settings.models_dir``; False runs rules only; a path overrides.
     ``partner_intel``: a partner's STIX bundle, or a folder of them (``detector intel import``), matched
@@ -68,7 +80,7 @@ def build_engine(
     from detector.enrich.ipintel import IpIntel
     from detector.window.features import CATALOGUES
 
-    s = _settings(rules_dir, ip_intel, allowlist, models)
+    s = engine_settings(rules_dir, ip_intel, allowlist, models, base=settings)
     for what, path in (("models", s.models_dir), ("IP-intelligence", s.ip_intel_dir)):
         if path is not None and not path.is_dir():
             raise ConfigError(f"{what} folder not found; give an existing folder", str(path))
@@ -107,6 +119,7 @@ class DaemonApp:
 def build_daemon(
     settings: StreamSettings,
     *,
+    engine: EngineSettings | None = None,
     rules_dir: Path | None = None,
     ip_intel: Path | None = None,
     allowlist: Path | None = None,
@@ -118,6 +131,8 @@ def build_daemon(
     """The streaming daemon from its settings: engine factory, rule watcher, metrics on a fresh
     registry, Kafka outputs, and the ops server when ``settings.metrics_port`` is set.
 
+    ``engine``: the engine's settings, built once by the caller (``engine_settings``; default: read
+    from the environment now), with ``rules_dir``, ``ip_intel`` and ``allowlist`` as overrides on top.
     ``watch_rules``: reload the rules when their files change or ``watcher.request_reload()`` is
     called (the CLI calls it on SIGHUP).
     """
@@ -132,14 +147,12 @@ def build_daemon(
     from detector.runtime.stream.outputs import stream_outputs
     from detector.window.features import CATALOGUES
 
-    watcher = None
-    if watch_rules:
-        folder = rules_dir if rules_dir is not None else _settings(None, None, None).rules_dir
-        watcher = RuleWatcher(folder, CATALOGUES)
+    es = engine_settings(rules_dir, ip_intel, allowlist, base=engine)
+    watcher = RuleWatcher(es.rules_dir, CATALOGUES) if watch_rules else None
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(
         settings,
-        partial(build_engine, rules_dir, ip_intel, allowlist),
+        partial(build_engine, settings=es),
         metrics,
         stop=stop,
         on_alert=on_alert,

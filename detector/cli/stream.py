@@ -38,13 +38,12 @@ def _reload_on_sighup(watcher: Any) -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
-def _rule_watcher(rules_dir: Path | None) -> Any:
+def _rule_watcher(rules_dir: Path) -> Any:
     """A ``RuleWatcher`` over the engine's rules folder, reloaded on SIGHUP (``detector demo``)."""
     from detector.detect.rules import RuleWatcher
-    from detector.settings import EngineSettings
     from detector.window.features import CATALOGUES
 
-    watcher = RuleWatcher(rules_dir if rules_dir is not None else EngineSettings().rules_dir, CATALOGUES)
+    watcher = RuleWatcher(rules_dir, CATALOGUES)
     _reload_on_sighup(watcher)
     return watcher
 
@@ -55,17 +54,15 @@ def _settings(config: Path | None, metrics_port: int | None) -> Any:
     from dotenv import dotenv_values
 
     from detector.cli.errors import unknown_variables
-    from detector.runtime.stream.settings import StreamSettings, load_config_file
-    from detector.settings import EngineSettings
+    from detector.runtime.stream.settings import StreamSettings
 
     if config is not None and not config.is_file():
         raise ConfigError("config file not found; give an existing dotenv-style file", str(config))
-    load_config_file(config)
     if config is not None:
         for warning in unknown_variables(dotenv_values(config)):
             print(f"detector: warning: {config}: {warning}", file=sys.stderr)
-    s = StreamSettings()
-    EngineSettings()  # engine variables fail here, at start, not when the first batch builds the engine
+    # read once, environment over the file; nothing is written to the environment
+    s = StreamSettings(_env_file=config)  # type: ignore[call-arg]  # (not a field)
     if metrics_port is not None:
         s = s.model_copy(update={"metrics_port": metrics_port})
     _check_port(s.metrics_host, s.metrics_port)
@@ -155,7 +152,7 @@ def run(
     SIGHUP reloads the rules (window state is kept). Exit codes: 3 a sink failed, 4 fenced by a newer
     owner; neither writes a checkpoint.
     """
-    from detector.app import build_daemon, build_engine
+    from detector.app import build_daemon, build_engine, engine_settings
     from detector.io.sinks import SinkError
     from detector.runtime.stream.commit import Fenced
     from detector.runtime.stream.logs import setup_logging
@@ -168,14 +165,13 @@ def run(
             "DETECTOR_STREAM_BOOTSTRAP_SERVERS",
         )
     _check_address_syntax(s.bootstrap_servers)
-    # a bad rule, allow-list, model or IP-intel file fails here, at start, not at the first partition
-    # assignment (the daemon builds its own engine then)
-    build_engine(rules_dir, ip_intel, allowlist)
+    # the engine's settings, read once; a bad variable, rule, allow-list, model or IP-intel file fails
+    # here, at start, not at the first partition assignment (the daemon builds its own engine then)
+    es = engine_settings(rules_dir, ip_intel, allowlist, config=config)
+    build_engine(settings=es)
     _check_brokers(s.bootstrap_servers)
     setup_logging(s.log_level)  # after the start checks, so that a failed start prints one line
-    app = build_daemon(
-        s, rules_dir=rules_dir, ip_intel=ip_intel, allowlist=allowlist, stop=_stop_on_signals(), drain=drain
-    )
+    app = build_daemon(s, engine=es, stop=_stop_on_signals(), drain=drain)
     _reload_on_sighup(app.watcher)
     try:
         app.run()
@@ -204,18 +200,19 @@ def demo(
     ] = False,
 ) -> None:
     """Embedded broker + live simulated traffic + the daemon; prints alerts as they arrive."""
-    from detector.app import build_engine
+    from detector.app import build_engine, engine_settings
     from detector.lab.demo.run import run_demo
     from detector.runtime.stream.logs import setup_logging
 
     s = _settings(config, metrics_port)
-    build_engine(rules_dir, ip_intel, allowlist)  # a bad rule, allow-list or IP-intel file fails here
+    es = engine_settings(rules_dir, ip_intel, allowlist, config=config)
+    build_engine(settings=es)  # a bad rule, allow-list or IP-intel file fails here
     if s.bootstrap_servers:
         _check_address_syntax(s.bootstrap_servers)
         _check_brokers(s.bootstrap_servers)
     setup_logging(s.log_level)
     stop = _stop_on_signals()
-    watcher = _rule_watcher(rules_dir)
+    watcher = _rule_watcher(es.rules_dir)
     code = run_demo(
         s,
         days=days,
@@ -224,7 +221,7 @@ def demo(
         speed=speed,
         duration=duration,
         stop=stop,
-        engine_args={"rules_dir": rules_dir, "ip_intel": ip_intel, "allowlist": allowlist},
+        engine_args={"settings": es},
         rules=watcher,
         show_leads=show_leads,
     )

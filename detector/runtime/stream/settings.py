@@ -2,19 +2,19 @@
 
 Engine settings (windows, allowed lateness, rules, allow-list, IP intelligence) stay in
 ``detector.settings.EngineSettings`` (``DETECTOR_*``); the same optional file feeds both (see
-``load_config_file``). Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
+``config_file``). Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from detector.errors import ConfigError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
@@ -137,16 +137,14 @@ class StreamSettings(BaseSettings):
         return out
 
 
-def load_config_file(path: Path | None) -> None:
-    """Load a dotenv-style file (``DETECTOR_...=value`` lines) into the environment.
+def config_file(path: Path | None) -> Path | None:
+    """``path``, checked: a dotenv-style file of ``DETECTOR_...=value`` lines, or None.
 
-    Real environment variables win over the file. Both ``StreamSettings`` and ``EngineSettings`` read the
-    environment, so one file configures the daemon and the engine (windows, lateness, rules...).
+    The composition root reads it once per process into both settings objects
+    (``StreamSettings(_env_file=path)`` and ``detector.app.engine_settings(config=path)``), so one file
+    configures the daemon and the engine (windows, lateness, rules...). Real environment variables win
+    over the file; nothing is written to the environment.
     """
-    if path is None:
-        return
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
-    for key, value in dotenv_values(path).items():
-        if value is not None:
-            os.environ.setdefault(key, value)
+    if path is not None and not path.is_file():
+        raise ConfigError("config file not found; give an existing dotenv-style file", str(path))
+    return path
