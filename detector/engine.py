@@ -16,7 +16,8 @@ from typing import Protocol
 
 import polars as pl
 
-from detector.alert.evidence import ClusterContext, account_verdict, cluster_verdict, prepare
+from detector.alert.changes import book_changes
+from detector.alert.evidence import ClusterContext, account_verdict, accused, cluster_verdict, prepare
 from detector.alert.verdict import AlertBook, Verdict, combine
 from detector.contracts import Alert, Kind
 from detector.detect.allowlist import AllowList, drop_allowed, suppress
@@ -303,37 +304,10 @@ class Engine:
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
         orgs = self.state.accounts.select("account_id", "org_id")
         rows = drop_allowed(self.allowlist, rows, self.state.keys, orgs, self.stats.suppressed)
-        # only rows that open an episode or raise its severity change the alert book (an account
-        # alert's membership never grows): skip building the rest, in one vectorised pass. A row opens
-        # an episode when the account has none or its last verdict is older than the idle span; it
-        # escalates when its rank beats every earlier row of its episode (and the book's, if open).
-        book = self.book.ranks("account")
-        prev_hit = pl.col("tick_end").shift(1).over("account_id").fill_null(pl.col("_book_last"))
-        rows = (
-            rows.join(book, left_on="account_id", right_on="subject", how="left", maintain_order="left")
-            .with_columns(
-                (prev_hit.is_null() | (pl.col("tick_end") - prev_hit > pl.lit(self.book.idle))).alias(
-                    "_opens"
-                )
-            )
-            .with_columns(pl.col("_opens").cast(pl.Int32).cum_sum().over("account_id").alias("_episode"))
-            .with_columns(
-                (
-                    pl.col("_opens")
-                    | (
-                        pl.col("_rank")
-                        > pl.max_horizontal(
-                            pl.col("_rank").cum_max().shift(1).over("account_id", "_episode"),
-                            pl.when(pl.col("_episode") == 0).then(pl.col("_book_rank")),
-                        ).fill_null(0)
-                    )
-                ).alias("_changes")
-            )
-        )
-        quiet = rows.filter(~pl.col("_changes")).group_by("tick_end").agg("account_id")
-        touches = dict(zip(quiet["tick_end"].to_list(), quiet["account_id"].to_list(), strict=True))
+        # only rows that open an episode or raise its severity change the alert book: build those
+        changing, touches = book_changes(rows, self.book)
         out: dict[datetime, list[Verdict]] = {}
-        for row in rows.filter(pl.col("_changes")).iter_rows(named=True):
+        for row in changing.iter_rows(named=True):
             out.setdefault(row["tick_end"], []).append(account_verdict(row, self.models, self.rules))
         return out, touches
 
@@ -367,20 +341,7 @@ class Engine:
             alert_members["account_id"], keys, accounts.select("account_id", "org_id"), now
         )
         named = suppress(alert_members, allowed, self.stats.suppressed)
-        # per cluster: the accused members (sorted) and the earliest bucket any of them has in the
-        # window (the alert's first evidence); a cluster with neither raises nothing
-        firsts = (
-            self.state.buckets.join(named.select("account_id"), on="account_id", how="semi")
-            .filter((pl.col("bucket") >= now - w.long) & (pl.col("bucket") < now))
-            .group_by("account_id")
-            .agg(pl.col("bucket").min())
-        )
-        per_cluster = (
-            named.join(firsts, on="account_id", how="left")
-            .group_by("cluster_id")
-            .agg(pl.col("account_id").sort().alias("_accounts"), pl.col("bucket").min().alias("_first"))
-            .filter(pl.col("_first").is_not_null())
-        )
+        per_cluster = accused(named, self.state.buckets, now, w.long)
         return [
             cluster_verdict(row, context, self.models, self.rules)
             for row in rows.join(per_cluster, on="cluster_id", how="inner").iter_rows(named=True)

@@ -9,7 +9,7 @@ batched per tick by ``prepare`` before the book reads them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -191,6 +191,24 @@ def prepare(verdicts: list[Verdict]) -> None:
     """Batch the lazy parts of the verdicts that become alerts: model explanations, cluster evidence."""
     LazyReasons.explain_all(verdicts)
     ClusterEvidence.fill_all(verdicts)
+
+
+def accused(named: pl.DataFrame, buckets: pl.DataFrame, now: datetime, window: timedelta) -> pl.DataFrame:
+    """Per cluster (``cluster_id``): the accused members (``_accounts``, sorted) and the earliest bucket
+    any of them has in the ``window`` before ``now`` (``_first``, the alert's first evidence); a
+    cluster with neither raises nothing. ``named``: (cluster_id, account_id) of the members accused."""
+    firsts = (
+        buckets.join(named.select("account_id"), on="account_id", how="semi")
+        .filter((pl.col("bucket") >= now - window) & (pl.col("bucket") < now))
+        .group_by("account_id")
+        .agg(pl.col("bucket").min())
+    )
+    return (
+        named.join(firsts, on="account_id", how="left")
+        .group_by("cluster_id")
+        .agg(pl.col("account_id").sort().alias("_accounts"), pl.col("bucket").min().alias("_first"))
+        .filter(pl.col("_first").is_not_null())
+    )
 
 
 def account_verdict(row: dict[str, Any], models: ModelSet, rules: RuleSet) -> Verdict:
