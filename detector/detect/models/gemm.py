@@ -26,11 +26,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from detector.errors import DetectorError
+
 #: Standard-operator opset of the rewritten model (LessOrEqual needs 16).
 OPSET = 17
 
 
-class GemmConversionError(ValueError):
+class GemmConversionError(DetectorError, ValueError):
     """The model is not a tree ensemble this rewrite covers."""
 
 
