@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from detector.alert.explain import describe
-from detector.alert.verdict import AlertBook, Verdict
-from detector.contracts import Reason
+from detector.alert.verdict import AlertBook, Given, Verdict
+from detector.contracts import Reason, Severity
 from detector.detect.rules import load_rules
 from detector.detect.rules.output import check_output, format_value, placeholders, render_output
 from detector.window.features import CATALOGUES
@@ -66,7 +66,17 @@ def _reasons(*names: str, severity: str = "high") -> list[Reason]:
 
 
 def _verdict(accounts: list[str], severity: str, campaign: str | None, reasons: list[Reason]) -> Verdict:
-    return Verdict("cluster", "c1", accounts, severity, 0.5, campaign, reasons, {"accounts": 1}, T0)
+    return Verdict(
+        "cluster",
+        "c1",
+        accounts,
+        Severity(severity),
+        0.5,
+        campaign,
+        Given(reasons),
+        Given({"accounts": 1}),
+        T0,
+    )
 
 
 def test_revisions_keep_the_episodes_reasons_and_campaign() -> None:

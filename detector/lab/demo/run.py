@@ -75,7 +75,7 @@ class EpisodePrinter:
     def totals(self) -> str:
         """Episodes by severity and how many updates, for the stop line."""
         counts = Counter(self.episodes.values())
-        by = ", ".join(f"{counts[s]} {s}" for s in ("critical", "high", "medium", "low") if counts[s])
+        by = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s])
         return f"{len(self.episodes)} alert episodes ({by or 'none'}; {self.updates} updates)"
 
 

@@ -38,7 +38,8 @@ from detector.lab.report.linkage import (
     linkage_from_keys,
 )
 
-SEVERITY_COLOURS = {"low": "#9ecae1", "medium": "#fdae6b", "high": "#e6550d", "critical": "#a50f15"}
+#: One colour per severity, lowest first.
+SEVERITY_COLOURS = dict(zip(SEVERITIES, ("#9ecae1", "#fdae6b", "#e6550d", "#a50f15"), strict=True))
 SIZE_BUCKETS = ((2, 2), (3, 5), (6, 10), (11, 20), (21, 50), (51, 100), (101, 500), (501, 10**9))
 NO_CAMPAIGN = "(none)"
 #: The timeline's series for low-severity episodes (leads for an analyst, not accusations).
@@ -200,7 +201,7 @@ def _tile(value: object, label: str) -> str:
 def _filters(campaigns: list[str]) -> str:
     sev = "".join(
         f'<label><input type="checkbox" class="f-sev" value="{s}" checked> {s}</label>'
-        for s in ("critical", "high", "medium", "low")
+        for s in reversed(SEVERITIES)
     )
     camp = "".join(f'<option value="{escape(c)}">{escape(c or NO_CAMPAIGN)}</option>' for c in campaigns)
     return (
