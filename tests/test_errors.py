@@ -38,7 +38,7 @@ CLASSES = [
 
 def test_the_scan_finds_the_known_subsystem_errors() -> None:
     names = {name for _, name in CLASSES}
-    assert {"RuleLoadError", "ModelError", "IpIntelError", "SinkError", "SchemaMismatchError"} <= names
+    assert {"RuleLoadError", "ModelError", "IpIntelError", "SinkError", "StrictError", "Fenced"} <= names
     assert len(CLASSES) >= 12
 
 
