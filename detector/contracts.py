@@ -135,6 +135,11 @@ class Severity(StrEnum):
         """The score a rule hit of this severity carries when the rule gives none."""
         return DEFAULT_SCORE[self.value]
 
+    @property
+    def text(self) -> SeverityName:
+        """The name as a plain ``SeverityName`` literal."""
+        return self.value
+
     @classmethod
     def of_rank(cls, rank: int) -> Severity:
         """The severity whose ``rank`` is ``rank``."""
@@ -153,6 +158,10 @@ class Severity(StrEnum):
     def __ge__(self, other: object) -> bool:
         return self.rank >= Severity(other).rank if isinstance(other, str) else NotImplemented
 
+
+#: A severity as plain text, for contracts written as JSON Schema enums (``Decision``); the same four
+#: names as ``Severity`` (``tests/test_vocabulary.py`` checks).
+SeverityName = Literal["low", "medium", "high", "critical"]
 
 #: Every severity, lowest first.
 SEVERITIES: tuple[Severity, ...] = tuple(Severity)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -18,6 +19,7 @@ from detector.contracts import (
     SEVERITY_RANK,
     Alert,
     Severity,
+    SeverityName,
 )
 from detector.lab.report.linkage import FAMILY_COLOURS
 from detector.window.state import link_key_exprs
@@ -28,6 +30,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "detector"
 def test_severity_is_ordered_by_rank_not_alphabet() -> None:
     assert [s.value for s in SEVERITIES] == ["low", "medium", "high", "critical"]
     assert [s.rank for s in SEVERITIES] == [1, 2, 3, 4]
+    assert get_args(SeverityName) == tuple(s.value for s in SEVERITIES)
+    assert all(s.text == s.value for s in SEVERITIES)
     assert Severity.LOW < Severity.MEDIUM < Severity.HIGH < Severity.CRITICAL
     assert Severity.HIGH > "medium" and Severity.MEDIUM <= "medium" and not Severity.CRITICAL < "low"
     assert max(Severity.HIGH, Severity.CRITICAL, Severity.LOW) is Severity.CRITICAL

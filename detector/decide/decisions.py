@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from detector.contracts import Alert, Severity
+from detector.contracts import Alert, SeverityName
 from detector.decide.policy import ACTION_RANK, ActionName, Policy
 
 LiftReason = Literal["expired", "withdrawn"]
@@ -55,7 +55,7 @@ class Decision(BaseModel):
     alert_revision: Annotated[int, Field(ge=1)]
     alert_kind: Literal["account", "cluster"]
     alert_subject: str
-    severity: Severity
+    severity: SeverityName
     campaign_type: str | None = None
     policy_version: str
     #: The policy rule that chose the action (``default`` when none matched).
@@ -136,7 +136,7 @@ class DecisionBook:
                     alert_revision=alert.revision,
                     alert_kind=alert.kind,
                     alert_subject=alert.subject,
-                    severity=alert.severity,
+                    severity=alert.severity.text,
                     campaign_type=alert.campaign_type,
                     policy_version=self.policy.version,
                     policy_rule=rule,

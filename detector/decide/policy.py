@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detector.contracts import Alert, Severity
 from detector.detect.rules.source import read_rule_yaml
+from detector.errors import DetectorError
 
 ActionName = Literal["monitor", "step_up_verification", "rate_limit", "fallback_model", "suspend"]
 #: Actions from least to most severe (a later, stronger decision replaces a weaker one in force).
@@ -32,7 +33,7 @@ _DURATION = re.compile(r"^(\d+)\s*(m|h|d)$")
 _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 
 
-class PolicyError(ValueError):
+class PolicyError(DetectorError, ValueError):
     """A policy file problem: one line, ``path:line:column: key: message``."""
 
 

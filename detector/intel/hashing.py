@@ -17,8 +17,10 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.contracts import LINK_FAMILIES
+
 #: The linkage families whose values are shared (sign-up bursts are time slots, shared as windows).
-SHARED_FAMILIES = ("payment", "reseller", "ip", "client", "sysprompt", "template")
+SHARED_FAMILIES = tuple(f for f in LINK_FAMILIES if f != "signup")
 #: The linkage family partner indicators create.
 INTEL_FAMILY = "shared_intel"
 

@@ -22,6 +22,7 @@ import orjson
 import stix2
 from stix2validator import ValidationOptions, validate_string
 
+from detector.errors import DetectorError
 from detector.intel.hashing import SHARED_FAMILIES, PartnerIndex, artefact_hmac
 
 _SHARED = re.compile(r"^(?P<key>.+) \((?P<n>\d+) accounts\)$")
@@ -32,7 +33,7 @@ TLP = {"clear": stix2.TLP_WHITE, "green": stix2.TLP_GREEN, "amber": stix2.TLP_AM
 MIN_SHARING_ACCOUNTS = 2
 
 
-class IntelError(ValueError):
+class IntelError(DetectorError, ValueError):
     """A bundle that does not validate, or one this tool cannot read."""
 
 

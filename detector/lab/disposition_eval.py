@@ -14,6 +14,7 @@ import orjson
 from pydantic import BaseModel
 from rich.table import Table
 
+from detector.contracts import SEVERITY_RANK
 from detector.decide.dispositions import DispositionStore
 
 
@@ -78,13 +79,12 @@ def evaluate_dispositions(alerts_path: Path, store_path: Path) -> DispositionEva
         for r in rules[aid]:
             per_rule.setdefault(r, Counter())[d.verdict] += 1
         per_sev.setdefault(severity[aid], Counter())[d.verdict] += 1
-    order = {"low": 0, "medium": 1, "high": 2, "critical": 3}
     return DispositionEval(
         alerts=len(severity),
         labelled=sum(overall.values()),
         overall=_row("all", overall),
         by_rule=[_row(r, c) for r, c in sorted(per_rule.items())],
-        by_severity=[_row(s, per_sev[s]) for s in sorted(per_sev, key=order.__getitem__)],
+        by_severity=[_row(s, per_sev[s]) for s in sorted(per_sev, key=SEVERITY_RANK.__getitem__)],
     )
 
 
