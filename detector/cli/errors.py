@@ -105,8 +105,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from detector.enrich.ipintel import IpIntelError
     from detector.enrich.prompt.markers import MarkerError
 
-    if isinstance(exc, DetectorError):
-        return one_line(str(exc)), exc.exit_code
     if isinstance(exc, ValidationError) and exc.title in (prefixes := _settings_prefixes()):
         return _settings_error(exc, prefixes[exc.title]), ConfigError.exit_code
     if isinstance(exc, RuleLoadError):
@@ -118,6 +116,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"IP intelligence: {first}{tail}", EXIT_USAGE
     if isinstance(exc, ModelError | MarkerError):
         return f"models: {one_line(str(exc))}", EXIT_USAGE
+    # after the subsystems above, which subclass DetectorError too but keep their own line and code
+    if isinstance(exc, DetectorError):
+        return one_line(str(exc)), exc.exit_code
     if isinstance(exc, EOFError):
         return f"input ended early (a truncated .gz?): {one_line(str(exc))}", EXIT_INPUT
     if isinstance(exc, pl.exceptions.PolarsError):
