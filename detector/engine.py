@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import polars as pl
@@ -30,6 +30,7 @@ from detector.enrich.ipintel import IpIntel
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
+from detector.window.eventtime import EventTimeGuard
 from detector.window.features import account_features, cluster_features
 from detector.window.link import Clusters, build_clusters
 from detector.window.state import WindowState, merge_keys
@@ -42,6 +43,8 @@ class EngineStats:
     events: int = 0
     duplicates: int = 0
     late: int = 0
+    #: late events folded into the last closed tick because too many were waiting (``max_late_events``)
+    late_folded: int = 0
     ticks: int = 0
     #: alert episodes closed after ``episode_idle`` without a verdict
     episodes_closed: int = 0
@@ -93,6 +96,8 @@ class EngineClock:
     touched: list[pl.Series] = field(default_factory=list)
     #: buffered (enriched) events of ticks not yet closed
     pending: list[pl.DataFrame] = field(default_factory=list)
+    #: late events among them (folded at the next tick close; bounded by ``max_late_events``)
+    late_waiting: int = 0
 
 
 class EngineFactory(Protocol):
@@ -127,6 +132,8 @@ class Engine:
         self.stats = EngineStats()
         self.clock = EngineClock()
         self.clusters: Clusters | None = None
+        #: screens future and implausible event times out before ``process`` (replay and daemon)
+        self.time_guard = EventTimeGuard(settings.event_time)
 
     @property
     def max_event_ts(self) -> datetime | None:
@@ -159,14 +166,24 @@ class Engine:
             closed_before = self.clock.tick_end - tick
             late = batch.filter(pl.col("ts") < closed_before).height
             self.stats.late += late
+            self.clock.late_waiting += late
         self.clock.max_ts = batch_max if self.clock.max_ts is None else max(self.clock.max_ts, batch_max)
         self.clock.pending.append(batch)
-        watermark = self.clock.max_ts - self.settings.windows.allowed_lateness
-        ends: list[datetime] = []
-        while self.clock.tick_end <= watermark:
-            ends.append(self.clock.tick_end)
-            self.clock.tick_end += tick
-        return self._close_ticks(ends)
+        alerts: list[Alert] = []
+        if self.clock.late_waiting > self.settings.event_time.max_late_events:
+            # the clock is stuck (or the stream far behind it): fold the late events into the last
+            # closed tick now rather than hold them without limit
+            self.stats.late_folded += self.clock.late_waiting
+            alerts += self._close_ticks(self.clock.tick_end - tick, self.clock.tick_end - tick)
+        lateness = self.settings.windows.allowed_lateness
+        watermark = max(self.clock.max_ts, _DAWN + lateness) - lateness  # year 0001 stays in range
+        if self.clock.tick_end <= watermark:
+            # every tick ending at or before the watermark closes: computed, not listed (a gap of
+            # centuries between two events is two numbers, not millions of ticks)
+            last = self.clock.tick_end + (watermark - self.clock.tick_end) // tick * tick
+            first, self.clock.tick_end = self.clock.tick_end, last + tick
+            alerts += self._close_ticks(first, last)
+        return alerts
 
     def flush(self) -> list[Alert]:
         """Close every pending tick (end of input)."""
@@ -175,38 +192,46 @@ class Engine:
         tick = self.settings.windows.tick
         newest = max(p["ts"].max() for p in self.clock.pending)  # type: ignore[type-var]
         assert isinstance(newest, datetime)
-        ends: list[datetime] = []
-        while self.clock.tick_end <= newest:
-            ends.append(self.clock.tick_end)
-            self.clock.tick_end += tick
-        ends.append(self.clock.tick_end)
-        self.clock.tick_end += tick
-        return self._close_ticks(ends, final=True)
+        first = self.clock.tick_end
+        last = first + max(timedelta(0), newest - first) // tick * tick
+        if last <= newest:
+            last += tick
+        self.clock.tick_end = last + tick
+        return self._close_ticks(first, last, final=True)
+
+    def time_healthy(self, now: datetime) -> bool:
+        """False while the clock is implausible (ahead of ``now`` by more than the allowed skew) or
+        too many late events wait (readiness)."""
+        ahead = (
+            self.clock.max_ts is not None and self.clock.max_ts > now + self.settings.event_time.future_skew
+        )
+        return not ahead and self.clock.late_waiting <= self.settings.event_time.max_late_events
 
     # ------------------------------------------------------------------------------------------
-    def _close_ticks(self, ends: list[datetime], *, final: bool = False) -> list[Alert]:
-        """Close the ticks ending at ``ends`` (ascending, consecutive) in one pass over the frames.
+    def _close_ticks(self, first_end: datetime, last_end: datetime, *, final: bool = False) -> list[Alert]:
+        """Close the ticks ending from ``first_end`` to ``last_end`` (consecutive) in one pass.
 
         Every event belongs to the first closing tick whose end is after it (late events to the first
         one). Per-tick semantics are kept exactly: features of a tick see only buckets before its end,
         links see the keys as they stood at that tick, and alerts are emitted tick by tick. ``final``
         (end of input) also links and scores clusters at the last tick, boundary or not.
         """
-        if not ends or not self.clock.pending:
+        if not self.clock.pending:
             return []
         w = self.settings.windows
         buffered = self.clock.pending
         pending = pl.concat(buffered, how="vertical_relaxed") if len(buffered) > 1 else buffered[0]
-        last_end = ends[-1]
+        self.clock.late_waiting = 0  # every late event is before ``first_end``: due now
         due = pending.filter(pl.col("ts") < last_end)
         rest = pending.filter(pl.col("ts") >= last_end)
         self.clock.pending = [rest] if rest.height else []
         if due.height == 0:
             return []
         every = f"{int(w.tick.total_seconds())}s"
-        first_end = pl.lit(ends[0], dtype=UTC_US)
         due = due.with_columns(
-            pl.max_horizontal(pl.col("ts").dt.truncate(every) + pl.lit(w.tick), first_end).alias("_tick")
+            pl.max_horizontal(
+                pl.col("ts").dt.truncate(every) + pl.lit(w.tick), pl.lit(first_end, dtype=UTC_US)
+            ).alias("_tick")
         ).sort("_tick", "ts", "request_id")
         due, dup = self.state.drop_seen(due)
         self.stats.duplicates += dup
@@ -218,7 +243,7 @@ class Engine:
         self.state.partner = self.partner  # configuration: survives a state restored from a checkpoint
         key_log = self.state.add(due, w.tick, w.signup_burst)
         last_log_tick = key_log["_tick"].max() if key_log.height else None
-        keys_at = ends[0] - w.tick  # keys_before holds the uses of ticks up to here
+        keys_at = first_end - w.tick  # keys_before holds the uses of ticks up to here
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)
@@ -346,6 +371,10 @@ class Engine:
             cluster_verdict(row, context, self.models, self.rules)
             for row in rows.join(per_cluster, on="cluster_id", how="inner").iter_rows(named=True)
         ]
+
+
+#: The earliest representable event time (``datetime.min`` in UTC).
+_DAWN = datetime.min.replace(tzinfo=UTC)
 
 
 def _is_multiple(ts: datetime, step: timedelta) -> bool:

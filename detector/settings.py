@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -62,6 +62,28 @@ class WindowSettings(BaseModel):
         if self.short > self.long:
             raise ValueError(f"short ({self.short}) must not exceed long ({self.long})")
         return self
+
+
+class EventTimeSettings(BaseModel):
+    """Guards on event time: no single record may move the clock (``detector.window.eventtime``)."""
+
+    #: An event more than this ahead of its partition's recent events (or of the ingest clock, in the
+    #: daemon) is dead-lettered as ``future_timestamp``. One hour: gateways stamp events within seconds
+    #: of arrival and Kafka partitions interleave by well under a minute, while the engine's windows
+    #: (a 15-minute tick, 5 minutes of lateness) would be skipped by anything further ahead.
+    future_skew: timedelta = timedelta(hours=1)
+    #: The partition's recent events: the last this many event times (accepted or not) with the batch's.
+    recent_events: int = 1000
+    #: ...summarised by this quantile: a few future events among them cannot move it (under 1%).
+    recent_quantile: float = 0.99
+    #: Events outside [plausible_from, plausible_until) are rejected as ``implausible_timestamp``
+    #: (years 0001 and 9999 are valid RFC 3339 but no gateway log holds them).
+    plausible_from: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    plausible_until: datetime = datetime(2200, 1, 1, tzinfo=UTC)
+    #: Late events (older than the last closed tick) wait for the next tick to close; more than this
+    #: waiting means the clock is stuck, so they are folded into the last closed tick at once (counted)
+    #: and readiness fails until a tick closes. 200,000 is ~10 minutes of the densest measured stream.
+    max_late_events: int = 200_000
 
 
 class LinkSettings(BaseModel):
@@ -168,3 +190,4 @@ class EngineSettings(BaseSettings):
     windows: WindowSettings = WindowSettings()
     link: LinkSettings = LinkSettings()
     evidence: EvidenceSettings = EvidenceSettings()
+    event_time: EventTimeSettings = EventTimeSettings()

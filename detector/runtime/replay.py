@@ -41,6 +41,7 @@ from detector.io.files import Chunk, iter_jsonl, iter_parquet
 from detector.io.sinks import DeadLetter, JsonlSink, Outputs
 from detector.runtime.merge import EventTimeMerge
 from detector.schema import EPOCH, parse_ts
+from detector.window.eventtime import rejects
 
 #: Exit status of ``detector replay`` when it completed but rejected some inputs (records, Parquet rows
 #: or whole unreadable files; each is in the rejects file with its reason and position).
@@ -123,7 +124,12 @@ def replay(
         summary.bytes_read += chunk.bytes_read
         if progress:
             progress(chunk.bytes_read)
-        return engine.enrich(b.events) if b.events.height else b.events
+        # no ingest clock here: an event far ahead of its file's recent events is a future timestamp
+        events, screened = engine.time_guard.screen(b.events, key=str(chunk.path))
+        for r in rejects(screened, lambda row: f"{chunk.path}: request {row['request_id']}"):
+            summary.rejects[r.reason] += 1
+            out.dead_letters.add(DeadLetter(r))
+        return engine.enrich(events) if events.height else events
 
     def decide(decisions: list[Decision]) -> None:
         for d in decisions:

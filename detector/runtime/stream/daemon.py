@@ -39,7 +39,7 @@ import polars as pl
 from detector.checkpoint import CheckpointFolder
 from detector.contracts import Alert
 from detector.decide import DecisionBook, load_policy
-from detector.io.sinks import CallbackSink, Outputs, SinkError
+from detector.io.sinks import CallbackSink, DeadLetter, Outputs, SinkError
 from detector.runtime.merge import OFF, PART, EventTimeMerge
 from detector.runtime.stream.assignor import SingleOwnerAssignor
 from detector.runtime.stream.commit import Checkpoint, Fenced
@@ -48,6 +48,7 @@ from detector.runtime.stream.decoding import Decoder, Poll, take_polls
 from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
+from detector.window.eventtime import rejects as rejects_of
 
 if TYPE_CHECKING:
     from detector.detect.rules import RuleWatcher
@@ -172,8 +173,10 @@ class Daemon:
         return time.monotonic() - self._last_loop < LIVENESS_S
 
     def ready(self) -> bool:
-        """Readiness: joined the group (owner with state restored, or standby) and not stopping."""
-        return self.joined and not self.stop.is_set() and self.fatal is None
+        """Readiness: joined the group (owner with state restored, or standby), not stopping, and the
+        event-time clock plausible with no pile of late events (``Engine.time_healthy``)."""
+        clock_ok = self.engine is None or self.engine.time_healthy(datetime.now(UTC))
+        return self.joined and not self.stop.is_set() and self.fatal is None and clock_ok
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> RunSummary:
@@ -300,6 +303,17 @@ class Daemon:
         assert self.outputs is not None
         taken = take_polls(polls, self.merge.next_offset, self.s.input_topic, self.outputs.dead_letters)
         records, reasons, newest = taken.records, taken.reasons, taken.newest_produced
+        if self.engine is not None and records:  # future or implausible event times never reach the clock
+            topic = self.s.input_topic
+            kept, screened = self.engine.time_guard.screen(taken.events, PART, ingest_now=datetime.now(UTC))
+            for (part, off), rej in zip(
+                screened.select(PART, OFF).iter_rows(),
+                rejects_of(screened, _kafka_position(topic)),
+                strict=True,
+            ):
+                self.outputs.dead_letters.add(DeadLetter(rej, None, (topic, part, off)))
+                reasons.append(rej.reason)
+            taken.events = kept
         if not records:
             return
         if self.probe is not None:
@@ -414,3 +428,7 @@ class Daemon:
         self.summary.commits += 1
         self._maybe_sync(force=True)
         log.debug("committed", extra={"reason": reason, "offsets": {str(p): o for p, o in offsets.items()}})
+
+
+def _kafka_position(topic: str) -> Callable[[dict[str, object]], str]:
+    return lambda row: f"{topic}/{row[PART]}@{row[OFF]}"
