@@ -25,6 +25,7 @@ from detector.detect.evidence import add_axes, apply_trust, axis_reasons
 from detector.detect.fusion import ScoreObserver, fuse
 from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
+from detector.detect.runaway import demote, log_demotion, runaway_rules
 from detector.enrich import enrich
 from detector.enrich.ipintel import IpIntel
 from detector.intel.hashing import PartnerIndex
@@ -49,6 +50,8 @@ class EngineStats:
     #: alert episodes closed after ``episode_idle`` without a verdict
     episodes_closed: int = 0
     rule_hits: Counter[str] = field(default_factory=Counter)
+    #: demotions of enforce rules to shadow at run time (``detector.detect.runaway``), per rule
+    demoted: Counter[str] = field(default_factory=Counter)
     shadow_hits: Counter[str] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
@@ -120,7 +123,10 @@ class Engine:
         observers: Observers | None = None,
     ) -> None:
         self.settings = settings
-        self.rules = rules
+        #: rules demoted to shadow since the rule set was last swapped in (not checkpointed: a runaway
+        #: rule is demoted again in the first tick it runs away in, before it raises an alert)
+        self.demoted: set[str] = set()
+        self._rules = rules
         self.models = models if models is not None else ModelSet()
         self.intel = intel
         self.allowlist = allowlist or AllowList()
@@ -134,6 +140,16 @@ class Engine:
         self.clusters: Clusters | None = None
         #: screens future and implausible event times out before ``process`` (replay and daemon)
         self.time_guard = EventTimeGuard(settings.event_time)
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set; swapping in a new one (a reload) lifts every run-time demotion."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: RuleSet) -> None:
+        self._rules = rules
+        self.demoted = set()
 
     @property
     def max_event_ts(self) -> datetime | None:
@@ -296,6 +312,13 @@ class Engine:
     def _evaluate(self, frame: pl.DataFrame, target: Kind, key: str) -> pl.DataFrame:
         """Live rule and model hits (``fuse``); every hit counted, shadow ones dropped after."""
         hits = fuse(self.rules, self.models, frame, target, key, self.observers.on_scores)
+        guard = self.settings.rule_guard
+        for rule_id, share in runaway_rules(hits, frame, key, guard).items():
+            if rule_id not in self.demoted:
+                self.demoted.add(rule_id)
+                self.stats.demoted[rule_id] += 1
+                log_demotion(rule_id, share, guard)
+        hits = demote(hits, self.demoted)
         counts = hits.group_by("mode", "rule_id").len()
         for mode, rid, n in counts.iter_rows():
             (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n

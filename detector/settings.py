@@ -86,6 +86,18 @@ class EventTimeSettings(BaseModel):
     max_late_events: int = 200_000
 
 
+class RuleGuardSettings(BaseModel):
+    """Run-time guard rail for enforce rules (``detector.detect.runaway``)."""
+
+    #: An enforce rule firing on more than this share of one tick's evaluated subjects is demoted to
+    #: shadow. Half: attackers are a small minority of any real population; a rule accusing most of
+    #: it is broken (the issue's ``requests_24h >= 0`` fired on all 1,633 honest accounts).
+    max_fire_share: float = 0.5
+    #: ...only in ticks that evaluated at least this many subjects (a quiet tick of three accounts,
+    #: two of them attackers, is no evidence of a broken rule).
+    min_subjects: int = 200
+
+
 class LinkSettings(BaseModel):
     """How linkage keys become cluster edges."""
 
@@ -191,3 +203,4 @@ class EngineSettings(BaseSettings):
     link: LinkSettings = LinkSettings()
     evidence: EvidenceSettings = EvidenceSettings()
     event_time: EventTimeSettings = EventTimeSettings()
+    rule_guard: RuleGuardSettings = RuleGuardSettings()

@@ -553,7 +553,8 @@ def test_evaluate_many_rules_on_many_rows_in_one_pass(tmp_path: Path) -> None:
         )
         text = text.split("tests:")[0] + (
             "tests:\n  - name: hi\n    features: {cot_share_24h: 1.0, requests_24h: 500, tier: free}\n"
-            "    expect: fire\n  - name: lo\n    features: {cot_share_24h: 1.0}\n    expect: no_fire\n"
+            "    expect: fire\n  - name: lo\n"
+            "    features: {cot_share_24h: 1.0, requests_24h: 0, tier: free}\n    expect: no_fire\n"
         )
         (tmp_path / f"{rule_id}.yaml").write_text(text)
     rules = load_rules(tmp_path, CATALOGUES)

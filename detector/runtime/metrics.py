@@ -73,6 +73,17 @@ class Metrics:
         self.late = PCounter(
             "detector_events_late_total", "Events older than the closed ticks (folded in late).", registry=r
         )
+        self.demotions = PCounter(
+            "detector_rule_demotions_total",
+            "Enforce rules demoted to shadow at run time: they fired on too much of one tick's traffic.",
+            ["rule"],
+            registry=r,
+        )
+        self.late_folded = PCounter(
+            "detector_events_late_folded_total",
+            "Late events folded at once because too many were waiting (the event-time clock was stuck).",
+            registry=r,
+        )
         self.signals = PCounter(
             "detector_signal_events_total",
             "Processed events carrying a signal (cot, coercion, new_model, logprob, tools_heavy...).",
@@ -321,6 +332,8 @@ class Metrics:
         self._inc_labelled("rule_hits", st.rule_hits, self.rule_hits, "rule", mode="live")
         self._inc_labelled("shadow_hits", st.shadow_hits, self.rule_hits, "rule", mode="shadow")
         self._inc_labelled("suppressed", st.suppressed, self.suppressed, "type")
+        self._inc_labelled("demotions", st.demoted, self.demotions, "rule")
+        self._inc_scalar("late_folded", st.late_folded, self.late_folded)
         self.accounts_tracked.set(engine.state.accounts.height)
         self.clusters_tracked.set(
             engine.clusters.members["cluster_id"].n_unique() if engine.clusters is not None else 0

@@ -29,6 +29,7 @@ from detector.detect.rules.compiler import (
 )
 from detector.detect.rules.errors import RuleError, RuleLoadError
 from detector.detect.rules.output import check_output
+from detector.detect.rules.reference import check_reference
 from detector.detect.rules.ruleset import CompiledRule, InlineTest, RuleSet, detail_expression
 from detector.detect.rules.source import RuleSource, read_rule_yaml
 from detector.detect.rules.spec import RULE_KEYS, TEST_KEYS, Expect, RuleSpec
@@ -311,6 +312,19 @@ def run_inline_tests(rule: CompiledRule, catalogue: Catalogue) -> tuple[list[Tes
     return results, errors
 
 
+def _unbound_no_fire(rule: CompiledRule) -> list[RuleError]:
+    """A ``no_fire`` test must bind every feature the condition reads: an unbound one is null, and a
+    comparison with null never fires, so the test would pass whatever the condition says. (A test
+    about a missing value says so: ``feature: null``.)"""
+    errors = []
+    for test in rule.tests:
+        missing = [f for f in rule.features if f not in test.features]
+        if test.expect == "no_fire" and missing:
+            message = f"no_fire test '{test.name}' leaves {', '.join(missing)} unbound: bind every feature"
+            errors.append(RuleError(rule.path, test.line, None, message))
+    return errors
+
+
 def _load(
     directory: Path, catalogues: Catalogues
 ) -> tuple[list[CompiledRule], list[RuleError], list[TestResult]]:
@@ -320,6 +334,8 @@ def _load(
     errors: list[RuleError] = []
     results: list[TestResult] = []
     first_path: dict[str, Path] = {}
+    if not rule_files(directory):
+        return [], [RuleError(directory, None, None, "rule directory holds no rule file (*.yaml, *.yml)")], []
     for path in rule_files(directory):
         source, file_errors = read_rule_yaml(path)
         rule: CompiledRule | None = None
@@ -328,6 +344,7 @@ def _load(
         if rule is not None:
             test_results, file_errors = run_inline_tests(rule, catalogues[rule.target])
             results.extend(test_results)
+            file_errors += _unbound_no_fire(rule)
         if path.stem in first_path:
             message = f"rule id '{path.stem}' is also defined in {first_path[path.stem]}"
             file_errors.append(RuleError(path, 1, 1, message))
@@ -352,4 +369,5 @@ def load_rules(directory: Path, catalogues: Catalogues) -> RuleSet:
 def check_rules(directory: Path, catalogues: Catalogues) -> CheckReport:
     """Load and test every rule under ``directory`` without raising; ``.ok`` gates CI and deploys."""
     rules, errors, results = _load(Path(directory), catalogues)
+    errors += check_reference(Path(directory), rules)
     return CheckReport(tuple(errors), tuple(results), len(rules))

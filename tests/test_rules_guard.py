@@ -1,0 +1,130 @@
+"""Guard rails for rules (issue 14, item 13 / "what to build" 5).
+
+- ``rules check`` fails an enforce rule that fires on too many honest accounts of the reference
+  population shipped with the rules; a ``no_fire`` test must bind every feature the condition reads;
+  an empty rules folder is an error.
+- At run time an enforce rule that fires on most of one tick's accounts is demoted to shadow, counted,
+  logged, and raises no alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from prometheus_client import CollectorRegistry
+
+from detector.app import build_engine
+from detector.contracts import Alert
+from detector.decode import decode_frame
+from detector.detect.rules import RuleLoadError, check_rules, load_rules
+from detector.runtime.metrics import Metrics
+from detector.window.features import CATALOGUES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EVERYONE = """\
+id: account_everyone
+title: Fires on everyone
+description: The issue's rule that passed the check and flagged all 1,633 honest accounts.
+severity: high
+target: account
+condition: {condition}
+tests:
+  - name: busy
+    features: {{requests_24h: 50}}
+    expect: fire
+  - name: {no_fire_name}
+    features: {no_fire}
+    expect: no_fire
+"""
+
+
+def _rules_with(tmp_path: Path, condition: str, no_fire: str, mode: str | None = None) -> Path:
+    """The shipped rules (and their reference population) plus one more rule."""
+    out = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", out)
+    text = EVERYONE.format(condition=condition, no_fire=no_fire, no_fire_name="quiet account")
+    if mode:
+        text += f"mode: {mode}\n"
+    (out / "account_everyone.yaml").write_text(text)
+    return out
+
+
+def test_shipped_rules_pass_against_their_reference_population() -> None:
+    assert (ROOT / "rules" / "reference" / "population.json").is_file()
+    report = check_rules(ROOT / "rules", CATALOGUES)
+    assert report.ok, report.render()
+
+
+def test_the_issues_rule_with_an_unbound_no_fire_test_fails_the_check(tmp_path: Path) -> None:
+    rules = _rules_with(tmp_path, "requests_24h >= 0", "{cot_share_24h: 0.0}")
+    report = check_rules(rules, CATALOGUES)
+    assert not report.ok
+    messages = [e.message for e in report.errors if e.rule_id == "account_everyone"]
+    assert any("no_fire test 'quiet account' leaves requests_24h unbound" in m for m in messages), messages
+    with pytest.raises(RuleLoadError, match="unbound"):
+        load_rules(rules, CATALOGUES)
+
+
+def test_a_rule_that_passes_its_own_tests_but_fires_on_honest_users_fails(tmp_path: Path) -> None:
+    rules = _rules_with(tmp_path, "requests_24h >= 1", "{requests_24h: 0}")
+    load_rules(rules, CATALOGUES)  # loads: its inline tests pass and bind everything
+    report = check_rules(rules, CATALOGUES)
+    (error,) = [e for e in report.errors if e.rule_id == "account_everyone"]
+    assert "reference population" in error.message and "casual 100%" in error.message
+    assert len(report.errors) == 1, report.render()
+    # in shadow mode it may be measured
+    shadow = _rules_with(tmp_path / "s", "requests_24h >= 1", "{requests_24h: 0}", mode="shadow")
+    assert check_rules(shadow, CATALOGUES).ok
+
+
+def test_an_empty_rules_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "reference").mkdir()
+    report = check_rules(tmp_path, CATALOGUES)
+    assert not report.ok and "no rule file" in report.render()
+    with pytest.raises(RuleLoadError, match="no rule file"):
+        load_rules(tmp_path, CATALOGUES)
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+    from detector.lab.simulate import simulate
+
+    out = tmp_path_factory.mktemp("sim")
+    simulate(out, days=0.5, seed=5, scale=0.3)
+    decoded = decode_frame(pl.read_parquet(out / "events.parquet"), lambda i: f"row{i}")
+    return decoded.events.drop("_pos").sort("ts", "request_id")
+
+
+def test_a_runaway_enforce_rule_is_demoted_counted_logged_and_silent(
+    tmp_path: Path, events: pl.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(ROOT / "rules" / "account_logprob_harvest.yaml", rules)
+    (rules / "account_everyone.yaml").write_text(
+        EVERYONE.format(condition="requests_24h >= 1", no_fire="{requests_24h: 0}", no_fire_name="idle")
+    )
+    engine = build_engine(rules, models=False)
+    engine.settings.rule_guard.min_subjects = 20  # a small simulated population
+    alerts: list[Alert] = []
+    with caplog.at_level(logging.ERROR, logger="detector.detect.runaway"):
+        for start in range(0, events.height, 5_000):
+            alerts += engine.process(events.slice(start, 5_000))
+        alerts += engine.flush()
+    assert engine.demoted == {"account_everyone"}
+    assert engine.stats.demoted == {"account_everyone": 1}
+    assert engine.stats.shadow_hits["account_everyone"] > 100
+    assert not [a for a in alerts if any(r.name == "account_everyone" for r in a.reasons)]
+    assert [r for r in caplog.records if "demoted to shadow" in r.getMessage()]
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.sync_engine(engine)
+    assert registry.get_sample_value("detector_rule_demotions_total", {"rule": "account_everyone"}) == 1
+    # swapping the rule set in again (a reload) lifts the demotion
+    engine.rules = load_rules(rules, CATALOGUES)
+    assert engine.demoted == set()
