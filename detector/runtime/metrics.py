@@ -20,6 +20,7 @@ from detector.contracts import KINDS, SEVERITIES
 from detector.decode import REASONS
 from detector.detect.allowlist import EntryType
 from detector.engine import SIGNAL_METRICS, Observers
+from detector.window.eventtime import REASONS as TIME_REASONS
 
 if TYPE_CHECKING:
     from detector.contracts import Alert
@@ -193,7 +194,7 @@ class Metrics:
         self.last_batch_ts = Gauge(
             "detector_last_batch_timestamp_seconds", "Wall-clock time of the last source batch.", registry=r
         )
-        for reason in REASONS:
+        for reason in (*REASONS, *TIME_REASONS):
             self.rejected.labels(reason=reason)
         for kind in ALLOWLIST_TYPES:
             self.suppressed.labels(type=kind)

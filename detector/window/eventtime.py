@@ -32,6 +32,8 @@ from detector.settings import EventTimeSettings
 
 FUTURE = "future_timestamp"
 IMPLAUSIBLE = "implausible_timestamp"
+#: Reject reasons this module adds to the decoder's (a closed set: metric label values).
+REASONS = (FUTURE, IMPLAUSIBLE)
 
 
 @dataclass
