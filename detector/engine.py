@@ -50,6 +50,8 @@ class EngineStats:
     #: alert episodes closed after ``episode_idle`` without a verdict
     episodes_closed: int = 0
     rule_hits: Counter[str] = field(default_factory=Counter)
+    #: state rows dropped per ``table/cause`` (``age``: event time, ``cap``: count; ``StateCaps``)
+    evicted: Counter[str] = field(default_factory=Counter)
     #: demotions of enforce rules to shadow at run time (``detector.detect.runaway``), per rule
     demoted: Counter[str] = field(default_factory=Counter)
     shadow_hits: Counter[str] = field(default_factory=Counter)
@@ -306,7 +308,16 @@ class Engine:
             self.clock.last_closed = now
         assert self.clock.last_closed is not None
         self.stats.episodes_closed += self.book.expire(self.clock.last_closed)
-        self.state.evict(self.clock.last_closed, w.long + w.tick, w.link, w.account_idle, w.link)
+        self.stats.evicted.update(
+            self.state.evict(
+                self.clock.last_closed,
+                w.long + w.tick,
+                w.link,
+                w.account_idle,
+                w.link,
+                self.settings.state_caps,
+            )
+        )
         return alerts
 
     def _evaluate(self, frame: pl.DataFrame, target: Kind, key: str) -> pl.DataFrame:

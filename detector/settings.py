@@ -72,10 +72,13 @@ class EventTimeSettings(BaseModel):
     #: of arrival and Kafka partitions interleave by well under a minute, while the engine's windows
     #: (a 15-minute tick, 5 minutes of lateness) would be skipped by anything further ahead.
     future_skew: timedelta = timedelta(hours=1)
-    #: The partition's recent events: the last this many event times (accepted or not) with the batch's.
+    #: The partition's recent events: the last this many event times it delivered, with the batch's.
     recent_events: int = 1000
-    #: ...summarised by this quantile: a few future events among them cannot move it (under 1%).
-    recent_quantile: float = 0.99
+    #: Sorted, they fall into runs split by gaps over ``future_skew``; the newest run holding at least
+    #: this many events is where the partition's time is. A later, smaller run is in the future. Five:
+    #: one forged copy (or four) cannot move the clock, while the first events after a real jump in
+    #: time (a gap in the logs, a quiet hour) are dead-lettered only until five have arrived.
+    min_support: int = 5
     #: Events outside [plausible_from, plausible_until) are rejected as ``implausible_timestamp``
     #: (years 0001 and 9999 are valid RFC 3339 but no gateway log holds them).
     plausible_from: datetime = datetime(2000, 1, 1, tzinfo=UTC)
@@ -84,6 +87,29 @@ class EventTimeSettings(BaseModel):
     #: waiting means the clock is stuck, so they are folded into the last closed tick at once (counted)
     #: and readiness fails until a tick closes. 200,000 is ~10 minutes of the densest measured stream.
     max_late_events: int = 200_000
+
+
+class StateCaps(BaseModel):
+    """Row caps per state table, on top of eviction by event time (``WindowState.evict``).
+
+    Eviction by event time bounds the tables for a steady population; the caps bound them against a
+    flood of new ids (a sign-up storm, forged request ids). Over a cap a table keeps its newest rows by
+    event time: dropped accounts (least recently seen first) take their buckets, templates and keys;
+    dropped ``seen`` ids shorten the de-duplication horizon (a replayed duplicate older than it counts
+    twice); a dropped model counts as new if it comes back. Every dropped row is counted
+    (``detector_state_evicted_rows_total{table, cause}``). Defaults hold ~4x the rows of 1M accounts
+    active in one day (``benchmarks/state_memory.py`` prints the memory: ~1.5 KB per account-hour).
+    """
+
+    accounts: int = 4_000_000
+    #: ~24 one-hour-active buckets for each of 4M accounts, or 96 (a full day) for 1M
+    buckets: int = 100_000_000
+    templates: int = 100_000_000
+    keys: int = 40_000_000
+    #: request ids inside the de-duplication horizon (7 days of ~26 requests per account per day for
+    #: 1M accounts is 182M: the horizon shortens first under the densest traffic)
+    seen: int = 100_000_000
+    models: int = 10_000
 
 
 class RuleGuardSettings(BaseModel):
@@ -204,3 +230,4 @@ class EngineSettings(BaseSettings):
     evidence: EvidenceSettings = EvidenceSettings()
     event_time: EventTimeSettings = EventTimeSettings()
     rule_guard: RuleGuardSettings = RuleGuardSettings()
+    state_caps: StateCaps = StateCaps()

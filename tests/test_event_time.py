@@ -121,7 +121,7 @@ def test_replay_dead_letters_the_future_copy(sim: Path, events: pl.DataFrame, tm
 
 
 def test_a_real_jump_in_time_is_followed_after_a_few_events(events: pl.DataFrame) -> None:
-    """A gap in the logs moves the reference after ~1% of the recent events (dead-lettered)."""
+    """A gap in the logs: the first events after it are dead-lettered until ``min_support`` arrive."""
     engine = build_engine(ROOT / "rules", models=False)
     first = events.head(3_000)
     later = events.slice(3_000, 200).with_columns(pl.col("ts") + pl.duration(days=2))
@@ -131,8 +131,18 @@ def test_a_real_jump_in_time_is_followed_after_a_few_events(events: pl.DataFrame
         kept, out = engine.time_guard.screen(batch, key="p")
         kept_total += kept.height
         screened_total += out.height
-    assert 0 < screened_total <= 0.02 * engine.settings.event_time.recent_events
+    assert screened_total == engine.settings.event_time.min_support - 1
     assert kept_total == 3_200 - screened_total
+
+
+def test_sparse_traffic_with_quiet_hours_in_one_batch_is_all_kept(events: pl.DataFrame) -> None:
+    """Every run of events is judged as a whole: hours of silence inside a batch reject nothing."""
+    engine = build_engine(ROOT / "rules", models=False)
+    sparse = pl.concat(
+        [events.slice(i * 100, 20).with_columns(pl.col("ts") + pl.duration(hours=3 * i)) for i in range(8)]
+    )
+    kept, out = engine.time_guard.screen(sparse, key="p")
+    assert out.height == 0 and kept.height == 160
 
 
 def test_ingest_clock_rejects_what_the_partition_cannot(events: pl.DataFrame) -> None:

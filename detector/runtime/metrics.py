@@ -80,6 +80,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.evicted = PCounter(
+            "detector_state_evicted_rows_total",
+            "State rows dropped, by table and cause (age: event time; cap: the table's row cap).",
+            ["table", "cause"],
+            registry=r,
+        )
         self.late_folded = PCounter(
             "detector_events_late_folded_total",
             "Late events folded at once because too many were waiting (the event-time clock was stuck).",
@@ -335,6 +341,12 @@ class Metrics:
         self._inc_labelled("suppressed", st.suppressed, self.suppressed, "type")
         self._inc_labelled("demotions", st.demoted, self.demotions, "rule")
         self._inc_scalar("late_folded", st.late_folded, self.late_folded)
+        seen = self._seen.setdefault("evicted", Counter())
+        for key, value in st.evicted.items():
+            if value > seen[key]:
+                table, cause = key.split("/")
+                self.evicted.labels(table=table, cause=cause).inc(value - seen[key])
+                seen[key] = value
         self.accounts_tracked.set(engine.state.accounts.height)
         self.clusters_tracked.set(
             engine.clusters.members["cluster_id"].n_unique() if engine.clusters is not None else 0

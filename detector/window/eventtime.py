@@ -11,11 +11,13 @@ replay):
   ingest clock where there is one (the daemon's wall clock; replay has none).
 
 The partition's recent events are the last ``recent_events`` event times it delivered (accepted or
-not) together with the batch, summarised by their ``recent_quantile`` (0.99): fewer than 1% of them
-cannot move it, so one future event is rejected, while a real jump in time (a quiet night, a gap in
-the logs) moves the reference after about 1% of ``recent_events`` events, which are dead-lettered,
-never dropped silently. The history is not checkpointed: after a restart the first batch is judged
-on its own (its quantile) and on the ingest clock.
+not) together with the batch. Sorted, they fall into runs separated by gaps longer than
+``future_skew``; the partition's time is the end of the newest run that holds at least
+``min_support`` events, and anything more than ``future_skew`` past it is in the future. One forged
+event (up to ``min_support - 1`` of them within the skew of each other) is rejected wherever it
+lands; the first events after a real jump in time (a gap in the logs, a quiet hour on a partition)
+are dead-lettered, never dropped silently, until ``min_support`` of them have arrived. The history is
+not checkpointed: after a restart the first batch is judged on its own and on the ingest clock.
 """
 
 from __future__ import annotations
@@ -72,8 +74,7 @@ class EventTimeGuard:
             us = mine["ts"].dt.epoch("us")
             seen = self.recent.get(k)
             both = us if seen is None else pl.concat([seen, us])
-            ref = both.quantile(s.recent_quantile, "nearest")
-            limits[k] = int(ref) + skew_us if isinstance(ref, (int, float)) else 2**62
+            limits[k] = _partition_time(both, skew_us, s.min_support) + skew_us
             self.recent[k] = both.tail(s.recent_events)
         if partition is None:
             limit = pl.lit(limits[key], pl.Int64)
@@ -93,6 +94,23 @@ class EventTimeGuard:
         marked = events.with_columns(reason)
         kept = marked.filter(pl.col("_reason").is_null()).drop("_reason")
         return kept, marked.filter(pl.col("_reason").is_not_null())
+
+
+def _partition_time(times: pl.Series, skew_us: int, min_support: int) -> int:
+    """End of the newest run (times split at gaps over ``skew_us``) holding ``min_support`` events;
+    with no such run (a partition's first few events), the newest time: nothing to judge against."""
+    if times.len() == 0:
+        return 2**62
+    runs = (
+        pl.DataFrame({"t": times.sort()})
+        .with_columns((pl.col("t").diff().fill_null(0) > skew_us).cum_sum().alias("run"))
+        .group_by("run")
+        .agg(pl.len().alias("n"), pl.col("t").max().alias("end"))
+    )
+    supported = runs.filter(pl.col("n") >= min_support)
+    end = (supported if supported.height else runs)["end"].max()
+    assert isinstance(end, int)
+    return end
 
 
 def rejects(rejected: pl.DataFrame, position_of: Callable[[dict[str, object]], str]) -> list[Reject]:

@@ -14,6 +14,7 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ import polars as pl
 from detector.contracts import LinkFamily
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US, make_schema
+from detector.settings import StateCaps
 
 #: (counter column, per-request boolean it counts)
 SIGNAL_COUNTS: dict[str, str] = {
@@ -78,7 +80,9 @@ KEY_SCHEMA = make_schema(
     {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
 )
 SEEN_SCHEMA = make_schema({"request_id": pl.String, "ts": UTC_US})
-MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US})
+MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "last_seen": UTC_US})
+#: Every table, in checkpoint order.
+TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models")
 
 
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or
@@ -161,8 +165,8 @@ class WindowState:
             self.stream_start = events["ts"].min()  # type: ignore[assignment]
         per_tick = (
             events.group_by("model", "_tick")
-            .agg(pl.col("ts").min().alias("_tick_first"))
-            .join(self.models, on="model", how="left")
+            .agg(pl.col("ts").min().alias("_tick_first"), pl.col("ts").max().alias("last_seen"))
+            .join(self.models.drop("last_seen"), on="model", how="left")
             .sort("model", "_tick")
             .with_columns(
                 pl.min_horizontal(pl.col("_tick_first").cum_min().over("model"), pl.col("first_seen")).alias(
@@ -171,9 +175,9 @@ class WindowState:
             )
         )
         self.models = (
-            pl.concat([self.models, per_tick.select("model", "first_seen")])
+            pl.concat([self.models, per_tick.select(MODEL_SCHEMA.keys())])
             .group_by("model")
-            .agg(pl.col("first_seen").min())
+            .agg(pl.col("first_seen").min(), pl.col("last_seen").max())
             .sort("model")
         )
         assert self.stream_start is not None or events.height == 0
@@ -322,40 +326,89 @@ class WindowState:
         )
 
     def evict(
-        self, watermark: datetime, keep_buckets: timedelta, link: timedelta, idle: timedelta, dedup: timedelta
-    ) -> None:
-        """Drop everything the windows can no longer see."""
+        self,
+        watermark: datetime,
+        keep_buckets: timedelta,
+        link: timedelta,
+        idle: timedelta,
+        dedup: timedelta,
+        caps: StateCaps | None = None,
+    ) -> Counter[str]:
+        """Drop everything the windows can no longer see, then cap each table by count.
+
+        Returns the rows dropped per ``table/cause`` (cause ``age``: event time; ``cap``: count).
+        Over a cap, a table keeps its most recent rows by event time (``StateCaps`` says what that
+        costs per table); an account dropped by the cap takes its buckets, templates and keys along.
+        """
+        before = {t: getattr(self, t).height for t in TABLES}
         self.buckets = self.buckets.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.templates = self.templates.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.keys = self.keys.filter(pl.col("last_seen") >= watermark - link)
         self.accounts = self.accounts.filter(pl.col("last_seen") >= watermark - idle)
         self.seen = self.seen.filter(pl.col("ts") >= watermark - dedup)
+        # a model unseen for the idle span is forgotten; if it comes back it counts as new again
+        self.models = self.models.filter(pl.col("last_seen") >= watermark - idle)
+        dropped: Counter[str] = Counter()
+        for t in TABLES:
+            dropped[f"{t}/age"] = before[t] - getattr(self, t).height
+        if caps is not None:
+            dropped.update(self._cap(caps))
+        return +dropped
+
+    def _cap(self, caps: StateCaps) -> Counter[str]:
+        """Keep the newest ``caps.<table>`` rows of each table (by its event-time column)."""
+        out: Counter[str] = Counter()
+        if self.accounts.height > caps.accounts:
+            keep = self.accounts.top_k(caps.accounts, by="last_seen")
+            gone = self.accounts.join(keep.select("account_id"), on="account_id", how="anti")["account_id"]
+            self.accounts = keep.sort("account_id")
+            out["accounts/cap"] += gone.len()
+            for t in ("buckets", "templates", "keys"):
+                frame = getattr(self, t)
+                kept = frame.filter(~pl.col("account_id").is_in(gone.implode()))
+                out[f"{t}/cap"] += frame.height - kept.height
+                setattr(self, t, kept)
+        for t, column in (
+            ("buckets", "bucket"),
+            ("templates", "bucket"),
+            ("keys", "last_seen"),
+            ("seen", "ts"),
+            ("models", "last_seen"),
+        ):
+            frame, cap = getattr(self, t), getattr(caps, t)
+            if frame.height > cap:
+                out[f"{t}/cap"] += frame.height - cap
+                setattr(self, t, frame.top_k(cap, by=column))
+        return out
 
     # ---------------------------------------------------------------------------------------------
     def size_bytes(self) -> dict[str, int]:
         """Estimated bytes per table (for the state-size metric and the memory-per-account report)."""
-        return {
-            name: int(getattr(self, name).estimated_size())
-            for name in ("buckets", "templates", "accounts", "keys", "seen", "models")
-        }
+        return {name: int(getattr(self, name).estimated_size()) for name in TABLES}
 
     def save(self, directory: Path) -> None:
-        """Write every table as Parquet (a checkpoint)."""
+        """Write every table as Parquet (a checkpoint), and the stream's start."""
         directory.mkdir(parents=True, exist_ok=True)
-        for name in ("buckets", "templates", "accounts", "keys", "seen", "models"):
+        for name in TABLES:
             getattr(self, name).write_parquet(directory / f"{name}.parquet")
+        start = pl.DataFrame({"stream_start": [self.stream_start]}, schema={"stream_start": UTC_US})
+        start.write_parquet(directory / "start.parquet")
 
     @classmethod
     def load(cls, directory: Path) -> WindowState:
         """Read a checkpoint written by ``save``."""
         st = cls()
-        for name in ("buckets", "templates", "accounts", "keys", "seen", "models"):
+        for name in TABLES:
             path = directory / f"{name}.parquet"
             if path.exists():
                 setattr(st, name, pl.read_parquet(path))
         if "verified" not in st.accounts.columns:  # a checkpoint from before the trust flag was kept
             st.accounts = st.accounts.with_columns(pl.lit(None, pl.Boolean).alias("verified"))
-        # the stream's start is derived state: the earliest model first-seen time
-        if st.models.height:
+        if "last_seen" not in st.models.columns:  # written before models were evicted
+            st.models = st.models.with_columns(pl.col("first_seen").alias("last_seen"))
+        start = directory / "start.parquet"
+        if start.exists():
+            st.stream_start = pl.read_parquet(start)["stream_start"][0]
+        elif st.models.height:  # older checkpoints: the earliest model first-seen time
             st.stream_start = st.models["first_seen"].min()  # type: ignore[assignment]
         return st
