@@ -14,7 +14,9 @@ def test_checkpoint_round_trip_restores_tables_and_stream_start(tmp_path: Path) 
     st = WindowState()
     t0 = datetime(2026, 2, 10, tzinfo=UTC)
     st.models = pl.DataFrame(
-        [("m-old", t0), ("m-new", t0.replace(day=12))], schema=MODEL_SCHEMA, orient="row"
+        [("m-old", t0, t0), ("m-new", t0.replace(day=12), t0.replace(day=13))],
+        schema=MODEL_SCHEMA,
+        orient="row",
     )
     st.stream_start = t0
     st.save(tmp_path)
