@@ -161,6 +161,18 @@ def test_ingest_clock_rejects_what_the_partition_cannot(events: pl.DataFrame) ->
     assert kept.height == 1 and out.height == 0
 
 
+def test_a_broker_timestamp_rejects_an_event_dated_ahead_of_it(events: pl.DataFrame) -> None:
+    """Each record is judged against its own Kafka timestamp where it has one (0 or null: none)."""
+    engine = build_engine(ROOT / "rules", models=False)
+    batch = events.slice(0, 3)
+    first = batch["ts"][0]
+    ms = int(first.timestamp() * 1000)
+    stamped = batch.with_columns(pl.Series("_stamp", [ms - 7_200_000, 0, None], dtype=pl.Int64))
+    kept, out = engine.time_guard.screen(stamped, key="p", stamp="_stamp")
+    assert out["request_id"].to_list() == [batch["request_id"][0]] and out["_reason"].to_list() == [FUTURE]
+    assert kept.height == 2
+
+
 def test_years_0001_and_9999_are_rejected_and_cost_nothing(events: pl.DataFrame) -> None:
     engine = build_engine(ROOT / "rules", models=False)
     odd = events.head(4).with_columns(

@@ -53,12 +53,14 @@ class EventTimeGuard:
         *,
         key: Hashable = None,
         ingest_now: datetime | None = None,
+        stamp: str | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Split ``events`` into (kept, rejected); ``rejected`` has a ``_reason`` column.
 
         ``partition`` names the column that tells partitions apart (None: the batch is one partition,
         named ``key``: replay passes the input file). ``ingest_now`` is the arrival clock (None in
-        replay).
+        replay). ``stamp`` names a column of per-record broker timestamps (ms since the epoch; null or
+        0: none), each event judged against its own.
         """
         s = self.settings
         if events.height == 0:
@@ -83,6 +85,9 @@ class EventTimeGuard:
         if ingest_now is not None:
             now_us = int(ingest_now.timestamp() * 1_000_000) + skew_us
             limit = pl.min_horizontal(limit, pl.lit(now_us, pl.Int64))
+        if stamp is not None:  # the record's own broker timestamp, where it has one
+            own = pl.when(pl.col(stamp) > 0).then(pl.col(stamp).cast(pl.Int64) * 1000 + skew_us)
+            limit = pl.min_horizontal(limit, own)
         reason = (
             pl.when(~plausible)
             .then(pl.lit(IMPLAUSIBLE))
