@@ -20,7 +20,7 @@ import pytest
 
 from detector.app import build_engine
 from detector.contracts import Alert
-from detector.decode import decode_frame
+from detector.decode_parquet import decode_frame
 from detector.engine import Engine
 from detector.runtime.replay import replay
 from detector.window.eventtime import FUTURE, IMPLAUSIBLE

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from detector.app import build_engine
 from detector.contracts import Alert
-from detector.decode import decode_frame
+from detector.decode_parquet import decode_frame
 from detector.detect.rules import RuleLoadError, check_rules, load_rules
 from detector.runtime.metrics import Metrics
 from detector.window.features import CATALOGUES

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.app import build_engine
-from detector.decode import decode_frame
+from detector.decode_parquet import decode_frame
 from detector.runtime.metrics import Metrics
 from detector.settings import StateCaps
 from detector.window.state import TABLES, WindowState
