@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.app import build_engine
+from detector.engine import Engine, Observers
 from detector.lab.simulate import simulate
 from detector.runtime.metrics import Metrics
 from detector.runtime.stream.daemon import Daemon
@@ -48,7 +49,11 @@ def test_poison_records_are_dead_lettered_and_the_daemon_keeps_running(
     settings = kb.stream_settings(
         broker.bootstrap, tmp_path / "state", max_poll_records=50, decode_workers=workers
     )
-    daemon = Daemon(settings, lambda: build_engine(rules_dir=REPO / "rules"), Metrics(CollectorRegistry()))
+
+    def engine(*, observers: Observers | None = None) -> Engine:
+        return build_engine(rules_dir=REPO / "rules", observers=observers)
+
+    daemon = Daemon(settings, engine, Metrics(CollectorRegistry()))
     t = kb.DaemonThread(daemon).start()
     try:
         deadline = time.monotonic() + 90
