@@ -7,6 +7,8 @@ keeps data in memory only, so a restarted broker is empty.
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
 import threading
@@ -27,11 +29,12 @@ PARTITIONS = 4
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_topics(bootstrap: str, partitions: int = PARTITIONS) -> None:
-    """Create the input (``partitions``), alerts and dead-letter topics."""
+def make_topics(bootstrap: str, partitions: int = PARTITIONS, extra: dict[str, int] | None = None) -> None:
+    """Create the input (``partitions``), alerts and dead-letter topics, and ``extra`` (name ->
+    partitions, e.g. a decisions topic)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        create_topics(admin, {INPUT: partitions, ALERTS: 1, DLQ: 1})
+        create_topics(admin, {INPUT: partitions, ALERTS: 1, DLQ: 1, **(extra or {})})
     finally:
         admin.close()
 
@@ -96,6 +99,7 @@ def stream_settings(bootstrap: str, state_dir: Path, **over: Any) -> StreamSetti
         "commit_interval_s": 1.0,
         "idle_partition_s": 0.5,
         "poll_timeout_ms": 200,
+        "metrics_port": 0,  # no ops server unless a test asks (the default, 9108, may be taken)
     }
     base.update(over)
     return StreamSettings(**base)
@@ -122,6 +126,27 @@ def start_daemon_process(
         stdout=subprocess.DEVNULL,
         stderr=log_file.open("wb") if log_file else subprocess.PIPE,
     )
+
+
+def kill_daemon_n_times(settings: StreamSettings, kills: int, rng: random.Random) -> int:
+    """Start ``detector run --drain`` ``kills`` times, each ``kill -9``-ed 2-5 s (drawn from ``rng``)
+    after its start unless it has finished by then; return how many were killed mid-stream."""
+    killed = 0
+    for _ in range(kills):
+        proc = start_daemon_process(settings, "--drain")
+        time.sleep(rng.uniform(2.0, 5.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait(30)
+    return killed
+
+
+def drain_daemon(settings: StreamSettings, timeout: float = 180) -> None:
+    """Run ``detector run --drain`` to the end; fail the test with its stderr unless it exits 0."""
+    proc = start_daemon_process(settings, "--drain")
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err.decode()[-2000:]
 
 
 def metric(port: int, name: str, labels: dict[str, str] | None = None) -> float | None:

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import time
 from pathlib import Path
 
 import jsonschema
 import kafka_broker as kb
 import orjson
 import pytest
-from kafka import KafkaAdminClient
 
 from detector.app import build_engine
 from detector.decide import DecisionBook, load_policy
-from detector.lab.demo.feed import create_topics
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 
@@ -43,12 +39,7 @@ def test_decision_ids_survive_kill9(tmp_path: Path) -> None:
     assert reference, "the simulated campaigns should get decisions"
     rng = random.Random(11)
     with kb.EmbeddedBroker() as broker:
-        kb.make_topics(broker.bootstrap)
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        try:
-            create_topics(admin, {DECISIONS: 1})
-        finally:
-            admin.close()
+        kb.make_topics(broker.bootstrap, extra={DECISIONS: 1})
         kb.produce_events(broker.bootstrap, events)
         settings = kb.stream_settings(
             broker.bootstrap,
@@ -57,17 +48,8 @@ def test_decision_ids_survive_kill9(tmp_path: Path) -> None:
             commit_interval_s=0.3,
             decisions_topic=DECISIONS,
         )
-        killed = 0
-        for _ in range(KILLS):
-            proc = kb.start_daemon_process(settings, "--drain")
-            time.sleep(rng.uniform(2.0, 5.0))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed += 1
-            proc.wait(30)
-        proc = kb.start_daemon_process(settings, "--drain")
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err.decode()[-2000:]
+        killed = kb.kill_daemon_n_times(settings, KILLS, rng)
+        kb.drain_daemon(settings)
         on_topic = kb.read_topic(broker.bootstrap, DECISIONS)
     assert killed >= 2, "the daemon finished before most kills; make it slower"
     docs = [orjson.loads(r.value) for r in on_topic]

@@ -14,11 +14,9 @@ from typing import Any
 import kafka_broker as kb
 import orjson
 import pytest
-from kafka import KafkaAdminClient
 
 from detector.decide.dispositions import DispositionStore
 from detector.lab.demo.broker import free_port
-from detector.lab.demo.feed import create_topics
 from detector.lab.simulate import simulate
 
 pytestmark = pytest.mark.kafka
@@ -50,12 +48,7 @@ def test_false_positive_over_http_lifts_decisions_on_the_topic(tmp_path: Path) -
     token_file.write_text("t0ken-for-tests\n")
     port = free_port()
     with kb.EmbeddedBroker() as broker:
-        kb.make_topics(broker.bootstrap)
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        try:
-            create_topics(admin, {DECISIONS: 1})
-        finally:
-            admin.close()
+        kb.make_topics(broker.bootstrap, extra={DECISIONS: 1})
         kb.produce_events(broker.bootstrap, events)
         settings = kb.stream_settings(
             broker.bootstrap,

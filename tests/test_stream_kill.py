@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import random
-import signal
-import time
 from pathlib import Path
 
 import kafka_broker as kb
@@ -38,17 +36,8 @@ def test_kill9_restarts_lose_nothing(tmp_path: Path) -> None:
         settings = kb.stream_settings(
             broker.bootstrap, tmp_path / "state", max_poll_records=100, commit_interval_s=0.3
         )
-        killed_mid_stream = 0
-        for _ in range(KILLS):
-            proc = kb.start_daemon_process(settings, "--drain")
-            time.sleep(rng.uniform(2.0, 5.0))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed_mid_stream += 1
-            proc.wait(30)
-        proc = kb.start_daemon_process(settings, "--drain")
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err.decode()[-2000:]
+        killed_mid_stream = kb.kill_daemon_n_times(settings, KILLS, rng)
+        kb.drain_daemon(settings)
         on_topic = kb.read_topic(broker.bootstrap, kb.ALERTS)
     assert killed_mid_stream >= 3, "the daemon finished before most kills; make it slower"
     assert kb.alert_keys(on_topic) == reference
