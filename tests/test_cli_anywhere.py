@@ -70,9 +70,8 @@ def test_the_commands_work_from_a_directory_outside_the_clone(tmp_path: Path) ->
     assert html.returncode == 0, html.stderr
     assert (tmp_path / "report.html").stat().st_size > 1000
 
-    demo = run_cli(
-        ["demo", "--duration", "45", "--days", "0.3", "--scale", "0.1", "--speed", "0"], tmp_path, timeout=240
-    )
+    demo_args = ["--duration", "45", "--days", "0.3", "--scale", "0.1", "--speed", "0", "--metrics-port", "0"]
+    demo = run_cli(["demo", *demo_args], tmp_path, timeout=240)  # the default port 9108 may be taken
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "NEW " in demo.stdout, demo.stdout[-2000:]  # an episode printed: the packaged rules and models
 

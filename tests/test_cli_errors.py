@@ -27,10 +27,13 @@ CLI = Path(sys.executable).with_name("detector")
 
 
 def run_cli(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, metrics_off: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """``detector ARGS`` in ``cwd`` with a clean environment (no inherited ``DETECTOR_*``)."""
+    """``detector ARGS`` in ``cwd`` with a clean environment (no inherited ``DETECTOR_*``); the metrics
+    server off unless ``metrics_off`` is False (the default port, 9108, may be taken on this machine)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
+    if metrics_off:
+        base["DETECTOR_STREAM_METRICS_PORT"] = "0"
     return subprocess.run(
         [str(CLI), *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=120
     )
@@ -221,6 +224,22 @@ def test_kafka_where_nothing_listens_fails_fast_naming_the_address(tmp_path: Pat
     assert time.monotonic() - t0 < 20
     lines = [line for line in got.stderr.splitlines() if line.strip()]
     assert got.returncode == 6 and len(lines) == 1 and address in lines[0], got.stderr
+
+
+def test_the_default_metrics_port_in_use_is_named(tmp_path: Path) -> None:
+    """``detector run`` serves metrics on 9108 by default; held (here, or by anything else), it is one
+    line naming the port, exit 2, before any broker is contacted."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", 9108))
+            s.listen()
+        except OSError:
+            pass  # taken already: the same mistake
+        env = {"DETECTOR_STREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+        got = run_cli(["run"], tmp_path, env, metrics_off=False)
+    lines = [line for line in got.stderr.splitlines() if line.strip()]
+    assert got.returncode == 2 and len(lines) == 1, got.stderr
+    assert "127.0.0.1:9108" in lines[0] and "port 9108" in lines[0], lines
 
 
 def test_a_typo_in_a_variable_is_a_warning_with_a_suggestion(tmp_path: Path) -> None:

@@ -48,7 +48,9 @@ def _rule_watcher(rules_dir: Path) -> Any:
     return watcher
 
 
-def _settings(config: Path | None, metrics_port: int | None) -> Any:
+def _settings(config: Path | None, metrics_port: int | None, strict_port: bool = True) -> Any:
+    """The daemon's settings, read once; the metrics port is checked at start (``strict_port=False``:
+    only a port the user chose, as the demo runs without metrics when the default port is taken)."""
     import sys
 
     from dotenv import dotenv_values
@@ -65,7 +67,8 @@ def _settings(config: Path | None, metrics_port: int | None) -> Any:
     s = StreamSettings(_env_file=config)  # type: ignore[call-arg]  # (not a field)
     if metrics_port is not None:
         s = s.model_copy(update={"metrics_port": metrics_port})
-    _check_port(s.metrics_host, s.metrics_port)
+    if strict_port or "metrics_port" in s.model_fields_set:
+        _check_port(s.metrics_host, s.metrics_port)
     return s
 
 
@@ -125,7 +128,10 @@ ConfigOpt = Annotated[
     typer.Option("--config", help="dotenv-style file of DETECTOR_* settings (env vars win)."),
 ]
 PortOpt = Annotated[
-    int | None, typer.Option("--metrics-port", help="Serve /metrics, /healthz and /readyz on this port.")
+    int | None,
+    typer.Option(
+        "--metrics-port", help="Serve /metrics, /healthz and /readyz on this port (default 9108; 0: off)."
+    ),
 ]
 RulesOpt = Annotated[Path | None, typer.Option("--rules")]
 IntelOpt = Annotated[
@@ -204,7 +210,7 @@ def demo(
     from detector.lab.demo.run import run_demo
     from detector.runtime.stream.logs import setup_logging
 
-    s = _settings(config, metrics_port)
+    s = _settings(config, metrics_port, strict_port=False)
     es = engine_settings(rules_dir, ip_intel, allowlist, config=config)
     build_engine(settings=es)  # a bad rule, allow-list or IP-intel file fails here
     if s.bootstrap_servers:

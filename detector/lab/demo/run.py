@@ -24,8 +24,6 @@ DEMO_PARTITIONS = 4
 
 #: Severities the demo prints (``--show-leads`` adds ``low``: model-only leads and weak rules).
 ACCUSATIONS = tuple(s.value for s in SEVERITIES if s >= Severity.MEDIUM)
-#: The one default metrics port (the containers', the chart's and Prometheus's scrape config's).
-DEFAULT_METRICS_PORT = 9108
 
 
 class EpisodePrinter:
@@ -96,7 +94,8 @@ def run_demo(
 
     ``rules``: an optional ``RuleWatcher`` (``detector demo`` passes one; SIGHUP reloads the rules).
     Logs go to stderr at WARNING unless ``DETECTOR_STREAM_LOG_LEVEL`` asks for more; metrics are served
-    on the default port 9108 unless a port is given. The working folder is removed on the way out.
+    on ``settings.metrics_port`` (default 9108; when that default is taken the demo runs without them).
+    The working folder is removed on the way out.
     """
     from kafka import KafkaAdminClient, KafkaProducer
     from prometheus_client import CollectorRegistry
@@ -111,9 +110,7 @@ def run_demo(
 
     if "log_level" not in settings.model_fields_set:
         logging.getLogger("detector").setLevel(logging.WARNING)
-    explicit_port = "metrics_port" in settings.model_fields_set
-    if not explicit_port:
-        settings = settings.model_copy(update={"metrics_port": DEFAULT_METRICS_PORT})
+    explicit_port = "metrics_port" in settings.model_fields_set  # else the default, 9108, if free
     broker: EmbeddedBroker | None = None
     work = Path(tempfile.mkdtemp(prefix="detector-demo-"))
     printer = EpisodePrinter(show_leads)

@@ -80,8 +80,9 @@ class StreamSettings(BaseSettings):
     max_poll_interval_ms: int = 10_000
     #: Records larger than this are fetched (so they can be dead-lettered) up to this size per partition.
     max_partition_fetch_bytes: int = 8 << 20
-    #: ``/metrics``, ``/healthz`` and ``/readyz``; 0 disables the HTTP server.
-    metrics_port: int = 0
+    #: ``/metrics``, ``/healthz`` and ``/readyz``; 0 disables the HTTP server. 9108 is the one default
+    #: port of the images, the Helm chart, the compose file and the demo.
+    metrics_port: int = 9108
     metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
