@@ -167,18 +167,19 @@ def run_stream_bench(
                 poll_timeout_ms=200,
             )
 
+        def probed_daemon(topic: str, state: str, **kw: Any) -> tuple[Daemon, BenchProbe]:
+            """A daemon on ``topic`` (state in ``state``) timed by its own probe."""
+            probe = BenchProbe()
+            daemon = Daemon(
+                settings(topic, state), build_engine, Metrics(CollectorRegistry()), probe=probe, **kw
+            )
+            probe.daemon = daemon
+            return daemon, probe
+
         pid = broker.proc.pid if broker.proc is not None else None
         n = len(events)
         raw_before, raw_cpu, raw_broker_cpu = _raw_consume_rate(settings("bench-in", "unused"), n, pid)
-        probe = BenchProbe()
-        daemon = Daemon(
-            settings("bench-in", "state-e2e"),
-            build_engine,
-            Metrics(CollectorRegistry()),
-            drain_when_idle=True,
-            probe=probe,
-        )
-        probe.daemon = daemon
+        daemon, probe = probed_daemon("bench-in", "state-e2e", drain_when_idle=True)
         # the broker's CPU is read when the daemon's first record arrives (a watcher thread) and at the end
         broker_marks: list[float | None] = []
         running = threading.Event()
@@ -232,15 +233,7 @@ def run_stream_bench(
             producer.close()
             return out
         stop = threading.Event()
-        live_probe = BenchProbe()
-        live = Daemon(
-            settings("bench-live", "state-live"),
-            build_engine,
-            Metrics(CollectorRegistry()),
-            stop=stop,
-            probe=live_probe,
-        )
-        live_probe.daemon = live
+        live, live_probe = probed_daemon("bench-live", "state-live", stop=stop)
         t = threading.Thread(target=live.run, daemon=True)
         t.start()
         time.sleep(8)  # group join
