@@ -3,7 +3,7 @@
 A Parquet column can have any type. ``conform`` brings a frame to ``RAW_SCHEMA`` and tags, per row, a
 value the contract cannot take (a fractional token count, a naive timestamp, a string where a struct
 belongs) instead of failing the file; ``decode_frame`` rejects those rows and validates the rest with
-the same column-wise checks as JSON (``detector.decode.validate_flat``).
+the same column-wise checks as JSON (``detector.validate.validate_flat``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import orjson
 import polars as pl
 
 from detector.deadletter import summarize
-from detector.decode import DecodedBatch, Reject, dedupe, empty_events_with_pos, validate_flat
+from detector.decode import DecodedBatch, Reject, dedupe, empty_events_with_pos
 from detector.schema import RAW_SCHEMA, flatten_exprs
+from detector.validate import validate_flat
 
 
 def _is_text(dtype: Any) -> bool:
