@@ -19,21 +19,10 @@ Data attribution: the ASN tables of ip-location-db derive from RouteViews, NRO a
 attribute them where results are shown.
 """
 
-from ._intel import (
-    FLAG_BITS,
-    FLAG_COLUMNS,
-    IP_COLUMNS,
-    Flag,
-    IpIntel,
-    IpIntelError,
-    IpSource,
-    SourceKind,
-    SourceSummary,
-    add_ip_columns,
-    discover_sources,
-    ip_prefix_exprs,
-)
+from ._columns import FLAG_COLUMNS, IP_COLUMNS, add_ip_columns, ip_prefix_exprs
+from ._intel import FLAG_BITS, IpIntel
 from ._readers import MAX_ISSUES_PER_FILE
+from ._sources import Flag, IpIntelError, IpSource, SourceKind, SourceSummary, discover_sources
 
 __all__ = [
     "FLAG_BITS",

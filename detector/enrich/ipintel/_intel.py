@@ -1,103 +1,25 @@
-"""``IpIntel`` (loaded IP-intelligence tables) and the batch enrichment ``add_ip_columns``."""
+"""``IpIntel``: the loaded IP-intelligence tables (one disjoint, start-sorted table per IP family) and
+their lookup."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, model_validator
 
-from detector.errors import DetectorError
-
-from ._parse import U32_MAX, U64_MAX, parse_ips
+from ._parse import U32_MAX, U64_MAX
 from ._ranges import combine_flags, elementary_segments, flatten_narrowest, union
 from ._readers import read_asn_list, read_asn_ranges, read_cidr_list
+from ._sources import IpIntelError, IpSource, SourceSummary, discover_sources
 
-Flag = Literal["datacenter", "vpn", "proxy", "tor"]
-SourceKind = Literal["asn_ranges", "cidr_list", "asn_list"]
-
-#: Bit of each flag in the internal bitmasks, and the output column it fills.
+#: Bit of each flag in the internal bitmasks (``FLAG_COLUMNS`` names the output column each fills).
 FLAG_BITS: dict[str, int] = {"datacenter": 1, "vpn": 2, "proxy": 4, "tor": 8}
-FLAG_COLUMNS: dict[str, str] = {flag: f"is_{flag}" for flag in FLAG_BITS}
-
-#: The columns :func:`add_ip_columns` adds, with their dtypes (always all of them, intel or not).
-IP_COLUMNS: dict[str, pl.DataType] = {
-    "ip_version": pl.Int8(),
-    "ip_prefix": pl.String(),
-    "asn": pl.Int64(),
-    "as_org": pl.String(),
-    "is_datacenter": pl.Boolean(),
-    "is_vpn": pl.Boolean(),
-    "is_proxy": pl.Boolean(),
-    "is_tor": pl.Boolean(),
-    "ip_provider": pl.String(),
-}
 
 _SOURCE_PRIO_STRIDE = 1 << 32  # prio = source index * stride + line number
-
-
-class IpIntelError(DetectorError, ValueError):
-    """An IP-intel source is missing or malformed.
-
-    ``issues`` lists every problem found (``path:line: what is wrong``), up to a cap per file; the
-    exception text carries them all, one per line.
-    """
-
-    def __init__(self, message: str, issues: Sequence[str] = ()) -> None:
-        self.issues: list[str] = list(issues)
-        text = message if not self.issues else message + "\n  " + "\n  ".join(self.issues)
-        super().__init__(text)
-
-
-class IpSource(BaseModel):
-    """One IP-intel file.
-
-    * ``asn_ranges``: ``start,end,asn,org`` CSV (ip-location-db), IPv4 and/or IPv6 rows.
-    * ``cidr_list``: one CIDR per line, ``#`` comments; every address in it gets ``flag``, and ``label``
-      (a provider name such as ``amazon``) if given. ``flag`` is required.
-    * ``asn_list``: ``AS<number> # name`` per line (x4bnet); every address whose ASN (from the
-      ``asn_ranges`` sources) is listed gets ``flag`` (default ``datacenter``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: Path
-    kind: SourceKind
-    flag: Flag | None = None
-    label: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_flag(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("kind") == "asn_list" and data.get("flag") is None:
-            return {**data, "flag": "datacenter"}
-        return data
-
-    @model_validator(mode="after")
-    def _check_kind(self) -> Self:
-        if self.kind == "cidr_list" and self.flag is None:
-            raise ValueError("a cidr_list source needs a flag (datacenter, vpn, proxy or tor)")
-        if self.kind == "asn_ranges" and (self.flag is not None or self.label is not None):
-            raise ValueError("an asn_ranges source takes neither flag nor label")
-        if self.kind == "asn_list" and self.label is not None:
-            raise ValueError("an asn_list source takes no label")
-        return self
-
-
-@dataclass(frozen=True)
-class SourceSummary:
-    """What was loaded from one source: ``v4`` / ``v6`` ranges (for ``asn_list``: ``v4`` is the number
-    of ASNs and ``v6`` is 0), lines read, and seconds spent."""
-
-    source: IpSource
-    v4: int
-    v6: int
-    lines: int
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -365,130 +287,3 @@ class IpIntel:
             _flags=pl.when(valid).then(pl.col("_f").fill_null(0)).otherwise(None),
             ip_provider=pl.col("ip_provider"),
         )
-
-
-_FLAG_DIRS: dict[str, Flag] = {"datacenter": "datacenter", "vpn": "vpn", "proxy": "proxy", "tor": "tor"}
-#: lord-alfred/ipranges provider folders that are not plain datacenter space.
-_PROVIDER_FLAGS: dict[str, Flag] = {"protonvpn": "vpn", "apple-proxy": "proxy", "tor": "tor"}
-_SKIP_DIRS = frozenset({"all"})  # the union of the other providers, with no label
-_CIDR_NAMES = ("ipv4_merged.txt", "ipv6_merged.txt", "ipv4.txt", "ipv6.txt")
-
-
-def discover_sources(path: str | Path) -> list[IpSource]:
-    """Find IP-intel files under ``path`` in the known public layouts (best effort), sorted by path.
-
-    * ip-location-db: ``asn-ipv4.csv`` / ``asn-ipv6.csv`` (any ``asn*.csv`` except the ``-num`` variants)
-      -> ``asn_ranges``.
-    * x4bnet/lists_vpn: ``<flag>/ipv4.txt``, ``<flag>/ipv6.txt`` (``output/datacenter``,
-      ``output/vpn``) -> ``cidr_list`` with that flag; ``<flag>/ASN.txt`` (``input/...``) -> ``asn_list``.
-    * lord-alfred/ipranges: ``<provider>/ipv4_merged.txt`` / ``ipv6_merged.txt`` (or the unmerged
-      ``ipv4.txt`` / ``ipv6.txt`` when no merged file is there) -> ``cidr_list`` labelled with the
-      provider; the flag is ``datacenter`` except ``protonvpn`` (vpn) and ``apple-proxy`` (proxy). The
-      ``all`` folder (the union of the others) is skipped.
-
-    Raises :class:`IpIntelError` when ``path`` is not a directory or holds none of these.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise IpIntelError(f"{root}: not a directory")
-    found: list[IpSource] = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).parts
-        if not p.is_file() or any(part.startswith(".") for part in rel):
-            continue
-        name, parent = p.name.lower(), p.parent.name.lower()
-        if name.startswith("asn") and name.endswith(".csv") and "num" not in name:
-            found.append(IpSource(path=p, kind="asn_ranges"))
-        elif name == "asn.txt" and parent in _FLAG_DIRS:
-            found.append(IpSource(path=p, kind="asn_list", flag=_FLAG_DIRS[parent]))
-        elif name in _CIDR_NAMES:
-            if "_merged" not in name and (p.parent / name.replace(".txt", "_merged.txt")).exists():
-                continue
-            if parent in _FLAG_DIRS:
-                found.append(IpSource(path=p, kind="cidr_list", flag=_FLAG_DIRS[parent]))
-            elif parent in _SKIP_DIRS or p.parent == root or (p.parent / "output").is_dir():
-                continue  # an aggregate list, or x4bnet's legacy top-level copy of output/datacenter
-            else:
-                flag = _PROVIDER_FLAGS.get(parent, "datacenter")
-                found.append(IpSource(path=p, kind="cidr_list", flag=flag, label=p.parent.name))
-    if not found:
-        raise IpIntelError(
-            f"{root}: no IP-intel files found (expected asn-ipv4.csv / asn-ipv6.csv, "
-            "<flag>/ipv4.txt and <flag>/ASN.txt, or <provider>/ipv4_merged.txt)"
-        )
-    return found
-
-
-def _null_intel_columns() -> list[pl.Expr]:
-    return [pl.lit(None, IP_COLUMNS[c]).alias(c) for c in IP_COLUMNS if c not in ("ip_version", "ip_prefix")]
-
-
-def _parse_struct(s: pl.Series) -> pl.Series:
-    return parse_ips(s).select("ip_version", "ip_prefix").to_struct(s.name)
-
-
-def ip_prefix_exprs(column: str = "client_ip") -> list[pl.Expr]:
-    """Expressions that add ``ip_version`` (Int8) and ``ip_prefix`` (String) computed from ``column``.
-
-    ``ip_prefix`` is the /24 of an IPv4 address (``"a.b.c.0/24"``, IPv4-mapped IPv6 included) and the /48
-    of an IPv6 address (canonical lowercase, ``"2001:db8:1::/48"``); both are null for text that is not
-    an address. The list holds one expression with two output columns (the parser runs once); use it in
-    ``select`` / ``with_columns``. :func:`add_ip_columns` is faster on batches with repeated addresses.
-    """
-    struct = pl.Struct({"ip_version": pl.Int8, "ip_prefix": pl.String})
-    return [
-        pl.col(column).map_batches(_parse_struct, return_dtype=struct, is_elementwise=True).struct.unnest()
-    ]
-
-
-#: Below this share of distinct addresses, a batch is parsed once per distinct address and joined back;
-#: above it (nearly all distinct) the rows are parsed directly, which skips the dedupe and the join.
-_DEDUPE_BELOW = 0.7
-
-
-def _enriched(keys: pl.Series, intel: IpIntel | None) -> pl.DataFrame:
-    """``_ip`` (the text) and :data:`IP_COLUMNS` for each IP text in ``keys``, in order."""
-    parsed = parse_ips(keys)
-    if intel is None:
-        return parsed.select(_ip=keys, ip_version="ip_version", ip_prefix="ip_prefix").with_columns(
-            _null_intel_columns()
-        )
-    found = intel._lookup(parsed)
-    flag_cols = [
-        (
-            ((found["_flags"] & bit) != 0)
-            if flag in intel.flags
-            else pl.repeat(None, len(keys), dtype=pl.Boolean, eager=True)
-        ).alias(FLAG_COLUMNS[flag])
-        for flag, bit in FLAG_BITS.items()
-    ]
-    return pl.DataFrame(
-        [
-            keys.alias("_ip"),
-            parsed["ip_version"],
-            parsed["ip_prefix"],
-            found["asn"],
-            found["as_org"],
-            *flag_cols,
-            found["ip_provider"],
-        ]
-    )
-
-
-def add_ip_columns(df: pl.DataFrame, intel: IpIntel | None, *, column: str = "client_ip") -> pl.DataFrame:
-    """Add :data:`IP_COLUMNS` to ``df`` from its IP text column (existing ones are replaced).
-
-    ``ip_version`` / ``ip_prefix`` are always computed; ``asn``, ``as_org``, the ``is_*`` flags and
-    ``ip_provider`` come from ``intel`` and are null when it is ``None`` (or for rows whose IP is null or
-    not an address). With intel, a flag is ``False`` for a valid address no source lists, and null when no
-    loaded source can set that flag at all. Rows keep their order. When addresses repeat (the usual case)
-    the work runs once per distinct address and is joined back.
-    """
-    base = df.drop([c for c in IP_COLUMNS if c in df.columns])
-    ips = base.get_column(column).cast(pl.String)
-    n = len(ips)
-    if n and ips.to_frame().select(pl.first().approx_n_unique()).item() < _DEDUPE_BELOW * n:
-        keys = ips.unique()
-        enriched = _enriched(keys, intel)
-        return base.join(enriched, left_on=column, right_on="_ip", how="left", maintain_order="left")
-    return base.hstack(_enriched(ips, intel).drop("_ip"))
