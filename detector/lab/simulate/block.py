@@ -124,3 +124,8 @@ def concat(blocks: list[Block]) -> Block:
     if not blocks:
         return make_block(np.zeros(0, np.int64), np.zeros(0, np.int64), [], [], [])
     return Block(**{f.name: np.concatenate([getattr(b, f.name) for b in blocks]) for f in fields(Block)})
+
+
+def empty_block() -> Block:
+    """A block with no requests (a generator switched off)."""
+    return concat([])

@@ -1,153 +1,26 @@
 """Attack campaigns, one generator per family, each a labelled cluster of accounts.
 
-Members sign up in bursts before the campaign starts; a share is banned during the run and replaced
-at once by freshly created accounts, so sign-ups keep arriving. Each family mixes a share of
-ordinary-looking requests (``blend_ratio``) into its extraction traffic.
+Members sign up in bursts before the campaign starts (``provision.py``); a share is banned during the
+run and replaced at once by freshly created accounts, so sign-ups keep arriving. Each family mixes a
+share of ordinary-looking requests (``blend_ratio``) into its extraction traffic. With ``content`` set,
+each family phrases its reasoning ask as that mode says (``asks.py``) around its own task; ``None``
+keeps the family's own content mix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from detector.lab.simulate import clock, net
+from detector.lab.simulate import asks, clock, net
 from detector.lab.simulate.block import I64, Block, Bool, Obj, concat, make_block
-from detector.lab.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
+from detector.lab.simulate.clock import DAY_MS
 from detector.lab.simulate.content import casual_content, pick_langs
 from detector.lab.simulate.params import CAMPAIGN_TYPES, FamilyParams, SimParams
 from detector.lab.simulate.personas import agent_block
-from detector.lab.simulate.world import Account, Campaign, World
-
-
-@dataclass(frozen=True)
-class Infra:
-    """What a campaign's accounts share (or deliberately do not)."""
-
-    reseller: str | None
-    cards: list[str] | None
-    pool: list[str]
-    client: net.Client
-    tiers: dict[str, float]
-    countries: tuple[str, ...]
-    verified_p: float
-
-
-@dataclass(frozen=True)
-class Members:
-    """Member accounts and the window in which each sends traffic."""
-
-    idx: I64
-    active_from: I64
-    active_to: I64
-
-
-def _weighted(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    keys = list(weights)
-    p = np.array([weights[k] for k in keys])
-    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
-
-
-def _member(
-    w: World, rng: np.random.Generator, camp: Campaign, family: str, infra: Infra, created: int
-) -> int:
-    if infra.cards is None:
-        card = w.new_id("pf", 12)
-    else:
-        zipf = 1.0 / np.arange(1, len(infra.cards) + 1)
-        card = infra.cards[int(rng.choice(len(infra.cards), p=zipf / zipf.sum()))]
-    country = infra.countries[int(rng.integers(len(infra.countries)))]
-    ips = infra.pool or [
-        net.residential_ip(rng, country if country in net.COUNTRIES else "US", w.params.ipv6_fraction)
-        for _ in range(int(rng.integers(1, 3)))
-    ]
-    idx = w.add(
-        Account(
-            w.new_id("acct"),
-            family,
-            created,
-            w.new_id("org", 8),
-            [w.new_id("key", 12)],
-            card,
-            country,
-            _weighted(rng, infra.tiers),
-            bool(rng.random() < infra.verified_p),
-            infra.reseller,
-            ips,
-            infra.client,
-            camp.campaign_id,
-            camp.campaign_type,
-        )
-    )
-    camp.members.append(idx)
-    return idx
-
-
-def _cards(w: World, p: FamilyParams) -> list[str] | None:
-    """The cluster's shared payment instruments; ``None``: every account pays with its own."""
-    return [w.new_id("pf", 12) for _ in range(p.cards_per_cluster)] if p.cards_per_cluster else None
-
-
-def _pool(w: World, rng: np.random.Generator, p: FamilyParams, providers: tuple[str, ...]) -> list[str]:
-    """The cluster's shared proxy/datacenter addresses; empty: each account on its own residential IPs."""
-    return net.proxy_pool(rng, p.ip_pool_size, providers, w.params.ipv6_fraction) if p.ip_pool_size else []
-
-
-def _provision(
-    w: World, rng: np.random.Generator, camp: Campaign, family: str, p: FamilyParams, infra: Infra
-) -> Members:
-    """Create the initial members (in sign-up bursts) and their churn replacements."""
-    n0 = w.scaled(p.cluster_size)
-    centers = camp.start_ms - (rng.uniform(1.0, 96.0, p.signup_bursts) * HOUR_MS).astype(np.int64)
-    centers -= int(p.account_age_days * DAY_MS)  # bought or long-parked accounts
-    idx, lo, hi = [], [], []
-    for i in range(n0):
-        created = int(centers[i % p.signup_bursts] + rng.random() * p.signup_spread_minutes * MIN_MS)
-        idx.append(_member(w, rng, camp, family, infra, created))
-        lo.append(max(camp.start_ms, created + 10 * MIN_MS) + int(rng.random() * 2 * HOUR_MS))
-        hi.append(w.end_ms)
-    n_churn = round(n0 * p.churn_fraction)
-    for i in rng.choice(n0, size=min(n_churn, n0), replace=False):
-        ban = int(lo[i] + 2 * HOUR_MS + rng.random() * max(0, w.end_ms - lo[i] - 2 * HOUR_MS))
-        if ban >= w.end_ms:
-            continue
-        hi[i] = ban
-        created = ban + int(rng.uniform(2, 45) * MIN_MS)
-        start = created + int(rng.uniform(5, 30) * MIN_MS)
-        if start < w.end_ms:
-            idx.append(_member(w, rng, camp, family, infra, created))
-            lo.append(start)
-            hi.append(w.end_ms)
-    return Members(np.asarray(idx, np.int64), np.asarray(lo, np.int64), np.asarray(hi, np.int64))
-
-
-def _independent(w: World, rng: np.random.Generator, m: Members, rate: float) -> tuple[I64, I64]:
-    """Each member sends Poisson traffic uniformly over its active window, all 24 hours."""
-    k = clock.counts(rng, rate * (m.active_to - m.active_from) / DAY_MS)
-    acct = np.repeat(m.idx, k)
-    lo, hi = np.repeat(m.active_from, k), np.repeat(m.active_to, k)
-    return acct, lo + (rng.random(acct.shape[0]) * (hi - lo)).astype(np.int64)
-
-
-def _waves(w: World, rng: np.random.Generator, m: Members, rate: float, interval_s: float) -> tuple[I64, I64]:
-    """A dispatcher load-balancing across the cluster: every ``interval_s`` a wave of requests lands on
-    distinct active members within a few seconds (synchronised timing)."""
-    step = int(interval_s * 1000)
-    acct_parts, ts_parts = [], []
-    for t in range(int(m.active_from.min()), w.end_ms, step):
-        t0 = t + int(rng.integers(-step // 10, step // 10 + 1))
-        active = m.idx[(m.active_from <= t0) & (m.active_to > t0)]
-        if active.shape[0] == 0:
-            continue
-        k = min(int(rng.poisson(active.shape[0] * rate * interval_s / 86400.0)), active.shape[0])
-        acct_parts.append(rng.choice(active, size=k, replace=False))
-        ts_parts.append(t0 + rng.integers(0, 4000, k))
-    if not acct_parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    acct, ts = np.concatenate(acct_parts), np.concatenate(ts_parts)
-    keep = (ts >= w.start_ms) & (ts < w.end_ms)
-    return acct[keep].astype(np.int64), ts[keep].astype(np.int64)
+from detector.lab.simulate.provision import Infra, cards, independent, pool, provision, waves
+from detector.lab.simulate.world import Campaign, World
 
 
 def _blend(
@@ -167,6 +40,30 @@ def _blend(
     return concat([main(~mask), ordinary])
 
 
+def _own_langs(w: World, rng: np.random.Generator, p: FamilyParams, accounts: I64) -> dict[int, list[str]]:
+    """Each account's ask languages in the multilingual mode (no draw otherwise)."""
+    return asks.account_langs(w, rng, accounts.tolist()) if p.content == "multilingual" else {}
+
+
+def _langs(rng: np.random.Generator, p: FamilyParams, acct: I64, own: dict[int, list[str]]) -> list[str]:
+    """The ask language of each request: one of its account's in the multilingual mode, else English."""
+    return asks.row_langs(rng, acct.tolist(), own) if p.content == "multilingual" else ["en"] * len(acct)
+
+
+def _ask_first_turns(
+    w: World, rng: np.random.Generator, p: FamilyParams, b: Block, pos: I64, own: dict[int, list[str]]
+) -> Block:
+    """Agentic sessions: the mode's ask goes with each session's opening instruction."""
+    if p.content is None:
+        return b
+    first = np.flatnonzero(pos == 0)
+    mode = p.content
+    texts, langs = asks.wrap(w, rng, mode, b.text[first].tolist(), _langs(rng, p, b.acct[first], own))
+    b.text[first] = np.asarray(texts, dtype=np.object_)
+    b.lang[first] = np.asarray(langs, dtype=np.object_)
+    return b
+
+
 def _near_max(w: World, rng: np.random.Generator, model: Obj) -> I64:
     top = w.model_max(model)
     return np.where(rng.random(model.shape[0]) < 0.8, top, top - 192)
@@ -177,25 +74,32 @@ def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParam
     pool, one client build; synchronised 24h waves; CoT wrappers, rubric grading and identity probes."""
     infra = Infra(
         w.new_id("rs", 6),
-        _cards(w, p),
-        _pool(w, rng, p, ("aws", "digitalocean", "hetzner", "ovh", "vultr")),
+        cards(w, p),
+        pool(w, rng, p, ("aws", "digitalocean", "hetzner", "ovh", "vultr")),
         net.custom_client(rng, "python-httpx/0.27.0", "vendor-python/0.36.2"),
         {"reseller": 0.5, "startup": 0.2, "education": 0.15, "research": 0.15},
         ("SG", "HK", "US", "MY", "AE", "KZ"),
         0.3,
     )
-    m = _provision(w, rng, camp, "cot_hydra", p, infra)
-    acct, ts = _waves(w, rng, m, p.requests_per_account_day, p.wave_interval_s or 300.0)
+    m = provision(w, rng, camp, "cot_hydra", p, infra)
+    acct, ts = waves(w, rng, m, p.requests_per_account_day, p.wave_interval_s or 300.0)
     temperature = float(rng.choice([0.0, 0.0, 0.6]))
     sys_cot, sys_rubric = w.new_id("sp", 8), w.new_id("sp", 8)
+    own = _own_langs(w, rng, p, m.idx)
+    if p.content is not None:
+        sys_cot = asks.system_prompt(w, rng, p.content, sys_cot)
 
     def main(sel: np.ndarray) -> Block:
         a, t = acct[sel], ts[sel]
         k = a.shape[0]
         model = w.models(rng, t, (0.0, 0.3, 0.7), p.pivot_share, p.pivot_ramp_hours)
         kind = rng.random(k)
-        texts, langs = w.bank.cot(rng, k)
-        rub = kind >= 0.75
+        if p.content is None:
+            texts, langs = w.bank.cot(rng, k)
+            rub = kind >= 0.75
+        else:  # rubric grading says "reasoning" in so many words: only with explicit asks
+            texts, langs = asks.wrap(w, rng, p.content, w.bank.problems(rng, k), _langs(rng, p, a, own))
+            rub = (kind >= 0.75) & (p.content == "explicit")
         for i, txt in zip(np.flatnonzero(rub), w.bank.rubric(rng, int(rub.sum())), strict=True):
             texts[i], langs[i] = txt, "en"
         ident = kind >= 0.97
@@ -225,14 +129,14 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
     new model launches, ``pivot_share`` of sessions move to it within ``pivot_ramp_hours``."""
     infra = Infra(
         None,
-        _cards(w, p),
-        _pool(w, rng, p, ("aws", "gcp", "alibaba", "tencent")),
+        cards(w, p),
+        pool(w, rng, p, ("aws", "gcp", "alibaba", "tencent")),
         net.custom_client(rng, "node-fetch/3.3.2", "vendor-typescript/0.30.1"),
         {"startup": 0.6, "standard": 0.4},
         ("SG", "US", "HK", "GB"),
         0.5,
     )
-    m = _provision(w, rng, camp, "agentic_pivot", p, infra)
+    m = provision(w, rng, camp, "agentic_pivot", p, infra)
     mean_len = 30.0
     n_sess = clock.counts(rng, p.requests_per_account_day * (m.active_to - m.active_from) / DAY_MS / mean_len)
     owner = np.repeat(m.idx, n_sess)
@@ -244,9 +148,12 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
     keep = ts < w.end_ms
     acct, ts, pos, model = acct[keep], ts[keep], pos[keep], model[keep]
     tools, sys_hash = int(rng.choice([38, 45])), w.new_id("sp", 8)
+    own = _own_langs(w, rng, p, m.idx)
+    if p.content is not None:
+        sys_hash = asks.system_prompt(w, rng, p.content, sys_hash)
 
     def main(sel: np.ndarray) -> Block:
-        return agent_block(
+        b = agent_block(
             w,
             rng,
             acct[sel],
@@ -259,6 +166,7 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
             max_tokens=32000,
             sys_hash=sys_hash,
         )
+        return _ask_first_turns(w, rng, p, b, pos[sel], own)
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"en": 1.0}, main)
 
@@ -267,29 +175,36 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
     """Reasoning-trace coercion, largely non-English: each account works in one or two languages."""
     infra = Infra(
         None,
-        _cards(w, p),
-        _pool(w, rng, p, ("alibaba", "tencent", "hetzner", "digitalocean")),
+        cards(w, p),
+        pool(w, rng, p, ("alibaba", "tencent", "hetzner", "digitalocean")),
         net.custom_client(rng, "Vendor/Python 0.38.0", "vendor-python/0.38.0"),
         {"free": 0.4, "standard": 0.4, "education": 0.2},
         ("HK", "SG", "RU", "KR", "VN", "KZ"),
         0.4,
     )
-    m = _provision(w, rng, camp, "multilingual_coercion", p, infra)
+    m = provision(w, rng, camp, "multilingual_coercion", p, infra)
     langs_pool = [x for x in w.bank.coercion_langs if x != "en"]
     own = {int(a): list(rng.choice(langs_pool, size=int(rng.integers(1, 3)), replace=False)) for a in m.idx}
-    acct, ts = _independent(w, rng, m, p.requests_per_account_day)
+    acct, ts = independent(w, rng, m, p.requests_per_account_day)
     temperature = float(rng.choice([0.6, 0.7]))
+    sys_hash = None if p.content is None else asks.system_prompt(w, rng, p.content, None)
 
     def main(sel: np.ndarray) -> Block:
         a, t = acct[sel], ts[sel]
         k = a.shape[0]
         langs = [str(own[int(x)][int(rng.integers(len(own[int(x)])))]) for x in a]
         model = w.models(rng, t, (0.2, 0.3, 0.5), p.pivot_share, p.pivot_ramp_hours)
+        if p.content is None:
+            texts = w.bank.coercion(rng, langs)
+        else:  # the accounts' own languages carry the ask only in the multilingual mode
+            native = p.content == "multilingual"
+            tasks = asks.native_tasks(w, rng, langs) if native else w.bank.problems(rng, k)
+            texts, langs = asks.wrap(w, rng, p.content, tasks, langs)
         return make_block(
             a,
             t,
             model,
-            w.bank.coercion(rng, langs),
+            texts,
             langs,
             max_tokens=w.cap(model, np.full(k, 16384)),
             temperature=temperature,
@@ -297,6 +212,7 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
             refusal_p=0.25,
             out_median=2500.0,
             history=0.0,
+            sys_hash=sys_hash,
         )
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"zh": 0.4, "ru": 0.3, "ko": 0.3}, main)
@@ -307,14 +223,14 @@ def low_and_slow(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyPa
     blending, low rate; linked only by a template skeleton, a sign-up burst and one client build."""
     infra = Infra(
         None,
-        _cards(w, p),
-        _pool(w, rng, p, ("aws", "gcp", "hetzner")),
+        cards(w, p),
+        pool(w, rng, p, ("aws", "gcp", "hetzner")),
         net.custom_client(rng, "aiohttp/3.9.5 Python/3.11", "vendor-python/0.37.1"),
         {"standard": 0.6, "free": 0.4},
         ("US", "US", "GB"),
         0.8,
     )
-    m = _provision(w, rng, camp, "low_and_slow", p, infra)
+    m = provision(w, rng, camp, "low_and_slow", p, infra)
     mean_len = 3.0
     n_sess = clock.counts(rng, p.requests_per_account_day * (m.active_to - m.active_from) / DAY_MS / mean_len)
     owner = np.repeat(m.idx, n_sess)
@@ -333,16 +249,23 @@ def low_and_slow(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyPa
     keep = ts < w.end_ms
     acct, ts, pos = acct[keep], ts[keep], pos[keep]
     tag = w.new_id("T", 4).upper()
+    own = _own_langs(w, rng, p, m.idx)
+    sys_hash = None if p.content is None else asks.system_prompt(w, rng, p.content, None)
 
     def main(sel: np.ndarray) -> Block:
         a, t = acct[sel], ts[sel]
         model = w.models(rng, t, (0.0, 0.4, 0.6), p.pivot_share, p.pivot_ramp_hours)
+        if p.content is None:
+            texts, langs = w.bank.skeleton(rng, a.shape[0], tag), ["en"] * a.shape[0]
+        else:
+            texts, langs = asks.skeleton(w, rng, p.content, tag, _langs(rng, p, a, own))
         return make_block(
             a,
             t,
             model,
-            w.bank.skeleton(rng, a.shape[0], tag),
-            "en",
+            texts,
+            langs,
+            sys_hash=sys_hash,
             turns=1 + 2 * pos[sel],
             max_tokens=w.cap(model, np.full(a.shape[0], 4096)),
             temperature=0.7,
@@ -358,29 +281,35 @@ def logprob_harvest(w: World, rng: np.random.Generator, camp: Campaign, p: Famil
     """Distribution harvesting: logprobs with high top_logprobs, n > 1, fixed temperature, shared infra."""
     infra = Infra(
         None,
-        _cards(w, p),
-        _pool(w, rng, p, ("aws", "gcp")),
+        cards(w, p),
+        pool(w, rng, p, ("aws", "gcp")),
         net.custom_client(rng, "OpenAI/Python 1.40.0", "openai-python/1.40.0", "/v1/chat/completions"),
         {"research": 0.5, "startup": 0.5},
         ("US", "SG"),
         0.5,
     )
-    m = _provision(w, rng, camp, "logprob_harvest", p, infra)
+    m = provision(w, rng, camp, "logprob_harvest", p, infra)
     if p.wave_interval_s > 0:
-        acct, ts = _waves(w, rng, m, p.requests_per_account_day, p.wave_interval_s)
+        acct, ts = waves(w, rng, m, p.requests_per_account_day, p.wave_interval_s)
     else:
-        acct, ts = _independent(w, rng, m, p.requests_per_account_day)
+        acct, ts = independent(w, rng, m, p.requests_per_account_day)
+    own = _own_langs(w, rng, p, m.idx)
+    sys_hash = None if p.content is None else asks.system_prompt(w, rng, p.content, None)
 
     def main(sel: np.ndarray) -> Block:
         a, t = acct[sel], ts[sel]
         k = a.shape[0]
         model = w.models(rng, t, (0.5, 0.3, 0.2), p.pivot_share, p.pivot_ramp_hours)
+        texts, langs = w.bank.instructions(rng, k), ["en"] * k
+        if p.content is not None:
+            texts, langs = asks.wrap(w, rng, p.content, texts, _langs(rng, p, a, own))
         return make_block(
             a,
             t,
             model,
-            w.bank.instructions(rng, k),
-            "en",
+            texts,
+            langs,
+            sys_hash=sys_hash,
             n=rng.choice(np.array([4, 8]), size=k),
             logprobs=1,
             top_logprobs=20,

@@ -6,6 +6,9 @@
   their own projects; a day of activity.
 - ``eval_startup``: a verified organisation (one org, one card, months of tenure) re-running the
   same chain-of-thought benchmark set every night from the cloud at temperature 0.
+
+The tutoring backend, translation company and internal-tool team are in ``businesses.py``; the router's
+honest customers and the residential proxy network's honest users in ``intermediaries.py``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,13 @@ from collections.abc import Callable
 import numpy as np
 
 from detector.lab.simulate import clock, net
-from detector.lab.simulate.block import Block, concat, make_block
+from detector.lab.simulate.block import Block, concat, empty_block, make_block
+from detector.lab.simulate.businesses import internal_tool_team, translation_company, tutoring_backend
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
 from detector.lab.simulate.content import casual_content, event_langs
+from detector.lab.simulate.intermediaries import residential_vpn, router_customers
 from detector.lab.simulate.params import PersonaParams, SimParams
 from detector.lab.simulate.world import Account, World
-
-
-def _empty(w: World) -> Block:
-    z = np.zeros(0, np.int64)
-    return make_block(z, z, [], [], [])
 
 
 def hackathon_cohort(w: World, p: PersonaParams) -> Block:
@@ -32,7 +32,7 @@ def hackathon_cohort(w: World, p: PersonaParams) -> Block:
     rng = w.rng("persona", "hackathon_cohort")
     n = w.scaled(p.accounts)
     if n == 0:
-        return _empty(w)
+        return empty_block()
     nat = net.v4(rng, net.UNIVERSITY_V4[int(rng.integers(len(net.UNIVERSITY_V4)))])
     opens = w.start_ms + int(rng.uniform(0.05, 0.3) * (w.end_ms - w.start_ms))
     client = net.common_client(rng)
@@ -91,7 +91,7 @@ def eval_startup(w: World, p: PersonaParams) -> Block:
     rng = w.rng("persona", "eval_startup")
     n = w.scaled(p.accounts)
     if n == 0:
-        return _empty(w)
+        return empty_block()
     org, card = w.new_id("org", 8), w.new_id("pf", 12)
     ips = [net.datacenter_ip(rng, ("aws", "gcp"), w.params.ipv6_fraction) for _ in range(3)]
     accts = [
@@ -143,6 +143,11 @@ def eval_startup(w: World, p: PersonaParams) -> Block:
 LOOKALIKES: dict[str, Callable[[World, SimParams], Block]] = {
     "hackathon_cohort": lambda w, s: hackathon_cohort(w, s.hackathon_cohort),
     "eval_startup": lambda w, s: eval_startup(w, s.eval_startup),
+    "tutoring_backend": lambda w, s: tutoring_backend(w, s.tutoring_backend),
+    "translation_company": lambda w, s: translation_company(w, s.translation_company),
+    "internal_tool_team": lambda w, s: internal_tool_team(w, s.internal_tool_team),
+    "router_customers": lambda w, s: router_customers(w, s.router_customers),
+    "residential_vpn": lambda w, s: residential_vpn(w, s.residential_vpn),
 }
 
 

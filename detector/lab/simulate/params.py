@@ -8,6 +8,7 @@ run keeps the same shape as a long one.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -47,6 +48,19 @@ class SharedAccountsParams(PersonaParams):
     signup_burst_minutes: float = Field(default=60.0, gt=0)
 
 
+#: What a campaign's prompts say to elicit reasoning (issue 17's content-marker knob, ``asks.py``):
+#: stock English phrases; English paraphrases with no stock phrase; the ask in another language; the ask
+#: only in the campaign's private system prompt; no ask anywhere (reasoning only through parameters).
+ContentMode = Literal["explicit", "paraphrased", "multilingual", "system_prompt_only", "none"]
+CONTENT_MODES: tuple[ContentMode, ...] = (
+    "explicit",
+    "paraphrased",
+    "multilingual",
+    "system_prompt_only",
+    "none",
+)
+
+
 class FamilyParams(_Frozen):
     """One campaign family: how each of its campaigns is sized, provisioned and paced."""
 
@@ -76,6 +90,14 @@ class FamilyParams(_Frozen):
     #: Share of this family's traffic moved to the new model ``pivot_ramp_hours`` after launch.
     pivot_share: float = Field(default=0.0, ge=0, le=1)
     pivot_ramp_hours: float = Field(default=18.0, gt=0)
+    #: The reasoning ask (``ContentMode``); ``None``: the family's own content mix (the default run).
+    content: ContentMode | None = None
+    #: Requests exit through the world's rotating residential proxy network, whose exit addresses honest
+    #: users send from too (``World.proxy_exits``); overrides ``ip_pool_size``.
+    rotating_proxy: bool = False
+    #: The accounts are sub-accounts of the world's legitimate router (``World.router``), which also serves
+    #: honest customers: the gateway sees the router's org, card, egress addresses and client build.
+    via_router: bool = False
 
 
 def _default_start() -> datetime:
@@ -126,6 +148,27 @@ class SimParams(_Frozen):
     #: Look-alikes of issue 17, off by default (the evasion matrix switches them on).
     hackathon_cohort: PersonaParams = PersonaParams(accounts=0, requests_per_day=40.0, new_model_adoption=0.0)
     eval_startup: PersonaParams = PersonaParams(accounts=0, requests_per_day=150.0, new_model_adoption=0.0)
+    #: One tutoring platform's backend accounts (production and a QA account), one verified tenant.
+    tutoring_backend: PersonaParams = PersonaParams(
+        accounts=0, requests_per_day=9000.0, rate_sigma=0.0, new_model_adoption=0.0, throttle_rate=0.005
+    )
+    #: A translation company's pipeline accounts (one per project team), one card, one office.
+    translation_company: PersonaParams = PersonaParams(
+        accounts=0, requests_per_day=700.0, rate_sigma=0.5, new_model_adoption=0.0
+    )
+    #: A company team whose internal tool sets one system prompt and template (10-60 accounts).
+    internal_tool_team: SharedAccountsParams = SharedAccountsParams(
+        accounts=0, requests_per_day=35.0, signup_burst_share=0.6, signup_burst_minutes=90.0
+    )
+    #: Honest customers of the world's legitimate router (sub-accounts under the router's tenant).
+    router_customers: PersonaParams = PersonaParams(
+        accounts=0, requests_per_day=18.0, rate_sigma=1.0, new_model_adoption=0.25
+    )
+    #: Honest users whose traffic leaves through the residential proxy network's exits (a bandwidth-sharing
+    #: app on their device, or a residential VPN subscription).
+    residential_vpn: PersonaParams = PersonaParams(accounts=0, requests_per_day=12.0)
+    #: Exit addresses of the rotating residential proxy network (created only when something uses it).
+    proxy_exits: int = Field(default=400, ge=1)
 
     cot_hydra: FamilyParams = FamilyParams(
         campaigns=2,
@@ -206,3 +249,13 @@ PERSONAS: tuple[str, ...] = (
     "agentic_coder",
 )
 FAMILIES: tuple[str, ...] = tuple(CAMPAIGN_TYPES)
+#: Honest look-alikes of issue 17: off in the default run (``accounts=0``), on in the evasion matrix.
+LOOKALIKE_PERSONAS: tuple[str, ...] = (
+    "hackathon_cohort",
+    "eval_startup",
+    "tutoring_backend",
+    "translation_company",
+    "internal_tool_team",
+    "router_customers",
+    "residential_vpn",
+)

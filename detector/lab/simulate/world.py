@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detector.lab.simulate import net
 from detector.lab.simulate.block import I64, Obj
-from detector.lab.simulate.clock import HOUR_MS
+from detector.lab.simulate.clock import DAY_MS, HOUR_MS
 from detector.lab.simulate.net import Client
 from detector.lab.simulate.params import SimParams
 from detector.lab.simulate.prompts import PromptBank
@@ -49,6 +50,24 @@ class Campaign:
     members: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Router:
+    """A legitimate router (an API reseller tenant): its customers' requests reach the gateway as
+    sub-accounts under the router's org and card, from its egress addresses, with its client build."""
+
+    reseller_id: str
+    org_id: str
+    payment: str
+    egress: list[str]
+    client: Client
+    created_ms: int
+
+
+#: Countries the residential proxy network has exit devices in, by weight.
+_EXIT_COUNTRIES: dict[str, float] = {"US": 0.35, "GB": 0.1, "DE": 0.1, "BR": 0.1, "IN": 0.1, "FR": 0.05}
+_EXIT_COUNTRIES |= {"ES": 0.05, "MX": 0.05, "IT": 0.05, "JP": 0.05}
+
+
 class World:
     """Shared state of one simulation run; generators add accounts and read the clock and models."""
 
@@ -63,6 +82,12 @@ class World:
         self.accounts: list[Account] = []
         self.campaigns: list[Campaign] = []
         self._ids: set[str] = set()
+        #: System prompt hash -> its text (the gateway ships hashes only; never written out).
+        self.system_prompts: dict[str, str] = {}
+        self._router: Router | None = None
+        self._exits: list[str] | None = None
+        #: Exit address -> the country of the home connection behind it.
+        self.exit_country: dict[str, str] = {}
         self._id_rng = self.rng("ids")
         self.base_models = list(params.models)
         self.max_out: dict[str, int] = {m: _MAX_OUT[min(i, 2)] for i, m in enumerate(self.base_models)}
@@ -133,3 +158,29 @@ class World:
     def model_max(self, model: Obj) -> I64:
         """Each request's model's maximum output tokens."""
         return np.array([self.max_out.get(str(m), 8192) for m in model], dtype=np.int64)
+
+    def router(self) -> Router:
+        """The world's one legitimate router, created on first use (its own random stream)."""
+        if self._router is None:
+            rng = self.rng("router")
+            self._router = Router(
+                self.new_id("rs", 6),
+                self.new_id("org", 8),
+                self.new_id("pf", 12),
+                net.proxy_pool(rng, 24, ("gcp", "aws"), 0.0),
+                net.custom_client(rng, "relaygate/1.8.2", None, "/v1/chat/completions"),
+                self.start_ms - int(rng.uniform(400, 900) * DAY_MS),
+            )
+        return self._router
+
+    def proxy_exits(self) -> list[str]:
+        """The residential proxy network's exit addresses (home connections), created on first use."""
+        if self._exits is None:
+            rng = self.rng("proxy_exits")
+            names = list(_EXIT_COUNTRIES)
+            p = np.array([_EXIT_COUNTRIES[c] for c in names])
+            where = rng.choice(len(names), size=self.params.proxy_exits, p=p / p.sum())
+            for i in where:
+                self.exit_country[net.residential_ip(rng, names[i], self.params.ipv6_fraction)] = names[i]
+            self._exits = sorted(self.exit_country)
+        return self._exits

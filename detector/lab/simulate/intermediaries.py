@@ -1,0 +1,168 @@
+"""Honest users behind intermediaries that campaigns hide behind too (issue 17's reseller and network knobs).
+
+- ``router_customers``: the customers of the world's legitimate router (``World.router``), an API
+  reseller that forwards each customer's requests under a sub-account of its own verified tenant: the
+  gateway sees the router's org, card, egress addresses and client build on every one of them. Its
+  customers signed up over the router's years of business and are mostly people chatting and coding,
+  some apps built on it, and some developers comparing models with benchmark prompts (a common use of
+  routers), busiest on a new model's launch day.
+- ``residential_vpn``: people whose traffic leaves through the residential proxy network's exits
+  (``World.proxy_exits``): half run a bandwidth-sharing or free-VPN app, so their own home connection
+  IS an exit the network rents out; half subscribe to a residential VPN that rotates them over a few
+  exits. Ordinary chat otherwise.
+
+Campaigns with ``via_router`` or ``rotating_proxy`` use the very same router and exits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detector.lab.simulate import clock, net
+from detector.lab.simulate.block import I64, Block, concat, empty_block, make_block
+from detector.lab.simulate.clock import DAY_MS, HOUR_MS
+from detector.lab.simulate.content import pick_langs
+from detector.lab.simulate.params import PersonaParams
+from detector.lab.simulate.personas import _casual_created, _chatty, _country, _tz
+from detector.lab.simulate.world import Account, World
+
+#: Router customers by what they use it for (chat and coding, an app backend, model comparison).
+_KINDS: dict[str, float] = {"chat": 0.75, "app": 0.15, "eval": 0.10}
+#: An app built on the router sends this many times a person's volume.
+_APP_FACTOR = 10.0
+
+
+def router_customers(w: World, p: PersonaParams) -> Block:
+    """The router's honest customers: sub-accounts under its tenant, varied ordinary use."""
+    rng = w.rng("persona", "router_customers")
+    n = w.scaled(p.accounts)
+    if n == 0:
+        return empty_block()
+    r = w.router()
+    kinds = list(_KINDS)
+    kind_p = np.array([_KINDS[k] for k in kinds])
+    accts: dict[str, list[int]] = {k: [] for k in kinds}
+    primary: list[str] = []
+    tzs: list[float] = []
+    for lang in pick_langs(rng, n):
+        kind = kinds[int(rng.choice(len(kinds), p=kind_p / kind_p.sum()))]
+        country = _country(rng, lang)
+        a = w.add(
+            Account(
+                w.new_id("acct"),
+                "router_customers",
+                r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms)),
+                r.org_id,
+                [w.new_id("key", 12)],
+                r.payment,
+                country,
+                "reseller",
+                True,
+                r.reseller_id,
+                list(r.egress),
+                r.client,
+            )
+        )
+        accts[kind].append(a)
+        if kind == "chat":
+            primary.append(lang)
+            tzs.append(_tz(rng, country))
+    blocks = []
+    if accts["chat"]:
+        rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, len(accts["chat"]))
+        blocks.append(_chatty(w, rng, accts["chat"], primary, rates, np.asarray(tzs), p, code_share=0.3))
+    app0 = int(rng.integers(w.bank.n_apps))
+    for i, a in enumerate(accts["app"]):
+        rate = float(clock.lognormal_rates(rng, p.requests_per_day * _APP_FACTOR, 0.5, 1)[0])
+        k = int(clock.counts(rng, np.array([rate * w.days]), minimum=1)[0])
+        ts = clock.local_times(rng, k, w.start_ms, w.end_ms, -6.0, clock.SERVICE)
+        blocks.append(
+            make_block(
+                np.full(k, a),
+                ts,
+                w.base_models[int(rng.integers(len(w.base_models)))],
+                w.bank.app(rng, app0 + i, k),
+                "en",
+                max_tokens=1024,
+                temperature=0.3,
+                sys_hash=w.new_id("sp", 8),
+                out_median=180.0,
+                history=0.0,
+                throttle=p.throttle_rate,
+            )
+        )
+    for i, a in enumerate(accts["eval"]):
+        blocks.append(_model_comparison(w, rng, a, i, p))
+    return concat(blocks)
+
+
+def _model_comparison(w: World, rng: np.random.Generator, a: int, i: int, p: PersonaParams) -> Block:
+    """A developer comparing models: a few runs of a small benchmark at temperature 0 on each model,
+    one on the new model on its launch day."""
+    runs = int(clock.counts(rng, np.array([w.days * 0.7]), minimum=1)[0])
+    starts = clock.local_times(rng, runs, w.start_ms, w.end_ms, -6.0, clock.OFFICE)
+    models = [w.base_models[int(rng.integers(len(w.base_models)))] for _ in range(runs)]
+    if w.start_ms <= w.launch_ms < w.end_ms:
+        hi = min(w.end_ms, w.launch_ms + 12 * HOUR_MS)
+        starts = np.append(starts, w.launch_ms + int(rng.random() * (hi - w.launch_ms)))
+        models.append(w.params.new_model_id)
+    lengths: I64 = np.asarray(rng.integers(30, 120, starts.shape[0]), dtype=np.int64)
+    ts, sess, _ = clock.sessions(rng, starts, lengths, gap_mean_s=2.0, gap_min_s=0.3)
+    model = np.asarray(models, dtype=np.object_)[sess]
+    return make_block(
+        np.full(ts.shape[0], a),
+        ts,
+        model,
+        w.bank.eval_prompts(rng, i, ts.shape[0]),
+        "en",
+        max_tokens=w.cap(model, np.full(ts.shape[0], 8192)),
+        temperature=0.0,
+        out_median=900.0,
+        history=0.0,
+        throttle=p.throttle_rate,
+    )
+
+
+def residential_vpn(w: World, p: PersonaParams) -> Block:
+    """Ordinary people on the residential proxy network's exits (exit-device owners, VPN subscribers)."""
+    rng = w.rng("persona", "residential_vpn")
+    n = w.scaled(p.accounts)
+    if n == 0:
+        return empty_block()
+    exits = w.proxy_exits()
+    pool = np.asarray(exits, dtype=np.object_)
+    accts, primary, tzs = [], [], []
+    for i in range(n):
+        if i % 2 == 0:  # the home connection is an exit; sometimes also a phone on mobile data
+            home = str(exits[int(rng.integers(len(exits)))])
+            country = w.exit_country[home]
+            ips = [home] + (
+                [net.residential_ip(rng, country, w.params.ipv6_fraction)] if rng.random() < 0.3 else []
+            )
+            lang = {"DE": "de", "FR": "fr", "ES": "es", "MX": "es", "BR": "pt", "JP": "ja"}.get(country, "en")
+        else:  # a residential VPN subscriber, rotated over a handful of exits
+            lang = pick_langs(rng, 1)[0]
+            country = _country(rng, lang)
+            ips = [str(x) for x in rng.choice(pool, size=int(rng.integers(3, 9)), replace=False)]
+        accts.append(
+            w.add(
+                Account(
+                    w.new_id("acct"),
+                    "residential_vpn",
+                    _casual_created(rng, w),
+                    w.new_id("org", 8),
+                    [w.new_id("key", 12)],
+                    w.new_id("pf", 12) if rng.random() < 0.6 else None,
+                    country,
+                    "standard" if rng.random() < 0.5 else "free",
+                    bool(rng.random() < 0.85),
+                    None,
+                    ips,
+                    net.common_client(rng),
+                )
+            )
+        )
+        primary.append(lang)
+        tzs.append(_tz(rng, country))
+    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
+    return _chatty(w, rng, accts, primary, rates, np.asarray(tzs), p, code_share=0.15)
