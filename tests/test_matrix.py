@@ -6,8 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.lab.matrix import HELD_OUT_FROM, KNOBS, MatrixConfig, draw_knobs, knob_cells, run_matrix
+from detector.lab.matrix import (
+    HELD_OUT_FROM,
+    KNOBS,
+    LOOKALIKE_SIZES,
+    MatrixConfig,
+    draw_knobs,
+    knob_cells,
+    run_matrix,
+)
 from detector.lab.simulate import FAMILIES
+from detector.lab.simulate.params import LOOKALIKE_PERSONAS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,11 +40,18 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     result = run_matrix(cfg, tmp_path)
     assert result.draw_indices == [0]
     assert {c["intel"] for c in result.cells} == {"on", "off"}
-    assert {c["family"] for c in result.cells} == set(FAMILIES)
+    # a family whose campaign sent nothing in the half day has no row (an agentic campaign at 5 requests
+    # a day works in sessions of ~30 requests: one session per account every six days)
+    families = {c["family"] for c in result.cells}
+    assert families <= set(FAMILIES) and len(families) >= len(FAMILIES) - 1
     # every family reports each knob once per draw and IP-intel setting
-    assert len(result.cells) == 2 * len(FAMILIES) * (len(KNOBS) + 1)  # + one "all" row per family
+    assert len(result.cells) == 2 * len(families) * (len(KNOBS) + 1)  # + one "all" row per family
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     assert {p["persona"] for p in result.personas} >= {"casual", "eval_harness", "company_card"}
+    # every honest look-alike is in every draw, at its realistic size whatever the scale
+    looks = {p["persona"]: p["accounts"] for p in result.personas if p["intel"] == "off"}
+    assert set(LOOKALIKE_PERSONAS) <= set(looks)
+    assert looks["router_customers"] == LOOKALIKE_SIZES["router_customers"] and looks["tutoring_backend"] == 2
     # no honest account of this small run reaches high
     assert all(p["high"] == 0 for p in result.personas)
     held = run_matrix(MatrixConfig(draws=0, held_out=True), tmp_path)

@@ -14,8 +14,10 @@ writing rules or training models. ``detector evaluate-matrix`` runs the developm
 0..draws-1) unless ``--held-out`` is given, which runs indices ``HELD_OUT_FROM``.. instead. A draw's seed
 is ``SEED_BASE + index``: the same index always gives the same run.
 
-Knobs the simulator does not yet vary (content markers, reseller, rotating residential proxies shared
-with honest users, blend inside the sign-up knob) are listed in docs/detection.md, not silently faked.
+Every draw also holds the honest look-alikes at realistic sizes whatever ``scale`` (``LOOKALIKE_SIZES``):
+a hackathon cohort, an evaluation startup, a tutoring platform, a translation company, a team with one
+internal tool, the router's honest customers and the residential proxy network's honest users. The
+router and the proxy exits are the ones the ``reseller`` and ``network`` knobs send campaigns through.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pydantic import BaseModel
 
 from detector.lab.evaluate import _read_alerts, evaluate
 from detector.lab.simulate import FAMILIES, SimParams, simulate
+from detector.lab.simulate.params import CONTENT_MODES
 
 #: Draw indices at and above this are the held-out block (never looked at while writing rules/training).
 HELD_OUT_FROM = 1000
@@ -44,10 +47,23 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "rate": ("5-20/day", "20-80/day", "80-300/day"),
     "age": ("fresh", "aged"),
     "payment": ("shared", "unique"),
-    "network": ("cloud", "residential"),
+    "network": ("cloud", "residential", "rotating_proxy"),
     "signups": ("burst", "spread"),
     "blend": ("0-30%", "30-60%", "60-90%"),
+    "content": CONTENT_MODES,
+    "reseller": ("none", "router"),
 }
+#: Honest look-alikes in every draw, in accounts after scaling (realistic sizes; the team's is drawn).
+LOOKALIKE_SIZES: dict[str, int] = {
+    "hackathon_cohort": 40,
+    "eval_startup": 6,
+    "tutoring_backend": 2,
+    "translation_company": 6,
+    "router_customers": 150,
+    "residential_vpn": 40,
+}
+#: A company team with one internal tool: 10-60 accounts, drawn per draw.
+TEAM_SIZES = (10, 60)
 
 
 def _bucket(value: float, edges: tuple[float, ...], names: tuple[str, ...]) -> str:
@@ -66,13 +82,15 @@ def draw_knobs(rng: np.random.Generator) -> dict[str, Any]:
         "network": str(rng.choice(KNOBS["network"])),
         "signups": str(rng.choice(KNOBS["signups"])),
         "blend": float(rng.uniform(0.0, 0.9)),
+        "content": str(rng.choice(KNOBS["content"])),
+        "reseller": str(rng.choice(KNOBS["reseller"])),
     }
 
 
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     """The reported value of each knob (continuous knobs bucketed)."""
     return {
-        **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups")},
+        **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups", "content", "reseller")},
         "rate": _bucket(knobs["rate"], (20.0, 80.0), KNOBS["rate"]),
         "blend": _bucket(knobs["blend"], (0.3, 0.6), KNOBS["blend"]),
     }
@@ -92,6 +110,9 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "signup_spread_minutes": 30.0 if knobs["signups"] == "burst" else 720.0,
             "account_age_days": 300.0 if knobs["age"] == "aged" else 0.0,
             "start_offsets": [0.1],
+            "content": knobs["content"],
+            "rotating_proxy": knobs["network"] == "rotating_proxy",
+            "via_router": knobs["reseller"] == "router",
         }
     )
 
@@ -148,9 +169,10 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], cfg.attack_accounts, cfg.scale) for f in FAMILIES
     }
-    # the look-alikes at a realistic size whatever the scale: a 40-person hackathon, a 6-account startup
-    update["hackathon_cohort"] = base.hackathon_cohort.model_copy(update={"accounts": round(40 / cfg.scale)})
-    update["eval_startup"] = base.eval_startup.model_copy(update={"accounts": max(1, round(6 / cfg.scale))})
+    # the look-alikes at a realistic size whatever the scale
+    sizes = LOOKALIKE_SIZES | {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
+    for name, n in sizes.items():
+        update[name] = getattr(base, name).model_copy(update={"accounts": max(1, round(n / cfg.scale))})
     params = base.model_copy(update=update)
     out = work / f"draw{index}"
     simulate(out, cfg.days, SEED_BASE + index, scale=cfg.scale, params=params)

@@ -1,0 +1,296 @@
+"""Issue 17's simulator knobs and honest look-alikes: each knob value changes the traffic as it claims,
+the look-alikes have their defining properties, the default run stays byte-for-byte the golden one."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from detector.lab.simulate import FAMILIES, SimParams, simulate
+from detector.lab.simulate.asks import STOCK_PHRASES
+from detector.lab.simulate.block import Block
+from detector.lab.simulate.campaigns import run_families
+from detector.lab.simulate.params import CONTENT_MODES, LOOKALIKE_PERSONAS, ContentMode
+from detector.lab.simulate.prompts import PromptBank
+from detector.lab.simulate.world import World
+
+ROOT = Path(__file__).resolve().parents[1]
+BANK = PromptBank.load(None)
+ASKS: dict[str, Any] = BANK.d["asks"]
+
+
+def _stock(text: str) -> bool:
+    low = text.lower()
+    return any(p in low for p in STOCK_PHRASES)
+
+
+def _only(family: str, **knobs: Any) -> SimParams:
+    """One campaign of ``family`` (20 accounts, no ordinary blend), no other family, given knobs."""
+    base = SimParams()
+    update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
+    update[family] = getattr(base, family).model_copy(
+        update={"campaigns": 1, "cluster_size": 20, "blend_ratio": 0.0, "requests_per_account_day": 60.0}
+        | knobs
+    )
+    return base.model_copy(update=update)
+
+
+def _campaign(family: str, mode: ContentMode, seed: int = 3) -> tuple[World, Block]:
+    params = _only(family, content=mode)
+    w = World(seed, params, BANK, 1.0, 1.0)
+    blocks = run_families(w, params)
+    assert len(blocks) == 1 and len(blocks[0]) > 0
+    return w, blocks[0]
+
+
+def _asked_rows(family: str, b: Block) -> np.ndarray:
+    """The rows that carry the campaign's ask: every request, or an agentic session's opening turn."""
+    return np.flatnonzero(b.turns == 1) if family == "agentic_pivot" else np.arange(len(b))
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_content_mode_phrases_the_reasoning_ask_as_it_claims(family: str) -> None:
+    # cot_hydra also sends identity probes (3%) and, with explicit asks, rubric grading (25%)
+    floor = (
+        {"explicit": 0.7, "multilingual": 0.95}
+        if family == "cot_hydra"
+        else {"explicit": 1.0, "multilingual": 1.0}
+    )
+    for mode in CONTENT_MODES:
+        w, b = _campaign(family, mode)
+        rows = _asked_rows(family, b)
+        texts = [str(t) for t in b.text[rows]]
+        langs = [str(x) for x in b.lang[rows]]
+        sys_texts = {w.system_prompts.get(str(h)) for h in b.sys_hash[rows] if h is not None}
+        if mode == "explicit":
+            assert _share([_stock(t) for t in texts]) >= floor[mode], (family, mode)
+            assert _share([x == "en" for x in langs]) >= floor[mode], (family, mode)
+        elif mode == "paraphrased":
+            assert not any(_stock(str(t)) for t in b.text), (family, mode)
+            bodies = [s for s in ASKS["paraphrase"]["body"] if any(s in t for t in texts)]
+            assert len(bodies) >= 5, "paraphrases vary from request to request"
+        elif mode == "multilingual":
+            asked = [
+                any(q in t for q in ASKS["multilingual"].get(lang, []))
+                for t, lang in zip(texts, langs, strict=True)
+            ]
+            assert _share(asked) >= floor[mode] and _share([x != "en" for x in langs]) >= floor[mode], family
+            assert len(set(langs)) >= 3
+        elif mode == "system_prompt_only":
+            assert not any(_stock(str(t)) for t in b.text), (family, mode)
+            assert all(h is not None for h in b.sys_hash[rows])
+            assert sys_texts and all(t is not None and _stock(t) for t in sys_texts), sys_texts
+        else:  # none: no ask in the prompt nor in any system prompt the campaign sets
+            assert not any(_stock(str(t)) for t in b.text), (family, mode)
+            assert all(t is None or not _stock(t) for t in sys_texts)
+
+
+def test_the_same_task_differs_only_by_its_ask() -> None:
+    """system_prompt_only and none keep the family's task as it is: the user prompt is the bare task."""
+    _, bare = _campaign("logprob_harvest", "none")
+    _, asked = _campaign("logprob_harvest", "explicit")
+    instructions = [str(t) for t in bare.text]
+    assert not any(_stock(t) for t in instructions)
+    assert all(any(q in str(t) for q in ASKS["explicit"]) for t in asked.text)
+
+
+def _run(tmp: Path, params: SimParams, seed: int = 4, days: float = 1.0, scale: float = 0.25) -> pl.DataFrame:
+    simulate(tmp, days=days, seed=seed, scale=scale, params=params)
+    labels = json.loads((tmp / "labels.json").read_text())["accounts"]
+    ev = pl.read_parquet(tmp / "events.parquet").unnest("client").unnest("account", "params")
+    return ev.with_columns(
+        pl.col("account_id").replace_strict({k: v["persona"] for k, v in labels.items()}).alias("persona")
+    )
+
+
+def test_rotating_proxy_sends_campaigns_through_exits_honest_users_send_from(tmp_path: Path) -> None:
+    params = _only("cot_hydra", rotating_proxy=True).model_copy(
+        update={"residential_vpn": SimParams().residential_vpn.model_copy(update={"accounts": 160})}
+    )
+    ev = _run(tmp_path, params)
+    exits = set(World(4, params, BANK, 1.0, 0.25).proxy_exits())
+    attack = set(ev.filter(pl.col("persona") == "cot_hydra")["ip"].to_list())
+    honest = set(ev.filter(pl.col("persona") == "residential_vpn")["ip"].to_list())
+    assert attack <= exits and len(attack) > 20, "the campaign leaves only through the network's exits"
+    assert len(attack & honest) >= 5, "honest users really send from some of the same exits"
+    owners = (
+        ev.filter(pl.col("persona") == "residential_vpn").group_by("account_id").agg(pl.col("ip").unique())
+    )
+    # (an exit owner's few requests may all come from their phone, not from home)
+    assert owners.height == 40 and _share([bool(set(x) & exits) for x in owners["ip"].to_list()]) > 0.9
+    # without the knob the same family keeps its own addresses
+    ev2 = _run(tmp_path / "off", _only("cot_hydra"))
+    assert not set(ev2.filter(pl.col("persona") == "cot_hydra")["ip"].to_list()) & exits
+
+
+def test_router_campaign_shares_the_routers_keys_with_its_honest_customers(tmp_path: Path) -> None:
+    params = _only("low_and_slow", via_router=True).model_copy(
+        update={"router_customers": SimParams().router_customers.model_copy(update={"accounts": 400})}
+    )
+    ev = _run(tmp_path, params)
+    keys = ("reseller_id", "org_id", "payment_fingerprint", "tls_fingerprint", "user_agent")
+    attack, honest = (
+        ev.filter(pl.col("persona") == "low_and_slow"),
+        ev.filter(pl.col("persona") == "router_customers"),
+    )
+    assert honest["account_id"].n_unique() == 100 and attack["account_id"].n_unique() >= 5
+    for key in keys:
+        values = set(attack[key].to_list())
+        assert len(values) == 1 and values == set(honest[key].to_list()), key
+    assert set(attack["ip"].to_list()) <= set(honest["ip"].to_list())
+    assert set(attack["tier"].to_list()) == set(honest["tier"].to_list()) == {"reseller"}
+    # the router's customers have been with it for a long time; the campaign's sub-accounts are new
+    created = honest.group_by("account_id").agg(pl.col("created_at").first())["created_at"].str.to_datetime()
+    assert (created < datetime(2026, 2, 1, tzinfo=UTC)).mean() > 0.8  # type: ignore[operator]
+    ev2 = _run(tmp_path / "off", _only("low_and_slow"))
+    assert ev2.filter(pl.col("persona") == "low_and_slow")["reseller_id"].null_count() == len(
+        ev2.filter(pl.col("persona") == "low_and_slow")
+    )
+
+
+@pytest.fixture(scope="module")
+def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, World]:
+    base = SimParams()
+    sizes = {"tutoring_backend": 2, "translation_company": 6, "internal_tool_team": 30}
+    sizes |= {"router_customers": 60, "residential_vpn": 20, "hackathon_cohort": 40, "eval_startup": 6}
+    update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
+    # persona counts are scaled: ask for size / scale to get the stated size
+    update |= {n: getattr(base, n).model_copy(update={"accounts": round(k / 0.05)}) for n, k in sizes.items()}
+    params = base.model_copy(update=update)
+    ev = _run(tmp_path_factory.mktemp("look"), params, seed=9, days=1.0, scale=0.05)
+    return ev, World(9, params, BANK, 1.0, 0.05)
+
+
+def _by_persona(ev: pl.DataFrame, persona: str) -> pl.DataFrame:
+    return ev.filter(pl.col("persona") == persona)
+
+
+def test_every_lookalike_is_present_and_none_is_in_the_default_run(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    ev, _ = lookalikes
+    assert set(LOOKALIKE_PERSONAS) <= set(ev["persona"].to_list())
+    assert all(getattr(SimParams(), p).accounts == 0 for p in LOOKALIKE_PERSONAS)
+
+
+def _tutoring_problem(text: str) -> str | None:
+    """The homework problem inside a tutoring template (the template's other slots vary)."""
+    for tpl in BANK.d["tutoring"]["templates"]:
+        pattern = re.escape(tpl).replace(re.escape("{problem}"), "(?P<p>.+)")
+        pattern = re.sub(r"\\\{\w+\\\}", ".*?", pattern)
+        m = re.fullmatch(pattern, text, flags=re.S)
+        if m:
+            return m.group("p")
+    return None
+
+
+def test_tutoring_backend_is_one_verified_tenant_with_huge_repeated_step_by_step_volume(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    t = _by_persona(lookalikes[0], "tutoring_backend")
+    assert t["account_id"].n_unique() == 2
+    for key in ("org_id", "payment_fingerprint", "system_prompt_hash"):
+        assert t[key].n_unique() == 1, key
+    assert t["verified"].all() and set(t["tier"].to_list()) == {"enterprise"}
+    assert (t["created_at"].str.to_datetime() < datetime(2025, 6, 1, tzinfo=UTC)).all()
+    per_account = t.group_by("account_id").len()["len"]
+    assert per_account.max() > 5000  # type: ignore[operator]
+    first = t.filter(pl.col("prompt").struct.field("turns") == 1)["prompt"].struct.field("text").drop_nulls()
+    # "explain step by step", "show your work": the product's own words, in most templates
+    assert (first.map_elements(_stock, return_dtype=pl.Boolean)).mean() > 0.3  # type: ignore[operator]
+    assert _stock(BANK.d["tutoring"]["system"])
+    problems = [_tutoring_problem(t) for t in first.to_list()]
+    assert all(problems) and len(set(problems)) <= 600, "students ask the same homework problems"
+    assert len(set(problems)) < 0.2 * len(problems)
+
+
+def test_translation_company_is_multilingual_office_traffic_on_one_card(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    t = _by_persona(lookalikes[0], "translation_company")
+    assert (
+        t["account_id"].n_unique() == 6 and t["org_id"].n_unique() == t["payment_fingerprint"].n_unique() == 1
+    )
+    assert t["ip"].n_unique() <= 2 and t["prompt"].struct.field("lang").n_unique() >= 6
+    assert t.height > 6 * 300
+
+
+def test_internal_tool_team_shares_one_system_prompt_template_and_office(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    ev, _ = lookalikes
+    t = _by_persona(ev, "internal_tool_team")
+    assert 10 <= t["account_id"].n_unique() <= 60
+    assert t["org_id"].n_unique() == t["payment_fingerprint"].n_unique() == 1
+    tool = t.filter(pl.col("system_prompt_hash").is_not_null())
+    assert tool["system_prompt_hash"].n_unique() == 1 and tool.height > 0.8 * t.height
+    ips = t.group_by("account_id").agg(pl.col("ip").unique())["ip"].to_list()
+    office = set.intersection(*(set(x) for x in ips if len(x) > 0))
+    assert office, "every member sends from the office NAT"
+    hours = t["ts"].str.to_datetime().dt.hour()
+    assert hours.is_between(6, 18).mean() > 0.8  # type: ignore[operator]
+
+
+def test_router_customers_are_sub_accounts_of_one_verified_router(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    t = _by_persona(lookalikes[0], "router_customers")
+    assert t["account_id"].n_unique() == 60 and t["verified"].all()
+    for key in ("reseller_id", "org_id", "payment_fingerprint", "tls_fingerprint"):
+        assert t[key].n_unique() == 1 and t[key].null_count() == 0, key
+    assert t["ip"].n_unique() <= 24, "the router's egress addresses"
+    assert t["prompt"].struct.field("lang").n_unique() >= 5
+
+
+def test_simulation_with_every_knob_is_deterministic(tmp_path: Path) -> None:
+    base = SimParams()
+    update: dict[str, Any] = {
+        f: getattr(base, f).model_copy(
+            update={"content": CONTENT_MODES[i], "rotating_proxy": i % 2 == 0, "via_router": i % 2 == 1}
+        )
+        for i, f in enumerate(FAMILIES)
+    }
+    update |= {n: getattr(base, n).model_copy(update={"accounts": 3}) for n in LOOKALIKE_PERSONAS}
+    params = base.model_copy(update=update)
+    for name in ("a", "b"):
+        simulate(tmp_path / name, days=0.5, seed=12, scale=0.05, params=params)
+    for name in ("events.jsonl", "labels.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    personas = defaultdict(int)
+    for a in json.loads((tmp_path / "a" / "labels.json").read_text())["accounts"].values():
+        personas[a["persona"]] += 1
+    assert set(LOOKALIKE_PERSONAS) <= set(personas)
+
+
+def test_the_default_run_still_makes_the_golden_scenarios_byte_for_byte(tmp_path: Path) -> None:
+    """The knobs and look-alikes are off by default: regenerating the golden scenarios changes no event."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_scenarios.py"), "--out", str(tmp_path)],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    cases = sorted(
+        p.name for p in (ROOT / "tests" / "scenarios").iterdir() if (p / "events.jsonl.gz").is_file()
+    )
+    assert cases and cases == sorted(p.name for p in tmp_path.iterdir())
+    for case in cases:
+        new = gzip.decompress((tmp_path / case / "events.jsonl.gz").read_bytes())
+        assert new == gzip.decompress(
+            (ROOT / "tests" / "scenarios" / case / "events.jsonl.gz").read_bytes()
+        ), case
