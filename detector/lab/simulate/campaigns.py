@@ -209,7 +209,8 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
             max_tokens=w.cap(model, np.full(k, 16384)),
             temperature=temperature,
             thinking=rng.random(k) < 0.5,
-            refusal_p=0.25,
+            # the model refuses to reveal its hidden reasoning, not to solve a problem with a plain CoT ask
+            refusal_p=0.25 if p.content in (None, "multilingual") else 0.003,
             out_median=2500.0,
             history=0.0,
             sys_hash=sys_hash,
