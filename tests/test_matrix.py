@@ -9,14 +9,13 @@ import numpy as np
 from detector.lab.matrix import (
     HELD_OUT_FROM,
     KNOBS,
-    LOOKALIKE_SIZES,
     MatrixConfig,
     draw_knobs,
     knob_cells,
     run_matrix,
 )
 from detector.lab.simulate import FAMILIES
-from detector.lab.simulate.params import LOOKALIKE_PERSONAS
+from detector.lab.simulate.params import LOOKALIKE_PERSONAS, LOOKALIKE_SIZES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.lab.simulate.asks import STOCK_PHRASES
 from detector.lab.simulate.block import Block
 from detector.lab.simulate.campaigns import run_families
-from detector.lab.simulate.params import CONTENT_MODES, LOOKALIKE_PERSONAS, ContentMode
+from detector.lab.simulate.params import CONTENT_MODES, LOOKALIKE_PERSONAS, LOOKALIKE_SIZES, ContentMode
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
 
@@ -294,3 +294,21 @@ def test_the_default_run_still_makes_the_golden_scenarios_byte_for_byte(tmp_path
         assert new == gzip.decompress(
             (ROOT / "tests" / "scenarios" / case / "events.jsonl.gz").read_bytes()
         ), case
+
+
+def test_simulate_cli_adds_the_lookalikes_at_their_sizes_whatever_the_scale(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from detector.cli.main import app
+
+    # half a day: the tutoring QA account runs at 09:00 UTC
+    args = ["simulate", "--out", str(tmp_path), "--days", "0.5", "--scale", "0.05", "--json", "--lookalikes"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    labels = json.loads((tmp_path / "labels.json").read_text())["accounts"]
+    counts: dict[str, int] = defaultdict(int)
+    for a in labels.values():
+        counts[a["persona"]] += 1
+    assert counts["router_customers"] == LOOKALIKE_SIZES["router_customers"]
+    assert counts["tutoring_backend"] == LOOKALIKE_SIZES["tutoring_backend"]
+    assert set(LOOKALIKE_PERSONAS) <= set(counts)

@@ -23,14 +23,20 @@ def simulate(
         Path | None, typer.Option("--prompts", help="Real prompt sets (shared/data/prompts).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    lookalikes: Annotated[
+        bool, typer.Option("--lookalikes", help="Add the honest look-alikes of issue 17 at realistic sizes.")
+    ] = False,
 ) -> None:
     """Generate labelled gateway traffic: events.jsonl, events.parquet and labels.json."""
+    from detector.lab.simulate import SimParams
     from detector.lab.simulate import simulate as run
+    from detector.lab.simulate.params import with_lookalikes
 
     for name, value in (("--days", days), ("--scale", scale)):
         if not value > 0:
             raise typer.BadParameter(f"must be greater than 0, got {value:g}", param_hint=name)
-    summary = run(out, days=days, seed=seed, scale=scale, prompts_dir=prompts)
+    params = with_lookalikes(SimParams(), scale) if lookalikes else None
+    summary = run(out, days=days, seed=seed, scale=scale, prompts_dir=prompts, params=params)
     if as_json:
         print(summary.model_dump_json(indent=2))
     else:

@@ -14,7 +14,8 @@ writing rules or training models. ``detector evaluate-matrix`` runs the developm
 0..draws-1) unless ``--held-out`` is given, which runs indices ``HELD_OUT_FROM``.. instead. A draw's seed
 is ``SEED_BASE + index``: the same index always gives the same run.
 
-Every draw also holds the honest look-alikes at realistic sizes whatever ``scale`` (``LOOKALIKE_SIZES``):
+Every draw also holds the honest look-alikes at realistic sizes whatever ``scale`` (``LOOKALIKE_SIZES``,
+the team's size drawn per draw):
 a hackathon cohort, an evaluation startup, a tutoring platform, a translation company, a team with one
 internal tool, the router's honest customers and the residential proxy network's honest users. The
 router and the proxy exits are the ones the ``reseller`` and ``network`` knobs send campaigns through.
@@ -36,7 +37,7 @@ from pydantic import BaseModel
 
 from detector.lab.evaluate import _read_alerts, evaluate
 from detector.lab.simulate import FAMILIES, SimParams, simulate
-from detector.lab.simulate.params import CONTENT_MODES
+from detector.lab.simulate.params import CONTENT_MODES, with_lookalikes
 
 #: Draw indices at and above this are the held-out block (never looked at while writing rules/training).
 HELD_OUT_FROM = 1000
@@ -52,15 +53,6 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "blend": ("0-30%", "30-60%", "60-90%"),
     "content": CONTENT_MODES,
     "reseller": ("none", "router"),
-}
-#: Honest look-alikes in every draw, in accounts after scaling (realistic sizes; the team's is drawn).
-LOOKALIKE_SIZES: dict[str, int] = {
-    "hackathon_cohort": 40,
-    "eval_startup": 6,
-    "tutoring_backend": 2,
-    "translation_company": 6,
-    "router_customers": 150,
-    "residential_vpn": 40,
 }
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
@@ -170,10 +162,8 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
         f: _family_params(getattr(base, f), knobs[f], cfg.attack_accounts, cfg.scale) for f in FAMILIES
     }
     # the look-alikes at a realistic size whatever the scale
-    sizes = LOOKALIKE_SIZES | {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
-    for name, n in sizes.items():
-        update[name] = getattr(base, name).model_copy(update={"accounts": max(1, round(n / cfg.scale))})
-    params = base.model_copy(update=update)
+    team = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
+    params = with_lookalikes(base.model_copy(update=update), cfg.scale, team)
     out = work / f"draw{index}"
     simulate(out, cfg.days, SEED_BASE + index, scale=cfg.scale, params=params)
     labels = orjson.loads((out / "labels.json").read_bytes())

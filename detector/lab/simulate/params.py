@@ -249,13 +249,27 @@ PERSONAS: tuple[str, ...] = (
     "agentic_coder",
 )
 FAMILIES: tuple[str, ...] = tuple(CAMPAIGN_TYPES)
-#: Honest look-alikes of issue 17: off in the default run (``accounts=0``), on in the evasion matrix.
-LOOKALIKE_PERSONAS: tuple[str, ...] = (
-    "hackathon_cohort",
-    "eval_startup",
-    "tutoring_backend",
-    "translation_company",
-    "internal_tool_team",
-    "router_customers",
-    "residential_vpn",
-)
+#: Honest look-alikes of issue 17 and their realistic sizes in accounts (after scaling): off in the default
+#: run (``accounts=0``), on in the evasion matrix and with ``detector simulate --lookalikes``.
+LOOKALIKE_SIZES: dict[str, int] = {
+    "hackathon_cohort": 40,
+    "eval_startup": 6,
+    "tutoring_backend": 2,
+    "translation_company": 6,
+    "internal_tool_team": 30,
+    "router_customers": 150,
+    "residential_vpn": 40,
+}
+LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
+
+
+def with_lookalikes(params: SimParams, scale: float, sizes: dict[str, int] | None = None) -> SimParams:
+    """``params`` with every look-alike switched on at its size (``LOOKALIKE_SIZES`` overridden by
+    ``sizes``) whatever ``scale``: a hackathon is 40 people however many casual users are simulated."""
+    want = LOOKALIKE_SIZES | (sizes or {})
+    return params.model_copy(
+        update={
+            name: getattr(params, name).model_copy(update={"accounts": max(1, round(n / scale))})
+            for name, n in want.items()
+        }
+    )
