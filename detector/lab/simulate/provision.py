@@ -54,6 +54,7 @@ def _weighted(rng: np.random.Generator, weights: dict[str, float]) -> str:
 def member(
     w: World, rng: np.random.Generator, camp: Campaign, family: str, infra: Infra, created: int
 ) -> int:
+    """Create one member account on the campaign's infrastructure; returns its index."""
     if infra.cards is None:
         card = w.new_id("pf", 12)
     else:
