@@ -25,16 +25,20 @@ from detector.lab.demo.feed import create_topics, produce, read_events
 from detector.runtime.stream.settings import StreamSettings
 
 INPUT, ALERTS, DLQ = "gateway-events", "detector-alerts", "detector-dead-letter"
+#: The confluent source's ownership lease (one partition; ``StreamSettings.lease_topic``'s default).
+LEASE = "detector-lease"
+#: Every ``KafkaSource`` the daemon can run on (tests parametrized over the client).
+SOURCES = ["kafka-python", "confluent"]
 PARTITIONS = 4
 REPO = Path(__file__).resolve().parents[1]
 
 
 def make_topics(bootstrap: str, partitions: int = PARTITIONS, extra: dict[str, int] | None = None) -> None:
-    """Create the input (``partitions``), alerts and dead-letter topics, and ``extra`` (name ->
+    """Create the input (``partitions``), alerts, dead-letter and lease topics, and ``extra`` (name ->
     partitions, e.g. a decisions topic)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        create_topics(admin, {INPUT: partitions, ALERTS: 1, DLQ: 1, **(extra or {})})
+        create_topics(admin, {INPUT: partitions, ALERTS: 1, DLQ: 1, LEASE: 1, **(extra or {})})
     finally:
         admin.close()
 

@@ -64,8 +64,9 @@ def _drained(settings: Any, timeout: float) -> Daemon:
     return daemon
 
 
+@pytest.mark.parametrize("source", kb.SOURCES)
 def test_stream_matches_replay_and_dead_letters(
-    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
+    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path, source: str
 ) -> None:
     kb.make_topics(broker.bootstrap)
     poison: list[tuple[bytes | None, bytes | None]] = [
@@ -77,8 +78,11 @@ def test_stream_matches_replay_and_dead_letters(
     kb.produce_raw(broker.bootstrap, poison[:2])
     n = kb.produce_events(broker.bootstrap, sim["events"])
     kb.produce_raw(broker.bootstrap, poison[2:])
-    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", alerts_file=tmp_path / "alerts.jsonl")
+    settings = kb.stream_settings(
+        broker.bootstrap, tmp_path / "state", alerts_file=tmp_path / "alerts.jsonl", source=source
+    )
     daemon = _daemon(settings, drain_when_idle=True)
+    assert daemon.source.name == source
     server = OpsServer(daemon.metrics.registry, daemon.live, daemon.ready).start()
     try:
         summary = kb.DaemonThread(daemon).start()
@@ -172,16 +176,17 @@ def test_stream_survives_broker_restart(
     assert counted + held == len(events)  # every event once: none lost, the re-read first half de-duplicated
 
 
+@pytest.mark.parametrize("source", kb.SOURCES)
 def test_two_replicas_rebalance_state_follows(
-    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path
+    broker: kb.EmbeddedBroker, sim: dict[str, Any], tmp_path: Path, source: str
 ) -> None:
     kb.make_topics(broker.bootstrap)
     events = sim["events"]
     n, half = len(events), len(events) // 2
     kb.produce_events(broker.bootstrap, events[:half])
     state = tmp_path / "shared-state"
-    a = _daemon(kb.stream_settings(broker.bootstrap, state))
-    b = _daemon(kb.stream_settings(broker.bootstrap, state))
+    a = _daemon(kb.stream_settings(broker.bootstrap, state, source=source))
+    b = _daemon(kb.stream_settings(broker.bootstrap, state, source=source))
     ta = kb.DaemonThread(a).start()
     kb.wait_for(lambda: a.summary.events_fed >= half - 200, 60, "replica A to take the first half")
     tb = kb.DaemonThread(b).start()

@@ -26,7 +26,9 @@ from detector.runtime.metrics import Metrics
 from detector.runtime.stream.consumer import Batch as _Batch
 from detector.runtime.stream.daemon import Daemon
 from detector.runtime.stream.decoding import Decoder, Poll, decode_poll
+from detector.runtime.stream.kafkapython import records_of
 from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.source import Records
 
 SCENARIO = Path(__file__).parent / "scenarios" / "campaign_multilingual_coercion" / "events.jsonl.gz"
 
@@ -43,9 +45,10 @@ class Rec(NamedTuple):
     key: bytes | None
     offset: int
     headers: list[tuple[str, bytes]]
+    timestamp: int = -1
 
 
-def _records(values: list[bytes | None], partitions: int = 3) -> dict[Any, list[Rec]]:
+def _polled(values: list[bytes | None], partitions: int = 3) -> dict[Any, list[Rec]]:
     """Values spread round-robin over partitions, offsets counting from 100 per partition."""
     out: dict[Any, list[Rec]] = {}
     for i, v in enumerate(values):
@@ -55,6 +58,11 @@ def _records(values: list[bytes | None], partitions: int = 3) -> dict[Any, list[
             Rec(v, f"acct-{i % 7}".encode(), 100 + len(recs), [("produced_at", str(1000 + i).encode())])
         )
     return out
+
+
+def _records(values: list[bytes | None], partitions: int = 3) -> Records:
+    """The same poll as a ``KafkaSource`` hands it over (the kafka-python source's conversion)."""
+    return records_of(_polled(values, partitions))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +80,8 @@ def values(contracts_dir: Path) -> list[bytes | None]:
 def test_a_worker_process_decodes_a_poll_exactly_as_the_processing_thread_would(
     values: list[bytes | None],
 ) -> None:
-    records = _records(values)
+    polled = _polled(values)
+    records = records_of(polled)
     inline, pooled = Decoder("in", 0), Decoder("in", 1)
     try:
         a, b = inline.start(records), pooled.start(records)
@@ -81,7 +90,7 @@ def test_a_worker_process_decodes_a_poll_exactly_as_the_processing_thread_would(
         inline.close()
         pooled.close()
     assert (a.parts, a.offs, a.keys, a.spans) == (b.parts, b.offs, b.keys, b.spans)
-    assert a.spans == {0: (100, 100 + len(records[TP("in", 0)]) - 1), **{p: a.spans[p] for p in (1, 2)}}
+    assert a.spans == {0: (100, 100 + len(polled[TP("in", 0)]) - 1), **{p: a.spans[p] for p in (1, 2)}}
     assert a.produced_at == b.produced_at == 1000 + len(values) - 1
     assert_frame_equal(da.events, db.events)
     assert da.records == db.records
@@ -148,7 +157,7 @@ def test_queued_polls_of_one_epoch_coalesce_in_order(tmp_path: Path) -> None:
 
 def test_a_failed_decode_fails_the_batch_where_the_result_is_taken() -> None:
     dec = Decoder("in", 0)
-    poll = dec.start({TP("in", 0): [Rec(b"{}", None, 0, [])]})
+    poll = dec.start(records_of({TP("in", 0): [Rec(b"{}", None, 0, [])]}))
     poll.parts.clear()  # positions no longer line up with values: decoding raises on the reject
     with pytest.raises(IndexError):
         poll.result()
@@ -201,9 +210,10 @@ def test_a_worker_exits_when_the_daemon_is_killed(tmp_path: Path) -> None:
     script.write_text(
         "import time\n"
         "from detector.runtime.stream.decoding import Decoder\n"
+        "from detector.runtime.stream.source import Records\n"
         "if __name__ == '__main__':\n"
         "    d = Decoder('in', 1)\n"
-        "    d.start({}).result()\n"
+        "    d.start(Records()).result()\n"
         "    while not getattr(d._pool, '_processes', None):\n"
         "        time.sleep(0.05)\n"
         "    time.sleep(1.0)\n"

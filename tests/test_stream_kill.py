@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 KILLS = 5
 
 
-def test_kill9_restarts_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", kb.SOURCES)
+def test_kill9_restarts_lose_nothing(tmp_path: Path, source: str) -> None:
     simulate(tmp_path / "sim", days=0.5, seed=3, scale=0.2)
     events = kb.read_events(tmp_path / "sim" / "events.jsonl")
     engine = build_engine(rules_dir=REPO / "rules")
@@ -34,7 +35,7 @@ def test_kill9_restarts_lose_nothing(tmp_path: Path) -> None:
         kb.make_topics(broker.bootstrap)
         n = kb.produce_events(broker.bootstrap, events)
         settings = kb.stream_settings(
-            broker.bootstrap, tmp_path / "state", max_poll_records=100, commit_interval_s=0.3
+            broker.bootstrap, tmp_path / "state", max_poll_records=100, commit_interval_s=0.3, source=source
         )
         killed_mid_stream = kb.kill_daemon_n_times(settings, KILLS, rng)
         kb.drain_daemon(settings)

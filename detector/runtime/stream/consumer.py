@@ -1,8 +1,8 @@
 """The consumer thread: polling, prefetch with back-pressure, coalescing, and offset commits.
 
-kafka-python consumers are not thread-safe, so one thread owns the ``KafkaConsumer``: it creates,
-subscribes, polls, pauses/resumes, commits offsets and closes it, and nothing else touches it (the
-rebalance listener runs inside its ``poll``). Each poll goes to the decoder at once (a worker process
+Kafka clients are not thread-safe, so one thread owns the ``KafkaSource`` (``source``: kafka-python or
+librdkafka): it opens, polls, pauses/resumes, commits offsets and closes it, and nothing else touches it
+(the rebalance listener runs inside its ``poll``). Each poll goes to the decoder at once (a worker process
 when ``decode_workers`` is set) and is queued, tagged with the assignment *epoch* and a high-water
 snapshot, for the processing thread, which takes it with ``next_batch`` (queued polls of one epoch
 coalesce into one batch). Offset commits asked for by the processing thread run between polls.
@@ -16,12 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from kafka import ConsumerRebalanceListener
 
 from detector.runtime.stream.decoding import Decoder, Poll
 from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.source import KafkaSource, Listener
 
 log = logging.getLogger("detector.stream")
 
@@ -44,21 +42,33 @@ class Batch:
         return sum(len(p.offs) for p in self.polls)
 
 
+def make_source(settings: StreamSettings, owns_partitions: Callable[[], bool]) -> KafkaSource:
+    """The ``KafkaSource`` that ``DETECTOR_STREAM_SOURCE`` names (``owns_partitions``: whether this
+    replica holds the partitions now, for kafka-python's sticky single-owner assignor)."""
+    if settings.source == "confluent":
+        from detector.runtime.stream.confluent import ConfluentSource
+
+        return ConfluentSource(settings)
+    from detector.runtime.stream.kafkapython import KafkaPythonSource
+
+    return KafkaPythonSource(settings, owns_partitions)
+
+
 class ConsumerThread:
-    """Owns the ``KafkaConsumer`` on its own thread; hands decoded polls to the processing thread."""
+    """Owns the ``KafkaSource`` on its own thread; hands decoded polls to the processing thread."""
 
     def __init__(
         self,
         settings: StreamSettings,
         decoder: Callable[[], Decoder | None],
         epoch: Callable[[], int],
-        assignor: Any,
-        listener: ConsumerRebalanceListener,
+        source: KafkaSource,
+        listener: Listener,
     ) -> None:
         self.s = settings
         self._decoder = decoder
         self._epoch = epoch
-        self._assignor = assignor
+        self.source = source
         self._listener = listener
         self.queue: queue.Queue[Batch] = queue.Queue()
         #: A batch taken from the queue while coalescing but left for the next turn (another epoch, an
@@ -68,7 +78,6 @@ class ConsumerThread:
         self._commands: queue.Queue[tuple[int, dict[int, int]]] = queue.Queue()
         self._closing = threading.Event()
         self.error: BaseException | None = None
-        self.kafka: Any = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------ processing side
@@ -144,44 +153,26 @@ class ConsumerThread:
     def commit_now(self, offsets: dict[int, int]) -> None:
         """Commit asynchronously right away: only from the rebalance listener (the thread is in poll)."""
         try:
-            self.kafka.commit_async(self._request(offsets), callback=_log_commit_failure)
+            self.source.commit(offsets, sync=False)
         except Exception as exc:  # the checkpoint is authoritative; the group offset is for visibility
             log.warning("offset commit failed", extra={"error": type(exc).__name__})
 
-    def seek(self, tp: Any, offset: int | None) -> None:
+    def seek(self, partition: int, offset: int | None) -> None:
         """Position a partition (None: from the beginning). Only from the rebalance listener."""
-        if offset is None:
-            self.kafka.seek_to_beginning(tp)
-        else:
-            self.kafka.seek(tp, offset)
+        self.source.seek(partition, offset)
 
     # ------------------------------------------------------------------------------- the thread
-    def _request(self, offsets: dict[int, int]) -> dict[Any, Any]:
-        from kafka import OffsetAndMetadata, TopicPartition
-
-        topic = self.s.input_topic
-        return {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
-
     def _run(self) -> None:
-        """The consumer thread: the only thread that calls the ``KafkaConsumer``."""
-        from kafka import KafkaConsumer
-
-        consumer: Any = None
-        topic = self.s.input_topic
+        """The consumer thread: the only thread that calls the ``KafkaSource``."""
+        source = self.source
+        opened = False
         try:
-            consumer = KafkaConsumer(
-                **self.s.consumer_config(),
-                group_id=self.s.group_id,
-                session_timeout_ms=self.s.session_timeout_ms,
-                heartbeat_interval_ms=self.s.heartbeat_interval_ms,
-                max_poll_interval_ms=self.s.max_poll_interval_ms,
-                partition_assignment_strategy=[self._assignor],
-            )
-            self.kafka = consumer
-            consumer.subscribe([topic], listener=self._listener)
+            source.open(self._listener)
+            opened = True
             last_poll = 0.0
+            paused = False
             while not self._closing.is_set():
-                self._run_commands(consumer, sync=False)
+                self._run_commands(sync=False)
                 if self.queue.qsize() >= self.s.prefetch_batches:
                     # back-pressure: wait for the processing thread; poll now and then with every
                     # partition paused so that the group (and a pending rebalance) is served
@@ -189,39 +180,35 @@ class ConsumerThread:
                     self._taken.clear()
                     if time.monotonic() - last_poll < KEEPALIVE_S:
                         continue
-                    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
-                    if mine:
-                        consumer.pause(*mine)
-                    records = consumer.poll(timeout_ms=0, max_records=self.s.max_poll_records)
+                    source.pause()
+                    paused = True
+                    records = source.poll(0, self.s.max_poll_records)
                 else:
-                    paused = consumer.paused()
                     if paused:
-                        consumer.resume(*paused)
-                    records = consumer.poll(
-                        timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_poll_records
-                    )
+                        source.resume()
+                        paused = False
+                    records = source.poll(self.s.poll_timeout_ms, self.s.max_poll_records)
                 last_poll = time.monotonic()
                 # read after the poll: a rebalance inside it bumped the epoch, and these records
                 # were fetched from the positions its assignment set
                 epoch = self._epoch()
-                if records or self.queue.empty():  # empty batches only while idle (merge timing)
-                    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
-                    high = {tp.partition: consumer.highwater(tp) for tp in mine}
+                if len(records) or self.queue.empty():  # empty batches only while idle (merge timing)
+                    high = source.highwaters()
                     decoder = self._decoder()
                     assert decoder is not None
-                    polls = [decoder.start(records)] if records else []
+                    polls = [decoder.start(records)] if len(records) else []
                     self.queue.put(Batch(epoch, polls, high))
         except BaseException as exc:
             self.error = exc
             log.exception("consumer thread failed")
         finally:
-            if consumer is not None:
-                try:
-                    self._run_commands(consumer, sync=True)
-                finally:
-                    consumer.close(autocommit=False)  # revokes: the listener may commit once more
+            try:
+                if opened:
+                    self._run_commands(sync=True)
+            finally:
+                source.close()  # revokes: the listener may commit once more
 
-    def _run_commands(self, consumer: Any, *, sync: bool) -> None:
+    def _run_commands(self, *, sync: bool) -> None:
         """Offset commits asked for by the processing thread (for lag dashboards; see the daemon doc)."""
         while True:
             try:
@@ -231,14 +218,6 @@ class ConsumerThread:
             if epoch != self._epoch():
                 continue  # a rebalance since: these partitions may belong to someone else now
             try:
-                if sync:
-                    consumer.commit(self._request(offsets))
-                else:
-                    consumer.commit_async(self._request(offsets), callback=_log_commit_failure)
+                self.source.commit(offsets, sync=sync)
             except Exception as exc:  # the checkpoint is authoritative; the group offset is for visibility
                 log.warning("offset commit failed", extra={"error": type(exc).__name__})
-
-
-def _log_commit_failure(offsets: Any, response: Any) -> None:
-    if isinstance(response, BaseException):
-        log.warning("offset commit failed", extra={"error": type(response).__name__})

@@ -41,9 +41,8 @@ from detector.contracts import Alert
 from detector.decide import DecisionBook, load_policy
 from detector.io.sinks import CallbackSink, DeadLetter, Outputs, SinkError
 from detector.runtime.merge import OFF, PART, EventTimeMerge
-from detector.runtime.stream.assignor import SingleOwnerAssignor
 from detector.runtime.stream.commit import Checkpoint, Fenced
-from detector.runtime.stream.consumer import Batch, ConsumerThread
+from detector.runtime.stream.consumer import Batch, ConsumerThread, make_source
 from detector.runtime.stream.decoding import Decoder, Poll, take_polls
 from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
@@ -146,7 +145,7 @@ class Daemon:
         self.decoder: Decoder | None = None
         self.folder = CheckpointFolder(settings.state_dir)
         self.checkpoint = Checkpoint(self.folder, settings.input_topic, metrics)
-        self.assigned: list[Any] = []
+        self.assigned: list[int] = []
         self.owner = False
         self.joined = False
         self._dirty = False
@@ -161,10 +160,10 @@ class Daemon:
         self.lock = threading.RLock()
         self.epoch = 0
         self._owner_epoch = 0
-        self.assignor = SingleOwnerAssignor(lambda: self.owner)
+        self.source = make_source(settings, lambda: self.owner)
         self.hw: dict[int, int | None] = {}
         self.consumer = ConsumerThread(
-            settings, lambda: self.decoder, lambda: self.epoch, self.assignor, Rebalance(self)
+            settings, lambda: self.decoder, lambda: self.epoch, self.source, Rebalance(self)
         )
 
     # ------------------------------------------------------------------------------------------ probes
@@ -290,7 +289,7 @@ class Daemon:
     # ------------------------------------------------------------------------------------------ batches
     def highwater(self) -> dict[int, int | None]:
         """High-water offsets of the assigned partitions, as the consumer thread last saw them."""
-        mine = {tp.partition for tp in self.assigned}
+        mine = set(self.assigned)
         return {p: h for p, h in self.hw.items() if p in mine}
 
     def _handle(self, polls: list[Poll]) -> None:
@@ -418,7 +417,7 @@ class Daemon:
         offsets = self.merge.safe_offsets()
         state = {"decisions": self.decider.state()} if self.decider is not None else None
         folder = self.checkpoint.commit(
-            self.engine, self.outputs, offsets, self._owner_epoch, self.assignor.generation, send, state
+            self.engine, self.outputs, offsets, self._owner_epoch, self.source.generation, send, state
         )
         if folder is None:
             return

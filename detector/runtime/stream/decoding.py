@@ -33,6 +33,7 @@ from detector.enrich.prompt_features import markers
 from detector.io.sinks import DeadLetter, SinkGroup
 from detector.runtime.cpu import pid_seconds
 from detector.runtime.merge import OFF, PART
+from detector.runtime.stream.source import Records, header_ms
 from detector.runtime.workers import pool_pids, spawn_pool
 
 
@@ -147,29 +148,15 @@ class Decoder:
         if workers > 0:
             self._pool = spawn_pool(workers, _warm)
 
-    def start(self, records: dict[Any, list[Any]]) -> Poll:
-        """Take a poll (``{TopicPartition: [ConsumerRecord]}``) and start decoding it."""
-        values: list[bytes] = []
-        keys: list[bytes | None] = []
-        parts: list[int] = []
-        offs: list[int] = []
-        spans: dict[int, tuple[int, int]] = {}
-        newest = 0
-        for tp, recs in records.items():
-            for r in recs:
-                values.append(r.value if r.value is not None else b"")
-                keys.append(r.key)
-                parts.append(tp.partition)
-                offs.append(r.offset)
-            if recs:
-                spans[tp.partition] = (recs[0].offset, recs[-1].offset)
-                newest = max(newest, produced_at(recs[-1]))
+    def start(self, records: Records) -> Poll:
+        """Take a poll (from a ``KafkaSource``) and start decoding it."""
+        values, parts, offs = records.values, records.parts, records.offs
         decoded: Future[DecodedBatch]
         if self._pool is not None and values:
             decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs)
         else:
             decoded = _DeferredFuture((self.topic, values, parts, offs))
-        return Poll(parts, offs, keys, spans, newest, decoded)
+        return Poll(parts, offs, records.keys, records.spans, records.produced_at, decoded)
 
     def worker_cpu_seconds(self) -> float:
         """CPU seconds used so far by the live worker processes (benchmarks add it to the daemon's)."""
@@ -207,10 +194,4 @@ def _warm() -> None:
 
 def produced_at(record: Any) -> int:
     """The ``produced_at`` header (ms since the epoch) of a record, 0 if absent."""
-    for key, value in record.headers or ():
-        if key == "produced_at":
-            try:
-                return int(value)
-            except (TypeError, ValueError):  # a null or non-numeric header (any producer may set one)
-                return 0
-    return 0
+    return header_ms(record.headers)

@@ -1,7 +1,8 @@
 """Rebalance and fencing: what the daemon does when the group revokes, loses or assigns partitions.
 
-The listener methods run inside the consumer's ``poll`` (or ``close``; kafka-python 3 runs them on the
-client's IO thread while the consumer thread waits in ``poll``). They take the processing lock, so the
+The listener methods run inside the source's ``poll`` (or ``close``; kafka-python 3 runs them on the
+client's IO thread while the consumer thread waits in ``poll``), with input partition numbers, whatever
+the ``KafkaSource``. They take the processing lock, so the
 processing thread is between batches, then bump the epoch: batches still queued were polled under the
 old assignment, so they are dropped, not counted, and read again from the checkpoint's offsets.
 
@@ -22,16 +23,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kafka import ConsumerRebalanceListener
-
 from detector.checkpoint import CheckpointFolder, StreamPosition
 from detector.io.sinks import SinkError
 from detector.runtime.merge import EventTimeMerge
-from detector.runtime.stream.assignor import SingleOwnerAssignor
 from detector.runtime.stream.commit import Checkpoint, Fenced
 from detector.runtime.stream.consumer import ConsumerThread
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.source import KafkaSource
 
 if TYPE_CHECKING:
     from detector.engine import Engine, EngineFactory, Observers
@@ -60,8 +59,8 @@ class Owner(Protocol):
     folder: CheckpointFolder
     checkpoint: Checkpoint
     merge: EventTimeMerge
-    assignor: SingleOwnerAssignor
-    assigned: list[Any]
+    source: KafkaSource
+    assigned: list[int]
     hw: dict[int, int | None]
     owner: bool
     joined: bool
@@ -77,8 +76,8 @@ class Owner(Protocol):
     def restore_decisions(self, extra: dict[str, Any]) -> None: ...
 
 
-class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """kafka-python rebalance callbacks, acting on the daemon's state under its processing lock."""
+class Rebalance:
+    """The rebalance callbacks (``source.Listener``), acting on the daemon's state under its lock."""
 
     def __init__(self, daemon: Owner) -> None:
         self.daemon = daemon
@@ -98,7 +97,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             d.no_commit = True
             d.engine = None
 
-    def on_partitions_revoked(self, revoked: list[Any]) -> None:
+    def on_revoked(self, revoked: list[int]) -> None:
         """Before the group moves partitions: commit, so the next owner starts from our checkpoint."""
         d = self.daemon
         with d.lock:
@@ -108,9 +107,9 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                     d.my_ckpt = None  # set again only if this commit succeeds (memory == checkpoint)
                 self._commit_or_stop("rebalance")
             d.assigned = []
-        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+        log.info("partitions revoked", extra={"partitions": revoked})
 
-    def on_partitions_lost(self, lost: list[Any]) -> None:
+    def on_lost(self, lost: list[int]) -> None:
         """The group evicted us (session expired): another owner may be writing; drop, never write."""
         d = self.daemon
         with d.lock:
@@ -119,9 +118,9 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             d.my_ckpt = None
             d._dirty = False
             d.assigned = []
-        log.warning("partitions lost", extra={"partitions": sorted(tp.partition for tp in lost)})
+        log.warning("partitions lost", extra={"partitions": lost})
 
-    def on_partitions_assigned(self, assigned: list[Any]) -> None:
+    def on_assigned(self, assigned: list[int]) -> None:
         """After the group assigned partitions: restore the shared checkpoint, seek, claim ownership."""
         d = self.daemon
         start: dict[int, int] = {}
@@ -129,7 +128,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._new_epoch()
             d.joined = True
             topic = d.s.input_topic
-            mine = sorted((tp for tp in assigned if tp.topic == topic), key=lambda tp: tp.partition)
+            mine = sorted(assigned)
             d.assigned = mine
             if not mine:
                 d.owner = False
@@ -147,10 +146,10 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             else:
                 extra = d.folder.current_extra()
             position = StreamPosition.from_extra(extra, topic)
-            for tp in mine:
-                off = position.offsets.get(tp.partition)
-                d.consumer.seek(tp, off)
-                start[tp.partition] = 0 if off is None else off
+            for p in mine:
+                off = position.offsets.get(p)
+                d.consumer.seek(p, off)
+                start[p] = 0 if off is None else off
             d.merge.reset(start)
             d.hw = {}
             d.checkpoint.reset()
@@ -161,9 +160,10 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info(
             "partitions assigned",
             extra={
-                "partitions": [tp.partition for tp in mine],
+                "partitions": mine,
                 "from": {str(p): o for p, o in start.items()},
                 "owner_epoch": d._owner_epoch,
-                "generation": d.assignor.generation,
+                "generation": d.source.generation,
+                "source": d.source.name,
             },
         )

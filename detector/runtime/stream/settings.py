@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector.errors import ConfigError
+from detector.runtime.stream.source import SourceName
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
@@ -31,6 +32,10 @@ class StreamSettings(BaseSettings):
     alerts_topic: str = "detector-alerts"
     dead_letter_topic: str = "detector-dead-letter"
     group_id: str = "distillation-detector"
+    #: The Kafka client: ``kafka-python`` (default) or ``confluent`` (librdkafka; the ``confluent`` extra).
+    source: SourceName = "kafka-python"
+    #: ``confluent`` only: the one-partition topic whose partition 0 is the ownership lease (create it).
+    lease_topic: str = "detector-lease"
     client_id: str = "distillation-detector"
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None

@@ -1,0 +1,136 @@
+"""The default ``KafkaSource``: kafka-python, subscribed with the ``SingleOwnerAssignor``.
+
+kafka-python runs a Python partition assignor on the group leader, so single ownership is the
+assignor's job: every input partition goes to one member (the current owner while it stays), the
+others get none. The rebalance listener's ``TopicPartition`` lists become partition numbers here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kafka import ConsumerRebalanceListener
+
+from detector.runtime.stream.assignor import SingleOwnerAssignor
+from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.source import Listener, Records, header_ms
+
+log = logging.getLogger("detector.stream")
+
+
+def records_of(polled: dict[Any, list[Any]]) -> Records:
+    """A kafka-python poll (``{TopicPartition: [ConsumerRecord]}``) as ``Records``."""
+    out = Records()
+    values, keys, parts, offs, stamps = out.values, out.keys, out.parts, out.offs, out.timestamps
+    for tp, recs in polled.items():
+        p = tp.partition
+        for r in recs:
+            values.append(r.value if r.value is not None else b"")
+            keys.append(r.key)
+            parts.append(p)
+            offs.append(r.offset)
+            stamps.append(r.timestamp if r.timestamp is not None else -1)
+        if recs:
+            out.spans[p] = (recs[0].offset, recs[-1].offset)
+            out.produced_at = max(out.produced_at, header_ms(recs[-1].headers))
+    return out
+
+
+class _Adapter(ConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python's listener interface over the daemon's ``Listener`` (input-topic partitions only)."""
+
+    def __init__(self, listener: Listener, topic: str) -> None:
+        self.listener = listener
+        self.topic = topic
+
+    def _parts(self, tps: list[Any]) -> list[int]:
+        return sorted(tp.partition for tp in tps if tp.topic == self.topic)
+
+    def on_partitions_revoked(self, revoked: list[Any]) -> None:
+        self.listener.on_revoked(self._parts(revoked))
+
+    def on_partitions_lost(self, lost: list[Any]) -> None:
+        self.listener.on_lost(self._parts(lost))
+
+    def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        self.listener.on_assigned(self._parts(assigned))
+
+
+class KafkaPythonSource:
+    """``KafkaSource`` on a ``KafkaConsumer`` (created on the consumer thread by ``open``)."""
+
+    name = "kafka-python"
+
+    def __init__(self, settings: StreamSettings, owns_partitions: Callable[[], bool]) -> None:
+        self.s = settings
+        self.topic = settings.input_topic
+        self.assignor = SingleOwnerAssignor(owns_partitions)
+        self.kafka: Any = None
+
+    @property
+    def generation(self) -> int:
+        return self.assignor.generation
+
+    def open(self, listener: Listener) -> None:
+        from kafka import KafkaConsumer
+
+        self.kafka = KafkaConsumer(
+            **self.s.consumer_config(),
+            group_id=self.s.group_id,
+            session_timeout_ms=self.s.session_timeout_ms,
+            heartbeat_interval_ms=self.s.heartbeat_interval_ms,
+            max_poll_interval_ms=self.s.max_poll_interval_ms,
+            partition_assignment_strategy=[self.assignor],
+        )
+        self.kafka.subscribe([self.topic], listener=_Adapter(listener, self.topic))
+
+    def poll(self, timeout_ms: int, max_records: int) -> Records:
+        return records_of(self.kafka.poll(timeout_ms=timeout_ms, max_records=max_records))
+
+    def _mine(self) -> list[Any]:
+        return [tp for tp in self.kafka.assignment() if tp.topic == self.topic]
+
+    def assignment(self) -> list[int]:
+        return sorted(tp.partition for tp in self._mine())
+
+    def highwaters(self) -> dict[int, int | None]:
+        return {tp.partition: self.kafka.highwater(tp) for tp in self._mine()}
+
+    def pause(self) -> None:
+        mine = self._mine()
+        if mine:
+            self.kafka.pause(*mine)
+
+    def resume(self) -> None:
+        paused = self.kafka.paused()
+        if paused:
+            self.kafka.resume(*paused)
+
+    def seek(self, partition: int, offset: int | None) -> None:
+        from kafka import TopicPartition
+
+        tp = TopicPartition(self.topic, partition)
+        if offset is None:
+            self.kafka.seek_to_beginning(tp)
+        else:
+            self.kafka.seek(tp, offset)
+
+    def commit(self, offsets: dict[int, int], *, sync: bool) -> None:
+        from kafka import OffsetAndMetadata, TopicPartition
+
+        request = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+        if sync:
+            self.kafka.commit(request)
+        else:
+            self.kafka.commit_async(request, callback=_log_commit_failure)
+
+    def close(self) -> None:
+        if self.kafka is not None:
+            self.kafka.close(autocommit=False)  # revokes: the listener may commit once more
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.warning("offset commit failed", extra={"error": type(response).__name__})
