@@ -240,15 +240,31 @@ def bench_stream(
     seed: Annotated[int, typer.Option("--seed")] = 1,
     live_seconds: Annotated[float, typer.Option("--live-seconds")] = 20.0,
     speed: Annotated[float, typer.Option("--speed", help="Event-time speed-up of the live phase.")] = 600.0,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="The daemon's Kafka client: kafka-python, confluent (the confluent extra), or both "
+            "(kafka-python first; the live phase runs on the first).",
+        ),
+    ] = "kafka-python",
 ) -> None:
-    """Embedded broker: raw consume rate vs the daemon end to end, and produce-to-alert latency."""
+    """Embedded broker: raw consume rates vs the daemon end to end, and produce-to-alert latency."""
     import json
 
     from detector.lab.bench.stream import run_stream_bench
     from detector.runtime.stream.logs import setup_logging
+    from detector.runtime.stream.source import SourceName
 
+    choices: dict[str, tuple[SourceName, ...]] = {
+        "kafka-python": ("kafka-python",),
+        "confluent": ("confluent",),
+        "both": ("kafka-python", "confluent"),
+    }
+    if source not in choices:
+        raise typer.BadParameter(f"--source: one of {', '.join(choices)}")
     setup_logging("WARNING")
-    print(json.dumps(run_stream_bench(days, scale, seed, live_seconds, speed), indent=2))
+    print(json.dumps(run_stream_bench(days, scale, seed, live_seconds, speed, choices[source]), indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -34,3 +34,10 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def thread_seconds(native_id: int | None) -> float | None:
+    """CPU seconds used so far by thread ``native_id`` of this process (Linux ``/proc``), None if unknown."""
+    if native_id is None:
+        return None
+    return pid_seconds(native_id) if Path(f"/proc/self/task/{native_id}").exists() else None
