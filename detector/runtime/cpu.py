@@ -19,8 +19,12 @@ def own_seconds() -> float:
 
 def pid_seconds(pid: int) -> float | None:
     """CPU seconds used so far by process ``pid`` (user plus system; Linux ``/proc``), None if unknown."""
+    return _stat_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_seconds(stat: Path) -> float | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     # after the command name: state is field 3, utime 14 and stime 15 (1-based, see proc(5))
@@ -40,4 +44,4 @@ def thread_seconds(native_id: int | None) -> float | None:
     """CPU seconds used so far by thread ``native_id`` of this process (Linux ``/proc``), None if unknown."""
     if native_id is None:
         return None
-    return pid_seconds(native_id) if Path(f"/proc/self/task/{native_id}").exists() else None
+    return _stat_seconds(Path(f"/proc/self/task/{native_id}/stat"))  # /proc/TID/stat: the whole process
