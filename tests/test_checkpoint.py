@@ -10,6 +10,7 @@ import pytest
 from detector.app import build_engine
 from detector.checkpoint import load_engine, save_engine
 from detector.io.files import iter_file
+from detector.statedir import seal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +42,8 @@ def test_restore_mid_stream_gives_the_same_alerts(events: pl.DataFrame, tmp_path
     first = build_engine(ROOT / "rules")
     got = first.process(events.slice(0, cut))
     save_engine(first, tmp_path / "ckpt", extra={"offsets": {"0": cut}})
-    save_engine(first, tmp_path / "ckpt", extra={"offsets": {"0": cut}})  # a second save replaces the first
-    assert len(list((tmp_path / "ckpt").glob("ckpt-*"))) == 1
+    save_engine(first, tmp_path / "ckpt", extra={"offsets": {"0": cut}})  # a second save, made current
+    assert len(list((tmp_path / "ckpt").glob("ckpt-*"))) == 2  # the current one and the one before
 
     second = build_engine(ROOT / "rules")
     extra = load_engine(second, tmp_path / "ckpt")
@@ -130,6 +131,7 @@ def test_checkpoint_without_last_verdict_times_closes_no_episode_early(
     for e in book:
         del e["last_hit"]
     (folder / "book.json").write_text(json.dumps(book))
+    seal(folder)  # a deliberate rewrite: an older build's checkpoint, whole
     clock = json.loads((folder / "meta.json").read_text())["clock"]
     restored_at = datetime.fromisoformat(clock["last_closed"])
     open_ids = {(e["kind"], e["subject"]): e["alert_id"] for e in book}
