@@ -221,7 +221,10 @@ def write_folder(root: Path, fill: Callable[[Path], None], keep: int = KEEP) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         if pointer(root) != name:
             shutil.rmtree(final, ignore_errors=True)
-        (root / f"{POINTER}.tmp").unlink(missing_ok=True)
+        try:
+            (root / f"{POINTER}.tmp").unlink(missing_ok=True)
+        except OSError:
+            pass  # not a file we staged (or the directory is read-only): nothing of ours to remove
         raise CheckpointWriteError(
             f"cannot write a checkpoint ({type(exc).__name__}: {exc}); nothing was left behind", str(root)
         ) from exc
@@ -236,7 +239,7 @@ def prune(root: Path, seq: int, keep: int = KEEP) -> None:
     for old in older[max(0, keep - 1) :]:
         shutil.rmtree(old, ignore_errors=True)
     for tmp in root.glob(f"{TMP}{PREFIX}*"):
-        if seq_of(tmp.name) < seq:
+        if seq_of(tmp.name) <= seq:  # a crashed write had the same number as this one
             shutil.rmtree(tmp, ignore_errors=True)
     damaged = sorted(root.glob(f"{DAMAGED}*"), key=lambda p: -seq_of(p.name.removeprefix(DAMAGED)))
     for old in damaged[KEEP_DAMAGED:]:

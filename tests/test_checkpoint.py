@@ -148,3 +148,39 @@ def test_checkpoint_without_last_verdict_times_closes_no_episode_early(
     ]
     assert early, "some restored episodes should get a verdict soon after the restore"
     assert all(a.alert_id == open_ids[(a.kind, a.subject)] for a in early)
+
+
+def test_a_damaged_checkpoint_falls_back_loudly_to_the_previous_one(
+    events: pl.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The current checkpoint's state file deleted: the load takes the previous checkpoint (its offsets
+    with its state), logs one error line naming both folders, counts it and sets the damaged one aside;
+    with the previous one damaged too, the load refuses, naming the state directory."""
+    import logging
+
+    from detector.statedir import NoGoodCheckpoint
+
+    eng = build_engine(ROOT / "rules")
+    eng.process(events.slice(0, 3_000))
+    previous = save_engine(eng, tmp_path / "c", extra={"offsets": {"0": 3_000}})
+    eng.process(events.slice(3_000, 3_000))
+    current = save_engine(eng, tmp_path / "c", extra={"offsets": {"0": 6_000}})
+    (current / "buckets.parquet").unlink()
+    fallbacks: list[int] = []
+    again = build_engine(ROOT / "rules")
+    with caplog.at_level(logging.ERROR, logger="detector.checkpoint"):
+        extra = load_engine(again, tmp_path / "c", lambda: fallbacks.append(1))
+    assert extra == {"offsets": {"0": 3_000}} and fallbacks == [1]
+    (line,) = [r for r in caplog.records if r.name == "detector.checkpoint"]
+    assert line.levelno == logging.ERROR
+    assert line.skipped == [f"{current.name}: missing buckets.parquet"]  # type: ignore[attr-defined]
+    assert line.loaded == previous.name  # type: ignore[attr-defined]
+    assert (tmp_path / "c" / f"damaged-{current.name}").is_dir() and not current.exists()
+    once = build_engine(ROOT / "rules")
+    once.process(events.slice(0, 3_000))
+    assert again.stats.events == once.stats.events  # the previous checkpoint's state, whole
+
+    (previous / "book.json").write_text("[]")
+    with pytest.raises(NoGoodCheckpoint) as info:
+        load_engine(build_engine(ROOT / "rules"), tmp_path / "c")
+    assert str(tmp_path / "c") in str(info.value) and "--reset-state" in str(info.value)
