@@ -26,6 +26,7 @@ refuses to start (``NoGoodCheckpoint``) rather than read the input from the begi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -221,10 +222,9 @@ def write_folder(root: Path, fill: Callable[[Path], None], keep: int = KEEP) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         if pointer(root) != name:
             shutil.rmtree(final, ignore_errors=True)
-        try:
+        # not a file we staged (or the directory is read-only): nothing of ours to remove
+        with contextlib.suppress(OSError):
             (root / f"{POINTER}.tmp").unlink(missing_ok=True)
-        except OSError:
-            pass  # not a file we staged (or the directory is read-only): nothing of ours to remove
         raise CheckpointWriteError(
             f"cannot write a checkpoint ({type(exc).__name__}: {exc}); nothing was left behind", str(root)
         ) from exc

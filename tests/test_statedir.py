@@ -154,3 +154,19 @@ def test_reset_moves_everything_aside(tmp_path: Path) -> None:
     assert (aside / "CURRENT").exists()
     assert not choose(tmp_path).present
     assert reset(tmp_path) is None  # nothing left to move (the discarded folder stays)
+
+
+def test_reset_state_acts_only_when_the_daemon_would_refuse(tmp_path: Path) -> None:
+    """`--reset-state` left in a service definition must not wipe good state at the next restart; on a
+    directory with no checkpoint that verifies it moves everything aside."""
+    from detector.checkpoint import CheckpointFolder
+    from detector.runtime.stream.settings import StreamSettings
+    from detector.runtime.stream.statecheck import check_state
+
+    settings = StreamSettings(bootstrap_servers="127.0.0.1:9", state_dir=tmp_path)  # never contacted
+    good = write_folder(tmp_path, _fill("a"))
+    assert check_state(CheckpointFolder(tmp_path), settings, reset=True) is False
+    assert choose(tmp_path).folder == good
+    (good / "book.json").write_text("[]")
+    assert check_state(CheckpointFolder(tmp_path), settings, reset=True) is True
+    assert not choose(tmp_path).present and len(list(tmp_path.glob("discarded-*/CURRENT"))) == 1

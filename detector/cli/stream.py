@@ -156,8 +156,9 @@ def run(
         bool,
         typer.Option(
             "--reset-state",
-            help="Move the state directory's contents aside and read the input from the beginning of "
-            "its retention (only when no checkpoint verifies; see docs/operations.md#state).",
+            help="When no checkpoint verifies (or the state is gone while the group has offsets): move "
+            "the state directory's contents aside and read the input from the beginning of its "
+            "retention. Ignored while a checkpoint verifies (docs/operations.md#state).",
         ),
     ] = False,
 ) -> None:

@@ -199,7 +199,7 @@ class Daemon:
         last checkpoint failed (the state on disk is behind: not a clean stop).
         """
         log.info("starting", extra={"settings": self.s.redacted()})
-        check_state(self.folder, self.s, self.reset_pending)
+        self.reset_pending = check_state(self.folder, self.s, self.reset_pending)
         outputs = self.outputs = self._make_outputs()
         if self._on_alert or self._keep_alerts:
             outputs.alerts.sinks.append(CallbackSink[Alert](self._collect))

@@ -61,15 +61,28 @@ def refuse_lost_state(s: StreamSettings) -> None:
         )
 
 
-def check_state(folder: CheckpointFolder, s: StreamSettings, reset: bool) -> None:
-    """The daemon's start: with ``reset`` move the state aside; else refuse a state directory with no
-    checkpoint that verifies (``NoGoodCheckpoint``), or an empty one when the group has offsets."""
-    if reset:
-        aside = folder.reset()
-        log.warning(
-            "state reset: starting from the beginning of the retained input",
-            extra={"state_dir": str(folder.root), "moved_to": str(aside) if aside else None},
-        )
-        return
-    if not folder.check():
-        refuse_lost_state(s)
+def check_state(folder: CheckpointFolder, s: StreamSettings, reset: bool) -> bool:
+    """The daemon's start: refuse a state directory with no checkpoint that verifies, or an empty one
+    while the group has offsets (``NoGoodCheckpoint``). With ``reset`` (``--reset-state``) such a
+    directory is moved aside instead and True returned (the first assignment may then read from the
+    beginning); a checkpoint that verifies is never reset (the flag is ignored, with a warning), so a
+    flag left in a service definition cannot wipe the state at every restart."""
+    try:
+        if folder.check():
+            if reset:
+                log.warning(
+                    "--reset-state ignored: a checkpoint verifies", extra={"state_dir": str(folder.root)}
+                )
+            return False
+        if not reset:
+            refuse_lost_state(s)
+            return False
+    except NoGoodCheckpoint:
+        if not reset:
+            raise
+    aside = folder.reset()
+    log.warning(
+        "state reset: starting from the beginning of the retained input",
+        extra={"state_dir": str(folder.root), "moved_to": str(aside) if aside else None},
+    )
+    return True
