@@ -14,8 +14,9 @@ renamed to ``ckpt-<seq>-<random>``, and ``CURRENT`` is switched to it (write, fs
 Any error on the way (``OSError``: read-only, ENOSPC, EFBIG; polars' ``ComputeError`` wrapping one;
 anything else) removes the temporary (or renamed, not yet current) folder and raises
 ``CheckpointWriteError``: a failed write leaves nothing behind. After the switch, complete folders
-with a lower sequence number are removed except the newest ``KEEP - 1``; folders with a higher number
-(a racing writer's) are never touched.
+with a lower sequence number are removed except the previous checkpoint (the one ``CURRENT`` named
+before, or if that is gone the newest older folder); folders with a higher number (a racing
+writer's) are never touched.
 
 **Reading** (``choose``): a checkpoint is a folder whose manifest parses and matches its files exactly
 (the same names, sizes and hashes); anything else is not a checkpoint. ``CURRENT``'s folder is tried
@@ -45,7 +46,7 @@ POINTER = "CURRENT"
 PREFIX = "ckpt-"
 TMP = ".tmp-"
 DAMAGED = "damaged-"
-#: Checkpoint folders kept after a switch: the current one and the one before it, so that one damaged
+#: Checkpoint folders kept after a switch: the current one and the previous one, so that one damaged
 #: checkpoint (a bad disk block, a file deleted by hand) costs one commit interval of re-reading, not
 #: the whole state. Each kept folder costs one state's worth of disk.
 KEEP = 2
@@ -192,7 +193,7 @@ def seal(folder: Path) -> None:
     _fsync(folder)
 
 
-def write_folder(root: Path, fill: Callable[[Path], None], keep: int = KEEP) -> Path:
+def write_folder(root: Path, fill: Callable[[Path], None]) -> Path:
     """A new checkpoint: ``fill`` writes its files into a fresh folder; manifest, fsync, rename, switch.
 
     Returns the new current folder. Raises ``CheckpointWriteError`` (nothing left behind) on any error.
@@ -201,7 +202,8 @@ def write_folder(root: Path, fill: Callable[[Path], None], keep: int = KEEP) -> 
         root.mkdir(parents=True, exist_ok=True)
         # one above the current checkpoint (a racing writer's newer folder is left alone); with no
         # readable pointer, one above every folder
-        seq = seq_of(pointer(root) or "") or max((seq_of(p.name) for p in folders(root)), default=0)
+        before = pointer(root)
+        seq = seq_of(before or "") or max((seq_of(p.name) for p in folders(root)), default=0)
         seq += 1
     except OSError as exc:
         raise CheckpointWriteError(f"cannot write a checkpoint: {exc}", str(root)) from exc
@@ -228,16 +230,20 @@ def write_folder(root: Path, fill: Callable[[Path], None], keep: int = KEEP) -> 
         raise CheckpointWriteError(
             f"cannot write a checkpoint ({type(exc).__name__}: {exc}); nothing was left behind", str(root)
         ) from exc
-    prune(root, seq, keep)
+    prune(root, seq, before)
     return final
 
 
-def prune(root: Path, seq: int, keep: int = KEEP) -> None:
-    """After switching to checkpoint ``seq``: drop older complete folders beyond the newest ``keep - 1``,
-    older temporary folders (writes that crashed), and damaged folders beyond ``KEEP_DAMAGED``."""
+def prune(root: Path, seq: int, previous: str | None) -> None:
+    """After switching to checkpoint ``seq``: drop the complete folders with a lower number except the
+    previous checkpoint (``previous``, the name ``CURRENT`` held before; if that folder is gone, the
+    newest older one), crashed writes' temporary folders, and damaged folders beyond ``KEEP_DAMAGED``.
+    A folder that was renamed but never made current (a crash between the two) is dropped too."""
     older = [p for p in folders(root) if seq_of(p.name) < seq]
-    for old in older[max(0, keep - 1) :]:
-        shutil.rmtree(old, ignore_errors=True)
+    kept = [p for p in older if p.name == previous] or older[: KEEP - 1]
+    for old in older:
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     for tmp in root.glob(f"{TMP}{PREFIX}*"):
         if seq_of(tmp.name) <= seq:  # a crashed write had the same number as this one
             shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,10 +79,20 @@ def test_each_damage_falls_back_to_the_previous_checkpoint(tmp_path: Path, damag
     assert [name for name, _ in choice.skipped] == [current.name]
 
 
-def test_only_the_newest_folders_are_kept(tmp_path: Path) -> None:
+def test_only_the_current_and_the_previous_checkpoint_are_kept(tmp_path: Path) -> None:
     made = [write_folder(tmp_path, _fill(str(i))) for i in range(5)]
     assert folders(tmp_path) == made[::-1][:KEEP]
     assert pointer(tmp_path) == made[-1].name
+    # a folder renamed but never made current (kill -9 between the rename and the switch) has the
+    # next number, as the next write will (a racing writer's folder could too: left alone); it is
+    # never read, and the write after next drops it, keeping the previous checkpoint
+    orphan = tmp_path / f"ckpt-{int(made[-1].name.split('-')[1]) + 1:06d}-0rphan00"
+    shutil.copytree(made[-1], orphan)
+    assert choose(tmp_path).folder == made[-1]
+    newer = write_folder(tmp_path, _fill("x"))
+    assert choose(tmp_path).folder == newer
+    newest = write_folder(tmp_path, _fill("y"))
+    assert folders(tmp_path) == [newest, newer] and not orphan.exists()
 
 
 def test_a_dangling_or_missing_pointer_falls_back(tmp_path: Path) -> None:
