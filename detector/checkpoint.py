@@ -156,6 +156,11 @@ def _chosen(
     if choice.folder is None:
         if choice.present:
             problems = "; ".join(f"{n}: {p}" for n, p in choice.skipped) or "none found"
+            if any(p == "no manifest" for _, p in choice.skipped):
+                problems += (
+                    " (written by a build before manifests? "
+                    "docs/operations.md#checkpoints-that-prove-themselves)"
+                )
             raise NoGoodCheckpoint(
                 f"no checkpoint verifies ({problems}); refusing to start from the beginning of the "
                 "input. Restore the state directory from a backup, or start over with "
