@@ -127,6 +127,7 @@ def build_daemon(
     drain: bool = False,
     watch_rules: bool = True,
     on_alert: Callable[[dict[str, Any]], None] | None = None,
+    reset_state: bool = False,
 ) -> DaemonApp:
     """The streaming daemon from its settings: engine factory, rule watcher, metrics on a fresh
     registry, Kafka outputs, and the ops server when ``settings.metrics_port`` is set.
@@ -134,7 +135,7 @@ def build_daemon(
     ``engine``: the engine's settings, built once by the caller (``engine_settings``; default: read
     from the environment now), with ``rules_dir``, ``ip_intel`` and ``allowlist`` as overrides on top.
     ``watch_rules``: reload the rules when their files change or ``watcher.request_reload()`` is
-    called (the CLI calls it on SIGHUP).
+    called (the CLI calls it on SIGHUP). ``reset_state``: ``detector run --reset-state``.
     """
     from functools import partial
 
@@ -159,6 +160,7 @@ def build_daemon(
         drain_when_idle=drain,
         rules=watcher,
         outputs=lambda: stream_outputs(settings),
+        reset_state=reset_state,
     )
     handler, token = _dispositions(settings, daemon.withdraw, metrics.record_disposition)
     server = (

@@ -1,25 +1,21 @@
 """Engine checkpoints: window state, open alert episodes, the tick clock and buffered events, atomically.
 
-Layout under a root folder::
-
-    root/CURRENT                -> name of the live checkpoint folder (replaced atomically with os.replace)
-    root/ckpt-000042-9f2c1a7b/  -> state tables (Parquet), pending.parquet, book.json, meta.json
-
-A checkpoint is written to a fresh folder, fsynced, and only then does ``CURRENT`` point at it, so a
-crash at any moment leaves either the old or the new checkpoint whole, never a mix. ``extra`` is
-stored in the same ``meta.json``: the daemon puts its consumed offsets there, so offsets and the state
-that counted them can never disagree. Folder names carry a random suffix, and after the switch only
-folders with a lower sequence number are removed, so two writers racing on one root (an owner being
-fenced and its successor) never delete each other's folder half-written.
+What goes into a checkpoint folder is written here: the state tables (Parquet), ``pending.parquet``
+(buffered events, when any), ``book.json`` (open episodes) and ``meta.json`` (format, clock, counters
+and ``extra``). How the folder is made, proven and found again is ``detector.statedir``: written to a
+temporary folder with a manifest of sizes and SHA-256 hashes, renamed, then made current by switching
+``CURRENT``; the previous checkpoint is kept, and loading takes the newest folder that verifies,
+falling back (one loud log line, ``on_fallback``) when the current one does not. ``extra`` is stored
+in ``meta.json``: the daemon puts its consumed offsets there, so offsets and the state that counted
+them can never disagree.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
+import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +26,23 @@ import polars as pl
 from detector.alert.verdict import Episode
 from detector.contracts import Reason, Severity
 from detector.engine import Engine, EngineClock, EngineStats
-from detector.errors import DetectorError
+from detector.statedir import (
+    CheckpointError,
+    CheckpointWriteError,
+    NoGoodCheckpoint,
+    choose,
+    pointer,
+    reset,
+    set_aside,
+    write_folder,
+)
 from detector.window.state import WindowState
 
+__all__ = ["CheckpointError", "CheckpointWriteError", "NoGoodCheckpoint"]
+
+log = logging.getLogger("detector.checkpoint")
+
 FORMAT = 1
-
-
-class CheckpointError(DetectorError, ValueError):
-    """A checkpoint this build cannot read (the message names the folder)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -98,34 +103,23 @@ def restore_clock(engine: Engine, clock: dict[str, Any], pending: pl.DataFrame |
 # The checkpoint folder: write, switch, read.
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _fill(engine: Engine, extra: dict[str, Any] | None) -> Callable[[Path], None]:
+    """Write ``engine`` (and ``extra``) into a checkpoint folder (``statedir.write_folder``)."""
+
+    def fill(folder: Path) -> None:
+        engine.state.save(folder)
+        pending = pending_events(engine)
+        if pending is not None:
+            pending.write_parquet(folder / "pending.parquet")
+        (folder / "book.json").write_text(json.dumps(_book(engine)))
+        meta = {"format": FORMAT, "clock": clock_state(engine), "extra": extra or {}}
+        (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+
+    return fill
 
 
-def _current(root: Path) -> Path | None:
-    pointer = root / "CURRENT"
-    if not pointer.exists():
-        return None
-    name = pointer.read_text().strip()
-    folder = root / name
-    return folder if folder.is_dir() else None
-
-
-def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write a complete checkpoint of ``engine`` (and ``extra``) and make it current."""
-    root.mkdir(parents=True, exist_ok=True)
-    live = _current(root)
-    seq = _seq(live) + 1 if live else 1
-    folder = root / f"ckpt-{seq:06d}-{secrets.token_hex(4)}"
-    engine.state.save(folder)
-    pending = pending_events(engine)
-    if pending is not None:
-        pending.write_parquet(folder / "pending.parquet")
-    book = [
+def _book(engine: Engine) -> list[dict[str, Any]]:
+    return [
         {
             "kind": k[0],
             "subject": k[1],
@@ -143,36 +137,63 @@ def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None)
         }
         for k, ep in sorted(engine.book.episodes.items())
     ]
-    (folder / "book.json").write_text(json.dumps(book))
-    meta = {"format": FORMAT, "clock": clock_state(engine), "extra": extra or {}}
-    (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-    for f in folder.iterdir():
-        with f.open("rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(folder)
-    tmp = root / "CURRENT.tmp"
-    tmp.write_text(folder.name)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, root / "CURRENT")
-    _fsync_dir(root)
-    for old in root.glob("ckpt-*"):
-        if old != folder and _seq(old) < seq:
-            shutil.rmtree(old, ignore_errors=True)
-    return folder
 
 
-def _seq(folder: Path) -> int:
-    """The sequence number in ``ckpt-<seq>-<suffix>`` (``ckpt-<seq>`` from older builds)."""
-    try:
-        return int(folder.name.split("-")[1])
-    except (IndexError, ValueError):
-        return 0
+def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write a complete checkpoint of ``engine`` (and ``extra``) and make it current.
+
+    Raises ``CheckpointWriteError`` (no folder left behind) when anything on the way fails.
+    """
+    return write_folder(root, _fill(engine, extra))
 
 
-def load_engine(engine: Engine, root: Path) -> dict[str, Any] | None:
-    """Restore ``engine`` from the current checkpoint under ``root``; return its ``extra`` (None: none)."""
-    folder = _current(root)
+def _chosen(
+    root: Path, on_fallback: Callable[[], None] | None, only: tuple[str, ...] | None = None
+) -> Path | None:
+    """The folder to read under ``root`` (None: no state at all); a fallback is logged, counted and its
+    damaged folders set aside; no good folder with state present raises ``NoGoodCheckpoint``."""
+    choice = choose(root, only)
+    if choice.folder is None:
+        if choice.present:
+            problems = "; ".join(f"{n}: {p}" for n, p in choice.skipped) or "none found"
+            if any(p == "no manifest" for _, p in choice.skipped):
+                problems += (
+                    " (written by a build before manifests? "
+                    "docs/operations.md#checkpoints-that-prove-themselves)"
+                )
+            raise NoGoodCheckpoint(
+                f"no checkpoint verifies ({problems}); refusing to start from the beginning of the "
+                "input. Restore the state directory from a backup, or start over with "
+                "`detector run --reset-state` (docs/operations.md#state)",
+                str(root),
+            )
+        return None
+    if choice.skipped and only is None:
+        aside = set_aside(root, [n for n, _ in choice.skipped])
+        log.error(
+            "checkpoint damaged; fell back to an older one (events since it are read again)",
+            extra={
+                "state_dir": str(root),
+                "skipped": [f"{n}: {p}" for n, p in choice.skipped],
+                "loaded": choice.folder.name,
+                "set_aside": aside,
+            },
+        )
+        if on_fallback is not None:
+            on_fallback()
+    return choice.folder
+
+
+def load_engine(
+    engine: Engine, root: Path, on_fallback: Callable[[], None] | None = None
+) -> dict[str, Any] | None:
+    """Restore ``engine`` from the newest checkpoint under ``root`` that verifies; return its ``extra``.
+
+    None: ``root`` holds no state (a first start). A current checkpoint that does not verify falls
+    back to the previous one (logged at error level, ``on_fallback`` called); with state present but
+    no checkpoint that verifies, raises ``NoGoodCheckpoint``.
+    """
+    folder = _chosen(root, on_fallback)
     if folder is None:
         return None
     meta = json.loads((folder / "meta.json").read_text())
@@ -247,15 +268,18 @@ class StreamPosition:
 
 
 class CheckpointFolder:
-    """The checkpoint root a daemon (or several replicas) shares: pointer, current extra, save, load."""
+    """The checkpoint root a daemon (or several replicas) shares: pointer, current extra, save, load.
 
-    def __init__(self, root: Path) -> None:
+    ``on_fallback`` is called when a load falls back past a damaged checkpoint (the daemon counts it).
+    """
+
+    def __init__(self, root: Path, on_fallback: Callable[[], None] | None = None) -> None:
         self.root = root
+        self.on_fallback = on_fallback
 
     def current_name(self) -> str | None:
         """The folder name ``CURRENT`` points at (None: no checkpoint yet)."""
-        pointer = self.root / "CURRENT"
-        return pointer.read_text().strip() if pointer.exists() else None
+        return pointer(self.root)
 
     def current_extra(self) -> dict[str, Any]:
         """The ``extra`` of the current checkpoint ({} when there is none)."""
@@ -266,14 +290,31 @@ class CheckpointFolder:
         return save_engine(engine, self.root, extra)
 
     def load(self, engine: Engine) -> dict[str, Any] | None:
-        """Restore ``engine`` from the current checkpoint (``load_engine``)."""
-        return load_engine(engine, self.root)
+        """Restore ``engine`` from the newest good checkpoint (``load_engine``)."""
+        return load_engine(engine, self.root, self.on_fallback)
+
+    def check(self) -> bool:
+        """Whether state exists here (False: a fresh directory); raises ``NoGoodCheckpoint`` when it
+        does but no checkpoint verifies. Reads every checkpoint file it checks; changes nothing."""
+        choice = choose(self.root)
+        if choice.folder is None and choice.present:
+            _chosen(self.root, None)  # raises, naming every problem
+        return choice.present
+
+    def reset(self) -> Path | None:
+        """Move everything here aside (``--reset-state``); the folder it went to (None: was empty)."""
+        return reset(self.root)
 
 
 def current_extra(root: Path) -> dict[str, Any]:
-    """The ``extra`` of the current checkpoint under ``root`` ({} when there is none)."""
-    folder = _current(root)
-    if folder is None or not (folder / "meta.json").exists():
+    """The ``extra`` of the newest checkpoint under ``root`` whose ``meta.json`` verifies ({}: none).
+
+    Cheap (one file hashed): the commit reads it for fencing before every write."""
+    folder = choose(root, only=("meta.json",)).folder
+    if folder is None:
         return {}
-    extra: dict[str, Any] = json.loads((folder / "meta.json").read_text()).get("extra", {})
+    try:
+        extra: dict[str, Any] = json.loads((folder / "meta.json").read_text()).get("extra", {})
+    except (OSError, ValueError):
+        return {}
     return extra

@@ -20,6 +20,7 @@ REQUIRED = {
     "DetectorNoEvents",
     "DetectorRejectSpike",
     "DetectorCheckpointFailures",
+    "DetectorCheckpointFallback",
     "DetectorAlertStorm",
 }
 

@@ -10,6 +10,7 @@ import pytest
 from detector.app import build_engine
 from detector.checkpoint import load_engine, save_engine
 from detector.io.files import iter_file
+from detector.statedir import seal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +42,8 @@ def test_restore_mid_stream_gives_the_same_alerts(events: pl.DataFrame, tmp_path
     first = build_engine(ROOT / "rules")
     got = first.process(events.slice(0, cut))
     save_engine(first, tmp_path / "ckpt", extra={"offsets": {"0": cut}})
-    save_engine(first, tmp_path / "ckpt", extra={"offsets": {"0": cut}})  # a second save replaces the first
-    assert len(list((tmp_path / "ckpt").glob("ckpt-*"))) == 1
+    save_engine(first, tmp_path / "ckpt", extra={"offsets": {"0": cut}})  # a second save, made current
+    assert len(list((tmp_path / "ckpt").glob("ckpt-*"))) == 2  # the current one and the one before
 
     second = build_engine(ROOT / "rules")
     extra = load_engine(second, tmp_path / "ckpt")
@@ -130,6 +131,7 @@ def test_checkpoint_without_last_verdict_times_closes_no_episode_early(
     for e in book:
         del e["last_hit"]
     (folder / "book.json").write_text(json.dumps(book))
+    seal(folder)  # a deliberate rewrite: an older build's checkpoint, whole
     clock = json.loads((folder / "meta.json").read_text())["clock"]
     restored_at = datetime.fromisoformat(clock["last_closed"])
     open_ids = {(e["kind"], e["subject"]): e["alert_id"] for e in book}
@@ -146,3 +148,39 @@ def test_checkpoint_without_last_verdict_times_closes_no_episode_early(
     ]
     assert early, "some restored episodes should get a verdict soon after the restore"
     assert all(a.alert_id == open_ids[(a.kind, a.subject)] for a in early)
+
+
+def test_a_damaged_checkpoint_falls_back_loudly_to_the_previous_one(
+    events: pl.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The current checkpoint's state file deleted: the load takes the previous checkpoint (its offsets
+    with its state), logs one error line naming both folders, counts it and sets the damaged one aside;
+    with the previous one damaged too, the load refuses, naming the state directory."""
+    import logging
+
+    from detector.statedir import NoGoodCheckpoint
+
+    eng = build_engine(ROOT / "rules")
+    eng.process(events.slice(0, 3_000))
+    previous = save_engine(eng, tmp_path / "c", extra={"offsets": {"0": 3_000}})
+    eng.process(events.slice(3_000, 3_000))
+    current = save_engine(eng, tmp_path / "c", extra={"offsets": {"0": 6_000}})
+    (current / "buckets.parquet").unlink()
+    fallbacks: list[int] = []
+    again = build_engine(ROOT / "rules")
+    with caplog.at_level(logging.ERROR, logger="detector.checkpoint"):
+        extra = load_engine(again, tmp_path / "c", lambda: fallbacks.append(1))
+    assert extra == {"offsets": {"0": 3_000}} and fallbacks == [1]
+    (line,) = [r for r in caplog.records if r.name == "detector.checkpoint"]
+    assert line.levelno == logging.ERROR
+    assert line.skipped == [f"{current.name}: missing buckets.parquet"]  # type: ignore[attr-defined]
+    assert line.loaded == previous.name  # type: ignore[attr-defined]
+    assert (tmp_path / "c" / f"damaged-{current.name}").is_dir() and not current.exists()
+    once = build_engine(ROOT / "rules")
+    once.process(events.slice(0, 3_000))
+    assert again.stats.events == once.stats.events  # the previous checkpoint's state, whole
+
+    (previous / "book.json").write_text("[]")
+    with pytest.raises(NoGoodCheckpoint) as info:
+        load_engine(build_engine(ROOT / "rules"), tmp_path / "c")
+    assert str(tmp_path / "c") in str(info.value) and "--reset-state" in str(info.value)

@@ -152,11 +152,21 @@ def run(
     drain: Annotated[
         bool, typer.Option("--drain", help="Stop once caught up, closing every pending tick (backfills).")
     ] = False,
+    reset_state: Annotated[
+        bool,
+        typer.Option(
+            "--reset-state",
+            help="When no checkpoint verifies (or the state is gone while the group has offsets): move "
+            "the state directory's contents aside and read the input from the beginning of its "
+            "retention. Ignored while a checkpoint verifies (docs/operations.md#state).",
+        ),
+    ] = False,
 ) -> None:
     """Run the streaming daemon: consume the input topic, raise alerts, checkpoint, until SIGTERM.
 
     SIGHUP reloads the rules (window state is kept). Exit codes: 3 a sink failed, 4 fenced by a newer
-    owner; neither writes a checkpoint.
+    owner; neither writes a checkpoint. 7 refused to start: no checkpoint verifies (or none while the
+    group has offsets); 8 stopped with its last checkpoint failed.
     """
     from detector.app import build_daemon, build_engine, engine_settings
     from detector.io.sinks import SinkError
@@ -177,7 +187,7 @@ def run(
     build_engine(settings=es)
     _check_brokers(s.bootstrap_servers)
     setup_logging(s.log_level)  # after the start checks, so that a failed start prints one line
-    app = build_daemon(s, engine=es, stop=_stop_on_signals(), drain=drain)
+    app = build_daemon(s, engine=es, stop=_stop_on_signals(), drain=drain, reset_state=reset_state)
     _reload_on_sighup(app.watcher)
     try:
         app.run()

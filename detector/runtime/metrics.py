@@ -191,6 +191,11 @@ class Metrics:
         self.checkpoint_failures = PCounter(
             "detector_checkpoint_failures_total", "Commits that failed.", registry=r
         )
+        self.checkpoint_fallbacks = PCounter(
+            "detector_checkpoint_fallbacks_total",
+            "Loads that passed over a damaged checkpoint and took an older one.",
+            registry=r,
+        )
         self.last_event_ts = Gauge(
             "detector_last_event_timestamp_seconds", "Event time of the newest event seen.", registry=r
         )

@@ -8,8 +8,10 @@
    consumed offsets per partition* in one atomic folder switch, so state and offsets can never
    disagree. The offsets are the merge's safe offsets: events the merge still holds are not counted.
    A newer owner epoch in the current checkpoint refuses the write (``Fenced``): a paused owner that
-   the group replaced cannot overwrite its successor's state. A failed write (``OSError``) is logged
-   and counted; offsets are then not committed.
+   the group replaced cannot overwrite its successor's state. A failed write (any error: read-only
+   directory, full disk, polars' ``ComputeError``; ``CheckpointWriteError``) leaves no folder behind,
+   is logged and counted, and the offsets are then not committed; ``failing_since`` says since when
+   commits have been failing (the daemon's readiness and liveness read it).
 3. **commit the offsets to Kafka**, for lag dashboards and tooling only, and only forward (never below
    what this assignment committed before). On start or assignment the daemon seeks to the checkpoint's
    offsets, never to the group's committed ones; a crash between 2 and 3 therefore costs nothing.
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detector.checkpoint import CheckpointFolder, StreamPosition
+from detector.checkpoint import CheckpointFolder, CheckpointWriteError, StreamPosition
 from detector.errors import DetectorError
 from detector.io.sinks import Outputs, SinkError
 
@@ -51,6 +53,10 @@ class Checkpoint:
         self.topic = topic
         self.metrics = metrics
         self._sent: dict[int, int] = {}
+        #: ``time.monotonic()`` of the first failed write since the last good one (None: not failing)
+        self.failing_since: float | None = None
+        #: failed writes since the last good one
+        self.failures = 0
 
     def reset(self) -> None:
         """A new assignment: the next commit sends every partition's offset again."""
@@ -80,12 +86,26 @@ class Checkpoint:
                 self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
                 raise Fenced(f"checkpoint owner epoch {stored} is newer than ours ({owner_epoch})")
             folder = self.folder.save(engine, {**position.to_extra(), **(state or {})})  # 2
-        except OSError:
+        except CheckpointWriteError as exc:
             self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
-            log.exception("checkpoint failed; offsets not committed")
+            self.failures += 1
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+            log.error(
+                "checkpoint failed; offsets not committed, not ready until one succeeds",
+                extra={"error": str(exc), "failures_in_a_row": self.failures},
+            )
             return None
+        self.failing_since, self.failures = None, 0
         forward = {p: o for p, o in offsets.items() if o >= self._sent.get(p, 0)}
         self._sent.update(forward)
         send_offsets(forward)  # 3
         self.metrics.record_checkpoint(time.perf_counter() - t0, ok=True)
         return folder
+
+
+class CheckpointFailed(CommitError):
+    """The daemon stopped with its last checkpoint failed: the state directory is behind what it
+    counted (a restart resumes from the last good checkpoint and reads the events since again)."""
+
+    exit_code = 8

@@ -41,12 +41,13 @@ from detector.contracts import Alert
 from detector.decide import DecisionBook, load_policy
 from detector.io.sinks import CallbackSink, DeadLetter, Outputs, SinkError
 from detector.runtime.merge import OFF, PART, EventTimeMerge
-from detector.runtime.stream.commit import Checkpoint, Fenced
+from detector.runtime.stream.commit import Checkpoint, CheckpointFailed, Fenced
 from detector.runtime.stream.consumer import Batch, ConsumerThread, make_source
 from detector.runtime.stream.decoding import Decoder, Poll, take_polls
 from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.statecheck import check_state
 from detector.window.eventtime import rejects as rejects_of
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class Daemon:
         rules: RuleWatcher | None = None,
         outputs: Callable[[], Outputs] | None = None,
         probe: RunProbe | None = None,
+        reset_state: bool = False,
     ) -> None:
         from detector.runtime.stream.outputs import stream_outputs
 
@@ -143,7 +145,10 @@ class Daemon:
         )
         self.decider: DecisionBook | None = None
         self.decoder: Decoder | None = None
-        self.folder = CheckpointFolder(settings.state_dir)
+        self.folder = CheckpointFolder(settings.state_dir, metrics.checkpoint_fallbacks.inc)
+        #: ``--reset-state``: the state is moved aside at start, and the first assignment may read
+        #: from the beginning despite the group's offsets (until this daemon's first checkpoint)
+        self.reset_pending = reset_state
         self.checkpoint = Checkpoint(self.folder, settings.input_topic, metrics)
         self.assigned: list[int] = []
         self.owner = False
@@ -168,22 +173,32 @@ class Daemon:
 
     # ------------------------------------------------------------------------------------------ probes
     def live(self) -> bool:
-        """Liveness: the processing loop came round recently."""
-        return time.monotonic() - self._last_loop < LIVENESS_S
+        """Liveness: the processing loop came round recently, and checkpoints have not been failing
+        for ``checkpoint_stale_intervals`` commit intervals."""
+        now = time.monotonic()
+        failing = self.checkpoint.failing_since
+        stale = self.s.commit_interval_s * self.s.checkpoint_stale_intervals
+        return now - self._last_loop < LIVENESS_S and (failing is None or now - failing < stale)
 
     def ready(self) -> bool:
         """Readiness: joined the group (owner with state restored, or standby), not stopping, and the
-        event-time clock plausible with no pile of late events (``Engine.time_healthy``)."""
+        event-time clock plausible with no pile of late events (``Engine.time_healthy``), and the last
+        checkpoint written (not failed)."""
         clock_ok = self.engine is None or self.engine.time_healthy(datetime.now(UTC))
-        return self.joined and not self.stop.is_set() and self.fatal is None and clock_ok
+        saved = self.checkpoint.failing_since is None
+        return self.joined and not self.stop.is_set() and self.fatal is None and clock_ok and saved
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> RunSummary:
         """Consume until ``stop`` is set (or, with ``drain_when_idle``, until caught up); then leave.
 
         The calling thread is the processing thread; a consumer thread is started and stopped here.
+        Raises ``NoGoodCheckpoint`` before joining when the state directory holds no checkpoint that
+        verifies (or none while the group has offsets), and ``CheckpointFailed`` at the end when the
+        last checkpoint failed (the state on disk is behind: not a clean stop).
         """
         log.info("starting", extra={"settings": self.s.redacted()})
+        self.reset_pending = check_state(self.folder, self.s, self.reset_pending)
         outputs = self.outputs = self._make_outputs()
         if self._on_alert or self._keep_alerts:
             outputs.alerts.sinks.append(CallbackSink[Alert](self._collect))
@@ -246,6 +261,13 @@ class Daemon:
                     "stopped",
                     extra={"records": self.summary.records, "alerts": self.summary.alerts},
                 )
+        if self.checkpoint.failing_since is not None:
+            raise CheckpointFailed(
+                f"stopped with the last checkpoint failed ({self.checkpoint.failures} in a row); "
+                "the state directory holds the last good one, and a restart reads the events since "
+                "it again. Fix the volume (full, read-only, unmounted?) before restarting",
+                str(self.s.state_dir),
+            )
         return self.summary
 
     def _step(self, item: Batch) -> bool:
@@ -420,7 +442,9 @@ class Daemon:
             self.engine, self.outputs, offsets, self._owner_epoch, self.source.generation, send, state
         )
         if folder is None:
+            self._last_commit = time.monotonic()  # failed: try again one interval later
             return
+        self.reset_pending = False
         self.my_ckpt = folder.name
         self._dirty = False
         self._last_commit = time.monotonic()

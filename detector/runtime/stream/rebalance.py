@@ -31,6 +31,7 @@ from detector.runtime.stream.consumer import ConsumerThread
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import KafkaSource
+from detector.runtime.stream.statecheck import refuse_lost_state
 
 if TYPE_CHECKING:
     from detector.engine import Engine, EngineFactory, Observers
@@ -65,6 +66,7 @@ class Owner(Protocol):
     owner: bool
     joined: bool
     no_commit: bool
+    reset_pending: bool
     fatal: BaseException | None
     my_ckpt: str | None
 
@@ -138,7 +140,17 @@ class Rebalance:
             d.owner = True
             if d.engine is None or d.folder.current_name() != d.my_ckpt:
                 engine = d.factory(observers=d.observers)
-                extra = d.folder.load(engine) or {}
+                try:
+                    loaded = d.folder.load(engine)  # the newest checkpoint that verifies
+                    if loaded is None and not d.reset_pending:
+                        refuse_lost_state(d.s)  # no state at all: only a first start reads from 0
+                except Exception as exc:
+                    # no state to take over (NoGoodCheckpoint, or unreadable): kafka-python would
+                    # swallow the error and leave the partitions idle; stop the daemon with it instead
+                    d.fatal, d.owner, d.engine = exc, False, None
+                    log.error("cannot take the partitions", extra={"error": str(exc)})
+                    return
+                extra = loaded or {}
                 d.restore_decisions(extra)
                 if d.reloader is not None:
                     engine.rules = d.reloader.current

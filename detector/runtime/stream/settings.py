@@ -74,6 +74,10 @@ class StreamSettings(BaseSettings):
     decode_workers: int = Field(default=1, ge=0)
     #: Commit (flush sinks, checkpoint, commit offsets) at most this often while records flow.
     commit_interval_s: float = Field(default=5.0, gt=0)
+    #: Liveness fails once checkpoints have failed for this many commit intervals in a row (60 s at the
+    #: default interval): long enough to ride out a slow or briefly full volume, short enough that a
+    #: supervisor restarts (and someone is paged) before much counted work exists only in memory.
+    checkpoint_stale_intervals: int = Field(default=12, ge=1)
     #: Longest wait for sinks to acknowledge on commit; a failure ends the daemon (exit 3) unacknowledged.
     flush_timeout_s: float = Field(default=30.0, gt=0)
     #: A caught-up partition with no record for this long no longer holds the event-time merge back.
