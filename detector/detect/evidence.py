@@ -86,12 +86,21 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
-    trusted = (c("verified_share").fill_null(0.0) >= s.trusted_member_share) & (
-        (c("median_account_age_days").fill_null(0.0) >= tenure)
-        | (c("enterprise_share").fill_null(0.0) >= s.trusted_member_share)
+    # one card or one org: a customer's own accounts share its artefacts
+    one_payer = ((c("payers") <= 1) | (c("orgs") <= 1)).fill_null(False)
+    # trust is a customer's: one verified tenant with tenure (or a contract). Many verified orgs bound
+    # by one private artefact and one sign-up burst are not one customer (aged accounts, bought or
+    # parked, are the disclosed campaigns' own), so a cluster of many orgs earns no trust as a cluster;
+    # each member keeps its own on the account axis
+    trusted = (
+        one_payer
+        & (c("verified_share").fill_null(0.0) >= s.trusted_member_share)
+        & (
+            (c("median_account_age_days").fill_null(0.0) >= tenure)
+            | (c("enterprise_share").fill_null(0.0) >= s.trusted_member_share)
+        )
     )
-    # one card, one org or one verified tenant: a customer's own accounts share its artefacts
-    one_customer = ((c("payers") <= 1) | (c("orgs") <= 1) | trusted).fill_null(False)
+    one_customer = one_payer
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
     colocated = c("shares_ip").fill_null(False) & (
