@@ -101,7 +101,8 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     # by one private artefact and one sign-up burst are not one customer (aged accounts, bought or
     # parked, are the disclosed campaigns' own), so a cluster of many orgs earns no trust as a cluster;
     # each member keeps its own on the account axis
-    few_orgs = (c("orgs") <= (c("accounts") * s.tenant_orgs_per_account).clip(lower_bound=1.0)).fill_null(False)
+    most_orgs = (c("accounts") * s.tenant_orgs_per_account).clip(lower_bound=1.0)
+    few_orgs = (c("orgs") <= most_orgs).fill_null(False)
     trusted = (
         few_orgs
         & (c("verified_share").fill_null(0.0) >= s.trusted_member_share)
