@@ -184,6 +184,10 @@ class EvidenceSettings(BaseModel):
     #: A cluster is one such customer (and so explains its own sharing) when most of its members are
     #: verified and its median member has that tenure or a contract tier.
     trusted_member_share: float = 0.5
+    #: ... and its members sit under one org, or at most one org per this many members (a stray account
+    #: linked into a company's cluster by its office address adds an org). A farm holds about one org
+    #: per account, however aged or verified its accounts are: it earns no trust as a cluster.
+    tenant_orgs_per_account: float = 0.1
     #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas
     #: are the better source; these are conservative defaults). Unknown tiers use ``standard``.
     tier_daily_requests: dict[str, float] = Field(

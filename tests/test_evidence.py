@@ -25,6 +25,7 @@ _AXES = {
     "coordination_signals",
     "one_customer_explains",
     "colocated",
+    "bulk_provisioned",
     "trusted_customer",
     "volume_outside_tier",
 }
@@ -208,3 +209,75 @@ def test_hackathon_cohort_behind_one_nat_is_not_accused(engine: Engine) -> None:
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
     if reasons:
         assert "co-located" in reasons["evidence:coordination"]
+
+
+def test_hackathon_cohort_round_the_clock_on_a_step_by_step_tutorial_is_not_accused(engine: Engine) -> None:
+    """The same cohort hacking through the night while the tutorial's starter template (which asks for
+    steps) still dominates its traffic: the hydra rule's shape (linked, new, CoT, 18+ hours), which
+    accused a 40-account cohort at high before the room explained it there too."""
+    cohort = FARM | {
+        "accounts": 40,
+        "active_accounts_24h": 40,
+        "payers": 40,
+        "orgs": 40,
+        "shares_ip": True,
+        "network_keys_per_account": 0.025,
+        "cot_share_24h": 0.45,
+        "active_hours_24h": 19,
+        "link_families": 4,
+    }
+    sev, _ = _verdict(engine, "cluster", **cohort)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+    # the same shape spread over many addresses is a farm, and is accused
+    sev, _ = _verdict(engine, "cluster", **(cohort | {"network_keys_per_account": 1.4}))
+    assert sev == "high"
+
+
+#: Aged accounts, mostly verified, each its own org and card (bought or parked accounts), created in one
+#: sign-up burst and bound by a private system prompt and a client build.
+AGED_FARM: dict[str, Any] = FARM | {
+    "accounts": 20,
+    "active_accounts_24h": 20,
+    "payers": 20,
+    "orgs": 20,
+    "new_account_share": 0.0,
+    "median_account_age_days": 300.0,
+    "verified_share": 0.8,
+    "shares_client": True,
+    "shares_template": False,
+}
+
+
+def test_many_verified_orgs_created_together_earn_no_cluster_trust(engine: Engine) -> None:
+    """Trust is one customer's: twenty verified orgs opening their accounts in the same minutes are not
+    one established customer, so the coordination axis decides (high with extraction)."""
+    sev, reasons = _verdict(engine, "cluster", **AGED_FARM)
+    assert sev == "medium"
+    assert reasons["evidence:trust"].startswith("trust: none")
+    sev, _ = _verdict(engine, "cluster", **(AGED_FARM | {"tools_heavy_share_24h": 0.6}))
+    assert sev == "high"
+    # established users of one product who signed up apart are not accused on the same sharing
+    apart = AGED_FARM | {"shares_signup": False, "synchrony_24h": 0.6}
+    sev, _ = _verdict(engine, "cluster", **apart)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+
+
+def test_one_artefact_with_waves_burst_and_extraction_is_medium(engine: Engine) -> None:
+    """A logprob farm on one client build, signed up together, sending in scheduler waves: one rare
+    artefact is not coordination alone, but with two more coordination signals and extraction it is."""
+    farm = FARM | {
+        "accounts": 6,
+        "active_accounts_24h": 6,
+        "payers": 6,
+        "orgs": 6,
+        "shares_sysprompt": False,
+        "shares_template": False,
+        "shares_client": True,
+        "rare_artefact_families": 1,
+        "synchrony_24h": 0.6,
+    }
+    sev, reasons = _verdict(engine, "cluster", **(farm | {"logprob_share_24h": 0.55}))
+    assert sev == "medium"
+    assert "cluster_coordinated_harvest" in reasons
+    sev, _ = _verdict(engine, "cluster", **farm)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]

@@ -49,8 +49,16 @@ def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     c = pl.col
     out = {f"shared {f}": c(f"shares_{f}").fill_null(False) for f in ARTEFACT_FAMILIES}
     out["sign-up burst"] = c("shares_signup").fill_null(False)
+    out["cards across orgs"] = _cards_across_orgs()
     out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     return out
+
+
+def _cards_across_orgs() -> pl.Expr:
+    """Payment instruments shared across different orgs: "payment signals that linked seemingly
+    independent accounts" (PRODUCT.md). A customer's own team pays under its one org."""
+    c = pl.col
+    return (c("shares_payment").fill_null(False) & (c("payers") < c("orgs"))).fill_null(False)
 
 
 def _count(checks: dict[str, pl.Expr]) -> pl.Expr:
@@ -86,12 +94,24 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
-    trusted = (c("verified_share").fill_null(0.0) >= s.trusted_member_share) & (
-        (c("median_account_age_days").fill_null(0.0) >= tenure)
-        | (c("enterprise_share").fill_null(0.0) >= s.trusted_member_share)
+    # one card or one org: a customer's own accounts share its artefacts
+    one_payer = ((c("payers") <= 1) | (c("orgs") <= 1)).fill_null(False)
+    # trust is a customer's: one verified tenant (its members under one org, or a few: a stray account
+    # linked in by an office address adds one) with tenure (or a contract). Many verified orgs bound
+    # by one private artefact and one sign-up burst are not one customer (aged accounts, bought or
+    # parked, are the disclosed campaigns' own), so a cluster of many orgs earns no trust as a cluster;
+    # each member keeps its own on the account axis
+    most_orgs = (c("accounts") * s.tenant_orgs_per_account).clip(lower_bound=1.0)
+    few_orgs = (c("orgs") <= most_orgs).fill_null(False)
+    trusted = (
+        few_orgs
+        & (c("verified_share").fill_null(0.0) >= s.trusted_member_share)
+        & (
+            (c("median_account_age_days").fill_null(0.0) >= tenure)
+            | (c("enterprise_share").fill_null(0.0) >= s.trusted_member_share)
+        )
     )
-    # one card, one org or one verified tenant: a customer's own accounts share its artefacts
-    one_customer = ((c("payers") <= 1) | (c("orgs") <= 1) | trusted).fill_null(False)
+    one_customer = one_payer | trusted
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
     colocated = c("shares_ip").fill_null(False) & (
@@ -101,6 +121,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         _count(_extraction_checks(s)).alias("extraction_signals"),
         _count(_coordination_checks(s)).alias("coordination_signals"),
         colocated.alias("colocated"),
+        # provisioned in bulk: a sign-up burst, or cards shared across orgs (not established customers
+        # who each came on their own, whatever their accounts' age or verification)
+        (c("shares_signup").fill_null(False) | _cards_across_orgs()).alias("bulk_provisioned"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),

@@ -89,15 +89,17 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
 
 
 def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float) -> Any:
-    size = max(2, round(accounts / scale))
+    size = max(2, round(accounts / scale))  # the simulator scales it back to ``accounts``
+    # cards and proxy addresses are counted on the accounts the campaign really has (a card per ten
+    # accounts), not on the pre-scale size: at scale 1.85 that gave 20 accounts one card
     return base.model_copy(
         update={
             "campaigns": 1,
             "cluster_size": size,
             "requests_per_account_day": knobs["rate"],
             "blend_ratio": knobs["blend"],
-            "cards_per_cluster": max(1, size // 10) if knobs["payment"] == "shared" else None,
-            "ip_pool_size": max(8, size // 3) if knobs["network"] == "cloud" else 0,
+            "cards_per_cluster": max(2, accounts // 10) if knobs["payment"] == "shared" else None,
+            "ip_pool_size": max(8, accounts // 3) if knobs["network"] == "cloud" else 0,
             "signup_bursts": 1 if knobs["signups"] == "burst" else 8,
             "signup_spread_minutes": 30.0 if knobs["signups"] == "burst" else 720.0,
             "account_age_days": 300.0 if knobs["age"] == "aged" else 0.0,

@@ -276,6 +276,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
         "coordination_signals": pl.Int64(),
         "one_customer_explains": pl.Boolean(),
         "colocated": pl.Boolean(),
+        "bulk_provisioned": pl.Boolean(),
         "trusted_customer": pl.Boolean(),
         "volume_outside_tier": pl.Boolean(),
     },
