@@ -181,17 +181,15 @@ def test_a_takeover_without_good_state_stops_the_daemon(world: dict[str, Any], t
     """The same checks at a partition assignment (a standby taking over after the state vanished or
     was damaged): the listener records the refusal as fatal, since kafka-python would swallow an error
     raised there and leave the partitions assigned and idle."""
-    from kafka import TopicPartition
-
     from detector.checkpoint import NoGoodCheckpoint
 
     damaged = _copy(world, tmp_path)
     for folder in damaged.glob("ckpt-*"):
         (folder / "book.json").write_text("[]")
-    partitions = [TopicPartition(kb.INPUT, p) for p in range(kb.PARTITIONS)]
+    partitions = list(range(kb.PARTITIONS))
     for state in (tmp_path / "vanished", damaged):
         daemon = _daemon(_settings(world["broker"].bootstrap, state))
-        daemon.consumer._listener.on_partitions_assigned(partitions)
+        daemon.consumer._listener.on_assigned(partitions)
         assert isinstance(daemon.fatal, NoGoodCheckpoint) and str(state) in str(daemon.fatal)
         assert daemon.engine is None and not daemon.ready()
 
