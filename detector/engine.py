@@ -383,7 +383,9 @@ class Engine:
             "cluster_id"
         ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
-        feats = cluster_features(self.state, members, clusters.evidence, accounts, now, w.long)
+        feats = cluster_features(
+            self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts
+        )
         feats = add_axes(feats, "cluster", self.settings.evidence)
         if self.observers.on_features is not None:
             self.observers.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)

@@ -145,6 +145,9 @@ class LinkSettings(BaseModel):
     nest_families: tuple[LinkFamily, ...] = ("payment", "reseller", "client", "sysprompt")
     #: Families that link on their own, without a second family agreeing.
     strong_families: tuple[LinkFamily, ...] = ("payment",)
+    #: Families a reseller tenant (a router: its sub-accounts under its one org) sets for all its
+    #: sub-accounts: its own infrastructure, which links none of them (``window.link``).
+    tenant_families: tuple[LinkFamily, ...] = ("reseller", "payment", "ip", "client")
 
 
 class EvidenceSettings(BaseModel):

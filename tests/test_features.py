@@ -63,3 +63,19 @@ def test_synchrony_is_one_when_members_move_together_and_low_when_not() -> None:
     sync = dict(zip(f["cluster_id"], f["synchrony_24h"], strict=True))
     assert sync["x"] == 1.0
     assert sync["y"] == 0.25
+
+
+def test_a_routers_sub_accounts_count_as_their_own_orgs_and_payers() -> None:
+    """Four sub-accounts under a router's one org and card are four customers, not one; the same four
+    accounts as a company's own (not sub-accounts) are one org and one payer."""
+    names = list("abcd")
+    st = _state([_bucket(a, i) for a in names for i in range(4)], names)
+    st.accounts = st.accounts.with_columns(pl.lit("orgR").alias("org_id"))
+    st.keys = pl.DataFrame([(a, "payment", "pfR", T0, 1) for a in names], schema=st.keys.schema, orient="row")
+    members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4})
+    now, long = T0 + timedelta(hours=24), timedelta(hours=24)
+    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long)
+    assert own.select("orgs", "payers").row(0) == (1, 1)
+    sub = pl.DataFrame({"account_id": names, "reseller": ["rs1"] * 4})
+    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub)
+    assert resold.select("orgs", "payers").row(0) == (4, 4)

@@ -135,3 +135,47 @@ def test_neighbours_sharing_a_moderately_common_prompt_do_not_nest() -> None:
     rows += _background(2900)
     members = build_clusters(_keys(rows), acc, LinkSettings()).members
     assert sorted(members["account_id"].to_list()) == ["t0", "t1"]
+
+
+def _with_orgs(names: list[str], org: dict[str, str]) -> pl.DataFrame:
+    return _accounts(names).with_columns(
+        pl.col("account_id").replace_strict(org, default=None).alias("org_id")
+    )
+
+
+def _router(customers: int, campaign: int) -> list[tuple[str, str, str]]:
+    """A router's sub-accounts: its reseller id, card, egress and client build on every one; the
+    campaign's members also share a private system prompt and a template."""
+    rows = []
+    for i in range(customers + campaign):
+        a = f"rc{i}" if i < customers else f"x{i}"
+        rows += [(a, "reseller", "rs1"), (a, "payment", "pfR"), (a, "ip", f"10.0.0.{i % 4}")]
+        rows += [(a, "client", "relay|1.8")]
+        if i >= customers:
+            rows += [(a, "sysprompt", "spX"), (a, "template", "99")]
+    return rows
+
+
+def test_a_routers_infrastructure_links_none_of_its_sub_accounts() -> None:
+    """Sub-accounts under one reseller tenant's org link only by what they share beyond the router: the
+    campaign's private artefacts; the router's honest customers stay unlinked; each is a sub-account."""
+    rows = _router(40, 6) + _background(300)
+    names = list(dict.fromkeys(r[0] for r in rows))
+    acc = _with_orgs(names, {a: "orgR" for a in names if not a.startswith("bg")})
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
+    assert sorted(cl.members["account_id"].to_list()) == sorted(f"x{i}" for i in range(40, 46))
+    ev = cl.evidence.row(0, named=True)
+    assert not ev["shares_payment"] and not ev["shares_reseller"] and not ev["shares_client"]
+    assert ev["shares_sysprompt"] and ev["shares_template"]
+    assert cl.subaccounts.height == 46
+
+
+def test_a_reseller_whose_customers_keep_their_own_orgs_is_no_tenant() -> None:
+    """A hydra's shell reseller (each account its own org) keeps its card linking its accounts."""
+    rows = _router(0, 6) + _background(300)
+    names = list(dict.fromkeys(r[0] for r in rows))
+    acc = _with_orgs(names, {a: f"org-{a}" for a in names if not a.startswith("bg")})
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
+    assert cl.subaccounts.height == 0
+    ev = cl.evidence.row(0, named=True)
+    assert ev["shares_payment"] and ev["shares_reseller"] and ev["shares_client"]

@@ -57,11 +57,14 @@ def _template_stats(per: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 ARTEFACT_FAMILIES = ("sysprompt", "template", "client")
 
 
-def _payers(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+def _payers(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.DataFrame:
     """Per cluster: members with a payment instrument on record (``_paid``), distinct instruments, and
-    distinct network keys (hosted addresses, or residential prefixes) per member."""
+    distinct network keys (hosted addresses, or residential prefixes) per member. A reseller tenant's
+    sub-account (``sub``) pays through the tenant's card: it counts as its own payer."""
     k = keys.filter(pl.col("family").is_in(["payment", "ip"])).join(members, on="account_id", how="inner")
     pay = pl.col("family") == "payment"
+    tenant = pl.col("account_id").is_in(sub.get_column("account_id").implode())
+    k = k.with_columns(pl.when(pay & tenant).then(pl.col("account_id")).otherwise(pl.col("key")).alias("key"))
     return k.group_by("cluster_id").agg(
         pl.col("account_id").filter(pay).n_unique().cast(pl.Int64).alias("_paid"),
         pl.col("key").filter(pay).n_unique().cast(pl.Int64).alias("_instruments"),
@@ -142,12 +145,15 @@ def cluster_features(
     accounts: pl.DataFrame,
     now: datetime,
     long: timedelta,
+    subaccounts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per cluster: member counts, linkage strength and pooled behaviour over [now - long, now).
 
     ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns;
-    ``accounts``: the account table as of ``now``.
+    ``accounts``: the account table as of ``now``; ``subaccounts``: reseller tenants' sub-accounts
+    (``Clusters.subaccounts``), each counted as its own org and payer (a router is many customers).
     """
+    sub = subaccounts if subaccounts is not None else pl.DataFrame(schema={"account_id": pl.String})
     since = now - long
     window = _in_window(pl.lit(since), pl.lit(now))
     b = state.buckets.filter(window).join(members, on="account_id", how="inner")
@@ -179,7 +185,12 @@ def cluster_features(
         ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400)
         .mean()
         .alias("new_account_share"),
-        pl.col("org_id").n_unique().cast(pl.Int64).alias("orgs"),
+        pl.when(pl.col("account_id").is_in(sub.get_column("account_id").implode()))
+        .then(pl.col("account_id"))
+        .otherwise(pl.col("org_id"))
+        .n_unique()
+        .cast(pl.Int64)
+        .alias("orgs"),
         pl.col("verified").fill_null(False).mean().alias("verified_share"),
         (pl.col("tier") == "enterprise").fill_null(False).mean().alias("enterprise_share"),
         ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0)
@@ -192,7 +203,7 @@ def cluster_features(
         .join(active, on="cluster_id", how="left")
         .join(together, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
-        .join(_payers(state.keys, members), on="cluster_id", how="left")
+        .join(_payers(state.keys, members, sub), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),

@@ -15,7 +15,7 @@ each composite group links its members in a star).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -52,6 +52,58 @@ class Clusters:
     #: holding both), last_seen (latest time a member used the two keys together). Links expire with
     #: their keys (the link window).
     links: pl.DataFrame
+    #: Sub-accounts of a reseller tenant (account_id, reseller): their tenant's org and card are the
+    #: tenant's, not theirs (``window.features`` counts each as its own customer).
+    subaccounts: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"account_id": pl.String, "reseller": pl.String})
+    )
+
+
+def tenant_subaccounts(keys: pl.DataFrame, accounts: pl.DataFrame, min_share: float) -> pl.DataFrame:
+    """Sub-accounts of reseller tenants: (account_id, reseller).
+
+    A reseller is a tenant (a router) when at least ``min_share`` of the accounts holding its reseller
+    key sit under one org, the tenant's own; its sub-accounts are the accounts under that org. A
+    reseller whose customers each keep their own org (a hydra's shell reseller, a reseller that
+    provisions customers' own orgs and cards) has no tenant and is unchanged.
+    """
+    if "org_id" not in accounts.columns:
+        return _empty().subaccounts
+    res = (
+        keys.filter(pl.col("family") == "reseller")
+        .select("account_id", pl.col("key").alias("reseller"))
+        .unique("account_id", keep="first")
+        .join(accounts.select("account_id", "org_id"), on="account_id", how="inner")
+    )
+    size = res.group_by("reseller").agg(pl.len().alias("n"))
+    tenants = (
+        res.group_by("reseller", "org_id")
+        .agg(pl.len().alias("k"))
+        .join(size, on="reseller")
+        .filter((pl.col("n") >= 2) & (pl.col("k") >= min_share * pl.col("n")))
+        .select("reseller", "org_id")
+    )
+    return res.join(tenants, on=["reseller", "org_id"], how="inner").select("account_id", "reseller")
+
+
+def _drop_tenant_keys(keys: pl.DataFrame, sub: pl.DataFrame, cfg: LinkSettings) -> pl.DataFrame:
+    """Keys a tenant sets for all its sub-accounts (its reseller id, card, egress, client build) are its
+    infrastructure, not evidence that its sub-accounts are one actor: a key of a tenant family most of
+    whose holders are one tenant's sub-accounts links none of them (they link by what they share beyond
+    the tenant: a private system prompt, a template, a sign-up burst)."""
+    if sub.height == 0:
+        return keys
+    holders = keys.group_by("family", "key").agg(pl.len().alias("n"))
+    k_sub = keys.filter(pl.col("family").is_in(list(cfg.tenant_families))).join(sub, on="account_id")
+    infra = (
+        k_sub.group_by("reseller", "family", "key")
+        .agg(pl.len().alias("m"))
+        .join(holders, on=["family", "key"])
+        .filter(pl.col("m") >= cfg.min_overlap * pl.col("n"))
+        .select("reseller", "family", "key")
+    )
+    drop = k_sub.join(infra, on=["reseller", "family", "key"]).select("account_id", "family", "key")
+    return keys.join(drop, on=["account_id", "family", "key"], how="anti")
 
 
 def cluster_id_for(account_id: str) -> str:
@@ -80,6 +132,8 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     total = max(accounts.height, 1)
     intel = keys.filter(pl.col("family") == INTEL_FAMILY).select("account_id", "key")
     keys = keys.filter(pl.col("family") != INTEL_FAMILY)
+    sub = tenant_subaccounts(keys, accounts, cfg.min_overlap)
+    keys = _drop_tenant_keys(keys, sub, cfg)
     fam_code = {f: i for i, f in enumerate(FAMILIES)}
     # keys are unique per (account, family, key), so a key's holders are its rows
     per_key = keys.group_by("family", "key").agg(pl.len().alias("n"))
@@ -94,7 +148,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     )
     k = keys.join(useful, on=["family", "key"], how="inner")
     if k.height == 0:
-        return _empty()
+        return replace(_empty(), subaccounts=sub)
     # accounts become dense integers (their position in id order) so the self-join and graph are cheap
     names = k.get_column("account_id").unique().sort()
     ids = pl.DataFrame({"account_id": names, "a": np.arange(names.len(), dtype=np.int64)})
@@ -187,7 +241,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         .drop("kid", "kid_b", "n", "n_b", "a")
     )
     if grouped.height == 0:
-        return _empty()
+        return replace(_empty(), subaccounts=sub)
 
     # each linking group joins its members in a star around its first member (lowest id)
     e = held_by.select("group", "a").join(grouped.select("group", "first"), on="group", how="inner")
@@ -267,7 +321,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         )
         .select(LINK_SCHEMA.keys())
     )
-    return Clusters(members, ev.sort("cluster_id"), links)
+    return Clusters(members, ev.sort("cluster_id"), links, sub)
 
 
 def _top_keys(k: pl.DataFrame, top: int) -> pl.DataFrame:
