@@ -86,7 +86,11 @@ def build_engine(
             raise ConfigError(f"{what} folder not found; give an existing folder", str(path))
     rules = load_rules(s.rules_dir, CATALOGUES)
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
-    model_set = ModelSet.load(s.models_dir) if s.models_dir is not None else ModelSet()
+    model_set = (
+        ModelSet.load(s.models_dir, vote_precision=s.model_vote_precision)
+        if s.models_dir is not None
+        else ModelSet()
+    )
     partner = None
     if partner_intel is not None:
         from detector.intel.hashing import community_key

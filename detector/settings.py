@@ -220,6 +220,11 @@ class EngineSettings(BaseSettings):
     ip_intel_dir: Path | None = None
     #: ONNX models with manifests (``<name>-v<N>.onnx``; default: the packaged ones); None: rules only.
     models_dir: Path | None = Field(default_factory=defaults.models_dir)
+    #: A model raises a subject to medium on its own (no rule beside it) only where its manifest's
+    #: precision, measured on the calibration block of draws at its medium threshold, is at least this:
+    #: one honest subject accused per hundred accusations is the most a verdict that no rule, and so no
+    #: readable reason, stands behind may cost (issue 17). Below it the model's lone hit stays a low lead.
+    model_vote_precision: float = Field(default=0.99, ge=0.5, le=1.0)
 
     @field_validator("models_dir", "allowlist", "ip_intel_dir", mode="before")
     @classmethod

@@ -104,7 +104,7 @@ def test_no_models_dir_gives_an_empty_set_with_the_hit_schema(tmp_path: Path) ->
         assert ms.scores(frame, "account") == {}
 
 
-def _copy_model(tmp_path: Path, stem: str = "account_gb-v1") -> Path:
+def _copy_model(tmp_path: Path, stem: str = "account_gb-v2") -> Path:
     for suffix in (".onnx", ".json"):
         shutil.copy(MODELS_DIR / f"{stem}{suffix}", tmp_path / f"{stem}{suffix}")
     return tmp_path / f"{stem}.json"
@@ -146,10 +146,10 @@ def test_schema_hash_and_file_hash_mismatches_fail(tmp_path: Path) -> None:
 
 
 def test_missing_manifest_and_bad_names_fail(tmp_path: Path) -> None:
-    shutil.copy(MODELS_DIR / "account_gb-v1.onnx", tmp_path / "account_gb-v1.onnx")
-    with pytest.raises(ModelError, match=r"no manifest account_gb-v1\.json"):
+    shutil.copy(MODELS_DIR / "account_gb-v2.onnx", tmp_path / "account_gb-v2.onnx")
+    with pytest.raises(ModelError, match=r"no manifest account_gb-v2\.json"):
         ModelSet.load(tmp_path)
-    (tmp_path / "account_gb-v1.onnx").rename(tmp_path / "account.onnx")
+    (tmp_path / "account_gb-v2.onnx").rename(tmp_path / "account.onnx")
     with pytest.raises(ModelError, match=r"<name>-v<N>\.onnx"):
         ModelSet.load(tmp_path)
 
@@ -226,7 +226,7 @@ def test_rows_missing_a_required_feature_are_out_of_domain() -> None:
     from detector.detect.models.manifest import read_manifest
     from detector.detect.models.runtime import in_domain
 
-    man = read_manifest(Path(__file__).resolve().parents[1] / "models" / "account_gb-v1.json")
+    man = read_manifest(Path(__file__).resolve().parents[1] / "models" / "account_gb-v2.json")
     assert "requests_24h" in man.required and "account_age_days" not in man.features
     frame = pl.DataFrame({n: [1.0, 1.0] for n in man.features}).with_columns(
         pl.Series("requests_24h", [3.0, None])

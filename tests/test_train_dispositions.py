@@ -13,6 +13,7 @@ from detector.app import build_engine
 from detector.decide.dispositions import Disposition, DispositionStore
 from detector.lab.simulate import simulate
 from detector.lab.train.dispositions import disposition_rows
+from detector.lab.train.draws import DrawSize
 from detector.lab.train.train import TrainConfig, train_all
 from detector.runtime.replay import replay
 
@@ -41,10 +42,9 @@ def test_disposition_rows_join_training_with_before_and_after_metrics(tmp_path: 
     cfg = TrainConfig(
         out=tmp_path / "models",
         work=tmp_path / "work",
-        seeds=(1, 4),
-        heldout=(2,),
-        days=0.5,
-        scale=0.1,
+        train_draws=(0, 1),
+        calibration_draws=(500,),
+        size=DrawSize(days=0.5, scale=0.1, attack_accounts=6),
         targets=("account",),
         extra=extra,
     )

@@ -38,16 +38,27 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         out: Annotated[Path, typer.Option("--out", help="Where the models go.")] = Path("models"),
-        seeds: Annotated[str, typer.Option("--seeds", help="Training simulator seeds.")] = "1,3,4",
-        heldout: Annotated[str, typer.Option("--heldout", help="Held-out simulator seeds.")] = "2,5",
-        days: Annotated[float, typer.Option("--days")] = 3.0,
-        scale: Annotated[float, typer.Option("--scale")] = 1.0,
-        version: Annotated[int, typer.Option("--version", help="The N of <name>-v<N>.")] = 1,
+        train_draws: Annotated[
+            str, typer.Option("--train-draws", help="Matrix draws the trees are fitted on, e.g. 0-29.")
+        ] = "0-29",
+        calibration_draws: Annotated[
+            str,
+            typer.Option(
+                "--calibration-draws",
+                help="Matrix draws for calibration and the manifest's precision/recall, e.g. 500-539.",
+            ),
+        ] = "500-539",
+        days: Annotated[float, typer.Option("--days", help="Days per draw.")] = 1.0,
+        scale: Annotated[float, typer.Option("--scale", help="Honest population per draw.")] = 0.25,
+        attack_accounts: Annotated[
+            int, typer.Option("--attack-accounts", help="Accounts per campaign.")
+        ] = 20,
+        version: Annotated[int, typer.Option("--version", help="The N of <name>-v<N>.")] = 2,
         targets: Annotated[str, typer.Option("--targets")] = "account,cluster,prompt",
         shared: Annotated[
             Path, typer.Option("--shared", help="Folder with data/prompts (prompt model only).")
         ] = SHARED_DEFAULT,
-        work: Annotated[Path, typer.Option("--work", help="Cache of simulated runs.")] = DEFAULT_WORK,
+        work: Annotated[Path, typer.Option("--work", help="Cache of simulated draws.")] = DEFAULT_WORK,
         dispositions: Annotated[
             Path | None,
             typer.Option(
@@ -60,13 +71,21 @@ def register(app: typer.Typer) -> None:
         disposition_events: Annotated[
             list[Path] | None, typer.Option("--disposition-events", help="The traffic behind those alerts.")
         ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print each model's summary as JSON.")] = False,
     ) -> None:
         """Train the account, cluster and prompt classifiers; export ONNX files, manifests and cards."""
         import logging
 
+        from detector.lab.train.draws import DrawSize, check_blocks, parse_draws
+        from detector.lab.train.summary import model_summary, render_summary
         from detector.lab.train.train import TrainConfig, train_all
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            blocks = parse_draws(train_draws), parse_draws(calibration_draws)
+            check_blocks(*blocks)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "--train-draws / --calibration-draws") from exc
         extra = None
         if dispositions is not None:
             if disposition_alerts is None or not disposition_events:
@@ -78,27 +97,20 @@ def register(app: typer.Typer) -> None:
         cfg = TrainConfig(
             out=out,
             work=work,
-            seeds=_ints(seeds),
-            heldout=_ints(heldout),
-            days=days,
-            scale=scale,
+            train_draws=blocks[0],
+            calibration_draws=blocks[1],
+            size=DrawSize(days=days, scale=scale, attack_accounts=attack_accounts),
             version=version,
             targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
             shared=shared,
             command="detector " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             extra=extra,
         )
-        for m in train_all(cfg):
-            print(f"{m.stem}: held-out AUC {m.heldout.get('auc')}, threshold {m.threshold}")
-            before = m.heldout.get("before_dispositions")
-            if before is not None:
-                print(
-                    f"  without the {m.heldout['disposition_rows']['rows']} disposition rows: held-out AUC "
-                    f"{before['auc']}, threshold {before['threshold']}"
-                )
-                was = {g["group"]: g["rate"] for g in before["groups"]}
-                for g in m.heldout["groups"]:
-                    print(f"  {g['group']}: {was.get(g['group'], 0.0):.3f} -> {g['rate']:.3f}")
+        summaries = [model_summary(m) for m in train_all(cfg)]
+        if as_json:
+            print(json.dumps(summaries, indent=2))
+        else:
+            print(render_summary(summaries))
 
     @models_app.command("compare")
     def compare_cmd(

@@ -1,10 +1,17 @@
 """Rule/model fusion: one frame of features -> the rule hits and the model hits, in one table.
 
 A model is a rule named ``model:<name>-v<N>`` (``MODEL_PREFIX``) among the rule hits, with the same
-columns. Fusion rule: a model corroborates, it does not accuse alone. A model hit on a subject that no
-live rule hit in the same evaluation is capped at ``low`` (an analyst lead); beside a rule hit it keeps
-its own severity, so a model can raise a weak rule's low hit to medium or high, and its score joins the
-noisy-or (``detector.alert.verdict.combine``).
+columns. Fusion rule: a model corroborates; it accuses alone only where it has earned the vote.
+
+- Beside a live rule hit on the same subject in the same evaluation, a model hit keeps its own severity,
+  so a model can raise a weak rule's low hit to medium or high, and its score joins the noisy-or
+  (``detector.alert.verdict.combine``).
+- Alone, a model hit is capped at ``low`` (an analyst lead), unless the model's manifest records a
+  precision of at least ``settings.model_vote_precision`` (0.99) at its medium threshold, measured on the
+  calibration block of simulator draws (``ModelSet.voters``): then it is capped at ``medium``. A model
+  alone never reaches ``high``.
+
+Scores are the models' calibrated probabilities (``detector.detect.models.manifest.Calibration``).
 """
 
 from __future__ import annotations
@@ -47,10 +54,15 @@ def fuse(
             on_scores(name, values)
     model_hits = models.hits(frame, target, key, explain=False, scores=scores)
     ruled = hits.filter(pl.col("mode") != "shadow").select(key).unique()
+    lone_cap = (
+        pl.when(pl.col("rule_id").is_in(sorted(models.voters())))
+        .then(pl.lit(Severity.MEDIUM.value))
+        .otherwise(pl.lit(Severity.LOW.value))
+    )
     model_hits = model_hits.with_columns(
         pl.when(pl.col(key).is_in(ruled[key].implode()))
         .then(pl.col("severity"))
-        .otherwise(pl.lit(Severity.LOW.value))
+        .otherwise(lone_cap)  # a model hit is medium or high: alone, medium for a voter, else low
         .alias("severity")
     )
     return pl.concat([hits, model_hits], how="vertical_relaxed")

@@ -152,20 +152,28 @@ def _requests_when_named(events: pl.DataFrame, first: dict[str, Any], members: l
     return counts["len"].to_list()
 
 
+def draw_params(
+    index: int, attack_accounts: int, scale: float
+) -> tuple[dict[str, dict[str, Any]], SimParams]:
+    """Draw ``index``'s knobs per family and the simulator parameters they give (the seed is
+    ``SEED_BASE + index``). Also used by ``detector train`` (its training and calibration blocks)."""
+    rng = np.random.default_rng(SEED_BASE + index)
+    base = SimParams()
+    knobs = {f: draw_knobs(rng) for f in FAMILIES}
+    update: dict[str, Any] = {
+        f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
+    }
+    # the look-alikes at a realistic size whatever the scale
+    team = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
+    return knobs, with_lookalikes(base.model_copy(update=update), scale, team)
+
+
 def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]:
     """Simulate draw ``index``; replay with and without IP intel; per-campaign and per-persona rows."""
     from detector.app import build_engine
     from detector.runtime.replay import replay
 
-    rng = np.random.default_rng(SEED_BASE + index)
-    base = SimParams()
-    knobs = {f: draw_knobs(rng) for f in FAMILIES}
-    update: dict[str, Any] = {
-        f: _family_params(getattr(base, f), knobs[f], cfg.attack_accounts, cfg.scale) for f in FAMILIES
-    }
-    # the look-alikes at a realistic size whatever the scale
-    team = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
-    params = with_lookalikes(base.model_copy(update=update), cfg.scale, team)
+    knobs, params = draw_params(index, cfg.attack_accounts, cfg.scale)
     out = work / f"draw{index}"
     simulate(out, cfg.days, SEED_BASE + index, scale=cfg.scale, params=params)
     labels = orjson.loads((out / "labels.json").read_bytes())

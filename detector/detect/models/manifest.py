@@ -2,20 +2,82 @@
 
 It says what the model reads (feature names in order, the feature-schema hash, the fill value), how to
 decide (threshold and high band), what explains a score (the benign reference value of each feature),
-how it was made (estimator, library versions, the training command, seeds and data hashes) and how well
+how it was made (estimator, library versions, the training command, draws and data hashes) and how well
 it did on held-out data. Only aggregate numbers and hashes: never prompt text, never an account id.
+
+``calibration`` maps the ONNX graph's raw probability to a calibrated one (Platt scaling on the raw
+log-odds, fitted on the calibration block of simulator draws); thresholds, hits and alert scores are on
+the calibrated scale. It is applied here, after onnxruntime, rather than exported into the graph, so the
+graph stays the single tree-ensemble node that ``gemm.py`` rewrites for the GPU. ``operating`` holds the
+precision and recall measured on the calibration block at the medium and high thresholds, with the counts
+behind them: the fusion lets a model raise a subject to medium on its own only where that precision is
+high enough (``detector.detect.fusion``).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 #: ``<name>-v<N>``: a model's file stem.
 STEM = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-v(?P<version>[1-9][0-9]*)$")
+
+
+#: Raw probabilities are clipped to [EPS, 1 - EPS] before their log-odds are taken (an exact 0 or 1).
+EPS: Final = 1e-7
+
+
+def log_odds(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``log(p / (1 - p))`` of probabilities clipped to [``EPS``, 1 - ``EPS``]."""
+    q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS)
+    return np.asarray(np.log(q) - np.log1p(-q), dtype=np.float64)
+
+
+class Calibration(BaseModel):
+    """Platt scaling: ``calibrated = sigmoid(a * log_odds(raw) + b)``, fitted on ``draws``.
+
+    Fitted per entity (an account or cluster within one draw: its highest raw score against whether it
+    is an attacker), as an alert is about an entity: the calibrated score reads as "of the subjects
+    whose score reached this, the share that were attackers" on the calibration block's mix."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["platt"] = "platt"
+    a: float
+    b: float
+    #: Simulator draw indices the map was fitted on (the calibration block) and the entities behind it.
+    draws: list[int]
+    entities: int = Field(ge=0)
+    positives: int = Field(ge=0)
+
+    def apply(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated probabilities of raw ones (monotone: the order of scores is kept)."""
+        z = self.a * log_odds(raw) + self.b
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+
+
+class OperatingPoint(BaseModel):
+    """Entities (accounts or clusters, per draw) at one threshold on the calibration block.
+
+    An entity is flagged when any of its ticks scores at or above ``threshold``; it is an attacker when
+    any of its rows is labelled one. Precision and recall are None when their denominator is 0.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float
+    entities: int = Field(ge=0)
+    positives: int = Field(ge=0)
+    flagged: int = Field(ge=0)
+    true_positives: int = Field(ge=0)
+    false_positives: int = Field(ge=0)
+    precision: float | None
+    recall: float | None
 
 
 class Manifest(BaseModel):
@@ -49,6 +111,20 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     training: dict[str, Any]
     heldout: dict[str, Any]
+    #: Raw -> calibrated probability; None: the raw probability is the score (an uncalibrated model).
+    calibration: Calibration | None = None
+    #: "medium" / "high" -> the calibration block measured at ``threshold`` / ``high_threshold``.
+    operating: dict[str, OperatingPoint] = {}
+
+    def calibrate(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The score thresholds and alerts read: calibrated when the model has a calibration."""
+        return raw if self.calibration is None else self.calibration.apply(raw)
+
+    def votes(self, min_precision: float) -> bool:
+        """Whether the model may raise a subject to medium on its own: the precision measured on the
+        calibration block at the medium threshold is at least ``min_precision``."""
+        point = self.operating.get("medium")
+        return point is not None and point.precision is not None and point.precision >= min_precision
 
     @property
     def stem(self) -> str:

@@ -2,12 +2,14 @@
 
 One ``InferenceSession`` per model, on the first available provider of ``PREFERRED_PROVIDERS`` (CUDA,
 then CPU; the ``gpu`` extra installs onnxruntime-gpu). A frame is scored in one batch as a float32
-matrix built by ``detector.detect.models.spec.to_matrix``.
+matrix built by ``detector.detect.models.spec.to_matrix``. The session's probability is *raw*
+(``LoadedModel.predict``); thresholds, hits, explanations and alert scores use the *calibrated* one
+(``LoadedModel.score``: the manifest's calibration applied to it, see ``manifest.Calibration``).
 
 Hits have exactly the columns of ``RuleSet.evaluate``: ``<key>, rule_id, severity, score, mode,
 campaign_type, detail``; ``rule_id`` is ``model:<name>-v<N>``, ``score`` the model's probability,
 ``mode`` "live", ``campaign_type`` null. Severity bands (from the manifest): ``score >= threshold`` is
-medium, ``score >= high_threshold`` is high.
+medium, ``score >= high_threshold`` is high (the fusion may cap them: ``detector.detect.fusion``).
 
 Why a score is high (``detail``): for each hit row and each feature, the score drop when that feature
 alone is set to its benign reference value (the median over benign training rows). The three largest
@@ -92,12 +94,16 @@ class LoadedModel:
     form: str = "tree"
 
     def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Probability of the positive class for each row of ``x``."""
+        """The graph's raw probability of the positive class for each row of ``x``."""
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         m = self.manifest
         out = self.session.run([m.probability_output], {m.input_name: x})[0]
         return np.asarray(out, dtype=np.float64)[:, 1]
+
+    def score(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """The calibrated probability for each row of ``x`` (what thresholds and alerts read)."""
+        return self.manifest.calibrate(self.predict(x))
 
     def explain(self, x: npt.NDArray[np.float32], scores: npt.NDArray[np.float64]) -> list[str]:
         """One reason line per row of ``x`` (see the module docstring)."""
@@ -107,7 +113,7 @@ class LoadedModel:
         probe = np.repeat(x, k, axis=0).reshape(n, k, k)
         idx = np.arange(k)
         probe[:, idx, idx] = ref
-        drops = scores[:, None] - self.predict(probe.reshape(n * k, k)).reshape(n, k)
+        drops = scores[:, None] - self.score(probe.reshape(n * k, k)).reshape(n, k)
         imp = np.array([m.importances.get(f, 0.0) for f in m.features])
         lines = []
         for row, score, d in zip(x, scores, drops, strict=True):
@@ -135,8 +141,11 @@ def _fmt(v: float) -> str:
 class ModelSet:
     """Every model of a models folder, ready to score feature frames."""
 
-    def __init__(self, models: Sequence[LoadedModel] = ()) -> None:
+    def __init__(self, models: Sequence[LoadedModel] = (), vote_precision: float = 0.99) -> None:
         self.models: tuple[LoadedModel, ...] = tuple(sorted(models, key=lambda lm: lm.manifest.stem))
+        #: The calibration-block precision at its medium threshold a model needs to raise a subject to
+        #: medium on its own (``settings.model_vote_precision``; see ``detector.detect.fusion``).
+        self.vote_precision = vote_precision
 
     def __len__(self) -> int:
         return len(self.models)
@@ -145,7 +154,9 @@ class ModelSet:
         return f"ModelSet({', '.join(f'{m.manifest.stem}@{m.provider}' for m in self.models)})"
 
     @classmethod
-    def load(cls, models_dir: Path | None, available: Sequence[str] | None = None) -> ModelSet:
+    def load(
+        cls, models_dir: Path | None, available: Sequence[str] | None = None, vote_precision: float = 0.99
+    ) -> ModelSet:
         """Load ``models_dir/<name>-v<N>.onnx`` with their manifests; empty when there is no folder.
 
         ``available`` overrides the providers onnxruntime reports (tests). Raises ``ModelError`` when a
@@ -153,7 +164,7 @@ class ModelSet:
         its features disagree with the engine's catalogue.
         """
         if models_dir is None or not Path(models_dir).is_dir():
-            return cls()
+            return cls(vote_precision=vote_precision)
         import hashlib
 
         import onnxruntime as ort
@@ -199,12 +210,16 @@ class ModelSet:
             provider = session.get_providers()[0]
             log.info("model %s loaded on %s (%s form)", manifest.stem, provider, form)
             loaded.append(LoadedModel(manifest, session, provider, form))
-        return cls(loaded)
+        return cls(loaded, vote_precision)
 
     @property
     def providers(self) -> dict[str, str]:
         """Model stem -> the execution provider its session runs on."""
         return {m.manifest.stem: m.provider for m in self.models}
+
+    def voters(self) -> frozenset[str]:
+        """Rule ids of the models whose measured precision earns a vote alone (``Manifest.votes``)."""
+        return frozenset(m.manifest.rule_id for m in self.models if m.manifest.votes(self.vote_precision))
 
     def for_target(self, target: str) -> tuple[LoadedModel, ...]:
         """The models that score frames of ``target``."""
@@ -219,13 +234,13 @@ class ModelSet:
         for m in self.models:
             if m.manifest.rule_id == rule_id and rows:
                 x = np.concatenate([to_vector(row, m.manifest.features) for row in rows])
-                return list(m.explain(x, m.predict(x)))
+                return list(m.explain(x, m.score(x)))
         return [None] * len(rows)
 
     def scores(self, frame: pl.DataFrame, target: str) -> dict[str, npt.NDArray[np.float64]]:
-        """Model stem -> probability per row of ``frame``, for every model of ``target``."""
+        """Model stem -> calibrated probability per row of ``frame``, for every model of ``target``."""
         return {
-            m.manifest.stem: m.predict(to_matrix(frame, m.manifest.features)) for m in self.for_target(target)
+            m.manifest.stem: m.score(to_matrix(frame, m.manifest.features)) for m in self.for_target(target)
         }
 
     def hits(
@@ -252,7 +267,7 @@ class ModelSet:
         for m in self.for_target(target):
             man = m.manifest
             x = to_matrix(frame, man.features)
-            p = scores[man.stem] if scores is not None else m.predict(x)
+            p = scores[man.stem] if scores is not None else m.score(x)
             rows = np.flatnonzero((p >= man.threshold) & in_domain(frame, man))
             if rows.size == 0:
                 continue

@@ -93,6 +93,12 @@ def render_card(m: Manifest) -> str:
             + ", ".join(f"{s}: `{v[:12]}...`" for s, v in sorted(t.get("events_sha256", {}).items()))
             + "."
         )
+    if "draws" in t:
+        lines.append(
+            f"- Randomized simulator draws {_span(t['draws'])} for training, {_span(h.get('draws', []))} "
+            f"for calibration and the metrics below; {t.get('days')} day(s) at scale {t.get('scale')}, "
+            f"{t.get('attack_accounts')} accounts per campaign (`detector/lab/train/draws.py`)."
+        )
     if "sources" in t:
         lines.append(f"- Training sources: {', '.join(t['sources'])}.")
         lines.append(f"- Held-out sources: {', '.join(h.get('sources', []))}.")
@@ -122,6 +128,7 @@ def render_card(m: Manifest) -> str:
         f"- Hits carry rule id `{m.rule_id}`, the score and the three features whose reset to their "
         "benign reference lowers the score most.",
         "",
+        *_calibration(m),
         "## Held-out metrics",
         "",
         f"- ROC AUC per row: {_num(h.get('auc'))} on {h.get('rows')} rows ({h.get('positives')} positive); "
@@ -137,6 +144,39 @@ def render_card(m: Manifest) -> str:
     lines += [f"- {b}" for b in BLIND_SPOTS.get(m.target, [])]
     lines += ["", f"Libraries: {', '.join(f'{k} {v}' for k, v in sorted(m.libraries.items()))}.", ""]
     return "\n".join(lines)
+
+
+def _span(draws: list[int]) -> str:
+    if draws and draws == list(range(draws[0], draws[-1] + 1)):
+        return f"{draws[0]}..{draws[-1]}"
+    return ", ".join(str(d) for d in draws)
+
+
+def _calibration(m: Manifest) -> list[str]:
+    """The calibration section: the Platt map and the operating points (empty for uncalibrated models)."""
+    c = m.calibration
+    if c is None:
+        return []
+    lines = [
+        "## Calibration",
+        "",
+        f"- Scores are calibrated probabilities: sigmoid({c.a:.4f} * log-odds(raw) + {c.b:.4f}), Platt "
+        f"scaling fitted per {m.heldout.get('entity', 'entity')} and draw (its highest score) on calibration "
+        f"draws {_span(c.draws)} ({c.entities} entities, {c.positives} attackers).",
+        f"- On the calibration block, per {m.heldout.get('entity', 'entity')} and draw (flagged when any "
+        "tick reaches the threshold):",
+        "",
+        "| band | threshold | entities | attackers | flagged | true positives | false positives "
+        "| precision | recall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for band, p in sorted(m.operating.items(), key=lambda kv: kv[1].threshold):
+        lines.append(
+            f"| {band} | {p.threshold:.2f} | {p.entities} | {p.positives} | {p.flagged} | "
+            f"{p.true_positives} | {p.false_positives} | {_num(p.precision)} | {_num(p.recall)} |"
+        )
+    lines.append("")
+    return lines
 
 
 _SHOWN = ("n_estimators", "max_depth", "learning_rate", "subsample", "random_state")

@@ -5,7 +5,7 @@ tick's account and cluster features; the rows of each dispositioned alert's subj
 the cluster id) from the episode's first event to its last revision are labelled by the latest
 disposition: ``confirm`` is an attack, ``false_positive`` and ``benign_explained`` are not. Their group
 is ``disposition:<verdict>``. ``detector train --dispositions`` adds them to the training rows only; the
-held-out seeds stay simulator-labelled, so the before/after metrics say what the labels changed.
+calibration draws stay simulator-labelled, so the before/after metrics say what the labels changed.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The ONNX graph is skl2onnx's (``zipmap`` off, so the probabilities come out as one float tensor). The
 parity probe (``<name>-v<N>.parity.npz``) holds a few hundred held-out feature rows (aggregate numbers,
-never text) and scikit-learn's probabilities for them, so the contract tests compare onnxruntime with
-scikit-learn for every shipped model without shipping the scikit-learn object.
+never text) and scikit-learn's raw probabilities for them (before the manifest's calibration), so the
+contract tests compare onnxruntime with scikit-learn for every shipped model without shipping the
+scikit-learn object.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from detector.detect.models.manifest import Manifest, write_manifest
+from detector.detect.models.manifest import Calibration, Manifest, OperatingPoint, write_manifest
 from detector.detect.models.spec import FILL_VALUE, catalogue, schema_hash
 from detector.lab.train.fit import positive_proba
 
@@ -83,6 +84,8 @@ def export_model(
     parity_x: npt.NDArray[np.float32],
     out_dir: Path,
     required: Sequence[str] = (),
+    calibration: Calibration | None = None,
+    operating: Mapping[str, OperatingPoint] | None = None,
 ) -> Manifest:
     """Write the ONNX file, manifest and parity probe into ``out_dir``; return the manifest."""
     cat = catalogue(target)
@@ -108,6 +111,8 @@ def export_model(
         libraries=library_versions(),
         training=dict(training),
         heldout=dict(heldout),
+        calibration=calibration,
+        operating=dict(operating or {}),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{manifest.stem}.onnx").write_bytes(data)

@@ -1,0 +1,253 @@
+"""Calibrated models that earn a vote (issue 17 item 4): randomized draw blocks, Platt calibration from
+the manifest, operating points on the calibration block, the fusion's vote, spread scores, and
+``detector train --json``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from detector.detect.models.manifest import Calibration, OperatingPoint, read_manifest
+from detector.detect.models.runtime import ModelSet
+from detector.detect.models.spec import model_features
+from detector.lab.train.calibrate import ENTITY, entity_max, fit_platt, operating_point
+from detector.lab.train.draws import CALIBRATION_DRAWS, TRAIN_DRAWS, check_blocks, parse_draws
+from detector.lab.train.export import export_model
+from detector.lab.train.fit import high_band, make_estimator
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "models"
+NAMES = model_features("account")
+CLI = Path(sys.executable).with_name("detector")
+
+
+def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, len(NAMES))).astype(np.float32)
+    y = (x[:, NAMES.index("cot_share_24h")] > 0.6) & (x[:, NAMES.index("out_in_ratio_24h")] > 0.5)
+    return x, y
+
+
+def _export(out: Path, precision: float | None, calibration: Calibration | None = None) -> None:
+    x, y = _toy(2000, 1)
+    point = OperatingPoint(
+        threshold=0.5,
+        entities=1000,
+        positives=200,
+        flagged=200,
+        true_positives=round(200 * (precision or 0)),
+        false_positives=200 - round(200 * (precision or 0)),
+        precision=precision,
+        recall=0.9,
+    )
+    export_model(
+        make_estimator(n_estimators=40).fit(x, y),
+        name="toy_gb",
+        version=1,
+        target="account",
+        features=NAMES,
+        threshold=0.5,
+        high_threshold=high_band(0.5),
+        reference={f: float(np.median(x[~y][:, j])) for j, f in enumerate(NAMES)},
+        training={"command": "detector train (test)"},
+        heldout={"auc": 1.0},
+        parity_x=_toy(300, 2)[0],
+        out_dir=out,
+        calibration=calibration,
+        operating={"medium": point, "high": point.model_copy(update={"threshold": 0.75})},
+    )
+
+
+# -- blocks ----------------------------------------------------------------------------------------------
+
+
+def test_default_blocks_are_disjoint_and_below_the_held_out_block() -> None:
+    from detector.lab.matrix import HELD_OUT_FROM
+
+    check_blocks(TRAIN_DRAWS, CALIBRATION_DRAWS)
+    assert max(*TRAIN_DRAWS, *CALIBRATION_DRAWS) < HELD_OUT_FROM
+    assert parse_draws("0-2,5,1") == (0, 1, 2, 5)
+    with pytest.raises(ValueError, match="held-out"):
+        check_blocks((0, 1), (999, 1000))
+    with pytest.raises(ValueError, match="both"):
+        check_blocks((0, 1), (1, 2))
+
+
+# -- calibration and operating points --------------------------------------------------------------------
+
+
+def test_platt_map_spreads_saturated_scores_and_keeps_their_order() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.random(4000) < 0.3
+    # saturated raw scores, with 5% of labels on the wrong side: the raw 1.0 is overconfident
+    raw = np.where(y ^ (rng.random(4000) < 0.05), 1 - 1e-9, 1e-9) * rng.uniform(0.9, 1.0, 4000)
+    cal = fit_platt(raw, y, [500, 501])
+    out = cal.apply(raw)
+    assert cal.draws == [500, 501] and cal.entities == 4000 and cal.positives == int(y.sum())
+    assert 0 < cal.a < 1  # log-odds shrunk toward the block's base rates
+    assert out[raw > 0.5].max() < 0.99 and out[raw < 0.5].min() > 0.0
+    order = np.argsort(raw, kind="stable")
+    assert (np.diff(out[order]) >= 0).all()
+
+
+def test_operating_point_counts_entities_not_ticks() -> None:
+    frame = pl.DataFrame(
+        {
+            ENTITY: ["0:a", "0:a", "0:b", "1:a", "1:c", "1:d"],
+            "label": [True, True, False, True, False, True],
+        }
+    )
+    scores = np.array([0.2, 0.95, 0.97, 0.4, 0.1, 0.99])
+    point = operating_point(entity_max(frame, scores), 0.9)
+    # entities 0:a (attacker, 0.95), 0:b (honest, 0.97), 1:a (attacker, 0.4), 1:c (honest), 1:d (attacker)
+    assert (point.entities, point.positives, point.flagged) == (5, 3, 3)
+    assert (point.true_positives, point.false_positives) == (2, 1)
+    assert point.precision == pytest.approx(2 / 3, abs=1e-6) and point.recall == pytest.approx(
+        2 / 3, abs=1e-6
+    )
+    assert operating_point(entity_max(frame, scores), 1.0).precision is None
+
+
+def test_scores_are_the_manifests_calibration_of_the_raw_probability(tmp_path: Path) -> None:
+    cal = Calibration(a=0.3, b=-0.2, draws=[500], entities=10, positives=3)
+    _export(tmp_path, 0.999, cal)
+    (m,) = ModelSet.load(tmp_path).models
+    x, _ = _toy(200, 5)
+    raw = m.predict(x)
+    assert np.allclose(m.score(x), 1 / (1 + np.exp(-(0.3 * np.log(raw / (1 - raw)) - 0.2))), atol=1e-9)
+    frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
+        pl.Series("account_id", [f"a{i}" for i in range(200)])
+    )
+    hits = ModelSet.load(tmp_path).hits(frame, "account", "account_id")
+    assert np.array_equal(np.sort(hits["score"].to_numpy()), np.sort(m.score(x)[m.score(x) >= 0.5]))
+    assert all(d.startswith("model 0.") for d in hits["detail"])  # explained on the calibrated scale
+
+
+# -- the vote --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("precision", "alone"), [(0.995, "medium"), (0.98, "low"), (None, "low")])
+def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
+    tmp_path: Path, precision: float | None, alone: str
+) -> None:
+    """Alone, a model hit is medium only where its manifest's calibration-block precision at the medium
+    threshold is >= 0.99 (settings.model_vote_precision), never high; beside a rule it keeps its band."""
+    from detector.app import build_engine
+
+    _export(tmp_path / "models", precision)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "account_busy.yaml").write_text(
+        "id: account_busy\ntitle: busy\ndescription: busy\nseverity: low\ntarget: account\n"
+        "condition: requests_24h >= 100\ntags: []\ndetail: [requests_24h]\ntests:\n"
+        "  - {name: busy, features: {requests_24h: 200}, expect: fire}\n"
+        "  - {name: quiet, features: {requests_24h: 5}, expect: no_fire}\n"
+    )
+    engine = build_engine(rules, models=tmp_path / "models")
+    x, _ = _toy(2, 4)
+    x[:, NAMES.index("cot_share_24h")], x[:, NAMES.index("out_in_ratio_24h")] = 0.95, 0.95
+    frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
+        pl.Series("account_id", ["alone", "ruled"]),
+        pl.Series("requests_24h", [5, 200], dtype=pl.Int64),
+        pl.Series("tier", ["free", "free"]),
+        pl.Series("trusted_customer", [False, False]),
+        pl.Series("volume_outside_tier", [False, False]),
+    )
+    hits = engine._evaluate(frame, "account", "account_id").filter(
+        pl.col("rule_id").str.starts_with("model:")
+    )
+    sev = {r["account_id"]: r for r in hits.iter_rows(named=True)}
+    assert sev["alone"]["score"] >= 0.75  # in the model's high band: only the cap keeps it below high
+    assert sev["alone"]["severity"] == alone
+    assert sev["ruled"]["severity"] == "high"
+
+
+def test_shipped_models_record_their_calibration_block() -> None:
+    for stem in ("account_gb", "cluster_gb"):
+        (path,) = sorted(MODELS_DIR.glob(f"{stem}-v*.json"))
+        m = read_manifest(path)
+        assert m.calibration is not None and m.calibration.draws == list(CALIBRATION_DRAWS)
+        assert m.training["draws"] == list(TRAIN_DRAWS) and m.heldout["draws"] == list(CALIBRATION_DRAWS)
+        assert set(m.operating) == {"medium", "high"}
+        for band, threshold in (("medium", m.threshold), ("high", m.high_threshold)):
+            p = m.operating[band]
+            assert p.threshold == threshold
+            assert p.true_positives + p.false_positives == p.flagged <= p.entities
+            assert p.recall == pytest.approx(p.true_positives / p.positives, abs=1e-6)
+
+
+# -- scores spread on a replay ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_alert_scores_spread_on_a_small_replay(tmp_path: Path) -> None:
+    """With the shipped models, alert scores are calibrated probabilities: not all 1.00."""
+    from detector.app import build_engine
+    from detector.lab.train.draws import DrawSize, simulate_draw
+    from detector.runtime.replay import replay
+
+    run = simulate_draw(tmp_path / "draw", 3, DrawSize(days=0.5, scale=0.15, attack_accounts=10))
+    replay([run / "events.parquet"], build_engine(ROOT / "rules"), tmp_path / "alerts.jsonl")
+    alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    model_scores = [r["score"] for a in alerts for r in a["reasons"] if r["rule_id"].startswith("model:")]
+    scores = [a["score"] for a in alerts]
+    assert len(model_scores) >= 20 and len(scores) >= 20
+    assert len({round(s, 2) for s in model_scores}) >= 5
+    assert len({round(s, 2) for s in scores}) >= 8
+    assert sum(s >= 0.995 for s in scores) <= len(scores) / 2
+
+
+# -- detector train --json -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_json_is_deterministic_and_reports_the_operating_points(tmp_path: Path) -> None:
+    args = [
+        "train",
+        "--targets",
+        "account",
+        "--train-draws",
+        "0-2",
+        "--calibration-draws",
+        "500-501",
+        "--days",
+        "0.25",
+        "--scale",
+        "0.1",
+        "--attack-accounts",
+        "6",
+        "--work",
+        str(tmp_path / "work"),
+        "--json",
+    ]
+    outs = []
+    for name in ("a", "b"):
+        done = subprocess.run(
+            [str(CLI), *args, "--out", str(tmp_path / name)], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outs.append(json.loads(done.stdout))
+    (row,) = outs[0]
+    assert row["model"] == "account_gb-v2" and row["heldout_draws"] == [500, 501]
+    med = row["operating"]["medium"]
+    assert (
+        med["threshold"] == row["threshold"]
+        and med["flagged"] == med["true_positives"] + med["false_positives"]
+    )
+    assert isinstance(row["votes_alone"], bool) and row["vote_precision"] == 0.99
+    for suffix in (".onnx", ".parity.npz"):
+        a, b = (tmp_path / d / f"account_gb-v2{suffix}" for d in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes(), suffix
+    ma, mb = (read_manifest(tmp_path / d / "account_gb-v2.json") for d in ("a", "b"))
+    assert ma.training.pop("command") != mb.training.pop("command")  # only --out differs
+    assert ma == mb
+    bad = subprocess.run(
+        [str(CLI), *args[:-1], "--calibration-draws", "999-1000"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "held-out" in bad.stderr and "Traceback" not in bad.stderr
