@@ -195,7 +195,7 @@ def test_alert_scores_spread_on_a_small_replay(tmp_path: Path) -> None:
     run = simulate_draw(tmp_path / "draw", 3, DrawSize(days=0.5, scale=0.15, attack_accounts=10))
     replay([run / "events.parquet"], build_engine(ROOT / "rules"), tmp_path / "alerts.jsonl")
     alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
-    model_scores = [r["score"] for a in alerts for r in a["reasons"] if r["rule_id"].startswith("model:")]
+    model_scores = [r["score"] for a in alerts for r in a["reasons"] if r["source"] == "model"]
     scores = [a["score"] for a in alerts]
     assert len(model_scores) >= 20 and len(scores) >= 20
     assert len({round(s, 2) for s in model_scores}) >= 5

@@ -44,6 +44,12 @@ def to_onnx_bytes(estimator: Any, n_features: int) -> bytes:
     outputs = [o.name for o in onx.graph.output]
     if PROBABILITY_OUTPUT not in outputs:
         raise RuntimeError(f"skl2onnx produced outputs {outputs}, expected '{PROBABILITY_OUTPUT}'")
+    # skl2onnx lists the opsets in set order, which follows the process's string-hash seed: sorted, the
+    # same training gives the same bytes in every process
+    opsets = sorted(((o.domain, o.version) for o in onx.opset_import), key=lambda o: o[0])
+    del onx.opset_import[:]
+    for domain, version in opsets:
+        onx.opset_import.add(domain=domain, version=version)
     data: bytes = onx.SerializeToString()
     return data
 

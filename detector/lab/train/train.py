@@ -88,7 +88,7 @@ def _folds(frames: list[pl.DataFrame], extra: pl.DataFrame | None) -> list[pl.Da
     if extra is not None and extra.height:
         schema = folds[0].schema
         missing = [pl.lit(None, dtype=schema[c]).alias(c) for c in schema if c not in extra.columns]
-        extra = extra.with_columns(missing, pl.lit(-1, dtype=pl.Int64).alias("draw"))
+        extra = extra.with_columns(*missing, pl.lit(-1, dtype=pl.Int64).alias("draw"))
         folds.append(extra.select(list(schema)).cast(schema))
     return [with_entity(f, "_key") for f in folds]
 
