@@ -192,7 +192,9 @@ def test_alert_scores_spread_on_a_small_replay(tmp_path: Path) -> None:
     from detector.lab.train.draws import DrawSize, simulate_draw
     from detector.runtime.replay import replay
 
-    run = simulate_draw(tmp_path / "draw", 3, DrawSize(days=0.5, scale=0.15, attack_accounts=10))
+    run = simulate_draw(
+        tmp_path / "draw", 700, DrawSize(days=0.5, scale=0.15, attack_accounts=10)
+    )  # in neither block
     replay([run / "events.parquet"], build_engine(ROOT / "rules"), tmp_path / "alerts.jsonl")
     alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     model_scores = [r["score"] for a in alerts for r in a["reasons"] if r["source"] == "model"]
