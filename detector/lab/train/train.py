@@ -87,8 +87,9 @@ def _folds(frames: list[pl.DataFrame], extra: pl.DataFrame | None) -> list[pl.Da
     folds = [pl.concat(frames[i::FOLDS], how="vertical_relaxed") for i in range(min(FOLDS, len(frames)))]
     if extra is not None and extra.height:
         schema = folds[0].schema
+        extra = extra.with_columns(pl.lit(-1, dtype=pl.Int64).alias("draw"))  # its own fold
         missing = [pl.lit(None, dtype=schema[c]).alias(c) for c in schema if c not in extra.columns]
-        extra = extra.with_columns(*missing, pl.lit(-1, dtype=pl.Int64).alias("draw"))
+        extra = extra.with_columns(*missing)
         folds.append(extra.select(list(schema)).cast(schema))
     return [with_entity(f, "_key") for f in folds]
 
