@@ -192,19 +192,23 @@ def test_evaluation_startup_cluster_is_a_low_lead_at_most(engine: Engine) -> Non
         assert "one paying customer explains" in reasons["evidence:coordination"]
 
 
+#: A 40-person hackathon cohort: fresh accounts, each its own card and org, behind one venue address
+#: (one network key per 40 accounts), sharing a tutorial's system prompt and starter template.
+HACKATHON: dict[str, Any] = FARM | {
+    "accounts": 40,
+    "active_accounts_24h": 40,
+    "payers": 40,
+    "orgs": 40,
+    "shares_ip": True,
+    "network_keys_per_account": 0.025,
+    "link_families": 4,
+}
+
+
 def test_hackathon_cohort_behind_one_nat_is_not_accused(engine: Engine) -> None:
     """Fresh accounts on one venue address sharing a tutorial's system prompt and step-by-step
     template: the room explains the sharing, even with reasoning prompts."""
-    cohort = FARM | {
-        "accounts": 40,
-        "active_accounts_24h": 40,
-        "payers": 40,
-        "orgs": 40,
-        "shares_ip": True,
-        "network_keys_per_account": 0.025,
-        "cot_share_24h": 0.31,
-        "link_families": 4,
-    }
+    cohort = HACKATHON | {"cot_share_24h": 0.31}
     sev, reasons = _verdict(engine, "cluster", **cohort)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
     if reasons:
@@ -215,17 +219,7 @@ def test_hackathon_cohort_round_the_clock_on_a_step_by_step_tutorial_is_not_accu
     """The same cohort hacking through the night while the tutorial's starter template (which asks for
     steps) still dominates its traffic: the hydra rule's shape (linked, new, CoT, 18+ hours), which
     accused a 40-account cohort at high before the room explained it there too."""
-    cohort = FARM | {
-        "accounts": 40,
-        "active_accounts_24h": 40,
-        "payers": 40,
-        "orgs": 40,
-        "shares_ip": True,
-        "network_keys_per_account": 0.025,
-        "cot_share_24h": 0.45,
-        "active_hours_24h": 19,
-        "link_families": 4,
-    }
+    cohort = HACKATHON | {"cot_share_24h": 0.45, "active_hours_24h": 19}
     sev, _ = _verdict(engine, "cluster", **cohort)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
     # the same shape spread over many addresses is a farm, and is accused
