@@ -173,6 +173,11 @@ class EvidenceSettings(BaseModel):
     new_model_share: float = 0.25
     #: Coordination: scheduler waves, members active in the same 15-minute buckets (1.0: all together).
     scheduler_synchrony: float = 0.5
+    #: Coordination: a sign-up burst holds at least this share of the cluster's members in one sign-up
+    #: window. A farm opened in a few bursts puts an eighth or more of its accounts in each (the
+    #: disclosures: batches of accounts created together); a hundred honest accounts opened over
+    #: years give a few coincidental pairs (2 of 117 is 0.017).
+    signup_burst_share: float = Field(default=0.1, gt=0, le=1)
     #: Co-location: a cohort behind one venue or campus NAT (a hackathon, a class) shares its artefacts
     #: because its people sit in one room following one tutorial; it holds at most this many network
     #: keys (residential prefixes, hosted addresses) per member. A farm spreads over many addresses to

@@ -85,6 +85,7 @@ FARM: dict[str, Any] = {
     "shares_sysprompt": True,
     "shares_template": True,
     "shares_signup": True,
+    "signup_burst_share": 0.4,
     "rare_artefact_families": 2,
     "network_keys_per_account": 1.4,
     "link_families": 3,
@@ -224,6 +225,32 @@ def test_hackathon_cohort_round_the_clock_on_a_step_by_step_tutorial_is_not_accu
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
     # the same shape spread over many addresses is a farm, and is accused
     sev, _ = _verdict(engine, "cluster", **(cohort | {"network_keys_per_account": 1.4}))
+    assert sev == "high"
+
+
+def test_a_popular_tools_users_with_coincidental_sign_up_pairs_are_not_a_farm(engine: Engine) -> None:
+    """117 verified developers of many orgs, opened over years, all on one coding agent (its client
+    build, its system prompt, its templates) and tool-heavy: two pairs of them opened their accounts in
+    the same half hour. Two pairs are a coincidence, not a sign-up burst, and nothing else says farm.
+    (Found on a simulator draw: the whole agentic-coder persona was accused at high.)"""
+    users = FARM | {
+        "accounts": 117,
+        "active_accounts_24h": 117,
+        "payers": 117,
+        "orgs": 117,
+        "new_account_share": 0.0085,
+        "median_account_age_days": 700.0,
+        "verified_share": 1.0,
+        "shares_client": True,
+        "rare_artefact_families": 3,
+        "signup_burst_share": 2 / 117,
+        "tools_heavy_share_24h": 1.0,
+        "synchrony_24h": 0.08,
+    }
+    sev, reasons = _verdict(engine, "cluster", **users)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    # the same accounts opened in one burst (a third of them in one half hour) are bulk-provisioned
+    sev, _ = _verdict(engine, "cluster", **(users | {"signup_burst_share": 0.34}))
     assert sev == "high"
 
 

@@ -101,12 +101,18 @@ def evaluate_matrix(
         typer.Option("--ip-intel", help="Operator IP-intel folder: the matrix runs with it and without."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the result as JSON here.")] = None,
+    first_draw: Annotated[
+        int | None,
+        typer.Option("--first-draw", help="First draw index (default 0, or 1000 with --held-out).", min=0),
+    ] = None,
 ) -> None:
     """Evasion matrix: recall per (family x knob value) over random draws, FPs per honest persona."""
     from detector.defaults import rules_dir
     from detector.lab.matrix import MatrixConfig, render_markdown, run_matrix
 
-    cfg = MatrixConfig(draws, held_out, days, scale, attack_accounts, rules or rules_dir(), ip_intel)
+    cfg = MatrixConfig(
+        draws, held_out, days, scale, attack_accounts, rules or rules_dir(), ip_intel, first_draw=first_draw
+    )
     result = run_matrix(cfg)
     if out is not None:
         out.write_text(result.model_dump_json(indent=2))

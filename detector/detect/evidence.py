@@ -48,10 +48,17 @@ def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     """Coordination signal name -> whether the cluster shows it (each rare artefact counts once)."""
     c = pl.col
     out = {f"shared {f}": c(f"shares_{f}").fill_null(False) for f in ARTEFACT_FAMILIES}
-    out["sign-up burst"] = c("shares_signup").fill_null(False)
+    out["sign-up burst"] = _signup_burst(s)
     out["cards across orgs"] = _cards_across_orgs()
     out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     return out
+
+
+def _signup_burst(s: EvidenceSettings) -> pl.Expr:
+    """A sign-up burst: a real share of the members opened within one sign-up window, not two pairs."""
+    c = pl.col
+    share = c("signup_burst_share").fill_null(0.0)
+    return c("shares_signup").fill_null(False) & (share >= s.signup_burst_share)
 
 
 def _cards_across_orgs() -> pl.Expr:
@@ -123,7 +130,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         colocated.alias("colocated"),
         # provisioned in bulk: a sign-up burst, or cards shared across orgs (not established customers
         # who each came on their own, whatever their accounts' age or verification)
-        (c("shares_signup").fill_null(False) | _cards_across_orgs()).alias("bulk_provisioned"),
+        (_signup_burst(s) | _cards_across_orgs()).alias("bulk_provisioned"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),

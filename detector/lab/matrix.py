@@ -35,6 +35,7 @@ import orjson
 import polars as pl
 from pydantic import BaseModel
 
+from detector.errors import ConfigError
 from detector.lab.evaluate import _read_alerts, evaluate
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.lab.simulate.params import CONTENT_MODES, with_lookalikes
@@ -124,6 +125,9 @@ class MatrixConfig:
     attack_accounts: int = 20
     rules_dir: Path = Path("rules")
     ip_intel_dir: Path | None = None
+    #: The first draw index; None: 0, or ``HELD_OUT_FROM`` with ``held_out``. A held-out block that has
+    #: been looked at is spent: the next one starts past it (e.g. 1020), never below ``HELD_OUT_FROM``.
+    first_draw: int | None = None
 
 
 class MatrixResult(BaseModel):
@@ -279,7 +283,13 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
 
 def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
     """Run the configured draws and summarise them."""
-    start = HELD_OUT_FROM if cfg.held_out else 0
+    start = cfg.first_draw if cfg.first_draw is not None else (HELD_OUT_FROM if cfg.held_out else 0)
+    if (start >= HELD_OUT_FROM) != cfg.held_out or (start + cfg.draws > HELD_OUT_FROM and not cfg.held_out):
+        raise ConfigError(
+            f"draws {start}..{start + cfg.draws - 1} cross the held-out line ({HELD_OUT_FROM}); "
+            "use --held-out for draws from there, and only there",
+            "--first-draw",
+        )
     indices = list(range(start, start + cfg.draws))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -289,6 +299,7 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
     config = {
         "draws": cfg.draws,
         "held_out": cfg.held_out,
+        "first_draw": start,
         "days": cfg.days,
         "scale": cfg.scale,
         "attack_accounts": cfg.attack_accounts,

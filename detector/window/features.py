@@ -75,6 +75,19 @@ def _payers(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.
     )
 
 
+def _signup_bursts(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Per cluster: the largest share of its members opened within one sign-up window (their shared
+    ``signup`` key). A farm opened in bulk puts a large share of its accounts in one window; among a
+    hundred accounts opened over years, two pairs landing in the same half hour are a coincidence."""
+    k = keys.filter(pl.col("family") == "signup").join(members, on="account_id", how="inner")
+    return (
+        k.group_by("cluster_id", "key")
+        .agg(pl.col("account_id").n_unique().alias("_n"))
+        .group_by("cluster_id")
+        .agg(pl.col("_n").max().alias("_top_signup"))
+    )
+
+
 def _in_window(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     return (pl.col("bucket") >= start) & (pl.col("bucket") < end)
 
@@ -204,6 +217,7 @@ def cluster_features(
         .join(together, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
         .join(_payers(state.keys, members, sub), on="cluster_id", how="left")
+        .join(_signup_bursts(state.keys, members), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
@@ -220,8 +234,11 @@ def cluster_features(
                 or [pl.lit(0, pl.Int64)]
             ).alias("rare_artefact_families"),
         )
-        .with_columns((pl.col("payers") / pl.col("accounts")).alias("payer_share"))
-        .drop("_mean_k", "_paid", "_instruments")
+        .with_columns(
+            (pl.col("payers") / pl.col("accounts")).alias("payer_share"),
+            (pl.col("_top_signup").fill_null(0) / pl.col("accounts")).alias("signup_burst_share"),
+        )
+        .drop("_mean_k", "_paid", "_instruments", "_top_signup")
         .sort("cluster_id")
     )
 
@@ -266,6 +283,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "orgs": pl.Int64(),
     "payers": pl.Int64(),
     "payer_share": pl.Float64(),
+    "signup_burst_share": pl.Float64(),
     "verified_share": pl.Float64(),
     "enterprise_share": pl.Float64(),
     "median_account_age_days": pl.Float64(),
