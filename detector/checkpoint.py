@@ -65,11 +65,13 @@ def stats_from_dict(data: dict[str, Any]) -> EngineStats:
 
 
 def pending_events(engine: Engine) -> pl.DataFrame | None:
-    """Buffered events of ticks not yet closed."""
+    """Buffered events of ticks not yet closed, each request id once (a partition read again buffers
+    a second copy of what is still pending; the tick close would drop it)."""
     pending = engine.clock.pending
     if not pending:
         return None
-    return pl.concat(pending, how="vertical_relaxed")
+    events = pl.concat(pending, how="vertical_relaxed")
+    return events.unique(subset="request_id", keep="first", maintain_order=True)
 
 
 def clock_state(engine: Engine) -> dict[str, Any]:

@@ -174,6 +174,11 @@ class Engine:
             return []
         batch = events if enriched else self.enrich(events)
         tick = self.settings.windows.tick
+        if self.clock.tick_end is not None:  # a re-read event is a duplicate now, not a late event
+            batch, dup = self.state.drop_counted(batch, self.clock.tick_end - tick)
+            self.stats.duplicates += dup
+            if batch.height == 0:
+                return []
         batch_max = batch["ts"].max()
         assert isinstance(batch_max, datetime)
         if self.clock.tick_end is None:

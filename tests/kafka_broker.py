@@ -220,3 +220,11 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 
 __all__ = ["EmbeddedBroker", "read_events"]
+
+
+def restart_empty(b: EmbeddedBroker, down_s: float = 0.0) -> None:
+    """Stop the broker and start a fresh one on the same port (its data, topics and groups are gone:
+    the embedded broker keeps them in memory); ``down_s``: seconds it stays down in between."""
+    b.stop()
+    time.sleep(down_s)
+    b.start()

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from detector.app import build_engine
+from detector.checkpoint import pending_events
 from detector.contracts import Alert
 from detector.decode_parquet import decode_frame
 from detector.engine import Engine
@@ -252,3 +253,19 @@ def test_late_events_are_bounded_and_readiness_fails_while_the_clock_is_stuck(ev
     assert engine.stats.late_folded >= 3_500
     pending = sum(p.height for p in engine.clock.pending)
     assert pending <= 500 + 1
+
+
+def test_a_partition_read_again_counts_duplicates_not_late_events(events: pl.DataFrame) -> None:
+    engine = build_engine(ROOT / "rules", models=False)
+    head = events.head(3_000)
+    assert head["request_id"].n_unique() == head.height
+    engine.process(head)
+    counted, late = engine.stats.events, engine.stats.late
+    assert 0 < counted < head.height  # some ticks closed, the last one still pending
+    engine.process(head)  # read again from offset 0 (a recreated topic, an older checkpoint restored)
+    assert engine.stats.events == counted and engine.stats.late == late  # dropped, not late
+    assert engine.stats.duplicates == counted
+    pending = pending_events(engine)  # what a checkpoint keeps: the pending copies once
+    assert pending is not None and pending.height == head.height - counted
+    engine.flush()
+    assert engine.stats.events == head.height and engine.stats.duplicates == head.height

@@ -154,6 +154,18 @@ class WindowState:
         self.seen = pl.concat([self.seen, fresh.select("request_id", "ts")])
         return fresh, dup
 
+    def drop_counted(self, batch: pl.DataFrame, closed_before: datetime) -> tuple[pl.DataFrame, int]:
+        """Remove events already counted in a closed tick (a partition read again from an older offset).
+
+        Every counted event lies before ``closed_before`` (the end of the last closed tick), so only a
+        late event can repeat one: a batch without late events costs one filter."""
+        late = batch.filter(pl.col("ts") < closed_before)
+        if late.height == 0:
+            return batch, 0
+        counted = self.seen.filter(pl.col("ts") >= late["ts"].min())["request_id"]
+        fresh = batch.filter(~pl.col("request_id").is_in(counted.implode()))
+        return fresh, batch.height - fresh.height
+
     def mark_new_models(self, events: pl.DataFrame, warmup: timedelta, new_for: timedelta) -> pl.DataFrame:
         """Add ``is_new_model``: the model was first seen after the warm-up and recently.
 

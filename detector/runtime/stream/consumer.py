@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from detector.runtime.stream.decoding import Decoder, Poll
+from detector.runtime.stream.faults import InputTopicWatch, OffsetsOutOfRange, SourceUnavailable
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import KafkaSource, Listener
 
@@ -64,8 +65,11 @@ class ConsumerThread:
         epoch: Callable[[], int],
         source: KafkaSource,
         listener: Listener,
+        watch: InputTopicWatch | None = None,
     ) -> None:
         self.s = settings
+        #: Notices a recreated input topic and samples the broker connection (``faults``).
+        self.watch = watch
         self._decoder = decoder
         self._epoch = epoch
         self.source = source
@@ -169,10 +173,13 @@ class ConsumerThread:
         try:
             source.open(self._listener)
             opened = True
-            last_poll = 0.0
+            last_poll = last_sample = 0.0
             paused = False
             while not self._closing.is_set():
                 self._run_commands(sync=False)
+                if self.watch is not None and time.monotonic() - last_sample >= KEEPALIVE_S:
+                    last_sample = time.monotonic()
+                    self.watch.sample(source)
                 if self.queue.qsize() >= self.s.prefetch_batches:
                     # back-pressure: wait for the processing thread; poll now and then with every
                     # partition paused so that the group (and a pending rebalance) is served
@@ -187,11 +194,24 @@ class ConsumerThread:
                     if paused:
                         source.resume()
                         paused = False
-                    records = source.poll(self.s.poll_timeout_ms, self.s.max_poll_records)
+                    try:
+                        records = source.poll(self.s.poll_timeout_ms, self.s.max_poll_records)
+                    except OffsetsOutOfRange as exc:
+                        if self.watch is None:
+                            raise
+                        self.watch.out_of_range(source, exc.positions)
+                        continue
+                    except SourceUnavailable as exc:  # the broker is down: retry
+                        if self.watch is not None:
+                            self.watch.down(str(exc))
+                        time.sleep(KEEPALIVE_S / 2)
+                        continue
                 last_poll = time.monotonic()
                 # read after the poll: a rebalance inside it bumped the epoch, and these records
                 # were fetched from the positions its assignment set
                 epoch = self._epoch()
+                if self.watch is not None and self.watch.after_poll(source, source.assignment()):
+                    continue  # the topic was recreated: these records are read again after the reset
                 if len(records) or self.queue.empty():  # empty batches only while idle (merge timing)
                     high = source.highwaters()
                     decoder = self._decoder()

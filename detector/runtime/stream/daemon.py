@@ -43,7 +43,8 @@ from detector.io.sinks import CallbackSink, DeadLetter, Outputs, SinkError
 from detector.runtime.merge import OFF, PART, EventTimeMerge
 from detector.runtime.stream.commit import Checkpoint, CheckpointFailed, Fenced
 from detector.runtime.stream.consumer import Batch, ConsumerThread, make_source
-from detector.runtime.stream.decoding import Decoder, Poll, take_polls
+from detector.runtime.stream.decoding import STAMP, Decoder, Poll, take_polls
+from detector.runtime.stream.faults import InputTopicWatch, fault_metrics, reset_partitions
 from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
@@ -131,7 +132,8 @@ class Daemon:
         self.drain_when_idle = drain_when_idle
         self._keep_alerts = keep_alerts
         self.reloader = RuleReloader(rules, metrics) if rules is not None else None
-        self._make_outputs = outputs or partial(stream_outputs, settings)
+        self.faults = fault_metrics(metrics.registry)
+        self._make_outputs = outputs or partial(stream_outputs, settings, self.faults)
         self.probe = probe
         self.engine: Engine | None = None
         self.merge = EventTimeMerge(settings.idle_partition_s)
@@ -167,8 +169,12 @@ class Daemon:
         self._owner_epoch = 0
         self.source = make_source(settings, lambda: self.owner)
         self.hw: dict[int, int | None] = {}
+        reset = partial(reset_partitions, self)
+        self.watch = InputTopicWatch(
+            settings.input_topic, settings.on_topic_reset, self.faults, reset, self._set_fatal
+        )
         self.consumer = ConsumerThread(
-            settings, lambda: self.decoder, lambda: self.epoch, self.source, Rebalance(self)
+            settings, lambda: self.decoder, lambda: self.epoch, self.source, Rebalance(self), self.watch
         )
 
     # ------------------------------------------------------------------------------------------ probes
@@ -181,12 +187,18 @@ class Daemon:
         return now - self._last_loop < LIVENESS_S and (failing is None or now - failing < stale)
 
     def ready(self) -> bool:
-        """Readiness: joined the group (owner with state restored, or standby), not stopping, and the
-        event-time clock plausible with no pile of late events (``Engine.time_healthy``), and the last
-        checkpoint written (not failed)."""
+        """Readiness: joined the group (owner with state restored, or standby), not stopping, the broker
+        reachable, no output topic missing, the event-time clock plausible with no pile of late events
+        (``Engine.time_healthy``), and the last checkpoint written (not failed)."""
         clock_ok = self.engine is None or self.engine.time_healthy(datetime.now(UTC))
         saved = self.checkpoint.failing_since is None
-        return self.joined and not self.stop.is_set() and self.fatal is None and clock_ok and saved
+        sinks_ok = self.outputs is None or not any(getattr(x, "failed", False) for x in self.outputs.all())
+        up = self.joined and not self.stop.is_set() and self.fatal is None and self.consumer.error is None
+        up = up and self.watch.connected
+        return up and sinks_ok and clock_ok and saved
+
+    def _set_fatal(self, exc: BaseException) -> None:  # the run loop raises it
+        self.fatal = exc
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> RunSummary:
@@ -326,7 +338,9 @@ class Daemon:
         records, reasons, newest = taken.records, taken.reasons, taken.newest_produced
         if self.engine is not None and records:  # future or implausible event times never reach the clock
             topic = self.s.input_topic
-            kept, screened = self.engine.time_guard.screen(taken.events, PART, ingest_now=datetime.now(UTC))
+            kept, screened = self.engine.time_guard.screen(
+                taken.events, PART, ingest_now=datetime.now(UTC), stamp=STAMP
+            )
             for (part, off), rej in zip(
                 screened.select(PART, OFF).iter_rows(),
                 rejects_of(screened, _kafka_position(topic)),
@@ -339,7 +353,7 @@ class Daemon:
             return
         if self.probe is not None:
             self.probe.batch_read(newest)
-        events = taken.events
+        events = taken.events.drop(STAMP, strict=False)  # the broker timestamps served the guard only
         self.merge.add(events, taken.consumed)
         self._feed(self.merge.release(self.highwater()))
         self._dirty = True
@@ -437,7 +451,9 @@ class Daemon:
             return
         send = self.consumer.commit_now if in_listener else partial(self.consumer.request_commit, self.epoch)
         offsets = self.merge.safe_offsets()
-        state = {"decisions": self.decider.state()} if self.decider is not None else None
+        state: dict[str, Any] = {"input_topic_id": self.watch.expected}
+        if self.decider is not None:
+            state["decisions"] = self.decider.state()
         folder = self.checkpoint.commit(
             self.engine, self.outputs, offsets, self._owner_epoch, self.source.generation, send, state
         )

@@ -36,10 +36,16 @@ from detector.runtime.merge import OFF, PART
 from detector.runtime.stream.source import Records, header_ms
 from detector.runtime.workers import pool_pids, spawn_pool
 
+#: Column of each event's Kafka record timestamp (ms since the epoch, CreateTime or LogAppendTime; 0:
+#: none), read by the event-time guard (``EventTimeGuard.screen(stamp=...)``) and dropped after it.
+STAMP = "_stamp"
 
-def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[int]) -> DecodedBatch:
-    """Decode one poll's values: events with their partition and offset columns and prompt features
-    (no prompt text), and the rejects (``index``: the value's position in ``values``)."""
+
+def decode_poll(
+    topic: str, values: list[bytes], parts: list[int], offs: list[int], stamps: list[int] | None = None
+) -> DecodedBatch:
+    """Decode one poll's values: events with their partition, offset and broker timestamp columns and
+    prompt features (no prompt text), and the rejects (``index``: the value's position in ``values``)."""
     batch = decode_lines(values, position_of=lambda i: f"{topic}/{parts[i]}@{offs[i]}")
     if batch.records == 0:  # only null or blank values: decoding sees no record, so none is rejected
         done = {r.index for r in batch.rejects}
@@ -53,7 +59,9 @@ def decode_poll(topic: str, values: list[bytes], parts: list[int], offs: list[in
     idx = batch.events["_pos"]
     batch.events = enrich_prompt(
         batch.events.with_columns(
-            pl.Series(PART, parts, pl.Int32).gather(idx), pl.Series(OFF, offs, pl.Int64).gather(idx)
+            pl.Series(PART, parts, pl.Int32).gather(idx),
+            pl.Series(OFF, offs, pl.Int64).gather(idx),
+            pl.Series(STAMP, stamps if stamps is not None else [0] * len(offs), pl.Int64).gather(idx),
         ).drop("_pos")
     )
     return batch
@@ -151,11 +159,12 @@ class Decoder:
     def start(self, records: Records) -> Poll:
         """Take a poll (from a ``KafkaSource``) and start decoding it."""
         values, parts, offs = records.values, records.parts, records.offs
+        stamps = [t if t > 0 else 0 for t in records.timestamps] if records.timestamps else None
         decoded: Future[DecodedBatch]
         if self._pool is not None and values:
-            decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs)
+            decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs, stamps)
         else:
-            decoded = _DeferredFuture((self.topic, values, parts, offs))
+            decoded = _DeferredFuture((self.topic, values, parts, offs, stamps))
         return Poll(parts, offs, records.keys, records.spans, records.produced_at, decoded)
 
     def worker_cpu_seconds(self) -> float:
@@ -174,9 +183,9 @@ class Decoder:
 class _DeferredFuture(Future[DecodedBatch]):
     """A future that decodes when its result is first asked for, on the asking thread."""
 
-    def __init__(self, args: tuple[str, list[bytes], list[int], list[int]]) -> None:
+    def __init__(self, args: tuple[str, list[bytes], list[int], list[int], list[int] | None]) -> None:
         super().__init__()
-        self._args: tuple[str, list[bytes], list[int], list[int]] | None = args
+        self._args: tuple[str, list[bytes], list[int], list[int], list[int] | None] | None = args
 
     def result(self, timeout: float | None = None) -> DecodedBatch:
         if self._args is not None and not self.cancelled():

@@ -14,6 +14,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener
 
 from detector.runtime.stream.assignor import SingleOwnerAssignor
+from detector.runtime.stream.faults import OffsetsOutOfRange, SourceUnavailable
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import Listener, Records, header_ms
 
@@ -77,7 +78,8 @@ class KafkaPythonSource:
         from kafka import KafkaConsumer
 
         self.kafka = KafkaConsumer(
-            **self.s.consumer_config(),
+            # an offset outside the log raises (``faults``): never the silent reset of the client
+            **{**self.s.consumer_config(), "auto_offset_reset": "none"},
             group_id=self.s.group_id,
             session_timeout_ms=self.s.session_timeout_ms,
             heartbeat_interval_ms=self.s.heartbeat_interval_ms,
@@ -87,7 +89,36 @@ class KafkaPythonSource:
         self.kafka.subscribe([self.topic], listener=_Adapter(listener, self.topic))
 
     def poll(self, timeout_ms: int, max_records: int) -> Records:
-        return records_of(self.kafka.poll(timeout_ms=timeout_ms, max_records=max_records))
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, OffsetOutOfRangeError
+
+        try:
+            return records_of(self.kafka.poll(timeout_ms=timeout_ms, max_records=max_records))
+        except OffsetOutOfRangeError as exc:
+            raise OffsetsOutOfRange({tp.partition: off for tp, off in exc.args[0].items()}) from exc
+        except (KafkaConnectionError, KafkaTimeoutError) as exc:
+            raise SourceUnavailable(type(exc).__name__) from exc
+
+    # ``faults.FaultAware``: what the broker and topic checks read
+    def topic_id(self) -> str | None:
+        found = self.kafka._client.cluster.topic_id(self.topic)
+        return str(found) if found is not None else None
+
+    def reachable(self) -> bool:
+        client = self.kafka._client
+        up = any(client.connected(b.node_id) for b in client.cluster.brokers())
+        return bool(up) and not self.kafka._coordinator.coordinator_unknown()
+
+    def log_start(self, partitions: list[int]) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        found = self.kafka.beginning_offsets([TopicPartition(self.topic, p) for p in partitions])
+        return {tp.partition: int(o) for tp, o in found.items()}
+
+    def log_end(self, partitions: list[int]) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        found = self.kafka.end_offsets([TopicPartition(self.topic, p) for p in partitions])
+        return {tp.partition: int(o) for tp, o in found.items()}
 
     def _mine(self) -> list[Any]:
         return [tp for tp in self.kafka.assignment() if tp.topic == self.topic]

@@ -28,6 +28,7 @@ from detector.io.sinks import SinkError
 from detector.runtime.merge import EventTimeMerge
 from detector.runtime.stream.commit import Checkpoint, Fenced
 from detector.runtime.stream.consumer import ConsumerThread
+from detector.runtime.stream.faults import InputTopicWatch
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import KafkaSource
@@ -57,6 +58,7 @@ class Owner(Protocol):
     observers: Observers
     reloader: RuleReloader | None
     consumer: ConsumerThread
+    watch: InputTopicWatch
     folder: CheckpointFolder
     checkpoint: Checkpoint
     merge: EventTimeMerge
@@ -158,6 +160,7 @@ class Rebalance:
             else:
                 extra = d.folder.current_extra()
             position = StreamPosition.from_extra(extra, topic)
+            d.watch.adopt(extra.get("input_topic_id"))  # the topic the offsets belong to
             for p in mine:
                 off = position.offsets.get(p)
                 d.consumer.seek(p, off)

@@ -87,6 +87,11 @@ class StreamSettings(BaseSettings):
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 2_000
     max_poll_interval_ms: int = 10_000
+    #: A recreated input topic (a new topic id: a broker restarted empty, a topic deleted and created
+    #: again) or offsets outside the log (beyond its end, or before its start after retention):
+    #: ``earliest`` reads the partitions again from their first offset (counted, one error line);
+    #: ``fail`` stops the daemon with one error line. Never a silent skip (docs/robustness.md).
+    on_topic_reset: Literal["earliest", "fail"] = "earliest"
     #: Records larger than this are fetched (so they can be dead-lettered) up to this size per partition.
     max_partition_fetch_bytes: int = 8 << 20
     #: ``/metrics``, ``/healthz`` and ``/readyz``; 0 disables the HTTP server. 9108 is the one default
