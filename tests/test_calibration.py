@@ -34,15 +34,17 @@ def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _export(out: Path, precision: float | None, calibration: Calibration | None = None) -> None:
+def _export(
+    out: Path, precision: float | None, calibration: Calibration | None = None, flagged: int = 200
+) -> None:
     x, y = _toy(2000, 1)
     point = OperatingPoint(
         threshold=0.5,
-        entities=1000,
-        positives=200,
-        flagged=200,
-        true_positives=round(200 * (precision or 0)),
-        false_positives=200 - round(200 * (precision or 0)),
+        entities=10 * flagged,
+        positives=flagged,
+        flagged=flagged,
+        true_positives=round(flagged * (precision or 0)),
+        false_positives=flagged - round(flagged * (precision or 0)),
         precision=precision,
         recall=0.9,
     )
@@ -132,15 +134,19 @@ def test_scores_are_the_manifests_calibration_of_the_raw_probability(tmp_path: P
 # -- the vote --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("precision", "alone"), [(0.995, "medium"), (0.98, "low"), (None, "low")])
+@pytest.mark.parametrize(
+    ("precision", "flagged", "alone"),
+    [(0.999, 3000, "medium"), (0.995, 200, "low"), (0.98, 3000, "low"), (None, 200, "low")],
+)
 def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
-    tmp_path: Path, precision: float | None, alone: str
+    tmp_path: Path, precision: float | None, flagged: int, alone: str
 ) -> None:
     """Alone, a model hit is medium only where its manifest's calibration-block precision at the medium
-    threshold is >= 0.99 (settings.model_vote_precision), never high; beside a rule it keeps its band."""
+    threshold is >= 0.99 (settings.model_vote_precision) with 95% confidence, never high: 199 of 200
+    reads 0.995 but its Wilson lower bound is 0.972. Beside a rule it keeps its band."""
     from detector.app import build_engine
 
-    _export(tmp_path / "models", precision)
+    _export(tmp_path / "models", precision, flagged=flagged)
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "account_busy.yaml").write_text(

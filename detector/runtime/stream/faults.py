@@ -95,15 +95,15 @@ def fault_metrics(registry: CollectorRegistry) -> FaultMetrics:
 
 
 # ---------------------------------------------------------------------------------------- input topic
-class OffsetsOutOfRange(Exception):
+class OffsetsOutOfRange(ServiceError):
     """``KafkaSource.poll``: these partitions' positions lie outside their logs ({partition: offset})."""
 
     def __init__(self, positions: dict[int, int]) -> None:
-        super().__init__(positions)
+        super().__init__(f"positions outside the input topic's logs: {positions}")
         self.positions = positions
 
 
-class SourceUnavailable(Exception):
+class SourceUnavailable(ServiceError):
     """``KafkaSource.poll``: the broker cannot be reached now (the consumer thread retries)."""
 
 
