@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.detect.models.manifest import Calibration, OperatingPoint, read_manifest
+from detector.detect.models.manifest import SCORE_DECIMALS, Calibration, OperatingPoint, read_manifest
 from detector.detect.models.runtime import ModelSet
 from detector.detect.models.spec import model_features
 from detector.lab.train.calibrate import ENTITY, entity_max, fit_platt, operating_point
@@ -122,7 +122,8 @@ def test_scores_are_the_manifests_calibration_of_the_raw_probability(tmp_path: P
     (m,) = ModelSet.load(tmp_path).models
     x, _ = _toy(200, 5)
     raw = m.predict(x)
-    assert np.allclose(m.score(x), 1 / (1 + np.exp(-(0.3 * np.log(raw / (1 - raw)) - 0.2))), atol=1e-9)
+    platt = 1 / (1 + np.exp(-(0.3 * np.log(raw / (1 - raw)) - 0.2)))
+    assert np.allclose(m.score(x), np.round(platt, SCORE_DECIMALS), atol=1e-9)
     frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
         pl.Series("account_id", [f"a{i}" for i in range(200)])
     )

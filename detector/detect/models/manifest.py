@@ -25,6 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Calibrated scores are kept to this many decimals (alerts must not depend on float summation order).
+SCORE_DECIMALS: Final = 4
+
 #: ``<name>-v<N>``: a model's file stem.
 STEM = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-v(?P<version>[1-9][0-9]*)$")
 
@@ -119,7 +122,11 @@ class Manifest(BaseModel):
 
     def calibrate(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The score thresholds and alerts read: calibrated when the model has a calibration."""
-        return raw if self.calibration is None else self.calibration.apply(raw)
+        if self.calibration is None:
+            return raw
+        # four decimals: a window feature summed in another batch order moves the raw probability in
+        # its 7th digit, and calibrated scores (no longer saturated at 1.0) would carry that into alerts
+        return np.round(self.calibration.apply(raw), SCORE_DECIMALS)
 
     def votes(self, min_precision: float) -> bool:
         """Whether the model may raise a subject to medium on its own: the precision measured on the
