@@ -8,7 +8,9 @@ tests that need it; in CI (env ``CI`` set) it fails them, so a broken checkout c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +45,11 @@ def contracts_dir(shared_dir: Path) -> Path:
     if not (path / "gateway-event.schema.json").is_file():
         _missing(f"contracts not found under {path}")
     return path
+
+
+@pytest.fixture
+def broker() -> Iterator[Any]:
+    """A fresh embedded Tansu broker per test (it starts in well under a second), stopped afterwards."""
+    import kafka_broker as kb
+
+    yield from kb.broker()

@@ -209,6 +209,13 @@ class DaemonThread:
             raise self.error
 
 
+def engine(**kw: Any) -> Any:
+    """The engine factory the daemon tests hand the ``Daemon``: the repository's rules, defaults else."""
+    from detector.app import build_engine
+
+    return build_engine(rules_dir=REPO / "rules", **kw)
+
+
 def broker() -> Iterator[EmbeddedBroker]:
     """A started broker, stopped afterwards (use as a fixture body)."""
     b = EmbeddedBroker()

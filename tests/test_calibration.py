@@ -12,32 +12,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from toy_models import NAMES, export_toy, toy_data
 
 from detector.detect.models.manifest import SCORE_DECIMALS, Calibration, OperatingPoint, read_manifest
 from detector.detect.models.runtime import ModelSet
-from detector.detect.models.spec import model_features
 from detector.lab.train.calibrate import ENTITY, entity_max, fit_platt, operating_point
 from detector.lab.train.draws import CALIBRATION_DRAWS, TRAIN_DRAWS, check_blocks, parse_draws
-from detector.lab.train.export import export_model
-from detector.lab.train.fit import high_band, make_estimator
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
-NAMES = model_features("account")
 CLI = Path(sys.executable).with_name("detector")
-
-
-def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, len(NAMES))).astype(np.float32)
-    y = (x[:, NAMES.index("cot_share_24h")] > 0.6) & (x[:, NAMES.index("out_in_ratio_24h")] > 0.5)
-    return x, y
 
 
 def _export(
     out: Path, precision: float | None, calibration: Calibration | None = None, flagged: int = 200
 ) -> None:
-    x, y = _toy(2000, 1)
     point = OperatingPoint(
         threshold=0.5,
         entities=10 * flagged,
@@ -48,19 +37,9 @@ def _export(
         precision=precision,
         recall=0.9,
     )
-    export_model(
-        make_estimator(n_estimators=40).fit(x, y),
-        name="toy_gb",
-        version=1,
-        target="account",
-        features=NAMES,
-        threshold=0.5,
-        high_threshold=high_band(0.5),
-        reference={f: float(np.median(x[~y][:, j])) for j, f in enumerate(NAMES)},
-        training={"command": "detector train (test)"},
-        heldout={"auc": 1.0},
-        parity_x=_toy(300, 2)[0],
-        out_dir=out,
+    export_toy(
+        out,
+        n_estimators=40,
         calibration=calibration,
         operating={"medium": point, "high": point.model_copy(update={"threshold": 0.75})},
     )
@@ -120,7 +99,7 @@ def test_scores_are_the_manifests_calibration_of_the_raw_probability(tmp_path: P
     cal = Calibration(a=0.3, b=-0.2, draws=[500], entities=10, positives=3)
     _export(tmp_path, 0.999, cal)
     (m,) = ModelSet.load(tmp_path).models
-    x, _ = _toy(200, 5)
+    x, _ = toy_data(200, 5)
     raw = m.predict(x)
     platt = 1 / (1 + np.exp(-(0.3 * np.log(raw / (1 - raw)) - 0.2)))
     assert np.allclose(m.score(x), np.round(platt, SCORE_DECIMALS), atol=1e-9)
@@ -157,7 +136,7 @@ def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
         "  - {name: quiet, features: {requests_24h: 5}, expect: no_fire}\n"
     )
     engine = build_engine(rules, models=tmp_path / "models")
-    x, _ = _toy(2, 4)
+    x, _ = toy_data(2, 4)
     x[:, NAMES.index("cot_share_24h")], x[:, NAMES.index("out_in_ratio_24h")] = 0.95, 0.95
     frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
         pl.Series("account_id", ["alone", "ruled"]),

@@ -9,45 +9,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from toy_models import NAMES, export_toy, toy_data
 
 from detector.detect.models.prompt import prompt_structure_features
 from detector.detect.models.runtime import ModelError, ModelSet, select_providers
 from detector.detect.models.spec import FILL_VALUE, model_features, schema_hash, to_matrix
 from detector.detect.rules.ruleset import HIT_COLUMNS
-from detector.lab.train.export import export_model, to_onnx_bytes
+from detector.lab.train.export import to_onnx_bytes
 from detector.lab.train.fit import entity_threshold, high_band, make_estimator, positive_proba
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-NAMES = model_features("account")
-
-
-def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows over the account features; the label depends on cot_share_24h and out_in_ratio_24h only."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, len(NAMES))).astype(np.float32)
-    cot, age = NAMES.index("cot_share_24h"), NAMES.index("out_in_ratio_24h")
-    y = (x[:, cot] > 0.6) & (x[:, age] > 0.5)
-    return x, y
-
-
-def _export(out: Path, n_estimators: int = 15) -> tuple[object, np.ndarray]:
-    x, y = _data(2000, 1)
-    est = make_estimator(n_estimators=n_estimators).fit(x, y)
-    export_model(
-        est,
-        name="toy_gb",
-        version=1,
-        target="account",
-        features=NAMES,
-        threshold=0.5,
-        high_threshold=high_band(0.5),
-        reference={f: float(np.median(x[~y][:, j])) for j, f in enumerate(NAMES)},
-        training={"command": "detector train (test)"},
-        heldout={"auc": 1.0},
-        parity_x=_data(300, 2)[0],
-        out_dir=out,
-    )
-    return est, x
 
 
 # -- providers -------------------------------------------------------------------------------------------
@@ -158,14 +129,14 @@ def test_missing_manifest_and_bad_names_fail(tmp_path: Path) -> None:
 
 
 def test_training_twice_gives_identical_onnx_and_matches_sklearn(tmp_path: Path) -> None:
-    est, _ = _export(tmp_path / "a")
-    _export(tmp_path / "b")
+    est, _ = export_toy(tmp_path / "a")
+    export_toy(tmp_path / "b")
     a, b = (tmp_path / "a" / "toy_gb-v1.onnx").read_bytes(), (tmp_path / "b" / "toy_gb-v1.onnx").read_bytes()
     assert a == b
     assert (tmp_path / "a" / "toy_gb-v1.json").read_bytes() == (
         tmp_path / "b" / "toy_gb-v1.json"
     ).read_bytes()
-    xt, _ = _data(500, 3)
+    xt, _ = toy_data(500, 3)
     ms = ModelSet.load(tmp_path / "a")
     p_onnx = ms.models[0].predict(xt)
     assert np.abs(p_onnx - positive_proba(est, xt)).max() <= 1e-4
@@ -173,7 +144,7 @@ def test_training_twice_gives_identical_onnx_and_matches_sklearn(tmp_path: Path)
 
 
 def test_other_seed_changes_the_model() -> None:
-    x, y = _data(2000, 1)
+    x, y = toy_data(2000, 1)
     a = to_onnx_bytes(make_estimator(n_estimators=15).fit(x, y), len(NAMES))
     b = to_onnx_bytes(make_estimator(n_estimators=15, random_state=7).fit(x, y), len(NAMES))
     assert a != b
@@ -187,9 +158,9 @@ def test_thresholds_are_clipped_and_banded() -> None:
 
 
 def test_hits_explain_with_the_driving_features(tmp_path: Path) -> None:
-    _export(tmp_path, n_estimators=40)
+    export_toy(tmp_path, n_estimators=40)
     ms = ModelSet.load(tmp_path)
-    x, _ = _data(400, 4)
+    x, _ = toy_data(400, 4)
     cot, age = NAMES.index("cot_share_24h"), NAMES.index("out_in_ratio_24h")
     x[:, cot], x[:, age] = 0.95, 0.95  # every row is what the toy model calls an attacker
     frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(
@@ -238,7 +209,7 @@ def test_fusion_model_alone_is_a_lead_and_corroborates_a_rule(tmp_path: Path) ->
     """A model hit with no rule hit on the same subject is capped at low; beside a rule it keeps its band."""
     from detector.app import build_engine
 
-    _export(tmp_path / "models", n_estimators=40)
+    export_toy(tmp_path / "models", n_estimators=40)
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "account_busy.yaml").write_text(
@@ -248,7 +219,7 @@ def test_fusion_model_alone_is_a_lead_and_corroborates_a_rule(tmp_path: Path) ->
         "  - {name: quiet, features: {requests_24h: 5}, expect: no_fire}\n"
     )
     engine = build_engine(rules, models=tmp_path / "models")
-    x, _ = _data(2, 4)
+    x, _ = toy_data(2, 4)
     cot, ratio = NAMES.index("cot_share_24h"), NAMES.index("out_in_ratio_24h")
     x[:, cot], x[:, ratio] = 0.95, 0.95
     frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(NAMES)}).with_columns(

@@ -7,7 +7,6 @@ while decoding the poll; the daemon exited on every restart and never dead-lette
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,6 @@ from detector.runtime.stream.daemon import Daemon
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
 SECRET = b"POISON-PROMPT-TEXT-91d2"
-
-
-@pytest.fixture
-def broker() -> Iterator[kb.EmbeddedBroker]:
-    yield from kb.broker()
 
 
 @pytest.mark.parametrize("workers", [0, 1])

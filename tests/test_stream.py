@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from detector.app import build_engine
 from detector.checkpoint import pending_events
-from detector.engine import Observers
 from detector.lab.simulate import simulate
 from detector.runtime.metrics import Metrics
 from detector.runtime.replay import replay
@@ -27,30 +24,20 @@ pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _engine(*, observers: Observers | None = None) -> Any:
-    return build_engine(rules_dir=REPO / "rules", observers=observers)
-
-
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Half a day of simulated traffic, its events as (key, value, ms) and the replay's alerts."""
     out = tmp_path_factory.mktemp("sim")
     simulate(out, days=0.5, seed=1, scale=0.2)
     alerts_path = out / "replay-alerts.jsonl"
-    replay([out / "events.jsonl"], _engine(), alerts_path)
+    replay([out / "events.jsonl"], kb.engine(), alerts_path)
     docs = [orjson.loads(line) for line in alerts_path.read_bytes().splitlines()]
     assert docs, "the reference replay raised no alerts"
     return {"dir": out, "events": kb.read_events(out / "events.jsonl"), "alerts": docs}
 
 
-@pytest.fixture
-def broker() -> Iterator[kb.EmbeddedBroker]:
-    """A fresh broker per test (it starts in well under a second)."""
-    yield from kb.broker()
-
-
 def _daemon(settings: Any, **kw: Any) -> Daemon:
-    return Daemon(settings, _engine, Metrics(CollectorRegistry()), keep_alerts=True, **kw)
+    return Daemon(settings, kb.engine, Metrics(CollectorRegistry()), keep_alerts=True, **kw)
 
 
 def _drained(settings: Any, timeout: float) -> Daemon:
@@ -167,7 +154,7 @@ def test_stream_survives_broker_restart(
     # consumer may find the membership lost and drop the in-memory engine (by design: never write then)
     from detector.checkpoint import load_engine
 
-    engine = _engine()
+    engine = kb.engine()
     extra = load_engine(engine, tmp_path / "state")
     assert extra is not None
     pending = pending_events(engine)
@@ -283,7 +270,7 @@ def test_sighup_reloads_rules_and_keeps_state(
     assert proc.returncode == 0, log_text[-2000:]
     assert "rule reload failed" in log_text and "rules swapped in" in log_text
     assert "rule reload failed" not in log_text.split("rules swapped in")[1]
-    engine = _engine()
+    engine = kb.engine()
     extra = load_engine(engine, tmp_path / "state")
     assert extra is not None and sum(extra["offsets"].values()) <= n
     pending = pending_events(engine)
@@ -310,7 +297,7 @@ def test_fenced_owner_does_not_overwrite_newer_checkpoint(
     epoch = zombie._owner_epoch
     assert epoch >= 1
     # a newer owner (what the group would start after evicting a paused one) claims the state
-    newer = save_engine(_engine(), state, {"topic": kb.INPUT, "offsets": {}, "owner_epoch": epoch + 1})
+    newer = save_engine(kb.engine(), state, {"topic": kb.INPUT, "offsets": {}, "owner_epoch": epoch + 1})
     kb.produce_events(broker.bootstrap, events[half:])  # the old owner wakes up with work to commit
     t.thread.join(30)
     assert not t.thread.is_alive()

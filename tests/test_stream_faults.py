@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +15,17 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from detector.app import build_engine
 from detector.errors import ConfigError
-from detector.io.sinks import SinkError
+from detector.io.sinks import SinkError, SinkUnverified
 from detector.lab.demo.feed import create_topics
 from detector.lab.simulate import simulate
 from detector.runtime.metrics import Metrics
 from detector.runtime.replay import replay
 from detector.runtime.stream.daemon import Daemon
-from detector.runtime.stream.faults import TopicRecreated
+from detector.runtime.stream.faults import OutputTopics, TopicGuard
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _engine(**kw: Any) -> Any:
-    return build_engine(rules_dir=REPO / "rules", **kw)
-
-
-@pytest.fixture
-def broker() -> Iterator[kb.EmbeddedBroker]:
-    yield from kb.broker()
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +51,24 @@ def _read(daemon: Daemon) -> int:
 def test_broker_restarted_empty_loses_no_event(broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path) -> None:
     """A quarter of the stream, consumed and checkpointed; the broker restarts empty and the rest is
     produced to the recreated topic: every event of the new log is read (the old offsets, valid
-    offsets of the new log, used to skip its first quarter), readiness follows the broker."""
+    offsets of the new log, used to skip its first quarter), readiness follows the broker.
+
+    The restarted broker does not know the group, so the replica loses its membership (the engine is
+    dropped, never written) and joins again from its checkpoint. If alerts were in flight when the
+    broker lost its log (refused by the new broker, or sent to an alerts topic the restart recreated),
+    the daemon cannot know they arrived: it stops with one error and no checkpoint, and its restart
+    (the supervisor's) sends them again."""
     events = kb.read_events(sim / "events.jsonl")
     cut = len(events) // 4
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, events[:cut])
     settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
-    daemon = Daemon(settings, _engine, Metrics(CollectorRegistry()))
+    daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
     thread = kb.DaemonThread(daemon).start()
     try:
         kb.wait_for(lambda: _read(daemon) == cut and not daemon._dirty, 120, "the first quarter")
         kb.wait_for(daemon.ready, 10, "ready")
+        joined = daemon.summary.assignments
         broker.stop()
         kb.wait_for(lambda: not daemon.ready(), 15, "not ready while the broker is down")
         reg = daemon.metrics.registry
@@ -80,43 +76,61 @@ def test_broker_restarted_empty_loses_no_event(broker: kb.EmbeddedBroker, sim: P
         broker.start()
         kb.make_topics(broker.bootstrap)
         kb.produce_events(broker.bootstrap, events[cut:])
-        kb.wait_for(lambda: _read(daemon) >= len(events), 120, "every event of the new log")
+
+        def settled() -> bool:
+            rejoined = daemon.summary.assignments > joined and (restarts or daemon.summary.losses >= 1)
+            return rejoined and _read(daemon) >= len(events)
+
+        restarts = 0
+        deadline = time.monotonic() + 180
+        while not settled():
+            assert time.monotonic() < deadline, "timed out waiting for every event of the new log"
+            if not thread.thread.is_alive():
+                # alerts sent to the broker that then lost its log: refused by the new broker, or sent
+                # to an alerts topic the restart recreated, unverifiable either way
+                assert isinstance(thread.error, SinkError), thread.error
+                assert restarts == 0, "stopped twice"
+                restarts += 1
+                daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
+                thread, joined = kb.DaemonThread(daemon).start(), 0
+            time.sleep(0.1)
         kb.wait_for(daemon.ready, 30, "ready again")
+        reg = daemon.metrics.registry
         assert reg.get_sample_value("detector_broker_connected") == 1
     finally:
         thread.stop()
     assert _read(daemon) == len(events)
-    resets = reg.get_sample_value("detector_input_topic_resets_total", {"cause": "topic_id"})
-    # once, or twice when the group lost and gave back the partitions (restored from the checkpoint,
-    # whose offsets still belong to the old log) after the first reset
-    assert resets in (kb.PARTITIONS, 2 * kb.PARTITIONS)
+    if not restarts:
+        resets = reg.get_sample_value("detector_input_topic_resets_total", {"cause": "topic_id"})
+        # once, or twice when the group lost and gave back the partitions (restored from the
+        # checkpoint, whose offsets still belong to the old log) after the first reset
+        assert resets in (kb.PARTITIONS, 2 * kb.PARTITIONS)
     assert reg.get_sample_value("detector_input_gap_records_total") == 0
 
 
-def test_recreated_topic_with_fail_policy_stops_with_one_error(
-    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_output_topic_check_with_the_broker_down_defers_never_stops(
+    broker: kb.EmbeddedBroker,
 ) -> None:
-    events = kb.read_events(sim / "events.jsonl")[:400]
+    """The broker gone between the producer's acknowledgement and the topic check: with nothing sent
+    since the last check there is nothing to verify; with sends, the commit waits (``SinkUnverified``,
+    which the commit treats as a skipped checkpoint, not a stop) until the broker answers."""
     kb.make_topics(broker.bootstrap)
-    kb.produce_events(broker.bootstrap, events[:100])
-    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", on_topic_reset="fail")
-    daemon = Daemon(settings, _engine, Metrics(CollectorRegistry()))
-    thread = kb.DaemonThread(daemon).start()
+    topics = OutputTopics({"bootstrap_servers": broker.bootstrap, "request_timeout_ms": 2000})
+    guard = TopicGuard(topics, kb.ALERTS, "alerts", "DETECTOR_STREAM_ALERTS_TOPIC", None)
     try:
-        kb.wait_for(lambda: _read(daemon) == 100 and not daemon._dirty, 60, "the first records")
-        kb.restart_empty(broker)
-        kb.make_topics(broker.bootstrap)
-        kb.produce_events(broker.bootstrap, events[100:])
-        thread.thread.join(60)
-        assert not thread.thread.is_alive(), "the daemon went on with a recreated topic"
+        guard.setup()
+        guard.add(object())
+        guard.flush()  # the broker answers: verified
+        assert guard.sent == 0
+        broker.stop()
+        for _ in range(5):  # an outage longer than any retry count: never fatal with nothing sent
+            guard.flush()
+        guard.sent = 1  # one record acknowledged just before the broker went away
+        with pytest.raises(SinkUnverified, match="cannot check the alerts topic"):
+            guard.flush()
+        assert not guard.failed and guard.sent == 1  # kept, to be verified once the broker answers
     finally:
-        daemon.stop.set()
-        thread.thread.join(30)
-    assert isinstance(thread.error, TopicRecreated)
-    assert "was recreated" in str(thread.error) and "ON_TOPIC_RESET" in str(thread.error)
-    assert daemon.summary.records == 100  # nothing of the new log was read
-    errors = [r for r in caplog.records if r.levelname == "ERROR" and "recreated" in r.getMessage()]
-    assert len(errors) == 1
+        topics.close()
 
 
 def test_missing_dead_letter_topic_fails_at_start(broker: kb.EmbeddedBroker, tmp_path: Path) -> None:
@@ -126,7 +140,7 @@ def test_missing_dead_letter_topic_fails_at_start(broker: kb.EmbeddedBroker, tmp
     finally:
         admin.close()
     daemon = Daemon(
-        kb.stream_settings(broker.bootstrap, tmp_path / "state"), _engine, Metrics(CollectorRegistry())
+        kb.stream_settings(broker.bootstrap, tmp_path / "state"), kb.engine, Metrics(CollectorRegistry())
     )
     with pytest.raises(ConfigError, match="dead-letter topic 'detector-dead-letter' does not exist"):
         daemon.run()
@@ -168,7 +182,7 @@ class _Reader:
 def test_alerts_topic_deleted_mid_run_fails_and_a_restart_sends_them_again(
     broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path
 ) -> None:
-    replay([sim / "events.jsonl"], _engine(), tmp_path / "ref.jsonl")
+    replay([sim / "events.jsonl"], kb.engine(), tmp_path / "ref.jsonl")
     reference = {
         (d["alert_id"], d["revision"])
         for d in (orjson.loads(x) for x in (tmp_path / "ref.jsonl").read_bytes().splitlines())
@@ -188,7 +202,7 @@ def test_alerts_topic_deleted_mid_run_fails_and_a_restart_sends_them_again(
         assert daemon is not None
         raised.append(((doc["alert_id"], doc["revision"]), daemon.summary.commits))
 
-    daemon = Daemon(settings, _engine, Metrics(CollectorRegistry()), drain_when_idle=True, on_alert=tag)
+    daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()), drain_when_idle=True, on_alert=tag)
     thread = kb.DaemonThread(daemon).start()
     try:
         kb.wait_for(lambda: len(reader.seen) >= 3, 120, "alerts on the topic")
@@ -220,7 +234,7 @@ def test_alerts_topic_deleted_mid_run_fails_and_a_restart_sends_them_again(
         admin.close()
     again = Daemon(
         settings.model_copy(update={"alerts_topic": "detector-alerts-2"}),
-        _engine,
+        kb.engine,
         Metrics(CollectorRegistry()),
         drain_when_idle=True,
     )
@@ -250,7 +264,7 @@ def test_broker_timestamp_judges_the_first_record_of_a_partition(
     producer.flush()
     producer.close()
     settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
-    daemon = Daemon(settings, _engine, Metrics(CollectorRegistry()))
+    daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
     thread = kb.DaemonThread(daemon).start()
     try:  # it is read on its own, then the rest
         kb.wait_for(lambda: daemon.summary.records == 1, 60, "the forged record")
@@ -278,13 +292,13 @@ def test_topic_recreated_while_the_daemon_was_down_is_read_from_its_start(
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, events[:1000])
     settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
-    first = Daemon(settings, _engine, Metrics(CollectorRegistry()), drain_when_idle=True)
+    first = Daemon(settings, kb.engine, Metrics(CollectorRegistry()), drain_when_idle=True)
     kb.DaemonThread(first).start().thread.join(60)
     assert first.summary.records == 1000
     kb.restart_empty(broker)
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, events[1000:])
-    daemon = Daemon(settings, _engine, Metrics(CollectorRegistry()))
+    daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
     thread = kb.DaemonThread(daemon).start()
     try:
         kb.wait_for(lambda: daemon.summary.records >= 200, 60, "the new log's 200 records")

@@ -29,9 +29,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from detector.app import build_engine
 from detector.checkpoint import load_engine, pending_events
-from detector.engine import Observers
 from detector.lab.demo.feed import create_topics, produce
 from detector.lab.simulate import simulate
 from detector.runtime.metrics import Metrics
@@ -41,10 +39,6 @@ from detector.runtime.stream.daemon import Daemon
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
 Keys = set[tuple[str, int]]
-
-
-def _engine(*, observers: Observers | None = None) -> Any:
-    return build_engine(rules_dir=REPO / "rules", observers=observers)
 
 
 def _keys(docs: list[dict[str, Any]]) -> Keys:
@@ -57,7 +51,7 @@ def _settings(bootstrap: str, state: Path, **over: Any) -> Any:
 
 
 def _daemon(settings: Any, **kw: Any) -> Daemon:
-    return Daemon(settings, _engine, Metrics(CollectorRegistry()), keep_alerts=True, **kw)
+    return Daemon(settings, kb.engine, Metrics(CollectorRegistry()), keep_alerts=True, **kw)
 
 
 def _run_until(daemon: Daemon, records: int) -> None:
@@ -78,7 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     (the current one, mid-tick, with buffered events)."""
     work = tmp_path_factory.mktemp("state-world")
     simulate(work / "sim", days=0.5, seed=1, scale=0.2)
-    replay([work / "sim" / "events.jsonl"], _engine(), work / "ref.jsonl")
+    replay([work / "sim" / "events.jsonl"], kb.engine(), work / "ref.jsonl")
     reference = _keys([orjson.loads(x) for x in (work / "ref.jsonl").read_bytes().splitlines()])
     events = kb.read_events(work / "sim" / "events.jsonl")
     quarter, half = len(events) // 4, len(events) // 2
@@ -224,7 +218,7 @@ def test_lost_state_refuses_unless_reset(world: dict[str, Any], tmp_path: Path) 
     reset = _run_cli(settings, "--drain", "--reset-state")
     assert reset.returncode == 0, reset.stderr.decode()[-2000:]
     assert b"state reset" in reset.stderr
-    engine = _engine()
+    engine = kb.engine()
     extra = load_engine(engine, state)
     assert extra is not None and sum(extra["offsets"].values()) == world["n"]
     assert engine.stats.events == world["n"] and pending_events(engine) is None
@@ -348,5 +342,5 @@ def test_a_real_write_error_leaves_no_partial_folder(world: dict[str, Any], tmp_
     assert names[0] == "CURRENT" and all(n.startswith("ckpt-") for n in names[1:]), names
     assert all(verify(state / n) is None for n in names[1:])
     assert (state / "CURRENT").read_text() in names
-    engine = _engine()
+    engine = kb.engine()
     assert load_engine(engine, state) is not None and engine.stats.events < world["n"]

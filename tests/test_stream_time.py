@@ -4,16 +4,13 @@ stream without it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import kafka_broker as kb
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from detector.app import build_engine
 from detector.lab.simulate import simulate
 from detector.runtime.metrics import Metrics
 from detector.runtime.replay import replay
@@ -21,15 +18,6 @@ from detector.runtime.stream.daemon import Daemon
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _engine(**kw: Any) -> Any:
-    return build_engine(rules_dir=REPO / "rules", **kw)
-
-
-@pytest.fixture
-def broker() -> Iterator[kb.EmbeddedBroker]:
-    yield from kb.broker()
 
 
 def _forged(event: tuple[bytes, bytes, int], ts: str, ms: int, rid: str) -> tuple[bytes, bytes, int]:
@@ -43,7 +31,7 @@ def test_future_dated_copies_are_dead_lettered_and_change_no_alert(
 ) -> None:
     out = tmp_path / "sim"
     simulate(out, days=0.5, seed=1, scale=0.2)
-    replay([out / "events.jsonl"], _engine(), out / "alerts.jsonl")
+    replay([out / "events.jsonl"], kb.engine(), out / "alerts.jsonl")
     expected = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
     assert expected
     events = kb.read_events(out / "events.jsonl")
@@ -56,7 +44,7 @@ def test_future_dated_copies_are_dead_lettered_and_change_no_alert(
     kb.make_topics(broker.bootstrap)
     n = kb.produce_events(broker.bootstrap, [*events[:at], *forged, *events[at:]])
     settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
-    daemon = Daemon(settings, _engine, Metrics(CollectorRegistry()), keep_alerts=True, drain_when_idle=True)
+    daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()), keep_alerts=True, drain_when_idle=True)
     thread = kb.DaemonThread(daemon).start()
     thread.thread.join(180)
     assert not thread.thread.is_alive()

@@ -35,6 +35,11 @@ class SinkError(DetectorError, RuntimeError):
     """A record was not delivered (refused at once, or not acknowledged by ``flush``)."""
 
 
+class SinkUnverified(SinkError):
+    """Delivery cannot be confirmed now (the broker does not answer a check); nothing is known lost.
+    The commit is skipped and tried again later; the sink keeps what it has to verify."""
+
+
 class Record(Protocol):
     """What a sink can write: a JSON-ready dict, keys in contract order (deterministic bytes)."""
 

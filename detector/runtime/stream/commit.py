@@ -3,7 +3,9 @@
 1. **flush the sinks** (wait for the alert and dead-letter acknowledgements, post webhooks). The
    checkpoint is about to say "these events are counted"; their alerts must be delivered first, or a
    crash right after the checkpoint would lose them (the restored engine would not raise them again).
-   A failed flush raises ``SinkError`` and nothing is written.
+   A failed flush raises ``SinkError`` and nothing is written. A flush that cannot be *verified* now
+   (``SinkUnverified``: the broker does not answer the output-topic check) skips this commit like a
+   failed write: nothing is written, the daemon is not ready, and the next interval tries again.
 2. **write the checkpoint**: window state, open alert episodes, buffered events, the clock *and the
    consumed offsets per partition* in one atomic folder switch, so state and offsets can never
    disagree. The offsets are the merge's safe offsets: events the merge still holds are not counted.
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from detector.checkpoint import CheckpointFolder, CheckpointWriteError, StreamPosition
 from detector.errors import DetectorError
-from detector.io.sinks import Outputs, SinkError
+from detector.io.sinks import Outputs, SinkError, SinkUnverified
 
 if TYPE_CHECKING:
     from detector.engine import Engine
@@ -76,6 +78,11 @@ class Checkpoint:
         t0 = time.perf_counter()
         try:
             outputs.flush()  # 1
+        except SinkUnverified as exc:  # the broker does not answer now: keep everything, try again later
+            self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
+            self._failed()
+            log.warning("commit deferred: %s", exc, extra={"failures_in_a_row": self.failures})
+            return None
         except SinkError:
             self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
             raise
@@ -88,9 +95,7 @@ class Checkpoint:
             folder = self.folder.save(engine, {**position.to_extra(), **(state or {})})  # 2
         except CheckpointWriteError as exc:
             self.metrics.record_checkpoint(time.perf_counter() - t0, ok=False)
-            self.failures += 1
-            if self.failing_since is None:
-                self.failing_since = time.monotonic()
+            self._failed()
             log.error(
                 "checkpoint failed; offsets not committed, not ready until one succeeds",
                 extra={"error": str(exc), "failures_in_a_row": self.failures},
@@ -102,6 +107,11 @@ class Checkpoint:
         send_offsets(forward)  # 3
         self.metrics.record_checkpoint(time.perf_counter() - t0, ok=True)
         return folder
+
+    def _failed(self) -> None:
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
 
 
 class CheckpointFailed(CommitError):

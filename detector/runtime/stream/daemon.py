@@ -82,6 +82,10 @@ class RunSummary:
     #: Batches dropped because a rebalance happened after they were polled (read again afterwards).
     stale_batches: int = 0
     rule_reloads: int = 0
+    #: Partition assignments received (empty ones included) and memberships lost (the group evicted
+    #: this replica, or a restarted broker forgot it): each loss drops the engine until the next one.
+    assignments: int = 0
+    losses: int = 0
 
 
 class RunProbe(Protocol):

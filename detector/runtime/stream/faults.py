@@ -39,14 +39,12 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PCounter
 
 from detector.errors import ConfigError, ServiceError
-from detector.io.sinks import SinkError
+from detector.io.sinks import SinkError, SinkUnverified
 
 log = logging.getLogger("detector.stream")
 
 #: Causes of an input topic reset (metric label values: a closed set).
 TOPIC_ID, OUT_OF_RANGE = "topic_id", "offset_out_of_range"
-#: How many times in a row a failed admin request may be ignored before a flush fails on it.
-ADMIN_TRIES = 3
 
 
 class TopicRecreated(ServiceError):
@@ -245,22 +243,27 @@ class InputTopicWatch:
             sorted(parts),
             extra={"cause": cause, "skipped_records": gap, "from": {str(p): o for p, o in parts.items()}},
         )
-        with self._lock:
-            self.expected = new_id
+        # the new id is adopted by ``reset`` under the processing lock, together with the offsets: a
+        # checkpoint taken in between would pair the new id with offsets of the old log
         self._reset(parts, new_id)
         return True
 
 
 def reset_partitions(d: Any, parts: dict[int, int], topic_id: str | None) -> None:
     """The daemon ``d`` reads ``parts`` again from the given offsets (``InputTopicWatch``'s reset, on
-    the consumer thread outside ``poll``). Batches polled before are dropped (a new epoch); events the
-    merge holds from the old log stay and are released in time."""
+    the consumer thread outside ``poll``). Batches polled before are dropped (a new epoch). Events the
+    merge holds from the old log go to the engine now: that log cannot be read again, and a checkpoint
+    taken while the merge held them would pair the new topic's id with offsets of the old log (the
+    merge's safe offsets are its oldest held ones), skipping that many records of the new log."""
     with d.lock:
         d.epoch += 1
         d.summary.stale_batches += d.consumer.discard_queued()
+        d._feed(d.merge.drain())
         for p, off in parts.items():
             d.merge.next_offset[p] = off
             d.consumer.seek(p, off)
+        if topic_id is not None:
+            d.watch.adopt(topic_id)
         d.hw = {}
         d._dirty = True
 
@@ -357,11 +360,16 @@ class TopicGuard:
         try:
             found = self.topics.topic_id(self.topic)
             self._admin_errors = 0
-        except Exception as exc:  # the broker is down: the Kafka flush before this one would fail too
+        except Exception as exc:  # the broker does not answer (down, restarting)
+            if not self.sent:
+                return  # nothing sent since the last check: nothing to verify
             self._admin_errors += 1
-            if self._admin_errors < ADMIN_TRIES and not self.sent:
-                return
-            self._fail(f"cannot check the {self.stream} topic {self.topic}: {type(exc).__name__}")
+            # the sends were acknowledged; whether the topic they went to still exists is unknown until
+            # the broker answers: the commit waits (not ready), then the check decides
+            raise SinkUnverified(
+                f"cannot check the {self.stream} topic {self.topic} ({type(exc).__name__}, "
+                f"{self._admin_errors} in a row); {self.sent} records sent since the last check"
+            ) from exc
         if found is None:
             self._fail(f"the {self.stream} topic {self.topic} is missing (deleted while running)")
         if found != self.topic_id:

@@ -8,6 +8,7 @@ others get none. The rebalance listener's ``TopicPartition`` lists become partit
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,15 @@ class KafkaPythonSource:
         self.topic = settings.input_topic
         self.assignor = SingleOwnerAssignor(owns_partitions)
         self.kafka: Any = None
+        self._listener: Listener | None = None
+        #: Out of a stable group this long with the broker reachable, the consumer is opened again:
+        #: a join may legitimately wait ``max_poll_interval_ms`` for the other members, twice that
+        #: plus a session is a stall (seen after a broker restarted empty: kafka-python stayed
+        #: unjoined with nothing in flight while its polls returned nothing).
+        self.rejoin_deadline_s = (2 * settings.max_poll_interval_ms + settings.session_timeout_ms) / 1000
+        self._unstable_since: float | None = None
+        #: How many times a stalled join made the source open the consumer again.
+        self.reopens = 0
 
     @property
     def generation(self) -> int:
@@ -78,8 +88,10 @@ class KafkaPythonSource:
         from kafka import KafkaConsumer
 
         self.kafka = KafkaConsumer(
-            # an offset outside the log raises (``faults``): never the silent reset of the client
-            **{**self.s.consumer_config(), "auto_offset_reset": "none"},
+            # an offset outside the log raises (``faults``): never the silent reset of the client; and
+            # the daemon never creates topics, not even through a metadata request (kafka-python's
+            # default) that would recreate a deleted input topic with the broker's default partitions
+            **{**self.s.consumer_config(), "auto_offset_reset": "none", "allow_auto_create_topics": False},
             group_id=self.s.group_id,
             session_timeout_ms=self.s.session_timeout_ms,
             heartbeat_interval_ms=self.s.heartbeat_interval_ms,
@@ -87,16 +99,44 @@ class KafkaPythonSource:
             partition_assignment_strategy=[self.assignor],
         )
         self.kafka.subscribe([self.topic], listener=_Adapter(listener, self.topic))
+        self._listener = listener
+        self._unstable_since = None
 
     def poll(self, timeout_ms: int, max_records: int) -> Records:
         from kafka.errors import KafkaConnectionError, KafkaTimeoutError, OffsetOutOfRangeError
 
         try:
-            return records_of(self.kafka.poll(timeout_ms=timeout_ms, max_records=max_records))
+            polled = records_of(self.kafka.poll(timeout_ms=timeout_ms, max_records=max_records))
         except OffsetOutOfRangeError as exc:
             raise OffsetsOutOfRange({tp.partition: off for tp, off in exc.args[0].items()}) from exc
         except (KafkaConnectionError, KafkaTimeoutError) as exc:
             raise SourceUnavailable(type(exc).__name__) from exc
+        self._watch_join()
+        return polled
+
+    def _watch_join(self) -> None:
+        """Open the consumer again when the group join has stalled (see ``rejoin_deadline_s``); the
+        time the broker is unreachable does not count (reconnecting is the client's job)."""
+        now = time.monotonic()
+        if self.kafka._coordinator.stable() or not self.reachable():
+            self._unstable_since = None
+            return
+        if self._unstable_since is None:
+            self._unstable_since = now
+            return
+        if now - self._unstable_since < self.rejoin_deadline_s:
+            return
+        log.warning(
+            "group join stalled; opening the consumer again",
+            extra={"group": self.s.group_id, "stalled_s": round(now - self._unstable_since, 1)},
+        )
+        assert self._listener is not None
+        try:
+            self.kafka.close(autocommit=False)  # holds no partitions: nothing to revoke
+        except Exception as exc:
+            log.warning("closing the stalled consumer failed", extra={"error": type(exc).__name__})
+        self.reopens += 1
+        self.open(self._listener)
 
     # ``faults.FaultAware``: what the broker and topic checks read
     def topic_id(self) -> str | None:

@@ -42,6 +42,8 @@ log = logging.getLogger("detector.stream")
 
 class _Stats(Protocol):
     stale_batches: int
+    assignments: int
+    losses: int
 
 
 class Owner(Protocol):
@@ -122,6 +124,7 @@ class Rebalance:
             d.my_ckpt = None
             d._dirty = False
             d.assigned = []
+            d.summary.losses += 1
         log.warning("partitions lost", extra={"partitions": lost})
 
     def on_assigned(self, assigned: list[int]) -> None:
@@ -130,6 +133,7 @@ class Rebalance:
         start: dict[int, int] = {}
         with d.lock:
             self._new_epoch()
+            d.summary.assignments += 1
             d.joined = True
             topic = d.s.input_topic
             mine = sorted(assigned)
