@@ -31,7 +31,7 @@ from detector.enrich.ipintel import IpIntel
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
-from detector.window.asof import KeyTimeline
+from detector.window.asof import KeyTimeline, lapse_ticks
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import account_features, cluster_features
 from detector.window.link import Clusters, build_clusters
@@ -257,6 +257,12 @@ class Engine:
                 pl.col("ts").dt.truncate(every) + pl.lit(w.tick), pl.lit(first_end, dtype=UTC_US)
             ).alias("_tick")
         ).sort("_tick", "ts", "request_id")
+        idle = {"account_id": self.state.accounts, "model": self.state.models}
+        if lapses := lapse_ticks(due, idle, w.account_idle):  # in parts, evicting in between
+            self.clock.pending = [pending]
+            ends = [*(t - w.tick for t in lapses), last_end]
+            parts = zip([first_end, *lapses], ends, strict=True)
+            return [a for f, e in parts for a in self._close_ticks(f, e, final=final and e == last_end)]
         due, dup = self.state.drop_seen(due)
         self.stats.duplicates += dup
         if due.height == 0:

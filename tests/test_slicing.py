@@ -6,6 +6,7 @@ at T (``window.asof``) and every window sum is the same in any order (integer ga
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -94,3 +95,26 @@ def test_features_and_alerts_do_not_depend_on_batch_boundaries(
     for kind, ref in ref_feats.items():
         assert_frame_equal(feats[kind], ref, check_exact=True)
     assert (suppressed, alerts) == (ref_suppressed, ref_alerts)
+
+
+def test_accounts_back_after_their_idle_span_are_new_however_sliced(events: pl.DataFrame) -> None:
+    """Accounts unseen for ``account_idle`` (7 days) that come back are new again when ticks close one at
+    a time (eviction forgot them: ``observed_hours`` restarts); a batch holding both the lapse and the
+    return closes in parts, evicting in between, so one batch gives the same features and alerts."""
+    t0 = events.get_column("ts").min()
+    assert isinstance(t0, datetime)
+    week = events.filter(pl.col("ts") < t0 + timedelta(hours=6))
+    back = week.filter(pl.col("ts") < t0 + timedelta(hours=3)).with_columns(
+        pl.col("ts") + timedelta(days=7, hours=2), pl.col("request_id") + "-back"
+    )
+    again = pl.concat([week, back]).sort("ts", "request_id")
+    tick = again.get_column("ts").dt.truncate("15m")
+    ref_alerts, ref_feats, _ = _run(again, (tick != tick.shift(1)).arg_true().to_list()[1:])
+    returned = ref_feats["account"].filter(pl.col("tick_end") > t0 + timedelta(days=7))
+    hours = returned.get_column("observed_hours")
+    assert hours.min() < 4 < 7 * 24 < hours.max()  # some came back new, some never left for 7 days
+    for cuts in ([], [week.height]):  # one batch; the return in one batch with the lapse
+        alerts, feats, _ = _run(again, cuts)
+        for kind, ref in ref_feats.items():
+            assert_frame_equal(feats[kind], ref, check_exact=True)
+        assert alerts == ref_alerts

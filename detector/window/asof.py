@@ -11,7 +11,7 @@ or a hundred (tests/test_slicing.py).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -70,3 +70,37 @@ class KeyTimeline:
             .filter(pl.col("since").is_null() | (pl.col("last_seen") >= pl.col("since")))
             .select(*by, "last_seen", "uses")
         )
+
+
+def lapse_ticks(due: pl.DataFrame, tables: dict[str, pl.DataFrame], idle: timedelta) -> list[datetime]:
+    """Ticks of a batch (after its first) at which an account or a model unseen for ``idle`` comes back.
+
+    Closed one tick at a time, eviction after the tick before would have forgotten it, and it would come
+    back new (its first-seen time, ``observed_hours``, a cluster's name, a model's newness restart);
+    closed with the ticks before it in one pass, it would keep its old row. The engine closes the batch
+    in parts that start at these ticks, so eviction runs in between. ``due``: the batch with ``_tick``;
+    ``tables``: key column -> table with ``last_seen`` (accounts, models). Rare: [] almost always.
+    """
+    ticks = due.get_column("_tick").unique().sort()
+    if ticks.len() < 2:
+        return []
+    # eviction after the previous closed tick keeps what was seen since (the first tick's was done)
+    since = pl.DataFrame({"_tick": ticks, "since": ticks.shift(1) - idle}).drop_nulls()
+    out: set[datetime] = set()
+    for col, table in tables.items():
+        # each use's previous one: earlier in the batch, or the table's (before the batch)
+        uses = (
+            due.group_by(col, "_tick")
+            .agg(pl.col("ts").max().alias("_last"))
+            .join(table.select(col, "last_seen"), on=col, how="left")
+            .sort(col, "_tick")
+            .with_columns(
+                pl.when(pl.col("_tick") == pl.col("_tick").min().over(col))
+                .then(pl.col("last_seen"))
+                .otherwise(pl.col("_last").shift(1).over(col))
+                .alias("_prev")
+            )
+        )
+        back = uses.join(since, on="_tick").filter(pl.col("_prev") < pl.col("since"))
+        out.update(back.get_column("_tick").to_list())
+    return sorted(out)
