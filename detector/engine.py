@@ -31,7 +31,7 @@ from detector.enrich.ipintel import IpIntel
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
-from detector.window.asof import KeyTimeline, lapse_ticks
+from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import account_features, cluster_features
 from detector.window.link import Clusters, build_clusters
@@ -258,10 +258,11 @@ class Engine:
             ).alias("_tick")
         ).sort("_tick", "ts", "request_id")
         idle = {"account_id": self.state.accounts, "model": self.state.models}
-        if lapses := lapse_ticks(due, idle, w.account_idle):  # in parts, evicting in between
+        splits = {*lapse_ticks(due, idle, w.account_idle), *change_ticks(due, self.state.accounts)}
+        if splits:  # in parts (evicting in between, account attributes as they stood), as tick by tick
             self.clock.pending = [pending]
-            ends = [*(t - w.tick for t in lapses), last_end]
-            parts = zip([first_end, *lapses], ends, strict=True)
+            ends = [*(t - w.tick for t in sorted(splits)), last_end]
+            parts = zip([first_end, *sorted(splits)], ends, strict=True)
             return [a for f, e in parts for a in self._close_ticks(f, e, final=final and e == last_end)]
         due, dup = self.state.drop_seen(due)
         self.stats.duplicates += dup

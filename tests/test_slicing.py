@@ -118,3 +118,23 @@ def test_accounts_back_after_their_idle_span_are_new_however_sliced(events: pl.D
         for kind, ref in ref_feats.items():
             assert_frame_equal(feats[kind], ref, check_exact=True)
         assert alerts == ref_alerts
+
+
+def test_an_upgrade_inside_a_batch_is_read_from_its_tick_on(events: pl.DataFrame) -> None:
+    """Accounts upgraded and verified half way through the day: the ticks before read the old tier and
+    flag, the ticks after the new ones, whether the day comes in one batch or one tick at a time."""
+    busy = events.group_by("account_id").len().sort("len", "account_id", descending=True).head(5)
+    half = events.get_column("ts").min() + timedelta(hours=12)  # type: ignore[operator]
+    upgraded = pl.col("account_id").is_in(busy.get_column("account_id").implode()) & (pl.col("ts") >= half)
+    day = events.with_columns(
+        pl.when(upgraded).then(pl.lit("enterprise")).otherwise(pl.col("tier")).alias("tier"),
+        pl.when(upgraded).then(pl.lit(True)).otherwise(pl.col("verified")).alias("verified"),
+    )
+    tick = day.get_column("ts").dt.truncate("15m")
+    ref_alerts, ref_feats, _ = _run(day, (tick != tick.shift(1)).arg_true().to_list()[1:])
+    tiers = ref_feats["account"].filter(pl.col("account_id").is_in(busy.get_column("account_id").implode()))
+    assert tiers.get_column("tier").n_unique() > 1  # the reference reads both tiers
+    alerts, feats, _ = _run(day, [])
+    for kind, ref in ref_feats.items():
+        assert_frame_equal(feats[kind], ref, check_exact=True)
+    assert alerts == ref_alerts

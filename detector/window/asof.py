@@ -104,3 +104,37 @@ def lapse_ticks(due: pl.DataFrame, tables: dict[str, pl.DataFrame], idle: timede
         back = uses.join(since, on="_tick").filter(pl.col("_prev") < pl.col("since"))
         out.update(back.get_column("_tick").to_list())
     return sorted(out)
+
+
+#: Account attributes the events carry (event column -> account table column), read at every tick.
+ATTRIBUTES = {"account_created_at": "created_at", "tier": "tier", "org_id": "org_id", "verified": "verified"}
+
+
+def change_ticks(due: pl.DataFrame, accounts: pl.DataFrame) -> list[datetime]:
+    """Ticks of a batch (after its first) at which an account already seen changes its tier, org,
+    verified flag or sign-up time (an upgrade, a verification). Readers take these from the account
+    table, which holds the batch's last values: closed in parts that start at these ticks, each tick
+    reads the values it would read one tick at a time. Rare: [] almost always."""
+    was = accounts.select(
+        "account_id",
+        pl.lit(True).alias("_known"),
+        *[pl.col(c).alias(f"_was_{c}") for c in ATTRIBUTES.values()],
+    )
+    per = (
+        due.group_by("account_id", "_tick")
+        .agg(pl.col(src).drop_nulls().last().alias(dst) for src, dst in ATTRIBUTES.items())
+        .join(was, on="account_id", how="left")
+        .sort("account_id", "_tick")
+    )
+    # seen before this tick: in an earlier tick of the batch, or in the table
+    seen = (pl.col("_tick") > pl.col("_tick").min().over("account_id")) | pl.col("_known").fill_null(False)
+    changed = [
+        # against the value readers saw before this tick: the batch's latest earlier one, else the table's
+        pl.col(c).is_not_null()
+        & pl.col(c).ne_missing(
+            pl.coalesce(pl.col(c).forward_fill().shift(1).over("account_id"), pl.col(f"_was_{c}"))
+        )
+        for c in ATTRIBUTES.values()
+    ]
+    hits = per.filter((pl.col("_tick") > due.get_column("_tick").min()) & seen & pl.any_horizontal(changed))
+    return sorted(set(hits.get_column("_tick").to_list()))
