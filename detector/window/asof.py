@@ -115,6 +115,9 @@ def change_ticks(due: pl.DataFrame, accounts: pl.DataFrame) -> list[datetime]:
     verified flag or sign-up time (an upgrade, a verification). Readers take these from the account
     table, which holds the batch's last values: closed in parts that start at these ticks, each tick
     reads the values it would read one tick at a time. Rare: [] almost always."""
+    ticks = due.get_column("_tick")
+    if ticks.n_unique() < 2:
+        return []
     was = accounts.select(
         "account_id",
         pl.lit(True).alias("_known"),
@@ -136,5 +139,5 @@ def change_ticks(due: pl.DataFrame, accounts: pl.DataFrame) -> list[datetime]:
         )
         for c in ATTRIBUTES.values()
     ]
-    hits = per.filter((pl.col("_tick") > due.get_column("_tick").min()) & seen & pl.any_horizontal(changed))
+    hits = per.filter((pl.col("_tick") > ticks.min()) & seen & pl.any_horizontal(changed))
     return sorted(set(hits.get_column("_tick").to_list()))
