@@ -31,10 +31,11 @@ from detector.enrich.ipintel import IpIntel
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
+from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import account_features, cluster_features
 from detector.window.link import Clusters, build_clusters
-from detector.window.state import WindowState, merge_keys
+from detector.window.state import WindowState
 
 
 @dataclass
@@ -256,6 +257,13 @@ class Engine:
                 pl.col("ts").dt.truncate(every) + pl.lit(w.tick), pl.lit(first_end, dtype=UTC_US)
             ).alias("_tick")
         ).sort("_tick", "ts", "request_id")
+        idle = {"account_id": self.state.accounts, "model": self.state.models}
+        splits = {*lapse_ticks(due, idle, w.account_idle), *change_ticks(due, self.state.accounts)}
+        if splits:  # in parts (evicting in between, account attributes as they stood), as tick by tick
+            self.clock.pending = [pending]
+            ends = [*(t - w.tick for t in sorted(splits)), last_end]
+            parts = zip([first_end, *sorted(splits)], ends, strict=True)
+            return [a for f, e in parts for a in self._close_ticks(f, e, final=final and e == last_end)]
         due, dup = self.state.drop_seen(due)
         self.stats.duplicates += dup
         if due.height == 0:
@@ -265,8 +273,9 @@ class Engine:
         keys_before = self.state.keys
         self.state.partner = self.partner  # configuration: survives a state restored from a checkpoint
         key_log = self.state.add(due, w.tick, w.signup_burst)
-        last_log_tick = key_log["_tick"].max() if key_log.height else None
-        keys_at = first_end - w.tick  # keys_before holds the uses of ticks up to here
+        # every reader at a tick reads the keys as they stood then (``window.asof``), never the table
+        # after the whole batch
+        timeline = KeyTimeline(keys_before, key_log, self.state.keys)
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)
@@ -274,29 +283,25 @@ class Engine:
         per_tick = due.group_by("_tick").agg(
             pl.col("ts").max().alias("detected"), pl.col("account_id").unique().sort().alias("touched")
         )
-        per_tick = per_tick.sort("_tick")
+        # the link window as eviction after the previous closed tick left it: keys used since
+        per_tick = per_tick.sort("_tick").with_columns(
+            (pl.col("_tick").shift(1).fill_null(pl.lit(self.clock.last_closed, dtype=UTC_US)) - w.link).alias(
+                "since"
+            )
+        )
         account_verdicts, account_touches = self._account_verdicts(
-            due.select("account_id", pl.col("_tick").alias("tick_end")).unique()
+            due.select("account_id", pl.col("_tick").alias("tick_end")).unique(),
+            timeline,
+            per_tick.select(pl.col("_tick").alias("tick_end"), "since"),
         )
         alerts: list[Alert] = []
         last_tick = per_tick["_tick"][-1]
-        for now, detected, touched in per_tick.iter_rows():
+        for now, detected, touched, since in per_tick.iter_rows():
             self.stats.ticks += 1
             verdicts = account_verdicts.get(now, [])
             self.clock.touched.append(pl.Series("account_id", touched, dtype=pl.String))
             if _is_multiple(now, w.cluster_every) or (final and now == last_tick):
-                # the keys as they stood at ``now``: the previous cluster tick's view plus the uses
-                # since (after the batch's last tick: the state's own table)
-                if last_log_tick is None or now >= last_log_tick:
-                    keys_now = self.state.keys
-                else:
-                    keys_before = merge_keys(
-                        keys_before, key_log.filter((pl.col("_tick") > keys_at) & (pl.col("_tick") <= now))
-                    )
-                    keys_at = now
-                    keys_now = keys_before
-                if self.clock.last_closed is not None:
-                    keys_now = keys_now.filter(pl.col("last_seen") >= self.clock.last_closed - w.link)
+                keys_now = timeline.at(now, since)
                 accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
                 if self.clock.last_closed is not None:
                     accounts_now = accounts_now.filter(
@@ -343,9 +348,10 @@ class Engine:
         return axis_reasons(live, frame, target, key, self.settings.evidence)
 
     def _account_verdicts(
-        self, points: pl.DataFrame
+        self, points: pl.DataFrame, timeline: KeyTimeline, since: pl.DataFrame
     ) -> tuple[dict[datetime, list[Verdict]], dict[datetime, list[str]]]:
-        """Account verdicts for every (account_id, tick_end) point, grouped by tick.
+        """Account verdicts for every (account_id, tick_end) point, grouped by tick (``since``: each
+        tick's link window, for the keys the allow-list matches as they stood at that tick).
 
         Only verdicts that change the alert book are built; the second map names, per tick, the accounts
         with a verdict that changes nothing (their episodes are only kept open: ``AlertBook.touch``).
@@ -367,7 +373,11 @@ class Engine:
         combined = combine(hits, "_point")
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
         orgs = self.state.accounts.select("account_id", "org_id")
-        rows = drop_allowed(self.allowlist, rows, self.state.keys, orgs, self.stats.suppressed)
+        if self.allowlist.entries:
+            keys = timeline.at_points(
+                rows.select("account_id", "tick_end").unique().join(since, on="tick_end")
+            )
+            rows = drop_allowed(self.allowlist, rows, keys, orgs, self.stats.suppressed)
         # only rows that open an episode or raise its severity change the alert book: build those
         changing, touches = book_changes(rows, self.book)
         out: dict[datetime, list[Verdict]] = {}
@@ -389,7 +399,7 @@ class Engine:
         ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
         feats = cluster_features(
-            self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts
+            self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts, keys=keys
         )
         feats = add_axes(feats, "cluster", self.settings.evidence)
         if self.observers.on_features is not None:

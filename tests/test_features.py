@@ -15,7 +15,7 @@ Q = timedelta(minutes=15)
 
 def _bucket(acct: str, i: int, requests: int = 1, cot: int = 0) -> dict[str, object]:
     row: dict[str, object] = {c: 0 for c in BUCKET_SCHEMA}
-    row.update(account_id=acct, bucket=T0 + i * Q, requests=requests, cot=cot, gap_sum=0.0, gap_sumsq=0.0)
+    row.update(account_id=acct, bucket=T0 + i * Q, requests=requests, cot=cot)
     return row
 
 
@@ -59,7 +59,9 @@ def test_synchrony_is_one_when_members_move_together_and_low_when_not() -> None:
     st = _state(together + apart, names)
     members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4 + ["y"] * 4})
     ev = pl.concat([_evidence("x"), _evidence("y")])
-    f = cluster_features(st, members, ev, st.accounts, T0 + timedelta(hours=24), timedelta(hours=24))
+    f = cluster_features(
+        st, members, ev, st.accounts, T0 + timedelta(hours=24), timedelta(hours=24), keys=st.keys
+    )
     sync = dict(zip(f["cluster_id"], f["synchrony_24h"], strict=True))
     assert sync["x"] == 1.0
     assert sync["y"] == 0.25
@@ -74,8 +76,8 @@ def test_a_routers_sub_accounts_count_as_their_own_orgs_and_payers() -> None:
     st.keys = pl.DataFrame([(a, "payment", "pfR", T0, 1) for a in names], schema=st.keys.schema, orient="row")
     members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4})
     now, long = T0 + timedelta(hours=24), timedelta(hours=24)
-    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long)
+    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long, keys=st.keys)
     assert own.select("orgs", "payers").row(0) == (1, 1)
     sub = pl.DataFrame({"account_id": names, "reseller": ["rs1"] * 4})
-    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub)
+    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.keys)
     assert resold.select("orgs", "payers").row(0) == (4, 4)

@@ -139,11 +139,13 @@ def drop_allowed(
     allowlist: AllowList, rows: pl.DataFrame, keys: pl.DataFrame, orgs: pl.DataFrame, counts: Counter[str]
 ) -> pl.DataFrame:
     """Account verdict rows (``account_id``, ``tick_end``) minus allow-listed accounts, as the list stood
-    at each tick, counted into ``counts``. ``keys``: the linkage key table; ``orgs``: (account_id, org_id)."""
+    at each tick, counted into ``counts``. ``keys``: (account_id, tick_end, family, key), each account's
+    linkage keys as they stood at each tick (``window.asof``); ``orgs``: (account_id, org_id)."""
     if not allowlist.entries:
         return rows
     keep: list[pl.DataFrame] = []
     for (now,), part in rows.group_by(["tick_end"], maintain_order=True):
         assert isinstance(now, datetime)
-        keep.append(suppress(part, allowlist.allowed(part["account_id"], keys, orgs, now), counts))
+        held = keys.filter(pl.col("tick_end") == now)
+        keep.append(suppress(part, allowlist.allowed(part["account_id"], held, orgs, now), counts))
     return pl.concat(keep, how="vertical_relaxed") if keep else rows.clear()

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from detector.window.state import SIGNAL_COUNTS, WindowState
+from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
 _SHARES = list(SIGNAL_COUNTS)
 
@@ -30,8 +30,9 @@ def _window_sums(buckets: pl.DataFrame, since: datetime, until: datetime, by: st
 
 def _ratios(suffix: str) -> list[pl.Expr]:
     req = pl.col("requests").cast(pl.Float64)
-    mean_gap = pl.col("gap_sum") / pl.col("gap_n")
-    var_gap = (pl.col("gap_sumsq") / pl.col("gap_n") - mean_gap**2).clip(lower_bound=0)
+    # exact integer sums (microseconds), turned into floats only here: the same in any summation order
+    mean_gap = pl.col(GAP_SUM).cast(pl.Float64) / pl.col("gap_n")
+    var_gap = (pl.col(GAP_SUMSQ).cast(pl.Float64) / pl.col("gap_n") - mean_gap**2).clip(lower_bound=0)
     out = [pl.col("requests").cast(pl.Int64).alias(f"requests_{suffix}")]
     out += [(pl.col(c) / req).alias(f"{c}_share_{suffix}") for c in _SHARES]
     out += [
@@ -159,12 +160,16 @@ def cluster_features(
     now: datetime,
     long: timedelta,
     subaccounts: pl.DataFrame | None = None,
+    *,
+    keys: pl.DataFrame,
 ) -> pl.DataFrame:
     """One row per cluster: member counts, linkage strength and pooled behaviour over [now - long, now).
 
     ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns;
-    ``accounts``: the account table as of ``now``; ``subaccounts``: reseller tenants' sub-accounts
-    (``Clusters.subaccounts``), each counted as its own org and payer (a router is many customers).
+    ``accounts``: the account table as of ``now``; ``keys``: the linkage keys as they stood at ``now``
+    (``window.asof``: never the state's table, which may already hold later ticks); ``subaccounts``:
+    reseller tenants' sub-accounts (``Clusters.subaccounts``), each counted as its own org and payer (a
+    router is many customers).
     """
     sub = subaccounts if subaccounts is not None else pl.DataFrame(schema={"account_id": pl.String})
     since = now - long
@@ -216,8 +221,8 @@ def cluster_features(
         .join(active, on="cluster_id", how="left")
         .join(together, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
-        .join(_payers(state.keys, members, sub), on="cluster_id", how="left")
-        .join(_signup_bursts(state.keys, members), on="cluster_id", how="left")
+        .join(_payers(keys, members, sub), on="cluster_id", how="left")
+        .join(_signup_bursts(keys, members), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),

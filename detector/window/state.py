@@ -48,6 +48,10 @@ TOKEN_SUMS = ("input_tokens", "output_tokens", "reasoning_tokens")
 MIN_TEMPLATE_CHARS = 100
 #: Gaps longer than this are idle periods, not inter-arrival times (a bot's cadence is minutes).
 MAX_GAP_S = 6 * 3600.0
+#: Inter-arrival gaps are kept as whole microseconds (event times are microseconds), summed as integers:
+#: an integer sum is the same in any order, so window features do not depend on how the input was
+#: sliced into batches (a float sum did, in its last bits). Squares need 128 bits (6 h is 2.2e10 us).
+GAP_SUM, GAP_SUMSQ = "gap_sum_us", "gap_sumsq_us2"
 
 BUCKET_SCHEMA = make_schema(
     {
@@ -57,8 +61,8 @@ BUCKET_SCHEMA = make_schema(
         **{c: pl.Int64 for c in TOKEN_SUMS},
         **{c: pl.UInt32 for c in SIGNAL_COUNTS},
         "gap_n": pl.UInt32,
-        "gap_sum": pl.Float64,
-        "gap_sumsq": pl.Float64,
+        GAP_SUM: pl.Int64,
+        GAP_SUMSQ: pl.Int128,
     }
 )
 TEMPLATE_SCHEMA = make_schema(
@@ -237,11 +241,13 @@ class WindowState:
                     )
                 )
                 .dt.total_microseconds()
-                .truediv(1e6)
                 .alias("_gap"),
             )
             .with_columns(
-                pl.when(pl.col("_gap") <= MAX_GAP_S).then(pl.col("_gap")).otherwise(None).alias("_gap")
+                pl.when(pl.col("_gap") <= int(MAX_GAP_S * 1e6))
+                .then(pl.col("_gap"))
+                .otherwise(None)
+                .alias("_gap")
             )
         )
         new_buckets = (
@@ -254,8 +260,8 @@ class WindowState:
                     for dst, src in SIGNAL_COUNTS.items()
                 ],
                 pl.col("_gap").count().cast(pl.UInt32).alias("gap_n"),
-                pl.col("_gap").sum().alias("gap_sum"),
-                (pl.col("_gap") ** 2).sum().alias("gap_sumsq"),
+                pl.col("_gap").sum().alias(GAP_SUM),
+                (pl.col("_gap").cast(pl.Int128) ** 2).sum().alias(GAP_SUMSQ),
             )
             .select(BUCKET_SCHEMA.keys())
             .cast(BUCKET_SCHEMA)
@@ -414,6 +420,11 @@ class WindowState:
             path = directory / f"{name}.parquet"
             if path.exists():
                 setattr(st, name, pl.read_parquet(path))
+        if "gap_sum" in st.buckets.columns:  # written when gap sums were float seconds
+            st.buckets = st.buckets.with_columns(
+                (pl.col("gap_sum") * 1e6).round().cast(pl.Int64).alias(GAP_SUM),
+                (pl.col("gap_sumsq") * 1e12).round().cast(pl.Int128).alias(GAP_SUMSQ),
+            ).select(BUCKET_SCHEMA.keys())
         if "verified" not in st.accounts.columns:  # a checkpoint from before the trust flag was kept
             st.accounts = st.accounts.with_columns(pl.lit(None, pl.Boolean).alias("verified"))
         if "last_seen" not in st.models.columns:  # written before models were evicted

@@ -1,0 +1,143 @@
+"""The linkage key table as it stood at a tick, while one engine call closes many ticks at once.
+
+``WindowState.add`` folds a whole batch of ticks into the key table in one go, so after it the table
+holds uses from ticks later than the one being evaluated (a card first used at 10:40 would already link
+an account at 10:15, a network key last used a week ago and again at 10:40 would still be live at
+10:15). Every reader at tick T therefore reads a view from here, never ``WindowState.keys``: the table
+before the batch, plus the batch's per-tick key log up to T, less the keys the link window had dropped
+by T. A feature, a link or an allow-list match at T is then the same whether the batch closed one tick
+or a hundred (tests/test_slicing.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from detector.window.state import merge_keys
+
+
+def live(keys: pl.DataFrame, since: datetime | None) -> pl.DataFrame:
+    """Keys used at or after ``since`` (None: all): what eviction by the link window keeps."""
+    return keys if since is None else keys.filter(pl.col("last_seen") >= since)
+
+
+class KeyTimeline:
+    """The key table before a batch, its per-tick log, and the table after: views at any tick.
+
+    ``before``: the table before ``WindowState.add``; ``log``: what ``add`` returned (one row per
+    account, family, key and ``_tick``); ``after``: the table after it (the view at the batch's last
+    tick, already merged).
+    """
+
+    def __init__(self, before: pl.DataFrame, log: pl.DataFrame, after: pl.DataFrame) -> None:
+        self.before, self.log, self.after = before, log, after
+        last = log["_tick"].max() if log.height else None
+        self._last_tick: datetime | None = last if isinstance(last, datetime) else None
+        #: ``at`` merges the log forward as ticks advance: the table as of ``_at`` (None: ``before``)
+        self._merged = before
+        self._at: datetime | None = None
+
+    def at(self, now: datetime, since: datetime | None) -> pl.DataFrame:
+        """The table as it stood at tick ``now``, less keys unused since ``since`` (ticks in order)."""
+        if self._last_tick is None or now >= self._last_tick:
+            return live(self.after, since)
+        if self._at is None or now > self._at:
+            after_at = pl.col("_tick") > self._at if self._at is not None else pl.lit(True)
+            self._merged = merge_keys(self._merged, self.log.filter(after_at & (pl.col("_tick") <= now)))
+            self._at = now
+        return live(self._merged, since)
+
+    def at_points(self, points: pl.DataFrame) -> pl.DataFrame:
+        """Each point's own keys as they stood at its tick.
+
+        ``points``: (account_id, tick_end, since), ``since`` as in ``at`` (null: no limit). Returns
+        (account_id, tick_end, family, key, last_seen, uses), one row per key a point's account held.
+        """
+        pts = points.select("account_id", "tick_end", "since")
+        before = pts.join(self.before, on="account_id", how="inner")
+        during = (
+            pts.join(self.log, on="account_id", how="inner")
+            .filter(pl.col("_tick") <= pl.col("tick_end"))
+            .drop("_tick")
+        )
+        by = ["account_id", "tick_end", "family", "key"]
+        return (
+            pl.concat([before, during.select(before.columns)])
+            .group_by(*by, "since")
+            .agg(pl.col("last_seen").max(), pl.col("uses").sum())
+            .filter(pl.col("since").is_null() | (pl.col("last_seen") >= pl.col("since")))
+            .select(*by, "last_seen", "uses")
+        )
+
+
+def lapse_ticks(due: pl.DataFrame, tables: dict[str, pl.DataFrame], idle: timedelta) -> list[datetime]:
+    """Ticks of a batch (after its first) at which an account or a model unseen for ``idle`` comes back.
+
+    Closed one tick at a time, eviction after the tick before would have forgotten it, and it would come
+    back new (its first-seen time, ``observed_hours``, a cluster's name, a model's newness restart);
+    closed with the ticks before it in one pass, it would keep its old row. The engine closes the batch
+    in parts that start at these ticks, so eviction runs in between. ``due``: the batch with ``_tick``;
+    ``tables``: key column -> table with ``last_seen`` (accounts, models). Rare: [] almost always.
+    """
+    ticks = due.get_column("_tick").unique().sort()
+    if ticks.len() < 2:
+        return []
+    # eviction after the previous closed tick keeps what was seen since (the first tick's was done)
+    since = pl.DataFrame({"_tick": ticks, "since": ticks.shift(1) - idle}).drop_nulls()
+    out: set[datetime] = set()
+    for col, table in tables.items():
+        # each use's previous one: earlier in the batch, or the table's (before the batch)
+        uses = (
+            due.group_by(col, "_tick")
+            .agg(pl.col("ts").max().alias("_last"))
+            .join(table.select(col, "last_seen"), on=col, how="left")
+            .sort(col, "_tick")
+            .with_columns(
+                pl.when(pl.col("_tick") == pl.col("_tick").min().over(col))
+                .then(pl.col("last_seen"))
+                .otherwise(pl.col("_last").shift(1).over(col))
+                .alias("_prev")
+            )
+        )
+        back = uses.join(since, on="_tick").filter(pl.col("_prev") < pl.col("since"))
+        out.update(back.get_column("_tick").to_list())
+    return sorted(out)
+
+
+#: Account attributes the events carry (event column -> account table column), read at every tick.
+ATTRIBUTES = {"account_created_at": "created_at", "tier": "tier", "org_id": "org_id", "verified": "verified"}
+
+
+def change_ticks(due: pl.DataFrame, accounts: pl.DataFrame) -> list[datetime]:
+    """Ticks of a batch (after its first) at which an account already seen changes its tier, org,
+    verified flag or sign-up time (an upgrade, a verification). Readers take these from the account
+    table, which holds the batch's last values: closed in parts that start at these ticks, each tick
+    reads the values it would read one tick at a time. Rare: [] almost always."""
+    ticks = due.get_column("_tick")
+    if ticks.n_unique() < 2:
+        return []
+    was = accounts.select(
+        "account_id",
+        pl.lit(True).alias("_known"),
+        *[pl.col(c).alias(f"_was_{c}") for c in ATTRIBUTES.values()],
+    )
+    per = (
+        due.group_by("account_id", "_tick")
+        .agg(pl.col(src).drop_nulls().last().alias(dst) for src, dst in ATTRIBUTES.items())
+        .join(was, on="account_id", how="left")
+        .sort("account_id", "_tick")
+    )
+    # seen before this tick: in an earlier tick of the batch, or in the table
+    seen = (pl.col("_tick") > pl.col("_tick").min().over("account_id")) | pl.col("_known").fill_null(False)
+    changed = [
+        # against the value readers saw before this tick: the batch's latest earlier one, else the table's
+        pl.col(c).is_not_null()
+        & pl.col(c).ne_missing(
+            pl.coalesce(pl.col(c).forward_fill().shift(1).over("account_id"), pl.col(f"_was_{c}"))
+        )
+        for c in ATTRIBUTES.values()
+    ]
+    hits = per.filter((pl.col("_tick") > ticks.min()) & seen & pl.any_horizontal(changed))
+    return sorted(set(hits.get_column("_tick").to_list()))
