@@ -769,3 +769,28 @@ def test_typed_keys_holding_other_types_decode_as_each_record_alone(
     ]
     assert {r.reason for r in batch.rejects} == {"type_error", "invalid_value"}
     assert len(batch.rejects) >= len(odd) - len(odd) // len(WRONG_TYPED) - 1  # the 1.0s are accepted
+
+
+def test_escaped_keys_are_found_among_lines_with_other_backslashes(good: dict[str, bytes]) -> None:
+    """Escaped keys and surrogates are looked for in the lines holding a backslash only: the flags must
+    land on the right lines, wherever the others are."""
+    base = good[sorted(good)[0]]
+    values: list[bytes] = []
+    for i in range(300):
+        text = '"line one\\nline \\"two\\""' if i % 3 else '"plain"'  # a backslash that is no suspect
+        raw = _with_value(base, "prompt.text", text, f"req_{i}")
+        assert (b"\\" in raw) == bool(i % 3)
+        if i % 29 == 7:  # the key written twice, once escaped: a strict reader sees the duplicate
+            raw = raw[:-1] + b', "acc\\u006funt_id": "other"}'
+        if i % 31 == 11:  # a lone surrogate: not JSON to a strict reader
+            raw = raw[:-1] + b', "x": "\\ud800"}'
+        values.append(raw)
+    batch = decode_lines(values, kafka_pos())
+    check_invariants(batch)
+    got = [(r.index, r.reason, r.field) for r in batch.rejects]
+    want = sorted(
+        [(i, "duplicate_key", "account_id") for i in range(300) if i % 29 == 7]
+        + [(i, "not_json", None) for i in range(300) if i % 31 == 11 and i % 29 != 7]
+    )
+    assert got == want
+    assert batch.events.height == 300 - len(want)
