@@ -9,6 +9,7 @@ rejects with their reasons, details, positions and payloads). The digests must a
 changes the output is a bug. The best of the rounds is reported (the shared machine drifts).
 
     .venv/bin/python benchmarks/ab_decode.py FILE [--base HEAD~1] [--rounds 3] [--events 40000] [--poll 5000]
+        [--hostile-every 50]
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import polars as pl
 from detector.runtime.stream.decoding import Decoder, decode_poll
 from detector.runtime.stream.source import Records
 
-path, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, n, size, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 lines = [ln for ln in open(path, "rb").read().split(b"\n") if ln][:n]
-# every 50th record hostile, cycling through kinds a gateway bug or an attacker could send
+# every `every`-th record hostile (0: none), cycling through kinds a gateway bug or an attacker could send
 hostile = [
     lambda r: r[: len(r) // 2],                                   # truncated
     lambda r: r.replace(b'"status":', b'"status":"x","status":', 1),  # a key twice
@@ -42,7 +43,9 @@ hostile = [
     lambda r: r.replace(b'"client":{', b'"client":null,"_c":{', 1),  # required field missing
     lambda r: b"",                                                 # empty value
 ]
-lines = [hostile[(i // 50) % len(hostile)](r) if i % 50 == 49 else r for i, r in enumerate(lines)]
+if every:
+    lines = [hostile[(i // every) % len(hostile)](r) if i % every == every - 1 else r
+             for i, r in enumerate(lines)]
 polls = [lines[i : i + size] for i in range(0, len(lines), size)]
 
 def args(k, poll):
@@ -83,9 +86,9 @@ print(json.dumps({
 """
 
 
-def _once(tree: Path, path: Path, n: int, size: int) -> dict[str, float | str]:
+def _once(tree: Path, path: Path, n: int, size: int, every: int) -> dict[str, float | str]:
     out = subprocess.run(  # noqa: S603 - this interpreter, our own script
-        [sys.executable, "-c", _RUN, str(path), str(n), str(size)],
+        [sys.executable, "-c", _RUN, str(path), str(n), str(size), str(every)],
         cwd=tree,
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         capture_output=True,
@@ -103,13 +106,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--events", type=int, default=40_000, help="Records read from the file.")
     ap.add_argument("--poll", type=int, default=5_000, help="Records per poll.")
+    ap.add_argument("--hostile-every", type=int, default=50, help="Every n-th record made hostile (0: none).")
     args = ap.parse_args()
     path = args.file.resolve()
     with base_worktree(args.base) as base:
         runs: dict[str, list[dict[str, float | str]]] = {"base": [], "head": []}
         for _ in range(args.rounds):
             for name, tree in (("base", base), ("head", ROOT)):
-                runs[name].append(_once(tree, path, args.events, args.poll))
+                runs[name].append(_once(tree, path, args.events, args.poll, args.hostile_every))
     head, first = runs["head"], runs["head"][0]
     print(
         f"{path.name}: {int(first['n']):,} records ({int(first['events']):,} events, "
