@@ -28,7 +28,9 @@ if __name__ == "__main__":
     days, scale, seed = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     out = run_stream_bench(days, scale, seed, 0, 600.0)
     keys = ("events", "raw_consume_events_per_s", "end_to_end_events_per_s", "ratio")
-    print(json.dumps({k: out[k] for k in keys}))
+    (daemon,) = out["daemons"].values()
+    cpu = {"cpu": daemon["cpu_us_per_event"], "worker": daemon["stage_cpu_us_per_event"]["decoding_worker"]}
+    print(json.dumps({**{k: out[k] for k in keys}, **cpu}))
 """
 
 
@@ -68,7 +70,8 @@ def main() -> None:
                 runs[name].append(res)
                 print(
                     f"round {r + 1} {name}: {res['end_to_end_events_per_s']:,.0f} events/s, "
-                    f"{res['ratio']:.3f}x raw",
+                    f"{res['ratio']:.3f}x raw; CPU µs/event: daemon {res['cpu']}, decoding worker "
+                    f"{res['worker']}",
                     flush=True,
                 )
     n = int(runs["head"][0]["events"])
@@ -77,12 +80,14 @@ def main() -> None:
         "head": f"working tree {' '.join(args.head_env)}".strip(),
     }
     print(f"{n:,} events, mean of {args.rounds} alternating runs each")
-    print("| side | daemon events/s | x raw consume |")
-    print("|---|---|---|")
+    print("| side | daemon events/s | x raw consume | daemon CPU µs/event | decoding worker CPU µs/event |")
+    print("|---|---|---|---|---|")
     for name in ("base", "head"):
         e2e = mean(r["end_to_end_events_per_s"] for r in runs[name])
         ratio = mean(r["ratio"] for r in runs[name])
-        print(f"| {label[name]} | {e2e:,.0f} | {ratio:.3f} |")
+        cpu = mean(r["cpu"] for r in runs[name])
+        worker = mean(r["worker"] or 0.0 for r in runs[name])
+        print(f"| {label[name]} | {e2e:,.0f} | {ratio:.3f} | {cpu:.1f} | {worker:.1f} |")
     b = mean(r["end_to_end_events_per_s"] for r in runs["base"])
     h = mean(r["end_to_end_events_per_s"] for r in runs["head"])
     print(f"speed-up: {h / b:.2f}x")

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from detector.deadletter import summarize
 from detector.schema import EVENT_SCHEMA, RAW_SCHEMA, flatten_exprs
-from detector.strict_json import BOM, StrictError, exact, suspects
+from detector.strict_json import BOM, StrictError, exact, refusals, suspects
 from detector.validate import REASONS, Reject, validate_flat
 
 __all__ = [
@@ -275,7 +275,8 @@ def _bisect(
 
     When the whole batch is refused, records that are not JSON objects at all (orjson refuses them: a
     truncated or binary record) are rejected first, so that a flood of them costs one C parse each
-    rather than a bisection. Refused records go to ``slow``.
+    rather than a bisection, and records with a typed key holding another JSON type (``"status": "x"``,
+    ``strict_json.refusals``) go to ``slow`` at once. Refused records go to ``slow``.
     """
     frames: list[pl.DataFrame] = []
     stack = [idx] if idx else []
@@ -291,6 +292,11 @@ def _bisect(
         if first:
             first = False
             part = _triage(records, part, reject, rejects)
+            if part:  # a typed key holding another JSON type: read strictly now, not bisected out
+                refused = refusals(pl.Series([records[i] for i in part], dtype=pl.Binary).cast(pl.String))
+                if refused.any():
+                    slow += [i for i, r in zip(part, refused, strict=True) if r]
+                    part = [i for i, r in zip(part, refused, strict=True) if not r]
             stack.append(part)
             continue
         if len(part) <= _BISECT_LEAF:

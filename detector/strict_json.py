@@ -45,17 +45,42 @@ _ALL_KEYS = sorted(
     set(RAW_SCHEMA.keys())
     | {f.name for dtype in RAW_SCHEMA.values() if isinstance(dtype, pl.Struct) for f in dtype.fields}
 )
-#: A string-typed contract key whose value starts with anything but a quote or ``n`` (null); a contract
-#: key with white space before its colon (the duplicate check lists ``"key":``); a key written with an
-#: escape (after ``{`` or ``,`` a quote then a backslash before the next quote); a surrogate escape.
-#: Each may also match inside an unknown field or a string: that only costs a slow path.
-SUSPECT_RE = (
-    rf'"(?:{"|".join(_STRING_KEYS)})"{_WS}:{_WS}[^"n \t\r\n]'
-    rf'|"(?:{"|".join(_ALL_KEYS)})"[ \t\r\n]+:'
-    rf'|[{{,]{_WS}"[^"\\]*\\'
-    r"|\\u[dD][89a-fA-F]"
-)
+#: A string-typed contract key whose value starts with anything but a quote or ``n`` (null); a key with
+#: white space before its colon (the duplicate check lists ``"key":``). Each may also match inside an
+#: unknown field or a string: that only costs a slow path.
+SUSPECT_RE = rf'"(?:{"|".join(_STRING_KEYS)})"{_WS}:{_WS}[^"n \t\r\n]|"[ \t\r\n]+:'
+#: Only in lines with a backslash (the other half of the regex above, run on those lines alone: it costs
+#: as much as that half on every line): a key written with an escape (after ``{`` or ``,`` a quote then
+#: a backslash before the next quote); a surrogate escape.
+ESCAPE_RE = rf'[{{,]{_WS}"[^"\\]*\\|\\u[dD][89a-fA-F]'
 _KEY_LITERALS = [f'"{k}":' for k in _ALL_KEYS]
+
+
+def _keys_of(*types: Any) -> list[str]:
+    top = [name for name, dtype in RAW_SCHEMA.items() if dtype in types or type(dtype) in types]
+    return sorted(
+        {*top}
+        | {
+            f.name
+            for dtype in RAW_SCHEMA.values()
+            if isinstance(dtype, pl.Struct)
+            for f in dtype.fields
+            if f.dtype in types
+        }
+    )
+
+
+#: A number, boolean or object key of the contract whose value starts as another JSON type (a string, an
+#: array, ...), or an integer key holding a fraction, an exponent or 19 digits or more (``1.0``, ``1e2``,
+#: 2^64): polars refuses the whole batch for one such record (its typed columns are strict), so once a
+#: batch is refused these go to the strict reading at once instead of being bisected out. Anything else
+#: polars refuses (a float out of range) is still found by bisection.
+REFUSAL_RE = (
+    rf'"(?:{"|".join(_keys_of(pl.Int64))})"{_WS}:{_WS}(?:[^-0-9n \t\r\n]|-?[0-9]+[.eE]|-?[0-9]{{19}})'
+    rf'|"(?:{"|".join(_keys_of(pl.Float64))})"{_WS}:{_WS}[^-0-9n \t\r\n]'
+    rf'|"(?:{"|".join(_keys_of(pl.Boolean))})"{_WS}:{_WS}[^tfn \t\r\n]'
+    rf'|"(?:{"|".join(_keys_of(pl.Struct))})"{_WS}:{_WS}[^{{n \t\r\n]'
+)
 
 _KEY_BYTES_RE = re.compile(rf'"({"|".join(_ALL_KEYS)})"{_WS}:'.encode())
 BOM = b"\xef\xbb\xbf"
@@ -69,10 +94,20 @@ def suspects(lines: pl.Series) -> pl.Series:
     with white space before its colon is a suspect in itself.
     """
     keys = lines.str.extract_many(_KEY_LITERALS)
-    return (
+    flag = (
         lines.str.contains(SUSPECT_RE).fill_null(True)
         | (keys.list.n_unique() != keys.list.len()).fill_null(True)
     ).alias("suspect")
+    escaped = lines.str.contains("\\", literal=True).fill_null(False).arg_true()
+    if escaped.len():
+        hit = lines.gather(escaped).str.contains(ESCAPE_RE).fill_null(True)
+        flag = flag.scatter(escaped.filter(hit), True)
+    return flag
+
+
+def refusals(lines: pl.Series) -> pl.Series:
+    """Boolean per line: polars would refuse it for a typed key's value of another JSON type."""
+    return lines.str.contains(REFUSAL_RE).fill_null(True).alias("refusal")
 
 
 class StrictError(DetectorError, ValueError):

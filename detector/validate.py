@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import orjson
 import polars as pl
@@ -167,6 +168,12 @@ def _checks() -> list[tuple[str, str, pl.Expr]]:
     return out
 
 
+@cache
+def _failure() -> pl.Expr:
+    """``_first_failure(_checks())``, built once: building its ~90 branches costs about 2 ms a batch."""
+    return _first_failure(_checks())
+
+
 def _first_failure(checks: list[tuple[str, str, pl.Expr]]) -> pl.Expr:
     """A String column: ``reason|field`` of the first failing check, null when the row is good."""
     return pl.coalesce(
@@ -212,7 +219,7 @@ def validate_flat(
         return pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
     flagged = flat.with_columns(utc("ts").alias("_ts"), utc("account_created_at").alias("_created"))
-    flagged = flagged.with_columns(_first_failure(_checks()))
+    flagged = flagged.with_columns(_failure())
     bad = flagged.filter(pl.col("_fail").is_not_null()).select("_pos", "_fail")
     rejects: list[Reject] = []
     for pos, fail in bad.iter_rows():

@@ -697,3 +697,100 @@ def test_random_subsets_and_orders(seed: int, good: dict[str, bytes], bad: dict[
         )
     lines_of_bad = sorted(f"r.jsonl:{ln}" for name in where if name in bad for ln in where[name])
     assert sorted(r.position for r in decode_lines(buf, file_pos("r.jsonl")).rejects) == lines_of_bad
+
+
+# --------------------------------------------------------------------------------------------------
+# A typed key holding another JSON type: polars refuses the whole batch for one such record
+# --------------------------------------------------------------------------------------------------
+#: (key path, JSON text of a value of another type) for number, boolean and object keys.
+WRONG_TYPED: list[tuple[str, str]] = [
+    ("status", '"200"'),
+    ("latency_ms", "[1]"),
+    ("schema_version", '{"v": 1}'),
+    ("usage.input_tokens", '"5"'),
+    ("params.stream", '"yes"'),
+    ("account.verified", "[true]"),
+    ("client", '"1.2.3.4"'),
+    ("prompt", '["x"]'),
+    ("usage.output_tokens", "1.0"),  # an integral float: the contract's integer, polars refuses it
+    ("params.max_tokens", "99999999999999999999"),  # beyond 64 bits
+]
+
+
+def _with_value(raw: bytes, path: str, value: str, rid: str) -> bytes:
+    obj = json.loads(raw)
+    obj["request_id"] = rid
+    *parents, leaf = path.split(".")
+    node = obj
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[leaf] = "\0"  # a placeholder, replaced by the JSON text below
+    return json.dumps(obj).replace('"\\u0000"', value).encode()
+
+
+def test_typed_keys_holding_other_types_decode_as_each_record_alone(
+    good: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = good[sorted(good)[0]]
+    values: list[bytes] = []
+    odd: dict[int, bytes] = {}
+    for i in range(1200):
+        if i % 41 == 40:
+            path, value = WRONG_TYPED[(i // 41) % len(WRONG_TYPED)]
+            odd[i] = _with_value(base, path, value, f"req_{i}")
+            values.append(odd[i])
+        else:
+            values.append(_with_value(base, "request_id", f'"req_{i}"', f"req_{i}"))
+    assert len({path for path, _ in WRONG_TYPED}) == len(WRONG_TYPED) <= len(odd)
+    parses = 0
+    real_parse = decode_module._parse
+
+    def counted(records: Any) -> pl.DataFrame | None:
+        nonlocal parses
+        parses += 1
+        return real_parse(records)
+
+    monkeypatch.setattr(decode_module, "_parse", counted)
+    batch = decode_lines(values, kafka_pos())
+    check_invariants(batch)
+    # the refused batch, the batch less the suspects, the strict re-reading: not a bisection
+    assert parses <= 4, parses
+    monkeypatch.setattr(decode_module, "_parse", real_parse)
+    alone = {i: decode_lines([raw], kafka_pos(base=1000 + i)) for i, raw in odd.items()}
+    expected_events = sorted(
+        [f"req_{i}" for i in range(len(values)) if i not in odd]
+        + [f"req_{i}" for i, b in alone.items() if b.events.height]
+    )
+    assert sorted(batch.events["request_id"].to_list()) == expected_events
+    assert [(r.reason, r.field, r.detail, r.position, r.raw) for r in batch.rejects] == [
+        (r.reason, r.field, r.detail, r.position, r.raw) for i in sorted(alone) for r in alone[i].rejects
+    ]
+    assert {r.reason for r in batch.rejects} == {"type_error", "invalid_value"}
+    assert len(batch.rejects) >= len(odd) - len(odd) // len(WRONG_TYPED) - 1  # the 1.0s are accepted
+
+
+def test_escaped_keys_are_found_among_lines_with_other_backslashes(good: dict[str, bytes]) -> None:
+    """Escaped keys and surrogates are looked for in the lines holding a backslash only: the flags must
+    land on the right lines, wherever the others are."""
+    base = good[sorted(good)[0]]
+    values: list[bytes] = []
+    for i in range(300):
+        text = '"line one\\nline \\"two\\""' if i % 3 else '"plain"'  # a backslash that is no suspect
+        raw = _with_value(base, "prompt.text", text, f"req_{i}")
+        assert (b"\\" in raw) == bool(i % 3)
+        if i % 29 == 7:  # the key written twice, once escaped: a strict reader sees the duplicate
+            raw = raw[:-1] + b', "acc\\u006funt_id": "other"}'
+        if i % 31 == 11:  # a lone surrogate: not JSON to a strict reader
+            raw = raw[:-1] + b', "x": "\\ud800"}'
+        values.append(raw)
+    batch = decode_lines(values, kafka_pos())
+    check_invariants(batch)
+    got = [(r.index, r.reason, r.field) for r in batch.rejects]
+    want = sorted(
+        [(i, "duplicate_key", "account_id") for i in range(300) if i % 29 == 7]
+        + [(i, "not_json", None) for i in range(300) if i % 31 == 11 and i % 29 != 7]
+    )
+    assert got == want
+    assert batch.events.height == 300 - len(want)

@@ -15,12 +15,15 @@ worker that dies breaks the pool: the batch waiting on it fails and the daemon s
 checkpoint, or, if the consumer thread's next hand-off fails first, the daemon stops after checkpointing
 only what it fully processed. Either way a restart reads the rest again. Workers ignore the signals a
 terminal or service manager sends the whole process group, and exit when the daemon dies
-(``detector.runtime.workers``).
+(``detector.runtime.workers``). Each worker runs polars on one thread (``WORKER_POLARS_THREADS``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,12 @@ from detector.runtime.workers import pool_pids, spawn_pool
 #: Column of each event's Kafka record timestamp (ms since the epoch, CreateTime or LogAppendTime; 0:
 #: none), read by the event-time guard (``EventTimeGuard.screen(stamp=...)``) and dropped after it.
 STAMP = "_stamp"
+
+#: Polars threads in each decoding worker. The workers are decoding's unit of parallelism
+#: (``decode_workers``); inside one, a second polars thread bought little wall time and cost CPU that
+#: the engine and the consumer need: 41 -> 31 CPU µs per event on 5,000-record polls (docs/benchmarks.md,
+#: "Decoding cost per event"). Polars reads ``POLARS_MAX_THREADS`` once, when a process imports it.
+WORKER_POLARS_THREADS = 1
 
 
 def decode_poll(
@@ -154,7 +163,8 @@ class Decoder:
         self.topic = topic
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            self._pool = spawn_pool(workers, _warm)
+            with _environ(POLARS_MAX_THREADS=str(WORKER_POLARS_THREADS)):
+                self._pool = spawn_pool(workers, _warm)  # spawns (and so sets up) every worker now
 
     def start(self, records: Records) -> Poll:
         """Take a poll (from a ``KafkaSource``) and start decoding it."""
@@ -199,6 +209,22 @@ class _DeferredFuture(Future[DecodedBatch]):
 
 def _warm() -> None:
     markers()
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Environment variables set for the processes started inside the block, restored after it (a spawned
+    process copies the environment when it starts)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def produced_at(record: Any) -> int:
