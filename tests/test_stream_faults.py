@@ -290,8 +290,9 @@ def test_broker_timestamp_judges_the_first_record_of_a_partition(
     assert daemon.engine is not None and daemon.engine.stats.late == 0
 
 
+@pytest.mark.parametrize("source", kb.SOURCES)
 def test_topic_recreated_while_the_daemon_was_down_is_read_from_its_start(
-    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path
+    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path, source: str
 ) -> None:
     """The daemon checkpoints 1,000 records and stops; the broker comes back empty with fewer records
     than the checkpoint's offsets (beyond the log end) and a new topic id: the next daemon reads the
@@ -299,7 +300,7 @@ def test_topic_recreated_while_the_daemon_was_down_is_read_from_its_start(
     events = kb.read_events(sim / "events.jsonl")[:1200]
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, events[:1000])
-    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
+    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", source=source)
     first = Daemon(settings, _engine, Metrics(CollectorRegistry()), drain_when_idle=True)
     kb.DaemonThread(first).start().thread.join(60)
     assert first.summary.records == 1000
