@@ -79,6 +79,21 @@ def client_config(s: StreamSettings) -> dict[str, Any]:
     return cfg
 
 
+#: ``client_config`` properties that only a consumer reads (an admin client warns about each one).
+_CONSUMER_ONLY = (
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+)
+
+
+def admin_config(s: StreamSettings) -> dict[str, Any]:
+    """``client_config`` without the consumer's properties: the topic-id check's admin client."""
+    return {k: v for k, v in client_config(s).items() if k not in _CONSUMER_ONLY}
+
+
 def records_of(messages: list[Any]) -> Records:
     """A librdkafka batch (``[Message]``, in order within each partition) as ``Records``; a message
     carrying an error is logged (fatal ones raise) and skipped."""
@@ -283,7 +298,7 @@ class ConfluentSource:
         from confluent_kafka.admin import AdminClient
 
         if self._admin is None:
-            self._admin = AdminClient(client_config(self.s))
+            self._admin = AdminClient(admin_config(self.s))
         try:
             found = self._admin.describe_topics(
                 TopicCollection([self.topic]), request_timeout=ADMIN_TIMEOUT_S
