@@ -11,11 +11,16 @@ In one run, on the embedded broker:
    its Kafka timestamp, at 40% a poison record (zlib magic), at 50% it pauses: once the daemon has read
    everything and checkpointed, the broker is restarted empty, the topics created again, and the
    traffic resumes (the daemon must notice the recreated topic and read the new log from offset 0);
-3. **figures**: RSS of this process and its decoding worker (the daemon; the broker is another
-   process, reported apart: its memory storage keeps every record), sampled every ``--sample``
-   seconds; events lost (sent and acknowledged, never read by the daemon: 0 expected); rejects by
-   reason; and the daemon's alerts against ``detector replay`` of the exact bytes sent (the producer
-   writes them to a gzip file), as recall and extras.
+3. **figures**: RSS of this process and its decoding worker (the daemon), and of the broker apart (a
+   child process too, but its memory storage keeps every record: it must never be counted as the
+   daemon's), sampled every ``--sample`` seconds with the rows of every engine table; events lost
+   (sent and acknowledged, never read by the daemon: 0 expected); rejects by reason; the daemon's
+   alerts against ``detector replay`` of the exact bytes sent (the producer writes them to a gzip
+   file), as recall and extras; and a verdict line: the RSS slope over the second half (MB/min, a
+   least-squares fit) and the table rows at start, middle (just before the restart) and end, so a
+   growth can be put down to a table or to nothing the engine holds. ``--tracemalloc`` adds the
+   Python allocations that grew most between the first and the last sample (polars' and Arrow's
+   buffers are outside it: their growth shows in the table rows).
 
     .venv/bin/python benchmarks/soak.py --minutes 2          # development
     nice -n 5 .venv/bin/python benchmarks/soak.py --minutes 20
@@ -32,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,12 +61,41 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def children(pid: int) -> list[int]:
-    """Child process ids (the decoding worker)."""
-    try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+#: A daemon whose RSS grows by less than this over the second half is flat. The engine's tables are
+#: full after the first week of event time (7 loops, about a minute); after that a flat daemon's RSS
+#: saws by +-50 MB as batches of different sizes come and go, and the least-squares slope of a
+#: 4-minute stretch of it lay between -6 and +6 MB/min on the shared machine (a 10-minute run). The
+#: broker counted as the daemon's, as the first version of this harness did, gives about +280.
+FLAT_MB_PER_MIN = 10.0
+#: Seconds the tables take to fill at the soak rate (a week of event time: 7 loops of the base traffic).
+FILL_S = 60.0
+
+
+def slope_mb_per_min(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MB) points, in MB per minute (None with fewer than 3)."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mt, mm = sum(t for t, _ in points) / n, sum(m for _, m in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return 60 * sum((t - mt) * (m - mm) for t, m in points) / var
+
+
+def table_rows(daemon: Any) -> dict[str, int]:
+    """Rows of every engine table and of what waits on the clock, the merge and the alert book (read
+    from the sampling thread: each is one reference read, the processing thread swaps whole frames)."""
+    from detector.window.state import TABLES
+
+    engine = daemon.engine
+    if engine is None:
+        return {}
+    rows = {t: getattr(engine.state, t).height for t in TABLES}
+    rows["pending"] = sum(f.height for f in list(engine.clock.pending))
+    rows["merge_held"] = daemon.merge.held()
+    rows["episodes"] = len(engine.book.episodes)
+    return rows
 
 
 def _iso(ms: int) -> str:
@@ -146,6 +181,7 @@ def produce_paced(
             if pause.is_set():
                 producer.flush()
                 producer.close()
+                sent.value = n  # exact at the pause: the restart's count of records before it
                 t0 = time.monotonic()
                 paused.set()
                 while pause.is_set():
@@ -204,9 +240,13 @@ def measure_max(broker: Any, events: list[Event], n: int, work: Path) -> tuple[f
     return n / (probe.finished_at - probe.first_record_at), summary.records
 
 
-def settings(bootstrap: str, topic: str, state: Path) -> Any:
+def settings(bootstrap: str, topic: str, state: Path, *, slow: bool = False) -> Any:
+    """The daemon's settings; ``slow`` (``--tracemalloc``: every Python allocation traced, snapshots
+    that hold the interpreter for seconds) gives the group 10 times the timeouts, else the daemon
+    is evicted between polls again and again and reads nothing."""
     from detector.runtime.stream.settings import StreamSettings
 
+    k = 10 if slow else 1
     return StreamSettings(
         bootstrap_servers=bootstrap,
         input_topic=topic,
@@ -214,9 +254,9 @@ def settings(bootstrap: str, topic: str, state: Path) -> Any:
         dead_letter_topic="soak-dlq",
         group_id=f"soak-{topic}",
         state_dir=state,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        max_poll_interval_ms=6000,
+        session_timeout_ms=6000 * k,
+        heartbeat_interval_ms=1000 * k,
+        max_poll_interval_ms=6000 * k,
         poll_timeout_ms=200,
     )
 
@@ -242,6 +282,66 @@ def wait(cond: Any, timeout: float) -> bool:
     return False
 
 
+def grown(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int = 12) -> list[str]:
+    """The Python allocation sites that grew most between two snapshots (file:line, KiB, blocks)."""
+    stats = after.compare_to(before, "lineno")
+    return [
+        f"{s.traceback[0].filename}:{s.traceback[0].lineno} {s.size_diff / 1024:+,.0f} KiB {s.count_diff:+,}"
+        for s in sorted(stats, key=lambda s: s.size_diff, reverse=True)[:top]
+    ]
+
+
+def verdict(samples: list[dict[str, Any]], restart_at: int | None, seconds: float) -> dict[str, Any]:
+    """RSS slopes (MB/min) over the second half of the traffic, the verdict, and the table rows at the
+    start, the middle (the last sample before the broker restart) and the end."""
+    half = restart_at if restart_at is not None else seconds / 2
+    second = [s for s in samples if s["t_s"] > half]
+
+    def slope(key: str, part: list[dict[str, Any]] = second) -> float | None:
+        fit = slope_mb_per_min([(s["t_s"], s[key]) for s in part if s[key] is not None])
+        return None if fit is None else round(fit, 2)
+
+    # the first half after its first minute (the tables fill with the first week of event time)
+    settled = [s for s in samples if FILL_S < s["t_s"] <= half]
+
+    before = [s for s in samples if s["t_s"] <= half and s["rows"]]
+    points = {
+        "start": next((s for s in samples if s["rows"] and s["read"]), None),
+        "middle": before[-1] if before else None,
+        "end": samples[-1] if samples else None,
+    }
+    daemon_slope = slope("daemon_rss_mb")
+    return {
+        "daemon_mb_per_min": daemon_slope,
+        "daemon_first_half_mb_per_min": slope("daemon_rss_mb", settled),
+        "worker_mb_per_min": slope("worker_rss_mb"),
+        "broker_mb_per_min": slope("broker_rss_mb"),
+        "flat": daemon_slope is not None and daemon_slope < FLAT_MB_PER_MIN,
+        "second_half_samples": len(second),
+        "rss_mb": {k: s["daemon_rss_mb"] if s else None for k, s in points.items()},
+        "rows": {k: s["rows"] if s else None for k, s in points.items()},
+    }
+
+
+def verdict_line(v: dict[str, Any]) -> str:
+    """One line: flat or growing, the slopes, and each table's rows at start/middle/end."""
+    word = "FLAT" if v["flat"] else "GROWING"
+    rows = v["rows"]
+    tables = list((rows["end"] or rows["middle"] or rows["start"] or {}).keys())
+    sizes = ", ".join(
+        f"{t} " + "/".join(str((rows[k] or {}).get(t, "-")) for k in ("start", "middle", "end"))
+        for t in tables
+    )
+    rss = "/".join(str(v["rss_mb"][k]) for k in ("start", "middle", "end"))
+    return (
+        f"verdict: daemon RSS {word} (second half {v['daemon_mb_per_min']} MB/min over "
+        f"{v['second_half_samples']} samples, limit {FLAT_MB_PER_MIN}; first half after {FILL_S:.0f} s "
+        f"{v['daemon_first_half_mb_per_min']}; decoding worker "
+        f"{v['worker_mb_per_min']}, broker apart {v['broker_mb_per_min']}); daemon RSS MB "
+        f"start/middle/end {rss}; rows start/middle/end: {sizes}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=2.0)
@@ -252,6 +352,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--tracemalloc", action="store_true", help="Python allocations that grew (slower)")
     a = ap.parse_args()
 
     from prometheus_client import CollectorRegistry
@@ -263,6 +364,7 @@ def main() -> None:
     from detector.runtime.metrics import Metrics
     from detector.runtime.replay import replay
     from detector.runtime.stream.daemon import Daemon
+    from detector.runtime.workers import pool_pids
 
     work = a.work or Path(tempfile.mkdtemp(prefix="detector-soak-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -280,7 +382,7 @@ def main() -> None:
 
         alerts: set[tuple[str, int]] = set()
         daemon = Daemon(
-            settings(broker.bootstrap, "soak-in", work / "state-soak"),
+            settings(broker.bootstrap, "soak-in", work / "state-soak", slow=a.tracemalloc),
             build_engine,
             Metrics(CollectorRegistry()),
             on_alert=lambda d: alerts.add((d["alert_id"], d["revision"])),
@@ -293,6 +395,8 @@ def main() -> None:
             except BaseException as exc:
                 errors.append(exc)
 
+        if a.tracemalloc:
+            tracemalloc.start(1)
         runner = threading.Thread(target=run, daemon=True)
         runner.start()
         wait(daemon.ready, 60)
@@ -322,27 +426,37 @@ def main() -> None:
         restart: dict[str, Any] = {}
         me = os.getpid()
         next_sample = 0.0
+        traced: tracemalloc.Snapshot | None = None
         while proc.is_alive():
             now = time.monotonic() - t0
             if now >= next_sample:
                 next_sample += a.sample
-                daemon_rss = rss_mb(me) + sum(rss_mb(c) for c in children(me) if c != proc.pid)
+                # the daemon is this process and its decoding worker: not the broker (a child process
+                # too, whose memory storage keeps every record) nor the producer
+                decoder = daemon.decoder
+                pool = decoder._pool if decoder is not None else None
+                worker_rss = sum(rss_mb(w) for w in pool_pids(pool)) if pool is not None else 0.0
                 bpid = broker.proc.pid if broker.proc is not None else None
                 samples.append(
                     {
                         "t_s": round(now),
-                        "daemon_rss_mb": round(daemon_rss),
+                        "daemon_rss_mb": round(rss_mb(me) + worker_rss),
+                        "worker_rss_mb": round(worker_rss),
                         "broker_rss_mb": round(rss_mb(bpid)) if bpid else None,
                         "sent": sent.value,
                         "read": daemon.summary.records,
                         "ready": daemon.ready(),
+                        "rows": table_rows(daemon),
                     }
                 )
                 print(json.dumps(samples[-1]), flush=True)
+                if a.tracemalloc and traced is None and daemon.summary.records:
+                    traced = tracemalloc.take_snapshot()
             if not restart and now >= 0.5 * seconds:
                 pause.set()
                 wait(paused.is_set, 60)
                 caught = wait(lambda: daemon.summary.records >= sent.value and not daemon._dirty, 300)
+                sent_before, read_before = sent.value, daemon.summary.records
                 t_restart = time.monotonic()
                 broker.stop()
                 went_unready = wait(lambda: not daemon.ready(), 20)
@@ -352,6 +466,8 @@ def main() -> None:
                 ready_again = wait(daemon.ready, 120)
                 restart = {
                     "at_s": round(now),
+                    "sent_before": sent_before,
+                    "read_before": read_before,
                     "caught_up_before": caught,
                     "unready_while_down": went_unready,
                     "ready_again_after_s": round(time.monotonic() - t_restart, 1) if ready_again else None,
@@ -359,8 +475,19 @@ def main() -> None:
                 print(json.dumps({"broker_restart": restart}), flush=True)
             time.sleep(0.2)
         proc.join()
+        if traced is not None:
+            out["tracemalloc_top"] = grown(traced, tracemalloc.take_snapshot())
+            tracemalloc.stop()
         total = sent.value
-        caught = wait(lambda: daemon.summary.records >= total, 900)
+        # after the restart the daemon reads the new log from offset 0: its next offsets there count
+        # what it read of it (records read under the old topic id before the reset are read again,
+        # so the daemon's record count alone would hide a loss)
+        sent_before = restart.get("sent_before", 0)
+
+        def new_log_read() -> int:
+            return sum(dict(daemon.merge.next_offset).values()) if restart else daemon.summary.records
+
+        caught = wait(lambda: new_log_read() >= total - sent_before, 900)
         daemon.drain_when_idle = True
         runner.join(300)
         if errors:
@@ -374,7 +501,12 @@ def main() -> None:
             "sent": total,
             "send_failures": failed.value,
             "read": daemon.summary.records,
-            "events_lost": total - daemon.summary.records,
+            "events_lost": max(0, sent_before - restart.get("read_before", 0))
+            + max(0, total - sent_before - new_log_read()),
+            # read twice: fetched from the new log at the old offsets before the reset, then again
+            "read_again": daemon.summary.records - restart.get("read_before", 0) - new_log_read()
+            if restart
+            else 0,
             "caught_up_at_end": caught,
             "rejects": {
                 m.labels["reason"]: int(m.value)
@@ -396,6 +528,7 @@ def main() -> None:
             "first_half_max": max(rss[: half or 1]),
             "second_half_max": max(rss[half:]),
         }
+        out["verdict"] = verdict(samples, restart.get("at_s"), seconds)
     ref_path = work / "replay-alerts.jsonl"
     replay([sent_file], build_engine(), ref_path)
     ref = {(d["alert_id"], d["revision"]) for d in map(orjson.loads, ref_path.read_bytes().splitlines())}
@@ -403,7 +536,9 @@ def main() -> None:
     out["daemon_alerts"] = len(alerts)
     out["recall_vs_replay"] = round(len(alerts & ref) / len(ref), 4) if ref else None
     out["extra_vs_replay"] = len(alerts - ref)
-    print(json.dumps({k: v for k, v in out.items() if k != "rss_samples"}, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("rss_samples", "verdict")}, indent=1))
+    if "verdict" in out:
+        print(verdict_line(out["verdict"]), flush=True)
     (work / "soak.json").write_text(json.dumps(out, indent=1))
     sys.exit(0 if out["events_lost"] == 0 else 1)
 

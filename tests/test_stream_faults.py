@@ -22,7 +22,7 @@ from detector.lab.simulate import simulate
 from detector.runtime.metrics import Metrics
 from detector.runtime.replay import replay
 from detector.runtime.stream.daemon import Daemon
-from detector.runtime.stream.faults import OutputTopics, TopicGuard
+from detector.runtime.stream.faults import OutputTopics, TopicGuard, TopicRecreated
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +48,28 @@ def _read(daemon: Daemon) -> int:
     return _counted(daemon) + daemon.merge.held()
 
 
-def test_broker_restarted_empty_loses_no_event(broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path) -> None:
+def _topic_id(bootstrap: str) -> str:
+    """The input topic's id as kafka-python's admin client gives it."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        (desc,) = admin.describe_topics([kb.INPUT])
+    finally:
+        admin.close()
+    return str(desc["topic_id"])
+
+
+@pytest.mark.parametrize("source", kb.SOURCES)
+def test_broker_restarted_empty_loses_no_event(
+    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path, source: str
+) -> None:
     """A quarter of the stream, consumed and checkpointed; the broker restarts empty and the rest is
     produced to the recreated topic: every event of the new log is read (the old offsets, valid
-    offsets of the new log, used to skip its first quarter), readiness follows the broker.
+    offsets of the new log, used to skip its first quarter), readiness follows the broker (with the
+    kafka-python source: the confluent source does not offer reachability), and both sources write
+    the same topic id to the checkpoint.
 
-    The restarted broker does not know the group, so the replica loses its membership (the engine is
-    dropped, never written) and joins again from its checkpoint. If alerts were in flight when the
+    The restarted broker does not know the group, so the replica may lose its membership (the engine
+    is dropped, never written) and join again from its checkpoint. If alerts were in flight when the
     broker lost its log (refused by the new broker, or sent to an alerts topic the restart recreated),
     the daemon cannot know they arrived: it stops with one error and no checkpoint, and its restart
     (the supervisor's) sends them again."""
@@ -62,28 +77,26 @@ def test_broker_restarted_empty_loses_no_event(broker: kb.EmbeddedBroker, sim: P
     cut = len(events) // 4
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, events[:cut])
-    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
+    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", source=source)
     daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
     thread = kb.DaemonThread(daemon).start()
+    reg = daemon.metrics.registry
     try:
-        kb.wait_for(lambda: _read(daemon) == cut and not daemon._dirty, 120, "the first quarter")
+        # all of it in the engine and checkpointed: nothing the merge still holds makes the daemon
+        # commit (and check its output topics) while the broker is down or back without them
+        kb.wait_for(lambda: _counted(daemon) == cut and not daemon._dirty, 120, "the first quarter")
         kb.wait_for(daemon.ready, 10, "ready")
-        joined = daemon.summary.assignments
+        assert daemon.watch.expected == _topic_id(broker.bootstrap)
         broker.stop()
-        kb.wait_for(lambda: not daemon.ready(), 15, "not ready while the broker is down")
-        reg = daemon.metrics.registry
-        assert reg.get_sample_value("detector_broker_connected") == 0
+        if source == "kafka-python":
+            kb.wait_for(lambda: not daemon.ready(), 15, "not ready while the broker is down")
+            assert reg.get_sample_value("detector_broker_connected") == 0
         broker.start()
         kb.make_topics(broker.bootstrap)
         kb.produce_events(broker.bootstrap, events[cut:])
-
-        def settled() -> bool:
-            rejoined = daemon.summary.assignments > joined and (restarts or daemon.summary.losses >= 1)
-            return rejoined and _read(daemon) >= len(events)
-
         restarts = 0
         deadline = time.monotonic() + 180
-        while not settled():
+        while _read(daemon) < len(events):
             assert time.monotonic() < deadline, "timed out waiting for every event of the new log"
             if not thread.thread.is_alive():
                 # alerts sent to the broker that then lost its log: refused by the new broker, or sent
@@ -92,22 +105,27 @@ def test_broker_restarted_empty_loses_no_event(broker: kb.EmbeddedBroker, sim: P
                 assert restarts == 0, "stopped twice"
                 restarts += 1
                 daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
-                thread, joined = kb.DaemonThread(daemon).start(), 0
+                thread = kb.DaemonThread(daemon).start()
+                reg = daemon.metrics.registry
             time.sleep(0.1)
         kb.wait_for(daemon.ready, 30, "ready again")
-        reg = daemon.metrics.registry
         assert reg.get_sample_value("detector_broker_connected") == 1
+        # settled: every event counted once and checkpointed (the restarted broker forgot the group, so
+        # the daemon may lose its partitions after the reset, restore the checkpoint and read again)
+        kb.wait_for(
+            lambda: _read(daemon) == len(events) and not daemon._dirty and daemon.ready(), 60, "settled"
+        )
+        assert daemon.watch.expected == _topic_id(broker.bootstrap)
     finally:
         thread.stop()
-    assert _read(daemon) == len(events)
-    if not restarts:
-        resets = reg.get_sample_value("detector_input_topic_resets_total", {"cause": "topic_id"})
-        # once, or twice when the group lost and gave back the partitions (restored from the
-        # checkpoint, whose offsets still belong to the old log) after the first reset
-        assert resets in (kb.PARTITIONS, 2 * kb.PARTITIONS)
+    resets = reg.get_sample_value("detector_input_topic_resets_total", {"cause": "topic_id"})
+    # once, or twice when the group lost and gave back the partitions (restored from the checkpoint,
+    # whose offsets still belong to the old log) after the first reset; a restarted daemon resets once
+    assert resets in (kb.PARTITIONS, 2 * kb.PARTITIONS)
     assert reg.get_sample_value("detector_input_gap_records_total") == 0
 
 
+@pytest.mark.parametrize("source", kb.SOURCES)
 def test_output_topic_check_with_the_broker_down_defers_never_stops(
     broker: kb.EmbeddedBroker,
 ) -> None:
@@ -131,6 +149,32 @@ def test_output_topic_check_with_the_broker_down_defers_never_stops(
         assert not guard.failed and guard.sent == 1  # kept, to be verified once the broker answers
     finally:
         topics.close()
+
+
+def test_recreated_topic_with_fail_policy_stops_with_one_error(
+    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, source: str
+) -> None:
+    events = kb.read_events(sim / "events.jsonl")[:400]
+    kb.make_topics(broker.bootstrap)
+    kb.produce_events(broker.bootstrap, events[:100])
+    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", on_topic_reset="fail", source=source)
+    daemon = Daemon(settings, kb.engine, Metrics(CollectorRegistry()))
+    thread = kb.DaemonThread(daemon).start()
+    try:
+        kb.wait_for(lambda: _read(daemon) == 100 and not daemon._dirty, 60, "the first records")
+        kb.restart_empty(broker)
+        kb.make_topics(broker.bootstrap)
+        kb.produce_events(broker.bootstrap, events[100:])
+        thread.thread.join(60)
+        assert not thread.thread.is_alive(), "the daemon went on with a recreated topic"
+    finally:
+        daemon.stop.set()
+        thread.thread.join(30)
+    assert isinstance(thread.error, TopicRecreated)
+    assert "was recreated" in str(thread.error) and "ON_TOPIC_RESET" in str(thread.error)
+    assert daemon.summary.records == 100  # nothing of the new log was read
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "recreated" in r.getMessage()]
+    assert len(errors) == 1
 
 
 def test_missing_dead_letter_topic_fails_at_start(broker: kb.EmbeddedBroker, tmp_path: Path) -> None:
@@ -282,8 +326,9 @@ def test_broker_timestamp_judges_the_first_record_of_a_partition(
     assert daemon.engine is not None and daemon.engine.stats.late == 0
 
 
+@pytest.mark.parametrize("source", kb.SOURCES)
 def test_topic_recreated_while_the_daemon_was_down_is_read_from_its_start(
-    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path
+    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path, source: str
 ) -> None:
     """The daemon checkpoints 1,000 records and stops; the broker comes back empty with fewer records
     than the checkpoint's offsets (beyond the log end) and a new topic id: the next daemon reads the
@@ -291,7 +336,7 @@ def test_topic_recreated_while_the_daemon_was_down_is_read_from_its_start(
     events = kb.read_events(sim / "events.jsonl")[:1200]
     kb.make_topics(broker.bootstrap)
     kb.produce_events(broker.bootstrap, events[:1000])
-    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state")
+    settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", source=source)
     first = Daemon(settings, kb.engine, Metrics(CollectorRegistry()), drain_when_idle=True)
     kb.DaemonThread(first).start().thread.join(60)
     assert first.summary.records == 1000

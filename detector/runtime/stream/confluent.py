@@ -16,11 +16,20 @@ librdkafka runs partition assignment in C and cannot call a Python assignor, so 
 Lease partitions are paused (never fetched): nothing is read from the lease topic. Partitions other
 than 0 of a lease topic created with more than one are held by someone but mean nothing. Fencing of
 a paused owner is the daemon's (owner epoch in the checkpoint), as with kafka-python.
+
+The recreated-topic check (``faults.InputTopicWatch``) reads ``topic_id``: librdkafka's consumer
+metadata carries no topic id, so the lease holder asks an admin client (``describe_topics``) at most
+every ``TOPIC_ID_EVERY_S``, and at once after librdkafka reports the brokers down or a partition
+error. The id is the same UUID string the kafka-python source gives (a checkpoint moves between the
+two sources). Offsets outside the log are still reset silently by librdkafka
+(``auto.offset.reset=earliest``), and readiness does not follow the broker with this source.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +40,11 @@ log = logging.getLogger("detector.stream")
 
 #: How long the lease holder waits for the input topic's metadata when it takes the lease.
 METADATA_TIMEOUT_S = 10.0
+#: The input topic's id is asked for at most this often (an admin request of a few ms on the consumer
+#: thread); records polled from a recreated topic before it is asked again are read twice, not lost.
+TOPIC_ID_EVERY_S = 1.0
+#: How long one topic-id or log-offset request may wait (the consumer thread waits on it).
+ADMIN_TIMEOUT_S = 2.0
 
 
 def client_config(s: StreamSettings) -> dict[str, Any]:
@@ -63,6 +77,21 @@ def client_config(s: StreamSettings) -> dict[str, Any]:
     if s.ssl_password is not None:
         cfg["ssl.key.password"] = s.ssl_password.get_secret_value()
     return cfg
+
+
+#: ``client_config`` properties that only a consumer reads (an admin client warns about each one).
+_CONSUMER_ONLY = (
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+)
+
+
+def admin_config(s: StreamSettings) -> dict[str, Any]:
+    """``client_config`` without the consumer's properties: the topic-id check's admin client."""
+    return {k: v for k, v in client_config(s).items() if k not in _CONSUMER_ONLY}
 
 
 def records_of(messages: list[Any]) -> Records:
@@ -117,6 +146,11 @@ class ConfluentSource:
         self._in_callback = False
         #: Offsets committed from inside a callback, sent after it.
         self._deferred: dict[int, int] = {}
+        #: Inside ``_take_over``'s listener call: a seek is kept for the ``incremental_assign`` after it.
+        self._assigning = False
+        self._admin: Any = None
+        self._topic_id: str | None = None
+        self._topic_id_at = -TOPIC_ID_EVERY_S
 
     @property
     def generation(self) -> int:
@@ -136,6 +170,7 @@ class ConfluentSource:
                 "heartbeat.interval.ms": self.s.heartbeat_interval_ms,
                 "max.poll.interval.ms": self.s.max_poll_interval_ms,
                 "on_commit": _log_commit_failure,
+                "error_cb": self._on_error,
             }
         )
         self.kafka.subscribe(
@@ -200,7 +235,11 @@ class ConfluentSource:
         self._take = False
         self._leased, self._leases = True, self._leases + 1
         self._mine, self._seeks = sorted(meta.partitions), {}
-        self._listener.on_assigned(list(self._mine))  # restores state and seeks every partition
+        self._assigning = True
+        try:
+            self._listener.on_assigned(list(self._mine))  # restores state and seeks every partition
+        finally:
+            self._assigning = False
         start = {p: _or(self._seeks.get(p), OFFSET_BEGINNING) for p in self._mine}
         self.kafka.incremental_assign(self._tps(start))
 
@@ -237,7 +276,59 @@ class ConfluentSource:
             self.kafka.resume(self._tps())
 
     def seek(self, partition: int, offset: int | None) -> None:
-        self._seeks[partition] = offset  # applied by the incremental_assign that follows the listener
+        if self._assigning:
+            self._seeks[partition] = offset  # applied by the incremental_assign that follows the listener
+            return
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        # a partition held already (the recreated-topic reset): assigned again at the offset, not
+        # ``seek`` (which fails while librdkafka is not fetching it, e.g. looking its offset up after
+        # a broker restart); what it prefetched from the old position is dropped with the assignment
+        self.kafka.incremental_unassign([TopicPartition(self.topic, partition)])
+        self.kafka.incremental_assign([TopicPartition(self.topic, partition, _or(offset, OFFSET_BEGINNING))])
+
+    # ``faults.FaultAware``: the recreated-topic check (``reachable`` is not offered: always up)
+    def topic_id(self) -> str | None:
+        """The input topic's id (KIP-516) as a UUID string, asked at most every ``TOPIC_ID_EVERY_S``
+        while known (None: not known, e.g. while the broker is down; asked at every check then)."""
+        now = time.monotonic()
+        if self._topic_id is not None and now - self._topic_id_at < TOPIC_ID_EVERY_S:
+            return self._topic_id
+        from confluent_kafka import TopicCollection
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            self._admin = AdminClient(admin_config(self.s))
+        try:
+            found = self._admin.describe_topics(
+                TopicCollection([self.topic]), request_timeout=ADMIN_TIMEOUT_S
+            )
+            self._topic_id = uuid_string(found[self.topic].result(ADMIN_TIMEOUT_S).topic_id)
+            self._topic_id_at = now
+        except Exception as exc:  # down, or the topic unknown now: asked again at the next check
+            log.debug("input topic id unknown", extra={"error": type(exc).__name__})
+            self._topic_id = None
+        return self._topic_id
+
+    def log_start(self, partitions: list[int]) -> dict[int, int]:
+        return {p: self._watermarks(p)[0] for p in partitions}
+
+    def log_end(self, partitions: list[int]) -> dict[int, int]:
+        return {p: self._watermarks(p)[1] for p in partitions}
+
+    def _watermarks(self, partition: int) -> tuple[int, int]:
+        from confluent_kafka import TopicPartition
+
+        low, high = self.kafka.get_watermark_offsets(
+            TopicPartition(self.topic, partition), timeout=ADMIN_TIMEOUT_S, cached=False
+        )
+        return int(low), int(high)
+
+    def _on_error(self, err: Any) -> None:
+        """librdkafka's error callback (inside ``poll``): brokers down, or a topic or partition error,
+        may mean a recreated topic: its id is asked for again at the next check."""
+        self._topic_id_at = -TOPIC_ID_EVERY_S
+        log.debug("librdkafka error", extra={"error": err.name()})
 
     def commit(self, offsets: dict[int, int], *, sync: bool) -> None:
         if self._in_callback:  # sent after the callback's poll returns (see ``_take_over``)
@@ -248,6 +339,14 @@ class ConfluentSource:
     def close(self) -> None:
         if self.kafka is not None:
             self.kafka.close()  # leaves the group: the lease is revoked, the listener may commit once more
+        self._admin = None  # an AdminClient has no close: its handle goes with the object
+
+
+def uuid_string(topic_id: Any) -> str:
+    """A librdkafka ``Uuid`` as the UUID string kafka-python gives for the same topic."""
+    most = topic_id.get_most_significant_bits() & 0xFFFFFFFFFFFFFFFF
+    least = topic_id.get_least_significant_bits() & 0xFFFFFFFFFFFFFFFF
+    return str(uuid.UUID(int=(most << 64) | least))
 
 
 def _or(offset: int | None, default: int) -> int:

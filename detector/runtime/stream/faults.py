@@ -23,8 +23,11 @@
   connection is up) is sampled by the consumer thread every second, and a ``poll`` that raises
   ``SourceUnavailable`` marks it down; ``/readyz`` fails while it is down.
 
-The input checks need the source's ``FaultAware`` methods: the kafka-python source has them; the
-confluent source has not (yet): with it a recreated topic is not detected here.
+The input checks need the source's ``FaultAware`` methods: the kafka-python source has them all; the
+confluent source has ``topic_id`` (an admin request, at most every second while the id is known),
+``log_start`` and ``log_end``, not ``reachable`` (it counts as always reachable), and librdkafka resets
+an offset outside the log by itself (``auto.offset.reset=earliest``), so ``OffsetsOutOfRange`` never
+comes from it.
 """
 
 from __future__ import annotations
@@ -106,8 +109,8 @@ class SourceUnavailable(ServiceError):
 
 
 class FaultAware(Protocol):
-    """What a ``KafkaSource`` offers for the checks here (the kafka-python source; a source without
-    these methods gets no topic-id check and counts as always reachable)."""
+    """What a ``KafkaSource`` offers for the checks here (a source without ``topic_id`` gets no
+    topic-id check; one without ``reachable`` counts as always reachable)."""
 
     def topic_id(self) -> str | None:
         """The input topic's id in the client's metadata (None: not known)."""
