@@ -35,9 +35,18 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: and real attackers buy aged accounts. Rules may still use them, visibly.
 #: ``network_keys_per_account`` (cluster) depends on how the input is sliced into batches: the key table
 #: keeps no first-use time, so keys first used after a tick but ingested in the same batch count at it
-#: (found when calibrated scores stopped hiding it; tests/test_engine.py's slicing tests).
+#: (found when calibrated scores stopped hiding it; tests/test_engine.py's slicing tests). The venue
+#: shares (``top_network_key_share``, ``second_network_key_share``) come from the same key table.
 _EXCLUDED: Final = frozenset(
-    {"tier", "tick_end", "account_age_days", "observed_hours", "network_keys_per_account"}
+    {
+        "tier",
+        "tick_end",
+        "account_age_days",
+        "observed_hours",
+        "network_keys_per_account",
+        "top_network_key_share",
+        "second_network_key_share",
+    }
 )
 
 
