@@ -185,9 +185,14 @@ class EvidenceSettings(BaseModel):
     colocated_member_share: float = Field(default=0.5, gt=0, le=1)
     #: ... and no second prefix holds more than this share of them (a proxy pool or a router's egress
     #: spreads its accounts over several shared addresses; two participants on one carrier's prefix
-    #: are a sliver). A farm spreads over many addresses to look independent. Caveat: without IP
-    #: intelligence a proxy pool inside one /24 looks the same as a venue.
+    #: are a sliver). A farm spreads over many addresses to look independent. A room never explains a
+    #: private client build (``private_client_inside_share``). Caveat: without IP intelligence a
+    #: proxy pool inside one /24 looks the same as a venue.
     colocated_second_share: float = Field(default=0.2, ge=0, le=1)
+    #: A private client build: at least this share of all the accounts holding the cluster's main client
+    #: build (TLS fingerprint + SDK string) are its members (most of its users: an operator's software;
+    #: a popular SDK is held by many others). A room never explains one.
+    private_client_inside_share: float = Field(default=0.5, gt=0, le=1)
     #: Trust: a verified account with at least this tenure (a month of paid history) is an established
     #: customer: a farm's accounts are provisioned days before use, and the aged accounts of the
     #: disclosures were personal accounts, not verified organisations ...

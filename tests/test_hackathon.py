@@ -133,13 +133,15 @@ def _cluster(cluster_id: str = "c1", **features: Any) -> pl.DataFrame:
 
 def test_one_room_is_colocated_at_any_size_and_with_a_phone_and_home_tail() -> None:
     s = EvidenceSettings()
-    top, second = "top_network_key_share", "second_network_key_share"
+    top, second, inside = "top_network_key_share", "second_network_key_share", "client_key_inside_share"
     cases: dict[str, tuple[dict[str, Any], bool]] = {
         "six of the cohort in its first hour": ({}, True),
         "a phone and home tail beside the venue": ({top: 0.8, second: 0.05}, True),
         "a pool or an egress: several shared addresses": ({second: 0.9}, False),
         "spread over homes": ({top: 0.05, second: 0.05}, False),
         "hosted addresses only (no venue prefix)": ({top: None, second: None}, False),
+        "one room, but its own client build (an operator's software)": ({inside: 1.0}, False),
+        "one room, laptops on a popular SDK": ({inside: 0.03}, True),
     }
     for name, (features, want) in cases.items():
         got = add_axes(_cluster(**features), "cluster", s)["colocated"][0]
@@ -183,3 +185,17 @@ def test_venue_shares_count_members_behind_a_prefix_not_hosted_addresses_nor_a_t
     # a reseller tenant's sub-accounts send from the tenant's egress: they are not in a room
     got = _venues(keys, members, pl.DataFrame({"account_id": ["a0", "a1"]})).row(0, named=True)
     assert got["top_network_key_share"] == 6 / 8 and got["second_network_key_share"] == 1 / 8
+
+
+def test_client_inside_share_tells_an_operators_build_from_a_popular_sdk() -> None:
+    from detector.window.features import _client_inside
+
+    ids = [f"f{i}" for i in range(5)] + [f"h{i}" for i in range(4)]
+    members = pl.DataFrame({"account_id": ids, "cluster_id": ["farm"] * 5 + ["room"] * 4})
+    rows = [(f"f{i}", "client", "t13d_custom|httpx") for i in range(5)]  # the farm's own build
+    rows += [(f"h{i}", "client", "t13d_py|vendor-python") for i in range(3)]  # laptops on a popular SDK
+    rows += [("h3", "client", "t13d_js|ts")]
+    rows += [(f"x{i}", "client", "t13d_py|vendor-python") for i in range(97)]  # the SDK's other users
+    keys = pl.DataFrame(rows, schema=["account_id", "family", "key"], orient="row")
+    got = dict(_client_inside(keys, members).iter_rows())
+    assert got == {"farm": 1.0, "room": 0.03}

@@ -122,9 +122,13 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     one_customer = one_payer | trusted
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
-    # one room: most members behind one venue prefix, and no second shared address (a pool, an egress)
-    colocated = (c("top_network_key_share").fill_null(0.0) >= s.colocated_member_share) & (
-        c("second_network_key_share").fill_null(1.0) <= s.colocated_second_share
+    # one room: most members behind one venue prefix, and no second shared address (a pool, an egress).
+    # A room explains what a tutorial hands out (its system prompt, its template) and a sign-up desk,
+    # not a private client build (a rare TLS fingerprint + SDK string: an operator's own software)
+    colocated = (
+        (c("top_network_key_share").fill_null(0.0) >= s.colocated_member_share)
+        & (c("second_network_key_share").fill_null(1.0) <= s.colocated_second_share)
+        & (c("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
     )
     return frame.with_columns(
         _count(_extraction_checks(s)).alias("extraction_signals"),

@@ -98,6 +98,24 @@ def _venues(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.
     )
 
 
+def _client_inside(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Per cluster: of the accounts anywhere holding its members' most held client build (TLS fingerprint
+    + SDK string), the share that are its members. An operator's own build is held by its farm alone
+    (1.0); a popular SDK that a cohort's laptops happen to share is held by many others (a few per cent).
+    """
+    cl = keys.filter(pl.col("family") == "client")
+    holders = cl.group_by("key").agg(pl.col("account_id").n_unique().alias("_n"))
+    return (
+        cl.join(members, on="account_id", how="inner")
+        .group_by("cluster_id", "key")
+        .agg(pl.col("account_id").n_unique().alias("_m"))
+        .join(holders, on="key", how="inner")
+        .sort("cluster_id", "_m", "key", descending=[False, True, False])
+        .group_by("cluster_id", maintain_order=True)
+        .agg((pl.col("_m") / pl.col("_n")).first().alias("client_key_inside_share"))
+    )
+
+
 def _signup_bursts(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
     """Per cluster: the largest share of its members opened within one sign-up window (their shared
     ``signup`` key). A farm opened in bulk puts a large share of its accounts in one window; among a
@@ -242,6 +260,7 @@ def cluster_features(
         .join(_payers(state.keys, members, sub), on="cluster_id", how="left")
         .join(_signup_bursts(state.keys, members), on="cluster_id", how="left")
         .join(_venues(state.keys, members, sub), on="cluster_id", how="left")
+        .join(_client_inside(state.keys, members), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
@@ -315,6 +334,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "network_keys_per_account": pl.Float64(),
     "top_network_key_share": pl.Float64(),
     "second_network_key_share": pl.Float64(),
+    "client_key_inside_share": pl.Float64(),
     "link_families": pl.Int64(),
     "shares_payment": pl.Boolean(),
     "shares_reseller": pl.Boolean(),

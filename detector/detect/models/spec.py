@@ -36,7 +36,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: ``network_keys_per_account`` (cluster) depends on how the input is sliced into batches: the key table
 #: keeps no first-use time, so keys first used after a tick but ingested in the same batch count at it
 #: (found when calibrated scores stopped hiding it; tests/test_engine.py's slicing tests). The venue
-#: shares (``top_network_key_share``, ``second_network_key_share``) come from the same key table.
+#: shares (``top_network_key_share``, ``second_network_key_share``) and ``client_key_inside_share``
+#: come from the same key table.
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -46,6 +47,7 @@ _EXCLUDED: Final = frozenset(
         "network_keys_per_account",
         "top_network_key_share",
         "second_network_key_share",
+        "client_key_inside_share",
     }
 )
 

@@ -13,7 +13,8 @@ the persona's own random stream:
 - timing: when the event opens, how long registration takes (20-90 minutes), a few late joiners
   within four hours, how long people hack (12-30 hours);
 - the network: the venue's NAT (one or two addresses of one /24), and some participants who also send
-  from their phone's tethering or, at night, from home.
+  from their phone's tethering or, at night, from home; each participant calls from their own laptop
+  with one of the popular SDKs (no private client build: that is an operator's software).
 
 The cohort is coordinated (a sign-up burst, a shared system prompt and template, one room), but its
 extraction evidence is what students do: a handful of worked examples each, then their own work.
@@ -88,7 +89,6 @@ def hackathon_cohort(w: World, p: PersonaParams) -> Block:
     kickoff = w.start_ms + int(rng.uniform(0.05, 0.4) * (w.end_ms - w.start_ms))
     registration = rng.uniform(20.0, 90.0) * MIN_MS
     late, tether, home = rng.uniform(0.0, 0.15), rng.uniform(0.0, 0.25), rng.uniform(0.0, 0.4)
-    client = net.common_client(rng)
     created = np.where(
         rng.random(n) < late,
         kickoff + (rng.random(n) * 4 * HOUR_MS),
@@ -103,6 +103,7 @@ def hackathon_cohort(w: World, p: PersonaParams) -> Block:
             ips.append(net.residential_ip(rng, "US", w.params.ipv6_fraction))
         acct_id, org, key = w.new_id("acct"), w.new_id("org", 8), w.new_id("key", 12)
         # each participant is their own free account: own org, no card on record, unverified
+        client = net.common_client(rng)  # their own laptop's SDK: the popular ones, not one build
         person = Account(
             acct_id, "hackathon_cohort", int(c), org, [key], None, "US", "free", False, None, ips, client
         )
