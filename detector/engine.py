@@ -390,7 +390,7 @@ class Engine:
         ].unique()
         members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
         feats = cluster_features(
-            self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts
+            self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts, keys
         )
         feats = add_axes(feats, "cluster", self.settings.evidence)
         if self.observers.on_features is not None:

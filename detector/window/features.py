@@ -200,14 +200,18 @@ def cluster_features(
     now: datetime,
     long: timedelta,
     subaccounts: pl.DataFrame | None = None,
+    keys: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per cluster: member counts, linkage strength and pooled behaviour over [now - long, now).
 
     ``members``: (account_id, cluster_id); ``evidence``: one row per cluster with linkage columns;
     ``accounts``: the account table as of ``now``; ``subaccounts``: reseller tenants' sub-accounts
-    (``Clusters.subaccounts``), each counted as its own org and payer (a router is many customers).
+    (``Clusters.subaccounts``), each counted as its own org and payer (a router is many customers);
+    ``keys``: the linkage keys as they stood at ``now`` (the engine's view; default the state's table),
+    which the venue and client-build shares read, so they do not depend on how input is batched.
     """
     sub = subaccounts if subaccounts is not None else pl.DataFrame(schema={"account_id": pl.String})
+    at_now = keys if keys is not None else state.keys
     since = now - long
     window = _in_window(pl.lit(since), pl.lit(now))
     b = state.buckets.filter(window).join(members, on="account_id", how="inner")
@@ -259,8 +263,8 @@ def cluster_features(
         .join(evidence, on="cluster_id", how="left")
         .join(_payers(state.keys, members, sub), on="cluster_id", how="left")
         .join(_signup_bursts(state.keys, members), on="cluster_id", how="left")
-        .join(_venues(state.keys, members, sub), on="cluster_id", how="left")
-        .join(_client_inside(state.keys, members), on="cluster_id", how="left")
+        .join(_venues(at_now, members, sub), on="cluster_id", how="left")
+        .join(_client_inside(at_now, members), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
