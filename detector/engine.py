@@ -21,7 +21,7 @@ from detector.alert.evidence import ClusterContext, account_verdict, accused, cl
 from detector.alert.verdict import AlertBook, Verdict, combine
 from detector.contracts import Alert, Kind
 from detector.detect.allowlist import AllowList, drop_allowed, suppress
-from detector.detect.evidence import add_axes, apply_trust, axis_reasons
+from detector.detect.evidence import add_axes, apply_trust, axis_reasons, require_both_axes
 from detector.detect.fusion import ScoreObserver, fuse
 from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
@@ -345,6 +345,7 @@ class Engine:
             (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n
         # the evidence model: trust mitigates, and every verdict carries one reason per axis
         live = apply_trust(hits.filter(pl.col("mode") != "shadow"), frame, key)
+        live = require_both_axes(live, frame, key)  # clusters: high needs both axes
         return axis_reasons(live, frame, target, key, self.settings.evidence)
 
     def _account_verdicts(

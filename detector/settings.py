@@ -179,10 +179,20 @@ class EvidenceSettings(BaseModel):
     #: years give a few coincidental pairs (2 of 117 is 0.017).
     signup_burst_share: float = Field(default=0.1, gt=0, le=1)
     #: Co-location: a cohort behind one venue or campus NAT (a hackathon, a class) shares its artefacts
-    #: because its people sit in one room following one tutorial; it holds at most this many network
-    #: keys (residential prefixes, hosted addresses) per member. A farm spreads over many addresses to
-    #: look independent. Caveat: without IP intelligence a proxy pool inside one /24 looks the same.
-    colocated_keys_per_account: float = 0.1
+    #: because its people sit in one room following one tutorial: at least this share of its members
+    #: were seen behind one residential, campus or office prefix (some also from a phone or from home;
+    #: the venue key need not link them: a campus NAT is held by many others) ...
+    colocated_member_share: float = Field(default=0.5, gt=0, le=1)
+    #: ... and no second prefix holds more than this share of them (a proxy pool or a router's egress
+    #: spreads its accounts over several shared addresses; two participants on one carrier's prefix
+    #: are a sliver). A farm spreads over many addresses to look independent. A room never explains a
+    #: private client build (``private_client_inside_share``). Caveat: without IP intelligence a
+    #: proxy pool inside one /24 looks the same as a venue.
+    colocated_second_share: float = Field(default=0.2, ge=0, le=1)
+    #: A private client build: at least this share of all the accounts holding the cluster's main client
+    #: build (TLS fingerprint + SDK string) are its members (most of its users: an operator's software;
+    #: a popular SDK is held by many others). A room never explains one.
+    private_client_inside_share: float = Field(default=0.5, gt=0, le=1)
     #: Trust: a verified account with at least this tenure (a month of paid history) is an established
     #: customer: a farm's accounts are provisioned days before use, and the aged accounts of the
     #: disclosures were personal accounts, not verified organisations ...

@@ -194,14 +194,17 @@ def test_evaluation_startup_cluster_is_a_low_lead_at_most(engine: Engine) -> Non
 
 
 #: A 40-person hackathon cohort: fresh accounts, each its own card and org, behind one venue address
-#: (one network key per 40 accounts), sharing a tutorial's system prompt and starter template.
+#: (all of them behind one venue prefix; a few also from a phone or from home), sharing a tutorial's
+#: system prompt and starter template.
 HACKATHON: dict[str, Any] = FARM | {
     "accounts": 40,
     "active_accounts_24h": 40,
     "payers": 40,
     "orgs": 40,
     "shares_ip": True,
-    "network_keys_per_account": 0.025,
+    "network_keys_per_account": 0.2,
+    "top_network_key_share": 1.0,
+    "second_network_key_share": 0.025,
     "link_families": 4,
 }
 
@@ -224,7 +227,8 @@ def test_hackathon_cohort_round_the_clock_on_a_step_by_step_tutorial_is_not_accu
     sev, _ = _verdict(engine, "cluster", **cohort)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
     # the same shape spread over many addresses is a farm, and is accused
-    sev, _ = _verdict(engine, "cluster", **(cohort | {"network_keys_per_account": 1.4}))
+    spread = {"network_keys_per_account": 1.4, "top_network_key_share": 0.05}
+    sev, _ = _verdict(engine, "cluster", **(cohort | spread))
     assert sev == "high"
 
 

@@ -14,8 +14,9 @@
 ``one_customer_explains``, ``colocated``, ``trusted_customer``, ``volume_outside_tier``) that rules
 read: the rule YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal.
 ``apply_trust`` is the fusion's mitigation step (an established verified customer within its tier is
-a low lead whatever fired), and ``axis_reasons`` gives every alert one reason per axis saying what
-put it where.
+a low lead whatever fired), ``require_both_axes`` keeps high for clusters on which coordination no
+customer or room explains and extraction agree, and ``axis_reasons`` gives every alert one reason per
+axis saying what put it where.
 """
 
 from __future__ import annotations
@@ -121,8 +122,13 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     one_customer = one_payer | trusted
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
-    colocated = c("shares_ip").fill_null(False) & (
-        c("network_keys_per_account").fill_null(1.0) <= s.colocated_keys_per_account
+    # one room: most members behind one venue prefix, and no second shared address (a pool, an egress).
+    # A room explains what a tutorial hands out (its system prompt, its template) and a sign-up desk,
+    # not a private client build (a rare TLS fingerprint + SDK string: an operator's own software)
+    colocated = (
+        (c("top_network_key_share").fill_null(0.0) >= s.colocated_member_share)
+        & (c("second_network_key_share").fill_null(1.0) <= s.colocated_second_share)
+        & (c("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
     )
     return frame.with_columns(
         _count(_extraction_checks(s)).alias("extraction_signals"),
@@ -150,6 +156,25 @@ def apply_trust(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFra
         pl.when(pl.col(key).is_in(capped[key].implode()))
         .then(pl.lit("low"))
         .otherwise(pl.col("severity"))
+        .alias("severity")
+    )
+
+
+def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """High on a cluster needs both axes: coordination that no paying customer and no room explains,
+    and extraction evidence in its traffic. Otherwise a cluster hit is capped at medium, whichever rule
+    or model raised it (a model beside a coordination-only rule, a high rule that does not look at the
+    coordination axis). A hackathon cohort is coordinated (a sign-up burst, a tutorial's system prompt
+    and template) but one room explains that; a farm's coordination is unexplained and it harvests."""
+    if hits.height == 0 or "colocated" not in frame.columns:
+        return hits  # account subjects have no coordination axis
+    c = pl.col
+    explained = c("one_customer_explains").fill_null(False) | c("colocated").fill_null(False)
+    both = frame.filter(~explained & (c("extraction_signals").fill_null(0) >= 1)).select(key)
+    return hits.with_columns(
+        pl.when((c("severity") == "high") & ~c(key).is_in(both[key].implode()))
+        .then(pl.lit("medium"))
+        .otherwise(c("severity"))
         .alias("severity")
     )
 

@@ -57,6 +57,8 @@ KNOBS: dict[str, tuple[str, ...]] = {
 }
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
+#: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
+HACKATHON_SIZES = (12, 120)
 
 
 def _bucket(value: float, edges: tuple[float, ...], names: tuple[str, ...]) -> str:
@@ -168,8 +170,9 @@ def draw_params(
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }
     # the look-alikes at a realistic size whatever the scale
-    team = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
-    return knobs, with_lookalikes(base.model_copy(update=update), scale, team)
+    sizes = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
+    sizes["hackathon_cohort"] = int(rng.integers(HACKATHON_SIZES[0], HACKATHON_SIZES[1] + 1))
+    return knobs, with_lookalikes(base.model_copy(update=update), scale, sizes)
 
 
 def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]:

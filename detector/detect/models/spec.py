@@ -37,9 +37,20 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: batches (features read the key table after the whole batch, so keys first used after a tick counted at
 #: it). They now read the keys as they stood at the tick (``window.asof``; tests/test_slicing.py), so the
 #: dependency is gone; it stays excluded only because the shipped models were trained without it: the
-#: next retrain may take it back (and drop it from this set).
+#: next retrain may take it back (and drop it from this set). The venue shares
+#: (``top_network_key_share``, ``second_network_key_share``) and ``client_key_inside_share`` are
+#: rule evidence (the room test), kept out of models until a retrain weighs them.
 _EXCLUDED: Final = frozenset(
-    {"tier", "tick_end", "account_age_days", "observed_hours", "network_keys_per_account"}
+    {
+        "tier",
+        "tick_end",
+        "account_age_days",
+        "observed_hours",
+        "network_keys_per_account",
+        "top_network_key_share",
+        "second_network_key_share",
+        "client_key_inside_share",
+    }
 )
 
 
