@@ -125,7 +125,6 @@ def test_broker_restarted_empty_loses_no_event(
     assert reg.get_sample_value("detector_input_gap_records_total") == 0
 
 
-@pytest.mark.parametrize("source", kb.SOURCES)
 def test_output_topic_check_with_the_broker_down_defers_never_stops(
     broker: kb.EmbeddedBroker,
 ) -> None:
@@ -151,6 +150,7 @@ def test_output_topic_check_with_the_broker_down_defers_never_stops(
         topics.close()
 
 
+@pytest.mark.parametrize("source", kb.SOURCES)
 def test_recreated_topic_with_fail_policy_stops_with_one_error(
     broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, source: str
 ) -> None:
