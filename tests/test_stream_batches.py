@@ -25,7 +25,7 @@ from detector.runtime.merge import OFF, PART
 from detector.runtime.metrics import Metrics
 from detector.runtime.stream.consumer import Batch as _Batch
 from detector.runtime.stream.daemon import Daemon
-from detector.runtime.stream.decoding import WORKER_POLARS_THREADS, Decoder, Poll, decode_poll
+from detector.runtime.stream.decoding import Decoder, Poll, decode_poll
 from detector.runtime.stream.kafkapython import records_of
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import Records
@@ -184,29 +184,6 @@ def _worker_pids(decoder: Decoder) -> list[int]:
             return pids
         time.sleep(0.05)
     raise AssertionError("no decoding worker started")
-
-
-def test_decoding_workers_run_polars_on_one_thread_and_leave_the_daemon_as_it_was(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Each worker's polars pool has ``WORKER_POLARS_THREADS`` threads, whatever the daemon's has; the
-    daemon's own environment is what it was before the workers started."""
-    monkeypatch.setenv("POLARS_MAX_THREADS", "7")  # the daemon's setting, if an operator made one
-    dec = Decoder("in", 2)
-    try:
-        assert os.environ["POLARS_MAX_THREADS"] == "7"
-        pool = dec._pool
-        assert pool is not None
-        sizes = {pool.submit(pl.thread_pool_size).result() for _ in range(8)}
-    finally:
-        dec.close()
-    assert sizes == {WORKER_POLARS_THREADS} == {1}
-    monkeypatch.delenv("POLARS_MAX_THREADS")
-    dec = Decoder("in", 1)
-    try:
-        assert "POLARS_MAX_THREADS" not in os.environ
-    finally:
-        dec.close()
 
 
 def test_stop_signals_sent_to_the_process_group_leave_the_worker_decoding(

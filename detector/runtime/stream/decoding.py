@@ -20,10 +20,7 @@ terminal or service manager sends the whole process group, and exit when the dae
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +39,6 @@ from detector.runtime.workers import pool_pids, spawn_pool
 #: Column of each event's Kafka record timestamp (ms since the epoch, CreateTime or LogAppendTime; 0:
 #: none), read by the event-time guard (``EventTimeGuard.screen(stamp=...)``) and dropped after it.
 STAMP = "_stamp"
-
-#: Polars threads in each decoding worker. The workers are decoding's unit of parallelism
-#: (``decode_workers``); inside one, a second polars thread bought little wall time and cost CPU that
-#: the engine and the consumer need: 41 -> 31 CPU µs per event on 5,000-record polls (docs/benchmarks.md,
-#: "Decoding cost per event"). Polars reads ``POLARS_MAX_THREADS`` once, when a process imports it.
-WORKER_POLARS_THREADS = 1
 
 
 def decode_poll(
@@ -163,8 +154,7 @@ class Decoder:
         self.topic = topic
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            with _environ(POLARS_MAX_THREADS=str(WORKER_POLARS_THREADS)):
-                self._pool = spawn_pool(workers, _warm)  # spawns (and so sets up) every worker now
+            self._pool = spawn_pool(workers, _warm)  # spawns (and so sets up) every worker now
 
     def start(self, records: Records) -> Poll:
         """Take a poll (from a ``KafkaSource``) and start decoding it."""
@@ -209,22 +199,6 @@ class _DeferredFuture(Future[DecodedBatch]):
 
 def _warm() -> None:
     markers()
-
-
-@contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Environment variables set for the processes started inside the block, restored after it (a spawned
-    process copies the environment when it starts)."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def produced_at(record: Any) -> int:
