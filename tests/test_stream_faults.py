@@ -25,7 +25,6 @@ from detector.runtime.stream.daemon import Daemon
 from detector.runtime.stream.faults import OutputTopics, TopicGuard, TopicRecreated
 
 pytestmark = pytest.mark.kafka
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

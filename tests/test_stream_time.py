@@ -17,7 +17,6 @@ from detector.runtime.replay import replay
 from detector.runtime.stream.daemon import Daemon
 
 pytestmark = pytest.mark.kafka
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _forged(event: tuple[bytes, bytes, int], ts: str, ms: int, rid: str) -> tuple[bytes, bytes, int]:
