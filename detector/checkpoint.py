@@ -25,6 +25,7 @@ import polars as pl
 
 from detector.alert.verdict import Episode
 from detector.contracts import Reason, Severity
+from detector.detect.runaway import demotions_state, restore_demotions
 from detector.engine import Engine, EngineClock, EngineStats
 from detector.statedir import (
     CheckpointError,
@@ -84,6 +85,7 @@ def clock_state(engine: Engine) -> dict[str, Any]:
         "touched_since_clusters": touched,
         "last_closed": c.last_closed.isoformat() if c.last_closed else None,
         "stats": stats_to_dict(engine.stats),
+        "demoted": demotions_state(engine.rules, engine.demoted),
     }
 
 
@@ -99,6 +101,7 @@ def restore_clock(engine: Engine, clock: dict[str, Any], pending: pl.DataFrame |
         pending=[pending] if pending is not None and pending.height else [],
     )
     engine.stats = stats_from_dict(clock.get("stats") or {})
+    engine.demoted = restore_demotions(engine.rules, clock.get("demoted") or {})
 
 
 # ---------------------------------------------------------------------------------------------------

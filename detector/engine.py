@@ -126,8 +126,8 @@ class Engine:
         observers: Observers | None = None,
     ) -> None:
         self.settings = settings
-        #: rules demoted to shadow since the rule set was last swapped in (not checkpointed: a runaway
-        #: rule is demoted again in the first tick it runs away in, before it raises an alert)
+        #: rules demoted to shadow since the rule set was last swapped in (checkpointed with a
+        #: fingerprint of each rule: a restart keeps the demotions of unchanged rules, ``runaway``)
         self.demoted: set[str] = set()
         self._rules = rules
         self.models = models if models is not None else ModelSet()

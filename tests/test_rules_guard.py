@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.app import build_engine
+from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
 from detector.decode_parquet import decode_frame
 from detector.detect.rules import RuleLoadError, check_rules, load_rules
@@ -98,6 +99,39 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     simulate(out, days=0.5, seed=5, scale=0.3)
     decoded = decode_frame(pl.read_parquet(out / "events.parquet"), lambda i: f"row{i}")
     return decoded.events.drop("_pos").sort("ts", "request_id")
+
+
+def test_a_demotion_survives_a_restart_unless_the_rule_changed(
+    tmp_path: Path, events: pl.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart is not a reload: the restored engine keeps the demotion, so the rule's hits in ticks
+    below the limit raise no alert that an uninterrupted run would not raise (the soak saw 348). A rule
+    edited while the daemon was down is a new rule: its demotion is lifted."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(ROOT / "rules" / "account_logprob_harvest.yaml", rules)
+    everyone = rules / "account_everyone.yaml"
+    everyone.write_text(
+        EVERYONE.format(condition="requests_24h >= 1", no_fire="{requests_24h: 0}", no_fire_name="idle")
+    )
+    engine = build_engine(rules, models=False)
+    engine.settings.rule_guard.min_subjects = 20
+    engine.process(events.slice(0, events.height // 2))
+    assert engine.demoted == {"account_everyone"}
+    save_engine(engine, tmp_path / "state")
+
+    restored = build_engine(rules, models=False)
+    with caplog.at_level(logging.WARNING, logger="detector.detect.runaway"):
+        load_engine(restored, tmp_path / "state")
+    assert restored.demoted == {"account_everyone"}
+    assert [r for r in caplog.records if "stays demoted" in r.getMessage()]
+
+    everyone.write_text(
+        EVERYONE.format(condition="requests_24h >= 2", no_fire="{requests_24h: 1}", no_fire_name="idle")
+    )
+    edited = build_engine(rules, models=False)
+    load_engine(edited, tmp_path / "state")
+    assert edited.demoted == set()
 
 
 def test_a_runaway_enforce_rule_is_demoted_counted_logged_and_silent(

@@ -7,14 +7,23 @@ zeroes a field, a feature that drifts). If an enforce rule (or model) fires on m
 hits are counted as shadow hits and raise no alert. Every demotion
 is counted (``EngineStats.demoted``, exported as ``detector_rule_demotions_total``), logged at error
 level, and alerted on (``DetectorRuleDemoted``).
+
+A demotion survives a restart: the checkpoint keeps each demoted rule with a fingerprint of what it
+decides (target, mode, condition), and a restored engine keeps the demotions whose rule is unchanged.
+Without this, a restart would lift them, and the rule's hits in ticks below the limit would raise
+alerts that an uninterrupted run (or the replay) never raises. A rule edited while the daemon was down
+is a new rule, as after a reload.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable
 
 import polars as pl
 
+from detector.detect.rules.ruleset import RuleSet
 from detector.settings import RuleGuardSettings
 
 log = logging.getLogger(__name__)
@@ -70,3 +79,33 @@ def log_demotion(rule_id: str, share: float, guard: RuleGuardSettings) -> None:
         guard.max_fire_share * 100,
         extra={"rule": rule_id, "share": round(share, 4)},
     )
+
+
+def rule_fingerprint(rules: RuleSet, rule_id: str) -> str | None:
+    """What the rule decides, hashed (None: no such rule, e.g. a model's id)."""
+    rule = rules.get(rule_id)
+    if rule is None:
+        return None
+    what = "\0".join((rule.target, rule.mode, rule.condition))
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+def demotions_state(rules: RuleSet, demoted: Iterable[str]) -> dict[str, str | None]:
+    """The demotions for a checkpoint: rule id -> fingerprint (None for a model: kept while it exists)."""
+    return {rule_id: rule_fingerprint(rules, rule_id) for rule_id in sorted(demoted)}
+
+
+def restore_demotions(rules: RuleSet, saved: dict[str, str | None]) -> set[str]:
+    """The saved demotions still in force: the same rule (same fingerprint) in ``rules``."""
+    kept = {rule_id for rule_id, fp in saved.items() if rule_fingerprint(rules, rule_id) == fp}
+    for rule_id in sorted(kept):
+        log.warning("rule stays demoted to shadow (demoted before the restart)", extra={"rule": rule_id})
+    for rule_id in sorted(set(saved) - kept):
+        log.info("rule changed while stopped: its demotion is lifted", extra={"rule": rule_id})
+    return kept
+
+
+def keep_demotions(old: RuleSet, new: RuleSet, demoted: Iterable[str]) -> set[str]:
+    """The demotions that carry over when a restored engine takes the rule set in force (not a
+    reload): those of rules that ``new`` holds unchanged."""
+    return {r for r in demoted if rule_fingerprint(old, r) == rule_fingerprint(new, r)}

@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.checkpoint import CheckpointFolder, StreamPosition
+from detector.detect.runaway import keep_demotions
 from detector.io.sinks import SinkError
 from detector.runtime.merge import EventTimeMerge
 from detector.runtime.stream.commit import Checkpoint, Fenced
@@ -158,8 +159,10 @@ class Rebalance:
                     return
                 extra = loaded or {}
                 d.restore_decisions(extra)
-                if d.reloader is not None:
+                if d.reloader is not None:  # the rules in force; the restored demotions of unchanged rules stay
+                    kept = keep_demotions(engine.rules, d.reloader.current, engine.demoted)
                     engine.rules = d.reloader.current
+                    engine.demoted = kept
                 d.engine = engine
             else:
                 extra = d.folder.current_extra()
