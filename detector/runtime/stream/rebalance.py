@@ -159,7 +159,7 @@ class Rebalance:
                     return
                 extra = loaded or {}
                 d.restore_decisions(extra)
-                if d.reloader is not None:  # the rules in force; the restored demotions of unchanged rules stay
+                if d.reloader is not None:  # the rules in force; restored demotions of unchanged rules stay
                     kept = keep_demotions(engine.rules, d.reloader.current, engine.demoted)
                     engine.rules = d.reloader.current
                     engine.demoted = kept
