@@ -171,14 +171,18 @@ def metric(port: int, name: str, labels: dict[str, str] | None = None) -> float 
     return None
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``cond`` until true; fail the test with ``what`` after ``timeout`` seconds."""
+def wait_for(
+    cond: Callable[[], bool], timeout: float, what: str, detail: Callable[[], str] | None = None
+) -> None:
+    """Poll ``cond`` until true; fail the test with ``what`` (and ``detail()``, the state that explains
+    the wait) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    extra = f" ({detail()})" if detail is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
 
 
 class DaemonThread:

@@ -21,8 +21,13 @@ The recreated-topic check (``faults.InputTopicWatch``) reads ``topic_id``: librd
 metadata carries no topic id, so the lease holder asks an admin client (``describe_topics``) at most
 every ``TOPIC_ID_EVERY_S``, and at once after librdkafka reports the brokers down or a partition
 error. The id is the same UUID string the kafka-python source gives (a checkpoint moves between the
-two sources). Offsets outside the log are still reset silently by librdkafka
-(``auto.offset.reset=earliest``), and readiness does not follow the broker with this source.
+two sources). Records polled from a recreated topic before its new id is seen are read again after
+the reset, and the engine drops them by request id.
+
+Readiness follows the broker (``reachable``): librdkafka's error callback reports every broker down
+(``_ALL_BROKERS_DOWN``), and from then on the source is unreachable until a metadata request is
+answered again (asked at each readiness sample, waiting at most ``PROBE_TIMEOUT_S``). Offsets outside
+the log are still reset silently by librdkafka (``auto.offset.reset=earliest``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ METADATA_TIMEOUT_S = 10.0
 TOPIC_ID_EVERY_S = 1.0
 #: How long one topic-id or log-offset request may wait (the consumer thread waits on it).
 ADMIN_TIMEOUT_S = 2.0
+#: With every broker down, how long one reachability probe (a metadata request) may wait; the
+#: consumer thread samples reachability about once a second and has nothing to fetch meanwhile.
+PROBE_TIMEOUT_S = 0.5
 
 
 def client_config(s: StreamSettings) -> dict[str, Any]:
@@ -151,6 +159,8 @@ class ConfluentSource:
         self._admin: Any = None
         self._topic_id: str | None = None
         self._topic_id_at = -TOPIC_ID_EVERY_S
+        #: librdkafka reported every broker down, and no metadata request was answered since.
+        self._down = False
 
     @property
     def generation(self) -> int:
@@ -287,7 +297,18 @@ class ConfluentSource:
         self.kafka.incremental_unassign([TopicPartition(self.topic, partition)])
         self.kafka.incremental_assign([TopicPartition(self.topic, partition, _or(offset, OFFSET_BEGINNING))])
 
-    # ``faults.FaultAware``: the recreated-topic check (``reachable`` is not offered: always up)
+    # ``faults.FaultAware``: the recreated-topic check and readiness
+    def reachable(self) -> bool:
+        """False from librdkafka's "all brokers down" until a metadata request is answered again."""
+        if not self._down:
+            return True
+        try:
+            self.kafka.list_topics(self.topic, timeout=PROBE_TIMEOUT_S)
+        except Exception:  # KafkaException: still down (timed out, transport)
+            return False
+        self._down = False
+        return True
+
     def topic_id(self) -> str | None:
         """The input topic's id (KIP-516) as a UUID string, asked at most every ``TOPIC_ID_EVERY_S``
         while known (None: not known, e.g. while the broker is down; asked at every check then)."""
@@ -328,6 +349,10 @@ class ConfluentSource:
         """librdkafka's error callback (inside ``poll``): brokers down, or a topic or partition error,
         may mean a recreated topic: its id is asked for again at the next check."""
         self._topic_id_at = -TOPIC_ID_EVERY_S
+        from confluent_kafka import KafkaError
+
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._down = True
         log.debug("librdkafka error", extra={"error": err.name()})
 
     def commit(self, offsets: dict[int, int], *, sync: bool) -> None:
