@@ -66,14 +66,23 @@ to it. Weak evidence; measured in ``benchmarks/prompt_signal.py``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Final
 
-import numpy as np
 import polars as pl
 
+from detector.enrich.prompt.exprs import (
+    any_regex,
+    byte_prefix,
+    byte_suffix,
+    col_or_null,
+    first_script,
+    gated,
+    phrase_match,
+    script_of_lang,
+    sparse,
+)
 from detector.enrich.prompt.hashing import (
     SUFFIX_SIDE_SALT,
     simhash64,
@@ -90,7 +99,31 @@ from detector.enrich.prompt.markers import (
     compile_markers,
     markers,
 )
+from detector.enrich.prompt.tables import (
+    FIRST_DELIMITER,
+    HEAD_CHARS,
+    INPUT_COLUMNS,
+    LAST_SENTENCE,
+    LETTERLESS_MAX_BYTES,
+    LONG_TEXT_CHARS,
+    META_CHARS,
+    NON_LATIN_LETTER,
+    NONASCII_MIN_EXTRA_BYTES,
+    PARALLEL_MIN_ROWS,
+    PROMPT_FEATURE_SCHEMA,
+    SCRIPT_CHARS,
+    SCRIPTS,
+    SEGMENT_CHARS,
+    SEGMENT_MIN_BYTES,
+    SIMHASH_FP_TAG,
+    SIMHASH_MAX_DISTANCE,
+    TAIL_CHARS,
+    TAIL_SEGMENT_FALLBACK_CHARS,
+    TMP,
+)
 
+#: The tunables and tables live in ``prompt/tables.py`` and the expression builders in ``prompt/exprs.py``;
+#: ``SCRIPTS``, ``PROMPT_FEATURE_SCHEMA`` and ``INPUT_COLUMNS`` are imported from here too.
 __all__ = [
     "INPUT_COLUMNS",
     "PROMPT_FEATURE_SCHEMA",
@@ -105,186 +138,6 @@ __all__ = [
     "stable_hash_series",
     "template_fingerprint",
 ]
-
-# ------------------------------------------------------------------------------------------------------
-# Tunables (each with its reason)
-
-#: Texts longer than this are read only at their first HEAD_CHARS and last TAIL_CHARS characters.
-LONG_TEXT_CHARS: Final = 1500
-#: Instructions and inlined system prompts lead a prompt ...
-HEAD_CHARS: Final = 1000
-#: ... or follow the pasted content ("... put your final answer within \\boxed{}").
-TAIL_CHARS: Final = 500
-#: Rubric, identity and code markers sit in the instruction that opens a prompt; reading less is faster.
-META_CHARS: Final = 300
-#: Characters that decide the dominant script (a prompt's script shows in its first sentence).
-SCRIPT_CHARS: Final = 160
-#: Kana are looked for in the first this many characters (Japanese shows kana within any sentence).
-KANA_CHARS: Final = 60
-#: Non-ASCII work is done for texts whose UTF-8 bytes exceed their characters by at least this much (two
-#: Han/kana/Hangul characters, four Cyrillic or accented letters): English with a curly apostrophe (2) is
-#: spared it.
-NONASCII_MIN_EXTRA_BYTES: Final = 4
-#: Texts up to this many bytes are checked for having a letter at all; longer ones are taken to have one.
-LETTERLESS_MAX_BYTES: Final = 64
-#: The template segment is looked for in the first this many characters (a template's fixed opening is short).
-SEGMENT_CHARS: Final = 96
-#: A first sentence shorter than this (in bytes) does not make a segment ("Hi!", "Q:").
-SEGMENT_MIN_BYTES: Final = 6
-#: Characters of the last segment when the last sentence is longer than SEGMENT_CHARS.
-TAIL_SEGMENT_FALLBACK_CHARS: Final = 64
-#: Hamming radius for SimHash-only flags. Unrelated 64-bit SimHashes differ in ~32 +- 4 bits, so <= 12 is
-#: 5 sd away (~3e-7 per reference by chance); benchmarks/prompt_signal.py measures it on real prompts.
-SIMHASH_MAX_DISTANCE: Final = 12
-#: Tag in the top 16 bits of a template fingerprint derived from a SimHash ("SH").
-SIMHASH_FP_TAG: Final = 0x5348
-#: Batches of at least twice this many rows are cut into slices run on parallel threads.
-PARALLEL_MIN_ROWS: Final = 8192
-
-#: Values of the ``script`` column.
-SCRIPTS: Final = ("latin", "cjk", "kana", "hangul", "cyrillic", "arabic", "devanagari", "other")
-
-#: Columns this module adds, with their dtypes.
-PROMPT_FEATURE_SCHEMA: Final[Mapping[str, pl.DataType]] = {
-    "cot_elicit": pl.Boolean(),
-    "reasoning_coercion": pl.Boolean(),
-    "rubric_prompt": pl.Boolean(),
-    "identity_probe": pl.Boolean(),
-    "code_agentic": pl.Boolean(),
-    "template_fp": pl.UInt64(),
-    "prompt_simhash64": pl.UInt64(),
-    "script": pl.String(),
-    "prompt_len": pl.Int64(),
-}
-
-#: Input columns read (a missing one counts as all-null).
-INPUT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
-    "prompt_text": pl.String(),
-    "prompt_simhash": pl.String(),
-    "prompt_lang": pl.String(),
-    "prompt_chars": pl.Int64(),
-    "tools": pl.Int64(),
-}
-
-_TMP: Final = "__pf_"  # prefix of temporary columns
-#: What ends the first sentence or line.
-_FIRST_DELIMITER: Final = r"[\n:：。？！?!]|\.\s|\.$"
-#: The last sentence (6 to SEGMENT_CHARS characters without a delimiter, then at most one, to the end).
-_LAST_SENTENCE: Final = r"[^\n.。?？!！:：]{6," + str(SEGMENT_CHARS) + r"}[.。?？!！:：]?\s*$"
-_NON_LATIN_LETTER: Final = r"[\p{L}--\p{Latin}]"
-# Unicode script of the first non-Latin letter -> script value (first match wins; "other" otherwise).
-_SCRIPT_CLASSES: Final = (
-    ("cyrillic", r"^\p{Cyrillic}"),
-    ("arabic", r"^\p{Arabic}"),
-    ("devanagari", r"^\p{Devanagari}"),
-    ("hangul", r"^\p{Hangul}"),
-    ("kana", r"^[\p{Hiragana}\p{Katakana}]"),
-    ("cjk", r"^\p{Han}"),
-)
-_LATIN_LANGS: Final = (
-    "en es fr de it pt nl pl tr vi id ms sv da no nb nn fi cs sk hu ro ca eu gl eo hr sl lt lv et sq af sw "
-    "tl fil is ga cy mt lb bs az uz tk ha yo ig zu xh so bar swg la oc br fy gd jv su"
-)
-# Primary language subtag -> script (rows without text, or text without letters).
-_LANG_SCRIPT: Final[Mapping[str, str]] = {
-    **dict.fromkeys(["zh", "yue", "wuu", "cmn"], "cjk"),
-    "ja": "kana",
-    "ko": "hangul",
-    **dict.fromkeys(
-        ["ru", "uk", "be", "bg", "sr", "mk", "kk", "ky", "tg", "mn", "ba", "tt", "cv"], "cyrillic"
-    ),
-    **dict.fromkeys(["ar", "fa", "ur", "ps", "ug", "ckb", "sd", "arz"], "arabic"),
-    **dict.fromkeys(["hi", "mr", "ne", "sa", "kok", "mai", "bho", "new"], "devanagari"),
-    **dict.fromkeys(_LATIN_LANGS.split(), "latin"),
-}
-
-
-# ------------------------------------------------------------------------------------------------------
-# Expression helpers
-
-
-def _any_regex(expr: pl.Expr, regexes: Sequence[str]) -> pl.Expr:
-    out: pl.Expr | None = None
-    for rx in regexes:
-        hit = expr.str.contains(rx)
-        out = hit if out is None else out | hit
-    return pl.lit(False) if out is None else out
-
-
-def _gated(expr: pl.Expr, gate: pl.Expr) -> pl.Expr:
-    """``expr`` where ``gate`` holds, else the empty string.
-
-    String kernels run over every value, null or not, so masking with null saves nothing; the empty string
-    costs next to nothing (and no marker regex matches it).
-    """
-    return pl.when(gate).then(expr).otherwise(pl.lit(""))
-
-
-def _phrase_match(ps: PhraseSet, text: pl.Expr, ascii_gate: pl.Expr, nonascii_gate: pl.Expr) -> pl.Expr:
-    """Phrase hits: ASCII phrases where ``ascii_gate`` holds, the others where ``nonascii_gate`` does."""
-    hit: pl.Expr = pl.lit(False)
-    if ps.ascii_regex:
-        hit = hit | _gated(text, ascii_gate).str.contains(ps.ascii_regex).fill_null(False)
-    if ps.nonascii_regex:
-        hit = hit | _gated(text, nonascii_gate).str.contains(ps.nonascii_regex).fill_null(False)
-    return hit
-
-
-def _byte_prefix(text: pl.Expr, nbytes: pl.Expr) -> pl.Expr:
-    """The first ``nbytes`` bytes of ``text`` (a char boundary, as ``str.find`` offsets are)."""
-    return text.cast(pl.Binary).bin.slice(0, nbytes).cast(pl.String)
-
-
-def _byte_suffix(text: pl.Expr, start: pl.Expr) -> pl.Expr:
-    return text.cast(pl.Binary).bin.slice(start).cast(pl.String)
-
-
-def _first_script(first: pl.Expr, prefix: pl.Expr) -> pl.Expr:
-    """The script of a prefix's first non-Latin letter (kana for Han when the prefix has kana too)."""
-    out: pl.Expr = pl.lit("other")
-    for name, rx in reversed(_SCRIPT_CLASSES):
-        out = pl.when(first.str.contains(rx)).then(pl.lit(name)).otherwise(out)
-    has_kana = prefix.str.head(KANA_CHARS).str.contains(r"[\p{Hiragana}\p{Katakana}]")
-    return (
-        pl.when(out.is_in(["cjk", "kana"]))
-        .then(pl.when(has_kana).then(pl.lit("kana")).otherwise(pl.lit("cjk")))
-        .otherwise(out)
-    )
-
-
-def _lang_script(lang: pl.Expr) -> pl.Expr:
-    primary = lang.str.to_lowercase().str.extract(r"^([a-z]{2,3})(?:[-_]|$)")
-    return (
-        pl.when(lang.is_null())
-        .then(pl.lit(None, pl.String))
-        .otherwise(primary.replace_strict(dict(_LANG_SCRIPT), default="other", return_dtype=pl.String))
-    )
-
-
-def _col_or_null(df: pl.DataFrame, name: str) -> pl.Expr:
-    dtype = INPUT_COLUMNS[name]
-    return pl.col(name).cast(dtype) if name in df.columns else pl.lit(None, dtype)
-
-
-def _sparse(frame: pl.DataFrame, gate: pl.Series, exprs: Sequence[pl.Expr]) -> list[pl.Series]:
-    """Evaluate ``exprs`` on the rows where ``gate`` holds; elsewhere False (booleans) or null.
-
-    The rows are gathered, computed and scattered back, so the cost follows the gated rows only.
-    """
-    n = frame.height
-    idx = gate.fill_null(False).arg_true()
-    needed = sorted({r for e in exprs for r in e.meta.root_names()})
-    sub = frame.select(pl.col(needed).gather(idx))
-    res = sub.with_columns(exprs).select([e.meta.output_name() for e in exprs])
-    out: list[pl.Series] = []
-    for s in res.iter_columns():
-        if s.dtype == pl.Boolean:
-            full = pl.Series(s.name, np.zeros(n, dtype=np.bool_))
-        else:
-            full = pl.repeat(None, n, dtype=s.dtype, eager=True).alias(s.name)
-        out.append(full.scatter(idx, s) if idx.len() else full)
-    return out
-
 
 # ------------------------------------------------------------------------------------------------------
 # The features
@@ -314,20 +167,20 @@ def _pool() -> ThreadPoolExecutor:
 
 def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     m = markers()
-    col, P = pl.col, _TMP
+    col, P = pl.col, TMP
     t, w, h6, hp = col(f"{P}text"), col(f"{P}w"), col(f"{P}h6"), col(f"{P}hp")
     na = col(f"{P}extra") > 0  # the text has a non-ASCII character
     reasoning = m.reasoning
     groups = list(m.prefilters.values())
 
     frame = df.with_columns(
-        _col_or_null(df, "prompt_text").alias(f"{P}text"),
-        _col_or_null(df, "prompt_simhash")
+        col_or_null(df, "prompt_text").alias(f"{P}text"),
+        col_or_null(df, "prompt_simhash")
         .str.to_integer(base=16, dtype=pl.UInt64, strict=False)
         .alias("prompt_simhash64"),
-        _col_or_null(df, "prompt_lang").alias(f"{P}lang"),
-        _col_or_null(df, "prompt_chars").alias(f"{P}chars"),
-        _col_or_null(df, "tools").alias(f"{P}tools"),
+        col_or_null(df, "prompt_lang").alias(f"{P}lang"),
+        col_or_null(df, "prompt_chars").alias(f"{P}chars"),
+        col_or_null(df, "tools").alias(f"{P}tools"),
     )
     if "prompt_text" in frame.columns:
         frame = frame.drop("prompt_text")
@@ -337,7 +190,7 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
 
     # 1. Dense: the window (only long texts are cut), the prefixes, the first segment (digits removed).
     is_long = t.str.len_chars() > LONG_TEXT_CHARS
-    long_text = _gated(t, is_long)
+    long_text = gated(t, is_long)
     frame = frame.with_columns(
         pl.when(is_long)
         .then(pl.concat_str([long_text.str.head(HEAD_CHARS), long_text.str.tail(TAIL_CHARS)], separator="\n"))
@@ -347,11 +200,11 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         t.str.head(SEGMENT_CHARS).str.replace_all("[0-9]+", "").alias(f"{P}hp"),
     )
     # 2. Dense: prefilters and code markers, the count of non-ASCII bytes, where the first segment ends.
-    hend = hp.str.find(_FIRST_DELIMITER)
+    hend = hp.str.find(FIRST_DELIMITER)
     frame = frame.with_columns(
         (w.str.len_bytes() - w.str.len_chars()).alias(f"{P}extra"),
-        *[_any_regex(w if g is reasoning else h6, g.regexes).alias(f"{P}pf_{g.name}") for g in groups],
-        _any_regex(h6, m.code_ascii).alias(f"{P}code"),
+        *[any_regex(w if g is reasoning else h6, g.regexes).alias(f"{P}pf_{g.name}") for g in groups],
+        any_regex(h6, m.code_ascii).alias(f"{P}code"),
         pl.when(hend >= SEGMENT_MIN_BYTES).then(hend).otherwise(hp.str.len_bytes()).alias(f"{P}hlen"),
     )
     # 3. Sparse, texts with non-ASCII bytes: non-ASCII fragments and code words, the prefix's first
@@ -360,27 +213,27 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     #    ASCII characters in number, or Han/kana/Hangul/Devanagari (3 bytes, about a word each) are a third).
     sp = t.str.head(SCRIPT_CHARS)
     frame = frame.with_columns(
-        _sparse(
+        sparse(
             frame,
             get(f"{P}extra") >= NONASCII_MIN_EXTRA_BYTES,
             [
                 *[
-                    _any_regex(w, g.nonascii_regexes).alias(f"{P}pfn_{g.name}")
+                    any_regex(w, g.nonascii_regexes).alias(f"{P}pfn_{g.name}")
                     for g in groups
                     if g.nonascii_regexes
                 ],
-                _any_regex(h6, m.code_nonascii).alias(f"{P}coden"),
-                sp.str.extract(f"({_NON_LATIN_LETTER})").alias(f"{P}first"),
+                any_regex(h6, m.code_nonascii).alias(f"{P}coden"),
+                sp.str.extract(f"({NON_LATIN_LETTER})").alias(f"{P}first"),
                 (2 * (sp.str.len_bytes() - sp.str.len_chars()) >= sp.str.len_chars()).alias(f"{P}dominant"),
             ],
         )
     )
     short = frame.select(t.str.len_bytes() <= LETTERLESS_MAX_BYTES).to_series()
     frame = frame.with_columns(
-        _sparse(
-            frame, get(f"{P}first").is_not_null(), [_first_script(col(f"{P}first"), sp).alias(f"{P}fclass")]
+        sparse(
+            frame, get(f"{P}first").is_not_null(), [first_script(col(f"{P}first"), sp).alias(f"{P}fclass")]
         )
-        + _sparse(frame, short, [t.str.contains("[A-Za-z]").alias(f"{P}letter")])
+        + sparse(frame, short, [t.str.contains("[A-Za-z]").alias(f"{P}letter")])
     )
     # 4. Sparse, rows a group's prefilter kept: one pass over the union of the group's phrases. ASCII
     #    phrases run where the ASCII prefilter hit; non-ASCII ones where that or the group's non-ASCII
@@ -393,9 +246,9 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
             other_pf, other_rows = col(f"{P}first").is_not_null(), get(f"{P}first").is_not_null()
         phrases = PhraseSet.union(g.name, (m.sets[s] for s in g.sets))
         text = w if g is reasoning else h6
-        match = _phrase_match(phrases, text, ascii_pf, (ascii_pf | other_pf) & na)
+        match = phrase_match(phrases, text, ascii_pf, (ascii_pf | other_pf) & na)
         frame = frame.with_columns(
-            _sparse(frame, get(f"{P}pf_{g.name}") | other_rows, [match.alias(f"{P}g_{g.name}")])
+            sparse(frame, get(f"{P}pf_{g.name}") | other_rows, [match.alias(f"{P}g_{g.name}")])
         )
     # 5. Sparse, rows where a group's union matched: its sets one by one ("strong": cot_strong or coercion)
     #    and the coercion pairs; then reasoning words where only a bare step phrase matched; for marked rows,
@@ -404,7 +257,7 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     yes = pl.lit(True)
     strong_set = PhraseSet.union("strong", (m.sets["cot_strong"], m.sets["coercion"]))
     reasoning_exprs = [
-        _phrase_match(ps, w, yes, na).alias(f"{P}m_{ps.name}")
+        phrase_match(ps, w, yes, na).alias(f"{P}m_{ps.name}")
         for ps in (strong_set, m.sets["coercion"], m.sets["step"])
     ]
     pair = w.str.contains(m.coercion_pair) if m.coercion_pair else pl.lit(False)
@@ -414,34 +267,34 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
         exprs = (
             reasoning_exprs
             if g is reasoning
-            else [_phrase_match(m.sets[s], h6, yes, na).alias(f"{P}m_{s}") for s in g.sets]
+            else [phrase_match(m.sets[s], h6, yes, na).alias(f"{P}m_{s}") for s in g.sets]
         )
-        new += _sparse(frame, get(f"{P}g_{g.name}"), exprs)
+        new += sparse(frame, get(f"{P}g_{g.name}"), exprs)
     frame = frame.with_columns(new)
 
     def has_template_keyword(seg: pl.Expr) -> pl.Expr:
-        return _any_regex(seg, m.template_ascii) | _any_regex(_gated(seg, na), m.template_nonascii)
+        return any_regex(seg, m.template_ascii) | any_regex(gated(seg, na), m.template_nonascii)
 
     strong = get(f"{P}m_strong") | get(f"{P}m_pair")
     marked = strong | get(f"{P}m_step") | get(f"{P}m_rubric") | get(f"{P}m_identity")
     frame = frame.with_columns(
-        _sparse(
+        sparse(
             frame,
             get(f"{P}m_step") & ~strong,
-            [_phrase_match(m.sets["reason_word"], w, yes, na).alias(f"{P}m_reason_word")],
+            [phrase_match(m.sets["reason_word"], w, yes, na).alias(f"{P}m_reason_word")],
         )
-        + _sparse(frame, marked, [has_template_keyword(_byte_prefix(hp, col(f"{P}hlen"))).alias(f"{P}hkw")])
+        + sparse(frame, marked, [has_template_keyword(byte_prefix(hp, col(f"{P}hlen"))).alias(f"{P}hkw")])
     )
     tp = t.str.tail(SEGMENT_CHARS + 24)
-    tstart = tp.str.find(_LAST_SENTENCE)
+    tstart = tp.str.find(LAST_SENTENCE)
     ts = (
         pl.when(tstart.is_not_null())
-        .then(_byte_suffix(tp, tstart))
+        .then(byte_suffix(tp, tstart))
         .otherwise(tp.str.tail(TAIL_SEGMENT_FALLBACK_CHARS))
         .str.replace_all("[0-9]+", "")
     )
     frame = frame.with_columns(
-        _sparse(
+        sparse(
             frame,
             marked & ~get(f"{P}hkw"),
             [has_template_keyword(ts).alias(f"{P}suffix"), ts.alias(f"{P}ts")],
@@ -452,7 +305,7 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
 
 def _assemble(frame: pl.DataFrame, m: Markers) -> pl.DataFrame:
     """The output columns: from the text where there is one, else from the SimHash, tools and lang."""
-    col, P = pl.col, _TMP
+    col, P = pl.col, TMP
     t = col(f"{P}text")
     has_text = t.is_not_null()
     h64 = col("prompt_simhash64")
@@ -488,7 +341,7 @@ def _assemble(frame: pl.DataFrame, m: Markers) -> pl.DataFrame:
         .then(pl.lit("latin"))
         .otherwise(pl.lit(None, pl.String))
     )
-    lang_script = _lang_script(col(f"{P}lang"))
+    lang_script = script_of_lang(col(f"{P}lang"))
     out = frame.with_columns(
         flag(cot, near(["cot_strong", "coercion"])).alias("cot_elicit"),
         flag(m_of["coercion"] | m_of["pair"], near(["coercion"])).alias("reasoning_coercion"),
@@ -514,4 +367,4 @@ def _assemble(frame: pl.DataFrame, m: Markers) -> pl.DataFrame:
         .otherwise(fp_from_simhash)
         .alias("template_fp")
     )
-    return out.drop([c for c in out.columns if c.startswith(_TMP)])
+    return out.drop([c for c in out.columns if c.startswith(TMP)])
