@@ -8,7 +8,7 @@ run keeps the same shape as a long one.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -38,6 +38,14 @@ class EvalHarnessParams(PersonaParams):
     burst_size: int = Field(default=150, ge=1)
     #: Extra bursts per account on the new model's launch day, all on the new model.
     launch_day_bursts: int = Field(default=2, ge=0)
+
+
+class ProductUsersParams(PersonaParams):
+    """The independent users of one popular product (its client build and system prompt on every account)."""
+
+    #: At most this share of them opened their accounts in the product's adoption waves (its launch, a
+    #: viral week), drawn per run (``lab/simulate/signups.py``); 0: every one on their own, over years.
+    adoption_wave_share: float = Field(default=0.0, ge=0, le=1)
 
 
 class SharedAccountsParams(PersonaParams):
@@ -141,7 +149,7 @@ class SimParams(_Frozen):
     legit_reseller: SharedAccountsParams = SharedAccountsParams(
         accounts=120, requests_per_day=15.0, signup_burst_share=0.0
     )
-    agentic_coder: PersonaParams = PersonaParams(
+    agentic_coder: ProductUsersParams = ProductUsersParams(
         accounts=80, requests_per_day=120.0, rate_sigma=0.7, new_model_adoption=0.3, adoption_hours=36.0
     )
 
@@ -261,15 +269,19 @@ LOOKALIKE_SIZES: dict[str, int] = {
     "residential_vpn": 40,
 }
 LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
+#: With the look-alikes on, up to this share of the coding tool's users came in its adoption waves (a
+#: launch brings many developers in a day or two; off in the default run, whose seed tables stay).
+CODER_WAVE_SHARE = 0.3
 
 
 def with_lookalikes(params: SimParams, scale: float, sizes: dict[str, int] | None = None) -> SimParams:
     """``params`` with every look-alike switched on at its size (``LOOKALIKE_SIZES`` overridden by
     ``sizes``) whatever ``scale``: a hackathon is 40 people however many casual users are simulated."""
     want = LOOKALIKE_SIZES | (sizes or {})
-    return params.model_copy(
-        update={
-            name: getattr(params, name).model_copy(update={"accounts": max(1, round(n / scale))})
-            for name, n in want.items()
-        }
-    )
+    update: dict[str, Any] = {
+        name: getattr(params, name).model_copy(update={"accounts": max(1, round(n / scale))})
+        for name, n in want.items()
+    }
+    waves = {"adoption_wave_share": CODER_WAVE_SHARE}
+    update["agentic_coder"] = params.agentic_coder.model_copy(update=waves)
+    return params.model_copy(update=update)

@@ -6,11 +6,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from detector.lab.simulate import clock, net
+from detector.lab.simulate import clock, net, signups
 from detector.lab.simulate.block import I64, Block, concat, make_block
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
 from detector.lab.simulate.content import LANG_WEIGHTS, casual_content, event_langs, pick_langs
-from detector.lab.simulate.params import EvalHarnessParams, PersonaParams, SharedAccountsParams, SimParams
+from detector.lab.simulate.params import (
+    EvalHarnessParams,
+    PersonaParams,
+    ProductUsersParams,
+    SharedAccountsParams,
+    SimParams,
+)
 from detector.lab.simulate.world import Account, World
 
 
@@ -423,22 +429,25 @@ def legit_reseller(w: World, p: SharedAccountsParams) -> Block:
 CODING_TOOL_SYSTEM = "sp_c0d3p170"
 
 
-def agentic_coder(w: World, p: PersonaParams) -> Block:
-    """Honest users of a popular agentic coding tool: many tools, long sessions, working hours."""
+def agentic_coder(w: World, p: ProductUsersParams) -> Block:
+    """Honest users of a popular agentic coding tool: many tools, long sessions, working hours; some
+    opened their accounts in the tool's adoption waves (``signups``)."""
     rng = w.rng("persona", "agentic_coder")
     n = w.scaled(p.accounts)
+    waves = signups.adoption_waves(rng, w, p.adoption_wave_share)
     accts, tzs, tools = [], [], []
     for lang in pick_langs(rng, n, {"en": 0.6, "de": 0.1, "fr": 0.1, "ja": 0.1, "pt": 0.1}):
         country = _country(rng, lang)
         ips = [
             net.residential_ip(rng, country, w.params.ipv6_fraction) for _ in range(int(rng.integers(1, 3)))
         ]
+        in_wave = signups.wave_created(rng, waves) if waves is not None else None
         accts.append(
             w.add(
                 Account(
                     w.new_id("acct"),
                     "agentic_coder",
-                    _age_created(rng, w),
+                    in_wave if in_wave is not None else _age_created(rng, w),
                     w.new_id("org", 8),
                     _keys(w, 1),
                     w.new_id("pf", 12),

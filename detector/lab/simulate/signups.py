@@ -1,0 +1,54 @@
+"""When a product's honest users opened their accounts: one by one over years, and in adoption waves.
+
+A popular tool's users do not arrive evenly: its launch, a viral week or a conference brings many
+developers to open an API account within a day or two, each on their own (their own card, org and
+network). Within such a wave two or three of them land in the same half hour by chance, at any size
+of the user base; a detector that reads "opened in the same half hour" as "provisioned in bulk" must be
+caught out here, not in production (issue 17, round 6: a coincidental pair of a coding agent's
+verified developers put 18 of them at high).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.lab.simulate.block import I64
+from detector.lab.simulate.clock import DAY_MS, HOUR_MS
+from detector.lab.simulate.world import World
+
+#: A wave is one of the product's adoption moments, this many days before the run (launched within the
+#: last two years; its wave users are established customers by now).
+WAVE_DAYS_AGO = (60.0, 700.0)
+#: Waves per run (a launch, a major release, a viral week).
+WAVES = (1, 3)
+#: A wave's sign-ups decay over its first days: exponential, with this scale in hours.
+WAVE_HOURS = 24.0
+
+
+@dataclass(frozen=True)
+class Waves:
+    """The run's adoption waves: the share of users who came in one, and when each wave began."""
+
+    share: float
+    starts: I64
+
+
+def adoption_waves(rng: np.random.Generator, w: World, max_share: float) -> Waves | None:
+    """The product's waves, the share of its users in them drawn in [0, ``max_share``]; ``None`` (and no
+    random draw) when ``max_share`` is 0, so a run without waves is the same run as before."""
+    if max_share <= 0.0:
+        return None
+    share = float(rng.uniform(0.0, max_share))
+    k = int(rng.integers(WAVES[0], WAVES[1] + 1))
+    starts = w.start_ms - (rng.uniform(WAVE_DAYS_AGO[0], WAVE_DAYS_AGO[1], k) * DAY_MS).astype(np.int64)
+    return Waves(share, starts)
+
+
+def wave_created(rng: np.random.Generator, waves: Waves) -> int | None:
+    """A wave user's sign-up time (ms), or ``None`` for a user who came on their own."""
+    if rng.random() >= waves.share:
+        return None
+    start = int(waves.starts[int(rng.integers(waves.starts.shape[0]))])
+    return start + int(rng.exponential(WAVE_HOURS) * HOUR_MS)
