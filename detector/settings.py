@@ -178,6 +178,11 @@ class EvidenceSettings(BaseModel):
     #: disclosures: batches of accounts created together); a hundred honest accounts opened over
     #: years give a few coincidental pairs (2 of 117 is 0.017).
     signup_burst_share: float = Field(default=0.1, gt=0, le=1)
+    #: Bulk provisioning (which lets established, verified accounts count as a farm's) needs a batch: a
+    #: burst of at least this many accounts. An operator opens accounts in batches; two in one half hour
+    #: are what independent sign-ups give by chance (two colleagues, a tool's launch day), and in a
+    #: small cluster (the few members active in one night hour) one such pair is a tenth of it.
+    signup_burst_min_accounts: int = Field(default=3, ge=2)
     #: Co-location: a cohort behind one venue or campus NAT (a hackathon, a class) shares its artefacts
     #: because its people sit in one room following one tutorial: at least this share of its members
     #: were seen behind one residential, campus or office prefix (some also from a phone or from home;

@@ -258,6 +258,58 @@ def test_a_popular_tools_users_with_coincidental_sign_up_pairs_are_not_a_farm(en
     assert sev == "high"
 
 
+#: The cluster the held-out block 1040-1059 put at high (draw 1046; its alert's evidence): the 18 of a
+#: coding agent's 148 verified developers active in the replay's first hour (00:00-01:00 UTC), each
+#: their own org and card, opened between January 2024 and January 2026, linked by the agent's client
+#: build, system prompt and tool-result templates; two of them opened their accounts 11 minutes apart
+#: in May 2025. Their traffic is the agent's: tool-heavy, half of it with a thinking budget.
+CODERS_FIRST_HOUR: dict[str, Any] = {
+    "accounts": 18,
+    "active_accounts_24h": 18,
+    "payers": 18,
+    "payer_share": 1.0,
+    "orgs": 18,
+    "new_account_share": 0.0,
+    "median_account_age_days": 150.0,
+    "verified_share": 1.0,
+    "requests_24h": 459,
+    "requests_per_account_24h": 25.5,
+    "active_hours_24h": 1,
+    "synchrony_24h": 0.4167,
+    "template_top_share_24h": 0.1285,
+    "tools_heavy_share_24h": 1.0,
+    "thinking_share_24h": 0.52,
+    "max_tokens_high_share_24h": 1.0,
+    "shares_client": True,
+    "shares_sysprompt": True,
+    "shares_template": True,
+    "shares_signup": True,
+    "signup_burst_share": 2 / 18,
+    "signup_spread_hours": 17522.5,
+    "rare_artefact_families": 3,
+    "link_families": 4,
+    "client_key_inside_share": 1.0,
+    "network_keys_per_account": 1.5,
+    "top_network_key_share": 0.06,
+}
+
+
+def test_a_coincidental_pair_in_a_small_cluster_of_a_tools_users_is_not_a_batch(engine: Engine) -> None:
+    """Issue 17, round 6: one pair opened in the same half hour is a ninth of an 18-member cluster, over
+    the share a batch needs; but a pair is what independent sign-ups give by chance, at any size. The
+    tool's artefacts alone (client build, system prompt, templates) on established verified customers
+    of 18 orgs are no farm, whatever their agentic traffic."""
+    sev, reasons = _verdict(engine, "cluster", **CODERS_FIRST_HOUR)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    # the same accounts with a batch in their history (six of them opened in one half hour): high
+    sev, reasons = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 6 / 18}))
+    assert sev == "high", reasons
+    assert "sign-up burst" in reasons["evidence:coordination"]
+    # three in one half hour are a batch too (a third of a small farm opened together)
+    sev, _ = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 3 / 18}))
+    assert sev == "high"
+
+
 #: Aged accounts, mostly verified, each its own org and card (bought or parked accounts), created in one
 #: sign-up burst and bound by a private system prompt and a client build.
 AGED_FARM: dict[str, Any] = FARM | {

@@ -62,6 +62,17 @@ def _signup_burst(s: EvidenceSettings) -> pl.Expr:
     return c("shares_signup").fill_null(False) & (share >= s.signup_burst_share)
 
 
+def _signup_batch(s: EvidenceSettings) -> pl.Expr:
+    """A batch: a sign-up burst of several accounts, not a pair. A pair in one half hour is a coordination
+    hint among accounts that are new anyway, but it never shows that established customers were
+    provisioned in bulk: a popular tool's independent users (each their own card, org and network,
+    opened over years) give pairs, and the eighteen of them active in one night hour made one pair a
+    ninth of their cluster (issue 17, round 6)."""
+    c = pl.col
+    together = (c("signup_burst_share").fill_null(0.0) * c("accounts").fill_null(0).cast(pl.Float64)).round(0)
+    return _signup_burst(s) & (together >= s.signup_burst_min_accounts)
+
+
 def _cards_across_orgs() -> pl.Expr:
     """Payment instruments shared across different orgs: "payment signals that linked seemingly
     independent accounts" (PRODUCT.md). A customer's own team pays under its one org."""
@@ -134,9 +145,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         _count(_extraction_checks(s)).alias("extraction_signals"),
         _count(_coordination_checks(s)).alias("coordination_signals"),
         colocated.alias("colocated"),
-        # provisioned in bulk: a sign-up burst, or cards shared across orgs (not established customers
+        # provisioned in bulk: a batch of sign-ups, or cards shared across orgs (not established customers
         # who each came on their own, whatever their accounts' age or verification)
-        (_signup_burst(s) | _cards_across_orgs()).alias("bulk_provisioned"),
+        (_signup_batch(s) | _cards_across_orgs()).alias("bulk_provisioned"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),
