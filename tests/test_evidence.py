@@ -310,6 +310,28 @@ def test_a_coincidental_pair_in_a_small_cluster_of_a_tools_users_is_not_a_batch(
     assert sev == "high"
 
 
+def test_a_coding_agents_users_moving_to_a_new_model_together_are_not_a_pivoting_farm(engine: Engine) -> None:
+    """Day five of a replay: the agent moved its users to the model launched on day three, so a third of
+    its 40 verified developers' traffic is on it. The agent's client build and system prompt (two link
+    families) are the product's; `cluster_agentic_pivot` put the whole persona at high (no sign-up
+    pair needed). A fresh farm with the same traffic is still high."""
+    users = CODERS_FIRST_HOUR | {
+        "accounts": 40,
+        "active_accounts_24h": 40,
+        "payers": 40,
+        "orgs": 40,
+        "active_hours_24h": 24,
+        "shares_signup": False,
+        "signup_burst_share": 0.0,
+        "link_families": 2,
+        "new_model_share_24h": 0.3,
+    }
+    sev, reasons = _verdict(engine, "cluster", **users)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    sev, reasons = _verdict(engine, "cluster", **(users | {"new_account_share": 1.0}))
+    assert sev == "high" and "cluster_agentic_pivot" in reasons, reasons
+
+
 #: Aged accounts, mostly verified, each its own org and card (bought or parked accounts), created in one
 #: sign-up burst and bound by a private system prompt and a client build.
 AGED_FARM: dict[str, Any] = FARM | {

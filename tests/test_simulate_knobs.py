@@ -312,3 +312,29 @@ def test_simulate_cli_adds_the_lookalikes_at_their_sizes_whatever_the_scale(tmp_
     assert counts["router_customers"] == LOOKALIKE_SIZES["router_customers"]
     assert counts["tutoring_backend"] == LOOKALIKE_SIZES["tutoring_backend"]
     assert set(LOOKALIKE_PERSONAS) <= set(counts)
+
+
+def test_a_popular_tools_users_open_their_accounts_partly_in_adoption_waves() -> None:
+    """The coding tool's users: with the look-alikes on, up to 30% came in its adoption waves (months
+    ago: established customers now), where two or three land in one half hour by chance; off by
+    default, without a random draw (the default run is byte-for-byte the golden one)."""
+    from collections import Counter
+
+    from detector.lab.simulate import signups
+    from detector.lab.simulate.clock import DAY_MS, MIN_MS
+    from detector.lab.simulate.params import CODER_WAVE_SHARE, with_lookalikes
+
+    assert SimParams().agentic_coder.adoption_wave_share == 0.0
+    assert with_lookalikes(SimParams(), 1.0).agentic_coder.adoption_wave_share == CODER_WAVE_SHARE > 0
+    w = World(5, SimParams(), BANK, 1.0, 1.0)
+    rng = np.random.default_rng(5)
+    assert signups.adoption_waves(rng, w, 0.0) is None
+    assert rng.random() == np.random.default_rng(5).random(), "no draw when the waves are off"
+    start = w.start_ms - 200 * DAY_MS
+    waves = signups.Waves(0.3, np.asarray([start], dtype=np.int64))
+    created = [signups.wave_created(rng, waves) for _ in range(1000)]
+    in_wave = [c for c in created if c is not None]
+    assert 0.25 < len(in_wave) / len(created) < 0.35
+    assert all(start <= c < w.start_ms - 30 * DAY_MS for c in in_wave), "established by now"
+    windows = Counter((c - start) // (30 * MIN_MS) for c in in_wave)
+    assert max(windows.values()) >= 3, "several open in one half hour of a wave, each on their own"
