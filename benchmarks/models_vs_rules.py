@@ -109,7 +109,7 @@ def accusing_cluster_model(min_families: int) -> Callable[[Engine, pl.DataFrame,
 @contextlib.contextmanager
 def new_cohorts() -> Iterator[None]:
     """While open, the company-card and university-NAT accounts sign up 5-10 days before the run."""
-    import detector.lab.simulate.personas as personas
+    import detector.lab.simulate.shared_accounts as personas
     from detector.lab.simulate.clock import DAY_MS
 
     shipped = personas._burst_created

@@ -22,8 +22,8 @@ from detector.lab.simulate import clock, net
 from detector.lab.simulate.block import I64, Block, concat, empty_block, make_block
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS
 from detector.lab.simulate.content import pick_langs
+from detector.lab.simulate.habits import _casual_created, _chatty, _country, _tz
 from detector.lab.simulate.params import PersonaParams
-from detector.lab.simulate.personas import _casual_created, _chatty, _country, _tz
 from detector.lab.simulate.world import Account, World
 
 #: Router customers by what they use it for (chat and coding, an app backend, model comparison).

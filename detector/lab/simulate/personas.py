@@ -8,91 +8,25 @@ import numpy as np
 
 from detector.lab.simulate import clock, net, signups
 from detector.lab.simulate.block import I64, Block, concat, make_block
-from detector.lab.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
-from detector.lab.simulate.content import LANG_WEIGHTS, casual_content, event_langs, pick_langs
+from detector.lab.simulate.clock import HOUR_MS
+from detector.lab.simulate.content import pick_langs
+from detector.lab.simulate.habits import (
+    _age_created,
+    _casual_created,
+    _chatty,
+    _country,
+    _human_sessions,
+    _keys,
+    _tz,
+)
 from detector.lab.simulate.params import (
     EvalHarnessParams,
     PersonaParams,
     ProductUsersParams,
-    SharedAccountsParams,
     SimParams,
 )
+from detector.lab.simulate.shared_accounts import company_card, legit_reseller, university_nat
 from detector.lab.simulate.world import Account, World
-
-
-def _age_created(rng: np.random.Generator, w: World, median_days: float = 200.0) -> int:
-    age = float(np.clip(rng.lognormal(np.log(median_days), 0.9), 1.0, 1500.0))
-    return w.start_ms - int(age * DAY_MS) - int(rng.integers(0, DAY_MS))
-
-
-#: Share of ordinary users who signed up in the last month: a growing service has many, and a detector
-#: that learns "new account = attacker" must be caught out here, not in production.
-NEW_SIGNUP_SHARE = 0.2
-
-
-def _casual_created(rng: np.random.Generator, w: World) -> int:
-    if rng.random() < NEW_SIGNUP_SHARE:
-        return w.start_ms - int(rng.uniform(0.2, 30.0) * DAY_MS)
-    return _age_created(rng, w)
-
-
-def _keys(w: World, k: int) -> list[str]:
-    return [w.new_id("key", 12) for _ in range(k)]
-
-
-def _country(rng: np.random.Generator, lang: str) -> str:
-    codes, weights = net.LANG_COUNTRIES[lang]
-    p = np.asarray(weights)
-    return codes[int(rng.choice(len(codes), p=p / p.sum()))]
-
-
-def _tz(rng: np.random.Generator, country: str) -> float:
-    if country == "US":
-        return float(rng.choice([-5.0, -6.0, -7.0, -8.0]))
-    return net.COUNTRIES[country].tz
-
-
-def _human_sessions(
-    w: World,
-    rng: np.random.Generator,
-    accts: list[int],
-    rates: np.ndarray,
-    tzs: np.ndarray,
-    mean_len: float,
-    gap_s: float,
-    profile: np.ndarray = clock.HUMAN,
-    weekend: float = 1.0,
-) -> tuple[I64, I64, I64]:
-    """Sessions of requests at human hours; returns (acct, ts, position in session)."""
-    n_sess = clock.counts(rng, rates * w.days / mean_len, minimum=1)
-    owner = np.repeat(np.asarray(accts, dtype=np.int64), n_sess)
-    tz = np.repeat(tzs, n_sess)
-    starts = clock.local_times(rng, owner.shape[0], w.start_ms, w.end_ms, tz, profile, weekend)
-    lengths = rng.geometric(1.0 / mean_len, owner.shape[0])
-    ts, sess, pos = clock.sessions(rng, starts, lengths, gap_s, gap_min_s=5.0)
-    return owner[sess], ts, pos
-
-
-def _chatty(
-    w: World,
-    rng: np.random.Generator,
-    accts: list[int],
-    primary: list[str],
-    rates: np.ndarray,
-    tzs: np.ndarray,
-    p: PersonaParams,
-    code_share: float,
-    profile: np.ndarray = clock.HUMAN,
-    weekend: float = 1.0,
-) -> Block:
-    """Everyday chat sessions for a group of accounts with the given primary languages."""
-    owner, ts, pos = _human_sessions(w, rng, accts, rates, tzs, 3.0, 60.0, profile, weekend)
-    lang_of = dict(zip(accts, primary, strict=True))
-    langs = event_langs(rng, [lang_of[int(a)] for a in owner])
-    model = w.models(rng, ts, adopt=p.new_model_adoption, adopt_hours=p.adoption_hours)
-    return casual_content(
-        w, rng, owner, ts, model, langs, turns=1 + 2 * pos, code_share=code_share, throttle=p.throttle_rate
-    )
 
 
 def casual(w: World, p: PersonaParams) -> Block:
@@ -294,135 +228,6 @@ def bulk_synthetic(w: World, p: PersonaParams) -> Block:
             )
         )
     return concat(blocks)
-
-
-def _burst_created(
-    rng: np.random.Generator, w: World, n: int, p: SharedAccountsParams, center: int, spread_days: float
-) -> list[int]:
-    """Creation times: a share in one burst at ``center``, the rest spread over ``spread_days`` before it."""
-    out = []
-    for _ in range(n):
-        if rng.random() < p.signup_burst_share:
-            out.append(center + int(rng.random() * p.signup_burst_minutes * MIN_MS))
-        else:
-            out.append(center - int(rng.random() * spread_days * DAY_MS))
-    return out
-
-
-def university_nat(w: World, p: SharedAccountsParams) -> Block:
-    """Students behind ONE NAT address, education tier, signed up around the semester start."""
-    rng = w.rng("persona", "university_nat")
-    n = w.scaled(p.accounts)
-    nat = net.v4(rng, net.UNIVERSITY_V4[int(rng.integers(len(net.UNIVERSITY_V4)))])
-    semester = w.start_ms - int(rng.uniform(25, 40) * DAY_MS)
-    created = _burst_created(rng, w, n, p, semester, 20.0)
-    primary = pick_langs(rng, n, {"en": 0.75, "zh": 0.1, "ko": 0.05, "es": 0.05, "ar": 0.05})
-    accts = [
-        w.add(
-            Account(
-                w.new_id("acct"),
-                "university_nat",
-                c,
-                w.new_id("org", 8),
-                _keys(w, 1),
-                None,
-                "US",
-                "education",
-                True,
-                None,
-                [nat],
-                net.common_client(rng),
-            )
-        )
-        for c in created
-    ]
-    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
-    tzs = np.full(n, -9.0)  # students keep late hours: the human curve shifted by one hour
-    return _chatty(w, rng, accts, primary, rates, tzs, p, code_share=0.35)
-
-
-def company_card(w: World, p: SharedAccountsParams) -> Block:
-    """A company paying for many accounts with one card: one org, one office prefix, office hours."""
-    rng = w.rng("persona", "company_card")
-    n = w.scaled(p.accounts)
-    country = ("DE", "US")[int(rng.integers(2))]
-    office = f"{net.OFFICE_V4[int(rng.integers(len(net.OFFICE_V4)))]}.{rng.integers(0, 256)}"
-    office_ips = [f"{office}.{rng.integers(2, 254)}" for _ in range(3)]
-    card, org = w.new_id("pf", 12), w.new_id("org", 8)
-    created = _burst_created(rng, w, n, p, w.start_ms - int(rng.uniform(60, 200) * DAY_MS), 150.0)
-    client = net.common_client(rng)
-    accts = []
-    for c in created:
-        ips = office_ips + (
-            [net.residential_ip(rng, country, w.params.ipv6_fraction)] if rng.random() < 0.5 else []
-        )
-        accts.append(
-            w.add(
-                Account(
-                    w.new_id("acct"),
-                    "company_card",
-                    c,
-                    org,
-                    _keys(w, 1),
-                    card,
-                    country,
-                    "standard",
-                    True,
-                    None,
-                    ips,
-                    client if rng.random() < 0.8 else net.common_client(rng),
-                )
-            )
-        )
-    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
-    tzs = np.full(n, net.COUNTRIES[country].tz)
-    lang = "de" if country == "DE" else "en"
-    return _chatty(
-        w, rng, accts, [lang] * n, rates, tzs, p, code_share=0.3, profile=clock.OFFICE, weekend=0.1
-    )
-
-
-def legit_reseller(w: World, p: SharedAccountsParams) -> Block:
-    """Customers provisioned through a legitimate reseller: one reseller_id, ordinary varied traffic."""
-    rng = w.rng("persona", "legit_reseller")
-    n = w.scaled(p.accounts)
-    reseller = w.new_id("rs", 6)
-    accts: list[int] = []
-    primary: list[str] = []
-    tzs: list[float] = []
-    while len(accts) < n:
-        lang = pick_langs(rng, 1, LANG_WEIGHTS)[0]
-        country = _country(rng, lang)
-        card, org = w.new_id("pf", 12), w.new_id("org", 8)
-        dc = rng.random() < 0.3
-        for _ in range(min(int(rng.integers(1, 6)), n - len(accts))):
-            ip = (
-                net.datacenter_ip(rng, ("aws", "hetzner", "ovh"), w.params.ipv6_fraction)
-                if dc
-                else net.residential_ip(rng, country, w.params.ipv6_fraction)
-            )
-            accts.append(
-                w.add(
-                    Account(
-                        w.new_id("acct"),
-                        "legit_reseller",
-                        _age_created(rng, w, 150.0),
-                        org,
-                        _keys(w, 1),
-                        card,
-                        country,
-                        "reseller",
-                        True,
-                        reseller,
-                        [ip],
-                        net.common_client(rng),
-                    )
-                )
-            )
-            primary.append(lang)
-            tzs.append(_tz(rng, country))
-    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
-    return _chatty(w, rng, accts, primary, rates, np.asarray(tzs), p, code_share=0.25)
 
 
 #: The coding tool's own system prompt: the same hash for every honest agentic_coder account.
