@@ -109,21 +109,21 @@ def accusing_cluster_model(min_families: int) -> Callable[[Engine, pl.DataFrame,
 @contextlib.contextmanager
 def new_cohorts() -> Iterator[None]:
     """While open, the company-card and university-NAT accounts sign up 5-10 days before the run."""
-    import detector.lab.simulate.shared_accounts as personas
+    import detector.lab.simulate.shared_accounts as shared
     from detector.lab.simulate.clock import DAY_MS
 
-    shipped = personas._burst_created
+    shipped = shared._burst_created
 
     def _burst_created(rng: Any, w: Any, n: int, p: Any, center: int, spread_days: float) -> list[int]:
         if p is w.params.company_card or p is w.params.university_nat:
             center, spread_days = w.start_ms - 10 * DAY_MS, 5.0
         return shipped(rng, w, n, p, center, spread_days)
 
-    personas._burst_created = _burst_created
+    shared._burst_created = _burst_created
     try:
         yield
     finally:
-        personas._burst_created = shipped
+        shared._burst_created = shipped
 
 
 def run(
