@@ -21,6 +21,7 @@ from detector.detect.allowlist import AllowList, drop_allowed, suppress
 from detector.detect.evidence import add_axes, apply_trust, axis_reasons, require_both_axes
 from detector.detect.fusion import fuse
 from detector.detect.models.runtime import ModelSet
+from detector.detect.room import RoomContext, spare_rooms
 from detector.detect.rules import RuleSet
 from detector.detect.runaway import demote, log_demotion, runaway_rules
 from detector.engine_types import SIGNAL_METRICS, EngineClock, EngineStats, Observers
@@ -305,6 +306,15 @@ class Engine:
         hits = self._evaluate(feats, "account", "_point")
         if hits.height == 0:
             return {}, {}
+        # a tutorial's exercises are the room's, not the account's own harvest (``detect/room.py``)
+        rooms = RoomContext(
+            KeyTimeline(timeline.before, timeline.log, timeline.after),
+            since,
+            self.state.templates,
+            self.state.accounts,
+            self.settings.link.min_overlap,
+        )
+        hits = spare_rooms(hits, feats, rooms, self.settings.evidence, w.long)
         combined = combine(hits, "_point")
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
         orgs = self.state.accounts.select("account_id", "org_id")

@@ -198,6 +198,12 @@ class EvidenceSettings(BaseModel):
     #: build (TLS fingerprint + SDK string) are its members (most of its users: an operator's software;
     #: a popular SDK is held by many others). A room never explains one.
     private_client_inside_share: float = Field(default=0.5, gt=0, le=1)
+    #: A template is a room's (its requests, on the account axis, the tutorial's and not the account's
+    #: own harvest: ``detect/room.py``) only when at least this many accounts hold it and they pass the
+    #: venue test above: a tutorial is handed to a class or an event; below five accounts the cluster
+    #: rules do not accuse a group at all (``cluster_coordinated_harvest``), so the account axis keeps
+    #: two or three accounts behind one home NAT sharing a step-by-step template (a small operator).
+    room_min_accounts: int = Field(default=5, ge=2)
     #: Trust: a verified account with at least this tenure (a month of paid history) is an established
     #: customer: a farm's accounts are provisioned days before use, and the aged accounts of the
     #: disclosures were personal accounts, not verified organisations ...

@@ -1,0 +1,204 @@
+"""The room on the account axis: a participant's tutorial exercises are the room's, not its own harvest.
+
+A hackathon participant is a fresh account sending a handful of a tutorial's exercises (a numbered-step
+template, a thinking budget) behind the venue's NAT, among many fresh accounts holding the same
+template. Alone, the account axis sees a fresh account eliciting reasoning with extraction-sized
+outputs, the same as a solo harvesting account, and accused participants one by one (round 6, issue
+17). What separates them is who else holds the template: a tutorial is handed to a room.
+
+A template is **a room's** when at least ``room_min_accounts`` accounts hold it and its holders pass
+the cluster's venue test (``evidence.add_axes``, ``colocated``): most of them (those with a network
+key) behind one residential, campus or office prefix, no second shared prefix, and no private client
+build (an operator's own software is never a room's). An account point is **explained by the room**
+when it holds a room's template and sits behind that room's prefix, and what is left of its traffic
+once the room's template requests are taken out carries no extraction signal (``own_extraction``: the
+template requests are assumed to carry every signal, the generous bound). Such a point is capped at
+low whatever fired, rule or model, as trust caps an established customer (``spare_rooms``).
+
+A solo harvesting account holds its template alone; a farm's template is held across many addresses
+or with its own client build; a participant who also harvests outside the tutorial keeps that evidence.
+Caveat (the same as the cluster's venue test): five or more accounts behind one residential prefix on
+popular SDKs, harvesting only through one shared template, look like a room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from detector.detect.evidence import AXIS_PREFIX, _extraction_checks
+from detector.settings import EvidenceSettings
+from detector.window.asof import KeyTimeline
+from detector.window.features import _client_inside
+from detector.window.link import tenant_subaccounts
+
+#: The share features the extraction checks read (``evidence._extraction_checks``).
+EXTRACTION_SHARES = (
+    "cot_share_24h",
+    "coercion_share_24h",
+    "rubric_share_24h",
+    "logprob_share_24h",
+    "thinking_share_24h",
+    "max_tokens_high_share_24h",
+    "tools_heavy_share_24h",
+    "new_model_share_24h",
+)
+
+
+@dataclass(frozen=True)
+class RoomContext:
+    """What the room test reads at an account point: the key table as of its tick (a timeline of its
+    own: the cluster step walks the engine's), the template counts, the accounts, and each tick's
+    link window (``since``: tick_end, since)."""
+
+    timeline: KeyTimeline
+    since: pl.DataFrame
+    templates: pl.DataFrame
+    accounts: pl.DataFrame
+    min_overlap: float
+
+
+def room_templates(
+    keys: pl.DataFrame, accounts: pl.DataFrame, s: EvidenceSettings, min_overlap: float
+) -> pl.DataFrame:
+    """(template key, venue prefix) of every template a room explains, from the key table at one tick."""
+    sub = tenant_subaccounts(keys, accounts, min_overlap)
+    tk = keys.filter(pl.col("family") == "template").select("account_id", pl.col("key").alias("cluster_id"))
+    big = tk.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
+    members = tk.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
+    if members.height == 0:
+        return pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
+    ip = keys.filter(pl.col("family") == "ip").join(members, on="account_id", how="inner")
+    ip = ip.filter(~pl.col("account_id").is_in(sub.get_column("account_id").implode()))
+    seen = ip.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_with_ip"))
+    held = (
+        ip.filter(pl.col("key").str.contains("/", literal=True))  # a prefix, not a hosted address
+        .group_by("cluster_id", "key")
+        .agg(pl.col("account_id").n_unique().alias("_h"))
+        .sort("cluster_id", "_h", "key", descending=[False, True, False])
+        .group_by("cluster_id", maintain_order=True)
+        .agg(pl.col("key").first().alias("venue"), pl.col("_h").head(2).alias("_top"))
+    )
+    top, second = (
+        pl.col("_top").list.get(i, null_on_oob=True).fill_null(0) / pl.col("_with_ip") for i in (0, 1)
+    )
+    room = (
+        (top >= s.colocated_member_share)
+        & (second <= s.colocated_second_share)
+        & (pl.col("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
+    )
+    return (
+        held.join(seen, on="cluster_id")
+        .join(_client_inside(keys, members), on="cluster_id", how="left")
+        .filter(room)
+        .select(pl.col("cluster_id").alias("template"), "venue")
+    )
+
+
+def room_requests(
+    points: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings, long: timedelta
+) -> pl.DataFrame:
+    """Per point (account_id, tick_end): requests in the long window through a template its room explains
+    (``room_requests_24h``); only points that hold one. Ticks are walked in order (keys as of each)."""
+    out = []
+    for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
+        assert isinstance(tick, datetime)
+        since = ctx.since.filter(pl.col("tick_end") == tick)["since"]
+        keys = ctx.timeline.at(tick, since[0] if since.len() else None)
+        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap)
+        if rooms.height == 0:
+            continue
+        own = keys.join(pts.select("account_id"), on="account_id", how="semi")
+        held = (
+            own.filter(pl.col("family") == "template")
+            .select("account_id", pl.col("key").alias("template"))
+            .join(rooms, on="template")
+            .join(
+                own.filter(pl.col("family") == "ip").select("account_id", pl.col("key").alias("venue")),
+                on=["account_id", "venue"],
+            )
+            .select("account_id", pl.col("template").cast(pl.UInt64).alias("template_fp"))
+            .unique()
+        )
+        out.append(held.with_columns(pl.lit(tick).alias("tick_end")))
+    if not out:
+        return pl.DataFrame(
+            schema={
+                "account_id": pl.String,
+                "tick_end": points.schema["tick_end"],
+                "room_requests_24h": pl.Int64,
+            }
+        )
+    held = pl.concat(out)
+    end = pl.col("tick_end")
+    t = ctx.templates.join(held, on=["account_id", "template_fp"], how="inner")
+    return (
+        t.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
+        .group_by("account_id", "tick_end")
+        .agg(pl.col("requests").sum().cast(pl.Int64).alias("room_requests_24h"))
+    )
+
+
+def own_extraction(frame: pl.DataFrame, s: EvidenceSettings) -> pl.Series:
+    """Extraction signals on what is left of each point's traffic once its room's template requests are
+    taken out: each share's count less those requests, over the requests left."""
+    req = pl.col("requests_24h").fill_null(0).cast(pl.Float64)
+    room = pl.col("room_requests_24h").fill_null(0).cast(pl.Float64)
+    left = (req - room).clip(lower_bound=1.0)
+    rest = frame.with_columns(
+        ((pl.col(c).fill_null(0.0) * req - room).clip(lower_bound=0.0) / left).alias(c)
+        for c in EXTRACTION_SHARES
+    )
+    checks = _extraction_checks(s).values()
+    return rest.select(pl.sum_horizontal([e.fill_null(False).cast(pl.Int64) for e in checks]))[:, 0]
+
+
+def spare_rooms(
+    hits: pl.DataFrame, frame: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings, long: timedelta
+) -> pl.DataFrame:
+    """Account hits (key ``_point``) capped at low where the room explains the point's extraction
+    evidence, with an ``evidence:room`` reason saying so."""
+    if hits.height == 0:
+        return hits
+    accused = hits.filter(pl.col("severity").is_in(["medium", "high", "critical"])).select("_point").unique()
+    points = frame.join(accused, on="_point", how="semi").select("_point", "account_id", "tick_end")
+    if points.height == 0:
+        return hits
+    rooms = room_requests(points, ctx, s, long)
+    if rooms.height == 0:
+        return hits
+    f = frame.join(points.select("_point"), on="_point", how="semi").join(
+        rooms, on=["account_id", "tick_end"], how="inner"
+    )
+    spared = f.with_columns(own_extraction(f, s).alias("_own")).filter(
+        (pl.col("room_requests_24h") > 0) & (pl.col("_own") == 0)
+    )
+    if spared.height == 0:
+        return hits
+    capped = hits.with_columns(
+        pl.when(pl.col("_point").is_in(spared["_point"].implode()))
+        .then(pl.lit("low"))
+        .otherwise(pl.col("severity"))
+        .alias("severity")
+    )
+    reasons = spared.select(
+        "_point",
+        pl.lit(f"{AXIS_PREFIX}room").alias("rule_id"),
+        pl.concat_str(
+            pl.lit("room: "),
+            pl.col("room_requests_24h").cast(pl.String),
+            pl.lit(" of "),
+            pl.col("requests_24h").cast(pl.String),
+            pl.lit(
+                " requests through a template a room holds (its holders behind one venue network, "
+                "popular clients); none of the rest is extraction: capped at low"
+            ),
+        ).alias("detail"),
+        pl.lit("low").alias("severity"),
+        pl.lit(0.0).alias("score"),
+        pl.lit(None, pl.String).alias("campaign_type"),
+        pl.lit("live").alias("mode"),
+    )
+    return pl.concat([capped, reasons.select(hits.columns).cast(hits.schema)], how="vertical_relaxed")
