@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import AXIS_PREFIX, _extraction_checks
 from detector.settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
@@ -162,7 +163,8 @@ def spare_rooms(
     evidence, with an ``evidence:room`` reason saying so."""
     if hits.height == 0:
         return hits
-    accused = hits.filter(pl.col("severity").is_in(["medium", "high", "critical"])).select("_point").unique()
+    medium = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
+    accused = hits.filter(pl.col("severity").is_in(medium)).select("_point").unique()
     points = frame.join(accused, on="_point", how="semi").select("_point", "account_id", "tick_end")
     if points.height == 0:
         return hits
@@ -179,7 +181,7 @@ def spare_rooms(
         return hits
     capped = hits.with_columns(
         pl.when(pl.col("_point").is_in(spared["_point"].implode()))
-        .then(pl.lit("low"))
+        .then(pl.lit(Severity.LOW.value))
         .otherwise(pl.col("severity"))
         .alias("severity")
     )
@@ -196,7 +198,7 @@ def spare_rooms(
                 "popular clients); none of the rest is extraction: capped at low"
             ),
         ).alias("detail"),
-        pl.lit("low").alias("severity"),
+        pl.lit(Severity.LOW.value).alias("severity"),
         pl.lit(0.0).alias("score"),
         pl.lit(None, pl.String).alias("campaign_type"),
         pl.lit("live").alias("mode"),
