@@ -62,15 +62,22 @@ class RoomContext:
 
 
 def room_templates(
-    keys: pl.DataFrame, accounts: pl.DataFrame, s: EvidenceSettings, min_overlap: float
+    keys: pl.DataFrame,
+    accounts: pl.DataFrame,
+    s: EvidenceSettings,
+    min_overlap: float,
+    wanted: pl.Series | None = None,
 ) -> pl.DataFrame:
-    """(template key, venue prefix) of every template a room explains, from the key table at one tick."""
-    sub = tenant_subaccounts(keys, accounts, min_overlap)
+    """(template key, venue prefix) of every template a room explains, from the key table at one tick
+    (``wanted``: only these template keys, e.g. those the accused points hold)."""
     tk = keys.filter(pl.col("family") == "template").select("account_id", pl.col("key").alias("cluster_id"))
+    if wanted is not None:
+        tk = tk.filter(pl.col("cluster_id").is_in(wanted.implode()))
     big = tk.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
     members = tk.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
     if members.height == 0:
         return pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
+    sub = tenant_subaccounts(keys, accounts, min_overlap)
     ip = keys.filter(pl.col("family") == "ip").join(members, on="account_id", how="inner")
     ip = ip.filter(~pl.col("account_id").is_in(sub.get_column("account_id").implode()))
     seen = ip.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_with_ip"))
@@ -108,10 +115,11 @@ def room_requests(
         assert isinstance(tick, datetime)
         since = ctx.since.filter(pl.col("tick_end") == tick)["since"]
         keys = ctx.timeline.at(tick, since[0] if since.len() else None)
-        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap)
+        own = keys.join(pts.select("account_id"), on="account_id", how="semi")
+        wanted = own.filter(pl.col("family") == "template")["key"].unique()
+        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted)
         if rooms.height == 0:
             continue
-        own = keys.join(pts.select("account_id"), on="account_id", how="semi")
         held = (
             own.filter(pl.col("family") == "template")
             .select("account_id", pl.col("key").alias("template"))
