@@ -171,7 +171,7 @@ def test_high_on_a_cluster_needs_unexplained_coordination_and_extraction() -> No
 
 
 def test_venue_shares_count_members_behind_a_prefix_not_hosted_addresses_nor_a_tenants_egress() -> None:
-    from detector.window.features import _venues
+    from detector.window.features import venues
 
     members = pl.DataFrame({"account_id": [f"a{i}" for i in range(10)], "cluster_id": ["c1"] * 10})
     rows = [(f"a{i}", "ip", "128.32.7.0/24") for i in range(8)]  # eight behind the venue
@@ -180,15 +180,15 @@ def test_venue_shares_count_members_behind_a_prefix_not_hosted_addresses_nor_a_t
     rows += [("a9", "ip", "10.9.9.0/24"), ("a9", "payment", "pf_1")]
     keys = pl.DataFrame(rows, schema=["account_id", "family", "key"], orient="row")
     none = pl.DataFrame(schema={"account_id": pl.String})
-    got = _venues(keys, members, none).row(0, named=True)
+    got = venues(keys, members, none).drop("venue_key").row(0, named=True)
     assert got == {"cluster_id": "c1", "top_network_key_share": 0.8, "second_network_key_share": 0.2}
     # a reseller tenant's sub-accounts send from the tenant's egress: they are not in a room
-    got = _venues(keys, members, pl.DataFrame({"account_id": ["a0", "a1"]})).row(0, named=True)
+    got = venues(keys, members, pl.DataFrame({"account_id": ["a0", "a1"]})).row(0, named=True)
     assert got["top_network_key_share"] == 6 / 8 and got["second_network_key_share"] == 1 / 8
 
 
 def test_client_inside_share_tells_an_operators_build_from_a_popular_sdk() -> None:
-    from detector.window.features import _client_inside
+    from detector.window.features import client_inside
 
     ids = [f"f{i}" for i in range(5)] + [f"h{i}" for i in range(4)]
     members = pl.DataFrame({"account_id": ids, "cluster_id": ["farm"] * 5 + ["room"] * 4})
@@ -197,5 +197,5 @@ def test_client_inside_share_tells_an_operators_build_from_a_popular_sdk() -> No
     rows += [("h3", "client", "t13d_js|ts")]
     rows += [(f"x{i}", "client", "t13d_py|vendor-python") for i in range(97)]  # the SDK's other users
     keys = pl.DataFrame(rows, schema=["account_id", "family", "key"], orient="row")
-    got = dict(_client_inside(keys, members).iter_rows())
+    got = dict(client_inside(keys, members).iter_rows())
     assert got == {"farm": 1.0, "room": 0.03}

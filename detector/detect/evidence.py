@@ -30,7 +30,7 @@ from detector.window.features import ARTEFACT_FAMILIES
 AXIS_PREFIX = "evidence:"
 
 
-def _extraction_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
+def extraction_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     """Extraction signal name -> whether the subject's 24 h traffic carries it."""
     c = pl.col
     return {
@@ -53,6 +53,19 @@ def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     out["cards across orgs"] = _cards_across_orgs()
     out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     return out
+
+
+def colocated(s: EvidenceSettings) -> pl.Expr:
+    """One room: most members behind one venue prefix, and no second shared address (a pool, an
+    egress). A room explains what a tutorial hands out (its system prompt, its template) and a sign-up
+    desk, not a private client build (a rare TLS fingerprint + SDK string: an operator's own software).
+    Reads ``window.features.venues`` and ``client_inside`` (a cluster's, or a template's holders')."""
+    c = pl.col
+    return (
+        (c("top_network_key_share").fill_null(0.0) >= s.colocated_member_share)
+        & (c("second_network_key_share").fill_null(1.0) <= s.colocated_second_share)
+        & (c("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
+    )
 
 
 def _signup_burst(s: EvidenceSettings) -> pl.Expr:
@@ -109,7 +122,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         per_day = c("requests_24h").fill_null(0).cast(pl.Float64)
         outside = per_day > _tier_limit(s, c("tier")) * s.outside_tier_factor
         return frame.with_columns(
-            _count(_extraction_checks(s)).alias("extraction_signals"),
+            _count(extraction_checks(s)).alias("extraction_signals"),
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
@@ -133,18 +146,10 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     one_customer = one_payer | trusted
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
-    # one room: most members behind one venue prefix, and no second shared address (a pool, an egress).
-    # A room explains what a tutorial hands out (its system prompt, its template) and a sign-up desk,
-    # not a private client build (a rare TLS fingerprint + SDK string: an operator's own software)
-    colocated = (
-        (c("top_network_key_share").fill_null(0.0) >= s.colocated_member_share)
-        & (c("second_network_key_share").fill_null(1.0) <= s.colocated_second_share)
-        & (c("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
-    )
     return frame.with_columns(
-        _count(_extraction_checks(s)).alias("extraction_signals"),
+        _count(extraction_checks(s)).alias("extraction_signals"),
         _count(_coordination_checks(s)).alias("coordination_signals"),
-        colocated.alias("colocated"),
+        colocated(s).alias("colocated"),
         # provisioned in bulk: a batch of sign-ups, or cards shared across orgs (not established customers
         # who each came on their own, whatever their accounts' age or verification)
         (_signup_batch(s) | _cards_across_orgs()).alias("bulk_provisioned"),
@@ -208,7 +213,7 @@ def axis_reasons(
         return hits
     subjects = frame.join(hits.select(key).unique(), on=key, how="semi")
     c = pl.col
-    ext = _extraction_checks(s)
+    ext = extraction_checks(s)
     rows = [
         subjects.select(
             key,

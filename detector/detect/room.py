@@ -29,13 +29,13 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Severity
-from detector.detect.evidence import AXIS_PREFIX, _extraction_checks
+from detector.detect.evidence import AXIS_PREFIX, colocated, extraction_checks
 from detector.settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
-from detector.window.features import _client_inside
+from detector.window.features import client_inside, venues
 from detector.window.link import tenant_subaccounts
 
-#: The share features the extraction checks read (``evidence._extraction_checks``).
+#: The share features the extraction checks read (``evidence.extraction_checks``).
 EXTRACTION_SHARES = (
     "cot_share_24h",
     "coercion_share_24h",
@@ -78,30 +78,11 @@ def room_templates(
     if members.height == 0:
         return pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
     sub = tenant_subaccounts(keys, accounts, min_overlap)
-    ip = keys.filter(pl.col("family") == "ip").join(members, on="account_id", how="inner")
-    ip = ip.filter(~pl.col("account_id").is_in(sub.get_column("account_id").implode()))
-    seen = ip.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_with_ip"))
-    held = (
-        ip.filter(pl.col("key").str.contains("/", literal=True))  # a prefix, not a hosted address
-        .group_by("cluster_id", "key")
-        .agg(pl.col("account_id").n_unique().alias("_h"))
-        .sort("cluster_id", "_h", "key", descending=[False, True, False])
-        .group_by("cluster_id", maintain_order=True)
-        .agg(pl.col("key").first().alias("venue"), pl.col("_h").head(2).alias("_top"))
-    )
-    top, second = (
-        pl.col("_top").list.get(i, null_on_oob=True).fill_null(0) / pl.col("_with_ip") for i in (0, 1)
-    )
-    room = (
-        (top >= s.colocated_member_share)
-        & (second <= s.colocated_second_share)
-        & (pl.col("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
-    )
     return (
-        held.join(seen, on="cluster_id")
-        .join(_client_inside(keys, members), on="cluster_id", how="left")
-        .filter(room)
-        .select(pl.col("cluster_id").alias("template"), "venue")
+        venues(keys, members, sub)
+        .join(client_inside(keys, members), on="cluster_id", how="left")
+        .filter(colocated(s))
+        .select(pl.col("cluster_id").alias("template"), pl.col("venue_key").alias("venue"))
     )
 
 
@@ -160,7 +141,7 @@ def own_extraction(frame: pl.DataFrame, s: EvidenceSettings) -> pl.Series:
         ((pl.col(c).fill_null(0.0) * req - room).clip(lower_bound=0.0) / left).alias(c)
         for c in EXTRACTION_SHARES
     )
-    checks = _extraction_checks(s).values()
+    checks = extraction_checks(s).values()
     return rest.select(pl.sum_horizontal([e.fill_null(False).cast(pl.Int64) for e in checks]))[:, 0]
 
 

@@ -76,11 +76,13 @@ def _payers(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.
     )
 
 
-def _venues(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.DataFrame:
+def venues(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.DataFrame:
     """Per cluster: the shares of its members (those with a network key) behind its most and its
-    second most held residential, campus or office prefix. A hosted address (IP intelligence's datacenter,
-    VPN or proxy flag) is keyed by the full address, not a prefix, and is no venue; a reseller tenant's
-    sub-accounts send from the tenant's egress, not from a room."""
+    second most held residential, campus or office prefix, and that most held prefix (``venue_key``;
+    ties to the smallest key). A hosted address (IP intelligence's datacenter, VPN or proxy flag) is
+    keyed by the full address, not a prefix, and is no venue; a reseller tenant's sub-accounts send
+    from the tenant's egress, not from a room. The room test on the account axis (``detect/room.py``)
+    reads it with template holders as the clusters."""
     ip = keys.filter(pl.col("family") == "ip").join(members, on="account_id", how="inner")
     ip = ip.filter(~pl.col("account_id").is_in(sub.get_column("account_id").implode()))
     seen = ip.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_with_ip"))
@@ -88,18 +90,20 @@ def _venues(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.
         ip.filter(pl.col("key").str.contains("/", literal=True))  # a prefix: not a hosted address
         .group_by("cluster_id", "key")
         .agg(pl.col("account_id").n_unique().alias("_h"))
-        .group_by("cluster_id")
-        .agg(pl.col("_h").top_k(2).sort(descending=True).alias("_top"))
+        .sort("cluster_id", "_h", "key", descending=[False, True, False])
+        .group_by("cluster_id", maintain_order=True)
+        .agg(pl.col("key").first().alias("venue_key"), pl.col("_h").head(2).alias("_top"))
     )
     share = [pl.col("_top").list.get(i, null_on_oob=True).fill_null(0) / pl.col("_with_ip") for i in (0, 1)]
     return seen.join(held, on="cluster_id", how="left").select(
         "cluster_id",
         share[0].alias("top_network_key_share"),
         share[1].alias("second_network_key_share"),
+        "venue_key",
     )
 
 
-def _client_inside(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+def client_inside(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
     """Per cluster: of the accounts anywhere holding its members' most held client build (TLS fingerprint
     + SDK string), the share that are its members. An operator's own build is held by its farm alone
     (1.0); a popular SDK that a cohort's laptops happen to share is held by many others (a few per cent).
@@ -264,8 +268,8 @@ def cluster_features(
         .join(evidence, on="cluster_id", how="left")
         .join(_payers(keys, members, sub), on="cluster_id", how="left")
         .join(_signup_bursts(keys, members), on="cluster_id", how="left")
-        .join(_venues(keys, members, sub), on="cluster_id", how="left")
-        .join(_client_inside(keys, members), on="cluster_id", how="left")
+        .join(venues(keys, members, sub).drop("venue_key"), on="cluster_id", how="left")
+        .join(client_inside(keys, members), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
