@@ -148,7 +148,8 @@ def test_router_campaign_shares_the_routers_keys_with_its_honest_customers(tmp_p
         ev.filter(pl.col("persona") == "low_and_slow"),
         ev.filter(pl.col("persona") == "router_customers"),
     )
-    assert honest["account_id"].n_unique() == 100 and attack["account_id"].n_unique() >= 5
+    # 100 customers and one company's team of 8-20 seats (``router_team``)
+    assert 108 <= honest["account_id"].n_unique() <= 120 and attack["account_id"].n_unique() >= 5
     for key in keys:
         values = set(attack[key].to_list())
         assert len(values) == 1 and values == set(honest[key].to_list()), key
@@ -250,11 +251,29 @@ def test_router_customers_are_sub_accounts_of_one_verified_router(
     lookalikes: tuple[pl.DataFrame, World],
 ) -> None:
     t = _by_persona(lookalikes[0], "router_customers")
-    assert t["account_id"].n_unique() == 60 and t["verified"].all()
+    # 60 customers and one company's team of 8-20 seats (``router_team``)
+    assert 68 <= t["account_id"].n_unique() <= 80 and t["verified"].all()
     for key in ("reseller_id", "org_id", "payment_fingerprint", "tls_fingerprint"):
         assert t[key].n_unique() == 1 and t[key].null_count() == 0, key
     assert t["ip"].n_unique() <= 24, "the router's egress addresses"
     assert t["prompt"].struct.field("lang").n_unique() >= 5
+
+
+def test_one_company_team_among_the_router_customers_shares_its_tools_system_prompt(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    """Round 7 (issue 17): among the router's customers, one company's team reaches the model through
+    the router from its internal tool: 8-20 seats sharing one system prompt (and the router's org, card,
+    egress and client build, like every customer), most opened in the admin's batch at rollout, used
+    in office hours. It is what a campaign through the router shares beyond the router."""
+    t = _by_persona(lookalikes[0], "router_customers").filter(pl.col("system_prompt_hash").is_not_null())
+    seats = t.group_by("system_prompt_hash").agg(pl.col("account_id").n_unique().alias("n")).sort("n")
+    assert 8 <= seats["n"][-1] <= 20, "one system prompt on the team's seats"
+    assert seats["n"][-2] == 1, "every other customer's system prompt is its own"
+    team = t.filter(pl.col("system_prompt_hash") == seats["system_prompt_hash"][-1])
+    assert team["org_id"].n_unique() == 1 and team["reseller_id"].n_unique() == 1
+    hours = team["ts"].str.to_datetime().dt.hour()
+    assert hours.is_between(5, 20).mean() > 0.8  # type: ignore[operator]
 
 
 def test_simulation_with_every_knob_is_deterministic(tmp_path: Path) -> None:
@@ -309,7 +328,8 @@ def test_simulate_cli_adds_the_lookalikes_at_their_sizes_whatever_the_scale(tmp_
     counts: dict[str, int] = defaultdict(int)
     for a in labels.values():
         counts[a["persona"]] += 1
-    assert counts["router_customers"] == LOOKALIKE_SIZES["router_customers"]
+    # the router's customers and one company's team of 8-20 seats among them (``router_team``)
+    assert 8 <= counts["router_customers"] - LOOKALIKE_SIZES["router_customers"] <= 20
     assert counts["tutoring_backend"] == LOOKALIKE_SIZES["tutoring_backend"]
     assert set(LOOKALIKE_PERSONAS) <= set(counts)
 

@@ -240,10 +240,7 @@ def internal_tool_team(w: World, p: SharedAccountsParams) -> Block:
     client = net.COMMON_CLIENTS[0][0]  # the tool ships with the vendor SDK
     accts = []
     for _ in range(n):
-        burst = rng.random() < p.signup_burst_share  # the admin provisions the team at rollout
-        created = rollout + int(
-            rng.random() * (p.signup_burst_minutes * MIN_MS if burst else (w.start_ms - DAY_MS - rollout))
-        )
+        created = rollout_created(w, rng, rollout, p)
         home = [net.residential_ip(rng, country, w.params.ipv6_fraction)] if rng.random() < 0.6 else []
         accts.append(
             _account(
@@ -258,6 +255,30 @@ def internal_tool_team(w: World, p: SharedAccountsParams) -> Block:
                 client=client,
             )
         )
+    return tool_traffic(w, rng, accts, tool, sys_hash, country, p)
+
+
+def rollout_created(w: World, rng: np.random.Generator, rollout: int, p: SharedAccountsParams) -> int:
+    """When a team member's account was opened: in the admin's batch at rollout (a share of the team),
+    or later, as people joined."""
+    burst = rng.random() < p.signup_burst_share  # the admin provisions the team at rollout
+    return rollout + int(
+        rng.random() * (p.signup_burst_minutes * MIN_MS if burst else (w.start_ms - DAY_MS - rollout))
+    )
+
+
+def tool_traffic(
+    w: World,
+    rng: np.random.Generator,
+    accts: list[int],
+    tool: dict[str, Any],
+    sys_hash: str,
+    country: str,
+    p: SharedAccountsParams,
+) -> Block:
+    """A team's requests through its internal tool (its system prompt and template) in office hours,
+    and now and then someone asking the model directly."""
+    n = len(accts)
     rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
     n_sess = clock.counts(rng, rates * w.days / 3.0, minimum=1)
     owner = np.repeat(np.asarray(accts, dtype=np.int64), n_sess)

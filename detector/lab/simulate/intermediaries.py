@@ -20,16 +20,23 @@ import numpy as np
 
 from detector.lab.simulate import clock, net
 from detector.lab.simulate.block import I64, Block, concat, empty_block, make_block
+from detector.lab.simulate.businesses import _system, rollout_created, tool_traffic
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS
 from detector.lab.simulate.content import pick_langs
 from detector.lab.simulate.habits import _casual_created, _chatty, _country, _tz
-from detector.lab.simulate.params import PersonaParams
+from detector.lab.simulate.params import PersonaParams, SharedAccountsParams
 from detector.lab.simulate.world import Account, World
 
 #: Router customers by what they use it for (chat and coding, an app backend, model comparison).
 _KINDS: dict[str, float] = {"chat": 0.75, "app": 0.15, "eval": 0.10}
 #: An app built on the router sends this many times a person's volume.
 _APP_FACTOR = 10.0
+#: One company's team among the router's customers, by seats (drawn per world), and how its seats were
+#: opened and used (as ``internal_tool_team``: most in the admin's batch at rollout).
+_TEAM_SEATS = (8, 20)
+_TEAM = SharedAccountsParams(
+    accounts=0, requests_per_day=35.0, signup_burst_share=0.6, signup_burst_minutes=90.0
+)
 
 
 def router_customers(w: World, p: PersonaParams) -> Block:
@@ -93,7 +100,44 @@ def router_customers(w: World, p: PersonaParams) -> Block:
         )
     for i, a in enumerate(accts["eval"]):
         blocks.append(_model_comparison(w, rng, a, i, p))
+    blocks.append(router_team(w, n))
     return concat(blocks)
+
+
+def router_team(w: World, customers: int) -> Block:
+    """One company's team among the router's customers: its internal tool (one system prompt, one
+    template) reaches the model through the router, a sub-account per seat. On the gateway the seats
+    carry the router's org, card, egress and client build like every other customer; what they share
+    beyond the router is the tool's system prompt and template and the admin's sign-up batch."""
+    rng = w.rng("persona", "router_team")
+    seats = min(customers, int(rng.integers(_TEAM_SEATS[0], _TEAM_SEATS[1] + 1)))
+    if seats < 2:
+        return empty_block()
+    r = w.router()
+    country = ("US", "DE", "GB")[int(rng.integers(3))]
+    rollout = w.start_ms - int(rng.uniform(20, 200) * DAY_MS)
+    tool = w.bank.d["internal_tools"][int(rng.integers(len(w.bank.d["internal_tools"])))]
+    sys_hash = _system(w, tool["system"])
+    accts = [
+        w.add(
+            Account(
+                w.new_id("acct"),
+                "router_customers",
+                rollout_created(w, rng, rollout, _TEAM),
+                r.org_id,
+                [w.new_id("key", 12)],
+                r.payment,
+                country,
+                "reseller",
+                True,
+                r.reseller_id,
+                list(r.egress),
+                r.client,
+            )
+        )
+        for _ in range(seats)
+    ]
+    return tool_traffic(w, rng, accts, tool, sys_hash, country, _TEAM)
 
 
 def _model_comparison(w: World, rng: np.random.Generator, a: int, i: int, p: PersonaParams) -> Block:
