@@ -148,6 +148,11 @@ class LinkSettings(BaseModel):
     #: Families a reseller tenant (a router: its sub-accounts under its one org) sets for all its
     #: sub-accounts: its own infrastructure, which links none of them (``window.link``).
     tenant_families: tuple[LinkFamily, ...] = ("reseller", "payment", "ip", "client")
+    #: ... but a key of these families held mostly by some of a tenant's sub-accounts links them through
+    #: the tenant's reseller id, whatever the tenant's size: a private system prompt that the router's
+    #: other customers do not hold is a group inside it (issue 17, round 7). Not templates or sign-up
+    #: windows: among a router's many customers those are popular prompts and coincidences.
+    tenant_nested_families: tuple[LinkFamily, ...] = ("sysprompt",)
 
 
 class EvidenceSettings(BaseModel):
@@ -217,6 +222,12 @@ class EvidenceSettings(BaseModel):
     #: linked into a company's cluster by its office address adds an org). A farm holds about one org
     #: per account, however aged or verified its accounts are: it earns no trust as a cluster.
     tenant_orgs_per_account: float = 0.1
+    #: A cluster is a group inside a reseller tenant (a router) when at least this share of its members
+    #: are the tenant's sub-accounts. The tenant hides who pays for them: one of its customers (a
+    #: company's team on its internal tool: one system prompt, one template, seats opened in a batch)
+    #: shares exactly what a farm shares, so such a group's sharing alone accuses nobody
+    #: (``tenant_explains`` in ``detect/evidence.py``; issue 17, round 7).
+    tenant_group_share: float = Field(default=0.5, gt=0, le=1)
     #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas
     #: are the better source; these are conservative defaults). Unknown tiers use ``standard``.
     tier_daily_requests: dict[str, float] = Field(

@@ -25,6 +25,7 @@ _AXES = {
     "coordination_signals",
     "one_customer_explains",
     "colocated",
+    "tenant_explains",
     "bulk_provisioned",
     "trusted_customer",
     "volume_outside_tier",
@@ -380,3 +381,41 @@ def test_one_artefact_with_waves_burst_and_extraction_is_medium(engine: Engine) 
     assert "cluster_coordinated_harvest" in reasons
     sev, _ = _verdict(engine, "cluster", **farm)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+
+
+#: Round 7 (issue 17): a group of a router's sub-accounts (the tenant's org, card, egress and client
+#: build on all of them, and on its other customers) sharing a private system prompt, a template and a
+#: sign-up batch: one of the router's customers (a company's team on its internal tool) shares exactly
+#: this, and the router hides who pays.
+ROUTER_GROUP: dict[str, Any] = FARM | {
+    "accounts": 20,
+    "active_accounts_24h": 20,
+    "payers": 20,
+    "orgs": 20,
+    "tenant_share": 1.0,
+    "verified_share": 0.0,
+    "new_account_share": 0.3,
+    "median_account_age_days": 45.0,
+    "signup_burst_share": 0.3,
+    "synchrony_24h": 0.2,
+}
+
+
+def test_a_group_inside_a_router_is_not_accused_on_its_sharing_alone(engine: Engine) -> None:
+    sev, _ = _verdict(engine, "cluster", **ROUTER_GROUP)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+
+
+def test_a_group_inside_a_router_sending_in_scheduler_waves_is_a_farm(engine: Engine) -> None:
+    """Load-balanced waves over the seats are a dispatcher's, not a team's: the coordination axis accuses."""
+    sev, reasons = _verdict(engine, "cluster", **(ROUTER_GROUP | {"synchrony_24h": 0.7}))
+    assert sev == "medium"
+    assert "cluster_coordinated_farm" in reasons
+
+
+def test_a_group_inside_a_router_with_extraction_evidence_is_medium_not_high(engine: Engine) -> None:
+    """Extraction accuses the group as usual (the harvest rules), but a tenant's customer may explain its
+    coordination, so not at high; its inherited verification (verified_share 0) earns it no trust."""
+    sev, reasons = _verdict(engine, "cluster", **(ROUTER_GROUP | {"cot_share_24h": 0.5}))
+    assert sev == "medium"
+    assert "one of its customers may explain it" in reasons["evidence:coordination"]

@@ -81,3 +81,19 @@ def test_a_routers_sub_accounts_count_as_their_own_orgs_and_payers() -> None:
     sub = pl.DataFrame({"account_id": names, "reseller": ["rs1"] * 4})
     resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.keys)
     assert resold.select("orgs", "payers").row(0) == (4, 4)
+
+
+def test_a_routers_sub_accounts_carry_no_verification_of_their_own() -> None:
+    """Round 7 (issue 17): a sub-account's ``verified`` is its tenant's verification, so a group of
+    sub-accounts counts as unverified (no trust for the group) and says it sits inside a tenant; the
+    same accounts as a company's own keep their verification."""
+    names = list("abcd")
+    st = _state([_bucket(a, i) for a in names for i in range(4)], names)
+    st.accounts = st.accounts.with_columns(pl.lit("orgR").alias("org_id"), pl.lit(True).alias("verified"))
+    members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4})
+    now, long = T0 + timedelta(hours=24), timedelta(hours=24)
+    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long, keys=st.keys)
+    assert own.select("verified_share", "tenant_share").row(0) == (1.0, 0.0)
+    sub = pl.DataFrame({"account_id": names[:3], "reseller": ["rs1"] * 3})
+    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.keys)
+    assert resold.select("verified_share", "tenant_share").row(0) == (0.25, 0.75)

@@ -179,3 +179,31 @@ def test_a_reseller_whose_customers_keep_their_own_orgs_is_no_tenant() -> None:
     assert cl.subaccounts.height == 0
     ev = cl.evidence.row(0, named=True)
     assert ev["shares_payment"] and ev["shares_reseller"] and ev["shares_client"]
+
+
+def test_a_private_system_prompt_alone_links_a_group_inside_a_tenant() -> None:
+    """Round 7 (issue 17): a group of a router's sub-accounts that holds a private system prompt the
+    router's other customers do not hold is linked through the tenant, even with nothing else in common
+    (sign-ups spread, no template), however big the router (here over 5% of all accounts); the router's
+    reseller id is its infrastructure, never a shared family of the group."""
+    rows = [r for r in _router(200, 8) if r[1] != "template"] + _background(300)
+    names = list(dict.fromkeys(r[0] for r in rows))
+    acc = _with_orgs(names, {a: "orgR" for a in names if not a.startswith("bg")})
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
+    assert sorted(cl.members["account_id"].to_list()) == sorted(f"x{i}" for i in range(200, 208))
+    ev = cl.evidence.row(0, named=True)
+    assert ev["shares_sysprompt"] and not ev["shares_reseller"] and not ev["shares_payment"]
+    assert ev["link_families"] == 1
+
+
+def test_a_template_or_sign_up_window_alone_links_no_router_customers() -> None:
+    """Among a router's many customers a popular template or a shared sign-up window is a coincidence:
+    neither links sub-accounts through the tenant on its own."""
+    rows = _router(60, 0)
+    rows += [(f"rc{i}", "template", "tpl-popular") for i in range(5)]
+    rows += [(f"rc{i}", "signup", "w-0900") for i in range(10, 14)]
+    rows += _background(300)
+    names = list(dict.fromkeys(r[0] for r in rows))
+    acc = _with_orgs(names, {a: "orgR" for a in names if not a.startswith("bg")})
+    cl = build_clusters(_keys(rows), acc, LinkSettings())
+    assert cl.members.height == 0

@@ -68,6 +68,20 @@ def colocated(s: EvidenceSettings) -> pl.Expr:
     )
 
 
+def tenant_explains(s: EvidenceSettings) -> pl.Expr:
+    """A group inside a reseller tenant (most members its sub-accounts) whose sharing one of the
+    tenant's customers explains. The tenant's org, card, egress and client build are on all its
+    customers and link none of them (``window.link``); what its group shares beyond them (a private
+    system prompt, a template, a sign-up batch) is what one company's team shares on its internal tool,
+    and the tenant hides whether one customer pays for those seats. Scheduler waves (one dispatcher
+    load-balancing over the seats) are not a team's, so a group in waves is not explained. Extraction
+    evidence still accuses the group (the harvest rules read the two axes); this only keeps the
+    coordination axis from accusing alone, and keeps such a group below high."""
+    c = pl.col
+    waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
+    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves
+
+
 def _signup_burst(s: EvidenceSettings) -> pl.Expr:
     """A sign-up burst: a real share of the members opened within one sign-up window, not two pairs."""
     c = pl.col
@@ -150,6 +164,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         _count(extraction_checks(s)).alias("extraction_signals"),
         _count(_coordination_checks(s)).alias("coordination_signals"),
         colocated(s).alias("colocated"),
+        tenant_explains(s).alias("tenant_explains"),
         # provisioned in bulk: a batch of sign-ups, or cards shared across orgs (not established customers
         # who each came on their own, whatever their accounts' age or verification)
         (_signup_batch(s) | _cards_across_orgs()).alias("bulk_provisioned"),
@@ -186,6 +201,8 @@ def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.D
         return hits  # account subjects have no coordination axis
     c = pl.col
     explained = c("one_customer_explains").fill_null(False) | c("colocated").fill_null(False)
+    if "tenant_explains" in frame.columns:  # a tenant's customer may explain it: at most medium
+        explained = explained | c("tenant_explains").fill_null(False)
     both = frame.filter(~explained & (c("extraction_signals").fill_null(0) >= 1)).select(key)
     return hits.with_columns(
         pl.when((c("severity") == "high") & ~c(key).is_in(both[key].implode()))
@@ -260,6 +277,8 @@ def axis_reasons(
                     .then(pl.lit("; one paying customer explains the sharing"))
                     .when(c("colocated").fill_null(False))
                     .then(pl.lit("; one venue network explains it (a co-located cohort)"))
+                    .when(c("tenant_explains").fill_null(False))
+                    .then(pl.lit("; inside a reseller tenant: one of its customers may explain it"))
                     .otherwise(pl.lit("; no single customer explains it")),
                 ).alias("detail"),
             )

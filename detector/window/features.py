@@ -217,6 +217,7 @@ def cluster_features(
     router is many customers).
     """
     sub = subaccounts if subaccounts is not None else pl.DataFrame(schema={"account_id": pl.String})
+    is_sub = pl.col("account_id").is_in(sub.get_column("account_id").implode())
     since = now - long
     window = _in_window(pl.lit(since), pl.lit(now))
     b = state.buckets.filter(window).join(members, on="account_id", how="inner")
@@ -248,13 +249,15 @@ def cluster_features(
         ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400)
         .mean()
         .alias("new_account_share"),
-        pl.when(pl.col("account_id").is_in(sub.get_column("account_id").implode()))
+        pl.when(is_sub)
         .then(pl.col("account_id"))
         .otherwise(pl.col("org_id"))
         .n_unique()
         .cast(pl.Int64)
         .alias("orgs"),
-        pl.col("verified").fill_null(False).mean().alias("verified_share"),
+        # a tenant's sub-account carries the tenant's verification, not its own: no trust for a group
+        (pl.col("verified").fill_null(False) & ~is_sub).mean().alias("verified_share"),
+        is_sub.mean().alias("tenant_share"),
         (pl.col("tier") == "enterprise").fill_null(False).mean().alias("enterprise_share"),
         ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0)
         .median()
@@ -337,6 +340,8 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "payer_share": pl.Float64(),
     "signup_burst_share": pl.Float64(),
     "verified_share": pl.Float64(),
+    #: members that are sub-accounts of a reseller tenant (a router): its org, card, egress are theirs
+    "tenant_share": pl.Float64(),
     "enterprise_share": pl.Float64(),
     "median_account_age_days": pl.Float64(),
     "rare_artefact_families": pl.Int64(),
@@ -360,6 +365,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
         "coordination_signals": pl.Int64(),
         "one_customer_explains": pl.Boolean(),
         "colocated": pl.Boolean(),
+        "tenant_explains": pl.Boolean(),
         "bulk_provisioned": pl.Boolean(),
         "trusted_customer": pl.Boolean(),
         "volume_outside_tier": pl.Boolean(),

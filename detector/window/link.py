@@ -90,7 +90,9 @@ def _drop_tenant_keys(keys: pl.DataFrame, sub: pl.DataFrame, cfg: LinkSettings) 
     """Keys a tenant sets for all its sub-accounts (its reseller id, card, egress, client build) are its
     infrastructure, not evidence that its sub-accounts are one actor: a key of a tenant family most of
     whose holders are one tenant's sub-accounts links none of them (they link by what they share beyond
-    the tenant: a private system prompt, a template, a sign-up burst)."""
+    the tenant: a private system prompt, a template, a sign-up burst). The tenant's reseller id is kept:
+    a key held mostly by some of its sub-accounts nests in it (``build_clusters``), and it never counts
+    as a shared family of theirs."""
     if sub.height == 0:
         return keys
     holders = keys.group_by("family", "key").agg(pl.len().alias("n"))
@@ -103,6 +105,10 @@ def _drop_tenant_keys(keys: pl.DataFrame, sub: pl.DataFrame, cfg: LinkSettings) 
         .select("reseller", "family", "key")
     )
     drop = k_sub.join(infra, on=["reseller", "family", "key"]).select("account_id", "family", "key")
+    # the tenant's reseller id stays, as the parent a private key nests in (``build_clusters``)
+    drop = drop.join(
+        sub.select("account_id", pl.col("reseller").alias("key")), on=["account_id", "key"], how="anti"
+    )
     return keys.join(drop, on=["account_id", "family", "key"], how="anti")
 
 
@@ -137,12 +143,20 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     fam_code = {f: i for i, f in enumerate(FAMILIES)}
     # keys are unique per (account, family, key), so a key's holders are its rows
     per_key = keys.group_by("family", "key").agg(pl.len().alias("n"))
+    # a tenant's reseller id: the sub-account relation a tenant's private keys nest in, whatever its size
+    tenant = (pl.col("family") == "reseller") & pl.col("key").is_in(
+        sub.get_column("reseller").unique().implode()
+    )
     useful = (
-        per_key.filter(
+        per_key.with_columns(tenant.alias("tenant"))
+        .filter(
             (pl.col("n") >= 2)
-            & ~((pl.col("n") > cfg.common_min_accounts) & (pl.col("n") / total > cfg.common_share))
+            & (
+                ~((pl.col("n") > cfg.common_min_accounts) & (pl.col("n") / total > cfg.common_share))
+                | pl.col("tenant")
+            )
         )
-        .select("family", "key", "n")
+        .select("family", "key", "n", "tenant")
         .sort("family", "key")
         .with_row_index("kid")
     )
@@ -178,6 +192,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     )
     strong_codes = [fam_code[f] for f in cfg.strong_families]
     nest_codes = [fam_code[f] for f in cfg.nest_families]
+    tenant_nest_codes = [fam_code[f] for f in cfg.tenant_nested_families]
     strong = k.filter(pl.col("fam").is_in(strong_codes)).select(
         "a",
         "fam",
@@ -187,7 +202,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         (pl.col("kid") * (1 << 32) + pl.col("kid")).alias("group"),
         pl.col("last_seen").alias("held"),
     )
-    holders = useful.select(pl.col("kid").cast(pl.UInt64), "n")
+    holders = useful.select(pl.col("kid").cast(pl.UInt64), "n", "tenant")
     held_by = pl.concat([pairs, strong])
     # count a group's holders first and gather members only for the few groups that link
     grouped = (
@@ -202,7 +217,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
             pl.col("kid_b").first(),
         )
         .join(holders, on="kid")
-        .join(holders.rename({"kid": "kid_b", "n": "n_b"}), on="kid_b")
+        .join(holders.rename({"kid": "kid_b", "n": "n_b", "tenant": "tenant_b"}), on="kid_b")
         # a composite key links only when the accounts holding both keys are most of the holders of
         # each: a hydra holds its client build *and* its template skeleton together; two households
         # on one residential /24 who both once sent a popular prompt are a sliver of that prompt's
@@ -216,7 +231,19 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                 (pl.col("m") >= cfg.min_overlap * pl.max_horizontal("n", "n_b"))
                 | (
                     (pl.col("m") >= cfg.min_overlap * pl.min_horizontal("n", "n_b"))
-                    & (pl.max_horizontal("n", "n_b") <= cfg.nested_max_share * total)
+                    & (
+                        (pl.max_horizontal("n", "n_b") <= cfg.nested_max_share * total)
+                        # a tenant's private group: most holders of a private system prompt are some
+                        # of its sub-accounts (not a template or a sign-up window: popular prompts and
+                        # coincidences among its many customers)
+                        | (
+                            pl.when(pl.col("n") >= pl.col("n_b")).then("tenant").otherwise("tenant_b")
+                            & pl.when(pl.col("n") >= pl.col("n_b"))
+                            .then(pl.col("fam_b"))
+                            .otherwise(pl.col("fam"))
+                            .is_in(tenant_nest_codes)
+                        )
+                    )
                     & pl.when(pl.col("n") >= pl.col("n_b"))
                     .then(pl.col("fam"))
                     .otherwise(pl.col("fam_b"))
@@ -237,8 +264,9 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                 .otherwise(pl.lit("")),
             ).alias("link"),
             pl.col("a").alias("first"),
+            (pl.col("tenant") | pl.col("tenant_b")).alias("in_tenant"),
         )
-        .drop("kid", "kid_b", "n", "n_b", "a")
+        .drop("kid", "kid_b", "n", "n_b", "a", "tenant", "tenant_b")
     )
     if grouped.height == 0:
         return replace(_empty(), subaccounts=sub)
@@ -269,10 +297,12 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
 
     # one row per group: its families (one for a strong key, two for a composite) and its cluster
     fam_hits = (
-        grouped.select(pl.col("first").alias("a"), "group", "fam", "fam_b")
+        grouped.select(pl.col("first").alias("a"), "group", "fam", "fam_b", "in_tenant")
         .join(index, on="a")
-        .select("cluster_id", "group", pl.concat_list("fam", "fam_b").list.unique().alias("fam"))
+        .select("cluster_id", "group", "in_tenant", pl.concat_list("fam", "fam_b").list.unique().alias("fam"))
         .explode("fam")
+        # the tenant's reseller id is its infrastructure: never a family its sub-accounts share
+        .filter(~(pl.col("in_tenant") & (pl.col("fam") == fam_code["reseller"])))
         .with_columns(
             pl.col("fam").replace_strict(dict(enumerate(FAMILIES)), return_dtype=pl.String).alias("family")
         )
