@@ -413,9 +413,28 @@ def test_a_group_inside_a_router_sending_in_scheduler_waves_is_a_farm(engine: En
     assert "cluster_coordinated_farm" in reasons
 
 
-def test_a_group_inside_a_router_with_extraction_evidence_is_medium_not_high(engine: Engine) -> None:
-    """Extraction accuses the group as usual (the harvest rules), but a tenant's customer may explain its
-    coordination, so not at high; its inherited verification (verified_share 0) earns it no trust."""
-    sev, reasons = _verdict(engine, "cluster", **(ROUTER_GROUP | {"cot_share_24h": 0.5}))
-    assert sev == "medium"
-    assert "one of its customers may explain it" in reasons["evidence:coordination"]
+def test_a_team_behind_a_router_whose_tool_asks_for_steps_is_not_accused(engine: Engine) -> None:
+    """A team's SQL helper says "think it through step by step" and gets a query back: reasoning
+    elicited with outputs of ordinary size is what a customer's tool does."""
+    sev, _ = _verdict(engine, "cluster", **(ROUTER_GROUP | {"cot_share_24h": 0.6}))
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
+
+
+@pytest.mark.parametrize(
+    "extraction",
+    [
+        {"cot_share_24h": 0.6, "max_tokens_high_share_24h": 0.7},
+        {"thinking_share_24h": 0.9, "max_tokens_high_share_24h": 0.8},
+        {"logprob_share_24h": 0.7},
+        {"coercion_share_24h": 0.4},
+    ],
+    ids=["cot-extraction-sized", "parameters-only", "logprobs", "coercion"],
+)
+def test_a_group_inside_a_router_harvesting_is_accused(engine: Engine, extraction: dict[str, Any]) -> None:
+    """Extraction a tool does not explain accuses the group, its inherited verification (verified_share
+    0) earning it no trust: the harvest and extraction rules read the two axes as if the router were
+    not there."""
+    sev, reasons = _verdict(engine, "cluster", **(ROUTER_GROUP | extraction))
+    assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]
+    assert "cluster_coordinated_harvest" in reasons
+    assert "no single customer explains it" in reasons["evidence:coordination"]

@@ -74,12 +74,20 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     customers and link none of them (``window.link``); what its group shares beyond them (a private
     system prompt, a template, a sign-up batch) is what one company's team shares on its internal tool,
     and the tenant hides whether one customer pays for those seats. Scheduler waves (one dispatcher
-    load-balancing over the seats) are not a team's, so a group in waves is not explained. Extraction
-    evidence still accuses the group (the harvest rules read the two axes); this only keeps the
-    coordination axis from accusing alone, and keeps such a group below high."""
+    load-balancing over the seats) are not a team's, so a group in waves is not explained; nor is
+    extraction a tool does not do (a team's SQL helper says "think it through step by step" and gets
+    a query back: reasoning elicited, outputs of ordinary size). An explained group is accused by no
+    cluster rule and kept below high (``require_both_axes``)."""
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
-    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves
+    # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
+    # coercion, rubric grading, reasoning through parameters, agentic transcripts, a pivot), or that ask
+    # with extraction-sized outputs
+    ext = extraction_checks(s)
+    elicited = ext.pop("reasoning elicited")
+    sized = c("max_tokens_high_share_24h").fill_null(0.0) >= s.max_tokens_high_share
+    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized)
+    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
 
 
 def _signup_burst(s: EvidenceSettings) -> pl.Expr:
