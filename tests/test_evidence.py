@@ -438,3 +438,13 @@ def test_a_group_inside_a_router_harvesting_is_accused(engine: Engine, extractio
     assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]
     assert "cluster_coordinated_harvest" in reasons
     assert "no single customer explains it" in reasons["evidence:coordination"]
+
+
+def test_a_router_group_opened_days_ago_is_no_established_customer(engine: Engine) -> None:
+    """Seats opened within the month are no established customer of the router: the sharing accuses at
+    medium (a farm's accounts are opened days before use), never high inside the tenant."""
+    sev, reasons = _verdict(
+        engine, "cluster", **(ROUTER_GROUP | {"new_account_share": 1.0, "cot_share_24h": 0.6})
+    )
+    assert sev == "medium"
+    assert "cluster_coordinated_farm" in reasons

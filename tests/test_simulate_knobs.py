@@ -240,9 +240,14 @@ def test_internal_tool_team_shares_one_system_prompt_template_and_office(
     assert t["org_id"].n_unique() == t["payment_fingerprint"].n_unique() == 1
     tool = t.filter(pl.col("system_prompt_hash").is_not_null())
     assert tool["system_prompt_hash"].n_unique() == 1 and tool.height > 0.8 * t.height
-    ips = t.group_by("account_id").agg(pl.col("ip").unique())["ip"].to_list()
-    office = set.intersection(*(set(x) for x in ips if len(x) > 0))
-    assert office, "every member sends from the office NAT"
+    # the office NAT: the team's two most used addresses (each request picks one of a member's addresses,
+    # so a member with enough requests has used one of them whatever else it has; a plain intersection
+    # over members depends on which of the two each happened to use)
+    nat = set(t.group_by("ip").agg(pl.col("account_id").n_unique().alias("n")).sort("n")["ip"][-2:])
+    ips = t.group_by("account_id").agg(pl.col("ip").unique(), pl.len().alias("k")).filter(pl.col("k") >= 10)
+    assert ips.height >= 5 and all(nat & set(x) for x in ips["ip"].to_list()), (
+        "every member sends from the office NAT"
+    )
     hours = t["ts"].str.to_datetime().dt.hour()
     assert hours.is_between(6, 18).mean() > 0.8  # type: ignore[operator]
 

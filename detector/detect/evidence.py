@@ -76,8 +76,9 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     and the tenant hides whether one customer pays for those seats. Scheduler waves (one dispatcher
     load-balancing over the seats) are not a team's, so a group in waves is not explained; nor is
     extraction a tool does not do (a team's SQL helper says "think it through step by step" and gets
-    a query back: reasoning elicited, outputs of ordinary size). An explained group is accused by no
-    cluster rule and kept below high (``require_both_axes``)."""
+    a query back: reasoning elicited, outputs of ordinary size). The coordination rules accuse an
+    explained group only when its seats are new (no established customer of the tenant: opened within
+    the month, as a farm's are days before use), and ``require_both_axes`` keeps it below high."""
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
