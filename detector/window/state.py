@@ -8,7 +8,7 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
 - ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
 - ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
 - ``keys``: (account, family, key) -> last seen and uses: the linkage material.
-- ``seen``: request ids inside the de-duplication horizon.
+- ``seen``: request ids inside the de-duplication horizon, as 64-bit hashes (``ids.py``).
 - ``models``: model -> first seen, to tell a newly launched model from an established one.
 
 Their column layouts and the linkage key expressions are in ``tables.py``.
@@ -26,6 +26,7 @@ import polars as pl
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import StateCaps
+from detector.window.ids import ID_HASH, id_hashes
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
@@ -77,12 +78,13 @@ class WindowState:
     # ---------------------------------------------------------------------------------------------
     def drop_seen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """Remove events whose request id was already counted; remember the new ones."""
-        fresh = events.join(self.seen, on="request_id", how="anti").unique(
+        hashed = events.with_columns(id_hashes(events.get_column("request_id")))
+        fresh = hashed.filter(~pl.col(ID_HASH).is_in(self.seen.get_column(ID_HASH).implode())).unique(
             subset="request_id", keep="first", maintain_order=True
         )
         dup = events.height - fresh.height
-        self.seen = pl.concat([self.seen, fresh.select("request_id", "ts")])
-        return fresh, dup
+        self.seen = pl.concat([self.seen, fresh.select(ID_HASH, "ts")])
+        return fresh.drop(ID_HASH), dup
 
     def drop_counted(self, batch: pl.DataFrame, closed_before: datetime) -> tuple[pl.DataFrame, int]:
         """Remove events already counted in a closed tick (a partition read again from an older offset).
@@ -92,8 +94,8 @@ class WindowState:
         late = batch.filter(pl.col("ts") < closed_before)
         if late.height == 0:
             return batch, 0
-        counted = self.seen.filter(pl.col("ts") >= late["ts"].min())["request_id"]
-        fresh = batch.filter(~pl.col("request_id").is_in(counted.implode()))
+        counted = self.seen.filter(pl.col("ts") >= late["ts"].min()).get_column(ID_HASH)
+        fresh = batch.filter(~id_hashes(batch.get_column("request_id")).is_in(counted.implode()))
         return fresh, batch.height - fresh.height
 
     def mark_new_models(self, events: pl.DataFrame, warmup: timedelta, new_for: timedelta) -> pl.DataFrame:
@@ -351,6 +353,8 @@ class WindowState:
                 (pl.col("gap_sum") * 1e6).round().cast(pl.Int64).alias(GAP_SUM),
                 (pl.col("gap_sumsq") * 1e12).round().cast(pl.Int128).alias(GAP_SUMSQ),
             ).select(BUCKET_SCHEMA.keys())
+        if "request_id" in st.seen.columns:  # written when request ids were kept as strings
+            st.seen = st.seen.select(id_hashes(st.seen.get_column("request_id")), "ts")
         if "verified" not in st.accounts.columns:  # a checkpoint from before the trust flag was kept
             st.accounts = st.accounts.with_columns(pl.lit(None, pl.Boolean).alias("verified"))
         if "last_seen" not in st.models.columns:  # written before models were evicted

@@ -69,7 +69,8 @@ ACCOUNT_SCHEMA = make_schema(
 KEY_SCHEMA = make_schema(
     {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
 )
-SEEN_SCHEMA = make_schema({"request_id": pl.String, "ts": UTC_US})
+#: request ids as 64-bit hashes (``window/ids.py``: 8 bytes an id instead of the string)
+SEEN_SCHEMA = make_schema({"id_hash": pl.UInt64, "ts": UTC_US})
 MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "last_seen": UTC_US})
 #: Every table, in checkpoint order.
 TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models")
