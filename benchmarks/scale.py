@@ -395,9 +395,14 @@ def main() -> None:
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    """Recall and honest accounts flagged, from ``detector evaluate --json``."""
-    keep = ("campaigns", "honest_flagged", "honest_accounts", "false_positives")
-    return {k: v for k, v in result.items() if k in keep} or result
+    """Recall at medium per campaign and honest accounts flagged, from ``detector evaluate --json``."""
+    keep = ("campaign_id", "n_accounts", "n_detected", "recall", "ttd_hours", "median_account_ttd_hours")
+    return {
+        "campaigns": [{k: c[k] for k in keep} for c in result["campaigns"]],
+        "honest_accounts": sum(p["n_accounts"] for p in result["personas"]),
+        "honest_flagged_medium": sum(p["flagged_medium"] for p in result["personas"]),
+        "honest_flagged_high": sum(p["flagged_high"] for p in result["personas"]),
+    }
 
 
 if __name__ == "__main__":
