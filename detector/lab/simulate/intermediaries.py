@@ -54,22 +54,7 @@ def router_customers(w: World, p: PersonaParams) -> Block:
     for lang in pick_langs(rng, n):
         kind = kinds[int(rng.choice(len(kinds), p=kind_p / kind_p.sum()))]
         country = _country(rng, lang)
-        a = w.add(
-            Account(
-                w.new_id("acct"),
-                "router_customers",
-                r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms)),
-                r.org_id,
-                [w.new_id("key", 12)],
-                r.payment,
-                country,
-                "reseller",
-                True,
-                r.reseller_id,
-                list(r.egress),
-                r.client,
-            )
-        )
+        a = _sub_account(w, r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms)), country)
         accts[kind].append(a)
         if kind == "chat":
             primary.append(lang)
@@ -104,6 +89,28 @@ def router_customers(w: World, p: PersonaParams) -> Block:
     return concat(blocks)
 
 
+def _sub_account(w: World, created_ms: int, country: str) -> int:
+    """A sub-account under the router's tenant: its org, card, tier, verification, reseller id, egress
+    and client build are the router's."""
+    r = w.router()
+    return w.add(
+        Account(
+            w.new_id("acct"),
+            "router_customers",
+            created_ms,
+            r.org_id,
+            [w.new_id("key", 12)],
+            r.payment,
+            country,
+            "reseller",
+            True,
+            r.reseller_id,
+            list(r.egress),
+            r.client,
+        )
+    )
+
+
 def router_team(w: World, customers: int) -> Block:
     """One company's team among the router's customers: its internal tool (one system prompt, one
     template) reaches the model through the router, a sub-account per seat. On the gateway the seats
@@ -113,30 +120,11 @@ def router_team(w: World, customers: int) -> Block:
     seats = min(customers, int(rng.integers(_TEAM_SEATS[0], _TEAM_SEATS[1] + 1)))
     if seats < 2:
         return empty_block()
-    r = w.router()
     country = ("US", "DE", "GB")[int(rng.integers(3))]
     rollout = w.start_ms - int(rng.uniform(20, 200) * DAY_MS)
     tool = w.bank.d["internal_tools"][int(rng.integers(len(w.bank.d["internal_tools"])))]
     sys_hash = _system(w, tool["system"])
-    accts = [
-        w.add(
-            Account(
-                w.new_id("acct"),
-                "router_customers",
-                rollout_created(w, rng, rollout, _TEAM),
-                r.org_id,
-                [w.new_id("key", 12)],
-                r.payment,
-                country,
-                "reseller",
-                True,
-                r.reseller_id,
-                list(r.egress),
-                r.client,
-            )
-        )
-        for _ in range(seats)
-    ]
+    accts = [_sub_account(w, rollout_created(w, rng, rollout, _TEAM), country) for _ in range(seats)]
     return tool_traffic(w, rng, accts, tool, sys_hash, country, _TEAM)
 
 
