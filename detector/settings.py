@@ -209,6 +209,15 @@ class EvidenceSettings(BaseModel):
     #: rules do not accuse a group at all (``cluster_coordinated_harvest``), so the account axis keeps
     #: two or three accounts behind one home NAT sharing a step-by-step template (a small operator).
     room_min_accounts: int = Field(default=5, ge=2)
+    #: A cluster stands out from its client build's population (``window.population``) when the build
+    #: has at least this many holders outside the cluster (a population to compare with: a tool, a
+    #: router's customers; not a colleague or two) ...
+    client_population_min_accounts: int = Field(default=20, ge=1)
+    #: ... and the cluster's share of requests eliciting, coercing or grading reasoning, harvesting
+    #: logprobs or asking a thinking budget exceeds theirs by at least this much (the same bar as
+    #: ``cot_share``: a third of the traffic is a harvest; a tool's users vary around its own mix by a
+    #: few per cent).
+    client_extraction_lift: float = Field(default=0.3, gt=0, le=1)
     #: Trust: a verified account with at least this tenure (a month of paid history) is an established
     #: customer: a farm's accounts are provisioned days before use, and the aged accounts of the
     #: disclosures were personal accounts, not verified organisations ...

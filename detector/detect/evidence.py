@@ -116,6 +116,16 @@ def _cards_across_orgs() -> pl.Expr:
     return (c("shares_payment").fill_null(False) & (c("payers") < c("orgs"))).fill_null(False)
 
 
+def _stands_out_from_client(s: EvidenceSettings) -> pl.Expr:
+    """The cluster's traffic is not its client build's: far more reasoning harvest than the build's
+    other holders send (``window.population``). A popular tool's users are its population; a farm
+    sending through a build others use too (a router's, an SDK) is a slice that harvests."""
+    c = pl.col
+    return (c("client_outside_holders").fill_null(0) >= s.client_population_min_accounts) & (
+        c("extraction_lift_over_client").fill_null(0.0) >= s.client_extraction_lift
+    )
+
+
 def _count(checks: dict[str, pl.Expr]) -> pl.Expr:
     return pl.sum_horizontal([e.fill_null(False).cast(pl.Int64) for e in checks.values()])
 
@@ -177,6 +187,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         # provisioned in bulk: a batch of sign-ups, or cards shared across orgs (not established customers
         # who each came on their own, whatever their accounts' age or verification)
         (_signup_batch(s) | _cards_across_orgs()).alias("bulk_provisioned"),
+        _stands_out_from_client(s).alias("stands_out_from_client"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector.window.population import client_population
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
 _SHARES = list(SIGNAL_COUNTS)
@@ -220,7 +221,8 @@ def cluster_features(
     is_sub = pl.col("account_id").is_in(sub.get_column("account_id").implode())
     since = now - long
     window = _in_window(pl.lit(since), pl.lit(now))
-    b = state.buckets.filter(window).join(members, on="account_id", how="inner")
+    in_window = state.buckets.filter(window)
+    b = in_window.join(members, on="account_id", how="inner")
     active = b.group_by("cluster_id").agg(
         pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
     )
@@ -273,6 +275,7 @@ def cluster_features(
         .join(_signup_bursts(keys, members), on="cluster_id", how="left")
         .join(venues(keys, members, sub).drop("venue_key"), on="cluster_id", how="left")
         .join(client_inside(keys, members), on="cluster_id", how="left")
+        .join(client_population(keys, members, in_window), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
@@ -349,6 +352,9 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "top_network_key_share": pl.Float64(),
     "second_network_key_share": pl.Float64(),
     "client_key_inside_share": pl.Float64(),
+    #: the cluster against its client build's other holders (``window.population``)
+    "client_outside_holders": pl.Int64(),
+    "extraction_lift_over_client": pl.Float64(),
     "link_families": pl.Int64(),
     "shares_payment": pl.Boolean(),
     "shares_reseller": pl.Boolean(),
@@ -367,6 +373,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
         "colocated": pl.Boolean(),
         "tenant_explains": pl.Boolean(),
         "bulk_provisioned": pl.Boolean(),
+        "stands_out_from_client": pl.Boolean(),
         "trusted_customer": pl.Boolean(),
         "volume_outside_tier": pl.Boolean(),
     },

@@ -39,7 +39,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: dependency is gone; it stays excluded only because the shipped models were trained without it: the
 #: next retrain may take it back (and drop it from this set). The venue shares
 #: (``top_network_key_share``, ``second_network_key_share``) and ``client_key_inside_share`` are
-#: rule evidence (the room test), kept out of models until a retrain weighs them.
+#: rule evidence (the room test), kept out of models until a retrain weighs them; so are the cluster
+#: against its client build's population (``window.population``) and its axis (issue 17, round 7).
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -50,6 +51,9 @@ _EXCLUDED: Final = frozenset(
         "top_network_key_share",
         "second_network_key_share",
         "client_key_inside_share",
+        "client_outside_holders",
+        "extraction_lift_over_client",
+        "stands_out_from_client",
     }
 )
 
