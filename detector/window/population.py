@@ -27,41 +27,39 @@ def client_population(keys: pl.DataFrame, members: pl.DataFrame, buckets: pl.Dat
     (``client_outside_holders``), and how far the cluster's share of requests carrying each
     ``MIX_SIGNALS`` counter exceeds that of those outside holders over ``buckets`` (the 24 h window),
     the largest such gap (``extraction_lift_over_client``; null when the outside holders sent nothing).
+
+    Cost is linear in the holders of the builds and the members: each build's totals are summed once,
+    and a cluster's outside is its build's totals less its own holders' (a popular SDK held by
+    thousands is not paired with every cluster that holds it).
     """
+    counted = ("requests", *MIX_SIGNALS)
     cl = keys.filter(pl.col("family") == "client").select("account_id", "key").unique()
+    mine = cl.join(members, on="account_id", how="inner")
     main = (
-        cl.join(members, on="account_id", how="inner")
-        .group_by("cluster_id", "key")
+        mine.group_by("cluster_id", "key")
         .agg(pl.col("account_id").n_unique().alias("_m"))
         .sort("cluster_id", "_m", "key", descending=[False, True, False])
         .group_by("cluster_id", maintain_order=True)
         .agg(pl.col("key").first())
     )
-    sums = [pl.col(c).sum().cast(pl.Float64) for c in ("requests", *MIX_SIGNALS)]
-    per_account = buckets.group_by("account_id").agg(sums)
-    holders = (
-        main.join(cl, on="key", how="inner")
-        .join(members.rename({"cluster_id": "_home"}), on="account_id", how="left")
-        .with_columns((pl.col("_home") == pl.col("cluster_id")).fill_null(False).alias("_inside"))
+    per_account = buckets.group_by("account_id").agg(pl.col(c).sum().cast(pl.Float64) for c in counted)
+    totals = (
+        cl.join(main.select("key").unique(), on="key", how="semi")
         .join(per_account, on="account_id", how="left")
-        .group_by("cluster_id", "_inside")
-        .agg(
-            pl.col("account_id").n_unique().alias("_holders"),
-            *[pl.col(c).sum() for c in ("requests", *MIX_SIGNALS)],
-        )
+        .group_by("key")
+        .agg(pl.len().alias("_n"), *[pl.col(c).sum() for c in counted])
     )
-    inside = holders.filter(pl.col("_inside"))
-    outside = holders.filter(~pl.col("_inside"))
-    share = [(pl.col(c) / pl.col("requests")).alias(c) for c in MIX_SIGNALS]
-    both = inside.select("cluster_id", *share).join(
-        outside.select("cluster_id", "_holders", pl.col("requests").alias("_out_req"), *share),
-        on="cluster_id",
-        how="left",
-        suffix="_out",
+    inside = (
+        mine.join(main, on=["cluster_id", "key"], how="semi")
+        .join(per_account, on="account_id", how="left")
+        .group_by("cluster_id")
+        .agg(pl.len().alias("_m"), *[pl.col(c).sum() for c in counted])
     )
-    lift = pl.max_horizontal([pl.col(c) - pl.col(f"{c}_out") for c in MIX_SIGNALS])
+    both = main.join(inside, on="cluster_id", how="left").join(totals, on="key", how="left", suffix="_all")
+    out = {c: pl.col(f"{c}_all") - pl.col(c) for c in counted}
+    lift = pl.max_horizontal([pl.col(c) / pl.col("requests") - out[c] / out["requests"] for c in MIX_SIGNALS])
     return both.select(
         "cluster_id",
-        pl.col("_holders").fill_null(0).cast(pl.Int64).alias("client_outside_holders"),
-        pl.when(pl.col("_out_req") > 0).then(lift).alias("extraction_lift_over_client"),
+        (pl.col("_n") - pl.col("_m")).cast(pl.Int64).alias("client_outside_holders"),
+        pl.when(out["requests"] > 0).then(lift).alias("extraction_lift_over_client"),
     )
