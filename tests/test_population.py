@@ -68,10 +68,12 @@ def test_a_slice_of_a_builds_holders_that_harvests_stands_out_and_a_whole_popula
     assert out["coders"]["extraction_lift_over_client"] is None
 
 
-#: Draw 355 (development), 17:00: an aged cot_hydra farm through the router (system-prompt-only asks,
-#: a thinking budget and near-maximum outputs), 15 sub-accounts of 15 orgs, all verified (the router's),
-#: signed up over four days: only a coincidental pair in one half hour, so no batch; the router's
-#: client build is held by 144 accounts outside it, whose traffic has ~3% thinking requests.
+#: Draw 355 (development), 17:00, as main at 3d39ee9 saw it: an aged cot_hydra farm through the router
+#: (system-prompt-only asks, a thinking budget and near-maximum outputs), 15 accounts of 15 orgs, all
+#: verified, signed up over four days: only a coincidental pair in one half hour, so no batch; its
+#: client build is held by 144 accounts outside it, whose traffic has ~3% thinking requests. (Since the
+#: router round a tenant's sub-accounts read as unverified; the case stands for aged, verified accounts
+#: of many orgs on any build that others hold too, e.g. a popular SDK.)
 AGED_ROUTER_FARM: dict[str, Any] = {
     "accounts": 15,
     "active_accounts_24h": 15,
