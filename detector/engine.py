@@ -294,7 +294,9 @@ class Engine:
         """
         w = self.settings.windows
         feats = add_axes(
-            account_features(self.state, points, w.short, w.long), "account", self.settings.evidence
+            account_features(self.state, points, w.short, w.long, self.settings.feature_batch_points),
+            "account",
+            self.settings.evidence,
         )
         if self.observers.on_features is not None:
             self.observers.on_features("account", feats.drop("first_bucket"), points["tick_end"].max())  # type: ignore[arg-type]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+from polars.testing import assert_frame_equal
 
-from detector.window.features import account_features, cluster_features
+from detector.window.features import account_batches, account_features, cluster_features
 from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, WindowState
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -97,3 +98,41 @@ def test_a_routers_sub_accounts_carry_no_verification_of_their_own() -> None:
     sub = pl.DataFrame({"account_id": names[:3], "reseller": ["rs1"] * 3})
     resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.keys)
     assert resold.select("verified_share", "tenant_share").row(0) == (0.25, 0.75)
+
+
+def test_account_batches_bound_parts_and_never_split_an_account() -> None:
+    # account "a" has 7 points (more than a part), the others 1 to 3
+    per = {"a": 7, "b": 1, "c": 3, "d": 2, "e": 3, "f": 1}
+    points = pl.DataFrame(
+        {
+            "account_id": [a for a, n in per.items() for _ in range(n)],
+            "tick_end": [T0 + (i + 1) * Q for n in per.values() for i in range(n)],
+        }
+    )
+    parts = account_batches(points, 4)
+    # a part takes the accounts (in id order) whose first point falls in one run of 4 points
+    assert [p.get_column("account_id").to_list() for p in parts] == [
+        ["a"] * 7 + ["b"],  # "b" alone would be a lone point: it joins the part before
+        ["c", "c", "c", "d", "d"],
+        ["e", "e", "e", "f"],
+    ]
+    assert sorted(pl.concat(parts).rows()) == sorted(points.rows())
+    assert account_batches(points, 17) == [points]
+
+
+def test_account_features_are_the_same_in_batches() -> None:
+    rows = [
+        _bucket(a, i, requests=1 + i % 3, cot=(i + k) % 2) for k, a in enumerate("abcde") for i in range(9)
+    ]
+    st = _state(rows, list("abcde"))
+    points = pl.DataFrame(
+        {
+            "account_id": [a for a in "abcde" for _ in range(3)],
+            "tick_end": [T0 + t * Q for _ in "abcde" for t in (3, 6, 10)],
+        }
+    )
+    whole = account_features(st, points, timedelta(hours=1), timedelta(hours=24))
+    for batch in (1, 2, 4, 7):
+        assert_frame_equal(
+            account_features(st, points, timedelta(hours=1), timedelta(hours=24), batch), whole
+        )

@@ -51,6 +51,11 @@ SLICE_ROWS = 50_000
 #: Rows per Parquet chunk (smaller chunks cost the engine more calls: 20,000 was 20% slower end to end
 #: than a global sort on a 1-day file, 100,000 the same speed).
 STREAM_ROWS = 100_000
+#: Rows decoded and enriched at a time; enriched pieces (prompt text gone) are joined into chunks of
+#: ``STREAM_ROWS``. Decoding holds every prompt of its rows: 100,000 at once peaked at 1,041 MB with
+#: the engine idle on a 964,000-event tile, 25,000 at 596 MB, for the same engine calls and alerts
+#: (docs/benchmarks.md, Scale).
+PIECE_ROWS = 25_000
 #: Bytes read from the head of a file to learn the earliest time it starts with.
 HEAD_BYTES = 1 << 20
 #: Bytes per JSON Lines chunk (~50,000 events of 1.3 KB): with the Parquet chunk, what bounds memory
@@ -163,11 +168,22 @@ def replay(
     return summary
 
 
-def _chunks(path: Path) -> Iterator[Chunk]:
-    """A file's decoded chunks, each of a bounded size."""
-    if path.suffix == ".parquet":
-        return iter_parquet(path, STREAM_ROWS)
-    return iter_jsonl(path, STREAM_BYTES)
+def _enriched(path: Path, take: Callable[[Chunk], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """A file's enriched events (``take``), chunk by chunk. Parquet comes in frames of at least
+    ``STREAM_ROWS`` rows (the last: the rest), each decoded and enriched ``PIECE_ROWS`` at a time."""
+    if path.suffix != ".parquet":
+        yield from (take(chunk) for chunk in iter_jsonl(path, STREAM_BYTES))
+        return
+    held: list[pl.DataFrame] = []
+    for chunk in iter_parquet(path, PIECE_ROWS):
+        events = take(chunk)
+        if events.height:
+            held.append(events)
+        if sum(h.height for h in held) >= STREAM_ROWS:
+            yield pl.concat(held, how="vertical_relaxed")
+            held = []
+    if held:
+        yield pl.concat(held, how="vertical_relaxed")
 
 
 def _starts_at(path: Path) -> datetime | None:
@@ -213,7 +229,7 @@ def _streamed(
 
     def read() -> None:
         try:
-            readers = {i: _chunks(p) for i, p in enumerate(paths)}
+            readers = {i: _enriched(p, take) for i, p in enumerate(paths)}
             merge = EventTimeMerge(idle_after_s=0.0, strict=True, lateness=lateness)
             merge.reset(dict.fromkeys(readers, 0))
             for i, p in enumerate(paths):  # a file brings nothing before it starts (minus the bound)
@@ -224,12 +240,12 @@ def _streamed(
             while readers and not stop.is_set():
                 # read from the file that is furthest behind, so the merge watermark keeps moving
                 i = min(readers, key=lambda j: (merge.newest.get(j, EPOCH), j))
-                chunk = next(readers[i], None)
-                if chunk is None:
+                events = next(readers[i], None)
+                if events is None:
                     del readers[i]
                     highwater[i] = merge.next_offset[i]
                 else:
-                    merge.add(take(chunk), {i: merge.next_offset[i] + 1}, part=i)
+                    merge.add(events, {i: merge.next_offset[i] + 1}, part=i)
                 ready = merge.release(highwater)
                 if ready is not None:
                     put(ready)
