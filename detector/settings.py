@@ -271,11 +271,11 @@ class EngineSettings(BaseSettings):
     #: one honest subject accused per hundred accusations is the most a verdict that no rule, and so no
     #: readable reason, stands behind may cost (issue 17). Below it the model's lone hit stays a low lead.
     model_vote_precision: float = Field(default=0.99, ge=0.5, le=1.0)
-    #: Account features are computed over the (account, tick) points of a pass in batches of at most
-    #: about this many points (an account's points are never split; features are per account, so the
-    #: result is the same). Each point joins its account's 24 hours of buckets and templates (~4 KB a
-    #: point): 10,000 points keep that join near 40 MB however many accounts a tick has active, where
-    #: one join of every active point grows with the population (docs/benchmarks.md, Scale).
+    #: Account features are computed over the (account, tick) points of a pass in parts of about this
+    #: many points (an account's points are never split; features are per account, so the rows are the
+    #: same). Each point joins its account's 24 hours of buckets (2.6 KB a point measured: 45 MB for the
+    #: 17,520 points of one pass on a 964,000-event tile) and templates: 10,000 keeps that join under
+    #: ~30 MB however many accounts a pass has active (docs/benchmarks.md, Scale).
     feature_batch_points: int = Field(default=10_000, ge=2)
 
     @field_validator("models_dir", "allowlist", "ip_intel_dir", mode="before")
