@@ -31,8 +31,9 @@ from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
+from detector.window.batches import account_features_in_parts
 from detector.window.eventtime import EventTimeGuard
-from detector.window.features import account_features, cluster_features
+from detector.window.features import cluster_features
 from detector.window.link import Clusters, build_clusters
 from detector.window.state import WindowState
 
@@ -294,7 +295,9 @@ class Engine:
         """
         w = self.settings.windows
         feats = add_axes(
-            account_features(self.state, points, w.short, w.long, self.settings.feature_batch_points),
+            account_features_in_parts(
+                self.state, points, w.short, w.long, self.settings.feature_batch_points
+            ),
             "account",
             self.settings.evidence,
         )

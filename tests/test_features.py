@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from detector.window.features import account_batches, account_features, cluster_features
+from detector.window.batches import account_batches, account_features_in_parts
+from detector.window.features import account_features, cluster_features
 from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, WindowState
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -134,5 +135,5 @@ def test_account_features_are_the_same_in_batches() -> None:
     whole = account_features(st, points, timedelta(hours=1), timedelta(hours=24))
     for batch in (1, 2, 4, 7):
         assert_frame_equal(
-            account_features(st, points, timedelta(hours=1), timedelta(hours=24), batch), whole
+            account_features_in_parts(st, points, timedelta(hours=1), timedelta(hours=24), batch), whole
         )

@@ -139,59 +139,17 @@ def _in_window(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     return (pl.col("bucket") >= start) & (pl.col("bucket") < end)
 
 
-def account_batches(points: pl.DataFrame, batch: int) -> list[pl.DataFrame]:
-    """``points`` split by account into parts of about ``batch`` points: a part takes the accounts (in id
-    order) whose first point falls in one run of ``batch`` points, so it holds fewer than ``batch`` plus
-    its last account's points (an account's points are never split). One part if they all fit.
-
-    No part is a single point: polars divides a one-row frame by a literal exactly but a longer one by
-    multiplying with the reciprocal (``account_age_days`` would differ in its last bit), so a lone point
-    joins the part before it (with ``batch`` >= 2 that part is never a lone point itself).
-    """
-    batch = max(batch, 2)
-    if points.height <= batch:
-        return [points]
-    part = (pl.col("len").cum_sum() - pl.col("len")) // batch
-    lone = (pl.col("len") == 1) & (pl.len().over("_part") == 1)
-    per = (
-        points.group_by("account_id")
-        .len()
-        .sort("account_id")
-        .with_columns(part.alias("_part"))
-        .with_columns(pl.when(lone).then(pl.col("_part").shift(1)).otherwise(pl.col("_part")).alias("_part"))
-        .with_columns(pl.col("_part").forward_fill().backward_fill())
-    )
-    parts = points.join(per.select("account_id", "_part"), on="account_id", how="left")
-    return [p.drop("_part") for p in parts.partition_by("_part", maintain_order=True)]
-
-
 def account_features(
-    state: WindowState,
-    points: pl.DataFrame,
-    short: timedelta,
-    long: timedelta,
-    batch: int | None = None,
+    state: WindowState, points: pl.DataFrame, short: timedelta, long: timedelta
 ) -> pl.DataFrame:
     """Window features for every evaluation point (account_id, tick_end) at once.
 
     A point's windows are the buckets in [tick_end - window, tick_end): the same numbers whether the
     engine closes one tick or a hundred in one call. Columns: account_id, tick_end, every account
     feature, and ``first_bucket`` (start of the earliest bucket in the long window: the first evidence).
-    ``batch``: compute over parts of about this many points (``EngineSettings.feature_batch_points``),
-    so the join of points with their buckets stays bounded; the rows are the same, in the same order.
     """
     if points.height == 0:
         return points.select("account_id", "tick_end")
-    parts = account_batches(points, batch) if batch is not None else [points]
-    if len(parts) == 1:
-        return _account_features(state, parts[0], short, long)
-    feats = [_account_features(state, p, short, long) for p in parts]
-    return pl.concat(feats, how="vertical").sort("tick_end", "account_id")
-
-
-def _account_features(
-    state: WindowState, points: pl.DataFrame, short: timedelta, long: timedelta
-) -> pl.DataFrame:
     accts = points["account_id"].unique().implode()
     since = points["tick_end"].min() - long  # type: ignore[operator]
     end = pl.col("tick_end")
