@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from detector.window.population import client_population
+from detector.window.population import client_population, main_client_build
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
 _SHARES = list(SIGNAL_COUNTS)
@@ -109,16 +109,8 @@ def client_inside(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
     + SDK string), the share that are its members. An operator's own build is held by its farm alone
     (1.0); a popular SDK that a cohort's laptops happen to share is held by many others (a few per cent).
     """
-    cl = keys.filter(pl.col("family") == "client")
-    holders = cl.group_by("key").agg(pl.col("account_id").n_unique().alias("_n"))
-    return (
-        cl.join(members, on="account_id", how="inner")
-        .group_by("cluster_id", "key")
-        .agg(pl.col("account_id").n_unique().alias("_m"))
-        .join(holders, on="key", how="inner")
-        .sort("cluster_id", "_m", "key", descending=[False, True, False])
-        .group_by("cluster_id", maintain_order=True)
-        .agg((pl.col("_m") / pl.col("_n")).first().alias("client_key_inside_share"))
+    return main_client_build(keys, members).select(
+        "cluster_id", (pl.col("_m") / pl.col("_n")).alias("client_key_inside_share")
     )
 
 

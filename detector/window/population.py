@@ -22,38 +22,53 @@ import polars as pl
 MIX_SIGNALS = ("cot", "coercion", "rubric", "logprob", "thinking")
 
 
+def main_client_build(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Per cluster: its members' most held client build (TLS fingerprint + SDK string; ties to the
+    smallest key) as ``key``, the members holding it (``_m``) and its holders anywhere (``_n``)."""
+    cl = keys.filter(pl.col("family") == "client")
+    holders = cl.group_by("key").agg(pl.col("account_id").n_unique().alias("_n"))
+    return (
+        cl.join(members, on="account_id", how="inner")
+        .group_by("cluster_id", "key")
+        .agg(pl.col("account_id").n_unique().alias("_m"))
+        .join(holders, on="key", how="inner")
+        .sort("cluster_id", "_m", "key", descending=[False, True, False])
+        .group_by("cluster_id", maintain_order=True)
+        .agg(pl.col("key", "_m", "_n").first())
+    )
+
+
 def client_population(keys: pl.DataFrame, members: pl.DataFrame, buckets: pl.DataFrame) -> pl.DataFrame:
     """Per cluster: accounts outside it holding its members' most held client build
     (``client_outside_holders``), and how far the cluster's share of requests carrying each
     ``MIX_SIGNALS`` counter exceeds that of those outside holders over ``buckets`` (the 24 h window),
     the largest such gap (``extraction_lift_over_client``; null when the outside holders sent nothing).
 
-    Cost is linear in the holders of the builds and the members: each build's totals are summed once,
-    and a cluster's outside is its build's totals less its own holders' (a popular SDK held by
-    thousands is not paired with every cluster that holds it).
+    Cost is linear in the holders of the builds and the members: only those holders' buckets are
+    summed, each build's totals once, and a cluster's outside is its build's totals less its own
+    holders' (a popular SDK held by thousands is not paired with every cluster that holds it).
     """
     counted = ("requests", *MIX_SIGNALS)
-    cl = keys.filter(pl.col("family") == "client").select("account_id", "key").unique()
-    mine = cl.join(members, on="account_id", how="inner")
-    main = (
-        mine.group_by("cluster_id", "key")
-        .agg(pl.col("account_id").n_unique().alias("_m"))
-        .sort("cluster_id", "_m", "key", descending=[False, True, False])
-        .group_by("cluster_id", maintain_order=True)
-        .agg(pl.col("key").first())
+    main = main_client_build(keys, members)
+    held = (
+        keys.filter(pl.col("family") == "client")
+        .select("account_id", "key")
+        .unique()
+        .join(main.select("key").unique(), on="key", how="semi")
     )
-    per_account = buckets.group_by("account_id").agg(pl.col(c).sum().cast(pl.Float64) for c in counted)
-    totals = (
-        cl.join(main.select("key").unique(), on="key", how="semi")
-        .join(per_account, on="account_id", how="left")
-        .group_by("key")
-        .agg(pl.len().alias("_n"), *[pl.col(c).sum() for c in counted])
+    per_account = (
+        buckets.join(held.select("account_id").unique(), on="account_id", how="semi")
+        .group_by("account_id")
+        .agg(pl.col(c).sum().cast(pl.Float64) for c in counted)
     )
+    sums = [pl.col(c).sum() for c in counted]
+    totals = held.join(per_account, on="account_id", how="left").group_by("key").agg(sums)
     inside = (
-        mine.join(main, on=["cluster_id", "key"], how="semi")
+        held.join(members, on="account_id", how="inner")
+        .join(main.select("cluster_id", "key"), on=["cluster_id", "key"], how="semi")
         .join(per_account, on="account_id", how="left")
         .group_by("cluster_id")
-        .agg(pl.len().alias("_m"), *[pl.col(c).sum() for c in counted])
+        .agg(sums)
     )
     both = main.join(inside, on="cluster_id", how="left").join(totals, on="key", how="left", suffix="_all")
     out = {c: pl.col(f"{c}_all") - pl.col(c) for c in counted}
