@@ -46,6 +46,13 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     # every family reports each knob once per draw and IP-intel setting
     assert len(result.cells) == 2 * len(families) * (len(KNOBS) + 1)  # + one "all" row per family
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
+    # the per-campaign rows the cells are summed from: one per family and setting, summing back
+    assert len(result.campaigns) == 2 * len(families)
+    for c in result.cells:
+        if c["knob"] == "all":
+            rows = [r for r in result.campaigns if (r["intel"], r["family"]) == (c["intel"], c["family"])]
+            acc = sum(r["accounts"] for r in rows)
+            assert c["recall"] == sum(r["detected"] for r in rows) / acc
     assert {p["persona"] for p in result.personas} >= {"casual", "eval_harness", "company_card"}
     # every honest look-alike is in every draw, at its realistic size whatever the scale
     looks = {p["persona"]: p["accounts"] for p in result.personas if p["intel"] == "off"}

@@ -139,6 +139,9 @@ class MatrixResult(BaseModel):
     draw_indices: list[int]
     cells: list[dict[str, Any]]
     personas: list[dict[str, Any]]
+    #: One row per (intel, draw, family): its knob values, accounts, accounts named at medium and hours
+    #: to the first accusation; the rows the cells are summed from, to see which campaigns were missed.
+    campaigns: list[dict[str, Any]] = []
 
 
 def _requests_when_named(events: pl.DataFrame, first: dict[str, Any], members: list[str]) -> list[int]:
@@ -299,6 +302,11 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
         for i in indices:
             rows += _one_draw(i, cfg, Path(tmp))
     cells, personas = summarise(rows)
+    campaigns = [
+        {k: r[k] for k in ("intel", "draw", "family", "knobs", "accounts", "detected", "ttd_hours")}
+        for r in rows
+        if r["kind"] == "campaign"
+    ]
     config = {
         "draws": cfg.draws,
         "held_out": cfg.held_out,
@@ -308,7 +316,9 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
         "attack_accounts": cfg.attack_accounts,
         "ip_intel": str(cfg.ip_intel_dir) if cfg.ip_intel_dir else None,
     }
-    return MatrixResult(config=config, draw_indices=indices, cells=cells, personas=personas)
+    return MatrixResult(
+        config=config, draw_indices=indices, cells=cells, personas=personas, campaigns=campaigns
+    )
 
 
 def render_markdown(result: MatrixResult) -> str:
