@@ -86,6 +86,7 @@ def router_customers(w: World, p: PersonaParams) -> Block:
     for i, a in enumerate(accts["eval"]):
         blocks.append(_model_comparison(w, rng, a, i, p))
     blocks.append(router_team(w, n))
+    blocks.append(router_calibration(w, n))
     return concat(blocks)
 
 
@@ -126,6 +127,46 @@ def router_team(w: World, customers: int) -> Block:
     sys_hash = _system(w, tool["system"])
     accts = [_sub_account(w, rollout_created(w, rng, rollout, _TEAM), country) for _ in range(seats)]
     return tool_traffic(w, rng, accts, tool, sys_hash, country, _TEAM)
+
+
+#: Router customers who study a model's calibration, as a share of its customers (at least one).
+_CALIBRATION_SHARE = 0.02
+
+
+def router_calibration(w: World, customers: int) -> Block:
+    """Researchers among the router's customers studying calibration: benchmark questions at temperature
+    0 with log-probabilities (``top_logprobs`` 5, one completion, a few tokens: the answer's
+    distribution, not a reasoning trace), in a few sessions in office hours. Aged sub-accounts like the
+    router's other customers (its own random stream: the other customers' traffic is unchanged)."""
+    rng = w.rng("persona", "router_calibration")
+    if customers <= 0:
+        return empty_block()
+    r = w.router()
+    blocks = []
+    for i in range(max(1, round(customers * _CALIBRATION_SHARE))):
+        created = r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms))
+        a = _sub_account(w, created, ("US", "GB", "DE")[int(rng.integers(3))])
+        runs = int(clock.counts(rng, np.array([w.days * 1.5]), minimum=1)[0])
+        starts = clock.local_times(rng, runs, w.start_ms, w.end_ms, -5.0, clock.OFFICE)
+        lengths: I64 = np.asarray(rng.integers(20, 80, runs), dtype=np.int64)
+        ts, _, _ = clock.sessions(rng, starts, lengths, gap_mean_s=3.0, gap_min_s=0.5)
+        k = ts.shape[0]
+        blocks.append(
+            make_block(
+                np.full(k, a),
+                ts,
+                w.base_models[int(rng.integers(len(w.base_models)))],
+                w.bank.eval_prompts(rng, 7 + i, k),
+                "en",
+                max_tokens=16,
+                temperature=0.0,
+                logprobs=1,
+                top_logprobs=5,
+                out_median=4.0,
+                history=0.0,
+            )
+        )
+    return concat(blocks)
 
 
 def _model_comparison(w: World, rng: np.random.Generator, a: int, i: int, p: PersonaParams) -> Block:
