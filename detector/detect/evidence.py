@@ -91,6 +91,24 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
 
 
+#: The tier of an account a reseller provisions for one of its customers (a router's sub-account).
+RESELLER_TIER = "reseller"
+
+
+def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
+    """A reseller's sub-account whose traffic carries extraction no evaluation needs: the model's hidden
+    reasoning demanded (coercion) or its distribution harvested (logprobs). The sub-account's
+    verification and tenure are the reseller's and its customer's relation with it, not a customer we
+    know: they vouch for what the router's customers do at volume (chat, apps, comparing models on
+    benchmarks that ask for steps, with or without a thinking budget), for which the account axis keeps
+    the trust (a router's model-comparison developers stay low), not for coercion or logprob harvesting,
+    which none of them needs and the disclosed campaigns do (issue 17, round 8). A direct customer's own
+    verification keeps covering both."""
+    ext = extraction_checks(s)
+    beyond = ext["reasoning trace coerced"].fill_null(False) | ext["logprob harvest"].fill_null(False)
+    return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
+
+
 def _signup_burst(s: EvidenceSettings) -> pl.Expr:
     """A sign-up burst: a real share of the members opened within one sign-up window, not two pairs."""
     c = pl.col
@@ -148,9 +166,13 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     c = pl.col
     tenure = s.trust_tenure_days
     if target == "account":
-        trusted = c("verified").fill_null(False) & (
-            (c("account_age_days").fill_null(0.0) >= tenure)
-            | c("tier").is_in(list(s.trusted_tiers)).fill_null(False)
+        trusted = (
+            c("verified").fill_null(False)
+            & (
+                (c("account_age_days").fill_null(0.0) >= tenure)
+                | c("tier").is_in(list(s.trusted_tiers)).fill_null(False)
+            )
+            & ~_reseller_vouches_not(s)
         )
         per_day = c("requests_24h").fill_null(0).cast(pl.Float64)
         outside = per_day > _tier_limit(s, c("tier")) * s.outside_tier_factor
