@@ -171,8 +171,13 @@ class EvidenceSettings(BaseModel):
     #: Reasoning asked for through parameters only (thinking budgets), with extraction-sized outputs.
     thinking_share: float = 0.5
     max_tokens_high_share: float = 0.5
-    #: Agentic transcripts: tool-heavy requests dominate.
+    #: Agentic transcripts: tool-heavy requests dominate ...
     tools_heavy_share: float = 0.4
+    #: ... or, in a cluster, its active members each sent at least this many tool-heavy turns in 24 h,
+    #: whatever else they sent: more than an agent tutorial's worked examples (1-8 per participant),
+    #: less than one agent session (25-30 turns). A farm padding its seats with ordinary chat dilutes
+    #: the share, not the transcripts it harvests (issue 17, round 8).
+    agentic_turns_per_account: float = Field(default=10.0, gt=0)
     #: A pivot: a quarter of the traffic moved to a model launched days ago (the disclosed operator
     #: moved half within 24 h).
     new_model_share: float = 0.25

@@ -30,8 +30,23 @@ from detector.window.features import ARTEFACT_FAMILIES
 AXIS_PREFIX = "evidence:"
 
 
-def extraction_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
-    """Extraction signal name -> whether the subject's 24 h traffic carries it."""
+def agentic_transcripts(s: EvidenceSettings, target: str = "account") -> pl.Expr:
+    """Agentic transcripts: tool-heavy requests dominate the traffic, or (a cluster) its members each
+    ran at least a session's worth of tool-heavy turns in 24 h, whatever else they sent. Padding the
+    seats with ordinary chat (a blend) dilutes the share, not the transcripts harvested: a farm at 80%
+    blend still sends every tool-heavy turn it would have sent unblended (issue 17, round 8)."""
+    c = pl.col
+    share = c("tools_heavy_share_24h")
+    dominant = share >= s.tools_heavy_share
+    if target != "cluster":
+        return dominant
+    per_member = c("requests_per_account_24h").fill_null(0.0) * share.fill_null(0.0)
+    return dominant | (per_member >= s.agentic_turns_per_account)
+
+
+def extraction_checks(s: EvidenceSettings, target: str = "account") -> dict[str, pl.Expr]:
+    """Extraction signal name -> whether the subject's 24 h traffic carries it (``target``: account or
+    cluster; a cluster also counts its members' agentic turns, ``agentic_transcripts``)."""
     c = pl.col
     return {
         "reasoning elicited": c("cot_share_24h") >= s.cot_share,
@@ -40,7 +55,7 @@ def extraction_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
         "logprob harvest": c("logprob_share_24h") >= s.logprob_share,
         "reasoning via parameters": (c("thinking_share_24h") >= s.thinking_share)
         & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share),
-        "agentic transcripts": c("tools_heavy_share_24h") >= s.tools_heavy_share,
+        "agentic transcripts": agentic_transcripts(s, target),
         "new-model pivot": c("new_model_share_24h") >= s.new_model_share,
     }
 
@@ -84,7 +99,7 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
     # coercion, rubric grading, reasoning through parameters, agentic transcripts, a pivot), or that ask
     # with extraction-sized outputs
-    ext = extraction_checks(s)
+    ext = extraction_checks(s, "cluster")
     elicited = ext.pop("reasoning elicited")
     sized = c("max_tokens_high_share_24h").fill_null(0.0) >= s.max_tokens_high_share
     harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized)
@@ -202,7 +217,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
     return frame.with_columns(
-        _count(extraction_checks(s)).alias("extraction_signals"),
+        _count(extraction_checks(s, "cluster")).alias("extraction_signals"),
         _count(_coordination_checks(s)).alias("coordination_signals"),
         colocated(s).alias("colocated"),
         tenant_explains(s).alias("tenant_explains"),
@@ -272,7 +287,7 @@ def axis_reasons(
         return hits
     subjects = frame.join(hits.select(key).unique(), on=key, how="semi")
     c = pl.col
-    ext = extraction_checks(s)
+    ext = extraction_checks(s, target)
     rows = [
         subjects.select(
             key,
