@@ -193,6 +193,11 @@ class EvidenceSettings(BaseModel):
     #: are what independent sign-ups give by chance (two colleagues, a tool's launch day), and in a
     #: small cluster (the few members active in one night hour) one such pair is a tenth of it.
     signup_burst_min_accounts: int = Field(default=3, ge=2)
+    #: Cards across orgs (a coordination signal, and bulk provisioning) need most members (at least this
+    #: share) paying with a card that pays for another of the cluster's orgs too: a farm's card per ten
+    #: accounts holds all of them; a startup's engineers on the company card are a few of a popular
+    #: tool's users (issue 17, round 8). The same "most members" as ``colocated_member_share``.
+    cross_org_card_member_share: float = Field(default=0.5, gt=0, le=1)
     #: Co-location: a cohort behind one venue or campus NAT (a hackathon, a class) shares its artefacts
     #: because its people sit in one room following one tutorial: at least this share of its members
     #: were seen behind one residential, campus or office prefix (some also from a phone or from home;

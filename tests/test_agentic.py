@@ -5,17 +5,25 @@ the turns per seat do not. The features below are the ones the engine computed o
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
-from test_evidence import ROUTER_GROUP, _frame, _verdict
+from test_evidence import CODERS_FIRST_HOUR, ROUTER_GROUP, _frame, _verdict
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import add_axes
 from detector.engine import Engine
+from detector.lab.simulate import SimParams
+from detector.lab.simulate.params import CODER_CARD_TEAM_MAX, with_lookalikes
+from detector.lab.simulate.personas import agentic_coder
+from detector.lab.simulate.prompts import PromptBank
+from detector.lab.simulate.world import World
 from detector.settings import EvidenceSettings
+from detector.window.cards import cross_org_cards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +81,7 @@ BLENDED_FARM: dict[str, Any] = {
     "synchrony_24h": 0.167,
     "link_families": 4,
     "shares_payment": True,
+    "cross_org_card_member_share": 1.0,
     "shares_client": True,
     "shares_sysprompt": True,
     "shares_signup": True,
@@ -139,3 +148,71 @@ def test_the_volume_bar_is_a_setting() -> None:
     assert add_axes(frame, "cluster", strict)["extraction_signals"].to_list() == [0]
     assert add_axes(frame, "cluster", EvidenceSettings())["extraction_signals"].to_list() == [1]
     assert build_engine().settings.evidence.agentic_turns_per_account == 10.0
+
+
+def test_a_popular_tools_users_include_a_startups_engineers_on_the_company_card() -> None:
+    """With the look-alikes on, 3-8 of the coding agent's users are one startup's engineers: personal
+    accounts (each its own org) paid with one company card; off by default (no random draw)."""
+    params = with_lookalikes(SimParams(), 1.0)
+    w = World(5, params, PromptBank.load(None), 1.0, 1.0)
+    agentic_coder(w, params.agentic_coder)
+    coders = [a for a in w.accounts if a.persona == "agentic_coder"]
+    card, k = Counter(a.payment for a in coders).most_common(1)[0]
+    assert 3 <= k <= CODER_CARD_TEAM_MAX
+    assert len({a.org_id for a in coders if a.payment == card}) == k, "each on a personal org"
+    assert SimParams().agentic_coder.card_team_max == 0
+    w = World(5, SimParams(), PromptBank.load(None), 1.0, 1.0)
+    agentic_coder(w, SimParams().agentic_coder)
+    assert Counter(a.payment for a in w.accounts).most_common(1)[0][1] == 1
+
+
+def test_cross_org_cards_counts_the_members_on_a_card_of_several_orgs() -> None:
+    members = pl.DataFrame({"account_id": list("abcdef"), "cluster_id": ["x"] * 4 + ["y"] * 2})
+    accounts = pl.DataFrame({"account_id": list("abcdef"), "org_id": ["o1", "o2", "o3", "o4", "o5", "o5"]})
+    keys = pl.DataFrame(
+        {"account_id": list("abcdef"), "family": ["payment"] * 6, "key": ["k1", "k1", "k2", "k3", "k4", "k4"]}
+    )
+    none = pl.DataFrame(schema={"account_id": pl.String})
+    got = dict(cross_org_cards(keys, members, accounts, none).sort("cluster_id").iter_rows())
+    # x: a and b pay with one card across two orgs; y: one org's two accounts on its own card
+    assert got == {"x": 0.5, "y": 0.0}
+    # a tenant's sub-accounts pay through the tenant's card: never a card of theirs across orgs
+    sub = pl.DataFrame({"account_id": ["a", "b"]})
+    assert dict(cross_org_cards(keys, members, accounts, sub).sort("cluster_id").iter_rows())["x"] == 0.0
+
+
+def test_a_startups_engineers_among_a_tools_users_are_no_provisioning(engine: Engine) -> None:
+    """The coding agent's 148 users, three of them a startup's engineers on the company card: one card
+    across three of 148 orgs is not a farm's cards, so established verified customers of many orgs stay
+    below medium (on main the card made all 148 bulk-provisioned and put them at high). A farm whose
+    members pay with a card per ten accounts is still bulk-provisioned, and high with extraction."""
+    users = CODERS_FIRST_HOUR | {
+        "accounts": 148,
+        "active_accounts_24h": 148,
+        "orgs": 148,
+        "payers": 146,
+        "payer_share": 146 / 148,
+        "shares_payment": True,
+        "cross_org_card_member_share": 3 / 148,
+        "signup_burst_share": 2 / 148,
+        "link_families": 5,
+    }
+    sev, reasons = _verdict(engine, "cluster", **users)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    farm = users | {"payers": 15, "payer_share": 15 / 148, "cross_org_card_member_share": 1.0}
+    sev, reasons = _verdict(engine, "cluster", **farm)
+    assert sev == "high"
+    assert "cards across orgs" in reasons["evidence:coordination"]
+
+
+def test_one_card_across_many_orgs_is_not_one_customer(engine: Engine) -> None:
+    """A cluster whose members all pay with one card across their six orgs (a farm's card per ten
+    accounts, the slice of it on one card) is not one customer explaining its sharing: that card is the
+    cards-across-orgs signal. One card under one org still is one customer."""
+    one_card = BLENDED_FARM | {"payers": 1, "payer_share": 1 / 6}
+    axes = _axes("cluster", **one_card)
+    assert not axes["one_customer_explains"]
+    assert axes["bulk_provisioned"]
+    sev, _ = _verdict(engine, "cluster", **one_card)
+    assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]
+    assert _axes("cluster", **(one_card | {"orgs": 1}))["one_customer_explains"]

@@ -65,7 +65,7 @@ def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     c = pl.col
     out = {f"shared {f}": c(f"shares_{f}").fill_null(False) for f in ARTEFACT_FAMILIES}
     out["sign-up burst"] = _signup_burst(s)
-    out["cards across orgs"] = _cards_across_orgs()
+    out["cards across orgs"] = _cards_across_orgs(s)
     out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     return out
 
@@ -142,11 +142,15 @@ def _signup_batch(s: EvidenceSettings) -> pl.Expr:
     return _signup_burst(s) & (together >= s.signup_burst_min_accounts)
 
 
-def _cards_across_orgs() -> pl.Expr:
+def _cards_across_orgs(s: EvidenceSettings) -> pl.Expr:
     """Payment instruments shared across different orgs: "payment signals that linked seemingly
-    independent accounts" (PRODUCT.md). A customer's own team pays under its one org."""
+    independent accounts" (PRODUCT.md), when most members pay with them (a card per ten accounts puts
+    all of a farm's on one). A customer's own team pays under its one org; a startup's engineers on the
+    company card, each on a personal account, are a few of a popular tool's users, not its provisioning
+    (issue 17, round 8: one such card put a coding agent's whole user base at high)."""
     c = pl.col
-    return (c("shares_payment").fill_null(False) & (c("payers") < c("orgs"))).fill_null(False)
+    most = c("cross_org_card_member_share").fill_null(0.0) >= s.cross_org_card_member_share
+    return (c("shares_payment").fill_null(False) & (c("payers") < c("orgs")) & most).fill_null(False)
 
 
 def _stands_out_from_client(s: EvidenceSettings) -> pl.Expr:
@@ -196,8 +200,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
-    # one card or one org: a customer's own accounts share its artefacts
-    one_payer = ((c("payers") <= 1) | (c("orgs") <= 1)).fill_null(False)
+    # one card or one org: a customer's own accounts share its artefacts. One card across the members'
+    # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
+    one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~_cards_across_orgs(s))).fill_null(False)
     # trust is a customer's: one verified tenant (its members under one org, or a few: a stray account
     # linked in by an office address adds one) with tenure (or a contract). Many verified orgs bound
     # by one private artefact and one sign-up burst are not one customer (aged accounts, bought or
@@ -223,7 +228,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         tenant_explains(s).alias("tenant_explains"),
         # provisioned in bulk: a batch of sign-ups, or cards shared across orgs (not established customers
         # who each came on their own, whatever their accounts' age or verification)
-        (_signup_batch(s) | _cards_across_orgs()).alias("bulk_provisioned"),
+        (_signup_batch(s) | _cards_across_orgs(s)).alias("bulk_provisioned"),
         _stands_out_from_client(s).alias("stands_out_from_client"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),

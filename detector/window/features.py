@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector.window.cards import cross_org_cards
 from detector.window.population import client_population, main_client_build
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
@@ -264,6 +265,7 @@ def cluster_features(
         .join(together, on="cluster_id", how="left")
         .join(evidence, on="cluster_id", how="left")
         .join(_payers(keys, members, sub), on="cluster_id", how="left")
+        .join(cross_org_cards(keys, members, accounts, sub), on="cluster_id", how="left")
         .join(_signup_bursts(keys, members), on="cluster_id", how="left")
         .join(venues(keys, members, sub).drop("venue_key"), on="cluster_id", how="left")
         .join(client_inside(keys, members), on="cluster_id", how="left")
@@ -333,6 +335,8 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "orgs": pl.Int64(),
     "payers": pl.Int64(),
     "payer_share": pl.Float64(),
+    #: members paying with a card that pays for another of the cluster's orgs too (``window.cards``)
+    "cross_org_card_member_share": pl.Float64(),
     "signup_burst_share": pl.Float64(),
     "verified_share": pl.Float64(),
     #: members that are sub-accounts of a reseller tenant (a router): its org, card, egress are theirs

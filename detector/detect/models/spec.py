@@ -40,7 +40,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: next retrain may take it back (and drop it from this set). The venue shares
 #: (``top_network_key_share``, ``second_network_key_share``) and ``client_key_inside_share`` are
 #: rule evidence (the room test), kept out of models until a retrain weighs them; so are the cluster
-#: against its client build's population (``window.population``) and its axis (issue 17, round 7).
+#: against its client build's population (``window.population``) and its axis (issue 17, round 7), and
+#: the share of members on cards across orgs (``window.cards``, round 8).
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -54,6 +55,7 @@ _EXCLUDED: Final = frozenset(
         "client_outside_holders",
         "extraction_lift_over_client",
         "stands_out_from_client",
+        "cross_org_card_member_share",
     }
 )
 

@@ -46,6 +46,9 @@ class ProductUsersParams(PersonaParams):
     #: At most this share of them opened their accounts in the product's adoption waves (its launch, a
     #: viral week), drawn per run (``lab/simulate/signups.py``); 0: every one on their own, over years.
     adoption_wave_share: float = Field(default=0.0, ge=0, le=1)
+    #: Up to this many of them (at least 3, drawn per run) are one startup's engineers: personal accounts
+    #: (each its own org) paid with the company card (``signups.card_team``); 0: none.
+    card_team_max: int = Field(default=0, ge=0)
 
 
 class SharedAccountsParams(PersonaParams):
@@ -272,6 +275,8 @@ LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
 #: With the look-alikes on, up to this share of the coding tool's users came in its adoption waves (a
 #: launch brings many developers in a day or two; off in the default run, whose seed tables stay).
 CODER_WAVE_SHARE = 0.3
+#: ... and up to this many of them are one startup's engineers on the company card (a card across orgs).
+CODER_CARD_TEAM_MAX = 8
 
 
 def with_lookalikes(params: SimParams, scale: float, sizes: dict[str, int] | None = None) -> SimParams:
@@ -282,6 +287,6 @@ def with_lookalikes(params: SimParams, scale: float, sizes: dict[str, int] | Non
         name: getattr(params, name).model_copy(update={"accounts": max(1, round(n / scale))})
         for name, n in want.items()
     }
-    waves = {"adoption_wave_share": CODER_WAVE_SHARE}
+    waves = {"adoption_wave_share": CODER_WAVE_SHARE, "card_team_max": CODER_CARD_TEAM_MAX}
     update["agentic_coder"] = params.agentic_coder.model_copy(update=waves)
     return params.model_copy(update=update)

@@ -236,12 +236,14 @@ CODING_TOOL_SYSTEM = "sp_c0d3p170"
 
 def agentic_coder(w: World, p: ProductUsersParams) -> Block:
     """Honest users of a popular agentic coding tool: many tools, long sessions, working hours; some
-    opened their accounts in the tool's adoption waves (``signups``)."""
+    opened their accounts in the tool's adoption waves, and a few are one startup's engineers paying
+    with the company card (``signups``)."""
     rng = w.rng("persona", "agentic_coder")
     n = w.scaled(p.accounts)
     waves = signups.adoption_waves(rng, w, p.adoption_wave_share)
+    team = signups.card_team(rng, w, p.card_team_max)
     accts, tzs, tools = [], [], []
-    for lang in pick_langs(rng, n, {"en": 0.6, "de": 0.1, "fr": 0.1, "ja": 0.1, "pt": 0.1}):
+    for i, lang in enumerate(pick_langs(rng, n, {"en": 0.6, "de": 0.1, "fr": 0.1, "ja": 0.1, "pt": 0.1})):
         country = _country(rng, lang)
         ips = [
             net.residential_ip(rng, country, w.params.ipv6_fraction) for _ in range(int(rng.integers(1, 3)))
@@ -255,7 +257,7 @@ def agentic_coder(w: World, p: ProductUsersParams) -> Block:
                     in_wave if in_wave is not None else _age_created(rng, w),
                     w.new_id("org", 8),
                     _keys(w, 1),
-                    w.new_id("pf", 12),
+                    team.card if team is not None and i < team.size else w.new_id("pf", 12),
                     country,
                     "standard",
                     True,

@@ -6,6 +6,10 @@ network). Within such a wave two or three of them land in the same half hour by 
 of the user base; a detector that reads "opened in the same half hour" as "provisioned in bulk" must be
 caught out here, not in production (issue 17, round 6: a coincidental pair of a coding agent's
 verified developers put 18 of them at high).
+
+Nor do they all pay alone: a startup's engineers each open a personal account (their own org) and pay
+with the company card. A detector that reads one card across a few orgs as a farm's cards must be
+caught out here too (issue 17, round 8).
 """
 
 from __future__ import annotations
@@ -52,3 +56,19 @@ def wave_created(rng: np.random.Generator, waves: Waves) -> int | None:
         return None
     start = int(waves.starts[int(rng.integers(waves.starts.shape[0]))])
     return start + int(rng.exponential(WAVE_HOURS) * HOUR_MS)
+
+
+@dataclass(frozen=True)
+class CardTeam:
+    """One startup's engineers among the product's users: how many, and the company card they pay with."""
+
+    size: int
+    card: str
+
+
+def card_team(rng: np.random.Generator, w: World, max_size: int) -> CardTeam | None:
+    """The startup's team, 3 to ``max_size`` engineers; ``None`` (and no random draw) when ``max_size`` is
+    below 3, so a run without it is the same run as before."""
+    if max_size < 3:
+        return None
+    return CardTeam(int(rng.integers(3, max_size + 1)), w.new_id("pf", 12))
