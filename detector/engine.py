@@ -260,7 +260,7 @@ class Engine:
                 w.long + w.tick,
                 w.link,
                 w.account_idle,
-                w.link,
+                w.dedup,
                 self.settings.state_caps,
             )
         )
@@ -312,10 +312,12 @@ class Engine:
         if hits.height == 0:
             return {}, {}
         # a tutorial's exercises are the room's, not the account's own harvest (``detect/room.py``)
+        first_tick = points["tick_end"].min()
+        assert isinstance(first_tick, datetime)
         rooms = RoomContext(
             KeyTimeline(timeline.before, timeline.log, timeline.after),
             since,
-            self.state.templates,
+            self.state.template_rows(points["account_id"].unique(), first_tick - w.long),
             self.state.accounts,
             self.settings.link.min_overlap,
         )
@@ -367,7 +369,9 @@ class Engine:
             alert_members["account_id"], keys, accounts.select("account_id", "org_id"), now
         )
         named = suppress(alert_members, allowed, self.stats.suppressed)
-        per_cluster = accused(named, self.state.buckets, now, w.long)
+        per_cluster = accused(
+            named, self.state.bucket_rows(named["account_id"].unique(), now - w.long, now), now, w.long
+        )
         return [
             cluster_verdict(row, context, self.models, self.rules)
             for row in rows.join(per_cluster, on="cluster_id", how="inner").iter_rows(named=True)

@@ -37,6 +37,11 @@ class WindowSettings(BaseModel):
     long: timedelta = Field(default=timedelta(hours=24), gt=_ZERO)
     #: Linkage keys (shared cards, IPs, fingerprints...) stay live this long after last use.
     link: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
+    #: Request ids are remembered this long (de-duplication: a gateway's retries and Kafka redeliveries
+    #: arrive within minutes). A duplicate older than this is counted again: at 24 h (``long``) its
+    #: bucket is outside every window still to be evaluated, so it only adds a use to its linkage keys
+    #: and one to the events counted. Each day kept costs 8 bytes a request (docs/benchmarks.md).
+    dedup: timedelta = Field(default=timedelta(hours=24), gt=_ZERO)
     #: An account with no event for this long is evicted from state.
     account_idle: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
     #: Models seen within this long of the stream's start are "established"; later ones are new.

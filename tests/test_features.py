@@ -8,8 +8,9 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from detector.window.batches import account_batches, account_features_in_parts
+from detector.window.compact import coded_rows
 from detector.window.features import account_features, cluster_features
-from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, WindowState
+from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, TEMPLATE_SCHEMA, WindowState
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 Q = timedelta(minutes=15)
@@ -23,7 +24,9 @@ def _bucket(acct: str, i: int, requests: int = 1, cot: int = 0) -> dict[str, obj
 
 def _state(rows: list[dict[str, object]], accounts: list[str]) -> WindowState:
     st = WindowState()
-    st.buckets = pl.DataFrame(rows, schema=BUCKET_SCHEMA)
+    st.ids, st.buckets, st.templates = coded_rows(
+        pl.DataFrame(rows, schema=BUCKET_SCHEMA), pl.DataFrame(schema=TEMPLATE_SCHEMA)
+    )
     st.accounts = pl.DataFrame(
         [(a, T0, T0 + timedelta(days=1), T0 - timedelta(days=1), "free", None, None) for a in accounts],
         schema=ACCOUNT_SCHEMA,

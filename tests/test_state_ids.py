@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.window.ids import ID_HASH, id_hashes
+from detector.window.ids import id_hashes
 from detector.window.state import WindowState
 from detector.window.tables import SEEN_SCHEMA
 
@@ -45,18 +45,20 @@ def test_the_column_hash_is_the_reference_hash_for_any_lengths_and_characters() 
 
 def _events(ids: list[str], start: int = 0) -> pl.DataFrame:
     ts = [T0 + timedelta(seconds=start + i) for i in range(len(ids))]
-    return pl.DataFrame({"request_id": ids, "ts": ts, "account_id": ["a"] * len(ids)})
+    tick = [t.replace(minute=0, second=0) + timedelta(minutes=15) for t in ts]  # all in 00:00-00:15
+    return pl.DataFrame({"request_id": ids, "ts": ts, "account_id": ["a"] * len(ids), "_tick": tick})
 
 
 def test_drop_seen_stays_exact_across_batches_and_within_one() -> None:
     st = WindowState()
     fresh, dup = st.drop_seen(_events(["r1", "r2", "r2", "r3"]))
     assert (fresh["request_id"].to_list(), dup) == (["r1", "r2", "r3"], 1)
-    assert fresh.columns == ["request_id", "ts", "account_id"]
+    assert fresh.columns == ["request_id", "ts", "account_id", "_tick"]
     fresh, dup = st.drop_seen(_events(["r3", "r4", "r1", "r10"], start=10))
     assert (fresh["request_id"].to_list(), dup) == (["r4", "r10"], 2)
-    assert st.seen.schema == SEEN_SCHEMA
-    assert st.seen[ID_HASH].to_list() == id_hashes(pl.Series(["r1", "r2", "r3", "r4", "r10"])).to_list()
+    assert st.seen.schema == SEEN_SCHEMA  # one list of hashes per tick and call, no time per id
+    assert st.seen["tick"].to_list() == [T0 + timedelta(minutes=15)] * 2
+    assert st.seen_hashes().to_list() == id_hashes(pl.Series(["r1", "r2", "r3", "r4", "r10"])).to_list()
     # a re-read event before the closed tick is dropped; a new late one is kept
     batch, dropped = st.drop_counted(_events(["r2", "r99"], start=1), T0 + timedelta(hours=1))
     assert (batch["request_id"].to_list(), dropped) == (["r99"], 1)

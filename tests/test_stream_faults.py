@@ -24,7 +24,7 @@ from detector.runtime.metrics import Metrics
 from detector.runtime.replay import replay
 from detector.runtime.stream.daemon import Daemon
 from detector.runtime.stream.faults import OutputTopics, TopicGuard, TopicRecreated
-from detector.window.ids import ID_HASH, id_hashes
+from detector.window.ids import id_hashes
 
 pytestmark = pytest.mark.kafka
 
@@ -46,7 +46,7 @@ def _counted(daemon: Daemon) -> int:
     if not engine.clock.pending:
         return engine.stats.events
     waiting = pl.concat([f.select("request_id") for f in engine.clock.pending]).unique()
-    counted = id_hashes(waiting["request_id"]).is_in(engine.state.seen[ID_HASH].implode())
+    counted = id_hashes(waiting["request_id"]).is_in(engine.state.seen_hashes().implode())
     return engine.stats.events + int((~counted).sum())
 
 

@@ -143,10 +143,12 @@ def account_features(
     """
     if points.height == 0:
         return points.select("account_id", "tick_end")
-    accts = points["account_id"].unique().implode()
-    since = points["tick_end"].min() - long  # type: ignore[operator]
+    accts = points["account_id"].unique()
+    first = points["tick_end"].min()
+    assert isinstance(first, datetime)
+    since = first - long
     end = pl.col("tick_end")
-    b = state.buckets.filter(pl.col("account_id").is_in(accts) & (pl.col("bucket") >= since))
+    b = state.bucket_rows(accts, since)
     j = points.join(b, on="account_id", how="inner").filter(_in_window(end - long, end))
     sum_cols = [c for c in b.columns if c not in ("account_id", "bucket")]
     in_short = pl.col("bucket") >= end - short
@@ -168,7 +170,7 @@ def account_features(
         .alias("cot_share_1h"),
         "first_bucket",
     )
-    t = state.templates.filter(pl.col("account_id").is_in(accts) & (pl.col("bucket") >= since))
+    t = state.template_rows(accts, since)
     tj = (
         points.join(t, on="account_id", how="inner")
         .filter(_in_window(end - long, end))
@@ -213,9 +215,13 @@ def cluster_features(
     sub = subaccounts if subaccounts is not None else pl.DataFrame(schema={"account_id": pl.String})
     is_sub = pl.col("account_id").is_in(sub.get_column("account_id").implode())
     since = now - long
-    window = _in_window(pl.lit(since), pl.lit(now))
-    in_window = state.buckets.filter(window)
-    b = in_window.join(members, on="account_id", how="inner")
+    accts = members.get_column("account_id").unique()
+    b = state.bucket_rows(accts, since, now).join(members, on="account_id", how="inner")
+    # the window's buckets of every holder of a client build a member holds (``client_population``)
+    client = keys.filter(pl.col("family") == "client")
+    builds = client.join(members, on="account_id", how="semi").get_column("key").unique()
+    holders = client.filter(pl.col("key").is_in(builds.implode())).get_column("account_id").unique()
+    holders_rows = state.bucket_rows(holders, since, now)
     active = b.group_by("cluster_id").agg(
         pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
     )
@@ -230,7 +236,7 @@ def cluster_features(
     pooled = _window_sums(b.drop("account_id"), since, now, "cluster_id")
     pooled = pooled.select("cluster_id", *_ratios("24h"))
     t = (
-        state.templates.filter(window)
+        state.template_rows(accts, since, now)
         .join(members, on="account_id", how="inner")
         .group_by("cluster_id", "template_fp")
         .agg(pl.col("requests").sum())
@@ -269,7 +275,7 @@ def cluster_features(
         .join(_signup_bursts(keys, members), on="cluster_id", how="left")
         .join(venues(keys, members, sub).drop("venue_key"), on="cluster_id", how="left")
         .join(client_inside(keys, members), on="cluster_id", how="left")
-        .join(client_population(keys, members, in_window), on="cluster_id", how="left")
+        .join(client_population(keys, members, holders_rows), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),

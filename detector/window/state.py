@@ -6,9 +6,11 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
   counts, inter-arrival gap sums). Window features are sums over buckets, so a 24 h window costs
   96 rows per busy account at a 15-minute tick.
 - ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
+- ``ids``: account id -> the 32-bit code buckets and templates store instead (``compact.py``; readers
+  get rows with the id back from ``bucket_rows`` and ``template_rows``).
 - ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
 - ``keys``: (account, family, key) -> last seen and uses: the linkage material.
-- ``seen``: request ids inside the de-duplication horizon, as 64-bit hashes (``ids.py``).
+- ``seen``: request ids inside the de-duplication horizon, as 64-bit hashes (``ids.py``), a list per tick.
 - ``models``: model -> first seen, to tell a newly launched model from an established one.
 
 Their column layouts and the linkage key expressions are in ``tables.py``.
@@ -26,12 +28,15 @@ import polars as pl
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import StateCaps
+from detector.window.compact import assign, codes_of, fit_rows, merge_rows, rows_of, upgrade
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
+    BUCKET_STORE,
     GAP_SUM,
     GAP_SUMSQ,
+    IDS_SCHEMA,
     KEY_SCHEMA,
     MAX_GAP_S,
     MODEL_SCHEMA,
@@ -39,6 +44,7 @@ from detector.window.tables import (
     SIGNAL_COUNTS,
     TABLES,
     TEMPLATE_SCHEMA,
+    TEMPLATE_STORE,
     TOKEN_SUMS,
     link_key_exprs,
     merge_keys,
@@ -54,6 +60,7 @@ __all__ = [
     "MODEL_SCHEMA",
     "SIGNAL_COUNTS",
     "TABLES",
+    "TEMPLATE_SCHEMA",
     "WindowState",
     "link_key_exprs",
     "merge_keys",
@@ -64,37 +71,46 @@ __all__ = [
 class WindowState:
     """All mutable engine state (see module docstring)."""
 
-    buckets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_SCHEMA))
-    templates: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TEMPLATE_SCHEMA))
+    buckets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_STORE))
+    templates: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TEMPLATE_STORE))
     accounts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ACCOUNT_SCHEMA))
     keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_SCHEMA))
     seen: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SEEN_SCHEMA))
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_SCHEMA))
+    ids: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IDS_SCHEMA))
     stream_start: datetime | None = None
     _appends: int = 0
     #: A partner's indicators (configuration, not checkpointed): matching values add ``shared_intel`` keys.
     partner: PartnerIndex | None = None
 
     # ---------------------------------------------------------------------------------------------
+    def seen_hashes(self) -> pl.Series:
+        """Every request id hash inside the de-duplication horizon."""
+        return self.seen.get_column(ID_HASH).explode().drop_nulls()
+
     def drop_seen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-        """Remove events whose request id was already counted; remember the new ones."""
+        """Remove events whose request id was already counted; remember the new ones, per ``_tick``."""
         hashed = events.with_columns(id_hashes(events.get_column("request_id")))
-        fresh = hashed.filter(~pl.col(ID_HASH).is_in(self.seen.get_column(ID_HASH).implode())).unique(
+        fresh = hashed.filter(~pl.col(ID_HASH).is_in(self.seen_hashes().implode())).unique(
             subset="request_id", keep="first", maintain_order=True
         )
         dup = events.height - fresh.height
-        self.seen = pl.concat([self.seen, fresh.select(ID_HASH, "ts")])
+        per_tick = fresh.group_by(pl.col("_tick").alias("tick"), maintain_order=True).agg(ID_HASH)
+        self.seen = pl.concat([self.seen, per_tick.cast(SEEN_SCHEMA)])
         return fresh.drop(ID_HASH), dup
 
     def drop_counted(self, batch: pl.DataFrame, closed_before: datetime) -> tuple[pl.DataFrame, int]:
         """Remove events already counted in a closed tick (a partition read again from an older offset).
 
         Every counted event lies before ``closed_before`` (the end of the last closed tick), so only a
-        late event can repeat one: a batch without late events costs one filter."""
+        late event can repeat one: a batch without late events costs one filter. A repeat lies in a
+        tick that ends after the earliest late event."""
         late = batch.filter(pl.col("ts") < closed_before)
         if late.height == 0:
             return batch, 0
-        counted = self.seen.filter(pl.col("ts") >= late["ts"].min()).get_column(ID_HASH)
+        counted = (
+            self.seen.filter(pl.col("tick") > late["ts"].min()).get_column(ID_HASH).explode().drop_nulls()
+        )
         fresh = batch.filter(~id_hashes(batch.get_column("request_id")).is_in(counted.implode()))
         return fresh, batch.height - fresh.height
 
@@ -178,6 +194,7 @@ class WindowState:
                 .alias("_gap")
             )
         )
+        self.ids, codes = assign(self.ids, ev.get_column("account_id"))
         new_buckets = (
             ev.group_by("account_id", "bucket")
             .agg(
@@ -191,17 +208,16 @@ class WindowState:
                 pl.col("_gap").sum().alias(GAP_SUM),
                 (pl.col("_gap").cast(pl.Int128) ** 2).sum().alias(GAP_SUMSQ),
             )
-            .select(BUCKET_SCHEMA.keys())
-            .cast(BUCKET_SCHEMA)
+            .join(codes, on="account_id")
         )
-        self.buckets = pl.concat([self.buckets, new_buckets])
+        self.buckets = pl.concat([self.buckets, fit_rows(new_buckets, BUCKET_STORE)])
         new_tpl = (
             ev.filter(pl.col("template_fp").is_not_null())
             .group_by("account_id", "bucket", "template_fp")
             .agg(pl.len().cast(pl.UInt32).alias("requests"))
-            .select(TEMPLATE_SCHEMA.keys())
+            .join(codes, on="account_id")
         )
-        self.templates = pl.concat([self.templates, new_tpl.cast(TEMPLATE_SCHEMA)])
+        self.templates = pl.concat([self.templates, fit_rows(new_tpl, TEMPLATE_STORE)])
 
         acc = ev.group_by("account_id").agg(
             pl.col("ts").min().alias("first_seen"),
@@ -255,21 +271,21 @@ class WindowState:
 
     def compact(self) -> None:
         """Merge duplicate (account, bucket) rows appended by successive ticks and late events."""
-        sum_cols = [c for c in BUCKET_SCHEMA if c not in ("account_id", "bucket")]
-        self.buckets = (
-            self.buckets.group_by("account_id", "bucket")
-            .agg([pl.col(c).sum() for c in sum_cols])
-            .select(BUCKET_SCHEMA.keys())
-            .cast(BUCKET_SCHEMA)
-            .sort("account_id", "bucket")
-        )
-        self.templates = (
-            self.templates.group_by("account_id", "bucket", "template_fp")
-            .agg(pl.col("requests").sum())
-            .select(TEMPLATE_SCHEMA.keys())
-            .cast(TEMPLATE_SCHEMA)
-            .sort("account_id", "bucket", "template_fp")
-        )
+        self.buckets = merge_rows(self.buckets, BUCKET_STORE)
+        self.templates = merge_rows(self.templates, TEMPLATE_STORE)
+
+    def bucket_rows(
+        self, accounts: pl.Series | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.DataFrame:
+        """Buckets (``BUCKET_SCHEMA``: the account id, 32-bit counts) of ``accounts`` (None: all) in
+        [since, until); an (account, bucket) may take several rows: readers sum them."""
+        return rows_of(self.buckets, self.ids, BUCKET_SCHEMA, accounts, since, until)
+
+    def template_rows(
+        self, accounts: pl.Series | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.DataFrame:
+        """Template counts (``TEMPLATE_SCHEMA``) of ``accounts`` (None: all) in [since, until)."""
+        return rows_of(self.templates, self.ids, TEMPLATE_SCHEMA, accounts, since, until)
 
     def evict(
         self,
@@ -291,7 +307,8 @@ class WindowState:
         self.templates = self.templates.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.keys = self.keys.filter(pl.col("last_seen") >= watermark - link)
         self.accounts = self.accounts.filter(pl.col("last_seen") >= watermark - idle)
-        self.seen = self.seen.filter(pl.col("ts") >= watermark - dedup)
+        # a tick's ids go once its end is past the horizon: the horizon rounded up to whole ticks
+        self.seen = self.seen.filter(pl.col("tick") > watermark - dedup)
         # a model unseen for the idle span is forgotten; if it comes back it counts as new again
         self.models = self.models.filter(pl.col("last_seen") >= watermark - idle)
         dropped: Counter[str] = Counter()
@@ -299,32 +316,52 @@ class WindowState:
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         if caps is not None:
             dropped.update(self._cap(caps))
+        # an id goes with the last bucket or template row that holds its code
+        held = pl.concat(
+            [self.buckets.get_column("account_code"), self.templates.get_column("account_code")]
+        ).unique()
+        ids = self.ids.height
+        self.ids = self.ids.filter(pl.col("account_code").is_in(held.implode()))
+        dropped["ids/age"] += ids - self.ids.height
         return +dropped
 
     def _cap(self, caps: StateCaps) -> Counter[str]:
-        """Keep the newest ``caps.<table>`` rows of each table (by its event-time column)."""
+        """Keep the newest ``caps.<table>`` rows of each table (by its event-time column); ``seen``
+        counts request ids and drops whole ticks, oldest first."""
         out: Counter[str] = Counter()
         if self.accounts.height > caps.accounts:
             keep = self.accounts.top_k(caps.accounts, by="last_seen")
             gone = self.accounts.join(keep.select("account_id"), on="account_id", how="anti")["account_id"]
             self.accounts = keep.sort("account_id")
             out["accounts/cap"] += gone.len()
-            for t in ("buckets", "templates", "keys"):
+            gone_codes = codes_of(self.ids, gone)
+            assert gone_codes is not None
+            for t, column, names in (
+                ("buckets", "account_code", gone_codes),
+                ("templates", "account_code", gone_codes),
+                ("keys", "account_id", gone),
+            ):
                 frame = getattr(self, t)
-                kept = frame.filter(~pl.col("account_id").is_in(gone.implode()))
+                kept = frame.filter(~pl.col(column).is_in(names.implode()))
                 out[f"{t}/cap"] += frame.height - kept.height
                 setattr(self, t, kept)
         for t, column in (
             ("buckets", "bucket"),
             ("templates", "bucket"),
             ("keys", "last_seen"),
-            ("seen", "ts"),
             ("models", "last_seen"),
         ):
             frame, cap = getattr(self, t), getattr(caps, t)
             if frame.height > cap:
                 out[f"{t}/cap"] += frame.height - cap
                 setattr(self, t, frame.top_k(cap, by=column))
+        ids = self.seen.get_column(ID_HASH).list.len().cast(pl.Int64)
+        total = int(ids.sum())
+        if total > caps.seen:
+            newest_first = self.seen.with_columns(ids.alias("_n")).sort("tick", descending=True)
+            kept = newest_first.filter(pl.col("_n").cum_sum() <= caps.seen)
+            out["seen/cap"] += total - int(kept.get_column("_n").sum())
+            self.seen = kept.drop("_n").sort("tick")
         return out
 
     # ---------------------------------------------------------------------------------------------
@@ -348,17 +385,7 @@ class WindowState:
             path = directory / f"{name}.parquet"
             if path.exists():
                 setattr(st, name, pl.read_parquet(path))
-        if "gap_sum" in st.buckets.columns:  # written when gap sums were float seconds
-            st.buckets = st.buckets.with_columns(
-                (pl.col("gap_sum") * 1e6).round().cast(pl.Int64).alias(GAP_SUM),
-                (pl.col("gap_sumsq") * 1e12).round().cast(pl.Int128).alias(GAP_SUMSQ),
-            ).select(BUCKET_SCHEMA.keys())
-        if "request_id" in st.seen.columns:  # written when request ids were kept as strings
-            st.seen = st.seen.select(id_hashes(st.seen.get_column("request_id")), "ts")
-        if "verified" not in st.accounts.columns:  # a checkpoint from before the trust flag was kept
-            st.accounts = st.accounts.with_columns(pl.lit(None, pl.Boolean).alias("verified"))
-        if "last_seen" not in st.models.columns:  # written before models were evicted
-            st.models = st.models.with_columns(pl.col("first_seen").alias("last_seen"))
+        upgrade(st)  # a checkpoint written by an older build
         start = directory / "start.parquet"
         if start.exists():
             st.stream_start = pl.read_parquet(start)["stream_start"][0]

@@ -54,6 +54,23 @@ BUCKET_SCHEMA = make_schema(
 TEMPLATE_SCHEMA = make_schema(
     {"account_id": pl.String, "bucket": UTC_US, "template_fp": pl.UInt64, "requests": pl.UInt32}
 )
+#: ``BUCKET_SCHEMA`` and ``TEMPLATE_SCHEMA`` are what readers get (``WindowState.bucket_rows``); the
+#: state stores them narrower (``window/compact.py``): the account as a 32-bit code of ``IDS_SCHEMA``,
+#: counts in 16 bits and token sums in 32, a busier (account, bucket) in several rows.
+ROW_COUNTS = ("requests", *SIGNAL_COUNTS, "gap_n")
+BUCKET_STORE = make_schema(
+    {
+        "account_code": pl.UInt32,
+        **{c: d for c, d in BUCKET_SCHEMA.items() if c != "account_id"},
+        **{c: pl.UInt16 for c in ROW_COUNTS},
+        **{c: pl.UInt32 for c in TOKEN_SUMS},
+    }
+)
+TEMPLATE_STORE = make_schema(
+    {"account_code": pl.UInt32, "bucket": UTC_US, "template_fp": pl.UInt64, "requests": pl.UInt16}
+)
+#: account id -> code, for the accounts that buckets or templates hold
+IDS_SCHEMA = make_schema({"account_id": pl.String, "account_code": pl.UInt32})
 ACCOUNT_SCHEMA = make_schema(
     {
         "account_id": pl.String,
@@ -69,11 +86,12 @@ ACCOUNT_SCHEMA = make_schema(
 KEY_SCHEMA = make_schema(
     {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
 )
-#: request ids as 64-bit hashes (``window/ids.py``: 8 bytes an id instead of the string)
-SEEN_SCHEMA = make_schema({"id_hash": pl.UInt64, "ts": UTC_US})
+#: request ids as 64-bit hashes (``window/ids.py``: 8 bytes an id instead of the string), one list per
+#: closed tick (``tick``: its end, after every event time in it), not a time per id
+SEEN_SCHEMA = make_schema({"tick": UTC_US, "id_hash": pl.List(pl.UInt64)})
 MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "last_seen": UTC_US})
 #: Every table, in checkpoint order.
-TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models")
+TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models", "ids")
 
 
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or
