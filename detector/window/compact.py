@@ -111,7 +111,9 @@ def fit_rows(rows: pl.DataFrame, store: pl.Schema) -> pl.DataFrame:
 def merge_rows(rows: pl.DataFrame, store: pl.Schema) -> pl.DataFrame:
     """One row per key (code, bucket[, template]) where the counts fit, summed exactly; sorted."""
     keys = [c for c in ("account_code", "bucket", "template_fp") if c in store]
-    summed = rows.group_by(keys).agg([pl.col(c).sum() for c in store if c not in keys])
+    # summed in 64 bits (128 for the squared gaps): a 16- or 32-bit sum would wrap before it is split
+    wide = {c: pl.Int128 if d == pl.Int128 else pl.Int64 for c, d in store.items() if c not in keys}
+    summed = rows.group_by(keys).agg([pl.col(c).cast(d).sum() for c, d in wide.items()])
     return fit_rows(summed, store).sort(keys)
 
 
