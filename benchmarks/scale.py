@@ -17,7 +17,8 @@ Inputs are built cheaply and reproducibly from the simulator:
 Every replay runs in a child process (this script's ``child`` mode: the engine ``detector replay``
 builds, fed by the same ``replay`` function), with a wall-clock cap (``--cap``): a capped run reports
 the part it finished. Per run: events/s and CPU µs per event over the replay itself, peak RSS of the
-child (``os.wait4``), and state bytes per tracked account at the end. The campaign is scored with
+child (``os.wait4``), and state bytes per tracked account at the end (``--state-breakdown``: per table
+and column). The campaign is scored with
 ``detector evaluate`` (recall at medium and above; honest accounts flagged). Prints one JSON line per
 run and a JSON summary last::
 
@@ -151,6 +152,7 @@ def simulate_campaign(out: Path, honest: int, farm: int, rate: float, days: floa
 def child(args: argparse.Namespace) -> None:
     """Replay ``args.input`` with the engine ``detector replay`` builds; write progress to a file."""
     from detector.app import build_engine
+    from detector.lab.bench.replay import state_breakdown
     from detector.runtime.replay import replay
 
     engine = build_engine(None, None, None, not args.no_models)
@@ -182,6 +184,7 @@ def child(args: argparse.Namespace) -> None:
             "event_time": engine.clock.last_closed.isoformat() if engine.clock.last_closed else None,
             "rss_timeline": timeline,
             **({"peak_rss_mb_by_stage": dict(sorted(stages.items()))} if stages is not None else {}),
+            **({"state_breakdown": state_breakdown(engine.state)} if final and args.state_breakdown else {}),
         }
 
     def write(rec: dict[str, Any]) -> None:
@@ -250,14 +253,24 @@ def _cpu() -> float:
 
 
 def measure(
-    path: Path, alerts: Path, models: bool, cap: float, rss_cap_mb: int, stages: bool = False
+    path: Path,
+    alerts: Path,
+    models: bool,
+    cap: float,
+    rss_cap_mb: int,
+    stages: bool = False,
+    breakdown: bool = False,
 ) -> dict[str, Any]:
     """One child replay, capped at ``cap`` seconds of wall time and ``rss_cap_mb`` of resident memory
     (the machine is shared); its figures (partial if capped)."""
     progress = alerts.with_suffix(".progress.json")
     progress.unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "child", str(path), str(alerts), str(progress)]
-    flags = [*([] if models else ["--no-models"]), *(["--stages"] if stages else [])]
+    flags = [
+        *([] if models else ["--no-models"]),
+        *(["--stages"] if stages else []),
+        *(["--state-breakdown"] if breakdown else []),
+    ]
     proc = subprocess.Popen([*cmd, *flags])  # noqa: S603 (this script)
     start, capped, page = time.monotonic(), "", os.sysconf("SC_PAGE_SIZE")
     while True:
@@ -296,6 +309,7 @@ def measure(
                 "state_mb",
                 "event_time",
                 "peak_rss_mb_by_stage",
+                "state_breakdown",
                 "rss_timeline",
             )
         },
@@ -326,6 +340,7 @@ def main() -> None:
     c.add_argument("progress")
     c.add_argument("--no-models", action="store_true")
     c.add_argument("--stages", action="store_true")
+    c.add_argument("--state-breakdown", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("out/scale"))
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--scale", type=float, default=1.0)
@@ -341,6 +356,9 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=900.0, help="Wall-clock seconds per replay.")
     ap.add_argument("--rss-cap-mb", type=int, default=6000, help="Stop a replay past this resident memory.")
     ap.add_argument("--stages", action="store_true", help="Sample which engine stage holds the peak RSS.")
+    ap.add_argument(
+        "--state-breakdown", action="store_true", help="Bytes per account of every state table and column."
+    )
     args = ap.parse_args()
     if args.mode == "child":
         child(args)
@@ -351,7 +369,7 @@ def main() -> None:
 
     def run(path: Path, name: str, models: bool) -> dict[str, Any]:
         alerts = work / f"{name}{'-models' if models else ''}.alerts.jsonl"
-        r = measure(path, alerts, models, args.cap, args.rss_cap_mb, args.stages)
+        r = measure(path, alerts, models, args.cap, args.rss_cap_mb, args.stages, args.state_breakdown)
         print(json.dumps(r), flush=True)
         runs.append(r)
         return r

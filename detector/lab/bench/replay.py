@@ -21,6 +21,7 @@ from rich.table import Table
 from detector.io.files import iter_jsonl, iter_parquet
 from detector.runtime.cpu import cores, own_seconds
 from detector.schema import RAW_SCHEMA
+from detector.window.state import TABLES, WindowState
 
 #: Replay targets (issue 3): end to end from Parquet, events/s; from JSON Lines, share of the ceiling.
 PARQUET_TARGET_EPS = 150_000
@@ -136,6 +137,21 @@ def budget_lines(rows: list[dict[str, float | str]], n_cores: int) -> list[str]:
                 f"{left:.1f} for the engine, which spends {float(engine['cpu_us_per_event']):.1f}"
             )
         out.append(line)
+    return out
+
+
+def state_breakdown(state: WindowState) -> dict[str, Any]:
+    """Bytes per tracked account of every state table and column (polars ``estimated_size``), and rows
+    per tracked account of every table: where the state's bytes are."""
+    n = max(state.accounts.height, 1)
+    out: dict[str, Any] = {}
+    for t in TABLES:
+        frame = getattr(state, t)
+        out[t] = {
+            "rows_per_account": round(frame.height / n, 2),
+            "bytes_per_account": round(frame.estimated_size() / n, 1),
+            "columns": {c: round(frame.get_column(c).estimated_size() / n, 1) for c in frame.columns},
+        }
     return out
 
 
