@@ -152,7 +152,6 @@ def simulate_campaign(out: Path, honest: int, farm: int, rate: float, days: floa
 def child(args: argparse.Namespace) -> None:
     """Replay ``args.input`` with the engine ``detector replay`` builds; write progress to a file."""
     from detector.app import build_engine
-    from detector.lab.bench.replay import state_breakdown
     from detector.runtime.replay import replay
 
     engine = build_engine(None, None, None, not args.no_models)
@@ -184,7 +183,7 @@ def child(args: argparse.Namespace) -> None:
             "event_time": engine.clock.last_closed.isoformat() if engine.clock.last_closed else None,
             "rss_timeline": timeline,
             **({"peak_rss_mb_by_stage": dict(sorted(stages.items()))} if stages is not None else {}),
-            **({"state_breakdown": state_breakdown(engine.state)} if final and args.state_breakdown else {}),
+            **({"state_breakdown": _breakdown(engine.state)} if final and args.state_breakdown else {}),
         }
 
     def write(rec: dict[str, Any]) -> None:
@@ -205,6 +204,12 @@ def child(args: argparse.Namespace) -> None:
     rec["alert_records"] = summary.revisions
     rec["rejects"] = sum(summary.rejects.values())
     write(rec)
+
+
+def _breakdown(state: Any) -> dict[str, Any]:
+    from detector.lab.bench.replay import state_breakdown
+
+    return state_breakdown(state)
 
 
 def _stage_sampler(engine: Any) -> dict[str, int]:
