@@ -92,6 +92,7 @@ def table_rows(daemon: Any) -> dict[str, int]:
     if engine is None:
         return {}
     rows = {t: getattr(engine.state, t).height for t in TABLES}
+    rows["seen"] = engine.state.seen_hashes().len()  # request ids (the table holds a list per tick)
     rows["pending"] = sum(f.height for f in list(engine.clock.pending))
     rows["merge_held"] = daemon.merge.held()
     rows["episodes"] = len(engine.book.episodes)
