@@ -17,7 +17,6 @@ the account id), the same values a reader summed before.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -32,9 +31,6 @@ from detector.window.tables import (
     TEMPLATE_SCHEMA,
     TEMPLATE_STORE,
 )
-
-if TYPE_CHECKING:
-    from detector.window.state import WindowState
 
 #: The largest value each narrow stored type holds.
 _LIMITS: dict[pl.DataType, int] = {pl.UInt16(): 2**16 - 1, pl.UInt32(): 2**32 - 1}
@@ -146,20 +142,27 @@ def seen_per_tick(seen: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def upgrade(st: WindowState) -> None:
-    """Tables of a checkpoint written by an older build, as this one keeps them (in place)."""
-    if "gap_sum" in st.buckets.columns:  # written when gap sums were float seconds
-        st.buckets = st.buckets.with_columns(
-            (pl.col("gap_sum") * 1e6).round().cast(pl.Int64).alias(GAP_SUM),
-            (pl.col("gap_sumsq") * 1e12).round().cast(pl.Int128).alias(GAP_SUMSQ),
-        ).select(BUCKET_SCHEMA.keys())
-    if "request_id" in st.seen.columns:  # written when request ids were kept as strings
-        st.seen = st.seen.select(id_hashes(st.seen.get_column("request_id")), "ts")
-    if "ts" in st.seen.columns:  # written with a time per id
-        st.seen = seen_per_tick(st.seen)
-    if "account_id" in st.buckets.columns:  # written before account codes and 16-bit counts
-        st.ids, st.buckets, st.templates = coded_rows(st.buckets, st.templates)
-    if "verified" not in st.accounts.columns:  # a checkpoint from before the trust flag was kept
-        st.accounts = st.accounts.with_columns(pl.lit(None, pl.Boolean).alias("verified"))
-    if "last_seen" not in st.models.columns:  # written before models were evicted
-        st.models = st.models.with_columns(pl.col("first_seen").alias("last_seen"))
+def upgrade(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The tables of a checkpoint (name -> frame), as this build keeps them: a checkpoint written by an
+    older build is converted."""
+    t = dict(t)
+    if "gap_sum" in t["buckets"].columns:  # written when gap sums were float seconds
+        t["buckets"] = (
+            t["buckets"]
+            .with_columns(
+                (pl.col("gap_sum") * 1e6).round().cast(pl.Int64).alias(GAP_SUM),
+                (pl.col("gap_sumsq") * 1e12).round().cast(pl.Int128).alias(GAP_SUMSQ),
+            )
+            .select(BUCKET_SCHEMA.keys())
+        )
+    if "request_id" in t["seen"].columns:  # written when request ids were kept as strings
+        t["seen"] = t["seen"].select(id_hashes(t["seen"].get_column("request_id")), "ts")
+    if "ts" in t["seen"].columns:  # written with a time per id
+        t["seen"] = seen_per_tick(t["seen"])
+    if "account_id" in t["buckets"].columns:  # written before account codes and 16-bit counts
+        t["ids"], t["buckets"], t["templates"] = coded_rows(t["buckets"], t["templates"])
+    if "verified" not in t["accounts"].columns:  # a checkpoint from before the trust flag was kept
+        t["accounts"] = t["accounts"].with_columns(pl.lit(None, pl.Boolean).alias("verified"))
+    if "last_seen" not in t["models"].columns:  # written before models were evicted
+        t["models"] = t["models"].with_columns(pl.col("first_seen").alias("last_seen"))
+    return t

@@ -381,11 +381,13 @@ class WindowState:
     def load(cls, directory: Path) -> WindowState:
         """Read a checkpoint written by ``save``."""
         st = cls()
-        for name in TABLES:
-            path = directory / f"{name}.parquet"
-            if path.exists():
-                setattr(st, name, pl.read_parquet(path))
-        upgrade(st)  # a checkpoint written by an older build
+        read = {
+            t: pl.read_parquet(directory / f"{t}.parquet")
+            for t in TABLES
+            if (directory / f"{t}.parquet").exists()
+        }
+        for name, frame in upgrade({t: getattr(st, t) for t in TABLES} | read).items():
+            setattr(st, name, frame)
         start = directory / "start.parquet"
         if start.exists():
             st.stream_start = pl.read_parquet(start)["stream_start"][0]
