@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from detector.window.cards import cross_org_cards
+from detector.window.dilution import harvest_excess, typical_mix
 from detector.window.population import client_population, main_client_build
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
@@ -295,6 +296,9 @@ def cluster_features(
         .with_columns(
             (pl.col("payers") / pl.col("accounts")).alias("payer_share"),
             (pl.col("_top_signup").fill_null(0) / pl.col("accounts")).alias("signup_burst_share"),
+            # a blend divides the shares, not the harvest: its excess over the typical account's mix (every
+            # account's window, read once per linkage pass)
+            *harvest_excess(typical_mix(state.bucket_rows(None, since, now))),
         )
         .drop("_mean_k", "_paid", "_instruments", "_top_signup")
         .sort("cluster_id")
@@ -357,6 +361,10 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     #: the cluster against its client build's other holders (``window.population``)
     "client_outside_holders": pl.Int64(),
     "extraction_lift_over_client": pl.Float64(),
+    #: harvest beyond the typical account's mix, which a blend of ordinary traffic cannot dilute
+    #: (``window.dilution``)
+    "harvest_excess_share_24h": pl.Float64(),
+    "harvest_excess_requests_24h": pl.Float64(),
     "link_families": pl.Int64(),
     "shares_payment": pl.Boolean(),
     "shares_reseller": pl.Boolean(),

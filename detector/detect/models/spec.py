@@ -41,7 +41,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: (``top_network_key_share``, ``second_network_key_share``) and ``client_key_inside_share`` are
 #: rule evidence (the room test), kept out of models until a retrain weighs them; so are the cluster
 #: against its client build's population (``window.population``) and its axis (issue 17, round 7), and
-#: the share of members on cards across orgs (``window.cards``, round 8).
+#: the share of members on cards across orgs (``window.cards``, round 8), and
+#: the harvest in excess of the typical account's mix (``window.dilution``, round 8).
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -56,6 +57,8 @@ _EXCLUDED: Final = frozenset(
         "extraction_lift_over_client",
         "stands_out_from_client",
         "cross_org_card_member_share",
+        "harvest_excess_share_24h",
+        "harvest_excess_requests_24h",
     }
 )
 
