@@ -1,0 +1,174 @@
+"""Campaigns diluted with ordinary traffic (issue 17, round 8).
+
+A campaign that mixes 60-90% ordinary requests into each account divides every extraction share until
+none reaches its bar; the harvest requests are all still there. ``window.dilution`` measures what the
+blend cannot remove (the cluster's harvest beyond the typical account's mix) and
+``cluster_diluted_harvest`` reads it behind the coordinated-harvest gates.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from test_evidence import CODERS_FIRST_HOUR, _verdict
+
+from detector.app import build_engine
+from detector.contracts import SEVERITY_RANK
+from detector.engine import Engine
+from detector.window.dilution import harvest_excess, typical_mix
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 3, 2, 14, tzinfo=UTC)
+RULE = "cluster_diluted_harvest"
+_COUNTERS = ("cot", "coercion", "rubric", "logprob", "n_gt1", "thinking", "max_tokens_high")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return build_engine(ROOT / "rules")
+
+
+def _buckets(accounts: list[str], requests: int, **counts: int) -> pl.DataFrame:
+    n = len(accounts)
+    cols: dict[str, Any] = {"account_id": accounts, "bucket": [T0] * n, "requests": [requests] * n}
+    cols |= {c: [counts.get(c, 0)] * n for c in _COUNTERS}
+    return pl.DataFrame(cols)
+
+
+def _pooled(buckets: pl.DataFrame) -> pl.DataFrame:
+    """One cluster row with the pooled shares cluster_features gives."""
+    s = buckets.select(pl.col("requests").sum(), *[pl.col(c).sum() for c in _COUNTERS])
+    return s.select(
+        pl.col("requests").alias("requests_24h"),
+        *[(pl.col(c) / pl.col("requests")).alias(f"{c}_share_24h") for c in _COUNTERS],
+    )
+
+
+def test_a_blend_divides_the_shares_but_not_the_excess_over_the_typical_account() -> None:
+    """Ten hydra accounts, 20 requests each, 85% of them ordinary: the three harvest requests an account
+    sends (a thinking budget with near-maximum outputs) are 15% of its traffic, under every bar the
+    extraction axis reads (0.5), but 12 points above the typical account's mix (100 ordinary users with
+    one thinking request in ten and near-maximum outputs on one in five)."""
+    hydra = [f"h{i}" for i in range(10)]
+    people = [f"p{i}" for i in range(100)]
+    farm = _buckets(hydra, 20, thinking=3 + 2, max_tokens_high=3 + 3)  # its own 3 + the blend's ordinary mix
+    everyone = pl.concat([farm, _buckets(people, 20, thinking=2, max_tokens_high=4)])
+    typical = typical_mix(everyone)
+    row = _pooled(farm).with_columns(harvest_excess(typical)).row(0, named=True)
+    assert row["thinking_share_24h"] == pytest.approx(0.25)  # diluted: below the 0.5 bar
+    assert row["harvest_excess_share_24h"] == pytest.approx(0.3 - (10 * 0.3 + 100 * 0.2) / 110, abs=1e-9)
+    assert row["harvest_excess_requests_24h"] == pytest.approx(200 * row["harvest_excess_share_24h"])
+    # the same accounts sending only what everyone sends: nothing in excess
+    plain = _pooled(_buckets(hydra, 20, thinking=2, max_tokens_high=4)).with_columns(harvest_excess(typical))
+    assert plain.row(0, named=True)["harvest_excess_share_24h"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_a_tools_step_by_step_ask_with_ordinary_outputs_is_no_excess() -> None:
+    """A team's SQL helper says "think it through step by step" on every request and gets a query back:
+    reasoning elicited, outputs of ordinary size. That is what ``tenant_explains`` leaves to a team, and
+    the excess counts it only with extraction-sized outputs."""
+    team = [f"t{i}" for i in range(12)]
+    people = [f"p{i}" for i in range(100)]
+    tool = _buckets(team, 30, cot=30, max_tokens_high=3)
+    typical = typical_mix(pl.concat([tool, _buckets(people, 20, max_tokens_high=4)]))
+    row = _pooled(tool).with_columns(harvest_excess(typical)).row(0, named=True)
+    assert row["cot_share_24h"] == 1.0
+    assert row["harvest_excess_share_24h"] == 0.0
+
+
+#: Draw 110 (development), 16:00, as main at c00687b saw it: a fresh cot_hydra through the router with
+#: its ask only in its private system prompt (a thinking budget, near-maximum outputs) and 60-90% of
+#: each account's requests ordinary. 13 sub-accounts, linked by the system prompt and a sign-up burst;
+#: a thinking budget on 53% of requests and near-maximum outputs on 42%: "reasoning via parameters"
+#: needs both >= 0.5, so no extraction signal, and ``tenant_explains`` holds (a team's tool could
+#: explain a group inside a router with nothing extracted in sight). The typical account asked a
+#: thinking budget on ~12% and near-maximum outputs on ~19% of its requests that hour.
+BLENDED_ROUTER_HYDRA: dict[str, Any] = {
+    "accounts": 13,
+    "active_accounts_24h": 13,
+    "payers": 13,
+    "payer_share": 1.0,
+    "orgs": 13,
+    "new_account_share": 1.0,
+    "median_account_age_days": 2.9,
+    "verified_share": 0.0,
+    "tenant_share": 1.0,
+    "requests_24h": 38,
+    "requests_per_account_24h": 2.9,
+    "active_hours_24h": 12,
+    "synchrony_24h": 0.11,
+    "template_top_share_24h": 0.05,
+    "thinking_share_24h": 0.526,
+    "max_tokens_high_share_24h": 0.421,
+    "shares_sysprompt": True,
+    "shares_signup": True,
+    "signup_burst_share": 0.538,
+    "rare_artefact_families": 1,
+    "link_families": 2,
+    "client_outside_holders": 179,
+    "extraction_lift_over_client": 0.386,
+    "harvest_excess_share_24h": 0.421 - 0.19,
+    "harvest_excess_requests_24h": 38 * (0.421 - 0.19),
+}
+
+
+def test_a_blended_hydra_is_named_on_its_excess_and_was_not_on_its_shares(engine: Engine) -> None:
+    """Main named none of this hydra's 13 accounts in this cluster (nothing in its shares reaches a bar, and
+    a router's group with nothing extracted is a team's until shown otherwise); its excess names it."""
+    sev, reasons = _verdict(engine, "cluster", **BLENDED_ROUTER_HYDRA)
+    assert sev == "medium", reasons
+    assert RULE in reasons
+    assert reasons["evidence:extraction"].startswith("extraction: 0 signal")
+    assert "harvest_excess_share_24h=0.231" in reasons[RULE]
+    # without the excess (what main computed): below medium
+    main = BLENDED_ROUTER_HYDRA | {"harvest_excess_share_24h": 0.0, "harvest_excess_requests_24h": 0.0}
+    sev, reasons = _verdict(engine, "cluster", **main)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    # never high on the excess alone: high needs the farm rules' extraction signals
+    sev, _ = _verdict(engine, "cluster", **(BLENDED_ROUTER_HYDRA | {"rare_artefact_families": 2}))
+    assert sev == "medium"
+
+
+@pytest.mark.parametrize(
+    ("who", "change"),
+    [
+        ("a few chance requests", {"harvest_excess_share_24h": 0.2, "harvest_excess_requests_24h": 3.0}),
+        (
+            "under a tenth beyond ordinary",
+            {"harvest_excess_share_24h": 0.08, "harvest_excess_requests_24h": 40.0},
+        ),
+        ("one company's card", {"payers": 1, "orgs": 1}),
+        # inside a router on established seats: a team whose tool asks a thinking budget on some requests
+        # shares all of this, and the tenant hides who pays (the coordination rules' tenant clause)
+        ("established seats inside a router", {"new_account_share": 0.0, "median_account_age_days": 300.0}),
+        (
+            "established verified accounts, no batch",
+            {
+                "new_account_share": 0.0,
+                "verified_share": 0.9,
+                "tenant_share": 0.0,
+                "signup_burst_share": 0.08,
+            },
+        ),
+    ],
+)
+def test_what_the_excess_does_not_accuse(engine: Engine, who: str, change: dict[str, Any]) -> None:
+    sev, reasons = _verdict(engine, "cluster", **(BLENDED_ROUTER_HYDRA | change))
+    assert RULE not in reasons, who
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], (who, reasons)
+
+
+def test_a_popular_tools_users_stay_below_medium_with_their_excess(engine: Engine) -> None:
+    """The coding agent's users ask thinking budgets with 32k outputs on half their turns, far above the
+    typical account: aged, verified, no batch, so the provenance gate holds, as for every farm rule."""
+    sev, reasons = _verdict(
+        engine,
+        "cluster",
+        **(CODERS_FIRST_HOUR | {"harvest_excess_share_24h": 0.4, "harvest_excess_requests_24h": 180.0}),
+    )
+    assert RULE not in reasons
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
