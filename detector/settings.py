@@ -66,6 +66,8 @@ class WindowSettings(BaseModel):
             raise ValueError(f"cluster_every ({self.cluster_every}) must be at least tick ({self.tick})")
         if self.short > self.long:
             raise ValueError(f"short ({self.short}) must not exceed long ({self.long})")
+        if self.dedup < self.long:  # a copy past the horizon would land in a window still evaluated
+            raise ValueError(f"dedup ({self.dedup}) must be at least long ({self.long})")
         return self
 
 

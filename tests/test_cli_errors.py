@@ -133,6 +133,7 @@ CASES: dict[str, Case] = {
     "cluster_every_below_tick": Case(
         REPLAY, 2, ("DETECTOR_WINDOWS", "cluster_every"), {"DETECTOR_WINDOWS__CLUSTER_EVERY": "60"}
     ),
+    "dedup_below_long": Case(REPLAY, 2, ("DETECTOR_WINDOWS", "dedup"), {"DETECTOR_WINDOWS__DEDUP": "1h"}),
     "zero_byte_parquet": Case("replay {w}/zero.parquet --alerts-out {w}/out.jsonl", 5, ("zero.parquet",)),
     "text_as_parquet": Case("replay {w}/text.parquet --alerts-out {w}/out.jsonl", 5, ("text.parquet",)),
     "ts_of_wrong_type": Case(
