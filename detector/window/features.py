@@ -13,7 +13,7 @@ import polars as pl
 
 from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
-from detector.window.population import client_population, main_client_build
+from detector.window.population import build_holders, client_population, main_client_build
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
 _SHARES = list(SIGNAL_COUNTS)
@@ -106,14 +106,15 @@ def venues(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.D
     )
 
 
-def client_inside(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+def client_inside(
+    keys: pl.DataFrame, members: pl.DataFrame, main: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per cluster: of the accounts anywhere holding its members' most held client build (TLS fingerprint
     + SDK string), the share that are its members. An operator's own build is held by its farm alone
     (1.0); a popular SDK that a cohort's laptops happen to share is held by many others (a few per cent).
     """
-    return main_client_build(keys, members).select(
-        "cluster_id", (pl.col("_m") / pl.col("_n")).alias("client_key_inside_share")
-    )
+    main = main_client_build(keys, members) if main is None else main
+    return main.select("cluster_id", (pl.col("_m") / pl.col("_n")).alias("client_key_inside_share"))
 
 
 def _signup_bursts(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
@@ -218,10 +219,10 @@ def cluster_features(
     since = now - long
     accts = members.get_column("account_id").unique()
     b = state.bucket_rows(accts, since, now).join(members, on="account_id", how="inner")
-    # the window's buckets of every holder of a client build a member holds (``client_population``)
-    client = keys.filter(pl.col("family") == "client")
-    builds = client.join(members, on="account_id", how="semi").get_column("key").unique()
-    holders = client.filter(pl.col("key").is_in(builds.implode())).get_column("account_id").unique()
+    # each cluster's main client build, once per pass (``client_inside``, ``client_population``), and
+    # the window's buckets of its holders only
+    main = main_client_build(keys, members)
+    holders = build_holders(keys, main).get_column("account_id").unique()
     holders_rows = state.bucket_rows(holders, since, now)
     active = b.group_by("cluster_id").agg(
         pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
@@ -275,8 +276,8 @@ def cluster_features(
         .join(cross_org_cards(keys, members, accounts, sub), on="cluster_id", how="left")
         .join(_signup_bursts(keys, members), on="cluster_id", how="left")
         .join(venues(keys, members, sub).drop("venue_key"), on="cluster_id", how="left")
-        .join(client_inside(keys, members), on="cluster_id", how="left")
-        .join(client_population(keys, members, holders_rows), on="cluster_id", how="left")
+        .join(client_inside(keys, members, main), on="cluster_id", how="left")
+        .join(client_population(keys, members, holders_rows, main), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),

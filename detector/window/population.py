@@ -38,7 +38,19 @@ def main_client_build(keys: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame
     )
 
 
-def client_population(keys: pl.DataFrame, members: pl.DataFrame, buckets: pl.DataFrame) -> pl.DataFrame:
+def build_holders(keys: pl.DataFrame, main: pl.DataFrame) -> pl.DataFrame:
+    """(account, key) of every holder of a build in ``main`` (``main_client_build``'s rows)."""
+    return (
+        keys.filter(pl.col("family") == "client")
+        .select("account_id", "key")
+        .unique()
+        .join(main.select("key").unique(), on="key", how="semi")
+    )
+
+
+def client_population(
+    keys: pl.DataFrame, members: pl.DataFrame, buckets: pl.DataFrame, main: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per cluster: accounts outside it holding its members' most held client build
     (``client_outside_holders``), and how far the cluster's share of requests carrying each
     ``MIX_SIGNALS`` counter exceeds that of those outside holders over ``buckets`` (the 24 h window),
@@ -47,15 +59,11 @@ def client_population(keys: pl.DataFrame, members: pl.DataFrame, buckets: pl.Dat
     Cost is linear in the holders of the builds and the members: only those holders' buckets are
     summed, each build's totals once, and a cluster's outside is its build's totals less its own
     holders' (a popular SDK held by thousands is not paired with every cluster that holds it).
+    ``main``: ``main_client_build(keys, members)`` when the caller has it already.
     """
     counted = ("requests", *MIX_SIGNALS)
-    main = main_client_build(keys, members)
-    held = (
-        keys.filter(pl.col("family") == "client")
-        .select("account_id", "key")
-        .unique()
-        .join(main.select("key").unique(), on="key", how="semi")
-    )
+    main = main_client_build(keys, members) if main is None else main
+    held = build_holders(keys, main)
     per_account = (
         buckets.join(held.select("account_id").unique(), on="account_id", how="semi")
         .group_by("account_id")
