@@ -33,7 +33,6 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.contracts import Severity
-from detector.detect.models.gemm import to_gemm
 from detector.detect.models.manifest import STEM, Manifest, read_manifest
 from detector.detect.models.spec import catalogue, schema_entries, schema_hash, to_matrix, to_vector
 from detector.detect.rules.ruleset import HIT_COLUMNS
@@ -205,7 +204,13 @@ class ModelSet:
             # the CUDA provider has no kernel for tree ensembles: on a GPU the same trees run as
             # matrix products (gemm.py); on the CPU the tree operator is the faster form
             form = "matrix" if providers[0] == "CUDAExecutionProvider" else "tree"
-            graph = to_gemm(data) if form == "matrix" else data
+            if form == "matrix":
+                # onnx (the graph rewrite) costs about 1.4 s to import: only a GPU process pays it
+                from detector.detect.models.gemm import to_gemm
+
+                graph = to_gemm(data)
+            else:
+                graph = data
             session = ort.InferenceSession(graph, sess_options=options, providers=providers)
             provider = session.get_providers()[0]
             log.info("model %s loaded on %s (%s form)", manifest.stem, provider, form)
