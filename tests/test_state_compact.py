@@ -22,8 +22,8 @@ from detector.engine import Engine
 from detector.statedir import write_folder
 from detector.window.compact import coded_rows, fit_rows, merge_rows
 from detector.window.features import account_features
-from detector.window.state import BUCKET_SCHEMA, TEMPLATE_SCHEMA, WindowState
-from detector.window.tables import BUCKET_STORE, SEEN_SCHEMA, TEMPLATE_STORE
+from detector.window.state import BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState
+from detector.window.tables import BUCKET_STORE, KEY_STORE, SEEN_SCHEMA, TEMPLATE_STORE
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_CHECKPOINT = ROOT / "tests" / "data" / "checkpoint_c00687b"
@@ -58,9 +58,13 @@ def test_a_simulated_day_holds_at_most_2_kb_of_state_per_tracked_account(day: pl
     assert per_account <= 2048, sizes
     # the tables hold what they claim: codes and 16-bit counts, one id per account with rows
     assert engine.state.buckets.schema == BUCKET_STORE and engine.state.templates.schema == TEMPLATE_STORE
-    assert engine.state.seen.schema == SEEN_SCHEMA
-    held = pl.concat([engine.state.buckets["account_code"], engine.state.templates["account_code"]])
-    assert set(engine.state.ids["account_code"]) == set(held)
+    assert engine.state.seen.schema == SEEN_SCHEMA and engine.state.keys.schema == KEY_STORE
+    st = engine.state
+    held = pl.concat([st.buckets["account_code"], st.templates["account_code"], st.keys["account_code"]])
+    assert set(st.ids["account_code"]) == set(held)
+    # and one name per key held, each (family, key) once
+    assert set(st.key_names["key_code"]) == set(st.keys["key_code"])
+    assert st.key_names.select("family", "key").n_unique() == st.key_names.height
 
 
 def test_a_bucket_past_16_bits_of_requests_or_32_of_tokens_splits_into_rows_that_sum_exactly() -> None:
@@ -153,17 +157,31 @@ def test_a_checkpoint_written_by_main_restores_with_the_same_rows() -> None:
     assert_frame_equal(st.template_rows().sort(key), old_templates.sort(key))
     old_seen = pl.read_parquet(MAIN_CHECKPOINT / "seen.parquet")
     assert sorted(st.seen_hashes().to_list()) == sorted(old_seen["id_hash"].to_list())
-    assert st.seen.schema == SEEN_SCHEMA and st.ids.height == old_buckets["account_id"].n_unique()
+    assert st.seen.schema == SEEN_SCHEMA
     # every tick it files an id under ends after the id's time (what de-duplication asks of it)
     ticks = st.seen.explode("id_hash").join(old_seen, on="id_hash")
     assert (ticks["tick"] > ticks["ts"]).all()
-    for table in ("accounts", "keys", "models"):
+    for table in ("accounts", "models"):
         assert_frame_equal(getattr(st, table), pl.read_parquet(MAIN_CHECKPOINT / f"{table}.parquet"))
+    key = ["account_id", "family", "key"]
+    old_keys = pl.read_parquet(MAIN_CHECKPOINT / "keys.parquet")
+    assert old_keys.schema == KEY_SCHEMA and st.keys.schema == KEY_STORE
+    assert_frame_equal(st.key_rows().sort(key), old_keys.sort(key))
+    # one name per distinct key; one id per account held by buckets, templates or keys
+    assert st.key_names.height == old_keys.select("family", "key").n_unique()
+    assert set(st.ids["account_id"]) == set(old_buckets["account_id"]) | set(old_keys["account_id"])
 
 
-def _as_main_wrote_it(folder: Path) -> None:
-    """Rewrite a checkpoint's state tables in main's layout (ids and 32-bit counts, a time per id)."""
+def _as_main_wrote_it(folder: Path, before: str) -> None:
+    """Rewrite a checkpoint's state tables in main's layout ``before`` a change: the linkage keys as
+    (account id, family, key) rows (``key codes``, dfb8b8b); and ``account codes``, c00687b: buckets
+    and templates with ids and 32-bit counts, a time per request id."""
     st = WindowState.load(folder)
+    (folder / "keys.parquet").unlink()
+    st.key_rows().write_parquet(folder / "keys.parquet")
+    (folder / "key_names.parquet").unlink()
+    if before == "key codes":
+        return
     for name, rows in (("buckets", st.bucket_rows()), ("templates", st.template_rows())):
         (folder / f"{name}.parquet").unlink()
         rows.write_parquet(folder / f"{name}.parquet")
@@ -174,8 +192,9 @@ def _as_main_wrote_it(folder: Path) -> None:
     (folder / "ids.parquet").unlink()
 
 
+@pytest.mark.parametrize("before", ["account codes", "key codes"])
 def test_an_engine_restored_from_a_checkpoint_in_mains_layout_gives_the_same_alerts(
-    day: pl.DataFrame, tmp_path: Path
+    day: pl.DataFrame, tmp_path: Path, before: str
 ) -> None:
     half = day.height // 2
     straight = build_engine(ROOT / "rules", models=False)
@@ -185,7 +204,7 @@ def test_an_engine_restored_from_a_checkpoint_in_mains_layout_gives_the_same_ale
     first = build_engine(ROOT / "rules", models=False)
     before = _run(first, day.slice(0, half))
     folder = save_engine(first, tmp_path / "state")
-    _as_main_wrote_it(folder)
+    _as_main_wrote_it(folder, before)
     # the manifest proves the files: write the rewritten ones as a checkpoint folder of their own
     old_root = tmp_path / "old"
 

@@ -2,7 +2,7 @@
 
 - **Account codes.** Buckets and templates hold the account as a 32-bit code, not its id (a 15-byte
   id costs 15 bytes a row and more: a polars string is a 16-byte view plus the bytes past 12); the ids
-  table maps id -> code once per account. A code stays while any bucket or template row holds it;
+  table maps id -> code once per account. A code stays while any bucket, template or key row holds it;
   a returning account may get a new one. Codes are never read outside the state: ``decode`` turns them
   back into ids (``rows_of``).
 - **16-bit counts, 32-bit token sums.** Every count of a row (requests, the signal counters, gaps) is
@@ -10,8 +10,14 @@
   second for 15 minutes, or 4.8 million tokens a second) takes several rows (``fit_rows``), and every
   reader sums the rows of a bucket, so the sums are exact. Gap sums stay 64 and 128 bits.
 
-Readers never see either: ``rows_of`` gives rows in ``BUCKET_SCHEMA`` / ``TEMPLATE_SCHEMA`` (32-bit counts,
-the account id), the same values a reader summed before.
+- **Key codes.** A linkage key use is (account code, key code, last seen, uses): the key names table
+  holds each (family, key) once, the family as an enumeration, however many accounts hold it (a proxy
+  prefix, a client build, a shared card). Like account codes, a key code stays while any key row holds
+  it; the account codes of key rows keep their ids too (keys stay for the 7-day link window, buckets
+  for 24 hours).
+
+Readers never see any of it: ``rows_of`` gives rows in ``BUCKET_SCHEMA`` / ``TEMPLATE_SCHEMA`` (32-bit counts,
+the account id), ``key_rows`` in ``KEY_SCHEMA``, the same values a reader read before.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from detector.window.ids import ID_HASH, id_hashes
 from detector.window.tables import (
     BUCKET_SCHEMA,
     BUCKET_STORE,
+    FAMILY,
     GAP_SUM,
     GAP_SUMSQ,
     IDS_SCHEMA,
+    KEY_SCHEMA,
+    KEY_STORE,
     SEEN_SCHEMA,
     TEMPLATE_SCHEMA,
     TEMPLATE_STORE,
@@ -39,20 +48,25 @@ _LIMITS: dict[pl.DataType, int] = {pl.UInt16(): 2**16 - 1, pl.UInt32(): 2**32 - 
 _CODE_LIMIT = 2**32 - 1
 
 
+def _extend(table: pl.DataFrame, wanted: pl.DataFrame, code: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Codes for the distinct, sorted rows of ``wanted`` (the table's value columns): (the table with new
+    rows added, ``wanted`` with its codes). New rows get the next codes, in ``wanted``'s order."""
+    known = wanted.join(table, on=wanted.columns, how="left")
+    new = known.filter(pl.col(code).is_null()).drop(code)
+    if new.height == 0:
+        return table, known
+    start = int(table[code].max()) + 1 if table.height else 0  # type: ignore[arg-type]
+    if start + new.height > _CODE_LIMIT:
+        raise OverflowError(f"{code}s exhausted (4.3 billion since the state last held none)")
+    added = new.with_columns((pl.int_range(new.height, dtype=pl.UInt32) + start).alias(code))
+    table = pl.concat([table, added.select(table.columns).cast(table.schema)])
+    return table, known.filter(pl.col(code).is_not_null()).vstack(added.cast(known.schema))
+
+
 def assign(ids: pl.DataFrame, accounts: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Codes for ``accounts`` (any order, repeats allowed): (the ids table with new accounts added, the
     (account_id, code) rows of the distinct ``accounts``). New accounts get the next codes, in id order."""
-    wanted = accounts.unique().sort().to_frame("account_id")
-    known = wanted.join(ids, on="account_id", how="left")
-    new = known.filter(pl.col("account_code").is_null()).select("account_id")
-    if new.height == 0:
-        return ids, known
-    start = int(ids["account_code"].max()) + 1 if ids.height else 0  # type: ignore[arg-type]
-    if start + new.height > _CODE_LIMIT:
-        raise OverflowError("account codes exhausted (4.3 billion accounts since the state was last empty)")
-    added = new.with_columns((pl.int_range(new.height, dtype=pl.UInt32) + start).alias("account_code"))
-    ids = pl.concat([ids, added.cast(IDS_SCHEMA)])
-    return ids, known.filter(pl.col("account_code").is_not_null()).vstack(added.cast(IDS_SCHEMA))
+    return _extend(ids, accounts.unique().sort().to_frame("account_id"), "account_code")
 
 
 def codes_of(ids: pl.DataFrame, accounts: pl.Series) -> pl.Series:
@@ -131,6 +145,45 @@ def coded_rows(
     )
 
 
+def code_keys(
+    ids: pl.DataFrame, names: pl.DataFrame, rows: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Key uses (account_id, family, key, more columns) as the state stores them: (ids, key names, the
+    rows with ``account_code`` and ``key_code`` in place of the account, family and key). New keys get
+    the next codes, in (family, key) order."""
+    rows = rows.with_columns(pl.col("family").cast(FAMILY))
+    ids, accounts = assign(ids, rows.get_column("account_id"))
+    names, keys = _extend(names, rows.select("family", "key").unique().sort("family", "key"), "key_code")
+    coded = rows.join(accounts, on="account_id").join(keys, on=["family", "key"])
+    rest = [c for c in rows.columns if c not in ("account_id", "family", "key")]
+    return ids, names, coded.select("account_code", "key_code", *rest)
+
+
+def key_rows(keys: pl.DataFrame, ids: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
+    """Stored key rows (``KEY_STORE``) as readers get them (``KEY_SCHEMA``): the account id, family and
+    key back in place of their codes."""
+    return (
+        keys.join(ids, on="account_code", how="inner")
+        .join(names, on="key_code", how="inner")
+        .select(KEY_SCHEMA.keys())
+        .cast(KEY_SCHEMA)
+    )
+
+
+def merge_key_uses(keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """``KEY_STORE`` rows plus more coded key uses: one row per (account, key), latest use and total uses.
+    Only the rows of accounts in ``more`` are re-aggregated (row order carries no meaning)."""
+    if more.height == 0:
+        return keys
+    touched = keys.get_column("account_code").is_in(more.get_column("account_code").unique().implode())
+    merged = (
+        pl.concat([keys.filter(touched), more.select(KEY_STORE.keys()).cast(KEY_STORE)])
+        .group_by("account_code", "key_code")
+        .agg(pl.col("last_seen").max(), pl.col("uses").sum())
+    )
+    return pl.concat([keys.filter(~touched), merged.cast(KEY_STORE)])
+
+
 def seen_per_tick(seen: pl.DataFrame) -> pl.DataFrame:
     """A de-duplication table with a time per id (id_hash, ts) as lists per tick: each id under the end
     of its 15-minute bucket, a bound after its time (only that is asked of a tick: ``WindowState``)."""
@@ -161,6 +214,8 @@ def upgrade(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         t["seen"] = seen_per_tick(t["seen"])
     if "account_id" in t["buckets"].columns:  # written before account codes and 16-bit counts
         t["ids"], t["buckets"], t["templates"] = coded_rows(t["buckets"], t["templates"])
+    if "account_id" in t["keys"].columns:  # written before keys were held as codes
+        t["ids"], t["key_names"], t["keys"] = code_keys(t["ids"], t["key_names"], t["keys"])
     if "verified" not in t["accounts"].columns:  # a checkpoint from before the trust flag was kept
         t["accounts"] = t["accounts"].with_columns(pl.lit(None, pl.Boolean).alias("verified"))
     if "last_seen" not in t["models"].columns:  # written before models were evicted

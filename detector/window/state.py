@@ -6,10 +6,11 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
   counts, inter-arrival gap sums). Window features are sums over buckets, so a 24 h window costs
   96 rows per busy account at a 15-minute tick.
 - ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
-- ``ids``: account id -> the 32-bit code buckets and templates store instead (``compact.py``; readers
-  get rows with the id back from ``bucket_rows`` and ``template_rows``).
+- ``ids``: account id -> the 32-bit code buckets, templates and keys store instead (``compact.py``;
+  readers get rows with the id back from ``bucket_rows``, ``template_rows`` and ``key_rows``).
 - ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
-- ``keys``: (account, family, key) -> last seen and uses: the linkage material.
+- ``keys``: (account, family, key) -> last seen and uses: the linkage material, as codes; ``key_names``
+  holds each (family, key) once (``compact.py``; readers get ``key_rows``).
 - ``seen``: request ids inside the de-duplication horizon, as 64-bit hashes (``ids.py``), a list per tick.
 - ``models``: model -> first seen, to tell a newly launched model from an established one.
 
@@ -28,7 +29,17 @@ import polars as pl
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import StateCaps
-from detector.window.compact import assign, codes_of, fit_rows, merge_rows, rows_of, upgrade
+from detector.window.compact import (
+    assign,
+    code_keys,
+    codes_of,
+    fit_rows,
+    key_rows,
+    merge_key_uses,
+    merge_rows,
+    rows_of,
+    upgrade,
+)
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
@@ -37,7 +48,9 @@ from detector.window.tables import (
     GAP_SUM,
     GAP_SUMSQ,
     IDS_SCHEMA,
+    KEY_NAMES_SCHEMA,
     KEY_SCHEMA,
+    KEY_STORE,
     MAX_GAP_S,
     MODEL_SCHEMA,
     SEEN_SCHEMA,
@@ -74,10 +87,11 @@ class WindowState:
     buckets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_STORE))
     templates: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TEMPLATE_STORE))
     accounts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ACCOUNT_SCHEMA))
-    keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_SCHEMA))
+    keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_STORE))
     seen: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SEEN_SCHEMA))
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_SCHEMA))
     ids: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IDS_SCHEMA))
+    key_names: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_NAMES_SCHEMA))
     stream_start: datetime | None = None
     _appends: int = 0
     #: A partner's indicators (configuration, not checkpointed): matching values add ``shared_intel`` keys.
@@ -263,7 +277,8 @@ class WindowState:
         if self.partner is not None and len(self.partner):
             # a partner's indicator naming one of these values is one more key: ``shared_intel``
             log = pl.concat([log, self.partner.match(log)])
-        self.keys = merge_keys(self.keys, log)
+        self.ids, self.key_names, coded = code_keys(self.ids, self.key_names, log.drop("_tick"))
+        self.keys = merge_key_uses(self.keys, coded)
         self._appends += 1
         if self._appends % 8 == 0:
             self.compact()
@@ -286,6 +301,11 @@ class WindowState:
     ) -> pl.DataFrame:
         """Template counts (``TEMPLATE_SCHEMA``) of ``accounts`` (None: all) in [since, until)."""
         return rows_of(self.templates, self.ids, TEMPLATE_SCHEMA, accounts, since, until)
+
+    def key_rows(self, keys: pl.DataFrame | None = None) -> pl.DataFrame:
+        """The key table (``KEY_SCHEMA``: account id, family, key, last seen, uses), or ``keys``: stored
+        rows of it (such as the table before a batch: the codes it holds are still held)."""
+        return key_rows(self.keys if keys is None else keys, self.ids, self.key_names)
 
     def evict(
         self,
@@ -316,9 +336,13 @@ class WindowState:
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         if caps is not None:
             dropped.update(self._cap(caps))
-        # an id goes with the last bucket or template row that holds its code
+        # a key name goes with the last key row that holds its code, an id with the last bucket, template
+        # or key row
+        names = self.key_names.height
+        self.key_names = self.key_names.filter(pl.col("key_code").is_in(self.keys["key_code"].implode()))
+        dropped["key_names/age"] += names - self.key_names.height
         held = pl.concat(
-            [self.buckets.get_column("account_code"), self.templates.get_column("account_code")]
+            [self.buckets["account_code"], self.templates["account_code"], self.keys["account_code"]]
         ).unique()
         ids = self.ids.height
         self.ids = self.ids.filter(pl.col("account_code").is_in(held.implode()))
@@ -339,7 +363,7 @@ class WindowState:
             for t, column, names in (
                 ("buckets", "account_code", gone_codes),
                 ("templates", "account_code", gone_codes),
-                ("keys", "account_id", gone),
+                ("keys", "account_code", gone_codes),
             ):
                 frame = getattr(self, t)
                 kept = frame.filter(~pl.col(column).is_in(names.implode()))
