@@ -20,9 +20,9 @@ from detector.checkpoint import load_engine, save_engine
 from detector.decode_parquet import decode_frame
 from detector.engine import Engine
 from detector.statedir import write_folder
-from detector.window.compact import coded_rows, fit_rows, merge_rows
+from detector.window.compact import code_keys, coded_rows, fit_rows, merge_key_uses, merge_rows
 from detector.window.features import account_features
-from detector.window.state import BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState
+from detector.window.state import BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState, merge_keys
 from detector.window.tables import BUCKET_STORE, KEY_STORE, SEEN_SCHEMA, TEMPLATE_STORE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,3 +218,50 @@ def test_an_engine_restored_from_a_checkpoint_in_mains_layout_gives_the_same_ale
     assert load_engine(second, old_root) is not None
     after = _run(second, day.slice(half)) + [a.model_dump_json() for a in second.flush()]
     assert before + after == expected
+
+
+def test_keys_stored_as_codes_read_back_exactly_and_go_with_their_last_row() -> None:
+    """The key table holds codes (``KEY_STORE``), each (family, key) once in ``key_names``; readers get
+    the rows back exactly, uses merge as before, and a name or an id goes with the last row holding it."""
+    wide = pl.DataFrame(
+        [
+            ("a", "ip", "10.0.0.0/24", T0, 3),
+            ("b", "ip", "10.0.0.0/24", T0 + Q, 1),
+            ("a", "template", "12345678901234567890", T0, 2),
+            ("b", "payment", "pf_1", T0, 70_000),
+            ("c", "shared_intel", "ind-1", T0 + 2 * Q, 1),
+        ],
+        schema=KEY_SCHEMA,
+        orient="row",
+    )
+    key = ["account_id", "family", "key"]
+    st = WindowState()
+    st.ids, st.key_names, st.keys = code_keys(st.ids, st.key_names, wide)
+    assert st.keys.schema == KEY_STORE and st.key_names.height == 4  # the shared prefix once
+    assert_frame_equal(st.key_rows().sort(key), wide.sort(key))
+    more = pl.DataFrame(
+        [("a", "ip", "10.0.0.0/24", T0 + 3 * Q, 2), ("d", "ip", "10.0.0.0/24", T0 + 3 * Q, 1)],
+        schema=KEY_SCHEMA,
+        orient="row",
+    )
+    st.ids, st.key_names, coded = code_keys(st.ids, st.key_names, more)
+    st.keys = merge_key_uses(st.keys, coded)
+    assert_frame_equal(st.key_rows().sort(key), merge_keys(wide, more).sort(key))
+    assert st.key_names.height == 4 and st.ids.height == 4
+    # the link window keeps the uses since T0 + 3Q: a's and d's prefix; b's and c's ids go, and 3 names
+    link = timedelta(days=7)
+    dropped = st.evict(T0 + 3 * Q + link, timedelta(hours=24), link, link, timedelta(hours=24))
+    assert sorted(st.key_rows()["account_id"]) == ["a", "d"]
+    assert st.key_names["key"].to_list() == ["10.0.0.0/24"] and sorted(st.ids["account_id"]) == ["a", "d"]
+    assert (dropped["keys/age"], dropped["key_names/age"], dropped["ids/age"]) == (4, 3, 2)
+
+
+def test_a_checkpoint_keeps_the_key_codes_and_reads_back_the_same_rows(tmp_path: Path) -> None:
+    st = WindowState()
+    wide = pl.DataFrame([("a", "client", "tls|sdk", T0, 5)], schema=KEY_SCHEMA, orient="row")
+    st.ids, st.key_names, st.keys = code_keys(st.ids, st.key_names, wide)
+    st.save(tmp_path / "ck")
+    back = WindowState.load(tmp_path / "ck")
+    for table in ("keys", "key_names", "ids"):
+        assert_frame_equal(getattr(back, table), getattr(st, table))
+    assert_frame_equal(back.key_rows(), wide)
