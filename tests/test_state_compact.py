@@ -20,8 +20,9 @@ from detector.checkpoint import load_engine, save_engine
 from detector.decode_parquet import decode_frame
 from detector.engine import Engine
 from detector.statedir import write_folder
-from detector.window.compact import code_keys, coded_rows, fit_rows, merge_key_uses, merge_rows
+from detector.window.compact import coded_rows, fit_rows, merge_rows
 from detector.window.features import account_features
+from detector.window.keycodes import code_keys, merge_key_uses
 from detector.window.state import BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState, merge_keys
 from detector.window.tables import BUCKET_STORE, KEY_STORE, SEEN_SCHEMA, TEMPLATE_STORE
 

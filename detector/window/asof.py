@@ -17,7 +17,7 @@ from functools import partial
 
 import polars as pl
 
-from detector.window.compact import key_rows
+from detector.window.keycodes import key_rows
 from detector.window.state import WindowState, merge_keys
 
 #: A key table (``KEY_SCHEMA``), or a function that gives it

@@ -10,14 +10,9 @@
   second for 15 minutes, or 4.8 million tokens a second) takes several rows (``fit_rows``), and every
   reader sums the rows of a bucket, so the sums are exact. Gap sums stay 64 and 128 bits.
 
-- **Key codes.** A linkage key use is (account code, key code, last seen, uses): the key names table
-  holds each (family, key) once, the family as an enumeration, however many accounts hold it (a proxy
-  prefix, a client build, a shared card). Like account codes, a key code stays while any key row holds
-  it; the account codes of key rows keep their ids too (keys stay for the 7-day link window, buckets
-  for 24 hours).
-
-Readers never see any of it: ``rows_of`` gives rows in ``BUCKET_SCHEMA`` / ``TEMPLATE_SCHEMA`` (32-bit counts,
-the account id), ``key_rows`` in ``KEY_SCHEMA``, the same values a reader read before.
+Readers never see either: ``rows_of`` gives rows in ``BUCKET_SCHEMA`` / ``TEMPLATE_SCHEMA`` (32-bit counts,
+the account id), the same values a reader summed before. Linkage keys are held as codes too
+(``keycodes.py``).
 """
 
 from __future__ import annotations
@@ -27,15 +22,13 @@ from datetime import datetime
 import polars as pl
 
 from detector.window.ids import ID_HASH, id_hashes
+from detector.window.keycodes import code_keys, extend_codes
 from detector.window.tables import (
     BUCKET_SCHEMA,
     BUCKET_STORE,
-    FAMILY,
     GAP_SUM,
     GAP_SUMSQ,
     IDS_SCHEMA,
-    KEY_SCHEMA,
-    KEY_STORE,
     SEEN_SCHEMA,
     TEMPLATE_SCHEMA,
     TEMPLATE_STORE,
@@ -43,30 +36,12 @@ from detector.window.tables import (
 
 #: The largest value each narrow stored type holds.
 _LIMITS: dict[pl.DataType, int] = {pl.UInt16(): 2**16 - 1, pl.UInt32(): 2**32 - 1}
-#: Codes are 32-bit and only grow while any account stays in state: at 1M new accounts a day they
-#: last 11,000 years (they start again from 0 whenever the state holds no account).
-_CODE_LIMIT = 2**32 - 1
-
-
-def _extend(table: pl.DataFrame, wanted: pl.DataFrame, code: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Codes for the distinct, sorted rows of ``wanted`` (the table's value columns): (the table with new
-    rows added, ``wanted`` with its codes). New rows get the next codes, in ``wanted``'s order."""
-    known = wanted.join(table, on=wanted.columns, how="left")
-    new = known.filter(pl.col(code).is_null()).drop(code)
-    if new.height == 0:
-        return table, known
-    start = int(table[code].max()) + 1 if table.height else 0  # type: ignore[arg-type]
-    if start + new.height > _CODE_LIMIT:
-        raise OverflowError(f"{code}s exhausted (4.3 billion since the state last held none)")
-    added = new.with_columns((pl.int_range(new.height, dtype=pl.UInt32) + start).alias(code))
-    table = pl.concat([table, added.select(table.columns).cast(table.schema)])
-    return table, known.filter(pl.col(code).is_not_null()).vstack(added.cast(known.schema))
 
 
 def assign(ids: pl.DataFrame, accounts: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Codes for ``accounts`` (any order, repeats allowed): (the ids table with new accounts added, the
     (account_id, code) rows of the distinct ``accounts``). New accounts get the next codes, in id order."""
-    return _extend(ids, accounts.unique().sort().to_frame("account_id"), "account_code")
+    return extend_codes(ids, accounts.unique().sort().to_frame("account_id"), "account_code")
 
 
 def codes_of(ids: pl.DataFrame, accounts: pl.Series) -> pl.Series:
@@ -143,45 +118,6 @@ def coded_rows(
         fit_rows(buckets.join(codes, on="account_id"), BUCKET_STORE),
         fit_rows(templates.join(codes, on="account_id"), TEMPLATE_STORE),
     )
-
-
-def code_keys(
-    ids: pl.DataFrame, names: pl.DataFrame, rows: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Key uses (account_id, family, key, more columns) as the state stores them: (ids, key names, the
-    rows with ``account_code`` and ``key_code`` in place of the account, family and key). New keys get
-    the next codes, in (family, key) order."""
-    rows = rows.with_columns(pl.col("family").cast(FAMILY))
-    ids, accounts = assign(ids, rows.get_column("account_id"))
-    names, keys = _extend(names, rows.select("family", "key").unique().sort("family", "key"), "key_code")
-    coded = rows.join(accounts, on="account_id").join(keys, on=["family", "key"])
-    rest = [c for c in rows.columns if c not in ("account_id", "family", "key")]
-    return ids, names, coded.select("account_code", "key_code", *rest)
-
-
-def key_rows(keys: pl.DataFrame, ids: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
-    """Stored key rows (``KEY_STORE``) as readers get them (``KEY_SCHEMA``): the account id, family and
-    key back in place of their codes."""
-    return (
-        keys.join(ids, on="account_code", how="inner")
-        .join(names, on="key_code", how="inner")
-        .select(KEY_SCHEMA.keys())
-        .cast(KEY_SCHEMA)
-    )
-
-
-def merge_key_uses(keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
-    """``KEY_STORE`` rows plus more coded key uses: one row per (account, key), latest use and total uses.
-    Only the rows of accounts in ``more`` are re-aggregated (row order carries no meaning)."""
-    if more.height == 0:
-        return keys
-    touched = keys.get_column("account_code").is_in(more.get_column("account_code").unique().implode())
-    merged = (
-        pl.concat([keys.filter(touched), more.select(KEY_STORE.keys()).cast(KEY_STORE)])
-        .group_by("account_code", "key_code")
-        .agg(pl.col("last_seen").max(), pl.col("uses").sum())
-    )
-    return pl.concat([keys.filter(~touched), merged.cast(KEY_STORE)])
 
 
 def seen_per_tick(seen: pl.DataFrame) -> pl.DataFrame:

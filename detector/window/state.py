@@ -29,18 +29,9 @@ import polars as pl
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import StateCaps
-from detector.window.compact import (
-    assign,
-    code_keys,
-    codes_of,
-    fit_rows,
-    key_rows,
-    merge_key_uses,
-    merge_rows,
-    rows_of,
-    upgrade,
-)
+from detector.window.compact import assign, codes_of, fit_rows, merge_rows, rows_of, upgrade
 from detector.window.ids import ID_HASH, id_hashes
+from detector.window.keycodes import add_key_uses, held_only, key_rows
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
@@ -277,8 +268,7 @@ class WindowState:
         if self.partner is not None and len(self.partner):
             # a partner's indicator naming one of these values is one more key: ``shared_intel``
             log = pl.concat([log, self.partner.match(log)])
-        self.ids, self.key_names, coded = code_keys(self.ids, self.key_names, log.drop("_tick"))
-        self.keys = merge_key_uses(self.keys, coded)
+        self.ids, self.key_names, self.keys = add_key_uses(self.ids, self.key_names, self.keys, log)
         self._appends += 1
         if self._appends % 8 == 0:
             self.compact()
@@ -303,8 +293,7 @@ class WindowState:
         return rows_of(self.templates, self.ids, TEMPLATE_SCHEMA, accounts, since, until)
 
     def key_rows(self, keys: pl.DataFrame | None = None) -> pl.DataFrame:
-        """The key table (``KEY_SCHEMA``: account id, family, key, last seen, uses), or ``keys``: stored
-        rows of it (such as the table before a batch: the codes it holds are still held)."""
+        """The key table, or stored rows ``keys`` of it, as readers get it (``KEY_SCHEMA``)."""
         return key_rows(self.keys if keys is None else keys, self.ids, self.key_names)
 
     def evict(
@@ -336,17 +325,12 @@ class WindowState:
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         if caps is not None:
             dropped.update(self._cap(caps))
-        # a key name goes with the last key row that holds its code, an id with the last bucket, template
-        # or key row
-        names = self.key_names.height
-        self.key_names = self.key_names.filter(pl.col("key_code").is_in(self.keys["key_code"].implode()))
-        dropped["key_names/age"] += names - self.key_names.height
-        held = pl.concat(
-            [self.buckets["account_code"], self.templates["account_code"], self.keys["account_code"]]
-        ).unique()
-        ids = self.ids.height
-        self.ids = self.ids.filter(pl.col("account_code").is_in(held.implode()))
-        dropped["ids/age"] += ids - self.ids.height
+        # an id or a key name goes with the last row that holds its code (``keycodes.held_only``)
+        self.ids, self.key_names = held_only(
+            self.ids, self.key_names, self.keys, self.buckets, self.templates
+        )
+        for t in ("ids", "key_names"):
+            dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         return +dropped
 
     def _cap(self, caps: StateCaps) -> Counter[str]:
@@ -360,13 +344,9 @@ class WindowState:
             out["accounts/cap"] += gone.len()
             gone_codes = codes_of(self.ids, gone)
             assert gone_codes is not None
-            for t, column, names in (
-                ("buckets", "account_code", gone_codes),
-                ("templates", "account_code", gone_codes),
-                ("keys", "account_code", gone_codes),
-            ):
+            for t in ("buckets", "templates", "keys"):
                 frame = getattr(self, t)
-                kept = frame.filter(~pl.col(column).is_in(names.implode()))
+                kept = frame.filter(~pl.col("account_code").is_in(gone_codes.implode()))
                 out[f"{t}/cap"] += frame.height - kept.height
                 setattr(self, t, kept)
         for t, column in (
