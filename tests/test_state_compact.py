@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from polars.testing import assert_frame_equal
 
 from detector.app import build_engine
@@ -22,7 +24,7 @@ from detector.engine import Engine
 from detector.statedir import write_folder
 from detector.window.compact import coded_rows, fit_rows, merge_rows
 from detector.window.features import account_features
-from detector.window.keycodes import code_keys, merge_key_uses
+from detector.window.keycodes import add_key_uses, code_keys, merge_key_uses
 from detector.window.state import BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState, merge_keys
 from detector.window.tables import BUCKET_STORE, KEY_STORE, SEEN_SCHEMA, TEMPLATE_STORE
 
@@ -266,3 +268,32 @@ def test_a_checkpoint_keeps_the_key_codes_and_reads_back_the_same_rows(tmp_path:
     for table in ("keys", "key_names", "ids"):
         assert_frame_equal(getattr(back, table), getattr(st, table))
     assert_frame_equal(back.key_rows(), wide)
+
+
+Use = tuple[str, str, str, int, int]
+_FAMILIES = ["payment", "ip", "client", "template", "signup", "shared_intel"]
+_USE = hs.tuples(
+    hs.sampled_from(["a", "b", "acct_0123456789abcdef"]),
+    hs.sampled_from(_FAMILIES),
+    hs.sampled_from(["k", "10.0.0.0/24", "12345678901234567890", "tls|sdk|é"]),
+    hs.integers(0, 96),
+    hs.integers(1, 70_000),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.lists(hs.lists(_USE, max_size=6), min_size=1, max_size=4))
+def test_key_uses_merged_as_codes_read_back_as_merged_rows(batches: list[list[Use]]) -> None:
+    """Any batches of key uses, merged into the coded table one after another, read back exactly as the
+    same batches merged as rows (``merge_keys``), and every key name is held once."""
+    st, rows = WindowState(), pl.DataFrame(schema=KEY_SCHEMA)
+    for batch in batches:
+        uses = pl.DataFrame(
+            [(a, f, k, T0 + q * Q, n) for a, f, k, q, n in batch], schema=KEY_SCHEMA, orient="row"
+        )
+        st.ids, st.key_names, st.keys = add_key_uses(st.ids, st.key_names, st.keys, uses)
+        rows = merge_keys(rows, uses)
+    key = ["account_id", "family", "key"]
+    assert_frame_equal(st.key_rows().sort(key), rows.sort(key))
+    assert st.key_names.height == rows.select("family", "key").n_unique()
+    assert st.keys.schema == KEY_STORE
