@@ -211,7 +211,7 @@ class Engine:
         key_log = self.state.add(due, w.tick, w.signup_burst)
         # every reader at a tick reads the keys as they stood then (``window.asof``), never the table
         # after the whole batch
-        timeline = KeyTimeline(keys_before, key_log, self.state.keys)
+        timeline = KeyTimeline.stored(keys_before, key_log, self.state)
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)
@@ -315,7 +315,7 @@ class Engine:
         first_tick = points["tick_end"].min()
         assert isinstance(first_tick, datetime)
         rooms = RoomContext(
-            KeyTimeline(timeline.before, timeline.log, timeline.after),
+            timeline.fresh(),
             since,
             self.state.template_rows(points["account_id"].unique(), first_tick - w.long),
             self.state.accounts,

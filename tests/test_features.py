@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 from detector.window.batches import account_batches, account_features_in_parts
 from detector.window.compact import coded_rows
 from detector.window.features import account_features, cluster_features
-from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, TEMPLATE_SCHEMA, WindowState
+from detector.window.state import ACCOUNT_SCHEMA, BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 Q = timedelta(minutes=15)
@@ -65,7 +65,7 @@ def test_synchrony_is_one_when_members_move_together_and_low_when_not() -> None:
     members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4 + ["y"] * 4})
     ev = pl.concat([_evidence("x"), _evidence("y")])
     f = cluster_features(
-        st, members, ev, st.accounts, T0 + timedelta(hours=24), timedelta(hours=24), keys=st.keys
+        st, members, ev, st.accounts, T0 + timedelta(hours=24), timedelta(hours=24), keys=st.key_rows()
     )
     sync = dict(zip(f["cluster_id"], f["synchrony_24h"], strict=True))
     assert sync["x"] == 1.0
@@ -78,13 +78,13 @@ def test_a_routers_sub_accounts_count_as_their_own_orgs_and_payers() -> None:
     names = list("abcd")
     st = _state([_bucket(a, i) for a in names for i in range(4)], names)
     st.accounts = st.accounts.with_columns(pl.lit("orgR").alias("org_id"))
-    st.keys = pl.DataFrame([(a, "payment", "pfR", T0, 1) for a in names], schema=st.keys.schema, orient="row")
+    keys = pl.DataFrame([(a, "payment", "pfR", T0, 1) for a in names], schema=KEY_SCHEMA, orient="row")
     members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4})
     now, long = T0 + timedelta(hours=24), timedelta(hours=24)
-    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long, keys=st.keys)
+    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long, keys=keys)
     assert own.select("orgs", "payers").row(0) == (1, 1)
     sub = pl.DataFrame({"account_id": names, "reseller": ["rs1"] * 4})
-    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.keys)
+    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=keys)
     assert resold.select("orgs", "payers").row(0) == (4, 4)
 
 
@@ -97,10 +97,10 @@ def test_a_routers_sub_accounts_carry_no_verification_of_their_own() -> None:
     st.accounts = st.accounts.with_columns(pl.lit("orgR").alias("org_id"), pl.lit(True).alias("verified"))
     members = pl.DataFrame({"account_id": names, "cluster_id": ["x"] * 4})
     now, long = T0 + timedelta(hours=24), timedelta(hours=24)
-    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long, keys=st.keys)
+    own = cluster_features(st, members, _evidence("x"), st.accounts, now, long, keys=st.key_rows())
     assert own.select("verified_share", "tenant_share").row(0) == (1.0, 0.0)
     sub = pl.DataFrame({"account_id": names[:3], "reseller": ["rs1"] * 3})
-    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.keys)
+    resold = cluster_features(st, members, _evidence("x"), st.accounts, now, long, sub, keys=st.key_rows())
     assert resold.select("verified_share", "tenant_share").row(0) == (0.25, 0.75)
 
 

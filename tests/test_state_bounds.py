@@ -36,7 +36,8 @@ def test_every_table_stays_under_its_cap_and_drops_are_counted(events: pl.DataFr
         engine.process(events.slice(start, 2_000))
         if engine.clock.last_closed is not None:
             for table in TABLES:
-                if table != "ids":  # one row per account held by buckets or templates
+                # ids: one row per account held by buckets, templates or keys; key names, per key held
+                if table not in ("ids", "key_names"):
                     assert getattr(engine.state, table).height <= getattr(caps, table), table
             assert engine.state.seen_hashes().len() <= caps.seen  # request ids, not ticks
     engine.flush()
@@ -47,6 +48,7 @@ def test_every_table_stays_under_its_cap_and_drops_are_counted(events: pl.DataFr
     # the accounts kept are the most recently seen; their rows were not dropped by another's eviction
     assert set(engine.state.bucket_rows()["account_id"].unique()) <= set(kept["account_id"])
     assert engine.state.ids.height <= kept.height
+    assert engine.state.key_names.height <= engine.state.keys.height
     registry = CollectorRegistry()
     Metrics(registry).sync_engine(engine)
     got = registry.get_sample_value(

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from polars.testing import assert_frame_equal
 
 from detector.app import build_engine
@@ -22,8 +24,9 @@ from detector.engine import Engine
 from detector.statedir import write_folder
 from detector.window.compact import coded_rows, fit_rows, merge_rows
 from detector.window.features import account_features
-from detector.window.state import BUCKET_SCHEMA, TEMPLATE_SCHEMA, WindowState
-from detector.window.tables import BUCKET_STORE, SEEN_SCHEMA, TEMPLATE_STORE
+from detector.window.keycodes import add_key_uses, code_keys, merge_key_uses
+from detector.window.state import BUCKET_SCHEMA, KEY_SCHEMA, TEMPLATE_SCHEMA, WindowState, merge_keys
+from detector.window.tables import BUCKET_STORE, KEY_STORE, SEEN_SCHEMA, TEMPLATE_STORE
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_CHECKPOINT = ROOT / "tests" / "data" / "checkpoint_c00687b"
@@ -58,9 +61,13 @@ def test_a_simulated_day_holds_at_most_2_kb_of_state_per_tracked_account(day: pl
     assert per_account <= 2048, sizes
     # the tables hold what they claim: codes and 16-bit counts, one id per account with rows
     assert engine.state.buckets.schema == BUCKET_STORE and engine.state.templates.schema == TEMPLATE_STORE
-    assert engine.state.seen.schema == SEEN_SCHEMA
-    held = pl.concat([engine.state.buckets["account_code"], engine.state.templates["account_code"]])
-    assert set(engine.state.ids["account_code"]) == set(held)
+    assert engine.state.seen.schema == SEEN_SCHEMA and engine.state.keys.schema == KEY_STORE
+    st = engine.state
+    held = pl.concat([st.buckets["account_code"], st.templates["account_code"], st.keys["account_code"]])
+    assert set(st.ids["account_code"]) == set(held)
+    # and one name per key held, each (family, key) once
+    assert set(st.key_names["key_code"]) == set(st.keys["key_code"])
+    assert st.key_names.select("family", "key").n_unique() == st.key_names.height
 
 
 def test_a_bucket_past_16_bits_of_requests_or_32_of_tokens_splits_into_rows_that_sum_exactly() -> None:
@@ -153,17 +160,31 @@ def test_a_checkpoint_written_by_main_restores_with_the_same_rows() -> None:
     assert_frame_equal(st.template_rows().sort(key), old_templates.sort(key))
     old_seen = pl.read_parquet(MAIN_CHECKPOINT / "seen.parquet")
     assert sorted(st.seen_hashes().to_list()) == sorted(old_seen["id_hash"].to_list())
-    assert st.seen.schema == SEEN_SCHEMA and st.ids.height == old_buckets["account_id"].n_unique()
+    assert st.seen.schema == SEEN_SCHEMA
     # every tick it files an id under ends after the id's time (what de-duplication asks of it)
     ticks = st.seen.explode("id_hash").join(old_seen, on="id_hash")
     assert (ticks["tick"] > ticks["ts"]).all()
-    for table in ("accounts", "keys", "models"):
+    for table in ("accounts", "models"):
         assert_frame_equal(getattr(st, table), pl.read_parquet(MAIN_CHECKPOINT / f"{table}.parquet"))
+    key = ["account_id", "family", "key"]
+    old_keys = pl.read_parquet(MAIN_CHECKPOINT / "keys.parquet")
+    assert old_keys.schema == KEY_SCHEMA and st.keys.schema == KEY_STORE
+    assert_frame_equal(st.key_rows().sort(key), old_keys.sort(key))
+    # one name per distinct key; one id per account held by buckets, templates or keys
+    assert st.key_names.height == old_keys.select("family", "key").n_unique()
+    assert set(st.ids["account_id"]) == set(old_buckets["account_id"]) | set(old_keys["account_id"])
 
 
-def _as_main_wrote_it(folder: Path) -> None:
-    """Rewrite a checkpoint's state tables in main's layout (ids and 32-bit counts, a time per id)."""
+def _as_main_wrote_it(folder: Path, before: str) -> None:
+    """Rewrite a checkpoint's state tables in main's layout ``before`` a change: the linkage keys as
+    (account id, family, key) rows (``key codes``, dfb8b8b); and ``account codes``, c00687b: buckets
+    and templates with ids and 32-bit counts, a time per request id."""
     st = WindowState.load(folder)
+    (folder / "keys.parquet").unlink()
+    st.key_rows().write_parquet(folder / "keys.parquet")
+    (folder / "key_names.parquet").unlink()
+    if before == "key codes":
+        return
     for name, rows in (("buckets", st.bucket_rows()), ("templates", st.template_rows())):
         (folder / f"{name}.parquet").unlink()
         rows.write_parquet(folder / f"{name}.parquet")
@@ -174,8 +195,9 @@ def _as_main_wrote_it(folder: Path) -> None:
     (folder / "ids.parquet").unlink()
 
 
+@pytest.mark.parametrize("before", ["account codes", "key codes"])
 def test_an_engine_restored_from_a_checkpoint_in_mains_layout_gives_the_same_alerts(
-    day: pl.DataFrame, tmp_path: Path
+    day: pl.DataFrame, tmp_path: Path, before: str
 ) -> None:
     half = day.height // 2
     straight = build_engine(ROOT / "rules", models=False)
@@ -185,7 +207,7 @@ def test_an_engine_restored_from_a_checkpoint_in_mains_layout_gives_the_same_ale
     first = build_engine(ROOT / "rules", models=False)
     before = _run(first, day.slice(0, half))
     folder = save_engine(first, tmp_path / "state")
-    _as_main_wrote_it(folder)
+    _as_main_wrote_it(folder, before)
     # the manifest proves the files: write the rewritten ones as a checkpoint folder of their own
     old_root = tmp_path / "old"
 
@@ -199,3 +221,79 @@ def test_an_engine_restored_from_a_checkpoint_in_mains_layout_gives_the_same_ale
     assert load_engine(second, old_root) is not None
     after = _run(second, day.slice(half)) + [a.model_dump_json() for a in second.flush()]
     assert before + after == expected
+
+
+def test_keys_stored_as_codes_read_back_exactly_and_go_with_their_last_row() -> None:
+    """The key table holds codes (``KEY_STORE``), each (family, key) once in ``key_names``; readers get
+    the rows back exactly, uses merge as before, and a name or an id goes with the last row holding it."""
+    wide = pl.DataFrame(
+        [
+            ("a", "ip", "10.0.0.0/24", T0, 3),
+            ("b", "ip", "10.0.0.0/24", T0 + Q, 1),
+            ("a", "template", "12345678901234567890", T0, 2),
+            ("b", "payment", "pf_1", T0, 70_000),
+            ("c", "shared_intel", "ind-1", T0 + 2 * Q, 1),
+        ],
+        schema=KEY_SCHEMA,
+        orient="row",
+    )
+    key = ["account_id", "family", "key"]
+    st = WindowState()
+    st.ids, st.key_names, st.keys = code_keys(st.ids, st.key_names, wide)
+    assert st.keys.schema == KEY_STORE and st.key_names.height == 4  # the shared prefix once
+    assert_frame_equal(st.key_rows().sort(key), wide.sort(key))
+    more = pl.DataFrame(
+        [("a", "ip", "10.0.0.0/24", T0 + 3 * Q, 2), ("d", "ip", "10.0.0.0/24", T0 + 3 * Q, 1)],
+        schema=KEY_SCHEMA,
+        orient="row",
+    )
+    st.ids, st.key_names, coded = code_keys(st.ids, st.key_names, more)
+    st.keys = merge_key_uses(st.keys, coded)
+    assert_frame_equal(st.key_rows().sort(key), merge_keys(wide, more).sort(key))
+    assert st.key_names.height == 4 and st.ids.height == 4
+    # the link window keeps the uses since T0 + 3Q: a's and d's prefix; b's and c's ids go, and 3 names
+    link = timedelta(days=7)
+    dropped = st.evict(T0 + 3 * Q + link, timedelta(hours=24), link, link, timedelta(hours=24))
+    assert sorted(st.key_rows()["account_id"]) == ["a", "d"]
+    assert st.key_names["key"].to_list() == ["10.0.0.0/24"] and sorted(st.ids["account_id"]) == ["a", "d"]
+    assert (dropped["keys/age"], dropped["key_names/age"], dropped["ids/age"]) == (4, 3, 2)
+
+
+def test_a_checkpoint_keeps_the_key_codes_and_reads_back_the_same_rows(tmp_path: Path) -> None:
+    st = WindowState()
+    wide = pl.DataFrame([("a", "client", "tls|sdk", T0, 5)], schema=KEY_SCHEMA, orient="row")
+    st.ids, st.key_names, st.keys = code_keys(st.ids, st.key_names, wide)
+    st.save(tmp_path / "ck")
+    back = WindowState.load(tmp_path / "ck")
+    for table in ("keys", "key_names", "ids"):
+        assert_frame_equal(getattr(back, table), getattr(st, table))
+    assert_frame_equal(back.key_rows(), wide)
+
+
+Use = tuple[str, str, str, int, int]
+_FAMILIES = ["payment", "ip", "client", "template", "signup", "shared_intel"]
+_USE = hs.tuples(
+    hs.sampled_from(["a", "b", "acct_0123456789abcdef"]),
+    hs.sampled_from(_FAMILIES),
+    hs.sampled_from(["k", "10.0.0.0/24", "12345678901234567890", "tls|sdk|é"]),
+    hs.integers(0, 96),
+    hs.integers(1, 70_000),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.lists(hs.lists(_USE, max_size=6), min_size=1, max_size=4))
+def test_key_uses_merged_as_codes_read_back_as_merged_rows(batches: list[list[Use]]) -> None:
+    """Any batches of key uses, merged into the coded table one after another, read back exactly as the
+    same batches merged as rows (``merge_keys``), and every key name is held once."""
+    st, rows = WindowState(), pl.DataFrame(schema=KEY_SCHEMA)
+    for batch in batches:
+        uses = pl.DataFrame(
+            [(a, f, k, T0 + q * Q, n) for a, f, k, q, n in batch], schema=KEY_SCHEMA, orient="row"
+        )
+        st.ids, st.key_names, st.keys = add_key_uses(st.ids, st.key_names, st.keys, uses)
+        rows = merge_keys(rows, uses)
+    key = ["account_id", "family", "key"]
+    assert_frame_equal(st.key_rows().sort(key), rows.sort(key))
+    assert st.key_names.height == rows.select("family", "key").n_unique()
+    assert st.keys.schema == KEY_STORE

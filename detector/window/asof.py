@@ -11,11 +11,17 @@ or a hundred (tests/test_slicing.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 import polars as pl
 
-from detector.window.state import merge_keys
+from detector.window.keycodes import key_rows
+from detector.window.state import WindowState, merge_keys
+
+#: A key table (``KEY_SCHEMA``), or a function that gives it
+Table = pl.DataFrame | Callable[[], pl.DataFrame]
 
 
 def live(keys: pl.DataFrame, since: datetime | None) -> pl.DataFrame:
@@ -28,24 +34,55 @@ class KeyTimeline:
 
     ``before``: the table before ``WindowState.add``; ``log``: what ``add`` returned (one row per
     account, family, key and ``_tick``); ``after``: the table after it (the view at the batch's last
-    tick, already merged).
+    tick, already merged). Each table is a frame (``KEY_SCHEMA``) or a function that gives it, called
+    once, when a view first needs it (``stored``).
     """
 
-    def __init__(self, before: pl.DataFrame, log: pl.DataFrame, after: pl.DataFrame) -> None:
-        self.before, self.log, self.after = before, log, after
+    def __init__(self, before: Table, log: pl.DataFrame, after: Table) -> None:
+        self._tables = {"before": before, "after": after}
+        self.log = log
         last = log["_tick"].max() if log.height else None
         self._last_tick: datetime | None = last if isinstance(last, datetime) else None
         #: ``at`` merges the log forward as ticks advance: the table as of ``_at`` (None: ``before``)
-        self._merged = before
+        self._merged: pl.DataFrame | None = None
         self._at: datetime | None = None
+
+    @classmethod
+    def stored(cls, before: pl.DataFrame, log: pl.DataFrame, state: WindowState) -> KeyTimeline:
+        """A batch's timeline from the state after ``add``: ``before``, its key table before the batch
+        (``WindowState.keys``, stored as codes), each table read back (``key_rows``) when first needed."""
+        ids, names = state.ids, state.key_names  # only grow during a batch: they hold every code of both
+        return cls(partial(key_rows, before, ids, names), log, partial(key_rows, state.keys, ids, names))
+
+    def fresh(self) -> KeyTimeline:
+        """A timeline of the same batch at its start (for a second walk over its ticks), sharing the
+        tables this one has read."""
+        return KeyTimeline(lambda: self.before, self.log, lambda: self.after)
+
+    def _table(self, name: str) -> pl.DataFrame:
+        table = self._tables[name]
+        if not isinstance(table, pl.DataFrame):
+            table = self._tables[name] = table()
+        return table
+
+    @property
+    def before(self) -> pl.DataFrame:
+        """The key table before the batch (``KEY_SCHEMA``)."""
+        return self._table("before")
+
+    @property
+    def after(self) -> pl.DataFrame:
+        """The key table after the batch (``KEY_SCHEMA``)."""
+        return self._table("after")
 
     def at(self, now: datetime, since: datetime | None) -> pl.DataFrame:
         """The table as it stood at tick ``now``, less keys unused since ``since`` (ticks in order)."""
         if self._last_tick is None or now >= self._last_tick:
             return live(self.after, since)
-        if self._at is None or now > self._at:
+        if self._merged is None or self._at is None or now > self._at:
             after_at = pl.col("_tick") > self._at if self._at is not None else pl.lit(True)
-            self._merged = merge_keys(self._merged, self.log.filter(after_at & (pl.col("_tick") <= now)))
+            merged = self.before if self._merged is None else self._merged
+            self._merged = merge_keys(merged, self.log.filter(after_at & (pl.col("_tick") <= now)))
             self._at = now
         return live(self._merged, since)
 

@@ -2,7 +2,7 @@
 
 - **Account codes.** Buckets and templates hold the account as a 32-bit code, not its id (a 15-byte
   id costs 15 bytes a row and more: a polars string is a 16-byte view plus the bytes past 12); the ids
-  table maps id -> code once per account. A code stays while any bucket or template row holds it;
+  table maps id -> code once per account. A code stays while any bucket, template or key row holds it;
   a returning account may get a new one. Codes are never read outside the state: ``decode`` turns them
   back into ids (``rows_of``).
 - **16-bit counts, 32-bit token sums.** Every count of a row (requests, the signal counters, gaps) is
@@ -11,7 +11,8 @@
   reader sums the rows of a bucket, so the sums are exact. Gap sums stay 64 and 128 bits.
 
 Readers never see either: ``rows_of`` gives rows in ``BUCKET_SCHEMA`` / ``TEMPLATE_SCHEMA`` (32-bit counts,
-the account id), the same values a reader summed before.
+the account id), the same values a reader summed before. Linkage keys are held as codes too
+(``keycodes.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import datetime
 import polars as pl
 
 from detector.window.ids import ID_HASH, id_hashes
+from detector.window.keycodes import code_keys, extend_codes
 from detector.window.tables import (
     BUCKET_SCHEMA,
     BUCKET_STORE,
@@ -34,25 +36,12 @@ from detector.window.tables import (
 
 #: The largest value each narrow stored type holds.
 _LIMITS: dict[pl.DataType, int] = {pl.UInt16(): 2**16 - 1, pl.UInt32(): 2**32 - 1}
-#: Codes are 32-bit and only grow while any account stays in state: at 1M new accounts a day they
-#: last 11,000 years (they start again from 0 whenever the state holds no account).
-_CODE_LIMIT = 2**32 - 1
 
 
 def assign(ids: pl.DataFrame, accounts: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Codes for ``accounts`` (any order, repeats allowed): (the ids table with new accounts added, the
     (account_id, code) rows of the distinct ``accounts``). New accounts get the next codes, in id order."""
-    wanted = accounts.unique().sort().to_frame("account_id")
-    known = wanted.join(ids, on="account_id", how="left")
-    new = known.filter(pl.col("account_code").is_null()).select("account_id")
-    if new.height == 0:
-        return ids, known
-    start = int(ids["account_code"].max()) + 1 if ids.height else 0  # type: ignore[arg-type]
-    if start + new.height > _CODE_LIMIT:
-        raise OverflowError("account codes exhausted (4.3 billion accounts since the state was last empty)")
-    added = new.with_columns((pl.int_range(new.height, dtype=pl.UInt32) + start).alias("account_code"))
-    ids = pl.concat([ids, added.cast(IDS_SCHEMA)])
-    return ids, known.filter(pl.col("account_code").is_not_null()).vstack(added.cast(IDS_SCHEMA))
+    return extend_codes(ids, accounts.unique().sort().to_frame("account_id"), "account_code")
 
 
 def codes_of(ids: pl.DataFrame, accounts: pl.Series) -> pl.Series:
@@ -161,6 +150,8 @@ def upgrade(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         t["seen"] = seen_per_tick(t["seen"])
     if "account_id" in t["buckets"].columns:  # written before account codes and 16-bit counts
         t["ids"], t["buckets"], t["templates"] = coded_rows(t["buckets"], t["templates"])
+    if "account_id" in t["keys"].columns:  # written before keys were held as codes
+        t["ids"], t["key_names"], t["keys"] = code_keys(t["ids"], t["key_names"], t["keys"])
     if "verified" not in t["accounts"].columns:  # a checkpoint from before the trust flag was kept
         t["accounts"] = t["accounts"].with_columns(pl.lit(None, pl.Boolean).alias("verified"))
     if "last_seen" not in t["models"].columns:  # written before models were evicted

@@ -6,10 +6,11 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
   counts, inter-arrival gap sums). Window features are sums over buckets, so a 24 h window costs
   96 rows per busy account at a 15-minute tick.
 - ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
-- ``ids``: account id -> the 32-bit code buckets and templates store instead (``compact.py``; readers
-  get rows with the id back from ``bucket_rows`` and ``template_rows``).
+- ``ids``: account id -> the 32-bit code buckets, templates and keys store instead (``compact.py``;
+  readers get rows with the id back from ``bucket_rows``, ``template_rows`` and ``key_rows``).
 - ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
-- ``keys``: (account, family, key) -> last seen and uses: the linkage material.
+- ``keys``: (account, family, key) -> last seen and uses: the linkage material, as codes; ``key_names``
+  holds each (family, key) once (``compact.py``; readers get ``key_rows``).
 - ``seen``: request ids inside the de-duplication horizon, as 64-bit hashes (``ids.py``), a list per tick.
 - ``models``: model -> first seen, to tell a newly launched model from an established one.
 
@@ -30,6 +31,7 @@ from detector.schema import UTC_US
 from detector.settings import StateCaps
 from detector.window.compact import assign, codes_of, fit_rows, merge_rows, rows_of, upgrade
 from detector.window.ids import ID_HASH, id_hashes
+from detector.window.keycodes import add_key_uses, held_only, key_rows
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
@@ -37,7 +39,9 @@ from detector.window.tables import (
     GAP_SUM,
     GAP_SUMSQ,
     IDS_SCHEMA,
+    KEY_NAMES_SCHEMA,
     KEY_SCHEMA,
+    KEY_STORE,
     MAX_GAP_S,
     MODEL_SCHEMA,
     SEEN_SCHEMA,
@@ -74,10 +78,11 @@ class WindowState:
     buckets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_STORE))
     templates: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TEMPLATE_STORE))
     accounts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ACCOUNT_SCHEMA))
-    keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_SCHEMA))
+    keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_STORE))
     seen: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SEEN_SCHEMA))
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_SCHEMA))
     ids: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IDS_SCHEMA))
+    key_names: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_NAMES_SCHEMA))
     stream_start: datetime | None = None
     _appends: int = 0
     #: A partner's indicators (configuration, not checkpointed): matching values add ``shared_intel`` keys.
@@ -263,7 +268,7 @@ class WindowState:
         if self.partner is not None and len(self.partner):
             # a partner's indicator naming one of these values is one more key: ``shared_intel``
             log = pl.concat([log, self.partner.match(log)])
-        self.keys = merge_keys(self.keys, log)
+        self.ids, self.key_names, self.keys = add_key_uses(self.ids, self.key_names, self.keys, log)
         self._appends += 1
         if self._appends % 8 == 0:
             self.compact()
@@ -286,6 +291,10 @@ class WindowState:
     ) -> pl.DataFrame:
         """Template counts (``TEMPLATE_SCHEMA``) of ``accounts`` (None: all) in [since, until)."""
         return rows_of(self.templates, self.ids, TEMPLATE_SCHEMA, accounts, since, until)
+
+    def key_rows(self, keys: pl.DataFrame | None = None) -> pl.DataFrame:
+        """The key table, or stored rows ``keys`` of it, as readers get it (``KEY_SCHEMA``)."""
+        return key_rows(self.keys if keys is None else keys, self.ids, self.key_names)
 
     def evict(
         self,
@@ -316,13 +325,12 @@ class WindowState:
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         if caps is not None:
             dropped.update(self._cap(caps))
-        # an id goes with the last bucket or template row that holds its code
-        held = pl.concat(
-            [self.buckets.get_column("account_code"), self.templates.get_column("account_code")]
-        ).unique()
-        ids = self.ids.height
-        self.ids = self.ids.filter(pl.col("account_code").is_in(held.implode()))
-        dropped["ids/age"] += ids - self.ids.height
+        # an id or a key name goes with the last row that holds its code (``keycodes.held_only``)
+        self.ids, self.key_names = held_only(
+            self.ids, self.key_names, self.keys, self.buckets, self.templates
+        )
+        for t in ("ids", "key_names"):
+            dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         return +dropped
 
     def _cap(self, caps: StateCaps) -> Counter[str]:
@@ -336,13 +344,9 @@ class WindowState:
             out["accounts/cap"] += gone.len()
             gone_codes = codes_of(self.ids, gone)
             assert gone_codes is not None
-            for t, column, names in (
-                ("buckets", "account_code", gone_codes),
-                ("templates", "account_code", gone_codes),
-                ("keys", "account_id", gone),
-            ):
+            for t in ("buckets", "templates", "keys"):
                 frame = getattr(self, t)
-                kept = frame.filter(~pl.col(column).is_in(names.implode()))
+                kept = frame.filter(~pl.col("account_code").is_in(gone_codes.implode()))
                 out[f"{t}/cap"] += frame.height - kept.height
                 setattr(self, t, kept)
         for t, column in (

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import polars as pl
 
-from detector.contracts import LinkFamily
+from detector.contracts import LINK_FAMILIES, LinkFamily
+from detector.intel.hashing import INTEL_FAMILY
 from detector.schema import UTC_US, make_schema
 
 #: (counter column, per-request boolean it counts)
@@ -69,7 +70,7 @@ BUCKET_STORE = make_schema(
 TEMPLATE_STORE = make_schema(
     {"account_code": pl.UInt32, "bucket": UTC_US, "template_fp": pl.UInt64, "requests": pl.UInt16}
 )
-#: account id -> code, for the accounts that buckets or templates hold
+#: account id -> code, for the accounts that buckets, templates or keys hold
 IDS_SCHEMA = make_schema({"account_id": pl.String, "account_code": pl.UInt32})
 ACCOUNT_SCHEMA = make_schema(
     {
@@ -86,12 +87,21 @@ ACCOUNT_SCHEMA = make_schema(
 KEY_SCHEMA = make_schema(
     {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
 )
+#: Every linkage family a key table row may name (the events' families and a partner's ``shared_intel``).
+FAMILY = pl.Enum([*LINK_FAMILIES, INTEL_FAMILY])
+#: ``KEY_SCHEMA`` is what readers get (``WindowState.key_rows``); the state stores a key use as codes
+#: (``window/compact.py``): the account's code of ``IDS_SCHEMA`` and the key's of ``KEY_NAMES_SCHEMA``,
+#: which holds each (family, key) once however many accounts hold it.
+KEY_STORE = make_schema(
+    {"account_code": pl.UInt32, "key_code": pl.UInt32, "last_seen": UTC_US, "uses": pl.UInt32}
+)
+KEY_NAMES_SCHEMA = make_schema({"key_code": pl.UInt32, "family": FAMILY, "key": pl.String})
 #: request ids as 64-bit hashes (``window/ids.py``: 8 bytes an id instead of the string), one list per
 #: closed tick (``tick``: its end, after every event time in it), not a time per id
 SEEN_SCHEMA = make_schema({"tick": UTC_US, "id_hash": pl.List(pl.UInt64)})
 MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "last_seen": UTC_US})
 #: Every table, in checkpoint order.
-TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models", "ids")
+TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models", "ids", "key_names")
 
 
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or

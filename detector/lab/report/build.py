@@ -145,7 +145,7 @@ def linkage_keys(events: Sequence[Path]) -> tuple[Any, float, int]:
     engine = build_engine()
     replay(expand_inputs(list(events)), engine, None)
     link = engine.settings.link
-    return engine.state.keys, link.common_share, link.common_min_accounts
+    return engine.state.key_rows(), link.common_share, link.common_min_accounts
 
 
 # ----------------------------------------------------------------------------------------------
