@@ -254,6 +254,14 @@ class EvidenceSettings(BaseModel):
     #: shares exactly what a farm shares, so such a group's sharing alone accuses nobody
     #: (``tenant_explains`` in ``detect/evidence.py``; issue 17, round 7).
     tenant_group_share: float = Field(default=0.5, gt=0, le=1)
+    #: A cluster's harvest in excess of the typical account's mix (``window.dilution``) counts as harvest
+    #: when it is at least this share of the cluster's 24 h requests and at least this many requests:
+    #: about what a campaign blending 90% ordinary requests into every account still sends, and five a
+    #: day, under which the excess is chance. The bars of ``rules/cluster_diluted_harvest.yaml`` (a test
+    #: keeps the two equal); ``tenant_explains`` reads them, so a router group whose harvest a blend
+    #: divides under the shares is not explained as a team's tool (issue 17, round 9).
+    harvest_excess_share: float = Field(default=0.1, gt=0, le=1)
+    harvest_excess_requests: float = Field(default=5.0, gt=0)
     #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas
     #: are the better source; these are conservative defaults). Unknown tiers use ``standard``.
     tier_daily_requests: dict[str, float] = Field(

@@ -14,10 +14,12 @@ from typing import Any
 
 import polars as pl
 import pytest
-from test_evidence import CODERS_FIRST_HOUR, _verdict
+import yaml
+from test_evidence import CODERS_FIRST_HOUR, _frame, _verdict
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
+from detector.detect.evidence import add_axes
 from detector.engine import Engine
 from detector.window.dilution import harvest_excess, typical_mix
 
@@ -142,9 +144,26 @@ def test_a_blended_hydra_is_named_on_its_excess_and_was_not_on_its_shares(engine
             {"harvest_excess_share_24h": 0.08, "harvest_excess_requests_24h": 40.0},
         ),
         ("one company's card", {"payers": 1, "orgs": 1}),
-        # inside a router on established seats: a team whose tool asks a thinking budget on some requests
-        # shares all of this, and the tenant hides who pays (the coordination rules' tenant clause)
-        ("established seats inside a router", {"new_account_share": 0.0, "median_account_age_days": 300.0}),
+        # inside a router on established seats with no harvest in excess (a team's tool asking for steps
+        # with ordinary outputs): the tenant hides who pays (the coordination rules' tenant clause)
+        (
+            "established seats inside a router, nothing in excess",
+            {
+                "new_account_share": 0.0,
+                "median_account_age_days": 300.0,
+                "harvest_excess_share_24h": 0.02,
+                "harvest_excess_requests_24h": 0.8,
+            },
+        ),
+        (
+            "established seats inside a router, a few chance requests",
+            {
+                "new_account_share": 0.0,
+                "median_account_age_days": 300.0,
+                "harvest_excess_share_24h": 0.2,
+                "harvest_excess_requests_24h": 3.0,
+            },
+        ),
         (
             "established verified accounts, no batch",
             {
@@ -172,3 +191,46 @@ def test_a_popular_tools_users_stay_below_medium_with_their_excess(engine: Engin
     )
     assert RULE not in reasons
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+
+
+#: Round 9: the same blended hydra on aged seats of the router (draw 148's shape: a cot_hydra through
+#: the router, its ask only in its private system prompt, 60-90% of each account's requests ordinary,
+#: sub-accounts opened in a batch, verified by the router, 300 days old).
+AGED_ROUTER_HYDRA = BLENDED_ROUTER_HYDRA | {
+    "new_account_share": 0.0,
+    "median_account_age_days": 300.0,
+    "verified_share": 1.0,
+}
+
+
+def test_a_router_group_diluted_under_the_shares_is_not_a_teams_tool(engine: Engine) -> None:
+    """``tenant_explains`` reads the harvest in excess of the typical mix with the bars of
+    ``cluster_diluted_harvest``: a group inside a router whose harvest a blend divides under every share
+    is no longer explained as one company's team, and its aged, batch-provisioned seats are named at
+    medium (main: explained, below medium). Never high: the extraction axis still reads the shares."""
+    frame = _frame("cluster", **AGED_ROUTER_HYDRA)
+    s = engine.settings.evidence
+    assert add_axes(frame, "cluster", s)["tenant_explains"].to_list() == [False]
+    sev, reasons = _verdict(engine, "cluster", **AGED_ROUTER_HYDRA)
+    assert sev == "medium", reasons
+    assert RULE in reasons
+    assert "no single customer explains it" in reasons["evidence:coordination"]
+    # just under either bar, the group is a team's until shown otherwise, as before
+    for under in (
+        {"harvest_excess_share_24h": s.harvest_excess_share - 0.01},
+        {"harvest_excess_requests_24h": s.harvest_excess_requests - 0.5},
+    ):
+        explained = add_axes(_frame("cluster", **(AGED_ROUTER_HYDRA | under)), "cluster", s)
+        assert explained["tenant_explains"].to_list() == [True], under
+        sev, reasons = _verdict(engine, "cluster", **(AGED_ROUTER_HYDRA | under))
+        assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], (under, reasons)
+
+
+def test_tenant_explains_reads_the_rules_own_bars(engine: Engine) -> None:
+    """One pair of bars: the settings ``tenant_explains`` reads are the ones the rule's condition states
+    (a change to one without the other would let a group fire the rule while still "explained")."""
+    rule = yaml.safe_load((ROOT / "rules" / f"{RULE}.yaml").read_text())
+    cond = " ".join(rule["condition"].split())
+    s = engine.settings.evidence
+    assert f"harvest_excess_share_24h >= {s.harvest_excess_share:g}" in cond
+    assert f"harvest_excess_requests_24h >= {s.harvest_excess_requests:g}" in cond

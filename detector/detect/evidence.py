@@ -93,7 +93,9 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     extraction a tool does not do (a team's SQL helper says "think it through step by step" and gets
     a query back: reasoning elicited, outputs of ordinary size). The coordination rules accuse an
     explained group only when its seats are new (no established customer of the tenant: opened within
-    the month, as a farm's are days before use), and ``require_both_axes`` keeps it below high."""
+    the month, as a farm's are days before use), and ``require_both_axes`` keeps it below high. The same
+    kinds diluted under the shares by a blend of ordinary requests count too (``harvest_in_excess``):
+    a tool's traffic is its own mix, a blend only divides a farm's (issue 17, round 9)."""
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
@@ -102,8 +104,18 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     ext = extraction_checks(s, "cluster")
     elicited = ext.pop("reasoning elicited")
     sized = c("max_tokens_high_share_24h").fill_null(0.0) >= s.max_tokens_high_share
-    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized)
+    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized) | harvest_in_excess(s)
     return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
+
+
+def harvest_in_excess(s: EvidenceSettings) -> pl.Expr:
+    """The cluster's harvest beyond the typical account's mix (``window.dilution``: coercion, rubric
+    grading, logprobs with several samples, a thinking budget or an elicited reasoning with near-maximum
+    outputs) is a real share of its traffic and more than chance, whatever ordinary traffic it is
+    blended with: the bars of ``cluster_diluted_harvest``."""
+    c = pl.col
+    share = c("harvest_excess_share_24h").fill_null(0.0) >= s.harvest_excess_share
+    return share & (c("harvest_excess_requests_24h").fill_null(0.0) >= s.harvest_excess_requests)
 
 
 #: The tier of an account a reseller provisions for one of its customers (a router's sub-account).
