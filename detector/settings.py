@@ -160,6 +160,12 @@ class LinkSettings(BaseModel):
     #: other customers do not hold is a group inside it (issue 17, round 7). Not templates or sign-up
     #: windows: among a router's many customers those are popular prompts and coincidences.
     tenant_nested_families: tuple[LinkFamily, ...] = ("sysprompt",)
+    #: A sign-up cohort (``window.cohorts``): most (``min_overlap``) of a client build's holders, and at
+    #: least ``cohort_min_accounts`` of them, opened their accounts within this span of each other: they
+    #: link as one group. An honest build's users arrive over months and years; an operator opens its
+    #: farm's accounts over days (the link window: what linkage remembers of them).
+    signup_cohort: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
+    cohort_min_accounts: int = Field(default=3, ge=2)
 
 
 class EvidenceSettings(BaseModel):
