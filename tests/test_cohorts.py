@@ -83,6 +83,21 @@ def test_a_minority_of_a_builds_holders_opened_together_is_no_cohort() -> None:
     assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
 
 
+def test_a_cohort_opened_in_one_sitting_is_explained_by_the_sitting() -> None:
+    """Eight engineers opening accounts in one afternoon (or a hackathon's desk): no cohort link; a
+    farm opened in one sitting shares its half hours instead (the ``signup`` key)."""
+    keys, accounts = _world(_spread(8, timedelta(minutes=35)))
+    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
+    keys, accounts = _world(_spread(8, timedelta(minutes=35)))
+    cl = build_clusters(keys, accounts, LinkSettings(signup_sitting=timedelta(minutes=30)))
+    assert cl.members.height == 8
+
+
+def test_fewer_than_five_are_no_cohort() -> None:
+    keys, accounts = _world(_spread(4, timedelta(hours=13)))
+    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
+
+
 def test_a_pair_is_no_cohort() -> None:
     keys, accounts = _world(_spread(2, timedelta(hours=13)))
     assert build_clusters(keys, accounts, LinkSettings()).members.height == 0

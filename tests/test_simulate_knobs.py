@@ -173,6 +173,9 @@ def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, 
     update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
     # persona counts are scaled: ask for size / scale to get the stated size
     update |= {n: getattr(base, n).model_copy(update={"accounts": round(k / 0.05)}) for n, k in sizes.items()}
+    # every account ships its text: which accounts ship only the SimHash (``text_free_fraction``) is
+    # drawn over all accounts, so a look-alike added would otherwise hide another's prompts
+    update["text_free_fraction"] = 0.0
     params = base.model_copy(update=update)
     ev = _run(tmp_path_factory.mktemp("look"), params, seed=9, days=1.0, scale=0.05)
     return ev, World(9, params, BANK, 1.0, 0.05)

@@ -144,14 +144,14 @@ def _signup_batch(s: EvidenceSettings) -> pl.Expr:
 
 
 def _signup_cohort(s: EvidenceSettings) -> pl.Expr:
-    """A sign-up cohort: most holders of a client build, a batch's worth and a real share of the
+    """A sign-up cohort: most holders of a client build, a batch's worth and most of the cluster's
     members, opened their accounts within a week (``window.cohorts``). An operator opens its farm over
     days, so its accounts rarely share a half hour (a burst); a build's honest users arrive over years.
     A startup's engineers opening accounts for their in-house build are a cohort too: one card or one
     org explains them, and without extraction no rule accuses a cohort (issue 17, round 9)."""
     n = pl.col("signup_cohort_accounts").fill_null(0)
     size = pl.col("accounts").fill_null(0).cast(pl.Float64)
-    return (n >= s.signup_burst_min_accounts) & (n >= s.signup_burst_share * size)
+    return (n >= s.signup_burst_min_accounts) & (n >= s.signup_cohort_member_share * size)
 
 
 def _cards_across_orgs(s: EvidenceSettings) -> pl.Expr:

@@ -7,16 +7,22 @@ by chance, so linkage made groups of 2-5 and every cluster rule wants five (issu
 build is one family, and one family never links alone: a popular SDK's holders are strangers. What a
 build's holders do not do by coincidence is open their accounts within one week, most of them: an
 honest build's users (a tool's, an SDK's) arrive over months and years, its adoption waves a minority
-of them. A cohort is the largest set of a build's holders opened within ``LinkSettings.signup_cohort``
-of each other, when it is most (``min_overlap``) of the build's holders and at least
+of them. People who open accounts in one sitting (most of the cohort within ``signup_sitting``: an
+event's registration desk, a team's afternoon) share the window because of the sitting: no cohort
+(a small world's first hours can make a hackathon most of a popular SDK's holders seen so far).
+A cohort is the largest set of a build's holders opened within ``LinkSettings.signup_cohort`` of
+each other, when it is most (``min_overlap``) of the build's holders and at least
 ``cohort_min_accounts``. It links its members (``window.link``: link ``client+signup_window``);
 whether it is one customer's team (one org, one card) or a farm is for the evidence model and rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
+from detector.contracts import LinkFamily
 from detector.settings import LinkSettings
 
 #: The link name of a cohort (``Clusters.links``), and its group slot (a pair group is
@@ -54,11 +60,24 @@ def signup_cohorts(
         .select("kid", pl.col("created_at").alias("_end"))
     )
     start = pl.col("_end") - pl.duration(microseconds=int(cfg.signup_cohort.total_seconds() * 1_000_000))
-    return (
-        h.join(best, on="kid", how="inner")
-        .filter((pl.col("created_at") > start) & (pl.col("created_at") <= pl.col("_end")))
-        .select("a", "kid", "last_seen")
+    members = h.join(best, on="kid", how="inner").filter(
+        (pl.col("created_at") > start) & (pl.col("created_at") <= pl.col("_end"))
     )
+    # one sitting: most of the cohort opened within a few hours of each other (an event's registration
+    # desk, a team's afternoon); the sitting explains the shared window, and a farm opened in one sitting
+    # shares its sign-up bursts (the ``signup`` key) instead
+    sitting = f"{int(cfg.signup_sitting.total_seconds() * 1_000_000)}us"
+    one_sitting = (
+        members.with_columns(
+            pl.len().rolling(index_column="created_at", period=sitting).over("kid").alias("s"),
+            pl.len().over("kid").alias("size"),
+        )
+        .group_by("kid")
+        .agg((pl.col("s").max() >= cfg.min_overlap * pl.col("size").first()).alias("sat"))
+        .filter("sat")
+        .select("kid")
+    )
+    return members.join(one_sitting, on="kid", how="anti").select("a", "kid", "last_seen")
 
 
 def cohort_groups(
@@ -66,7 +85,7 @@ def cohort_groups(
     ids: pl.DataFrame,
     accounts: pl.DataFrame,
     holders: pl.DataFrame,
-    fam_code: dict[str, int],
+    fam_code: Mapping[LinkFamily, int],
     cfg: LinkSettings,
 ) -> pl.DataFrame:
     """Each client build's sign-up cohort (``window.cohorts``) as a group, in ``held_by``'s columns."""
