@@ -256,7 +256,7 @@ def test_internal_tool_team_shares_one_system_prompt_template_and_office(
     assert hours.is_between(6, 18).mean() > 0.8  # type: ignore[operator]
 
 
-def test_startup_build_team_opened_in_one_afternoon_on_a_build_nobody_else_holds(
+def test_startup_build_team_opened_within_days_on_a_build_nobody_else_holds(
     lookalikes: tuple[pl.DataFrame, World],
 ) -> None:
     """Round 9: the honest shape of a sign-up cohort: a private build, most of its holders opened
@@ -269,7 +269,7 @@ def test_startup_build_team_opened_in_one_afternoon_on_a_build_nobody_else_holds
     others = ev.filter(pl.col("persona") != "startup_build_team")
     assert not build & set(zip(others["tls_fingerprint"], others["sdk"], strict=True)), "nobody else holds it"
     created = t["created_at"].str.to_datetime()
-    assert (created.max() - created.min()).total_seconds() <= 4 * 3600  # type: ignore[operator,union-attr]
+    assert (created.max() - created.min()).total_seconds() <= 4 * 86400  # type: ignore[operator,union-attr]
     assert created.max() < t["ts"].str.to_datetime().min()  # type: ignore[operator]
     assert not t["verified"].any()
     assert (t["logprobs"].fill_null(False)).mean() < 0.2  # type: ignore[operator]

@@ -7,8 +7,9 @@
 - ``eval_startup``: a verified organisation (one org, one card, months of tenure) re-running the
   same chain-of-thought benchmark set every night from the cloud at temperature 0.
 - ``startup_build_team``: a young startup's engineers who opened their accounts in one afternoon days
-  ago for the product they build, whose in-house client sends every request (its own TLS fingerprint and
-  SDK string: nobody else holds it). Each is a personal account (their own org), paid with the company
+  ago (a drawn share of them, up to 80%, on the one to three days after: new hires, contractors) for
+  the product they build, whose in-house client sends every request (its own TLS fingerprint and SDK
+  string: nobody else holds it). Each is a personal account (their own org), paid with the company
   card or their own (a share drawn per run), unverified; the office NAT plus home addresses, working
   hours, everyday development traffic. The holders of a private build, most opened within one week: a
   sign-up cohort (issue 17, round 9), as a farm's.
@@ -110,8 +111,9 @@ def startup_build_team(w: World, p: PersonaParams) -> Block:
     office = f"{net.OFFICE_V4[int(rng.integers(len(net.OFFICE_V4)))]}.{rng.integers(0, 256)}"
     nat = [f"{office}.{rng.integers(2, 254)}"]
     build = net.custom_client(rng, "acme-agent/0.3.1 python-httpx/0.27.0", "vendor-python/0.39.0")
-    afternoon = w.start_ms - int(rng.uniform(0.5, 6.0) * DAY_MS) - int(rng.uniform(0, 8) * HOUR_MS)
+    afternoon = w.start_ms - int(rng.uniform(3.0, 8.0) * DAY_MS) - int(rng.uniform(0, 8) * HOUR_MS)
     company_card, on_card = w.new_id("pf", 12), float(rng.uniform(0.0, 1.0))
+    later = float(rng.uniform(0.0, 0.8))  # the share who joined on the days after (new hires, contractors)
     accts = []
     for _ in range(n):
         home = [net.residential_ip(rng, country, w.params.ipv6_fraction)] if rng.random() < 0.5 else []
@@ -120,7 +122,9 @@ def startup_build_team(w: World, p: PersonaParams) -> Block:
                 Account(
                     w.new_id("acct"),
                     "startup_build_team",
-                    afternoon + int(rng.random() * 4 * HOUR_MS),
+                    afternoon
+                    + int(rng.random() * 4 * HOUR_MS)
+                    + (int(rng.uniform(1.0, 3.0) * DAY_MS) if rng.random() < later else 0),
                     w.new_id("org", 8),
                     [w.new_id("key", 12)],
                     company_card if rng.random() < on_card else w.new_id("pf", 12),
