@@ -60,6 +60,8 @@ def test_a_private_build_opened_over_four_days_is_one_cohort() -> None:
     assert cl.links.select("link", "accounts", "weight").rows() == [(COHORT_LINK, 8, 1.0)]
     ev = cl.evidence.row(0, named=True)
     assert ev["signup_cohort_accounts"] == 8 and ev["shares_client"]
+    # the window is the link, not a sign-up key the members share (that stays a half hour's burst)
+    assert not ev["shares_signup"] and ev["link_families"] == 1
 
 
 def test_without_the_cohort_the_same_accounts_link_nobody() -> None:
@@ -128,13 +130,13 @@ FRAGMENTS: dict[str, Any] = FARM | {
     "orgs": 20,
     "shares_sysprompt": False,
     "shares_template": False,
-    "shares_signup": True,
+    "shares_signup": False,
     "shares_client": True,
     "signup_burst_share": 0.05,
     "rare_artefact_families": 1,
     "client_key_inside_share": 1.0,
     "signup_cohort_accounts": 20,
-    "link_families": 2,
+    "link_families": 1,
 }
 
 

@@ -97,7 +97,9 @@ def cohort_groups(
     return members.select(
         "a",
         pl.lit(fam_code["client"], pl.UInt8).alias("fam"),
-        pl.lit(fam_code["signup"], pl.UInt8).alias("fam_b"),
+        # the build is the family the cohort shares; its window is the link, not a ``signup`` key the
+        # members hold (``shares_signup`` stays a half hour's burst: the cohort is its own signal)
+        pl.lit(fam_code["client"], pl.UInt8).alias("fam_b"),
         "kid",
         pl.lit(COHORT_SLOT, pl.UInt64).alias("kid_b"),
         (pl.col("kid") * (1 << 32) + COHORT_SLOT).alias("group"),
