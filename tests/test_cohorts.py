@@ -64,45 +64,35 @@ def test_a_private_build_opened_over_four_days_is_one_cohort() -> None:
     assert not ev["shares_signup"] and ev["link_families"] == 1
 
 
-def test_without_the_cohort_the_same_accounts_link_nobody() -> None:
-    """The window is what links them: one day shorter than their spread and they stay apart."""
-    keys, accounts = _world(_spread(8, timedelta(hours=13)))
-    cl = build_clusters(keys, accounts, LinkSettings(signup_cohort=timedelta(hours=12)))
-    assert cl.members.height == 0
+_DAYS, _HOURS = timedelta(days=1), timedelta(hours=1)
+#: (why, sign-ups, settings): groups that are no cohort.
+NO_COHORT = [
+    # the window is what links them: shorter than their spread and they stay apart
+    ("window shorter than the spread", _spread(8, 13 * _HOURS), LinkSettings(signup_cohort=12 * _HOURS)),
+    ("a build's users who came over years", _spread(8, 90 * _DAYS), LinkSettings()),
+    # six of sixteen holders in one week (a tool's adoption wave)
+    (
+        "a minority of the holders",
+        _spread(6, 20 * _HOURS) | _spread(10, 60 * _DAYS, "u", 30 * _DAYS),
+        LinkSettings(),
+    ),
+    # eight engineers opening accounts in one afternoon (or a hackathon's desk): the sitting explains it
+    ("one sitting", _spread(8, timedelta(minutes=35)), LinkSettings()),
+    ("fewer than five", _spread(4, 13 * _HOURS), LinkSettings()),
+]
 
 
-def test_a_builds_users_who_came_over_years_are_no_cohort() -> None:
-    keys, accounts = _world(_spread(8, timedelta(days=90)))
-    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
-
-
-def test_a_minority_of_a_builds_holders_opened_together_is_no_cohort() -> None:
-    """Three of ten holders in one week (a tool's adoption wave) link none of them."""
-    created = _spread(3, timedelta(hours=20)) | _spread(
-        7, timedelta(days=60), prefix="u", last=timedelta(days=30)
-    )
+@pytest.mark.parametrize(("why", "created", "cfg"), NO_COHORT, ids=[c[0] for c in NO_COHORT])
+def test_no_cohort(why: str, created: dict[str, Any], cfg: LinkSettings) -> None:
     keys, accounts = _world(created)
-    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
+    assert build_clusters(keys, accounts, cfg).members.height == 0, why
 
 
-def test_a_cohort_opened_in_one_sitting_is_explained_by_the_sitting() -> None:
-    """Eight engineers opening accounts in one afternoon (or a hackathon's desk): no cohort link; a
-    farm opened in one sitting shares its half hours instead (the ``signup`` key)."""
-    keys, accounts = _world(_spread(8, timedelta(minutes=35)))
-    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
+def test_the_sitting_guard_is_what_holds_one_sitting_apart() -> None:
+    """The same sitting with a shorter sitting span is a cohort: the guard, not the data, held it."""
     keys, accounts = _world(_spread(8, timedelta(minutes=35)))
     cl = build_clusters(keys, accounts, LinkSettings(signup_sitting=timedelta(minutes=30)))
     assert cl.members.height == 8
-
-
-def test_fewer_than_five_are_no_cohort() -> None:
-    keys, accounts = _world(_spread(4, timedelta(hours=13)))
-    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
-
-
-def test_a_pair_is_no_cohort() -> None:
-    keys, accounts = _world(_spread(2, timedelta(hours=13)))
-    assert build_clusters(keys, accounts, LinkSettings()).members.height == 0
 
 
 def test_the_cohort_is_coordination_and_bulk_provisioning() -> None:
