@@ -160,6 +160,17 @@ class LinkSettings(BaseModel):
     #: other customers do not hold is a group inside it (issue 17, round 7). Not templates or sign-up
     #: windows: among a router's many customers those are popular prompts and coincidences.
     tenant_nested_families: tuple[LinkFamily, ...] = ("sysprompt",)
+    #: A sign-up cohort (``window.cohorts``): most (``min_overlap``) of a client build's holders, and at
+    #: least ``cohort_min_accounts`` of them, opened their accounts within this span of each other: they
+    #: link as one group. An honest build's users arrive over months and years; an operator opens its
+    #: farm's accounts over days (the link window: what linkage remembers of them). At least five: the
+    #: smallest group a cluster rule accuses; three holders of a niche SDK in one week are a coincidence
+    #: a hackathon makes (a small world's casual users and 60 participants: tests/test_hackathon.py).
+    signup_cohort: timedelta = Field(default=timedelta(days=7), gt=_ZERO)
+    cohort_min_accounts: int = Field(default=5, ge=2)
+    #: ... unless most of the cohort opened within this span (one sitting: a hackathon's registration
+    #: desk, a startup's engineers in one afternoon): the sitting explains the shared window (round 9).
+    signup_sitting: timedelta = Field(default=timedelta(hours=8), gt=_ZERO)
 
 
 class EvidenceSettings(BaseModel):
@@ -200,6 +211,10 @@ class EvidenceSettings(BaseModel):
     #: are what independent sign-ups give by chance (two colleagues, a tool's launch day), and in a
     #: small cluster (the few members active in one night hour) one such pair is a tenth of it.
     signup_burst_min_accounts: int = Field(default=3, ge=2)
+    #: A sign-up cohort (``window.cohorts``) is a coordination signal when it holds at least this share of
+    #: the cluster's members: a farm's fragments are its cohort; a few participants of a hackathon who
+    #: share a niche SDK are a sliver of their cluster (issue 17, round 9).
+    signup_cohort_member_share: float = Field(default=0.5, gt=0, le=1)
     #: Cards across orgs (a coordination signal, and bulk provisioning) need most members (at least this
     #: share) paying with a card that pays for another of the cluster's orgs too: a farm's card per ten
     #: accounts holds all of them; a startup's engineers on the company card are a few of a popular

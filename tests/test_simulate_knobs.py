@@ -169,9 +169,13 @@ def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, 
     base = SimParams()
     sizes = {"tutoring_backend": 2, "translation_company": 6, "internal_tool_team": 30}
     sizes |= {"router_customers": 60, "residential_vpn": 20, "hackathon_cohort": 40, "eval_startup": 6}
+    sizes["startup_build_team"] = 8
     update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
     # persona counts are scaled: ask for size / scale to get the stated size
     update |= {n: getattr(base, n).model_copy(update={"accounts": round(k / 0.05)}) for n, k in sizes.items()}
+    # every account ships its text: which accounts ship only the SimHash (``text_free_fraction``) is
+    # drawn over all accounts, so a look-alike added would otherwise hide another's prompts
+    update["text_free_fraction"] = 0.0
     params = base.model_copy(update=update)
     ev = _run(tmp_path_factory.mktemp("look"), params, seed=9, days=1.0, scale=0.05)
     return ev, World(9, params, BANK, 1.0, 0.05)
@@ -250,6 +254,25 @@ def test_internal_tool_team_shares_one_system_prompt_template_and_office(
     )
     hours = t["ts"].str.to_datetime().dt.hour()
     assert hours.is_between(6, 18).mean() > 0.8  # type: ignore[operator]
+
+
+def test_startup_build_team_opened_within_days_on_a_build_nobody_else_holds(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    """Round 9: the honest shape of a sign-up cohort: a private build, most of its holders opened
+    together, each a personal account (own org), unverified, with no extraction in its traffic."""
+    ev, _ = lookalikes
+    t = _by_persona(ev, "startup_build_team")
+    assert t["account_id"].n_unique() == 8 and t["org_id"].n_unique() == 8
+    build = set(zip(t["tls_fingerprint"], t["sdk"], strict=True))
+    assert len(build) == 1, "every request through the in-house build"
+    others = ev.filter(pl.col("persona") != "startup_build_team")
+    assert not build & set(zip(others["tls_fingerprint"], others["sdk"], strict=True)), "nobody else holds it"
+    created = t["created_at"].str.to_datetime()
+    assert (created.max() - created.min()).total_seconds() <= 4 * 86400  # type: ignore[operator,union-attr]
+    assert created.max() < t["ts"].str.to_datetime().min()  # type: ignore[operator]
+    assert not t["verified"].any()
+    assert (t["logprobs"].fill_null(False)).mean() < 0.2  # type: ignore[operator]
 
 
 def test_router_customers_are_sub_accounts_of_one_verified_router(

@@ -65,6 +65,7 @@ def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     c = pl.col
     out = {f"shared {f}": c(f"shares_{f}").fill_null(False) for f in ARTEFACT_FAMILIES}
     out["sign-up burst"] = _signup_burst(s)
+    out["sign-up cohort"] = _signup_cohort(s)
     out["cards across orgs"] = _cards_across_orgs(s)
     out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     return out
@@ -154,6 +155,17 @@ def _signup_batch(s: EvidenceSettings) -> pl.Expr:
     return _signup_burst(s) & (together >= s.signup_burst_min_accounts)
 
 
+def _signup_cohort(s: EvidenceSettings) -> pl.Expr:
+    """A sign-up cohort: most holders of a client build, a batch's worth and most of the cluster's
+    members, opened their accounts within a week (``window.cohorts``). An operator opens its farm over
+    days, so its accounts rarely share a half hour (a burst); a build's honest users arrive over years.
+    A startup's engineers opening accounts for their in-house build are a cohort too: one card or one
+    org explains them, and without extraction no rule accuses a cohort (issue 17, round 9)."""
+    n = pl.col("signup_cohort_accounts").fill_null(0)
+    size = pl.col("accounts").fill_null(0).cast(pl.Float64)
+    return (n >= s.signup_burst_min_accounts) & (n >= s.signup_cohort_member_share * size)
+
+
 def _cards_across_orgs(s: EvidenceSettings) -> pl.Expr:
     """Payment instruments shared across different orgs: "payment signals that linked seemingly
     independent accounts" (PRODUCT.md), when most members pay with them (a card per ten accounts puts
@@ -238,9 +250,10 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         _count(_coordination_checks(s)).alias("coordination_signals"),
         colocated(s).alias("colocated"),
         tenant_explains(s).alias("tenant_explains"),
-        # provisioned in bulk: a batch of sign-ups, or cards shared across orgs (not established customers
-        # who each came on their own, whatever their accounts' age or verification)
-        (_signup_batch(s) | _cards_across_orgs(s)).alias("bulk_provisioned"),
+        # provisioned in bulk: a batch of sign-ups (in one half hour, or a build's cohort within a week),
+        # or cards shared across orgs (not established customers who each came on their own, whatever
+        # their accounts' age or verification)
+        (_signup_batch(s) | _signup_cohort(s) | _cards_across_orgs(s)).alias("bulk_provisioned"),
         _stands_out_from_client(s).alias("stands_out_from_client"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),

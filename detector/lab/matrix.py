@@ -59,6 +59,8 @@ KNOBS: dict[str, tuple[str, ...]] = {
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
 HACKATHON_SIZES = (12, 120)
+#: A startup's engineers on their in-house client build: 3-12 (round 9).
+STARTUP_SIZES = (3, 12)
 
 
 def _bucket(value: float, edges: tuple[float, ...], names: tuple[str, ...]) -> str:
@@ -175,6 +177,7 @@ def draw_params(
     # the look-alikes at a realistic size whatever the scale
     sizes = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
     sizes["hackathon_cohort"] = int(rng.integers(HACKATHON_SIZES[0], HACKATHON_SIZES[1] + 1))
+    sizes["startup_build_team"] = int(rng.integers(STARTUP_SIZES[0], STARTUP_SIZES[1] + 1))
     return knobs, with_lookalikes(base.model_copy(update=update), scale, sizes)
 
 

@@ -374,6 +374,9 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "shares_sysprompt": pl.Boolean(),
     "shares_template": pl.Boolean(),
     "shares_signup": pl.Boolean(),
+    #: the largest sign-up cohort in the cluster: holders of one client build, most of its holders,
+    #: opened within ``link.signup_cohort`` (``window.cohorts``; 0: none)
+    "signup_cohort_accounts": pl.Int64(),
     #: a partner provider's indicator (``detector intel import``) names values these accounts share
     "shares_shared_intel": pl.Boolean(),
     **{

@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 from detector.contracts import LINK_FAMILIES
 from detector.schema import UTC_US, make_schema
 from detector.settings import LinkSettings
+from detector.window.cohorts import cohort_accounts, cohort_groups, cohort_links
 
 FAMILIES = LINK_FAMILIES
 #: Keys a partner's indicators give (``detector intel import``): evidence on a cluster, never a link
@@ -122,6 +123,7 @@ def _empty() -> Clusters:
     ev_schema |= {f"shares_{f}": pl.Boolean() for f in FAMILIES}
     ev_schema |= {f"shared_keys_{f}": pl.Int64() for f in FAMILIES}
     ev_schema |= {f"shares_{INTEL_FAMILY}": pl.Boolean(), f"shared_keys_{INTEL_FAMILY}": pl.Int64()}
+    ev_schema["signup_cohort_accounts"] = pl.Int64()
     return Clusters(
         pl.DataFrame(schema={"account_id": pl.String, "cluster_id": pl.String}),
         pl.DataFrame(schema=ev_schema),
@@ -268,6 +270,11 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         )
         .drop("kid", "kid_b", "n", "n_b", "a", "tenant", "tenant_b")
     )
+    # a client build most of whose holders opened their accounts together links them (round 9)
+    cohort = cohort_groups(k, ids, accounts, holders, fam_code, cfg)
+    if cohort.height:
+        held_by = pl.concat([held_by, cohort.select(held_by.columns)], how="vertical_relaxed")
+        grouped = pl.concat([grouped, cohort_links(cohort, holders).cast(grouped.schema)])
     if grouped.height == 0:
         return replace(_empty(), subaccounts=sub)
 
@@ -333,6 +340,8 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         ev.join(held, on="cluster_id", how="left")
         .with_columns(pl.col(f"shared_keys_{INTEL_FAMILY}").fill_null(0))
         .with_columns((pl.col(f"shared_keys_{INTEL_FAMILY}") > 0).alias(f"shares_{INTEL_FAMILY}"))
+        .join(cohort_accounts(grouped, index), on="cluster_id", how="left")
+        .with_columns(pl.col("signup_cohort_accounts").fill_null(0))
         .select(_empty().evidence.columns)
     )
     links = (

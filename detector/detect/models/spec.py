@@ -42,7 +42,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: rule evidence (the room test), kept out of models until a retrain weighs them; so are the cluster
 #: against its client build's population (``window.population``) and its axis (issue 17, round 7), and
 #: the share of members on cards across orgs (``window.cards``, round 8), and
-#: the harvest in excess of the typical account's mix (``window.dilution``, round 8).
+#: the harvest in excess of the typical account's mix (``window.dilution``, round 8), and a cluster's
+#: sign-up cohort (``window.cohorts``, round 9).
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -59,6 +60,7 @@ _EXCLUDED: Final = frozenset(
         "cross_org_card_member_share",
         "harvest_excess_share_24h",
         "harvest_excess_requests_24h",
+        "signup_cohort_accounts",
     }
 )
 

@@ -6,6 +6,13 @@
   requests, then their own projects; tutorial, size, timing and network drawn per draw.
 - ``eval_startup``: a verified organisation (one org, one card, months of tenure) re-running the
   same chain-of-thought benchmark set every night from the cloud at temperature 0.
+- ``startup_build_team``: a young startup's engineers who opened their accounts in one afternoon days
+  ago (a drawn share of them, up to 80%, on the one to three days after: new hires, contractors) for
+  the product they build, whose in-house client sends every request (its own TLS fingerprint and SDK
+  string: nobody else holds it). Each is a personal account (their own org), paid with the company
+  card or their own (a share drawn per run), unverified; the office NAT plus home addresses, working
+  hours, everyday development traffic. The holders of a private build, most opened within one week: a
+  sign-up cohort (issue 17, round 9), as a farm's.
 
 The tutoring backend, translation company and internal-tool team are in ``businesses.py``; the router's
 honest customers and the residential proxy network's honest users in ``intermediaries.py``.
@@ -17,10 +24,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from detector.lab.simulate import net
+from detector.lab.simulate import clock, net
 from detector.lab.simulate.block import Block, concat, empty_block, make_block
 from detector.lab.simulate.businesses import internal_tool_team, translation_company, tutoring_backend
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
+from detector.lab.simulate.content import casual_content, event_langs
 from detector.lab.simulate.hackathon import hackathon_cohort
 from detector.lab.simulate.intermediaries import residential_vpn, router_customers
 from detector.lab.simulate.params import PersonaParams, SimParams
@@ -89,7 +97,55 @@ LOOKALIKES: dict[str, Callable[[World, SimParams], Block]] = {
     "internal_tool_team": lambda w, s: internal_tool_team(w, s.internal_tool_team),
     "router_customers": lambda w, s: router_customers(w, s.router_customers),
     "residential_vpn": lambda w, s: residential_vpn(w, s.residential_vpn),
+    "startup_build_team": lambda w, s: startup_build_team(w, s.startup_build_team),
 }
+
+
+def startup_build_team(w: World, p: PersonaParams) -> Block:
+    """A startup's engineers on their own in-house client build, opened in one afternoon."""
+    rng = w.rng("persona", "startup_build_team")
+    n = w.scaled(p.accounts)
+    if n == 0:
+        return empty_block()
+    country = ("US", "DE", "GB", "FR")[int(rng.integers(4))]
+    office = f"{net.OFFICE_V4[int(rng.integers(len(net.OFFICE_V4)))]}.{rng.integers(0, 256)}"
+    nat = [f"{office}.{rng.integers(2, 254)}"]
+    build = net.custom_client(rng, "acme-agent/0.3.1 python-httpx/0.27.0", "vendor-python/0.39.0")
+    afternoon = w.start_ms - int(rng.uniform(3.0, 8.0) * DAY_MS) - int(rng.uniform(0, 8) * HOUR_MS)
+    company_card, on_card = w.new_id("pf", 12), float(rng.uniform(0.0, 1.0))
+    later = float(rng.uniform(0.0, 0.8))  # the share who joined on the days after (new hires, contractors)
+    accts = []
+    for _ in range(n):
+        home = [net.residential_ip(rng, country, w.params.ipv6_fraction)] if rng.random() < 0.5 else []
+        accts.append(
+            w.add(
+                Account(
+                    w.new_id("acct"),
+                    "startup_build_team",
+                    afternoon
+                    + int(rng.random() * 4 * HOUR_MS)
+                    + (int(rng.uniform(1.0, 3.0) * DAY_MS) if rng.random() < later else 0),
+                    w.new_id("org", 8),
+                    [w.new_id("key", 12)],
+                    company_card if rng.random() < on_card else w.new_id("pf", 12),
+                    country,
+                    "free",
+                    False,
+                    None,
+                    nat + home,
+                    build,
+                )
+            )
+        )
+    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
+    n_sess = clock.counts(rng, rates * w.days / 4.0, minimum=1)
+    owner = np.repeat(np.asarray(accts, dtype=np.int64), n_sess)
+    tz = net.COUNTRIES[country].tz
+    starts = clock.local_times(rng, owner.shape[0], w.start_ms, w.end_ms, tz, clock.OFFICE, weekend=0.2)
+    ts, sess, pos = clock.sessions(rng, starts, rng.geometric(1.0 / 4.0, owner.shape[0]), 60.0, 10.0)
+    model = w.models(rng, ts, adopt=p.new_model_adoption, adopt_hours=p.adoption_hours)
+    langs = event_langs(rng, ["en"] * ts.shape[0])
+    return casual_content(w, rng, owner[sess], ts, model, langs, turns=1 + pos, code_share=0.5)
 
 
 def lookalike_blocks(w: World, params: SimParams) -> list[Block]:

@@ -178,6 +178,10 @@ class SimParams(_Frozen):
     #: Honest users whose traffic leaves through the residential proxy network's exits (a bandwidth-sharing
     #: app on their device, or a residential VPN subscription).
     residential_vpn: PersonaParams = PersonaParams(accounts=0, requests_per_day=12.0)
+    #: A startup's engineers on their in-house client build, opened in one afternoon (3-12 accounts).
+    startup_build_team: PersonaParams = PersonaParams(
+        accounts=0, requests_per_day=40.0, rate_sigma=0.8, new_model_adoption=0.1
+    )
     #: Exit addresses of the rotating residential proxy network (created only when something uses it).
     proxy_exits: int = Field(default=400, ge=1)
 
@@ -270,6 +274,7 @@ LOOKALIKE_SIZES: dict[str, int] = {
     "internal_tool_team": 30,
     "router_customers": 150,
     "residential_vpn": 40,
+    "startup_build_team": 8,
 }
 LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
 #: With the look-alikes on, up to this share of the coding tool's users came in its adoption waves (a
