@@ -267,6 +267,10 @@ def rollout_created(w: World, rng: np.random.Generator, rollout: int, p: SharedA
     )
 
 
+#: Share of teams whose internal tool asks for the model's reasoning through parameters (``tool_traffic``).
+_REASONING_TOOL_SHARE = 0.35
+
+
 def tool_traffic(
     w: World,
     rng: np.random.Generator,
@@ -277,7 +281,11 @@ def tool_traffic(
     p: SharedAccountsParams,
 ) -> Block:
     """A team's requests through its internal tool (its system prompt and template) in office hours,
-    and now and then someone asking the model directly."""
+    and now and then someone asking the model directly. About a third of the tools run on a reasoning
+    model with a thinking budget and outputs up to the model's maximum (a code reviewer, an analyst's
+    tool): the parameter shape of a harvest, on every one of the tool's requests (its own stream, drawn
+    per tool: the other teams' traffic is unchanged)."""
+    reasoning = bool(w.rng("tool_reasoning", sys_hash).random() < _REASONING_TOOL_SHARE)
     n = len(accts)
     rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
     n_sess = clock.counts(rng, rates * w.days / 3.0, minimum=1)
@@ -297,10 +305,11 @@ def tool_traffic(
         model[via_tool],
         [w.bank.fill(rng, tool["template"], "en", tool["slots"]) for _ in range(k)],
         "en",
-        max_tokens=2048,
+        max_tokens=w.cap(model[via_tool], np.full(k, 16000)) if reasoning else 2048,
         temperature=0.2,
         sys_hash=sys_hash,
-        out_median=350.0,
+        thinking=reasoning,
+        out_median=900.0 if reasoning else 350.0,
         history=0.0,
         throttle=p.throttle_rate,
     )
