@@ -203,26 +203,35 @@ AGED_ROUTER_HYDRA = BLENDED_ROUTER_HYDRA | {
 }
 
 
+#: The same aged router group coercing the hidden reasoning out of 15% of its requests, under the
+#: coercion bar once blended (0.2) but far above the typical account's share (about none).
+AGED_ROUTER_COERCION = AGED_ROUTER_HYDRA | {
+    "coercion_share_24h": 0.15,
+    "harvest_beyond_tool_excess_share_24h": 0.15,
+}
+
+
 def test_a_router_group_diluted_under_the_shares_is_not_a_teams_tool(engine: Engine) -> None:
-    """``tenant_explains`` reads the harvest in excess of the typical mix with the bars of
-    ``cluster_diluted_harvest``: a group inside a router whose harvest a blend divides under every share
-    is no longer explained as one company's team, and its aged, batch-provisioned seats are named at
-    medium (main: explained, below medium). Never high: the extraction axis still reads the shares."""
-    frame = _frame("cluster", **AGED_ROUTER_HYDRA)
+    """``tenant_explains`` reads the harvest no tool needs (coercion, rubric grading, logprobs) in excess
+    of the typical mix, with the bars of ``cluster_diluted_harvest``: a group inside a router whose
+    coercion a blend divides under every share is not explained as one company's team, and its aged,
+    batch-provisioned seats are named at medium (main before round 9: explained, below medium). Never
+    high: the extraction axis still reads the shares."""
+    frame = _frame("cluster", **AGED_ROUTER_COERCION)
     s = engine.settings.evidence
     assert add_axes(frame, "cluster", s)["tenant_explains"].to_list() == [False]
-    sev, reasons = _verdict(engine, "cluster", **AGED_ROUTER_HYDRA)
+    sev, reasons = _verdict(engine, "cluster", **AGED_ROUTER_COERCION)
     assert sev == "medium", reasons
     assert RULE in reasons
     assert "no single customer explains it" in reasons["evidence:coordination"]
     # just under either bar, the group is a team's until shown otherwise, as before
     for under in (
-        {"harvest_excess_share_24h": s.harvest_excess_share - 0.01},
-        {"harvest_excess_requests_24h": s.harvest_excess_requests - 0.5},
+        {"harvest_beyond_tool_excess_share_24h": s.harvest_excess_share - 0.01},
+        {"harvest_beyond_tool_excess_share_24h": (s.harvest_excess_requests - 0.5) / 38},
     ):
-        explained = add_axes(_frame("cluster", **(AGED_ROUTER_HYDRA | under)), "cluster", s)
+        explained = add_axes(_frame("cluster", **(AGED_ROUTER_COERCION | under)), "cluster", s)
         assert explained["tenant_explains"].to_list() == [True], under
-        sev, reasons = _verdict(engine, "cluster", **(AGED_ROUTER_HYDRA | under))
+        sev, reasons = _verdict(engine, "cluster", **(AGED_ROUTER_COERCION | under))
         assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], (under, reasons)
 
 
@@ -234,3 +243,41 @@ def test_tenant_explains_reads_the_rules_own_bars(engine: Engine) -> None:
     s = engine.settings.evidence
     assert f"harvest_excess_share_24h >= {s.harvest_excess_share:g}" in cond
     assert f"harvest_excess_requests_24h >= {s.harvest_excess_requests:g}" in cond
+
+
+#: A company's team on the router, its internal tool on a reasoning model (the simulator's
+#: ``tool_traffic`` with a reasoning tool): seats opened by the admin 20-200 days ago, nine requests in
+#: ten through the tool, each with a thinking budget (so near-maximum outputs) and, for the SQL helper,
+#: "think it through step by step". Every reasoning share is far above the bars and the typical mix.
+ROUTER_REASONING_TOOL = AGED_ROUTER_HYDRA | {
+    "cot_share_24h": 0.9,
+    "thinking_share_24h": 0.9,
+    "max_tokens_high_share_24h": 0.9,
+    "harvest_excess_share_24h": 0.7,
+    "harvest_excess_requests_24h": 38 * 0.7,
+    "harvest_beyond_tool_excess_share_24h": 0.0,
+}
+
+
+def test_a_router_teams_reasoning_tool_is_the_teams_not_harvest(engine: Engine) -> None:
+    """Inside a router, a tool on a reasoning model asks for the reasoning on every use: its thinking
+    budgets, the near-maximum outputs they need and a step-by-step ask do not break the team's
+    explanation, and its aged seats stay below medium (before round 9's mend: 45 router customers at
+    high on development draws 320-327, once the simulator's teams got reasoning tools). The diluted
+    thinking-only hydra is the same shape (docs/detection.md, "Cells not met"). Outputs sized beyond
+    the thinking budget's need, coercion or logprobs are no tool's, and break it."""
+    s = engine.settings.evidence
+    for group in (ROUTER_REASONING_TOOL, AGED_ROUTER_HYDRA):
+        explained = add_axes(_frame("cluster", **group), "cluster", s)
+        assert explained["tenant_explains"].to_list() == [True]
+        sev, reasons = _verdict(engine, "cluster", **group)
+        assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    for not_a_tool in (
+        {"thinking_share_24h": 0.0},  # a step-by-step ask with near-maximum outputs, no thinking
+        {"coercion_share_24h": 0.5},
+        {"logprob_share_24h": 0.9, "n_gt1_share_24h": 0.9},
+    ):
+        frame = add_axes(_frame("cluster", **(ROUTER_REASONING_TOOL | not_a_tool)), "cluster", s)
+        assert frame["tenant_explains"].to_list() == [False], not_a_tool
+        sev, reasons = _verdict(engine, "cluster", **(ROUTER_REASONING_TOOL | not_a_tool))
+        assert SEVERITY_RANK.get(sev, 0) >= SEVERITY_RANK["medium"], (not_a_tool, reasons)

@@ -424,11 +424,10 @@ def test_a_team_behind_a_router_whose_tool_asks_for_steps_is_not_accused(engine:
     "extraction",
     [
         {"cot_share_24h": 0.6, "max_tokens_high_share_24h": 0.7},
-        {"thinking_share_24h": 0.9, "max_tokens_high_share_24h": 0.8},
         {"logprob_share_24h": 0.7},
         {"coercion_share_24h": 0.4},
     ],
-    ids=["cot-extraction-sized", "parameters-only", "logprobs", "coercion"],
+    ids=["cot-extraction-sized", "logprobs", "coercion"],
 )
 def test_a_group_inside_a_router_harvesting_is_accused(engine: Engine, extraction: dict[str, Any]) -> None:
     """Extraction a tool does not explain accuses the group, its inherited verification (verified_share
@@ -438,6 +437,16 @@ def test_a_group_inside_a_router_harvesting_is_accused(engine: Engine, extractio
     assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]
     assert "cluster_coordinated_harvest" in reasons
     assert "no single customer explains it" in reasons["evidence:coordination"]
+
+
+def test_a_team_behind_a_router_on_a_reasoning_model_is_not_accused(engine: Engine) -> None:
+    """A team's tool on a reasoning model sends a thinking budget on every use, and near-maximum outputs
+    with it (thinking needs them): reasoning through parameters is what the tool does, as the router's
+    trust covers it on the account axis (round 9: the simulator's teams got reasoning tools, and this
+    shape put 45 router customers at high on development draws)."""
+    group = ROUTER_GROUP | {"thinking_share_24h": 0.9, "max_tokens_high_share_24h": 0.8}
+    sev, _ = _verdict(engine, "cluster", **group)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"]
 
 
 def test_a_router_group_opened_days_ago_is_no_established_customer(engine: Engine) -> None:

@@ -96,27 +96,36 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     explained group only when its seats are new (no established customer of the tenant: opened within
     the month, as a farm's are days before use), and ``require_both_axes`` keeps it below high. The same
     kinds diluted under the shares by a blend of ordinary requests count too (``harvest_in_excess``):
-    a tool's traffic is its own mix, a blend only divides a farm's (issue 17, round 9)."""
+    a tool's traffic is its own mix, a blend only divides a farm's (issue 17, round 9): the kinds no
+    tool needs (``dilution.BEYOND_A_TOOL``: coercion, rubric grading, logprobs). A tool on a reasoning
+    model asks for the reasoning on every use (a thinking budget, which needs near-maximum outputs, and
+    perhaps "step by step"), so a thinking budget, and outputs no larger than it needs, are the team's
+    tool's, as the router's trust covers them on the account axis (``_reseller_vouches_not``): a
+    group harvesting only through thinking budgets inside a router is a team's reasoning tool on every
+    key the gateway sees (docs/detection.md, "Cells not met", round 9)."""
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
-    # coercion, rubric grading, reasoning through parameters, agentic transcripts, a pivot), or that ask
-    # with extraction-sized outputs
+    # coercion, rubric grading, agentic transcripts, a pivot), or that ask with outputs sized beyond it
     ext = extraction_checks(s, "cluster")
     elicited = ext.pop("reasoning elicited")
-    sized = c("max_tokens_high_share_24h").fill_null(0.0) >= s.max_tokens_high_share
-    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized) | harvest_in_excess(s)
+    ext.pop("reasoning via parameters")  # a tool on a reasoning model: a thinking budget on every use
+    # outputs sized beyond what the thinking budget needs (thinking requires near-maximum max_tokens)
+    thinking = c("thinking_share_24h").fill_null(0.0)
+    sized = c("max_tokens_high_share_24h").fill_null(0.0) - thinking >= s.max_tokens_high_share
+    excess = harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
+    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized) | excess
     return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
 
 
-def harvest_in_excess(s: EvidenceSettings) -> pl.Expr:
-    """The cluster's harvest beyond the typical account's mix (``window.dilution``: coercion, rubric
-    grading, logprobs with several samples, a thinking budget or an elicited reasoning with near-maximum
-    outputs) is a real share of its traffic and more than chance, whatever ordinary traffic it is
-    blended with: the bars of ``cluster_diluted_harvest``."""
+def harvest_in_excess(s: EvidenceSettings, share: str = "harvest_excess_share_24h") -> pl.Expr:
+    """The cluster's harvest beyond the typical account's mix (``window.dilution``; ``share``: over every
+    harvest kind, or over the kinds no tool needs) is a real share of its traffic and more than chance,
+    whatever ordinary traffic it is blended with: the bars of ``cluster_diluted_harvest``."""
     c = pl.col
-    share = c("harvest_excess_share_24h").fill_null(0.0) >= s.harvest_excess_share
-    return share & (c("harvest_excess_requests_24h").fill_null(0.0) >= s.harvest_excess_requests)
+    excess = c(share).fill_null(0.0)
+    requests = excess * c("requests_24h").fill_null(0).cast(pl.Float64)
+    return (excess >= s.harvest_excess_share) & (requests >= s.harvest_excess_requests)
 
 
 #: The tier of an account a reseller provisions for one of its customers (a router's sub-account).

@@ -29,6 +29,10 @@ HARVEST_KINDS: dict[str, tuple[str, ...]] = {
     "reasoning elicited with extraction-sized outputs": ("cot", "max_tokens_high"),
 }
 _COUNTERS = sorted({c for kind in HARVEST_KINDS.values() for c in kind})
+#: The kinds no team's tool needs, whatever model it runs on: a tool on a reasoning model asks for the
+#: reasoning on every use (a thinking budget, which needs near-maximum outputs, and perhaps "step by
+#: step"), so inside a reseller tenant only these kinds' excess is harvest (``tenant_explains``).
+BEYOND_A_TOOL = ("reasoning trace coerced", "rubric grading", "logprob harvest")
 
 
 def typical_mix(buckets: pl.DataFrame) -> pl.DataFrame:
@@ -51,15 +55,18 @@ def typical_mix(buckets: pl.DataFrame) -> pl.DataFrame:
 def harvest_excess(typical: pl.DataFrame) -> list[pl.Expr]:
     """Expressions over a cluster frame (pooled ``<counter>_share_24h`` and ``requests_24h``) giving
     ``harvest_excess_share_24h`` (the largest excess of a kind over the typical account's share, at
-    least 0) and ``harvest_excess_requests_24h`` (that excess as requests)."""
+    least 0), ``harvest_excess_requests_24h`` (that excess as requests) and
+    ``harvest_beyond_tool_excess_share_24h`` (the same over ``BEYOND_A_TOOL`` only)."""
     row = typical.row(0, named=True) if typical.height else {}
 
     def over(c: str) -> pl.Expr:
         return pl.col(f"{c}_share_24h").fill_null(0.0) - pl.lit(float(row.get(f"_typical_{c}") or 0.0))
 
-    kinds = [pl.min_horizontal([over(c) for c in counters]) for counters in HARVEST_KINDS.values()]
-    share = pl.max_horizontal(kinds).clip(lower_bound=0.0)
+    kinds = {k: pl.min_horizontal([over(c) for c in counters]) for k, counters in HARVEST_KINDS.items()}
+    share = pl.max_horizontal(list(kinds.values())).clip(lower_bound=0.0)
+    beyond = pl.max_horizontal([kinds[k] for k in BEYOND_A_TOOL]).clip(lower_bound=0.0)
     return [
         share.alias("harvest_excess_share_24h"),
         (share * pl.col("requests_24h").fill_null(0).cast(pl.Float64)).alias("harvest_excess_requests_24h"),
+        beyond.alias("harvest_beyond_tool_excess_share_24h"),
     ]

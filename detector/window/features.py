@@ -366,6 +366,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     #: (``window.dilution``)
     "harvest_excess_share_24h": pl.Float64(),
     "harvest_excess_requests_24h": pl.Float64(),
+    "harvest_beyond_tool_excess_share_24h": pl.Float64(),
     "link_families": pl.Int64(),
     "shares_payment": pl.Boolean(),
     "shares_reseller": pl.Boolean(),

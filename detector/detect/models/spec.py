@@ -60,6 +60,7 @@ _EXCLUDED: Final = frozenset(
         "cross_org_card_member_share",
         "harvest_excess_share_24h",
         "harvest_excess_requests_24h",
+        "harvest_beyond_tool_excess_share_24h",
         "signup_cohort_accounts",
     }
 )
