@@ -286,13 +286,12 @@ def tool_traffic(
     tool): the parameter shape of a harvest, on every one of the tool's requests (its own stream, drawn
     per tool: the other teams' traffic is unchanged)."""
     reasoning = bool(w.rng("tool_reasoning", sys_hash).random() < _REASONING_TOOL_SHARE)
-    n = len(accts)
-    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
-    n_sess = clock.counts(rng, rates * w.days / 3.0, minimum=1)
-    owner = np.repeat(np.asarray(accts, dtype=np.int64), n_sess)
-    tz = net.COUNTRIES[country].tz
-    starts = clock.local_times(rng, owner.shape[0], w.start_ms, w.end_ms, tz, clock.OFFICE, weekend=0.1)
-    ts, sess, _ = clock.sessions(rng, starts, rng.geometric(1.0 / 3.0, owner.shape[0]), 90.0, 10.0)
+    span, rate, tz = (
+        (w.start_ms, w.end_ms, w.days),
+        (p.requests_per_day, p.rate_sigma),
+        net.COUNTRIES[country].tz,
+    )
+    owner, ts, sess, _ = clock.office_sessions(rng, accts, span, rate, 3.0, tz, 0.1, 90.0)
     acct = owner[sess]
     model = w.models(rng, ts, (0.0, 1.0, 0.0), p.new_model_adoption, p.adoption_hours)
     via_tool: Bool = np.less(

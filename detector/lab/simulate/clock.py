@@ -179,3 +179,27 @@ def counts(rng: np.random.Generator, expected: npt.NDArray[np.float64], minimum:
 def lognormal_rates(rng: np.random.Generator, mean: float, sigma: float, n: int) -> npt.NDArray[np.float64]:
     """Per-account rates whose mean is ``mean`` and spread is lognormal ``sigma``."""
     return mean * rng.lognormal(-0.5 * sigma * sigma, sigma, n) if sigma > 0 else np.full(n, mean)
+
+
+def office_sessions(
+    rng: np.random.Generator,
+    accts: list[int],
+    span: tuple[int, int, float],
+    rate: tuple[float, float],
+    per_session: float,
+    tz: float,
+    weekend: float,
+    gap_mean_s: float,
+) -> tuple[I64, I64, I64, I64]:
+    """A team's sessions in office hours: each account's daily ``rate`` (mean, lognormal sigma) over
+    ``span`` (start ms, end ms, days), in sessions of ``per_session`` requests on average (geometric), at
+    least 10 s apart. Returns ``(owner, ts, session, position)``: ``owner[session]`` is each request's
+    account."""
+    start_ms, end_ms, days = span
+    rates = lognormal_rates(rng, rate[0], rate[1], len(accts))
+    n_sess = counts(rng, rates * days / per_session, minimum=1)
+    owner: I64 = np.repeat(np.asarray(accts, dtype=np.int64), n_sess)
+    starts = local_times(rng, owner.shape[0], start_ms, end_ms, tz, OFFICE, weekend=weekend)
+    lengths: I64 = np.asarray(rng.geometric(1.0 / per_session, owner.shape[0]), dtype=np.int64)
+    ts, sess, pos = sessions(rng, starts, lengths, gap_mean_s, 10.0)
+    return owner, ts, sess, pos

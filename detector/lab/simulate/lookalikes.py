@@ -137,12 +137,12 @@ def startup_build_team(w: World, p: PersonaParams) -> Block:
                 )
             )
         )
-    rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
-    n_sess = clock.counts(rng, rates * w.days / 4.0, minimum=1)
-    owner = np.repeat(np.asarray(accts, dtype=np.int64), n_sess)
-    tz = net.COUNTRIES[country].tz
-    starts = clock.local_times(rng, owner.shape[0], w.start_ms, w.end_ms, tz, clock.OFFICE, weekend=0.2)
-    ts, sess, pos = clock.sessions(rng, starts, rng.geometric(1.0 / 4.0, owner.shape[0]), 60.0, 10.0)
+    span, rate, tz = (
+        (w.start_ms, w.end_ms, w.days),
+        (p.requests_per_day, p.rate_sigma),
+        net.COUNTRIES[country].tz,
+    )
+    owner, ts, sess, pos = clock.office_sessions(rng, accts, span, rate, 4.0, tz, 0.2, 60.0)
     model = w.models(rng, ts, adopt=p.new_model_adoption, adopt_hours=p.adoption_hours)
     langs = event_langs(rng, ["en"] * ts.shape[0])
     return casual_content(w, rng, owner[sess], ts, model, langs, turns=1 + pos, code_share=0.5)
