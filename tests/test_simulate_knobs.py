@@ -386,3 +386,23 @@ def test_a_popular_tools_users_open_their_accounts_partly_in_adoption_waves() ->
     assert all(start <= c < w.start_ms - 30 * DAY_MS for c in in_wave), "established by now"
     windows = Counter((c - start) // (30 * MIN_MS) for c in in_wave)
     assert max(windows.values()) >= 3, "several open in one half hour of a wave, each on their own"
+
+
+def test_about_a_third_of_teams_tools_run_on_a_reasoning_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 9: a team's tool either runs on a reasoning model (a thinking budget on every tool request,
+    ``max_tokens`` up to the model's maximum, which the budget needs, and reasoning-sized outputs) or
+    sends neither; drawn per tool from its own stream, about a third of tools do."""
+    from detector.lab.simulate import businesses
+
+    params = SimParams().model_copy(
+        update={"internal_tool_team": SimParams().internal_tool_team.model_copy(update={"accounts": 20})}
+    )
+    assert 0.25 <= businesses._REASONING_TOOL_SHARE <= 0.45  # about a third of tools
+    for share, thinking in ((1.0, True), (0.0, False)):
+        monkeypatch.setattr(businesses, "_REASONING_TOOL_SHARE", share)
+        block = businesses.internal_tool_team(World(9, params, BANK, 1.0, 1.0), params.internal_tool_team)
+        tool = np.asarray([h is not None for h in block.sys_hash])
+        assert tool.sum() > 50
+        assert bool(np.all(block.thinking[tool] == thinking))
+        assert bool(np.all(block.max_tokens[tool] > 2048)) == thinking
+        assert not block.thinking[~tool].all()  # someone asking the model directly: its own habits
