@@ -273,8 +273,9 @@ class EvidenceSettings(BaseModel):
     #: when it is at least this share of the cluster's 24 h requests and at least this many requests:
     #: about what a campaign blending 90% ordinary requests into every account still sends, and five a
     #: day, under which the excess is chance. The bars of ``rules/cluster_diluted_harvest.yaml`` (a test
-    #: keeps the two equal); ``tenant_explains`` reads them, so a router group whose harvest a blend
-    #: divides under the shares is not explained as a team's tool (issue 17, round 9).
+    #: keeps the two equal); ``tenant_explains`` reads them over the kinds no tool needs (coercion,
+    #: rubric grading, logprobs), so a router group whose such harvest a blend divides under the shares
+    #: is not explained as a team's tool (issue 17, round 9).
     harvest_excess_share: float = Field(default=0.1, gt=0, le=1)
     harvest_excess_requests: float = Field(default=5.0, gt=0)
     #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas

@@ -118,9 +118,9 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
 
 
-def harvest_in_excess(s: EvidenceSettings, share: str = "harvest_excess_share_24h") -> pl.Expr:
-    """The cluster's harvest beyond the typical account's mix (``window.dilution``; ``share``: over every
-    harvest kind, or over the kinds no tool needs) is a real share of its traffic and more than chance,
+def harvest_in_excess(s: EvidenceSettings, share: str) -> pl.Expr:
+    """The cluster's harvest beyond the typical account's mix (``window.dilution``; ``share``: the excess
+    feature, e.g. over the kinds no tool needs) is a real share of its traffic and more than chance,
     whatever ordinary traffic it is blended with: the bars of ``cluster_diluted_harvest``."""
     c = pl.col
     excess = c(share).fill_null(0.0)
