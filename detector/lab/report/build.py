@@ -150,21 +150,6 @@ def linkage_keys(events: Sequence[Path]) -> tuple[Any, float, int]:
 
 # ----------------------------------------------------------------------------------------------
 CSS = """
-body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
-h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
-.sub{color:#666;font-size:13px}.tiles{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.tile{border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:120px}
-.tile b{display:block;font-size:22px}.tile span{color:#666;font-size:12px}
-.legend{font-size:12px;margin:4px 0 8px}.key{margin-right:14px;white-space:nowrap}
-.key i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
-svg{width:100%;height:auto}table{border-collapse:collapse;width:100%;font-size:12px}
-th,td{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-align:top}
-th{cursor:pointer;background:#fafafa}.note{font-size:12px;color:#555}
-.sev-critical{color:#a50f15;font-weight:600}.sev-high{color:#e6550d;font-weight:600}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:24px}
-"""
-
-CSS = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 h4{margin:6px 0}h5{margin:6px 0 2px;font-size:12px;text-transform:uppercase;color:#555}
