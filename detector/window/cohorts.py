@@ -47,7 +47,8 @@ def signup_cohorts(
     )
     if h.height == 0:
         return h.select("a", "kid", "last_seen")
-    period = f"{int(cfg.signup_cohort.total_seconds() * 1_000_000)}us"
+    period_us = int(cfg.signup_cohort.total_seconds() * 1_000_000)
+    period = f"{period_us}us"
     # each holder's window ends at its sign-up: the build's holders opened within the period before it
     counted = h.with_columns(
         pl.len().rolling(index_column="created_at", period=period).over("kid").alias("c")
@@ -59,7 +60,7 @@ def signup_cohorts(
         .filter((pl.col("c") >= cfg.cohort_min_accounts) & (pl.col("c") >= cfg.min_overlap * pl.col("n")))
         .select("kid", pl.col("created_at").alias("_end"))
     )
-    start = pl.col("_end") - pl.duration(microseconds=int(cfg.signup_cohort.total_seconds() * 1_000_000))
+    start = pl.col("_end") - pl.duration(microseconds=period_us)
     members = h.join(best, on="kid", how="inner").filter(
         (pl.col("created_at") > start) & (pl.col("created_at") <= pl.col("_end"))
     )
