@@ -24,6 +24,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.settings import EvidenceSettings
+from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.features import ARTEFACT_FAMILIES
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
@@ -133,16 +134,17 @@ RESELLER_TIER = "reseller"
 
 
 def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
-    """A reseller's sub-account whose traffic carries extraction no evaluation needs: the model's hidden
-    reasoning demanded (coercion) or its distribution harvested (logprobs). The sub-account's
-    verification and tenure are the reseller's and its customer's relation with it, not a customer we
-    know: they vouch for what the router's customers do at volume (chat, apps, comparing models on
-    benchmarks that ask for steps, with or without a thinking budget), for which the account axis keeps
-    the trust (a router's model-comparison developers stay low), not for coercion or logprob harvesting,
-    which none of them needs and the disclosed campaigns do (issue 17, round 8). A direct customer's own
-    verification keeps covering both."""
+    """A reseller's sub-account whose traffic carries extraction the router's trust does not cover
+    (``dilution.BEYOND_ROUTER_TRUST``: coercion, logprobs; defined beside the cluster axis's list,
+    which adds rubric grading, with the reason they differ). The sub-account's verification and tenure
+    are the reseller's and its customer's relation with it, not a customer we know: they vouch for what
+    the router's customers do at volume (chat, apps, comparing models on benchmarks that ask for steps,
+    with or without a thinking budget, grading answers with a model as judge), for which the account
+    axis keeps the trust (a router's model-comparison developers and judge pipelines stay low), not
+    for coercion or logprob harvesting, which the disclosed campaigns do (issue 17, rounds 8 and 10).
+    A direct customer's own verification keeps covering both."""
     ext = extraction_checks(s)
-    beyond = ext["reasoning trace coerced"].fill_null(False) | ext["logprob harvest"].fill_null(False)
+    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in BEYOND_ROUTER_TRUST])
     return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
 
 
