@@ -106,17 +106,23 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     key the gateway sees (docs/detection.md, "Cells not met", round 9)."""
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
-    # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
-    # coercion, rubric grading, agentic transcripts, a pivot), or that ask with outputs sized beyond it
-    ext = extraction_checks(s, "cluster")
+    harvest = beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
+    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
+
+
+def beyond_a_tool(s: EvidenceSettings, target: str) -> pl.Expr:
+    """Extraction a team's tool does not explain in the subject's shares: any signal beyond a template's
+    step-by-step ask and a reasoning model's thinking budget (logprobs, coercion, rubric grading,
+    agentic transcripts, a pivot), or that ask with outputs sized beyond what the thinking budget needs
+    (thinking requires near-maximum ``max_tokens``). ``tenant_explains`` (a group) and the team-seat
+    test on the account axis (``detect/seat.py``) read it."""
+    c = pl.col
+    ext = extraction_checks(s, target)
     elicited = ext.pop("reasoning elicited")
     ext.pop("reasoning via parameters")  # a tool on a reasoning model: a thinking budget on every use
-    # outputs sized beyond what the thinking budget needs (thinking requires near-maximum max_tokens)
     thinking = c("thinking_share_24h").fill_null(0.0)
     sized = c("max_tokens_high_share_24h").fill_null(0.0) - thinking >= s.max_tokens_high_share
-    excess = harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
-    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized) | excess
-    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
+    return (_count(ext) >= 1) | (elicited.fill_null(False) & sized)
 
 
 def harvest_in_excess(s: EvidenceSettings, share: str) -> pl.Expr:
