@@ -245,6 +245,11 @@ class EvidenceSettings(BaseModel):
     #: many accounts hold the tool's system prompt or template: below it the cluster rules accuse no
     #: group, so the account axis keeps the verdict on a pair or a trio (the room's bar, same reason).
     team_min_seats: int = Field(default=5, ge=2)
+    #: ... and only when fewer than this share of those holders were opened within the month: a group of
+    #: new seats is no established customer of the router, and the farm rules accuse it even when
+    #: ``tenant_explains`` holds (their ``new_account_share >= 0.8``; ``tests/test_team_seat.py`` keeps
+    #: the two equal), so the account axis keeps its verdict on such seats too.
+    team_new_seat_share: float = Field(default=0.8, gt=0, le=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

@@ -13,6 +13,7 @@ are no team the cluster axis could judge, and the account axis keeps accusing th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,27 @@ def test_what_a_tool_needs_on_one_account(shares: dict[str, float], beyond: bool
     ]
     frame = pl.DataFrame([{c: shares.get(c, 0.0) for c in cols}])
     assert frame.select(beyond_a_tool(EvidenceSettings(), "account")).item() is beyond
+
+
+def test_a_team_of_new_seats_is_no_established_customer(
+    team_day: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
+    """Every seat opened days ago: the farm rules' "new seats" (``team_new_seat_share``), and the seat
+    test leaves the account axis's verdicts alone (a farm opened inside the router days before use)."""
+    events, team, _ = team_day
+    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
+    new = tmp_path / "new.parquet"
+    pl.read_parquet(events).with_columns(
+        pl.when(pl.col("account_id").is_in(team)).then(opened).otherwise(pl.col("account")).alias("account")
+    ).write_parquet(new)
+    assert _accused(_named(new, tmp_path / "new.jsonl")) & set(team)
+
+
+def test_the_new_seat_bar_is_the_farm_rules() -> None:
+    """``team_new_seat_share`` is the bar at which the rules accuse a group ``tenant_explains`` explains."""
+    bars = {
+        float(m)
+        for path in (ROOT / "rules").glob("*.yaml")
+        for m in re.findall(r"not tenant_explains or new_account_share >= ([0-9.]+)", path.read_text())
+    }
+    assert bars == {EvidenceSettings().team_new_seat_share}

@@ -12,10 +12,13 @@ tool needs (``evidence.beyond_a_tool`` false: a thinking budget, outputs no larg
 an elicited ask with ordinary output sizes; no coercion, rubric grading, logprobs, agentic transcripts
 or pivot), and (2) it holds a system prompt or template that at least ``team_min_seats`` accounts hold
 and whose holders, as a group, ``tenant_explains`` explains (most of them the tenant's sub-accounts, no
-scheduler waves, no harvest beyond a tool, diluted or not). Such a point is capped at **low** whatever
-fired, rule or model, with an ``evidence:team`` reason: its account-axis evidence is its team's tool's,
-all of it, so whether the seats are a farm is the group's question, which the cluster axis answers (a
-group whose seats were all opened within the month is still accused there, at medium).
+scheduler waves, no harvest beyond a tool, diluted or not) and which is an established customer's:
+fewer than ``team_new_seat_share`` (0.8) of them opened within the month, the bar below which the farm
+rules leave an explained group alone. Such a point is capped at **low** whatever fired, rule or model,
+with an ``evidence:team`` reason: its account-axis evidence is its team's tool's, all of it, and the
+team is one the cluster axis explains. A farm whose seats are all new is no established team, so its
+seats keep their account-axis verdicts (round 10's first try spared those too, and lost a third of
+the fresh router campaigns' accounts the account axis had named).
 
 What it gives up is the round-9 "no signal" row: a farm inside a router harvesting only through thinking
 budgets, behind a private system prompt, is a team's reasoning tool on every key the gateway sees.
@@ -50,7 +53,8 @@ def team_groups(
     wanted: pl.DataFrame,
 ) -> pl.DataFrame:
     """(account_id, tool) of the holders of every tool key in ``wanted`` (family, key) whose holders, at
-    least ``team_min_seats``, ``tenant_explains`` explains as a group, from the key table at ``now``."""
+    least ``team_min_seats``, ``tenant_explains`` explains as a group of an established customer (fewer
+    than ``team_new_seat_share`` opened within the month), from the key table at ``now``."""
     tool = pl.concat_str([pl.col("family").cast(pl.String), pl.col("key").cast(pl.String)], separator="|")
     held = keys.join(wanted, on=["family", "key"], how="semi").select("account_id", tool.alias("cluster_id"))
     size = held.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
@@ -60,7 +64,8 @@ def team_groups(
     sub = tenant_subaccounts(keys, ctx.accounts, ctx.min_overlap)
     links = pl.DataFrame(schema={"cluster_id": pl.String})  # tenant_explains reads no linkage column
     feats = cluster_features(state, members.unique(), links, ctx.accounts, now, long, sub, keys=keys)
-    explained = feats.filter(tenant_explains(s).fill_null(False)).select("cluster_id")
+    established = pl.col("new_account_share").fill_null(1.0) < s.team_new_seat_share
+    explained = feats.filter(tenant_explains(s).fill_null(False) & established).select("cluster_id")
     return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
 
 
