@@ -24,6 +24,7 @@ import pytest
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import beyond_a_tool
+from detector.detect.room import EXTRACTION_SHARES
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.runtime.replay import replay
 from detector.settings import EngineSettings, EvidenceSettings
@@ -147,17 +148,7 @@ def test_three_seats_without_their_team_are_no_team(
 )
 def test_what_a_tool_needs_on_one_account(shares: dict[str, float], beyond: bool) -> None:
     """The seat's own evidence must be what a tool needs (``evidence.beyond_a_tool`` on the account)."""
-    cols = [
-        "cot_share_24h",
-        "coercion_share_24h",
-        "rubric_share_24h",
-        "logprob_share_24h",
-        "thinking_share_24h",
-        "max_tokens_high_share_24h",
-        "tools_heavy_share_24h",
-        "new_model_share_24h",
-    ]
-    frame = pl.DataFrame([{c: shares.get(c, 0.0) for c in cols}])
+    frame = pl.DataFrame([{c: shares.get(c, 0.0) for c in EXTRACTION_SHARES}])
     assert frame.select(beyond_a_tool(EvidenceSettings(), "account")).item() is beyond
 
 

@@ -31,9 +31,8 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from detector.contracts import SEVERITY_RANK, Severity
-from detector.detect.evidence import AXIS_PREFIX, RESELLER_TIER, beyond_a_tool, tenant_explains
-from detector.detect.room import RoomContext
+from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, tenant_explains
+from detector.detect.room import RoomContext, accused_points, cap_at_low
 from detector.settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.link import tenant_subaccounts
@@ -81,10 +80,8 @@ def spare_team_seats(
     with an ``evidence:team`` reason saying so."""
     if hits.height == 0:
         return hits
-    medium = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
-    accused = hits.filter(pl.col("severity").is_in(medium)).select("_point").unique()
     seats = (
-        frame.join(accused, on="_point", how="semi")
+        frame.join(accused_points(hits), on="_point", how="semi")
         .filter((pl.col("tier") == RESELLER_TIER).fill_null(False) & ~beyond_a_tool(s, "account"))
         .select("_point", "account_id", "tick_end")
     )
@@ -106,25 +103,10 @@ def spare_team_seats(
         spared.append(pts.join(mine.group_by("account_id").agg(pl.col("tool").min()), on="account_id"))
     if not spared:
         return hits
-    team = pl.concat(spared)
-    capped = hits.with_columns(
-        pl.when(pl.col("_point").is_in(team["_point"].implode()))
-        .then(pl.lit(Severity.LOW.value))
-        .otherwise(pl.col("severity"))
-        .alias("severity")
+    detail = pl.lit(
+        "team: a router sub-account whose only extraction is what a tool needs (a thinking budget, "
+        "outputs sized as thinking needs, an ask for steps with ordinary outputs), on the system "
+        "prompt or template of a group inside the router that one of its customers' teams explains: "
+        "capped at low (the group is judged on the cluster axis)"
     )
-    reasons = team.select(
-        "_point",
-        pl.lit(f"{AXIS_PREFIX}team").alias("rule_id"),
-        pl.lit(
-            "team: a router sub-account whose only extraction is what a tool needs (a thinking budget, "
-            "outputs sized as thinking needs, an ask for steps with ordinary outputs), on the system "
-            "prompt or template of a group inside the router that one of its customers' teams explains: "
-            "capped at low (the group is judged on the cluster axis)"
-        ).alias("detail"),
-        pl.lit(Severity.LOW.value).alias("severity"),
-        pl.lit(0.0).alias("score"),
-        pl.lit(None, pl.String).alias("campaign_type"),
-        pl.lit("live").alias("mode"),
-    )
-    return pl.concat([capped, reasons.select(hits.columns).cast(hits.schema)], how="vertical_relaxed")
+    return cap_at_low(hits, pl.concat(spared), "team", detail)
