@@ -241,6 +241,15 @@ class EvidenceSettings(BaseModel):
     #: rules do not accuse a group at all (``cluster_coordinated_harvest``), so the account axis keeps
     #: two or three accounts behind one home NAT sharing a step-by-step template (a small operator).
     room_min_accounts: int = Field(default=5, ge=2)
+    #: A router sub-account's reasoning is its team's tool's (``detect/seat.py``) only when at least this
+    #: many accounts hold the tool's system prompt or template: below it the cluster rules accuse no
+    #: group, so the account axis keeps the verdict on a pair or a trio (the room's bar, same reason).
+    team_min_seats: int = Field(default=5, ge=2)
+    #: ... and only when fewer than this share of those holders were opened within the month: a group of
+    #: new seats is no established customer of the router, and the farm rules accuse it even when
+    #: ``tenant_explains`` holds (their ``new_account_share >= 0.8``; ``tests/test_team_seat.py`` keeps
+    #: the two equal), so the account axis keeps its verdict on such seats too.
+    team_new_seat_share: float = Field(default=0.8, gt=0, le=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

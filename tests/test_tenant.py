@@ -17,11 +17,14 @@ from test_evidence import _verdict
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
+from detector.detect.evidence import extraction_checks
 from detector.engine import Engine
 from detector.lab.simulate import SimParams
-from detector.lab.simulate.intermediaries import router_calibration
+from detector.lab.simulate.intermediaries import router_calibration, router_judges
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
+from detector.settings import EvidenceSettings
+from detector.window.dilution import BEYOND_A_TOOL, BEYOND_ROUTER_TRUST
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +110,56 @@ def test_the_routers_calibration_researchers_ask_for_a_few_tokens_logprobs_one_c
     assert all(w.accounts[a].tier == "reseller" and w.accounts[a].verified for a in accounts)
     assert b.acct.shape[0] >= 20 * len(accounts)
     assert np.all(b.logprobs == 1) and np.all(b.n == 1) and np.all(b.max_tokens <= 16)
+
+
+#: One of the router's customers grading answers with a model as judge on a reasoning model (draw-like
+#: values from ``intermediaries.router_judges`` replayed: half its rubric prompts carry the markers,
+#: a thinking budget and near-maximum ``max_tokens`` on every request, temperature 0, one batch run).
+REASONING_JUDGE: dict[str, Any] = {
+    "requests_24h": 301,
+    "requests_1h": 19,
+    "rubric_share_24h": 0.49,
+    "thinking_share_24h": 1.0,
+    "max_tokens_high_share_24h": 1.0,
+    "temp0_share_24h": 1.0,
+    "out_in_ratio_24h": 2.83,
+    "interarrival_cv_24h": 16.6,
+    "template_top_share_24h": 0.29,
+    "active_hours_24h": 3,
+    "hosted_ip_share_24h": 0.0,
+}
+
+
+def test_a_router_customers_judge_pipeline_keeps_the_routers_trust(engine: Engine) -> None:
+    """Rubric grading is on the cluster axis's list of what no team's tool needs, not on the router
+    trust's (``dilution.BEYOND_ROUTER_TRUST``): with it, this judge on a reasoning model reached medium
+    through the account model (round 10's scratch check)."""
+    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | REASONING_JUDGE))
+    assert sev in ("none", "low"), reasons
+    # the same traffic coercing the reasoning trace as well is no judge's: the trust goes
+    coercing = REASONING_JUDGE | {"coercion_share_24h": 0.4}
+    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | coercing))
+    assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"], reasons
+    assert reasons["evidence:trust"].startswith("trust: none")
+
+
+def test_the_two_lists_of_extraction_beyond_a_tool_differ_by_rubric_grading_only() -> None:
+    names = set(extraction_checks(EvidenceSettings()))
+    assert set(BEYOND_ROUTER_TRUST) < set(BEYOND_A_TOOL) <= names
+    assert set(BEYOND_A_TOOL) - set(BEYOND_ROUTER_TRUST) == {"rubric grading"}
+
+
+def test_the_routers_judge_pipelines_grade_with_rubrics_at_temperature_0() -> None:
+    w = World(7_000_451, SimParams(), PromptBank.load(), 1.0, 1.0)
+    b = router_judges(w, 400)
+    accounts = sorted({int(a) for a in b.acct})
+    assert len(accounts) == 8
+    assert all(w.accounts[a].tier == "reseller" and w.accounts[a].verified for a in accounts)
+    assert all(w.accounts[a].persona == "router_judges" for a in accounts)
+    assert np.all(b.temperature == 0.0) and b.acct.shape[0] >= 50 * len(accounts)
+    thinking = [bool(b.thinking[b.acct == a].all()) for a in accounts]
+    # randomized per pipeline: some on a reasoning model (every request), some not (none)
+    assert all(bool(b.thinking[b.acct == a].any()) == t for a, t in zip(accounts, thinking, strict=True))
+    assert 0 < sum(thinking) < len(accounts)
+    graded = sum(any(w in str(t).lower() for w in ("grade", "judge", "score")) for t in b.text)
+    assert graded >= 0.5 * b.acct.shape[0]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.settings import EvidenceSettings
+from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.features import ARTEFACT_FAMILIES
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
@@ -105,17 +106,23 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     key the gateway sees (docs/detection.md, "Cells not met", round 9)."""
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
-    # what a team's tool does not explain: extraction beyond a template's step-by-step ask (logprobs,
-    # coercion, rubric grading, agentic transcripts, a pivot), or that ask with outputs sized beyond it
-    ext = extraction_checks(s, "cluster")
+    harvest = beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
+    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
+
+
+def beyond_a_tool(s: EvidenceSettings, target: str) -> pl.Expr:
+    """Extraction a team's tool does not explain in the subject's shares: any signal beyond a template's
+    step-by-step ask and a reasoning model's thinking budget (logprobs, coercion, rubric grading,
+    agentic transcripts, a pivot), or that ask with outputs sized beyond what the thinking budget needs
+    (thinking requires near-maximum ``max_tokens``). ``tenant_explains`` (a group) and the team-seat
+    test on the account axis (``detect/seat.py``) read it."""
+    c = pl.col
+    ext = extraction_checks(s, target)
     elicited = ext.pop("reasoning elicited")
     ext.pop("reasoning via parameters")  # a tool on a reasoning model: a thinking budget on every use
-    # outputs sized beyond what the thinking budget needs (thinking requires near-maximum max_tokens)
     thinking = c("thinking_share_24h").fill_null(0.0)
     sized = c("max_tokens_high_share_24h").fill_null(0.0) - thinking >= s.max_tokens_high_share
-    excess = harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
-    harvest = (_count(ext) >= 1) | (elicited.fill_null(False) & sized) | excess
-    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
+    return (_count(ext) >= 1) | (elicited.fill_null(False) & sized)
 
 
 def harvest_in_excess(s: EvidenceSettings, share: str) -> pl.Expr:
@@ -133,16 +140,17 @@ RESELLER_TIER = "reseller"
 
 
 def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
-    """A reseller's sub-account whose traffic carries extraction no evaluation needs: the model's hidden
-    reasoning demanded (coercion) or its distribution harvested (logprobs). The sub-account's
-    verification and tenure are the reseller's and its customer's relation with it, not a customer we
-    know: they vouch for what the router's customers do at volume (chat, apps, comparing models on
-    benchmarks that ask for steps, with or without a thinking budget), for which the account axis keeps
-    the trust (a router's model-comparison developers stay low), not for coercion or logprob harvesting,
-    which none of them needs and the disclosed campaigns do (issue 17, round 8). A direct customer's own
-    verification keeps covering both."""
+    """A reseller's sub-account whose traffic carries extraction the router's trust does not cover
+    (``dilution.BEYOND_ROUTER_TRUST``: coercion, logprobs; defined beside the cluster axis's list,
+    which adds rubric grading, with the reason they differ). The sub-account's verification and tenure
+    are the reseller's and its customer's relation with it, not a customer we know: they vouch for what
+    the router's customers do at volume (chat, apps, comparing models on benchmarks that ask for steps,
+    with or without a thinking budget, grading answers with a model as judge), for which the account
+    axis keeps the trust (a router's model-comparison developers and judge pipelines stay low), not
+    for coercion or logprob harvesting, which the disclosed campaigns do (issue 17, rounds 8 and 10).
+    A direct customer's own verification keeps covering both."""
     ext = extraction_checks(s)
-    beyond = ext["reasoning trace coerced"].fill_null(False) | ext["logprob harvest"].fill_null(False)
+    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in BEYOND_ROUTER_TRUST])
     return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
 
 

@@ -152,9 +152,9 @@ def spare_rooms(
     evidence, with an ``evidence:room`` reason saying so."""
     if hits.height == 0:
         return hits
-    medium = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
-    accused = hits.filter(pl.col("severity").is_in(medium)).select("_point").unique()
-    points = frame.join(accused, on="_point", how="semi").select("_point", "account_id", "tick_end")
+    points = frame.join(accused_points(hits), on="_point", how="semi").select(
+        "_point", "account_id", "tick_end"
+    )
     if points.height == 0:
         return hits
     rooms = room_requests(points, ctx, s, long)
@@ -166,6 +166,28 @@ def spare_rooms(
     spared = f.with_columns(own_extraction(f, s).alias("_own")).filter(
         (pl.col("room_requests_24h") > 0) & (pl.col("_own") == 0)
     )
+    detail = pl.concat_str(
+        pl.lit("room: "),
+        pl.col("room_requests_24h").cast(pl.String),
+        pl.lit(" of "),
+        pl.col("requests_24h").cast(pl.String),
+        pl.lit(
+            " requests through a template a room holds (its holders behind one venue network, "
+            "popular clients); none of the rest is extraction: capped at low"
+        ),
+    )
+    return cap_at_low(hits, spared, "room", detail)
+
+
+def accused_points(hits: pl.DataFrame) -> pl.DataFrame:
+    """The account points (``_point``) that some hit puts at medium or above."""
+    medium = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
+    return hits.filter(pl.col("severity").is_in(medium)).select("_point").unique()
+
+
+def cap_at_low(hits: pl.DataFrame, spared: pl.DataFrame, name: str, detail: pl.Expr) -> pl.DataFrame:
+    """``hits`` with every hit on a ``spared`` point (``_point``) at low, plus one ``evidence:<name>``
+    reason per spared point (``detail`` over ``spared``; score 0: a reason, not a vote)."""
     if spared.height == 0:
         return hits
     capped = hits.with_columns(
@@ -176,17 +198,8 @@ def spare_rooms(
     )
     reasons = spared.select(
         "_point",
-        pl.lit(f"{AXIS_PREFIX}room").alias("rule_id"),
-        pl.concat_str(
-            pl.lit("room: "),
-            pl.col("room_requests_24h").cast(pl.String),
-            pl.lit(" of "),
-            pl.col("requests_24h").cast(pl.String),
-            pl.lit(
-                " requests through a template a room holds (its holders behind one venue network, "
-                "popular clients); none of the rest is extraction: capped at low"
-            ),
-        ).alias("detail"),
+        pl.lit(f"{AXIS_PREFIX}{name}").alias("rule_id"),
+        detail.alias("detail"),
         pl.lit(Severity.LOW.value).alias("severity"),
         pl.lit(0.0).alias("score"),
         pl.lit(None, pl.String).alias("campaign_type"),

@@ -31,8 +31,19 @@ HARVEST_KINDS: dict[str, tuple[str, ...]] = {
 _COUNTERS = sorted({c for kind in HARVEST_KINDS.values() for c in kind})
 #: The kinds no team's tool needs, whatever model it runs on: a tool on a reasoning model asks for the
 #: reasoning on every use (a thinking budget, which needs near-maximum outputs, and perhaps "step by
-#: step"), so inside a reseller tenant only these kinds' excess is harvest (``tenant_explains``).
+#: step"), so inside a reseller tenant only these kinds' excess is harvest (cluster axis,
+#: ``tenant_explains``).
 BEYOND_A_TOOL = ("reasoning trace coerced", "rubric grading", "logprob harvest")
+#: The kinds a router's verification does not vouch for on one sub-account (account axis,
+#: ``evidence._reseller_vouches_not``): ``BEYOND_A_TOOL`` less rubric grading. Kept apart on purpose
+#: (issue 17, round 10): a router customer's LLM-as-judge evaluation pipeline grades with rubrics
+#: honestly (``lab.simulate.intermediaries.router_judges``), and on a reasoning model its thinking
+#: budget and near-maximum ``max_tokens`` put it at medium through ``account_gb-v2`` once the router's
+#: trust is gone: in a scratch check (five look-alike days, 225 judge-days) the shared list accused
+#: three aged judges the router's trust keeps at low (docs/detection.md, "Round 10"). On the cluster
+#: axis rubric grading stays: a judge pipeline is one sub-account, and a group sharing a private system
+#: prompt inside the router that grades with rubrics is no team's tool the simulator knows.
+BEYOND_ROUTER_TRUST = tuple(k for k in BEYOND_A_TOOL if k != "rubric grading")
 
 
 def typical_mix(buckets: pl.DataFrame) -> pl.DataFrame:

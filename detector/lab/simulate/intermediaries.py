@@ -87,17 +87,18 @@ def router_customers(w: World, p: PersonaParams) -> Block:
         blocks.append(_model_comparison(w, rng, a, i, p))
     blocks.append(router_team(w, n))
     blocks.append(router_calibration(w, n))
+    blocks.append(router_judges(w, n))
     return concat(blocks)
 
 
-def _sub_account(w: World, created_ms: int, country: str) -> int:
+def _sub_account(w: World, created_ms: int, country: str, persona: str = "router_customers") -> int:
     """A sub-account under the router's tenant: its org, card, tier, verification, reseller id, egress
-    and client build are the router's."""
+    and client build are the router's (``persona``: the matrix's row for it; a judge pipeline has its own)."""
     r = w.router()
     return w.add(
         Account(
             w.new_id("acct"),
-            "router_customers",
+            persona,
             created_ms,
             r.org_id,
             [w.new_id("key", 12)],
@@ -163,6 +164,56 @@ def router_calibration(w: World, customers: int) -> Block:
                 logprobs=1,
                 top_logprobs=5,
                 out_median=4.0,
+                history=0.0,
+            )
+        )
+    return concat(blocks)
+
+
+#: Router customers whose evaluation pipeline grades answers with a model as judge, as a share of its
+#: customers (at least one), and the share of those pipelines on a reasoning model with a thinking budget.
+_JUDGE_SHARE = 0.02
+_JUDGE_REASONING_SHARE = 0.3
+
+
+def router_judges(w: World, customers: int) -> Block:
+    """Router customers running an LLM-as-judge evaluation pipeline: a batch of graded answers now and
+    then (a rubric or a pairwise "which answer is better" prompt per candidate answer, the pipeline's
+    own system prompt, temperature 0, a verdict and a short justification), in runs of 50-400 at any
+    hour (a nightly job or an engineer's run). Randomized per pipeline: runs a day, run length,
+    ``max_tokens`` and output size, and about a third on a reasoning model with a thinking budget (and
+    the ``max_tokens`` it needs). Aged sub-accounts like the router's other customers; its own random
+    stream (the other customers' traffic is unchanged)."""
+    rng = w.rng("persona", "router_judges")
+    if customers <= 0:
+        return empty_block()
+    r = w.router()
+    blocks = []
+    for _ in range(max(1, round(customers * _JUDGE_SHARE))):
+        created = r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms))
+        a = _sub_account(w, created, ("US", "GB", "DE", "FR", "IN")[int(rng.integers(5))], "router_judges")
+        runs = int(clock.counts(rng, np.array([w.days * rng.uniform(0.5, 2.5)]), minimum=1)[0])
+        profile = clock.FLAT if rng.random() < 0.5 else clock.OFFICE
+        starts = clock.local_times(rng, runs, w.start_ms, w.end_ms, float(rng.uniform(-8.0, 2.0)), profile)
+        lengths: I64 = np.asarray(rng.integers(50, 400, runs), dtype=np.int64)
+        gap = float(rng.uniform(0.5, 4.0))
+        ts, _, _ = clock.sessions(rng, starts, lengths, gap_mean_s=gap, gap_min_s=0.2)
+        k = ts.shape[0]
+        model = np.full(k, w.base_models[int(rng.integers(len(w.base_models)))], dtype=np.object_)
+        reasoning = bool(rng.random() < _JUDGE_REASONING_SHARE)
+        wanted = 16000 if reasoning else int(rng.choice([256, 512, 1024, 2048]))
+        blocks.append(
+            make_block(
+                np.full(k, a),
+                ts,
+                model,
+                w.bank.rubric(rng, k),
+                "en",
+                max_tokens=w.cap(model, np.full(k, wanted)),
+                temperature=0.0,
+                thinking=reasoning,
+                sys_hash=w.new_id("sp", 8),
+                out_median=float(rng.uniform(900.0, 2500.0) if reasoning else rng.uniform(60.0, 400.0)),
                 history=0.0,
             )
         )

@@ -1,0 +1,176 @@
+"""Issue 17, round 10: a router team's freshly opened seat is not accused alone for its team's tool.
+
+A company's team reaches the model through the router, a sub-account per seat, on an internal tool that
+runs on a reasoning model (a thinking budget and near-maximum ``max_tokens`` on every use). A seat
+opened days ago has no tenure, so no trust, and the account axis saw a fresh account harvesting
+reasoning: on held-out draw 1133 one such seat reached high. The seat test (``detect/seat.py``) knows
+the seat as one of a group inside the router that ``tenant_explains`` explains. Seed 2 below is such a
+team (15 seats, a reasoning tool); three of its seats are made fresh (opened three days before the
+day). Without the seat test two of them are accused at high; with it, none. The same three seats
+without the rest of their team (three holders of the tool's system prompt, under ``team_min_seats``)
+are no team the cluster axis could judge, and the account axis keeps accusing them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+
+from detector.app import build_engine
+from detector.contracts import SEVERITY_RANK
+from detector.detect.evidence import beyond_a_tool
+from detector.detect.room import EXTRACTION_SHARES
+from detector.lab.simulate import FAMILIES, SimParams, simulate
+from detector.runtime.replay import replay
+from detector.settings import EngineSettings, EvidenceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALE = 0.1
+SEED = 2
+#: Three seats opened three days before the simulated day (2026-03-02).
+FRESH = pl.lit("2026-02-27T10:00:00.000Z")
+
+
+def _params() -> SimParams:
+    """Ordinary chat and the router's customers only: its team, calibration researchers, judges."""
+    base = SimParams()
+    update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
+    for name, persona in base:
+        if hasattr(persona, "accounts") and name != "casual":
+            update[name] = persona.model_copy(update={"accounts": 0})
+    update["router_customers"] = base.router_customers.model_copy(update={"accounts": 600})
+    return base.model_copy(update=update)
+
+
+def _named(events: Path, out: Path, settings: EngineSettings | None = None) -> dict[str, str]:
+    """Account id -> the highest severity of its account alerts (every account alert)."""
+    replay([events], build_engine(ROOT / "rules", settings=settings), out)
+    named: dict[str, str] = {}
+    for line in out.read_bytes().splitlines():
+        alert = orjson.loads(line)
+        if alert["kind"] != "account":
+            continue
+        for a in alert["account_ids"]:
+            if SEVERITY_RANK[alert["severity"]] >= SEVERITY_RANK[named.get(a, "low")]:
+                named[a] = alert["severity"]
+    return named
+
+
+def _accused(named: dict[str, str]) -> set[str]:
+    return {a for a, sev in named.items() if SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]}
+
+
+@pytest.fixture(scope="module")
+def team_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[str]]:
+    """The day's events with three of the team's seats opened three days before it, the team's seats
+    and the fresh ones."""
+    out = tmp_path_factory.mktemp("team")
+    simulate(out, 1.0, SEED, scale=SCALE, params=_params())
+    events = pl.read_parquet(out / "events.parquet")
+    prompt = pl.col("params").struct.field("system_prompt_hash")
+    holders = events.filter(prompt.is_not_null()).group_by(prompt).agg(pl.col("account_id").n_unique())
+    tools = holders.filter(pl.col("account_id") >= 5)["system_prompt_hash"]
+    assert tools.len() == 1, "one team among the router's customers"
+    tool = events.filter(prompt == tools[0])
+    assert tool["params"].struct.field("thinking").all(), "the team's tool runs on a reasoning model"
+    assert (tool["account"].struct.field("tier") == "reseller").all()
+    team = sorted(set(tool["account_id"]))
+    fresh = team[:3]
+    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
+    path = out / "fresh.parquet"
+    events.with_columns(
+        pl.when(pl.col("account_id").is_in(fresh)).then(opened).otherwise(pl.col("account")).alias("account")
+    ).write_parquet(path)
+    return path, team, fresh
+
+
+def test_a_fresh_seat_on_its_teams_reasoning_tool_is_the_teams(
+    team_day: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
+    events, team, fresh = team_day
+    # the seat test off (no group is ever a team's): fresh seats accused at high on their own account
+    off = EngineSettings().model_copy(update={"evidence": EvidenceSettings(team_min_seats=10**6)})
+    alone = {a: s for a, s in _named(events, tmp_path / "off.jsonl", off).items() if a in team}
+    assert _accused(alone) and set(_accused(alone)) <= set(fresh), alone
+    assert "high" in alone.values(), "the shape of held-out draw 1133's router seat"
+
+    # with it: no seat of the team at medium, and the capped alerts say why
+    on = tmp_path / "on.jsonl"
+    assert not _accused(_named(events, on)) & set(team)
+    details = [
+        r["detail"]
+        for line in on.read_bytes().splitlines()
+        for r in orjson.loads(line)["reasons"]
+        if r["name"] == "evidence:team"
+    ]
+    assert details and all("capped at low" in d for d in details)
+
+
+def test_three_seats_without_their_team_are_no_team(
+    team_day: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
+    events, team, fresh = team_day
+    small = tmp_path / "three.parquet"
+    dropped = sorted(set(team) - set(fresh))
+    pl.read_parquet(events).filter(~pl.col("account_id").is_in(dropped)).write_parquet(small)
+    assert _accused(_named(small, tmp_path / "three.jsonl")) & set(fresh)
+
+
+@pytest.mark.parametrize(
+    ("shares", "beyond"),
+    [
+        ({"thinking_share_24h": 1.0, "max_tokens_high_share_24h": 1.0}, False),
+        ({"thinking_share_24h": 0.9, "max_tokens_high_share_24h": 0.9, "cot_share_24h": 0.8}, False),
+        ({"cot_share_24h": 0.9, "max_tokens_high_share_24h": 0.05}, False),
+        ({"cot_share_24h": 0.9, "max_tokens_high_share_24h": 0.9}, True),
+        ({"thinking_share_24h": 1.0, "max_tokens_high_share_24h": 1.0, "rubric_share_24h": 0.5}, True),
+        ({"thinking_share_24h": 1.0, "max_tokens_high_share_24h": 1.0, "logprob_share_24h": 0.5}, True),
+        ({"thinking_share_24h": 1.0, "max_tokens_high_share_24h": 1.0, "coercion_share_24h": 0.4}, True),
+        ({"tools_heavy_share_24h": 0.8}, True),
+        ({"new_model_share_24h": 0.6}, True),
+    ],
+    ids=[
+        "thinking",
+        "thinking+ask",
+        "ask",
+        "ask+sized",
+        "rubric",
+        "logprobs",
+        "coercion",
+        "agentic",
+        "pivot",
+    ],
+)
+def test_what_a_tool_needs_on_one_account(shares: dict[str, float], beyond: bool) -> None:
+    """The seat's own evidence must be what a tool needs (``evidence.beyond_a_tool`` on the account)."""
+    frame = pl.DataFrame([{c: shares.get(c, 0.0) for c in EXTRACTION_SHARES}])
+    assert frame.select(beyond_a_tool(EvidenceSettings(), "account")).item() is beyond
+
+
+def test_a_team_of_new_seats_is_no_established_customer(
+    team_day: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
+    """Every seat opened days ago: the farm rules' "new seats" (``team_new_seat_share``), and the seat
+    test leaves the account axis's verdicts alone (a farm opened inside the router days before use)."""
+    events, team, _ = team_day
+    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
+    new = tmp_path / "new.parquet"
+    pl.read_parquet(events).with_columns(
+        pl.when(pl.col("account_id").is_in(team)).then(opened).otherwise(pl.col("account")).alias("account")
+    ).write_parquet(new)
+    assert _accused(_named(new, tmp_path / "new.jsonl")) & set(team)
+
+
+def test_the_new_seat_bar_is_the_farm_rules() -> None:
+    """``team_new_seat_share`` is the bar at which the rules accuse a group ``tenant_explains`` explains."""
+    bars = {
+        float(m)
+        for path in (ROOT / "rules").glob("*.yaml")
+        for m in re.findall(r"not tenant_explains or new_account_share >= ([0-9.]+)", path.read_text())
+    }
+    assert bars == {EvidenceSettings().team_new_seat_share}
