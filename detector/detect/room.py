@@ -23,9 +23,8 @@ popular SDKs, harvesting only through one shared template, look like a room.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -70,74 +69,57 @@ def room_templates(
     wanted: pl.Series | None = None,
 ) -> pl.DataFrame:
     """(template key, venue prefix) of every template a room explains, from the key table at one tick
-    (``wanted``: only these template keys, e.g. those the accused points hold)."""
-    tk = keys.filter(pl.col("family") == "template").select("account_id", pl.col("key").alias("cluster_id"))
+    (``wanted``: only these template keys, e.g. those the accused points hold).
+
+    Each step reads only the rows its joins keep: the table's template, network and reseller rows, and
+    of its client rows those of the builds the members hold (``client_inside`` counts a build's holders
+    anywhere, and only the members' builds). The templates ``may_pass`` rules out skip ``venues``."""
+    fam = pl.col("family")
+    tk = keys.filter(fam == "template").select("account_id", pl.col("key").alias("cluster_id"))
     if wanted is not None:
         tk = tk.filter(pl.col("cluster_id").is_in(wanted.implode()))
-    members = _room_sized(tk, s)
+    big = tk.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
+    members = tk.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
+    empty = pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
     if members.height == 0:
-        return pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
-    return _colocated(keys, members, tenant_subaccounts(keys, accounts, min_overlap), s)
-
-
-def _room_sized(holders: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
-    """(account_id, cluster_id) of the holders of templates held by at least ``room_min_accounts``."""
-    big = holders.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
-    return holders.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
-
-
-def _colocated(
-    keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings
-) -> pl.DataFrame:
-    """(template, venue) of the templates (``members``' clusters) whose holders pass the venue test."""
+        return empty
+    sub = tenant_subaccounts(keys.filter(fam == "reseller"), accounts, min_overlap)
+    ip = keys.filter(fam == "ip")
+    members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
+    if members.height == 0:
+        return empty
+    clients = keys.filter(fam == "client")
+    builds = clients.join(members.select("account_id").unique(), on="account_id", how="semi").select("key")
+    clients = clients.join(builds.unique(), on="key", how="semi")
     return (
-        venues(keys, members, sub)
-        .join(client_inside(keys, members), on="cluster_id", how="left")
+        venues(ip, members, sub)
+        .join(client_inside(clients, members), on="cluster_id", how="left")
         .filter(colocated(s))
         .select(pl.col("cluster_id").alias("template"), pl.col("venue_key").alias("venue"))
     )
 
 
-def _tagged(frame: pl.DataFrame, *cols: str) -> pl.DataFrame:
-    """``cols`` prefixed with the row's tick (epoch µs and ``|``): one tick's ids never meet another's."""
-    tick = pl.col("tick_end").dt.epoch("us").cast(pl.String)
-    return frame.with_columns(pl.concat_str([tick, pl.col(c)], separator="|").alias(c) for c in cols)
+def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """The clusters of ``members`` (account_id, cluster_id) whose second most held prefix can still be
+    within ``colocated_second_share``; the others fail ``colocated`` whatever the rest of their keys
+    (``ip``: the network rows of the key table).
 
-
-def _untagged(col: str) -> pl.Expr:
-    return pl.col(col).str.splitn("|", 2).struct.field("field_1").alias(col)
-
-
-def _may_pass(
-    plain: pl.DataFrame,
-    at: Callable[[pl.DataFrame, str, str], pl.DataFrame],
-    ticks: pl.DataFrame,
-    s: EvidenceSettings,
-) -> pl.DataFrame:
-    """The clusters (tagged templates) of ``plain`` (their members less sub-accounts, tagged) whose second
-    most held prefix can still be within ``colocated_second_share``: the rest fail ``colocated``.
-
-    ``venues`` gives the second share as the second largest count of members holding one prefix over the
-    members with a network key, at most all of them (n). Counted over a sample of the members (the first
-    ``2 x share x n + 2`` by id), each prefix's holders are at most its holders among all; so when the
-    sample's second largest count is already above ``share x n``, the cluster fails. A proxy pool's
-    accounts each hold most of the pool's prefixes and fail here on a small sample; a room is checked
-    in full (``venues``)."""
+    ``venues`` gives the second share as the second largest count of members (less sub-accounts)
+    holding one prefix, over those of them with a network key: at most all n of them. Counted over a
+    sample of the members (the first ``2 x share x n + 2`` by id), a prefix's holders are at most its
+    holders among all, so a sample's second largest count above ``share x n`` (a margin for rounding)
+    already fails the cluster. A proxy pool's accounts each hold most of the pool's prefixes and fail on
+    the sample; a room, and anything else the sample cannot rule out, is checked in full (``venues``,
+    ``client_inside``), so the rooms found are the same (tests/test_room_ticks.py)."""
+    plain = members.join(sub, on="account_id", how="anti")
     n = plain.group_by("cluster_id").agg(pl.len().alias("_n"))
-    sample = (
-        plain.join(n, on="cluster_id")
-        .filter(
-            pl.col("account_id").rank("ordinal").over("cluster_id")
-            <= (2 * s.colocated_second_share * pl.col("_n")).floor() + 2
-        )
-        .select("tick_end", "account_id", "cluster_id")
-    )
-    accounts = sample.select("tick_end", _untagged("account_id")).unique().join(ticks, on="tick_end")
-    ip = _tagged(
-        at(accounts, "ip", "account_id").filter(pl.col("key").str.contains("/", literal=True)), "account_id"
+    sample = plain.join(n, on="cluster_id").filter(
+        pl.col("account_id").rank("ordinal").over("cluster_id")
+        <= (2 * s.colocated_second_share * pl.col("_n")).floor() + 2
     )
     second = (
-        ip.join(sample, on=["tick_end", "account_id"])
+        ip.join(sample.select("account_id", "cluster_id"), on="account_id")
+        .filter(pl.col("key").str.contains("/", literal=True))
         .group_by("cluster_id", "key")
         .agg(pl.col("account_id").n_unique().alias("_h"))
         .group_by("cluster_id")
@@ -149,106 +131,34 @@ def _may_pass(
     return n.join(fails, on="cluster_id", how="anti").select("cluster_id")
 
 
-def held_rooms(points: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings) -> pl.DataFrame:
-    """(account_id, template_fp, tick_end): each point's templates that a room explains at its tick, with
-    the point behind that room's venue; every tick of the pass at once.
-
-    The same as ``room_templates`` on ``ctx.timeline.at(tick, since)`` tick by tick with the points'
-    templates as ``wanted``, then the points behind each room's venue (tests/test_room_ticks.py compares
-    the two), because every step reads, from the table as of each tick (``KeyTimeline.at_ticks``), the
-    rows a whole-table call's joins keep, and each tick's ids are tagged with the tick so that one
-    call's group-bys never mix ticks:
-    - the points' template and network keys (by account); the holders of those templates (by key),
-      counted per (tick, template): the room-sized ones are the members;
-    - a room explains a point only if its venue (its holders' most held prefix) is one of the point's
-      prefixes, so only (tick, template) with a point holding both are **candidates**;
-    - sub-accounts among their members from the reseller rows of every account holding a member's
-      reseller key (``tenant_subaccounts`` decides a member from the holders of its reseller key and
-      their orgs); accounts hold one reseller id each (with two, the first row of an unspecified order
-      decided, before as well);
-    - a candidate passes ``colocated`` only if a candidate prefix ``v`` is its venue and holds
-      ``colocated_member_share`` of the members with a network key: the holders of the candidate
-      prefixes and the members with any network key are counted first (no sub-accounts, as ``venues``),
-      and only candidates that pass (with a margin for rounding) go to ``venues`` and ``client_inside``,
-      with their members' network rows and every holder of their client builds at the tick.
-    """
-    ticks = points.select("tick_end").unique().join(ctx.since, on="tick_end", how="left")
-    pts = points.select("account_id", "tick_end").unique().join(ticks, on="tick_end")
-    at = ctx.timeline.at_ticks
-    own = at(pts, "template", "account_id").join(pts, on=["account_id", "tick_end"], how="semi")
-    empty = pl.DataFrame(
-        schema={"account_id": pl.String, "template_fp": pl.UInt64, "tick_end": points.schema["tick_end"]}
-    )
-    wanted = own.select("tick_end", "key").unique().join(ticks, on="tick_end")
-    holders = at(wanted, "template", "key").join(wanted, on=["tick_end", "key"], how="semi")
-    # a template at one tick is one cluster (its id tagged with the tick)
-    named = _tagged(
-        holders.select("tick_end", "key", pl.col("key").alias("cluster_id")).unique(), "cluster_id"
-    )
-    members = _room_sized(
-        _tagged(holders.select("tick_end", "account_id", pl.col("key").alias("cluster_id")), "cluster_id"), s
-    )
-    mine_ip = at(pts, "ip", "account_id").join(pts, on=["account_id", "tick_end"], how="semi")
-    prefixes = mine_ip.filter(pl.col("key").str.contains("/", literal=True))
-    cand = (
-        own.select("tick_end", "account_id", "key")
-        .join(
-            prefixes.select("tick_end", "account_id", pl.col("key").alias("venue")),
-            on=["tick_end", "account_id"],
-        )
-        .join(named, on=["tick_end", "key"])
-        .join(members.select("cluster_id").unique(), on="cluster_id", how="semi")
-        .select("tick_end", "cluster_id", "venue")
-        .unique()
-    )
-    if cand.height == 0:
-        return empty
-    members = members.join(cand.select("cluster_id").unique(), on="cluster_id", how="semi")
-    m = members.select("tick_end", "account_id").unique().join(ticks, on="tick_end")
-    sellers = at(m, "reseller", "account_id").select("tick_end", "key").unique().join(ticks, on="tick_end")
-    in_tenant = at(sellers, "reseller", "key").select("tick_end", "account_id").unique()
-    resold = at(in_tenant.join(ticks, on="tick_end"), "reseller", "account_id")
-    accounts = _tagged(in_tenant.join(ctx.accounts, on="account_id", how="inner"), "account_id")
-    sub = tenant_subaccounts(_tagged(resold, "account_id", "key"), accounts, ctx.min_overlap)
-    tagged = _tagged(members, "account_id")
-    passing = _may_pass(tagged.join(sub, on="account_id", how="anti"), at, ticks, s)
-    if passing.height == 0:
-        return empty
-    tagged = tagged.join(passing, on="cluster_id", how="semi")
-    m = tagged.select("tick_end", _untagged("account_id")).unique().join(ticks, on="tick_end")
-    clients = at(m, "client", "account_id").select("tick_end", "key").unique().join(ticks, on="tick_end")
-    keys = pl.concat(
-        [
-            _tagged(at(m, "ip", "account_id"), "account_id"),
-            _tagged(at(clients, "client", "key"), "account_id", "key"),
-        ],
-        how="vertical_relaxed",
-    )
-    # back to (tick, template, venue)
-    rooms = (
-        _colocated(keys, tagged, sub, s)
-        .join(named, left_on="template", right_on="cluster_id")
-        .select("tick_end", pl.col("key").alias("template"), "venue")
-    )
-    return (
-        own.select("tick_end", "account_id", pl.col("key").alias("template"))
-        .join(rooms, on=["tick_end", "template"])
-        .join(
-            mine_ip.select("tick_end", "account_id", pl.col("key").alias("venue")),
-            on=["tick_end", "account_id", "venue"],
-        )
-        .select("account_id", pl.col("template").cast(pl.UInt64).alias("template_fp"), "tick_end")
-        .unique()
-    )
-
-
 def room_requests(
     points: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings, long: timedelta
 ) -> pl.DataFrame:
     """Per point (account_id, tick_end): requests in the long window through a template its room explains
-    (``room_requests_24h``); only points that hold one. Keys as of each point's tick (``held_rooms``)."""
-    held = held_rooms(points, ctx, s)
-    if held.height == 0:
+    (``room_requests_24h``); only points that hold one. Ticks are walked in order (keys as of each)."""
+    out = []
+    for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
+        assert isinstance(tick, datetime)
+        since = ctx.since.filter(pl.col("tick_end") == tick)["since"]
+        keys = ctx.timeline.at(tick, since[0] if since.len() else None)
+        own = keys.join(pts.select("account_id"), on="account_id", how="semi")
+        wanted = own.filter(pl.col("family") == "template")["key"].unique()
+        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted)
+        if rooms.height == 0:
+            continue
+        held = (
+            own.filter(pl.col("family") == "template")
+            .select("account_id", pl.col("key").alias("template"))
+            .join(rooms, on="template")
+            .join(
+                own.filter(pl.col("family") == "ip").select("account_id", pl.col("key").alias("venue")),
+                on=["account_id", "venue"],
+            )
+            .select("account_id", pl.col("template").cast(pl.UInt64).alias("template_fp"))
+            .unique()
+        )
+        out.append(held.with_columns(pl.lit(tick).alias("tick_end")))
+    if not out:
         return pl.DataFrame(
             schema={
                 "account_id": pl.String,
@@ -256,6 +166,7 @@ def room_requests(
                 "room_requests_24h": pl.Int64,
             }
         )
+    held = pl.concat(out)
     end = pl.col("tick_end")
     t = ctx.templates.join(held, on=["account_id", "template_fp"], how="inner")
     return (

@@ -86,44 +86,6 @@ class KeyTimeline:
             self._at = now
         return live(self._merged, since)
 
-    def at_ticks(self, want: pl.DataFrame, family: str, on: str) -> pl.DataFrame:
-        """Some rows of one family of the table as it stood at many ticks, in one pass.
-
-        ``want``: (tick_end, since, ``on``): at tick ``tick_end`` (``since`` as in ``at``), the rows of
-        ``family`` whose ``on`` (``account_id`` or ``key``) is the row's. Returns (tick_end,
-        account_id, family, key, last_seen, uses): for each tick, exactly the rows ``at(tick_end,
-        since)`` holds of that family with those accounts or keys. Exact because a row of the table at
-        a tick is the merge of one (account, family, key)'s uses (``merge_keys``: latest use, total
-        uses), so picking by account or key picks whole rows before the merge; and, as ``at``, a tick
-        at or after the batch's last reads ``after``, an earlier one ``before`` plus the log up to it.
-        """
-        want = want.select("tick_end", "since", on).unique()
-        by = ["tick_end", "since", "account_id", "family", "key"]
-        cols = [*by, "last_seen", "uses"]
-
-        def pick(table: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
-            return table.filter(pl.col("family") == family).join(ticks, on=on, how="inner")
-
-        last = self._last_tick
-        late = want if last is None else want.filter(pl.col("tick_end") >= last)
-        parts = [pick(self.after, late).select(cols)] if late.height else []
-        early = want.filter(pl.col("tick_end") < last) if last is not None else want.clear()
-        if early.height:
-            during = pick(self.log, early).filter(pl.col("_tick") <= pl.col("tick_end"))
-            parts.append(
-                pl.concat([pick(self.before, early).select(cols), during.select(cols)])
-                .group_by(by)
-                .agg(pl.col("last_seen").max(), pl.col("uses").sum())
-                .select(cols)
-            )
-        if not parts:
-            return pl.DataFrame(schema={"tick_end": want.schema["tick_end"], **self.log.drop("_tick").schema})
-        return (
-            pl.concat(parts, how="vertical_relaxed")
-            .filter(pl.col("since").is_null() | (pl.col("last_seen") >= pl.col("since")))
-            .drop("since")
-        )
-
     def at_points(self, points: pl.DataFrame) -> pl.DataFrame:
         """Each point's own keys as they stood at its tick.
 
