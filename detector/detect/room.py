@@ -110,7 +110,7 @@ def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: Evid
     holders among all, so a sample's second largest count above ``share x n`` (a margin for rounding)
     already fails the cluster. A proxy pool's accounts each hold most of the pool's prefixes and fail on
     the sample; a room, and anything else the sample cannot rule out, is checked in full (``venues``,
-    ``client_inside``), so the rooms found are the same (tests/test_room_ticks.py)."""
+    ``client_inside``), so the rooms found are the same (tests/test_room_prune.py)."""
     plain = members.join(sub, on="account_id", how="anti")
     n = plain.group_by("cluster_id").agg(pl.len().alias("_n"))
     # any subset bounds the counts from below: the first rows of each cluster, in the frame's order
