@@ -69,21 +69,67 @@ def room_templates(
     wanted: pl.Series | None = None,
 ) -> pl.DataFrame:
     """(template key, venue prefix) of every template a room explains, from the key table at one tick
-    (``wanted``: only these template keys, e.g. those the accused points hold)."""
-    tk = keys.filter(pl.col("family") == "template").select("account_id", pl.col("key").alias("cluster_id"))
+    (``wanted``: only these template keys, e.g. those the accused points hold).
+
+    Each step reads only the rows its joins keep: the table's template, network and reseller rows, and
+    of its client rows those of the builds the members hold (``client_inside`` counts a build's holders
+    anywhere, and only the members' builds). The templates ``may_pass`` rules out skip ``venues``."""
+    fam = pl.col("family")
+    tk = keys.filter(fam == "template").select("account_id", pl.col("key").alias("cluster_id"))
     if wanted is not None:
         tk = tk.filter(pl.col("cluster_id").is_in(wanted.implode()))
     big = tk.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
     members = tk.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
+    empty = pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
     if members.height == 0:
-        return pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
-    sub = tenant_subaccounts(keys, accounts, min_overlap)
+        return empty
+    sub = tenant_subaccounts(keys.filter(fam == "reseller"), accounts, min_overlap)
+    ip = keys.filter(fam == "ip")
+    members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
+    if members.height == 0:
+        return empty
+    clients = keys.filter(fam == "client")
+    builds = clients.join(members.select("account_id").unique(), on="account_id", how="semi").select("key")
+    clients = clients.join(builds.unique(), on="key", how="semi")
     return (
-        venues(keys, members, sub)
-        .join(client_inside(keys, members), on="cluster_id", how="left")
+        venues(ip, members, sub)
+        .join(client_inside(clients, members), on="cluster_id", how="left")
         .filter(colocated(s))
         .select(pl.col("cluster_id").alias("template"), pl.col("venue_key").alias("venue"))
     )
+
+
+def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """The clusters of ``members`` (account_id, cluster_id) whose second most held prefix can still be
+    within ``colocated_second_share``; the others fail ``colocated`` whatever the rest of their keys
+    (``ip``: the network rows of the key table).
+
+    ``venues`` gives the second share as the second largest count of members (less sub-accounts)
+    holding one prefix, over those of them with a network key: at most all n of them. Counted over a
+    sample of the members (any ``2 x share x n + 2`` of them), a prefix's holders are at most its
+    holders among all, so a sample's second largest count above ``share x n`` (a margin for rounding)
+    already fails the cluster. A proxy pool's accounts each hold most of the pool's prefixes and fail on
+    the sample; a room, and anything else the sample cannot rule out, is checked in full (``venues``,
+    ``client_inside``), so the rooms found are the same (tests/test_room_prune.py)."""
+    plain = members.join(sub, on="account_id", how="anti")
+    n = plain.group_by("cluster_id").agg(pl.len().alias("_n"))
+    # any subset bounds the counts from below: the first rows of each cluster, in the frame's order
+    sample = plain.join(n, on="cluster_id").filter(
+        pl.int_range(pl.len()).over("cluster_id") < (2 * s.colocated_second_share * pl.col("_n")).floor() + 2
+    )
+    # the second largest count is above the line when two prefixes' counts are (keys are unique per
+    # account, so a count of rows is a count of members)
+    fails = (
+        ip.join(sample.select("account_id", "cluster_id", "_n"), on="account_id")
+        .filter(pl.col("key").str.contains("/", literal=True))
+        .group_by("cluster_id", "key")
+        .agg(pl.len().alias("_h"), pl.col("_n").first())
+        .filter(pl.col("_h") > s.colocated_second_share * (1 + 1e-9) * pl.col("_n"))
+        .group_by("cluster_id")
+        .len()
+        .filter(pl.col("len") >= 2)
+    )
+    return n.join(fails, on="cluster_id", how="anti").select("cluster_id")
 
 
 def room_requests(
