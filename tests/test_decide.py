@@ -216,5 +216,6 @@ def test_simulated_run_decisions_validate_repeat_and_spare_honest_personas(
         c.honest_accounts == 0 and c.honest_requests == 0 for c in cost.actions if c.action != "monitor"
     )
     assert by["fallback_model"].attacker_accounts > 0 and by["fallback_model"].attacker_requests > 0
-    # an honest look-alike (the university NAT cluster) is watched, not touched
-    assert "university_nat" in cost.honest_max_action
+    # an honest look-alike is at most watched, never touched: the university NAT cluster was a lead of
+    # cluster_gb-v2 here; cluster_gb-v3 (round 10) leaves every honest account of this run unflagged
+    assert set(cost.honest_max_action) <= {"university_nat"}

@@ -62,6 +62,39 @@ def test_model_features_are_numeric_catalogue_subsets() -> None:
     )
 
 
+#: Cluster evidence kept out of models until the round-10 retrain weighed it (spec.py's ``_EXCLUDED``).
+WEIGHED_IN_ROUND_10 = (
+    "network_keys_per_account",
+    "top_network_key_share",
+    "second_network_key_share",
+    "client_key_inside_share",
+    "client_outside_holders",
+    "extraction_lift_over_client",
+    "stands_out_from_client",
+    "cross_org_card_member_share",
+    "harvest_excess_share_24h",
+    "harvest_excess_requests_24h",
+    "harvest_beyond_tool_excess_share_24h",
+    "signup_cohort_accounts",
+)
+
+
+def test_priors_stay_out_and_the_shipped_cluster_model_reads_the_weighed_evidence() -> None:
+    """Age, time observed, tier and the clock never feed a model; the shipped cluster model was trained
+    with the evidence once kept out "until a retrain weighs it" (docs/models.md, "v3")."""
+    from detector.detect.models.manifest import read_manifest
+
+    priors = {"tier", "tick_end", "account_age_days", "observed_hours"}
+    for target in ("account", "cluster"):
+        assert not priors & set(model_features(target))
+    assert set(WEIGHED_IN_ROUND_10) <= set(model_features("cluster"))
+    (cluster,) = sorted(MODELS_DIR.glob("cluster_gb-v*.json"))
+    manifest = read_manifest(cluster)
+    assert set(WEIGHED_IN_ROUND_10) <= set(manifest.features)
+    for path in MODELS_DIR.glob("*_gb-v*.json"):
+        assert not priors & set(read_manifest(path).features), path.name
+
+
 # -- loading and manifests -------------------------------------------------------------------------------
 
 

@@ -33,37 +33,12 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: attacker is new and nearly every honest user old, so a model given age learns age alone (the first
 #: shipped account model did, and flagged 67 of 1,633 honest users once new sign-ups were simulated),
 #: and real attackers buy aged accounts. Rules may still use them, visibly.
-#: ``network_keys_per_account`` (cluster) was left out when it depended on how the input was sliced into
-#: batches (features read the key table after the whole batch, so keys first used after a tick counted at
-#: it). They now read the keys as they stood at the tick (``window.asof``; tests/test_slicing.py), so the
-#: dependency is gone; it stays excluded only because the shipped models were trained without it: the
-#: next retrain may take it back (and drop it from this set). The venue shares
-#: (``top_network_key_share``, ``second_network_key_share``) and ``client_key_inside_share`` are
-#: rule evidence (the room test), kept out of models until a retrain weighs them; so are the cluster
-#: against its client build's population (``window.population``) and its axis (issue 17, round 7), and
-#: the share of members on cards across orgs (``window.cards``, round 8), and
-#: the harvest in excess of the typical account's mix (``window.dilution``, round 8), and a cluster's
-#: sign-up cohort (``window.cohorts``, round 9).
-_EXCLUDED: Final = frozenset(
-    {
-        "tier",
-        "tick_end",
-        "account_age_days",
-        "observed_hours",
-        "network_keys_per_account",
-        "top_network_key_share",
-        "second_network_key_share",
-        "client_key_inside_share",
-        "client_outside_holders",
-        "extraction_lift_over_client",
-        "stands_out_from_client",
-        "cross_org_card_member_share",
-        "harvest_excess_share_24h",
-        "harvest_excess_requests_24h",
-        "harvest_beyond_tool_excess_share_24h",
-        "signup_cohort_accounts",
-    }
-)
+#: The rule evidence once kept out "until a retrain weighs it" (the cluster's ``network_keys_per_account``,
+#: now read as the keys stood at the tick, ``window.asof``; the venue shares; ``client_key_inside_share``;
+#: the client build's population lift, holders and axis; ``cross_org_card_member_share``; the
+#: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
+#: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3").
+_EXCLUDED: Final = frozenset({"tier", "tick_end", "account_age_days", "observed_hours"})
 
 
 def catalogue(target: str) -> Mapping[str, pl.DataType]:
