@@ -195,6 +195,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     strong_codes = [fam_code[f] for f in cfg.strong_families]
     nest_codes = [fam_code[f] for f in cfg.nest_families]
     tenant_nest_codes = [fam_code[f] for f in cfg.tenant_nested_families]
+    public_nest_codes = [fam_code[f] for f in cfg.public_nest_families]
     strong = k.filter(pl.col("fam").is_in(strong_codes)).select(
         "a",
         "fam",
@@ -250,6 +251,15 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                     .then(pl.col("fam"))
                     .otherwise(pl.col("fam_b"))
                     .is_in(nest_codes)
+                    # a pair nested in a key that strangers hold is a coincidence, not a group: a
+                    # thin bridge that would join two unrelated clusters (round 10)
+                    & (
+                        (pl.col("m") >= cfg.nested_min_accounts)
+                        | ~pl.when(pl.col("n") >= pl.col("n_b"))
+                        .then(pl.col("fam"))
+                        .otherwise(pl.col("fam_b"))
+                        .is_in(public_nest_codes)
+                    )
                 )
             )
         )
