@@ -107,7 +107,13 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     c = pl.col
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     harvest = beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
-    return (c("tenant_share").fill_null(0.0) >= s.tenant_group_share) & ~waves & ~harvest
+    return in_tenant(s) & ~waves & ~harvest
+
+
+def in_tenant(s: EvidenceSettings) -> pl.Expr:
+    """A group most of whose members are a reseller tenant's sub-accounts (``tenant_explains``' first
+    test; the team-seat test reads it before building any feature, ``detect/seat.py``)."""
+    return pl.col("tenant_share").fill_null(0.0) >= s.tenant_group_share
 
 
 def beyond_a_tool(s: EvidenceSettings, target: str) -> pl.Expr:

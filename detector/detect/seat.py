@@ -31,11 +31,12 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, tenant_explains
+from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, in_tenant, tenant_explains
 from detector.detect.room import RoomContext, accused_points, cap_at_low
 from detector.settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.link import tenant_subaccounts
+from detector.window.members import is_subaccount, new_account_share
 from detector.window.state import WindowState
 
 #: The key families a team's tool leaves on its seats.
@@ -58,14 +59,43 @@ def team_groups(
     held = keys.join(wanted, on=["family", "key"], how="semi").select("account_id", tool.alias("cluster_id"))
     size = held.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
     members = held.join(size.filter(pl.col("_n") >= s.team_min_seats).select("cluster_id"), on="cluster_id")
+    none = pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String})
     if members.height == 0:
-        return pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String})
+        return none
     sub = tenant_subaccounts(keys.filter(pl.col("family") == "reseller"), ctx.accounts, ctx.min_overlap)
+    members = members.unique()
+    members = members.join(may_be_team(members, sub, ctx.accounts, now, s), on="cluster_id", how="semi")
+    if members.height == 0:
+        return none
     links = pl.DataFrame(schema={"cluster_id": pl.String})  # tenant_explains reads no linkage column
-    feats = cluster_features(state, members.unique(), links, ctx.accounts, now, long, sub, keys=keys)
-    established = pl.col("new_account_share").fill_null(1.0) < s.team_new_seat_share
-    explained = feats.filter(tenant_explains(s).fill_null(False) & established).select("cluster_id")
+    feats = cluster_features(state, members, links, ctx.accounts, now, long, sub, keys=keys)
+    explained = feats.filter(tenant_explains(s).fill_null(False) & established(s)).select("cluster_id")
     return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
+
+
+def established(s: EvidenceSettings) -> pl.Expr:
+    """An established customer's group: fewer than ``team_new_seat_share`` of it opened within the month."""
+    return pl.col("new_account_share").fill_null(1.0) < s.team_new_seat_share
+
+
+def may_be_team(
+    members: pl.DataFrame, sub: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings
+) -> pl.DataFrame:
+    """The groups (``cluster_id``) of ``members`` that can pass ``team_groups``' bar, read from the account
+    table alone before any feature is built (issue 13): most holders the tenant's sub-accounts
+    (``in_tenant``) and an established customer's (``established``), the same shares of the same rows
+    ``cluster_features`` gives (``window.members``). Exact: every feature row of a group reads only its
+    own members (and the whole window's typical mix), so the groups kept get the rows they had. A
+    popular system prompt's thousands of holders are no router's team, and are never summed."""
+    shares = (
+        accounts.join(members, on="account_id", how="inner")
+        .group_by("cluster_id")
+        .agg(
+            is_subaccount(sub).mean().alias("tenant_share"),
+            new_account_share(now).alias("new_account_share"),
+        )
+    )
+    return shares.filter(in_tenant(s) & established(s)).select("cluster_id")
 
 
 def spare_team_seats(

@@ -13,6 +13,7 @@ import polars as pl
 
 from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
+from detector.window.members import is_subaccount, new_account_share
 from detector.window.population import build_holders, client_population, main_client_build
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
@@ -215,7 +216,7 @@ def cluster_features(
     router is many customers).
     """
     sub = subaccounts if subaccounts is not None else pl.DataFrame(schema={"account_id": pl.String})
-    is_sub = pl.col("account_id").is_in(sub.get_column("account_id").implode())
+    is_sub = is_subaccount(sub)
     since = now - long
     accts = members.get_column("account_id").unique()
     b = state.bucket_rows(accts, since, now).join(members, on="account_id", how="inner")
@@ -249,9 +250,7 @@ def cluster_features(
         ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0).alias(
             "signup_spread_hours"
         ),
-        ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < 30 * 86400)
-        .mean()
-        .alias("new_account_share"),
+        new_account_share(now).alias("new_account_share"),
         pl.when(is_sub)
         .then(pl.col("account_id"))
         .otherwise(pl.col("org_id"))

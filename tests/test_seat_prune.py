@@ -1,0 +1,71 @@
+"""The team-seat test's pre-check (issue 13): the same teams as the full test, for less work.
+
+``seat.may_be_team`` drops, before ``cluster_features`` runs, the tool groups that cannot pass
+``team_groups``' bar: fewer than ``tenant_group_share`` of their holders a tenant's sub-accounts, or
+``team_new_seat_share`` or more of them opened within the month, both read from the account table. Each
+call of ``team_groups`` in a replay is checked against the same call with nothing dropped: on a router
+team's day (its team found) and on a day of the default campaigns (popular system prompts dropped), so
+neither check is vacuous.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from test_team_seat import ROOT, team_day  # noqa: F401 - the fixture
+
+from detector.app import build_engine
+from detector.detect import seat
+from detector.lab.simulate import simulate
+from detector.runtime.replay import replay
+
+
+def _checked_replay(events: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Replay ``events`` with every ``team_groups`` call compared against the one with nothing dropped."""
+    full, prune = seat.team_groups, seat.may_be_team
+    seen = {"calls": 0, "teams": 0, "groups": 0, "dropped": 0}
+
+    def keep_all(members: pl.DataFrame, *_: object) -> pl.DataFrame:
+        return members.select("cluster_id").unique()
+
+    def counted(members: pl.DataFrame, *args: object) -> pl.DataFrame:
+        kept = prune(members, *args)  # type: ignore[arg-type]
+        seen["groups"] += members["cluster_id"].n_unique()
+        seen["dropped"] += members["cluster_id"].n_unique() - kept.height
+        return kept
+
+    def both(*args: object) -> pl.DataFrame:
+        monkeypatch.setattr(seat, "may_be_team", keep_all)
+        want = full(*args)  # type: ignore[arg-type]
+        monkeypatch.setattr(seat, "may_be_team", counted)
+        got = full(*args)  # type: ignore[arg-type]
+        assert sorted(got.unique().iter_rows()) == sorted(want.unique().iter_rows())
+        seen["calls"] += 1
+        seen["teams"] += got["tool"].n_unique()
+        return got
+
+    monkeypatch.setattr(seat, "team_groups", both)
+    replay([events], build_engine(ROOT / "rules"), out)
+    return seen
+
+
+def test_pre_checked_teams_are_the_full_tests_on_a_router_teams_day(
+    team_day: tuple[Path, list[str], list[str]],  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The router team of tests/test_team_seat.py with three fresh seats: its tool is a team's."""
+    events, _, _ = team_day
+    seen = _checked_replay(events, tmp_path / "alerts.jsonl", monkeypatch)
+    assert seen["calls"] >= 5 and seen["teams"] > 0, seen
+
+
+def test_pre_checked_teams_are_the_full_tests_among_campaigns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day of the default campaigns: tool groups of direct customers are dropped before any feature."""
+    simulate(tmp_path, 0.5, 7, scale=0.2)
+    seen = _checked_replay(tmp_path / "events.parquet", tmp_path / "alerts.jsonl", monkeypatch)
+    assert seen["calls"] >= 5 and seen["dropped"] > 0, seen
