@@ -24,7 +24,7 @@ from detector.detect.models.runtime import ModelSet
 from detector.detect.room import RoomContext, spare_rooms
 from detector.detect.rules import RuleSet
 from detector.detect.runaway import demote, log_demotion, runaway_rules
-from detector.detect.seat import spare_team_seats
+from detector.detect.seat import SeatWalk
 from detector.engine_types import SIGNAL_METRICS, EngineClock, EngineStats, Observers
 from detector.enrich import enrich
 from detector.enrich.ipintel import IpIntel
@@ -322,9 +322,9 @@ class Engine:
             self.state.accounts,
             self.settings.link.min_overlap,
         )
-        hits = spare_rooms(hits, feats, rooms, self.settings.evidence, w.long)
-        # a router sub-account's tool reasoning is its team's (``detect/seat.py``)
-        hits = spare_team_seats(hits, feats, rooms, self.state, self.settings.evidence, w.long)
+        # and a router sub-account's tool reasoning is its team's (``detect/seat.py``): one walk for both
+        seats = SeatWalk(hits, feats, rooms, self.state, self.settings.evidence, w.long)
+        hits = seats.spare(spare_rooms(hits, feats, rooms, self.settings.evidence, w.long, seats.visit))
         combined = combine(hits, "_point")
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
         orgs = self.state.accounts.select("account_id", "org_id")

@@ -6,6 +6,9 @@
 call of ``team_groups`` in a replay is checked against the same call with nothing dropped: on a router
 team's day (its team found) and on a day of the default campaigns (popular system prompts dropped), so
 neither check is vacuous.
+
+The engine walks the seat test's ticks with the room test's (``seat.SeatWalk``: one key table per tick
+for both): each pass's result is checked against ``spare_team_seats``, which walks them alone.
 """
 
 from __future__ import annotations
@@ -69,3 +72,29 @@ def test_pre_checked_teams_are_the_full_tests_among_campaigns(
     simulate(tmp_path, 0.5, 7, scale=0.2)
     seen = _checked_replay(tmp_path / "events.parquet", tmp_path / "alerts.jsonl", monkeypatch)
     assert seen["calls"] >= 5 and seen["dropped"] > 0, seen
+
+
+def test_the_shared_walk_is_the_seat_tests_own_walk(
+    team_day: tuple[Path, list[str], list[str]],  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every pass's seats, walked with the room test, are the seats ``spare_team_seats`` finds alone."""
+    events, _, _ = team_day
+    shared = seat.SeatWalk.spare
+    seen = {"passes": 0, "ticks": 0, "seats": 0}
+
+    def both(walk: seat.SeatWalk, hits: pl.DataFrame) -> pl.DataFrame:
+        got = shared(walk, hits)
+        monkeypatch.setattr(seat.SeatWalk, "spare", shared)
+        want = seat.spare_team_seats(hits, walk.frame, walk.ctx, walk.state, walk.s, walk.long)
+        monkeypatch.setattr(seat.SeatWalk, "spare", both)
+        assert got.sort(got.columns).equals(want.sort(want.columns))
+        seen["passes"] += 1
+        seen["ticks"] += len(walk.ticks)
+        seen["seats"] += got.filter(pl.col("rule_id") == "evidence:team").height
+        return got
+
+    monkeypatch.setattr(seat.SeatWalk, "spare", both)
+    replay([events], build_engine(ROOT / "rules"), tmp_path / "alerts.jsonl")
+    assert seen["passes"] >= 1 and seen["ticks"] >= 5 and seen["seats"] > 0, seen

@@ -23,6 +23,7 @@ popular SDKs, harvesting only through one shared template, look like a room.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,6 +35,9 @@ from detector.settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
 from detector.window.features import client_inside, venues
 from detector.window.link import tenant_subaccounts
+
+#: Called with each tick walked and the key table as it stood then
+Visit = Callable[[datetime, pl.DataFrame], None]
 
 #: The share features the extraction checks read (``evidence.extraction_checks``).
 EXTRACTION_SHARES = (
@@ -59,6 +63,11 @@ class RoomContext:
     templates: pl.DataFrame
     accounts: pl.DataFrame
     min_overlap: float
+
+    def since_at(self, tick: datetime) -> datetime | None:
+        """The link window's start at ``tick`` (None: no limit)."""
+        since = self.since.filter(pl.col("tick_end") == tick)["since"]
+        return since[0] if since.len() else None
 
 
 def room_templates(
@@ -133,15 +142,17 @@ def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: Evid
 
 
 def room_requests(
-    points: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings, long: timedelta
+    points: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings, long: timedelta, visit: Visit | None = None
 ) -> pl.DataFrame:
     """Per point (account_id, tick_end): requests in the long window through a template its room explains
-    (``room_requests_24h``); only points that hold one. Ticks are walked in order (keys as of each)."""
+    (``room_requests_24h``); only points that hold one. Ticks are walked in order (keys as of each), and
+    ``visit`` is handed each tick's key table (``seat.SeatWalk``: one table per tick for both tests)."""
     out = []
     for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
         assert isinstance(tick, datetime)
-        since = ctx.since.filter(pl.col("tick_end") == tick)["since"]
-        keys = ctx.timeline.at(tick, since[0] if since.len() else None)
+        keys = ctx.timeline.at(tick, ctx.since_at(tick))
+        if visit is not None:
+            visit(tick, keys)
         own = keys.join(pts.select("account_id"), on="account_id", how="semi")
         wanted = own.filter(pl.col("family") == "template")["key"].unique()
         rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted)
@@ -192,10 +203,16 @@ def own_extraction(frame: pl.DataFrame, s: EvidenceSettings) -> pl.Series:
 
 
 def spare_rooms(
-    hits: pl.DataFrame, frame: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings, long: timedelta
+    hits: pl.DataFrame,
+    frame: pl.DataFrame,
+    ctx: RoomContext,
+    s: EvidenceSettings,
+    long: timedelta,
+    visit: Visit | None = None,
 ) -> pl.DataFrame:
     """Account hits (key ``_point``) capped at low where the room explains the point's extraction
-    evidence, with an ``evidence:room`` reason saying so."""
+    evidence, with an ``evidence:room`` reason saying so (``visit``: as in ``room_requests``, at every
+    tick with an accused point)."""
     if hits.height == 0:
         return hits
     points = frame.join(accused_points(hits), on="_point", how="semi").select(
@@ -203,7 +220,7 @@ def spare_rooms(
     )
     if points.height == 0:
         return hits
-    rooms = room_requests(points, ctx, s, long)
+    rooms = room_requests(points, ctx, s, long, visit)
     if rooms.height == 0:
         return hits
     f = frame.join(points.select("_point"), on="_point", how="semi").join(

@@ -107,36 +107,82 @@ def spare_team_seats(
     long: timedelta,
 ) -> pl.DataFrame:
     """Account hits (key ``_point``) capped at low where the point is its team's seat (module docstring),
-    with an ``evidence:team`` reason saying so."""
-    if hits.height == 0:
-        return hits
-    seats = (
-        frame.join(accused_points(hits), on="_point", how="semi")
-        .filter((pl.col("tier") == RESELLER_TIER).fill_null(False) & ~beyond_a_tool(s, "account"))
-        .select("_point", "account_id", "tick_end")
-    )
-    if seats.height == 0:
-        return hits
+    with an ``evidence:team`` reason saying so; the ticks walked on a timeline of its own (the engine
+    walks them with the room test's instead: ``SeatWalk``)."""
+    walk = SeatWalk(hits, frame, ctx, state, s, long)
     timeline = ctx.timeline.fresh()
-    spared = []
-    for (tick,), pts in seats.sort("tick_end").group_by("tick_end", maintain_order=True):
-        assert isinstance(tick, datetime)
-        since = ctx.since.filter(pl.col("tick_end") == tick)["since"]
-        keys = timeline.at(tick, since[0] if since.len() else None)
+    for tick in walk.ticks:
+        walk.visit(tick, timeline.at(tick, ctx.since_at(tick)))
+    return walk.spare(hits)
+
+
+class SeatWalk:
+    """The seat test over one pass, fed the key table at each tick by a walk it shares (issue 13).
+
+    The room test (``room.room_requests``) walks the ticks of the accused points and builds the key
+    table as of each; the seat points are accused points too, so the seat test reads the same tables
+    in the same walk (``visit``) instead of building them again. Built from the hits before the room
+    test, its points are a superset of the seat points after it (the room only lowers points to low);
+    ``spare`` keeps only the points still accused, which is exact: a point's team is read from its own
+    account's keys at its tick, whatever other points are walked with it."""
+
+    def __init__(
+        self,
+        hits: pl.DataFrame,
+        frame: pl.DataFrame,
+        ctx: RoomContext,
+        state: WindowState,
+        s: EvidenceSettings,
+        long: timedelta,
+    ) -> None:
+        self.frame, self.ctx, self.state, self.s, self.long = frame, ctx, state, s, long
+        self.points = _seat_points(hits, frame, s)
+        self._by_tick = {
+            tick: pts
+            for (tick,), pts in self.points.sort("tick_end").group_by("tick_end", maintain_order=True)
+            if isinstance(tick, datetime)
+        }
+        self.ticks = sorted(self._by_tick)
+        self._spared: list[pl.DataFrame] = []
+
+    def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
+        """The seats among this tick's points (``keys``: the key table as it stood at ``tick``)."""
+        pts = self._by_tick.get(tick)
+        if pts is None:
+            return
         own = keys.join(pts.select("account_id"), on="account_id", how="semi").filter(
             pl.col("family").cast(pl.String).is_in(TOOL_FAMILIES)
         )
         if own.height == 0:
-            continue
-        groups = team_groups(keys, ctx, state, s, tick, long, own.select("family", "key").unique())
+            return
+        groups = team_groups(
+            keys, self.ctx, self.state, self.s, tick, self.long, own.select("family", "key").unique()
+        )
         mine = own.select("account_id").unique().join(groups, on="account_id")
-        spared.append(pts.join(mine.group_by("account_id").agg(pl.col("tool").min()), on="account_id"))
-    if not spared:
-        return hits
-    detail = pl.lit(
-        "team: a router sub-account whose only extraction is what a tool needs (a thinking budget, "
-        "outputs sized as thinking needs, an ask for steps with ordinary outputs), on the system "
-        "prompt or template of a group inside the router that one of its customers' teams explains: "
-        "capped at low (the group is judged on the cluster axis)"
+        self._spared.append(pts.join(mine.group_by("account_id").agg(pl.col("tool").min()), on="account_id"))
+
+    def spare(self, hits: pl.DataFrame) -> pl.DataFrame:
+        """``hits`` (the room test's output) with every seat point still accused capped at low."""
+        if not self._spared or hits.height == 0:
+            return hits
+        still = _seat_points(hits, self.frame, self.s).select("_point")
+        spared = pl.concat(self._spared).join(still, on="_point", how="semi")
+        detail = pl.lit(
+            "team: a router sub-account whose only extraction is what a tool needs (a thinking budget, "
+            "outputs sized as thinking needs, an ask for steps with ordinary outputs), on the system "
+            "prompt or template of a group inside the router that one of its customers' teams explains: "
+            "capped at low (the group is judged on the cluster axis)"
+        )
+        return cap_at_low(hits, spared, "team", detail)
+
+
+def _seat_points(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """(_point, account_id, tick_end) of the accused router sub-account points whose own extraction is
+    only what a tool needs."""
+    if hits.height == 0:
+        return frame.select("_point", "account_id", "tick_end").clear()
+    return (
+        frame.join(accused_points(hits), on="_point", how="semi")
+        .filter((pl.col("tier") == RESELLER_TIER).fill_null(False) & ~beyond_a_tool(s, "account"))
+        .select("_point", "account_id", "tick_end")
     )
-    return cap_at_low(hits, pl.concat(spared), "team", detail)
