@@ -20,7 +20,7 @@ from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import add_axes, extraction_checks
 from detector.engine import Engine
 from detector.lab.simulate import SimParams
-from detector.lab.simulate.intermediaries import router_calibration, router_judges
+from detector.lab.simulate.intermediaries import router_calibration, router_judges, router_uncertainty
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
 from detector.settings import EvidenceSettings
@@ -227,3 +227,17 @@ def test_the_diluted_bars_are_the_clusters_excess_bars() -> None:
     s = EvidenceSettings(harvest_excess_requests=11.0)
     frame = add_axes(_frame("account", **(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST)), "account", s)
     assert bool(frame["trusted_customer"][0])
+
+
+def test_the_routers_uncertainty_apps_sample_several_answers_with_logprobs_on_part_of_their_traffic() -> None:
+    """The honest look-alike of a diluted logprob harvest inside the router (round 11)."""
+    w = World(7_000_452, SimParams(), PromptBank.load(), 1.0, 1.0)
+    b = router_uncertainty(w, 400)
+    accounts = sorted({int(a) for a in b.acct})
+    assert len(accounts) == 8
+    assert all(w.accounts[a].tier == "reseller" and w.accounts[a].verified for a in accounts)
+    assert all(w.accounts[a].persona == "router_uncertainty" for a in accounts)
+    sampled = b.logprobs == 1
+    assert np.all(b.n[sampled] >= 2) and np.all(b.n[~sampled] == 1)
+    shares = [float(sampled[b.acct == a].mean()) for a in accounts]
+    assert min(shares) > 0.0 and max(shares) < 0.8
