@@ -297,9 +297,7 @@ class EvidenceSettings(BaseModel):
     #: day, under which the excess is chance. The bars of ``rules/cluster_diluted_harvest.yaml`` (a test
     #: keeps the two equal); ``tenant_explains`` reads them over the kinds no tool needs (coercion,
     #: rubric grading, logprobs), so a router group whose such harvest a blend divides under the shares
-    #: is not explained as a team's tool (issue 17, round 9). The account axis reads the same bars over
-    #: the kinds a router's trust does not cover (coercion, logprobs): a router sub-account sending such
-    #: a harvest diluted under the shares loses that trust (``evidence._reseller_vouches_not``, round 11).
+    #: is not explained as a team's tool (issue 17, round 9).
     harvest_excess_share: float = Field(default=0.1, gt=0, le=1)
     harvest_excess_requests: float = Field(default=5.0, gt=0)
     #: Requests a day one account of each tier is expected to send at most (the gateway's own quotas

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_evidence import _frame, _verdict
+from test_evidence import _verdict
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
-from detector.detect.evidence import add_axes, extraction_checks
+from detector.detect.evidence import extraction_checks
 from detector.engine import Engine
 from detector.lab.simulate import SimParams
 from detector.lab.simulate.intermediaries import router_calibration, router_judges, router_uncertainty
@@ -165,70 +165,6 @@ def test_the_routers_judge_pipelines_grade_with_rubrics_at_temperature_0() -> No
     assert graded >= 0.5 * b.acct.shape[0]
 
 
-#: An aged campaign account behind the router harvesting the distribution under a 72% blend of
-#: ordinary requests (development draw 455's logprob_harvest, one of the nine seats round 10 left at
-#: low): a quarter of its requests ask for logprobs with several completions, under every share bar.
-DILUTED_LOGPROB_HARVEST: dict[str, Any] = {
-    "requests_24h": 40,
-    "requests_1h": 5,
-    "logprob_share_24h": 0.25,
-    "n_gt1_share_24h": 0.25,
-    "out_in_ratio_24h": 21.7,
-    "interarrival_cv_24h": 0.8,
-    "template_top_share_24h": 0.125,
-    "active_hours_24h": 4,
-    "hosted_ip_share_24h": 0.0,
-}
-
-
-def _trusted(**features: Any) -> bool:
-    frame = add_axes(_frame("account", **features), "account", EvidenceSettings())
-    return bool(frame["trusted_customer"][0])
-
-
-def test_a_router_sub_account_diluting_its_harvest_loses_the_routers_trust(engine: Engine) -> None:
-    """Round 11: the router's trust does not cover coercion or logprob harvesting a blend divides under
-    the shares: the cluster's excess bars (``harvest_excess_share``, ``harvest_excess_requests``) on
-    the sub-account. Round 10's code kept this seat trusted, so capped at low."""
-    assert not _trusted(**(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST))
-    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST))
-    assert SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"], reasons
-    assert reasons["evidence:trust"].startswith("trust: none")
-    # a direct customer's own verification still covers it
-    assert _trusted(**(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST | {"tier": "research"}))
-
-
-@pytest.mark.parametrize(
-    ("change", "trusted"),
-    [
-        ({}, False),
-        # four such requests in a day: under the count bar, chance
-        ({"requests_24h": 16}, True),
-        # 5% of its requests: under the share bar, however busy the seat
-        ({"requests_24h": 400, "logprob_share_24h": 0.05, "n_gt1_share_24h": 0.05}, True),
-        # logprobs of one completion (a calibration study blended with chat): the pair counts by the smaller
-        ({"n_gt1_share_24h": 0.0}, True),
-        # several completions without logprobs: no distribution harvested
-        ({"logprob_share_24h": 0.0}, True),
-        # coercion diluted under its share bar (0.2) but over both excess bars
-        ({"logprob_share_24h": 0.0, "coercion_share_24h": 0.15}, False),
-        ({"logprob_share_24h": 0.0, "coercion_share_24h": 0.15, "requests_24h": 20}, True),
-    ],
-    ids=["harvest", "few", "sliver", "one_completion", "no_logprobs", "coercion", "coercion_few"],
-)
-def test_the_diluted_harvest_bars_on_a_router_sub_account(change: dict[str, Any], trusted: bool) -> None:
-    assert _trusted(**(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST | change)) is trusted
-
-
-def test_the_diluted_bars_are_the_clusters_excess_bars() -> None:
-    s = EvidenceSettings(harvest_excess_share=0.3)
-    frame = add_axes(_frame("account", **(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST)), "account", s)
-    assert bool(frame["trusted_customer"][0])
-    s = EvidenceSettings(harvest_excess_requests=11.0)
-    frame = add_axes(_frame("account", **(SUB_ACCOUNT | DILUTED_LOGPROB_HARVEST)), "account", s)
-    assert bool(frame["trusted_customer"][0])
-
-
 def test_the_routers_uncertainty_apps_sample_several_answers_with_logprobs_on_part_of_their_traffic() -> None:
     """The honest look-alike of a diluted logprob harvest inside the router (round 11)."""
     w = World(7_000_452, SimParams(), PromptBank.load(), 1.0, 1.0)
@@ -241,3 +177,27 @@ def test_the_routers_uncertainty_apps_sample_several_answers_with_logprobs_on_pa
     assert np.all(b.n[sampled] >= 2) and np.all(b.n[~sampled] == 1)
     shares = [float(sampled[b.acct == a].mean()) for a in accounts]
     assert min(shares) > 0.0 and max(shares) < 0.8
+
+
+#: A router seat asking for logprobs with several completions on a quarter of 40 requests: draw 455's
+#: aged logprob harvest under a 72% blend, and a customer's app checking its answers' uncertainty.
+DILUTED_LOGPROBS: dict[str, Any] = {
+    "requests_24h": 40,
+    "requests_1h": 5,
+    "logprob_share_24h": 0.25,
+    "n_gt1_share_24h": 0.25,
+    "out_in_ratio_24h": 21.7,
+    "active_hours_24h": 4,
+    "hosted_ip_share_24h": 0.0,
+}
+
+
+def test_logprobs_under_the_share_bar_keep_the_routers_trust(engine: Engine) -> None:
+    """Round 11 tried the cluster's excess bars (10%, 5 requests) on the account: 13 more campaign seats
+    named on draws 450-461, and 5 more of 36 ``router_uncertainty`` apps. Same keys, so the trust stays;
+    at half the traffic the share bar takes it (and names such an app too: 10 of 36 on those draws)."""
+    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | DILUTED_LOGPROBS))
+    assert sev in ("none", "low") and "capped at low" in reasons["evidence:trust"], reasons
+    half = DILUTED_LOGPROBS | {"logprob_share_24h": 0.5, "n_gt1_share_24h": 0.5}
+    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | half))
+    assert reasons["evidence:trust"].startswith("trust: none"), reasons

@@ -24,7 +24,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.settings import EvidenceSettings
-from detector.window.dilution import BEYOND_ROUTER_TRUST, account_harvest
+from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.features import ARTEFACT_FAMILIES
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
@@ -147,13 +147,10 @@ def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
     the router's customers do at volume (chat, apps, comparing models on benchmarks that ask for steps,
     with or without a thinking budget, grading answers with a model as judge), for which the account
     axis keeps the trust (a router's model-comparison developers and judge pipelines stay low), not
-    for coercion or logprob harvesting, which the disclosed campaigns do (issue 17, rounds 8 and 10),
-    nor for such a harvest a blend of ordinary requests divides under the shares (``harvest_excess_*``
-    bars on the account, round 11). A direct customer's own verification keeps covering both."""
+    for coercion or logprob harvesting, which the disclosed campaigns do (issue 17, rounds 8 and 10).
+    A direct customer's own verification keeps covering both."""
     ext = extraction_checks(s)
-    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in BEYOND_ROUTER_TRUST]) | account_harvest(
-        BEYOND_ROUTER_TRUST, s.harvest_excess_share, s.harvest_excess_requests
-    )
+    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in BEYOND_ROUTER_TRUST])
     return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
 
 

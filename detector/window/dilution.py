@@ -46,21 +46,6 @@ BEYOND_A_TOOL = ("reasoning trace coerced", "rubric grading", "logprob harvest")
 BEYOND_ROUTER_TRUST = tuple(k for k in BEYOND_A_TOOL if k != "rubric grading")
 
 
-def account_harvest(kinds: tuple[str, ...], share: float, requests: float) -> pl.Expr:
-    """Over an account frame (``<counter>_share_24h``, ``requests_24h``): whether one of ``kinds`` is at
-    least ``share`` of the account's 24 h requests and at least ``requests`` requests (a pair of
-    counters by the smaller). The cluster's excess bars on one account: a blend of ordinary requests
-    divides its shares under the extraction bars, not the requests harvested (issue 17, round 11). The
-    typical account's mix is not subtracted: for these kinds it is about nothing."""
-    c = pl.col
-    n = c("requests_24h").fill_null(0).cast(pl.Float64)
-    hits = []
-    for kind in kinds:
-        least = pl.min_horizontal([c(f"{k}_share_24h").fill_null(0.0) for k in HARVEST_KINDS[kind]])
-        hits.append((least >= share) & (least * n >= requests))
-    return pl.any_horizontal(hits) if hits else pl.lit(False)
-
-
 def typical_mix(buckets: pl.DataFrame) -> pl.DataFrame:
     """One row: the typical account's share of requests carrying each harvest counter over ``buckets``
     (the window's buckets of every account): the mean of the accounts' own shares."""
