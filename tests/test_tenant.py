@@ -20,7 +20,7 @@ from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import extraction_checks
 from detector.engine import Engine
 from detector.lab.simulate import SimParams
-from detector.lab.simulate.intermediaries import router_calibration, router_judges
+from detector.lab.simulate.intermediaries import router_calibration, router_judges, router_uncertainty
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
 from detector.settings import EvidenceSettings
@@ -163,3 +163,41 @@ def test_the_routers_judge_pipelines_grade_with_rubrics_at_temperature_0() -> No
     assert 0 < sum(thinking) < len(accounts)
     graded = sum(any(w in str(t).lower() for w in ("grade", "judge", "score")) for t in b.text)
     assert graded >= 0.5 * b.acct.shape[0]
+
+
+def test_the_routers_uncertainty_apps_sample_several_answers_with_logprobs_on_part_of_their_traffic() -> None:
+    """The honest look-alike of a diluted logprob harvest inside the router (round 11)."""
+    w = World(7_000_452, SimParams(), PromptBank.load(), 1.0, 1.0)
+    b = router_uncertainty(w, 400)
+    accounts = sorted({int(a) for a in b.acct})
+    assert len(accounts) == 8
+    assert all(w.accounts[a].tier == "reseller" and w.accounts[a].verified for a in accounts)
+    assert all(w.accounts[a].persona == "router_uncertainty" for a in accounts)
+    sampled = b.logprobs == 1
+    assert np.all(b.n[sampled] >= 2) and np.all(b.n[~sampled] == 1)
+    shares = [float(sampled[b.acct == a].mean()) for a in accounts]
+    assert min(shares) > 0.0 and max(shares) < 0.8
+
+
+#: A router seat asking for logprobs with several completions on a quarter of 40 requests: draw 455's
+#: aged logprob harvest under a 72% blend, and a customer's app checking its answers' uncertainty.
+DILUTED_LOGPROBS: dict[str, Any] = {
+    "requests_24h": 40,
+    "requests_1h": 5,
+    "logprob_share_24h": 0.25,
+    "n_gt1_share_24h": 0.25,
+    "out_in_ratio_24h": 21.7,
+    "active_hours_24h": 4,
+    "hosted_ip_share_24h": 0.0,
+}
+
+
+def test_logprobs_under_the_share_bar_keep_the_routers_trust(engine: Engine) -> None:
+    """Round 11 tried the cluster's excess bars (10%, 5 requests) on the account: 13 more campaign seats
+    named on draws 450-461, and 5 more of 36 ``router_uncertainty`` apps. Same keys, so the trust stays;
+    at half the traffic the share bar takes it (and names such an app too: 10 of 36 on those draws)."""
+    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | DILUTED_LOGPROBS))
+    assert sev in ("none", "low") and "capped at low" in reasons["evidence:trust"], reasons
+    half = DILUTED_LOGPROBS | {"logprob_share_24h": 0.5, "n_gt1_share_24h": 0.5}
+    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | half))
+    assert reasons["evidence:trust"].startswith("trust: none"), reasons

@@ -88,6 +88,7 @@ def router_customers(w: World, p: PersonaParams) -> Block:
     blocks.append(router_team(w, n))
     blocks.append(router_calibration(w, n))
     blocks.append(router_judges(w, n))
+    blocks.append(router_uncertainty(w, n))
     return concat(blocks)
 
 
@@ -296,3 +297,48 @@ def residential_vpn(w: World, p: PersonaParams) -> Block:
         tzs.append(_tz(rng, country))
     rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
     return _chatty(w, rng, accts, primary, rates, np.asarray(tzs), p, code_share=0.15)
+
+
+#: Router customers whose app estimates its answers' uncertainty, as a share of its customers (at
+#: least one): on part of its requests it samples several answers with log-probabilities (self-
+#: consistency, "semantic entropy" hallucination checks) and answers the rest once (round 11).
+_UNCERTAINTY_SHARE = 0.02
+
+
+def router_uncertainty(w: World, customers: int) -> Block:
+    """A router customer's app that checks its answers' uncertainty: its own system prompt and questions
+    around the clock, and on a share of them several samples with logprobs at a sampling temperature.
+    Randomized per app: volume (30-600 a day), the sampled share (5-60%), ``n`` (2-10), ``top_logprobs``
+    (none to 20), temperature (0.5-1.2), ``max_tokens`` and output size. Aged sub-accounts, persona
+    ``router_uncertainty``; its own random stream (the other customers' traffic is unchanged)."""
+    rng = w.rng("persona", "router_uncertainty")
+    if customers <= 0:
+        return empty_block()
+    blocks = []
+    for i in range(max(1, round(customers * _UNCERTAINTY_SHARE))):
+        a = _aged_sub_account(w, rng, ("US", "GB", "DE", "FR", "IN"), "router_uncertainty")
+        rate = float(np.exp(rng.uniform(np.log(30.0), np.log(600.0))))
+        k = int(clock.counts(rng, np.array([rate * w.days]), minimum=1)[0])
+        profile = clock.SERVICE if rng.random() < 0.5 else clock.OFFICE
+        ts = clock.local_times(rng, k, w.start_ms, w.end_ms, float(rng.uniform(-8.0, 2.0)), profile)
+        sampled = rng.random(k) < rng.uniform(0.05, 0.6)
+        top = int(rng.choice([0, 1, 5, 20]))
+        wanted = int(rng.choice([128, 256, 512, 1024]))
+        blocks.append(
+            make_block(
+                np.full(k, a),
+                ts,
+                w.base_models[int(rng.integers(len(w.base_models)))],
+                w.bank.app(rng, int(rng.integers(w.bank.n_apps)) + i, k),
+                "en",
+                n=np.where(sampled, int(rng.integers(2, 11)), 1),
+                logprobs=np.where(sampled, 1, 0),
+                top_logprobs=np.where(sampled & (top > 0), top, -1),
+                temperature=np.where(sampled, rng.uniform(0.5, 1.2), 0.3),
+                max_tokens=wanted,
+                sys_hash=w.new_id("sp", 8),
+                out_median=float(rng.uniform(40.0, 0.6 * wanted)),
+                history=0.0,
+            )
+        )
+    return concat(blocks)
