@@ -106,7 +106,7 @@ def remote_workshop(w: World, p: PersonaParams) -> Block:
     ex_owner = owner[exercise]  # sorted by owner, then time
     _, first_row, n_rows = np.unique(ex_owner, return_index=True, return_counts=True)
     step = (np.arange(ex_owner.shape[0]) - np.repeat(first_row, n_rows)) % len(sheet)
-    own_variant: npt.NDArray[np.bool_] = rng.random(step.shape[0]) < rng.uniform(0.0, 0.3)
+    own_variant: npt.NDArray[np.bool_] = np.asarray(rng.random(step.shape[0]) < rng.uniform(0.0, 0.3))
     variants = tutorial.texts(w, rng, int(own_variant.sum()))
     it = iter(variants)
     texts = [next(it) if v else sheet[int(i)] for i, v in zip(step, own_variant, strict=True)]
