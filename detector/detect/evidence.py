@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.detect.sheets import sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.features import ARTEFACT_FAMILIES
 
@@ -48,13 +49,16 @@ def extraction_checks(s: EvidenceSettings, target: str = "account") -> dict[str,
     """Extraction signal name -> whether the subject's 24 h traffic carries it (``target``: account or
     cluster; a cluster also counts its members' agentic turns, ``agentic_transcripts``)."""
     c = pl.col
+    # a cluster's reasoning that is mostly a shared exercise sheet is a course's, not a harvest (round 10)
+    own = ~sheet_explains(s) if target == "cluster" else pl.lit(True)
     return {
-        "reasoning elicited": c("cot_share_24h") >= s.cot_share,
+        "reasoning elicited": (c("cot_share_24h") >= s.cot_share) & own,
         "reasoning trace coerced": c("coercion_share_24h") >= s.coercion_share,
         "rubric grading": c("rubric_share_24h") >= s.rubric_share,
         "logprob harvest": c("logprob_share_24h") >= s.logprob_share,
         "reasoning via parameters": (c("thinking_share_24h") >= s.thinking_share)
-        & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share),
+        & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share)
+        & own,
         "agentic transcripts": agentic_transcripts(s, target),
         "new-model pivot": c("new_model_share_24h") >= s.new_model_share,
     }
@@ -233,6 +237,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
+    for name, default in (("sheet_share_24h", 0.0), ("reasoning_requests_24h", 0)):
+        if name not in frame.columns:  # a frame built without the sheet table (``window.sheets``)
+            frame = frame.with_columns(pl.lit(default).alias(name))
     # one card or one org: a customer's own accounts share its artefacts. One card across the members'
     # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
     one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~_cards_across_orgs(s))).fill_null(False)
@@ -336,6 +343,7 @@ def axis_reasons(
                 c("extraction_signals").cast(pl.String),
                 pl.lit(" signal(s)"),
                 pl.when(c("extraction_signals") > 0).then(pl.lit(": ") + _names(ext)).otherwise(pl.lit("")),
+                sheet_note(s, target),
             ).alias("detail"),
         ),
         subjects.select(

@@ -30,6 +30,7 @@ import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import AXIS_PREFIX, colocated, extraction_checks
+from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
 from detector.window.features import client_inside, venues
@@ -166,6 +167,56 @@ def spare_rooms(
     spared = f.with_columns(own_extraction(f, s).alias("_own")).filter(
         (pl.col("room_requests_24h") > 0) & (pl.col("_own") == 0)
     )
+    detail = pl.concat_str(
+        pl.lit("room: "),
+        pl.col("room_requests_24h").cast(pl.String),
+        pl.lit(" of "),
+        pl.col("requests_24h").cast(pl.String),
+        pl.lit(
+            " requests through a template a room holds (its holders behind one venue network, "
+            "popular clients); none of the rest is extraction: capped at low"
+        ),
+    )
+    return _cap_low(hits, spared, "room", detail)
+
+
+def spare_sheets(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """Account hits (key ``_point``) capped at low where a shared exercise sheet explains the point's
+    reasoning signal (``window.sheets``: the remote room, issue 17, round 10): most of its reasoning requests
+    are texts at least ``sheet_min_accounts`` accounts send, within a sheet's volume (its own variants
+    of an exercise go with the sheet, as the room takes every template request), and its traffic
+    carries no extraction a sheet cannot explain: not one coerced, graded or logprob request, no
+    agentic transcripts, no pivot."""
+    if hits.height == 0 or "sheet_share_24h" not in frame.columns:
+        return hits
+    medium = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
+    accused = hits.filter(pl.col("severity").is_in(medium)).select("_point").unique()
+    checks = extraction_checks(s)
+    # the sheet explains the point's reasoning signal: without one, it explains nothing that accused it
+    reasoning = pl.any_horizontal([e.fill_null(False) for n, e in checks.items() if n in SHEET_EXPLAINS])
+    beyond = [e.fill_null(False) for n, e in checks.items() if n not in SHEET_EXPLAINS]
+    # a sheet asks for reasoning: a single coerced, graded or logprob request is not an exercise's
+    beyond += [pl.col(f"{k}_share_24h").fill_null(0.0) > 0 for k in ("coercion", "rubric", "logprob")]
+    spared = frame.join(accused, on="_point", how="semi").filter(
+        sheet_explains(s, "") & reasoning & ~pl.any_horizontal(beyond)
+    )
+    share = (pl.col("sheet_share_24h") * 100).round(0).cast(pl.Int64).cast(pl.String)
+    detail = pl.concat_str(
+        pl.lit("sheet: "),
+        share,
+        pl.lit("% of its "),
+        pl.col("reasoning_requests_24h").cast(pl.String),
+        pl.lit(
+            " reasoning requests are texts many accounts send (an exercise sheet, not a sweep through "
+            "a problem bank); no other extraction: capped at low"
+        ),
+    )
+    return _cap_low(hits, spared, "sheet", detail)
+
+
+def _cap_low(hits: pl.DataFrame, spared: pl.DataFrame, name: str, detail: pl.Expr) -> pl.DataFrame:
+    """``hits`` with the ``spared`` points (``_point``) capped at low, and an ``evidence:<name>`` reason
+    row each (``detail`` over ``spared``)."""
     if spared.height == 0:
         return hits
     capped = hits.with_columns(
@@ -176,17 +227,8 @@ def spare_rooms(
     )
     reasons = spared.select(
         "_point",
-        pl.lit(f"{AXIS_PREFIX}room").alias("rule_id"),
-        pl.concat_str(
-            pl.lit("room: "),
-            pl.col("room_requests_24h").cast(pl.String),
-            pl.lit(" of "),
-            pl.col("requests_24h").cast(pl.String),
-            pl.lit(
-                " requests through a template a room holds (its holders behind one venue network, "
-                "popular clients); none of the rest is extraction: capped at low"
-            ),
-        ).alias("detail"),
+        pl.lit(f"{AXIS_PREFIX}{name}").alias("rule_id"),
+        detail.alias("detail"),
         pl.lit(Severity.LOW.value).alias("severity"),
         pl.lit(0.0).alias("score"),
         pl.lit(None, pl.String).alias("campaign_type"),

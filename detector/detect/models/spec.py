@@ -43,7 +43,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: against its client build's population (``window.population``) and its axis (issue 17, round 7), and
 #: the share of members on cards across orgs (``window.cards``, round 8), and
 #: the harvest in excess of the typical account's mix (``window.dilution``, round 8), and a cluster's
-#: sign-up cohort (``window.cohorts``, round 9).
+#: sign-up cohort (``window.cohorts``, round 9), and the shared exercise sheet (``window.sheets``, round
+#: 10: rule evidence, while another retrain is under way).
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -62,6 +63,8 @@ _EXCLUDED: Final = frozenset(
         "harvest_excess_requests_24h",
         "harvest_beyond_tool_excess_share_24h",
         "signup_cohort_accounts",
+        "sheet_share_24h",
+        "reasoning_requests_24h",
     }
 )
 
