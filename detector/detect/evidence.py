@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.detect.sheets import sheet_explains, sheet_note
+from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.features import ARTEFACT_FAMILIES
+from detector.window.sheets import sheet_defaults
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
 AXIS_PREFIX = "evidence:"
@@ -237,9 +238,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
-    for name, default in (("sheet_share_24h", 0.0), ("reasoning_requests_24h", 0)):
-        if name not in frame.columns:  # a frame built without the sheet table (``window.sheets``)
-            frame = frame.with_columns(pl.lit(default).alias(name))
+    frame = sheet_defaults(frame)  # a frame built without the sheet table (``window.sheets``)
     # one card or one org: a customer's own accounts share its artefacts. One card across the members'
     # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
     one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~_cards_across_orgs(s))).fill_null(False)
@@ -333,7 +332,8 @@ def axis_reasons(
         return hits
     subjects = frame.join(hits.select(key).unique(), on=key, how="semi")
     c = pl.col
-    ext = extraction_checks(s, target)
+    ext, raw = extraction_checks(s, target), extraction_checks(s)  # raw: no sheet discount (account form)
+    reasoning = pl.any_horizontal([raw[n].fill_null(False) for n in SHEET_EXPLAINS])
     rows = [
         subjects.select(
             key,
@@ -343,7 +343,7 @@ def axis_reasons(
                 c("extraction_signals").cast(pl.String),
                 pl.lit(" signal(s)"),
                 pl.when(c("extraction_signals") > 0).then(pl.lit(": ") + _names(ext)).otherwise(pl.lit("")),
-                sheet_note(s, target),
+                sheet_note(s, target, reasoning),
             ).alias("detail"),
         ),
         subjects.select(

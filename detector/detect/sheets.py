@@ -29,12 +29,13 @@ def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h"
     return (share & (volume <= s.sheet_max_requests_per_account)).fill_null(False)
 
 
-def sheet_note(s: EvidenceSettings, target: str) -> pl.Expr:
-    """On a cluster whose reasoning a shared sheet explains: that it does, with the share (counts only)."""
+def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
+    """On a cluster whose reasoning signal (``reasoning``: a check of ``SHEET_EXPLAINS`` holds, the
+    texts aside) a shared sheet explains: that it does, with the share (counts only)."""
     if target != "cluster":
         return pl.lit("")
     share = (pl.col("sheet_share_24h").fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
     note = (
         pl.lit("; reasoning not counted: ") + share + pl.lit("% of its reasoning requests are a shared sheet")
     )
-    return pl.when(sheet_explains(s)).then(note).otherwise(pl.lit(""))
+    return pl.when(sheet_explains(s) & reasoning).then(note).otherwise(pl.lit(""))

@@ -123,3 +123,9 @@ def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.
     return frame.join(sheets, on=on, how="left").with_columns(
         pl.col("sheet_share_24h").fill_null(0.0), pl.col("reasoning_requests_24h").fill_null(0)
     )
+
+
+def sheet_defaults(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with any missing ``SHEET_FEATURES`` column as if no reasoning request was sampled."""
+    missing = [c for c in SHEET_FEATURES if c not in frame.columns]
+    return frame.with_columns(pl.lit(0, SHEET_FEATURES[c]).alias(c) for c in missing)
