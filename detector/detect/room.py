@@ -167,16 +167,9 @@ def spare_rooms(
     spared = f.with_columns(own_extraction(f, s).alias("_own")).filter(
         (pl.col("room_requests_24h") > 0) & (pl.col("_own") == 0)
     )
-    detail = pl.concat_str(
-        pl.lit("room: "),
-        pl.col("room_requests_24h").cast(pl.String),
-        pl.lit(" of "),
-        pl.col("requests_24h").cast(pl.String),
-        pl.lit(
-            " requests through a template a room holds (its holders behind one venue network, "
-            "popular clients); none of the rest is extraction: capped at low"
-        ),
-    )
+    room = " requests through a template a room holds (its holders behind one venue network, popular "
+    rest = "clients); none of the rest is extraction: capped at low"
+    detail = _text("room: ", pl.col("room_requests_24h"), " of ", pl.col("requests_24h"), room + rest)
     return _cap_low(hits, spared, "room", detail)
 
 
@@ -200,18 +193,16 @@ def spare_sheets(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -
     spared = frame.join(accused, on="_point", how="semi").filter(
         sheet_explains(s, "") & reasoning & ~pl.any_horizontal(beyond)
     )
-    share = (pl.col("sheet_share_24h") * 100).round(0).cast(pl.Int64).cast(pl.String)
-    detail = pl.concat_str(
-        pl.lit("sheet: "),
-        share,
-        pl.lit("% of its "),
-        pl.col("reasoning_requests_24h").cast(pl.String),
-        pl.lit(
-            " reasoning requests are texts many accounts send (an exercise sheet, not a sweep through "
-            "a problem bank); no other extraction: capped at low"
-        ),
-    )
+    share = (pl.col("sheet_share_24h") * 100).round(0).cast(pl.Int64)
+    sheet = " reasoning requests are texts many accounts send (an exercise sheet, not a sweep through "
+    rest = "a problem bank); no other extraction: capped at low"
+    detail = _text("sheet: ", share, "% of its ", pl.col("reasoning_requests_24h"), sheet + rest)
     return _cap_low(hits, spared, "sheet", detail)
+
+
+def _text(*parts: str | pl.Expr) -> pl.Expr:
+    """A reason's detail: literal strings and counts, in order."""
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p.cast(pl.String) for p in parts])
 
 
 def _cap_low(hits: pl.DataFrame, spared: pl.DataFrame, name: str, detail: pl.Expr) -> pl.DataFrame:
