@@ -1,0 +1,189 @@
+"""Issue 17, round 10: a course's exercise sheet is not a sweep through a problem bank.
+
+Small built frames: the sheet table keeps one text per (account, bucket), the smallest, in any order;
+a text many accounts send is a sheet's; a cluster whose reasoning is mostly a sheet does not count
+"reasoning elicited" / "reasoning via parameters" (coercion still counts, and a sheet at a harvest's
+volume is no sheet); an accused account point whose reasoning is a sheet, and nothing else, is capped
+at low with an ``evidence:sheet`` reason.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from detector.detect.evidence import extraction_checks
+from detector.detect.room import spare_sheets
+from detector.schema import UTC_US
+from detector.settings import EvidenceSettings
+from detector.window.sheets import SHEET_STORE, account_sheets, cluster_sheets, merge_sheets, sheet_rows
+from detector.window.state import WindowState
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+DAY = timedelta(hours=24)
+S = EvidenceSettings()
+
+
+def _events(rows: list[tuple[str, int, int, bool, bool]]) -> pl.DataFrame:
+    """(account, minute, text_fp, cot_elicit, is_thinking) -> enriched-event columns the table reads."""
+    return pl.DataFrame(
+        {
+            "account_id": [r[0] for r in rows],
+            "bucket": [(T0 + timedelta(minutes=r[1] // 15 * 15)) for r in rows],
+            "text_fp": [r[2] for r in rows],
+            "cot_elicit": [r[3] for r in rows],
+            "is_thinking": [r[4] for r in rows],
+            "is_tools_heavy": [r[2] == 8 for r in rows],
+        },
+        schema_overrides={"bucket": UTC_US, "text_fp": pl.UInt64},
+    )
+
+
+def _codes(accounts: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"account_id": accounts, "account_code": list(range(len(accounts)))},
+        schema={"account_id": pl.String, "account_code": pl.UInt32},
+    )
+
+
+def _readable(store: pl.DataFrame, accounts: list[str]) -> pl.DataFrame:
+    return store.join(_codes(accounts), on="account_code").drop("account_code")
+
+
+def test_the_table_keeps_the_smallest_reasoning_text_per_bucket_in_any_order() -> None:
+    ev = _events(
+        [
+            ("a", 1, 50, True, False),
+            ("a", 2, 7, False, True),  # a thinking budget is a reasoning request too
+            ("a", 3, 3, False, False),  # not a reasoning request: never sampled
+            ("a", 4, 8, True, True),  # an agent's turn (tool-heavy, text 8): never sampled
+            ("a", 20, 9, True, False),  # the next bucket
+            ("b", 1, 40, False, False),  # no reasoning request: no row
+        ]
+    )
+    codes = _codes(["a", "b"])
+    rows = sheet_rows(ev, codes)
+    assert rows.schema == SHEET_STORE
+    got = merge_sheets(rows)
+    assert got["text_fp"].to_list() == [7, 9] and got["requests"].to_list() == [2, 1]
+    # split into two batches in the other order: the same table
+    split = merge_sheets(pl.concat([sheet_rows(ev.slice(2), codes), sheet_rows(ev.slice(0, 2), codes)]))
+    assert_frame_equal(split, got)
+
+
+def _sheet_table(senders: dict[str, list[int]]) -> pl.DataFrame:
+    """``SHEET_SCHEMA`` rows: each account's texts, one bucket each, from T0 on."""
+    rows = [
+        (a, T0 + timedelta(minutes=15 * i), fp, 2) for a, fps in senders.items() for i, fp in enumerate(fps)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={"account_id": pl.String, "bucket": UTC_US, "text_fp": pl.UInt64, "requests": pl.UInt32},
+        orient="row",
+    )
+
+
+def test_a_text_many_accounts_send_is_a_sheets_and_a_sweep_holds_none() -> None:
+    course = {f"p{i}": [1, 2, 3, 100 + i] for i in range(6)}  # the sheet's three exercises, one own variant
+    sweep = {"farm": list(range(1000, 1020))}  # twenty problems nobody else sends
+    rows = _sheet_table(course | sweep)
+    end = T0 + timedelta(hours=6)
+    points = pl.DataFrame(
+        {"account_id": ["p0", "farm"], "tick_end": [end, end]}, schema_overrides={"tick_end": UTC_US}
+    )
+    got = {r["account_id"]: r for r in account_sheets(rows, points, DAY, 5).iter_rows(named=True)}
+    assert got["p0"]["sheet_share_24h"] == 0.75 and got["p0"]["reasoning_requests_24h"] == 8
+    assert got["farm"]["sheet_share_24h"] == 0.0
+    # five senders is the bar: with four, the same three texts are no sheet
+    four = account_sheets(rows.filter(~pl.col("account_id").is_in(["p4", "p5"])), points, DAY, 5)
+    assert four.filter(pl.col("account_id") == "p0")["sheet_share_24h"].item() == 0.0
+    # a point before the texts were sent sees none of them (the window ends at its tick)
+    early = points.with_columns(pl.lit(T0, UTC_US).alias("tick_end"))
+    assert account_sheets(rows, early, DAY, 5).height == 0
+    members = pl.DataFrame({"account_id": [*course, "farm"], "cluster_id": ["c"] * 6 + ["f"]})
+    clusters = {r["cluster_id"]: r for r in cluster_sheets(rows, members, end, DAY, 5).iter_rows(named=True)}
+    assert clusters["c"]["sheet_share_24h"] == 0.75 and clusters["c"]["reasoning_requests_24h"] == 48
+    assert clusters["f"]["sheet_share_24h"] == 0.0
+
+
+def _cluster(share: float, per_member: float, coercion: float = 0.0) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "cot_share_24h": [0.8],
+            "coercion_share_24h": [coercion],
+            "rubric_share_24h": [0.0],
+            "logprob_share_24h": [0.0],
+            "thinking_share_24h": [0.6],
+            "max_tokens_high_share_24h": [0.6],
+            "tools_heavy_share_24h": [0.0],
+            "new_model_share_24h": [0.0],
+            "requests_per_account_24h": [per_member],
+            "active_accounts_24h": [10],
+            "sheet_share_24h": [share],
+            "reasoning_requests_24h": [int(per_member * 10)],
+        }
+    )
+
+
+def _signals(frame: pl.DataFrame) -> list[str]:
+    checks = extraction_checks(S, "cluster")
+    return [n for n, e in checks.items() if frame.select(e.fill_null(False)).item()]
+
+
+def test_a_clusters_reasoning_from_a_shared_sheet_is_not_harvest() -> None:
+    assert _signals(_cluster(0.0, 12)) == ["reasoning elicited", "reasoning via parameters"]
+    assert _signals(_cluster(0.9, 12)) == []
+    # a sheet at a harvest's volume per member is no course: it counts
+    assert _signals(_cluster(0.9, 300)) == ["reasoning elicited", "reasoning via parameters"]
+    # coercion counts whatever the texts
+    assert _signals(_cluster(0.9, 12, coercion=0.5)) == ["reasoning trace coerced"]
+
+
+def _point(share: float, reasoning: int, coercion: float = 0.0, cot: float = 0.5) -> pl.DataFrame:
+    frame = _cluster(share, reasoning, coercion).drop("requests_per_account_24h", "active_accounts_24h")
+    return frame.with_columns(
+        pl.lit("p").alias("_point"),
+        pl.lit(40).alias("requests_24h"),
+        pl.lit(cot).alias("cot_share_24h"),
+        pl.lit(reasoning).alias("reasoning_requests_24h"),
+    )
+
+
+def _hits() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "_point": ["p"],
+            "rule_id": ["account_reasoning_harvest"],
+            "severity": ["medium"],
+            "score": [1.0],
+            "campaign_type": ["chain_of_thought"],
+            "detail": ["x"],
+            "mode": ["live"],
+        }
+    )
+
+
+def test_an_account_whose_reasoning_is_a_sheet_is_capped_at_low_with_a_reason() -> None:
+    # 20 of 40 requests elicit reasoning, 90% of them in buckets whose sampled text is a sheet's
+    out = spare_sheets(_hits(), _point(0.9, 20), S)
+    assert out.filter(pl.col("rule_id") == "account_reasoning_harvest")["severity"].item() == "low"
+    reason = out.filter(pl.col("rule_id") == "evidence:sheet")
+    assert reason.height == 1 and reason["detail"].item().startswith(
+        "sheet: 90% of its 20 reasoning requests"
+    )
+    # a minority from the sheet, one coerced request in 20, or a harvest's volume: untouched
+    # (and a point with no reasoning signal, e.g. a model's vote on output sizes: nothing to explain)
+    quiet = _point(0.9, 2, cot=0.05).with_columns(pl.lit(0.0).alias("thinking_share_24h"))
+    for frame in (_point(0.4, 20), _point(0.9, 20, coercion=0.05), _point(0.9, 300, cot=0.9), quiet):
+        assert_frame_equal(spare_sheets(_hits(), frame, S), _hits())
+
+
+def test_a_checkpoint_without_a_sheet_table_loads_with_an_empty_one(tmp_path: Path) -> None:
+    st = WindowState()
+    st.save(tmp_path)
+    (tmp_path / "sheets.parquet").unlink()  # written before round 10
+    back = WindowState.load(tmp_path)
+    assert back.sheets.height == 0 and back.sheets.schema == SHEET_STORE
