@@ -36,6 +36,7 @@ from detector.detect.room import RoomContext, accused_points, cap_at_low
 from detector.settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.link import tenant_subaccounts
+from detector.window.sheets import cluster_sheets, with_sheets
 from detector.window.state import WindowState
 
 #: The key families a team's tool leaves on its seats.
@@ -63,6 +64,10 @@ def team_groups(
     sub = tenant_subaccounts(keys, ctx.accounts, ctx.min_overlap)
     links = pl.DataFrame(schema={"cluster_id": pl.String})  # tenant_explains reads no linkage column
     feats = cluster_features(state, members.unique(), links, ctx.accounts, now, long, sub, keys=keys)
+    # the group's shared exercise sheet, as the cluster axis reads it (``tenant_explains`` does)
+    rows = state.sheet_rows(now - long, now)
+    sheets = cluster_sheets(rows, members.unique(), now, long, s.sheet_min_accounts)
+    feats = with_sheets(feats, sheets, ["cluster_id"])
     established = pl.col("new_account_share").fill_null(1.0) < s.team_new_seat_share
     explained = feats.filter(tenant_explains(s).fill_null(False) & established).select("cluster_id")
     return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
