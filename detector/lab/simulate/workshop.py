@@ -12,8 +12,9 @@ What varies from one course to the next is drawn per draw from the persona's own
 
 - the tutorial (``hackathon.Tutorial``), weighted toward agents (tool-heavy sessions of a few turns
   each: the agentic farm's shape at 4-6 tool turns a seat a day);
-- how many exercises each participant sends (2-12 on average), how much of the rest of the day still
-  goes through the course's system prompt, and how many participants run a hosted notebook;
+- how many of the sheet's exercises each participant works through (2-12 on average, never more than
+  the sheet holds), how often an exercise is tried again (``RETRY``), how much of the rest of the day
+  still goes through the course's system prompt, and how many participants run a hosted notebook;
 - when the session starts, how long it lasts (1.5-4 hours), how many registered ahead (0-40%), the
   countries, and how many keep building after the session.
 """
@@ -33,6 +34,12 @@ from detector.lab.simulate.world import Account, World
 
 #: Tutorials a workshop teaches, and how often (an agent course is the look-alike that matters).
 COURSES: dict[str, float] = {"agent": 0.55, "reasoning": 0.3, "app": 0.15}
+#: How often a course's participants send an exercise again (the same cell re-run after an error, a
+#: typo or a changed parameter), drawn per course: the share of (participant, exercise) pairs tried
+#: again, and of those the share tried a third time. A participant following a live session wants one
+#: working answer per exercise: most are sent once, a few twice or three times, never more. (Best-of-n
+#: and rejection sampling, what distillation does with a problem, need four or more samples of it.)
+RETRY: tuple[tuple[float, float], float] = ((0.05, 0.3), 0.35)
 #: Countries an international course draws its participants from.
 COUNTRIES: tuple[str, ...] = ("US", "GB", "DE", "FR")
 
@@ -86,7 +93,10 @@ def remote_workshop(w: World, p: PersonaParams) -> Block:
     exercises = rng.uniform(2.0, 12.0)  # exercises per participant during the session, on average
     keep_sys, after = rng.uniform(0.2, 0.9), rng.uniform(2.0, 16.0) * HOUR_MS
     first = np.maximum(created, start)
-    n_ex = 1 + rng.poisson(exercises - 1.0, n)
+    n_sheet = int(rng.integers(4, 16))  # the sheet's exercises
+    done = np.minimum(1 + rng.poisson(exercises - 1.0, n), n_sheet)  # the exercises each works through
+    tries = _attempts(rng, int(done.sum()))  # per (participant, exercise), in participant order
+    n_ex = np.bincount(np.repeat(np.arange(n), done), weights=tries, minlength=n).astype(np.int64)
     # after the session: their own experiments at the persona's rate, over the hours they keep at it
     rates = clock.lognormal_rates(rng, p.requests_per_day, p.rate_sigma, n)
     n_own = clock.counts(rng, rates * after / (24 * HOUR_MS))
@@ -100,16 +110,15 @@ def remote_workshop(w: World, p: PersonaParams) -> Block:
     order = np.lexsort((ts, owner))
     owner, ts, exercise = owner[order], ts[order], exercise[order]
     model = w.models(rng, ts, adopt=p.new_model_adoption, adopt_hours=p.adoption_hours)
-    # the course's exercise sheet: every participant works through the same exercises in order, a few
-    # with their own variant (another problem through the template)
-    sheet = tutorial.texts(w, rng, int(rng.integers(4, 16)))
-    ex_owner = owner[exercise]  # sorted by owner, then time
-    _, first_row, n_rows = np.unique(ex_owner, return_index=True, return_counts=True)
-    step = (np.arange(ex_owner.shape[0]) - np.repeat(first_row, n_rows)) % len(sheet)
+    # the course's exercise sheet: every participant works through the same exercises in order, each
+    # attempt of one exercise after the last (its requests are sorted by owner, then time), a few with
+    # their own variant (another problem through the template, the same text again on a retry)
+    sheet = tutorial.texts(w, rng, n_sheet)
+    step = np.concatenate([np.arange(k) for k in done])  # per (participant, exercise): its place
     own_variant: npt.NDArray[np.bool_] = np.asarray(rng.random(step.shape[0]) < rng.uniform(0.0, 0.3))
-    variants = tutorial.texts(w, rng, int(own_variant.sum()))
-    it = iter(variants)
-    texts = [next(it) if v else sheet[int(i)] for i, v in zip(step, own_variant, strict=True)]
+    variants = iter(tutorial.texts(w, rng, int(own_variant.sum())))
+    chosen = [next(variants) if v else sheet[int(i)] for i, v in zip(step, own_variant, strict=True)]
+    texts = [t for t, k in zip(chosen, tries, strict=True) for _ in range(int(k))]
     tpl = tutorial.block(w, rng, owner[exercise], ts[exercise], model[exercise], texts)
     own = ~exercise
     langs = event_langs(rng, ["en"] * int(own.sum()))
@@ -117,3 +126,10 @@ def remote_workshop(w: World, p: PersonaParams) -> Block:
     keep = rng.random(len(rest)) < keep_sys  # their own experiments keep the course's system prompt
     rest.sys_hash[keep] = tutorial.sys_hash
     return concat([tpl, rest])
+
+
+def _attempts(rng: np.random.Generator, k: int) -> npt.NDArray[np.int64]:
+    """How many times each of ``k`` (participant, exercise) pairs is sent: 1, or 2-3 on a retry."""
+    (lo, hi), third = RETRY
+    again = rng.random(k) < rng.uniform(lo, hi)
+    return (1 + again * (1 + (rng.random(k) < third))).astype(np.int64)
