@@ -152,6 +152,19 @@ class LinkSettings(BaseModel):
     #: Families whose key may hold a nested one that way: relationships an operator sets up on purpose.
     #: Not templates (a popular prompt) or address prefixes (a neighbourhood).
     nest_families: tuple[LinkFamily, ...] = ("payment", "reseller", "client", "sysprompt")
+    #: ... but a key of these families is software that a public tool makes common among strangers
+    #: (curl, an SDK release: a hundred holders with no relationship), so a group nested in it links
+    #: only when it holds at least ``nested_min_accounts``: two of curl's holders who also share a
+    #: casual template or a sign-up half hour are a coincidence. Such a pair joined a hackathon and a
+    #: company's card group into one "farm" of 179 accounts (issue 17, round 10). Five: the smallest
+    #: group a cluster rule accuses (``cohort_min_accounts``). A farm's private build still links a
+    #: pair that is most holders of each key (``min_overlap``) and its sign-up cohorts
+    #: (``window.cohorts``), but no longer a pair nested in it: on dev draws 270-285 two campaign
+    #: accounts (of 1,616) joined their campaign's cluster only that way (docs/detection.md, round 10).
+    #: Cards, resellers and system prompts name a relationship or a private artefact: a campaign's
+    #: early pairs nest in them.
+    public_nest_families: tuple[LinkFamily, ...] = ("client",)
+    nested_min_accounts: int = Field(default=5, ge=2)
     #: Families that link on their own, without a second family agreeing.
     strong_families: tuple[LinkFamily, ...] = ("payment",)
     #: Families a reseller tenant (a router: its sub-accounts under its one org) sets for all its

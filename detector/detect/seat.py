@@ -61,7 +61,7 @@ def team_groups(
     members = held.join(size.filter(pl.col("_n") >= s.team_min_seats).select("cluster_id"), on="cluster_id")
     if members.height == 0:
         return pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String})
-    sub = tenant_subaccounts(keys, ctx.accounts, ctx.min_overlap)
+    sub = tenant_subaccounts(keys.filter(pl.col("family") == "reseller"), ctx.accounts, ctx.min_overlap)
     links = pl.DataFrame(schema={"cluster_id": pl.String})  # tenant_explains reads no linkage column
     feats = cluster_features(state, members.unique(), links, ctx.accounts, now, long, sub, keys=keys)
     # the group's shared exercise sheet, as the cluster axis reads it (``tenant_explains`` does)

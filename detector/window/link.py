@@ -195,6 +195,7 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
     strong_codes = [fam_code[f] for f in cfg.strong_families]
     nest_codes = [fam_code[f] for f in cfg.nest_families]
     tenant_nest_codes = [fam_code[f] for f in cfg.tenant_nested_families]
+    public_nest_codes = [fam_code[f] for f in cfg.public_nest_families]
     strong = k.filter(pl.col("fam").is_in(strong_codes)).select(
         "a",
         "fam",
@@ -205,6 +206,8 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
         pl.col("last_seen").alias("held"),
     )
     holders = useful.select(pl.col("kid").cast(pl.UInt64), "n", "tenant")
+    # the family of a pair's bigger key: the one a nested pair sits inside
+    bigger_fam = pl.when(pl.col("n") >= pl.col("n_b")).then(pl.col("fam")).otherwise(pl.col("fam_b"))
     held_by = pl.concat([pairs, strong])
     # count a group's holders first and gather members only for the few groups that link
     grouped = (
@@ -246,10 +249,10 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                             .is_in(tenant_nest_codes)
                         )
                     )
-                    & pl.when(pl.col("n") >= pl.col("n_b"))
-                    .then(pl.col("fam"))
-                    .otherwise(pl.col("fam_b"))
-                    .is_in(nest_codes)
+                    & bigger_fam.is_in(nest_codes)
+                    # a pair nested in a key that strangers hold (curl) is a coincidence, not a group:
+                    # a thin bridge that joined two honest clusters into one "farm" (round 10)
+                    & ((pl.col("m") >= cfg.nested_min_accounts) | ~bigger_fam.is_in(public_nest_codes))
                 )
             )
         )

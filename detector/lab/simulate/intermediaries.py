@@ -91,6 +91,16 @@ def router_customers(w: World, p: PersonaParams) -> Block:
     return concat(blocks)
 
 
+def _aged_sub_account(
+    w: World, rng: np.random.Generator, countries: tuple[str, ...], persona: str = "router_customers"
+) -> int:
+    """A sub-account opened at a random time between the router's own start and the day before the
+    run, in one of ``countries`` (the router's long-standing customers' shape)."""
+    r = w.router()
+    created = r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms))
+    return _sub_account(w, created, countries[int(rng.integers(len(countries)))], persona)
+
+
 def _sub_account(w: World, created_ms: int, country: str, persona: str = "router_customers") -> int:
     """A sub-account under the router's tenant: its org, card, tier, verification, reseller id, egress
     and client build are the router's (``persona``: the matrix's row for it; a judge pipeline has its own)."""
@@ -142,11 +152,9 @@ def router_calibration(w: World, customers: int) -> Block:
     rng = w.rng("persona", "router_calibration")
     if customers <= 0:
         return empty_block()
-    r = w.router()
     blocks = []
     for i in range(max(1, round(customers * _CALIBRATION_SHARE))):
-        created = r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms))
-        a = _sub_account(w, created, ("US", "GB", "DE")[int(rng.integers(3))])
+        a = _aged_sub_account(w, rng, ("US", "GB", "DE"))
         runs = int(clock.counts(rng, np.array([w.days * 1.5]), minimum=1)[0])
         starts = clock.local_times(rng, runs, w.start_ms, w.end_ms, -5.0, clock.OFFICE)
         lengths: I64 = np.asarray(rng.integers(20, 80, runs), dtype=np.int64)
@@ -187,11 +195,9 @@ def router_judges(w: World, customers: int) -> Block:
     rng = w.rng("persona", "router_judges")
     if customers <= 0:
         return empty_block()
-    r = w.router()
     blocks = []
     for _ in range(max(1, round(customers * _JUDGE_SHARE))):
-        created = r.created_ms + int(rng.random() * (w.start_ms - DAY_MS - r.created_ms))
-        a = _sub_account(w, created, ("US", "GB", "DE", "FR", "IN")[int(rng.integers(5))], "router_judges")
+        a = _aged_sub_account(w, rng, ("US", "GB", "DE", "FR", "IN"), "router_judges")
         runs = int(clock.counts(rng, np.array([w.days * rng.uniform(0.5, 2.5)]), minimum=1)[0])
         profile = clock.FLAT if rng.random() < 0.5 else clock.OFFICE
         starts = clock.local_times(rng, runs, w.start_ms, w.end_ms, float(rng.uniform(-8.0, 2.0)), profile)
