@@ -277,6 +277,16 @@ class EvidenceSettings(BaseModel):
     #: is a few dozen exercises a seat (4-15 and their retries); a harvest at scale is hundreds a seat a
     #: day, so a farm that sends a sheet to look like one yields a sheet's few problems.
     sheet_max_requests_per_account: float = Field(default=60.0, gt=0)
+    #: ... and it sends each shared text about once: fewer than this many sends per text on average
+    #: (``sheet_sends_per_text_24h``: sampled sends per distinct account and sheet text). A course's
+    #: participant wants one working answer per exercise: one send, a re-run after an error or a changed
+    #: parameter now and then, so its mean is 1 to 1.5 (the simulator's courses: 5-30% of exercises
+    #: retried, 2-3 sends each); every exercise sent twice is no longer "once, a few retried". Best-of-n
+    #: and rejection sampling, what distillation does with a problem, need several reasoning traces of
+    #: each (four or more, to keep one). The figure is a lower bound (one sampled text a bucket), lowest
+    #: for a dense sender: two, the bar, sits between a course and the least a harvest of samples sends
+    #: (issue 17, round 10).
+    sheet_max_sends_per_text: float = Field(default=2.0, gt=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

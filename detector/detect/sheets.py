@@ -19,14 +19,16 @@ SHEET_EXPLAINS = frozenset({"reasoning elicited", "reasoning via parameters"})
 
 
 def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
-    """The subject's reasoning requests are mostly texts many accounts send (``window.sheets``), within
-    a sheet's volume per account: a course's exercise sheet, not a sweep through a problem bank
-    ("re-running the same problem set is evaluation, not harvesting"; issue 17, round 10)."""
+    """The subject's reasoning requests are mostly texts many accounts send (``window.sheets``), each
+    sent about once per account, within a sheet's volume per account: a course's exercise sheet, not a
+    sweep through a problem bank nor many samples of a few problems (issue 17, round 10)."""
     c = pl.col
     n = c(per_account).fill_null(1).cast(pl.Float64).clip(lower_bound=1.0) if per_account else pl.lit(1.0)
     volume = c("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
     share = c("sheet_share_24h").fill_null(0.0) >= s.sheet_share
-    return (share & (volume <= s.sheet_max_requests_per_account)).fill_null(False)
+    # each shared text sent about once: a course's answers, not best-of-n's samples of a few problems
+    once = c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text
+    return (share & once & (volume <= s.sheet_max_requests_per_account)).fill_null(False)
 
 
 def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:

@@ -6,7 +6,8 @@ sent by most of them. The template-skeleton fingerprint cannot tell them apart (
 one skeleton too), so enrichment gives every request the whole text's 64-bit hash (``text_fp``).
 
 The state keeps narrow: per (account, bucket) only the **smallest** ``text_fp`` among the bucket's
-reasoning requests (``EXTRACTION``), and how many reasoning requests the bucket held. A minimum is
+reasoning requests (``EXTRACTION``), how many reasoning requests the bucket held, and how many of them
+carried that smallest text (``sends``: a retry, or best-of-n's many samples of one problem). A minimum is
 the same in any order and per bucket, so what a reader sees at tick T is what closing one tick at a
 time would give (``tests/test_slicing.py``), and it expires with the buckets. It is a sample of the
 account's distinct texts that repetition cannot steer: a sweep's sample is its bank's, a course's is
@@ -15,7 +16,14 @@ its sheet's. An account with no reasoning request holds no row; a busy one at mo
 A text is **held** by the accounts whose sample holds it in the window; a sheet's texts are held by at
 least ``EvidenceSettings.sheet_min_accounts`` accounts. Features (never prompt text, only counts):
 ``sheet_share_24h``, the share of the subject's reasoning requests in buckets whose sample is a
-sheet's text, and ``reasoning_requests_24h``, those requests (a cluster: per active member).
+sheet's text, ``reasoning_requests_24h``, those requests (a cluster: per active member), and
+``sheet_sends_per_text_24h``: over the buckets whose sample is a sheet's text, the sampled text's sends
+summed, per distinct (account, text). A course's participant sends an exercise once, a retry or two
+at most; a farm that re-sends each of a few texts to sample many reasoning traces of it (best-of-n,
+rejection sampling: a peer's labelled farm sent each of eight texts ~4 times a seat) holds a "sheet" by
+the text test but sends it many times. A bucket counts only its sampled text's sends, so the figure is
+a lower bound of an account's sends of that text (a text sent in a bucket whose sample is another is
+not counted), the same in any order and slicing (a sum of per-bucket counts of a per-bucket minimum).
 
 Limits: the order is the public ``stable_hash64``: an operator who reads this could pick decoy texts
 with tiny hashes to fill its samples; it then sends a sheet's volume per seat to look like one, which
@@ -35,22 +43,21 @@ from detector.schema import UTC_US, make_schema
 #: tool-heavy turn: an agent's follow-ups repeat across every agent's sessions ("continue", the same
 #: test output), and agentic transcripts are evidence a sheet does not explain.
 EXTRACTION = ("cot_elicit", "is_thinking")
-SHEET_SCHEMA = make_schema(
-    {"account_id": pl.String, "bucket": UTC_US, "text_fp": pl.UInt64, "requests": pl.UInt32}
-)
-SHEET_STORE = make_schema(
-    {"account_code": pl.UInt32, "bucket": UTC_US, "text_fp": pl.UInt64, "requests": pl.UInt32}
-)
+_ROW = {"bucket": UTC_US, "text_fp": pl.UInt64, "requests": pl.UInt32, "sends": pl.UInt32}
+SHEET_SCHEMA = make_schema({"account_id": pl.String, **_ROW})
+SHEET_STORE = make_schema({"account_code": pl.UInt32, **_ROW})
 #: The features this module adds, by target (kept out of the models: ``detect/models/spec.py``).
 SHEET_FEATURES: dict[str, pl.DataType] = {
     "sheet_share_24h": pl.Float64(),
     "reasoning_requests_24h": pl.Int64(),
+    "sheet_sends_per_text_24h": pl.Float64(),
 }
 
 
 def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
     """Per (account, bucket) of ``ev`` (enriched events with ``bucket``): the smallest ``text_fp`` among
-    its reasoning requests and their number (``SHEET_STORE``; ``codes``: account_id -> account_code)."""
+    its reasoning requests, their number, and how many carried that text (``SHEET_STORE``; ``codes``:
+    account_id -> account_code)."""
     flagged = pl.any_horizontal([pl.col(c).fill_null(False) for c in EXTRACTION if c in ev.columns])
     if "is_tools_heavy" in ev.columns:  # an agent's turn, with or without a thinking budget
         flagged &= ~pl.col("is_tools_heavy").fill_null(False)
@@ -59,7 +66,11 @@ def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
     return (
         ev.filter(flagged & pl.col("text_fp").is_not_null())
         .group_by("account_id", "bucket")
-        .agg(pl.col("text_fp").min(), pl.len().cast(pl.UInt32).alias("requests"))
+        .agg(
+            pl.col("text_fp").min(),
+            pl.len().cast(pl.UInt32).alias("requests"),
+            (pl.col("text_fp") == pl.col("text_fp").min()).sum().cast(pl.UInt32).alias("sends"),
+        )
         .join(codes, on="account_id")
         .select(SHEET_STORE.keys())
         .cast(SHEET_STORE)
@@ -67,10 +78,16 @@ def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
 
 
 def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per (account, bucket): the smallest text and the summed requests (any order: the same)."""
+    """One row per (account, bucket): the smallest text, the summed requests, and the sends of the
+    smallest text summed over the rows that sampled it (any order: the same)."""
+    least = pl.col("text_fp") == pl.col("text_fp").min()
     return (
         rows.group_by("account_code", "bucket")
-        .agg(pl.col("text_fp").min(), pl.col("requests").sum().cast(pl.UInt32))
+        .agg(
+            pl.col("text_fp").min(),
+            pl.col("requests").sum().cast(pl.UInt32),
+            pl.col("sends").filter(least).sum().cast(pl.UInt32),
+        )
         .select(SHEET_STORE.keys())
         .sort("account_code", "bucket")
     )
@@ -88,11 +105,15 @@ def _shared(rows: pl.DataFrame, ticks: pl.DataFrame, long: timedelta, min_accoun
 
 
 def _share() -> list[pl.Expr]:
-    req = pl.col("requests").cast(pl.Int64)
+    req, sheet = pl.col("requests").cast(pl.Int64), pl.col("_sheet")
     total = req.sum()
+    # per distinct (account, sheet text): its sampled sends (no sheet text: 0, not a ratio of nothing)
+    texts = pl.struct("account_id", "text_fp").filter(sheet).n_unique()
+    sends = pl.col("sends").cast(pl.Int64).filter(sheet).sum()
     return [
-        (req.filter(pl.col("_sheet")).sum() / total).alias("sheet_share_24h"),
+        (req.filter(sheet).sum() / total).alias("sheet_share_24h"),
         total.alias("reasoning_requests_24h"),
+        pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("sheet_sends_per_text_24h"),
     ]
 
 
@@ -121,7 +142,9 @@ def cluster_sheets(
 def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.DataFrame:
     """``frame`` with ``SHEET_FEATURES`` joined (no reasoning request: share 0, requests 0)."""
     return frame.join(sheets, on=on, how="left").with_columns(
-        pl.col("sheet_share_24h").fill_null(0.0), pl.col("reasoning_requests_24h").fill_null(0)
+        pl.col("sheet_share_24h").fill_null(0.0),
+        pl.col("reasoning_requests_24h").fill_null(0),
+        pl.col("sheet_sends_per_text_24h").fill_null(0.0),
     )
 
 
