@@ -287,6 +287,10 @@ class EvidenceSettings(BaseModel):
     #: for a dense sender: two, the bar, sits between a course and the least a harvest of samples sends
     #: (issue 17, round 10).
     sheet_max_sends_per_text: float = Field(default=2.0, gt=1)
+    #: ... read only from this many sheet requests per account on (reasoning requests in buckets whose
+    #: sample is a sheet's): best-of-n's smallest n. Fewer cannot be n samples of even one problem; a
+    #: participant who sent one exercise twice reads 2.0 sends per text and is a retry, not a harvest.
+    sheet_repeat_min_requests: float = Field(default=4.0, gt=0)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

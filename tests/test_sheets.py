@@ -220,6 +220,9 @@ def test_an_account_whose_reasoning_is_a_sheet_is_capped_at_low_with_a_reason() 
     quiet = _point(0.9, 2, cot=0.05).with_columns(pl.lit(0.0).alias("thinking_share_24h"))
     # and an account that sent each shared text about four times (best-of-n's samples): untouched
     many = _point(0.9, 20, sends=4.0)
+    # ... but one exercise sent twice (2 reasoning requests, 2.0 sends per text) is a retry: capped
+    retry = spare_sheets(_hits(), _point(1.0, 2, sends=2.0), S)
+    assert retry.filter(pl.col("rule_id") == "account_reasoning_harvest")["severity"].item() == "low"
     for frame in (_point(0.4, 20), _point(0.9, 20, coercion=0.05), _point(0.9, 300, cot=0.9), quiet, many):
         assert_frame_equal(spare_sheets(_hits(), frame, S), _hits())
 

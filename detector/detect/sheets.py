@@ -27,7 +27,9 @@ def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h"
     volume = c("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
     share = c("sheet_share_24h").fill_null(0.0) >= s.sheet_share
     # each shared text sent about once: a course's answers, not best-of-n's samples of a few problems
-    once = c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text
+    # (read from best-of-n's smallest volume on: below it a repeat is a retry)
+    few = volume * c("sheet_share_24h").fill_null(0.0) < s.sheet_repeat_min_requests
+    once = (c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text) | few
     return (share & once & (volume <= s.sheet_max_requests_per_account)).fill_null(False)
 
 
