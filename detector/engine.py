@@ -21,7 +21,7 @@ from detector.detect.allowlist import AllowList, drop_allowed, suppress
 from detector.detect.evidence import add_axes, apply_trust, axis_reasons, require_both_axes
 from detector.detect.fusion import fuse
 from detector.detect.models.runtime import ModelSet
-from detector.detect.room import RoomContext, spare_rooms
+from detector.detect.room import RoomContext, spare_rooms, spare_sheets
 from detector.detect.rules import RuleSet
 from detector.detect.runaway import demote, log_demotion, runaway_rules
 from detector.detect.seat import SeatWalk
@@ -36,6 +36,7 @@ from detector.window.batches import account_features_in_parts
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
 from detector.window.link import Clusters, build_clusters
+from detector.window.sheets import account_sheets, cluster_sheets, with_sheets
 from detector.window.state import WindowState
 
 #: ``EngineStats``, ``EngineClock``, ``Observers`` and ``SIGNAL_METRICS`` live in ``engine_types.py``;
@@ -294,14 +295,16 @@ class Engine:
         Only verdicts that change the alert book are built; the second map names, per tick, the accounts
         with a verdict that changes nothing (their episodes are only kept open: ``AlertBook.touch``).
         """
-        w = self.settings.windows
-        feats = add_axes(
-            account_features_in_parts(
-                self.state, points, w.short, w.long, self.settings.feature_batch_points
-            ),
-            "account",
-            self.settings.evidence,
+        w, ev = self.settings.windows, self.settings.evidence
+        first_tick = points["tick_end"].min()
+        assert isinstance(first_tick, datetime)
+        sheets = account_sheets(
+            self.state.sheet_rows(first_tick - w.long), points, w.long, ev.sheet_min_accounts
         )
+        feats = account_features_in_parts(
+            self.state, points, w.short, w.long, self.settings.feature_batch_points
+        )
+        feats = add_axes(with_sheets(feats, sheets, ["account_id", "tick_end"]), "account", ev)
         if self.observers.on_features is not None:
             self.observers.on_features("account", feats.drop("first_bucket"), points["tick_end"].max())  # type: ignore[arg-type]
         feats = feats.with_columns(
@@ -313,8 +316,6 @@ class Engine:
         if hits.height == 0:
             return {}, {}
         # a tutorial's exercises are the room's, not the account's own harvest (``detect/room.py``)
-        first_tick = points["tick_end"].min()
-        assert isinstance(first_tick, datetime)
         rooms = RoomContext(
             timeline.fresh(),
             since,
@@ -322,9 +323,10 @@ class Engine:
             self.state.accounts,
             self.settings.link.min_overlap,
         )
-        # and a router sub-account's tool reasoning is its team's (``detect/seat.py``): one walk for both
-        seats = SeatWalk(hits, feats, rooms, self.state, self.settings.evidence, w.long)
-        hits = seats.spare(spare_rooms(hits, feats, rooms, self.settings.evidence, w.long, seats.visit))
+        # a course's exercise sheet is not a sweep (``detect/sheets.py``), and a router sub-account's
+        # tool reasoning is its team's (``detect/seat.py``): one walk over the ticks for rooms and seats
+        seats = SeatWalk(hits, feats, rooms, self.state, ev, w.long)
+        hits = seats.spare(spare_sheets(spare_rooms(hits, feats, rooms, ev, w.long, seats.visit), feats, ev))
         combined = combine(hits, "_point")
         rows = combined.join(feats, on="_point", how="left").sort("tick_end", "account_id")
         orgs = self.state.accounts.select("account_id", "org_id")
@@ -356,7 +358,9 @@ class Engine:
         feats = cluster_features(
             self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts, keys=keys
         )
-        feats = add_axes(feats, "cluster", self.settings.evidence)
+        min_acc = self.settings.evidence.sheet_min_accounts
+        sheets = cluster_sheets(self.state.sheet_rows(now - w.long, now), members, now, w.long, min_acc)
+        feats = add_axes(with_sheets(feats, sheets, ["cluster_id"]), "cluster", self.settings.evidence)
         if self.observers.on_features is not None:
             self.observers.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "cluster", "cluster_id")

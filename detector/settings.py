@@ -101,9 +101,9 @@ class StateCaps(BaseModel):
 
     Eviction by event time bounds the tables for a steady population; the caps bound them against a
     flood of new ids (a sign-up storm, forged request ids). Over a cap a table keeps its newest rows by
-    event time: dropped accounts (least recently seen first) take their buckets, templates and keys;
-    dropped ``seen`` ids shorten the de-duplication horizon (a replayed duplicate older than it counts
-    twice); a dropped model counts as new if it comes back. Every dropped row is counted
+    event time: dropped accounts (least recently seen first) take their buckets, templates, sheet rows
+    and keys; dropped ``seen`` ids shorten the de-duplication horizon (a replayed duplicate older than
+    it counts twice); a dropped model counts as new if it comes back. Every dropped row is counted
     (``detector_state_evicted_rows_total{table, cause}``). ``benchmarks/state_memory.py`` measured
     580 bytes of state per account for 1M accounts in one hour (554 MB; docs/robustness.md).
     """
@@ -112,6 +112,8 @@ class StateCaps(BaseModel):
     #: ~24 one-hour-active buckets for each of 4M accounts, or 96 (a full day) for 1M
     buckets: int = 100_000_000
     templates: int = 100_000_000
+    #: at most one row per (account, bucket) holding a reasoning request (``window/sheets.py``)
+    sheets: int = 100_000_000
     keys: int = 40_000_000
     #: request ids inside the de-duplication horizon (7 days of ~26 requests per account per day for
     #: 1M accounts is 182M: the horizon shortens first under the densest traffic)
@@ -263,6 +265,32 @@ class EvidenceSettings(BaseModel):
     #: ``tenant_explains`` holds (their ``new_account_share >= 0.8``; ``tests/test_team_seat.py`` keeps
     #: the two equal), so the account axis keeps its verdict on such seats too.
     team_new_seat_share: float = Field(default=0.8, gt=0, le=1)
+    #: A course's exercise sheet (``window/sheets.py``, issue 17, round 10): a text is a sheet's when at
+    #: least this many accounts send it as an extraction request in 24 h (the room's bar: a sheet is
+    #: handed to a class; a farm drawing from a problem bank repeats a text across five seats' samples
+    #: only by chance) ...
+    sheet_min_accounts: int = Field(default=5, ge=2)
+    #: ... a subject's extraction is a sheet's when at least this share of its extraction requests are
+    #: (most of them: a participant's own variants are a minority; a sweep's are nearly all its own) ...
+    sheet_share: float = Field(default=0.5, gt=0, le=1)
+    #: ... and its extraction requests stay within a sheet's volume per account in 24 h: a course sheet
+    #: is a few dozen exercises a seat (4-15 and their retries); a harvest at scale is hundreds a seat a
+    #: day, so a farm that sends a sheet to look like one yields a sheet's few problems.
+    sheet_max_requests_per_account: float = Field(default=60.0, gt=0)
+    #: ... and it sends each shared text about once: fewer than this many sends per text on average
+    #: (``sheet_sends_per_text_24h``: sampled sends per distinct account and sheet text). A course's
+    #: participant wants one working answer per exercise: one send, a re-run after an error or a changed
+    #: parameter now and then, so its mean is 1 to 1.5 (the simulator's courses: 5-30% of exercises
+    #: retried, 2-3 sends each); every exercise sent twice is no longer "once, a few retried". Best-of-n
+    #: and rejection sampling, what distillation does with a problem, need several reasoning traces of
+    #: each (four or more, to keep one). The figure is a lower bound (one sampled text a bucket), lowest
+    #: for a dense sender: two, the bar, sits between a course and the least a harvest of samples sends
+    #: (issue 17, round 10).
+    sheet_max_sends_per_text: float = Field(default=2.0, gt=1)
+    #: ... read only from this many sheet requests per account on (reasoning requests in buckets whose
+    #: sample is a sheet's): best-of-n's smallest n. Fewer cannot be n samples of even one problem; a
+    #: participant who sent one exercise twice reads 2.0 sends per text and is a retry, not a harvest.
+    sheet_repeat_min_requests: float = Field(default=4.0, gt=0)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

@@ -170,6 +170,7 @@ def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, 
     sizes = {"tutoring_backend": 2, "translation_company": 6, "internal_tool_team": 30}
     sizes |= {"router_customers": 60, "residential_vpn": 20, "hackathon_cohort": 40, "eval_startup": 6}
     sizes["startup_build_team"] = 8
+    sizes["remote_workshop"] = 20
     update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
     # persona counts are scaled: ask for size / scale to get the stated size
     update |= {n: getattr(base, n).model_copy(update={"accounts": round(k / 0.05)}) for n, k in sizes.items()}
@@ -273,6 +274,34 @@ def test_startup_build_team_opened_within_days_on_a_build_nobody_else_holds(
     assert created.max() < t["ts"].str.to_datetime().min()  # type: ignore[operator]
     assert not t["verified"].any()
     assert (t["logprobs"].fill_null(False)).mean() < 0.2  # type: ignore[operator]
+
+
+def test_remote_workshop_is_a_course_at_home_on_one_exercise_sheet(
+    lookalikes: tuple[pl.DataFrame, World],
+) -> None:
+    """Round 10: a hackathon without the room: fresh personal accounts (own org, unverified) on one
+    course's system prompt, each from its own home or the course's hosted notebook (no venue network
+    holds most of them), working through the same exercises: the texts repeat across participants."""
+    t = _by_persona(lookalikes[0], "remote_workshop")
+    assert t["account_id"].n_unique() == 20 and t["org_id"].n_unique() == 20
+    assert not t["verified"].any()
+    prefixes = t.group_by("account_id").agg(pl.col("ip").first().str.replace(r"[.:][^.:]+$", ""))
+    assert prefixes["ip"].n_unique() >= 15, "no venue network: their own homes"
+    sys = t.filter(pl.col("system_prompt_hash").is_not_null())
+    assert sys["system_prompt_hash"].n_unique() == 1 and sys["account_id"].n_unique() == 20
+    text = t.with_columns(pl.col("prompt").struct.field("text").alias("text"))
+    holders = text.group_by("text").agg(
+        pl.col("account_id").n_unique().alias("n"), pl.col("system_prompt_hash").null_count().alias("bare")
+    )
+    # texts five participants sent, always through the course's system prompt: the exercise sheet (their
+    # own experiments after it draw common questions too, a few of them also five participants')
+    sheet = holders.filter((pl.col("n") >= 5) & (pl.col("bare") == 0))
+    assert 4 <= sheet.height <= 16 and sheet["n"].max() >= 10, "the same exercises from many participants"
+    # each participant sends an exercise once, a few twice or three times (a retry), never more: a
+    # course wants one working answer, not the many samples of a problem that best-of-n needs
+    sends = text.join(sheet, on="text").group_by("account_id", "text").len()["len"]
+    assert sends.max() == 3 or sends.max() == 2, "some retries"  # type: ignore[operator]
+    assert (sends == 1).mean() > 0.6  # type: ignore[operator]
 
 
 def test_router_customers_are_sub_accounts_of_one_verified_router(

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.features import ARTEFACT_FAMILIES
+from detector.window.sheets import sheet_defaults
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
 AXIS_PREFIX = "evidence:"
@@ -49,13 +51,16 @@ def extraction_checks(s: EvidenceSettings, target: str = "account") -> dict[str,
     """Extraction signal name -> whether the subject's 24 h traffic carries it (``target``: account or
     cluster; a cluster also counts its members' agentic turns, ``agentic_transcripts``)."""
     c = pl.col
+    # a cluster's reasoning that is mostly a shared exercise sheet is a course's, not a harvest (round 10)
+    own = ~sheet_explains(s) if target == "cluster" else pl.lit(True)
     return {
-        "reasoning elicited": c("cot_share_24h") >= s.cot_share,
+        "reasoning elicited": (c("cot_share_24h") >= s.cot_share) & own,
         "reasoning trace coerced": c("coercion_share_24h") >= s.coercion_share,
         "rubric grading": c("rubric_share_24h") >= s.rubric_share,
         "logprob harvest": c("logprob_share_24h") >= s.logprob_share,
         "reasoning via parameters": (c("thinking_share_24h") >= s.thinking_share)
-        & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share),
+        & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share)
+        & own,
         "agentic transcripts": agentic_transcripts(s, target),
         "new-model pivot": c("new_model_share_24h") >= s.new_model_share,
     }
@@ -247,6 +252,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
+    frame = sheet_defaults(frame)  # a frame built without the sheet table (``window.sheets``)
     # one card or one org: a customer's own accounts share its artefacts. One card across the members'
     # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
     one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~_cards_across_orgs(s))).fill_null(False)
@@ -340,7 +346,8 @@ def axis_reasons(
         return hits
     subjects = frame.join(hits.select(key).unique(), on=key, how="semi")
     c = pl.col
-    ext = extraction_checks(s, target)
+    ext, raw = extraction_checks(s, target), extraction_checks(s)  # raw: no sheet discount (account form)
+    reasoning = pl.any_horizontal([raw[n].fill_null(False) for n in SHEET_EXPLAINS])
     rows = [
         subjects.select(
             key,
@@ -350,6 +357,7 @@ def axis_reasons(
                 c("extraction_signals").cast(pl.String),
                 pl.lit(" signal(s)"),
                 pl.when(c("extraction_signals") > 0).then(pl.lit(": ") + _names(ext)).otherwise(pl.lit("")),
+                sheet_note(s, target, reasoning),
             ).alias("detail"),
         ),
         subjects.select(

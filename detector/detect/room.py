@@ -31,6 +31,7 @@ import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import AXIS_PREFIX, colocated, extraction_checks
+from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
 from detector.window.features import client_inside, venues
@@ -229,16 +230,9 @@ def spare_rooms(
     spared = f.with_columns(own_extraction(f, s).alias("_own")).filter(
         (pl.col("room_requests_24h") > 0) & (pl.col("_own") == 0)
     )
-    detail = pl.concat_str(
-        pl.lit("room: "),
-        pl.col("room_requests_24h").cast(pl.String),
-        pl.lit(" of "),
-        pl.col("requests_24h").cast(pl.String),
-        pl.lit(
-            " requests through a template a room holds (its holders behind one venue network, "
-            "popular clients); none of the rest is extraction: capped at low"
-        ),
-    )
+    room = " requests through a template a room holds (its holders behind one venue network, popular "
+    rest = "clients); none of the rest is extraction: capped at low"
+    detail = _text("room: ", pl.col("room_requests_24h"), " of ", pl.col("requests_24h"), room + rest)
     return cap_at_low(hits, spared, "room", detail)
 
 
@@ -246,6 +240,36 @@ def accused_points(hits: pl.DataFrame) -> pl.DataFrame:
     """The account points (``_point``) that some hit puts at medium or above."""
     medium = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
     return hits.filter(pl.col("severity").is_in(medium)).select("_point").unique()
+
+
+def spare_sheets(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """Account hits (key ``_point``) capped at low where a shared exercise sheet explains the point's
+    reasoning signal (``window.sheets``: the remote room, issue 17, round 10): most of its reasoning requests
+    are texts at least ``sheet_min_accounts`` accounts send, within a sheet's volume (its own variants
+    of an exercise go with the sheet, as the room takes every template request), and its traffic
+    carries no extraction a sheet cannot explain: not one coerced, graded or logprob request, no
+    agentic transcripts, no pivot."""
+    if hits.height == 0 or "sheet_share_24h" not in frame.columns:
+        return hits
+    checks = extraction_checks(s)
+    # the sheet explains the point's reasoning signal: without one, it explains nothing that accused it
+    reasoning = pl.any_horizontal([e.fill_null(False) for n, e in checks.items() if n in SHEET_EXPLAINS])
+    beyond = [e.fill_null(False) for n, e in checks.items() if n not in SHEET_EXPLAINS]
+    # a sheet asks for reasoning: a single coerced, graded or logprob request is not an exercise's
+    beyond += [pl.col(f"{k}_share_24h").fill_null(0.0) > 0 for k in ("coercion", "rubric", "logprob")]
+    spared = frame.join(accused_points(hits), on="_point", how="semi").filter(
+        sheet_explains(s, "") & reasoning & ~pl.any_horizontal(beyond)
+    )
+    share = (pl.col("sheet_share_24h") * 100).round(0).cast(pl.Int64)
+    sheet = " reasoning requests are texts many accounts send (an exercise sheet, not a sweep through "
+    rest = "a problem bank); no other extraction: capped at low"
+    detail = _text("sheet: ", share, "% of its ", pl.col("reasoning_requests_24h"), sheet + rest)
+    return cap_at_low(hits, spared, "sheet", detail)
+
+
+def _text(*parts: str | pl.Expr) -> pl.Expr:
+    """A reason's detail: literal strings and counts, in order."""
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p.cast(pl.String) for p in parts])
 
 
 def cap_at_low(hits: pl.DataFrame, spared: pl.DataFrame, name: str, detail: pl.Expr) -> pl.DataFrame:

@@ -17,6 +17,7 @@
 - ``identity_probe``: "which model are you", "who built you", "what is your system prompt" and the like.
 - ``code_agentic``: code or agentic-task markers in the text, or the request defines tools.
 - ``template_fp``: a template-skeleton fingerprint (see below).
+- ``text_fp``: the text's ``stable_hash64`` (a long text's read window), else the gateway's SimHash.
 - ``prompt_simhash64``: the gateway's SimHash parsed from hex (null when absent or malformed).
 - ``script``: the dominant script of the first ``SCRIPT_CHARS`` characters (one of ``SCRIPTS``); from
   ``prompt_lang`` when there is no text, or no letter in it.
@@ -365,6 +366,7 @@ def _assemble(frame: pl.DataFrame, m: Markers) -> pl.DataFrame:
         pl.when(has_text)
         .then(pl.when(suffix).then(tail_hash ^ pl.lit(SUFFIX_SIDE_SALT, pl.UInt64)).otherwise(head_hash))
         .otherwise(fp_from_simhash)
-        .alias("template_fp")
+        .alias("template_fp"),
+        pl.when(has_text).then(stable_hash_series(out.get_column(f"{P}w"))).otherwise(h64).alias("text_fp"),
     )
     return out.drop([c for c in out.columns if c.startswith(TMP)])

@@ -61,6 +61,8 @@ TEAM_SIZES = (10, 60)
 HACKATHON_SIZES = (12, 120)
 #: A startup's engineers on their in-house client build: 3-12 (round 9).
 STARTUP_SIZES = (3, 12)
+#: A remote course's participants: 10-80 (round 10).
+WORKSHOP_SIZES = (10, 80)
 
 
 def _bucket(value: float, edges: tuple[float, ...], names: tuple[str, ...]) -> str:
@@ -178,6 +180,7 @@ def draw_params(
     sizes = {"internal_tool_team": int(rng.integers(TEAM_SIZES[0], TEAM_SIZES[1] + 1))}
     sizes["hackathon_cohort"] = int(rng.integers(HACKATHON_SIZES[0], HACKATHON_SIZES[1] + 1))
     sizes["startup_build_team"] = int(rng.integers(STARTUP_SIZES[0], STARTUP_SIZES[1] + 1))
+    sizes["remote_workshop"] = int(rng.integers(WORKSHOP_SIZES[0], WORKSHOP_SIZES[1] + 1))
     return knobs, with_lookalikes(base.model_copy(update=update), scale, sizes)
 
 

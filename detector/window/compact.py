@@ -150,6 +150,10 @@ def upgrade(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         t["seen"] = seen_per_tick(t["seen"])
     if "account_id" in t["buckets"].columns:  # written before account codes and 16-bit counts
         t["ids"], t["buckets"], t["templates"] = coded_rows(t["buckets"], t["templates"])
+        t["sheets"] = t["sheets"].clear()  # none then; codes of another ids table would misattribute
+    if "sends" not in t["sheets"].columns:  # round 10's first sheet table kept no sends: each row's
+        # sampled text was sent at least once (the figure is a lower bound anyway; it expires in a day)
+        t["sheets"] = t["sheets"].with_columns(pl.lit(1, pl.UInt32).alias("sends"))
     if "account_id" in t["keys"].columns:  # written before keys were held as codes
         t["ids"], t["key_names"], t["keys"] = code_keys(t["ids"], t["key_names"], t["keys"])
     if "verified" not in t["accounts"].columns:  # a checkpoint from before the trust flag was kept

@@ -1,8 +1,7 @@
 """Account and cluster features: sums over window buckets, turned into named shares and rates.
 
 Feature names explain themselves (``cot_share_24h``, ``requests_1h``): the suffix is the window. The
-catalogues (``ACCOUNT_FEATURES``, ``CLUSTER_FEATURES``) give every name its dtype; rules are type-checked
-against them at load.
+catalogues (``ACCOUNT_FEATURES``, ``CLUSTER_FEATURES``) give every name its dtype (rules are checked at load).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
 from detector.window.members import is_subaccount, new_account_share
 from detector.window.population import build_holders, client_population, main_client_build
+from detector.window.sheets import SHEET_FEATURES
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
 _SHARES = list(SIGNAL_COUNTS)
@@ -325,6 +325,7 @@ ACCOUNT_FEATURES: dict[str, pl.DataType] = {
     "observed_hours": pl.Float64(),
     "tier": pl.String(),
     "verified": pl.Boolean(),
+    **SHEET_FEATURES,
     **{
         # evidence axes: added by detector/detect/evidence.py before rules run
         "extraction_signals": pl.Int64(),
@@ -379,6 +380,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "signup_cohort_accounts": pl.Int64(),
     #: a partner provider's indicator (``detector intel import``) names values these accounts share
     "shares_shared_intel": pl.Boolean(),
+    **SHEET_FEATURES,
     **{
         # evidence axes: added by detector/detect/evidence.py before rules run
         "extraction_signals": pl.Int64(),

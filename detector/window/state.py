@@ -6,6 +6,7 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
   counts, inter-arrival gap sums). Window features are sums over buckets, so a 24 h window costs
   96 rows per busy account at a 15-minute tick.
 - ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
+- ``sheets``: (account, bucket) -> the smallest text hash of its extraction requests (``sheets.py``).
 - ``ids``: account id -> the 32-bit code buckets, templates and keys store instead (``compact.py``;
   readers get rows with the id back from ``bucket_rows``, ``template_rows`` and ``key_rows``).
 - ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
@@ -29,9 +30,11 @@ import polars as pl
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import StateCaps
-from detector.window.compact import assign, codes_of, fit_rows, merge_rows, rows_of, upgrade
+from detector.window.caps import cap_tables
+from detector.window.compact import assign, fit_rows, merge_rows, rows_of, upgrade
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.keycodes import add_key_uses, held_only, key_rows
+from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE, merge_sheets, sheet_rows
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
@@ -54,7 +57,6 @@ from detector.window.tables import (
     merge_keys,
 )
 
-#: The table layouts and key functions live in ``tables.py``; these are imported from here too.
 __all__ = [
     "ACCOUNT_SCHEMA",
     "BUCKET_SCHEMA",
@@ -83,6 +85,7 @@ class WindowState:
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_SCHEMA))
     ids: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IDS_SCHEMA))
     key_names: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_NAMES_SCHEMA))
+    sheets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SHEET_STORE))
     stream_start: datetime | None = None
     _appends: int = 0
     #: A partner's indicators (configuration, not checkpointed): matching values add ``shared_intel`` keys.
@@ -223,7 +226,7 @@ class WindowState:
             .join(codes, on="account_id")
         )
         self.templates = pl.concat([self.templates, fit_rows(new_tpl, TEMPLATE_STORE)])
-
+        self.sheets = pl.concat([self.sheets, sheet_rows(ev, codes)])
         acc = ev.group_by("account_id").agg(
             pl.col("ts").min().alias("first_seen"),
             pl.col("ts").max().alias("last_seen"),
@@ -278,6 +281,7 @@ class WindowState:
         """Merge duplicate (account, bucket) rows appended by successive ticks and late events."""
         self.buckets = merge_rows(self.buckets, BUCKET_STORE)
         self.templates = merge_rows(self.templates, TEMPLATE_STORE)
+        self.sheets = merge_sheets(self.sheets)
 
     def bucket_rows(
         self, accounts: pl.Series | None = None, since: datetime | None = None, until: datetime | None = None
@@ -291,6 +295,10 @@ class WindowState:
     ) -> pl.DataFrame:
         """Template counts (``TEMPLATE_SCHEMA``) of ``accounts`` (None: all) in [since, until)."""
         return rows_of(self.templates, self.ids, TEMPLATE_SCHEMA, accounts, since, until)
+
+    def sheet_rows(self, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
+        """Every account's sheet rows (``SHEET_SCHEMA``) in [since, until)."""
+        return rows_of(self.sheets, self.ids, SHEET_SCHEMA, None, since, until)
 
     def key_rows(self, keys: pl.DataFrame | None = None) -> pl.DataFrame:
         """The key table, or stored rows ``keys`` of it, as readers get it (``KEY_SCHEMA``)."""
@@ -314,6 +322,7 @@ class WindowState:
         before = {t: getattr(self, t).height for t in TABLES}
         self.buckets = self.buckets.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.templates = self.templates.filter(pl.col("bucket") >= watermark - keep_buckets)
+        self.sheets = self.sheets.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.keys = self.keys.filter(pl.col("last_seen") >= watermark - link)
         self.accounts = self.accounts.filter(pl.col("last_seen") >= watermark - idle)
         # a tick's ids go once its end is past the horizon: the horizon rounded up to whole ticks
@@ -324,7 +333,7 @@ class WindowState:
         for t in TABLES:
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         if caps is not None:
-            dropped.update(self._cap(caps))
+            dropped.update(cap_tables(self, caps))
         # an id or a key name goes with the last row that holds its code (``keycodes.held_only``)
         self.ids, self.key_names = held_only(
             self.ids, self.key_names, self.keys, self.buckets, self.templates
@@ -332,41 +341,6 @@ class WindowState:
         for t in ("ids", "key_names"):
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
         return +dropped
-
-    def _cap(self, caps: StateCaps) -> Counter[str]:
-        """Keep the newest ``caps.<table>`` rows of each table (by its event-time column); ``seen``
-        counts request ids and drops whole ticks, oldest first."""
-        out: Counter[str] = Counter()
-        if self.accounts.height > caps.accounts:
-            keep = self.accounts.top_k(caps.accounts, by="last_seen")
-            gone = self.accounts.join(keep.select("account_id"), on="account_id", how="anti")["account_id"]
-            self.accounts = keep.sort("account_id")
-            out["accounts/cap"] += gone.len()
-            gone_codes = codes_of(self.ids, gone)
-            assert gone_codes is not None
-            for t in ("buckets", "templates", "keys"):
-                frame = getattr(self, t)
-                kept = frame.filter(~pl.col("account_code").is_in(gone_codes.implode()))
-                out[f"{t}/cap"] += frame.height - kept.height
-                setattr(self, t, kept)
-        for t, column in (
-            ("buckets", "bucket"),
-            ("templates", "bucket"),
-            ("keys", "last_seen"),
-            ("models", "last_seen"),
-        ):
-            frame, cap = getattr(self, t), getattr(caps, t)
-            if frame.height > cap:
-                out[f"{t}/cap"] += frame.height - cap
-                setattr(self, t, frame.top_k(cap, by=column))
-        ids = self.seen.get_column(ID_HASH).list.len().cast(pl.Int64)
-        total = int(ids.sum())
-        if total > caps.seen:
-            newest_first = self.seen.with_columns(ids.alias("_n")).sort("tick", descending=True)
-            kept = newest_first.filter(pl.col("_n").cum_sum() <= caps.seen)
-            out["seen/cap"] += total - int(kept.get_column("_n").sum())
-            self.seen = kept.drop("_n").sort("tick")
-        return out
 
     # ---------------------------------------------------------------------------------------------
     def size_bytes(self) -> dict[str, int]:

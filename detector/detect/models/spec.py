@@ -37,8 +37,20 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: now read as the keys stood at the tick, ``window.asof``; the venue shares; ``client_key_inside_share``;
 #: the client build's population lift, holders and axis; ``cross_org_card_member_share``; the
 #: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
-#: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3").
-_EXCLUDED: Final = frozenset({"tier", "tick_end", "account_age_days", "observed_hours"})
+#: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3"). The shared exercise sheet
+#: (``window.sheets``, round 10: ``sheet_share_24h``, ``reasoning_requests_24h``,
+#: ``sheet_sends_per_text_24h``) came after that retrain: rule evidence until the next one weighs it.
+_EXCLUDED: Final = frozenset(
+    {
+        "tier",
+        "tick_end",
+        "account_age_days",
+        "observed_hours",
+        "sheet_share_24h",
+        "reasoning_requests_24h",
+        "sheet_sends_per_text_24h",
+    }
+)
 
 
 def catalogue(target: str) -> Mapping[str, pl.DataType]:

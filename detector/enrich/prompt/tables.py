@@ -56,6 +56,8 @@ PROMPT_FEATURE_SCHEMA: Final[Mapping[str, pl.DataType]] = {
     "identity_probe": pl.Boolean(),
     "code_agentic": pl.Boolean(),
     "template_fp": pl.UInt64(),
+    #: the whole text's 64-bit hash (a long text: its read window), else the gateway's SimHash
+    "text_fp": pl.UInt64(),
     "prompt_simhash64": pl.UInt64(),
     "script": pl.String(),
     "prompt_len": pl.Int64(),

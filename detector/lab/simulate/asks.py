@@ -114,7 +114,7 @@ def skeleton(
     asks = ask_sentences(w, rng, mode, langs)
     texts = [
         tpl.format(tag=f"{tag}-{int(rng.integers(1000, 9999))}", problem=p, ask=f"{q}\n" if q else "")
-        for p, q in zip(w.bank.problems(rng, len(asks)), asks, strict=True)
+        for p, q in zip(w.bank.problems(rng, len(asks), True), asks, strict=True)
     ]
     out_langs = [str(x) for x in langs] if mode == "multilingual" else ["en"] * len(texts)
     return texts, out_langs
@@ -141,6 +141,8 @@ def native_tasks(w: World, rng: np.random.Generator, langs: Sequence[str]) -> li
     """A task per request in its language where the bank has native ones (two in five), else a problem."""
     native: dict[str, list[str]] = w.bank.d["coercion_tasks"]
     return [
-        str(_pick(rng, native[lang])) if lang in native and rng.random() < 0.4 else w.bank.problems(rng, 1)[0]
+        str(_pick(rng, native[lang]))
+        if lang in native and rng.random() < 0.4
+        else w.bank.problems(rng, 1, True)[0]
         for lang in langs
     ]

@@ -98,7 +98,7 @@ def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParam
             texts, langs = w.bank.cot(rng, k)
             rub = kind >= 0.75
         else:  # rubric grading says "reasoning" in so many words: only with explicit asks
-            texts, langs = asks.wrap(w, rng, p.content, w.bank.problems(rng, k), _langs(rng, p, a, own))
+            texts, langs = asks.wrap(w, rng, p.content, w.bank.problems(rng, k, True), _langs(rng, p, a, own))
             rub = (kind >= 0.75) & (p.content == "explicit")
         for i, txt in zip(np.flatnonzero(rub), w.bank.rubric(rng, int(rub.sum())), strict=True):
             texts[i], langs[i] = txt, "en"
@@ -198,7 +198,7 @@ def multilingual_coercion(w: World, rng: np.random.Generator, camp: Campaign, p:
             texts = w.bank.coercion(rng, langs)
         else:  # the accounts' own languages carry the ask only in the multilingual mode
             native = p.content == "multilingual"
-            tasks = asks.native_tasks(w, rng, langs) if native else w.bank.problems(rng, k)
+            tasks = asks.native_tasks(w, rng, langs) if native else w.bank.problems(rng, k, True)
             texts, langs = asks.wrap(w, rng, p.content, tasks, langs)
         return make_block(
             a,

@@ -55,8 +55,16 @@ class Tutorial:
             return w.bank.app(rng, self.app, k)
         return w.bank.agent_first(rng, k)
 
-    def block(self, w: World, rng: np.random.Generator, owner: I64, ts: I64, model: Obj) -> Block:
-        """The tutorial's requests: its template, its parameters."""
+    def block(
+        self,
+        w: World,
+        rng: np.random.Generator,
+        owner: I64,
+        ts: I64,
+        model: Obj,
+        texts: list[str] | None = None,
+    ) -> Block:
+        """The tutorial's requests: its template, its parameters (``texts``: given exercises, else drawn)."""
         k = owner.shape[0]
         thinking = self.thinking and self.kind == "reasoning"
         agent = self.kind == "agent"
@@ -64,7 +72,7 @@ class Tutorial:
             owner,
             ts,
             model,
-            self.texts(w, rng, k),
+            self.texts(w, rng, k) if texts is None else texts,
             "en",
             sys_hash=self.sys_hash,
             temperature=0.7,

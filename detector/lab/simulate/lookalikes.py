@@ -14,6 +14,10 @@
   hours, everyday development traffic. The holders of a private build, most opened within one week: a
   sign-up cohort (issue 17, round 9), as a farm's.
 
+- ``remote_workshop`` (``workshop.py``): a live online course's participants, opened in its first hour,
+  each at home (or on the course's hosted notebook), on one tutorial's system prompt and template: a
+  hackathon without the venue network.
+
 The tutoring backend, translation company and internal-tool team are in ``businesses.py``; the router's
 honest customers and the residential proxy network's honest users in ``intermediaries.py``.
 """
@@ -32,6 +36,7 @@ from detector.lab.simulate.content import casual_content, event_langs
 from detector.lab.simulate.hackathon import hackathon_cohort
 from detector.lab.simulate.intermediaries import residential_vpn, router_customers
 from detector.lab.simulate.params import PersonaParams, SimParams
+from detector.lab.simulate.workshop import remote_workshop
 from detector.lab.simulate.world import Account, World
 
 
@@ -98,6 +103,7 @@ LOOKALIKES: dict[str, Callable[[World, SimParams], Block]] = {
     "router_customers": lambda w, s: router_customers(w, s.router_customers),
     "residential_vpn": lambda w, s: residential_vpn(w, s.residential_vpn),
     "startup_build_team": lambda w, s: startup_build_team(w, s.startup_build_team),
+    "remote_workshop": lambda w, s: remote_workshop(w, s.remote_workshop),
 }
 
 

@@ -182,6 +182,10 @@ class SimParams(_Frozen):
     startup_build_team: PersonaParams = PersonaParams(
         accounts=0, requests_per_day=40.0, rate_sigma=0.8, new_model_adoption=0.1
     )
+    #: A remote course's participants: sign-ups in its first hour, each at home or on its hosted notebook.
+    remote_workshop: PersonaParams = PersonaParams(
+        accounts=0, requests_per_day=30.0, rate_sigma=0.8, new_model_adoption=0.0
+    )
     #: Exit addresses of the rotating residential proxy network (created only when something uses it).
     proxy_exits: int = Field(default=400, ge=1)
 
@@ -275,6 +279,7 @@ LOOKALIKE_SIZES: dict[str, int] = {
     "router_customers": 150,
     "residential_vpn": 40,
     "startup_build_team": 8,
+    "remote_workshop": 30,
 }
 LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
 #: With the look-alikes on, up to this share of the coding tool's users came in its adoption waves (a

@@ -201,14 +201,16 @@ class PromptBank:
         spec = self.d["app_templates"][app % self.n_apps]
         return [self.fill(rng, spec["template"], "en", spec["slots"]) for _ in range(n)]
 
-    def problems(self, rng: np.random.Generator, n: int) -> list[str]:
-        """Benchmark-style math problems (procedural, fixed, or real when loaded)."""
+    def problems(self, rng: np.random.Generator, n: int, sweep: bool = False) -> list[str]:
+        """Benchmark-style math problems (procedural, fixed, or real when loaded). ``sweep``: drawn per
+        request by a campaign sweeping its bank: never the ten fixed problems (a fixed set re-sent from
+        every seat all day is a benchmark re-run, not a sweep: issue 17, round 10)."""
         out: list[str] = []
         for _ in range(n):
             u = rng.random()
             if self.extra.problems and u < 0.6:
                 out.append(_pick(rng, self.extra.problems))
-            elif u < 0.85:
+            elif u < 0.85 or sweep:
                 out.append(self.fill(rng, _pick(rng, self.d["math_templates"])))
             else:
                 out.append(_pick(rng, self.d["math_problems"]))
@@ -224,7 +226,7 @@ class PromptBank:
         wrappers: dict[str, list[str]] = self.d["cot_wrappers"]
         other = sorted(k for k in wrappers if k != "en")
         texts, langs = [], []
-        for problem in self.problems(rng, n):
+        for problem in self.problems(rng, n, sweep=True):
             lang = "en" if rng.random() < en_share else _pick(rng, other)
             pool = wrappers[lang] + (self.extra.cot_wrappers if lang == "en" else [])
             texts.append(_pick(rng, pool).format(problem=problem))
@@ -238,7 +240,9 @@ class PromptBank:
         tasks: dict[str, list[str]] = self.d["coercion_tasks"]
         for lang in langs:
             task = (
-                _pick(rng, tasks[lang]) if lang in tasks and rng.random() < 0.4 else self.problems(rng, 1)[0]
+                _pick(rng, tasks[lang])
+                if lang in tasks and rng.random() < 0.4
+                else self.problems(rng, 1, True)[0]
             )
             out.append(_pick(rng, wrappers.get(lang) or wrappers["zh"]).format(problem=task))
         return out
@@ -253,7 +257,7 @@ class PromptBank:
         templates = list(self.d["rubric_templates"]) + self.extra.rubric_templates
         answers = self.d["candidate_answers"]
         out = []
-        for q in self.problems(rng, n):
+        for q in self.problems(rng, n, sweep=True):
             vals = _Defaults(
                 question=q,
                 answer=_pick(rng, answers),
@@ -309,7 +313,8 @@ class PromptBank:
         """One campaign's template skeleton with varying slots (the low-and-slow family's signature)."""
         tpl = self.d["skeletons"][0]
         return [
-            tpl.format(tag=f"{tag}-{int(rng.integers(1000, 9999))}", problem=p) for p in self.problems(rng, n)
+            tpl.format(tag=f"{tag}-{int(rng.integers(1000, 9999))}", problem=p)
+            for p in self.problems(rng, n, sweep=True)
         ]
 
 

@@ -1,0 +1,45 @@
+"""A shared exercise sheet on the cluster axis (issue 17, round 10): predicates over the sheet features.
+
+``window.sheets`` gives each subject ``sheet_share_24h`` (the share of its reasoning requests whose
+texts at least ``sheet_min_accounts`` accounts send) and ``reasoning_requests_24h``. A course's
+participants send the same few exercises; a farm sweeping a problem bank sends texts nobody else does.
+``evidence.extraction_checks`` does not count "reasoning elicited" or "reasoning via parameters" on a
+cluster that ``sheet_explains``; coercion, logprobs, rubric grading, agentic transcripts and a pivot
+still count. The account axis caps a point whose extraction is all a sheet (``room.spare_sheets``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.settings import EvidenceSettings
+
+#: The extraction checks (``evidence.extraction_checks``) a shared sheet explains: reasoning asked for.
+SHEET_EXPLAINS = frozenset({"reasoning elicited", "reasoning via parameters"})
+
+
+def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
+    """The subject's reasoning requests are mostly texts many accounts send (``window.sheets``), each
+    sent about once per account, within a sheet's volume per account: a course's exercise sheet, not a
+    sweep through a problem bank nor many samples of a few problems (issue 17, round 10)."""
+    c = pl.col
+    n = c(per_account).fill_null(1).cast(pl.Float64).clip(lower_bound=1.0) if per_account else pl.lit(1.0)
+    volume = c("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
+    share = c("sheet_share_24h").fill_null(0.0) >= s.sheet_share
+    # each shared text sent about once: a course's answers, not best-of-n's samples of a few problems
+    # (read from best-of-n's smallest volume on: below it a repeat is a retry)
+    few = volume * c("sheet_share_24h").fill_null(0.0) < s.sheet_repeat_min_requests
+    once = (c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text) | few
+    return (share & once & (volume <= s.sheet_max_requests_per_account)).fill_null(False)
+
+
+def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
+    """On a cluster whose reasoning signal (``reasoning``: a check of ``SHEET_EXPLAINS`` holds, the
+    texts aside) a shared sheet explains: that it does, with the share (counts only)."""
+    if target != "cluster":
+        return pl.lit("")
+    share = (pl.col("sheet_share_24h").fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
+    note = (
+        pl.lit("; reasoning not counted: ") + share + pl.lit("% of its reasoning requests are a shared sheet")
+    )
+    return pl.when(sheet_explains(s) & reasoning).then(note).otherwise(pl.lit(""))

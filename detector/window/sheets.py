@@ -1,0 +1,154 @@
+"""Exercise sheets: which reasoning texts many accounts send (issue 17, round 10).
+
+A farm harvesting reasoning sweeps a problem bank: many distinct problems, almost none repeated, since
+the yield is what distillation buys. A course's participants send the same few exercises, each text
+sent by most of them. The template-skeleton fingerprint cannot tell them apart (a farm's template is
+one skeleton too), so enrichment gives every request the whole text's 64-bit hash (``text_fp``).
+
+The state keeps narrow: per (account, bucket) only the **smallest** ``text_fp`` among the bucket's
+reasoning requests (``EXTRACTION``), how many reasoning requests the bucket held, and how many of them
+carried that smallest text (``sends``: a retry, or best-of-n's many samples of one problem). A minimum is
+the same in any order and per bucket, so what a reader sees at tick T is what closing one tick at a
+time would give (``tests/test_slicing.py``), and it expires with the buckets. It is a sample of the
+account's distinct texts that repetition cannot steer: a sweep's sample is its bank's, a course's is
+its sheet's. An account with no reasoning request holds no row; a busy one at most one a bucket.
+
+A text is **held** by the accounts whose sample holds it in the window; a sheet's texts are held by at
+least ``EvidenceSettings.sheet_min_accounts`` accounts. Features (never prompt text, only counts):
+``sheet_share_24h``, the share of the subject's reasoning requests in buckets whose sample is a
+sheet's text, ``reasoning_requests_24h``, those requests (a cluster: per active member), and
+``sheet_sends_per_text_24h``: over the buckets whose sample is a sheet's text, the sampled text's sends
+summed, per distinct (account, text). A course's participant sends an exercise once, a retry or two
+at most; a farm that re-sends each of a few texts to sample many reasoning traces of it (best-of-n,
+rejection sampling: a peer's labelled farm sent each of eight texts ~4 times a seat) holds a "sheet" by
+the text test but sends it many times. A bucket counts only its sampled text's sends, so the figure is
+a lower bound of an account's sends of that text (a text sent in a bucket whose sample is another is
+not counted), the same in any order and slicing (a sum of per-bucket counts of a per-bucket minimum).
+
+Limits: the order is the public ``stable_hash64``: an operator who reads this could pick decoy texts
+with tiny hashes to fill its samples; it then sends a sheet's volume per seat to look like one, which
+``sheet_max_requests_per_account`` bounds (a secret salt per deployment would close it; not built).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from detector.schema import UTC_US, make_schema
+
+#: The per-request kinds whose texts the sheet table samples: reasoning asked for, in the prompt or
+#: through a thinking budget (what a sheet may explain; coercion is a kind of ``cot_elicit``). Never a
+#: tool-heavy turn: an agent's follow-ups repeat across every agent's sessions ("continue", the same
+#: test output), and agentic transcripts are evidence a sheet does not explain.
+EXTRACTION = ("cot_elicit", "is_thinking")
+_ROW = {"bucket": UTC_US, "text_fp": pl.UInt64, "requests": pl.UInt32, "sends": pl.UInt32}
+SHEET_SCHEMA = make_schema({"account_id": pl.String, **_ROW})
+SHEET_STORE = make_schema({"account_code": pl.UInt32, **_ROW})
+#: The features this module adds, by target (kept out of the models: ``detect/models/spec.py``).
+SHEET_FEATURES: dict[str, pl.DataType] = {
+    "sheet_share_24h": pl.Float64(),
+    "reasoning_requests_24h": pl.Int64(),
+    "sheet_sends_per_text_24h": pl.Float64(),
+}
+
+
+def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """Per (account, bucket) of ``ev`` (enriched events with ``bucket``): the smallest ``text_fp`` among
+    its reasoning requests, their number, and how many carried that text (``SHEET_STORE``; ``codes``:
+    account_id -> account_code)."""
+    flagged = pl.any_horizontal([pl.col(c).fill_null(False) for c in EXTRACTION if c in ev.columns])
+    if "is_tools_heavy" in ev.columns:  # an agent's turn, with or without a thinking budget
+        flagged &= ~pl.col("is_tools_heavy").fill_null(False)
+    if "text_fp" not in ev.columns:
+        return pl.DataFrame(schema=SHEET_STORE)
+    return (
+        ev.filter(flagged & pl.col("text_fp").is_not_null())
+        .group_by("account_id", "bucket")
+        .agg(
+            pl.col("text_fp").min(),
+            pl.len().cast(pl.UInt32).alias("requests"),
+            (pl.col("text_fp") == pl.col("text_fp").min()).sum().cast(pl.UInt32).alias("sends"),
+        )
+        .join(codes, on="account_id")
+        .select(SHEET_STORE.keys())
+        .cast(SHEET_STORE)
+    )
+
+
+def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per (account, bucket): the smallest text, the summed requests, and the sends of the
+    smallest text summed over the rows that sampled it (any order: the same)."""
+    least = pl.col("text_fp") == pl.col("text_fp").min()
+    return (
+        rows.group_by("account_code", "bucket")
+        .agg(
+            pl.col("text_fp").min(),
+            pl.col("requests").sum().cast(pl.UInt32),
+            pl.col("sends").filter(least).sum().cast(pl.UInt32),
+        )
+        .select(SHEET_STORE.keys())
+        .sort("account_code", "bucket")
+    )
+
+
+def _shared(rows: pl.DataFrame, ticks: pl.DataFrame, long: timedelta, min_accounts: int) -> pl.DataFrame:
+    """Rows (``SHEET_SCHEMA``) in each tick's window [tick_end - long, tick_end), with ``_sheet``: the
+    text is held by at least ``min_accounts`` accounts in that window (any account, not only these)."""
+    end = pl.col("tick_end")
+    w = ticks.join(rows, how="cross").filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
+    held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
+    return w.join(held, on=["tick_end", "text_fp"]).with_columns(
+        (pl.col("_holders") >= min_accounts).alias("_sheet")
+    )
+
+
+def _share() -> list[pl.Expr]:
+    req, sheet = pl.col("requests").cast(pl.Int64), pl.col("_sheet")
+    total = req.sum()
+    # per distinct (account, sheet text): its sampled sends (no sheet text: 0, not a ratio of nothing)
+    texts = pl.struct("account_id", "text_fp").filter(sheet).n_unique()
+    sends = pl.col("sends").cast(pl.Int64).filter(sheet).sum()
+    return [
+        (req.filter(sheet).sum() / total).alias("sheet_share_24h"),
+        total.alias("reasoning_requests_24h"),
+        pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("sheet_sends_per_text_24h"),
+    ]
+
+
+def account_sheets(
+    rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int
+) -> pl.DataFrame:
+    """Per point (account_id, tick_end): ``SHEET_FEATURES`` (points without reasoning requests: no row).
+    ``rows``: every account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on."""
+    ticks = points.select("tick_end").unique()
+    w = _shared(rows, ticks, long, min_accounts).join(
+        points.select("account_id", "tick_end"), on=["account_id", "tick_end"], how="semi"
+    )
+    return w.group_by("account_id", "tick_end").agg(_share())
+
+
+def cluster_sheets(
+    rows: pl.DataFrame, members: pl.DataFrame, now: datetime, long: timedelta, min_accounts: int
+) -> pl.DataFrame:
+    """Per cluster (``members``: account_id, cluster_id): its members' reasoning requests pooled,
+    ``SHEET_FEATURES`` at ``now`` (``reasoning_requests_24h``: the pool's total)."""
+    ticks = pl.DataFrame({"tick_end": [now]}, schema={"tick_end": UTC_US})
+    w = _shared(rows, ticks, long, min_accounts).join(members, on="account_id")
+    return w.group_by("cluster_id").agg(_share())
+
+
+def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.DataFrame:
+    """``frame`` with ``SHEET_FEATURES`` joined (no reasoning request: share 0, requests 0)."""
+    return frame.join(sheets, on=on, how="left").with_columns(
+        pl.col("sheet_share_24h").fill_null(0.0),
+        pl.col("reasoning_requests_24h").fill_null(0),
+        pl.col("sheet_sends_per_text_24h").fill_null(0.0),
+    )
+
+
+def sheet_defaults(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with any missing ``SHEET_FEATURES`` column as if no reasoning request was sampled."""
+    missing = [c for c in SHEET_FEATURES if c not in frame.columns]
+    return frame.with_columns(pl.lit(0, SHEET_FEATURES[c]).alias(c) for c in missing)
