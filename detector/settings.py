@@ -315,6 +315,18 @@ class EvidenceSettings(BaseModel):
     )
     #: Volume "far outside its tier": this many times the tier's expected day.
     outside_tier_factor: float = 5.0
+    #: A cluster is a popular tool's independent established customers (``detect/adoption.py``) when at
+    #: least this share of its members are verified, at least this share are not new (the farm gate's
+    #: "nearly all new" mirrored: ``new_account_share`` 0.8 in the farm rules), and it has at least this
+    #: many orgs and payers per member. Its sign-up cohorts and small batches are then its tool's
+    #: adoption (a launch brings three in one half hour by chance), not bulk provisioning, unless its
+    #: traffic carries extraction beyond a tool's own use. The campaigns' accounts are verified at 0.3-0.8
+    #: (``lab/simulate/campaigns.py``) and a router's sub-accounts count as unverified (issue 17, round 11).
+    public_tool_member_share: float = Field(default=0.8, gt=0.5, le=1)
+    #: ... but a batch of at least this many of them opened in one half hour is bought in bulk whoever
+    #: they are: a launch gives two or three in a half hour by chance; five is the smallest group a
+    #: cluster rule accuses (``LinkSettings.cohort_min_accounts``, ``room_min_accounts``).
+    adoption_batch_min_accounts: int = Field(default=5, ge=3)
 
 
 class EngineSettings(BaseSettings):

@@ -306,9 +306,48 @@ def test_a_coincidental_pair_in_a_small_cluster_of_a_tools_users_is_not_a_batch(
     sev, reasons = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 6 / 18}))
     assert sev == "high", reasons
     assert "sign-up burst" in reasons["evidence:coordination"]
-    # three in one half hour are a batch too (a third of a small farm opened together)
-    sev, _ = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 3 / 18}))
+    # three in one half hour are a batch among accounts that are not all established customers (a
+    # third of a small farm opened together); among these it is their tool's launch (round 11, below)
+    half_verified = CODERS_FIRST_HOUR | {"signup_burst_share": 3 / 18, "verified_share": 0.5}
+    sev, _ = _verdict(engine, "cluster", **half_verified)
     assert sev == "high"
+
+
+#: Held-out draw 1158's shape (issue 17, round 11), at 02:00 of a replay started at midnight: thirty of a
+#: coding agent's developers, one time zone's working day, each verified, aged, its own org and card, the
+#: build's only holders seen so far (no population to compare with), a trio of them opened in one half
+#: hour of the agent's launch and half of them within its launch week (a sign-up cohort).
+CODERS_NIGHT = CODERS_FIRST_HOUR | {
+    "accounts": 30,
+    "active_accounts_24h": 30,
+    "payers": 30,
+    "orgs": 30,
+    "signup_burst_share": 3 / 30,
+    "signup_cohort_accounts": 15,
+    "client_outside_holders": 0,
+}
+
+
+def test_a_tools_established_users_opened_in_its_launch_are_its_adoption_not_a_batch(engine: Engine) -> None:
+    """Issue 17, round 11: among independent established customers (nearly all verified and aged, one
+    org and one card each) whose traffic is what the agent does, a trio in one half hour and a launch
+    week's cohort are the tool's adoption, not bulk provisioning. The same cluster fresh, half unverified,
+    sharing cards, harvesting logprobs, or with a batch of a group's size (five) is still accused."""
+    sev, reasons = _verdict(engine, "cluster", **CODERS_NIGHT)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    for trio_only in ({"signup_cohort_accounts": 0}, {"signup_burst_share": 0.0, "shares_signup": False}):
+        sev, reasons = _verdict(engine, "cluster", **(CODERS_NIGHT | trio_only))
+        assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    accused = {
+        "half unverified (a farm's bought accounts)": {"verified_share": 0.5},
+        "new accounts": {"new_account_share": 0.9, "median_account_age_days": 3.0},
+        "a card per ten accounts": {"payers": 3},
+        "logprob harvest beyond the tool": {"logprob_share_24h": 0.6},
+        "five opened in one half hour": {"signup_burst_share": 5 / 30},
+    }
+    for what, change in accused.items():
+        sev, reasons = _verdict(engine, "cluster", **(CODERS_NIGHT | change))
+        assert SEVERITY_RANK.get(sev, 0) >= SEVERITY_RANK["medium"], (what, reasons)
 
 
 def test_a_coding_agents_users_moving_to_a_new_model_together_are_not_a_pivoting_farm(engine: Engine) -> None:
