@@ -162,13 +162,13 @@ def _signup_burst(s: EvidenceSettings) -> pl.Expr:
     return c("shares_signup").fill_null(False) & (share >= s.signup_burst_share)
 
 
-def _signup_batch(s: EvidenceSettings, min_accounts: int | None = None) -> pl.Expr:
-    """A batch: a sign-up burst of several accounts (``min_accounts``), not a pair. A pair in one half
+def _signup_batch(s: EvidenceSettings) -> pl.Expr:
+    """A batch: a sign-up burst of several accounts, not a pair. A pair in one half
     hour is a coordination hint, never bulk provisioning of established customers: a popular tool's
     users give pairs, and 18 of them in one night hour made a pair a ninth of a cluster (round 6)."""
     c = pl.col
     together = (c("signup_burst_share").fill_null(0.0) * c("accounts").fill_null(0).cast(pl.Float64)).round(0)
-    return _signup_burst(s) & (together >= (min_accounts or s.signup_burst_min_accounts))
+    return _signup_burst(s) & (together >= s.signup_burst_min_accounts)
 
 
 def _signup_cohort(s: EvidenceSettings) -> pl.Expr:
@@ -272,7 +272,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         # bulk: a sign-up batch or cohort, or cards across orgs; not a tool's adoption (``detect/adoption``)
         (
             _cards_across_orgs(s)
-            | _signup_batch(s, s.adoption_batch_min_accounts)
+            | (_signup_batch(s) & (c("signup_burst_share").fill_null(0.0) >= s.adoption_batch_share))
             | ((_signup_batch(s) | _signup_cohort(s)) & ~adoption)
         ).alias("bulk_provisioned"),
         _stands_out_from_client(s).alias("stands_out_from_client"),
