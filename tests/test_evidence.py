@@ -332,8 +332,9 @@ CODERS_NIGHT = CODERS_FIRST_HOUR | {
 def test_a_tools_established_users_opened_in_its_launch_are_its_adoption_not_a_batch(engine: Engine) -> None:
     """Issue 17, round 11: among independent established customers (nearly all verified and aged, one
     org and one card each) whose traffic is what the agent does, a batch of a minority of them in one
-    half hour (a launch) and a launch week's cohort are the tool's adoption, not bulk provisioning. The same cluster fresh, half unverified,
-    sharing cards, harvesting logprobs, or with most of it opened in one half hour is still accused."""
+    half hour (a launch) and a launch week's cohort are the tool's adoption, not bulk provisioning. The
+    same cluster fresh, half unverified, sharing cards, harvesting logprobs, or with most of it opened
+    in one half hour is still accused."""
     sev, reasons = _verdict(engine, "cluster", **CODERS_NIGHT)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
     for route in (
