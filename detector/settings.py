@@ -343,6 +343,19 @@ class EvidenceSettings(BaseModel):
     )
     #: Volume "far outside its tier": this many times the tier's expected day.
     outside_tier_factor: float = 5.0
+    #: A cluster is a popular tool's independent established customers (``detect/adoption.py``) when at
+    #: least this share of its members are verified, at least this share are not new (the farm gate's
+    #: "nearly all new" mirrored: ``new_account_share`` 0.8 in the farm rules), and it has at least this
+    #: many orgs and payers per member. Its sign-up cohorts and batches of a minority are then its
+    #: tool's adoption (a launch brings many in one half hour by chance), not bulk provisioning, unless
+    #: its traffic carries extraction beyond a tool's own use. The campaigns' accounts are verified at 0.3-0.8
+    #: (``lab/simulate/campaigns.py``) and a router's sub-accounts count as unverified (issue 17, round 11).
+    public_tool_member_share: float = Field(default=0.8, gt=0.5, le=1)
+    #: ... but a batch holding at least this share of them (most: as ``signup_cohort_member_share`` and
+    #: ``cross_org_card_member_share``) opened in one half hour is bought in bulk whoever they are. A
+    #: launch brings its users in numbers that grow with the tool (a regional launch event gave 13 of a
+    #: night cluster of 76 in one half hour in the simulator, issue 17 round 11), never most of them.
+    adoption_batch_share: float = Field(default=0.5, gt=0, le=1)
 
 
 class EngineSettings(BaseSettings):

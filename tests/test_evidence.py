@@ -254,8 +254,9 @@ def test_a_popular_tools_users_with_coincidental_sign_up_pairs_are_not_a_farm(en
     }
     sev, reasons = _verdict(engine, "cluster", **users)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
-    # the same accounts opened in one burst (a third of them in one half hour) are bulk-provisioned
-    sev, _ = _verdict(engine, "cluster", **(users | {"signup_burst_share": 0.34}))
+    # the same accounts opened in one burst (most of them in one half hour) are bulk-provisioned; a
+    # minority in one half hour is the tool's launch among established customers (round 11)
+    sev, _ = _verdict(engine, "cluster", **(users | {"signup_burst_share": 0.6}))
     assert sev == "high"
 
 
@@ -302,13 +303,57 @@ def test_a_coincidental_pair_in_a_small_cluster_of_a_tools_users_is_not_a_batch(
     of 18 orgs are no farm, whatever their agentic traffic."""
     sev, reasons = _verdict(engine, "cluster", **CODERS_FIRST_HOUR)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
-    # the same accounts with a batch in their history (six of them opened in one half hour): high
-    sev, reasons = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 6 / 18}))
+    # the same accounts with a batch in their history (most of them opened in one half hour): high
+    sev, reasons = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 10 / 18}))
     assert sev == "high", reasons
     assert "sign-up burst" in reasons["evidence:coordination"]
-    # three in one half hour are a batch too (a third of a small farm opened together)
-    sev, _ = _verdict(engine, "cluster", **(CODERS_FIRST_HOUR | {"signup_burst_share": 3 / 18}))
+    # three in one half hour are a batch among accounts that are not all established customers (a
+    # third of a small farm opened together); among these it is their tool's launch (round 11, below)
+    half_verified = CODERS_FIRST_HOUR | {"signup_burst_share": 3 / 18, "verified_share": 0.5}
+    sev, _ = _verdict(engine, "cluster", **half_verified)
     assert sev == "high"
+
+
+#: Held-out draw 1158's shape (issue 17, round 11), at 02:00 of a replay started at midnight: thirty of a
+#: coding agent's developers, one time zone's working day, each verified, aged, its own org and card, the
+#: build's only holders seen so far (no population to compare with), a trio of them opened in one half
+#: hour of the agent's launch and half of them within its launch week (a sign-up cohort).
+CODERS_NIGHT = CODERS_FIRST_HOUR | {
+    "accounts": 30,
+    "active_accounts_24h": 30,
+    "payers": 30,
+    "orgs": 30,
+    "signup_burst_share": 3 / 30,
+    "signup_cohort_accounts": 15,
+    "client_outside_holders": 0,
+}
+
+
+def test_a_tools_established_users_opened_in_its_launch_are_its_adoption_not_a_batch(engine: Engine) -> None:
+    """Issue 17, round 11: among independent established customers (nearly all verified and aged, one
+    org and one card each) whose traffic is what the agent does, a batch of a minority of them in one
+    half hour (a launch) and a launch week's cohort are the tool's adoption, not bulk provisioning. The
+    same cluster fresh, half unverified, sharing cards, harvesting logprobs, or with most of it opened
+    in one half hour is still accused."""
+    sev, reasons = _verdict(engine, "cluster", **CODERS_NIGHT)
+    assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    for route in (
+        {"signup_cohort_accounts": 0},
+        {"signup_burst_share": 0.0, "shares_signup": False},
+        {"signup_cohort_accounts": 0, "signup_burst_share": 13 / 30},
+    ):
+        sev, reasons = _verdict(engine, "cluster", **(CODERS_NIGHT | route))
+        assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
+    accused = {
+        "half unverified (a farm's bought accounts)": {"verified_share": 0.5},
+        "new accounts": {"new_account_share": 0.9, "median_account_age_days": 3.0},
+        "a card per ten accounts": {"payers": 3},
+        "logprob harvest beyond the tool": {"logprob_share_24h": 0.6},
+        "most of them opened in one half hour": {"signup_burst_share": 16 / 30},
+    }
+    for what, change in accused.items():
+        sev, reasons = _verdict(engine, "cluster", **(CODERS_NIGHT | change))
+        assert SEVERITY_RANK.get(sev, 0) >= SEVERITY_RANK["medium"], (what, reasons)
 
 
 def test_a_coding_agents_users_moving_to_a_new_model_together_are_not_a_pivoting_farm(engine: Engine) -> None:
@@ -334,8 +379,9 @@ def test_a_coding_agents_users_moving_to_a_new_model_together_are_not_a_pivoting
 
 
 #: Aged accounts, mostly verified, each its own org and card (bought or parked accounts), created in one
-#: sign-up burst and bound by a private system prompt and a client build.
+#: sign-up burst (most of them in one half hour) and bound by a private system prompt and a client build.
 AGED_FARM: dict[str, Any] = FARM | {
+    "signup_burst_share": 0.6,
     "accounts": 20,
     "active_accounts_24h": 20,
     "payers": 20,

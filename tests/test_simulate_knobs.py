@@ -417,6 +417,36 @@ def test_a_popular_tools_users_open_their_accounts_partly_in_adoption_waves() ->
     assert max(windows.values()) >= 3, "several open in one half hour of a wave, each on their own"
 
 
+def test_a_popular_tools_users_may_sit_in_one_regional_hub_with_its_own_launch() -> None:
+    """Round 11: with the look-alikes on, up to half of the coding tool's users sit in one regional hub
+    (a country whose working day is the UTC night), some of whom opened their accounts in its regional
+    launch event (hours, months ago); off by default, without a random draw."""
+    from collections import Counter
+
+    from detector.lab.simulate import signups
+    from detector.lab.simulate.clock import DAY_MS, MIN_MS
+    from detector.lab.simulate.params import CODER_HUB_MAX_SHARE, with_lookalikes
+
+    assert SimParams().agentic_coder.regional_hub_max_share == 0.0
+    assert with_lookalikes(SimParams(), 1.0).agentic_coder.regional_hub_max_share == CODER_HUB_MAX_SHARE > 0
+    w = World(5, SimParams(), BANK, 1.0, 1.0)
+    rng = np.random.default_rng(5)
+    assert signups.regional_hub(rng, w, 0.0) is None
+    assert signups.hub_member(rng, None) == (False, None)
+    assert rng.random() == np.random.default_rng(5).random(), "no draw when the hub is off"
+    hubs = [signups.regional_hub(rng, w, CODER_HUB_MAX_SHARE) for _ in range(200)]
+    assert all(h is not None and 0 <= h.share <= CODER_HUB_MAX_SHARE for h in hubs)
+    assert {h.country for h in hubs if h is not None} == set(signups.HUB_COUNTRIES)
+    hub = signups.Hub(0.5, "JP", 0.5, w.start_ms - 200 * DAY_MS)
+    members = [signups.hub_member(rng, hub) for _ in range(2000)]
+    launched = [c for inside, c in members if inside and c is not None]
+    assert 0.45 < sum(inside for inside, _ in members) / 2000 < 0.55
+    assert 0.2 < len(launched) / 2000 < 0.3
+    assert all(hub.launch_start <= c < w.start_ms - 30 * DAY_MS for c in launched), "established by now"
+    windows = Counter((c - hub.launch_start) // (30 * MIN_MS) for c in launched)
+    assert max(windows.values()) >= 5, "a launch event: many open in one half hour, each on their own"
+
+
 def test_about_a_third_of_teams_tools_run_on_a_reasoning_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Round 9: a team's tool either runs on a reasoning model (a thinking budget on every tool request,
     ``max_tokens`` up to the model's maximum, which the budget needs, and reasoning-sized outputs) or

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.detect.adoption import adoption_explains
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
@@ -173,11 +174,9 @@ def _signup_burst(s: EvidenceSettings) -> pl.Expr:
 
 
 def _signup_batch(s: EvidenceSettings) -> pl.Expr:
-    """A batch: a sign-up burst of several accounts, not a pair. A pair in one half hour is a coordination
-    hint among accounts that are new anyway, but it never shows that established customers were
-    provisioned in bulk: a popular tool's independent users (each their own card, org and network,
-    opened over years) give pairs, and the eighteen of them active in one night hour made one pair a
-    ninth of their cluster (issue 17, round 6)."""
+    """A batch: a sign-up burst of several accounts, not a pair. A pair in one half
+    hour is a coordination hint, never bulk provisioning of established customers: a popular tool's
+    users give pairs, and 18 of them in one night hour made a pair a ninth of a cluster (round 6)."""
     c = pl.col
     together = (c("signup_burst_share").fill_null(0.0) * c("accounts").fill_null(0).cast(pl.Float64)).round(0)
     return _signup_burst(s) & (together >= s.signup_burst_min_accounts)
@@ -272,6 +271,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         )
     )
     one_customer = one_payer | trusted
+    adoption = adoption_explains(
+        s, extraction_checks(s, "cluster"), harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
+    )
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
     return frame.with_columns(
@@ -279,10 +281,12 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         _count(_coordination_checks(s)).alias("coordination_signals"),
         colocated(s).alias("colocated"),
         tenant_explains(s).alias("tenant_explains"),
-        # provisioned in bulk: a batch of sign-ups (in one half hour, or a build's cohort within a week),
-        # or cards shared across orgs (not established customers who each came on their own, whatever
-        # their accounts' age or verification)
-        (_signup_batch(s) | _signup_cohort(s) | _cards_across_orgs(s)).alias("bulk_provisioned"),
+        # bulk: a sign-up batch or cohort, or cards across orgs; not a tool's adoption (``detect/adoption``)
+        (
+            _cards_across_orgs(s)
+            | (_signup_batch(s) & (c("signup_burst_share").fill_null(0.0) >= s.adoption_batch_share))
+            | ((_signup_batch(s) | _signup_cohort(s)) & ~adoption)
+        ).alias("bulk_provisioned"),
         _stands_out_from_client(s).alias("stands_out_from_client"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),

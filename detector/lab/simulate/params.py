@@ -49,6 +49,10 @@ class ProductUsersParams(PersonaParams):
     #: Up to this many of them (at least 3, drawn per run) are one startup's engineers: personal accounts
     #: (each its own org) paid with the company card (``signups.card_team``); 0: none.
     card_team_max: int = Field(default=0, ge=0)
+    #: At most this share of them (drawn per run) sit in one regional hub, a time zone whose working
+    #: hours are the first hours of the UTC day, some having come in its regional launch
+    #: (``signups.regional_hub``); 0: spread by language as before.
+    regional_hub_max_share: float = Field(default=0.0, ge=0, le=1)
 
 
 class SharedAccountsParams(PersonaParams):
@@ -287,6 +291,9 @@ LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
 CODER_WAVE_SHARE = 0.3
 #: ... and up to this many of them are one startup's engineers on the company card (a card across orgs).
 CODER_CARD_TEAM_MAX = 8
+#: ... and up to this share of them sit in one regional hub (Tokyo, Bengaluru, Sydney: their working day
+#: is the UTC night), some of whom opened their accounts in its regional launch (issue 17, round 11).
+CODER_HUB_MAX_SHARE = 0.5
 
 
 def with_lookalikes(params: SimParams, scale: float, sizes: dict[str, int] | None = None) -> SimParams:
@@ -297,6 +304,10 @@ def with_lookalikes(params: SimParams, scale: float, sizes: dict[str, int] | Non
         name: getattr(params, name).model_copy(update={"accounts": max(1, round(n / scale))})
         for name, n in want.items()
     }
-    waves = {"adoption_wave_share": CODER_WAVE_SHARE, "card_team_max": CODER_CARD_TEAM_MAX}
+    waves = {
+        "adoption_wave_share": CODER_WAVE_SHARE,
+        "card_team_max": CODER_CARD_TEAM_MAX,
+        "regional_hub_max_share": CODER_HUB_MAX_SHARE,
+    }
     update["agentic_coder"] = params.agentic_coder.model_copy(update=waves)
     return params.model_copy(update=update)

@@ -237,18 +237,22 @@ CODING_TOOL_SYSTEM = "sp_c0d3p170"
 def agentic_coder(w: World, p: ProductUsersParams) -> Block:
     """Honest users of a popular agentic coding tool: many tools, long sessions, working hours; some
     opened their accounts in the tool's adoption waves, and a few are one startup's engineers paying
-    with the company card (``signups``)."""
+    with the company card; a share may sit in one regional hub, some of whom came in its regional
+    launch (``signups``)."""
     rng = w.rng("persona", "agentic_coder")
     n = w.scaled(p.accounts)
     waves = signups.adoption_waves(rng, w, p.adoption_wave_share)
     team = signups.card_team(rng, w, p.card_team_max)
+    hub = signups.regional_hub(rng, w, p.regional_hub_max_share)
     accts, tzs, tools = [], [], []
     for i, lang in enumerate(pick_langs(rng, n, {"en": 0.6, "de": 0.1, "fr": 0.1, "ja": 0.1, "pt": 0.1})):
-        country = _country(rng, lang)
+        in_hub, launched = signups.hub_member(rng, hub)
+        country = hub.country if in_hub and hub is not None else _country(rng, lang)
         ips = [
             net.residential_ip(rng, country, w.params.ipv6_fraction) for _ in range(int(rng.integers(1, 3)))
         ]
         in_wave = signups.wave_created(rng, waves) if waves is not None else None
+        in_wave = launched if launched is not None else in_wave
         accts.append(
             w.add(
                 Account(

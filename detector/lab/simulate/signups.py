@@ -72,3 +72,51 @@ def card_team(rng: np.random.Generator, w: World, max_size: int) -> CardTeam | N
     if max_size < 3:
         return None
     return CardTeam(int(rng.integers(3, max_size + 1)), w.new_id("pf", 12))
+
+
+#: Where a product's regional community can sit: developer hubs whose working hours fall in the first
+#: hours of the UTC day (Tokyo, Seoul, Bengaluru, Sydney, Shenzhen, Hanoi).
+HUB_COUNTRIES = ("JP", "KR", "IN", "AU", "CN", "VN")
+#: At most this share of the hub's users came in the product's regional launch (its localised release, a
+#: local conference), drawn per run.
+HUB_LAUNCH_MAX_SHARE = 0.6
+#: The regional launch is an event (a local conference's keynote, a localised release's launch day):
+#: its sign-ups decay over its first hours, exponential with this scale.
+HUB_LAUNCH_HOURS = 4.0
+
+
+@dataclass(frozen=True)
+class Hub:
+    """The product's regional community: the share of its users in it, their country, and its launch."""
+
+    share: float
+    country: str
+    launch_share: float
+    launch_start: int
+
+
+def regional_hub(rng: np.random.Generator, w: World, max_share: float) -> Hub | None:
+    """The product's regional hub, holding a share of its users drawn in [0, ``max_share``], in a country
+    drawn from ``HUB_COUNTRIES``; ``None`` (and no random draw) when ``max_share`` is 0, so a run without
+    it is the same run as before. Its users work while the rest of the world sleeps, so the first hours
+    of a UTC day hold mostly them; a share of them opened their accounts in the hub's regional launch
+    (``WAVE_DAYS_AGO``, ``WAVE_HOURS``: a wave like the product's own), each on their own card and org
+    (issue 17, round 11: a one-day replay's 02:00 held a coding agent's thirty developers of one time
+    zone and nobody else of its build)."""
+    if max_share <= 0.0:
+        return None
+    share = float(rng.uniform(0.0, max_share))
+    country = str(HUB_COUNTRIES[int(rng.integers(len(HUB_COUNTRIES)))])
+    launch_share = float(rng.uniform(0.0, HUB_LAUNCH_MAX_SHARE))
+    start = w.start_ms - int(rng.uniform(WAVE_DAYS_AGO[0], WAVE_DAYS_AGO[1]) * DAY_MS)
+    return Hub(share, country, launch_share, start)
+
+
+def hub_member(rng: np.random.Generator, hub: Hub | None) -> tuple[bool, int | None]:
+    """Whether a user is in ``hub``, and their sign-up time (ms) if they came in its regional launch
+    (``None``: on their own, or by the product's waves). No random draw without a hub."""
+    if hub is None or rng.random() >= hub.share:
+        return False, None
+    if rng.random() >= hub.launch_share:
+        return True, None
+    return True, hub.launch_start + int(rng.exponential(HUB_LAUNCH_HOURS) * HOUR_MS)
