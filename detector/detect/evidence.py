@@ -24,10 +24,17 @@ from __future__ import annotations
 import polars as pl
 
 from detector.detect.adoption import adoption_explains
+from detector.detect.coordination import (
+    cards_across_orgs,
+    colocated,
+    coordination_checks,
+    signup_batch,
+    signup_cohort,
+    stands_out_from_client,
+)
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
-from detector.window.features import ARTEFACT_FAMILIES
 from detector.window.sheets import sheet_defaults
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
@@ -65,30 +72,6 @@ def extraction_checks(s: EvidenceSettings, target: str = "account") -> dict[str,
         "agentic transcripts": agentic_transcripts(s, target),
         "new-model pivot": c("new_model_share_24h") >= s.new_model_share,
     }
-
-
-def _coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
-    """Coordination signal name -> whether the cluster shows it (each rare artefact counts once)."""
-    c = pl.col
-    out = {f"shared {f}": c(f"shares_{f}").fill_null(False) for f in ARTEFACT_FAMILIES}
-    out["sign-up burst"] = _signup_burst(s)
-    out["sign-up cohort"] = _signup_cohort(s)
-    out["cards across orgs"] = _cards_across_orgs(s)
-    out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
-    return out
-
-
-def colocated(s: EvidenceSettings) -> pl.Expr:
-    """One room: most members behind one venue prefix, and no second shared address (a pool, an
-    egress). A room explains what a tutorial hands out (its system prompt, its template) and a sign-up
-    desk, not a private client build (a rare TLS fingerprint + SDK string: an operator's own software).
-    Reads ``window.features.venues`` and ``client_inside`` (a cluster's, or a template's holders')."""
-    c = pl.col
-    return (
-        (c("top_network_key_share").fill_null(0.0) >= s.colocated_member_share)
-        & (c("second_network_key_share").fill_null(1.0) <= s.colocated_second_share)
-        & (c("client_key_inside_share").fill_null(0.0) < s.private_client_inside_share)
-    )
 
 
 def tenant_explains(s: EvidenceSettings) -> pl.Expr:
@@ -166,54 +149,6 @@ def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
     return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
 
 
-def _signup_burst(s: EvidenceSettings) -> pl.Expr:
-    """A sign-up burst: a real share of the members opened within one sign-up window, not two pairs."""
-    c = pl.col
-    share = c("signup_burst_share").fill_null(0.0)
-    return c("shares_signup").fill_null(False) & (share >= s.signup_burst_share)
-
-
-def _signup_batch(s: EvidenceSettings) -> pl.Expr:
-    """A batch: a sign-up burst of several accounts, not a pair. A pair in one half
-    hour is a coordination hint, never bulk provisioning of established customers: a popular tool's
-    users give pairs, and 18 of them in one night hour made a pair a ninth of a cluster (round 6)."""
-    c = pl.col
-    together = (c("signup_burst_share").fill_null(0.0) * c("accounts").fill_null(0).cast(pl.Float64)).round(0)
-    return _signup_burst(s) & (together >= s.signup_burst_min_accounts)
-
-
-def _signup_cohort(s: EvidenceSettings) -> pl.Expr:
-    """A sign-up cohort: most holders of a client build, a batch's worth and most of the cluster's
-    members, opened their accounts within a week (``window.cohorts``). An operator opens its farm over
-    days, so its accounts rarely share a half hour (a burst); a build's honest users arrive over years.
-    A startup's engineers opening accounts for their in-house build are a cohort too: one card or one
-    org explains them, and without extraction no rule accuses a cohort (issue 17, round 9)."""
-    n = pl.col("signup_cohort_accounts").fill_null(0)
-    size = pl.col("accounts").fill_null(0).cast(pl.Float64)
-    return (n >= s.signup_burst_min_accounts) & (n >= s.signup_cohort_member_share * size)
-
-
-def _cards_across_orgs(s: EvidenceSettings) -> pl.Expr:
-    """Payment instruments shared across different orgs: "payment signals that linked seemingly
-    independent accounts" (PRODUCT.md), when most members pay with them (a card per ten accounts puts
-    all of a farm's on one). A customer's own team pays under its one org; a startup's engineers on the
-    company card, each on a personal account, are a few of a popular tool's users, not its provisioning
-    (issue 17, round 8: one such card put a coding agent's whole user base at high)."""
-    c = pl.col
-    most = c("cross_org_card_member_share").fill_null(0.0) >= s.cross_org_card_member_share
-    return (c("shares_payment").fill_null(False) & (c("payers") < c("orgs")) & most).fill_null(False)
-
-
-def _stands_out_from_client(s: EvidenceSettings) -> pl.Expr:
-    """The cluster's traffic is not its client build's: far more reasoning harvest than the build's
-    other holders send (``window.population``). A popular tool's users are its population; a farm
-    sending through a build others use too (a router's, an SDK) is a slice that harvests."""
-    c = pl.col
-    return (c("client_outside_holders").fill_null(0) >= s.client_population_min_accounts) & (
-        c("extraction_lift_over_client").fill_null(0.0) >= s.client_extraction_lift
-    )
-
-
 def _count(checks: dict[str, pl.Expr]) -> pl.Expr:
     return pl.sum_horizontal([e.fill_null(False).cast(pl.Int64) for e in checks.values()])
 
@@ -254,7 +189,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     frame = sheet_defaults(frame)  # a frame built without the sheet table (``window.sheets``)
     # one card or one org: a customer's own accounts share its artefacts. One card across the members'
     # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
-    one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~_cards_across_orgs(s))).fill_null(False)
+    one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~cards_across_orgs(s))).fill_null(False)
     # trust is a customer's: one verified tenant (its members under one org, or a few: a stray account
     # linked in by an office address adds one) with tenure (or a contract). Many verified orgs bound
     # by one private artefact and one sign-up burst are not one customer (aged accounts, bought or
@@ -278,16 +213,16 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
     return frame.with_columns(
         _count(extraction_checks(s, "cluster")).alias("extraction_signals"),
-        _count(_coordination_checks(s)).alias("coordination_signals"),
+        _count(coordination_checks(s)).alias("coordination_signals"),
         colocated(s).alias("colocated"),
         tenant_explains(s).alias("tenant_explains"),
         # bulk: a sign-up batch or cohort, or cards across orgs; not a tool's adoption (``detect/adoption``)
         (
-            _cards_across_orgs(s)
-            | (_signup_batch(s) & (c("signup_burst_share").fill_null(0.0) >= s.adoption_batch_share))
-            | ((_signup_batch(s) | _signup_cohort(s)) & ~adoption)
+            cards_across_orgs(s)
+            | (signup_batch(s) & (c("signup_burst_share").fill_null(0.0) >= s.adoption_batch_share))
+            | ((signup_batch(s) | signup_cohort(s)) & ~adoption)
         ).alias("bulk_provisioned"),
-        _stands_out_from_client(s).alias("stands_out_from_client"),
+        stands_out_from_client(s).alias("stands_out_from_client"),
         one_customer.alias("one_customer_explains"),
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),
@@ -376,7 +311,7 @@ def axis_reasons(
         ),
     ]
     if target == "cluster":
-        coord = _coordination_checks(s)
+        coord = coordination_checks(s)
         rows.append(
             subjects.select(
                 key,

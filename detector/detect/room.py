@@ -30,7 +30,8 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Severity
-from detector.detect.evidence import AXIS_PREFIX, colocated, extraction_checks
+from detector.detect.coordination import colocated
+from detector.detect.evidence import AXIS_PREFIX, extraction_checks
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
