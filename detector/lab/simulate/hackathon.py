@@ -55,6 +55,19 @@ class Tutorial:
             return w.bank.app(rng, self.app, k)
         return w.bank.agent_first(rng, k)
 
+    @classmethod
+    def draw(cls, w: World, rng: np.random.Generator, kinds: dict[str, float], tag: str) -> Tutorial:
+        """A tutorial of a kind drawn from ``kinds`` (weights), its own system prompt and template tag
+        (``tag``: the template's prefix, one per look-alike), a sample app, thinking half the time."""
+        kind = str(rng.choice(list(kinds), p=np.array(list(kinds.values()))))
+        return cls(
+            kind,
+            sys_hash=w.new_id("sp", 8),
+            tag=w.new_id(tag, 4).upper(),
+            app=int(rng.integers(w.bank.n_apps)),
+            thinking=bool(rng.random() < 0.5),
+        )
+
     def block(
         self,
         w: World,
@@ -116,14 +129,7 @@ def hackathon_cohort(w: World, p: PersonaParams) -> Block:
             acct_id, "hackathon_cohort", int(c), org, [key], None, "US", "free", False, None, ips, client
         )
         accts.append(w.add(person))
-    kind = str(rng.choice(list(TUTORIALS), p=np.array(list(TUTORIALS.values()))))
-    tutorial = Tutorial(
-        kind,
-        sys_hash=w.new_id("sp", 8),
-        tag=w.new_id("H", 4).upper(),
-        app=int(rng.integers(w.bank.n_apps)),
-        thinking=bool(rng.random() < 0.5),
-    )
+    tutorial = Tutorial.draw(w, rng, TUTORIALS, "H")
     starters = rng.uniform(1.0, 8.0)  # worked examples per participant, on average
     keep_sys, demo = rng.uniform(0.3, 1.0), rng.uniform(0.0, 0.2)
     hack_ms = rng.uniform(12.0, 30.0) * HOUR_MS

@@ -82,14 +82,7 @@ def remote_workshop(w: World, p: PersonaParams) -> Block:
             client,
         )
         accts.append(w.add(person))
-    kind = str(rng.choice(list(COURSES), p=np.array(list(COURSES.values()))))
-    tutorial = Tutorial(
-        kind,
-        sys_hash=w.new_id("sp", 8),
-        tag=w.new_id("W", 4).upper(),
-        app=int(rng.integers(w.bank.n_apps)),
-        thinking=bool(rng.random() < 0.5),
-    )
+    tutorial = Tutorial.draw(w, rng, COURSES, "W")
     exercises = rng.uniform(2.0, 12.0)  # exercises per participant during the session, on average
     keep_sys, after = rng.uniform(0.2, 0.9), rng.uniform(2.0, 16.0) * HOUR_MS
     first = np.maximum(created, start)
