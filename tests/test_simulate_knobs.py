@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.lab.simulate import FAMILIES, SimParams, simulate
+from detector.lab.simulate import FAMILIES, SimParams, simulate, workshop
 from detector.lab.simulate.asks import STOCK_PHRASES
 from detector.lab.simulate.block import Block
 from detector.lab.simulate.campaigns import run_families
@@ -289,7 +289,10 @@ def test_remote_workshop_is_a_course_at_home_on_one_exercise_sheet(
     assert prefixes["ip"].n_unique() >= 15, "no venue network: their own homes"
     sys = t.filter(pl.col("system_prompt_hash").is_not_null())
     assert sys["system_prompt_hash"].n_unique() == 1 and sys["account_id"].n_unique() == 20
-    text = t.with_columns(pl.col("prompt").struct.field("text").alias("text"))
+    # (an agent course's later turns are its tool results, the same literal outputs for everyone: the
+    # sheet is what opens a session, ``test_an_agent_courses_exercise_runs_the_agent_loop``)
+    text = t.filter(pl.col("prompt").struct.field("turns").fill_null(1) <= 1)
+    text = text.with_columns(pl.col("prompt").struct.field("text").alias("text"))
     holders = text.group_by("text").agg(
         pl.col("account_id").n_unique().alias("n"), pl.col("system_prompt_hash").null_count().alias("bare")
     )
@@ -302,6 +305,25 @@ def test_remote_workshop_is_a_course_at_home_on_one_exercise_sheet(
     sends = text.join(sheet, on="text").group_by("account_id", "text").len()["len"]
     assert sends.max() == 3 or sends.max() == 2, "some retries"  # type: ignore[operator]
     assert (sends == 1).mean() > 0.6  # type: ignore[operator]
+
+
+def test_an_agent_courses_exercise_runs_the_agent_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 11: an agent course's exercise is a short agent loop, not one request: the sheet's
+    instruction opens a session (turn 1, the same texts from many participants), the tool results come
+    back as its later turns (3, 5, ...), a few requests an exercise, never a farm's 30-turn sessions."""
+    monkeypatch.setattr(workshop, "COURSES", {"agent": 1.0})
+    params = SimParams()
+    w = World(5, params, BANK, 1.0, 1.0)
+    b = workshop.remote_workshop(w, params.remote_workshop.model_copy(update={"accounts": 30}))
+    tool = b.tools >= 5  # the exercises (their own experiments after the session carry no tools)
+    opener, later = tool & (b.turns == 1), tool & (b.turns > 1)
+    assert opener.sum() >= 30 and later.sum() > 0 and (b.turns[tool] % 2 == 1).all()
+    assert b.turns[tool].max() <= 1 + 2 * (workshop.AGENT_LOOP_MAX - 1)
+    assert 1.2 <= tool.sum() / opener.sum() <= workshop.AGENT_LOOP[1] + 1.0
+    holders: dict[str, set[int]] = defaultdict(set)
+    for a, text in zip(b.acct[opener], b.text[opener], strict=True):
+        holders[str(text)].add(int(a))
+    assert max(len(v) for v in holders.values()) >= 10, "the sheet's exercises open the sessions"
 
 
 def test_router_customers_are_sub_accounts_of_one_verified_router(

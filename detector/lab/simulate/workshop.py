@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.lab.simulate import clock, net
-from detector.lab.simulate.block import Block, concat, empty_block
+from detector.lab.simulate.block import I64, Block, Obj, concat, empty_block
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS, MIN_MS
 from detector.lab.simulate.content import casual_content, event_langs
 from detector.lab.simulate.hackathon import Tutorial
@@ -40,6 +40,12 @@ COURSES: dict[str, float] = {"agent": 0.55, "reasoning": 0.3, "app": 0.15}
 #: working answer per exercise: most are sent once, a few twice or three times, never more. (Best-of-n
 #: and rejection sampling, what distillation does with a problem, need four or more samples of it.)
 RETRY: tuple[tuple[float, float], float] = ((0.05, 0.3), 0.35)
+#: An agent course's exercise runs the agent loop (round 11): the sheet's instruction opens a session,
+#: then the tool results and short follow-ups come back as its later turns (``prompt.turns`` 3, 5, ...).
+#: The mean requests an exercise takes is drawn per course from this range, at most ``AGENT_LOOP_MAX``:
+#: a tutorial's agent calls a tool or a few; a coding task or a harvesting farm's session runs dozens.
+AGENT_LOOP: tuple[float, float] = (1.5, 5.0)
+AGENT_LOOP_MAX = 12
 #: Countries an international course draws its participants from.
 COUNTRIES: tuple[str, ...] = ("US", "GB", "DE", "FR")
 
@@ -112,13 +118,32 @@ def remote_workshop(w: World, p: PersonaParams) -> Block:
     variants = iter(tutorial.texts(w, rng, int(own_variant.sum())))
     chosen = [next(variants) if v else sheet[int(i)] for i, v in zip(step, own_variant, strict=True)]
     texts = [t for t, k in zip(chosen, tries, strict=True) for _ in range(int(k))]
-    tpl = tutorial.block(w, rng, owner[exercise], ts[exercise], model[exercise], texts)
+    tpl = _exercises(w, rng, tutorial, owner[exercise], ts[exercise], model[exercise], texts)
     own = ~exercise
     langs = event_langs(rng, ["en"] * int(own.sum()))
     rest = casual_content(w, rng, owner[own], ts[own], model[own], langs, turns=1, code_share=0.6)
     keep = rng.random(len(rest)) < keep_sys  # their own experiments keep the course's system prompt
     rest.sys_hash[keep] = tutorial.sys_hash
     return concat([tpl, rest])
+
+
+def _exercises(
+    w: World, rng: np.random.Generator, tutorial: Tutorial, owner: I64, ts: I64, model: Obj, texts: list[str]
+) -> Block:
+    """The exercises' requests: one per attempt, or (an agent course) an agent loop per attempt, the
+    sheet's text as its opening turn and the tool results after it, seconds apart."""
+    if tutorial.kind != "agent":
+        return tutorial.block(w, rng, owner, ts, model, texts)
+    mean = rng.uniform(*AGENT_LOOP)
+    lengths = np.minimum(1 + rng.poisson(mean - 1.0, owner.shape[0]), AGENT_LOOP_MAX)
+    t, session, pos = clock.sessions(rng, ts, lengths, 8.0, 2.0)
+    opener = pos == 0
+    steps = np.empty(t.shape[0], dtype=np.object_)
+    steps[opener] = texts
+    steps[~opener] = w.bank.agent_next(rng, int((~opener).sum()))
+    block = tutorial.block(w, rng, owner[session], t, model[session], list(steps))
+    block.turns[:] = 1 + 2 * pos
+    return block
 
 
 def _attempts(rng: np.random.Generator, k: int) -> npt.NDArray[np.int64]:
