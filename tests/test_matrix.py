@@ -9,8 +9,11 @@ import numpy as np
 from detector.lab.matrix import (
     HELD_OUT_FROM,
     KNOBS,
+    SPLIT_CELLS,
+    SPLIT_FAMILIES,
     MatrixConfig,
     draw_knobs,
+    draw_split,
     knob_cells,
     run_matrix,
 )
@@ -25,6 +28,21 @@ def test_knobs_cover_their_ranges() -> None:
     cells = [knob_cells(draw_knobs(rng)) for _ in range(400)]
     for knob, values in KNOBS.items():
         assert {c[knob] for c in cells} == set(values), knob
+
+
+def test_the_split_knob_is_drawn_from_its_own_stream() -> None:
+    """Best-of-k split across seats (round 12): on for about half the draws of each reasoning family,
+    k in 3-8, reported per campaign; the other knobs of a draw are what they were without it."""
+    draws = [draw_split(i) for i in range(400)]
+    for f in SPLIT_FAMILIES:
+        ks = [d[f] for d in draws]
+        assert 0.35 < sum(k > 0 for k in ks) / len(ks) < 0.65
+        assert {k for k in ks if k} == set(range(3, 9))
+    cells = {
+        knob_cells({**draw_knobs(np.random.default_rng(0)), "split": k})["split"] for k in (0, 3, 5, 6, 8)
+    }
+    assert cells == set(SPLIT_CELLS)
+    assert "split" not in knob_cells(draw_knobs(np.random.default_rng(0)))
 
 
 def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_path: Path) -> None:
@@ -44,7 +62,9 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     families = {c["family"] for c in result.cells}
     assert families <= set(FAMILIES) and len(families) >= len(FAMILIES) - 1
     # every family reports each knob once per draw and IP-intel setting
-    assert len(result.cells) == 2 * len(families) * (len(KNOBS) + 1)  # + one "all" row per family
+    # + one "all" row per family, + the split knob's row for the families that may split best-of-k
+    per_family = {f: len(KNOBS) + 1 + (f in SPLIT_FAMILIES) for f in families}
+    assert len(result.cells) == 2 * sum(per_family.values())
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     # the per-campaign rows the cells are summed from: one per family and setting, summing back
     assert len(result.campaigns) == 2 * len(families)

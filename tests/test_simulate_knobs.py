@@ -118,6 +118,26 @@ def _run(tmp: Path, params: SimParams, seed: int = 4, days: float = 1.0, scale: 
     )
 
 
+@pytest.mark.parametrize("family", ["cot_hydra", "low_and_slow"])
+def test_split_best_of_k_sends_each_problem_once_from_k_seats(family: str) -> None:
+    """Round 12's knob: each reasoning problem once from each of k seats, never twice from one, and no
+    problem held by the whole cluster; without the knob each problem is one seat's."""
+    holders: dict[int, dict[str, dict[int, int]]] = {}
+    for k in (0, 5):
+        params = _only(family, split_seats=k, content="explicit")
+        b = run_families(World(3, params, BANK, 1.0, 1.0), params)[0]
+        per: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for a, text in zip(b.acct.tolist(), b.text.tolist(), strict=True):
+            per[text][a] += 1
+        holders[k] = per
+    # cot_hydra's identity probes are a fixed few texts every seat sends: only the problems are split
+    split = [h for h in holders[5].values() if max(h.values()) == 1 and len(h) > 1]
+    assert split and sum(len(h) > 5 for h in split) / len(split) < 0.05
+    assert sum(len(h) == 5 for h in split) / len(split) > 0.8
+    problems = [h for h in holders[0].values() if max(h.values()) == 1]
+    assert sum(len(h) > 1 for h in problems) / len(problems) < 0.05
+
+
 def test_rotating_proxy_sends_campaigns_through_exits_honest_users_send_from(tmp_path: Path) -> None:
     params = _only("cot_hydra", rotating_proxy=True).model_copy(
         update={"residential_vpn": SimParams().residential_vpn.model_copy(update={"accounts": 160})}

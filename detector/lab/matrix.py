@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,14 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "content": CONTENT_MODES,
     "reseller": ("none", "router"),
 }
+#: Best-of-k split across seats (round 12, ``simulate/split.py``): the reasoning families that may
+#: send each problem once from each of k of their seats, on this share of draws, k drawn in this range,
+#: from the draw's own stream (``draw_split``: the other knobs' draws stay as they were).
+SPLIT_FAMILIES = ("cot_hydra", "low_and_slow")
+SPLIT_SHARE = 0.5
+SPLIT_SEATS = (3, 8)
+#: The split knob's reported values.
+SPLIT_CELLS = ("off", "k3-5", "k6-8")
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
@@ -86,13 +95,27 @@ def draw_knobs(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
+def draw_split(index: int) -> dict[str, int]:
+    """Draw ``index``'s split knob per ``SPLIT_FAMILIES``: k seats per problem, or 0 (off)."""
+    rng = np.random.default_rng([SEED_BASE + index, zlib.crc32(b"split")])
+    out = {}
+    for f in SPLIT_FAMILIES:
+        on, k = rng.random() < SPLIT_SHARE, int(rng.integers(SPLIT_SEATS[0], SPLIT_SEATS[1] + 1))
+        out[f] = k if on else 0
+    return out
+
+
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
-    """The reported value of each knob (continuous knobs bucketed)."""
-    return {
+    """The reported value of each knob (continuous knobs bucketed; ``split`` where the family has it)."""
+    cells = {
         **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups", "content", "reseller")},
         "rate": _bucket(knobs["rate"], (20.0, 80.0), KNOBS["rate"]),
         "blend": _bucket(knobs["blend"], (0.3, 0.6), KNOBS["blend"]),
     }
+    if "split" in knobs:
+        k = int(knobs["split"])
+        cells["split"] = SPLIT_CELLS[0] if k == 0 else _bucket(k, (6.0,), SPLIT_CELLS[1:])
+    return cells
 
 
 def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float) -> Any:
@@ -114,6 +137,7 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "content": knobs["content"],
             "rotating_proxy": knobs["network"] == "rotating_proxy",
             "via_router": knobs["reseller"] == "router",
+            "split_seats": int(knobs.get("split", 0)),
         }
     )
 
@@ -173,6 +197,8 @@ def draw_params(
     rng = np.random.default_rng(SEED_BASE + index)
     base = SimParams()
     knobs = {f: draw_knobs(rng) for f in FAMILIES}
+    for f, k in draw_split(index).items():
+        knobs[f]["split"] = k
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }

@@ -20,6 +20,7 @@ from detector.lab.simulate.content import casual_content, pick_langs
 from detector.lab.simulate.params import CAMPAIGN_TYPES, FamilyParams, SimParams
 from detector.lab.simulate.personas import agent_block
 from detector.lab.simulate.provision import Infra, cards, independent, pool, provision, waves
+from detector.lab.simulate.split import split_leaders, split_texts
 from detector.lab.simulate.world import Campaign, World
 
 
@@ -106,6 +107,11 @@ def cot_hydra(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyParam
         probes, plangs = w.bank.identity(rng, int(ident.sum()))
         for i, txt, lang in zip(np.flatnonzero(ident), probes, plangs, strict=True):
             texts[i], langs[i] = txt, lang
+        if p.split_seats > 1:  # the reasoning problems, each from k seats (not the grading or probes)
+            cot = np.flatnonzero(~rub & ~ident)
+            lead = cot[split_leaders(rng, a[cot], t[cot], p.split_seats)]
+            for i, j in zip(cot, lead, strict=True):
+                texts[i], langs[i] = texts[j], langs[j]
         sys_hash = np.where(rub & ~ident, sys_rubric, sys_cot).astype(np.object_)
         return make_block(
             a,
@@ -260,6 +266,8 @@ def low_and_slow(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyPa
             texts, langs = w.bank.skeleton(rng, a.shape[0], tag), ["en"] * a.shape[0]
         else:
             texts, langs = asks.skeleton(w, rng, p.content, tag, _langs(rng, p, a, own))
+        if p.split_seats > 1:
+            texts, langs = split_texts(split_leaders(rng, a, t, p.split_seats), texts, langs)
         return make_block(
             a,
             t,
