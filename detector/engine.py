@@ -298,9 +298,8 @@ class Engine:
         w, ev = self.settings.windows, self.settings.evidence
         first_tick = points["tick_end"].min()
         assert isinstance(first_tick, datetime)
-        sheets = account_sheets(
-            self.state.sheet_rows(first_tick - w.long), points, w.long, ev.sheet_min_accounts
-        )
+        texts = self.state.sheet_rows(first_tick - w.long)
+        sheets = account_sheets(texts, points, w.long, ev.sheet_min_accounts, ev.sheet_member_share)
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points
         )
@@ -358,9 +357,10 @@ class Engine:
         feats = cluster_features(
             self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts, keys=keys
         )
-        min_acc = self.settings.evidence.sheet_min_accounts
-        sheets = cluster_sheets(self.state.sheet_rows(now - w.long, now), members, now, w.long, min_acc)
-        feats = add_axes(with_sheets(feats, sheets, ["cluster_id"]), "cluster", self.settings.evidence)
+        ev = self.settings.evidence
+        texts = self.state.sheet_rows(now - w.long, now)
+        sheets = cluster_sheets(texts, members, now, w.long, ev.sheet_min_holders, ev.sheet_member_share)
+        feats = add_axes(with_sheets(feats, sheets, ["cluster_id"]), "cluster", ev)
         if self.observers.on_features is not None:
             self.observers.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "cluster", "cluster_id")

@@ -270,6 +270,18 @@ class EvidenceSettings(BaseModel):
     #: handed to a class; a farm drawing from a problem bank repeats a text across five seats' samples
     #: only by chance) ...
     sheet_min_accounts: int = Field(default=5, ge=2)
+    #: ... and held by a real share of the group it is shared in (round 12): on the cluster axis this
+    #: share of its members who send reasoning (the population does not count), on the account axis of
+    #: the account's co-holders (``window/sheets.py``). A course's exercises are each sent by most of
+    #: the class; a farm sending each problem once from k of its N seats (best-of-k split across seats)
+    #: holds each text by k of N: a third (the bar) is more than best-of-5 of 16 seats.
+    sheet_member_share: float = Field(default=1 / 3, gt=0, le=1)
+    #: ... at least this many of the cluster's members (the cluster axis; a pair is no class).
+    sheet_min_holders: int = Field(default=3, ge=2)
+    #: ... and a cluster's reasoning counts only from this many reasoning requests a member on (round
+    #: 12): below it each member sent an exercise or two, and one sampled text a bucket cannot tell a
+    #: course's first hour from a sweep's (round 11's courses went high at 1.25-1.7 a member).
+    sheet_read_min_requests: float = Field(default=2.0, ge=0)
     #: ... a subject's extraction is a sheet's when at least this share of its extraction requests are
     #: (most of them: a participant's own variants are a minority; a sweep's are nearly all its own) ...
     sheet_share: float = Field(default=0.5, gt=0, le=1)

@@ -102,19 +102,29 @@ def test_a_text_many_accounts_send_is_a_sheets_and_a_sweep_holds_none() -> None:
     points = pl.DataFrame(
         {"account_id": ["p0", "farm"], "tick_end": [end, end]}, schema_overrides={"tick_end": UTC_US}
     )
-    got = {r["account_id"]: r for r in account_sheets(rows, points, DAY, 5).iter_rows(named=True)}
+    got = {
+        r["account_id"]: r
+        for r in account_sheets(rows, points, DAY, 5, S.sheet_member_share).iter_rows(named=True)
+    }
     assert got["p0"]["sheet_share_24h"] == 0.75 and got["p0"]["reasoning_requests_24h"] == 8
     assert got["p0"]["sheet_sends_per_text_24h"] == 1.0  # three sheet texts, each sent once
     assert got["farm"]["sheet_sends_per_text_24h"] == 0.0  # no sheet text: no ratio
     assert got["farm"]["sheet_share_24h"] == 0.0
     # five senders is the bar: with four, the same three texts are no sheet
-    four = account_sheets(rows.filter(~pl.col("account_id").is_in(["p4", "p5"])), points, DAY, 5)
+    four = account_sheets(
+        rows.filter(~pl.col("account_id").is_in(["p4", "p5"])), points, DAY, 5, S.sheet_member_share
+    )
     assert four.filter(pl.col("account_id") == "p0")["sheet_share_24h"].item() == 0.0
     # a point before the texts were sent sees none of them (the window ends at its tick)
     early = points.with_columns(pl.lit(T0, UTC_US).alias("tick_end"))
-    assert account_sheets(rows, early, DAY, 5).height == 0
+    assert account_sheets(rows, early, DAY, 5, S.sheet_member_share).height == 0
     members = pl.DataFrame({"account_id": [*course, "farm"], "cluster_id": ["c"] * 6 + ["f"]})
-    clusters = {r["cluster_id"]: r for r in cluster_sheets(rows, members, end, DAY, 5).iter_rows(named=True)}
+    clusters = {
+        r["cluster_id"]: r
+        for r in cluster_sheets(rows, members, end, DAY, S.sheet_min_holders, S.sheet_member_share).iter_rows(
+            named=True
+        )
+    }
     assert clusters["c"]["sheet_share_24h"] == 0.75 and clusters["c"]["reasoning_requests_24h"] == 48
     assert clusters["f"]["sheet_share_24h"] == 0.0
 
@@ -130,12 +140,20 @@ def test_sends_per_shared_text_count_an_accounts_repeats_across_buckets() -> Non
     points = pl.DataFrame(
         {"account_id": ["p0", "s0"], "tick_end": [end, end]}, schema_overrides={"tick_end": UTC_US}
     )
-    got = {r["account_id"]: r for r in account_sheets(rows, points, DAY, 5).iter_rows(named=True)}
+    got = {
+        r["account_id"]: r
+        for r in account_sheets(rows, points, DAY, 5, S.sheet_member_share).iter_rows(named=True)
+    }
     assert got["p0"]["sheet_share_24h"] == got["s0"]["sheet_share_24h"] == 1.0
     assert got["p0"]["sheet_sends_per_text_24h"] == 4 / 3  # four sends of three texts
     assert got["s0"]["sheet_sends_per_text_24h"] == 8.0  # 16 sampled sends of 2 texts
     members = pl.DataFrame({"account_id": [*course, *farm], "cluster_id": ["c"] * 6 + ["f"] * 6})
-    clusters = {r["cluster_id"]: r for r in cluster_sheets(rows, members, end, DAY, 5).iter_rows(named=True)}
+    clusters = {
+        r["cluster_id"]: r
+        for r in cluster_sheets(rows, members, end, DAY, S.sheet_min_holders, S.sheet_member_share).iter_rows(
+            named=True
+        )
+    }
     assert clusters["c"]["sheet_sends_per_text_24h"] == 4 / 3  # per distinct (member, text)
     assert clusters["f"]["sheet_sends_per_text_24h"] == 8.0
 

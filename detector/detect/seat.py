@@ -72,7 +72,8 @@ def team_groups(
     feats = cluster_features(state, members, links, ctx.accounts, now, long, sub, keys=keys)
     # the group's shared exercise sheet, as the cluster axis reads it (``tenant_explains`` does)
     rows = state.sheet_rows(now - long, now)
-    feats = with_sheets(feats, cluster_sheets(rows, members, now, long, s.sheet_min_accounts), ["cluster_id"])
+    sheets = cluster_sheets(rows, members, now, long, s.sheet_min_holders, s.sheet_member_share)
+    feats = with_sheets(feats, sheets, ["cluster_id"])
     explained = feats.filter(tenant_explains(s).fill_null(False) & established(s)).select("cluster_id")
     return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
 

@@ -30,7 +30,19 @@ def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h"
     # (read from best-of-n's smallest volume on: below it a repeat is a retry)
     few = volume * c("sheet_share_24h").fill_null(0.0) < s.sheet_repeat_min_requests
     once = (c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text) | few
-    return (share & once & (volume <= s.sheet_max_requests_per_account)).fill_null(False)
+    explained = share & once & (volume <= s.sheet_max_requests_per_account)
+    return (explained | unread(s, per_account)).fill_null(False)
+
+
+def unread(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
+    """A cluster's sheet cannot be read yet (round 12): fewer than ``sheet_read_min_requests`` reasoning
+    requests a member, one or two exercises each, whose samples cannot tell a sheet from a sweep (a
+    course's first hour). Never on the account axis (``per_account`` empty): it reads its own volume."""
+    if not per_account:
+        return pl.lit(False)
+    n = pl.col(per_account).fill_null(1).cast(pl.Float64).clip(lower_bound=1.0)
+    volume = pl.col("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
+    return volume < s.sheet_read_min_requests
 
 
 def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
@@ -42,4 +54,13 @@ def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
     note = (
         pl.lit("; reasoning not counted: ") + share + pl.lit("% of its reasoning requests are a shared sheet")
     )
-    return pl.when(sheet_explains(s) & reasoning).then(note).otherwise(pl.lit(""))
+    per = pl.col("reasoning_requests_24h").fill_null(0) / pl.col("active_accounts_24h").fill_null(1).clip(1)
+    early = pl.lit("; reasoning not counted yet: ") + per.round(1).cast(pl.String)
+    early += pl.lit(" reasoning requests a member, too few to tell an exercise sheet from a sweep")
+    return (
+        pl.when(unread(s) & reasoning)
+        .then(early)
+        .when(sheet_explains(s) & reasoning)
+        .then(note)
+        .otherwise(pl.lit(""))
+    )

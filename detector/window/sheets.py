@@ -93,14 +93,27 @@ def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _shared(rows: pl.DataFrame, ticks: pl.DataFrame, long: timedelta, min_accounts: int) -> pl.DataFrame:
+def _shared(
+    rows: pl.DataFrame, ticks: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
+) -> pl.DataFrame:
     """Rows (``SHEET_SCHEMA``) in each tick's window [tick_end - long, tick_end), with ``_sheet``: the
-    text is held by at least ``min_accounts`` accounts in that window (any account, not only these)."""
+    text is held by at least ``min_accounts`` accounts in that window (any account, not only these) and
+    by at least ``member_share`` of the row's account's co-holders (the accounts holding any of its
+    texts that ``min_accounts`` hold, itself included): a course's exercises are each held by most of
+    the class, a best-of-k split across k of N seats' problems by k of the N (round 12)."""
     end = pl.col("tick_end")
     w = ticks.join(rows, how="cross").filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
     held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
-    return w.join(held, on=["tick_end", "text_fp"]).with_columns(
-        (pl.col("_holders") >= min_accounts).alias("_sheet")
+    w = w.join(held, on=["tick_end", "text_fp"])
+    wide = w.filter(pl.col("_holders") >= min_accounts).select("tick_end", "account_id", "text_fp").unique()
+    co = (
+        wide.join(wide.rename({"account_id": "_other"}), on=["tick_end", "text_fp"])
+        .group_by("tick_end", "account_id")
+        .agg(pl.col("_other").n_unique().alias("_co"))
+    )
+    bar = pl.col("_co").fill_null(0).cast(pl.Float64) * member_share
+    return w.join(co, on=["tick_end", "account_id"], how="left").with_columns(
+        ((pl.col("_holders") >= min_accounts) & (pl.col("_holders") >= bar)).alias("_sheet")
     )
 
 
@@ -118,25 +131,39 @@ def _share() -> list[pl.Expr]:
 
 
 def account_sheets(
-    rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int
+    rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
 ) -> pl.DataFrame:
     """Per point (account_id, tick_end): ``SHEET_FEATURES`` (points without reasoning requests: no row).
     ``rows``: every account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on."""
     ticks = points.select("tick_end").unique()
-    w = _shared(rows, ticks, long, min_accounts).join(
+    w = _shared(rows, ticks, long, min_accounts, member_share).join(
         points.select("account_id", "tick_end"), on=["account_id", "tick_end"], how="semi"
     )
     return w.group_by("account_id", "tick_end").agg(_share())
 
 
 def cluster_sheets(
-    rows: pl.DataFrame, members: pl.DataFrame, now: datetime, long: timedelta, min_accounts: int
+    rows: pl.DataFrame,
+    members: pl.DataFrame,
+    now: datetime,
+    long: timedelta,
+    min_holders: int,
+    member_share: float,
 ) -> pl.DataFrame:
     """Per cluster (``members``: account_id, cluster_id): its members' reasoning requests pooled,
-    ``SHEET_FEATURES`` at ``now`` (``reasoning_requests_24h``: the pool's total)."""
-    ticks = pl.DataFrame({"tick_end": [now]}, schema={"tick_end": UTC_US})
-    w = _shared(rows, ticks, long, min_accounts).join(members, on="account_id")
-    return w.group_by("cluster_id").agg(_share())
+    ``SHEET_FEATURES`` at ``now`` (``reasoning_requests_24h``: the pool's total). A text is the
+    cluster's sheet when at least ``member_share`` of its members who send reasoning in the window hold
+    it, and at least ``min_holders``: a course's exercises are each sent by most of its participants, a
+    best-of-k split across k of N seats' problems by k of N (round 12); the population does not count
+    (a sheet the cluster's first members share is the cluster's before five accounts hold it)."""
+    w = rows.filter((pl.col("bucket") >= now - long) & (pl.col("bucket") < now)).join(
+        members, on="account_id"
+    )
+    senders = w.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_senders"))
+    held = w.group_by("cluster_id", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
+    bar = pl.max_horizontal(pl.lit(float(min_holders)), pl.col("_senders").cast(pl.Float64) * member_share)
+    w = w.join(held, on=["cluster_id", "text_fp"]).join(senders, on="cluster_id")
+    return w.with_columns((pl.col("_holders") >= bar).alias("_sheet")).group_by("cluster_id").agg(_share())
 
 
 def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.DataFrame:
