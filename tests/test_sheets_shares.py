@@ -108,3 +108,47 @@ def test_the_account_axis_reads_a_split_seats_texts_against_its_co_holders() -> 
     five = _split(5, 5, 10)
     one = account_sheets(_rows(five), points.with_columns(pl.lit("s0").alias("account_id")), DAY, 5, 1 / 3)
     assert one["sheet_share_24h"].item() == 1.0
+
+
+def test_a_clusters_reasoning_counts_only_once_its_members_sent_enough_to_read_a_sheet() -> None:
+    """Round 11's first hour: a course cluster of 8-17 members at 1.25-1.7 reasoning requests a member
+    read 0.3-0.48 of a sheet from one sampled text a bucket, and went high on "reasoning elicited". Below
+    ``sheet_read_min_requests`` a member the cluster's reasoning is not counted yet, with a reason; the
+    account axis reads its own volume (never "too few")."""
+    from detector.detect.evidence import extraction_checks
+    from detector.detect.sheets import sheet_explains, sheet_note
+
+    def cluster(per_member: float, share: float = 0.3) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "cot_share_24h": [1.0],
+                "coercion_share_24h": [0.0],
+                "rubric_share_24h": [0.0],
+                "logprob_share_24h": [0.0],
+                "thinking_share_24h": [1.0],
+                "max_tokens_high_share_24h": [1.0],
+                "tools_heavy_share_24h": [0.0],
+                "new_model_share_24h": [0.0],
+                "requests_per_account_24h": [per_member],
+                "active_accounts_24h": [8],
+                "sheet_share_24h": [share],
+                "reasoning_requests_24h": [round(per_member * 8)],
+                "sheet_sends_per_text_24h": [1.0],
+            }
+        )
+
+    def signals(frame: pl.DataFrame) -> list[str]:
+        checks = extraction_checks(S, "cluster")
+        return [n for n, e in checks.items() if frame.select(e.fill_null(False)).item()]
+
+    assert signals(cluster(1.25)) == []  # 10 requests of 8 members: not read yet
+    note = cluster(1.25).select(sheet_note(S, "cluster", pl.lit(True))).item()
+    assert "not counted yet: 1.2 reasoning requests a member" in note
+    both = ["reasoning elicited", "reasoning via parameters"]
+    assert signals(cluster(S.sheet_read_min_requests)) == both  # read: no sheet, it counts
+    assert signals(cluster(12.0)) == both
+    # no reasoning text sampled at all (a gateway that sends no prompt text): nothing to wait for
+    assert signals(cluster(0.0, share=0.0)) == both
+    # the account axis form reads no "too few": its own volume is what it has
+    point = cluster(1.0).drop("active_accounts_24h")
+    assert not point.select(sheet_explains(S, "")).item()

@@ -37,12 +37,13 @@ def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h"
 def unread(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
     """A cluster's sheet cannot be read yet (round 12): fewer than ``sheet_read_min_requests`` reasoning
     requests a member, one or two exercises each, whose samples cannot tell a sheet from a sweep (a
-    course's first hour). Never on the account axis (``per_account`` empty): it reads its own volume."""
+    course's first hour). Never on the account axis (``per_account`` empty): it reads its own volume;
+    nor where no reasoning text was sampled (a gateway that sends no prompt text): nothing to wait for."""
     if not per_account:
         return pl.lit(False)
     n = pl.col(per_account).fill_null(1).cast(pl.Float64).clip(lower_bound=1.0)
-    volume = pl.col("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
-    return volume < s.sheet_read_min_requests
+    sampled = pl.col("reasoning_requests_24h").fill_null(0).cast(pl.Float64)
+    return (sampled > 0) & (sampled / n < s.sheet_read_min_requests)
 
 
 def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
