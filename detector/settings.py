@@ -280,7 +280,8 @@ class EvidenceSettings(BaseModel):
     sheet_min_holders: int = Field(default=3, ge=2)
     #: ... and a cluster's reasoning counts only from this many reasoning requests a member on (round
     #: 12): below it each member sent an exercise or two, and one sampled text a bucket cannot tell a
-    #: course's first hour from a sweep's (round 11's courses went high at 1.25-1.7 a member).
+    #: course's first hour from a sweep's (round 11's courses went high at 1.25-1.7 a member). The cost:
+    #: a slow farm's cluster reaches high later (medium meanwhile; docs/detection.md, round 12).
     sheet_read_min_requests: float = Field(default=2.0, ge=0)
     #: ... a subject's extraction is a sheet's when at least this share of its extraction requests are
     #: (most of them: a participant's own variants are a minority; a sweep's are nearly all its own) ...

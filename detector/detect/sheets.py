@@ -1,7 +1,7 @@
 """A shared exercise sheet on the cluster axis (issue 17, round 10): predicates over the sheet features.
 
 ``window.sheets`` gives each subject ``sheet_share_24h`` (the share of its reasoning requests whose
-texts at least ``sheet_min_accounts`` accounts send) and ``reasoning_requests_24h``. A course's
+texts a share of its group sends: round 12) and ``reasoning_requests_24h``. A course's
 participants send the same few exercises; a farm sweeping a problem bank sends texts nobody else does.
 ``evidence.extraction_checks`` does not count "reasoning elicited" or "reasoning via parameters" on a
 cluster that ``sheet_explains``; coercion, logprobs, rubric grading, agentic transcripts and a pivot

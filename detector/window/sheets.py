@@ -14,7 +14,11 @@ account's distinct texts that repetition cannot steer: a sweep's sample is its b
 its sheet's. An account with no reasoning request holds no row; a busy one at most one a bucket.
 
 A text is **held** by the accounts whose sample holds it in the window; a sheet's texts are held by at
-least ``EvidenceSettings.sheet_min_accounts`` accounts. Features (never prompt text, only counts):
+least ``EvidenceSettings.sheet_min_accounts`` accounts and by a share of the group it is shared in
+(round 12, ``sheet_member_share``): on the cluster axis of the cluster's members who send reasoning
+(the population aside), on the account axis of the account's co-holders. A course's exercises are
+each held by most of the class; a farm splitting best-of-k across k of its N seats holds each problem
+by k of N. Features (never prompt text, only counts):
 ``sheet_share_24h``, the share of the subject's reasoning requests in buckets whose sample is a
 sheet's text, ``reasoning_requests_24h``, those requests (a cluster: per active member), and
 ``sheet_sends_per_text_24h``: over the buckets whose sample is a sheet's text, the sampled text's sends
