@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_evidence import _frame, _verdict
+from test_evidence import _verdict
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
-from detector.detect.evidence import add_axes, extraction_checks
+from detector.detect.evidence import extraction_checks
 from detector.engine import Engine
 from detector.lab.simulate import SimParams
 from detector.lab.simulate.intermediaries import router_calibration, router_judges, router_uncertainty
@@ -201,60 +201,3 @@ def test_logprobs_under_the_share_bar_keep_the_routers_trust(engine: Engine) -> 
     half = DILUTED_LOGPROBS | {"logprob_share_24h": 0.5, "n_gt1_share_24h": 0.5}
     sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | half))
     assert reasons["evidence:trust"].startswith("trust: none"), reasons
-
-
-#: An uncertainty app's first requests of the day (dev draw 640, 00:14: the evidence of main's medium
-#: alert on it): two of its first four requests sampled with logprobs, a share of a half. Over its day
-#: it sampled 30% of 169 requests.
-APP_FIRST_REQUESTS: dict[str, Any] = {
-    "requests_24h": 4,
-    "requests_1h": 4,
-    "logprob_share_24h": 0.5,
-    "n_gt1_share_24h": 0.5,
-    "out_in_ratio_24h": 5.874,
-    "active_hours_24h": 1,
-    "template_top_share_24h": 1.0,
-    "hosted_ip_share_24h": 0.0,
-}
-
-
-@pytest.mark.parametrize(
-    "first",
-    [
-        APP_FIRST_REQUESTS,
-        APP_FIRST_REQUESTS
-        | {"requests_24h": 1, "requests_1h": 1, "logprob_share_24h": 1.0, "n_gt1_share_24h": 1.0},
-        # an aged coercion seat's first requests: one of three coerced (draw 640's multilingual_coercion)
-        APP_FIRST_REQUESTS | {"requests_24h": 3, "logprob_share_24h": 0.0, "coercion_share_24h": 1 / 3},
-    ],
-    ids=["two-of-four", "one-of-one", "coerced-one-of-three"],
-)
-def test_a_share_of_a_few_requests_keeps_the_routers_trust(engine: Engine, first: dict[str, Any]) -> None:
-    """Round 12: 8 of dev draws 640-651's 36 uncertainty apps went to medium on main at their first one
-    to eight requests (a share of a half or all from one to five sampled requests), none later. A share
-    takes the router's trust only over ``harvest_excess_requests`` (5) requests of its kind."""
-    sev, reasons = _verdict(engine, "account", **(SUB_ACCOUNT | first))
-    assert sev in ("none", "low"), reasons
-    if sev == "low":
-        assert "capped at low" in reasons["evidence:trust"], reasons
-
-
-def _trusted(**features: Any) -> bool:
-    frame = add_axes(_frame("account", **(SUB_ACCOUNT | features)), "account", EvidenceSettings())
-    return bool(frame["trusted_customer"][0])
-
-
-def test_five_requests_of_a_kind_at_its_share_take_the_routers_trust() -> None:
-    """The bar counts the kind's requests, not the seat's: five of ten with logprobs take the trust; two
-    of ten coerced (at the coercion bar, 0.2) do not yet, five of 25 do."""
-    assert _trusted(**APP_FIRST_REQUESTS)
-    assert not _trusted(**(APP_FIRST_REQUESTS | {"requests_24h": 10}))
-    coerced = APP_FIRST_REQUESTS | {
-        "logprob_share_24h": 0.0,
-        "n_gt1_share_24h": 0.0,
-        "coercion_share_24h": 0.2,
-    }
-    assert _trusted(**(coerced | {"requests_24h": 10}))
-    assert not _trusted(**(coerced | {"requests_24h": 25}))
-    # a direct customer's own trust is unchanged by the count
-    assert _trusted(**(coerced | {"requests_24h": 25, "tier": "research"}))

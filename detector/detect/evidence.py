@@ -132,11 +132,6 @@ def harvest_in_excess(s: EvidenceSettings, share: str) -> pl.Expr:
 
 #: The tier of an account a reseller provisions for one of its customers (a router's sub-account).
 RESELLER_TIER = "reseller"
-#: The share each kind of ``BEYOND_ROUTER_TRUST`` is read from (``extraction_checks``' own feature).
-ROUTER_TRUST_SHARES = {
-    "reasoning trace coerced": "coercion_share_24h",
-    "logprob harvest": "logprob_share_24h",
-}
 
 
 def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
@@ -148,20 +143,9 @@ def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
     with or without a thinking budget, grading answers with a model as judge), for which the account
     axis keeps the trust (a router's model-comparison developers and judge pipelines stay low), not
     for coercion or logprob harvesting, which the disclosed campaigns do (issue 17, rounds 8 and 10).
-    A direct customer's own verification keeps covering both. A share counts here only over at least
-    ``harvest_excess_requests`` requests of its kind (five a day, under which it is chance): one or two
-    of an app's first requests sampled with logprobs are a share of a half or all, and took the trust
-    from router customers checking their answers' uncertainty on a fifth of their traffic (issue 17,
-    round 12)."""
+    A direct customer's own verification keeps covering both."""
     ext = extraction_checks(s)
-    requests = pl.col("requests_24h").fill_null(0).cast(pl.Float64)
-    beyond = pl.any_horizontal(
-        [
-            ext[k].fill_null(False)
-            & (pl.col(ROUTER_TRUST_SHARES[k]).fill_null(0.0) * requests >= s.harvest_excess_requests)
-            for k in BEYOND_ROUTER_TRUST
-        ]
-    )
+    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in BEYOND_ROUTER_TRUST])
     return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
 
 
