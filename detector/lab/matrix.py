@@ -55,6 +55,14 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "content": CONTENT_MODES,
     "reseller": ("none", "router"),
 }
+#: Knobs of one family only, each drawn from its own random stream (``draw_params``), so that adding one
+#: leaves the other knobs, and the other families' traffic, of every draw as they were. ``session``: the
+#: mean turns of an ``agentic_pivot`` session, log-uniform in ``SESSION_TURNS`` (a farm chooses its loop:
+#: a few turns of short tasks or a long agent run; issue 17, round 12).
+FAMILY_KNOBS: dict[str, dict[str, tuple[str, ...]]] = {
+    "agentic_pivot": {"session": ("2-6 turns", "6-15 turns", "15-40 turns")},
+}
+SESSION_TURNS = (2.0, 40.0)
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
@@ -86,13 +94,24 @@ def draw_knobs(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
+def draw_family_knobs(family: str, rng: np.random.Generator) -> dict[str, Any]:
+    """``family``'s own knobs (``FAMILY_KNOBS``), raw values; none for most families."""
+    if family == "agentic_pivot":
+        lo, hi = SESSION_TURNS
+        return {"session": float(math.exp(rng.uniform(math.log(lo), math.log(hi))))}
+    return {}
+
+
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     """The reported value of each knob (continuous knobs bucketed)."""
-    return {
+    cells = {
         **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups", "content", "reseller")},
         "rate": _bucket(knobs["rate"], (20.0, 80.0), KNOBS["rate"]),
         "blend": _bucket(knobs["blend"], (0.3, 0.6), KNOBS["blend"]),
     }
+    if "session" in knobs:
+        cells["session"] = _bucket(knobs["session"], (6.0, 15.0), FAMILY_KNOBS["agentic_pivot"]["session"])
+    return cells
 
 
 def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float) -> Any:
@@ -114,6 +133,7 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "content": knobs["content"],
             "rotating_proxy": knobs["network"] == "rotating_proxy",
             "via_router": knobs["reseller"] == "router",
+            "session_turns": knobs.get("session", base.session_turns),
         }
     )
 
@@ -173,6 +193,9 @@ def draw_params(
     rng = np.random.default_rng(SEED_BASE + index)
     base = SimParams()
     knobs = {f: draw_knobs(rng) for f in FAMILIES}
+    own = np.random.default_rng([SEED_BASE + index, 1])  # family knobs: their own stream
+    for f in FAMILIES:
+        knobs[f] |= draw_family_knobs(f, own)
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }

@@ -113,6 +113,9 @@ class FamilyParams(_Frozen):
     #: The accounts are sub-accounts of the world's legitimate router (``World.router``), which also serves
     #: honest customers: the gateway sees the router's org, card, egress addresses and client build.
     via_router: bool = False
+    #: Mean requests a session for a family that works in sessions (``agentic_pivot``): a farm chooses
+    #: its loop's length (a 3-turn harvest of short tasks or a 30-turn agent run); geometric per session.
+    session_turns: float = Field(default=30.0, ge=1.0)
 
 
 def _default_start() -> datetime:
