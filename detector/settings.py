@@ -114,6 +114,8 @@ class StateCaps(BaseModel):
     templates: int = 100_000_000
     #: at most one row per (account, bucket) holding a reasoning request (``window/sheets.py``)
     sheets: int = 100_000_000
+    #: ... and one holding a tool-heavy request (``window/openers.py``)
+    openers: int = 100_000_000
     keys: int = 40_000_000
     #: request ids inside the de-duplication horizon (7 days of ~26 requests per account per day for
     #: 1M accounts is 182M: the horizon shortens first under the densest traffic)
@@ -304,6 +306,18 @@ class EvidenceSettings(BaseModel):
     #: sample is a sheet's): best-of-n's smallest n. Fewer cannot be n samples of even one problem; a
     #: participant who sent one exercise twice reads 2.0 sends per text and is a retry, not a harvest.
     sheet_repeat_min_requests: float = Field(default=4.0, gt=0)
+    #: An agent course's openers (``window/openers.py``, issue 17, round 12): a sampled tool-heavy session
+    #: opener is shared when at least this share of the cluster's agents (members with a tool-heavy
+    #: request in 24 h) hold it, and at least ``opener_min_holders`` (a sheet's task is the whole class's;
+    #: a farm's bank repeats a task across a fifth of its seats' samples only by chance) ...
+    opener_holder_share: float = Field(default=0.2, gt=0, le=1)
+    opener_min_holders: int = Field(default=3, ge=2)
+    #: ... and its agentic transcripts are a course's when ``sheet_share`` of its sampled openers are
+    #: shared, each sent fewer than ``sheet_max_sends_per_text`` times per agent, its loops are short (at
+    #: most this many tool-heavy turns per opener: a tutorial's agent calls a tool or a few, a harvest's
+    #: session runs as long as the farm likes) and each agent's tool-heavy turns stay within
+    #: ``sheet_max_requests_per_account``: what a farm opening a course's few tasks would harvest.
+    opener_max_turns: float = Field(default=8.0, gt=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

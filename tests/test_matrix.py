@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from detector.lab.matrix import (
+    FAMILY_KNOBS,
     HELD_OUT_FROM,
     KNOBS,
+    SEED_BASE,
+    SESSION_TURNS,
     SPLIT_CELLS,
     SPLIT_FAMILIES,
     MatrixConfig,
+    draw_family_knobs,
     draw_knobs,
+    draw_params,
     draw_split,
     knob_cells,
     run_matrix,
@@ -28,6 +33,27 @@ def test_knobs_cover_their_ranges() -> None:
     cells = [knob_cells(draw_knobs(rng)) for _ in range(400)]
     for knob, values in KNOBS.items():
         assert {c[knob] for c in cells} == set(values), knob
+    for family, own in FAMILY_KNOBS.items():
+        # a family's own knob, from its own stream: the other knobs' draws are as they were
+        seen = [knob_cells(draw_knobs(rng) | draw_family_knobs(family, rng)) for _ in range(400)]
+        for knob, values in own.items():
+            assert {c[knob] for c in seen} == set(values), knob
+
+
+def test_a_family_knob_leaves_every_other_knob_of_a_draw_as_it_was() -> None:
+    """``session`` (agentic_pivot's mean session length) comes from its own stream: a draw's other knobs
+    are what ``draw_knobs`` alone gives for that seed, and it reaches the simulator's parameters."""
+    for index in (0, 7, 620):
+        knobs, params = draw_params(index, 20, 1.85)
+        rng = np.random.default_rng(SEED_BASE + index)
+        assert {f: draw_knobs(rng) for f in FAMILIES} == {
+            f: {k: v for k, v in knobs[f].items() if k not in ("session", "split")} for f in FAMILIES
+        }
+        lo, hi = SESSION_TURNS
+        assert lo <= knobs["agentic_pivot"]["session"] <= hi
+        assert params.agentic_pivot.session_turns == knobs["agentic_pivot"]["session"]
+        assert "session" in knob_cells(knobs["agentic_pivot"])
+        assert "session" not in knob_cells(knobs["cot_hydra"])
 
 
 def test_the_split_knob_is_drawn_from_its_own_stream() -> None:
@@ -58,12 +84,13 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     assert result.draw_indices == [0]
     assert {c["intel"] for c in result.cells} == {"on", "off"}
     # a family whose campaign sent nothing in the half day has no row (an agentic campaign at 5 requests
-    # a day works in sessions of ~30 requests: one session per account every six days)
+    # a day in sessions of ~30 requests: one session per account every six days)
     families = {c["family"] for c in result.cells}
     assert families <= set(FAMILIES) and len(families) >= len(FAMILIES) - 1
     # every family reports each knob once per draw and IP-intel setting
-    # + one "all" row per family, + the split knob's row for the families that may split best-of-k
-    per_family = {f: len(KNOBS) + 1 + (f in SPLIT_FAMILIES) for f in families}
+    # + one "all" row per family, + the split knob's row for the families that may split best-of-k,
+    # + a family's own knobs (agentic: session)
+    per_family = {f: len(KNOBS) + 1 + (f in SPLIT_FAMILIES) + len(FAMILY_KNOBS.get(f, {})) for f in families}
     assert len(result.cells) == 2 * sum(per_family.values())
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     # the per-campaign rows the cells are summed from: one per family and setting, summing back

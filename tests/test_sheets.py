@@ -19,6 +19,7 @@ from detector.detect.evidence import extraction_checks
 from detector.detect.room import spare_sheets
 from detector.schema import UTC_US
 from detector.settings import EvidenceSettings
+from detector.window.openers import opener_defaults
 from detector.window.sheets import SHEET_STORE, account_sheets, cluster_sheets, merge_sheets, sheet_rows
 from detector.window.state import WindowState
 
@@ -180,6 +181,7 @@ def _cluster(share: float, per_member: float, coercion: float = 0.0, sends: floa
 
 def _signals(frame: pl.DataFrame) -> list[str]:
     checks = extraction_checks(S, "cluster")
+    frame = opener_defaults(frame)  # no tool-heavy opener sampled (``window.openers``, round 12)
     return [n for n, e in checks.items() if frame.select(e.fill_null(False)).item()]
 
 

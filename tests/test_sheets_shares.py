@@ -17,6 +17,7 @@ import polars as pl
 
 from detector.schema import UTC_US
 from detector.settings import EvidenceSettings
+from detector.window.openers import opener_defaults
 from detector.window.sheets import account_sheets, cluster_sheets
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -139,6 +140,7 @@ def test_a_clusters_reasoning_counts_only_once_its_members_sent_enough_to_read_a
 
     def signals(frame: pl.DataFrame) -> list[str]:
         checks = extraction_checks(S, "cluster")
+        frame = opener_defaults(frame)  # no tool-heavy opener sampled (``window.openers``, round 12)
         return [n for n, e in checks.items() if frame.select(e.fill_null(False)).item()]
 
     assert signals(cluster(1.25)) == []  # 10 requests of 8 members: not read yet

@@ -507,3 +507,16 @@ def test_about_a_third_of_teams_tools_run_on_a_reasoning_model(monkeypatch: pyte
         assert bool(np.all(block.thinking[tool] == thinking))
         assert bool(np.all(block.max_tokens[tool] > 2048)) == thinking
         assert not block.thinking[~tool].all()  # someone asking the model directly: its own habits
+
+
+def test_an_agentic_farm_chooses_its_session_length() -> None:
+    """``session_turns`` (the matrix's ``session`` knob) sets an agentic farm's requests a session: a farm
+    of short loops is simulated, not only ~30-turn runs (issue 17, round 12); its volume stays."""
+    sizes = {}
+    for turns in (3.0, 30.0):
+        params = _only("agentic_pivot", session_turns=turns)
+        b = run_families(World(3, params, BANK, 1.0, 1.0), params)[0]
+        per_session = len(b) / int((b.turns == 1).sum())
+        assert 0.7 * turns <= per_session <= 1.3 * turns, turns
+        sizes[turns] = len(b)
+    assert 0.6 <= sizes[3.0] / sizes[30.0] <= 1.6

@@ -96,6 +96,10 @@ def test_features_and_alerts_do_not_depend_on_batch_boundaries(
     alerts, feats, suppressed = _run(events, [1 + c % (events.height - 1) for c in cuts])
     ref_alerts, ref_feats, ref_suppressed = one_tick_at_a_time
     assert ref_alerts and ref_feats["cluster"].height and ref_suppressed  # the run exercises every reader
+    # ... the opener table too (``window.openers``): agentic clusters' turns per opener, shared openers
+    opened = ref_feats["cluster"]
+    assert (opened["tools_heavy_turns_per_open_24h"] > 0).any()
+    assert (opened["opener_shared_share_24h"] > 0).any()
     for kind, ref in ref_feats.items():
         assert_frame_equal(feats[kind], ref, check_exact=True)
     assert (suppressed, alerts) == (ref_suppressed, ref_alerts)

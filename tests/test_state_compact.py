@@ -184,6 +184,7 @@ def _as_main_wrote_it(folder: Path, before: str) -> None:
     st.key_rows().write_parquet(folder / "keys.parquet")
     (folder / "key_names.parquet").unlink()
     (folder / "sheets.parquet").unlink()  # main kept no sheet table (round 10)
+    (folder / "openers.parquet").unlink()  # ... nor an opener table (round 12)
     if before == "key codes":
         return
     for name, rows in (("buckets", st.bucket_rows()), ("templates", st.template_rows())):

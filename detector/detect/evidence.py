@@ -32,9 +32,11 @@ from detector.detect.coordination import (
     signup_cohort,
     stands_out_from_client,
 )
+from detector.detect.openers import opener_explains, opener_note
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
+from detector.window.openers import opener_defaults
 from detector.window.sheets import sheet_defaults
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
@@ -61,6 +63,8 @@ def extraction_checks(s: EvidenceSettings, target: str = "account") -> dict[str,
     c = pl.col
     # a cluster's reasoning that is mostly a shared exercise sheet is a course's, not a harvest (round 10)
     own = ~sheet_explains(s) if target == "cluster" else pl.lit(True)
+    # ... and its agentic sessions opened with a shared sheet's few tasks, a course's (round 12)
+    own_agents = ~opener_explains(s) if target == "cluster" else pl.lit(True)
     return {
         "reasoning elicited": (c("cot_share_24h") >= s.cot_share) & own,
         "reasoning trace coerced": c("coercion_share_24h") >= s.coercion_share,
@@ -69,7 +73,7 @@ def extraction_checks(s: EvidenceSettings, target: str = "account") -> dict[str,
         "reasoning via parameters": (c("thinking_share_24h") >= s.thinking_share)
         & (c("max_tokens_high_share_24h") >= s.max_tokens_high_share)
         & own,
-        "agentic transcripts": agentic_transcripts(s, target),
+        "agentic transcripts": agentic_transcripts(s, target) & own_agents,
         "new-model pivot": c("new_model_share_24h") >= s.new_model_share,
     }
 
@@ -186,7 +190,8 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             trusted.alias("trusted_customer"),
             outside.alias("volume_outside_tier"),
         )
-    frame = sheet_defaults(frame)  # a frame built without the sheet table (``window.sheets``)
+    # a frame built without the sheet or opener table (``window.sheets``, ``window.openers``)
+    frame = opener_defaults(sheet_defaults(frame))
     # one card or one org: a customer's own accounts share its artefacts. One card across the members'
     # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
     one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~cards_across_orgs(s))).fill_null(False)
@@ -297,6 +302,7 @@ def axis_reasons(
                 pl.lit(" signal(s)"),
                 pl.when(c("extraction_signals") > 0).then(pl.lit(": ") + _names(ext)).otherwise(pl.lit("")),
                 sheet_note(s, target, reasoning),
+                opener_note(s, target, agentic_transcripts(s, target).fill_null(False)),
             ).alias("detail"),
         ),
         subjects.select(

@@ -37,6 +37,7 @@ from detector.settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.link import tenant_subaccounts
 from detector.window.members import is_subaccount, new_account_share
+from detector.window.openers import cluster_openers, with_openers
 from detector.window.sheets import cluster_sheets, with_sheets
 from detector.window.state import WindowState
 
@@ -74,6 +75,9 @@ def team_groups(
     rows = state.sheet_rows(now - long, now)
     sheets = cluster_sheets(rows, members, now, long, s.sheet_min_holders, s.sheet_member_share)
     feats = with_sheets(feats, sheets, ["cluster_id"])
+    # ... and its agents' shared openers (``window.openers``), as the cluster axis reads them too
+    opened = cluster_openers(state.opener_rows(now - long, now), members, s)
+    feats = with_openers(feats, opened, ["cluster_id"])
     explained = feats.filter(tenant_explains(s).fill_null(False) & established(s)).select("cluster_id")
     return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
 

@@ -64,6 +64,14 @@ SPLIT_SHARE = 0.5
 SPLIT_SEATS = (3, 8)
 #: The split knob's reported values.
 SPLIT_CELLS = ("off", "k3-5", "k6-8")
+#: Knobs of one family only, each drawn from its own random stream (``draw_params``), so that adding one
+#: leaves the other knobs, and the other families' traffic, of every draw as they were. ``session``: the
+#: mean turns of an ``agentic_pivot`` session, log-uniform in ``SESSION_TURNS`` (a farm chooses its loop:
+#: a few turns of short tasks or a long agent run; issue 17, round 12).
+FAMILY_KNOBS: dict[str, dict[str, tuple[str, ...]]] = {
+    "agentic_pivot": {"session": ("2-6 turns", "6-15 turns", "15-40 turns")},
+}
+SESSION_TURNS = (2.0, 40.0)
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
@@ -105,8 +113,17 @@ def draw_split(index: int) -> dict[str, int]:
     return out
 
 
+def draw_family_knobs(family: str, rng: np.random.Generator) -> dict[str, Any]:
+    """``family``'s own knobs (``FAMILY_KNOBS``), raw values; none for most families."""
+    if family == "agentic_pivot":
+        lo, hi = SESSION_TURNS
+        return {"session": float(math.exp(rng.uniform(math.log(lo), math.log(hi))))}
+    return {}
+
+
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
-    """The reported value of each knob (continuous knobs bucketed; ``split`` where the family has it)."""
+    """The reported value of each knob (continuous knobs bucketed; ``split`` and ``session`` where the
+    family has them)."""
     cells = {
         **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups", "content", "reseller")},
         "rate": _bucket(knobs["rate"], (20.0, 80.0), KNOBS["rate"]),
@@ -115,6 +132,8 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     if "split" in knobs:
         k = int(knobs["split"])
         cells["split"] = SPLIT_CELLS[0] if k == 0 else _bucket(k, (6.0,), SPLIT_CELLS[1:])
+    if "session" in knobs:
+        cells["session"] = _bucket(knobs["session"], (6.0, 15.0), FAMILY_KNOBS["agentic_pivot"]["session"])
     return cells
 
 
@@ -138,6 +157,7 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "rotating_proxy": knobs["network"] == "rotating_proxy",
             "via_router": knobs["reseller"] == "router",
             "split_seats": int(knobs.get("split", 0)),
+            "session_turns": knobs.get("session", base.session_turns),
         }
     )
 
@@ -199,6 +219,9 @@ def draw_params(
     knobs = {f: draw_knobs(rng) for f in FAMILIES}
     for f, k in draw_split(index).items():
         knobs[f]["split"] = k
+    own = np.random.default_rng([SEED_BASE + index, 1])  # family knobs: their own stream
+    for f in FAMILIES:
+        knobs[f] |= draw_family_knobs(f, own)
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }

@@ -1,7 +1,7 @@
 """The window state's row caps (``StateCaps``), on top of eviction by event time (``WindowState.evict``).
 
 Over a cap a table keeps its most recent rows by event time; an account dropped by the accounts cap
-takes its buckets, templates, sheet rows and keys along.
+takes its buckets, templates, sheet and opener rows and keys along.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def cap_tables(state: Tables, caps: StateCaps) -> Counter[str]:
         out["accounts/cap"] += gone.len()
         gone_codes = codes_of(state.ids, gone)
         assert gone_codes is not None
-        for t in ("buckets", "templates", "keys", "sheets"):
+        for t in ("buckets", "templates", "keys", "sheets", "openers"):
             frame = getattr(state, t)
             kept = frame.filter(~pl.col("account_code").is_in(gone_codes.implode()))
             out[f"{t}/cap"] += frame.height - kept.height
@@ -44,6 +44,7 @@ def cap_tables(state: Tables, caps: StateCaps) -> Counter[str]:
         ("buckets", "bucket"),
         ("templates", "bucket"),
         ("sheets", "bucket"),
+        ("openers", "bucket"),
         ("keys", "last_seen"),
         ("models", "last_seen"),
     ):

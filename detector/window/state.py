@@ -7,6 +7,8 @@ Tables (all keyed by event time, bounded by eviction at the watermark):
   96 rows per busy account at a 15-minute tick.
 - ``templates``: (account, bucket, template_fp) -> requests, for template concentration.
 - ``sheets``: (account, bucket) -> the smallest text hash of its extraction requests (``sheets.py``).
+- ``openers``: (account, bucket) -> the smallest text hash of its tool-heavy session openers, its
+  tool-heavy turns and openers (``openers.py``).
 - ``ids``: account id -> the 32-bit code buckets, templates and keys store instead (``compact.py``;
   readers get rows with the id back from ``bucket_rows``, ``template_rows`` and ``key_rows``).
 - ``accounts``: one row per account: first/last seen, last event time (for gaps), sign-up time, tier.
@@ -34,6 +36,7 @@ from detector.window.caps import cap_tables
 from detector.window.compact import assign, fit_rows, merge_rows, rows_of, upgrade
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.keycodes import add_key_uses, held_only, key_rows
+from detector.window.openers import OPENER_SCHEMA, OPENER_STORE, merge_openers, opener_rows
 from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE, merge_sheets, sheet_rows
 from detector.window.tables import (
     ACCOUNT_SCHEMA,
@@ -86,6 +89,7 @@ class WindowState:
     ids: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IDS_SCHEMA))
     key_names: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_NAMES_SCHEMA))
     sheets: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SHEET_STORE))
+    openers: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OPENER_STORE))
     stream_start: datetime | None = None
     _appends: int = 0
     #: A partner's indicators (configuration, not checkpointed): matching values add ``shared_intel`` keys.
@@ -227,6 +231,7 @@ class WindowState:
         )
         self.templates = pl.concat([self.templates, fit_rows(new_tpl, TEMPLATE_STORE)])
         self.sheets = pl.concat([self.sheets, sheet_rows(ev, codes)])
+        self.openers = pl.concat([self.openers, opener_rows(ev, codes)])
         acc = ev.group_by("account_id").agg(
             pl.col("ts").min().alias("first_seen"),
             pl.col("ts").max().alias("last_seen"),
@@ -282,6 +287,7 @@ class WindowState:
         self.buckets = merge_rows(self.buckets, BUCKET_STORE)
         self.templates = merge_rows(self.templates, TEMPLATE_STORE)
         self.sheets = merge_sheets(self.sheets)
+        self.openers = merge_openers(self.openers)
 
     def bucket_rows(
         self, accounts: pl.Series | None = None, since: datetime | None = None, until: datetime | None = None
@@ -299,6 +305,10 @@ class WindowState:
     def sheet_rows(self, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
         """Every account's sheet rows (``SHEET_SCHEMA``) in [since, until)."""
         return rows_of(self.sheets, self.ids, SHEET_SCHEMA, None, since, until)
+
+    def opener_rows(self, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
+        """Every account's opener rows (``OPENER_SCHEMA``) in [since, until)."""
+        return rows_of(self.openers, self.ids, OPENER_SCHEMA, None, since, until)
 
     def key_rows(self, keys: pl.DataFrame | None = None) -> pl.DataFrame:
         """The key table, or stored rows ``keys`` of it, as readers get it (``KEY_SCHEMA``)."""
@@ -323,6 +333,7 @@ class WindowState:
         self.buckets = self.buckets.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.templates = self.templates.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.sheets = self.sheets.filter(pl.col("bucket") >= watermark - keep_buckets)
+        self.openers = self.openers.filter(pl.col("bucket") >= watermark - keep_buckets)
         self.keys = self.keys.filter(pl.col("last_seen") >= watermark - link)
         self.accounts = self.accounts.filter(pl.col("last_seen") >= watermark - idle)
         # a tick's ids go once its end is past the horizon: the horizon rounded up to whole ticks

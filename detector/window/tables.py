@@ -101,7 +101,18 @@ KEY_NAMES_SCHEMA = make_schema({"key_code": pl.UInt32, "family": FAMILY, "key": 
 SEEN_SCHEMA = make_schema({"tick": UTC_US, "id_hash": pl.List(pl.UInt64)})
 MODEL_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "last_seen": UTC_US})
 #: Every table, in checkpoint order.
-TABLES = ("buckets", "templates", "accounts", "keys", "seen", "models", "ids", "key_names", "sheets")
+TABLES = (
+    "buckets",
+    "templates",
+    "accounts",
+    "keys",
+    "seen",
+    "models",
+    "ids",
+    "key_names",
+    "sheets",
+    "openers",
+)
 
 
 #: Linkage families: name -> expression giving the key (null = no key). Values are hashed or

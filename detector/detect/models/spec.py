@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector.window.openers import OPENER_FEATURES
+
 #: The value a null feature takes (see the module docstring).
 FILL_VALUE: Final = -1.0
 #: Targets a model may score, and the key column of their frames.
@@ -39,7 +41,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
 #: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3"). The shared exercise sheet
 #: (``window.sheets``, round 10: ``sheet_share_24h``, ``reasoning_requests_24h``,
-#: ``sheet_sends_per_text_24h``) came after that retrain: rule evidence until the next one weighs it.
+#: ``sheet_sends_per_text_24h``) and the agent course's openers (``window.openers``, round 12) came after
+#: that retrain: rule evidence until the next one weighs it.
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -49,6 +52,7 @@ _EXCLUDED: Final = frozenset(
         "sheet_share_24h",
         "reasoning_requests_24h",
         "sheet_sends_per_text_24h",
+        *OPENER_FEATURES,
     }
 )
 

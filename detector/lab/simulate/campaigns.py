@@ -143,7 +143,7 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
         0.5,
     )
     m = provision(w, rng, camp, "agentic_pivot", p, infra)
-    mean_len = 30.0
+    mean_len = p.session_turns
     n_sess = clock.counts(rng, p.requests_per_account_day * (m.active_to - m.active_from) / DAY_MS / mean_len)
     owner = np.repeat(m.idx, n_sess)
     lo, hi = np.repeat(m.active_from, n_sess), np.repeat(m.active_to, n_sess)

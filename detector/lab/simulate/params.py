@@ -117,6 +117,9 @@ class FamilyParams(_Frozen):
     #: this many of the cluster's accounts (a round's seats shuffled into groups of k), so every seat
     #: sends each text once and no text is held by the whole cluster; 0: each problem sent once.
     split_seats: int = Field(default=0, ge=0)
+    #: Mean requests a session for a family that works in sessions (``agentic_pivot``): a farm chooses
+    #: its loop's length (a 3-turn harvest of short tasks or a 30-turn agent run); geometric per session.
+    session_turns: float = Field(default=30.0, ge=1.0)
 
 
 def _default_start() -> datetime:

@@ -1,0 +1,256 @@
+"""Issue 17, round 12: an agent course's shared session openers are not a harvest of trajectories.
+
+Small built frames: the opener table keeps, per (account, bucket), the smallest text among tool-heavy
+requests that open a session, with the bucket's tool-heavy turns, openers and the smallest's sends, in
+any order; a cluster whose agents open short loops with a sheet's few shared tasks, once each, does not
+count "agentic transcripts" (a farm opening each session with its own task, one re-opening a few shared
+tasks many times, long loops or a harvest's volume still count); the state keeps the table through a
+checkpoint and loads an older checkpoint without it. Then one simulated agent course, replayed: no
+participant at high (on main the course went high on "agentic transcripts"), a short-session agentic
+farm beside it still named at high.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from detector.detect.evidence import agentic_transcripts, extraction_checks
+from detector.detect.openers import opener_note
+from detector.settings import EvidenceSettings
+from detector.window.openers import (
+    OPENER_STORE,
+    cluster_openers,
+    merge_openers,
+    opener_rows,
+    with_openers,
+)
+from detector.window.state import WindowState
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+S = EvidenceSettings()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _events(rows: list[tuple[str, int, int | None, int | None, bool]]) -> pl.DataFrame:
+    """(account, minute, text_fp, prompt_turns, tool-heavy) -> enriched-event columns the table reads."""
+    return pl.DataFrame(
+        {
+            "account_id": [r[0] for r in rows],
+            "bucket": [T0 + timedelta(minutes=r[1] // 15 * 15) for r in rows],
+            "text_fp": [r[2] for r in rows],
+            "prompt_turns": [r[3] for r in rows],
+            "is_tools_heavy": [r[4] for r in rows],
+        },
+        schema_overrides={"bucket": pl.Datetime("us", "UTC"), "text_fp": pl.UInt64},
+    )
+
+
+def _codes(accounts: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"account_id": accounts, "account_code": list(range(len(accounts)))},
+        schema={"account_id": pl.String, "account_code": pl.UInt32},
+    )
+
+
+def test_the_table_keeps_the_smallest_opener_and_every_tool_heavy_turn_in_any_order() -> None:
+    ev = _events(
+        [
+            ("a", 1, 50, 1, True),  # an opener
+            ("a", 2, 9, 3, True),  # a later turn: counted, never sampled (the agent's follow-ups repeat)
+            ("a", 3, 40, 1, True),  # the bucket's smallest opener
+            ("a", 4, 40, 1, True),  # ... sent again
+            ("a", 5, 7, None, True),  # turns unknown: opens nothing
+            ("a", 6, 1, 1, False),  # not tool-heavy: not in the table
+            ("a", 20, 9, 5, True),  # a bucket with later turns only: counted, no sample
+            ("b", 1, 60, 0, True),
+        ]
+    )
+    codes = _codes(["a", "b"])
+    got = merge_openers(opener_rows(ev, codes))
+    assert got.schema == OPENER_STORE
+    assert got.select("account_code", "text_fp", "turns", "opens", "sends").rows() == [
+        (0, 40, 5, 3, 2),
+        (0, None, 1, 0, 0),
+        (1, 60, 1, 1, 1),
+    ]
+    # any order, any slicing: the same rows once merged
+    for order in (ev.reverse(), ev.sample(fraction=1.0, shuffle=True, seed=3)):
+        parts = [opener_rows(order.slice(i, 3), codes) for i in range(0, order.height, 3)]
+        assert_frame_equal(merge_openers(pl.concat(parts)), got)
+    # a frame without turns or text hashes (an older enrichment) gives no rows, not an error
+    assert opener_rows(ev.drop("prompt_turns"), codes).height == 0
+
+
+def _table(openers: dict[str, list[int]], loop: int = 3, sends: int = 1) -> pl.DataFrame:
+    """Reader rows (``OPENER_SCHEMA``): account -> its openers, one bucket each, ``loop`` tool-heavy
+    turns an opener, each opener sent ``sends`` times in its bucket."""
+    rows = [
+        (a, T0 + timedelta(minutes=15 * i), fp, loop * sends, sends, sends)
+        for a, fps in openers.items()
+        for i, fp in enumerate(fps)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "account_id": pl.String,
+            "bucket": pl.Datetime("us", "UTC"),
+            "text_fp": pl.UInt64,
+            "turns": pl.UInt32,
+            "opens": pl.UInt32,
+            "sends": pl.UInt32,
+        },
+        orient="row",
+    )
+
+
+def _members(rows: pl.DataFrame, cluster: str = "c") -> pl.DataFrame:
+    return rows.select("account_id").unique().with_columns(pl.lit(cluster).alias("cluster_id"))
+
+
+def _features(rows: pl.DataFrame) -> dict[str, float]:
+    out = cluster_openers(rows, _members(rows), S)
+    assert out.height == 1
+    return out.drop("cluster_id").row(0, named=True)
+
+
+def test_a_courses_agents_share_their_openers_and_a_farms_do_not() -> None:
+    # twelve participants open the sheet's first three to five tasks, one each; one its own variant
+    course = {f"p{i}": [1, 2, 3, *([4, 5] if i % 2 else [])] for i in range(12)}
+    course["p0"] = [1, 2, 99]
+    got = _features(_table(course))
+    assert got["opener_shared_share_24h"] == pytest.approx(47 / 48)  # all but p0's own variant
+    assert got["tools_heavy_turns_per_open_24h"] == 3.0
+    assert got["tools_heavy_per_agent_24h"] == 48 * 3 / 12
+    assert got["opener_sends_per_text_24h"] == 1.0
+    # a farm opens each session with its own task of a bank: nothing shared
+    farm = {f"s{i}": [1000 + 10 * i + k for k in range(5)] for i in range(12)}
+    assert _features(_table(farm))["opener_shared_share_24h"] == 0.0
+    # two seats holding a task is no sheet (at least three, and a fifth of the agents)
+    pair = {"s0": [1, 2], "s1": [1, 2], **{f"s{i}": [100 + i] for i in range(2, 12)}}
+    assert _features(_table(pair))["opener_shared_share_24h"] == 0.0
+    # a cluster with no tool-heavy request has no row; joined, its features read zero
+    frame = with_openers(
+        pl.DataFrame({"cluster_id": ["x"]}),
+        cluster_openers(_table(course), _members(_table(course)), S),
+        ["cluster_id"],
+    )
+    assert frame.drop("cluster_id").row(0) == (0.0, 0.0, 0.0, 0.0)
+
+
+def _cluster(rows: pl.DataFrame) -> pl.DataFrame:
+    """A linked cluster's traffic: all tool-heavy (agentic transcripts), nothing else, and its openers."""
+    base = pl.DataFrame(
+        {
+            "cluster_id": ["c"],
+            "cot_share_24h": [0.0],
+            "coercion_share_24h": [0.0],
+            "rubric_share_24h": [0.0],
+            "logprob_share_24h": [0.0],
+            "thinking_share_24h": [0.0],
+            "max_tokens_high_share_24h": [0.0],
+            "tools_heavy_share_24h": [1.0],
+            "new_model_share_24h": [0.0],
+            "requests_per_account_24h": [12.0],
+            "active_accounts_24h": [12],
+            "sheet_share_24h": [0.0],
+            "reasoning_requests_24h": [0],
+            "sheet_sends_per_text_24h": [0.0],
+        }
+    )
+    return with_openers(base, cluster_openers(rows, _members(rows), S), ["cluster_id"])
+
+
+def _signals(frame: pl.DataFrame) -> list[str]:
+    checks = extraction_checks(S, "cluster")
+    return [n for n, e in checks.items() if frame.select(e.fill_null(False)).item()]
+
+
+def test_a_clusters_agentic_transcripts_from_a_shared_opener_sheet_are_not_a_harvest() -> None:
+    course = {f"p{i}": [1, 2, 3, 4] for i in range(12)}
+    assert _signals(_cluster(_table(course))) == []
+    # each of a few shared tasks re-opened twice or more (many trajectories of one task): counts
+    assert _signals(_cluster(_table(course, sends=2))) == ["agentic transcripts"]
+    # long loops on the shared tasks (a farm's sessions): counts
+    assert _signals(_cluster(_table(course, loop=20))) == ["agentic transcripts"]
+    # a harvest's volume per agent on the shared tasks: counts
+    busy = {f"p{i}": [1, 2, 3, 4] * 6 for i in range(12)}  # 24 openers a seat, 8 turns each: 192
+    assert _signals(_cluster(_table(busy, loop=8))) == ["agentic transcripts"]
+    # a farm's own tasks: counts
+    farm = {f"s{i}": [1000 + 10 * i + k for k in range(4)] for i in range(12)}
+    assert _signals(_cluster(_table(farm))) == ["agentic transcripts"]
+    # the account axis never reads the openers (a point has no cluster to share with)
+    point = _cluster(_table(course)).drop("cluster_id")
+    assert "agentic transcripts" in [
+        n for n, e in extraction_checks(S).items() if point.select(e.fill_null(False)).item()
+    ]
+
+
+def test_the_extraction_reason_says_the_openers_explain_the_transcripts() -> None:
+    course = _cluster(_table({f"p{i}": [1, 2, 3, 4] for i in range(12)}))
+    farm = _cluster(_table({f"s{i}": [1000 + 10 * i + k for k in range(4)] for i in range(12)}))
+    agentic = agentic_transcripts(S, "cluster")
+    note = opener_note(S, "cluster", agentic).alias("note")
+    assert course.select(note).item() == (
+        "; agentic transcripts not counted: 100% of its agent sessions open with a shared sheet's tasks"
+    )
+    assert farm.select(note).item() == ""
+    assert course.select(opener_note(S, "account", agentic).alias("note")).item() == ""
+
+
+def test_the_opener_table_goes_through_a_checkpoint_and_an_older_one_loads_without_it(
+    tmp_path: Path,
+) -> None:
+    st = WindowState()
+    ev = _events([("a", 1, 50, 1, True), ("a", 2, 9, 3, True)])
+    st.openers = merge_openers(opener_rows(ev, _codes(["a"])))
+    st.save(tmp_path / "now")
+    assert_frame_equal(WindowState.load(tmp_path / "now").openers, st.openers)
+    WindowState().save(tmp_path / "old")
+    (tmp_path / "old" / "openers.parquet").unlink()  # written before round 12
+    back = WindowState.load(tmp_path / "old")
+    assert back.openers.height == 0 and back.openers.schema == OPENER_STORE
+
+
+def test_an_agent_course_is_not_at_high_and_a_short_session_farm_still_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One simulated day: an agent course of 40 (its exercises short agent loops on the sheet's tasks)
+    and an agentic farm of 20 seats in 4-turn sessions, nothing else but a few casual users. On main
+    the course's cluster went high on "agentic transcripts" beside its coordination (issue 17)."""
+    from detector.app import build_engine
+    from detector.lab.simulate import FAMILIES, SimParams, simulate, workshop
+    from detector.runtime.replay import replay
+
+    monkeypatch.setattr(workshop, "COURSES", {"agent": 1.0})
+    base = SimParams()
+    update: dict[str, object] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
+    update["agentic_pivot"] = base.agentic_pivot.model_copy(
+        update={"campaigns": 1, "cluster_size": 20, "requests_per_account_day": 60.0, "session_turns": 4.0}
+    )
+    update["remote_workshop"] = base.remote_workshop.model_copy(update={"accounts": 40})
+    for persona in ("casual", "app_backend", "eval_harness", "bulk_synthetic", "university_nat"):
+        update[persona] = getattr(base, persona).model_copy(update={"accounts": 20})
+    for persona in ("company_card", "legit_reseller", "agentic_coder"):
+        update[persona] = getattr(base, persona).model_copy(update={"accounts": 0})
+    simulate(tmp_path, 1.0, 12, scale=1.0, params=base.model_copy(update=update))
+    alerts = tmp_path / "alerts.jsonl"
+    replay([tmp_path / "events.parquet"], build_engine(ROOT / "rules"), alerts)
+    labels = json.loads((tmp_path / "labels.json").read_bytes())["accounts"]
+    course = {a for a, v in labels.items() if v["persona"] == "remote_workshop"}
+    farm = {a for a, v in labels.items() if v.get("attacker")}
+    high: set[str] = set()
+    notes = 0
+    for line in alerts.read_text().splitlines():
+        a = json.loads(line)
+        if a["severity"] in ("high", "critical"):
+            high |= set(a["account_ids"])
+        notes += any("agentic transcripts not counted" in (r.get("detail") or "") for r in a["reasons"])
+    assert len(course) == 40 and not high & course
+    assert notes > 0  # the course was accused at medium, and its reason says why not high
+    assert len(high & farm) >= 0.8 * len(farm)
