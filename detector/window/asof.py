@@ -12,16 +12,13 @@ or a hundred (tests/test_slicing.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import polars as pl
 
 from detector.window.keycodes import key_rows
 from detector.window.state import WindowState, merge_keys
-
-#: Ticks are multiples of their length from here (as the engine counts them)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: A key table (``KEY_SCHEMA``), or a function that gives it
 Table = pl.DataFrame | Callable[[], pl.DataFrame]
@@ -104,7 +101,7 @@ class KeyTimeline:
                 after_at = pl.col("_tick") > self._at if self._at is not None else pl.lit(True)
                 merged = self.before if self._merged is None else self._merged
                 kept = merge_keys(merged, self.log.filter(after_at & (pl.col("_tick") <= now)))
-                if self._leads and self._keep is not None and (now - _EPOCH) % self._keep == timedelta(0):
+                if self._leads and self._keep is not None and _on_step(now, self._keep):
                     self._kept[now] = kept
             self._merged, self._at = kept, now
         return live(self._merged, since)
@@ -130,6 +127,11 @@ class KeyTimeline:
             .filter(pl.col("since").is_null() | (pl.col("last_seen") >= pl.col("since")))
             .select(*by, "last_seen", "uses")
         )
+
+
+def _on_step(ts: datetime, step: timedelta) -> bool:
+    """Whether ``ts`` is a multiple of ``step`` from the epoch (as the engine counts its cluster ticks)."""
+    return (ts - datetime(1970, 1, 1, tzinfo=ts.tzinfo)) % step == timedelta(0)
 
 
 def lapse_ticks(due: pl.DataFrame, tables: dict[str, pl.DataFrame], idle: timedelta) -> list[datetime]:
