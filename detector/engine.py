@@ -214,7 +214,7 @@ class Engine:
         key_log = self.state.add(due, w.tick, w.signup_burst)
         # every reader at a tick reads the keys as they stood then (``window.asof``), never the table
         # after the whole batch
-        timeline = KeyTimeline.stored(keys_before, key_log, self.state)
+        timeline = KeyTimeline.stored(keys_before, key_log, self.state, w.cluster_every)
         sums = due.select(pl.col(c).fill_null(False).sum().alias(n) for n, c in SIGNAL_METRICS.items())
         for name, value in sums.row(0, named=True).items():
             self.stats.signals[name] += int(value)

@@ -24,8 +24,9 @@ popular SDKs, harvesting only through one shared template, look like a room.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import polars as pl
 
@@ -65,6 +66,17 @@ class RoomContext:
     templates: pl.DataFrame
     accounts: pl.DataFrame
     min_overlap: float
+    #: the tenants' sub-accounts at the tick last asked for (``subaccounts``)
+    _subs: dict[datetime, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+
+    def subaccounts(self, tick: datetime, keys: pl.DataFrame) -> pl.DataFrame:
+        """``tenant_subaccounts`` of ``keys``, the key table as of ``tick``: once per tick for the room and
+        seat tests both (issue 13), since the table at a tick is the same whoever reads it."""
+        if tick not in self._subs:
+            self._subs.clear()
+            reseller = keys.filter(pl.col("family") == "reseller")
+            self._subs[tick] = tenant_subaccounts(reseller, self.accounts, self.min_overlap)
+        return self._subs[tick]
 
     def since_at(self, tick: datetime) -> datetime | None:
         """The link window's start at ``tick`` (None: no limit)."""
@@ -78,9 +90,11 @@ def room_templates(
     s: EvidenceSettings,
     min_overlap: float,
     wanted: pl.Series | None = None,
+    subaccounts: Callable[[], pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """(template key, venue prefix) of every template a room explains, from the key table at one tick
-    (``wanted``: only these template keys, e.g. those the accused points hold).
+    (``wanted``: only these template keys, e.g. those the accused points hold; ``subaccounts``: gives
+    the table's ``tenant_subaccounts`` when it is needed, e.g. ``RoomContext.subaccounts``).
 
     Each step reads only the rows its joins keep: the table's template, network and reseller rows, and
     of its client rows those of the builds the members hold (``client_inside`` counts a build's holders
@@ -94,7 +108,10 @@ def room_templates(
     empty = pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
     if members.height == 0:
         return empty
-    sub = tenant_subaccounts(keys.filter(fam == "reseller"), accounts, min_overlap)
+    if subaccounts is None:
+        sub = tenant_subaccounts(keys.filter(fam == "reseller"), accounts, min_overlap)
+    else:
+        sub = subaccounts()
     ip = keys.filter(fam == "ip")
     members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
     if members.height == 0:
@@ -157,7 +174,8 @@ def room_requests(
             visit(tick, keys)
         own = keys.join(pts.select("account_id"), on="account_id", how="semi")
         wanted = own.filter(pl.col("family") == "template")["key"].unique()
-        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted)
+        sub = partial(ctx.subaccounts, tick, keys)
+        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub)
         if rooms.height == 0:
             continue
         held = (

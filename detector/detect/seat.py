@@ -35,7 +35,6 @@ from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, in_tenant, te
 from detector.detect.room import RoomContext, accused_points, cap_at_low
 from detector.settings import EvidenceSettings
 from detector.window.features import cluster_features
-from detector.window.link import tenant_subaccounts
 from detector.window.members import is_subaccount, new_account_share
 from detector.window.openers import cluster_openers, with_openers
 from detector.window.sheets import cluster_sheets, with_sheets
@@ -64,7 +63,7 @@ def team_groups(
     none = pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String})
     if members.height == 0:
         return none
-    sub = tenant_subaccounts(keys.filter(pl.col("family") == "reseller"), ctx.accounts, ctx.min_overlap)
+    sub = ctx.subaccounts(now, keys)  # the room test's at this tick (issue 13)
     members = members.unique()
     members = members.join(may_be_team(members, sub, ctx.accounts, now, s), on="cluster_id", how="semi")
     if members.height == 0:

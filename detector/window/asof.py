@@ -38,7 +38,7 @@ class KeyTimeline:
     once, when a view first needs it (``stored``).
     """
 
-    def __init__(self, before: Table, log: pl.DataFrame, after: Table) -> None:
+    def __init__(self, before: Table, log: pl.DataFrame, after: Table, keep: timedelta | None = None) -> None:
         self._tables = {"before": before, "after": after}
         self.log = log
         last = log["_tick"].max() if log.height else None
@@ -46,18 +46,34 @@ class KeyTimeline:
         #: ``at`` merges the log forward as ticks advance: the table as of ``_at`` (None: ``before``)
         self._merged: pl.DataFrame | None = None
         self._at: datetime | None = None
+        #: the ticks this walk will read (``keep``: its multiples), and the tables as of them that a walk
+        #: ahead of it (``fresh``) merged on its way: this one takes them up instead of merging again
+        self._keep = keep
+        self._kept: dict[datetime, pl.DataFrame] = {}
+        self._leads = False
 
     @classmethod
-    def stored(cls, before: pl.DataFrame, log: pl.DataFrame, state: WindowState) -> KeyTimeline:
+    def stored(
+        cls,
+        before: pl.DataFrame,
+        log: pl.DataFrame,
+        state: WindowState,
+        keep: timedelta | None = None,
+    ) -> KeyTimeline:
         """A batch's timeline from the state after ``add``: ``before``, its key table before the batch
-        (``WindowState.keys``, stored as codes), each table read back (``key_rows``) when first needed."""
+        (``WindowState.keys``, stored as codes), each table read back (``key_rows``) when first needed
+        (``keep``: this walk reads the ticks at its multiples, kept for it by the walks ``fresh`` starts)."""
         ids, names = state.ids, state.key_names  # only grow during a batch: they hold every code of both
-        return cls(partial(key_rows, before, ids, names), log, partial(key_rows, state.keys, ids, names))
+        tables = partial(key_rows, before, ids, names), partial(key_rows, state.keys, ids, names)
+        return cls(tables[0], log, tables[1], keep)
 
     def fresh(self) -> KeyTimeline:
-        """A timeline of the same batch at its start (for a second walk over its ticks), sharing the
-        tables this one has read."""
-        return KeyTimeline(lambda: self.before, self.log, lambda: self.after)
+        """A timeline of the same batch at its start (for a second walk over its ticks, ahead of this
+        one), sharing the tables this one has read; the tables it merges as of the ticks this one will
+        read are handed over (``at``)."""
+        walk = KeyTimeline(lambda: self.before, self.log, lambda: self.after, self._keep)
+        walk._kept, walk._leads = self._kept, True
+        return walk
 
     def _table(self, name: str) -> pl.DataFrame:
         table = self._tables[name]
@@ -80,10 +96,14 @@ class KeyTimeline:
         if self._last_tick is None or now >= self._last_tick:
             return live(self.after, since)
         if self._merged is None or self._at is None or now > self._at:
-            after_at = pl.col("_tick") > self._at if self._at is not None else pl.lit(True)
-            merged = self.before if self._merged is None else self._merged
-            self._merged = merge_keys(merged, self.log.filter(after_at & (pl.col("_tick") <= now)))
-            self._at = now
+            kept = None if self._leads else self._kept.pop(now, None)
+            if kept is None:
+                after_at = pl.col("_tick") > self._at if self._at is not None else pl.lit(True)
+                merged = self.before if self._merged is None else self._merged
+                kept = merge_keys(merged, self.log.filter(after_at & (pl.col("_tick") <= now)))
+                if self._leads and self._keep is not None and _on_step(now, self._keep):
+                    self._kept[now] = kept
+            self._merged, self._at = kept, now
         return live(self._merged, since)
 
     def at_points(self, points: pl.DataFrame) -> pl.DataFrame:
@@ -107,6 +127,11 @@ class KeyTimeline:
             .filter(pl.col("since").is_null() | (pl.col("last_seen") >= pl.col("since")))
             .select(*by, "last_seen", "uses")
         )
+
+
+def _on_step(ts: datetime, step: timedelta) -> bool:
+    """Whether ``ts`` is a multiple of ``step`` from the epoch (as the engine counts its cluster ticks)."""
+    return (ts - datetime(1970, 1, 1, tzinfo=ts.tzinfo)) % step == timedelta(0)
 
 
 def lapse_ticks(due: pl.DataFrame, tables: dict[str, pl.DataFrame], idle: timedelta) -> list[datetime]:
