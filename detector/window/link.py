@@ -72,8 +72,8 @@ def tenant_subaccounts(keys: pl.DataFrame, accounts: pl.DataFrame, min_share: fl
         return _empty().subaccounts
     res = (
         keys.filter(pl.col("family") == "reseller")
-        .select("account_id", pl.col("key").alias("reseller"))
-        .unique("account_id", keep="first")
+        .group_by("account_id")  # an account under two reseller keys: the least, in any row order
+        .agg(pl.col("key").min().alias("reseller"))
         .join(accounts.select("account_id", "org_id"), on="account_id", how="inner")
     )
     size = res.group_by("reseller").agg(pl.len().alias("n"))
