@@ -36,8 +36,8 @@ from detector.window.batches import account_features_in_parts
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
 from detector.window.link import Clusters, build_clusters
-from detector.window.openers import cluster_openers, with_openers
-from detector.window.sheets import account_sheets, cluster_sheets, with_sheets
+from detector.window.samples import with_cluster_samples
+from detector.window.sheets import account_sheets, with_sheets
 from detector.window.state import WindowState
 
 #: ``EngineStats``, ``EngineClock``, ``Observers`` and ``SIGNAL_METRICS`` live in ``engine_types.py``;
@@ -359,11 +359,7 @@ class Engine:
             self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts, keys=keys
         )
         ev = self.settings.evidence
-        texts = self.state.sheet_rows(now - w.long, now)
-        sheets = cluster_sheets(texts, members, now, w.long, ev.sheet_min_holders, ev.sheet_member_share)
-        opened = cluster_openers(self.state.opener_rows(now - w.long, now), members, ev)
-        feats = with_openers(feats, opened, ["cluster_id"])
-        feats = add_axes(with_sheets(feats, sheets, ["cluster_id"]), "cluster", ev)
+        feats = add_axes(with_cluster_samples(feats, self.state, members, now, w.long, ev), "cluster", ev)
         if self.observers.on_features is not None:
             self.observers.on_features("cluster", feats.with_columns(pl.lit(now).alias("tick_end")), now)
         hits = self._evaluate(feats, "cluster", "cluster_id")

@@ -36,8 +36,7 @@ from detector.detect.room import RoomContext, accused_points, cap_at_low
 from detector.settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.members import is_subaccount, new_account_share
-from detector.window.openers import cluster_openers, with_openers
-from detector.window.sheets import cluster_sheets, with_sheets
+from detector.window.samples import with_cluster_samples
 from detector.window.state import WindowState
 
 #: The key families a team's tool leaves on its seats.
@@ -70,13 +69,9 @@ def team_groups(
         return none
     links = pl.DataFrame(schema={"cluster_id": pl.String})  # tenant_explains reads no linkage column
     feats = cluster_features(state, members, links, ctx.accounts, now, long, sub, keys=keys)
-    # the group's shared exercise sheet, as the cluster axis reads it (``tenant_explains`` does)
-    rows = state.sheet_rows(now - long, now)
-    sheets = cluster_sheets(rows, members, now, long, s.sheet_min_holders, s.sheet_member_share)
-    feats = with_sheets(feats, sheets, ["cluster_id"])
-    # ... and its agents' shared openers (``window.openers``), as the cluster axis reads them too
-    opened = cluster_openers(state.opener_rows(now - long, now), members, s)
-    feats = with_openers(feats, opened, ["cluster_id"])
+    # the group's shared exercise sheet and agents' openers, as the cluster axis reads them
+    # (``tenant_explains`` does)
+    feats = with_cluster_samples(feats, state, members, now, long, s)
     explained = feats.filter(tenant_explains(s).fill_null(False) & established(s)).select("cluster_id")
     return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
 

@@ -13,8 +13,8 @@ import polars as pl
 from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
 from detector.window.members import is_subaccount, new_account_share
-from detector.window.openers import OPENER_FEATURES
 from detector.window.population import build_holders, client_population, main_client_build
+from detector.window.samples import SAMPLE_FEATURES
 from detector.window.sheets import SHEET_FEATURES
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
@@ -381,8 +381,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "signup_cohort_accounts": pl.Int64(),
     #: a partner provider's indicator (``detector intel import``) names values these accounts share
     "shares_shared_intel": pl.Boolean(),
-    **SHEET_FEATURES,
-    **OPENER_FEATURES,
+    **SAMPLE_FEATURES,
     **{
         # evidence axes: added by detector/detect/evidence.py before rules run
         "extraction_signals": pl.Int64(),
