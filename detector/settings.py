@@ -304,6 +304,13 @@ class EvidenceSettings(BaseModel):
     #: sample is a sheet's): best-of-n's smallest n. Fewer cannot be n samples of even one problem; a
     #: participant who sent one exercise twice reads 2.0 sends per text and is a retry, not a harvest.
     sheet_repeat_min_requests: float = Field(default=4.0, gt=0)
+    #: A cluster that only the coordination axis accuses (no extraction signal) is a low lead when at
+    #: least this share of its members' sampled requests (reasoning or plain, tool-heavy turns aside)
+    #: are texts a share of its members hold (``window/sheets.py``: the sheet bar): a course's
+    #: participants send a sheet's few texts, a farm sweeps a bank whose texts nearly nobody else sends
+    #: (issue 17, round 12: dev draws' courses 0.6-0.9, coordination-only farms 0.0). Most, as for a
+    #: reasoning sheet (``sheet_share``): a participant's own experiments after the session are a minority.
+    yield_shared_share: float = Field(default=0.5, gt=0, le=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

@@ -6,6 +6,9 @@ participants send the same few exercises; a farm sweeping a problem bank sends t
 ``evidence.extraction_checks`` does not count "reasoning elicited" or "reasoning via parameters" on a
 cluster that ``sheet_explains``; coercion, logprobs, rubric grading, agentic transcripts and a pivot
 still count. The account axis caps a point whose extraction is all a sheet (``room.spare_sheets``).
+``low_yield`` (round 12): a cluster accused by coordination alone whose traffic is a shared sheet
+(``shared_text_share_24h``: any text, not only reasoning) is one actor that harvests nothing new: a
+course, not a farm sweeping a problem bank (``evidence.require_both_axes`` keeps it a low lead).
 """
 
 from __future__ import annotations
@@ -65,3 +68,14 @@ def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
         .then(note)
         .otherwise(pl.lit(""))
     )
+
+
+def low_yield(s: EvidenceSettings) -> pl.Expr:
+    """A cluster with no extraction signal whose members' sampled requests are mostly texts a share of
+    them hold, within a sheet's volume a member: coordinated, but its traffic is a shared sheet. What
+    a coordinated farm buys is distinct texts' answers; a course's class sends the same few (round 12).
+    """
+    c = pl.col
+    volume = c("sampled_requests_per_account_24h").fill_null(0.0) <= s.sheet_max_requests_per_account
+    shared = c("shared_text_share_24h").fill_null(0.0) >= s.yield_shared_share
+    return ((c("extraction_signals").fill_null(0) == 0) & shared & volume).fill_null(False)
