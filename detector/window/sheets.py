@@ -103,6 +103,11 @@ def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def reasoning_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """The reasoning sample's rows (a frame without ``plain``, built before round 12: all of them)."""
+    return rows.filter(~pl.col("plain")) if "plain" in rows.columns else rows
+
+
 def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per (account, bucket, kind): the smallest text, the summed requests, and the sends of the
     smallest text summed over the rows that sampled it (any order: the same)."""
@@ -128,7 +133,7 @@ def _shared(
     texts that ``min_accounts`` hold, itself included): a course's exercises are each held by most of
     the class, a best-of-k split across k of N seats' problems by k of the N (round 12)."""
     end = pl.col("tick_end")
-    w = ticks.join(rows.filter(~pl.col("plain")), how="cross")
+    w = ticks.join(reasoning_rows(rows), how="cross")
     w = w.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
     held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
     w = w.join(held, on=["tick_end", "text_fp"])
@@ -186,7 +191,7 @@ def cluster_sheets(
     w = rows.filter((pl.col("bucket") >= now - long) & (pl.col("bucket") < now)).join(
         members, on="account_id"
     )
-    reasoning = _cluster_sheet(w.filter(~pl.col("plain")), min_holders, member_share).group_by("cluster_id")
+    reasoning = _cluster_sheet(reasoning_rows(w), min_holders, member_share).group_by("cluster_id")
     shared = _cluster_sheet(w, min_holders, member_share).group_by("cluster_id").agg(_yield())
     return reasoning.agg(_share()).join(shared, on="cluster_id", how="full", coalesce=True)
 

@@ -39,7 +39,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
 #: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3"). The shared exercise sheet
 #: (``window.sheets``, round 10: ``sheet_share_24h``, ``reasoning_requests_24h``,
-#: ``sheet_sends_per_text_24h``) came after that retrain: rule evidence until the next one weighs it.
+#: ``sheet_sends_per_text_24h``) came after that retrain: rule evidence until the next one weighs it; so
+#: did round 12's yield (``shared_text_share_24h``, ``sampled_requests_per_account_24h``, ``low_yield``).
 _EXCLUDED: Final = frozenset(
     {
         "tier",
@@ -49,6 +50,9 @@ _EXCLUDED: Final = frozenset(
         "sheet_share_24h",
         "reasoning_requests_24h",
         "sheet_sends_per_text_24h",
+        "shared_text_share_24h",
+        "sampled_requests_per_account_24h",
+        "low_yield",
     }
 )
 
