@@ -69,11 +69,17 @@ def test_reasoning_and_plain_samples_pool_and_a_pair_is_no_class() -> None:
     assert _by_cluster(_rows(pair), {"p": pair})["p"]["shared_text_share_24h"] == 0.0
 
 
-def _frame(share: float, signals: int, per_account: float = 5.0) -> pl.DataFrame:
+def _frame(share: float, signals: int, per_account: float = 5.0, reasoning: float = 0.0) -> pl.DataFrame:
+    """A cluster's frame: pooled shared-text share, and (``reasoning``) its reasoning sheet's share of
+    30 reasoning requests over 10 members, each text sent once."""
     frame = pl.DataFrame(
         {
             "cluster_id": ["k"],
             "extraction_signals": [signals],
+            "active_accounts_24h": [10],
+            "reasoning_requests_24h": [30 if reasoning else 0],
+            "sheet_share_24h": [reasoning],
+            "sheet_sends_per_text_24h": [1.0 if reasoning else 0.0],
             "shared_text_share_24h": [share],
             "sampled_requests_per_account_24h": [per_account],
             "one_customer_explains": [False],
@@ -98,6 +104,12 @@ def test_coordination_alone_over_a_shared_sheet_is_a_low_lead() -> None:
     assert require_both_axes(_hits("high"), _frame(0.9, 1), "cluster_id")["severity"].item() == "high"
     many = _frame(0.9, 0, per_account=S.sheet_max_requests_per_account + 1)
     assert require_both_axes(_hits("medium"), many, "cluster_id")["severity"].item() == "medium"
+    # a reasoning course by the evening: its own experiments dilute the pooled share, its reasoning
+    # is still a sheet's; a sweep's reasoning is not
+    evening = _frame(0.3, 0, reasoning=0.8)
+    assert require_both_axes(_hits("medium"), evening, "cluster_id")["severity"].item() == "low"
+    sweep = _frame(0.3, 0, reasoning=0.1)
+    assert require_both_axes(_hits("medium"), sweep, "cluster_id")["severity"].item() == "medium"
 
 
 def test_a_sheet_table_without_plain_rows_loads_as_the_reasoning_sample(tmp_path: Path) -> None:

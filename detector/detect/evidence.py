@@ -360,9 +360,12 @@ def axis_reasons(
 
 
 def _yield_note() -> pl.Expr:
-    """Why a coordinated cluster stays low (``sheets.low_yield``), with the share (counts only)."""
-    if_low = pl.col("low_yield").fill_null(False)
-    share = (pl.col("shared_text_share_24h").fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
-    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + share
-    note += pl.lit("% of its requests are texts its members share): low yield")
-    return pl.when(if_low).then(note).otherwise(pl.lit(""))
+    """Why a coordinated cluster stays low (``sheets.low_yield``), with the shares (counts only)."""
+
+    def pct(column: str) -> pl.Expr:
+        return (pl.col(column).fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
+
+    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + pct("shared_text_share_24h")
+    note += pl.lit("% of its requests, ") + pct("sheet_share_24h")
+    note += pl.lit("% of its reasoning requests, are texts its members share): low yield")
+    return pl.when(pl.col("low_yield").fill_null(False)).then(note).otherwise(pl.lit(""))

@@ -21,10 +21,11 @@ from detector.settings import EvidenceSettings
 SHEET_EXPLAINS = frozenset({"reasoning elicited", "reasoning via parameters"})
 
 
-def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
-    """The subject's reasoning requests are mostly texts many accounts send (``window.sheets``), each
+def read_sheet(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> tuple[pl.Expr, pl.Expr]:
+    """Whether the subject's reasoning requests are mostly texts many accounts send (``window.sheets``), each
     sent about once per account, within a sheet's volume per account: a course's exercise sheet, not a
-    sweep through a problem bank nor many samples of a few problems (issue 17, round 10)."""
+    sweep through a problem bank nor many samples of a few problems (issue 17, round 10); and whether
+    a cluster's cannot be read yet (``unread``)."""
     c = pl.col
     n = c(per_account).fill_null(1).cast(pl.Float64).clip(lower_bound=1.0) if per_account else pl.lit(1.0)
     volume = c("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
@@ -34,7 +35,13 @@ def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h"
     few = volume * c("sheet_share_24h").fill_null(0.0) < s.sheet_repeat_min_requests
     once = (c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text) | few
     explained = share & once & (volume <= s.sheet_max_requests_per_account)
-    return (explained | unread(s, per_account)).fill_null(False)
+    return explained, unread(s, per_account)
+
+
+def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
+    """The subject's reasoning is a sheet's (``read_sheet``), or a cluster's cannot be read yet."""
+    explained, early = read_sheet(s, per_account)
+    return (explained | early).fill_null(False)
 
 
 def unread(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
@@ -71,11 +78,16 @@ def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
 
 
 def low_yield(s: EvidenceSettings) -> pl.Expr:
-    """A cluster with no extraction signal whose members' sampled requests are mostly texts a share of
-    them hold, within a sheet's volume a member: coordinated, but its traffic is a shared sheet. What
-    a coordinated farm buys is distinct texts' answers; a course's class sends the same few (round 12).
+    """A cluster with no extraction signal whose traffic is a shared sheet, within a sheet's volume a
+    member: most of its sampled requests are texts a share of its members hold, or its reasoning is a
+    sheet's (``read_sheet``, read: not merely unread). What a coordinated farm buys is distinct texts'
+    answers; a course's class sends the same few (round 12). The reasoning sheet counts alone because a
+    course's own experiments after the session (distinct casual texts) dilute the pooled share by the
+    evening; a sweep's reasoning is no sheet's, whatever else it sends.
     """
     c = pl.col
     volume = c("sampled_requests_per_account_24h").fill_null(0.0) <= s.sheet_max_requests_per_account
     shared = c("shared_text_share_24h").fill_null(0.0) >= s.yield_shared_share
-    return ((c("extraction_signals").fill_null(0) == 0) & shared & volume).fill_null(False)
+    explained, _ = read_sheet(s)
+    reasoning = (c("reasoning_requests_24h").fill_null(0) > 0) & explained
+    return ((c("extraction_signals").fill_null(0) == 0) & (shared | reasoning) & volume).fill_null(False)
