@@ -14,7 +14,7 @@ from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
 from detector.window.members import is_subaccount, new_account_share
 from detector.window.population import build_holders, client_population, main_client_build
-from detector.window.sheets import SHEET_FEATURES, YIELD_FEATURES
+from detector.window.sheets import CLUSTER_SHEET_FEATURES, SHEET_FEATURES
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
 
 _SHARES = list(SIGNAL_COUNTS)
@@ -380,8 +380,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "signup_cohort_accounts": pl.Int64(),
     #: a partner provider's indicator (``detector intel import``) names values these accounts share
     "shares_shared_intel": pl.Boolean(),
-    **SHEET_FEATURES,
-    **YIELD_FEATURES,
+    **CLUSTER_SHEET_FEATURES,
     **{
         # evidence axes: added by detector/detect/evidence.py before rules run
         "extraction_signals": pl.Int64(),

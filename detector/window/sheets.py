@@ -77,6 +77,7 @@ YIELD_FEATURES: dict[str, pl.DataType] = {
     "shared_text_share_24h": pl.Float64(),
     "sampled_requests_per_account_24h": pl.Float64(),
 }
+CLUSTER_SHEET_FEATURES = {**SHEET_FEATURES, **YIELD_FEATURES}
 
 
 def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
