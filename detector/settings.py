@@ -318,6 +318,13 @@ class EvidenceSettings(BaseModel):
     #: session runs as long as the farm likes) and each agent's tool-heavy turns stay within
     #: ``sheet_max_requests_per_account``: what a farm opening a course's few tasks would harvest.
     opener_max_turns: float = Field(default=8.0, gt=1)
+    #: A cluster that only the coordination axis accuses (no extraction signal) is a low lead when at
+    #: least this share of its members' sampled requests (reasoning or plain, tool-heavy turns aside)
+    #: are texts a share of its members hold (``window/sheets.py``: the sheet bar): a course's
+    #: participants send a sheet's few texts, a farm sweeps a bank whose texts nearly nobody else sends
+    #: (issue 17, round 12: dev draws' courses 0.6-0.9, coordination-only farms 0.0). Most, as for a
+    #: reasoning sheet (``sheet_share``): a participant's own experiments after the session are a minority.
+    yield_shared_share: float = Field(default=0.5, gt=0, le=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

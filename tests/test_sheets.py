@@ -59,21 +59,28 @@ def test_the_table_keeps_the_smallest_reasoning_text_per_bucket_in_any_order() -
         [
             ("a", 1, 50, True, False),
             ("a", 2, 7, False, True),  # a thinking budget is a reasoning request too
-            ("a", 3, 3, False, False),  # not a reasoning request: never sampled
+            ("a", 3, 3, False, False),  # not a reasoning request: the plain sample's (round 12)
             ("a", 4, 8, True, True),  # an agent's turn (tool-heavy, text 8): never sampled
             ("a", 20, 9, True, False),  # the next bucket
             ("a", 21, 9, True, False),  # its text again (a retry): the sampled text's second send
             ("a", 22, 30, True, False),  # another text: a request, not a send of the sample
             ("a", 14, 7, True, False),  # the first bucket's sampled text, sent again
-            ("b", 1, 40, False, False),  # no reasoning request: no row
+            ("b", 1, 40, False, False),  # no reasoning request: a plain row only
         ]
     )
     codes = _codes(["a", "b"])
     rows = sheet_rows(ev, codes)
     assert rows.schema == SHEET_STORE
     got = merge_sheets(rows)
-    assert got["text_fp"].to_list() == [7, 9] and got["requests"].to_list() == [3, 3]
-    assert got["sends"].to_list() == [2, 2]
+    reasoning = got.filter(~pl.col("plain"))
+    assert reasoning["text_fp"].to_list() == [7, 9] and reasoning["requests"].to_list() == [3, 3]
+    assert reasoning["sends"].to_list() == [2, 2]
+    # the plain sample (round 12): a's one plain request, b's one; never the tool-heavy turn
+    plain = got.filter(pl.col("plain"))
+    assert plain.select("account_code", "text_fp", "requests", "sends").rows() == [
+        (0, 3, 1, 1),
+        (1, 40, 1, 1),
+    ]
     # split into batches in other orders (a batch whose own smallest text is not the bucket's
     # contributes requests but no sends): the same table
     for cut in range(1, ev.height):

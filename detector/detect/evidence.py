@@ -33,7 +33,7 @@ from detector.detect.coordination import (
     stands_out_from_client,
 )
 from detector.detect.openers import opener_explains, opener_note
-from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains, sheet_note
+from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sheet_note
 from detector.settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.openers import opener_defaults
@@ -216,7 +216,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     )
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
-    return frame.with_columns(
+    if "shared_text_share_24h" not in frame.columns:  # a frame built without the sheet table
+        frame = frame.with_columns(pl.lit(0.0).alias("shared_text_share_24h"))
+    frame = frame.with_columns(
         _count(extraction_checks(s, "cluster")).alias("extraction_signals"),
         _count(coordination_checks(s)).alias("coordination_signals"),
         colocated(s).alias("colocated"),
@@ -232,6 +234,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),
     )
+    return frame.with_columns(low_yield(s).alias("low_yield"))
 
 
 def apply_trust(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -256,7 +259,9 @@ def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.D
     and extraction evidence in its traffic. Otherwise a cluster hit is capped at medium, whichever rule
     or model raised it (a model beside a coordination-only rule, a high rule that does not look at the
     coordination axis). A hackathon cohort is coordinated (a sign-up burst, a tutorial's system prompt
-    and template) but one room explains that; a farm's coordination is unexplained and it harvests."""
+    and template) but one room explains that; a farm's coordination is unexplained and it harvests.
+    A cluster with no extraction signal whose traffic is a shared sheet (``sheets.low_yield``) is a low
+    lead: a remote course's class, coordinated by its course, harvesting nothing new (round 12)."""
     if hits.height == 0 or "colocated" not in frame.columns:
         return hits  # account subjects have no coordination axis
     c = pl.col
@@ -264,8 +269,12 @@ def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.D
     if "tenant_explains" in frame.columns:  # a tenant's customer may explain it: at most medium
         explained = explained | c("tenant_explains").fill_null(False)
     both = frame.filter(~explained & (c("extraction_signals").fill_null(0) >= 1)).select(key)
+    # coordination alone over a shared sheet's traffic: one actor, little yield (round 12)
+    sheet = frame.filter(c("low_yield").fill_null(False)) if "low_yield" in frame.columns else frame.clear()
     return hits.with_columns(
-        pl.when((c("severity") == "high") & ~c(key).is_in(both[key].implode()))
+        pl.when(c(key).is_in(sheet.select(key).to_series().implode()))
+        .then(pl.lit("low"))
+        .when((c("severity") == "high") & ~c(key).is_in(both[key].implode()))
         .then(pl.lit("medium"))
         .otherwise(c("severity"))
         .alias("severity")
@@ -343,6 +352,7 @@ def axis_reasons(
                     .when(c("tenant_explains").fill_null(False))
                     .then(pl.lit("; inside a reseller tenant: one of its customers may explain it"))
                     .otherwise(pl.lit("; no single customer explains it")),
+                    _yield_note(),
                 ).alias("detail"),
             )
         )
@@ -353,3 +363,15 @@ def axis_reasons(
         pl.lit("live").alias("mode"),
     )
     return pl.concat([hits, axes.select(hits.columns).cast(hits.schema)], how="vertical_relaxed")
+
+
+def _yield_note() -> pl.Expr:
+    """Why a coordinated cluster stays low (``sheets.low_yield``), with the shares (counts only)."""
+
+    def pct(column: str) -> pl.Expr:
+        return (pl.col(column).fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
+
+    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + pct("shared_text_share_24h")
+    note += pl.lit("% of its requests, ") + pct("sheet_share_24h")
+    note += pl.lit("% of its reasoning requests, are texts its members share): low yield")
+    return pl.when(pl.col("low_yield").fill_null(False)).then(note).otherwise(pl.lit(""))

@@ -6,6 +6,9 @@ participants send the same few exercises; a farm sweeping a problem bank sends t
 ``evidence.extraction_checks`` does not count "reasoning elicited" or "reasoning via parameters" on a
 cluster that ``sheet_explains``; coercion, logprobs, rubric grading, agentic transcripts and a pivot
 still count. The account axis caps a point whose extraction is all a sheet (``room.spare_sheets``).
+``low_yield`` (round 12): a cluster accused by coordination alone whose traffic is a shared sheet
+(``shared_text_share_24h``: any text, not only reasoning) is one actor that harvests nothing new: a
+course, not a farm sweeping a problem bank (``evidence.require_both_axes`` keeps it a low lead).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from detector.settings import EvidenceSettings
 SHEET_EXPLAINS = frozenset({"reasoning elicited", "reasoning via parameters"})
 
 
-def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
-    """The subject's reasoning requests are mostly texts many accounts send (``window.sheets``), each
+def read_sheet(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> tuple[pl.Expr, pl.Expr]:
+    """Whether the subject's reasoning requests are mostly texts many accounts send (``window.sheets``), each
     sent about once per account, within a sheet's volume per account: a course's exercise sheet, not a
-    sweep through a problem bank nor many samples of a few problems (issue 17, round 10)."""
+    sweep through a problem bank nor many samples of a few problems (issue 17, round 10); and whether
+    a cluster's cannot be read yet (``unread``)."""
     c = pl.col
     n = c(per_account).fill_null(1).cast(pl.Float64).clip(lower_bound=1.0) if per_account else pl.lit(1.0)
     volume = c("reasoning_requests_24h").fill_null(0).cast(pl.Float64) / n
@@ -31,7 +35,13 @@ def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h"
     few = volume * c("sheet_share_24h").fill_null(0.0) < s.sheet_repeat_min_requests
     once = (c("sheet_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text) | few
     explained = share & once & (volume <= s.sheet_max_requests_per_account)
-    return (explained | unread(s, per_account)).fill_null(False)
+    return explained, unread(s, per_account)
+
+
+def sheet_explains(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
+    """The subject's reasoning is a sheet's (``read_sheet``), or a cluster's cannot be read yet."""
+    explained, early = read_sheet(s, per_account)
+    return (explained | early).fill_null(False)
 
 
 def unread(s: EvidenceSettings, per_account: str = "active_accounts_24h") -> pl.Expr:
@@ -65,3 +75,19 @@ def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
         .then(note)
         .otherwise(pl.lit(""))
     )
+
+
+def low_yield(s: EvidenceSettings) -> pl.Expr:
+    """A cluster with no extraction signal whose traffic is a shared sheet, within a sheet's volume a
+    member: most of its sampled requests are texts a share of its members hold, or its reasoning is a
+    sheet's (``read_sheet``, read: not merely unread). What a coordinated farm buys is distinct texts'
+    answers; a course's class sends the same few (round 12). The reasoning sheet counts alone because a
+    course's own experiments after the session (distinct casual texts) dilute the pooled share by the
+    evening; a sweep's reasoning is no sheet's, whatever else it sends.
+    """
+    c = pl.col
+    volume = c("sampled_requests_per_account_24h").fill_null(0.0) <= s.sheet_max_requests_per_account
+    shared = c("shared_text_share_24h").fill_null(0.0) >= s.yield_shared_share
+    explained, _ = read_sheet(s)
+    reasoning = (c("reasoning_requests_24h").fill_null(0) > 0) & explained
+    return ((c("extraction_signals").fill_null(0) == 0) & (shared | reasoning) & volume).fill_null(False)

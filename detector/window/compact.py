@@ -23,6 +23,7 @@ import polars as pl
 
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.keycodes import code_keys, extend_codes
+from detector.window.sheets import SHEET_STORE
 from detector.window.tables import (
     BUCKET_SCHEMA,
     BUCKET_STORE,
@@ -154,6 +155,8 @@ def upgrade(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     if "sends" not in t["sheets"].columns:  # round 10's first sheet table kept no sends: each row's
         # sampled text was sent at least once (the figure is a lower bound anyway; it expires in a day)
         t["sheets"] = t["sheets"].with_columns(pl.lit(1, pl.UInt32).alias("sends"))
+    if "plain" not in t["sheets"].columns:  # before round 12 the table sampled reasoning requests only
+        t["sheets"] = t["sheets"].with_columns(pl.lit(False).alias("plain")).select(SHEET_STORE.keys())
     if "account_id" in t["keys"].columns:  # written before keys were held as codes
         t["ids"], t["key_names"], t["keys"] = code_keys(t["ids"], t["key_names"], t["keys"])
     if "verified" not in t["accounts"].columns:  # a checkpoint from before the trust flag was kept

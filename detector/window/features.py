@@ -393,6 +393,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
         "stands_out_from_client": pl.Boolean(),
         "trusted_customer": pl.Boolean(),
         "volume_outside_tier": pl.Boolean(),
+        "low_yield": pl.Boolean(),
     },
 }
 

@@ -13,11 +13,11 @@ import polars as pl
 
 from detector.settings import EvidenceSettings
 from detector.window.openers import OPENER_FEATURES, cluster_openers, with_openers
-from detector.window.sheets import SHEET_FEATURES, cluster_sheets, with_sheets
+from detector.window.sheets import CLUSTER_SHEET_FEATURES, cluster_sheets, with_sheets
 from detector.window.state import WindowState
 
 #: The features the samples add to a cluster's row (kept out of the models: ``detect/models/spec.py``).
-SAMPLE_FEATURES: dict[str, pl.DataType] = {**SHEET_FEATURES, **OPENER_FEATURES}
+SAMPLE_FEATURES: dict[str, pl.DataType] = {**CLUSTER_SHEET_FEATURES, **OPENER_FEATURES}
 
 
 def with_cluster_samples(

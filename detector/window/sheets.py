@@ -29,6 +29,14 @@ the text test but sends it many times. A bucket counts only its sampled text's s
 a lower bound of an account's sends of that text (a text sent in a bucket whose sample is another is
 not counted), the same in any order and slicing (a sum of per-bucket counts of a per-bucket minimum).
 
+**A second sample, every text (round 12, "yield").** Beside it each (account, bucket) keeps the same
+three figures over the requests that are neither reasoning nor tool-heavy (``plain``): an app course's
+exercises, a farm's prompts whose content markers are off. A cluster's ``shared_text_share_24h`` pools
+both samples: the share of its members' sampled requests (tool-heavy turns aside) in buckets whose
+sample is a text held by a share of its members (the cluster's sheet bar). A coordination-only verdict
+says "one actor"; what it harvests is its distinct texts: a course sends a sheet's few texts, each held
+by most of the class; a farm sweeps a bank, nearly none shared (``detect/sheets.py: low_yield``).
+
 Limits: the order is the public ``stable_hash64``: an operator who reads this could pick decoy texts
 with tiny hashes to fill its samples; it then sends a sheet's volume per seat to look like one, which
 ``sheet_max_requests_per_account`` bounds (a secret salt per deployment would close it; not built).
@@ -47,7 +55,14 @@ from detector.schema import UTC_US, make_schema
 #: tool-heavy turn: an agent's follow-ups repeat across every agent's sessions ("continue", the same
 #: test output), and agentic transcripts are evidence a sheet does not explain.
 EXTRACTION = ("cot_elicit", "is_thinking")
-_ROW = {"bucket": UTC_US, "text_fp": pl.UInt64, "requests": pl.UInt32, "sends": pl.UInt32}
+#: ``plain``: the row samples the bucket's requests that are neither reasoning nor tool-heavy (round 12).
+_ROW = {
+    "bucket": UTC_US,
+    "plain": pl.Boolean,
+    "text_fp": pl.UInt64,
+    "requests": pl.UInt32,
+    "sends": pl.UInt32,
+}
 SHEET_SCHEMA = make_schema({"account_id": pl.String, **_ROW})
 SHEET_STORE = make_schema({"account_code": pl.UInt32, **_ROW})
 #: The features this module adds, by target (kept out of the models: ``detect/models/spec.py``).
@@ -56,20 +71,28 @@ SHEET_FEATURES: dict[str, pl.DataType] = {
     "reasoning_requests_24h": pl.Int64(),
     "sheet_sends_per_text_24h": pl.Float64(),
 }
+#: The cluster axis's own (round 12): the share of its members' sampled requests, reasoning or plain,
+#: whose sample is a text a share of its members hold, and the sampled requests a member.
+YIELD_FEATURES: dict[str, pl.DataType] = {
+    "shared_text_share_24h": pl.Float64(),
+    "sampled_requests_per_account_24h": pl.Float64(),
+}
+CLUSTER_SHEET_FEATURES = {**SHEET_FEATURES, **YIELD_FEATURES}
 
 
 def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
-    """Per (account, bucket) of ``ev`` (enriched events with ``bucket``): the smallest ``text_fp`` among
-    its reasoning requests, their number, and how many carried that text (``SHEET_STORE``; ``codes``:
+    """Per (account, bucket, kind) of ``ev`` (enriched events with ``bucket``): the smallest ``text_fp``
+    among its reasoning requests (``plain`` false) or among its other requests (``plain`` true; neither
+    takes a tool-heavy turn), their number, and how many carried that text (``SHEET_STORE``; ``codes``:
     account_id -> account_code)."""
-    flagged = pl.any_horizontal([pl.col(c).fill_null(False) for c in EXTRACTION if c in ev.columns])
-    if "is_tools_heavy" in ev.columns:  # an agent's turn, with or without a thinking budget
-        flagged &= ~pl.col("is_tools_heavy").fill_null(False)
     if "text_fp" not in ev.columns:
         return pl.DataFrame(schema=SHEET_STORE)
+    flagged = pl.any_horizontal([pl.col(c).fill_null(False) for c in EXTRACTION if c in ev.columns])
+    tools = pl.col("is_tools_heavy").fill_null(False) if "is_tools_heavy" in ev.columns else pl.lit(False)
     return (
-        ev.filter(flagged & pl.col("text_fp").is_not_null())
-        .group_by("account_id", "bucket")
+        ev.filter(~tools & pl.col("text_fp").is_not_null())  # an agent's turn, with or without a budget
+        .with_columns((~flagged).alias("plain"))
+        .group_by("account_id", "bucket", "plain")
         .agg(
             pl.col("text_fp").min(),
             pl.len().cast(pl.UInt32).alias("requests"),
@@ -81,19 +104,24 @@ def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def reasoning_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """The reasoning sample's rows (a frame without ``plain``, built before round 12: all of them)."""
+    return rows.filter(~pl.col("plain")) if "plain" in rows.columns else rows
+
+
 def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per (account, bucket): the smallest text, the summed requests, and the sends of the
+    """One row per (account, bucket, kind): the smallest text, the summed requests, and the sends of the
     smallest text summed over the rows that sampled it (any order: the same)."""
     least = pl.col("text_fp") == pl.col("text_fp").min()
     return (
-        rows.group_by("account_code", "bucket")
+        rows.group_by("account_code", "bucket", "plain")
         .agg(
             pl.col("text_fp").min(),
             pl.col("requests").sum().cast(pl.UInt32),
             pl.col("sends").filter(least).sum().cast(pl.UInt32),
         )
         .select(SHEET_STORE.keys())
-        .sort("account_code", "bucket")
+        .sort("account_code", "bucket", "plain")
     )
 
 
@@ -106,7 +134,8 @@ def _shared(
     texts that ``min_accounts`` hold, itself included): a course's exercises are each held by most of
     the class, a best-of-k split across k of N seats' problems by k of the N (round 12)."""
     end = pl.col("tick_end")
-    w = ticks.join(rows, how="cross").filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
+    w = ticks.join(reasoning_rows(rows), how="cross")
+    w = w.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
     held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
     w = w.join(held, on=["tick_end", "text_fp"])
     wide = w.filter(pl.col("_holders") >= min_accounts).select("tick_end", "account_id", "text_fp").unique()
@@ -163,16 +192,35 @@ def cluster_sheets(
     w = rows.filter((pl.col("bucket") >= now - long) & (pl.col("bucket") < now)).join(
         members, on="account_id"
     )
+    reasoning = _cluster_sheet(reasoning_rows(w), min_holders, member_share).group_by("cluster_id")
+    shared = _cluster_sheet(w, min_holders, member_share).group_by("cluster_id").agg(_yield())
+    return reasoning.agg(_share()).join(shared, on="cluster_id", how="full", coalesce=True)
+
+
+def _cluster_sheet(w: pl.DataFrame, min_holders: int, member_share: float) -> pl.DataFrame:
+    """``w`` (sheet rows with ``cluster_id``) with ``_sheet``: the row's text is held by at least
+    ``member_share`` of the cluster's members in ``w``, and by at least ``min_holders``."""
     senders = w.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_senders"))
     held = w.group_by("cluster_id", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
     bar = pl.max_horizontal(pl.lit(float(min_holders)), pl.col("_senders").cast(pl.Float64) * member_share)
     w = w.join(held, on=["cluster_id", "text_fp"]).join(senders, on="cluster_id")
-    return w.with_columns((pl.col("_holders") >= bar).alias("_sheet")).group_by("cluster_id").agg(_share())
+    return w.with_columns((pl.col("_holders") >= bar).alias("_sheet"))
+
+
+def _yield() -> list[pl.Expr]:
+    req = pl.col("requests").cast(pl.Int64)
+    return [
+        (req.filter(pl.col("_sheet")).sum() / req.sum()).alias("shared_text_share_24h"),
+        (req.sum() / pl.col("_senders").first()).cast(pl.Float64).alias("sampled_requests_per_account_24h"),
+    ]
 
 
 def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.DataFrame:
-    """``frame`` with ``SHEET_FEATURES`` joined (no reasoning request: share 0, requests 0)."""
+    """``frame`` with ``SHEET_FEATURES`` (and a cluster's ``YIELD_FEATURES``) joined (no reasoning
+    request: share 0, requests 0; no sampled text: no shared text)."""
+    yields = [pl.col(c).fill_null(0.0) for c in YIELD_FEATURES if c in sheets.columns]
     return frame.join(sheets, on=on, how="left").with_columns(
+        *yields,
         pl.col("sheet_share_24h").fill_null(0.0),
         pl.col("reasoning_requests_24h").fill_null(0),
         pl.col("sheet_sends_per_text_24h").fill_null(0.0),

@@ -41,7 +41,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
 #: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3"). The shared exercise sheet
 #: (``window.sheets``, round 10: ``sheet_share_24h``, ``reasoning_requests_24h``,
-#: ``sheet_sends_per_text_24h``) and the agent course's openers (``window.openers``, round 12) came after
+#: ``sheet_sends_per_text_24h``), the agent course's openers (``window.openers``, round 12) and round
+#: 12's yield (``shared_text_share_24h``, ``sampled_requests_per_account_24h``, ``low_yield``) came after
 #: that retrain: rule evidence until the next one weighs it.
 _EXCLUDED: Final = frozenset(
     {
@@ -53,6 +54,9 @@ _EXCLUDED: Final = frozenset(
         "reasoning_requests_24h",
         "sheet_sends_per_text_24h",
         *OPENER_FEATURES,
+        "shared_text_share_24h",
+        "sampled_requests_per_account_24h",
+        "low_yield",
     }
 )
 
