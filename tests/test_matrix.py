@@ -5,15 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from detector.errors import ConfigError
 from detector.lab.matrix import (
     HELD_OUT_FROM,
     KNOBS,
+    SEED_BASE,
     SPLIT_CELLS,
     SPLIT_FAMILIES,
+    VERIFIED_CELLS,
     MatrixConfig,
     draw_knobs,
+    draw_params,
     draw_split,
+    draw_verified,
     knob_cells,
     run_matrix,
 )
@@ -43,6 +49,28 @@ def test_the_split_knob_is_drawn_from_its_own_stream() -> None:
     }
     assert cells == set(SPLIT_CELLS)
     assert "split" not in knob_cells(draw_knobs(np.random.default_rng(0)))
+
+
+def test_the_verified_knob_is_drawn_from_its_own_stream() -> None:
+    """Verified campaign accounts (round 12): every family all-verified on about half the draws, reported
+    per campaign; the draw's other knobs are what its own stream gives (``draw_knobs`` from the seed)."""
+    draws = [draw_verified(i) for i in range(400)]
+    for f in FAMILIES:
+        assert 0.35 < sum(d[f] == "all" for d in draws) / len(draws) < 0.65
+        assert {d[f] for d in draws} == set(VERIFIED_CELLS)
+    for i in (0, 7, 733):
+        knobs, params = draw_params(i, 20, 0.25)
+        rng = np.random.default_rng(SEED_BASE + i)
+        for f in FAMILIES:
+            assert {k: v for k, v in knobs[f].items() if k not in ("split", "verified")} == draw_knobs(rng)
+            assert knob_cells(knobs[f])["verified"] == knobs[f]["verified"] == draw_verified(i)[f]
+            share = getattr(params, f).verified_share
+            assert share == (1.0 if knobs[f]["verified"] == "all" else None)
+        forced, _ = draw_params(i, 20, 0.25, verified="all")
+        assert {f: forced[f]["verified"] for f in FAMILIES} == dict.fromkeys(FAMILIES, "all")
+    assert "verified" not in knob_cells(draw_knobs(np.random.default_rng(0)))
+    with pytest.raises(ConfigError, match="--verified"):
+        run_matrix(MatrixConfig(draws=1, verified="some"))
 
 
 def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_path: Path) -> None:

@@ -64,6 +64,9 @@ SPLIT_SHARE = 0.5
 SPLIT_SEATS = (3, 8)
 #: The split knob's reported values.
 SPLIT_CELLS = ("off", "k3-5", "k6-8")
+#: Verified campaign accounts (round 12): on this share of draws all of a family's accounts are verified
+#: (bought aged, verified accounts), else the family's own share (``draw_verified``, its own stream).
+VERIFIED_SHARE, VERIFIED_CELLS = 0.5, ("default", "all")
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
@@ -105,6 +108,12 @@ def draw_split(index: int) -> dict[str, int]:
     return out
 
 
+def draw_verified(index: int) -> dict[str, str]:
+    """Draw ``index``'s verified knob per family (``VERIFIED_CELLS``), from its own stream."""
+    rng = np.random.default_rng([SEED_BASE + index, zlib.crc32(b"verified")])
+    return {f: VERIFIED_CELLS[int(rng.random() < VERIFIED_SHARE)] for f in FAMILIES}
+
+
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     """The reported value of each knob (continuous knobs bucketed; ``split`` where the family has it)."""
     cells = {
@@ -115,6 +124,7 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     if "split" in knobs:
         k = int(knobs["split"])
         cells["split"] = SPLIT_CELLS[0] if k == 0 else _bucket(k, (6.0,), SPLIT_CELLS[1:])
+    cells |= {"verified": str(knobs["verified"])} if "verified" in knobs else {}
     return cells
 
 
@@ -138,6 +148,7 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "rotating_proxy": knobs["network"] == "rotating_proxy",
             "via_router": knobs["reseller"] == "router",
             "split_seats": int(knobs.get("split", 0)),
+            "verified_share": 1.0 if knobs.get("verified") == "all" else None,
         }
     )
 
@@ -158,6 +169,7 @@ class MatrixConfig:
     #: The first draw index; None: 0, or ``HELD_OUT_FROM`` with ``held_out``. A held-out block that has
     #: been looked at is spent: the next one starts past it (e.g. 1020), never below ``HELD_OUT_FROM``.
     first_draw: int | None = None
+    verified: str | None = None  # every family's verified knob forced to this; None: drawn
 
 
 class MatrixResult(BaseModel):
@@ -190,15 +202,17 @@ def _requests_when_named(events: pl.DataFrame, first: dict[str, Any], members: l
 
 
 def draw_params(
-    index: int, attack_accounts: int, scale: float
+    index: int, attack_accounts: int, scale: float, verified: str | None = None
 ) -> tuple[dict[str, dict[str, Any]], SimParams]:
     """Draw ``index``'s knobs per family and the simulator parameters they give (the seed is
-    ``SEED_BASE + index``). Also used by ``detector train`` (its training and calibration blocks)."""
+    ``SEED_BASE + index``; ``verified`` forces that knob). Also used by ``detector train``."""
     rng = np.random.default_rng(SEED_BASE + index)
     base = SimParams()
     knobs = {f: draw_knobs(rng) for f in FAMILIES}
     for f, k in draw_split(index).items():
         knobs[f]["split"] = k
+    for f, v in draw_verified(index).items():
+        knobs[f]["verified"] = verified or v
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }
@@ -215,7 +229,7 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
     from detector.app import build_engine
     from detector.runtime.replay import replay
 
-    knobs, params = draw_params(index, cfg.attack_accounts, cfg.scale)
+    knobs, params = draw_params(index, cfg.attack_accounts, cfg.scale, cfg.verified)
     out = work / f"draw{index}"
     simulate(out, cfg.days, SEED_BASE + index, scale=cfg.scale, params=params)
     labels = orjson.loads((out / "labels.json").read_bytes())
@@ -328,6 +342,8 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
             "use --held-out for draws from there, and only there",
             "--first-draw",
         )
+    if cfg.verified not in (None, *VERIFIED_CELLS):
+        raise ConfigError(f"{cfg.verified!r}: use {' or '.join(VERIFIED_CELLS)}", "--verified")
     indices = list(range(start, start + cfg.draws))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -347,6 +363,7 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
         "scale": cfg.scale,
         "attack_accounts": cfg.attack_accounts,
         "ip_intel": str(cfg.ip_intel_dir) if cfg.ip_intel_dir else None,
+        "verified": cfg.verified,
     }
     return MatrixResult(
         config=config, draw_indices=indices, cells=cells, personas=personas, campaigns=campaigns

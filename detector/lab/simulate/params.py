@@ -117,6 +117,9 @@ class FamilyParams(_Frozen):
     #: this many of the cluster's accounts (a round's seats shuffled into groups of k), so every seat
     #: sends each text once and no text is held by the whole cluster; 0: each problem sent once.
     split_seats: int = Field(default=0, ge=0)
+    #: Share of members verified (issue 17, round 12: bought aged, verified accounts); ``None``: the
+    #: family's own share. Under ``via_router`` the router's verification wins.
+    verified_share: float | None = Field(default=None, ge=0, le=1)
 
 
 def _default_start() -> datetime:
