@@ -90,8 +90,9 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     families = {c["family"] for c in result.cells}
     assert families <= set(FAMILIES) and len(families) >= len(FAMILIES) - 1
     # every family reports each knob once per draw and IP-intel setting
-    # + one "all" row per family, + the split knob's row for the families that may split best-of-k
-    per_family = {f: len(KNOBS) + 1 + (f in SPLIT_FAMILIES) for f in families}
+    # + one "all" row per family, + the split knob's row for the families that may split best-of-k,
+    # + the verified knob's row (every family)
+    per_family = {f: len(KNOBS) + 2 + (f in SPLIT_FAMILIES) for f in families}
     assert len(result.cells) == 2 * sum(per_family.values())
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     # the per-campaign rows the cells are summed from: one per family and setting, summing back

@@ -115,7 +115,7 @@ def draw_verified(index: int) -> dict[str, str]:
 
 
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
-    """The reported value of each knob (continuous knobs bucketed; ``split`` where the family has it)."""
+    """The reported value of each knob (continuous knobs bucketed; ``split``, ``verified`` where drawn)."""
     cells = {
         **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups", "content", "reseller")},
         "rate": _bucket(knobs["rate"], (20.0, 80.0), KNOBS["rate"]),
