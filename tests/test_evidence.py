@@ -333,8 +333,8 @@ def test_a_tools_established_users_opened_in_its_launch_are_its_adoption_not_a_b
     """Issue 17, round 11: among independent established customers (nearly all verified and aged, one
     org and one card each) whose traffic is what the agent does, a batch of a minority of them in one
     half hour (a launch) and a launch week's cohort are the tool's adoption, not bulk provisioning. The
-    same cluster fresh, half unverified, sharing cards, harvesting logprobs, or with most of it opened
-    in one half hour is still accused."""
+    same cluster fresh, half unverified, sharing cards, harvesting logprobs, with most of it opened in
+    one half hour, or (round 12) without the agent's transcripts is still accused."""
     sev, reasons = _verdict(engine, "cluster", **CODERS_NIGHT)
     assert SEVERITY_RANK.get(sev, 0) < SEVERITY_RANK["medium"], reasons
     for route in (
@@ -350,6 +350,8 @@ def test_a_tools_established_users_opened_in_its_launch_are_its_adoption_not_a_b
         "a card per ten accounts": {"payers": 3},
         "logprob harvest beyond the tool": {"logprob_share_24h": 0.6},
         "most of them opened in one half hour": {"signup_burst_share": 16 / 30},
+        # round 12: verified, aged farms whose plain traffic carried nothing were read as a tool's users
+        "no agent transcripts (plain chat, a thinking budget)": {"tools_heavy_share_24h": 0.0},
     }
     for what, change in accused.items():
         sev, reasons = _verdict(engine, "cluster", **(CODERS_NIGHT | change))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from detector.errors import ConfigError
 from detector.lab.matrix import (
     FAMILY_KNOBS,
     HELD_OUT_FROM,
@@ -14,11 +16,13 @@ from detector.lab.matrix import (
     SESSION_TURNS,
     SPLIT_CELLS,
     SPLIT_FAMILIES,
+    VERIFIED_CELLS,
     MatrixConfig,
     draw_family_knobs,
     draw_knobs,
     draw_params,
     draw_split,
+    draw_verified,
     knob_cells,
     run_matrix,
 )
@@ -26,6 +30,9 @@ from detector.lab.simulate import FAMILIES
 from detector.lab.simulate.params import LOOKALIKE_PERSONAS, LOOKALIKE_SIZES
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: Knobs drawn from their own random streams (a draw's other knobs are what ``draw_knobs`` gives).
+_OWN_STREAMS = ("session", "split", "verified")
 
 
 def test_knobs_cover_their_ranges() -> None:
@@ -47,7 +54,7 @@ def test_a_family_knob_leaves_every_other_knob_of_a_draw_as_it_was() -> None:
         knobs, params = draw_params(index, 20, 1.85)
         rng = np.random.default_rng(SEED_BASE + index)
         assert {f: draw_knobs(rng) for f in FAMILIES} == {
-            f: {k: v for k, v in knobs[f].items() if k not in ("session", "split")} for f in FAMILIES
+            f: {k: v for k, v in knobs[f].items() if k not in _OWN_STREAMS} for f in FAMILIES
         }
         lo, hi = SESSION_TURNS
         assert lo <= knobs["agentic_pivot"]["session"] <= hi
@@ -71,6 +78,28 @@ def test_the_split_knob_is_drawn_from_its_own_stream() -> None:
     assert "split" not in knob_cells(draw_knobs(np.random.default_rng(0)))
 
 
+def test_the_verified_knob_is_drawn_from_its_own_stream() -> None:
+    """Verified campaign accounts (round 12): every family all-verified on about half the draws, reported
+    per campaign; the draw's other knobs are what its own stream gives (``draw_knobs`` from the seed)."""
+    draws = [draw_verified(i) for i in range(400)]
+    for f in FAMILIES:
+        assert 0.35 < sum(d[f] == "all" for d in draws) / len(draws) < 0.65
+        assert {d[f] for d in draws} == set(VERIFIED_CELLS)
+    for i in (0, 7, 733):
+        knobs, params = draw_params(i, 20, 0.25)
+        rng = np.random.default_rng(SEED_BASE + i)
+        for f in FAMILIES:
+            assert {k: v for k, v in knobs[f].items() if k not in _OWN_STREAMS} == draw_knobs(rng)
+            assert knob_cells(knobs[f])["verified"] == knobs[f]["verified"] == draw_verified(i)[f]
+            share = getattr(params, f).verified_share
+            assert share == (1.0 if knobs[f]["verified"] == "all" else None)
+        forced, _ = draw_params(i, 20, 0.25, verified="all")
+        assert {f: forced[f]["verified"] for f in FAMILIES} == dict.fromkeys(FAMILIES, "all")
+    assert "verified" not in knob_cells(draw_knobs(np.random.default_rng(0)))
+    with pytest.raises(ConfigError, match="--verified"):
+        run_matrix(MatrixConfig(draws=1, verified="some"))
+
+
 def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_path: Path) -> None:
     cfg = MatrixConfig(
         draws=1,
@@ -89,8 +118,8 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     assert families <= set(FAMILIES) and len(families) >= len(FAMILIES) - 1
     # every family reports each knob once per draw and IP-intel setting
     # + one "all" row per family, + the split knob's row for the families that may split best-of-k,
-    # + a family's own knobs (agentic: session)
-    per_family = {f: len(KNOBS) + 1 + (f in SPLIT_FAMILIES) + len(FAMILY_KNOBS.get(f, {})) for f in families}
+    # + a family's own knobs (agentic: session), + the verified knob's row (every family)
+    per_family = {f: len(KNOBS) + 2 + (f in SPLIT_FAMILIES) + len(FAMILY_KNOBS.get(f, {})) for f in families}
     assert len(result.cells) == 2 * sum(per_family.values())
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     # the per-campaign rows the cells are summed from: one per family and setting, summing back

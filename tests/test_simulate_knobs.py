@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,23 @@ def test_rotating_proxy_sends_campaigns_through_exits_honest_users_send_from(tmp
     # without the knob the same family keeps its own addresses
     ev2 = _run(tmp_path / "off", _only("cot_hydra"))
     assert not set(ev2.filter(pl.col("persona") == "cot_hydra")["ip"].to_list()) & exits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_verified_knob_verifies_every_member_and_changes_nothing_else(family: str) -> None:
+    """Bought aged, verified accounts (round 12): ``verified_share=1.0`` verifies every member, churn
+    replacements too; the traffic and every other account field are what they were without it."""
+
+    def members(**knobs: Any) -> tuple[list[Any], Block]:
+        w = World(3, _only(family, account_age_days=300.0, **knobs), BANK, 1.0, 1.0)
+        (b,) = run_families(w, w.params)
+        return [a for a in w.accounts if a.persona == family], b
+
+    (on, b_on), (off, b_off) = members(verified_share=1.0), members()
+    assert len(on) == len(off) >= 20 and all(a.verified for a in on)
+    assert not all(a.verified for a in off), "the family's own share (0.3-0.8) leaves some unverified"
+    assert [replace(a, verified=None) for a in on] == [replace(a, verified=None) for a in off]
+    assert np.array_equal(b_on.ts, b_off.ts) and np.array_equal(b_on.acct, b_off.acct)
 
 
 def test_router_campaign_shares_the_routers_keys_with_its_honest_customers(tmp_path: Path) -> None:

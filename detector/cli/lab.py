@@ -105,13 +105,17 @@ def evaluate_matrix(
         int | None,
         typer.Option("--first-draw", help="First draw index (default 0, or 1000 with --held-out).", min=0),
     ] = None,
+    verified: Annotated[
+        str | None,
+        typer.Option("--verified", help="Set every family's verified knob: default or all (else drawn)."),
+    ] = None,
 ) -> None:
     """Evasion matrix: recall per (family x knob value) over random draws, FPs per honest persona."""
     from detector.defaults import rules_dir
     from detector.lab.matrix import MatrixConfig, render_markdown, run_matrix
 
     cfg = MatrixConfig(
-        draws, held_out, days, scale, attack_accounts, rules or rules_dir(), ip_intel, first_draw=first_draw
+        draws, held_out, days, scale, attack_accounts, rules or rules_dir(), ip_intel, first_draw, verified
     )
     result = run_matrix(cfg)
     if out is not None:

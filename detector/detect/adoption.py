@@ -25,6 +25,8 @@ from detector.settings import EvidenceSettings
 #: Extraction signals (``evidence.extraction_checks`` names) that an agentic tool's own use gives: its
 #: transcripts, the reasoning model's thinking budget, and its users moving to a new model together.
 TOOL_OWN_SIGNALS = ("agentic transcripts", "reasoning via parameters", "new-model pivot")
+#: The one a cluster must carry to be read as the agent's adoption: its users run its sessions.
+TOOL_SIGNAL = TOOL_OWN_SIGNALS[0]
 
 
 def independent_established(s: EvidenceSettings) -> pl.Expr:
@@ -42,8 +44,11 @@ def independent_established(s: EvidenceSettings) -> pl.Expr:
 
 
 def adoption_explains(s: EvidenceSettings, extraction: dict[str, pl.Expr], excess: pl.Expr) -> pl.Expr:
-    """Independent established customers whose traffic carries nothing beyond a tool's own use: no
-    extraction signal (``extraction``: ``evidence.extraction_checks``) outside ``TOOL_OWN_SIGNALS`` and no
-    harvest in excess of the typical mix over the kinds no tool needs (``excess``)."""
+    """Independent established customers whose traffic is a tool's own use: the agent's transcripts
+    (``TOOL_SIGNAL``), no extraction signal (``extraction``: ``evidence.extraction_checks``) outside
+    ``TOOL_OWN_SIGNALS`` and no harvest in excess of the typical mix over the kinds no tool needs
+    (``excess``). A cluster with no transcripts is no agent's adoption, whatever it lacks besides (issue
+    17, round 12: verified, aged farms of plain chat with nothing else were read as one)."""
     beyond = [e.fill_null(False) for k, e in extraction.items() if k not in TOOL_OWN_SIGNALS]
-    return independent_established(s) & ~pl.any_horizontal([*beyond, excess.fill_null(False)])
+    tool = extraction[TOOL_SIGNAL].fill_null(False)
+    return independent_established(s) & tool & ~pl.any_horizontal([*beyond, excess.fill_null(False)])

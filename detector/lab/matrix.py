@@ -72,6 +72,9 @@ FAMILY_KNOBS: dict[str, dict[str, tuple[str, ...]]] = {
     "agentic_pivot": {"session": ("2-6 turns", "6-15 turns", "15-40 turns")},
 }
 SESSION_TURNS = (2.0, 40.0)
+#: Verified campaign accounts (round 12): on this share of draws all of a family's accounts are verified
+#: (bought aged, verified accounts), else the family's own share (``draw_verified``, its own stream).
+VERIFIED_SHARE, VERIFIED_CELLS = 0.5, ("default", "all")
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
@@ -121,9 +124,15 @@ def draw_family_knobs(family: str, rng: np.random.Generator) -> dict[str, Any]:
     return {}
 
 
+def draw_verified(index: int) -> dict[str, str]:
+    """Draw ``index``'s verified knob per family (``VERIFIED_CELLS``), from its own stream."""
+    rng = np.random.default_rng([SEED_BASE + index, zlib.crc32(b"verified")])
+    return {f: VERIFIED_CELLS[int(rng.random() < VERIFIED_SHARE)] for f in FAMILIES}
+
+
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
-    """The reported value of each knob (continuous knobs bucketed; ``split`` and ``session`` where the
-    family has them)."""
+    """The reported value of each knob (continuous knobs bucketed; ``split``, ``session`` and ``verified``
+    where drawn)."""
     cells = {
         **{k: str(knobs[k]) for k in ("age", "payment", "network", "signups", "content", "reseller")},
         "rate": _bucket(knobs["rate"], (20.0, 80.0), KNOBS["rate"]),
@@ -134,6 +143,7 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
         cells["split"] = SPLIT_CELLS[0] if k == 0 else _bucket(k, (6.0,), SPLIT_CELLS[1:])
     if "session" in knobs:
         cells["session"] = _bucket(knobs["session"], (6.0, 15.0), FAMILY_KNOBS["agentic_pivot"]["session"])
+    cells |= {"verified": str(knobs["verified"])} if "verified" in knobs else {}
     return cells
 
 
@@ -158,6 +168,7 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "via_router": knobs["reseller"] == "router",
             "split_seats": int(knobs.get("split", 0)),
             "session_turns": knobs.get("session", base.session_turns),
+            "verified_share": 1.0 if knobs.get("verified") == "all" else None,
         }
     )
 
@@ -178,6 +189,7 @@ class MatrixConfig:
     #: The first draw index; None: 0, or ``HELD_OUT_FROM`` with ``held_out``. A held-out block that has
     #: been looked at is spent: the next one starts past it (e.g. 1020), never below ``HELD_OUT_FROM``.
     first_draw: int | None = None
+    verified: str | None = None  # every family's verified knob forced to this; None: drawn
 
 
 class MatrixResult(BaseModel):
@@ -210,10 +222,10 @@ def _requests_when_named(events: pl.DataFrame, first: dict[str, Any], members: l
 
 
 def draw_params(
-    index: int, attack_accounts: int, scale: float
+    index: int, attack_accounts: int, scale: float, verified: str | None = None
 ) -> tuple[dict[str, dict[str, Any]], SimParams]:
     """Draw ``index``'s knobs per family and the simulator parameters they give (the seed is
-    ``SEED_BASE + index``). Also used by ``detector train`` (its training and calibration blocks)."""
+    ``SEED_BASE + index``; ``verified`` forces that knob). Also used by ``detector train``."""
     rng = np.random.default_rng(SEED_BASE + index)
     base = SimParams()
     knobs = {f: draw_knobs(rng) for f in FAMILIES}
@@ -222,6 +234,8 @@ def draw_params(
     own = np.random.default_rng([SEED_BASE + index, 1])  # family knobs: their own stream
     for f in FAMILIES:
         knobs[f] |= draw_family_knobs(f, own)
+    for f, v in draw_verified(index).items():
+        knobs[f]["verified"] = verified or v
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }
@@ -238,7 +252,7 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
     from detector.app import build_engine
     from detector.runtime.replay import replay
 
-    knobs, params = draw_params(index, cfg.attack_accounts, cfg.scale)
+    knobs, params = draw_params(index, cfg.attack_accounts, cfg.scale, cfg.verified)
     out = work / f"draw{index}"
     simulate(out, cfg.days, SEED_BASE + index, scale=cfg.scale, params=params)
     labels = orjson.loads((out / "labels.json").read_bytes())
@@ -351,6 +365,8 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
             "use --held-out for draws from there, and only there",
             "--first-draw",
         )
+    if cfg.verified not in (None, *VERIFIED_CELLS):
+        raise ConfigError(f"{cfg.verified!r}: use {' or '.join(VERIFIED_CELLS)}", "--verified")
     indices = list(range(start, start + cfg.draws))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -370,6 +386,7 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
         "scale": cfg.scale,
         "attack_accounts": cfg.attack_accounts,
         "ip_intel": str(cfg.ip_intel_dir) if cfg.ip_intel_dir else None,
+        "verified": cfg.verified,
     }
     return MatrixResult(
         config=config, draw_indices=indices, cells=cells, personas=personas, campaigns=campaigns

@@ -120,6 +120,9 @@ class FamilyParams(_Frozen):
     #: Mean requests a session for a family that works in sessions (``agentic_pivot``): a farm chooses
     #: its loop's length (a 3-turn harvest of short tasks or a 30-turn agent run); geometric per session.
     session_turns: float = Field(default=30.0, ge=1.0)
+    #: Share of members verified (issue 17, round 12: bought aged, verified accounts); ``None``: the
+    #: family's own share. Under ``via_router`` the router's verification wins.
+    verified_share: float | None = Field(default=None, ge=0, le=1)
 
 
 def _default_start() -> datetime:

@@ -103,7 +103,10 @@ def pool(w: World, rng: np.random.Generator, p: FamilyParams, providers: tuple[s
 
 def apply_knobs(w: World, p: FamilyParams, infra: Infra) -> Infra:
     """The reseller and network knobs: through the world's router (its org, card, egress, client build,
-    tier; sub-accounts inherit the tenant's verification), or through the residential proxy exits."""
+    tier; sub-accounts inherit the tenant's verification), or through the residential proxy exits; the
+    verified knob sets the members' verified share outside the router."""
+    if p.verified_share is not None:
+        infra = replace(infra, verified_p=p.verified_share)
     if p.via_router:
         r = w.router()
         return replace(
