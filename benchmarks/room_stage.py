@@ -17,8 +17,8 @@ import polars as pl
 
 from detector.app import build_engine
 from detector.detect import room
+from detector.evidence_settings import EvidenceSettings
 from detector.runtime.replay import replay
-from detector.settings import EvidenceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

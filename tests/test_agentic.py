@@ -17,12 +17,12 @@ from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import add_axes
 from detector.engine import Engine
+from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import SimParams
 from detector.lab.simulate.params import CODER_CARD_TEAM_MAX, with_lookalikes
 from detector.lab.simulate.personas import agentic_coder
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
-from detector.settings import EvidenceSettings
 from detector.window.cards import cross_org_cards
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ from test_evidence import FARM, _frame, _verdict
 from detector.app import build_engine
 from detector.detect.evidence import add_axes
 from detector.engine import Engine
-from detector.settings import EvidenceSettings, LinkSettings
+from detector.evidence_settings import EvidenceSettings
+from detector.settings import LinkSettings
 from detector.window.cohorts import COHORT_LINK
 from detector.window.link import build_clusters
 from detector.window.state import ACCOUNT_SCHEMA, KEY_SCHEMA

@@ -21,13 +21,13 @@ import pytest
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import add_axes, require_both_axes
+from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.lab.simulate.hackathon import hackathon_cohort
 from detector.lab.simulate.params import PersonaParams
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
 from detector.runtime.replay import replay
-from detector.settings import EvidenceSettings
 from detector.window.features import CATALOGUES
 
 ROOT = Path(__file__).resolve().parents[1]

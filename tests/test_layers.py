@@ -115,3 +115,21 @@ def test_the_checks_can_fail() -> None:
 @pytest.mark.parametrize("upper", UPPER)
 def test_upper_layers_exist(upper: str) -> None:
     assert any(m == upper or m.startswith(upper + ".") for m in _graph())
+
+
+#: A module says one thing: past this many lines it is split by what it says (round 12 split the
+#: evidence settings out of ``settings.py`` and the matrix's knobs out of ``lab/matrix.py``).
+MAX_MODULE_LINES = 400
+
+
+def _long_modules(root: Path, limit: int) -> list[str]:
+    return sorted(
+        f"{p.relative_to(root.parent)}: {n} lines"
+        for p in root.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > limit
+    )
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    assert _long_modules(PACKAGE, MAX_MODULE_LINES) == []
+    assert _long_modules(PACKAGE, 300)  # the count sees real modules: some are longer than 300

@@ -8,24 +8,22 @@ import numpy as np
 import pytest
 
 from detector.errors import ConfigError
-from detector.lab.matrix import (
+from detector.lab.knobs import (
     FAMILY_KNOBS,
-    HELD_OUT_FROM,
     KNOBS,
     SEED_BASE,
     SESSION_TURNS,
     SPLIT_CELLS,
     SPLIT_FAMILIES,
     VERIFIED_CELLS,
-    MatrixConfig,
     draw_family_knobs,
     draw_knobs,
     draw_params,
     draw_split,
     draw_verified,
     knob_cells,
-    run_matrix,
 )
+from detector.lab.matrix import HELD_OUT_FROM, MatrixConfig, run_matrix
 from detector.lab.simulate import FAMILIES
 from detector.lab.simulate.params import LOOKALIKE_PERSONAS, LOOKALIKE_SIZES
 

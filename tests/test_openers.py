@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 
 from detector.detect.evidence import agentic_transcripts, extraction_checks
 from detector.detect.openers import opener_note
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 from detector.window.openers import (
     OPENER_STORE,
     cluster_openers,

@@ -20,9 +20,10 @@ import polars as pl
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
+from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.runtime.replay import replay
-from detector.settings import EngineSettings, EvidenceSettings
+from detector.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 0.1

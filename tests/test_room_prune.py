@@ -17,9 +17,9 @@ from test_room_account import ROOT, SCALE, SEED, _params
 
 from detector.app import build_engine
 from detector.detect import room
+from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
-from detector.settings import EvidenceSettings
 
 
 def _keep_all(

@@ -17,8 +17,8 @@ from polars.testing import assert_frame_equal
 
 from detector.detect.evidence import extraction_checks
 from detector.detect.room import spare_sheets
+from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US
-from detector.settings import EvidenceSettings
 from detector.window.openers import opener_defaults
 from detector.window.sheets import SHEET_STORE, account_sheets, cluster_sheets, merge_sheets, sheet_rows
 from detector.window.state import WindowState

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US
-from detector.settings import EvidenceSettings
 from detector.window.openers import opener_defaults
 from detector.window.sheets import account_sheets, cluster_sheets
 

@@ -16,8 +16,8 @@ import polars as pl
 
 from detector.detect.evidence import require_both_axes
 from detector.detect.sheets import low_yield
+from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US
-from detector.settings import EvidenceSettings
 from detector.window.sheets import SHEET_STORE, cluster_sheets, merge_sheets, sheet_rows
 from detector.window.state import WindowState
 

@@ -25,9 +25,10 @@ from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import beyond_a_tool
 from detector.detect.room import EXTRACTION_SHARES
+from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.runtime.replay import replay
-from detector.settings import EngineSettings, EvidenceSettings
+from detector.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 0.1

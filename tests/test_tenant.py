@@ -19,11 +19,11 @@ from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.evidence import extraction_checks
 from detector.engine import Engine
+from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import SimParams
 from detector.lab.simulate.intermediaries import router_calibration, router_judges, router_uncertainty
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.world import World
-from detector.settings import EvidenceSettings
 from detector.window.dilution import BEYOND_A_TOOL, BEYOND_ROUTER_TRUST
 
 ROOT = Path(__file__).resolve().parents[1]

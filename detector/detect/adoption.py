@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 
 #: Extraction signals (``evidence.extraction_checks`` names) that an agentic tool's own use gives: its
 #: transcripts, the reasoning model's thinking budget, and its users moving to a new model together.

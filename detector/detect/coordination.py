@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 from detector.window.features import ARTEFACT_FAMILIES
 
 

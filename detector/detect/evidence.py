@@ -34,7 +34,7 @@ from detector.detect.coordination import (
 )
 from detector.detect.openers import opener_explains, opener_note
 from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sheet_note
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.openers import opener_defaults
 from detector.window.sheets import sheet_defaults

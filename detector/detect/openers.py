@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 
 #: The extraction check (``evidence.extraction_checks``) a shared opener sheet explains.
 OPENER_EXPLAINS = "agentic transcripts"

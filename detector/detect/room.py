@@ -34,7 +34,7 @@ from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.coordination import colocated
 from detector.detect.evidence import AXIS_PREFIX, extraction_checks
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
 from detector.window.features import client_inside, venues
 from detector.window.link import tenant_subaccounts

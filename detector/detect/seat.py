@@ -33,7 +33,7 @@ import polars as pl
 
 from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, in_tenant, tenant_explains
 from detector.detect.room import RoomContext, accused_points, cap_at_low
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.members import is_subaccount, new_account_share
 from detector.window.samples import with_cluster_samples

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 
 #: The extraction checks (``evidence.extraction_checks``) a shared sheet explains: reasoning asked for.
 SHEET_EXPLAINS = frozenset({"reasoning elicited", "reasoning via parameters"})

@@ -1,7 +1,6 @@
 """Account and cluster features: sums over window buckets, turned into named shares and rates.
 
-Feature names explain themselves (``cot_share_24h``, ``requests_1h``): the suffix is the window. The
-catalogues (``ACCOUNT_FEATURES``, ``CLUSTER_FEATURES``) give every name its dtype (rules are checked at load).
+Names end in their window (``cot_share_24h``); ``ACCOUNT_FEATURES``, ``CLUSTER_FEATURES`` give dtypes.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US, make_schema
-from detector.settings import EvidenceSettings
 
 _ROW = {
     "bucket": UTC_US,

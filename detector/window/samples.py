@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from detector.settings import EvidenceSettings
+from detector.evidence_settings import EvidenceSettings
 from detector.window.openers import OPENER_FEATURES, cluster_openers, with_openers
 from detector.window.sheets import CLUSTER_SHEET_FEATURES, cluster_sheets, with_sheets
 from detector.window.state import WindowState

@@ -83,7 +83,7 @@ def _fingerprint(index: int, size: DrawSize) -> str:
 
 def simulate_draw(out_dir: Path, index: int, size: DrawSize) -> Path:
     """Simulate draw ``index`` into ``out_dir`` (kept when the simulator and matrix are unchanged)."""
-    from detector.lab.matrix import SEED_BASE, draw_params
+    from detector.lab.knobs import SEED_BASE, draw_params
     from detector.lab.simulate import simulate
 
     stamp = out_dir / "draw.sha256"
