@@ -141,7 +141,8 @@ class EvidenceSettings(BaseModel):
     #: as ``sheet_read_min_requests``): below it each agent opened a session or two, and one sampled
     #: opener a bucket cannot tell a course's first hour (its members at different tasks of the sheet)
     #: from a bank's (draw 620's course: 44% shared when first scored, 66% an hour later). Only while
-    #: its loops are short and its volume a sheet's: a long loop or a harvest's volume counts at once.
+    #: some opener is shared already and its loops are short and its volume a sheet's: a bank's own
+    #: tasks, a long loop or a harvest's volume count at once.
     #: The cost: an agentic farm of short loops reaches high later (medium meanwhile).
     opener_read_min_openers: float = Field(default=2.0, ge=0)
     #: A cluster that only the coordination axis accuses (no extraction signal) is a low lead when at

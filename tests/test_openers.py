@@ -215,6 +215,9 @@ def test_a_clusters_openers_are_not_read_in_its_first_hour() -> None:
     # a farm's single long session an agent, or a harvest's volume in its first: counts at once
     assert _signals(_cluster(_table(first, loop=20))) == ["agentic transcripts"]
     assert _signals(_cluster(_table(first, loop=8, sends=8))) == ["agentic transcripts"]
+    # one opener an agent, every one a task of its own (a bank's): nothing to wait for
+    own = {f"s{i}": [1000 + i] for i in range(24)}
+    assert _signals(_cluster(_table(own))) == ["agentic transcripts"]
     # two sampled openers an agent, its own tasks: read, and counted
     farm = {f"s{i}": [1000 + 10 * i, 1001 + 10 * i] for i in range(24)}
     assert _signals(_cluster(_table(farm))) == ["agentic transcripts"]

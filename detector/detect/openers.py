@@ -37,12 +37,15 @@ def _short_loops(s: EvidenceSettings) -> pl.Expr:
 
 
 def opener_unread(s: EvidenceSettings) -> pl.Expr:
-    """A cluster's openers cannot be read yet (round 12, as ``sheets.unread``): some sampled, fewer than
-    ``opener_read_min_openers`` an agent, in short loops within a sheet's volume (a course's first
-    hour: one sampled opener a bucket cannot tell a sheet's tasks from a bank's). Nothing sampled (no
-    turns known): nothing to wait for; a long loop or a harvest's volume counts at once."""
-    per = pl.col("openers_per_agent_24h").fill_null(0.0)
-    return (per > 0) & (per < s.opener_read_min_openers) & _short_loops(s)
+    """A cluster's openers cannot be read yet (round 12, as ``sheets.unread``): fewer than
+    ``opener_read_min_openers`` sampled an agent, some of them a shared task already, in short loops
+    within a sheet's volume (a course's first hour: its agents at different tasks of the sheet, so the
+    share is not yet most). Nothing sampled (no turns known): nothing to wait for; no shared opener at
+    all (a bank's own tasks), a long loop or a harvest's volume: read as it is, at once."""
+    c = pl.col
+    per = c("openers_per_agent_24h").fill_null(0.0)
+    begun = c("opener_shared_share_24h").fill_null(0.0) > 0
+    return (per > 0) & (per < s.opener_read_min_openers) & begun & _short_loops(s)
 
 
 def opener_note(s: EvidenceSettings, target: str, agentic: pl.Expr) -> pl.Expr:
