@@ -137,6 +137,14 @@ class EvidenceSettings(BaseModel):
     #: session runs as long as the farm likes) and each agent's tool-heavy turns stay within
     #: ``sheet_max_requests_per_account``: what a farm opening a course's few tasks would harvest.
     opener_max_turns: float = Field(default=8.0, gt=1)
+    #: ... and a cluster's openers are read only from this many sampled openers an agent on (round 12,
+    #: as ``sheet_read_min_requests``): below it each agent opened a session or two, and one sampled
+    #: opener a bucket cannot tell a course's first hour (its members at different tasks of the sheet)
+    #: from a bank's (draw 620's course: 44% shared when first scored, 66% an hour later). Only while
+    #: some opener is shared already and its loops are short and its volume a sheet's: a bank's own
+    #: tasks, a long loop or a harvest's volume count at once.
+    #: The cost: an agentic farm of short loops reaches high later (medium meanwhile).
+    opener_read_min_openers: float = Field(default=2.0, ge=0)
     #: A cluster that only the coordination axis accuses (no extraction signal) is a low lead when at
     #: least this share of its members' sampled requests (reasoning or plain, tool-heavy turns aside)
     #: are texts a share of its members hold (``window/sheets.py``: the sheet bar): a course's

@@ -128,6 +128,7 @@ def test_a_courses_agents_share_their_openers_and_a_farms_do_not() -> None:
     assert got["tools_heavy_turns_per_open_24h"] == 3.0
     assert got["tools_heavy_per_agent_24h"] == 48 * 3 / 12
     assert got["opener_sends_per_text_24h"] == 1.0
+    assert got["openers_per_agent_24h"] == 48 / 12
     # a farm opens each session with its own task of a bank: nothing shared
     farm = {f"s{i}": [1000 + 10 * i + k for k in range(5)] for i in range(12)}
     assert _features(_table(farm))["opener_shared_share_24h"] == 0.0
@@ -140,7 +141,7 @@ def test_a_courses_agents_share_their_openers_and_a_farms_do_not() -> None:
         cluster_openers(_table(course), _members(_table(course)), S),
         ["cluster_id"],
     )
-    assert frame.drop("cluster_id").row(0) == (0.0, 0.0, 0.0, 0.0)
+    assert frame.drop("cluster_id").row(0) == (0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _cluster(rows: pl.DataFrame) -> pl.DataFrame:
@@ -201,6 +202,33 @@ def test_the_extraction_reason_says_the_openers_explain_the_transcripts() -> Non
     )
     assert farm.select(note).item() == ""
     assert course.select(opener_note(S, "account", agentic).alias("note")).item() == ""
+
+
+def test_a_clusters_openers_are_not_read_in_its_first_hour() -> None:
+    """One sampled opener an agent (each at a different task of the sheet, under half of them shared):
+    the share cannot tell a course from a bank yet, so the transcripts wait (round 12; on main they
+    counted, and the course's first hour went high). What can be read already still counts."""
+    # 24 agents, one opener each: 10 on the sheet's first task, the rest on tasks of their own pace
+    first = {f"p{i}": [1 if i < 10 else 100 + i] for i in range(24)}
+    assert _features(_table(first))["opener_shared_share_24h"] == pytest.approx(10 / 24)
+    assert _signals(_cluster(_table(first))) == []
+    # a farm's single long session an agent, or a harvest's volume in its first: counts at once
+    assert _signals(_cluster(_table(first, loop=20))) == ["agentic transcripts"]
+    assert _signals(_cluster(_table(first, loop=8, sends=8))) == ["agentic transcripts"]
+    # one opener an agent, every one a task of its own (a bank's): nothing to wait for
+    own = {f"s{i}": [1000 + i] for i in range(24)}
+    assert _signals(_cluster(_table(own))) == ["agentic transcripts"]
+    # two sampled openers an agent, its own tasks: read, and counted
+    farm = {f"s{i}": [1000 + 10 * i, 1001 + 10 * i] for i in range(24)}
+    assert _signals(_cluster(_table(farm))) == ["agentic transcripts"]
+    # nothing sampled (no turns known): nothing to wait for
+    unknown = _table(first).with_columns(pl.lit(None, pl.UInt64).alias("text_fp"))
+    assert _signals(_cluster(unknown)) == ["agentic transcripts"]
+    note = opener_note(S, "cluster", agentic_transcripts(S, "cluster")).alias("note")
+    assert _cluster(_table(first)).select(note).item() == (
+        "; agentic transcripts not counted yet: 1.0 sampled session openers an agent, too few to tell "
+        "a course's tasks from a bank's"
+    )
 
 
 def test_the_opener_table_goes_through_a_checkpoint_and_an_older_one_loads_without_it(

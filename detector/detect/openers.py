@@ -21,21 +21,49 @@ OPENER_EXPLAINS = "agentic transcripts"
 def opener_explains(s: EvidenceSettings) -> pl.Expr:
     """Most of the cluster's sampled openers are shared by a real share of its agents, each opened about
     once per agent, in short loops, within a sheet's volume per agent: a course's agent exercises, not
-    a harvest of trajectories (a farm doing the same harvests a course's few)."""
+    a harvest of trajectories (a farm doing the same harvests a course's few); or its openers cannot be
+    read yet (``opener_unread``)."""
     c = pl.col
     shared = c("opener_shared_share_24h").fill_null(0.0) >= s.sheet_share
     once = c("opener_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text
+    return ((shared & once & _short_loops(s)) | opener_unread(s)).fill_null(False)
+
+
+def _short_loops(s: EvidenceSettings) -> pl.Expr:
+    """Short loops (tool-heavy turns per opener) within a sheet's volume per agent."""
+    c = pl.col
     short = c("tools_heavy_turns_per_open_24h").fill_null(0.0) <= s.opener_max_turns
-    volume = c("tools_heavy_per_agent_24h").fill_null(0.0) <= s.sheet_max_requests_per_account
-    return (shared & once & short & volume).fill_null(False)
+    return short & (c("tools_heavy_per_agent_24h").fill_null(0.0) <= s.sheet_max_requests_per_account)
+
+
+def opener_unread(s: EvidenceSettings) -> pl.Expr:
+    """A cluster's openers cannot be read yet (round 12, as ``sheets.unread``): fewer than
+    ``opener_read_min_openers`` sampled an agent, some of them a shared task already, in short loops
+    within a sheet's volume (a course's first hour: its agents at different tasks of the sheet, so the
+    share is not yet most). Nothing sampled (no turns known): nothing to wait for; no shared opener at
+    all (a bank's own tasks), a long loop or a harvest's volume: read as it is, at once."""
+    c = pl.col
+    per = c("openers_per_agent_24h").fill_null(0.0)
+    begun = c("opener_shared_share_24h").fill_null(0.0) > 0
+    return (per > 0) & (per < s.opener_read_min_openers) & begun & _short_loops(s)
 
 
 def opener_note(s: EvidenceSettings, target: str, agentic: pl.Expr) -> pl.Expr:
     """On a cluster whose agentic transcripts (``agentic``: the check holds, the openers aside) a shared
-    opener sheet explains: that it does, with the share (counts only)."""
+    opener sheet explains, or whose openers cannot be read yet: that it does, with the figure (counts
+    only)."""
     if target != "cluster":
         return pl.lit("")
     share = (pl.col("opener_shared_share_24h").fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
     rest = pl.lit("% of its agent sessions open with a shared sheet's tasks")
     note = pl.lit("; agentic transcripts not counted: ") + share + rest
-    return pl.when(opener_explains(s) & agentic).then(note).otherwise(pl.lit(""))
+    per = pl.col("openers_per_agent_24h").fill_null(0.0).round(1).cast(pl.String)
+    early = pl.lit("; agentic transcripts not counted yet: ") + per
+    early += pl.lit(" sampled session openers an agent, too few to tell a course's tasks from a bank's")
+    return (
+        pl.when(opener_unread(s) & agentic)
+        .then(early)
+        .when(opener_explains(s) & agentic)
+        .then(note)
+        .otherwise(pl.lit(""))
+    )

@@ -20,7 +20,8 @@ agents): a sampled opener is **shared** when at least ``opener_holder_share`` of
 ``opener_min_holders``, hold it. Features (counts only): ``opener_shared_share_24h``, the share of the
 sampled openers (account, bucket) that are shared; ``tools_heavy_turns_per_open_24h``, the pool's
 tool-heavy turns per opener; ``tools_heavy_per_agent_24h``, its tool-heavy turns per agent; and
-``opener_sends_per_text_24h``, the sampled sends of shared openers per distinct (account, text).
+``opener_sends_per_text_24h``, the sampled sends of shared openers per distinct (account, text); and
+``openers_per_agent_24h``, the sampled openers per agent (below a few, the share cannot be read yet).
 ``detect/openers.py`` reads them.
 """
 
@@ -46,6 +47,7 @@ OPENER_FEATURES: dict[str, pl.DataType] = {
     "tools_heavy_turns_per_open_24h": pl.Float64(),
     "tools_heavy_per_agent_24h": pl.Float64(),
     "opener_sends_per_text_24h": pl.Float64(),
+    "openers_per_agent_24h": pl.Float64(),
 }
 #: Features of a cluster with no tool-heavy request: nothing shared, nothing sent.
 _NONE = {name: 0.0 for name in OPENER_FEATURES}
@@ -122,6 +124,7 @@ def cluster_openers(rows: pl.DataFrame, members: pl.DataFrame, s: EvidenceSettin
         (turns / pl.max_horizontal(opens, pl.lit(1.0))).alias("tools_heavy_turns_per_open_24h"),
         (turns / c("_agents").first()).alias("tools_heavy_per_agent_24h"),
         pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("opener_sends_per_text_24h"),
+        (sampled.sum().cast(pl.Float64) / c("_agents").first()).alias("openers_per_agent_24h"),
     )
 
 
