@@ -37,7 +37,7 @@ from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sh
 from detector.evidence_settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.openers import opener_defaults
-from detector.window.sheets import sheet_defaults
+from detector.window.sheets import CLUSTER_SHEET_FEATURES, sheet_defaults
 
 #: Reason names of the axes (``Reason.name``; source ``rule``: the evidence model is declarative).
 AXIS_PREFIX = "evidence:"
@@ -191,7 +191,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
             outside.alias("volume_outside_tier"),
         )
     # a frame built without the sheet or opener table (``window.sheets``, ``window.openers``)
-    frame = opener_defaults(sheet_defaults(frame))
+    frame = opener_defaults(sheet_defaults(frame, CLUSTER_SHEET_FEATURES))
     # one card or one org: a customer's own accounts share its artefacts. One card across the members'
     # many orgs is not one customer: it is the cards-across-orgs signal (a card per ten accounts of a farm)
     one_payer = ((c("orgs") <= 1) | ((c("payers") <= 1) & ~cards_across_orgs(s))).fill_null(False)
@@ -216,8 +216,6 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     )
     per_account = c("requests_per_account_24h").fill_null(0.0)
     outside = per_account > _tier_limit(s, pl.lit("standard")) * s.outside_tier_factor
-    if "shared_text_share_24h" not in frame.columns:  # a frame built without the sheet table
-        frame = frame.with_columns(pl.lit(0.0).alias("shared_text_share_24h"))
     frame = frame.with_columns(
         _count(extraction_checks(s, "cluster")).alias("extraction_signals"),
         _count(coordination_checks(s)).alias("coordination_signals"),

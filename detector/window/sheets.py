@@ -227,7 +227,8 @@ def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.
     )
 
 
-def sheet_defaults(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with any missing ``SHEET_FEATURES`` column as if no reasoning request was sampled."""
-    missing = [c for c in SHEET_FEATURES if c not in frame.columns]
-    return frame.with_columns(pl.lit(0, SHEET_FEATURES[c]).alias(c) for c in missing)
+def sheet_defaults(frame: pl.DataFrame, features: dict[str, pl.DataType] = SHEET_FEATURES) -> pl.DataFrame:
+    """``frame`` with any missing column of ``features`` (a cluster's: ``CLUSTER_SHEET_FEATURES``) as if
+    no text was sampled."""
+    missing = [c for c in features if c not in frame.columns]
+    return frame.with_columns(pl.lit(0, features[c]).alias(c) for c in missing)
