@@ -153,7 +153,7 @@ def _same_text_key(engine: Engine, stored: str | None, folder: Path) -> None:
     """Refuse a checkpoint whose samples were ordered under another text key (or none): the sheet and
     opener samples keep each bucket's smallest ``text_fp``, and two keys' orders mixed in one window
     would read as different texts. Restoring it would be silently wrong; a ``ConfigError`` names the
-    variable (exit 2): set the key the state was written with, or start over (``--reset-state``)."""
+    variable (exit 2): set the key the state was written with, or start over."""
     mine = engine.text_key.check if engine.text_key is not None else None
     if stored != mine:
         how = (
@@ -163,7 +163,8 @@ def _same_text_key(engine: Engine, stored: str | None, folder: Path) -> None:
         )
         raise ConfigError(
             f"checkpoint {folder.name} was written {how}; set the key it was written with (or none), or "
-            "start over with `detector run --reset-state` (docs/operations.md#state)",
+            "start over: move the state directory aside, then `detector run --reset-state` "
+            "(docs/operations.md#a-secret-key-on-the-text-hash)",
             "DETECTOR_TEXT_KEY",
         )
 
