@@ -43,7 +43,8 @@ def test_a_keyed_daemon_matches_a_keyed_replay_and_refuses_another_key(
 ) -> None:
     simulate(tmp_path / "sim", days=0.5, seed=1, scale=0.2)
     ref = tmp_path / "ref.jsonl"
-    replay([tmp_path / "sim" / "events.jsonl"], _factory(KEY_A)(), ref)
+    replayed = _factory(KEY_A)()
+    replay([tmp_path / "sim" / "events.jsonl"], replayed, ref)
     want = [orjson.loads(x) for x in ref.read_bytes().splitlines()]
     assert want, "the keyed replay raised no alerts"
     kb.make_topics(broker.bootstrap)
@@ -62,6 +63,13 @@ def test_a_keyed_daemon_matches_a_keyed_replay_and_refuses_another_key(
     got = [{k: v for k, v in d.items() if k != "emitted_at"} for d in daemon.summary.alert_docs]
     key = lambda d: (d["alert_id"], d["revision"])  # noqa: E731
     assert sorted(got, key=key) == sorted(want, key=key)
+    # the samples the daemon's decoding worker fed are the keyed replay's (the alerts of this day do
+    # not depend on the sample order, so they alone would not show an unkeyed worker)
+    assert daemon.engine is not None
+    for table in ("sheets", "openers"):
+        mine = set(getattr(daemon.engine.state, table)["text_fp"].drop_nulls().to_list())
+        theirs = set(getattr(replayed.state, table)["text_fp"].drop_nulls().to_list())
+        assert mine and mine <= theirs, table
     current = (state / "CURRENT").read_text()
     meta = orjson.loads((state / current / "meta.json").read_bytes())
     assert meta[TEXT_KEY_CHECK] == TextKey(KEY_A.encode()).check
