@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 from detector.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from detector.detect.rules import RuleWatcher
     from detector.engine import Engine, Observers
+    from detector.enrich.prompt.hashing import TextKey
     from detector.runtime.stream.daemon import Daemon, RunSummary
     from detector.runtime.stream.http import OpsServer
     from detector.runtime.stream.settings import StreamSettings
@@ -49,7 +52,40 @@ def engine_settings(
         updates["ip_intel_dir"] = resolve_ip_intel(ip_intel)
     if allowlist is not None:
         updates["allowlist"] = allowlist
+    if s.text_key is None and s.text_key_file is not None:  # read once, here; the variable wins
+        updates["text_key"] = _read_key_file(s.text_key_file)
     return s.model_copy(update=updates) if updates else s
+
+
+#: Shortest secret accepted for ``DETECTOR_TEXT_KEY`` (as for the community key).
+TEXT_KEY_MIN_BYTES = 16
+
+
+def _read_key_file(path: Path) -> SecretStr:
+    from pydantic import SecretStr
+
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the text key file ({type(exc).__name__}); fix DETECTOR_TEXT_KEY_FILE", str(path)
+        ) from None
+
+
+def text_key(s: EngineSettings) -> TextKey | None:
+    """The deployment's secret key on ``text_fp`` from ``s`` (None: unset, public hashes). Raises a
+    ``ConfigError`` naming the variable or file when it is shorter than 16 bytes (never the key)."""
+    from detector.enrich.prompt.hashing import TextKey
+
+    if s.text_key is None:
+        return None
+    raw = s.text_key.get_secret_value().encode()
+    if len(raw) < TEXT_KEY_MIN_BYTES:
+        where = str(s.text_key_file) if s.text_key_file is not None else "DETECTOR_TEXT_KEY"
+        raise ConfigError(
+            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret", where
+        )
+    return TextKey(raw)
 
 
 def build_engine(
@@ -98,7 +134,8 @@ def build_engine(
 
         bundles = sorted(partner_intel.glob("*.json")) if partner_intel.is_dir() else [partner_intel]
         partner = load_partner(bundles, community_key(file=community_key_file))
-    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set, partner, observers)
+    key = text_key(s)
+    return Engine(s, rules, intel, AllowList.load(s.allowlist), model_set, partner, observers, key)
 
 
 @dataclass

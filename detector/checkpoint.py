@@ -27,6 +27,7 @@ from detector.alert.verdict import Episode
 from detector.contracts import Reason, Severity
 from detector.detect.runaway import demotions_state, restore_demotions
 from detector.engine import Engine, EngineClock, EngineStats
+from detector.errors import ConfigError
 from detector.statedir import (
     CheckpointError,
     CheckpointWriteError,
@@ -44,6 +45,8 @@ __all__ = ["CheckpointError", "CheckpointWriteError", "NoGoodCheckpoint"]
 log = logging.getLogger("detector.checkpoint")
 
 FORMAT = 1
+#: ``meta.json`` key of the text key's check (``TextKey.check``), present only when a key is set.
+TEXT_KEY_CHECK = "text_key_check"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -118,6 +121,8 @@ def _fill(engine: Engine, extra: dict[str, Any] | None) -> Callable[[Path], None
             pending.write_parquet(folder / "pending.parquet")
         (folder / "book.json").write_text(json.dumps(_book(engine)))
         meta = {"format": FORMAT, "clock": clock_state(engine), "extra": extra or {}}
+        if engine.text_key is not None:  # which key ordered the samples (a check, never the key)
+            meta[TEXT_KEY_CHECK] = engine.text_key.check
         (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
 
     return fill
@@ -142,6 +147,26 @@ def _book(engine: Engine) -> list[dict[str, Any]]:
         }
         for k, ep in sorted(engine.book.episodes.items())
     ]
+
+
+def _same_text_key(engine: Engine, stored: str | None, folder: Path) -> None:
+    """Refuse a checkpoint whose samples were ordered under another text key (or none): the sheet and
+    opener samples keep each bucket's smallest ``text_fp``, and two keys' orders mixed in one window
+    would read as different texts. Restoring it would be silently wrong; a ``ConfigError`` names the
+    variable (exit 2): set the key the state was written with, or start over."""
+    mine = engine.text_key.check if engine.text_key is not None else None
+    if stored != mine:
+        how = (
+            "under another text key"
+            if stored and mine
+            else ("under a text key, and none is set" if stored else "without a text key, and one is set")
+        )
+        raise ConfigError(
+            f"checkpoint {folder.name} was written {how}; set the key it was written with (or none), or "
+            "start over: move the state directory aside, then `detector run --reset-state` "
+            "(docs/operations.md#a-secret-key-on-the-text-hash)",
+            "DETECTOR_TEXT_KEY",
+        )
 
 
 def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -206,6 +231,7 @@ def load_engine(
         raise CheckpointError(
             f"checkpoint {folder} has format {meta.get('format')}, this build reads {FORMAT}",
         )
+    _same_text_key(engine, meta.get(TEXT_KEY_CHECK), folder)
     engine.state = WindowState.load(folder)
     pending_path = folder / "pending.parquet"
     pending = pl.read_parquet(pending_path) if pending_path.exists() else None

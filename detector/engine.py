@@ -28,6 +28,7 @@ from detector.detect.seat import SeatWalk
 from detector.engine_types import SIGNAL_METRICS, EngineClock, EngineStats, Observers
 from detector.enrich import enrich
 from detector.enrich.ipintel import IpIntel
+from detector.enrich.prompt.hashing import TextKey
 from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
@@ -40,8 +41,7 @@ from detector.window.samples import with_cluster_samples
 from detector.window.sheets import account_sheets, with_sheets
 from detector.window.state import WindowState
 
-#: ``EngineStats``, ``EngineClock``, ``Observers`` and ``SIGNAL_METRICS`` live in ``engine_types.py``;
-#: they are imported from here too.
+#: ``EngineStats``, ``EngineClock``, ``Observers``, ``SIGNAL_METRICS``: in ``engine_types.py`` (imported too).
 __all__ = ["SIGNAL_METRICS", "Engine", "EngineClock", "EngineFactory", "EngineStats", "Observers"]
 
 
@@ -63,8 +63,10 @@ class Engine:
         models: ModelSet | None = None,
         partner: PartnerIndex | None = None,
         observers: Observers | None = None,
+        text_key: TextKey | None = None,
     ) -> None:
         self.settings = settings
+        self.text_key = text_key  #: the secret key on ``text_fp`` (``EngineSettings.text_key``); None: public
         #: rules demoted to shadow since the rule set was last swapped in (checkpointed with a
         #: fingerprint of each rule: a restart keeps the demotions of unchanged rules, ``runaway``)
         self.demoted: set[str] = set()
@@ -106,7 +108,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     def enrich(self, events: pl.DataFrame) -> pl.DataFrame:
         """Enrichment only (replay enriches chunk by chunk before sorting, to drop text early)."""
-        return enrich(events.drop("_pos", strict=False), self.intel)
+        return enrich(events.drop("_pos", strict=False), self.intel, self.text_key)
 
     def process(self, events: pl.DataFrame, *, enriched: bool = False) -> list[Alert]:
         """Take a batch of decoded (or already enriched) events; return alerts for every closed tick."""

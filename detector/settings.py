@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector import defaults
@@ -214,8 +214,15 @@ class EngineSettings(BaseSettings):
     #: 17,520 points of one pass on a 964,000-event tile) and templates: 10,000 keeps that join under
     #: ~30 MB however many accounts a pass has active (docs/benchmarks.md, Scale).
     feature_batch_points: int = Field(default=10_000, ge=2)
+    #: The deployment's secret key on the prompt text's hash (``text_fp``), at least 16 bytes, or a file
+    #: holding it (the variable wins). Unset: ``text_fp`` is the public hash, as before round 13. Set, a
+    #: checkpoint holder cannot confirm a guessed prompt against the sheet and opener samples, and a farm
+    #: cannot pick the decoy text that wins every bucket's sample (docs/detection.md, round 13). Never
+    #: logged or stored; checkpoints keep only a check of it and refuse to load under another key.
+    text_key: SecretStr | None = None
+    text_key_file: Path | None = None
 
-    @field_validator("models_dir", "allowlist", "ip_intel_dir", mode="before")
+    @field_validator("models_dir", "allowlist", "ip_intel_dir", "text_key", "text_key_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """``DETECTOR_MODELS_DIR=`` (empty) means none: rules only, no allow-list, no IP intelligence."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.enrich.ipintel import IpIntel, add_ip_columns
+from detector.enrich.prompt.hashing import TextKey
 from detector.enrich.prompt_features import PROMPT_FEATURE_SCHEMA, add_prompt_features
 
 #: max_tokens at or above this counts as "near the maximum" (frontier APIs cap output at 8k-128k).
@@ -42,21 +43,23 @@ def request_flags() -> list[pl.Expr]:
     ]
 
 
-def enrich_prompt(events: pl.DataFrame) -> pl.DataFrame:
-    """The stateless first stage: prompt-structure features, ``prompt_text`` dropped.
+def enrich_prompt(events: pl.DataFrame, text_key: TextKey | None = None) -> pl.DataFrame:
+    """The stateless first stage: prompt-structure features, ``prompt_text`` dropped; ``text_fp`` under
+    the deployment's secret ``text_key`` when one is set.
 
     A batch that already has them (text gone, every feature column there) is returned as it is.
     """
     done = "prompt_text" not in events.columns and all(c in events.columns for c in PROMPT_FEATURE_SCHEMA)
-    return events if done else add_prompt_features(events)
+    return events if done else add_prompt_features(events, text_key)
 
 
-def enrich(events: pl.DataFrame, intel: IpIntel | None) -> pl.DataFrame:
+def enrich(events: pl.DataFrame, intel: IpIntel | None, text_key: TextKey | None = None) -> pl.DataFrame:
     """Add IP, prompt-structure and request-parameter columns; drop ``prompt_text``.
 
-    Prompt features already computed (the daemon's decoding workers do that, text gone) are kept.
+    Prompt features already computed (the daemon's decoding workers do that, text gone, under the same
+    ``text_key``) are kept.
     """
-    out = enrich_prompt(events)
+    out = enrich_prompt(events, text_key)
     out = add_ip_columns(out, intel)
     out = out.with_columns(request_flags())
     if "prompt_text" in out.columns:  # belt and braces: prompt text never leaves enrichment

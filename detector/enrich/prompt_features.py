@@ -17,7 +17,8 @@
 - ``identity_probe``: "which model are you", "who built you", "what is your system prompt" and the like.
 - ``code_agentic``: code or agentic-task markers in the text, or the request defines tools.
 - ``template_fp``: a template-skeleton fingerprint (see below).
-- ``text_fp``: the text's ``stable_hash64`` (a long text's read window), else the gateway's SimHash.
+- ``text_fp``: the text's ``stable_hash64`` (a long text's read window), else the gateway's SimHash;
+  under the deployment's secret key (``TextKey``) when one is set.
 - ``prompt_simhash64``: the gateway's SimHash parsed from hex (null when absent or malformed).
 - ``script``: the dominant script of the first ``SCRIPT_CHARS`` characters (one of ``SCRIPTS``); from
   ``prompt_lang`` when there is no text, or no letter in it.
@@ -86,6 +87,7 @@ from detector.enrich.prompt.exprs import (
 )
 from detector.enrich.prompt.hashing import (
     SUFFIX_SIDE_SALT,
+    TextKey,
     simhash64,
     simhash64_hex,
     stable_hash64,
@@ -144,8 +146,10 @@ __all__ = [
 # The features
 
 
-def add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
+def add_prompt_features(df: pl.DataFrame, text_key: TextKey | None = None) -> pl.DataFrame:
     """Add ``PROMPT_FEATURE_SCHEMA``'s columns to an event batch and drop ``prompt_text``.
+
+    ``text_key``: the deployment's secret key; ``text_fp`` is then keyed (``TextKey.series``), else public.
 
     Pure and vectorised per batch (no per-row Python). Missing input columns count as null. With text the
     five flags are never null; without text they come from the SimHash (True) or from ``tools``
@@ -155,10 +159,11 @@ def add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
     """
     parts = min(pl.thread_pool_size(), df.height // PARALLEL_MIN_ROWS)
     if parts <= 1:
-        return _add_prompt_features(df)
+        return _add_prompt_features(df, text_key)
     step = -(-df.height // parts)
     slices = [df.slice(i * step, step) for i in range(parts)]
-    return pl.concat(list(_pool().map(_add_prompt_features, slices)), how="vertical", rechunk=False)
+    done = _pool().map(_add_prompt_features, slices, [text_key] * parts)
+    return pl.concat(list(done), how="vertical", rechunk=False)
 
 
 @cache
@@ -166,7 +171,7 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=pl.thread_pool_size(), thread_name_prefix="prompt-features")
 
 
-def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
+def _add_prompt_features(df: pl.DataFrame, text_key: TextKey | None = None) -> pl.DataFrame:
     m = markers()
     col, P = pl.col, TMP
     t, w, h6, hp = col(f"{P}text"), col(f"{P}w"), col(f"{P}h6"), col(f"{P}hp")
@@ -301,10 +306,10 @@ def _add_prompt_features(df: pl.DataFrame) -> pl.DataFrame:
             [has_template_keyword(ts).alias(f"{P}suffix"), ts.alias(f"{P}ts")],
         )
     )
-    return _assemble(frame, m)
+    return _assemble(frame, m, text_key)
 
 
-def _assemble(frame: pl.DataFrame, m: Markers) -> pl.DataFrame:
+def _assemble(frame: pl.DataFrame, m: Markers, text_key: TextKey | None) -> pl.DataFrame:
     """The output columns: from the text where there is one, else from the SimHash, tools and lang."""
     col, P = pl.col, TMP
     t = col(f"{P}text")
@@ -369,4 +374,6 @@ def _assemble(frame: pl.DataFrame, m: Markers) -> pl.DataFrame:
         .alias("template_fp"),
         pl.when(has_text).then(stable_hash_series(out.get_column(f"{P}w"))).otherwise(h64).alias("text_fp"),
     )
+    if text_key is not None:  # the public hash never leaves this function when a key is set
+        out = out.with_columns(text_key.series(out.get_column("text_fp")))
     return out.drop([c for c in out.columns if c.startswith(TMP)])

@@ -37,9 +37,14 @@ sample is a text held by a share of its members (the cluster's sheet bar). A coo
 says "one actor"; what it harvests is its distinct texts: a course sends a sheet's few texts, each held
 by most of the class; a farm sweeps a bank, nearly none shared (``detect/sheets.py: low_yield``).
 
-Limits: the order is the public ``stable_hash64``: an operator who reads this could pick decoy texts
-with tiny hashes to fill its samples; it then sends a sheet's volume per seat to look like one, which
-``sheet_max_requests_per_account`` bounds (a secret salt per deployment would close it; not built).
+Limits: without a deployment key (``DETECTOR_TEXT_KEY``, round 13) the order is the public
+``stable_hash64``: an operator who reads this could pick decoy texts with tiny hashes to fill its
+samples (then sending a sheet's volume per seat to look like one, which
+``sheet_max_requests_per_account`` bounds), and a checkpoint holder could confirm a guessed prompt by
+hashing it. With a key ``text_fp`` is SipHash-2-4 of that hash under the secret: the decoy wins a
+bucket only by its draw under a key the farm cannot know (1 in n texts on average over keys;
+``tests/test_text_key.py``), and the samples hold no public hash. What stays public: template
+fingerprints (allow-lists name them), equal to the text hash for a one-sentence prompt without digits.
 """
 
 from __future__ import annotations

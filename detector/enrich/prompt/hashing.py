@@ -2,13 +2,19 @@
 
 Both are specified exactly (reference code below) so that a gateway, the simulator and the detector
 compute the same values on any machine and any polars version.
+
+``TextKey``: the deployment's optional secret key on ``text_fp`` (the whole text's hash, whose smallest
+value per bucket the sheet and opener samples keep). With a key, ``text_fp`` is SipHash-2-4 (a keyed
+pseudo-random function built for exactly this: hash tables an attacker must not be able to steer) of
+the public hash, so a checkpoint holder cannot confirm a guessed prompt and a farm cannot choose the
+text that wins a bucket's sample. Template fingerprints stay public (allow-lists name them).
 """
 
 from __future__ import annotations
 
 import re
 from hashlib import blake2b
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import polars as pl
@@ -138,3 +144,132 @@ def stable_hash_series(s: pl.Series, prefix_bytes: pl.Series | None = None) -> p
     if s.null_count():
         out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
     return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# The secret key on text_fp (round 13)
+
+_SIP_INIT: Final = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573)
+#: blake2b personalisation of the derivation: the key's SipHash half and its check never equal another use.
+_KEY_PERSON: Final = b"det-text-fp"
+_CHECK_PERSON: Final = b"det-text-chk"
+
+
+class TextKey:
+    """The deployment's secret key on ``text_fp``: a SipHash-2-4 key (two 64-bit words) derived from the
+    operator's key bytes by blake2b, and ``check``, a short public name of which key it is (a checkpoint
+    stores it; with a key of 16 bytes or more nobody can test a prompt guess or recover the key from it).
+
+    It prints as ``TextKey(***)``: never the key or its words, so a log, an exception or a ``repr`` of a
+    frame's settings cannot leak it.
+    """
+
+    __slots__ = ("_k0", "_k1", "check")
+
+    def __init__(self, secret: bytes) -> None:
+        words = blake2b(secret, digest_size=16, person=_KEY_PERSON).digest()
+        self._k0 = int.from_bytes(words[:8], "little")
+        self._k1 = int.from_bytes(words[8:], "little")
+        #: 16 hex digits: blake2b of the secret under another personalisation (not the SipHash words).
+        self.check: str = blake2b(secret, digest_size=8, person=_CHECK_PERSON).hexdigest()
+
+    def __repr__(self) -> str:
+        return "TextKey(***)"
+
+    __str__ = __repr__
+
+    def __getstate__(self) -> tuple[int, int, str]:  # pickled to the daemon's decoding workers, in memory
+        return self._k0, self._k1, self.check
+
+    def __setstate__(self, state: tuple[int, int, str]) -> None:
+        self._k0, self._k1, self.check = state
+
+    def hash64(self, value: int) -> int:
+        """SipHash-2-4 of the 8 little-endian bytes of ``value`` (reference; ``series``: vectorised)."""
+        return siphash24_u64(self._k0, self._k1, value)
+
+    def series(self, s: pl.Series) -> pl.Series:
+        """``hash64`` of every value of a UInt64 series (nulls stay null), vectorised."""
+        if s.len() == 0:
+            return s
+        m = s.fill_null(0).to_numpy().astype(np.uint64, copy=False)
+        out = pl.Series(s.name, _siphash24_np(self._k0, self._k1, m), dtype=pl.UInt64)
+        if s.null_count():
+            out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
+        return out
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _MASK64
+
+
+def siphash24_u64(k0: int, k1: int, m: int) -> int:
+    """SipHash-2-4 (Aumasson and Bernstein) of one 8-byte message, read as a little-endian word ``m``,
+    under the key words ``k0``, ``k1`` (the 16-byte key read as two little-endian words). Reference code."""
+    v = [k0 ^ _SIP_INIT[0], k1 ^ _SIP_INIT[1], k0 ^ _SIP_INIT[2], k1 ^ _SIP_INIT[3]]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            v[0] = (v[0] + v[1]) & _MASK64
+            v[1] = _rotl(v[1], 13) ^ v[0]
+            v[0] = _rotl(v[0], 32)
+            v[2] = (v[2] + v[3]) & _MASK64
+            v[3] = _rotl(v[3], 16) ^ v[2]
+            v[0] = (v[0] + v[3]) & _MASK64
+            v[3] = _rotl(v[3], 21) ^ v[0]
+            v[2] = (v[2] + v[1]) & _MASK64
+            v[1] = _rotl(v[1], 17) ^ v[2]
+            v[2] = _rotl(v[2], 32)
+
+    last = 8 << 56  # the message length in the final block's top byte; no bytes left over
+    for block in (m & _MASK64, last):
+        v[3] ^= block
+        rounds(2)
+        v[0] ^= block
+    v[2] ^= 0xFF
+    rounds(4)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def _siphash24_np(
+    k0: int, k1: int, m: np.ndarray[Any, np.dtype[np.uint64]]
+) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """``siphash24_u64`` of every word of ``m`` (numpy wraps unsigned additions modulo 2**64)."""
+    u = np.uint64
+    v0 = np.full_like(m, k0 ^ _SIP_INIT[0])
+    v1 = np.full_like(m, k1 ^ _SIP_INIT[1])
+    v2 = np.full_like(m, k0 ^ _SIP_INIT[2])
+    v3 = np.full_like(m, k1 ^ _SIP_INIT[3])
+
+    def rotl(x: np.ndarray[Any, np.dtype[np.uint64]], b: int) -> np.ndarray[Any, np.dtype[np.uint64]]:
+        return (x << u(b)) | (x >> u(64 - b))
+
+    def rounds(n: int) -> None:
+        nonlocal v0, v1, v2, v3
+        for _ in range(n):
+            v0 += v1
+            v1 = rotl(v1, 13)
+            v1 ^= v0
+            v0 = rotl(v0, 32)
+            v2 += v3
+            v3 = rotl(v3, 16)
+            v3 ^= v2
+            v0 += v3
+            v3 = rotl(v3, 21)
+            v3 ^= v0
+            v2 += v1
+            v1 = rotl(v1, 17)
+            v1 ^= v2
+            v2 = rotl(v2, 32)
+
+    with np.errstate(over="ignore"):
+        v3 ^= m
+        rounds(2)
+        v0 ^= m
+        last = u(8 << 56)
+        v3 ^= last
+        rounds(2)
+        v0 ^= last
+        v2 ^= u(0xFF)
+        rounds(4)
+    return cast("np.ndarray[Any, np.dtype[np.uint64]]", v0 ^ v1 ^ v2 ^ v3)  # numpy's stubs say bool

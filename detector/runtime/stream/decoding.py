@@ -29,6 +29,7 @@ import polars as pl
 from detector.deadletter import summarize
 from detector.decode import DecodedBatch, Reject, decode_lines
 from detector.enrich import enrich_prompt
+from detector.enrich.prompt.hashing import TextKey
 from detector.enrich.prompt_features import markers
 from detector.io.sinks import DeadLetter, SinkGroup
 from detector.runtime.cpu import pid_seconds
@@ -42,10 +43,16 @@ STAMP = "_stamp"
 
 
 def decode_poll(
-    topic: str, values: list[bytes], parts: list[int], offs: list[int], stamps: list[int] | None = None
+    topic: str,
+    values: list[bytes],
+    parts: list[int],
+    offs: list[int],
+    stamps: list[int] | None = None,
+    text_key: TextKey | None = None,
 ) -> DecodedBatch:
     """Decode one poll's values: events with their partition, offset and broker timestamp columns and
-    prompt features (no prompt text), and the rejects (``index``: the value's position in ``values``)."""
+    prompt features (no prompt text; ``text_fp`` under ``text_key``, the engine's), and the rejects
+    (``index``: the value's position in ``values``)."""
     batch = decode_lines(values, position_of=lambda i: f"{topic}/{parts[i]}@{offs[i]}")
     if batch.records == 0:  # only null or blank values: decoding sees no record, so none is rejected
         done = {r.index for r in batch.rejects}
@@ -62,7 +69,8 @@ def decode_poll(
             pl.Series(PART, parts, pl.Int32).gather(idx),
             pl.Series(OFF, offs, pl.Int64).gather(idx),
             pl.Series(STAMP, stamps if stamps is not None else [0] * len(offs), pl.Int64).gather(idx),
-        ).drop("_pos")
+        ).drop("_pos"),
+        text_key,
     )
     return batch
 
@@ -150,8 +158,11 @@ def take_polls(
 class Decoder:
     """Runs ``decode_poll`` in ``workers`` processes (0: inline, when the result is asked for)."""
 
-    def __init__(self, topic: str, workers: int) -> None:
+    def __init__(self, topic: str, workers: int, text_key: TextKey | None = None) -> None:
         self.topic = topic
+        #: The owning engine's secret key on ``text_fp`` (set at each assignment); each job carries it to
+        #: its worker in memory (never through the environment or a file).
+        self.text_key = text_key
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
             self._pool = spawn_pool(workers, _warm)  # spawns (and so sets up) every worker now
@@ -162,9 +173,9 @@ class Decoder:
         stamps = [t if t > 0 else 0 for t in records.timestamps] if records.timestamps else None
         decoded: Future[DecodedBatch]
         if self._pool is not None and values:
-            decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs, stamps)
+            decoded = self._pool.submit(decode_poll, self.topic, values, parts, offs, stamps, self.text_key)
         else:
-            decoded = _DeferredFuture((self.topic, values, parts, offs, stamps))
+            decoded = _DeferredFuture((self.topic, values, parts, offs, stamps, self.text_key))
         return Poll(parts, offs, records.keys, records.spans, records.produced_at, decoded)
 
     def worker_cpu_seconds(self) -> float:
@@ -180,12 +191,15 @@ class Decoder:
             self._pool = None
 
 
+_Args = tuple[str, list[bytes], list[int], list[int], list[int] | None, TextKey | None]
+
+
 class _DeferredFuture(Future[DecodedBatch]):
     """A future that decodes when its result is first asked for, on the asking thread."""
 
-    def __init__(self, args: tuple[str, list[bytes], list[int], list[int], list[int] | None]) -> None:
+    def __init__(self, args: _Args) -> None:
         super().__init__()
-        self._args: tuple[str, list[bytes], list[int], list[int], list[int] | None] | None = args
+        self._args: _Args | None = args
 
     def result(self, timeout: float | None = None) -> DecodedBatch:
         if self._args is not None and not self.cancelled():

@@ -37,6 +37,7 @@ from detector.runtime.stream.statecheck import refuse_lost_state
 
 if TYPE_CHECKING:
     from detector.engine import Engine, EngineFactory, Observers
+    from detector.runtime.stream.decoding import Decoder
 
 log = logging.getLogger("detector.stream")
 
@@ -61,6 +62,7 @@ class Owner(Protocol):
     observers: Observers
     reloader: RuleReloader | None
     consumer: ConsumerThread
+    decoder: Decoder | None
     watch: InputTopicWatch
     folder: CheckpointFolder
     checkpoint: Checkpoint
@@ -158,6 +160,8 @@ class Rebalance:
                     log.error("cannot take the partitions", extra={"error": str(exc)})
                     return
                 extra = loaded or {}
+                if d.decoder is not None:  # its workers compute text_fp: under the owning engine's key
+                    d.decoder.text_key = engine.text_key
                 d.restore_decisions(extra)
                 if d.reloader is not None:  # the rules in force; restored demotions of unchanged rules stay
                     kept = keep_demotions(engine.rules, d.reloader.current, engine.demoted)
