@@ -65,25 +65,31 @@ def _read_key_file(path: Path) -> SecretStr:
     from pydantic import SecretStr
 
     try:
-        return SecretStr(path.read_text(encoding="utf-8").strip())
+        secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"cannot read the text key file ({type(exc).__name__}); fix DETECTOR_TEXT_KEY_FILE", str(path)
         ) from None
+    if len(secret.encode()) < TEXT_KEY_MIN_BYTES:  # named here, where the file is known to be the source
+        raise ConfigError(
+            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret", str(path)
+        )
+    return SecretStr(secret)
 
 
 def text_key(s: EngineSettings) -> TextKey | None:
     """The deployment's secret key on ``text_fp`` from ``s`` (None: unset, public hashes). Raises a
-    ``ConfigError`` naming the variable or file when it is shorter than 16 bytes (never the key)."""
+    ``ConfigError`` naming the variable when it is shorter than 16 bytes (never the key); a key read
+    from ``text_key_file`` was checked, naming the file, as it was read."""
     from detector.enrich.prompt.hashing import TextKey
 
     if s.text_key is None:
         return None
     raw = s.text_key.get_secret_value().encode()
     if len(raw) < TEXT_KEY_MIN_BYTES:
-        where = str(s.text_key_file) if s.text_key_file is not None else "DETECTOR_TEXT_KEY"
         raise ConfigError(
-            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret", where
+            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret",
+            "DETECTOR_TEXT_KEY",
         )
     return TextKey(raw)
 

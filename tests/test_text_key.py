@@ -242,6 +242,14 @@ def test_the_file_is_read_once_the_variable_wins_and_a_short_key_is_refused(tmp_
     with pytest.raises(ConfigError) as info:
         text_key(_settings("tiny-k3y"))
     assert info.value.location == "DETECTOR_TEXT_KEY" and "tiny-k3y" not in str(info.value)
+    # the line names where the short key came from: the variable even when a file is also set, the file
+    with pytest.raises(ConfigError) as info:
+        text_key(engine_settings(base=_settings("tiny-k3y").model_copy(update={"text_key_file": f})))
+    assert info.value.location == "DETECTOR_TEXT_KEY"
+    f.write_text("tiny-k3y\n")
+    with pytest.raises(ConfigError) as info:
+        engine_settings(base=_settings(None).model_copy(update={"text_key_file": f}))
+    assert info.value.location == str(f) and "tiny-k3y" not in str(info.value)
 
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
