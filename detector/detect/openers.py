@@ -40,7 +40,7 @@ def _short_loops(s: EvidenceSettings) -> pl.Expr:
     went high on turns)."""
     c = pl.col
     turns = c("tools_heavy_turns_per_open_24h").fill_null(0.0)
-    # turns an agent / turns an opener = the sampled sessions (openers with a text) an agent opened
+    # turns an agent / turns an opener = the sessions (openers with a text) an agent opened
     sessions = c("tools_heavy_per_agent_24h").fill_null(0.0) / turns.clip(lower_bound=1.0)
     return (turns <= s.opener_max_turns) & (sessions <= s.sheet_max_requests_per_account)
 
