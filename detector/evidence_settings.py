@@ -134,8 +134,11 @@ class EvidenceSettings(BaseModel):
     #: ... and its agentic transcripts are a course's when ``sheet_share`` of its sampled openers are
     #: shared, each sent fewer than ``sheet_max_sends_per_text`` times per agent, its loops are short (at
     #: most this many tool-heavy turns per opener: a tutorial's agent calls a tool or a few, a harvest's
-    #: session runs as long as the farm likes) and each agent's tool-heavy turns stay within
-    #: ``sheet_max_requests_per_account``: what a farm opening a course's few tasks would harvest.
+    #: session runs as long as the farm likes) and the sessions each agent opened (its exercises: one
+    #: session each, however many turns) stay within ``sheet_max_requests_per_account``: what a farm
+    #: opening a course's few tasks would harvest. Round 13 counted the sheet's volume in sessions, not
+    #: turns: a bar on turns multiplied the loop (already bounded here) into the exercise count, and a
+    #: course of 14 exercises a participant in loops of 4.5 turns (64 turns) read as a harvest.
     opener_max_turns: float = Field(default=8.0, gt=1)
     #: ... and a cluster's openers are read only from this many sampled openers an agent on (round 12,
     #: as ``sheet_read_min_requests``): below it each agent opened a session or two, and one sampled

@@ -282,3 +282,23 @@ def test_an_agent_course_is_not_at_high_and_a_short_session_farm_still_is(
     assert len(course) == 40 and not high & course
     assert notes > 0  # the course was accused at medium, and its reason says why not high
     assert len(high & farm) >= 0.8 * len(farm)
+
+
+def test_a_sheets_volume_is_counted_in_sessions_not_in_the_turns_of_its_loops() -> None:
+    """A course's participant works through 14 exercises, each a loop of 5 tool-heavy turns: 70 turns,
+    14 sessions. The sheet's bar is on exercises (``sheet_max_requests_per_account``), and the loop has
+    its own (``opener_max_turns``): on main the turns were read against the exercise bar and the course
+    went high (round 13, draw 771). A harvest's number of sessions on shared tasks, or long loops, or a
+    bank's own tasks at the same volume still count."""
+    course = {f"p{i}": list(range(1, 15)) for i in range(12)}
+    got = _features(_table(course, loop=5))
+    assert got["tools_heavy_per_agent_24h"] == 70.0 > S.sheet_max_requests_per_account
+    assert _signals(_cluster(_table(course, loop=5))) == []
+    # 70 sessions an agent, each a shared task opened once, in loops of 2 turns: a harvest's volume
+    busy = {f"p{i}": list(range(1, 71)) for i in range(12)}
+    assert _signals(_cluster(_table(busy, loop=2))) == ["agentic transcripts"]
+    # the course's 14 tasks in loops of 12 turns (long loops): counts
+    assert _signals(_cluster(_table(course, loop=12))) == ["agentic transcripts"]
+    # 14 tasks of a bank's own a seat in loops of 5: counts
+    farm = {f"s{i}": [1000 + 100 * i + k for k in range(14)] for i in range(12)}
+    assert _signals(_cluster(_table(farm, loop=5))) == ["agentic transcripts"]

@@ -23,17 +23,26 @@ def opener_explains(s: EvidenceSettings) -> pl.Expr:
     once per agent, in short loops, within a sheet's volume per agent: a course's agent exercises, not
     a harvest of trajectories (a farm doing the same harvests a course's few); or its openers cannot be
     read yet (``opener_unread``)."""
-    c = pl.col
-    shared = c("opener_shared_share_24h").fill_null(0.0) >= s.sheet_share
-    once = c("opener_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text
-    return ((shared & once & _short_loops(s)) | opener_unread(s)).fill_null(False)
+    shared = pl.col("opener_shared_share_24h").fill_null(0.0) >= s.sheet_share
+    return ((shared & _once(s) & _short_loops(s)) | opener_unread(s)).fill_null(False)
+
+
+def _once(s: EvidenceSettings) -> pl.Expr:
+    """Each shared opener opened about once per agent (a course's exercise; not many trajectories of it)."""
+    return pl.col("opener_sends_per_text_24h").fill_null(0.0) < s.sheet_max_sends_per_text
 
 
 def _short_loops(s: EvidenceSettings) -> pl.Expr:
-    """Short loops (tool-heavy turns per opener) within a sheet's volume per agent."""
+    """Short loops (tool-heavy turns per opener) within a sheet's volume per agent, counted in sessions:
+    an agent exercise is one session however many turns its loop takes (the loop has its own bar), so
+    the sheet's bar on exercises a seat (``sheet_max_requests_per_account``) reads the sessions an agent
+    opened, not its turns (round 13: draw 771's course, 14 sessions of 4.5 turns an agent, 64 turns,
+    went high on turns)."""
     c = pl.col
-    short = c("tools_heavy_turns_per_open_24h").fill_null(0.0) <= s.opener_max_turns
-    return short & (c("tools_heavy_per_agent_24h").fill_null(0.0) <= s.sheet_max_requests_per_account)
+    turns = c("tools_heavy_turns_per_open_24h").fill_null(0.0)
+    # turns an agent / turns an opener = the sessions (openers with a text) an agent opened
+    sessions = c("tools_heavy_per_agent_24h").fill_null(0.0) / turns.clip(lower_bound=1.0)
+    return (turns <= s.opener_max_turns) & (sessions <= s.sheet_max_requests_per_account)
 
 
 def opener_unread(s: EvidenceSettings) -> pl.Expr:
@@ -41,11 +50,12 @@ def opener_unread(s: EvidenceSettings) -> pl.Expr:
     ``opener_read_min_openers`` sampled an agent, some of them a shared task already, in short loops
     within a sheet's volume (a course's first hour: its agents at different tasks of the sheet, so the
     share is not yet most). Nothing sampled (no turns known): nothing to wait for; no shared opener at
-    all (a bank's own tasks), a long loop or a harvest's volume: read as it is, at once."""
+    all (a bank's own tasks), a long loop, a harvest's volume or a shared task re-opened (many
+    trajectories of one task, ``_once``): read as it is, at once."""
     c = pl.col
     per = c("openers_per_agent_24h").fill_null(0.0)
     begun = c("opener_shared_share_24h").fill_null(0.0) > 0
-    return (per > 0) & (per < s.opener_read_min_openers) & begun & _short_loops(s)
+    return (per > 0) & (per < s.opener_read_min_openers) & begun & _once(s) & _short_loops(s)
 
 
 def opener_note(s: EvidenceSettings, target: str, agentic: pl.Expr) -> pl.Expr:
