@@ -33,6 +33,7 @@ import polars as pl
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.coordination import colocated
 from detector.detect.evidence import AXIS_PREFIX, extraction_checks
+from detector.detect.room_memo import RoomMemo
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.evidence_settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
@@ -68,6 +69,11 @@ class RoomContext:
     min_overlap: float
     #: the tenants' sub-accounts at the tick last asked for (``subaccounts``)
     _subs: dict[datetime, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+    #: the room test's memo along this pass's walk (``RoomMemo``)
+    memo: RoomMemo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memo", RoomMemo(self.timeline.log))
 
     def subaccounts(self, tick: datetime, keys: pl.DataFrame) -> pl.DataFrame:
         """``tenant_subaccounts`` of ``keys``, the key table as of ``tick``: once per tick for the room and
@@ -91,20 +97,25 @@ def room_templates(
     min_overlap: float,
     wanted: pl.Series | None = None,
     subaccounts: Callable[[], pl.DataFrame] | None = None,
+    *,
+    memo: RoomMemo | None = None,
 ) -> pl.DataFrame:
     """(template key, venue prefix) of every template a room explains, from the key table at one tick
     (``wanted``: only these template keys, e.g. those the accused points hold; ``subaccounts``: gives
-    the table's ``tenant_subaccounts`` when it is needed, e.g. ``RoomContext.subaccounts``).
+    the table's ``tenant_subaccounts`` when it is needed, e.g. ``RoomContext.subaccounts``; ``memo``:
+    the templates of a walk's earlier ticks that fail the venue's network part and still must).
 
     Each step reads only the rows its joins keep: the table's template, network and reseller rows, and
-    of its client rows those of the builds the members hold (``client_inside`` counts a build's holders
-    anywhere, and only the members' builds). The templates ``may_pass`` rules out skip ``venues``."""
+    of its client rows those of the builds the members of a template that passes the network part hold
+    (``client_inside`` counts a build's holders anywhere, and only the members' builds). The templates
+    ``may_pass`` rules out skip ``venues``, and those the memo holds skip both."""
     fam = pl.col("family")
     tk = keys.filter(fam == "template").select("account_id", pl.col("key").alias("cluster_id"))
     if wanted is not None:
         tk = tk.filter(pl.col("cluster_id").is_in(wanted.implode()))
     big = tk.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
-    members = tk.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
+    big = big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id")
+    members = tk.join(big, on="cluster_id")
     empty = pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
     if members.height == 0:
         return empty
@@ -112,22 +123,52 @@ def room_templates(
         sub = tenant_subaccounts(keys.filter(fam == "reseller"), accounts, min_overlap)
     else:
         sub = subaccounts()
+    if memo is not None:
+        members = members.join(
+            memo.known(keys, sub, s.colocated_second_share).to_frame("cluster_id"),
+            on="cluster_id",
+            how="anti",
+        )
+        memo.skipped += big.height - members["cluster_id"].n_unique()
+        memo.computed += members["cluster_id"].n_unique()
+    asked = members.select("cluster_id").unique()
     ip = keys.filter(fam == "ip")
-    members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
+    if memo is None:
+        members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
+    else:
+        kept, sampled = sample_test(ip, members, sub, s)
+        members = members.join(kept, on="cluster_id", how="semi")
+    if members.height == 0:
+        if memo is not None:
+            memo.keep(keys, sub, sampled, asked)
+        return empty
+    # the network part of ``colocated`` (its client share passes when null): failing it, a template
+    # fails ``colocated`` whatever its client builds, and the memo keeps it
+    near = venues(ip, members, sub).with_columns(pl.lit(None, pl.Float64).alias("client_key_inside_share"))
+    near = near.filter(colocated(s)).drop("client_key_inside_share")
+    if memo is not None:
+        memo.keep(keys, sub, sampled, asked.join(near, on="cluster_id", how="anti"))
+    members = members.join(near, on="cluster_id", how="semi")
     if members.height == 0:
         return empty
     clients = keys.filter(fam == "client")
     builds = clients.join(members.select("account_id").unique(), on="account_id", how="semi").select("key")
     clients = clients.join(builds.unique(), on="key", how="semi")
     return (
-        venues(ip, members, sub)
-        .join(client_inside(clients, members), on="cluster_id", how="left")
+        near.join(client_inside(clients, members), on="cluster_id", how="left")
         .filter(colocated(s))
         .select(pl.col("cluster_id").alias("template"), pl.col("venue_key").alias("venue"))
     )
 
 
 def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """The clusters of ``members`` that ``sample_test`` cannot rule out."""
+    return sample_test(ip, members, sub, s)[0]
+
+
+def sample_test(
+    ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The clusters of ``members`` (account_id, cluster_id) whose second most held prefix can still be
     within ``colocated_second_share``; the others fail ``colocated`` whatever the rest of their keys
     (``ip``: the network rows of the key table).
@@ -138,7 +179,8 @@ def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: Evid
     holders among all, so a sample's second largest count above ``share x n`` (a margin for rounding)
     already fails the cluster. A proxy pool's accounts each hold most of the pool's prefixes and fail on
     the sample; a room, and anything else the sample cannot rule out, is checked in full (``venues``,
-    ``client_inside``), so the rooms found are the same (tests/test_room_prune.py)."""
+    ``client_inside``), so the rooms found are the same (tests/test_room_prune.py). Also gives the
+    clusters ruled out, with the sample's second largest count (``_h2``) and the members (``_n``)."""
     plain = members.join(sub, on="account_id", how="anti")
     n = plain.group_by("cluster_id").agg(pl.len().alias("_n"))
     # any subset bounds the counts from below: the first rows of each cluster, in the frame's order
@@ -154,10 +196,11 @@ def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: Evid
         .agg(pl.len().alias("_h"), pl.col("_n").first())
         .filter(pl.col("_h") > s.colocated_second_share * (1 + 1e-9) * pl.col("_n"))
         .group_by("cluster_id")
-        .len()
+        .agg(pl.len(), pl.col("_h").top_k(2).min().alias("_h2"), pl.col("_n").first())
         .filter(pl.col("len") >= 2)
+        .drop("len")
     )
-    return n.join(fails, on="cluster_id", how="anti").select("cluster_id")
+    return n.join(fails, on="cluster_id", how="anti").select("cluster_id"), fails
 
 
 def room_requests(
@@ -169,13 +212,14 @@ def room_requests(
     out = []
     for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
         assert isinstance(tick, datetime)
-        keys = ctx.timeline.at(tick, ctx.since_at(tick))
+        keys = ctx.timeline.at(tick, since := ctx.since_at(tick))
         if visit is not None:
             visit(tick, keys)
         own = keys.join(pts.select("account_id"), on="account_id", how="semi")
         wanted = own.filter(pl.col("family") == "template")["key"].unique()
         sub = partial(ctx.subaccounts, tick, keys)
-        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub)
+        ctx.memo.walk(tick, since)
+        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub, memo=ctx.memo)
         if rooms.height == 0:
             continue
         held = (

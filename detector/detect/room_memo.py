@@ -1,0 +1,120 @@
+"""The room test's memo along one walk over a pass's ticks (issue 13, round 13).
+
+``room.room_templates`` asks, at every tick with accused points, which templates a room explains. A
+farm's template behind a proxy pool fails the venue test at every tick, and testing it again reads all
+its holders' network rows each time. The memo keeps the templates that failed the test's network part
+and says which of them must fail again at a later tick of the same walk (``RoomMemo``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+#: The key families the network part of the venue test reads: who holds a template, and their networks.
+NETWORK_INPUTS = ("template", "ip")
+
+_KEY = ["account_id", "family", "key"]
+_FAILED = {"cluster_id": pl.String, "_h2": pl.Float64, "_n": pl.Float64}
+
+
+class RoomMemo:
+    """The templates failing the network part of ``colocated`` (``venues``' shares) along one walk.
+
+    A template's network verdict reads only its holders, which of them are tenants' sub-accounts
+    (left out), and their network rows. An account is **changed** for a template between the memo's
+    tick and the tick walked when it gained or lost the template's row, gained or lost a network row,
+    or entered or left the sub-accounts (as a holder at either tick). With ``a`` changed accounts,
+    every prefix's count of holders and the count of holders with a network key move by at most ``a``:
+
+    - a template the full test failed (``venues``) fails again when ``a`` is 0 (its inputs are the same);
+    - a template ``room.sample_test`` ruled out, with a sample's second largest count ``h2`` over ``n``
+      members, fails again when ``h2 - a > share x (n + a)``: the second largest count is at least
+      ``h2 - a`` and the members with a network key at most ``n + a``, the bound ``may_pass`` uses.
+      Kept, its bounds become ``h2 - a`` and ``n + a``, as of the tick walked.
+
+    The table at the tick walked is the memo's table plus the batch's key log since (``log``), less the
+    rows the link window dropped (``last_seen`` before ``since``, which never goes back). Built per pass
+    from the batch's log: no state, so a pass after a restored checkpoint walks the same.
+    """
+
+    def __init__(self, log: pl.DataFrame) -> None:
+        self._log = log.filter(pl.col("family").cast(pl.String).is_in(NETWORK_INPUTS)).select(
+            "account_id", pl.col("family").cast(pl.String), "key", "_tick"
+        )
+        self._now: datetime | None = None
+        self._since: datetime | None = None
+        #: the memo's tick, its template and network rows, its sub-accounts, and its failed templates
+        self._tick: datetime | None = None
+        self._rows = pl.DataFrame(
+            schema={**dict.fromkeys(_KEY, pl.String), "last_seen": pl.Datetime("us", "UTC")}
+        )
+        self._sub = pl.DataFrame(schema={"account_id": pl.String})
+        self._failed = pl.DataFrame(schema=_FAILED)
+        #: templates skipped and templates tested (tests/test_room_memo.py)
+        self.skipped = 0
+        self.computed = 0
+
+    def walk(self, now: datetime, since: datetime | None) -> None:
+        """The tick the next ``room_templates`` call reads, and its link window's start (ticks in order)."""
+        self._now, self._since = now, since
+
+    def known(self, keys: pl.DataFrame, sub: pl.DataFrame, share: float) -> pl.Series:
+        """The memo's failed templates that must fail at the tick walked (``keys``: the table as of it;
+        ``sub``: its tenants' sub-accounts; ``share``: ``colocated_second_share``); the memo's bounds
+        are moved to that tick."""
+        if self._tick is None or self._failed.height == 0:
+            return self._failed["cluster_id"].clear()
+        t = pl.col("_tick")
+        # rows gained since (new, or back in the window) and rows the window dropped since
+        moved = [self._log.filter((t > self._tick) & (t <= self._now)).join(self._rows, on=_KEY, how="anti")]
+        if self._since is not None:
+            moved.append(self._rows.filter(pl.col("last_seen") < self._since))
+        rows = pl.concat([m.select(_KEY) for m in moved])
+        tmpl = pl.col("family") == "template"
+        # accounts whose network rows moved, or that entered or left the sub-accounts
+        who = pl.concat(
+            [
+                rows.filter(~tmpl).select("account_id"),
+                self._sub.join(sub, on="account_id", how="anti"),
+                sub.select("account_id").join(self._sub, on="account_id", how="anti"),
+            ]
+        ).unique()
+        failed = self._failed.get_column("cluster_id").implode()
+        held = pl.concat([self._rows.filter(tmpl), keys.filter(tmpl).select(self._rows.columns)]).select(
+            "account_id", "key"
+        )
+        changed = (
+            pl.concat(
+                [
+                    rows.filter(tmpl).select("account_id", "key"),  # gained or lost the template's row
+                    held.filter(pl.col("key").is_in(failed)).join(who, on="account_id", how="semi"),
+                ]
+            )
+            .unique()
+            .group_by(pl.col("key").alias("cluster_id"))
+            .agg(pl.len().cast(pl.Float64).alias("_a"))
+        )
+        a = pl.col("_a")
+        self._failed = (
+            self._failed.join(changed, on="cluster_id", how="left")
+            .with_columns(a.fill_null(0.0))
+            .filter((a == 0) | (pl.col("_h2") - a > share * (1 + 1e-9) * (pl.col("_n") + a)).fill_null(False))
+            .select("cluster_id", pl.col("_h2") - a, pl.col("_n") + a)
+        )
+        return self._failed["cluster_id"]
+
+    def keep(
+        self, keys: pl.DataFrame, sub: pl.DataFrame, sampled: pl.DataFrame, failed: pl.DataFrame
+    ) -> None:
+        """The tick walked becomes the memo's: its table, its sub-accounts, and the templates failing
+        there: ``known``'s (skipped) and ``failed``'s (tested; ``sampled``: those ``sample_test`` ruled
+        out, with its counts)."""
+        self._tick = self._now
+        self._rows = keys.filter(pl.col("family").cast(pl.String).is_in(NETWORK_INPUTS)).select(
+            "account_id", pl.col("family").cast(pl.String), "key", "last_seen"
+        )
+        self._sub = sub.select("account_id").unique()
+        new = failed.select("cluster_id").join(sampled, on="cluster_id", how="left")
+        self._failed = pl.concat([self._failed, new.select(pl.col(c).cast(t) for c, t in _FAILED.items())])
