@@ -40,7 +40,10 @@ def _checked_replay(events: Path, out: Path, monkeypatch: pytest.MonkeyPatch) ->
         seen["dropped"] += members["cluster_id"].n_unique() - kept.height
         return kept
 
-    def both(keys: pl.DataFrame, accounts: pl.DataFrame, s: EvidenceSettings, *args: object) -> pl.DataFrame:
+    def both(
+        keys: pl.DataFrame, accounts: pl.DataFrame, s: EvidenceSettings, *args: object, **memo: object
+    ) -> pl.DataFrame:
+        """``may_pass`` alone, without the walk's memo (tests/test_room_memo.py checks that)."""
         monkeypatch.setattr(room, "may_pass", _keep_all)
         want = fast(keys, accounts, s, *args)  # type: ignore[arg-type]
         monkeypatch.setattr(room, "may_pass", dropped)

@@ -52,8 +52,9 @@ class RoomMemo:
         )
         self._sub = pl.DataFrame(schema={"account_id": pl.String})
         self._failed = pl.DataFrame(schema=_FAILED)
-        #: templates skipped and templates tested (tests/test_room_memo.py)
+        #: templates skipped, of them those with changed holders (on the bound), and templates tested
         self.skipped = 0
+        self.bounded = 0
         self.computed = 0
 
     def walk(self, now: datetime, since: datetime | None) -> None:
@@ -101,8 +102,9 @@ class RoomMemo:
             self._failed.join(changed, on="cluster_id", how="left")
             .with_columns(a.fill_null(0.0))
             .filter((a == 0) | (pl.col("_h2") - a > share * (1 + 1e-9) * (pl.col("_n") + a)).fill_null(False))
-            .select("cluster_id", pl.col("_h2") - a, pl.col("_n") + a)
         )
+        self.bounded += int((self._failed["_a"] > 0).sum())
+        self._failed = self._failed.select("cluster_id", pl.col("_h2") - a, pl.col("_n") + a)
         return self._failed["cluster_id"]
 
     def keep(
