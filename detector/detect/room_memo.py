@@ -12,11 +12,22 @@ from datetime import datetime
 
 import polars as pl
 
+from detector.evidence_settings import EvidenceSettings
+
 #: The key families the network part of the venue test reads: who holds a template, and their networks.
 NETWORK_INPUTS = ("template", "ip")
 
 _KEY = ["account_id", "family", "key"]
-_FAILED = {"cluster_id": pl.String, "_h2": pl.Float64, "_n": pl.Float64}
+#: a failed template and bounds on its counts as of the memo's tick (null: unknown): the second largest
+#: prefix count at least ``_lo2``, the largest at most ``_hi1``, the holders with a network key from
+#: ``_lo_w`` to ``_hi_w``
+_FAILED = {
+    "cluster_id": pl.String,
+    "_lo2": pl.Float64,
+    "_hi1": pl.Float64,
+    "_lo_w": pl.Float64,
+    "_hi_w": pl.Float64,
+}
 
 
 class RoomMemo:
@@ -61,12 +72,15 @@ class RoomMemo:
         """The tick the next ``room_templates`` call reads, and its link window's start (ticks in order)."""
         self._now, self._since = now, since
 
-    def known(self, keys: pl.DataFrame, sub: pl.DataFrame, share: float) -> pl.Series:
+    def known(
+        self, keys: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings
+    ) -> tuple[pl.Series, pl.Series]:
         """The memo's failed templates that must fail at the tick walked (``keys``: the table as of it;
-        ``sub``: its tenants' sub-accounts; ``share``: ``colocated_second_share``); the memo's bounds
-        are moved to that tick."""
+        ``sub``: its tenants' sub-accounts), their bounds moved to it; and those it can no longer tell
+        (to be tested again in full: their counts give the next bounds)."""
+        none = self._failed["cluster_id"].clear()
         if self._tick is None or self._failed.height == 0:
-            return self._failed["cluster_id"].clear()
+            return none, none
         t = pl.col("_tick")
         # rows gained since (new, or back in the window) and rows the window dropped since
         moved = [self._log.filter((t > self._tick) & (t <= self._now)).join(self._rows, on=_KEY, how="anti")]
@@ -97,26 +111,47 @@ class RoomMemo:
             .group_by(pl.col("key").alias("cluster_id"))
             .agg(pl.len().cast(pl.Float64).alias("_a"))
         )
-        a = pl.col("_a")
-        self._failed = (
-            self._failed.join(changed, on="cluster_id", how="left")
-            .with_columns(a.fill_null(0.0))
-            .filter((a == 0) | (pl.col("_h2") - a > share * (1 + 1e-9) * (pl.col("_n") + a)).fill_null(False))
+        a, c = pl.col("_a"), pl.col
+        margin = 1e-9  # as ``room.sample_test``: a bound decides only clear of rounding
+        second = c("_lo2") - a > s.colocated_second_share * (1 + margin) * (c("_hi_w") + a)
+        top = (c("_hi1") + a < s.colocated_member_share * (1 - margin) * (c("_lo_w") - a)) & (c("_lo_w") > a)
+        still = (a == 0) | second.fill_null(False) | top.fill_null(False)
+        marked = self._failed.join(changed, on="cluster_id", how="left").with_columns(a.fill_null(0.0))
+        again = marked.filter(~still)["cluster_id"]
+        marked = marked.filter(still)
+        self.bounded += int((marked["_a"] > 0).sum())
+        self._failed = marked.select(
+            "cluster_id", c("_lo2") - a, c("_hi1") + a, c("_lo_w") - a, c("_hi_w") + a
         )
-        self.bounded += int((self._failed["_a"] > 0).sum())
-        self._failed = self._failed.select("cluster_id", pl.col("_h2") - a, pl.col("_n") + a)
-        return self._failed["cluster_id"]
+        return self._failed["cluster_id"], again
 
     def keep(
-        self, keys: pl.DataFrame, sub: pl.DataFrame, sampled: pl.DataFrame, failed: pl.DataFrame
+        self,
+        keys: pl.DataFrame,
+        sub: pl.DataFrame,
+        failed: pl.DataFrame,
+        sampled: pl.DataFrame,
+        counts: pl.DataFrame,
     ) -> None:
         """The tick walked becomes the memo's: its table, its sub-accounts, and the templates failing
-        there: ``known``'s (skipped) and ``failed``'s (tested; ``sampled``: those ``sample_test`` ruled
-        out, with its counts)."""
+        there: ``known``'s (skipped) and ``failed``'s (tested): those ``room.sample_test`` ruled out
+        (``sampled``: the sample's second largest count over the members) and those ``venues`` failed
+        (``counts``: its counts with ``counts=True``)."""
         self._tick = self._now
         self._rows = keys.filter(pl.col("family").cast(pl.String).is_in(NETWORK_INPUTS)).select(
             "account_id", pl.col("family").cast(pl.String), "key", "last_seen"
         )
         self._sub = sub.select("account_id").unique()
-        new = failed.select("cluster_id").join(sampled, on="cluster_id", how="left")
-        self._failed = pl.concat([self._failed, new.select(pl.col(c).cast(t) for c, t in _FAILED.items())])
+        c = pl.col
+        by_sample = sampled.select("cluster_id", c("_h2").alias("_lo2"), c("_n").alias("_hi_w"))
+        in_full = counts.select(
+            "cluster_id",
+            c("_h2").alias("_lo2"),
+            c("_h1").alias("_hi1"),
+            c("_with_ip").alias("_lo_w"),
+            c("_with_ip").alias("_hi_w"),
+        )
+        new = failed.select("cluster_id").join(
+            pl.concat([by_sample, in_full], how="diagonal"), on="cluster_id", how="left"
+        )
+        self._failed = pl.concat([self._failed, new.select(c(k).cast(t) for k, t in _FAILED.items())])
