@@ -73,7 +73,7 @@ class RoomContext:
     memo: RoomMemo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "memo", RoomMemo(self.timeline.log))
+        object.__setattr__(self, "memo", RoomMemo(self.timeline.log, lambda: self.timeline.before))
 
     def subaccounts(self, tick: datetime, keys: pl.DataFrame) -> pl.DataFrame:
         """``tenant_subaccounts`` of ``keys``, the key table as of ``tick``: once per tick for the room and
@@ -132,6 +132,7 @@ def room_templates(
         skip, again = memo.known(keys, sub, s)
         members = members.join(skip.to_frame("cluster_id"), on="cluster_id", how="anti")
         asked = members.select("cluster_id").unique()
+        holders = members
         memo.skipped += big.height - asked.height
         memo.computed += asked.height
         first = members.join(again.to_frame("cluster_id"), on="cluster_id", how="anti")
@@ -142,7 +143,7 @@ def room_templates(
     near = venues(ip, members, sub, counts=True)
     if memo is not None and asked is not None and sampled is not None:
         failed = asked.join(_near(near, s), on="cluster_id", how="anti")
-        memo.keep(keys, sub, failed, sampled, near)
+        memo.keep(sub, failed, holders, sampled, near)
     near = _near(near, s).drop("_with_ip", "_h1", "_h2")
     members = members.join(near, on="cluster_id", how="semi")
     if members.height == 0:

@@ -8,12 +8,12 @@ and says which of them must fail again at a later tick of the same walk (``RoomM
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import polars as pl
 
 from detector.evidence_settings import EvidenceSettings
-from detector.schema import UTC_US
 
 #: The key families the network part of the venue test reads: who holds a template, and their networks.
 NETWORK_INPUTS = ("template", "ip")
@@ -57,17 +57,21 @@ class RoomMemo:
     from the batch's log: no state, so a pass after a restored checkpoint walks the same.
     """
 
-    def __init__(self, log: pl.DataFrame) -> None:
+    def __init__(self, log: pl.DataFrame, before: Callable[[], pl.DataFrame]) -> None:
         self._log = log.filter(pl.col("family").cast(pl.String).is_in(NETWORK_INPUTS)).select(
-            "account_id", pl.col("family").cast(pl.String), "key", "_tick"
+            "account_id", pl.col("family").cast(pl.String), "key", "_tick", "last_seen"
         )
+        self._before = before
+        self._index: tuple[pl.DataFrame, pl.DataFrame] | None = None
         self._now: datetime | None = None
         self._since: datetime | None = None
-        #: the memo's tick, its key table (held, not copied), its sub-accounts, and its failed templates
+        #: the memo's tick and its link window's start, its sub-accounts, its failed templates and
+        #: their holders (at the memo's tick, and any since: never fewer)
         self._tick: datetime | None = None
-        self._keys = pl.DataFrame(schema={**dict.fromkeys(_KEY, pl.String), "last_seen": UTC_US})
+        self._tick_since: datetime | None = None
         self._sub = pl.DataFrame(schema={"account_id": pl.String})
         self._failed = pl.DataFrame(schema=_FAILED)
+        self._held = pl.DataFrame(schema={"account_id": pl.String, "cluster_id": pl.String})
         #: templates skipped, of them those with changed holders (on a bound), and templates tested
         self.skipped = 0
         self.bounded = 0
@@ -76,6 +80,21 @@ class RoomMemo:
     def walk(self, now: datetime, since: datetime | None) -> None:
         """The tick the next ``room_templates`` call reads, and its link window's start (ticks in order)."""
         self._now, self._since = now, since
+
+    def _rows(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Once per pass: each template or network row of the log with its first tick in the batch
+        (``_t1``) and its last use before the batch (``_b``, null: none); and the table's template and
+        network rows before the batch, by last use (``last_seen``), to find those the window drops."""
+        if self._index is None:
+            c = pl.col
+            before = self._before().filter(c("family").is_in(NETWORK_INPUTS)).select(*_KEY, "last_seen")
+            first = (
+                self._log.group_by(_KEY)
+                .agg(c("_tick").min().alias("_t1"))
+                .join(before.rename({"last_seen": "_b"}), on=_KEY, how="left")
+            )
+            self._index = first, before.sort("last_seen")
+        return self._index
 
     def known(
         self, keys: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings
@@ -86,15 +105,27 @@ class RoomMemo:
         none = self._failed["cluster_id"].clear()
         if self._tick is None or self._failed.height == 0:
             return none, none
-        t, c, ids = pl.col("_tick"), pl.col, "account_id"
-        tmpl, inputs = c("family") == "template", c("family").is_in(NETWORK_INPUTS)
-        # rows gained since (new, or back in the window): the log's rows not in the memo's table
-        log = self._log.filter((t > self._tick) & (t <= self._now))
-        was = self._keys.filter(c(ids).is_in(log[ids].unique().implode()) & inputs).select(_KEY)
-        moved = [log.select(_KEY).join(was, on=_KEY, how="anti")]
-        if self._since is not None:  # and rows the window dropped since
-            moved.append(self._keys.filter((c("last_seen") < self._since) & inputs).select(_KEY))
+        c, ids = pl.col, "account_id"
+        oldest = self._log["last_seen"].min()
+        if self._since is not None and isinstance(oldest, datetime) and self._since > oldest:
+            # a pass longer than the link window: the batch's own rows may leave it; test everything
+            self._failed = self._failed.clear()
+            return none, none
+        first, before = self._rows()
+        # rows gained since: first used in the batch since the memo's tick, and not live before it
+        live = (
+            (c("_b") >= self._tick_since).fill_null(False)
+            if self._tick_since is not None
+            else c("_b").is_not_null()
+        )
+        moved = [first.filter((c("_t1") > self._tick) & (c("_t1") <= self._now) & ~live).select(_KEY)]
+        if self._since is not None:  # rows from before the batch the window dropped since (or may have)
+            seen = before["last_seen"]
+            lo = 0 if self._tick_since is None else int(seen.search_sorted(self._tick_since, "left"))
+            hi = int(seen.search_sorted(self._since, "left"))
+            moved.append(before.slice(lo, max(hi - lo, 0)).select(_KEY))
         rows = pl.concat(moved)
+        tmpl = c("family") == "template"
         # accounts whose network rows moved, or that entered or left the sub-accounts
         who = pl.concat(
             [
@@ -103,17 +134,17 @@ class RoomMemo:
                 sub.select(ids).join(self._sub, on=ids, how="anti"),
             ]
         )[ids].unique()
-        mine = tmpl & c(ids).is_in(who.implode())
         changed = (
             pl.concat(
                 [
-                    rows.filter(tmpl).select(ids, "key"),  # gained or lost the template's row
-                    self._keys.filter(mine).select(ids, "key"),
-                    keys.filter(mine).select(ids, "key"),
+                    # gained or lost the template's row
+                    rows.filter(tmpl).select(ids, c("key").alias("cluster_id")),
+                    # held it at the memo's tick (or gained it since: above)
+                    self._held.filter(c(ids).is_in(who.implode())),
                 ]
             )
             .unique()
-            .group_by(c("key").alias("cluster_id"))
+            .group_by("cluster_id")
             .agg(pl.len().cast(pl.Float64).alias("_a"))
         )
         a = c("_a")
@@ -125,24 +156,26 @@ class RoomMemo:
         again = marked.filter(~still)["cluster_id"]
         marked = marked.filter(still)
         self.bounded += int((marked["_a"] > 0).sum())
-        self._failed = marked.select(
-            "cluster_id", c("_lo2") - a, c("_hi1") + a, c("_lo_w") - a, c("_hi_w") + a
-        )
+        bounds = [c("_lo2") - a, c("_hi1") + a, c("_lo_w") - a, c("_hi_w") + a]
+        self._failed = marked.select("cluster_id", *bounds)
+        # holders now: those at the memo's tick and those that gained the row since
+        gained = rows.filter(tmpl).select(ids, c("key").alias("cluster_id"))
+        self._held = pl.concat([self._held, gained]).join(self._failed, on="cluster_id", how="semi")
         return self._failed["cluster_id"], again
 
     def keep(
         self,
-        keys: pl.DataFrame,
         sub: pl.DataFrame,
         failed: pl.DataFrame,
+        members: pl.DataFrame,
         sampled: pl.DataFrame,
         counts: pl.DataFrame,
     ) -> None:
-        """The tick walked becomes the memo's: its table, its sub-accounts, and the templates failing
-        there: ``known``'s (skipped) and ``failed``'s (tested): those ``room.sample_test`` ruled out
-        (``sampled``: the sample's second largest count over the members) and those ``venues`` failed
-        (``counts``: its counts with ``counts=True``)."""
-        self._tick, self._keys = self._now, keys
+        """The tick walked becomes the memo's: its sub-accounts, and the templates failing there:
+        ``known``'s (skipped) and ``failed``'s (tested; ``members``: their holders, account_id and
+        cluster_id): those ``room.sample_test`` ruled out (``sampled``: the sample's second largest count
+        over the members) and those ``venues`` failed (``counts``: its counts with ``counts=True``)."""
+        self._tick, self._tick_since = self._now, self._since
         self._sub = sub.select("account_id").unique()
         c = pl.col
         by_sample = sampled.select("cluster_id", c("_h2").alias("_lo2"), c("_n").alias("_hi_w"))
@@ -156,3 +189,5 @@ class RoomMemo:
         bounds = pl.concat([by_sample, in_full], how="diagonal")
         new = failed.select("cluster_id").join(bounds, on="cluster_id", how="left")
         self._failed = pl.concat([self._failed, new.select(c(k).cast(t) for k, t in _FAILED.items())])
+        held = members.join(failed, on="cluster_id", how="semi").select("account_id", "cluster_id")
+        self._held = pl.concat([self._held, held])
