@@ -1,10 +1,8 @@
-"""The room test's cost with and without its pruning (``room.may_pass``) and its memo, in one process.
+"""The room test's cost with and without its pruning (``room.may_pass``), in one process.
 
 Replays a file; at every ``room_templates`` call of the engine (one per tick with accused points) the
-call runs with the pruning and with nothing pruned, alternately, ``--repeat`` times each, then once
-with the walk's memo (``room.RoomMemo``, issue 13, round 13: a second call at a tick would find every
-failed template unchanged), and all must give the same rooms. Prints the CPU seconds of each (all
-threads) and the ratios.
+call runs with the pruning and with nothing pruned, alternately, ``--repeat`` times each, and the two
+must give the same rooms. Prints the CPU seconds of each (all threads) and their ratio.
 
     .venv/bin/python benchmarks/room_stage.py out/d1/events.parquet [--no-models] [--repeat 2]
 """
@@ -38,12 +36,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     templates, prune = room.room_templates, room.may_pass
-    cpu = {"pruned": 0.0, "unpruned": 0.0, "memo": 0.0}
+    cpu = {"pruned": 0.0, "unpruned": 0.0}
     calls = [0]
 
-    def both(
-        keys: pl.DataFrame, accounts: pl.DataFrame, s: EvidenceSettings, *rest: object, memo: object
-    ) -> pl.DataFrame:
+    def both(keys: pl.DataFrame, accounts: pl.DataFrame, s: EvidenceSettings, *rest: object) -> pl.DataFrame:
         out = {}
         for _ in range(args.repeat):
             for name, fn in (("unpruned", _keep_all), ("pruned", prune)):
@@ -51,12 +47,7 @@ def main() -> None:
                 t = time.process_time()
                 out[name] = templates(keys, accounts, s, *rest)  # type: ignore[arg-type]
                 cpu[name] += time.process_time() - t
-        room.may_pass = prune  # type: ignore[assignment]
-        t = time.process_time()
-        out["memo"] = templates(keys, accounts, s, *rest, memo=memo)  # type: ignore[arg-type]
-        cpu["memo"] += (time.process_time() - t) * args.repeat  # once: per replay is repeat x it / repeat
         assert sorted(out["pruned"].iter_rows()) == sorted(out["unpruned"].iter_rows())
-        assert sorted(out["memo"].iter_rows()) == sorted(out["unpruned"].iter_rows())
         calls[0] += 1
         return out["pruned"]
 
@@ -68,7 +59,6 @@ def main() -> None:
     for name, sec in cpu.items():
         print(f"| {name} | {sec / args.repeat:.2f} s CPU per replay |")
     print(f"| pruned / unpruned | {cpu['pruned'] / cpu['unpruned']:.2f}x |")
-    print(f"| memo / pruned | {cpu['memo'] / cpu['pruned']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import polars as pl
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.coordination import colocated
 from detector.detect.evidence import AXIS_PREFIX, extraction_checks
-from detector.detect.room_memo import RoomMemo
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.evidence_settings import EvidenceSettings
 from detector.window.asof import KeyTimeline
@@ -69,11 +68,6 @@ class RoomContext:
     min_overlap: float
     #: the tenants' sub-accounts at the tick last asked for (``subaccounts``)
     _subs: dict[datetime, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
-    #: the room test's memo along this pass's walk (``RoomMemo``)
-    memo: RoomMemo = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "memo", RoomMemo(self.timeline.log, lambda: self.timeline.before))
 
     def subaccounts(self, tick: datetime, keys: pl.DataFrame) -> pl.DataFrame:
         """``tenant_subaccounts`` of ``keys``, the key table as of ``tick``: once per tick for the room and
@@ -97,25 +91,21 @@ def room_templates(
     min_overlap: float,
     wanted: pl.Series | None = None,
     subaccounts: Callable[[], pl.DataFrame] | None = None,
-    *,
-    memo: RoomMemo | None = None,
 ) -> pl.DataFrame:
     """(template key, venue prefix) of every template a room explains, from the key table at one tick
     (``wanted``: only these template keys, e.g. those the accused points hold; ``subaccounts``: gives
-    the table's ``tenant_subaccounts`` when it is needed, e.g. ``RoomContext.subaccounts``; ``memo``:
-    the templates of a walk's earlier ticks that fail the venue's network part and still must).
+    the table's ``tenant_subaccounts`` when it is needed, e.g. ``RoomContext.subaccounts``).
 
     Each step reads only the rows its joins keep: the table's template, network and reseller rows, and
-    of its client rows those of the builds the members of a template that passes the network part hold
-    (``client_inside`` counts a build's holders anywhere, and only the members' builds). The templates
-    ``may_pass`` rules out skip ``venues``, and those the memo holds skip both."""
+    of its client rows those of the builds the members hold (``client_inside`` counts a build's holders
+    anywhere, and only the members' builds). The templates ``may_pass`` rules out skip ``venues``, and
+    those that fail its network part (``network_part``) skip ``client_inside``."""
     fam = pl.col("family")
     tk = keys.filter(fam == "template").select("account_id", pl.col("key").alias("cluster_id"))
     if wanted is not None:
         tk = tk.filter(pl.col("cluster_id").is_in(wanted.implode()))
     big = tk.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
-    big = big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id")
-    members = tk.join(big, on="cluster_id")
+    members = tk.join(big.filter(pl.col("_n") >= s.room_min_accounts).select("cluster_id"), on="cluster_id")
     empty = pl.DataFrame(schema={"template": pl.String, "venue": pl.String})
     if members.height == 0:
         return empty
@@ -124,27 +114,11 @@ def room_templates(
     else:
         sub = subaccounts()
     ip = keys.filter(fam == "ip")
-    if memo is None:
-        members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
-        asked = sampled = None
-    else:
-        # skip what must fail again; test again in full what failed before (a bound for the memo)
-        skip, again = memo.known(keys, sub, s)
-        members = members.join(skip.to_frame("cluster_id"), on="cluster_id", how="anti")
-        asked = members.select("cluster_id").unique()
-        holders = members
-        memo.skipped += big.height - asked.height
-        memo.computed += asked.height
-        first = members.join(again.to_frame("cluster_id"), on="cluster_id", how="anti")
-        kept, sampled = sample_test(ip, first, sub, s)
-        members = members.join(pl.concat([kept, again.to_frame("cluster_id")]), on="cluster_id", how="semi")
-    # the network part of ``colocated`` (its client share passes when null): failing it, a template
-    # fails ``colocated`` whatever its client builds, and the memo keeps it
-    near = venues(ip, members, sub, counts=True)
-    if memo is not None and asked is not None and sampled is not None:
-        failed = asked.join(_near(near, s), on="cluster_id", how="anti")
-        memo.keep(sub, failed, holders, sampled, near)
-    near = _near(near, s).drop("_with_ip", "_h1", "_h2")
+    members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
+    if members.height == 0:
+        return empty
+    # client builds only for the templates that pass the network part (issue 13, round 13)
+    near = network_part(venues(ip, members, sub), s)
     members = members.join(near, on="cluster_id", how="semi")
     if members.height == 0:
         return empty
@@ -158,21 +132,15 @@ def room_templates(
     )
 
 
-def _near(v: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
-    """The rows of ``venues`` that pass the network part of ``colocated``: the whole test with the
-    client share passing (null)."""
+def network_part(v: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """The rows of ``venues`` (``v``) that pass the network part of ``colocated``: the whole test with
+    the client share passing (null). A template failing it fails ``colocated`` whatever its client
+    builds, so ``client_inside`` (the holders of its members' builds, anywhere) is not counted for it."""
     client = pl.lit(None, pl.Float64).alias("client_key_inside_share")
     return v.with_columns(client).filter(colocated(s)).drop("client_key_inside_share")
 
 
 def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
-    """The clusters of ``members`` that ``sample_test`` cannot rule out."""
-    return sample_test(ip, members, sub, s)[0]
-
-
-def sample_test(
-    ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings
-) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The clusters of ``members`` (account_id, cluster_id) whose second most held prefix can still be
     within ``colocated_second_share``; the others fail ``colocated`` whatever the rest of their keys
     (``ip``: the network rows of the key table).
@@ -183,8 +151,7 @@ def sample_test(
     holders among all, so a sample's second largest count above ``share x n`` (a margin for rounding)
     already fails the cluster. A proxy pool's accounts each hold most of the pool's prefixes and fail on
     the sample; a room, and anything else the sample cannot rule out, is checked in full (``venues``,
-    ``client_inside``), so the rooms found are the same (tests/test_room_prune.py). Also gives the
-    clusters ruled out, with the sample's second largest count (``_h2``) and the members (``_n``)."""
+    ``client_inside``), so the rooms found are the same (tests/test_room_prune.py)."""
     plain = members.join(sub, on="account_id", how="anti")
     n = plain.group_by("cluster_id").agg(pl.len().alias("_n"))
     # any subset bounds the counts from below: the first rows of each cluster, in the frame's order
@@ -200,11 +167,10 @@ def sample_test(
         .agg(pl.len().alias("_h"), pl.col("_n").first())
         .filter(pl.col("_h") > s.colocated_second_share * (1 + 1e-9) * pl.col("_n"))
         .group_by("cluster_id")
-        .agg(pl.len(), pl.col("_h").top_k(2).min().alias("_h2"), pl.col("_n").first())
+        .len()
         .filter(pl.col("len") >= 2)
-        .drop("len")
     )
-    return n.join(fails, on="cluster_id", how="anti").select("cluster_id"), fails
+    return n.join(fails, on="cluster_id", how="anti").select("cluster_id")
 
 
 def room_requests(
@@ -216,14 +182,13 @@ def room_requests(
     out = []
     for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
         assert isinstance(tick, datetime)
-        keys = ctx.timeline.at(tick, since := ctx.since_at(tick))
+        keys = ctx.timeline.at(tick, ctx.since_at(tick))
         if visit is not None:
             visit(tick, keys)
         own = keys.join(pts.select("account_id"), on="account_id", how="semi")
         wanted = own.filter(pl.col("family") == "template")["key"].unique()
         sub = partial(ctx.subaccounts, tick, keys)
-        ctx.memo.walk(tick, since)
-        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub, memo=ctx.memo)
+        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub)
         if rooms.height == 0:
             continue
         held = (

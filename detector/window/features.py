@@ -80,16 +80,13 @@ def _payers(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.
     )
 
 
-def venues(
-    keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, counts: bool = False
-) -> pl.DataFrame:
+def venues(keys: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame) -> pl.DataFrame:
     """Per cluster: the shares of its members (those with a network key) behind its most and its
     second most held residential, campus or office prefix, and that most held prefix (``venue_key``;
     ties to the smallest key). A hosted address (IP intelligence's datacenter, VPN or proxy flag) is
     keyed by the full address, not a prefix, and is no venue; a reseller tenant's sub-accounts send
     from the tenant's egress, not from a room. The room test on the account axis (``detect/room.py``)
-    reads it with template holders as the clusters (``counts``: also the counts the shares divide, the
-    members with a network key ``_with_ip`` and the two largest prefix counts ``_h1``, ``_h2``)."""
+    reads it with template holders as the clusters."""
     ip = keys.filter(pl.col("family") == "ip").join(members, on="account_id", how="inner")
     ip = ip.filter(~pl.col("account_id").is_in(sub.get_column("account_id").implode()))
     seen = ip.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_with_ip"))
@@ -102,14 +99,11 @@ def venues(
         .agg(pl.col("key").first().alias("venue_key"), pl.col("_h").head(2).alias("_top"))
     )
     share = [pl.col("_top").list.get(i, null_on_oob=True).fill_null(0) / pl.col("_with_ip") for i in (0, 1)]
-    top = [pl.col("_top").list.get(i, null_on_oob=True).fill_null(0).alias(f"_h{i + 1}") for i in (0, 1)]
-    extra: list[str | pl.Expr] = ["_with_ip", *top] if counts else []
     return seen.join(held, on="cluster_id", how="left").select(
         "cluster_id",
         share[0].alias("top_network_key_share"),
         share[1].alias("second_network_key_share"),
         "venue_key",
-        *extra,
     )
 
 
