@@ -98,7 +98,8 @@ def room_templates(
 
     Each step reads only the rows its joins keep: the table's template, network and reseller rows, and
     of its client rows those of the builds the members hold (``client_inside`` counts a build's holders
-    anywhere, and only the members' builds). The templates ``may_pass`` rules out skip ``venues``."""
+    anywhere, and only the members' builds). The templates ``may_pass`` rules out skip ``venues``, and
+    those that fail its network part (``network_part``) skip ``client_inside``."""
     fam = pl.col("family")
     tk = keys.filter(fam == "template").select("account_id", pl.col("key").alias("cluster_id"))
     if wanted is not None:
@@ -116,15 +117,27 @@ def room_templates(
     members = members.join(may_pass(ip, members, sub, s), on="cluster_id", how="semi")
     if members.height == 0:
         return empty
+    # client builds only for the templates that pass the network part (issue 13, round 13)
+    near = network_part(venues(ip, members, sub), s)
+    members = members.join(near, on="cluster_id", how="semi")
+    if members.height == 0:
+        return empty
     clients = keys.filter(fam == "client")
     builds = clients.join(members.select("account_id").unique(), on="account_id", how="semi").select("key")
     clients = clients.join(builds.unique(), on="key", how="semi")
     return (
-        venues(ip, members, sub)
-        .join(client_inside(clients, members), on="cluster_id", how="left")
+        near.join(client_inside(clients, members), on="cluster_id", how="left")
         .filter(colocated(s))
         .select(pl.col("cluster_id").alias("template"), pl.col("venue_key").alias("venue"))
     )
+
+
+def network_part(v: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """The rows of ``venues`` (``v``) that pass the network part of ``colocated``: the whole test with
+    the client share passing (null). A template failing it fails ``colocated`` whatever its client
+    builds, so ``client_inside`` (the holders of its members' builds, anywhere) is not counted for it."""
+    client = pl.lit(None, pl.Float64).alias("client_key_inside_share")
+    return v.with_columns(client).filter(colocated(s)).drop("client_key_inside_share")
 
 
 def may_pass(ip: pl.DataFrame, members: pl.DataFrame, sub: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
