@@ -131,27 +131,37 @@ def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def _shared(
-    rows: pl.DataFrame, ticks: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
+    rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
 ) -> pl.DataFrame:
-    """Rows (``SHEET_SCHEMA``) in each tick's window [tick_end - long, tick_end), with ``_sheet``: the
-    text is held by at least ``min_accounts`` accounts in that window (any account, not only these) and
-    by at least ``member_share`` of the row's account's co-holders (the accounts holding any of its
-    texts that ``min_accounts`` hold, itself included): a course's exercises are each held by most of
-    the class, a best-of-k split across k of N seats' problems by k of the N (round 12)."""
-    end = pl.col("tick_end")
-    w = ticks.join(reasoning_rows(rows), how="cross")
-    w = w.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
+    """The rows (``SHEET_SCHEMA``) of each point (``points``: account_id, tick_end) in its tick's window
+    [tick_end - long, tick_end), with ``_sheet``: the text is held by at least ``min_accounts`` accounts
+    in that window (any account, not only the points') and by at least ``member_share`` of the point's
+    account's co-holders (the accounts holding any of its texts that ``min_accounts`` hold, itself
+    included): a course's exercises are each held by most of the class, a best-of-k split across k of N
+    seats' problems by k of N (round 12). Holders are counted over every account; the co-holder pairs
+    are built only for the points, and only the texts the points hold are read (round 13: every account's
+    texts of the window, and a popular text's holders squared, were a quarter of the dense day's ticks)."""
+    end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
+    inside = (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
+    rows = reasoning_rows(rows)
+    # only the texts the points hold in their windows can be theirs or their co-holders' (every holder kept)
+    theirs = points.join(rows, on="account_id").filter(inside).select(text).unique()
+    w = points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
+    w = w.filter(inside).join(theirs, on=text, how="semi")
     held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
-    w = w.join(held, on=["tick_end", "text_fp"])
+    w = w.join(held, on=text)
     wide = w.filter(pl.col("_holders") >= min_accounts).select("tick_end", "account_id", "text_fp").unique()
+    mine = wide.join(points, on=on, how="semi")
     co = (
-        wide.join(wide.rename({"account_id": "_other"}), on=["tick_end", "text_fp"])
-        .group_by("tick_end", "account_id")
+        mine.join(wide.rename({"account_id": "_other"}), on=text)
+        .group_by(on)
         .agg(pl.col("_other").n_unique().alias("_co"))
     )
     bar = pl.col("_co").fill_null(0).cast(pl.Float64) * member_share
-    return w.join(co, on=["tick_end", "account_id"], how="left").with_columns(
-        ((pl.col("_holders") >= min_accounts) & (pl.col("_holders") >= bar)).alias("_sheet")
+    return (
+        w.join(points, on=on, how="semi")
+        .join(co, on=on, how="left")
+        .with_columns(((pl.col("_holders") >= min_accounts) & (pl.col("_holders") >= bar)).alias("_sheet"))
     )
 
 
@@ -173,10 +183,7 @@ def account_sheets(
 ) -> pl.DataFrame:
     """Per point (account_id, tick_end): ``SHEET_FEATURES`` (points without reasoning requests: no row).
     ``rows``: every account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on."""
-    ticks = points.select("tick_end").unique()
-    w = _shared(rows, ticks, long, min_accounts, member_share).join(
-        points.select("account_id", "tick_end"), on=["account_id", "tick_end"], how="semi"
-    )
+    w = _shared(rows, points.select("account_id", "tick_end"), long, min_accounts, member_share)
     return w.group_by("account_id", "tick_end").agg(_share())
 
 
