@@ -205,6 +205,7 @@ def build_daemon(
 
     from prometheus_client import CollectorRegistry
 
+    from detector.checkpoint import refuse_other_text_key
     from detector.detect.rules import RuleWatcher
     from detector.runtime.metrics import Metrics
     from detector.runtime.stream.daemon import Daemon
@@ -213,6 +214,8 @@ def build_daemon(
     from detector.window.features import CATALOGUES
 
     es = engine_settings(rules_dir, ip_intel, allowlist, base=engine)
+    if not reset_state:  # a checkpoint under another text key: refused now, not at the first assignment
+        refuse_other_text_key(settings.state_dir, text_key(es))
     watcher = RuleWatcher(es.rules_dir, CATALOGUES) if watch_rules else None
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(

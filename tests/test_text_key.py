@@ -260,6 +260,26 @@ def test_a_checkpoint_refuses_another_key_or_none(sim: Path, tmp_path: Path) -> 
         assert load_engine(build_engine(settings=_settings(key)), tmp_path / root / "state") is not None
 
 
+def test_the_daemon_refuses_another_key_at_start_not_at_its_first_assignment(tmp_path: Path) -> None:
+    """``build_daemon`` (``detector run``) reads the current checkpoint's check before joining the
+    group: a standby replica under the wrong key stops at once, not at the failover it waits for.
+    ``--reset-state`` (the state moved aside) and an empty state directory start."""
+    from detector.app import build_daemon
+    from detector.runtime.stream.settings import StreamSettings
+
+    state = tmp_path / "state"
+    save_engine(build_engine(settings=_settings(KEY_A)), state)
+    stream = StreamSettings(bootstrap_servers="127.0.0.1:9", state_dir=state, metrics_port=0)
+    for key in (KEY_B, None):  # no broker at that address: the refusal comes before any connection
+        with pytest.raises(ConfigError) as info:
+            build_daemon(stream, engine=_settings(key), watch_rules=False)
+        assert info.value.location == "DETECTOR_TEXT_KEY" and KEY_A not in str(info.value)
+    build_daemon(stream, engine=_settings(KEY_A), watch_rules=False)
+    build_daemon(stream, engine=_settings(KEY_B), watch_rules=False, reset_state=True)
+    empty = stream.model_copy(update={"state_dir": tmp_path / "fresh"})
+    build_daemon(empty, engine=_settings(KEY_B), watch_rules=False)
+
+
 # ------------------------------------------------------------------------------------- configuration
 
 
