@@ -59,16 +59,32 @@ def engine_settings(
 
 #: Shortest secret accepted for ``DETECTOR_TEXT_KEY`` (as for the community key).
 TEXT_KEY_MIN_BYTES = 16
+#: Longest key file read: a key is a line; a bigger file (``/dev/urandom``, a log) is a wrong path.
+TEXT_KEY_MAX_BYTES = 4096
 
 
 def _read_key_file(path: Path) -> SecretStr:
     from pydantic import SecretStr
 
     try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open("rb") as f:  # bounded: a device or a big file is refused, never read whole
+            data = f.read(TEXT_KEY_MAX_BYTES + 1)
+    except OSError as exc:
         raise ConfigError(
             f"cannot read the text key file ({type(exc).__name__}); fix DETECTOR_TEXT_KEY_FILE", str(path)
+        ) from None
+    if len(data) > TEXT_KEY_MAX_BYTES:
+        raise ConfigError(
+            f"the text key file is longer than {TEXT_KEY_MAX_BYTES} bytes; fix DETECTOR_TEXT_KEY_FILE "
+            "(the file holds the key alone, on one line)",
+            str(path),
+        )
+    try:
+        secret = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "the text key file is not UTF-8 text; write the key as text (e.g. `openssl rand -hex 32`)",
+            str(path),
         ) from None
     if len(secret.encode()) < TEXT_KEY_MIN_BYTES:  # named here, where the file is known to be the source
         raise ConfigError(
@@ -85,7 +101,8 @@ def text_key(s: EngineSettings) -> TextKey | None:
 
     if s.text_key is None:
         return None
-    raw = s.text_key.get_secret_value().encode()
+    # stripped as a key file is: the same secret, from the variable or a file, is the same key
+    raw = s.text_key.get_secret_value().strip().encode()
     if len(raw) < TEXT_KEY_MIN_BYTES:
         raise ConfigError(
             f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret",
@@ -188,6 +205,7 @@ def build_daemon(
 
     from prometheus_client import CollectorRegistry
 
+    from detector.checkpoint import refuse_other_text_key
     from detector.detect.rules import RuleWatcher
     from detector.runtime.metrics import Metrics
     from detector.runtime.stream.daemon import Daemon
@@ -196,6 +214,8 @@ def build_daemon(
     from detector.window.features import CATALOGUES
 
     es = engine_settings(rules_dir, ip_intel, allowlist, base=engine)
+    if not reset_state:  # a checkpoint under another text key: refused now, not at the first assignment
+        refuse_other_text_key(settings.state_dir, text_key(es))
     watcher = RuleWatcher(es.rules_dir, CATALOGUES) if watch_rules else None
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(

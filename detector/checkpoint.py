@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -39,6 +39,9 @@ from detector.statedir import (
     write_folder,
 )
 from detector.window.state import WindowState
+
+if TYPE_CHECKING:
+    from detector.enrich.prompt.hashing import TextKey
 
 __all__ = ["CheckpointError", "CheckpointWriteError", "NoGoodCheckpoint"]
 
@@ -149,12 +152,12 @@ def _book(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _same_text_key(engine: Engine, stored: str | None, folder: Path) -> None:
+def _same_text_key(key: TextKey | None, stored: str | None, folder: Path) -> None:
     """Refuse a checkpoint whose samples were ordered under another text key (or none): the sheet and
     opener samples keep each bucket's smallest ``text_fp``, and two keys' orders mixed in one window
     would read as different texts. Restoring it would be silently wrong; a ``ConfigError`` names the
     variable (exit 2): set the key the state was written with, or start over."""
-    mine = engine.text_key.check if engine.text_key is not None else None
+    mine = key.check if key is not None else None
     if stored != mine:
         how = (
             "under another text key"
@@ -167,6 +170,20 @@ def _same_text_key(engine: Engine, stored: str | None, folder: Path) -> None:
             "(docs/operations.md#a-secret-key-on-the-text-hash)",
             "DETECTOR_TEXT_KEY",
         )
+
+
+def refuse_other_text_key(root: Path, key: TextKey | None) -> None:
+    """At start, before the daemon joins its group: ``load_engine``'s refusal of another text key, on
+    the newest checkpoint whose ``meta.json`` verifies (none, or unreadable: the load decides later). A
+    replica under the wrong key stops now, not at the failover it stands by for."""
+    folder = choose(root, only=("meta.json",)).folder
+    if folder is None:
+        return
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return
+    _same_text_key(key, meta.get(TEXT_KEY_CHECK), folder)
 
 
 def save_engine(engine: Engine, root: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -231,7 +248,7 @@ def load_engine(
         raise CheckpointError(
             f"checkpoint {folder} has format {meta.get('format')}, this build reads {FORMAT}",
         )
-    _same_text_key(engine, meta.get(TEXT_KEY_CHECK), folder)
+    _same_text_key(engine.text_key, meta.get(TEXT_KEY_CHECK), folder)
     engine.state = WindowState.load(folder)
     pending_path = folder / "pending.parquet"
     pending = pl.read_parquet(pending_path) if pending_path.exists() else None

@@ -179,9 +179,15 @@ def test_a_clusters_agentic_transcripts_from_a_shared_opener_sheet_are_not_a_har
     assert _signals(_cluster(_table(course, sends=2))) == ["agentic transcripts"]
     # long loops on the shared tasks (a farm's sessions): counts
     assert _signals(_cluster(_table(course, loop=20))) == ["agentic transcripts"]
-    # a harvest's volume per agent on the shared tasks: counts
-    busy = {f"p{i}": [1, 2, 3, 4] * 6 for i in range(12)}  # 24 openers a seat, 8 turns each: 192
+    # the shared tasks re-opened across buckets (24 openers a seat, 8 turns each: 192 turns, but 24
+    # sessions, within the sheet's volume since round 13): counts, as each task is opened 6 times a seat
+    busy = {f"p{i}": [1, 2, 3, 4] * 6 for i in range(12)}
+    assert _features(_table(busy, loop=8))["opener_sends_per_text_24h"] == 6.0
     assert _signals(_cluster(_table(busy, loop=8))) == ["agentic transcripts"]
+    # a harvest's volume, in sessions: 61 shared tasks a seat, once each, in loops of one turn: counts
+    wide = {f"p{i}": list(range(1, 62)) for i in range(12)}
+    assert S.sheet_max_requests_per_account < 61
+    assert _signals(_cluster(_table(wide, loop=1))) == ["agentic transcripts"]
     # a farm's own tasks: counts
     farm = {f"s{i}": [1000 + 10 * i + k for k in range(4)] for i in range(12)}
     assert _signals(_cluster(_table(farm))) == ["agentic transcripts"]

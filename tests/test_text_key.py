@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from detector.app import build_engine, engine_settings, text_key
 from detector.checkpoint import TEXT_KEY_CHECK, load_engine, save_engine
 from detector.decode import decode_lines
-from detector.enrich.prompt.hashing import TextKey, siphash24_u64, stable_hash64
+from detector.enrich.prompt.hashing import TextKey, _siphash24_np, siphash24_u64, stable_hash64
 from detector.enrich.prompt_features import PARALLEL_MIN_ROWS, add_prompt_features
 from detector.errors import ConfigError
 from detector.io.files import iter_parquet
@@ -64,6 +64,43 @@ def test_siphash_matches_the_published_vector_and_the_vector_twin_matches_the_re
     got = key.series(pl.Series("text_fp", [*values, None], dtype=pl.UInt64)).to_list()
     assert got == [key.hash64(v) for v in values] + [None]
     assert len(set(got[:-1])) == len(values)  # no collisions among distinct texts
+
+
+#: SipHash-2-4 of 8-byte messages (the little-endian bytes of the word) under several keys, from an
+#: independent implementation (the ``siphash24`` package's C code, which gives the paper's 64 vectors):
+#: all-zero, all-one and random keys; words 0, 1, 2**63, 2**64 - 1 and a random one (endianness, carries).
+INDEPENDENT_VECTORS = [
+    ("000102030405060708090a0b0c0d0e0f", 0x0000000000000000, 0x39D3851CA07681A7),
+    ("000102030405060708090a0b0c0d0e0f", 0x0000000000000001, 0x2B91B2B085E6D1F6),
+    ("000102030405060708090a0b0c0d0e0f", 0xFFFFFFFFFFFFFFFF, 0x2A68FF30A3D9DA34),
+    ("000102030405060708090a0b0c0d0e0f", 0x8000000000000000, 0x45F93120D11C42C2),
+    ("000102030405060708090a0b0c0d0e0f", 0x0706050403020100, 0x93F5F5799A932462),
+    ("000102030405060708090a0b0c0d0e0f", 0x2FF7C0FCBBE8F88D, 0x7973DC114054A775),
+    ("00000000000000000000000000000000", 0x0000000000000000, 0xE849E8BB6FFE2567),
+    ("00000000000000000000000000000000", 0x0000000000000001, 0x8004C5A694105F5E),
+    ("00000000000000000000000000000000", 0xFFFFFFFFFFFFFFFF, 0x8050C18B6AC9D15E),
+    ("00000000000000000000000000000000", 0x8000000000000000, 0xB2E6C2E3DBBB15F1),
+    ("00000000000000000000000000000000", 0x1221B5A22155A41C, 0x813CAF4DCD0BE5FB),
+    ("ffffffffffffffffffffffffffffffff", 0x0000000000000000, 0x93E9A1F113E70A00),
+    ("ffffffffffffffffffffffffffffffff", 0x0000000000000001, 0xB71B9032AC2C875A),
+    ("ffffffffffffffffffffffffffffffff", 0xFFFFFFFFFFFFFFFF, 0xF13E77491777F9D0),
+    ("ffffffffffffffffffffffffffffffff", 0x8000000000000000, 0x2EDCD8667C86982D),
+    ("ffffffffffffffffffffffffffffffff", 0xD885BBAC88043E5F, 0x7B3FC3F77A3B7D6F),
+    ("424aafe8afcdd9e32fa63baa25de39a4", 0x0000000000000000, 0x2BB32AB64ADD6367),
+    ("424aafe8afcdd9e32fa63baa25de39a4", 0x0000000000000001, 0x44ED7878D62729FF),
+    ("424aafe8afcdd9e32fa63baa25de39a4", 0xFFFFFFFFFFFFFFFF, 0x754F6F6C00219C7A),
+    ("424aafe8afcdd9e32fa63baa25de39a4", 0x8000000000000000, 0xEAB37B9C2346019D),
+    ("424aafe8afcdd9e32fa63baa25de39a4", 0xBEA4256E36C2A4C7, 0x8260FB7699A19B40),
+]
+
+
+def test_siphash_and_its_vector_twin_match_an_independent_implementation_on_many_keys() -> None:
+    for key_hex, word, want in INDEPENDENT_VECTORS:
+        k = bytes.fromhex(key_hex)
+        k0, k1 = int.from_bytes(k[:8], "little"), int.from_bytes(k[8:], "little")
+        assert siphash24_u64(k0, k1, word) == want, (key_hex, hex(word))
+        words = pl.Series([word, word ^ 1], dtype=pl.UInt64).to_numpy()
+        assert int(_siphash24_np(k0, k1, words)[0]) == want, (key_hex, hex(word))
 
 
 def test_the_key_never_prints_and_reaches_a_worker_whole() -> None:
@@ -223,6 +260,26 @@ def test_a_checkpoint_refuses_another_key_or_none(sim: Path, tmp_path: Path) -> 
         assert load_engine(build_engine(settings=_settings(key)), tmp_path / root / "state") is not None
 
 
+def test_the_daemon_refuses_another_key_at_start_not_at_its_first_assignment(tmp_path: Path) -> None:
+    """``build_daemon`` (``detector run``) reads the current checkpoint's check before joining the
+    group: a standby replica under the wrong key stops at once, not at the failover it waits for.
+    ``--reset-state`` (the state moved aside) and an empty state directory start."""
+    from detector.app import build_daemon
+    from detector.runtime.stream.settings import StreamSettings
+
+    state = tmp_path / "state"
+    save_engine(build_engine(settings=_settings(KEY_A)), state)
+    stream = StreamSettings(bootstrap_servers="127.0.0.1:9", state_dir=state, metrics_port=0)
+    for key in (KEY_B, None):  # no broker at that address: the refusal comes before any connection
+        with pytest.raises(ConfigError) as info:
+            build_daemon(stream, engine=_settings(key), watch_rules=False)
+        assert info.value.location == "DETECTOR_TEXT_KEY" and KEY_A not in str(info.value)
+    build_daemon(stream, engine=_settings(KEY_A), watch_rules=False)
+    build_daemon(stream, engine=_settings(KEY_B), watch_rules=False, reset_state=True)
+    empty = stream.model_copy(update={"state_dir": tmp_path / "fresh"})
+    build_daemon(empty, engine=_settings(KEY_B), watch_rules=False)
+
+
 # ------------------------------------------------------------------------------------- configuration
 
 
@@ -250,6 +307,33 @@ def test_the_file_is_read_once_the_variable_wins_and_a_short_key_is_refused(tmp_
     with pytest.raises(ConfigError) as info:
         engine_settings(base=_settings(None).model_copy(update={"text_key_file": f}))
     assert info.value.location == str(f) and "tiny-k3y" not in str(info.value)
+
+
+def test_a_key_file_is_read_bounded_as_utf8_text_and_the_variable_is_stripped_as_a_file(
+    tmp_path: Path,
+) -> None:
+    """A wrong path (a device, a big file) is refused after 4 KiB, not read until memory runs out; a
+    binary file says it is not text; whitespace around the variable counts as little as around a file."""
+    base = _settings(None)
+    big = tmp_path / "big.key"
+    big.write_text("x" * 10_000 + "\n")
+    binary = tmp_path / "binary.key"
+    binary.write_bytes(b"\xff\xfe" + bytes(range(200, 240)))
+    cases = [(big, "longer than 4096 bytes"), (binary, "not UTF-8 text")]
+    if Path("/dev/urandom").exists():
+        cases.append((Path("/dev/urandom"), "longer than 4096 bytes"))
+    for path, says in cases:
+        with pytest.raises(ConfigError) as info:
+            engine_settings(base=base.model_copy(update={"text_key_file": path}))
+        assert info.value.location == str(path) and says in str(info.value), str(info.value)
+    f = tmp_path / "text.key"
+    f.write_text(f"  {KEY_B}\n")
+    from_file = text_key(engine_settings(base=base.model_copy(update={"text_key_file": f})))
+    from_var = text_key(_settings(f"{KEY_B}\n"))
+    assert from_file is not None and from_var is not None and from_var.check == from_file.check
+    with pytest.raises(ConfigError) as info:  # sixteen spaces are no secret
+        text_key(_settings(" " * 16))
+    assert info.value.location == "DETECTOR_TEXT_KEY"
 
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -158,7 +158,8 @@ _CHECK_PERSON: Final = b"det-text-chk"
 class TextKey:
     """The deployment's secret key on ``text_fp``: a SipHash-2-4 key (two 64-bit words) derived from the
     operator's key bytes by blake2b, and ``check``, a short public name of which key it is (a checkpoint
-    stores it; with a key of 16 bytes or more nobody can test a prompt guess or recover the key from it).
+    stores it; with a random key of 16 bytes or more nobody can test a prompt guess or recover the key
+    from it: a weak key can be guessed offline from it, as from the keyed samples).
 
     It prints as ``TextKey(***)``: never the key or its words, so a log, an exception or a ``repr`` of a
     frame's settings cannot leak it.
