@@ -54,7 +54,7 @@ def test_hashing_ids_loads_no_arrow_compute_module() -> None:
         "id_hashes(pl.Series(['req_1', 'a', '', 'über']))\n"
         "print('pyarrow.compute' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
