@@ -219,9 +219,8 @@ def cluster_features(
     is_sub = is_subaccount(sub)
     since = now - long
     accts = members.get_column("account_id").unique()
-    # every account's buckets of the window, read back from the state once per pass: the members',
-    # their builds' holders' (``client_population`` keeps only those) and the typical account's mix
-    # are each taken from it (issue 13); every reader sums integer counts, so row order is immaterial
+    # every account's buckets of the window, read once per pass for the members, their builds' holders
+    # (``client_population`` keeps only those) and the typical mix; readers sum integer counts
     window = state.bucket_rows(None, since, now)
     b = window.join(members, on="account_id", how="inner")
     # each cluster's main client build, once per pass (``client_inside``, ``client_population``)
