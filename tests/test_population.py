@@ -86,6 +86,19 @@ def test_a_slice_of_a_builds_holders_that_harvests_stands_out_and_a_whole_popula
     assert out["coders"]["extraction_lift_over_client"] is None
 
 
+def test_buckets_of_accounts_that_hold_no_build_of_a_cluster_change_nothing() -> None:
+    """``cluster_features`` hands over every account's window (read once per pass, issue 13), not its
+    builds' holders' only: the other accounts' buckets, however they harvest, are left out."""
+    farm, router, others = [f"f{i}" for i in range(10)], [f"r{i}" for i in range(40)], ["o1", "o2"]
+    keys = pl.concat([_holders("router-build", farm + router), _holders("other-build", others)])
+    members = pl.DataFrame({"account_id": farm, "cluster_id": ["farm"] * 10})
+    holders = pl.concat([_traffic(farm, 10, 6), _traffic(router, 10, 1)])
+    everyone = pl.concat([_traffic(others, 50, 50), holders, _traffic(["lone"], 7, 7)])
+    alone = client_population(keys, members, holders)
+    assert alone["extraction_lift_over_client"].to_list() == [pytest.approx(0.5)]
+    assert client_population(keys, members, everyone).equals(alone)
+
+
 #: Draw 355 (development), 17:00, as main at 3d39ee9 saw it: an aged cot_hydra farm through the router
 #: (system-prompt-only asks, a thinking budget and near-maximum outputs), 15 accounts of 15 orgs, all
 #: verified, signed up over four days: only a coincidental pair in one half hour, so no batch; its

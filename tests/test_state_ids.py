@@ -3,6 +3,8 @@ implementation agrees), de-duplication stays exact, and checkpoints old and new 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +43,19 @@ def test_the_column_hash_is_the_reference_hash_for_any_lengths_and_characters() 
     col = pl.concat([pl.Series(["q", "rr"]), pl.Series(["abc", "de"])], rechunk=False).slice(1, 3)
     assert id_hashes(col).to_list() == [_reference(x) for x in ("rr", "abc", "de")]
     assert id_hashes(pl.Series([f"req_{i}" for i in range(100_000)])).n_unique() == 100_000
+
+
+def test_hashing_ids_loads_no_arrow_compute_module() -> None:
+    """The bytes come from polars' own binary export: hashing does not load ``pyarrow.compute`` (0.2 s
+    of CPU, once per process, that a replay of a dense hour spent for this cast alone, issue 13)."""
+    code = (
+        "import sys, polars as pl\n"
+        "from detector.window.ids import id_hashes\n"
+        "id_hashes(pl.Series(['req_1', 'a', '', 'über']))\n"
+        "print('pyarrow.compute' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def _events(ids: list[str], start: int = 0) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import polars as pl
 from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
 from detector.window.members import is_subaccount, new_account_share
-from detector.window.population import build_holders, client_population, main_client_build
+from detector.window.population import client_population, main_client_build
 from detector.window.samples import SAMPLE_FEATURES
 from detector.window.sheets import SHEET_FEATURES
 from detector.window.state import GAP_SUM, GAP_SUMSQ, SIGNAL_COUNTS, WindowState
@@ -219,12 +219,12 @@ def cluster_features(
     is_sub = is_subaccount(sub)
     since = now - long
     accts = members.get_column("account_id").unique()
-    b = state.bucket_rows(accts, since, now).join(members, on="account_id", how="inner")
-    # each cluster's main client build, once per pass (``client_inside``, ``client_population``), and
-    # the window's buckets of its holders only
+    # every account's buckets of the window, read once per pass for the members, their builds' holders
+    # (``client_population`` keeps only those) and the typical mix; readers sum integer counts
+    window = state.bucket_rows(None, since, now)
+    b = window.join(members, on="account_id", how="inner")
+    # each cluster's main client build, once per pass (``client_inside``, ``client_population``)
     main = main_client_build(keys, members)
-    holders = build_holders(keys, main).get_column("account_id").unique()
-    holders_rows = state.bucket_rows(holders, since, now)
     active = b.group_by("cluster_id").agg(
         pl.col("account_id").n_unique().cast(pl.Int64).alias("active_accounts_24h")
     )
@@ -276,7 +276,7 @@ def cluster_features(
         .join(_signup_bursts(keys, members), on="cluster_id", how="left")
         .join(venues(keys, members, sub).drop("venue_key"), on="cluster_id", how="left")
         .join(client_inside(keys, members, main), on="cluster_id", how="left")
-        .join(client_population(keys, members, holders_rows, main), on="cluster_id", how="left")
+        .join(client_population(keys, members, window, main), on="cluster_id", how="left")
         .with_columns(
             (pl.col("requests_24h") / pl.col("active_accounts_24h")).alias("requests_per_account_24h"),
             (pl.col("_mean_k") / pl.col("active_accounts_24h")).alias("synchrony_24h"),
@@ -298,7 +298,7 @@ def cluster_features(
             (pl.col("_top_signup").fill_null(0) / pl.col("accounts")).alias("signup_burst_share"),
             # a blend divides the shares, not the harvest: its excess over the typical account's mix (every
             # account's window, read once per linkage pass)
-            *harvest_excess(typical_mix(state.bucket_rows(None, since, now))),
+            *harvest_excess(typical_mix(window)),
         )
         .drop("_mean_k", "_paid", "_instruments", "_top_signup")
         .sort("cluster_id")

@@ -61,10 +61,15 @@ def id_hashes(ids: pl.Series) -> pl.Series:
 
 
 def _buffers(text: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The UTF-8 bytes of a string column, as Arrow holds them: (n + 1 offsets, data)."""
-    arrow = text.to_arrow(compat_level=pl.CompatLevel.oldest())
+    """The UTF-8 bytes of a string column, as Arrow holds them: (n + 1 offsets, data).
+
+    Cast to binary by polars, which exports it as Arrow's large binary (64-bit offsets): the same
+    bytes as an Arrow cast of the large string, without loading ``pyarrow.compute`` for that cast
+    (0.2 s of CPU once per process: most of what the de-duplication hash cost a replay, issue 13)."""
+    arrow = text.cast(pl.Binary).to_arrow(compat_level=pl.CompatLevel.oldest())
     arr = pa.concat_arrays(arrow.chunks) if isinstance(arrow, pa.ChunkedArray) else arrow
-    arr = arr.cast(pa.large_binary())
+    if arr.type != pa.large_binary():  # not how polars exports binary today: never silently misread
+        raise TypeError(f"expected Arrow large_binary from polars, got {arr.type}")
     _, offsets_buf, data_buf = arr.buffers()
     assert offsets_buf is not None
     offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)

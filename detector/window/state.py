@@ -103,8 +103,11 @@ class WindowState:
     def drop_seen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """Remove events whose request id was already counted; remember the new ones, per ``_tick``."""
         hashed = events.with_columns(id_hashes(events.get_column("request_id")))
-        fresh = hashed.filter(~pl.col(ID_HASH).is_in(self.seen_hashes().implode())).unique(
-            subset="request_id", keep="first", maintain_order=True
+        # one filter: an id's rows are all counted already or all fresh, so its first row over the batch
+        # is its first fresh row (what ``unique(keep="first", maintain_order=True)`` after the filter
+        # kept, at a third of the CPU: no second copy of every column, issue 13)
+        fresh = hashed.filter(
+            ~pl.col(ID_HASH).is_in(self.seen_hashes().implode()) & pl.col("request_id").is_first_distinct()
         )
         dup = events.height - fresh.height
         per_tick = fresh.group_by(pl.col("_tick").alias("tick"), maintain_order=True).agg(ID_HASH)
