@@ -9,6 +9,7 @@ decoding workers key ``text_fp`` exactly as replay does. Template fingerprints s
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import pickle
@@ -109,6 +110,16 @@ def test_the_key_never_prints_and_reaches_a_worker_whole() -> None:
     back = pickle.loads(pickle.dumps(key))  # how the daemon hands it to a decoding worker
     assert back.hash64(12345) == key.hash64(12345) and back.check == key.check
     assert TextKey(KEY_B.encode()).check != key.check and KEY_A.encode().hex() not in key.check
+
+
+def test_each_guess_of_the_secret_costs_a_scrypt() -> None:
+    """The words and the check come from scrypt of the secret (16 MiB, tens of milliseconds a guess), not
+    from a fast hash of it: a checkpoint's check or its samples cannot be tested at blake2b's speed."""
+    secret = KEY_A.encode()
+    fast = hashlib.blake2b(secret, digest_size=8, person=b"det-text-chk").hexdigest()
+    master = hashlib.scrypt(secret, salt=b"distillation-detector/text-key/v1", n=2**14, r=8, p=1, dklen=32)
+    slow = hashlib.blake2b(master, digest_size=8, person=b"det-text-chk").hexdigest()
+    assert TextKey(secret).check == slow != fast
 
 
 def test_only_text_fp_is_keyed_in_one_pass_and_in_parallel_slices() -> None:
@@ -218,8 +229,9 @@ def test_a_checkpoint_cannot_confirm_a_guessed_prompt_and_two_keys_sample_differ
         frame = pl.read_parquet(next((tmp_path / "a" / "state").rglob(f"{table}.parquet")))
         assert frame.height and not set(frame["text_fp"].drop_nulls().to_list()) & public, table
     # the samples are there, under the key; which texts won them depends on the key
-    back_a = {TextKey(KEY_A.encode()).hash64(v): v for v in public}
-    back_b = {TextKey(KEY_B.encode()).hash64(v): v for v in public}
+    key_a, key_b = TextKey(KEY_A.encode()), TextKey(KEY_B.encode())  # derived once: scrypt is slow by design
+    back_a = {key_a.hash64(v): v for v in public}
+    back_b = {key_b.hash64(v): v for v in public}
     won_a = {back_a[v] for v in held_a if v in back_a}
     won_b = {back_b[v] for v in held_b if v in back_b}
     assert won_a and won_b and won_a != won_b

@@ -13,7 +13,7 @@ text that wins a bucket's sample. Template fingerprints stay public (allow-lists
 from __future__ import annotations
 
 import re
-from hashlib import blake2b
+from hashlib import blake2b, scrypt
 from typing import Any, Final, cast
 
 import numpy as np
@@ -153,13 +153,20 @@ _SIP_INIT: Final = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 
 #: blake2b personalisation of the derivation: the key's SipHash half and its check never equal another use.
 _KEY_PERSON: Final = b"det-text-fp"
 _CHECK_PERSON: Final = b"det-text-chk"
+#: scrypt before both (round 13 review): the secret is asked to be random, but a weak one would otherwise
+#: be tested offline at blake2b's speed against a checkpoint's check or its keyed samples. n = 2**14, r = 8:
+#: the scrypt paper's interactive cost (16 MiB, about 60 ms here), paid once per engine. Changing either
+#: changes every keyed value and check, so a checkpoint under the old derivation would be refused.
+_KDF_SALT: Final = b"distillation-detector/text-key/v1"
+_KDF_N: Final = 2**14
 
 
 class TextKey:
     """The deployment's secret key on ``text_fp``: a SipHash-2-4 key (two 64-bit words) derived from the
-    operator's key bytes by blake2b, and ``check``, a short public name of which key it is (a checkpoint
-    stores it; with a random key of 16 bytes or more nobody can test a prompt guess or recover the key
-    from it: a weak key can be guessed offline from it, as from the keyed samples).
+    operator's key bytes by scrypt then blake2b, and ``check``, a short public name of which key it is
+    (a checkpoint stores it; with a random key of 16 bytes or more nobody can test a prompt guess or
+    recover the key from it; scrypt makes each offline guess of a weak key slow, from it as from the
+    keyed samples).
 
     It prints as ``TextKey(***)``: never the key or its words, so a log, an exception or a ``repr`` of a
     frame's settings cannot leak it.
@@ -168,11 +175,14 @@ class TextKey:
     __slots__ = ("_k0", "_k1", "check")
 
     def __init__(self, secret: bytes) -> None:
-        words = blake2b(secret, digest_size=16, person=_KEY_PERSON).digest()
+        # slow first (scrypt), so that each guess of a weak secret against a checkpoint costs ~16 MiB
+        # and tens of milliseconds; then two blake2b personalisations of it: the words and the check
+        master = scrypt(secret, salt=_KDF_SALT, n=_KDF_N, r=8, p=1, dklen=32)
+        words = blake2b(master, digest_size=16, person=_KEY_PERSON).digest()
         self._k0 = int.from_bytes(words[:8], "little")
         self._k1 = int.from_bytes(words[8:], "little")
-        #: 16 hex digits: blake2b of the secret under another personalisation (not the SipHash words).
-        self.check: str = blake2b(secret, digest_size=8, person=_CHECK_PERSON).hexdigest()
+        #: 16 hex digits: blake2b of the derived key under another personalisation (not the SipHash words).
+        self.check: str = blake2b(master, digest_size=8, person=_CHECK_PERSON).hexdigest()
 
     def __repr__(self) -> str:
         return "TextKey(***)"
