@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from detector.lab.knobs import (
     SESSION_TURNS,
     SPLIT_CELLS,
     SPLIT_FAMILIES,
+    SPLIT_SEATS,
+    SPLIT_SHARE,
     VERIFIED_CELLS,
     draw_family_knobs,
     draw_knobs,
@@ -74,6 +77,16 @@ def test_the_split_knob_is_drawn_from_its_own_stream() -> None:
     }
     assert cells == set(SPLIT_CELLS)
     assert "split" not in knob_cells(draw_knobs(np.random.default_rng(0)))
+    # round 13: agentic_pivot's split from a stream of its own, the reasoning families' as they were
+    for i in range(50):
+        rng = np.random.default_rng([SEED_BASE + i, zlib.crc32(b"split")])
+        old = {}
+        for f in ("cot_hydra", "low_and_slow"):
+            on, k = rng.random() < SPLIT_SHARE, int(rng.integers(SPLIT_SEATS[0], SPLIT_SEATS[1] + 1))
+            old[f] = k if on else 0
+        assert {f: k for f, k in draws[i].items() if f != "agentic_pivot"} == old
+    knobs, params = draw_params(next(i for i, d in enumerate(draws) if d["agentic_pivot"]), 20, 1.85)
+    assert params.agentic_pivot.split_seats == knobs["agentic_pivot"]["split"] > 0
 
 
 def test_the_verified_knob_is_drawn_from_its_own_stream() -> None:

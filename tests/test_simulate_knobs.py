@@ -139,6 +139,49 @@ def test_split_best_of_k_sends_each_problem_once_from_k_seats(family: str) -> No
     assert sum(len(h) > 1 for h in problems) / len(problems) < 0.05
 
 
+def test_agent_split_runs_each_task_once_from_k_seats() -> None:
+    """Round 13: a best-of-k harvest of agent trajectories: each task (a session's opener) from k seats.
+    The agent task bank is small, so some openers share a text by chance with or without the knob; the
+    split's mark is that most openers' texts are held by exactly k seats, each once."""
+
+    def holders(k: int) -> list[dict[int, int]]:
+        params = _only("agentic_pivot", split_seats=k, content="explicit", session_turns=3.0)
+        b = run_families(World(3, params, BANK, 1.0, 1.0), params)[0]
+        rows = _asked_rows("agentic_pivot", b)
+        per: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for a, text in zip(b.acct[rows].tolist(), b.text[rows].tolist(), strict=True):
+            per[text][a] += 1
+        return [dict(h) for h in per.values()]
+
+    def by_five_once(hs: list[dict[int, int]]) -> float:
+        """The share of openers whose text five seats send, each once."""
+        sent = sum(sum(h.values()) for h in hs)
+        return sum(5 for h in hs if len(h) == 5 and max(h.values()) == 1) / sent
+
+    on, off = holders(5), holders(0)
+    assert by_five_once(on) > 0.6 and by_five_once(off) < 0.05
+    assert max(len(h) for h in on) < 20, "no task held by the whole cluster"
+
+
+def test_the_agent_split_changes_only_the_agent_farms_openers() -> None:
+    """Round 13: the agentic split re-texts the farm's session openers and nothing else: the same
+    requests at the same times, later turns as they were, every other family's traffic as it was."""
+    base = SimParams()
+    on = base.model_copy(update={"agentic_pivot": base.agentic_pivot.model_copy(update={"split_seats": 6})})
+    blocks = {k: run_families(World(5, p, BANK, 1.0, 0.25), p) for k, p in (("off", base), ("on", on))}
+    assert len(blocks["off"]) == len(blocks["on"]) >= len(FAMILIES)
+    changed = 0
+    for off, b in zip(blocks["off"], blocks["on"], strict=True):
+        for name in ("acct", "ts", "turns"):
+            assert np.array_equal(getattr(off, name), getattr(b, name))
+        same = off.text == b.text
+        if same.all():
+            continue
+        changed += 1
+        assert (b.turns[~same] == 1).all(), "only session openers are re-texted"
+    assert changed == 1, "the agent farm's block, no other"
+
+
 def test_rotating_proxy_sends_campaigns_through_exits_honest_users_send_from(tmp_path: Path) -> None:
     params = _only("cot_hydra", rotating_proxy=True).model_copy(
         update={"residential_vpn": SimParams().residential_vpn.model_copy(update={"accounts": 160})}

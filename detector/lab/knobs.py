@@ -33,8 +33,12 @@ KNOBS: dict[str, tuple[str, ...]] = {
 }
 #: Best-of-k split across seats (round 12, ``simulate/split.py``): the reasoning families that may
 #: send each problem once from each of k of their seats, on this share of draws, k drawn in this range,
-#: from the draw's own stream (``draw_split``: the other knobs' draws stay as they were).
-SPLIT_FAMILIES = ("cot_hydra", "low_and_slow")
+#: from the draw's own stream (``draw_split``: the other knobs' draws stay as they were). Round 13:
+#: ``agentic_pivot`` too (each task, a session's opener, run once by each of k seats: a best-of-k harvest
+#: of agent trajectories), drawn from a stream of its own so the reasoning families' draws stay as they were.
+SPLIT_FAMILIES = ("cot_hydra", "low_and_slow", "agentic_pivot")
+#: Each split family's stream name (``draw_split``); families sharing one draw from it in this order.
+_SPLIT_STREAMS = {"cot_hydra": b"split", "low_and_slow": b"split", "agentic_pivot": b"agent_split"}
 SPLIT_SHARE = 0.5
 SPLIT_SEATS = (3, 8)
 #: The split knob's reported values.
@@ -83,9 +87,11 @@ def draw_knobs(rng: np.random.Generator) -> dict[str, Any]:
 
 def draw_split(index: int) -> dict[str, int]:
     """Draw ``index``'s split knob per ``SPLIT_FAMILIES``: k seats per problem, or 0 (off)."""
-    rng = np.random.default_rng([SEED_BASE + index, zlib.crc32(b"split")])
+    names = set(_SPLIT_STREAMS.values())
+    streams = {n: np.random.default_rng([SEED_BASE + index, zlib.crc32(n)]) for n in names}
     out = {}
     for f in SPLIT_FAMILIES:
+        rng = streams[_SPLIT_STREAMS[f]]
         on, k = rng.random() < SPLIT_SHARE, int(rng.integers(SPLIT_SEATS[0], SPLIT_SEATS[1] + 1))
         out[f] = k if on else 0
     return out

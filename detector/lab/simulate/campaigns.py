@@ -172,7 +172,12 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
             max_tokens=32000,
             sys_hash=sys_hash,
         )
-        return _ask_first_turns(w, rng, p, b, pos[sel], own)
+        b = _ask_first_turns(w, rng, p, b, pos[sel], own)
+        if p.split_seats > 1:  # best-of-k trajectories: each task (a session's opener) from k seats
+            first = np.flatnonzero(pos[sel] == 0)
+            lead = first[split_leaders(rng, b.acct[first], b.ts[first], p.split_seats)]
+            b.text[first], b.lang[first] = b.text[lead], b.lang[lead]
+        return b
 
     return _blend(w, rng, acct, ts, p.blend_ratio, {"en": 1.0}, main)
 

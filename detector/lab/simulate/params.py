@@ -113,9 +113,10 @@ class FamilyParams(_Frozen):
     #: The accounts are sub-accounts of the world's legitimate router (``World.router``), which also serves
     #: honest customers: the gateway sees the router's org, card, egress addresses and client build.
     via_router: bool = False
-    #: Best-of-k split across seats (issue 17, round 12): each reasoning problem is sent once from each of
-    #: this many of the cluster's accounts (a round's seats shuffled into groups of k), so every seat
-    #: sends each text once and no text is held by the whole cluster; 0: each problem sent once.
+    #: Best-of-k split across seats (issue 17, round 12): each reasoning problem (``agentic_pivot``, round
+    #: 13: each session's opening task) is sent once from each of this many of the cluster's accounts (a
+    #: round's seats shuffled into groups of k), so every seat sends each text once and no text is held
+    #: by the whole cluster; 0: each problem sent once.
     split_seats: int = Field(default=0, ge=0)
     #: Mean requests a session for a family that works in sessions (``agentic_pivot``): a farm chooses
     #: its loop's length (a 3-turn harvest of short tasks or a 30-turn agent run); geometric per session.
