@@ -86,11 +86,16 @@ def _read_key_file(path: Path) -> SecretStr:
             "the text key file is not UTF-8 text; write the key as text (e.g. `openssl rand -hex 32`)",
             str(path),
         ) from None
-    if len(secret.encode()) < TEXT_KEY_MIN_BYTES:  # named here, where the file is known to be the source
-        raise ConfigError(
-            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret", str(path)
-        )
+    _long_enough(secret.encode(), str(path))  # named here, where the file is known to be the source
     return SecretStr(secret)
+
+
+def _long_enough(secret: bytes, where: str) -> None:
+    """Refuse a text key under ``TEXT_KEY_MIN_BYTES``, naming ``where`` it came from (never the key)."""
+    if len(secret) < TEXT_KEY_MIN_BYTES:
+        raise ConfigError(
+            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret", where
+        )
 
 
 def text_key(s: EngineSettings) -> TextKey | None:
@@ -103,11 +108,7 @@ def text_key(s: EngineSettings) -> TextKey | None:
         return None
     # stripped as a key file is: the same secret, from the variable or a file, is the same key
     raw = s.text_key.get_secret_value().strip().encode()
-    if len(raw) < TEXT_KEY_MIN_BYTES:
-        raise ConfigError(
-            f"the text key is shorter than {TEXT_KEY_MIN_BYTES} bytes; give a longer secret",
-            "DETECTOR_TEXT_KEY",
-        )
+    _long_enough(raw, "DETECTOR_TEXT_KEY")
     return TextKey(raw)
 
 

@@ -33,7 +33,7 @@ from detector.detect.coordination import (
     stands_out_from_client,
 )
 from detector.detect.openers import opener_explains, opener_note
-from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sheet_note
+from detector.detect.sheets import SHEET_EXPLAINS, low_yield, percent, sheet_explains, sheet_note
 from detector.evidence_settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.openers import opener_defaults
@@ -365,11 +365,7 @@ def axis_reasons(
 
 def _yield_note() -> pl.Expr:
     """Why a coordinated cluster stays low (``sheets.low_yield``), with the shares (counts only)."""
-
-    def pct(column: str) -> pl.Expr:
-        return (pl.col(column).fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
-
-    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + pct("shared_text_share_24h")
-    note += pl.lit("% of its requests, ") + pct("sheet_share_24h")
+    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + percent("shared_text_share_24h")
+    note += pl.lit("% of its requests, ") + percent("sheet_share_24h")
     note += pl.lit("% of its reasoning requests, are texts its members share): low yield")
     return pl.when(pl.col("low_yield").fill_null(False)).then(note).otherwise(pl.lit(""))

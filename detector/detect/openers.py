@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.detect.sheets import not_counted_note, percent
 from detector.evidence_settings import EvidenceSettings
 
 #: The extraction check (``evidence.extraction_checks``) a shared opener sheet explains.
@@ -64,16 +65,9 @@ def opener_note(s: EvidenceSettings, target: str, agentic: pl.Expr) -> pl.Expr:
     only)."""
     if target != "cluster":
         return pl.lit("")
-    share = (pl.col("opener_shared_share_24h").fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
     rest = pl.lit("% of its agent sessions open with a shared sheet's tasks")
-    note = pl.lit("; agentic transcripts not counted: ") + share + rest
+    note = pl.lit("; agentic transcripts not counted: ") + percent("opener_shared_share_24h") + rest
     per = pl.col("openers_per_agent_24h").fill_null(0.0).round(1).cast(pl.String)
     early = pl.lit("; agentic transcripts not counted yet: ") + per
     early += pl.lit(" sampled session openers an agent, too few to tell a course's tasks from a bank's")
-    return (
-        pl.when(opener_unread(s) & agentic)
-        .then(early)
-        .when(opener_explains(s) & agentic)
-        .then(note)
-        .otherwise(pl.lit(""))
-    )
+    return not_counted_note(agentic, opener_unread(s), opener_explains(s), early, note)

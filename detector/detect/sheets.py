@@ -61,20 +61,29 @@ def sheet_note(s: EvidenceSettings, target: str, reasoning: pl.Expr) -> pl.Expr:
     texts aside) a shared sheet explains: that it does, with the share (counts only)."""
     if target != "cluster":
         return pl.lit("")
-    share = (pl.col("sheet_share_24h").fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
     note = (
-        pl.lit("; reasoning not counted: ") + share + pl.lit("% of its reasoning requests are a shared sheet")
+        pl.lit("; reasoning not counted: ")
+        + percent("sheet_share_24h")
+        + pl.lit("% of its reasoning requests are a shared sheet")
     )
     per = pl.col("reasoning_requests_24h").fill_null(0) / pl.col("active_accounts_24h").fill_null(1).clip(1)
     early = pl.lit("; reasoning not counted yet: ") + per.round(1).cast(pl.String)
     early += pl.lit(" reasoning requests a member, too few to tell an exercise sheet from a sweep")
-    return (
-        pl.when(unread(s) & reasoning)
-        .then(early)
-        .when(sheet_explains(s) & reasoning)
-        .then(note)
-        .otherwise(pl.lit(""))
-    )
+    return not_counted_note(reasoning, unread(s), sheet_explains(s), early, note)
+
+
+def percent(column: str) -> pl.Expr:
+    """A share column as whole per cent, as text (a reason's figure; null: 0)."""
+    return (pl.col(column).fill_null(0.0) * 100).round(0).cast(pl.Int64).cast(pl.String)
+
+
+def not_counted_note(
+    signal: pl.Expr, unread: pl.Expr, explained: pl.Expr, early_note: pl.Expr, note: pl.Expr
+) -> pl.Expr:
+    """A sample's note on a signal (``signal`` holds) it does not count: ``early_note`` while the sample
+    cannot be read yet (``unread``), ``note`` where it explains the signal (``explained``), else nothing
+    (the sheet's and the openers' notes)."""
+    return pl.when(unread & signal).then(early_note).when(explained & signal).then(note).otherwise(pl.lit(""))
 
 
 def low_yield(s: EvidenceSettings) -> pl.Expr:

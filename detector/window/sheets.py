@@ -230,12 +230,8 @@ def _yield() -> list[pl.Expr]:
 def with_sheets(frame: pl.DataFrame, sheets: pl.DataFrame, on: list[str]) -> pl.DataFrame:
     """``frame`` with ``SHEET_FEATURES`` (and a cluster's ``YIELD_FEATURES``) joined (no reasoning
     request: share 0, requests 0; no sampled text: no shared text)."""
-    yields = [pl.col(c).fill_null(0.0) for c in YIELD_FEATURES if c in sheets.columns]
     return frame.join(sheets, on=on, how="left").with_columns(
-        *yields,
-        pl.col("sheet_share_24h").fill_null(0.0),
-        pl.col("reasoning_requests_24h").fill_null(0),
-        pl.col("sheet_sends_per_text_24h").fill_null(0.0),
+        pl.col(c).fill_null(0) for c in CLUSTER_SHEET_FEATURES if c in sheets.columns
     )
 
 

@@ -141,9 +141,7 @@ def stable_hash_series(s: pl.Series, prefix_bytes: pl.Series | None = None) -> p
             h[:live] = hk ^ (hk >> np.uint64(29))
         h = _mix_np(h)
     out = pl.Series(s.name, h[np.argsort(order, kind="stable")], dtype=pl.UInt64)
-    if s.null_count():
-        out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
-    return out
+    return _nulls_of(s, out)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -204,10 +202,7 @@ class TextKey:
         if s.len() == 0:
             return s
         m = s.fill_null(0).to_numpy().astype(np.uint64, copy=False)
-        out = pl.Series(s.name, _siphash24_np(self._k0, self._k1, m), dtype=pl.UInt64)
-        if s.null_count():
-            out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
-        return out
+        return _nulls_of(s, pl.Series(s.name, _siphash24_np(self._k0, self._k1, m), dtype=pl.UInt64))
 
 
 def _rotl(x: int, b: int) -> int:
@@ -284,3 +279,10 @@ def _siphash24_np(
         v2 ^= u(0xFF)
         rounds(4)
     return cast("np.ndarray[Any, np.dtype[np.uint64]]", v0 ^ v1 ^ v2 ^ v3)  # numpy's stubs say bool
+
+
+def _nulls_of(s: pl.Series, out: pl.Series) -> pl.Series:
+    """``out`` (a hash of every value of ``s``, its nulls hashed as a stand-in) with ``s``'s nulls."""
+    if s.null_count():
+        out = pl.select(pl.when(s.is_null()).then(None).otherwise(out)).to_series().alias(s.name)
+    return out
