@@ -5,15 +5,20 @@ of each cluster tick, and the accounts); then, for each call in turn: the key ro
 of them are new, changed (a later use) or gone since the previous call, the accounts with such a row,
 the keys whose holder count moved, the call's CPU (best of ``--repeat``) and the CPU of finding those
 changes by comparing the two tables (what an incremental stage that is not told its changes would pay
-first). Prints one row per call and the totals.
+first). Prints one row per call and the totals; ``--steps`` also prints the CPU of each statement of
+``build_clusters`` over all the calls.
 
-    .venv/bin/python benchmarks/cluster_stage.py out/d1/events.parquet [--models] [--repeat 3]
+    .venv/bin/python benchmarks/cluster_stage.py out/d1/events.parquet [--models] [--repeat 3] [--steps]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from detector.app import build_engine
 from detector.engine import Engine
 from detector.runtime.replay import replay
 from detector.settings import LinkSettings
+from detector.window import link
 from detector.window.link import Clusters, build_clusters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +116,41 @@ def churn(
     }
 
 
+def steps(calls: list[Call], cfg: LinkSettings, repeat: int) -> list[tuple[int, str, float]]:
+    """CPU seconds of each top-level statement of ``build_clusters`` (line in ``window/link.py``, its
+    first line, seconds), summed over ``calls``, mean of ``repeat`` runs, most first: a copy of the
+    function that reads the CPU clock before each statement (and after the call)."""
+    source = inspect.getsource(link)
+    tree = ast.parse(source)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_clusters")
+    body: list[ast.stmt] = [fn.body[0]]  # the docstring
+    for stmt in fn.body[1:]:
+        body += [ast.Expr(ast.Call(ast.Name("_step", ast.Load()), [ast.Constant(stmt.lineno)], [])), stmt]
+    fn.body = body
+    spent: Counter[int] = Counter()
+    at = {"line": 0, "t": 0.0}
+
+    def step(line: int) -> None:
+        now = time.process_time()
+        spent[at["line"]] += now - at["t"]
+        at["line"], at["t"] = line, now
+
+    namespace = {**vars(link), "_step": step}
+    code = compile(ast.fix_missing_locations(ast.Module([fn], [])), link.__file__ or "link.py", "exec")
+    exec(code, namespace)  # noqa: S102 - our own module's function, with clock reads added
+    timed: Callable[..., Clusters] = namespace["build_clusters"]
+    for _ in range(repeat):
+        for call in calls:
+            at["line"], at["t"] = 0, time.process_time()
+            timed(call.keys, call.accounts, cfg)
+            step(0)
+    lines = source.splitlines()
+    return sorted(
+        ((line, lines[line - 1].strip(), sec / repeat) for line, sec in spent.items() if line),
+        key=lambda row: -row[2],
+    )
+
+
 def _cpu(fn: object, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -124,6 +165,7 @@ def main() -> None:
     ap.add_argument("file", type=Path, help="A JSONL or Parquet file of gateway events.")
     ap.add_argument("--models", action="store_true", help="Replay with the models (clusters are the same).")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--steps", action="store_true", help="Also the CPU of each statement of build_clusters.")
     args = ap.parse_args()
     calls, engine = record(args.file, args.models)
     cfg = engine.settings.link
@@ -162,6 +204,12 @@ def main() -> None:
             f"{totals['keys_crossed'] / totals['keys']:.1%} crossed; "
             f"stage {totals['stage']:.3f} s CPU, diff {totals['diff']:.3f} s"
         )
+    if args.steps:
+        print(f"build_clusters' 20 costliest statements, {len(calls)} calls (mean of {args.repeat} runs):")
+        print("| line of window/link.py | statement | ms |")
+        print("|---|---|---|")
+        for line, text, sec in steps(calls, cfg, args.repeat)[:20]:
+            print(f"| {line} | `{text[:60]}` | {sec * 1e3:.1f} |")
 
 
 if __name__ == "__main__":

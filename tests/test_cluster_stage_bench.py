@@ -13,6 +13,7 @@ import polars as pl
 
 from detector.lab.simulate import simulate
 from detector.settings import LinkSettings
+from detector.window import link
 from detector.window.link import build_clusters
 from detector.window.tables import KEY_SCHEMA
 
@@ -82,3 +83,9 @@ def test_record_keeps_every_call_of_the_engine_in_tick_order(tmp_path: Path) -> 
     for call in calls:
         again = build_clusters(call.keys, call.accounts, cfg)
         assert again.members.equals(call.clusters.members) and again.links.equals(call.clusters.links)
+    # each statement of build_clusters timed, once each, with its line in window/link.py
+    rows = bench.steps(calls, cfg, 1)
+    source = Path(link.__file__).read_text().splitlines()
+    assert len({line for line, _, _ in rows}) == len(rows) > 20
+    assert all(source[line - 1].strip() == text and sec >= 0 for line, text, sec in rows)
+    assert any(text.startswith("pairs = (") for _, text, _ in rows)
