@@ -147,51 +147,16 @@ def _shared(
     are built only for the points, and only the texts the points hold are read (round 13: every account's
     texts of the window, and a popular text's holders squared, were a quarter of the dense day's ticks).
 
-    ``lag`` (``EngineSettings.context_lag``, issue 13): holders and co-holders are counted in the window
-    of the tick ``lag`` before the point's (the population context a cluster stage would have published
-    then), the point's own rows in its own window (``_lagged``)."""
+    ``lag`` (``EngineSettings.context_lag``, issue 13): holders and co-holders are those of the window
+    ``lag`` earlier, [tick_end - lag - long, tick_end - lag) (the population context a cluster stage
+    would have published then); the point's own rows are those of its window. A text nobody held then
+    has no holders: the point's own first use of a text counts a tick later."""
     end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
-    inside = (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
     rows = reasoning_rows(rows)
-    if lag:
-        return _lagged(rows, points, long, min_accounts, member_share, lag)
-    # only the texts the points hold in their windows can be theirs or their co-holders' (every holder kept)
-    theirs = points.join(rows, on="account_id").filter(inside).select(text).unique()
-    w = points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
-    w = w.filter(inside).join(theirs, on=text, how="semi")
-    held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
-    w = w.join(held, on=text)
-    wide = w.filter(pl.col("_holders") >= min_accounts).select("tick_end", "account_id", "text_fp").unique()
-    mine = wide.join(points, on=on, how="semi")
-    co = (
-        mine.join(wide.rename({"account_id": "_other"}), on=text)
-        .group_by(on)
-        .agg(pl.col("_other").n_unique().alias("_co"))
-    )
-    bar = pl.col("_co").fill_null(0).cast(pl.Float64) * member_share
-    return (
-        w.join(points, on=on, how="semi")
-        .join(co, on=on, how="left")
-        .with_columns(((pl.col("_holders") >= min_accounts) & (pl.col("_holders") >= bar)).alias("_sheet"))
-    )
-
-
-def _lagged(
-    rows: pl.DataFrame,
-    points: pl.DataFrame,
-    long: timedelta,
-    min_accounts: int,
-    member_share: float,
-    lag: timedelta,
-) -> pl.DataFrame:
-    """``_shared`` with the population read ``lag`` earlier: a text's holders, and the co-holders of the
-    point's texts, are those of the window [tick_end - lag - long, tick_end - lag); the point's own rows
-    are those of its window. A text nobody held then has no holders (the point's own first use of a
-    text waits one tick to count)."""
-    end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
     own = points.join(rows, on="account_id").filter(
         (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
     )
+    # only the texts the points hold in their windows can be theirs or their co-holders' (every holder kept)
     theirs = own.select(text).unique()
     then = (pl.col("bucket") >= end - lag - long) & (pl.col("bucket") < end - lag)
     pop = points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
