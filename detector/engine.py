@@ -293,16 +293,15 @@ class Engine:
         self, points: pl.DataFrame, timeline: KeyTimeline, since: pl.DataFrame
     ) -> tuple[dict[datetime, list[Verdict]], dict[datetime, list[str]]]:
         """Account verdicts for every (account_id, tick_end) point, grouped by tick (``since``: each
-        tick's link window, for the keys the allow-list matches as they stood at that tick).
-
-        Only verdicts that change the alert book are built; the second map names, per tick, the accounts
-        with a verdict that changes nothing (their episodes are only kept open: ``AlertBook.touch``).
-        """
+        tick's link window, for the keys the allow-list matches as they stood at that tick). Only verdicts
+        that change the alert book are built; the second map names, per tick, the accounts with a verdict
+        that changes nothing (their episodes are only kept open: ``AlertBook.touch``)."""
         w, ev = self.settings.windows, self.settings.evidence
         first_tick = points["tick_end"].min()
         assert isinstance(first_tick, datetime)
-        texts = self.state.sheet_rows(first_tick - w.long)
-        sheets = account_sheets(texts, points, w.long, ev.sheet_min_accounts, ev.sheet_member_share)
+        lag = w.tick if self.settings.context_lag else timedelta(0)  # the population a tick ago (issue 13)
+        texts = self.state.sheet_rows(first_tick - w.long - lag)
+        sheets = account_sheets(texts, points, w.long, ev.sheet_min_accounts, ev.sheet_member_share, lag)
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points
         )
@@ -324,6 +323,7 @@ class Engine:
             self.state.template_rows(points["account_id"].unique(), first_tick - w.long),
             self.state.accounts,
             self.settings.link.min_overlap,
+            lag,
         )
         # a course's exercise sheet is not a sweep (``detect/sheets.py``), and a router sub-account's
         # tool reasoning is its team's (``detect/seat.py``): one walk over the ticks for rooms and seats

@@ -214,6 +214,12 @@ class EngineSettings(BaseSettings):
     #: 17,520 points of one pass on a 964,000-event tile) and templates: 10,000 keeps that join under
     #: ~30 MB however many accounts a pass has active (docs/benchmarks.md, Scale).
     feature_batch_points: int = Field(default=10_000, ge=2)
+    #: A prototype of issue 13's two-stage engine (docs/architecture.md, "The two-stage split"): the
+    #: account verdicts read the cross-account context (a sheet text's holders, a room's template, a
+    #: router team's group) as of the previous tick, as a partition-parallel account stage fed by a
+    #: cluster stage would, instead of the current one; each account's own state is read at its tick.
+    #: Off by default (the alerts are the same bytes); on measures what one tick of lag costs.
+    context_lag: bool = False
     #: The deployment's secret key on the prompt text's hash (``text_fp``), at least 16 bytes, or a file
     #: holding it (the variable wins). Unset: ``text_fp`` is the public hash, as before round 13. Set, a
     #: checkpoint holder cannot confirm a guessed prompt against the sheet and opener samples, and a farm

@@ -35,6 +35,7 @@ from detector.detect.coordination import colocated
 from detector.detect.evidence import AXIS_PREFIX, extraction_checks
 from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.evidence_settings import EvidenceSettings
+from detector.schema import UTC_US
 from detector.window.asof import KeyTimeline
 from detector.window.features import client_inside, venues
 from detector.window.link import tenant_subaccounts
@@ -66,6 +67,9 @@ class RoomContext:
     templates: pl.DataFrame
     accounts: pl.DataFrame
     min_overlap: float
+    #: how long before a point's tick the population is read (``EngineSettings.context_lag``: one tick;
+    #: 0: at the tick). The point's own keys are read at its tick either way (``own``).
+    lag: timedelta = timedelta(0)
     #: the tenants' sub-accounts at the tick last asked for (``subaccounts``)
     _subs: dict[datetime, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
@@ -77,6 +81,21 @@ class RoomContext:
             reseller = keys.filter(pl.col("family") == "reseller")
             self._subs[tick] = tenant_subaccounts(reseller, self.accounts, self.min_overlap)
         return self._subs[tick]
+
+    def population(self, timeline: KeyTimeline, tick: datetime) -> tuple[datetime, pl.DataFrame]:
+        """The tick the population is read as of for points at ``tick`` (``lag`` before it) and the key
+        table then, from ``timeline`` (walked in tick order)."""
+        then, since = tick - self.lag, self.since_at(tick)
+        return then, timeline.at(then, None if since is None else since - self.lag)
+
+    def own(self, tick: datetime, accounts: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+        """The keys of ``accounts`` (account_id) as they stood at ``tick``: their rows of ``keys`` (the
+        population's table) without a lag, else read at ``tick`` (``KeyTimeline.at_points``)."""
+        if not self.lag:
+            return keys.join(accounts, on="account_id", how="semi")
+        at = {"tick_end": tick, "since": self.since_at(tick)}
+        pts = accounts.select("account_id").with_columns(pl.lit(v, UTC_US).alias(k) for k, v in at.items())
+        return self.timeline.at_points(pts).drop("tick_end")
 
     def since_at(self, tick: datetime) -> datetime | None:
         """The link window's start at ``tick`` (None: no limit)."""
@@ -182,12 +201,12 @@ def room_requests(
     out = []
     for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
         assert isinstance(tick, datetime)
-        keys = ctx.timeline.at(tick, ctx.since_at(tick))
+        then, keys = ctx.population(ctx.timeline, tick)
         if visit is not None:
             visit(tick, keys)
-        own = keys.join(pts.select("account_id"), on="account_id", how="semi")
+        own = ctx.own(tick, pts.select("account_id"), keys)
         wanted = own.filter(pl.col("family") == "template")["key"].unique()
-        sub = partial(ctx.subaccounts, tick, keys)
+        sub = partial(ctx.subaccounts, then, keys)
         rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub)
         if rooms.height == 0:
             continue

@@ -115,7 +115,7 @@ def spare_team_seats(
     walk = SeatWalk(hits, frame, ctx, state, s, long)
     timeline = ctx.timeline.fresh()
     for tick in walk.ticks:
-        walk.visit(tick, timeline.at(tick, ctx.since_at(tick)))
+        walk.visit(tick, ctx.population(timeline, tick)[1])
     return walk.spare(hits)
 
 
@@ -149,18 +149,17 @@ class SeatWalk:
         self._spared: list[pl.DataFrame] = []
 
     def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
-        """The seats among this tick's points (``keys``: the key table as it stood at ``tick``)."""
+        """The seats among this tick's points (``keys``: the key table as it stood at ``tick``, or
+        ``RoomContext.lag`` before it: the groups are read then, the points' own keys at ``tick``)."""
         pts = self._by_tick.get(tick)
         if pts is None:
             return
-        own = keys.join(pts.select("account_id"), on="account_id", how="semi").filter(
-            pl.col("family").cast(pl.String).is_in(TOOL_FAMILIES)
-        )
+        own = self.ctx.own(tick, pts.select("account_id"), keys)
+        own = own.filter(pl.col("family").cast(pl.String).is_in(TOOL_FAMILIES))
         if own.height == 0:
             return
-        groups = team_groups(
-            keys, self.ctx, self.state, self.s, tick, self.long, own.select("family", "key").unique()
-        )
+        then, wanted = tick - self.ctx.lag, own.select("family", "key").unique()
+        groups = team_groups(keys, self.ctx, self.state, self.s, then, self.long, wanted)
         mine = own.select("account_id").unique().join(groups, on="account_id")
         self._spared.append(pts.join(mine.group_by("account_id").agg(pl.col("tool").min()), on="account_id"))
 

@@ -131,7 +131,12 @@ def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def _shared(
-    rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
+    rows: pl.DataFrame,
+    points: pl.DataFrame,
+    long: timedelta,
+    min_accounts: int,
+    member_share: float,
+    lag: timedelta = timedelta(0),
 ) -> pl.DataFrame:
     """The rows (``SHEET_SCHEMA``) of each point (``points``: account_id, tick_end) in its tick's window
     [tick_end - long, tick_end), with ``_sheet``: the text is held by at least ``min_accounts`` accounts
@@ -140,28 +145,37 @@ def _shared(
     included): a course's exercises are each held by most of the class, a best-of-k split across k of N
     seats' problems by k of N (round 12). Holders are counted over every account; the co-holder pairs
     are built only for the points, and only the texts the points hold are read (round 13: every account's
-    texts of the window, and a popular text's holders squared, were a quarter of the dense day's ticks)."""
+    texts of the window, and a popular text's holders squared, were a quarter of the dense day's ticks).
+
+    ``lag`` (``EngineSettings.context_lag``, issue 13): holders and co-holders are those of the window
+    ``lag`` earlier, [tick_end - lag - long, tick_end - lag) (the population context a cluster stage
+    would have published then); the point's own rows are those of its window. A text nobody held then
+    has no holders: the point's own first use of a text counts a tick later."""
     end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
-    inside = (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
     rows = reasoning_rows(rows)
+    own = points.join(rows, on="account_id").filter(
+        (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
+    )
     # only the texts the points hold in their windows can be theirs or their co-holders' (every holder kept)
-    theirs = points.join(rows, on="account_id").filter(inside).select(text).unique()
-    w = points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
-    w = w.filter(inside).join(theirs, on=text, how="semi")
-    held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
-    w = w.join(held, on=text)
-    wide = w.filter(pl.col("_holders") >= min_accounts).select("tick_end", "account_id", "text_fp").unique()
-    mine = wide.join(points, on=on, how="semi")
+    theirs = own.select(text).unique()
+    then = (pl.col("bucket") >= end - lag - long) & (pl.col("bucket") < end - lag)
+    pop = points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
+    pop = pop.filter(then).join(theirs, on=text, how="semi")
+    held = pop.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
+    wide = pop.join(held.filter(pl.col("_holders") >= min_accounts), on=text, how="semi")
+    wide = wide.select("tick_end", "account_id", "text_fp").unique()
+    mine = own.select(*on, "text_fp").unique().join(wide.select(text).unique(), on=text, how="semi")
     co = (
         mine.join(wide.rename({"account_id": "_other"}), on=text)
         .group_by(on)
         .agg(pl.col("_other").n_unique().alias("_co"))
     )
     bar = pl.col("_co").fill_null(0).cast(pl.Float64) * member_share
+    holders = pl.col("_holders").fill_null(0)
     return (
-        w.join(points, on=on, how="semi")
+        own.join(held, on=text, how="left")
         .join(co, on=on, how="left")
-        .with_columns(((pl.col("_holders") >= min_accounts) & (pl.col("_holders") >= bar)).alias("_sheet"))
+        .with_columns(((holders >= min_accounts) & (holders >= bar)).alias("_sheet"))
     )
 
 
@@ -179,11 +193,17 @@ def _share() -> list[pl.Expr]:
 
 
 def account_sheets(
-    rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
+    rows: pl.DataFrame,
+    points: pl.DataFrame,
+    long: timedelta,
+    min_accounts: int,
+    member_share: float,
+    lag: timedelta = timedelta(0),
 ) -> pl.DataFrame:
     """Per point (account_id, tick_end): ``SHEET_FEATURES`` (points without reasoning requests: no row).
-    ``rows``: every account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on."""
-    w = _shared(rows, points.select("account_id", "tick_end"), long, min_accounts, member_share)
+    ``rows``: every account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on (less
+    ``lag``: the population read as of that much earlier, ``_shared``)."""
+    w = _shared(rows, points.select("account_id", "tick_end"), long, min_accounts, member_share, lag)
     return w.group_by("account_id", "tick_end").agg(_share())
 
 
