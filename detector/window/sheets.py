@@ -130,7 +130,20 @@ def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _shared(
+def _share() -> list[pl.Expr]:
+    req, sheet = pl.col("requests").cast(pl.Int64), pl.col("_sheet")
+    total = req.sum()
+    # per distinct (account, sheet text): its sampled sends (no sheet text: 0, not a ratio of nothing)
+    texts = pl.struct("account_id", "text_fp").filter(sheet).n_unique()
+    sends = pl.col("sends").cast(pl.Int64).filter(sheet).sum()
+    return [
+        (req.filter(sheet).sum() / total).alias("sheet_share_24h"),
+        total.alias("reasoning_requests_24h"),
+        pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("sheet_sends_per_text_24h"),
+    ]
+
+
+def account_sheets(
     rows: pl.DataFrame,
     points: pl.DataFrame,
     long: timedelta,
@@ -138,21 +151,24 @@ def _shared(
     member_share: float,
     lag: timedelta = timedelta(0),
 ) -> pl.DataFrame:
-    """The rows (``SHEET_SCHEMA``) of each point (``points``: account_id, tick_end) in its tick's window
-    [tick_end - long, tick_end), with ``_sheet``: the text is held by at least ``min_accounts`` accounts
-    in that window (any account, not only the points') and by at least ``member_share`` of the point's
-    account's co-holders (the accounts holding any of its texts that ``min_accounts`` hold, itself
-    included): a course's exercises are each held by most of the class, a best-of-k split across k of N
-    seats' problems by k of N (round 12). Holders are counted over every account; the co-holder pairs
-    are built only for the points, and only the texts the points hold are read (round 13: every account's
-    texts of the window, and a popular text's holders squared, were a quarter of the dense day's ticks).
+    """Per point (``points``: account_id, tick_end): ``SHEET_FEATURES`` over its reasoning rows in its
+    tick's window [tick_end - long, tick_end) (points without reasoning requests: no row). ``rows``: every
+    account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on (less ``lag``).
+
+    A row is the sheet's when its text is held by at least ``min_accounts`` accounts in that window (any
+    account, not only the points') and by at least ``member_share`` of the point's account's co-holders
+    (the accounts holding any of its texts that ``min_accounts`` hold, itself included): a course's
+    exercises are each held by most of the class, a best-of-k split across k of N seats' problems by k of
+    N (round 12). Holders are counted over every account; the co-holder pairs are built only for the
+    points, and only the texts the points hold are read (round 13: every account's texts of the window,
+    and a popular text's holders squared, were a quarter of the dense day's ticks).
 
     ``lag`` (``EngineSettings.context_lag``, issue 13): holders and co-holders are those of the window
     ``lag`` earlier, [tick_end - lag - long, tick_end - lag) (the population context a cluster stage
     would have published then); the point's own rows are those of its window. A text nobody held then
     has no holders: the point's own first use of a text counts a tick later."""
     end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
-    rows = reasoning_rows(rows)
+    rows, points = reasoning_rows(rows), points.select(on)
     own = points.join(rows, on="account_id").filter(
         (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
     )
@@ -176,35 +192,9 @@ def _shared(
         own.join(held, on=text, how="left")
         .join(co, on=on, how="left")
         .with_columns(((holders >= min_accounts) & (holders >= bar)).alias("_sheet"))
+        .group_by(on)
+        .agg(_share())
     )
-
-
-def _share() -> list[pl.Expr]:
-    req, sheet = pl.col("requests").cast(pl.Int64), pl.col("_sheet")
-    total = req.sum()
-    # per distinct (account, sheet text): its sampled sends (no sheet text: 0, not a ratio of nothing)
-    texts = pl.struct("account_id", "text_fp").filter(sheet).n_unique()
-    sends = pl.col("sends").cast(pl.Int64).filter(sheet).sum()
-    return [
-        (req.filter(sheet).sum() / total).alias("sheet_share_24h"),
-        total.alias("reasoning_requests_24h"),
-        pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("sheet_sends_per_text_24h"),
-    ]
-
-
-def account_sheets(
-    rows: pl.DataFrame,
-    points: pl.DataFrame,
-    long: timedelta,
-    min_accounts: int,
-    member_share: float,
-    lag: timedelta = timedelta(0),
-) -> pl.DataFrame:
-    """Per point (account_id, tick_end): ``SHEET_FEATURES`` (points without reasoning requests: no row).
-    ``rows``: every account's sheet rows (``SHEET_SCHEMA``) from the earliest point's window on (less
-    ``lag``: the population read as of that much earlier, ``_shared``)."""
-    w = _shared(rows, points.select("account_id", "tick_end"), long, min_accounts, member_share, lag)
-    return w.group_by("account_id", "tick_end").agg(_share())
 
 
 def cluster_sheets(
