@@ -39,8 +39,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: now read as the keys stood at the tick, ``window.asof``; the venue shares; ``client_key_inside_share``;
 #: the client build's population lift, holders and axis; ``cross_org_card_member_share``; the
 #: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
-#: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3"). Round 14's retrain weighs the shares
-#: of what a group holds in common, which say who holds a text, not how much anyone sends:
+#: evidence, and the cluster model reads it since v3 (docs/models.md, "v3"). Round 14's retrain weighs
+#: the shares of what a group holds in common, which say who holds a text, not how much anyone sends:
 #: ``sheet_share_24h`` (account and cluster), the cluster's ``shared_text_share_24h`` and
 #: ``opener_shared_share_24h``. It keeps out (``_SIMULATOR_VOLUMES``) the counts and rates beside them,
 #: whose values are the simulator's drawn volumes, session lengths and resend habits rather than a
