@@ -155,11 +155,13 @@ def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
 
 
 def test_shipped_models_record_their_calibration_block() -> None:
+    """Each shipped model records its own blocks (account_gb-v2: the defaults; cluster_gb-v4: round 14's
+    0-44 and 828-875): disjoint, below the held-out block, and the metrics measured on the calibration one."""
     for stem in ("account_gb", "cluster_gb"):
         (path,) = sorted(MODELS_DIR.glob(f"{stem}-v*.json"))
         m = read_manifest(path)
-        assert m.calibration is not None and m.calibration.draws == list(CALIBRATION_DRAWS)
-        assert m.training["draws"] == list(TRAIN_DRAWS) and m.heldout["draws"] == list(CALIBRATION_DRAWS)
+        assert m.calibration is not None and m.heldout["draws"] == m.calibration.draws
+        check_blocks(m.training["draws"], m.calibration.draws)
         assert set(m.operating) == {"medium", "high"}
         for band, threshold in (("medium", m.threshold), ("high", m.high_threshold)):
             p = m.operating[band]

@@ -95,6 +95,35 @@ def test_priors_stay_out_and_the_shipped_cluster_model_reads_the_weighed_evidenc
         assert not priors & set(read_manifest(path).features), path.name
 
 
+#: Round 14 weighs the shares of what a group holds in common (spec.py); the volumes beside them are the
+#: simulator's drawn rates, session lengths and resend habits, and ``low_yield`` a rule's verdict.
+WEIGHED_IN_ROUND_14 = {
+    "account": ("sheet_share_24h",),
+    "cluster": ("sheet_share_24h", "shared_text_share_24h", "opener_shared_share_24h"),
+}
+SIMULATOR_VOLUMES = (
+    "reasoning_requests_24h",
+    "sheet_sends_per_text_24h",
+    "sampled_requests_per_account_24h",
+    "low_yield",
+    "opener_sends_per_text_24h",
+    "openers_per_agent_24h",
+    "tools_heavy_turns_per_open_24h",
+    "tools_heavy_per_agent_24h",
+)
+
+
+def test_round_14_weighs_the_shares_and_keeps_the_simulators_volumes_out() -> None:
+    from detector.window.features import CATALOGUES
+
+    for target, shares in WEIGHED_IN_ROUND_14.items():
+        names = set(model_features(target))
+        assert set(shares) <= names, target
+        assert not set(SIMULATOR_VOLUMES) & names, target
+    # every kept-out volume is still a catalogue feature: the list names real columns, not stale ones
+    assert set(SIMULATOR_VOLUMES) <= set(CATALOGUES["account"]) | set(CATALOGUES["cluster"])
+
+
 # -- loading and manifests -------------------------------------------------------------------------------
 
 

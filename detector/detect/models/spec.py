@@ -39,26 +39,24 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: now read as the keys stood at the tick, ``window.asof``; the venue shares; ``client_key_inside_share``;
 #: the client build's population lift, holders and axis; ``cross_org_card_member_share``; the
 #: harvest-excess features; ``signup_cohort_accounts``) is weighed since round 10: all of it is cluster
-#: evidence, and ``cluster_gb-v3`` reads it (docs/models.md, "v3"). The shared exercise sheet
-#: (``window.sheets``, round 10: ``sheet_share_24h``, ``reasoning_requests_24h``,
-#: ``sheet_sends_per_text_24h``), the agent course's openers (``window.openers``, round 12) and round
-#: 12's yield (``shared_text_share_24h``, ``sampled_requests_per_account_24h``, ``low_yield``) came after
-#: that retrain: rule evidence until the next one weighs it.
-_EXCLUDED: Final = frozenset(
+#: evidence, and the cluster model reads it since v3 (docs/models.md, "v3"). Round 14's retrain weighs
+#: the shares of what a group holds in common, which say who holds a text, not how much anyone sends:
+#: ``sheet_share_24h`` (account and cluster), the cluster's ``shared_text_share_24h`` and
+#: ``opener_shared_share_24h``. It keeps out (``_SIMULATOR_VOLUMES``) the counts and rates beside them,
+#: whose values are the simulator's drawn volumes, session lengths and resend habits rather than a
+#: behaviour an attacker must show (reasoning requests, sampled requests a member, sends per text, openers
+#: and tool-heavy turns per agent or per opener), and ``low_yield``, a rule's verdict from settings, not
+#: evidence: a model reading it would change when a setting does (docs/models.md, "v4").
+_SIMULATOR_VOLUMES: Final = frozenset(
     {
-        "tier",
-        "tick_end",
-        "account_age_days",
-        "observed_hours",
-        "sheet_share_24h",
         "reasoning_requests_24h",
         "sheet_sends_per_text_24h",
-        *OPENER_FEATURES,
-        "shared_text_share_24h",
         "sampled_requests_per_account_24h",
         "low_yield",
+        *(n for n in OPENER_FEATURES if n != "opener_shared_share_24h"),
     }
 )
+_EXCLUDED: Final = frozenset({"tier", "tick_end", "account_age_days", "observed_hours", *_SIMULATOR_VOLUMES})
 
 
 def catalogue(target: str) -> Mapping[str, pl.DataType]:
