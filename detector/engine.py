@@ -34,6 +34,7 @@ from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
 from detector.window.batches import account_features_in_parts
+from detector.window.context import lagged_sheets
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
 from detector.window.link import Clusters, build_clusters
@@ -300,8 +301,11 @@ class Engine:
         first_tick = points["tick_end"].min()
         assert isinstance(first_tick, datetime)
         lag = w.tick if self.settings.context_lag else timedelta(0)  # the population a tick ago (issue 13)
-        texts = self.state.sheet_rows(first_tick - w.long - lag)
-        sheets = account_sheets(texts, points, w.long, ev.sheet_min_accounts, ev.sheet_member_share, lag)
+        if lag:  # the population only through each tick's context (``window/context.py``, round 15)
+            sheets = lagged_sheets(self.state, points, w.long, ev, lag, self.observers.on_context)
+        else:
+            texts = self.state.sheet_rows(first_tick - w.long)
+            sheets = account_sheets(texts, points, w.long, ev.sheet_min_accounts, ev.sheet_member_share)
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points
         )
@@ -353,10 +357,8 @@ class Engine:
         self.clusters = clusters
         if clusters.members.height == 0:
             return []
-        live_ids = clusters.members.filter(pl.col("account_id").is_in(touched.implode()))[
-            "cluster_id"
-        ].unique()
-        members = clusters.members.filter(pl.col("cluster_id").is_in(live_ids.implode()))
+        live = clusters.members.filter(pl.col("account_id").is_in(touched.implode()))["cluster_id"]
+        members = clusters.members.filter(pl.col("cluster_id").is_in(live.implode()))
         feats = cluster_features(
             self.state, members, clusters.evidence, accounts, now, w.long, clusters.subaccounts, keys=keys
         )
@@ -367,10 +369,8 @@ class Engine:
         hits = self._evaluate(feats, "cluster", "cluster_id")
         if hits.height == 0:
             return []
-        combined = combine(hits, "cluster_id")
-        rows = combined.join(feats, on="cluster_id", how="left")
-        alerting = rows["cluster_id"].implode()
-        alert_members = members.filter(pl.col("cluster_id").is_in(alerting))
+        rows = combine(hits, "cluster_id").join(feats, on="cluster_id", how="left")
+        alert_members = members.filter(pl.col("cluster_id").is_in(rows["cluster_id"].implode()))
         context = ClusterContext(keys, alert_members, clusters.links, now)
         # allow-listed members are left out of the accusation (and counted, once per cluster row)
         allowed = self.allowlist.allowed(

@@ -14,6 +14,7 @@ import polars as pl
 
 from detector.contracts import Kind
 from detector.detect.fusion import ScoreObserver
+from detector.window.context import Relay
 
 
 @dataclass
@@ -60,10 +61,14 @@ FeatureObserver = Callable[[Kind, pl.DataFrame, datetime], None]
 @dataclass(frozen=True)
 class Observers:
     """Who watches the engine work, given at construction: model scores (the score-histogram metric)
-    and feature frames (training data capture). None: nobody."""
+    and feature frames (training data capture), and the population context passing between the stages.
+    None: nobody."""
 
     on_scores: ScoreObserver | None = None
     on_features: FeatureObserver | None = None
+    #: under ``context_lag``: each tick's population context on its way to the account verdicts (the
+    #: publication between the two stages; a test round-trips it through bytes, a benchmark sizes it)
+    on_context: Relay | None = None
 
 
 @dataclass

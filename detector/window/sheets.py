@@ -70,6 +70,8 @@ _ROW = {
 }
 SHEET_SCHEMA = make_schema({"account_id": pl.String, **_ROW})
 SHEET_STORE = make_schema({"account_code": pl.UInt32, **_ROW})
+#: A text many accounts hold and one of its holders (``wide_texts``: the population context's sheets).
+HOLDER_SCHEMA = make_schema({"text_fp": pl.UInt64, "account_id": pl.String})
 #: The features this module adds, by target (kept out of the models: ``detect/models/spec.py``).
 SHEET_FEATURES: dict[str, pl.DataType] = {
     "sheet_share_24h": pl.Float64(),
@@ -150,6 +152,7 @@ def account_sheets(
     min_accounts: int,
     member_share: float,
     lag: timedelta = timedelta(0),
+    holders: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per point (``points``: account_id, tick_end): ``SHEET_FEATURES`` over its reasoning rows in its
     tick's window [tick_end - long, tick_end) (points without reasoning requests: no row). ``rows``: every
@@ -166,7 +169,11 @@ def account_sheets(
     ``lag`` (``EngineSettings.context_lag``, issue 13): holders and co-holders are those of the window
     ``lag`` earlier, [tick_end - lag - long, tick_end - lag) (the population context a cluster stage
     would have published then); the point's own rows are those of its window. A text nobody held then
-    has no holders: the point's own first use of a text counts a tick later."""
+    has no holders: the point's own first use of a text counts a tick later. The population is then
+    read only through the texts at least ``min_accounts`` held a tick earlier with their holders
+    (``holders``: tick_end and ``HOLDER_SCHEMA``, the population context as of ``tick_end - lag``;
+    ``window/context.py``), built here from ``rows`` when not given (``rows``: then only the points'
+    own accounts' rows are needed)."""
     end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
     rows, points = reasoning_rows(rows), points.select(on)
     own = points.join(rows, on="account_id").filter(
@@ -174,12 +181,25 @@ def account_sheets(
     )
     # only the texts the points hold in their windows can be theirs or their co-holders' (every holder kept)
     theirs = own.select(text).unique()
-    then = (pl.col("bucket") >= end - lag - long) & (pl.col("bucket") < end - lag)
-    pop = points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
-    pop = pop.filter(then).join(theirs, on=text, how="semi")
-    held = pop.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
-    wide = pop.join(held.filter(pl.col("_holders") >= min_accounts), on=text, how="semi")
-    wide = wide.select("tick_end", "account_id", "text_fp").unique()
+    if lag:  # the population context as of a tick earlier: its texts many hold, and their holders
+        if holders is None:
+            ticks = points["tick_end"].unique().to_list()
+            contexts = [wide_texts(rows, t - lag, long, min_accounts).with_columns(tick_end=t) for t in ticks]
+            empty = pl.DataFrame(schema={**HOLDER_SCHEMA, "tick_end": UTC_US})
+            holders = pl.concat(contexts) if contexts else empty
+        wide = holders.select("tick_end", "account_id", "text_fp").cast({"tick_end": UTC_US})
+        wide = wide.join(theirs, on=text, how="semi").unique()
+        held = wide.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
+    else:
+        pop = (
+            points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
+        )
+        pop = pop.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end)).join(
+            theirs, on=text, how="semi"
+        )
+        held = pop.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
+        wide = pop.join(held.filter(pl.col("_holders") >= min_accounts), on=text, how="semi")
+        wide = wide.select("tick_end", "account_id", "text_fp").unique()
     mine = own.select(*on, "text_fp").unique().join(wide.select(text).unique(), on=text, how="semi")
     co = (
         mine.join(wide.rename({"account_id": "_other"}), on=text)
@@ -187,14 +207,23 @@ def account_sheets(
         .agg(pl.col("_other").n_unique().alias("_co"))
     )
     bar = pl.col("_co").fill_null(0).cast(pl.Float64) * member_share
-    holders = pl.col("_holders").fill_null(0)
+    n_held = pl.col("_holders").fill_null(0)
     return (
         own.join(held, on=text, how="left")
         .join(co, on=on, how="left")
-        .with_columns(((holders >= min_accounts) & (holders >= bar)).alias("_sheet"))
+        .with_columns(((n_held >= min_accounts) & (n_held >= bar)).alias("_sheet"))
         .group_by(on)
         .agg(_share())
     )
+
+
+def wide_texts(rows: pl.DataFrame, as_of: datetime, long: timedelta, min_accounts: int) -> pl.DataFrame:
+    """(text_fp, account_id) of the reasoning texts at least ``min_accounts`` accounts hold in the window
+    [as_of - long, as_of) of ``rows`` (every account's, ``SHEET_SCHEMA``), sorted (``HOLDER_SCHEMA``)."""
+    then = reasoning_rows(rows).filter((pl.col("bucket") >= as_of - long) & (pl.col("bucket") < as_of))
+    pairs = then.select("text_fp", "account_id").unique()
+    many = pl.col("account_id").count().over("text_fp") >= min_accounts
+    return pairs.filter(many).sort("text_fp", "account_id").cast(HOLDER_SCHEMA)
 
 
 def cluster_sheets(

@@ -305,9 +305,11 @@ class WindowState:
         """Template counts (``TEMPLATE_SCHEMA``) of ``accounts`` (None: all) in [since, until)."""
         return rows_of(self.templates, self.ids, TEMPLATE_SCHEMA, accounts, since, until)
 
-    def sheet_rows(self, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
-        """Every account's sheet rows (``SHEET_SCHEMA``) in [since, until)."""
-        return rows_of(self.sheets, self.ids, SHEET_SCHEMA, None, since, until)
+    def sheet_rows(
+        self, since: datetime | None = None, until: datetime | None = None, accounts: pl.Series | None = None
+    ) -> pl.DataFrame:
+        """Sheet rows (``SHEET_SCHEMA``) of ``accounts`` (None: every account's) in [since, until)."""
+        return rows_of(self.sheets, self.ids, SHEET_SCHEMA, accounts, since, until)
 
     def opener_rows(self, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
         """Every account's opener rows (``OPENER_SCHEMA``) in [since, until)."""

@@ -1,0 +1,143 @@
+"""The population context: what the account verdicts read about other accounts, as one object (issue 13).
+
+In the two-stage split (docs/architecture.md, "The two-stage split") a partition-parallel account stage
+sees only its own accounts; what its verdicts need of the population the single-owner cluster stage
+computes at each closed tick from every account's summaries and publishes (a compacted topic keyed by
+kind and key). The account stage reads the context as of the previous closed tick.
+``EngineSettings.context_lag`` runs today's one engine that way: under it the sheet test reads the
+population only through a ``PopulationContext`` built per tick, handed through ``Observers.on_context``
+(the publication: a test round-trips it through ``to_bytes``), plus the point's own account's rows.
+
+Kinds held (round 15), each a frame of keys and the accounts they name:
+
+- ``sheets``: the sheet test's (``window/sheets.py``: ``account_sheets``) texts held by at least
+  ``sheet_min_accounts`` accounts in the window ``[as_of - long, as_of)``, with their holders: one row per
+  (text_fp, account_id). ``text_fp`` is the 64-bit text hash the state already holds (keyed by the
+  deployment's ``DETECTOR_TEXT_KEY`` when there is one); no prompt text is ever in it.
+
+The room's (template, venue) pairs and the team's tool keys still read the key table a tick earlier
+inline (``detect/room.py``: ``RoomContext.population``); they are the next kinds to move in.
+
+Bytes: a short header (magic, version, ``as_of`` in epoch microseconds) and one Arrow IPC stream per
+kind (polars; no pickle), each checked against its schema when read back.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from detector.evidence_settings import EvidenceSettings
+from detector.schema import UTC_US
+from detector.window.sheets import HOLDER_SCHEMA, account_sheets, wide_texts
+from detector.window.state import WindowState
+
+_MAGIC = b"DPCX"
+_VERSION = 1
+_HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
+_KIND = struct.Struct(">HQ")  # name length, payload length
+#: The kinds and their schemas, in the order they are written.
+KINDS: dict[str, pl.Schema] = {"sheets": HOLDER_SCHEMA}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PopulationContext:
+    """What the account verdicts at the tick after ``as_of`` read about other accounts (module docstring)."""
+
+    as_of: datetime
+    #: (text_fp, account_id): the texts at least ``sheet_min_accounts`` held in [as_of - long, as_of)
+    sheets: pl.DataFrame
+
+    @classmethod
+    def build(
+        cls, sheet_rows: pl.DataFrame, as_of: datetime, long: timedelta, ev: EvidenceSettings
+    ) -> PopulationContext:
+        """The context as of ``as_of`` from every account's sheet rows (``SHEET_SCHEMA``) of its window."""
+        return cls(as_of, wide_texts(sheet_rows, as_of, long, ev.sheet_min_accounts))
+
+    def rows(self) -> dict[str, int]:
+        """Rows per kind; for a kind the keys too (``<kind>_keys``: distinct texts)."""
+        return {"sheets": self.sheets.height, "sheets_keys": self.sheets["text_fp"].n_unique()}
+
+    def to_bytes(self) -> bytes:
+        """The context as bytes for a compacted topic (``from_bytes`` reads them back)."""
+        out = io.BytesIO()
+        as_of = (self.as_of - _EPOCH) // timedelta(microseconds=1)
+        out.write(_HEADER.pack(_MAGIC, _VERSION, as_of, len(KINDS)))
+        for name in KINDS:
+            payload = io.BytesIO()
+            getattr(self, name).write_ipc_stream(payload, compression="zstd")
+            raw = name.encode()
+            out.write(_KIND.pack(len(raw), payload.tell()))
+            out.write(raw)
+            out.write(payload.getvalue())
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PopulationContext:
+        """A context written by ``to_bytes``; ``ValueError`` naming what is wrong with any other bytes."""
+        view = memoryview(data)
+        if len(view) < _HEADER.size:
+            raise ValueError("population context: too short for its header")
+        magic, version, as_of, n = _HEADER.unpack_from(view)
+        if magic != _MAGIC or version != _VERSION:
+            raise ValueError(f"population context: not a version {_VERSION} context")
+        at, frames = _HEADER.size, {}
+        for _ in range(n):
+            if len(view) < at + _KIND.size:
+                raise ValueError("population context: truncated")
+            size, length = _KIND.unpack_from(view, at)
+            at += _KIND.size
+            name = bytes(view[at : at + size]).decode("utf-8", errors="replace")
+            at += size
+            if name not in KINDS or name in frames or len(view) < at + length:
+                raise ValueError(f"population context: unexpected or truncated kind {name!r}")
+            try:
+                frame = pl.read_ipc_stream(io.BytesIO(bytes(view[at : at + length])))
+            except Exception as exc:  # polars raises several kinds on damaged bytes
+                raise ValueError(
+                    f"population context: kind {name!r} unreadable ({type(exc).__name__})"
+                ) from exc
+            if frame.schema != KINDS[name]:
+                raise ValueError(f"population context: kind {name!r} has schema {dict(frame.schema)}")
+            frames[name] = frame
+            at += length
+        if at != len(view) or set(frames) != set(KINDS):
+            raise ValueError("population context: kinds missing or trailing bytes")
+        return cls(_EPOCH + timedelta(microseconds=as_of), **frames)
+
+
+#: The publication between the stages: handed each tick's context, gives what the account stage reads
+#: (``Observers.on_context``; a test round-trips it through bytes, a benchmark measures it).
+Relay = Callable[[PopulationContext], PopulationContext]
+
+
+def lagged_sheets(
+    state: WindowState,
+    points: pl.DataFrame,
+    long: timedelta,
+    ev: EvidenceSettings,
+    lag: timedelta,
+    relay: Relay | None = None,
+) -> pl.DataFrame:
+    """``account_sheets`` for ``points`` (account_id, tick_end) under ``context_lag``: the population
+    read only through the context as of ``lag`` before each point's tick (built once per tick from
+    every account's rows, the cluster stage's part, and passed through ``relay``), the points' own
+    accounts' rows from the state (the account stage's part)."""
+    ticks = points["tick_end"].unique().sort()
+    first = ticks[0]
+    assert isinstance(first, datetime)
+    population = state.sheet_rows(first - lag - long)
+    contexts = [PopulationContext.build(population, t - lag, long, ev) for t in ticks]
+    if relay is not None:
+        contexts = [relay(c) for c in contexts]
+    holders = [c.sheets.with_columns(pl.lit(c.as_of + lag, UTC_US).alias("tick_end")) for c in contexts]
+    own = state.sheet_rows(first - long, accounts=points["account_id"].unique())
+    m, share = ev.sheet_min_accounts, ev.sheet_member_share
+    return account_sheets(own, points, long, m, share, lag, pl.concat(holders))
