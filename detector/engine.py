@@ -18,6 +18,7 @@ from detector.alert.evidence import ClusterContext, account_verdict, accused, cl
 from detector.alert.verdict import AlertBook, Verdict, combine
 from detector.contracts import Alert, Kind
 from detector.detect.allowlist import AllowList, drop_allowed, suppress
+from detector.detect.context import population_sheets
 from detector.detect.evidence import add_axes, apply_trust, axis_reasons, require_both_axes
 from detector.detect.fusion import fuse
 from detector.detect.models.runtime import ModelSet
@@ -34,12 +35,11 @@ from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
 from detector.window.batches import account_features_in_parts
-from detector.window.context import lagged_sheets
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
 from detector.window.link import Clusters, build_clusters
 from detector.window.samples import with_cluster_samples
-from detector.window.sheets import account_sheets, with_sheets
+from detector.window.sheets import with_sheets
 from detector.window.state import WindowState
 
 #: ``EngineStats``, ``EngineClock``, ``Observers``, ``SIGNAL_METRICS``: in ``engine_types.py`` (imported too).
@@ -301,11 +301,9 @@ class Engine:
         first_tick = points["tick_end"].min()
         assert isinstance(first_tick, datetime)
         lag = w.tick if self.settings.context_lag else timedelta(0)  # the population a tick ago (issue 13)
-        if lag:  # the population only through each tick's context (``window/context.py``, round 15)
-            sheets = lagged_sheets(self.state, points, w.long, ev, lag, self.observers.on_context)
-        else:
-            texts = self.state.sheet_rows(first_tick - w.long)
-            sheets = account_sheets(texts, points, w.long, ev.sheet_min_accounts, ev.sheet_member_share)
+        # under the lag the population only through each tick's context (``detect/context.py``, round 15)
+        relay = self.observers.on_context
+        sheets, contexts = population_sheets(self.state, points, timeline, since, self.settings, relay)
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points
         )
@@ -328,6 +326,7 @@ class Engine:
             self.state.accounts,
             self.settings.link.min_overlap,
             lag,
+            contexts,
         )
         # a course's exercise sheet is not a sweep (``detect/sheets.py``), and a router sub-account's
         # tool reasoning is its team's (``detect/seat.py``): one walk over the ticks for rooms and seats

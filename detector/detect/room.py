@@ -37,8 +37,10 @@ from detector.detect.sheets import SHEET_EXPLAINS, sheet_explains
 from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US
 from detector.window.asof import KeyTimeline
+from detector.window.context import Contexts
 from detector.window.features import client_inside, venues
 from detector.window.link import tenant_subaccounts
+from detector.window.tables import KEY_SCHEMA
 
 #: Called with each tick walked and the key table as it stood then
 Visit = Callable[[datetime, pl.DataFrame], None]
@@ -70,6 +72,9 @@ class RoomContext:
     #: how long before a point's tick the population is read (``EngineSettings.context_lag``: one tick;
     #: 0: at the tick). The point's own keys are read at its tick either way (``own``).
     lag: timedelta = timedelta(0)
+    #: under the lag, the population context each point tick reads (``detect/context.py``): the room's and
+    #: the team's groups are read from it, not from the key table (None: from the key table)
+    contexts: Contexts | None = None
     #: the tenants' sub-accounts at the tick last asked for (``subaccounts``)
     _subs: dict[datetime, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
@@ -201,13 +206,19 @@ def room_requests(
     out = []
     for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
         assert isinstance(tick, datetime)
-        then, keys = ctx.population(ctx.timeline, tick)
+        if ctx.contexts is None:
+            then, keys = ctx.population(ctx.timeline, tick)
+        else:  # the population only through the context: the key table is not read (``ctx.own`` aside)
+            then, keys = tick - ctx.lag, pl.DataFrame(schema=KEY_SCHEMA)
         if visit is not None:
             visit(tick, keys)
         own = ctx.own(tick, pts.select("account_id"), keys)
         wanted = own.filter(pl.col("family") == "template")["key"].unique()
-        sub = partial(ctx.subaccounts, then, keys)
-        rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub)
+        if ctx.contexts is None:
+            sub = partial(ctx.subaccounts, then, keys)
+            rooms = room_templates(keys, ctx.accounts, s, ctx.min_overlap, wanted, sub)
+        else:
+            rooms = ctx.contexts[tick].rooms.filter(pl.col("template").is_in(wanted.implode()))
         if rooms.height == 0:
             continue
         held = (

@@ -55,8 +55,9 @@ def team_groups(
     """(account_id, tool) of the holders of every tool key in ``wanted`` (family, key) whose holders, at
     least ``team_min_seats``, ``tenant_explains`` explains as a group of an established customer (fewer
     than ``team_new_seat_share`` opened within the month), from the key table at ``now``."""
-    tool = pl.concat_str([pl.col("family").cast(pl.String), pl.col("key").cast(pl.String)], separator="|")
-    held = keys.join(wanted, on=["family", "key"], how="semi").select("account_id", tool.alias("cluster_id"))
+    held = keys.join(wanted, on=["family", "key"], how="semi").select(
+        "account_id", _tool().alias("cluster_id")
+    )
     size = held.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
     members = held.join(size.filter(pl.col("_n") >= s.team_min_seats).select("cluster_id"), on="cluster_id")
     none = pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String})
@@ -159,7 +160,11 @@ class SeatWalk:
         if own.height == 0:
             return
         then, wanted = tick - self.ctx.lag, own.select("family", "key").unique()
-        groups = team_groups(keys, self.ctx, self.state, self.s, then, self.long, wanted)
+        if self.ctx.contexts is None:
+            groups = team_groups(keys, self.ctx, self.state, self.s, then, self.long, wanted)
+        else:  # the population only through the context (``detect/context.py``)
+            tools = wanted.select(_tool())["tool"]
+            groups = self.ctx.contexts[tick].teams.filter(pl.col("tool").is_in(tools.implode()))
         mine = own.select("account_id").unique().join(groups, on="account_id")
         self._spared.append(pts.join(mine.group_by("account_id").agg(pl.col("tool").min()), on="account_id"))
 
@@ -176,6 +181,13 @@ class SeatWalk:
             "capped at low (the group is judged on the cluster axis)"
         )
         return cap_at_low(hits, spared, "team", detail)
+
+
+def _tool() -> pl.Expr:
+    """A tool key's name: ``family|key`` (``tool``)."""
+    return pl.concat_str(
+        [pl.col("family").cast(pl.String), pl.col("key").cast(pl.String)], separator="|"
+    ).alias("tool")
 
 
 def _seat_points(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:

@@ -4,9 +4,10 @@ In the two-stage split (docs/architecture.md, "The two-stage split") a partition
 sees only its own accounts; what its verdicts need of the population the single-owner cluster stage
 computes at each closed tick from every account's summaries and publishes (a compacted topic keyed by
 kind and key). The account stage reads the context as of the previous closed tick.
-``EngineSettings.context_lag`` runs today's one engine that way: under it the sheet test reads the
-population only through a ``PopulationContext`` built per tick, handed through ``Observers.on_context``
-(the publication: a test round-trips it through ``to_bytes``), plus the point's own account's rows.
+``EngineSettings.context_lag`` runs today's one engine that way: under it the sheet, room and seat tests
+read the population only through a ``PopulationContext`` built per tick, handed through
+``Observers.on_context`` (the publication: a test round-trips it through ``to_bytes``), plus the point's
+own account's rows and keys.
 
 Kinds held (round 15), each a frame of keys and the accounts they name:
 
@@ -14,9 +15,12 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
   ``sheet_min_accounts`` accounts in the window ``[as_of - long, as_of)``, with their holders: one row per
   (text_fp, account_id). ``text_fp`` is the 64-bit text hash the state already holds (keyed by the
   deployment's ``DETECTOR_TEXT_KEY`` when there is one); no prompt text is ever in it.
+- ``rooms``: the room test's (``detect/room.py``: ``room_templates``) (template, venue) pairs a room
+  explains, read from the key table as of ``as_of``.
+- ``teams``: the seat test's (``detect/seat.py``: ``team_groups``) tool keys (``family|key``, a system
+  prompt's or a template's fingerprint) whose holders an established team explains, with those holders.
 
-The room's (template, venue) pairs and the team's tool keys still read the key table a tick earlier
-inline (``detect/room.py``: ``RoomContext.population``); they are the next kinds to move in.
+The cluster stage's part, building it, is ``detect/context.py``.
 
 Bytes: a short header (magic, version, ``as_of`` in epoch microseconds) and one Arrow IPC stream per
 kind (polars; no pickle), each checked against its schema when read back.
@@ -32,17 +36,17 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from detector.evidence_settings import EvidenceSettings
-from detector.schema import UTC_US
-from detector.window.sheets import HOLDER_SCHEMA, account_sheets, wide_texts
-from detector.window.state import WindowState
+from detector.schema import UTC_US, make_schema
+from detector.window.sheets import HOLDER_SCHEMA
 
 _MAGIC = b"DPCX"
 _VERSION = 1
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
 _KIND = struct.Struct(">HQ")  # name length, payload length
+ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
+TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String})
 #: The kinds and their schemas, in the order they are written.
-KINDS: dict[str, pl.Schema] = {"sheets": HOLDER_SCHEMA}
+KINDS: dict[str, pl.Schema] = {"sheets": HOLDER_SCHEMA, "rooms": ROOM_SCHEMA, "teams": TEAM_SCHEMA}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -53,17 +57,14 @@ class PopulationContext:
     as_of: datetime
     #: (text_fp, account_id): the texts at least ``sheet_min_accounts`` held in [as_of - long, as_of)
     sheets: pl.DataFrame
-
-    @classmethod
-    def build(
-        cls, sheet_rows: pl.DataFrame, as_of: datetime, long: timedelta, ev: EvidenceSettings
-    ) -> PopulationContext:
-        """The context as of ``as_of`` from every account's sheet rows (``SHEET_SCHEMA``) of its window."""
-        return cls(as_of, wide_texts(sheet_rows, as_of, long, ev.sheet_min_accounts))
+    #: (template, venue): every template a room explains, from the key table as of ``as_of``
+    rooms: pl.DataFrame
+    #: (tool, account_id): the holders of every tool key (``family|key``) an established team explains
+    teams: pl.DataFrame
 
     def rows(self) -> dict[str, int]:
-        """Rows per kind; for a kind the keys too (``<kind>_keys``: distinct texts)."""
-        return {"sheets": self.sheets.height, "sheets_keys": self.sheets["text_fp"].n_unique()}
+        """Rows per kind."""
+        return {name: getattr(self, name).height for name in KINDS}
 
     def to_bytes(self) -> bytes:
         """The context as bytes for a compacted topic (``from_bytes`` reads them back)."""
@@ -116,28 +117,13 @@ class PopulationContext:
 #: The publication between the stages: handed each tick's context, gives what the account stage reads
 #: (``Observers.on_context``; a test round-trips it through bytes, a benchmark measures it).
 Relay = Callable[[PopulationContext], PopulationContext]
+#: Each tick's context, keyed by the tick whose points read it (``as_of``: a lag before it).
+Contexts = dict[datetime, PopulationContext]
 
 
-def lagged_sheets(
-    state: WindowState,
-    points: pl.DataFrame,
-    long: timedelta,
-    ev: EvidenceSettings,
-    lag: timedelta,
-    relay: Relay | None = None,
-) -> pl.DataFrame:
-    """``account_sheets`` for ``points`` (account_id, tick_end) under ``context_lag``: the population
-    read only through the context as of ``lag`` before each point's tick (built once per tick from
-    every account's rows, the cluster stage's part, and passed through ``relay``), the points' own
-    accounts' rows from the state (the account stage's part)."""
-    ticks = points["tick_end"].unique().sort()
-    first = ticks[0]
-    assert isinstance(first, datetime)
-    population = state.sheet_rows(first - lag - long)
-    contexts = [PopulationContext.build(population, t - lag, long, ev) for t in ticks]
-    if relay is not None:
-        contexts = [relay(c) for c in contexts]
-    holders = [c.sheets.with_columns(pl.lit(c.as_of + lag, UTC_US).alias("tick_end")) for c in contexts]
-    own = state.sheet_rows(first - long, accounts=points["account_id"].unique())
-    m, share = ev.sheet_min_accounts, ev.sheet_member_share
-    return account_sheets(own, points, long, m, share, lag, pl.concat(holders))
+def sheet_holders(contexts: Contexts) -> pl.DataFrame:
+    """The contexts' sheets as ``account_sheets`` reads them: (tick_end, ``HOLDER_SCHEMA``), ``tick_end``
+    the tick whose points read each."""
+    empty = pl.DataFrame(schema={**HOLDER_SCHEMA, "tick_end": UTC_US})
+    frames = [c.sheets.with_columns(pl.lit(t, UTC_US).alias("tick_end")) for t, c in contexts.items()]
+    return pl.concat([empty, *frames])

@@ -1,0 +1,81 @@
+"""The cluster stage's part of the population context (issue 13, round 15): build it once per tick.
+
+Under ``EngineSettings.context_lag`` the account verdicts read the population only through a
+``window.context.PopulationContext`` as of a tick before each point's (``lag``). This builds it from
+what only the cluster stage sees, every account's rows and the key table as of that tick: the sheet
+test's texts many hold (``window.sheets.wide_texts``), the (template, venue) pairs a room explains
+(``room.room_templates``, every template) and the tool keys an established team explains
+(``seat.team_groups``, every tool key); and reads the sheet test through it, with the points' own
+accounts' rows (the account stage's part). Without the lag nothing here runs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+
+import polars as pl
+
+from detector.detect.room import RoomContext, room_templates
+from detector.detect.seat import TOOL_FAMILIES, team_groups
+from detector.settings import EngineSettings
+from detector.window.asof import KeyTimeline
+from detector.window.context import (
+    ROOM_SCHEMA,
+    TEAM_SCHEMA,
+    Contexts,
+    PopulationContext,
+    Relay,
+    sheet_holders,
+)
+from detector.window.sheets import account_sheets, wide_texts
+from detector.window.state import WindowState
+
+
+def build_contexts(
+    state: WindowState,
+    timeline: KeyTimeline,
+    since: pl.DataFrame,
+    ticks: list[datetime],
+    settings: EngineSettings,
+) -> Contexts:
+    """The context each of ``ticks`` (in order) reads: as of ``windows.tick`` before it, from every
+    account's sheet rows and the key table then (``timeline``: the batch's, walked afresh; ``since``:
+    each tick's link window, tick_end and since)."""
+    w, ev, lag = settings.windows, settings.evidence, settings.windows.tick
+    population = state.sheet_rows(ticks[0] - lag - w.long)
+    empty = pl.DataFrame(schema={"account_id": pl.String})
+    walk = RoomContext(timeline.fresh(), since, empty, state.accounts, settings.link.min_overlap, lag)
+    out: Contexts = {}
+    for tick in ticks:
+        then, keys = walk.population(walk.timeline, tick)
+        sub = partial(walk.subaccounts, then, keys)
+        rooms = room_templates(keys, state.accounts, ev, settings.link.min_overlap, None, sub)
+        tools = keys.filter(pl.col("family").is_in(TOOL_FAMILIES)).select("family", "key").unique()
+        teams = team_groups(keys, walk, state, ev, then, w.long, tools).select(TEAM_SCHEMA.keys())
+        sheets = wide_texts(population, then, w.long, ev.sheet_min_accounts)
+        out[tick] = PopulationContext(then, sheets, rooms.cast(ROOM_SCHEMA), teams.cast(TEAM_SCHEMA))
+    return out
+
+
+def population_sheets(
+    state: WindowState,
+    points: pl.DataFrame,
+    timeline: KeyTimeline,
+    since: pl.DataFrame,
+    settings: EngineSettings,
+    relay: Relay | None = None,
+) -> tuple[pl.DataFrame, Contexts | None]:
+    """The sheet test's features for ``points`` (account_id, tick_end) and, under ``context_lag``, the
+    contexts their ticks read (each passed through ``relay``, the publication; None without the lag)."""
+    w, ev = settings.windows, settings.evidence
+    first = points["tick_end"].min()
+    assert isinstance(first, datetime)
+    m, share = ev.sheet_min_accounts, ev.sheet_member_share
+    if not settings.context_lag:
+        return account_sheets(state.sheet_rows(first - w.long), points, w.long, m, share), None
+    contexts = build_contexts(state, timeline, since, sorted(points["tick_end"].unique()), settings)
+    if relay is not None:
+        contexts = {tick: relay(c) for tick, c in contexts.items()}
+    own = state.sheet_rows(first - w.long, accounts=points["account_id"].unique())
+    return account_sheets(own, points, w.long, m, share, w.tick, sheet_holders(contexts)), contexts
