@@ -101,7 +101,7 @@ class PopulationContext:
                 raise ValueError(f"population context: unexpected or truncated kind {name!r}")
             try:
                 frame = pl.read_ipc_stream(io.BytesIO(bytes(view[at : at + length])))
-            except Exception as exc:  # polars raises several kinds on damaged bytes
+            except (Exception, pl.exceptions.PanicException) as exc:  # several kinds on damaged bytes
                 raise ValueError(
                     f"population context: kind {name!r} unreadable ({type(exc).__name__})"
                 ) from exc

@@ -1,0 +1,146 @@
+"""Issue 13, round 15: the population context, one serializable object per tick (``window/context.py``).
+
+Under ``context_lag`` the account verdicts read the population only through it: the sheet test's texts
+many hold, the room's (template, venue) pairs and the team's tool keys, as of a tick before. It travels
+between the stages as bytes (Arrow IPC per kind, no pickle): a replay with every tick's context
+round-tripped through bytes gives the same alerts as one without, and the contexts it carried were not
+empty (the room's and the team's days below each spare points through them). Damaged bytes give one
+``ValueError``, never another exception. No prompt text is in a context.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_room_account import SCALE as ROOM_SCALE
+from test_room_account import SEED as ROOM_SEED
+from test_room_account import _params as room_params
+from test_team_seat import ROOT, team_day  # noqa: F401 - the fixture
+
+from detector.app import build_engine
+from detector.engine import Observers
+from detector.lab.simulate import simulate
+from detector.runtime.replay import replay
+from detector.settings import EngineSettings
+from detector.window.context import KINDS, PopulationContext
+
+AS_OF = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
+
+
+def _context(n: int = 3) -> PopulationContext:
+    kinds = {
+        "sheets": {"text_fp": [2**64 - 1 - i for i in range(n)], "account_id": [f"a{i}" for i in range(n)]},
+        "rooms": {"template": [str(i) for i in range(n)], "venue": ["198.51.100.0/24"] * n},
+        "teams": {"tool": [f"sysprompt|{i}" for i in range(n)], "account_id": [f"s{i}" for i in range(n)]},
+    }
+    return PopulationContext(AS_OF, **{k: pl.DataFrame(v, schema=KINDS[k]) for k, v in kinds.items()})
+
+
+def _same(a: PopulationContext, b: PopulationContext) -> bool:
+    return a.as_of == b.as_of and all(getattr(a, k).equals(getattr(b, k)) for k in KINDS)
+
+
+@pytest.mark.parametrize("n", [0, 1, 500])
+def test_a_context_round_trips_through_bytes(n: int) -> None:
+    ctx = _context(n)
+    back = PopulationContext.from_bytes(ctx.to_bytes())
+    assert _same(back, ctx)
+    assert back.rows() == dict.fromkeys(KINDS, n)
+    assert not _same(back, _context(n + 1))  # the comparison can fail
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damaged_bytes_give_one_clear_error(data: st.DataObject) -> None:
+    good = _context(4).to_bytes()
+    how = data.draw(st.sampled_from(["random", "truncate", "flip", "extend"]))
+    if how == "random":
+        bad = data.draw(st.binary(max_size=400))
+    elif how == "truncate":
+        bad = good[: data.draw(st.integers(0, len(good) - 1))]
+    elif how == "flip":
+        at = data.draw(st.integers(0, len(good) - 1))
+        bad = good[:at] + bytes([good[at] ^ data.draw(st.integers(1, 255))]) + good[at + 1 :]
+    else:
+        bad = good + data.draw(st.binary(min_size=1, max_size=20))
+    try:
+        back = PopulationContext.from_bytes(bad)
+    except ValueError as exc:
+        assert str(exc).startswith("population context:")
+    else:  # a flip inside a value can still read back: then it is a context of the right shape
+        assert all(getattr(back, k).schema == KINDS[k] for k in KINDS)
+
+
+def _replay(events: Path, out: Path, relay: Any = None) -> bytes:
+    settings = EngineSettings().model_copy(update={"context_lag": True})
+    engine = build_engine(ROOT / "rules", settings=settings, observers=Observers(on_context=relay))
+    replay([events], engine, out)
+    return out.read_bytes()
+
+
+class _Wire:
+    """The publication as bytes: each context written, read back, and its figures kept."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.rows: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.strings: set[str] = set()
+
+    def __call__(self, ctx: PopulationContext) -> PopulationContext:
+        raw = ctx.to_bytes()
+        self.sizes.append(len(raw))
+        back = PopulationContext.from_bytes(raw)
+        assert _same(back, ctx)
+        for k in KINDS:
+            frame = getattr(back, k)
+            self.rows[k] += frame.height
+            for c, dtype in frame.schema.items():
+                if dtype == pl.String:
+                    self.strings |= set(frame[c].drop_nulls().to_list())
+        return back
+
+
+def _prompts(events: Path) -> set[str]:
+    texts = pl.read_parquet(events, columns=["prompt"])["prompt"].struct.field("text").drop_nulls()
+    return set(texts.unique().to_list())
+
+
+def _check_day(events: Path, tmp_path: Path, reason: str) -> _Wire:
+    wire = _Wire()
+    direct = _replay(events, tmp_path / "direct.jsonl")
+    assert _replay(events, tmp_path / "wire.jsonl", wire) == direct
+    assert f'"evidence:{reason}"'.encode() in direct, f"the {reason} test spared nobody: the check is vacuous"
+    assert wire.sizes and max(wire.sizes) > 100
+    # privacy: only hashes, network prefixes and account ids travel; no prompt text, whole or in part
+    prompts = _prompts(events)
+    assert prompts and not wire.strings & prompts
+    assert not any(s in p for s in wire.strings if len(s) >= 12 and not s.isdigit() for p in prompts)
+    return wire
+
+
+def test_the_team_day_reads_its_teams_through_bytes(
+    team_day: tuple[Path, list[str], list[str]],  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    events, team, _ = team_day
+    wire = _check_day(events, tmp_path, "team")
+    assert wire.rows["teams"] > 0 and set(team) <= wire.strings  # the team's seats travel as its holders
+    # the verdicts read the population only through the context: emptied in transit, no team is found
+    blank = _replay(events, tmp_path / "blank.jsonl", _blank)
+    assert b'"evidence:team"' not in blank
+
+
+def _blank(ctx: PopulationContext) -> PopulationContext:
+    return PopulationContext(ctx.as_of, *(getattr(ctx, k).clear() for k in KINDS))
+
+
+def test_the_workshop_day_reads_its_room_through_bytes(tmp_path: Path) -> None:
+    simulate(tmp_path, 1.0, ROOM_SEED, scale=ROOM_SCALE, params=room_params())
+    wire = _check_day(tmp_path / "events.parquet", tmp_path, "room")
+    assert wire.rows["rooms"] > 0
