@@ -144,3 +144,5 @@ def test_the_workshop_day_reads_its_room_through_bytes(tmp_path: Path) -> None:
     simulate(tmp_path, 1.0, ROOM_SEED, scale=ROOM_SCALE, params=room_params())
     wire = _check_day(tmp_path / "events.parquet", tmp_path, "room")
     assert wire.rows["rooms"] > 0
+    blank = _replay(tmp_path / "events.parquet", tmp_path / "blank.jsonl", _blank)
+    assert b'"evidence:room"' not in blank  # emptied in transit, no room is found
