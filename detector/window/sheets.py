@@ -190,13 +190,11 @@ def account_sheets(
         wide = holders.select("tick_end", "account_id", "text_fp").cast({"tick_end": UTC_US})
         wide = wide.join(theirs, on=text, how="semi").unique()
         held = wide.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
-    else:
-        pop = (
-            points.select("tick_end").unique().join(rows.join(theirs, on="text_fp", how="semi"), how="cross")
-        )
-        pop = pop.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end)).join(
-            theirs, on=text, how="semi"
-        )
+    else:  # every account's rows of the points' texts in each point's window
+        texts = rows.join(theirs, on="text_fp", how="semi")
+        pop = points.select("tick_end").unique().join(texts, how="cross")
+        pop = pop.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
+        pop = pop.join(theirs, on=text, how="semi")
         held = pop.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
         wide = pop.join(held.filter(pl.col("_holders") >= min_accounts), on=text, how="semi")
         wide = wide.select("tick_end", "account_id", "text_fp").unique()
