@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 
 import detector.alert.verdict as verdict
+import detector.detect.context as context
 import detector.detect.room as room
 import detector.detect.seat as seat
 import detector.engine as engine_module
@@ -43,7 +44,8 @@ PIECES: dict[tuple[Any, str], tuple[str, str]] = {
     (engine_module.Engine, "_close_ticks"): ("account", "close_ticks rest: clock, de-duplication, tick loop"),
     (engine_module.Engine, "_account_verdicts"): ("account", "account verdicts rest: evaluate, book changes"),
     (engine_module, "account_features_in_parts"): ("account", "account features"),
-    (engine_module, "account_sheets"): ("account", "account sheets (holders counted over every account)"),
+    (context, "account_sheets"): ("account", "account sheets (holders: every account's, or the context's)"),
+    (context, "build_contexts"): ("cluster", "population context rest: sheet texts, key table walk"),
     (room, "room_requests"): ("account", "room walk rest: own templates and requests"),
     (state_module.WindowState, "add"): ("account", "state add rest: buckets, templates, sheets, accounts"),
     (state_module.WindowState, "evict"): ("account", "evict"),
