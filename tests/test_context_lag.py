@@ -15,7 +15,8 @@ from test_sheet_points import LONG, _frames, _reference
 from detector.detect.room import RoomContext
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline
-from detector.window.sheets import SHEET_SCHEMA, _share, account_sheets, reasoning_rows
+from detector.window.context import ROOM_SCHEMA, TEAM_SCHEMA, PopulationContext, sheet_holders
+from detector.window.sheets import SHEET_SCHEMA, _share, account_sheets, reasoning_rows, wide_texts
 from detector.window.tables import KEY_SCHEMA
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -62,6 +63,16 @@ def test_lagged_sheets_count_the_previous_ticks_holders(seed: int, min_accounts:
     assert on.select(key).equals(want.select(key))
     for c in ("sheet_share_24h", "reasoning_requests_24h", "sheet_sends_per_text_24h"):
         assert ((on[c] - want[c]).abs().max() or 0.0) < 1e-12, c
+    # as the engine reads it (round 15): the points' own rows, the population only through the contexts
+    own = rows.join(points.select("account_id").unique(), on="account_id", how="semi")
+    ctx = {
+        t: PopulationContext(t - Q, wide_texts(rows, t - Q, LONG, min_accounts), *NO_GROUPS)
+        for t in points["tick_end"].unique()
+    }
+    assert account_sheets(own, points, LONG, min_accounts, share, Q, sheet_holders(ctx)).sort(key).equals(on)
+
+
+NO_GROUPS = (pl.DataFrame(schema=ROOM_SCHEMA), pl.DataFrame(schema=TEAM_SCHEMA))
 
 
 def _sheet(holders: list[tuple[str, int]]) -> pl.DataFrame:
