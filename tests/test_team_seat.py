@@ -22,9 +22,9 @@ import polars as pl
 import pytest
 
 from detector.app import build_engine
-from detector.contracts import SEVERITY_RANK
+from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import beyond_a_tool
-from detector.detect.room import EXTRACTION_SHARES
+from detector.detect.room import EXTRACTION_SHARES, cap_at
 from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.runtime.replay import replay
@@ -197,3 +197,29 @@ def test_the_new_seat_bar_is_the_farm_rules() -> None:
         for m in re.findall(r"not tenant_explains or new_account_share >= ([0-9.]+)", path.read_text())
     }
     assert bars == {EvidenceSettings().team_new_seat_share}
+
+
+def test_a_cap_lowers_and_never_raises() -> None:
+    """``room.cap_at``: hits on a spared point above the cap come down to it, those below keep theirs,
+    other points are untouched, and the spared point gets one reason at low."""
+    hits = pl.DataFrame(
+        {
+            "_point": [1, 1, 1, 2],
+            "rule_id": ["a", "b", "c", "a"],
+            "severity": ["low", "medium", "high", "high"],
+            "score": [0.1, 0.5, 0.9, 0.9],
+            "campaign_type": [None, None, None, None],
+            "detail": ["", "", "", ""],
+            "mode": ["live"] * 4,
+        },
+        schema_overrides={"campaign_type": pl.String},
+    )
+    out = cap_at(hits, pl.DataFrame({"_point": [1]}), "team", pl.lit("why"), Severity.MEDIUM)
+    got = {(p, r): s for p, r, s in out.select("_point", "rule_id", "severity").iter_rows()}
+    assert got == {
+        (1, "a"): "low",
+        (1, "b"): "medium",
+        (1, "c"): "medium",
+        (2, "a"): "high",
+        (1, "evidence:team"): "low",
+    }
