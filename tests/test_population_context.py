@@ -37,7 +37,11 @@ def _context(n: int = 3) -> PopulationContext:
     kinds = {
         "sheets": {"text_fp": [2**64 - 1 - i for i in range(n)], "account_id": [f"a{i}" for i in range(n)]},
         "rooms": {"template": [str(i) for i in range(n)], "venue": ["198.51.100.0/24"] * n},
-        "teams": {"tool": [f"sysprompt|{i}" for i in range(n)], "account_id": [f"s{i}" for i in range(n)]},
+        "teams": {
+            "tool": [f"sysprompt|{i}" for i in range(n)],
+            "account_id": [f"s{i}" for i in range(n)],
+            "established": [i % 2 == 0 for i in range(n)],
+        },
     }
     return PopulationContext(AS_OF, **{k: pl.DataFrame(v, schema=KINDS[k]) for k, v in kinds.items()})
 

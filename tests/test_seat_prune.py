@@ -2,7 +2,8 @@
 
 ``seat.may_be_team`` drops, before ``cluster_features`` runs, the tool groups that cannot pass
 ``team_groups``' bar: fewer than ``tenant_group_share`` of their holders a tenant's sub-accounts, or
-``team_new_seat_share`` or more of them opened within the month, both read from the account table. Each
+``team_new_seat_share`` or more of them opened within the month (unless a point above medium holds its
+key: round 15's medium cap reads such a group), both read from the account table. Each
 call of ``team_groups`` in a replay is checked against the same call with nothing dropped: on a router
 team's day (its team found) and on a day of the default campaigns (popular system prompts dropped), so
 neither check is vacuous.

@@ -22,9 +22,9 @@ import polars as pl
 import pytest
 
 from detector.app import build_engine
-from detector.contracts import SEVERITY_RANK
+from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import beyond_a_tool
-from detector.detect.room import EXTRACTION_SHARES
+from detector.detect.room import EXTRACTION_SHARES, cap_at
 from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.runtime.replay import replay
@@ -153,18 +153,40 @@ def test_what_a_tool_needs_on_one_account(shares: dict[str, float], beyond: bool
     assert frame.select(beyond_a_tool(EvidenceSettings(), "account")).item() is beyond
 
 
+def _all_new(events: Path, team: list[str], out: Path) -> Path:
+    """``events`` with every seat of the team opened three days before the day."""
+    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
+    pl.read_parquet(events).with_columns(
+        pl.when(pl.col("account_id").is_in(team)).then(opened).otherwise(pl.col("account")).alias("account")
+    ).write_parquet(out)
+    return out
+
+
 def test_a_team_of_new_seats_is_no_established_customer(
     team_day: tuple[Path, list[str], list[str]], tmp_path: Path
 ) -> None:
     """Every seat opened days ago: the farm rules' "new seats" (``team_new_seat_share``), and the seat
-    test leaves the account axis's verdicts alone (a farm opened inside the router days before use)."""
+    test does not clear the account axis's verdicts (a farm opened inside the router days before use)."""
     events, team, _ = team_day
-    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
-    new = tmp_path / "new.parquet"
-    pl.read_parquet(events).with_columns(
-        pl.when(pl.col("account_id").is_in(team)).then(opened).otherwise(pl.col("account")).alias("account")
-    ).write_parquet(new)
+    new = _all_new(events, team, tmp_path / "new.parquet")
     assert _accused(_named(new, tmp_path / "new.jsonl")) & set(team)
+
+
+def test_a_team_of_new_seats_stays_under_high(
+    team_day: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
+    """Round 15 (dev draw 210: a router team that adopted its reasoning tool 25 days before the day, all
+    ten seats within the month): the cluster axis accuses such a group at medium at most
+    (``tenant_explains`` and ``require_both_axes``), and the account axis, whose evidence on each seat
+    is only its team's tool's, put seats at high beside it. Capped at medium: still accused, never high
+    (the seat test off, ``team_min_seats`` out of reach, they reach high)."""
+    events, team, _ = team_day
+    new = _all_new(events, team, tmp_path / "new.parquet")
+    off = EngineSettings().model_copy(update={"evidence": EvidenceSettings(team_min_seats=10**6)})
+    alone = {a: s for a, s in _named(new, tmp_path / "off.jsonl", off).items() if a in team}
+    assert "high" in alone.values(), "without the seat test the new seats reach high"
+    named = {a: s for a, s in _named(new, tmp_path / "on.jsonl").items() if a in team}
+    assert _accused(named) == _accused(alone) and "high" not in named.values(), named
 
 
 def test_the_new_seat_bar_is_the_farm_rules() -> None:
@@ -175,3 +197,29 @@ def test_the_new_seat_bar_is_the_farm_rules() -> None:
         for m in re.findall(r"not tenant_explains or new_account_share >= ([0-9.]+)", path.read_text())
     }
     assert bars == {EvidenceSettings().team_new_seat_share}
+
+
+def test_a_cap_lowers_and_never_raises() -> None:
+    """``room.cap_at``: hits on a spared point above the cap come down to it, those below keep theirs,
+    other points are untouched, and the spared point gets one reason at low."""
+    hits = pl.DataFrame(
+        {
+            "_point": [1, 1, 1, 2],
+            "rule_id": ["a", "b", "c", "a"],
+            "severity": ["low", "medium", "high", "high"],
+            "score": [0.1, 0.5, 0.9, 0.9],
+            "campaign_type": [None, None, None, None],
+            "detail": ["", "", "", ""],
+            "mode": ["live"] * 4,
+        },
+        schema_overrides={"campaign_type": pl.String},
+    )
+    out = cap_at(hits, pl.DataFrame({"_point": [1]}), "team", pl.lit("why"), Severity.MEDIUM)
+    got = {(p, r): s for p, r, s in out.select("_point", "rule_id", "severity").iter_rows()}
+    assert got == {
+        (1, "a"): "low",
+        (1, "b"): "medium",
+        (1, "c"): "medium",
+        (2, "a"): "high",
+        (1, "evidence:team"): "low",
+    }

@@ -4,7 +4,7 @@ Under ``EngineSettings.context_lag`` the account verdicts read the population on
 ``window.context.PopulationContext`` as of a tick before each point's (``lag``). This builds it from
 what only the cluster stage sees, every account's rows and the key table as of that tick: the sheet
 test's texts many hold (``window.sheets.wide_texts``), the (template, venue) pairs a room explains
-(``room.room_templates``, every template) and the tool keys an established team explains
+(``room.room_templates``, every template) and the tool keys a team explains (established or new)
 (``seat.team_groups``, every tool key); and reads the sheet test through it, with the points' own
 accounts' rows (the account stage's part). Without the lag nothing here runs.
 """
@@ -52,7 +52,7 @@ def build_contexts(
         sub = partial(walk.subaccounts, then, keys)
         rooms = room_templates(keys, state.accounts, ev, settings.link.min_overlap, None, sub)
         tools = keys.filter(pl.col("family").is_in(TOOL_FAMILIES)).select("family", "key").unique()
-        teams = team_groups(keys, walk, state, ev, then, w.long, tools).select(TEAM_SCHEMA.keys())
+        teams = team_groups(keys, walk, state, ev, then, w.long, tools, tools).select(TEAM_SCHEMA.keys())
         sheets = wide_texts(population, then, w.long, ev.sheet_min_accounts)
         out[tick] = PopulationContext(then, sheets, rooms.cast(ROOM_SCHEMA), teams.cast(TEAM_SCHEMA))
     return out

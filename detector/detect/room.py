@@ -337,11 +337,21 @@ def _text(*parts: str | pl.Expr) -> pl.Expr:
 def cap_at_low(hits: pl.DataFrame, spared: pl.DataFrame, name: str, detail: pl.Expr) -> pl.DataFrame:
     """``hits`` with every hit on a ``spared`` point (``_point``) at low, plus one ``evidence:<name>``
     reason per spared point (``detail`` over ``spared``; score 0: a reason, not a vote)."""
+    return cap_at(hits, spared, name, detail, Severity.LOW)
+
+
+def cap_at(
+    hits: pl.DataFrame, spared: pl.DataFrame, name: str, detail: pl.Expr, cap: Severity
+) -> pl.DataFrame:
+    """``hits`` with every hit on a ``spared`` point (``_point``) at most ``cap`` (a hit below it keeps
+    its own), plus one ``evidence:<name>`` reason per spared point (``detail`` over ``spared``; severity
+    low and score 0: a reason, not a vote)."""
     if spared.height == 0:
         return hits
+    above = [v for v, rank in SEVERITY_RANK.items() if rank > cap.rank]
     capped = hits.with_columns(
-        pl.when(pl.col("_point").is_in(spared["_point"].implode()))
-        .then(pl.lit(Severity.LOW.value))
+        pl.when(pl.col("_point").is_in(spared["_point"].implode()) & pl.col("severity").is_in(above))
+        .then(pl.lit(cap.value))
         .otherwise(pl.col("severity"))
         .alias("severity")
     )

@@ -18,7 +18,12 @@ rules leave an explained group alone. Such a point is capped at **low** whatever
 with an ``evidence:team`` reason: its account-axis evidence is its team's tool's, all of it, and the
 team is one the cluster axis explains. A farm whose seats are all new is no established team, so its
 seats keep their account-axis verdicts (round 10's first try spared those too, and lost a third of
-the fresh router campaigns' accounts the account axis had named).
+the fresh router campaigns' accounts the account axis had named), **capped at medium** (round 15): the
+cluster axis accuses such a group at medium at most (``require_both_axes``: a tenant's customer may
+explain it), and a seat whose own evidence is only its group's tool's adds nothing to lift it past its
+group. A team that adopted its reasoning tool through the router within the month (dev draw 210: ten
+seats, all 3-25 days old) had three seats at high on the account axis; a fresh farm with the same keys
+stays accused, at medium.
 
 What it gives up is the round-9 "no signal" row: a farm inside a router harvesting only through thinking
 budgets, behind a private system prompt, is a team's reasoning tool on every key the gateway sees.
@@ -31,13 +36,17 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, in_tenant, tenant_explains
-from detector.detect.room import RoomContext, accused_points, cap_at_low
+from detector.detect.room import RoomContext, accused_points, cap_at, cap_at_low
 from detector.evidence_settings import EvidenceSettings
 from detector.window.features import cluster_features
 from detector.window.members import is_subaccount, new_account_share
 from detector.window.samples import with_cluster_samples
 from detector.window.state import WindowState
+
+#: Severities above medium: the points a group of new seats can lower (round 15).
+_ABOVE_MEDIUM = [v for v, rank in SEVERITY_RANK.items() if rank > Severity.MEDIUM.rank]
 
 #: The key families a team's tool leaves on its seats.
 TOOL_FAMILIES = ("sysprompt", "template")
@@ -51,21 +60,25 @@ def team_groups(
     now: datetime,
     long: timedelta,
     wanted: pl.DataFrame,
+    new_too: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """(account_id, tool) of the holders of every tool key in ``wanted`` (family, key) whose holders, at
-    least ``team_min_seats``, ``tenant_explains`` explains as a group of an established customer (fewer
-    than ``team_new_seat_share`` opened within the month), from the key table at ``now``."""
+    """(account_id, tool, established) of the holders of every tool key in ``wanted`` (family, key) whose
+    holders, at least ``team_min_seats``, ``tenant_explains`` explains as a group, from the key table at
+    ``now``, of an established customer (``established``: fewer than ``team_new_seat_share`` opened
+    within the month), or, for the keys in ``new_too`` (family, key), of new seats as well."""
     held = keys.join(wanted, on=["family", "key"], how="semi").select(
         "account_id", _tool().alias("cluster_id")
     )
+    fresh = (new_too if new_too is not None else wanted.clear()).select(_tool().alias("cluster_id"))
     size = held.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_n"))
     members = held.join(size.filter(pl.col("_n") >= s.team_min_seats).select("cluster_id"), on="cluster_id")
-    none = pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String})
+    none = pl.DataFrame(schema={"account_id": pl.String, "tool": pl.String, "established": pl.Boolean})
     if members.height == 0:
         return none
     sub = ctx.subaccounts(now, keys)  # the room test's at this tick (issue 13)
     members = members.unique()
-    members = members.join(may_be_team(members, sub, ctx.accounts, now, s), on="cluster_id", how="semi")
+    kept = may_be_team(members, sub, ctx.accounts, now, s, fresh)
+    members = members.join(kept, on="cluster_id", how="semi")
     if members.height == 0:
         return none
     links = pl.DataFrame(schema={"cluster_id": pl.String})  # tenant_explains reads no linkage column
@@ -73,24 +86,33 @@ def team_groups(
     # the group's shared exercise sheet and agents' openers, as the cluster axis reads them
     # (``tenant_explains`` does)
     feats = with_cluster_samples(feats, state, members, now, long, s)
-    explained = feats.filter(tenant_explains(s).fill_null(False) & established(s)).select("cluster_id")
-    return members.join(explained, on="cluster_id").select("account_id", pl.col("cluster_id").alias("tool"))
+    wanted_new = pl.col("cluster_id").is_in(fresh["cluster_id"].implode())
+    explained = feats.filter(tenant_explains(s).fill_null(False) & (established(s) | wanted_new))
+    return members.join(explained.select("cluster_id", established(s)), on="cluster_id").select(
+        "account_id", pl.col("cluster_id").alias("tool"), "established"
+    )
 
 
 def established(s: EvidenceSettings) -> pl.Expr:
     """An established customer's group: fewer than ``team_new_seat_share`` of it opened within the month."""
-    return pl.col("new_account_share").fill_null(1.0) < s.team_new_seat_share
+    return (pl.col("new_account_share").fill_null(1.0) < s.team_new_seat_share).alias("established")
 
 
 def may_be_team(
-    members: pl.DataFrame, sub: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings
+    members: pl.DataFrame,
+    sub: pl.DataFrame,
+    accounts: pl.DataFrame,
+    now: datetime,
+    s: EvidenceSettings,
+    fresh: pl.DataFrame,
 ) -> pl.DataFrame:
     """The groups (``cluster_id``) of ``members`` that can pass ``team_groups``' bar, read from the account
     table alone before any feature is built (issue 13): most holders the tenant's sub-accounts
-    (``in_tenant``) and an established customer's (``established``), the same shares of the same rows
-    ``cluster_features`` gives (``window.members``). Exact: every feature row of a group reads only its
-    own members (and the whole window's typical mix), so the groups kept get the rows they had. A
-    popular system prompt's thousands of holders are no router's team, and are never summed."""
+    (``in_tenant``) and an established customer's (``established``) unless ``fresh`` names it
+    (``cluster_id``: a group of new seats is read for the medium cap, round 15), the same shares of the
+    same rows ``cluster_features`` gives (``window.members``). Exact: every feature row of a group reads
+    only its own members (and the whole window's typical mix), so the groups kept get the rows they had.
+    A popular system prompt's thousands of holders are no router's team, and are never summed."""
     shares = (
         accounts.join(members, on="account_id", how="inner")
         .group_by("cluster_id")
@@ -99,7 +121,8 @@ def may_be_team(
             new_account_share(now).alias("new_account_share"),
         )
     )
-    return shares.filter(in_tenant(s) & established(s)).select("cluster_id")
+    wanted_new = pl.col("cluster_id").is_in(fresh["cluster_id"].implode())
+    return shares.filter(in_tenant(s) & (established(s) | wanted_new)).select("cluster_id")
 
 
 def spare_team_seats(
@@ -160,27 +183,47 @@ class SeatWalk:
         if own.height == 0:
             return
         then, wanted = tick - self.ctx.lag, own.select("family", "key").unique()
+        # a group of new seats can only lower a point above medium: read for those points' keys only
+        high = own.join(pts.filter(pl.col("_high")).select("account_id"), on="account_id", how="semi")
+        new_too = high.select("family", "key").unique()
         if self.ctx.contexts is None:
-            groups = team_groups(keys, self.ctx, self.state, self.s, then, self.long, wanted)
-        else:  # the population only through the context (``detect/context.py``)
-            tools = wanted.select(_tool())["tool"]
-            groups = self.ctx.contexts[tick].teams.filter(pl.col("tool").is_in(tools.implode()))
+            groups = team_groups(keys, self.ctx, self.state, self.s, then, self.long, wanted, new_too)
+        else:  # the population only through the context (``detect/context.py``): every group in it
+            tools, fresh = wanted.select(_tool())["tool"], new_too.select(_tool())["tool"]
+            groups = self.ctx.contexts[tick].teams.filter(
+                pl.col("tool").is_in(tools.implode())
+                & (pl.col("established") | pl.col("tool").is_in(fresh.implode()))
+            )
         mine = own.select("account_id").unique().join(groups, on="account_id")
-        self._spared.append(pts.join(mine.group_by("account_id").agg(pl.col("tool").min()), on="account_id"))
+        # a seat on an established group's tool is that team's; else on a group of new seats
+        mine = mine.group_by("account_id").agg(pl.col("tool").min(), pl.col("established").any())
+        self._spared.append(pts.join(mine, on="account_id"))
 
     def spare(self, hits: pl.DataFrame) -> pl.DataFrame:
-        """``hits`` (the room test's output) with every seat point still accused capped at low."""
+        """``hits`` (the room test's output) with every seat point still accused capped: at low on an
+        established team's tool, at medium on a group of new seats (module docstring; only the points
+        above medium are touched there, so the reason rides with a lowered point: an episode at medium
+        already emits no revision for it)."""
         if not self._spared or hits.height == 0:
             return hits
         still = _seat_points(hits, self.frame, self.s).select("_point")
         spared = pl.concat(self._spared).join(still, on="_point", how="semi")
-        detail = pl.lit(
+        seat = (
             "team: a router sub-account whose only extraction is what a tool needs (a thinking budget, "
             "outputs sized as thinking needs, an ask for steps with ordinary outputs), on the system "
-            "prompt or template of a group inside the router that one of its customers' teams explains: "
-            "capped at low (the group is judged on the cluster axis)"
+            "prompt or template of a group inside the router that one of its customers' teams explains"
         )
-        return cap_at_low(hits, spared, "team", detail)
+        low = pl.lit(seat + ": capped at low (the group is judged on the cluster axis)")
+        hits = cap_at_low(hits, spared.filter(pl.col("established")), "team", low)
+        # a group of new seats: the cluster axis accuses it, at medium at most (``require_both_axes``);
+        # only the points above medium are lowered and say why
+        high = hits.filter(pl.col("severity").is_in(_ABOVE_MEDIUM)).select("_point")
+        new = spared.filter(~pl.col("established")).join(high, on="_point", how="semi")
+        medium = pl.lit(
+            seat + ", its seats new: at most medium (the cap its group has on the cluster axis, which "
+            "judges it; the seat's own evidence adds nothing a team's tool does not send)"
+        )
+        return cap_at(hits, new, "team", medium, Severity.MEDIUM)
 
 
 def _tool() -> pl.Expr:
@@ -191,12 +234,13 @@ def _tool() -> pl.Expr:
 
 
 def _seat_points(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
-    """(_point, account_id, tick_end) of the accused router sub-account points whose own extraction is
-    only what a tool needs."""
+    """(_point, account_id, tick_end, _high) of the accused router sub-account points whose own extraction
+    is only what a tool needs; ``_high``: some hit puts the point above medium."""
+    high = pl.col("_point").is_in(hits.filter(pl.col("severity").is_in(_ABOVE_MEDIUM))["_point"].implode())
     if hits.height == 0:
-        return frame.select("_point", "account_id", "tick_end").clear()
+        return frame.select("_point", "account_id", "tick_end", high.alias("_high")).clear()
     return (
         frame.join(accused_points(hits), on="_point", how="semi")
         .filter((pl.col("tier") == RESELLER_TIER).fill_null(False) & ~beyond_a_tool(s, "account"))
-        .select("_point", "account_id", "tick_end")
+        .select("_point", "account_id", "tick_end", high.alias("_high"))
     )

@@ -18,7 +18,9 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
 - ``rooms``: the room test's (``detect/room.py``: ``room_templates``) (template, venue) pairs a room
   explains, read from the key table as of ``as_of``.
 - ``teams``: the seat test's (``detect/seat.py``: ``team_groups``) tool keys (``family|key``, a system
-  prompt's or a template's fingerprint) whose holders an established team explains, with those holders.
+  prompt's or a template's fingerprint) whose holders a team explains, with those holders and whether
+  the team is an established customer's (``established``; a group of new seats caps its seats at
+  medium, an established one at low: round 15).
 
 The cluster stage's part, building it, is ``detect/context.py``.
 
@@ -40,11 +42,11 @@ from detector.schema import UTC_US, make_schema
 from detector.window.sheets import HOLDER_SCHEMA
 
 _MAGIC = b"DPCX"
-_VERSION = 1
+_VERSION = 2  # 2: ``teams`` says whether each group is an established customer's (round 15)
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
 _KIND = struct.Struct(">HQ")  # name length, payload length
 ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
-TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String})
+TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String, "established": pl.Boolean})
 #: The kinds and their schemas, in the order they are written.
 KINDS: dict[str, pl.Schema] = {"sheets": HOLDER_SCHEMA, "rooms": ROOM_SCHEMA, "teams": TEAM_SCHEMA}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,7 +61,7 @@ class PopulationContext:
     sheets: pl.DataFrame
     #: (template, venue): every template a room explains, from the key table as of ``as_of``
     rooms: pl.DataFrame
-    #: (tool, account_id): the holders of every tool key (``family|key``) an established team explains
+    #: (tool, account_id, established): the holders of every tool key (``family|key``) a team explains
     teams: pl.DataFrame
 
     def rows(self) -> dict[str, int]:
