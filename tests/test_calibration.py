@@ -16,6 +16,7 @@ from toy_models import NAMES, export_toy, toy_data
 
 from detector.detect.models.manifest import SCORE_DECIMALS, Calibration, OperatingPoint, read_manifest
 from detector.detect.models.runtime import ModelSet
+from detector.errors import ConfigError
 from detector.lab.train.calibrate import ENTITY, entity_max, fit_platt, operating_point
 from detector.lab.train.draws import CALIBRATION_DRAWS, TRAIN_DRAWS, check_blocks, parse_draws
 
@@ -58,6 +59,19 @@ def test_default_blocks_are_disjoint_and_below_the_held_out_block() -> None:
         check_blocks((0, 1), (999, 1000))
     with pytest.raises(ValueError, match="both"):
         check_blocks((0, 1), (1, 2))
+
+
+def test_the_calibration_reserve_calibrates_and_nothing_else() -> None:
+    from detector.lab.matrix import CALIBRATION_RESERVE, MatrixConfig, run_matrix
+
+    check_blocks((0, 1), (5000, 5099))  # a calibration block from the reserve
+    with pytest.raises(ValueError, match="held-out"):
+        check_blocks((5000, 5001), (500, 501))  # never a training block
+    with pytest.raises(ValueError, match="held-out"):
+        check_blocks((0, 1), (4999, 6000))  # just outside it, either side
+    for first in (CALIBRATION_RESERVE.start - 1, CALIBRATION_RESERVE.stop - 1):
+        with pytest.raises(ConfigError, match="calibration reserve"):
+            run_matrix(MatrixConfig(draws=2, held_out=True, first_draw=first))
 
 
 # -- calibration and operating points --------------------------------------------------------------------
