@@ -147,7 +147,9 @@ def build_engine(
     rules = load_rules(s.rules_dir, CATALOGUES)
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
     model_set = (
-        ModelSet.load(s.models_dir, vote_precision=s.model_vote_precision)
+        ModelSet.load(
+            s.models_dir, vote_precision=s.model_vote_precision, vote_min_accounts=s.model_vote_min_accounts
+        )
         if s.models_dir is not None
         else ModelSet()
     )

@@ -208,6 +208,14 @@ class EngineSettings(BaseSettings):
     #: one honest subject accused per hundred accusations is the most a verdict that no rule, and so no
     #: readable reason, stands behind may cost (issue 17). Below it the model's lone hit stays a low lead.
     model_vote_precision: float = Field(default=0.99, ge=0.5, le=1.0)
+    #: ... and, on a cluster, only where the cluster has at least this many accounts. The coordination
+    #: axis is how many independent accounts share rare artefacts, and every cluster rule that accuses
+    #: on coordination requires ``accounts >= 5`` (rules/cluster_*.yaml; the three at 3 name a content
+    #: signal: logprobs, coerced traces, a partner's indicator). A model voting alone stands in for such
+    #: a rule, so it needs the same group: not a bar fitted to any draw. Smaller: a low lead (issue 17).
+    model_vote_min_accounts: int = Field(
+        default=5, ge=1, description="fewest accounts a cluster needs for a model's lone vote to reach medium"
+    )
     #: Account features are computed over the (account, tick) points of a pass in parts of about this
     #: many points (an account's points are never split; features are per account, so the rows are the
     #: same). Each point joins its account's 24 hours of buckets (2.6 KB a point measured: 45 MB for the

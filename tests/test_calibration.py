@@ -16,6 +16,8 @@ from toy_models import NAMES, export_toy, toy_data
 
 from detector.detect.models.manifest import SCORE_DECIMALS, Calibration, OperatingPoint, read_manifest
 from detector.detect.models.runtime import ModelSet
+from detector.detect.models.spec import model_features
+from detector.errors import ConfigError
 from detector.lab.train.calibrate import ENTITY, entity_max, fit_platt, operating_point
 from detector.lab.train.draws import CALIBRATION_DRAWS, TRAIN_DRAWS, check_blocks, parse_draws
 
@@ -25,7 +27,11 @@ CLI = Path(sys.executable).with_name("detector")
 
 
 def _export(
-    out: Path, precision: float | None, calibration: Calibration | None = None, flagged: int = 200
+    out: Path,
+    precision: float | None,
+    calibration: Calibration | None = None,
+    flagged: int = 200,
+    target: str = "account",
 ) -> None:
     point = OperatingPoint(
         threshold=0.5,
@@ -40,6 +46,7 @@ def _export(
     export_toy(
         out,
         n_estimators=40,
+        target=target,
         calibration=calibration,
         operating={"medium": point, "high": point.model_copy(update={"threshold": 0.75})},
     )
@@ -58,6 +65,19 @@ def test_default_blocks_are_disjoint_and_below_the_held_out_block() -> None:
         check_blocks((0, 1), (999, 1000))
     with pytest.raises(ValueError, match="both"):
         check_blocks((0, 1), (1, 2))
+
+
+def test_the_calibration_reserve_calibrates_and_nothing_else() -> None:
+    from detector.lab.matrix import CALIBRATION_RESERVE, MatrixConfig, run_matrix
+
+    check_blocks((0, 1), (5000, 5099))  # a calibration block from the reserve
+    with pytest.raises(ValueError, match="held-out"):
+        check_blocks((5000, 5001), (500, 501))  # never a training block
+    with pytest.raises(ValueError, match="held-out"):
+        check_blocks((0, 1), (4999, 6000))  # just outside it, either side
+    for first in (CALIBRATION_RESERVE.start - 1, CALIBRATION_RESERVE.stop - 1):
+        with pytest.raises(ConfigError, match="calibration reserve"):
+            run_matrix(MatrixConfig(draws=2, held_out=True, first_draw=first))
 
 
 # -- calibration and operating points --------------------------------------------------------------------
@@ -152,6 +172,44 @@ def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
     assert sev["alone"]["score"] >= 0.75  # in the model's high band: only the cap keeps it below high
     assert sev["alone"]["severity"] == alone
     assert sev["ruled"]["severity"] == "high"
+
+
+@pytest.mark.parametrize(("accounts", "alone"), [(2, "low"), (4, "low"), (5, "medium"), (40, "medium")])
+def test_a_voting_cluster_model_alone_needs_the_group_a_cluster_rule_needs(
+    tmp_path: Path, accounts: int, alone: str
+) -> None:
+    """A cluster model that has earned the vote raises a cluster to medium on its own only at
+    ``accounts >= 5`` (settings.model_vote_min_accounts): the size every cluster rule that accuses on
+    coordination requires. Two linked accounts the model scores high, alone, stay a low lead."""
+    from detector.app import build_engine
+    from detector.detect.fusion import fuse
+    from detector.window.features import CATALOGUES
+
+    _export(tmp_path / "models", 0.999, flagged=3000, target="cluster")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "cluster_huge.yaml").write_text(  # a rule that stays silent here: the model is alone
+        "id: cluster_huge\ntitle: huge\ndescription: huge\nseverity: medium\ntarget: cluster\n"
+        "condition: accounts >= 1000\ntags: []\ndetail: [accounts]\ntests:\n"
+        "  - {name: huge, features: {accounts: 2000}, expect: fire}\n"
+        "  - {name: small, features: {accounts: 5}, expect: no_fire}\n"
+    )
+    engine = build_engine(rules, models=tmp_path / "models")
+    names = model_features("cluster")
+    x, _ = toy_data(1, 4, "cluster")
+    x[:, names.index("cot_share_24h")], x[:, names.index("out_in_ratio_24h")] = 0.95, 0.95
+    x[:, names.index("accounts")] = accounts
+    frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(names)}).with_columns(
+        [  # the engine's dtypes; every flag off
+            pl.lit(False).alias(f) if dtype == pl.Boolean else pl.col(f).cast(dtype)
+            for f, dtype in CATALOGUES["cluster"].items()
+            if f in names
+        ]
+        + [pl.lit("c").alias("cluster_id")]
+    )
+    (hit,) = fuse(engine.rules, engine.models, frame, "cluster", "cluster_id").iter_rows(named=True)
+    assert hit["rule_id"] == "model:toy_gb-v1" and hit["score"] >= 0.75  # high band: only caps hold it
+    assert hit["severity"] == alone
 
 
 def test_shipped_models_record_their_calibration_block() -> None:

@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--calibration-draws",
-                help="Matrix draws for calibration and the manifest's precision/recall, e.g. 500-539.",
+                help="Matrix draws for calibration and the manifest's precision/recall, e.g. 500-539 "
+                "(or from the calibration reserve, 5000-5999).",
             ),
         ] = "500-539",
         days: Annotated[float, typer.Option("--days", help="Days per draw.")] = 1.0,

@@ -10,6 +10,9 @@ columns. Fusion rule: a model corroborates; it accuses alone only where it has e
   precision of at least ``settings.model_vote_precision`` (0.99) at its medium threshold, measured on the
   calibration block of simulator draws (``ModelSet.voters``): then it is capped at ``medium``. A model
   alone never reaches ``high``.
+- On a cluster, the voter's lone medium also needs ``accounts >= settings.model_vote_min_accounts`` (5):
+  the group size every cluster rule that accuses on coordination already requires (rules/cluster_*.yaml).
+  A voter alone on a smaller cluster is a low lead. Account models are unchanged.
 
 Scores are the models' calibrated probabilities (``detector.detect.models.manifest.Calibration``).
 """
@@ -54,11 +57,14 @@ def fuse(
             on_scores(name, values)
     model_hits = models.hits(frame, target, key, explain=False, scores=scores)
     ruled = hits.filter(pl.col("mode") != "shadow").select(key).unique()
-    lone_cap = (
-        pl.when(pl.col("rule_id").is_in(sorted(models.voters())))
-        .then(pl.lit(Severity.MEDIUM.value))
-        .otherwise(pl.lit(Severity.LOW.value))
-    )
+    votes = pl.col("rule_id").is_in(sorted(models.voters()))
+    if target == "cluster":  # a lone vote on a cluster needs the group a coordination rule needs
+        if "accounts" not in frame.columns:  # no group size known: no lone vote
+            votes = pl.lit(False)
+        else:
+            big = frame.filter(pl.col("accounts") >= models.vote_min_accounts).select(key)
+            votes = votes & pl.col(key).is_in(big[key].implode())
+    lone_cap = pl.when(votes).then(pl.lit(Severity.MEDIUM.value)).otherwise(pl.lit(Severity.LOW.value))
     model_hits = model_hits.with_columns(
         pl.when(pl.col(key).is_in(ruled[key].implode()))
         .then(pl.col("severity"))

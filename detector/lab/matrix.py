@@ -41,6 +41,9 @@ from detector.lab.simulate import simulate
 
 #: Draw indices at and above this are the held-out block (never looked at while writing rules/training).
 HELD_OUT_FROM = 1000
+#: Draw indices reserved for calibrating models (``detector train --calibration-draws``): fitted on by
+#: no one, and never a matrix draw, development or held out.
+CALIBRATION_RESERVE = range(5000, 6000)
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,12 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
         raise ConfigError(
             f"draws {start}..{start + cfg.draws - 1} cross the held-out line ({HELD_OUT_FROM}); "
             "use --held-out for draws from there, and only there",
+            "--first-draw",
+        )
+    if start < CALIBRATION_RESERVE.stop and start + cfg.draws > CALIBRATION_RESERVE.start:
+        raise ConfigError(
+            f"draws {start}..{start + cfg.draws - 1} reach into {CALIBRATION_RESERVE.start}.."
+            f"{CALIBRATION_RESERVE.stop - 1}, the models' calibration reserve; the matrix never runs them",
             "--first-draw",
         )
     if cfg.verified not in (None, *VERIFIED_CELLS):

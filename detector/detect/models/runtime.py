@@ -140,11 +140,16 @@ def _fmt(v: float) -> str:
 class ModelSet:
     """Every model of a models folder, ready to score feature frames."""
 
-    def __init__(self, models: Sequence[LoadedModel] = (), vote_precision: float = 0.99) -> None:
+    def __init__(
+        self, models: Sequence[LoadedModel] = (), vote_precision: float = 0.99, vote_min_accounts: int = 5
+    ) -> None:
         self.models: tuple[LoadedModel, ...] = tuple(sorted(models, key=lambda lm: lm.manifest.stem))
         #: The calibration-block precision at its medium threshold a model needs to raise a subject to
         #: medium on its own (``settings.model_vote_precision``; see ``detector.detect.fusion``).
         self.vote_precision = vote_precision
+        #: The fewest accounts a cluster needs for a voter's lone hit to reach medium
+        #: (``settings.model_vote_min_accounts``); smaller clusters keep a low lead.
+        self.vote_min_accounts = vote_min_accounts
 
     def __len__(self) -> int:
         return len(self.models)
@@ -154,7 +159,11 @@ class ModelSet:
 
     @classmethod
     def load(
-        cls, models_dir: Path | None, available: Sequence[str] | None = None, vote_precision: float = 0.99
+        cls,
+        models_dir: Path | None,
+        available: Sequence[str] | None = None,
+        vote_precision: float = 0.99,
+        vote_min_accounts: int = 5,
     ) -> ModelSet:
         """Load ``models_dir/<name>-v<N>.onnx`` with their manifests; empty when there is no folder.
 
@@ -163,7 +172,7 @@ class ModelSet:
         its features disagree with the engine's catalogue.
         """
         if models_dir is None or not Path(models_dir).is_dir():
-            return cls(vote_precision=vote_precision)
+            return cls(vote_precision=vote_precision, vote_min_accounts=vote_min_accounts)
         import hashlib
 
         import onnxruntime as ort
@@ -215,7 +224,7 @@ class ModelSet:
             provider = session.get_providers()[0]
             log.info("model %s loaded on %s (%s form)", manifest.stem, provider, form)
             loaded.append(LoadedModel(manifest, session, provider, form))
-        return cls(loaded, vote_precision)
+        return cls(loaded, vote_precision, vote_min_accounts)
 
     @property
     def providers(self) -> dict[str, str]:

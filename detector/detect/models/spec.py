@@ -114,5 +114,7 @@ def to_matrix(frame: pl.DataFrame, names: Sequence[str]) -> npt.NDArray[np.float
         return np.zeros((0, len(names)), dtype=np.float32)
     cols = [pl.col(n).cast(pl.Float64).fill_null(FILL_VALUE) for n in names]
     out = np.ascontiguousarray(frame.select(cols).to_numpy(), dtype=np.float64)
+    if not out.flags.writeable:  # polars lends its own buffer (one float64 row over numpy memory)
+        out = out.copy()
     out[~np.isfinite(out)] = FILL_VALUE
     return out.astype(np.float32)

@@ -14,6 +14,8 @@ The blocks (indices):
   and high thresholds, with the held-out AUC and per-group rates, are measured on them.
 - ``detector.lab.matrix.HELD_OUT_FROM`` (1000) and above: the evasion matrix's held-out block. Training
   refuses it: nobody trains or calibrates on it.
+- ``detector.lab.matrix.CALIBRATION_RESERVE`` (5000..5999): a calibration block only, for a larger
+  calibration than 0..999 leaves room for; the trees are never fitted on it and the matrix refuses it.
 """
 
 from __future__ import annotations
@@ -56,19 +58,23 @@ def parse_draws(text: str) -> tuple[int, ...]:
 
 
 def check_blocks(train: Sequence[int], calibration: Sequence[int]) -> None:
-    """Raise ``ValueError`` unless both blocks are non-empty, disjoint and below the held-out block."""
-    from detector.lab.matrix import HELD_OUT_FROM
+    """Raise ``ValueError`` unless both blocks are non-empty, disjoint and below the held-out block
+    (calibration draws may also come from the calibration reserve)."""
+    from detector.lab.matrix import CALIBRATION_RESERVE, HELD_OUT_FROM
 
     if not train or not calibration:
         raise ValueError("training needs a training block and a calibration block of draws")
     both = set(train) & set(calibration)
     if both:
         raise ValueError(f"draws {sorted(both)[:5]} are in both the training and the calibration block")
-    held = sorted(i for i in (*train, *calibration) if i >= HELD_OUT_FROM or i < 0)
+    reserve = CALIBRATION_RESERVE
+    held = sorted(i for i in train if i >= HELD_OUT_FROM or i < 0)
+    held += sorted(i for i in calibration if (i >= HELD_OUT_FROM or i < 0) and i not in reserve)
     if held:
         raise ValueError(
             f"draws {held[:5]} are outside 0..{HELD_OUT_FROM - 1}: indices from {HELD_OUT_FROM} are the "
-            "evasion matrix's held-out block, never trained or calibrated on"
+            f"evasion matrix's held-out block, never trained or calibrated on (calibration may also use "
+            f"{reserve.start}..{reserve.stop - 1})"
         )
 
 
