@@ -9,13 +9,13 @@ whatever the batch sizes, the machine or the wall clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 import polars as pl
 
 from detector.alert.changes import book_changes
 from detector.alert.evidence import ClusterContext, account_verdict, accused, cluster_verdict, prepare
-from detector.alert.verdict import AlertBook, Verdict, combine
+from detector.alert.verdict import AlertBook, Verdict, combine, own_detection
 from detector.contracts import Alert, Kind
 from detector.detect.allowlist import AllowList, drop_allowed, suppress
 from detector.detect.context import population_sheets
@@ -84,6 +84,9 @@ class Engine:
         self.stats = EngineStats()
         self.clock = EngineClock()
         self.clusters: Clusters | None = None
+        #: the two-stage split (``runtime/shards.py``, under ``context_lag``): "account" raises account
+        #: verdicts only, "cluster" cluster verdicts only (and builds the contexts); "both": one engine
+        self.stage: Literal["both", "account", "cluster"] = "both"
         #: screens future and implausible event times out before ``process`` (replay and daemon)
         self.time_guard = EventTimeGuard(settings.event_time)
 
@@ -237,13 +240,20 @@ class Engine:
             timeline,
             per_tick.select(pl.col("_tick").alias("tick_end"), "since"),
         )
+        if self.settings.context_lag:  # an account alert's time is its own newest event (a shard's own)
+            own_detection(account_verdicts, due)
+        if self.stage == "cluster":
+            account_verdicts, account_touches = {}, {}
         alerts: list[Alert] = []
         last_tick = per_tick["_tick"][-1]
         for now, detected, touched, since in per_tick.iter_rows():
             self.stats.ticks += 1
             verdicts = account_verdicts.get(now, [])
-            self.clock.touched.append(pl.Series("account_id", touched, dtype=pl.String))
-            if is_multiple(now, w.cluster_every) or (final and now == last_tick):
+            if self.stage != "account":
+                self.clock.touched.append(pl.Series("account_id", touched, dtype=pl.String))
+            if self.stage != "account" and (
+                is_multiple(now, w.cluster_every) or (final and now == last_tick)
+            ):
                 keys_now = timeline.at(now, since)
                 accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
                 if self.clock.last_closed is not None:

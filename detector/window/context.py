@@ -132,7 +132,11 @@ class PopulationContext:
             at += length
         if at != len(view) or set(frames) != set(KINDS):
             raise ValueError("population context: kinds missing or trailing bytes")
-        return cls(_EPOCH + timedelta(microseconds=as_of), **frames)
+        try:
+            when = _EPOCH + timedelta(microseconds=as_of)
+        except OverflowError as exc:
+            raise ValueError("population context: as_of out of range") from exc
+        return cls(when, **frames)
 
 
 #: The publication between the stages: handed each tick's context, gives what the account stage reads
