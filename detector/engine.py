@@ -242,8 +242,6 @@ class Engine:
         )
         if self.settings.context_lag:  # an account alert's time is its own newest event (a shard's own)
             own_detection(account_verdicts, due)
-        if self.stage == "cluster":
-            account_verdicts, account_touches = {}, {}
         alerts: list[Alert] = []
         last_tick = per_tick["_tick"][-1]
         for now, detected, touched, since in per_tick.iter_rows():
@@ -315,6 +313,8 @@ class Engine:
         # under the lag the population only through each tick's context (``detect/context.py``, round 15)
         relay = self.observers.on_context
         sheets, contexts = population_sheets(self.state, points, timeline, since, self.settings, relay)
+        if self.stage == "cluster":  # the contexts are its part; the account verdicts the shards'
+            return {}, {}
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points
         )

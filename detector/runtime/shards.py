@@ -23,7 +23,7 @@ from kafka.partitioner import murmur2
 
 from detector.engine import EngineFactory, Observers
 from detector.runtime.replay import replay
-from detector.window.context import PopulationContext
+from detector.window.context import PopulationContext, Published
 
 
 def shard_of(account_ids: pl.Series, k: int) -> pl.Series:
@@ -54,12 +54,9 @@ class Publication:
         return Observers(on_context=keep(self.contexts), on_models=keep(self.models))
 
     def readers(self) -> Observers:
-        """An account stage's: whatever it built from its own accounts, it reads the published context."""
+        """An account stage's: it builds no context, it reads the published ones."""
 
-        def read(book: dict[datetime, bytes]):  # type: ignore[no-untyped-def]
-            return lambda ctx: PopulationContext.from_bytes(book[ctx.as_of])
-
-        return Observers(on_context=read(self.contexts), on_models=read(self.models))
+        return Observers(on_context=Published(self.contexts), on_models=Published(self.models))
 
 
 def split_events(events: Path, k: int, work: Path) -> list[Path]:

@@ -146,6 +146,21 @@ Relay = Callable[[PopulationContext], PopulationContext]
 Contexts = dict[datetime, PopulationContext]
 
 
+class Published:
+    """An account stage's relay (``runtime/shards.py``): the contexts another stage published, as bytes
+    by ``as_of``. The engine asks it by time instead of building a context from its own accounts."""
+
+    def __init__(self, book: dict[datetime, bytes]) -> None:
+        self.book = book
+
+    def at(self, as_of: datetime) -> PopulationContext:
+        """The context published as of ``as_of``."""
+        return PopulationContext.from_bytes(self.book[as_of])
+
+    def __call__(self, ctx: PopulationContext) -> PopulationContext:
+        return self.at(ctx.as_of)
+
+
 def sheet_holders(contexts: Contexts) -> pl.DataFrame:
     """The contexts' sheets as ``account_sheets`` reads them: (tick_end, ``HOLDER_SCHEMA``), ``tick_end``
     the tick whose points read each."""
@@ -190,8 +205,12 @@ def new_model_flags(
     w = settings.windows
     if not settings.context_lag:
         return state.mark_new_models(events, w.model_warmup, w.new_model)
-    contexts = model_contexts(state, events, sorted(events["_tick"].unique()))
-    if relay is not None:
+    ticks = sorted(events["_tick"].unique())
+    if isinstance(relay, Published):  # an account stage: the cluster stage's, not its own accounts'
+        contexts = {t: relay.at(t - w.tick).models for t in ticks}
+    else:
+        contexts = model_contexts(state, events, ticks)
+    if relay is not None and not isinstance(relay, Published):
         contexts = {t: relay(PopulationContext.of_models(t - w.tick, m)).models for t, m in contexts.items()}
     folded = state.mark_new_models(events, w.model_warmup, w.new_model).drop("is_new_model")
     ctx = pl.concat([m.with_columns(pl.lit(t, UTC_US).alias("_tick")) for t, m in contexts.items()])
