@@ -9,13 +9,13 @@ whatever the batch sizes, the machine or the wall clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 import polars as pl
 
 from detector.alert.changes import book_changes
 from detector.alert.evidence import ClusterContext, account_verdict, accused, cluster_verdict, prepare
-from detector.alert.verdict import AlertBook, Verdict, combine
+from detector.alert.verdict import AlertBook, Verdict, combine, own_detection
 from detector.contracts import Alert, Kind
 from detector.detect.allowlist import AllowList, drop_allowed, suppress
 from detector.detect.context import population_sheets
@@ -26,7 +26,7 @@ from detector.detect.room import RoomContext, spare_rooms, spare_sheets
 from detector.detect.rules import RuleSet
 from detector.detect.runaway import demote, log_demotion, runaway_rules
 from detector.detect.seat import SeatWalk
-from detector.engine_types import SIGNAL_METRICS, EngineClock, EngineStats, Observers
+from detector.engine_types import SIGNAL_METRICS, EngineClock, EngineStats, Observers, floor_time, is_multiple
 from detector.enrich import enrich
 from detector.enrich.ipintel import IpIntel
 from detector.enrich.prompt.hashing import TextKey
@@ -35,6 +35,7 @@ from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
 from detector.window.batches import account_features_in_parts
+from detector.window.context import new_model_flags
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
 from detector.window.link import Clusters, build_clusters
@@ -83,6 +84,9 @@ class Engine:
         self.stats = EngineStats()
         self.clock = EngineClock()
         self.clusters: Clusters | None = None
+        #: the two-stage split (``runtime/shards.py``, under ``context_lag``): "account" raises account
+        #: verdicts only, "cluster" cluster verdicts only (and builds the contexts); "both": one engine
+        self.stage: Literal["both", "account", "cluster"] = "both"
         #: screens future and implausible event times out before ``process`` (replay and daemon)
         self.time_guard = EventTimeGuard(settings.event_time)
 
@@ -127,7 +131,7 @@ class Engine:
         if self.clock.tick_end is None:
             batch_min = batch["ts"].min()
             assert isinstance(batch_min, datetime)
-            self.clock.tick_end = _floor(batch_min, tick) + tick
+            self.clock.tick_end = floor_time(batch_min, tick) + tick
         else:
             closed_before = self.clock.tick_end - tick
             late = batch.filter(pl.col("ts") < closed_before).height
@@ -211,7 +215,7 @@ class Engine:
         if due.height == 0:
             return []
         self.stats.events += due.height
-        due = self.state.mark_new_models(due, w.model_warmup, w.new_model)
+        due = new_model_flags(self.state, due, self.settings, self.observers.on_models)
         keys_before = self.state.keys
         self.state.partner = self.partner  # configuration: survives a state restored from a checkpoint
         key_log = self.state.add(due, w.tick, w.signup_burst)
@@ -236,13 +240,18 @@ class Engine:
             timeline,
             per_tick.select(pl.col("_tick").alias("tick_end"), "since"),
         )
+        if self.settings.context_lag:  # an account alert's time is its own newest event (a shard's own)
+            own_detection(account_verdicts, due)
         alerts: list[Alert] = []
         last_tick = per_tick["_tick"][-1]
         for now, detected, touched, since in per_tick.iter_rows():
             self.stats.ticks += 1
             verdicts = account_verdicts.get(now, [])
-            self.clock.touched.append(pl.Series("account_id", touched, dtype=pl.String))
-            if _is_multiple(now, w.cluster_every) or (final and now == last_tick):
+            if self.stage != "account":
+                self.clock.touched.append(pl.Series("account_id", touched, dtype=pl.String))
+            if self.stage != "account" and (
+                is_multiple(now, w.cluster_every) or (final and now == last_tick)
+            ):
                 keys_now = timeline.at(now, since)
                 accounts_now = self.state.accounts.filter(pl.col("first_seen") < now)
                 if self.clock.last_closed is not None:
@@ -304,6 +313,8 @@ class Engine:
         # under the lag the population only through each tick's context (``detect/context.py``, round 15)
         relay = self.observers.on_context
         sheets, contexts = population_sheets(self.state, points, timeline, since, self.settings, relay)
+        if self.stage == "cluster":  # the contexts are its part; the account verdicts the shards'
+            return {}, {}
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points
         )
@@ -387,13 +398,3 @@ class Engine:
 
 #: The earliest representable event time (``datetime.min`` in UTC).
 _DAWN = datetime.min.replace(tzinfo=UTC)
-
-
-def _is_multiple(ts: datetime, step: timedelta) -> bool:
-    return _floor(ts, step) == ts
-
-
-def _floor(ts: datetime, step: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
-    n = (ts - epoch) // step
-    return epoch + n * step

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -69,6 +69,8 @@ class Observers:
     #: under ``context_lag``: each tick's population context on its way to the account verdicts (the
     #: publication between the two stages; a test round-trips it through bytes, a benchmark sizes it)
     on_context: Relay | None = None
+    #: under ``context_lag``: each tick's ``models`` kind alone, before the fold (``new_model_flags``)
+    on_models: Relay | None = None
 
 
 @dataclass
@@ -87,3 +89,15 @@ class EngineClock:
     pending: list[pl.DataFrame] = field(default_factory=list)
     #: late events among them (folded at the next tick close; bounded by ``max_late_events``)
     late_waiting: int = 0
+
+
+def is_multiple(ts: datetime, step: timedelta) -> bool:
+    """``ts`` is on a boundary of ``step`` (from the epoch)."""
+    return floor_time(ts, step) == ts
+
+
+def floor_time(ts: datetime, step: timedelta) -> datetime:
+    """``ts`` floored to a multiple of ``step`` from the epoch."""
+    epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
+    n = (ts - epoch) // step
+    return epoch + n * step

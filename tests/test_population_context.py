@@ -42,6 +42,11 @@ def _context(n: int = 3) -> PopulationContext:
             "account_id": [f"s{i}" for i in range(n)],
             "established": [i % 2 == 0 for i in range(n)],
         },
+        "models": {
+            "model": [f"m{i}" for i in range(n)],
+            "first_seen": [AS_OF] * n,
+            "stream_start": [AS_OF] * n,
+        },
     }
     return PopulationContext(AS_OF, **{k: pl.DataFrame(v, schema=KINDS[k]) for k, v in kinds.items()})
 
@@ -83,7 +88,9 @@ def test_damaged_bytes_give_one_clear_error(data: st.DataObject) -> None:
 
 def _replay(events: Path, out: Path, relay: Any = None) -> bytes:
     settings = EngineSettings().model_copy(update={"context_lag": True})
-    engine = build_engine(ROOT / "rules", settings=settings, observers=Observers(on_context=relay))
+    engine = build_engine(
+        ROOT / "rules", settings=settings, observers=Observers(on_context=relay, on_models=relay)
+    )
     replay([events], engine, out)
     return out.read_bytes()
 

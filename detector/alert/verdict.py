@@ -95,6 +95,20 @@ class Verdict:
     #: The evidence (built only if the verdict becomes an alert).
     evidence: Lazy[dict[str, Any]]
     first_event_ts: datetime
+    #: The event time this verdict is detected at; None: the tick's newest event (``AlertBook.update``).
+    #: Under ``context_lag`` an account's is its own newest event in the tick (``own_detection``), so a
+    #: stage that sees only some accounts gives its alerts the same ids.
+    detected: datetime | None = None
+
+
+def own_detection(verdicts: dict[datetime, list[Verdict]], events: pl.DataFrame) -> None:
+    """Set each (account) verdict's ``detected`` to its account's newest event in its tick (``events``:
+    account_id, ts, ``_tick``)."""
+    newest = events.group_by("_tick", "account_id").agg(pl.col("ts").max())
+    at = {(t, a): ts for t, a, ts in newest.iter_rows()}
+    for tick, vs in verdicts.items():
+        for v in vs:
+            v.detected = at[(tick, v.subject)]
 
 
 def combine(hits: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -167,6 +181,7 @@ class AlertBook:
         """
         emit: list[tuple[Verdict, Episode]] = []
         for v in sorted(verdicts, key=lambda x: (x.kind, x.subject)):
+            at = v.detected or detected
             key = (v.kind, v.subject)
             accounts = frozenset(v.accounts)
             ep = self.episodes.get(key)
@@ -174,12 +189,12 @@ class AlertBook:
                 ep = None  # the old episode went quiet: this verdict opens a new one
             if ep is None:
                 ep = Episode(
-                    alert_id_for(v.kind, v.subject, detected),
+                    alert_id_for(v.kind, v.subject, at),
                     1,
                     v.severity,
                     accounts,
                     v.first_event_ts,
-                    detected,
+                    at,
                     now,
                 )
             elif v.severity > ep.severity or not accounts <= ep.accounts:
@@ -222,7 +237,7 @@ class AlertBook:
                     evidence={
                         **{k: _clean(x) for k, x in v.evidence().items() if x is not None},
                         # when *this* revision was decided (detected_event_ts stays the first's)
-                        "revision_event_ts": detected,
+                        "revision_event_ts": v.detected or detected,
                     },
                     output=next((r.output for r in ep.reasons if r.output), None),
                 )

@@ -25,6 +25,7 @@ from detector.window.context import (
     TEAM_SCHEMA,
     Contexts,
     PopulationContext,
+    Published,
     Relay,
     sheet_holders,
 )
@@ -74,8 +75,11 @@ def population_sheets(
     m, share = ev.sheet_min_accounts, ev.sheet_member_share
     if not settings.context_lag:
         return account_sheets(state.sheet_rows(first - w.long), points, w.long, m, share), None
-    contexts = build_contexts(state, timeline, since, sorted(points["tick_end"].unique()), settings)
-    if relay is not None:
-        contexts = {tick: relay(c) for tick, c in contexts.items()}
+    ticks = sorted(points["tick_end"].unique())
+    if isinstance(relay, Published):  # an account stage reads the published contexts, builds none
+        contexts = {tick: relay.at(tick - w.tick) for tick in ticks}
+    else:
+        contexts = build_contexts(state, timeline, since, ticks, settings)
+        contexts = {tick: relay(c) for tick, c in contexts.items()} if relay is not None else contexts
     own = state.sheet_rows(first - w.long, accounts=points["account_id"].unique())
     return account_sheets(own, points, w.long, m, share, w.tick, sheet_holders(contexts)), contexts

@@ -21,6 +21,11 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
   prompt's or a template's fingerprint) whose holders a team explains, with those holders and whether
   the team is an established customer's (``established``; a group of new seats caps its seats at
   medium, an established one at low: round 15).
+- ``models`` (round 15, second part): every held model's first use by anyone before ``as_of``, with the
+  stream's start on every row (one row with no model carries it when no model is held). The new-model
+  flag is folded into the buckets at ingest, before the account verdicts, so this kind is published
+  apart, before the fold (``Observers.on_models``; the other kinds' contexts carry it empty):
+  ``new_model_flags`` reads it with the point's own account's first use in its tick.
 
 The cluster stage's part, building it, is ``detect/context.py``.
 
@@ -33,22 +38,30 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from detector.schema import UTC_US, make_schema
+from detector.settings import EngineSettings
 from detector.window.sheets import HOLDER_SCHEMA
+from detector.window.state import WindowState
 
 _MAGIC = b"DPCX"
-_VERSION = 2  # 2: ``teams`` says whether each group is an established customer's (round 15)
+_VERSION = 2  # 2 (round 15): ``teams`` say whether a group is established; the ``models`` kind
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
 _KIND = struct.Struct(">HQ")  # name length, payload length
 ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
 TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String, "established": pl.Boolean})
 #: The kinds and their schemas, in the order they are written.
-KINDS: dict[str, pl.Schema] = {"sheets": HOLDER_SCHEMA, "rooms": ROOM_SCHEMA, "teams": TEAM_SCHEMA}
+MODEL_CONTEXT_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "stream_start": UTC_US})
+KINDS: dict[str, pl.Schema] = {
+    "sheets": HOLDER_SCHEMA,
+    "rooms": ROOM_SCHEMA,
+    "teams": TEAM_SCHEMA,
+    "models": MODEL_CONTEXT_SCHEMA,
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -63,6 +76,14 @@ class PopulationContext:
     rooms: pl.DataFrame
     #: (tool, account_id, established): the holders of every tool key (``family|key``) a team explains
     teams: pl.DataFrame
+    #: (model, first_seen, stream_start): every held model's first use before as_of (published apart)
+    models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_CONTEXT_SCHEMA))
+
+    @classmethod
+    def of_models(cls, as_of: datetime, models: pl.DataFrame) -> PopulationContext:
+        """The ``models`` kind alone (published before the fold; the other kinds empty)."""
+        empty = {n: pl.DataFrame(schema=KINDS[n]) for n in ("sheets", "rooms", "teams")}
+        return cls(as_of, **empty, models=models)
 
     def rows(self) -> dict[str, int]:
         """Rows per kind."""
@@ -113,7 +134,11 @@ class PopulationContext:
             at += length
         if at != len(view) or set(frames) != set(KINDS):
             raise ValueError("population context: kinds missing or trailing bytes")
-        return cls(_EPOCH + timedelta(microseconds=as_of), **frames)
+        try:
+            when = _EPOCH + timedelta(microseconds=as_of)
+        except OverflowError as exc:
+            raise ValueError("population context: as_of out of range") from exc
+        return cls(when, **frames)
 
 
 #: The publication between the stages: handed each tick's context, gives what the account stage reads
@@ -123,9 +148,88 @@ Relay = Callable[[PopulationContext], PopulationContext]
 Contexts = dict[datetime, PopulationContext]
 
 
+class Published:
+    """An account stage's relay (``runtime/shards.py``): the contexts another stage published, as bytes
+    by ``as_of``. The engine asks it by time instead of building a context from its own accounts."""
+
+    def __init__(self, book: dict[datetime, bytes]) -> None:
+        self.book = book
+
+    def at(self, as_of: datetime) -> PopulationContext:
+        """The context published as of ``as_of``."""
+        return PopulationContext.from_bytes(self.book[as_of])
+
+    def __call__(self, ctx: PopulationContext) -> PopulationContext:
+        return self.at(ctx.as_of)
+
+
 def sheet_holders(contexts: Contexts) -> pl.DataFrame:
     """The contexts' sheets as ``account_sheets`` reads them: (tick_end, ``HOLDER_SCHEMA``), ``tick_end``
     the tick whose points read each."""
     empty = pl.DataFrame(schema={**HOLDER_SCHEMA, "tick_end": UTC_US})
     frames = [c.sheets.with_columns(pl.lit(t, UTC_US).alias("tick_end")) for t, c in contexts.items()]
     return pl.concat([empty, *frames])
+
+
+def model_contexts(
+    state: WindowState, events: pl.DataFrame, ticks: list[datetime]
+) -> dict[datetime, pl.DataFrame]:
+    """Per tick of ``events`` (with ``_tick``): every model's first use by anyone in the ticks before it
+    (the state's table before the fold, then the batch's earlier ticks) and the stream's start
+    (``MODEL_CONTEXT_SCHEMA``). The cluster stage's part: it reads every account's events."""
+    firsts = events.group_by("model", "_tick").agg(pl.col("ts").min().alias("first_seen"))
+    table = state.models.select("model", "first_seen")
+    out = {}
+    for tick in ticks:
+        before = firsts.filter(pl.col("_tick") < tick)
+        seen = (
+            pl.concat([table, before.select("model", "first_seen")])
+            .group_by("model")
+            .agg(pl.min("first_seen"))
+        )
+        start = state.stream_start
+        if start is None and before.height:
+            start = before["first_seen"].min()  # type: ignore[assignment]
+        if seen.height == 0 and start is not None:  # no model held: one row carries the start
+            seen = pl.DataFrame({"model": [None], "first_seen": [None]}, schema=seen.schema)
+        out[tick] = seen.sort("model").with_columns(pl.lit(start, UTC_US).alias("stream_start"))
+    return out
+
+
+def new_model_flags(
+    state: WindowState, events: pl.DataFrame, settings: EngineSettings, relay: Relay | None = None
+) -> pl.DataFrame:
+    """``events`` (with ``_tick``) folded into the model table, with ``is_new_model``. Under
+    ``context_lag`` a model's first use is the earlier of anyone's before the event's tick (the
+    ``models`` kind, passed through ``relay``) and the event's own account's in its tick; the stream's
+    start is the context's (none at the first tick: nothing is new there while ``model_warmup`` is at
+    least a tick). Without the lag: ``WindowState.mark_new_models`` as before."""
+    w = settings.windows
+    if not settings.context_lag:
+        return state.mark_new_models(events, w.model_warmup, w.new_model)
+    ticks = sorted(events["_tick"].unique())
+    if isinstance(relay, Published):  # an account stage: the cluster stage's, not its own accounts'
+        contexts = {t: relay.at(t - w.tick).models for t in ticks}
+    else:
+        contexts = model_contexts(state, events, ticks)
+    if relay is not None and not isinstance(relay, Published):
+        contexts = {t: relay(PopulationContext.of_models(t - w.tick, m)).models for t, m in contexts.items()}
+    folded = state.mark_new_models(events, w.model_warmup, w.new_model).drop("is_new_model")
+    ctx = pl.concat([m.with_columns(pl.lit(t, UTC_US).alias("_tick")) for t, m in contexts.items()])
+    starts = ctx.group_by("_tick").agg(pl.col("stream_start").max())
+    point = ["account_id", "model", "_tick"]
+    firsts = (
+        events.group_by(point)
+        .agg(pl.col("ts").min().alias("_own"))
+        .join(ctx.drop("stream_start").drop_nulls("model"), on=["model", "_tick"], how="left")
+        .join(starts, on="_tick", how="left")
+        .select(*point, pl.min_horizontal("first_seen", "_own").alias("first_seen"), "stream_start")
+    )
+    new = (pl.col("first_seen") > pl.col("stream_start") + pl.lit(w.model_warmup)) & (
+        pl.col("ts") - pl.col("first_seen") <= pl.lit(w.new_model)
+    )
+    return (
+        folded.join(firsts, on=point, how="left")
+        .with_columns(new.fill_null(False).alias("is_new_model"))
+        .drop("first_seen", "stream_start")
+    )
