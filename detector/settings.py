@@ -166,6 +166,9 @@ class LinkSettings(BaseModel):
     #: accounts (of 1,616) joined their campaign's cluster only that way (docs/detection.md, round 10).
     #: Cards, resellers and system prompts name a relationship or a private artefact: a campaign's
     #: early pairs nest in them.
+    #: Two keys of families outside ``nest_families`` (an address prefix, a prompt skeleton, a sign-up
+    #: half hour: none names a relationship) link at least this many too: a pair of strangers on a
+    #: carrier's /24 who both sent a popular opener joined a hackathon to a coding tool's users (round 15).
     public_nest_families: tuple[LinkFamily, ...] = ("client",)
     nested_min_accounts: int = Field(default=5, ge=2)
     #: Families that link on their own, without a second family agreeing.

@@ -85,3 +85,31 @@ def test_a_pair_nested_in_a_card_still_links() -> None:
     rows += [(f"bg{i}", "client", f"tls{i}") for i in range(3000)]
     cl = build_clusters(_keys(rows), _accounts(sorted({r[0] for r in rows})), LinkSettings())
     assert "payment+ip" in cl.links["link"].to_list()
+
+
+def _tool_and_hackathon(pair: int) -> list[tuple[str, str, str]]:
+    """Draw 216's shape (round 15): a coding tool's users (its build and system prompt) and a hackathon
+    (its venue prefix and tutorial prompt); ``pair`` of each side share a phone carrier's /24 and one of
+    the tool's popular openers, which one more user also sent."""
+    rows: list[tuple[str, str, str]] = []
+    for i in range(10):
+        rows += [(f"cd{i}", "client", "tls_tool|tool-ts/0.33"), (f"cd{i}", "sysprompt", "sp_tool")]
+        rows += [(f"hk{i}", "ip", "128.32.138.0/24"), (f"hk{i}", "sysprompt", "sp_tutorial")]
+    members = [f"cd{i}" for i in range(pair)] + [f"hk{i}" for i in range(pair)]
+    rows += [(a, "ip", "107.77.94.0/24") for a in members] + [(a, "template", "t_opener") for a in members]
+    rows += [("cd9", "template", "t_opener")]
+    rows += [(f"bg{i}", "client", f"tls{i}") for i in range(3000)]
+    return rows
+
+
+def test_a_pair_on_one_prefix_with_one_prompt_bridges_nothing() -> None:
+    """A prefix and a prompt skeleton name no relationship: two strangers holding both are no group."""
+    got = _clusters(_tool_and_hackathon(pair=1), LinkSettings())
+    assert got["cd0"] == got["cd8"] and got["hk0"] == got["hk8"], "each group still links on its own"
+    assert got["cd0"] != got["hk0"], "a coding tool's users and a hackathon joined by one pair"
+
+
+def test_a_group_on_one_prefix_with_one_prompt_still_links() -> None:
+    """Five of each side behind one /24 sending one template: a group (a proxy exit), not a coincidence."""
+    got = _clusters(_tool_and_hackathon(pair=5), LinkSettings())
+    assert got["cd0"] == got["hk0"]

@@ -255,6 +255,14 @@ def build_clusters(keys: pl.DataFrame, accounts: pl.DataFrame, cfg: LinkSettings
                     & ((pl.col("m") >= cfg.nested_min_accounts) | ~bigger_fam.is_in(public_nest_codes))
                 )
             )
+            # two keys that name no relationship (an address prefix, a prompt skeleton, a sign-up half
+            # hour) link a group, not a pair of strangers: a phone on a carrier's /24 that also sent a
+            # coding tool's popular opener joined a hackathon to the tool's users (round 15, draw 216)
+            & (
+                (pl.col("m") >= cfg.nested_min_accounts)
+                | pl.col("fam").is_in(nest_codes)
+                | pl.col("fam_b").is_in(nest_codes)
+            )
         )
         # the link's weight: the share of each key's holders that hold both (1.0: the same accounts)
         .with_columns(
