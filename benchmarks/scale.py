@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -265,9 +266,11 @@ def measure(
     rss_cap_mb: int,
     stages: bool = False,
     breakdown: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One child replay, capped at ``cap`` seconds of wall time and ``rss_cap_mb`` of resident memory
-    (the machine is shared); its figures (partial if capped)."""
+    (the machine is shared); its figures (partial if capped). ``env``: variables added to the child's
+    environment (read at its start: the allocator's ``_RJEM_MALLOC_CONF``, ``DETECTOR_*`` settings)."""
     progress = alerts.with_suffix(".progress.json")
     progress.unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "child", str(path), str(alerts), str(progress)]
@@ -276,7 +279,7 @@ def measure(
         *(["--stages"] if stages else []),
         *(["--state-breakdown"] if breakdown else []),
     ]
-    proc = subprocess.Popen([*cmd, *flags])  # noqa: S603 (this script)
+    proc = subprocess.Popen([*cmd, *flags], env={**os.environ, **(env or {})})  # noqa: S603 (this script)
     start, capped, page = time.monotonic(), "", os.sysconf("SC_PAGE_SIZE")
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -295,10 +298,14 @@ def measure(
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, by wait4
     rec: dict[str, Any] = json.loads(progress.read_text()) if progress.exists() else {"events": 0}
     events, wall, cpu = rec["events"], rec.get("wall_s") or 0.0, rec.get("cpu_s") or 0.0
+    complete = bool(rec.get("final")) and proc.returncode == 0
+    digest = hashlib.sha256(alerts.read_bytes()).hexdigest() if complete and alerts.exists() else None
     return {
         "input": str(path),
+        "env": env or {},
         "models": models,
-        "complete": bool(rec.get("final")) and proc.returncode == 0,
+        "complete": complete,
+        "alerts_sha256": digest,
         "capped": capped or None,
         "exit": proc.returncode,
         "events": events,
@@ -362,6 +369,22 @@ def main() -> None:
     ap.add_argument("--rss-cap-mb", type=int, default=6000, help="Stop a replay past this resident memory.")
     ap.add_argument("--stages", action="store_true", help="Sample which engine stage holds the peak RSS.")
     ap.add_argument(
+        "--child-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A variable for every child replay (_RJEM_MALLOC_CONF=..., DETECTOR_FEATURE_BATCH_POINTS=...).",
+    )
+    ap.add_argument(
+        "--ab",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE[;NAME=VALUE]",
+        help="With --copies: replay only the tile, once per variant and round, variants alternating "
+        "(a bare LABEL: the environment as it is); prints peak RSS and CPU per event per variant.",
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="Rounds of --ab.")
+    ap.add_argument(
         "--state-breakdown", action="store_true", help="Bytes per account of every state table and column."
     )
     args = ap.parse_args()
@@ -372,10 +395,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
 
-    def run(path: Path, name: str, models: bool) -> dict[str, Any]:
+    common = env_pairs(args.child_env)
+
+    def run(path: Path, name: str, models: bool, env: dict[str, str] | None = None) -> dict[str, Any]:
         alerts = work / f"{name}{'-models' if models else ''}.alerts.jsonl"
-        r = measure(path, alerts, models, args.cap, args.rss_cap_mb, args.stages, args.state_breakdown)
-        print(json.dumps(r), flush=True)
+        env = {**common, **(env or {})}
+        r = measure(path, alerts, models, args.cap, args.rss_cap_mb, args.stages, args.state_breakdown, env)
+        print(json.dumps({k: v for k, v in r.items() if k != "rss_timeline"}), flush=True)
         runs.append(r)
         return r
 
@@ -393,6 +419,10 @@ def main() -> None:
             "events": rows,
             "build_s": round(time.perf_counter() - t, 1),
         }
+        if args.ab:
+            summary["ab"] = alternate(big, [variant(v) for v in args.ab], args.rounds, run)
+            print(json.dumps(summary, indent=2))
+            return
         one, many = run(day, "day", False), run(big, f"tile{args.copies}", False)
         if one["events_per_s"] and many["events_per_s"]:
             summary["tile_vs_day_events_per_s"] = round(many["events_per_s"] / one["events_per_s"], 3)
@@ -415,6 +445,41 @@ def main() -> None:
                 )
     summary["runs"] = runs
     print(json.dumps(summary, indent=2))
+
+
+def env_pairs(items: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` items as a dict (the value may hold ``=``, ``,`` and ``:``)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise SystemExit(f"scale.py: expected NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def variant(spec: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:NAME=VALUE;NAME=VALUE`` as (label, environment); ``LABEL:`` or ``LABEL`` is no change."""
+    label, _, rest = spec.partition(":")
+    return label, env_pairs([p for p in rest.split(";") if p])
+
+
+def alternate(
+    path: Path, variants: list[tuple[str, dict[str, str]]], rounds: int, run: Any
+) -> dict[str, dict[str, Any]]:
+    """Replay ``path`` once per variant per round, variants in turn (a slow spell of the shared machine
+    falls on all of them); per variant its peak RSS, CPU per event and alerts' sha256 in run order."""
+    out: dict[str, dict[str, Any]] = {
+        label: {"env": env, "peak_rss_mb": [], "cpu_us_per_event": [], "alerts_sha256": []}
+        for label, env in variants
+    }
+    for i in range(rounds):
+        for label, env in variants if i % 2 == 0 else variants[::-1]:
+            r = run(path, f"{path.stem}-{label}", False, env)
+            for key in ("peak_rss_mb", "cpu_us_per_event", "alerts_sha256"):
+                out[label][key].append(r[key])
+            out[label]["tracked_accounts"] = r["tracked_accounts"]
+    return out
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import polars as pl
+import pytest
 
 from detector.io.files import iter_jsonl
 
@@ -56,3 +57,17 @@ def test_a_capped_child_reports_the_part_it_replayed(tmp_path: Path) -> None:
     assert full["peak_rss_mb"] > 100 and full["state_bytes_per_account"] > 0
     capped = scale.measure(day, tmp_path / "b.jsonl", False, cap=300, rss_cap_mb=1)
     assert not capped["complete"] and capped["capped"] == "rss over 1 MB" and capped["exit"] != 0
+
+
+def test_ab_variants_reach_the_child_environment(tmp_path: Path) -> None:
+    scale = _scale()
+    assert scale.variant("decay0:_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0;X=a=b") == (
+        "decay0",
+        {"_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0", "X": "a=b"},
+    )
+    assert scale.variant("default:") == ("default", {}) == scale.variant("default")
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        scale.env_pairs(["no-equals-sign"])
+    day = scale.simulate_day(tmp_path / "day", 0.05, 0.1, 3)
+    bad = scale.measure(day, tmp_path / "a.jsonl", False, 300, 8000, env={"DETECTOR_WINDOWS__TICK": "soon"})
+    assert not bad["complete"] and bad["exit"] != 0 and bad["env"] == {"DETECTOR_WINDOWS__TICK": "soon"}

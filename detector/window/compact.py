@@ -35,6 +35,20 @@ from detector.window.tables import (
     TEMPLATE_STORE,
 )
 
+
+def owned(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each string column copied into buffers of its own (the same values).
+
+    A polars string past 12 bytes is a view into a buffer shared with the column it was filtered,
+    grouped or joined out of, so one account id or key name kept from a decoded chunk keeps that
+    chunk's whole column buffer alive: on a 6-copy tile, 12,000 key names held 72 MB of decoded input
+    that the state's estimated 0.2 MB did not show (docs/benchmarks.md, Round 15). Appending an empty
+    string builds every value anew.
+    """
+    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(pl.col(strings) + "") if strings else frame
+
+
 #: The largest value each narrow stored type holds.
 _LIMITS: dict[pl.DataType, int] = {pl.UInt16(): 2**16 - 1, pl.UInt32(): 2**32 - 1}
 

@@ -33,7 +33,7 @@ from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import StateCaps
 from detector.window.caps import cap_tables
-from detector.window.compact import assign, fit_rows, merge_rows, rows_of, upgrade
+from detector.window.compact import assign, fit_rows, merge_rows, owned, rows_of, upgrade
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.keycodes import add_key_uses, held_only, key_rows
 from detector.window.openers import OPENER_SCHEMA, OPENER_STORE, merge_openers, opener_rows
@@ -356,6 +356,8 @@ class WindowState:
         )
         for t in ("ids", "key_names"):
             dropped[f"{t}/age"] = before[t] - getattr(self, t).height
+        for t in TABLES:  # no id or key name kept pins the buffer of the chunk it came from
+            setattr(self, t, owned(getattr(self, t)))
         return +dropped
 
     # ---------------------------------------------------------------------------------------------
