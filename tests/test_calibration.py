@@ -174,13 +174,9 @@ def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
     assert sev["ruled"]["severity"] == "high"
 
 
-@pytest.mark.parametrize(("accounts", "alone"), [(2, "low"), (4, "low"), (5, "medium"), (40, "medium")])
-def test_a_voting_cluster_model_alone_needs_the_group_a_cluster_rule_needs(
-    tmp_path: Path, accounts: int, alone: str
-) -> None:
-    """A cluster model that has earned the vote raises a cluster to medium on its own only at
-    ``accounts >= 5`` (settings.model_vote_min_accounts): the size every cluster rule that accuses on
-    coordination requires. Two linked accounts the model scores high, alone, stay a low lead."""
+def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool) -> str:
+    """The severity of a voting toy cluster model's hit, alone, on one cluster of ``accounts`` whose
+    provenance columns (as ``evidence.add_axes`` writes them) are all off unless given."""
     from detector.app import build_engine
     from detector.detect.fusion import fuse
     from detector.window.features import CATALOGUES
@@ -199,17 +195,52 @@ def test_a_voting_cluster_model_alone_needs_the_group_a_cluster_rule_needs(
     x, _ = toy_data(1, 4, "cluster")
     x[:, names.index("cot_share_24h")], x[:, names.index("out_in_ratio_24h")] = 0.95, 0.95
     x[:, names.index("accounts")] = accounts
-    frame = pl.DataFrame({f: x[:, j] for j, f in enumerate(names)}).with_columns(
-        [  # the engine's dtypes; every flag off
-            pl.lit(False).alias(f) if dtype == pl.Boolean else pl.col(f).cast(dtype)
-            for f, dtype in CATALOGUES["cluster"].items()
-            if f in names
-        ]
-        + [pl.lit("c").alias("cluster_id")]
+    flags = {"one_customer_explains": False, "colocated": False, "tenant_explains": False}
+    frame = (
+        pl.DataFrame({f: x[:, j] for j, f in enumerate(names)})
+        .with_columns(
+            [  # the engine's dtypes; every flag off
+                pl.lit(False).alias(f) if dtype == pl.Boolean else pl.col(f).cast(dtype)
+                for f, dtype in CATALOGUES["cluster"].items()
+                if f in names
+            ]
+            + [pl.lit("c").alias("cluster_id")]
+        )
+        .with_columns(pl.lit(v).alias(f) for f, v in (flags | provenance).items())
     )
     (hit,) = fuse(engine.rules, engine.models, frame, "cluster", "cluster_id").iter_rows(named=True)
     assert hit["rule_id"] == "model:toy_gb-v1" and hit["score"] >= 0.75  # high band: only caps hold it
-    assert hit["severity"] == alone
+    return str(hit["severity"])
+
+
+@pytest.mark.parametrize(("accounts", "alone"), [(2, "low"), (4, "low"), (5, "medium"), (40, "medium")])
+def test_a_voting_cluster_model_alone_needs_the_group_a_cluster_rule_needs(
+    tmp_path: Path, accounts: int, alone: str
+) -> None:
+    """A cluster model that has earned the vote raises a cluster to medium on its own only at
+    ``accounts >= 5`` (settings.model_vote_min_accounts): the size every cluster rule that accuses on
+    coordination requires. Two linked accounts the model scores high, alone, stay a low lead."""
+    assert _lone_cluster_vote(tmp_path, accounts, new_account_share=1.0) == alone
+
+
+@pytest.mark.parametrize(
+    ("provenance", "alone"),
+    [
+        ({"new_account_share": 1.0}, "medium"),  # nobody explains it: the vote stands
+        ({"new_account_share": 1.0, "one_customer_explains": True}, "low"),  # one customer's team
+        ({"new_account_share": 1.0, "colocated": True}, "low"),  # a hackathon behind one address
+        ({"new_account_share": 0.1, "tenant_explains": True}, "low"),  # a router customer's seats
+        ({"new_account_share": 0.9, "tenant_explains": True}, "medium"),  # ... unless they are new
+        ({"new_account_share": None, "colocated": None}, "medium"),  # unknown is not an explanation
+    ],
+)
+def test_a_voting_cluster_model_alone_asks_the_farm_rules_provenance_question(
+    tmp_path: Path, provenance: dict[str, float | bool], alone: str
+) -> None:
+    """A lone vote on a cluster needs what every farm rule needs (``evidence.no_customer_explains``):
+    no paying customer, no room and no router tenant's established customer explains the group. A
+    cluster of 40 the model scores high, that one of them explains, stays a low lead."""
+    assert _lone_cluster_vote(tmp_path, 40, **provenance) == alone
 
 
 def test_shipped_models_record_their_calibration_block() -> None:

@@ -279,6 +279,16 @@ def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.D
     )
 
 
+def no_customer_explains() -> pl.Expr:
+    """The farm rules' provenance gate (``rules/cluster_coordinated_*.yaml``, ``cluster_diluted_harvest``):
+    no paying customer and no room explains the group, nor a router tenant's customer unless its seats
+    are new (``new_account_share >= 0.8``, the rules' literal). Needs the ``add_axes`` columns."""
+    c = pl.col
+    customer_or_room = c("one_customer_explains").fill_null(False) | c("colocated").fill_null(False)
+    tenant = c("tenant_explains").fill_null(False) & (c("new_account_share").fill_null(0.0) < 0.8)
+    return ~customer_or_room & ~tenant
+
+
 def c_trusted_within() -> pl.Expr:
     """A trusted customer whose volume its tier explains."""
     trusted = pl.col("trusted_customer").cast(pl.Boolean, strict=False).fill_null(False)
