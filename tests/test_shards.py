@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import polars as pl
+import pytest
 from kafka.partitioner.default import DefaultPartitioner
 from test_room_account import SCALE as ROOM_SCALE
 from test_room_account import SEED as ROOM_SEED
@@ -86,3 +87,12 @@ def test_account_stages_on_shards_raise_the_single_engines_alerts(tmp_path: Path
         local.append(tmp_path / f"local-{i}.jsonl")
     union = _lines(tmp_path / "k2" / "cluster.jsonl", *local)
     assert union != single
+
+
+def test_a_split_replay_refuses_an_engine_without_the_lag(tmp_path: Path) -> None:
+    """Without ``context_lag`` an account stage reads the population from its own shard and would give
+    other alerts than the single engine, silently (the last part of the test above): refused first."""
+    build = partial(build_engine, ROOT / "rules", settings=EngineSettings())
+    with pytest.raises(ValueError, match="context_lag"):
+        replay_split(tmp_path / "events.parquet", build, 2, tmp_path / "work")
+    assert not (tmp_path / "work").exists()

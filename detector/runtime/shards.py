@@ -74,9 +74,14 @@ def split_events(events: Path, k: int, work: Path) -> list[Path]:
 def replay_split(events: Path, build: EngineFactory, k: int, work: Path) -> tuple[Path, list[Path]]:
     """Replay ``events`` as one cluster stage and ``k`` account stages (module docstring), in this
     process; the cluster stage's alerts file and each shard's."""
-    work.mkdir(parents=True, exist_ok=True)
     wire = Publication()
     cluster = build(observers=wire.observers())
+    if not cluster.settings.context_lag:  # else each shard reads the population of its own accounts
+        raise ValueError(
+            "a split replay needs the engine's context_lag (DETECTOR_CONTEXT_LAG=true): without it an "
+            "account stage reads other accounts from its own shard, not from the published contexts"
+        )
+    work.mkdir(parents=True, exist_ok=True)
     cluster.stage = "cluster"
     replay([events], cluster, work / "cluster.jsonl")
     shards = []

@@ -30,7 +30,8 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
 The cluster stage's part, building it, is ``detect/context.py``.
 
 Bytes: a short header (magic, version, ``as_of`` in epoch microseconds) and one Arrow IPC stream per
-kind (polars; no pickle), each checked against its schema when read back.
+kind (polars writes it; no pickle), each read back by pyarrow, validated in full and checked against its
+schema before polars sees it (polars' own reader aborts the process on some damaged lengths).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import polars as pl
+import pyarrow as pa
 
 from detector.schema import UTC_US, make_schema
 from detector.settings import EngineSettings
@@ -122,15 +125,7 @@ class PopulationContext:
             at += size
             if name not in KINDS or name in frames or len(view) < at + length:
                 raise ValueError(f"population context: unexpected or truncated kind {name!r}")
-            try:
-                frame = pl.read_ipc_stream(io.BytesIO(bytes(view[at : at + length])))
-            except (Exception, pl.exceptions.PanicException) as exc:  # several kinds on damaged bytes
-                raise ValueError(
-                    f"population context: kind {name!r} unreadable ({type(exc).__name__})"
-                ) from exc
-            if frame.schema != KINDS[name]:
-                raise ValueError(f"population context: kind {name!r} has schema {dict(frame.schema)}")
-            frames[name] = frame
+            frames[name] = _read_kind(name, bytes(view[at : at + length]))
             at += length
         if at != len(view) or set(frames) != set(KINDS):
             raise ValueError("population context: kinds missing or trailing bytes")
@@ -139,6 +134,32 @@ class PopulationContext:
         except OverflowError as exc:
             raise ValueError("population context: as_of out of range") from exc
         return cls(when, **frames)
+
+
+def _read_kind(name: str, raw: bytes) -> pl.DataFrame:
+    """One kind's Arrow IPC stream, read and checked by pyarrow before polars sees it: polars' own IPC
+    reader trusts the lengths in the bytes and aborts the process on damaged ones (an allocation of
+    9e18 bytes), where pyarrow returns an error. The full validation (offsets, UTF-8) and the schema
+    check leave polars only well-formed columns of the kind's types."""
+    try:
+        table = pa.ipc.open_stream(pa.BufferReader(raw)).read_all()
+        table.validate(full=True)
+    except Exception as exc:  # several kinds of ArrowException, and others, on damaged bytes
+        raise ValueError(f"population context: kind {name!r} unreadable ({type(exc).__name__})") from exc
+    if not table.schema.equals(_arrow_schema(name)):
+        raise ValueError(f"population context: kind {name!r} has schema {table.schema}")
+    frame = pl.from_arrow(table)
+    if not isinstance(frame, pl.DataFrame) or frame.schema != KINDS[name]:
+        raise ValueError(f"population context: kind {name!r} does not read back as {dict(KINDS[name])}")
+    return frame
+
+
+@cache
+def _arrow_schema(name: str) -> pa.Schema:
+    """The Arrow schema ``to_bytes`` writes for kind ``name`` (read back by pyarrow)."""
+    out = io.BytesIO()
+    pl.DataFrame(schema=KINDS[name]).write_ipc_stream(out, compression="zstd")
+    return pa.ipc.open_stream(pa.BufferReader(out.getvalue())).schema.remove_metadata()
 
 
 #: The publication between the stages: handed each tick's context, gives what the account stage reads
