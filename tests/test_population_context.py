@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from detector.engine import Observers
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 from detector.settings import EngineSettings
-from detector.window.context import KINDS, PopulationContext
+from detector.window.context import KINDS, PopulationContext, Published
 
 AS_OF = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
 
@@ -189,3 +189,10 @@ def test_the_workshop_day_reads_its_room_through_bytes(tmp_path: Path) -> None:
     assert wire.rows["rooms"] > 0
     blank = _replay(tmp_path / "events.parquet", tmp_path / "blank.jsonl", _blank)
     assert b'"evidence:room"' not in blank  # emptied in transit, no room is found
+
+
+def test_an_unpublished_tick_is_one_clear_error_not_a_key_error() -> None:
+    book = Published({AS_OF: _context().to_bytes()})
+    assert book.at(AS_OF).rows()["sheets"] == 3
+    with pytest.raises(ValueError, match="none published as of"):
+        book.at(AS_OF + timedelta(minutes=15))

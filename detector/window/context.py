@@ -177,8 +177,12 @@ class Published:
         self.book = book
 
     def at(self, as_of: datetime) -> PopulationContext:
-        """The context published as of ``as_of``."""
-        return PopulationContext.from_bytes(self.book[as_of])
+        """The context published as of ``as_of``; ``ValueError`` when none was (the account stage is
+        ahead of the cluster stage: wait for it, never read a population of one's own accounts)."""
+        data = self.book.get(as_of)
+        if data is None:
+            raise ValueError(f"population context: none published as of {as_of.isoformat()}")
+        return PopulationContext.from_bytes(data)
 
     def __call__(self, ctx: PopulationContext) -> PopulationContext:
         return self.at(ctx.as_of)
