@@ -3,7 +3,9 @@
 For each K: the cluster stage (``Engine.stage="cluster"``: every event, cluster verdicts, the contexts
 as bytes) runs in this process; then the K account stages (``stage="account"``: the accounts of one
 Kafka partition of ``account_id`` each, reading the published contexts' bytes) run as K spawned worker
-processes at once. Stage after stage, not yet tick by tick: wall = cluster stage + the slowest shard.
+processes at once, twice: a first pass publishes each stage's rule-guard counts per tick, the second
+reads their sums (``runtime/shards.py``). Stage after stage, not yet tick by tick: wall = cluster stage
++ the slowest shard's two passes.
 Beside them, in the same run, the single engine with ``context_lag`` on. Prints one JSON line per run:
 wall seconds, CPU seconds (this process; the workers), the cluster stage's share of the CPU, and
 whether the merged alerts are the single engine's bytes (sorted).
@@ -22,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import polars as pl
+
 from detector.app import build_engine
 from detector.runtime.replay import replay
 from detector.runtime.shards import Publication, split_events
@@ -37,10 +41,12 @@ def _cpu(who: int) -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _account_stage(path: Path, wire: Publication, out: Path) -> None:
-    engine = _builder()(observers=wire.readers())
+def _account_stage(path: Path, wire: Publication, out: Path | None) -> pl.DataFrame:
+    """One account stage's pass: counting (``out`` None: its guard counts back) or reading the sums."""
+    engine = _builder()(observers=wire.readers() if out is not None else wire.counting())
     engine.stage = "account"
-    replay([path], engine, out)
+    replay([path], engine, out if out is not None else path.with_suffix(".count.jsonl"))
+    return wire.counts
 
 
 def _run(events: Path, k: int, work: Path) -> dict[str, object]:
@@ -60,6 +66,7 @@ def _run(events: Path, k: int, work: Path) -> dict[str, object]:
         outs = [work / "cluster.jsonl", *(work / f"account-{i}.jsonl" for i in range(k))]
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(k, mp_context=spawn) as pool:
+            wire.counts = pl.concat(pool.map(_account_stage, paths, [wire] * k, [None] * k))
             list(pool.map(_account_stage, paths, [wire] * k, outs[1:]))
     wall = time.perf_counter() - t0
     own, workers = _cpu(resource.RUSAGE_SELF) - c0, _cpu(resource.RUSAGE_CHILDREN) - w0

@@ -24,7 +24,7 @@ from detector.detect.fusion import fuse
 from detector.detect.models.runtime import ModelSet
 from detector.detect.room import RoomContext, spare_rooms, spare_sheets
 from detector.detect.rules import RuleSet
-from detector.detect.runaway import demote, log_demotion, runaway_rules
+from detector.detect.runaway import guard_late, guard_now
 from detector.detect.seat import SeatWalk
 from detector.engine_types import SIGNAL_METRICS, EngineClock, EngineStats, Observers, floor_time, is_multiple
 from detector.enrich import enrich
@@ -284,13 +284,11 @@ class Engine:
     def _evaluate(self, frame: pl.DataFrame, target: Kind, key: str) -> pl.DataFrame:
         """Live rule and model hits (``fuse``); every hit counted, shadow ones dropped after."""
         hits = fuse(self.rules, self.models, frame, target, key, self.observers.on_scores)
-        guard = self.settings.rule_guard
-        for rule_id, share in runaway_rules(hits, frame, key, guard).items():
-            if rule_id not in self.demoted:
-                self.demoted.add(rule_id)
-                self.stats.demoted[rule_id] += 1
-                log_demotion(rule_id, share, guard)
-        hits = demote(hits, self.demoted)
+        guard, held = self.settings.rule_guard, (self.demoted, self.stats.demoted)
+        if self.settings.context_lag and target == "account":  # a tick late, over the population
+            hits = guard_late(hits, frame, key, guard, held, self.observers.on_guard)
+        else:
+            hits = guard_now(hits, frame, key, guard, held)
         counts = hits.group_by("mode", "rule_id").len()
         for mode, rid, n in counts.iter_rows():
             (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n

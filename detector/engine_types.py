@@ -14,6 +14,7 @@ import polars as pl
 
 from detector.contracts import Kind
 from detector.detect.fusion import ScoreObserver
+from detector.detect.runaway import CountRelay
 from detector.window.context import Relay
 
 
@@ -71,6 +72,9 @@ class Observers:
     on_context: Relay | None = None
     #: under ``context_lag``: each tick's ``models`` kind alone, before the fold (``new_model_flags``)
     on_models: Relay | None = None
+    #: under ``context_lag``: an account stage's rule-guard counts per tick in, the population's out
+    #: (``runaway.guard_late``; None: this engine's own)
+    on_guard: CountRelay | None = None
 
 
 @dataclass

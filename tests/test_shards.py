@@ -26,8 +26,9 @@ from detector.app import build_engine
 from detector.engine import Observers
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
-from detector.runtime.shards import replay_split, shard_of, split_events
+from detector.runtime.shards import Publication, replay_split, shard_of, split_events
 from detector.settings import EngineSettings
+from detector.window.context import Published
 
 
 def _lines(*paths: Path) -> list[str]:
@@ -96,3 +97,37 @@ def test_a_split_replay_refuses_an_engine_without_the_lag(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="context_lag"):
         replay_split(tmp_path / "events.parquet", build, 2, tmp_path / "work")
     assert not (tmp_path / "work").exists()
+
+
+def test_the_rule_guard_reads_the_populations_counts_a_tick_late(tmp_path: Path) -> None:
+    """Under the lag the guard demotes a rule from the tick after it fired on too much of the whole
+    population (``runaway.guard_late``): the account stages sum their counts (``Publication``) and demote
+    as the single engine does. A shard holds too few accounts per tick to reach ``min_subjects`` alone:
+    stages reading only their own counts never demote, and raise other alerts."""
+    simulate(tmp_path, 1.0, ROOM_SEED, scale=ROOM_SCALE, params=room_params())
+    events = tmp_path / "events.parquet"
+    guard = {"min_subjects": 15, "max_fire_share": 0.1}  # ~18 accounts a tick; 3 of 20 at one tick
+    lag = EngineSettings().model_copy(update={"context_lag": True})
+    lag = lag.model_copy(update={"rule_guard": lag.rule_guard.model_copy(update=guard)})
+    build = partial(build_engine, ROOT / "rules", settings=lag)
+    engine = build()
+    replay([events], engine, tmp_path / "single.jsonl")
+    single = _lines(tmp_path / "single.jsonl")
+    assert engine.stats.demoted, "the guard never fired: the day proves nothing"
+    for k in (2, 3):
+        cluster, shards = replay_split(events, build, k, tmp_path / f"k{k}")
+        assert _lines(cluster, *shards) == single
+    # the same stages, each demoting on its own counts only (no summed counts: ``on_guard`` None)
+    wire = Publication()
+    cluster = build(observers=wire.observers())
+    cluster.stage = "cluster"
+    replay([events], cluster, tmp_path / "own-cluster.jsonl")
+    own = [tmp_path / "own-cluster.jsonl"]
+    for i, path in enumerate(split_events(events, 2, tmp_path)):
+        reads = Observers(on_context=Published(wire.contexts), on_models=Published(wire.models))
+        stage = build(observers=reads)
+        stage.stage = "account"
+        assert stage.observers.on_guard is None
+        replay([path], stage, tmp_path / f"own-{i}.jsonl")
+        own.append(tmp_path / f"own-{i}.jsonl")
+    assert _lines(*own) != single

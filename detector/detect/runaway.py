@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 import polars as pl
 
 from detector.detect.rules.ruleset import RuleSet
+from detector.schema import UTC_US, make_schema
 from detector.settings import RuleGuardSettings
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,99 @@ def demote(hits: pl.DataFrame, demoted: set[str]) -> pl.DataFrame:
         .otherwise(pl.col("mode"))
         .alias("mode")
     )
+
+
+#: The guard's inputs per tick (under ``context_lag``): ``n`` subjects evaluated (``rule_id`` null) and
+#: ``n`` subjects each enforce rule fired on; an account stage publishes its own, the population sums them.
+COUNT_SCHEMA = make_schema({"tick_end": UTC_US, "rule_id": pl.String, "n": pl.Int64})
+#: Local counts in, the counts the demotion reads out: the population's through the frame's last tick.
+CountRelay = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+def tick_counts(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The guard's inputs per tick of ``frame`` (``key`` and ``tick_end`` per row): ``COUNT_SCHEMA``."""
+    ticks = frame.select(key, "tick_end")
+    sizes = ticks.group_by("tick_end").agg(pl.lit(None, pl.String).alias("rule_id"), pl.len().alias("n"))
+    fired = (
+        hits.filter(pl.col("mode") != "shadow")
+        .select("rule_id", key)
+        .unique()
+        .join(ticks, on=key, how="inner")
+        .group_by("tick_end", "rule_id")
+        .agg(pl.len().alias("n"))
+    )
+    return pl.concat([sizes.cast(COUNT_SCHEMA), fired.select(COUNT_SCHEMA.names()).cast(COUNT_SCHEMA)])
+
+
+def first_runaways(counts: pl.DataFrame, guard: RuleGuardSettings) -> dict[str, tuple[datetime, float]]:
+    """Each rule's first tick over the limit in ``counts`` (summed per tick and rule): rule -> (tick,
+    share)."""
+    summed = counts.group_by("tick_end", "rule_id").agg(pl.col("n").sum())
+    sizes = summed.filter(pl.col("rule_id").is_null() & (pl.col("n") >= guard.min_subjects))
+    over = (
+        summed.filter(pl.col("rule_id").is_not_null())
+        .join(sizes.select("tick_end", pl.col("n").alias("_n")), on="tick_end", how="inner")
+        .with_columns((pl.col("n") / pl.col("_n")).alias("share"))
+        .filter(pl.col("share") > guard.max_fire_share)
+        .sort("tick_end", "rule_id")
+        .group_by("rule_id", maintain_order=True)
+        .agg(pl.col("tick_end").first(), pl.col("share").first())
+    )
+    return {r: (t, s) for r, t, s in over.iter_rows()}
+
+
+def guard_late(
+    hits: pl.DataFrame,
+    frame: pl.DataFrame,
+    key: str,
+    guard: RuleGuardSettings,
+    demoted: tuple[set[str], Counter[str]],
+    relay: CountRelay | None = None,
+) -> pl.DataFrame:
+    """The guard a tick late (``context_lag``, account verdicts): a rule is demoted from the tick after
+    the first tick it fired on more than ``max_fire_share`` of the population's subjects (counts that
+    ``relay`` sums over every account stage; None: this engine's own, the whole population). The counts
+    do not depend on a demotion (a demoted hit is counted before it is turned), so the stages need not
+    agree on anything but the sums. ``demoted``: the engine's set and its per-rule demotion counter."""
+    held, counter = demoted
+    local = tick_counts(hits, frame, key)
+    counts = relay(local) if relay is not None and local.height else local
+    first = {r: ts for r, ts in first_runaways(counts, guard).items() if r not in held}
+    old = demote(hits, held)
+    for rule_id, (_, share) in first.items():
+        held.add(rule_id)
+        counter[rule_id] += 1
+        log_demotion(rule_id, share, guard)
+    if not first or old.height == 0:
+        return old
+    since = pl.DataFrame(
+        {"rule_id": list(first), "_since": [t for t, _ in first.values()]},
+        schema={"rule_id": pl.String, "_since": UTC_US},
+    )
+    late = pl.col("_since").is_not_null() & (pl.col("_since") < pl.col("_tick"))
+    return (
+        old.join(frame.select(key, _tick="tick_end"), on=key, how="left", maintain_order="left")
+        .join(since, on="rule_id", how="left", maintain_order="left")
+        .with_columns(pl.when(late).then(pl.lit("shadow")).otherwise(pl.col("mode")).alias("mode"))
+        .drop("_tick", "_since")
+    )
+
+
+def guard_now(
+    hits: pl.DataFrame,
+    frame: pl.DataFrame,
+    key: str,
+    guard: RuleGuardSettings,
+    demoted: tuple[set[str], Counter[str]],
+) -> pl.DataFrame:
+    """The guard in the tick itself (``runaway_rules``): a runaway rule is demoted for the whole frame."""
+    held, counter = demoted
+    for rule_id, share in runaway_rules(hits, frame, key, guard).items():
+        if rule_id not in held:
+            held.add(rule_id)
+            counter[rule_id] += 1
+            log_demotion(rule_id, share, guard)
+    return demote(hits, held)
 
 
 def log_demotion(rule_id: str, share: float, guard: RuleGuardSettings) -> None:

@@ -8,8 +8,14 @@ the population only from the contexts that the cluster stage (one engine in ``st
 every event, raising cluster verdicts only) published for each tick, as bytes. The union of their
 alerts is the single engine's with the lag on (``tests/test_shards.py``).
 
+The rule guard reads counts a tick late the same way (``runaway.guard_late``): each account stage's
+counts per tick (accounts evaluated, accounts each rule fires on), summed over the stages, decide the
+demotions from the next tick on. A shard at tick t needs every other shard's counts of the ticks before
+t, which stage after stage have not run yet; the counts depend on no demotion, so a first pass of the
+account stages publishes them (``counting``) and the second reads their sums (``readers``).
+
 This module does it in one process, stage after stage: the cluster stage first, recording every
-context's bytes, then each shard.
+context's bytes, then each shard, counting, then each shard again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 import polars as pl
 from kafka.partitioner import murmur2
 
+from detector.detect.runaway import COUNT_SCHEMA
 from detector.engine import EngineFactory, Observers
 from detector.runtime.replay import replay
 from detector.window.context import PopulationContext, Published
@@ -40,6 +47,8 @@ class Publication:
 
     contexts: dict[datetime, bytes] = field(default_factory=dict)
     models: dict[datetime, bytes] = field(default_factory=dict)
+    #: the account stages' rule-guard counts per tick, every stage's rows (``runaway.COUNT_SCHEMA``)
+    counts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=COUNT_SCHEMA))
 
     def observers(self) -> Observers:
         """The cluster stage's: keep each context's bytes, hand on the context itself."""
@@ -56,7 +65,24 @@ class Publication:
     def readers(self) -> Observers:
         """An account stage's: it builds no context, it reads the published ones."""
 
-        return Observers(on_context=Published(self.contexts), on_models=Published(self.models))
+        return Observers(
+            on_context=Published(self.contexts), on_models=Published(self.models), on_guard=self.summed
+        )
+
+    def counting(self) -> Observers:
+        """An account stage's first pass: it reads the contexts and publishes its guard counts."""
+        return Observers(
+            on_context=Published(self.contexts), on_models=Published(self.models), on_guard=self.keep
+        )
+
+    def keep(self, local: pl.DataFrame) -> pl.DataFrame:
+        """Add a stage's counts; the stage's own go on (its first pass raises no alert anyone reads)."""
+        self.counts = pl.concat([self.counts, local])
+        return local
+
+    def summed(self, local: pl.DataFrame) -> pl.DataFrame:
+        """Every stage's counts through the last tick of ``local`` (``first_runaways`` sums them)."""
+        return self.counts.filter(pl.col("tick_end") <= local["tick_end"].max())
 
 
 def split_events(events: Path, k: int, work: Path) -> list[Path]:
@@ -84,8 +110,13 @@ def replay_split(events: Path, build: EngineFactory, k: int, work: Path) -> tupl
     work.mkdir(parents=True, exist_ok=True)
     cluster.stage = "cluster"
     replay([events], cluster, work / "cluster.jsonl")
+    paths = split_events(events, k, work)
+    for i, path in enumerate(paths):
+        engine = build(observers=wire.counting())
+        engine.stage = "account"
+        replay([path], engine, work / f"count-{i}.jsonl")
     shards = []
-    for i, path in enumerate(split_events(events, k, work)):
+    for i, path in enumerate(paths):
         engine = build(observers=wire.readers())
         engine.stage = "account"
         replay([path], engine, work / f"account-{i}.jsonl")
