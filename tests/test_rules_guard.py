@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +24,9 @@ from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
 from detector.decode_parquet import decode_frame
 from detector.detect.rules import RuleLoadError, check_rules, load_rules
+from detector.detect.runaway import guard_late, tick_counts
 from detector.runtime.metrics import Metrics
+from detector.settings import RuleGuardSettings
 from detector.window.features import CATALOGUES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +166,25 @@ def test_a_runaway_enforce_rule_is_demoted_counted_logged_and_silent(
     # swapping the rule set in again (a reload) lifts the demotion
     engine.rules = load_rules(rules, CATALOGUES)
     assert engine.demoted == set()
+
+
+def test_the_late_guard_demotes_from_the_tick_after_the_populations_runaway() -> None:
+    """``guard_late``: the runaway tick's own hits stay live, later ticks' are shadow; the decision reads
+    the relay's (population) counts, so a stage of too few subjects still demotes."""
+    t1, t2, t3 = (datetime(2026, 3, 2, h, tzinfo=UTC) for h in (1, 2, 3))
+    frame = pl.DataFrame({"_point": ["a1", "b1", "a2", "a3"], "tick_end": [t1, t1, t2, t3]})
+    hits = pl.DataFrame({"rule_id": ["r"] * 4, "mode": ["enforce"] * 4, "_point": ["a1", "b1", "a2", "a3"]})
+    guard = RuleGuardSettings(max_fire_share=0.5, min_subjects=3)
+    held: tuple[set[str], Counter[str]] = (set(), Counter())
+    # alone (2 subjects a tick at most): under min_subjects, nothing demoted
+    assert guard_late(hits, frame, "_point", guard, held)["mode"].to_list() == ["enforce"] * 4
+    assert not held[0]
+    # the population: 4 more subjects at t1, 2 of them hit (4 of 6 > half)
+    others = tick_counts(
+        pl.DataFrame({"rule_id": ["r", "r"], "mode": ["enforce"] * 2, "_point": ["c", "d"]}),
+        pl.DataFrame({"_point": ["c", "d", "e", "f"], "tick_end": [t1] * 4}),
+        "_point",
+    )
+    out = guard_late(hits, frame, "_point", guard, held, lambda local: pl.concat([local, others]))
+    assert out["mode"].to_list() == ["enforce", "enforce", "shadow", "shadow"]
+    assert held == ({"r"}, Counter({"r": 1}))
