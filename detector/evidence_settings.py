@@ -82,9 +82,10 @@ class EvidenceSettings(BaseModel):
     #: group, so the account axis keeps the verdict on a pair or a trio (the room's bar, same reason).
     team_min_seats: int = Field(default=5, ge=2)
     #: ... and only when fewer than this share of those holders were opened within the month: a group of
-    #: new seats is no established customer of the router, and the farm rules accuse it even when
-    #: ``tenant_explains`` holds (their ``new_account_share >= 0.8``; ``tests/test_team_seat.py`` keeps
-    #: the two equal), so the account axis keeps its verdict on such seats too.
+    #: new seats is no established customer of the router. The one bar of "a router tenant's established
+    #: customer explains the group": the farm rules' provenance gate (``evidence.no_customer_explains``,
+    #: the column the rules and a lone model vote read) spares a group ``tenant_explains`` explains only
+    #: below it, so the account axis keeps its verdict on new seats too.
     team_new_seat_share: float = Field(default=0.8, gt=0, le=1)
     #: A course's exercise sheet (``window/sheets.py``, issue 17, round 10): a text is a sheet's when at
     #: least this many accounts send it as an extraction request in 24 h (the room's bar: a sheet is

@@ -178,7 +178,9 @@ def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool
     """The severity of a voting toy cluster model's hit, alone, on one cluster of ``accounts`` whose
     provenance columns (as ``evidence.add_axes`` writes them) are all off unless given."""
     from detector.app import build_engine
+    from detector.detect.evidence import no_customer_explains
     from detector.detect.fusion import fuse
+    from detector.evidence_settings import EvidenceSettings
     from detector.window.features import CATALOGUES
 
     _export(tmp_path / "models", 0.999, flagged=3000, target="cluster")
@@ -207,6 +209,7 @@ def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool
             + [pl.lit("c").alias("cluster_id")]
         )
         .with_columns(pl.lit(v).alias(f) for f, v in (flags | provenance).items())
+        .with_columns(no_customer_explains(EvidenceSettings()).alias("no_customer_explains"))
     )
     (hit,) = fuse(engine.rules, engine.models, frame, "cluster", "cluster_id").iter_rows(named=True)
     assert hit["rule_id"] == "model:toy_gb-v1" and hit["score"] >= 0.75  # high band: only caps hold it
@@ -237,7 +240,7 @@ def test_a_voting_cluster_model_alone_needs_the_group_a_cluster_rule_needs(
 def test_a_voting_cluster_model_alone_asks_the_farm_rules_provenance_question(
     tmp_path: Path, provenance: dict[str, float | bool], alone: str
 ) -> None:
-    """A lone vote on a cluster needs what every farm rule needs (``evidence.no_customer_explains``):
+    """A lone vote on a cluster needs what every farm rule needs (the ``no_customer_explains`` column):
     no paying customer, no room and no router tenant's established customer explains the group. A
     cluster of 40 the model scores high, that one of them explains, stays a low lead."""
     assert _lone_cluster_vote(tmp_path, 40, **provenance) == alone

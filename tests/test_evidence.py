@@ -6,6 +6,7 @@ the evidence axes and fuses rules, models and trust exactly as it does on live t
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import pytest
 from detector.alert.verdict import combine
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
-from detector.detect.evidence import add_axes
+from detector.detect.evidence import add_axes, no_customer_explains
+from detector.detect.rules.compiler import compile_condition
 from detector.engine import Engine
+from detector.evidence_settings import EvidenceSettings
 from detector.window.features import CATALOGUES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +32,7 @@ _AXES = {
     "bulk_provisioned",
     "trusted_customer",
     "volume_outside_tier",
+    "no_customer_explains",
 }
 
 
@@ -509,3 +513,32 @@ def test_a_router_group_opened_days_ago_is_no_established_customer(engine: Engin
     )
     assert sev == "medium"
     assert "cluster_coordinated_farm" in reasons
+
+
+def test_the_provenance_gate_is_the_clause_the_farm_rules_wrote_out() -> None:
+    """``no_customer_explains``, the one column the farm rules and a lone model vote read, is the clause
+    each farm rule once restated (no paying customer, no room, no router tenant's established group),
+    on every combination of the flags around the new-seat bar (``team_new_seat_share``)."""
+    bar = EvidenceSettings().team_new_seat_share
+    clause = compile_condition(
+        "not one_customer_explains and not colocated"
+        f" and (not tenant_explains or new_account_share >= {bar})",
+        CATALOGUES["cluster"],
+    )
+    flags = ("one_customer_explains", "colocated", "tenant_explains")
+    rows = itertools.product([False, True], [False, True], [False, True], [0.0, bar - 0.01, bar, 1.0])
+    schema = {**{f: pl.Boolean() for f in flags}, "new_account_share": pl.Float64()}
+    frame = pl.DataFrame(list(rows), schema=schema, orient="row")
+    gate = frame.select(no_customer_explains(EvidenceSettings())).to_series().to_list()
+    assert gate == frame.select(clause.expr).to_series().to_list()
+    assert 0 < sum(gate) < len(gate)
+
+
+def test_add_axes_writes_the_provenance_gate(engine: Engine) -> None:
+    """The engine's cluster rows carry the gate: open on a farm, shut on one customer's team."""
+    s = engine.settings.evidence
+    farm = add_axes(_frame("cluster", **FARM), "cluster", s)
+    team = add_axes(_frame("cluster", **(FARM | {"payers": 1, "orgs": 1})), "cluster", s)
+    assert farm["no_customer_explains"].to_list() == [True]
+    assert team["one_customer_explains"].to_list() == [True]
+    assert team["no_customer_explains"].to_list() == [False]

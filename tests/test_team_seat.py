@@ -23,8 +23,9 @@ import pytest
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK, Severity
-from detector.detect.evidence import beyond_a_tool
+from detector.detect.evidence import beyond_a_tool, no_customer_explains
 from detector.detect.room import EXTRACTION_SHARES, cap_at
+from detector.detect.seat import established
 from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import FAMILIES, SimParams, simulate
 from detector.runtime.replay import replay
@@ -190,13 +191,24 @@ def test_a_team_of_new_seats_stays_under_high(
 
 
 def test_the_new_seat_bar_is_the_farm_rules() -> None:
-    """``team_new_seat_share`` is the bar at which the rules accuse a group ``tenant_explains`` explains."""
-    bars = {
-        float(m)
-        for path in (ROOT / "rules").glob("*.yaml")
-        for m in re.findall(r"not tenant_explains or new_account_share >= ([0-9.]+)", path.read_text())
-    }
-    assert bars == {EvidenceSettings().team_new_seat_share}
+    """The farm rules' provenance gate (``no_customer_explains``) spares a group ``tenant_explains``
+    explains exactly where the seat test calls it an established customer (``seat.established``): both
+    read ``team_new_seat_share``, moved here off its default, and no rule restates the bar."""
+    s = EvidenceSettings(team_new_seat_share=0.6)
+    shares = [0.0, 0.59, 0.6, 0.61, 1.0]
+    n = len(shares)
+    frame = pl.DataFrame(
+        {
+            "new_account_share": shares,
+            "tenant_explains": [True] * n,
+            "one_customer_explains": [False] * n,
+            "colocated": [False] * n,
+        }
+    )
+    spared = frame.select(~no_customer_explains(s)).to_series().to_list()
+    assert spared == frame.select(established(s)).to_series().to_list() == [True, True, False, False, False]
+    for path in (ROOT / "rules").glob("*.yaml"):
+        assert not re.search(r"tenant_explains or new_account_share", path.read_text()), path.name
 
 
 def test_a_cap_lowers_and_never_raises() -> None:

@@ -11,7 +11,8 @@
 - **Trust** (mitigation): a verified customer with tenure, within the volume its tier explains.
 
 ``add_axes`` appends the axes as features (``coordination_signals``, ``extraction_signals``,
-``one_customer_explains``, ``colocated``, ``trusted_customer``, ``volume_outside_tier``) that rules
+``one_customer_explains``, ``colocated``, ``tenant_explains``, ``no_customer_explains``: the three
+together, the farm rules' provenance gate, ``trusted_customer``, ``volume_outside_tier``) that rules
 read: the rule YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal.
 ``apply_trust`` is the fusion's mitigation step (an established verified customer within its tier is
 a low lead whatever fired), ``require_both_axes`` keeps high for clusters on which coordination no
@@ -232,7 +233,9 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
         trusted.alias("trusted_customer"),
         outside.alias("volume_outside_tier"),
     )
-    return frame.with_columns(low_yield(s).alias("low_yield"))
+    return frame.with_columns(
+        low_yield(s).alias("low_yield"), no_customer_explains(s).alias("no_customer_explains")
+    )
 
 
 def apply_trust(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -279,13 +282,16 @@ def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.D
     )
 
 
-def no_customer_explains() -> pl.Expr:
-    """The farm rules' provenance gate (``rules/cluster_coordinated_*.yaml``, ``cluster_diluted_harvest``):
-    no paying customer and no room explains the group, nor a router tenant's customer unless its seats
-    are new (``new_account_share >= 0.8``, the rules' literal). Needs the ``add_axes`` columns."""
+def no_customer_explains(s: EvidenceSettings) -> pl.Expr:
+    """The farm rules' provenance gate, the one place it is written (``add_axes`` stores it as the
+    ``no_customer_explains`` column the rules and a lone model vote read, ``fusion.fuse``): no paying
+    customer and no room explains the group, nor a router tenant's established customer
+    (``tenant_explains`` holds and fewer than ``team_new_seat_share`` of the seats were opened within
+    the month). Reads the other ``add_axes`` columns; an unknown is not an explanation."""
     c = pl.col
     customer_or_room = c("one_customer_explains").fill_null(False) | c("colocated").fill_null(False)
-    tenant = c("tenant_explains").fill_null(False) & (c("new_account_share").fill_null(0.0) < 0.8)
+    established = c("new_account_share").fill_null(0.0) < s.team_new_seat_share
+    tenant = c("tenant_explains").fill_null(False) & established
     return ~customer_or_room & ~tenant
 
 

@@ -13,10 +13,11 @@ columns. Fusion rule: a model corroborates; it accuses alone only where it has e
 - On a cluster, the voter's lone medium also needs ``accounts >= settings.model_vote_min_accounts`` (5):
   the group size every cluster rule that accuses on coordination already requires (rules/cluster_*.yaml).
   A voter alone on a smaller cluster is a low lead. Account models are unchanged.
-- ... and the farm rules' provenance gate (``evidence.no_customer_explains``, read from the same
-  columns): "is there a known customer who explains the pattern?" is the evidence model's third
-  question, and a model must ask it as the rules do. A customer's team, a room (a hackathon behind one
-  address), a router tenant's established seats: the rules spare them, so a lone vote must too.
+- ... and the farm rules' provenance gate (the ``no_customer_explains`` column ``evidence.add_axes``
+  writes, which the rules read): "is there a known customer who explains the pattern?" is the evidence
+  model's third question, and a model must ask it as the rules do. A customer's team, a room (a
+  hackathon behind one address), a router tenant's established seats: the rules spare them, so a lone
+  vote must too.
 
 Scores are the models' calibrated probabilities (``detector.detect.models.manifest.Calibration``).
 """
@@ -30,7 +31,6 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.contracts import Severity
-from detector.detect.evidence import no_customer_explains
 from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
 
@@ -64,11 +64,11 @@ def fuse(
     ruled = hits.filter(pl.col("mode") != "shadow").select(key).unique()
     votes = pl.col("rule_id").is_in(sorted(models.voters()))
     if target == "cluster":  # a lone vote on a cluster needs the group a coordination rule needs
-        gate = ("accounts", "one_customer_explains", "colocated", "tenant_explains", "new_account_share")
-        if not set(gate) <= set(frame.columns):  # no group size or provenance known: no lone vote
+        if not {"accounts", "no_customer_explains"} <= set(frame.columns):  # no size or provenance known
             votes = pl.lit(False)
         else:  # the group a coordination rule needs, that no customer, room or tenant explains
-            big = (pl.col("accounts") >= models.vote_min_accounts) & no_customer_explains()
+            unexplained = pl.col("no_customer_explains").fill_null(False)
+            big = (pl.col("accounts") >= models.vote_min_accounts) & unexplained
             votes = votes & pl.col(key).is_in(frame.filter(big)[key].implode())
     lone_cap = pl.when(votes).then(pl.lit(Severity.MEDIUM.value)).otherwise(pl.lit(Severity.LOW.value))
     model_hits = model_hits.with_columns(

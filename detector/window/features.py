@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector.window.axes import CLUSTER_AXIS_FEATURES
 from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
 from detector.window.members import is_subaccount, new_account_share
@@ -381,19 +382,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     #: a partner provider's indicator (``detector intel import``) names values these accounts share
     "shares_shared_intel": pl.Boolean(),
     **SAMPLE_FEATURES,
-    **{
-        # evidence axes: added by detector/detect/evidence.py before rules run
-        "extraction_signals": pl.Int64(),
-        "coordination_signals": pl.Int64(),
-        "one_customer_explains": pl.Boolean(),
-        "colocated": pl.Boolean(),
-        "tenant_explains": pl.Boolean(),
-        "bulk_provisioned": pl.Boolean(),
-        "stands_out_from_client": pl.Boolean(),
-        "trusted_customer": pl.Boolean(),
-        "volume_outside_tier": pl.Boolean(),
-        "low_yield": pl.Boolean(),
-    },
+    **CLUSTER_AXIS_FEATURES,  # evidence axes: added by detector/detect/evidence.py before rules run
 }
 
 #: Feature catalogues by rule target.

@@ -46,13 +46,15 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: whose values are the simulator's drawn volumes, session lengths and resend habits rather than a
 #: behaviour an attacker must show (reasoning requests, sampled requests a member, sends per text, openers
 #: and tool-heavy turns per agent or per opener), and ``low_yield``, a rule's verdict from settings, not
-#: evidence: a model reading it would change when a setting does (docs/models.md, "v4").
+#: evidence: a model reading it would change when a setting does (docs/models.md, "v4"); so is
+#: ``no_customer_explains`` (the farm rules' provenance gate over flags the model reads already).
 _SIMULATOR_VOLUMES: Final = frozenset(
     {
         "reasoning_requests_24h",
         "sheet_sends_per_text_24h",
         "sampled_requests_per_account_24h",
         "low_yield",
+        "no_customer_explains",
         *(n for n in OPENER_FEATURES if n != "opener_shared_share_24h"),
     }
 )
