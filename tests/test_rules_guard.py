@@ -168,6 +168,39 @@ def test_a_runaway_enforce_rule_is_demoted_counted_logged_and_silent(
     assert engine.demoted == set()
 
 
+def test_the_guard_demotes_from_the_runaway_tick_whatever_the_batch(
+    tmp_path: Path, events: pl.DataFrame
+) -> None:
+    """``guard_now`` works per tick: a rule that runs away mid-stream is demoted from the first tick it
+    fired on most subjects, that tick included, and its hits in earlier ticks stay live, whether the
+    ticks are closed one per call (a daemon) or all in one (a replay). Before round 16 the one-call run
+    demoted it for the whole frame and lost the early alerts (72 alerts against 3 here)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(ROOT / "rules" / "account_logprob_harvest.yaml", rules)
+    text = EVERYONE.format(  # reasoning harvesters first, everyone seen for 4 h from then on
+        condition="requests_24h >= 1 and (observed_hours >= 4 or cot_share_24h >= 0.5)",
+        no_fire="{requests_24h: 0, observed_hours: 0, cot_share_24h: 0}",
+        no_fire_name="idle",
+    )
+    busy = "{requests_24h: 50}"
+    (rules / "account_everyone.yaml").write_text(text.replace(busy, busy[:-1] + ", observed_hours: 5}"))
+    tick = (pl.col("ts") - pl.col("ts").min()).dt.total_seconds() // 900  # the default 15-minute tick
+    per_tick = events.with_columns(tick.alias("_tick")).partition_by("_tick", maintain_order=True)
+    runs = []
+    for batches in ([b.drop("_tick") for b in per_tick], [events]):
+        engine = build_engine(rules, models=False)
+        engine.settings.rule_guard.min_subjects = 20  # a small simulated population
+        alerts: list[Alert] = [a for batch in batches for a in engine.process(batch)] + engine.flush()
+        assert engine.demoted == {"account_everyone"} and engine.stats.demoted == {"account_everyone": 1}
+        hits = (engine.stats.rule_hits["account_everyone"], engine.stats.shadow_hits["account_everyone"])
+        runs.append(([a.model_dump(mode="json") for a in alerts], hits))
+    (daemon, daemon_hits), (replay, replay_hits) = runs
+    assert len(per_tick) > 40 and daemon_hits == replay_hits and min(daemon_hits) > 0
+    assert [a for a in replay if any(r["name"] == "account_everyone" for r in a["reasons"])]
+    assert daemon == replay
+
+
 def test_the_late_guard_demotes_from_the_tick_after_the_populations_runaway() -> None:
     """``guard_late``: the runaway tick's own hits stay live, later ticks' are shadow; the decision reads
     the relay's (population) counts, so a stage of too few subjects still demotes."""

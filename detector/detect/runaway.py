@@ -3,8 +3,10 @@
 A rule that passed ``rules check`` can still meet traffic its author never saw (a gateway change that
 zeroes a field, a feature that drifts). If an enforce rule (or model) fires on more than
 ``max_fire_share`` of the subjects evaluated in one tick, and that tick evaluated at least
-``min_subjects`` of them, the rule is demoted to shadow until the rule set is swapped (a reload): its
-hits are counted as shadow hits and raise no alert. Every demotion
+``min_subjects`` of them, the rule is demoted to shadow from that tick on (that tick included:
+``guard_now``; the tick after it under ``context_lag``: ``guard_late``) until the rule set is swapped (a
+reload): its hits are counted as shadow hits and raise no alert. Its hits in earlier ticks stay live,
+however many ticks one evaluation spans, so a replay and a daemon agree. Every demotion
 is counted (``EngineStats.demoted``, exported as ``detector_rule_demotions_total``), logged at error
 level, and alerted on (``DetectorRuleDemoted``).
 
@@ -21,7 +23,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -30,36 +32,6 @@ from detector.schema import UTC_US, make_schema
 from detector.settings import RuleGuardSettings
 
 log = logging.getLogger(__name__)
-
-
-def runaway_rules(
-    hits: pl.DataFrame, frame: pl.DataFrame, key: str, guard: RuleGuardSettings
-) -> dict[str, float]:
-    """Enforce rules firing on more than the allowed share of one tick's subjects: rule -> worst share.
-
-    ``frame`` is what was evaluated (``key`` per row; ``tick_end`` when it spans several ticks).
-    """
-    live = hits.filter(pl.col("mode") != "shadow")
-    if live.height == 0:
-        return {}
-    tick = pl.col("tick_end") if "tick_end" in frame.columns else pl.lit(0)
-    ticks = frame.select(key, tick.alias("_t"))
-    active = ticks.group_by("_t").agg(pl.len().alias("_n")).filter(pl.col("_n") >= guard.min_subjects)
-    if active.height == 0:
-        return {}
-    shares = (
-        live.select("rule_id", key)
-        .unique()
-        .join(ticks, on=key, how="inner")
-        .group_by("rule_id", "_t")
-        .agg(pl.len().alias("_fired"))
-        .join(active, on="_t", how="inner")
-        .with_columns((pl.col("_fired") / pl.col("_n")).alias("share"))
-        .filter(pl.col("share") > guard.max_fire_share)
-        .group_by("rule_id")
-        .agg(pl.col("share").max())
-    )
-    return dict(zip(shares["rule_id"].to_list(), shares["share"].to_list(), strict=True))
 
 
 def demote(hits: pl.DataFrame, demoted: set[str]) -> pl.DataFrame:
@@ -126,9 +98,46 @@ def guard_late(
     ``relay`` sums over every account stage; None: this engine's own, the whole population). The counts
     do not depend on a demotion (a demoted hit is counted before it is turned), so the stages need not
     agree on anything but the sums. ``demoted``: the engine's set and its per-rule demotion counter."""
-    held, counter = demoted
     local = tick_counts(hits, frame, key)
     counts = relay(local) if relay is not None and local.height else local
+    return _hold(hits, frame, key, guard, demoted, counts, late=True)
+
+
+def guard_now(
+    hits: pl.DataFrame,
+    frame: pl.DataFrame,
+    key: str,
+    guard: RuleGuardSettings,
+    demoted: tuple[set[str], Counter[str]],
+) -> pl.DataFrame:
+    """The guard in the tick itself: a rule is demoted from the first tick of ``frame`` in which it
+    fired on more than ``max_fire_share`` of that tick's subjects (this engine's own), that tick
+    included; its hits in the frame's earlier ticks stay live, and later frames see it held. The
+    verdicts so do not depend on how many ticks one frame spans (a replay passes many, the daemon a
+    few). A frame without ``tick_end`` (a cluster frame: one tick) is one tick."""
+    if "tick_end" not in frame.columns:
+        frame = frame.with_columns(pl.lit(_ONE_TICK, UTC_US).alias("tick_end"))
+    return _hold(hits, frame, key, guard, demoted, tick_counts(hits, frame, key), late=False)
+
+
+#: The tick a frame without ``tick_end`` stands for (any one instant: only equality is read).
+_ONE_TICK = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _hold(
+    hits: pl.DataFrame,
+    frame: pl.DataFrame,
+    key: str,
+    guard: RuleGuardSettings,
+    demoted: tuple[set[str], Counter[str]],
+    counts: pl.DataFrame,
+    late: bool,
+) -> pl.DataFrame:
+    """``hits`` with the held rules' hits shadow, and each newly runaway rule's (first tick over the
+    limit in ``counts``) from that tick on: after it when ``late``, that tick included otherwise. The
+    new ones join the engine's set (``demoted``: the set and its per-rule demotion counter), counted
+    and logged once each."""
+    held, counter = demoted
     first = {r: ts for r, ts in first_runaways(counts, guard).items() if r not in held}
     old = demote(hits, held)
     for rule_id, (_, share) in first.items():
@@ -141,30 +150,14 @@ def guard_late(
         {"rule_id": list(first), "_since": [t for t, _ in first.values()]},
         schema={"rule_id": pl.String, "_since": UTC_US},
     )
-    late = pl.col("_since").is_not_null() & (pl.col("_since") < pl.col("_tick"))
+    after = pl.col("_since") < pl.col("_tick") if late else pl.col("_since") <= pl.col("_tick")
+    gone = pl.col("_since").is_not_null() & after
     return (
         old.join(frame.select(key, _tick="tick_end"), on=key, how="left", maintain_order="left")
         .join(since, on="rule_id", how="left", maintain_order="left")
-        .with_columns(pl.when(late).then(pl.lit("shadow")).otherwise(pl.col("mode")).alias("mode"))
+        .with_columns(pl.when(gone).then(pl.lit("shadow")).otherwise(pl.col("mode")).alias("mode"))
         .drop("_tick", "_since")
     )
-
-
-def guard_now(
-    hits: pl.DataFrame,
-    frame: pl.DataFrame,
-    key: str,
-    guard: RuleGuardSettings,
-    demoted: tuple[set[str], Counter[str]],
-) -> pl.DataFrame:
-    """The guard in the tick itself (``runaway_rules``): a runaway rule is demoted for the whole frame."""
-    held, counter = demoted
-    for rule_id, share in runaway_rules(hits, frame, key, guard).items():
-        if rule_id not in held:
-            held.add(rule_id)
-            counter[rule_id] += 1
-            log_demotion(rule_id, share, guard)
-    return demote(hits, held)
 
 
 def log_demotion(rule_id: str, share: float, guard: RuleGuardSettings) -> None:
