@@ -24,7 +24,7 @@ from detector.checkpoint import load_engine, save_engine
 from detector.contracts import Alert
 from detector.decode_parquet import decode_frame
 from detector.detect.rules import RuleLoadError, check_rules, load_rules
-from detector.detect.runaway import guard_late, tick_counts
+from detector.detect.runaway import guard_late, guard_now, tick_counts
 from detector.runtime.metrics import Metrics
 from detector.settings import RuleGuardSettings
 from detector.window.features import CATALOGUES
@@ -221,3 +221,25 @@ def test_the_late_guard_demotes_from_the_tick_after_the_populations_runaway() ->
     out = guard_late(hits, frame, "_point", guard, held, lambda local: pl.concat([local, others]))
     assert out["mode"].to_list() == ["enforce", "enforce", "shadow", "shadow"]
     assert held == ({"r"}, Counter({"r": 1}))
+
+
+def test_the_guard_in_the_tick_demotes_from_the_runaway_tick_on() -> None:
+    """``guard_now``: a rule's hits before its first runaway tick stay live, that tick's and later ones'
+    are shadow; a held rule is shadow everywhere in later frames; a frame without ``tick_end`` (a
+    cluster frame) is one tick."""
+    t1, t2, t3 = (datetime(2026, 3, 2, h, tzinfo=UTC) for h in (1, 2, 3))
+    points = [f"{p}{i}" for i in (1, 2, 3) for p in "abc"]
+    frame = pl.DataFrame({"_point": points, "tick_end": [t for t in (t1, t2, t3) for _ in "abc"]})
+    fired = ["a1", "a2", "b2", "a3"]  # 1 of 3 at t1, 2 of 3 at t2 (over half), 1 of 3 at t3
+    hits = pl.DataFrame({"rule_id": ["r"] * 4, "mode": ["enforce"] * 4, "_point": fired})
+    guard = RuleGuardSettings(max_fire_share=0.5, min_subjects=3)
+    held: tuple[set[str], Counter[str]] = (set(), Counter())
+    assert guard_now(hits, frame, "_point", guard, held)["mode"].to_list() == ["enforce"] + ["shadow"] * 3
+    assert held == ({"r"}, Counter({"r": 1}))
+    assert guard_now(hits, frame, "_point", guard, held)["mode"].to_list() == ["shadow"] * 4
+    assert held == ({"r"}, Counter({"r": 1}))  # counted once
+    clusters = pl.DataFrame({"cluster_id": ["c1", "c2", "c3"]})
+    two = pl.DataFrame({"rule_id": ["q", "q"], "mode": ["enforce"] * 2, "cluster_id": ["c1", "c2"]})
+    fresh: tuple[set[str], Counter[str]] = (set(), Counter())
+    assert guard_now(two, clusters, "cluster_id", guard, fresh)["mode"].to_list() == ["shadow"] * 2
+    assert fresh[0] == {"q"}
