@@ -67,7 +67,8 @@ def _cluster(
 
 
 def _severity(frame: pl.DataFrame, severity: str = "medium") -> str:
-    hits = pl.DataFrame({"cluster_id": ["k"], "rule_id": ["cluster_coordinated_farm"], "severity": [severity]})
+    rule = "cluster_coordinated_farm"
+    hits = pl.DataFrame({"cluster_id": ["k"], "rule_id": [rule], "severity": [severity]})
     return str(require_both_axes(hits, frame, "cluster_id")["severity"].item())
 
 
