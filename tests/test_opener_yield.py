@@ -6,13 +6,17 @@ agent sessions) was never read and stayed at medium on ``cluster_coordinated_far
 ``cluster_agentic_extraction``. ``opener_yield`` reads the openers the same way: no extraction signal,
 most traffic agent sessions, most sampled openers a shared sheet's tasks, each about once an agent, in
 short loops, a sheet's sessions an agent. Small built frames; what a farm would change still accuses.
+Then one simulated agent course beside a short-session agentic farm, replayed.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
+import pytest
 
 from detector.detect.evidence import _yield_note, require_both_axes
 from detector.detect.openers import opener_yield
@@ -22,6 +26,7 @@ from detector.window.openers import cluster_openers, with_openers
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 S = EvidenceSettings()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cluster(
@@ -106,3 +111,47 @@ def test_a_farm_that_differs_from_a_course_in_any_one_way_stays_accused() -> Non
     half = {f"p{i}": [1, 200 + 10 * i, 201 + 10 * i] for i in range(12)}
     assert _cluster(half)["opener_shared_share_24h"].item() < S.sheet_share
     assert _severity(_cluster(half)) == "medium"
+
+
+def test_a_simulated_agent_course_is_not_accused_and_a_short_session_farm_still_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One simulated day (``test_openers``' agent course of 40 beside a 20-seat agentic farm in 4-turn
+    sessions): on main 37 participants were at medium (coordination alone, their openers a sheet's);
+    now none is, and every farm seat is still named at high."""
+    from detector.app import build_engine
+    from detector.lab.simulate import FAMILIES, SimParams, simulate, workshop
+    from detector.runtime.replay import replay
+
+    monkeypatch.setattr(workshop, "COURSES", {"agent": 1.0})
+    base = SimParams()
+    update: dict[str, object] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
+    update["agentic_pivot"] = base.agentic_pivot.model_copy(
+        update={"campaigns": 1, "cluster_size": 20, "requests_per_account_day": 60.0, "session_turns": 4.0}
+    )
+    update["remote_workshop"] = base.remote_workshop.model_copy(update={"accounts": 40})
+    for persona in ("casual", "app_backend", "eval_harness", "bulk_synthetic", "university_nat"):
+        update[persona] = getattr(base, persona).model_copy(update={"accounts": 20})
+    for persona in ("company_card", "legit_reseller", "agentic_coder"):
+        update[persona] = getattr(base, persona).model_copy(update={"accounts": 0})
+    simulate(tmp_path, 1.0, 12, scale=1.0, params=base.model_copy(update=update))
+    alerts = tmp_path / "alerts.jsonl"
+    replay([tmp_path / "events.parquet"], build_engine(ROOT / "rules"), alerts)
+    labels = json.loads((tmp_path / "labels.json").read_bytes())["accounts"]
+    course = {a for a, v in labels.items() if v["persona"] == "remote_workshop"}
+    farm = {a for a, v in labels.items() if v.get("attacker")}
+    accused: set[str] = set()
+    high: set[str] = set()
+    low_yield_notes = 0
+    for line in alerts.read_text().splitlines():
+        a = json.loads(line)
+        if a["severity"] != "low":
+            accused |= set(a["account_ids"])
+        if a["severity"] in ("high", "critical"):
+            high |= set(a["account_ids"])
+        low_yield_notes += any(
+            "agent sessions open with a shared sheet" in (r.get("detail") or "") for r in a["reasons"]
+        )
+    assert len(course) == 40 and not accused & course
+    assert low_yield_notes > 0  # the course was alerted at low, and its reason says why
+    assert farm and high >= farm
