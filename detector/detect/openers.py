@@ -6,6 +6,8 @@ course's participants open short agent loops with the sheet's few tasks, each ab
 each session with another task of its bank, in loops as long as it likes. ``evidence.extraction_checks``
 does not count "agentic transcripts" on a cluster that ``opener_explains``; every other extraction
 signal still counts, and the coordination rules still see the cluster's traffic as it is.
+``opener_yield`` (round 16): a cluster the coordination axis alone accuses, whose traffic is mostly agent
+sessions read as a shared sheet's tasks, is the agent course's form of ``sheets.low_yield``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ def _short_loops(s: EvidenceSettings) -> pl.Expr:
     # turns an agent / turns an opener = the sessions (openers with a text) an agent opened
     sessions = c("tools_heavy_per_agent_24h").fill_null(0.0) / turns.clip(lower_bound=1.0)
     return (turns <= s.opener_max_turns) & (sessions <= s.sheet_max_requests_per_account)
+
+
+def opener_yield(s: EvidenceSettings) -> pl.Expr:
+    """A cluster with no extraction signal whose traffic is mostly agent sessions (at least
+    ``yield_shared_share`` of its requests tool-heavy) and whose sampled openers read as a shared sheet's
+    tasks (``sheet_share`` of them shared, each opened about once an agent, short loops, a sheet's
+    sessions an agent): one actor harvesting a course's few trajectories, the agent course's form of
+    ``sheets.low_yield`` (round 16; that one reads the samples that leave tool-heavy turns out, so an
+    agent course's yield was never read). Read as it is: not while merely unread (``opener_unread``)."""
+    c = pl.col
+    none = c("extraction_signals").fill_null(0) == 0
+    agents = c("tools_heavy_share_24h").fill_null(0.0) >= s.yield_shared_share
+    shared = c("opener_shared_share_24h").fill_null(0.0) >= s.sheet_share
+    return (none & agents & shared & _once(s) & _short_loops(s)).fill_null(False)
 
 
 def opener_unread(s: EvidenceSettings) -> pl.Expr:
