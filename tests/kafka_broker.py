@@ -119,10 +119,16 @@ def settings_env(settings: StreamSettings) -> dict[str, str]:
 
 
 def start_daemon_process(
-    settings: StreamSettings, *extra_args: str, rules_dir: Path | None = None, log_file: Path | None = None
+    settings: StreamSettings,
+    *extra_args: str,
+    rules_dir: Path | None = None,
+    log_file: Path | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``python -m detector run`` as a child process (stdout discarded; stderr piped or to ``log_file``)."""
+    """``python -m detector run`` as a child process (stdout discarded; stderr piped or to ``log_file``);
+    ``env_extra``: more environment variables (e.g. ``DETECTOR_STAGE``)."""
     env = {**os.environ, **settings_env(settings), "DETECTOR_RULES_DIR": str(rules_dir or REPO / "rules")}
+    env.update(env_extra or {})
     return subprocess.Popen(
         [sys.executable, "-m", "detector", "run", *extra_args],
         cwd=REPO,

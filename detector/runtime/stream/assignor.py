@@ -52,3 +52,32 @@ class SingleOwnerAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
     def on_assignment(self, assignment: Any, generation: int) -> None:
         """Remember the generation (ownership itself is read from the daemon when the next join happens)."""
         self.generation = generation
+
+
+class SpreadAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+    """The account stage's (``DETECTOR_STAGE=account``): the partitions dealt out over the members in
+    turn (members by id, partitions by number), each member a share; no member is a standby."""
+
+    name = "detector-spread"
+    version = 0
+
+    def __init__(self) -> None:
+        self.generation = -1
+
+    def assign(self, cluster: Any, members: Sequence[Any]) -> dict[str, Any]:
+        """Leader side: partition ``i`` (of the sorted topics' partitions) to member ``i mod n``."""
+        topics = sorted({t for m in members for t in m.metadata.topics})
+        ids = sorted(m.member_id for m in members)
+        share: dict[str, dict[str, list[int]]] = {i: {} for i in ids}
+        i = 0
+        for t in topics:
+            for p in sorted(cluster.partitions_for_topic(t) or []):
+                share[ids[i % len(ids)]].setdefault(t, []).append(p)
+                i += 1
+        return {m: ConsumerProtocolAssignment(self.version, sorted(share[m].items()), b"") for m in ids}
+
+    def metadata(self, topics: Any) -> Any:
+        return ConsumerProtocolSubscription(self.version, list(topics), b"")
+
+    def on_assignment(self, assignment: Any, generation: int) -> None:
+        self.generation = generation

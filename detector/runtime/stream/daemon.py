@@ -48,6 +48,7 @@ from detector.runtime.stream.faults import InputTopicWatch, fault_metrics, reset
 from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.stages import Stage, assignment_folder
 from detector.runtime.stream.statecheck import check_state
 
 if TYPE_CHECKING:
@@ -85,10 +86,13 @@ class Daemon(BatchPath):
     ) -> None:
         from detector.runtime.stream.outputs import stream_outputs
 
+        settings = settings.for_stage()  # a split stage's own group and state directory
         self.s = settings
-        self.factory = engine_factory
+        #: the two-stage split (``stages``; ``all``: one engine, nothing added)
+        self.stage = Stage(settings, metrics.registry)
+        self.factory = self.stage.factory(engine_factory)
         self.metrics = metrics
-        self.observers = metrics.observers()
+        self.observers = self.stage.observers(metrics.observers())
         self.stop = stop or threading.Event()
         self._on_alert = on_alert
         self.drain_when_idle = drain_when_idle
@@ -172,7 +176,8 @@ class Daemon(BatchPath):
         last checkpoint failed (the state on disk is behind: not a clean stop).
         """
         log.info("starting", extra={"settings": self.s.redacted()})
-        self.reset_pending = check_state(self.folder, self.s, self.reset_pending)
+        if self.s.stage != "account":  # an account stage's state is per assignment (``use_assignment``)
+            self.reset_pending = check_state(self.folder, self.s, self.reset_pending)
         outputs = self.outputs = self._make_outputs()
         if self._on_alert or self._keep_alerts:
             outputs.alerts.sinks.append(CallbackSink[Alert](self._collect))
@@ -230,6 +235,7 @@ class Daemon(BatchPath):
             finally:
                 self.consumer.close(CLOSE_WAIT_S)
                 decoder.close()
+                self.stage.close()
                 outputs.close()
                 log.info(
                     "stopped",
@@ -282,6 +288,14 @@ class Daemon(BatchPath):
         if self._on_alert:
             self._on_alert(doc)
 
+    def use_assignment(self, partitions: list[int]) -> None:
+        """An account stage's state for ``partitions``: their own folder (a new set starts empty)."""
+        root = assignment_folder(self.s.state_dir, partitions)
+        if self.folder.root != root:
+            self.folder = CheckpointFolder(root, self.metrics.checkpoint_fallbacks.inc)
+            self.checkpoint = Checkpoint(self.folder, self.s.input_topic, self.metrics)
+            self.engine, self.my_ckpt, self._owner_epoch = None, None, 0
+
     # ------------------------------------------------------------------------------------------ commit
     def commit(self, reason: str, *, in_listener: bool = False) -> None:
         """The commit protocol (``commit.Checkpoint``) on what the engine and the merge hold now.
@@ -295,6 +309,7 @@ class Daemon(BatchPath):
             return
         send = self.consumer.commit_now if in_listener else partial(self.consumer.request_commit, self.epoch)
         offsets = self.merge.safe_offsets()
+        self.stage.before_checkpoint(self.s.flush_timeout_s)  # the contexts out before the state moves on
         state: dict[str, Any] = {"input_topic_id": self.watch.expected}
         if self.decider is not None:
             state["decisions"] = self.decider.state()

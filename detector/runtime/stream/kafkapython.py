@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from detector.runtime.stream.assignor import SingleOwnerAssignor
+from detector.runtime.stream.assignor import SingleOwnerAssignor, SpreadAssignor
 from detector.runtime.stream.faults import OffsetsOutOfRange, SourceUnavailable
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import Listener, Records, header_ms
@@ -68,7 +68,10 @@ class KafkaPythonSource:
     def __init__(self, settings: StreamSettings, owns_partitions: Callable[[], bool]) -> None:
         self.s = settings
         self.topic = settings.input_topic
-        self.assignor = SingleOwnerAssignor(owns_partitions)
+        #: one owner of every partition; the account stage's members share them (``SpreadAssignor``)
+        self.assignor: SingleOwnerAssignor | SpreadAssignor = (
+            SpreadAssignor() if settings.stage == "account" else SingleOwnerAssignor(owns_partitions)
+        )
         self.kafka: Any = None
         self._listener: Listener | None = None
         #: Out of a stable group this long with the broker reachable, the consumer is opened again:

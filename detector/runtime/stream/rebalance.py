@@ -84,6 +84,8 @@ class Owner(Protocol):
 
     def restore_decisions(self, extra: dict[str, Any]) -> None: ...
 
+    def use_assignment(self, partitions: list[int]) -> None: ...
+
 
 class Rebalance:
     """The rebalance callbacks (``source.Listener``), acting on the daemon's state under its lock."""
@@ -147,11 +149,13 @@ class Rebalance:
                 log.info("standby: no partitions assigned")
                 return
             d.owner = True
+            if d.s.stage == "account":  # its state is per set of partitions (``stages``)
+                d.use_assignment(mine)
             if d.engine is None or d.folder.current_name() != d.my_ckpt:
                 engine = d.factory(observers=d.observers)
                 try:
                     loaded = d.folder.load(engine)  # the newest checkpoint that verifies
-                    if loaded is None and not d.reset_pending:
+                    if loaded is None and not d.reset_pending and d.s.stage != "account":
                         refuse_lost_state(d.s)  # no state at all: only a first start reads from 0
                 except Exception as exc:
                     # no state to take over (NoGoodCheckpoint, or unreadable): kafka-python would

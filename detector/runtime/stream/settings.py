@@ -24,7 +24,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"
 class StreamSettings(BaseSettings):
     """Everything the daemon needs beyond the engine: Kafka, topics, state, sinks, timing."""
 
-    model_config = SettingsConfigDict(env_prefix="DETECTOR_STREAM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_STREAM_", extra="ignore", populate_by_name=True)
 
     #: Comma-separated ``host:port`` list. Empty: ``detector demo`` starts the embedded broker.
     bootstrap_servers: str = ""
@@ -99,6 +99,23 @@ class StreamSettings(BaseSettings):
     metrics_port: int = 9108
     metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
+    #: The two-stage split (docs/runtime.md, "Stages"; env ``DETECTOR_STAGE``): ``all`` (one engine, every
+    #: partition: the default), ``cluster`` (every partition, cluster verdicts, publishes the population
+    #: contexts) or ``account`` (a share of the partitions, account verdicts, reads the contexts). A stage
+    #: runs in its own group (``group_id`` + ``-cluster``/``-account``) and state directory (a subfolder).
+    stage: Literal["all", "cluster", "account"] = Field(default="all", validation_alias="DETECTOR_STAGE")
+    #: The cluster stage's contexts, keyed ``kind|as_of`` (one partition; retention at least as long as an
+    #: account stage may lag or be down), and how long an account stage waits for a tick's context.
+    contexts_topic: str = "detector-contexts"
+    context_wait_s: float = Field(default=60.0, gt=0)
+
+    def for_stage(self) -> StreamSettings:
+        """These settings as the stage runs them: its own group and state directory (``all``: as is)."""
+        if self.stage == "all":
+            return self
+        return self.model_copy(
+            update={"group_id": f"{self.group_id}-{self.stage}", "state_dir": self.state_dir / self.stage}
+        )
 
     def kafka_common(self) -> dict[str, Any]:
         """kafka-python keyword arguments shared by consumer, producer and admin (security included)."""
