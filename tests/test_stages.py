@@ -23,11 +23,12 @@ import orjson
 import pytest
 
 from detector.app import build_engine
+from detector.errors import ConfigError
 from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 from detector.runtime.stream.assignor import SpreadAssignor
 from detector.runtime.stream.settings import StreamSettings
-from detector.runtime.stream.stages import assignment_folder
+from detector.runtime.stream.stages import assignment_folder, check_stage
 from detector.settings import EngineSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,11 +49,10 @@ def _key(doc: dict[str, Any]) -> tuple[str, int]:
 def _reference(tmp_path: Path) -> list[dict[str, Any]]:
     simulate(tmp_path / "sim", days=0.5, seed=3, scale=0.2)
     lag = EngineSettings().model_copy(update={"context_lag": True})
-    replay(
-        [tmp_path / "sim" / "events.jsonl"],
-        build_engine(REPO / "rules", settings=lag),
-        tmp_path / "ref.jsonl",
-    )
+    engine = build_engine(REPO / "rules", settings=lag)
+    replay([tmp_path / "sim" / "events.jsonl"], engine, tmp_path / "ref.jsonl")
+    # the rule guard stays per account stage (``stages``): this day must not exercise it
+    assert not engine.stats.demoted
     docs = [_doc(x) for x in (tmp_path / "ref.jsonl").read_bytes().splitlines()]
     kinds = {d["kind"] for d in docs}
     assert kinds == {"account", "cluster"}, f"the day must raise both kinds to prove anything: {kinds}"
@@ -133,6 +133,26 @@ def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
         assert _sent(logs[0]) and _sent(logs[1])
 
 
+@pytest.mark.kafka
+def test_an_account_stage_without_its_contexts_stops_naming_the_tick(tmp_path: Path) -> None:
+    """No cluster stage: the account stage waits for the first tick's context, logs the tick, and stops
+    without a checkpoint (a non-zero exit) when the wait runs out; it never raises an alert from a
+    population of its own accounts."""
+    simulate(tmp_path / "sim", days=0.1, seed=3, scale=0.2)
+    with kb.EmbeddedBroker() as broker:
+        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
+        kb.produce_events(broker.bootstrap, kb.read_events(tmp_path / "sim" / "events.jsonl"))
+        settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", context_wait_s=3.0)
+        env = {**LAG, "DETECTOR_STAGE": "account", "DETECTOR_STREAM_CONTEXT_WAIT_S": "3"}
+        log = tmp_path / "account.log"
+        proc = kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
+        assert proc.wait(180) != 0
+        assert not kb.read_topic(broker.bootstrap, kb.ALERTS, idle_s=0.5)
+    text = log.read_text()
+    assert '"msg":"waiting for the cluster stage"' in text and '"as_of":"2026-' in text
+    assert "no population context (models) as of 2026-" in text
+
+
 def test_the_spread_assignor_deals_every_partition_once() -> None:
     class _Member:
         def __init__(self, member_id: str) -> None:
@@ -156,3 +176,12 @@ def test_a_stage_runs_in_its_own_group_and_state_directory(monkeypatch: pytest.M
     s = StreamSettings(state_dir=Path("st"), group_id="g").for_stage()
     assert (s.stage, s.group_id, s.state_dir) == ("account", "g-account", Path("st/account"))
     assert assignment_folder(s.state_dir, [3, 1]) == Path("st/account/p1-3")
+
+
+def test_a_split_stage_needs_the_lag_and_kafka_python() -> None:
+    check_stage("all", False, "confluent")  # today's daemon: nothing asked
+    check_stage("account", True, "kafka-python")
+    with pytest.raises(ConfigError, match="context_lag"):
+        check_stage("account", False, "kafka-python")
+    with pytest.raises(ConfigError, match="kafka-python"):
+        check_stage("cluster", True, "confluent")

@@ -122,7 +122,10 @@ class ContextPublisher:
 
     def flush(self, timeout_s: float) -> None:
         futures, self._futures = self._futures, []
-        self.producer.flush(timeout=timeout_s)
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except Exception as exc:  # not acknowledged in time: as a failed sink (no checkpoint, exit 3)
+            raise SinkError(f"population contexts not acknowledged by {self.topic!r}") from exc
         failed = [f for f in futures if not f.succeeded()]
         if failed:
             raise SinkError(f"{len(failed)} population contexts not delivered to {self.topic!r}")
