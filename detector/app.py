@@ -148,7 +148,10 @@ def build_engine(
     intel = IpIntel.from_dir(s.ip_intel_dir) if s.ip_intel_dir else None
     model_set = (
         ModelSet.load(
-            s.models_dir, vote_precision=s.model_vote_precision, vote_min_accounts=s.model_vote_min_accounts
+            s.models_dir,
+            vote_precision=s.model_vote_precision,
+            vote_min_accounts=s.model_vote_min_accounts,
+            vote_min_artefacts=s.model_vote_min_artefact_families,
         )
         if s.models_dir is not None
         else ModelSet()

@@ -219,6 +219,19 @@ class EngineSettings(BaseSettings):
     model_vote_min_accounts: int = Field(
         default=5, ge=1, description="fewest accounts a cluster needs for a model's lone vote to reach medium"
     )
+    #: ... and coordination beyond one artefact: at least this many rare artefact families shared
+    #: (``rare_artefact_families``: a private system prompt, a template skeleton, a client build), the
+    #: floor of ``cluster_coordinated_farm``, the rule that accuses on coordination alone, which a model
+    #: voting alone stands in for. One artefact is what a startup's engineers on their in-house build, a
+    #: tool's or a tutorial's users, a router team on its tool share; the rules accuse such a group
+    #: only with a content signal beside it (``cluster_coordinated_harvest``), never on its sharing
+    #: (tests/test_evidence.py, ``test_one_rare_artefact_is_not_coordination``). With the floor the
+    #: vote also asks the farm rules' freshness question (``evidence.farm_accounts``). Issue 17, round 16.
+    model_vote_min_artefact_families: int = Field(
+        default=2,
+        ge=0,
+        description="fewest rare artefact families a cluster must share for a lone model vote",
+    )
     #: Account features are computed over the (account, tick) points of a pass in parts of about this
     #: many points (an account's points are never split; features are per account, so the rows are the
     #: same). Each point joins its account's 24 hours of buckets (2.6 KB a point measured: 45 MB for the

@@ -174,7 +174,7 @@ def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
     assert sev["ruled"]["severity"] == "high"
 
 
-def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool) -> str:
+def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool | None) -> str:
     """The severity of a voting toy cluster model's hit, alone, on one cluster of ``accounts`` whose
     provenance columns (as ``evidence.add_axes`` writes them) are all off unless given."""
     from detector.app import build_engine
@@ -198,6 +198,8 @@ def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool
     x[:, names.index("cot_share_24h")], x[:, names.index("out_in_ratio_24h")] = 0.95, 0.95
     x[:, names.index("accounts")] = accounts
     flags = {"one_customer_explains": False, "colocated": False, "tenant_explains": False}
+    # coordinated beyond one artefact, on unverified accounts: what a farm shows (the floor's defaults)
+    flags |= {"rare_artefact_families": 2, "verified_share": 0.0, "bulk_provisioned": False}
     frame = (
         pl.DataFrame({f: x[:, j] for j, f in enumerate(names)})
         .with_columns(
@@ -244,6 +246,35 @@ def test_a_voting_cluster_model_alone_asks_the_farm_rules_provenance_question(
     no paying customer, no room and no router tenant's established customer explains the group. A
     cluster of 40 the model scores high, that one of them explains, stays a low lead."""
     assert _lone_cluster_vote(tmp_path, 40, **provenance) == alone
+
+
+@pytest.mark.parametrize(
+    ("shape", "alone"),
+    [
+        ({"new_account_share": 1.0}, "medium"),  # two rare artefacts, fresh: a farm's shape
+        ({"new_account_share": 1.0, "rare_artefact_families": 1}, "low"),  # one artefact: an in-house build
+        ({"new_account_share": 1.0, "rare_artefact_families": 3}, "medium"),
+        ({"new_account_share": 0.0, "verified_share": 1.0}, "low"),  # a tool's established verified users
+        ({"new_account_share": 0.0, "verified_share": 1.0, "bulk_provisioned": True}, "medium"),  # a batch
+        ({"new_account_share": 0.0, "verified_share": 0.3}, "medium"),  # aged, mostly unverified
+        ({"new_account_share": 1.0, "rare_artefact_families": None}, "low"),  # no artefact known
+    ],
+)
+def test_a_voting_cluster_model_alone_needs_coordination_beyond_one_artefact(
+    tmp_path: Path, shape: dict[str, float | bool | None], alone: str
+) -> None:
+    """The coordination floor (``settings.model_vote_min_artefact_families``, 2: the farm rule's): a lone
+    vote on a cluster needs two rare artefact families shared, on accounts that could be a farm's
+    (``evidence.farm_accounts``: nearly all new, mostly unverified, or bulk-provisioned). One artefact
+    (a startup's engineers on their in-house build) or a tool's established verified users stay a low
+    lead; the rules accuse them only beside a content signal."""
+    assert _lone_cluster_vote(tmp_path, 40, **shape) == alone
+
+
+def test_the_coordination_floor_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1 (``DETECTOR_MODEL_VOTE_MIN_ARTEFACT_FAMILIES``), one artefact is enough again."""
+    monkeypatch.setenv("DETECTOR_MODEL_VOTE_MIN_ARTEFACT_FAMILIES", "1")
+    assert _lone_cluster_vote(tmp_path, 40, new_account_share=1.0, rare_artefact_families=1) == "medium"
 
 
 def test_shipped_models_record_their_calibration_block() -> None:

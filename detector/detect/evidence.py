@@ -297,6 +297,16 @@ def no_customer_explains(s: EvidenceSettings) -> pl.Expr:
     return ~customer_or_room & ~tenant
 
 
+def farm_accounts() -> pl.Expr:
+    """The farm rules' freshness question (``rules/cluster_coordinated_*.yaml``): the accounts could be a
+    farm's, nearly all new, mostly unverified, or bulk-provisioned (a batch, a cohort, cards across orgs).
+    Established verified accounts opened over years are a tool's users, whatever they share; the rules'
+    literals. Needs the ``add_axes`` columns."""
+    c = pl.col
+    new = c("new_account_share").fill_null(0.0) >= 0.8
+    return new | (c("verified_share").fill_null(0.0) < 0.5) | c("bulk_provisioned").fill_null(False)
+
+
 def c_trusted_within() -> pl.Expr:
     """A trusted customer whose volume its tier explains."""
     trusted = pl.col("trusted_customer").cast(pl.Boolean, strict=False).fill_null(False)

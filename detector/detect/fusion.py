@@ -18,6 +18,11 @@ columns. Fusion rule: a model corroborates; it accuses alone only where it has e
   model's third question, and a model must ask it as the rules do. A customer's team, a room (a
   hackathon behind one address), a router tenant's established seats: the rules spare them, so a lone
   vote must too.
+- ... and coordination beyond one artefact: ``rare_artefact_families >=
+  settings.model_vote_min_artefact_families`` (2, the farm rule's floor), on accounts that could be a
+  farm's (``evidence.farm_accounts``: nearly all new, mostly unverified or bulk-provisioned). A
+  startup's engineers on their in-house build, a tool's established users, a one-template group: the
+  rules accuse them only beside a content signal, so a lone vote does not (issue 17, round 16).
 
 Scores are the models' calibrated probabilities (``detector.detect.models.manifest.Calibration``).
 """
@@ -31,11 +36,22 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.contracts import Severity
+from detector.detect.evidence import farm_accounts
 from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
 
 #: Model hits are named ``model:<name>-v<N>`` among the rule hits.
 MODEL_PREFIX = "model:"
+
+#: The columns a lone vote on a cluster reads (group size, provenance, coordination, freshness).
+VOTE_GATE = (
+    "accounts",
+    "no_customer_explains",
+    "new_account_share",
+    "rare_artefact_families",
+    "verified_share",
+    "bulk_provisioned",
+)
 
 #: Called with (model name, scores) for every scored frame (the score-histogram metric).
 ScoreObserver = Callable[[str, npt.NDArray[np.float64]], None]
@@ -64,11 +80,13 @@ def fuse(
     ruled = hits.filter(pl.col("mode") != "shadow").select(key).unique()
     votes = pl.col("rule_id").is_in(sorted(models.voters()))
     if target == "cluster":  # a lone vote on a cluster needs the group a coordination rule needs
-        if not {"accounts", "no_customer_explains"} <= set(frame.columns):  # no size or provenance known
+        if not set(VOTE_GATE) <= set(frame.columns):  # no group size or provenance known: no lone vote
             votes = pl.lit(False)
         else:  # the group a coordination rule needs, that no customer, room or tenant explains
             unexplained = pl.col("no_customer_explains").fill_null(False)
             big = (pl.col("accounts") >= models.vote_min_accounts) & unexplained
+            # ... coordinated beyond one artefact, on accounts that could be a farm's
+            big = big & (pl.col("rare_artefact_families") >= models.vote_min_artefacts) & farm_accounts()
             votes = votes & pl.col(key).is_in(frame.filter(big)[key].implode())
     lone_cap = pl.when(votes).then(pl.lit(Severity.MEDIUM.value)).otherwise(pl.lit(Severity.LOW.value))
     model_hits = model_hits.with_columns(

@@ -141,7 +141,11 @@ class ModelSet:
     """Every model of a models folder, ready to score feature frames."""
 
     def __init__(
-        self, models: Sequence[LoadedModel] = (), vote_precision: float = 0.99, vote_min_accounts: int = 5
+        self,
+        models: Sequence[LoadedModel] = (),
+        vote_precision: float = 0.99,
+        vote_min_accounts: int = 5,
+        vote_min_artefacts: int = 2,
     ) -> None:
         self.models: tuple[LoadedModel, ...] = tuple(sorted(models, key=lambda lm: lm.manifest.stem))
         #: The calibration-block precision at its medium threshold a model needs to raise a subject to
@@ -150,6 +154,9 @@ class ModelSet:
         #: The fewest accounts a cluster needs for a voter's lone hit to reach medium
         #: (``settings.model_vote_min_accounts``); smaller clusters keep a low lead.
         self.vote_min_accounts = vote_min_accounts
+        #: ... and the fewest rare artefact families it must share
+        #: (``settings.model_vote_min_artefact_families``).
+        self.vote_min_artefacts = vote_min_artefacts
 
     def __len__(self) -> int:
         return len(self.models)
@@ -164,6 +171,7 @@ class ModelSet:
         available: Sequence[str] | None = None,
         vote_precision: float = 0.99,
         vote_min_accounts: int = 5,
+        vote_min_artefacts: int = 2,
     ) -> ModelSet:
         """Load ``models_dir/<name>-v<N>.onnx`` with their manifests; empty when there is no folder.
 
@@ -172,7 +180,11 @@ class ModelSet:
         its features disagree with the engine's catalogue.
         """
         if models_dir is None or not Path(models_dir).is_dir():
-            return cls(vote_precision=vote_precision, vote_min_accounts=vote_min_accounts)
+            return cls(
+                vote_precision=vote_precision,
+                vote_min_accounts=vote_min_accounts,
+                vote_min_artefacts=vote_min_artefacts,
+            )
         import hashlib
 
         import onnxruntime as ort
@@ -224,7 +236,7 @@ class ModelSet:
             provider = session.get_providers()[0]
             log.info("model %s loaded on %s (%s form)", manifest.stem, provider, form)
             loaded.append(LoadedModel(manifest, session, provider, form))
-        return cls(loaded, vote_precision, vote_min_accounts)
+        return cls(loaded, vote_precision, vote_min_accounts, vote_min_artefacts)
 
     @property
     def providers(self) -> dict[str, str]:
