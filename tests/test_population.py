@@ -142,7 +142,7 @@ def test_an_aged_verified_farm_standing_out_from_its_builds_users_reaches_medium
     its traffic against the router's other customers names it at medium."""
     sev, reasons = _verdict(engine, "cluster", **AGED_ROUTER_FARM)
     # the rules accuse at medium; a cluster model scoring the farm in its high band beside the rule's
-    # hit raises it to high (cluster_gb-v4 does, v3 did not)
+    # hit raises it to high (cluster_gb-v4 and v5 do, v3 did not)
     raised = sev == "high" and any(r.startswith("model:cluster_gb") for r in reasons)
     assert sev == "medium" or raised, reasons
     assert _verdict(_enforced(models=False), "cluster", **AGED_ROUTER_FARM)[0] == "medium"
