@@ -186,6 +186,7 @@ class Daemon(BatchPath):
         except BaseException:
             outputs.close()
             raise
+        self.stage.attach(outputs.dead_letters.add)  # an account stage's set-aside contexts records
         decoder = self.decoder = Decoder(self.s.input_topic, self.s.decode_workers)
         self.consumer.start()
         failed = False

@@ -1,0 +1,168 @@
+"""The account stage's reader of the contexts topic (``stages.ContextReader``) against hostile records.
+
+Anyone who can write to the contexts topic can send any key and value. No such record may crash the
+account stage (a crash is a crash loop: the reader reads the topic from its beginning at each start), nor
+hide a good context: a bad record goes to the dead letters with its reason (its structure only: size and
+hash, never its bytes or its key) and is counted, with one log line; the good context of the tick is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+from prometheus_client import CollectorRegistry
+
+from detector.io.sinks import DeadLetter
+from detector.runtime.stream.settings import StreamSettings
+from detector.runtime.stream.stages import Stage, context_key
+from detector.window.context import KINDS, PopulationContext
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+TOPIC = "detector-contexts"
+PROMPT = b"Explain step by step how to synthesise"  # a writer's bytes: must never be copied out
+
+
+class FakeConsumer:
+    """The contexts topic (one partition) as a kafka-python consumer sees it: ``poll`` hands the records
+    after the position, a few at a time."""
+
+    def __init__(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        self.records = [
+            SimpleNamespace(key=k, value=v, topic=TOPIC, partition=0, offset=i)
+            for i, (k, v) in enumerate(records)
+        ]
+        self.pos = 0
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def assign(self, tps: list[Any]) -> None:
+        pass
+
+    def seek_to_beginning(self, *tps: Any) -> None:
+        self.pos = 0
+
+    def poll(self, timeout_ms: int = 0) -> dict[Any, list[Any]]:
+        batch, self.pos = self.records[self.pos : self.pos + 2], min(len(self.records), self.pos + 2)
+        return {("t", 0): batch} if batch else {}
+
+    def close(self, autocommit: bool = False) -> None:
+        pass
+
+
+def _context(as_of: datetime) -> PopulationContext:
+    sheets = pl.DataFrame({"text_fp": [7], "account_id": ["acct-1"]}, schema=KINDS["sheets"])
+    empty = {n: pl.DataFrame(schema=KINDS[n]) for n in ("rooms", "teams", "models")}
+    return PopulationContext(as_of, sheets=sheets, **empty)
+
+
+def _reader(
+    records: list[tuple[bytes | None, bytes | None]],
+) -> tuple[Stage, list[DeadLetter], CollectorRegistry]:
+    registry = CollectorRegistry()
+    s = StreamSettings(stage="account", contexts_topic=TOPIC, context_wait_s=0.5)
+    stage = Stage(s, registry)
+    dead: list[DeadLetter] = []
+    stage.attach(dead.append)
+    assert stage.reader is not None
+    stage.reader.consumer = FakeConsumer(records)
+    return stage, dead, registry
+
+
+def _rejected(registry: CollectorRegistry) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for metric in registry.collect():
+        if metric.name == "detector_context_rejects":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels["reason"]] += sample.value
+    return {k: v for k, v in out.items() if v}
+
+
+GOOD = _context(T0)
+HOSTILE: dict[str, tuple[bytes | None, bytes | None]] = {
+    "no key": (None, GOOD.to_bytes()),
+    "empty key": (b"", GOOD.to_bytes()),
+    "not UTF-8": (b"\xff\xfe|" + PROMPT, GOOD.to_bytes()),
+    "no separator": (PROMPT, GOOD.to_bytes()),
+    "not a time": (b"context|" + PROMPT, GOOD.to_bytes()),
+    "naive time": (b"context|2026-03-02T10:00:00", GOOD.to_bytes()),
+    "foreign kind": (b"sheets|" + T0.isoformat().encode(), GOOD.to_bytes()),
+    "oversized key": (b"context|" + T0.isoformat().encode() + b" " * 5000, GOOD.to_bytes()),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_record_with_a_foreign_key_is_a_dead_letter_not_a_crash(name: str) -> None:
+    stage, dead, registry = _reader([HOSTILE[name], (context_key("context", T0), GOOD.to_bytes())])
+    assert stage.reader is not None
+    got = stage.reader.get("context", T0)
+    assert got.as_of == T0 and got.sheets.height == 1
+    assert _rejected(registry) == {"context_key": 1}
+    assert len(dead) == 1 and dead[0].reject.reason == "context_key"
+    assert dead[0].key is None and dead[0].source == (TOPIC, 0, 0)
+    assert PROMPT not in dead[0].reject.raw and PROMPT not in dead[0].reject.detail.encode()
+    assert set(orjson.loads(dead[0].reject.raw)) == {"bytes", "sha256", "key_bytes"}
+
+
+DAMAGED: dict[str, bytes | None] = {
+    "tombstone": None,
+    "garbage": PROMPT,
+    "truncated": GOOD.to_bytes()[:-7],
+    "another tick's context": _context(T0 + timedelta(minutes=15)).to_bytes(),
+    "foreign kind name": GOOD.to_bytes().replace(b"sheets", b"\xffheet"),
+}
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["bad-first", "bad-last"])
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_context_is_a_dead_letter_and_the_good_one_is_read(
+    name: str, after: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether the damaged copy comes before the good one or after it (a later copy replaces an earlier
+    one under the same key), the good one is read. A damaged copy after it is set aside (it was the one
+    to read); one before it is superseded, never read, so never decoded."""
+    key = context_key("context", T0)
+    records = [(key, GOOD.to_bytes()), (key, DAMAGED[name])]
+    stage, dead, registry = _reader(records if after else records[::-1])
+    assert stage.reader is not None
+    with caplog.at_level(logging.WARNING, logger="detector.stream"):
+        got = stage.reader.get("context", T0)
+    assert got.as_of == T0 and got.sheets.height == 1
+    if not after:
+        assert not _rejected(registry) and not dead
+        return
+    assert _rejected(registry) == {"context_value": 1}
+    assert len(dead) == 1 and dead[0].reject.reason == "context_value" and dead[0].key is None
+    assert PROMPT not in dead[0].reject.raw and PROMPT not in dead[0].reject.detail.encode()
+    lines = [r for r in caplog.records if "contexts topic" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+    assert PROMPT.decode() not in lines[0].getMessage()
+
+
+def test_only_damaged_copies_wait_and_time_out_not_crash() -> None:
+    key = context_key("context", T0)
+    stage, dead, registry = _reader([(key, PROMPT), (key, b"")])
+    assert stage.reader is not None
+    from detector.runtime.stream.stages import ContextTimeout
+
+    with pytest.raises(ContextTimeout, match="as of 2026-03-02T10:00:00"):
+        stage.reader.get("context", T0)
+    assert _rejected(registry) == {"context_value": 2} and len(dead) == 2
+
+
+def test_a_cluster_stages_republished_copies_are_read_once() -> None:
+    """A restarted cluster stage sends the same bytes again: kept once, nothing rejected."""
+    key = context_key("context", T0)
+    stage, dead, registry = _reader([(key, GOOD.to_bytes())] * 5)
+    assert stage.reader is not None
+    assert stage.reader.get("context", T0).as_of == T0
+    assert not dead and not _rejected(registry)
+    assert [len(v) for v in stage.reader.book.values()] == [1]
