@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,8 +21,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.io.sinks import DeadLetter
+from detector.runtime.stream.contexts import ContextTimeout, context_key
 from detector.runtime.stream.settings import StreamSettings
-from detector.runtime.stream.stages import Stage, context_key
+from detector.runtime.stream.stages import Stage
 from detector.window.context import KINDS, PopulationContext
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -151,8 +153,6 @@ def test_only_damaged_copies_wait_and_time_out_not_crash() -> None:
     key = context_key("context", T0)
     stage, dead, registry = _reader([(key, PROMPT), (key, b"")])
     assert stage.reader is not None
-    from detector.runtime.stream.stages import ContextTimeout
-
     with pytest.raises(ContextTimeout, match="as of 2026-03-02T10:00:00"):
         stage.reader.get("context", T0)
     assert _rejected(registry) == {"context_value": 2} and len(dead) == 2
@@ -166,3 +166,73 @@ def test_a_cluster_stages_republished_copies_are_read_once() -> None:
     assert stage.reader.get("context", T0).as_of == T0
     assert not dead and not _rejected(registry)
     assert [len(v) for v in stage.reader.book.values()] == [1]
+
+
+def test_a_quiet_tick_the_cluster_stage_passed_reads_the_context_before_it() -> None:
+    """No event of the stream fell in the tick after T0, so the cluster stage published no context as of
+    it; once it has published a later one it never will, and the one as of T0 stands in."""
+    tick = timedelta(minutes=15)
+    later = [(context_key("context", T0), GOOD.to_bytes())]
+    later.append((context_key("context", T0 + 2 * tick), _context(T0 + 2 * tick).to_bytes()))
+    stage, _, registry = _reader(later)
+    assert stage.reader is not None
+    assert stage.reader.get("context", T0 + tick).as_of == T0
+    assert stage.reader.get("context", T0 + 2 * tick).as_of == T0 + 2 * tick
+    assert registry.get_sample_value("detector_context_stand_ins_total") == 1
+    # the cluster stage not past it yet: wait for it (and time out), never stand in
+    stage, _, registry = _reader(later[:1])
+    assert stage.reader is not None
+    with pytest.raises(ContextTimeout):
+        stage.reader.get("context", T0 + tick)
+    assert not registry.get_sample_value("detector_context_stand_ins_total")
+
+
+def test_an_account_stage_with_a_straggler_after_a_quiet_hour_reads_on(tmp_path: Path) -> None:
+    """The engines themselves: a quiet hour in the whole stream (no event anywhere), and one event of an
+    account stage's partitions from before it that arrives just after it (late: counted as late, as
+    any straggler). That stage closes the last quiet tick with the straggler in it and asks for the
+    context as of the tick before, which the cluster stage, whose events fell in no such tick, never
+    publishes. On main it waited ``context_wait_s``, stopped, and did the same at every restart."""
+    from test_stages import REPO
+
+    from detector.app import build_engine
+    from detector.decode import decode_lines
+    from detector.engine import Observers
+    from detector.lab.simulate import simulate
+    from detector.runtime.shards import Publication, shard_of
+    from detector.settings import EngineSettings
+
+    simulate(tmp_path, days=0.25, seed=3, scale=0.05)
+    ev = decode_lines(tmp_path / "events.jsonl", str).events.sort("ts")
+    first = ev["ts"].min()
+    assert isinstance(first, datetime)
+    quiet = (first + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    ev = ev.filter((pl.col("ts") < quiet) | (pl.col("ts") >= quiet + timedelta(hours=1)))
+    lag = EngineSettings().model_copy(update={"context_lag": True})
+    wire = Publication()
+    cluster = build_engine(REPO / "rules", settings=lag, observers=wire.observers())
+    cluster.stage = "cluster"
+    for batch in ev.iter_slices(500):
+        cluster.process(batch)
+    cluster.flush()
+    records = [(context_key("models", t), b) for t, b in wire.models.items()]
+    records += [(context_key("context", t), b) for t, b in wire.contexts.items()]
+    records.sort(key=lambda kv: (kv[0] or b"").split(b"|")[1])
+    assert (quiet + timedelta(minutes=45)) not in wire.contexts  # the quiet hour: nothing published
+
+    mine = ev.filter(shard_of(ev["account_id"], 4) == 0)
+    before, after = mine.filter(pl.col("ts") < quiet), mine.filter(pl.col("ts") >= quiet)
+    on_time = after.filter(pl.col("ts") < quiet + timedelta(hours=1, minutes=4))
+    assert on_time.height and after.height > on_time.height
+    stage, dead, registry = _reader(records)
+    account = build_engine(REPO / "rules", settings=lag, observers=stage.observers(Observers()))
+    account.stage = "account"
+    for batch in before.head(before.height - 1).iter_slices(500):
+        account.process(batch)
+    account.process(on_time)
+    account.process(before.tail(1))  # the straggler
+    account.process(after.slice(on_time.height))
+    account.flush()
+    assert account.stats.late == 1
+    assert registry.get_sample_value("detector_context_stand_ins_total") == 2  # the context and models
+    assert not dead
