@@ -72,7 +72,7 @@ def _reader(
     s = StreamSettings(stage="account", contexts_topic=TOPIC, context_wait_s=0.5)
     stage = Stage(s, registry)
     dead: list[DeadLetter] = []
-    stage.attach(dead.append)
+    stage.setup(dead.append, topic_id=lambda topic: "id")
     assert stage.reader is not None
     stage.reader.consumer = FakeConsumer(records)
     return stage, dead, registry
@@ -236,3 +236,28 @@ def test_an_account_stage_with_a_straggler_after_a_quiet_hour_reads_on(tmp_path:
     assert account.stats.late == 1
     assert registry.get_sample_value("detector_context_stand_ins_total") == 2  # the context and models
     assert not dead
+
+
+@pytest.mark.parametrize("name", ["cluster", "account"])
+def test_a_split_stage_without_its_contexts_topic_refuses_to_start_naming_the_variable(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On main the cluster stage's first send blocked a minute (metadata) and failed mid-tick at every
+    restart, and an account stage waited on a topic no one could write, blaming the cluster stage."""
+    from detector.errors import ConfigError
+
+    class NoProducer:  # the cluster stage's producer, never used here
+        def __init__(self, **kwargs: Any) -> None:
+            pass
+
+        def close(self, timeout: float = 0) -> None:
+            pass
+
+    monkeypatch.setattr("kafka.KafkaProducer", NoProducer)
+
+    registry = CollectorRegistry()
+    stage = Stage(StreamSettings(stage=name, contexts_topic=TOPIC), registry)
+    with pytest.raises(ConfigError, match="contexts topic 'detector-contexts' does not exist") as got:
+        stage.setup(lambda d: None, topic_id=lambda topic: None)
+    assert str(got.value).startswith("DETECTOR_STREAM_CONTEXTS_TOPIC: ")
+    stage.close()

@@ -183,10 +183,10 @@ class Daemon(BatchPath):
             outputs.alerts.sinks.append(CallbackSink[Alert](self._collect))
         try:
             outputs.setup()
+            self.stage.setup(outputs.dead_letters.add)  # the contexts topic; the set-aside records' sink
         except BaseException:
             outputs.close()
             raise
-        self.stage.attach(outputs.dead_letters.add)  # an account stage's set-aside contexts records
         decoder = self.decoder = Decoder(self.s.input_topic, self.s.decode_workers)
         self.consumer.start()
         failed = False

@@ -126,7 +126,7 @@ class Stage:
     """What a stage adds to the daemon: its engines' stage and observers, and its publisher or reader."""
 
     def __init__(self, s: StreamSettings, registry: CollectorRegistry) -> None:
-        self.name = s.stage
+        self.name, self.s = s.stage, s
         self.publisher: ContextPublisher | None = None
         self.reader: ContextReader | None = None
         if s.stage == "cluster":
@@ -175,8 +175,31 @@ class Stage:
             )
         return base
 
-    def attach(self, dead: Callable[[DeadLetter], None]) -> None:
-        """Where the account stage's set-aside contexts records go (the daemon's dead letters)."""
+    def setup(
+        self, dead: Callable[[DeadLetter], None], topic_id: Callable[[str], str | None] | None = None
+    ) -> None:
+        """At start: the contexts topic must exist (``ConfigError`` naming its variable, not a send that
+        blocks a minute and fails mid-tick at every restart, nor a wait for a topic no one can write:
+        the daemon never creates topics); and where the account stage's set-aside records go (the
+        daemon's dead letters). ``topic_id``: the broker's id of a topic, None when unknown."""
+        if self.name == "all":
+            return
+        if topic_id is None:
+            from detector.runtime.stream.faults import OutputTopics
+
+            topics = OutputTopics(self.s.kafka_common())
+            try:
+                found = topics.topic_id(self.s.contexts_topic)
+            finally:
+                topics.close()
+        else:
+            found = topic_id(self.s.contexts_topic)
+        if found is None:
+            raise ConfigError(
+                f"the contexts topic {self.s.contexts_topic!r} does not exist; create it with one "
+                "partition (the daemon never creates topics)",
+                "DETECTOR_STREAM_CONTEXTS_TOPIC",
+            )
         if self.reader is not None:
             self.reader.dead = dead
 
