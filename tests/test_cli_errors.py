@@ -274,3 +274,16 @@ def test_the_version_is_printed(tmp_path: Path) -> None:
 
     got = run_cli(["--version"], tmp_path)
     assert got.returncode == 0 and got.stdout.strip() == f"detector {__version__}"
+
+
+def test_the_stage_variable_is_known_and_a_bad_stage_is_one_line_naming_it(tmp_path: Path) -> None:
+    """``DETECTOR_STAGE`` (a setting read under its own name, not ``DETECTOR_STREAM_STAGE``) draws no
+    "unknown variable" warning, and a bad value names the variable an operator set."""
+    from detector.cli.errors import known_variables, unknown_variables
+
+    assert "DETECTOR_STAGE" in known_variables() and not unknown_variables(["DETECTOR_STAGE"])
+    assert "DETECTOR_STREAM_STAGE" not in known_variables()  # setting it does nothing: a warning says so
+    got = run_cli(["run"], tmp_path, {"DETECTOR_STAGE": "acount"})
+    lines = [line for line in got.stderr.splitlines() if line.strip()]
+    assert got.returncode == 2 and len(lines) == 1, got.stderr
+    assert lines[0].startswith("detector: error: invalid setting: DETECTOR_STAGE='acount':"), lines

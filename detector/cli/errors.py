@@ -59,7 +59,8 @@ def known_variables() -> set[str]:
     for cls in (EngineSettings, StreamSettings):
         prefix = str(cls.model_config.get("env_prefix", "")).upper()
         for name, field in cls.model_fields.items():
-            names.add(f"{prefix}{name.upper()}")
+            alias = field.validation_alias  # DETECTOR_STAGE: read under its own name
+            names.add(alias.upper() if isinstance(alias, str) else f"{prefix}{name.upper()}")
             sub = field.annotation
             if isinstance(sub, type) and issubclass(sub, BaseModel):
                 names.update(f"{prefix}{name.upper()}__{s.upper()}" for s in sub.model_fields)
@@ -85,6 +86,8 @@ def _settings_error(exc: Any, prefix: str) -> str:
     for d in exc.errors():
         loc = [str(p) for p in d.get("loc", ()) if not str(p).isdigit()]
         var = prefix + "__".join(p.upper() for p in loc) if loc else f"{prefix}*"
+        if loc and loc[0].upper().startswith("DETECTOR_"):  # a setting read under its own name (an alias)
+            var = "__".join(p.upper() for p in loc)
         value = d.get("input")
         shown = f"={value!r}" if isinstance(value, str | int | float) and len(str(value)) <= 60 else ""
         msg = str(d.get("msg", "invalid")).removeprefix("Value error, ")

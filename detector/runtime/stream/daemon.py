@@ -183,6 +183,7 @@ class Daemon(BatchPath):
             outputs.alerts.sinks.append(CallbackSink[Alert](self._collect))
         try:
             outputs.setup()
+            self.stage.setup(outputs.dead_letters.add)  # the contexts topic; the set-aside records' sink
         except BaseException:
             outputs.close()
             raise

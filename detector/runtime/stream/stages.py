@@ -9,8 +9,8 @@ its own daemon, in its own consumer group and state directory (``StreamSettings.
   sends are flushed before each checkpoint, so a restart from a checkpoint never skips a context.
 - ``account``: a member of its group like any consumer (``assignor.SpreadAssignor``: a share of the
   partitions), an engine in ``stage="account"`` raising account verdicts only. Before it evaluates tick
-  ``t`` it reads the context published as of ``t - tick`` (``ContextReader``), waiting for it when the
-  cluster stage is behind (bounded by ``context_wait_s``; the wait is a histogram, and a wait of over a
+  ``t`` it reads the context published as of ``t - tick`` (``contexts.ContextReader``), waiting for it when
+  the cluster stage is behind (bounded by ``context_wait_s``; the wait is a histogram, and a wait of over a
   second is a log line naming the tick). A wait that runs out stops the daemon mid-batch without a
   checkpoint (a restart reads again); it never reads a population of its own accounts instead. Its state
   is per assignment: a subfolder per set of partitions (``assignment_folder``); a set of partitions
@@ -22,8 +22,6 @@ summed counts (``Publication.summed``) are not relayed over Kafka yet.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -35,7 +33,8 @@ from prometheus_client import Histogram
 
 from detector.engine import Observers
 from detector.errors import ConfigError
-from detector.io.sinks import SinkError
+from detector.io.sinks import DeadLetter, SinkError
+from detector.runtime.stream.contexts import MAX_RECORD_BYTES, REJECTS, ContextReader, Kind, context_key
 from detector.window.context import PopulationContext, Published
 
 if TYPE_CHECKING:
@@ -43,28 +42,6 @@ if TYPE_CHECKING:
 
     from detector.engine import Engine, EngineFactory
     from detector.runtime.stream.settings import StreamSettings
-
-log = logging.getLogger("detector.stream")
-
-Kind = Literal["context", "models"]
-#: A wait longer than this is logged (with the tick); every wait is in the histogram.
-LOG_WAIT_S = 1.0
-#: Largest context record sent (the population's sheets of a busy tick).
-MAX_RECORD_BYTES = 64 << 20
-
-
-class ContextTimeout(RuntimeError):
-    """The cluster stage published no context for a tick within ``context_wait_s``."""
-
-
-def context_key(kind: Kind, as_of: datetime) -> bytes:
-    """The contexts topic's key of one publication."""
-    return f"{kind}|{as_of.isoformat()}".encode()
-
-
-def parse_key(key: bytes) -> tuple[str, datetime]:
-    kind, _, when = key.decode().partition("|")
-    return kind, datetime.fromisoformat(when)
 
 
 def assignment_folder(root: Path, partitions: list[int]) -> Path:
@@ -134,70 +111,6 @@ class ContextPublisher:
         self.producer.close(timeout=5)
 
 
-class ContextReader:
-    """The account stage's reader of the contexts topic (every partition, from the beginning, no group),
-    asked by ``Waiting`` on the processing thread only. It keeps the contexts from the oldest tick still
-    asked for; a tick older than that (an engine restored from an older checkpoint) reads the topic again
-    from its beginning."""
-
-    def __init__(self, s: StreamSettings, wait: Histogram, timeouts: PCounter) -> None:
-        self.s = s
-        self.wait_s = s.context_wait_s
-        self.book: dict[tuple[str, datetime], bytes] = {}
-        self.floor: datetime | None = None  #: the oldest as_of kept (None: nothing read yet)
-        self.last: dict[str, datetime] = {}
-        self.consumer: Any = None
-        self.metric_wait, self.metric_timeouts = wait, timeouts
-
-    def _open(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
-        if self.consumer is None:
-            self.consumer = KafkaConsumer(
-                **self.s.kafka_common(), enable_auto_commit=False, fetch_max_bytes=MAX_RECORD_BYTES
-            )
-        parts = self.consumer.partitions_for_topic(self.s.contexts_topic) or {0}
-        tps = [TopicPartition(self.s.contexts_topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
-
-    def get(self, kind: Kind, as_of: datetime) -> PopulationContext:
-        """The context ``kind`` published as of ``as_of``, waiting for it (``ContextTimeout``)."""
-        if self.floor is None or as_of < self.floor:
-            self.floor, self.book = as_of, {}
-            self._open()
-        t0 = time.monotonic()
-        logged = False
-        while (kind, as_of) not in self.book:
-            waited = time.monotonic() - t0
-            if waited >= self.wait_s:
-                self.metric_timeouts.inc()
-                raise ContextTimeout(
-                    f"no population context ({kind}) as of {as_of.isoformat()} on "
-                    f"{self.s.contexts_topic!r} after {self.wait_s:g}s: is the cluster stage running?"
-                )
-            if waited >= LOG_WAIT_S and not logged:
-                logged = True
-                log.info("waiting for the cluster stage", extra={"as_of": as_of.isoformat(), "kind": kind})
-            for recs in self.consumer.poll(timeout_ms=200).values():
-                for r in recs:
-                    got = parse_key(r.key)
-                    if got[1] >= self.floor:
-                        self.book[got] = r.value
-        self.metric_wait.observe(time.monotonic() - t0)
-        data = self.book[(kind, as_of)]
-        self.last[kind] = as_of
-        if len(self.last) == 2:  # both kinds asked up to here: older ticks are not asked again
-            low = min(self.last.values())
-            self.book = {k: v for k, v in self.book.items() if k[1] >= low}
-            self.floor = max(self.floor, low)
-        return PopulationContext.from_bytes(data)
-
-    def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close(autocommit=False)
-
-
 class Waiting(Published):
     """A ``Published`` relay whose contexts come from the contexts topic (``ContextReader``)."""
 
@@ -213,7 +126,7 @@ class Stage:
     """What a stage adds to the daemon: its engines' stage and observers, and its publisher or reader."""
 
     def __init__(self, s: StreamSettings, registry: CollectorRegistry) -> None:
-        self.name = s.stage
+        self.name, self.s = s.stage, s
         self.publisher: ContextPublisher | None = None
         self.reader: ContextReader | None = None
         if s.stage == "cluster":
@@ -230,7 +143,21 @@ class Stage:
                 "Account stage: waits for a population context that ran out (the daemon stopped).",
                 registry=registry,
             )
-            self.reader = ContextReader(s, wait, timeouts)
+            rejects = PCounter(
+                "detector_context_rejects",
+                "Account stage: records on the contexts topic set aside (dead letters), by reason.",
+                ["reason"],
+                registry=registry,
+            )
+            for reason in REJECTS:
+                rejects.labels(reason=reason)
+            stand_ins = PCounter(
+                "detector_context_stand_ins",
+                "Account stage: quiet ticks the cluster stage published no context for, read from the "
+                "context before them.",
+                registry=registry,
+            )
+            self.reader = ContextReader(s, wait, timeouts, rejects, stand_ins)
 
     def factory(self, factory: EngineFactory) -> EngineFactory:
         if self.name == "all":
@@ -247,6 +174,34 @@ class Stage:
                 on_scores=base.on_scores, on_context=Waiting(r, "context"), on_models=Waiting(r, "models")
             )
         return base
+
+    def setup(
+        self, dead: Callable[[DeadLetter], None], topic_id: Callable[[str], str | None] | None = None
+    ) -> None:
+        """At start: the contexts topic must exist (``ConfigError`` naming its variable, not a send that
+        blocks a minute and fails mid-tick at every restart, nor a wait for a topic no one can write:
+        the daemon never creates topics); and where the account stage's set-aside records go (the
+        daemon's dead letters). ``topic_id``: the broker's id of a topic, None when unknown."""
+        if self.name == "all":
+            return
+        if topic_id is None:
+            from detector.runtime.stream.faults import OutputTopics
+
+            topics = OutputTopics(self.s.kafka_common())
+            try:
+                found = topics.topic_id(self.s.contexts_topic)
+            finally:
+                topics.close()
+        else:
+            found = topic_id(self.s.contexts_topic)
+        if found is None:
+            raise ConfigError(
+                f"the contexts topic {self.s.contexts_topic!r} does not exist; create it with one "
+                "partition (the daemon never creates topics)",
+                "DETECTOR_STREAM_CONTEXTS_TOPIC",
+            )
+        if self.reader is not None:
+            self.reader.dead = dead
 
     def before_checkpoint(self, timeout_s: float) -> None:
         if self.publisher is not None:

@@ -1,0 +1,234 @@
+"""The account stage's reader of the contexts topic (``DETECTOR_STAGE=account``; docs/runtime.md, "Stages").
+
+The topic's keys and values are read as hostile input: anyone who can write to it can send any bytes. A
+record whose key ``context_key`` did not write, or whose value does not read back as the context of its
+key's tick, is set aside (counted by reason, one warning line, a dead letter of its size and hashes,
+never its key or bytes) and never hides a good copy of the same tick. A tick the cluster stage passed
+without publishing (no event of the stream fell in it, while a straggler of the account stage's own
+partitions did) reads the context before it rather than waiting at every restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from detector.io.sinks import DeadLetter
+from detector.validate import Reject
+from detector.window.context import PopulationContext
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter as PCounter
+    from prometheus_client import Histogram
+
+    from detector.runtime.stream.settings import StreamSettings
+
+log = logging.getLogger("detector.stream")
+
+Kind = Literal["context", "models"]
+#: A wait longer than this is logged (with the tick); every wait is in the histogram.
+LOG_WAIT_S = 1.0
+#: Largest context record sent (the population's sheets of a busy tick).
+MAX_RECORD_BYTES = 64 << 20
+#: Longest key read (``context_key`` writes about 40 bytes); a longer one is not parsed.
+MAX_KEY_BYTES = 128
+#: Why a contexts-topic record is set aside (a closed set: the label values of its counter).
+REJECTS = ("context_key", "context_value")
+
+
+class ContextTimeout(RuntimeError):
+    """The cluster stage published no context for a tick within ``context_wait_s``."""
+
+
+def context_key(kind: Kind, as_of: datetime) -> bytes:
+    """The contexts topic's key of one publication."""
+    return f"{kind}|{as_of.isoformat()}".encode()
+
+
+def parse_key(key: bytes | None) -> tuple[Kind, datetime] | None:
+    """``(kind, as_of)`` of a key ``context_key`` wrote; None for any other bytes (anyone who can write
+    to the topic can send any key: none may raise)."""
+    if not key or len(key) > MAX_KEY_BYTES:
+        return None
+    try:
+        kind, sep, when = key.decode("ascii").partition("|")
+        as_of = datetime.fromisoformat(when)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    if not sep or as_of.utcoffset() != timedelta(0):  # naive or another zone: not ours
+        return None
+    if kind == "context":
+        return "context", as_of
+    if kind == "models":
+        return "models", as_of
+    return None
+
+
+class ContextReader:
+    """The account stage's reader of the contexts topic (every partition, from the beginning, no group),
+    asked by ``Waiting`` on the processing thread only. It keeps the contexts from the oldest tick still
+    asked for; a tick older than that (an engine restored from an older checkpoint) reads the topic again
+    from its beginning."""
+
+    def __init__(
+        self, s: StreamSettings, wait: Histogram, timeouts: PCounter, rejects: PCounter, stand_ins: PCounter
+    ) -> None:
+        self.s = s
+        self.wait_s = s.context_wait_s
+        #: per (kind, as_of), the distinct copies read (value, partition, offset), oldest first
+        self.book: dict[tuple[str, datetime], list[tuple[bytes, int, int]]] = {}
+        self.floor: datetime | None = None  #: the oldest as_of kept (None: nothing read yet)
+        self.last: dict[str, datetime] = {}
+        self.consumer: Any = None
+        self.one_partition = True
+        self.metric_wait, self.metric_timeouts, self.metric_rejects = wait, timeouts, rejects
+        self.metric_stand_ins = stand_ins
+        #: where a set-aside record goes (the daemon's dead letters, once its outputs are up)
+        self.dead: Callable[[DeadLetter], None] | None = None
+        self._rejected: set[tuple[int, int]] = set()  # (partition, offset): each set aside once
+        #: per kind, the newest as_of below ``floor`` and its copies (a quiet tick's stand-in: ``_passed``)
+        self.before: dict[str, tuple[datetime, list[tuple[bytes, int, int]]]] = {}
+
+    def _open(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        if self.consumer is None:
+            self.consumer = KafkaConsumer(
+                **self.s.kafka_common(), enable_auto_commit=False, fetch_max_bytes=MAX_RECORD_BYTES
+            )
+        parts = self.consumer.partitions_for_topic(self.s.contexts_topic) or {0}
+        self.one_partition = len(parts) == 1  # the order of the cluster stage's sends (``_passed``)
+        tps = [TopicPartition(self.s.contexts_topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+
+    def get(self, kind: Kind, as_of: datetime) -> PopulationContext:
+        """The context ``kind`` published as of ``as_of``, waiting for it (``ContextTimeout``)."""
+        if self.floor is None or as_of < self.floor:
+            self.floor, self.book, self.before = as_of, {}, {}
+            self._open()
+        t0 = time.monotonic()
+        logged = False
+        while (ctx := self._decoded(kind, as_of) or self._passed(kind, as_of)) is None:
+            waited = time.monotonic() - t0
+            if waited >= self.wait_s:
+                self.metric_timeouts.inc()
+                raise ContextTimeout(
+                    f"no population context ({kind}) as of {as_of.isoformat()} on "
+                    f"{self.s.contexts_topic!r} after {self.wait_s:g}s: is the cluster stage running?"
+                )
+            if waited >= LOG_WAIT_S and not logged:
+                logged = True
+                log.info("waiting for the cluster stage", extra={"as_of": as_of.isoformat(), "kind": kind})
+            for recs in self.consumer.poll(timeout_ms=200).values():
+                for r in recs:
+                    self._take(r)
+        self.metric_wait.observe(time.monotonic() - t0)
+        self.last[kind] = as_of
+        if len(self.last) == 2:  # both kinds asked up to here: older ticks are not asked again
+            low = min(self.last.values())
+            for key in sorted(k for k in self.book if k[1] < low):  # oldest first: the newest stays
+                self.before[key[0]] = (key[1], self.book.pop(key))
+            self.floor = max(self.floor, low)
+        return ctx
+
+    def _take(self, r: Any) -> None:
+        """Keep one record of the topic: a copy of a context still asked for (a copy already kept, as a
+        restarted cluster stage sends, once); a key ``context_key`` did not write is set aside."""
+        got = parse_key(r.key)
+        if got is None:
+            self._reject("context_key", r.partition, r.offset, r.key, r.value, "key is not kind|as_of")
+            return
+        assert self.floor is not None
+        value = r.value if isinstance(r.value, bytes) else b""  # a tombstone: no context, set aside when read
+        if got[1] < self.floor:  # not asked again; the newest is kept in case a tick after it was quiet
+            old = self.before.get(got[0])
+            if old is None or got[1] > old[0]:
+                self.before[got[0]] = (got[1], [(value, r.partition, r.offset)])
+            elif got[1] == old[0] and all(v != value for v, _, _ in old[1]):
+                old[1].append((value, r.partition, r.offset))
+            return
+        copies = self.book.setdefault(got, [])
+        if all(v != value for v, _, _ in copies):
+            copies.append((value, r.partition, r.offset))
+
+    def _passed(self, kind: Kind, as_of: datetime) -> PopulationContext | None:
+        """When the cluster stage has published a later tick of ``kind`` but none as of ``as_of``, it never
+        will: no event of the whole stream fell in that tick for it (a quiet tick), while this stage
+        closed it (a straggler of its own partitions, late here, landed in it). The newest context
+        before ``as_of`` stands in: the cluster stage's population, unchanged by any event since
+        (waiting would time out at every restart: a crash loop)."""
+        if not self.one_partition:  # a later tick on another partition may be read before this one
+            return None
+        if not any(k == kind and t > as_of and self._decoded(k, t) for k, t in list(self.book)):
+            return None
+        for t in sorted((t for k, t in self.book if k == kind and t < as_of), reverse=True):
+            if (ctx := self._decoded(kind, t)) is not None:
+                break
+        else:
+            old = self.before.get(kind)
+            if old is None:
+                return None
+            self.book[(kind, old[0])] = old[1]
+            if (ctx := self._decoded(kind, old[0])) is None:
+                return None
+        self.metric_stand_ins.inc()
+        log.info(
+            "no context published for a quiet tick; the one before it stands in",
+            extra={"as_of": as_of.isoformat(), "kind": kind, "stand_in": ctx.as_of.isoformat()},
+        )
+        return ctx
+
+    def _decoded(self, kind: Kind, as_of: datetime) -> PopulationContext | None:
+        """The newest copy of the context that reads back as of its key's tick; a copy that does not is
+        set aside (so a damaged copy, before or after the good one, never hides it)."""
+        copies = self.book.get((kind, as_of), [])
+        while copies:
+            value, part, off = copies[-1]
+            try:
+                ctx = PopulationContext.from_bytes(value)
+                if ctx.as_of != as_of:
+                    raise ValueError("population context: as_of differs from its key's")
+            except ValueError as exc:
+                copies.pop()
+                self._reject("context_value", part, off, None, value, type(exc).__name__)
+                continue
+            del copies[:-1]
+            return ctx
+        return None
+
+    def _reject(
+        self, reason: str, part: int, off: int, key: bytes | None, value: bytes | None, why: str
+    ) -> None:
+        """A record set aside: counted, one log line, a dead letter (its size and hash, never its key
+        or bytes: a writer's key or value can carry any text)."""
+        if (part, off) in self._rejected:  # the topic read again (an older tick asked): once is enough
+            return
+        self._rejected.add((part, off))
+        self.metric_rejects.labels(reason=reason).inc()
+        data = value or b""
+        position = f"{self.s.contexts_topic}/{part}@{off}"
+        log.warning(
+            "a record on the contexts topic set aside",
+            extra={"reason": reason, "detail": why, "position": position, "bytes": len(data)},
+        )
+        if self.dead is not None:
+            raw = orjson.dumps(
+                {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "key_bytes": len(key or b"")}
+            )
+            detail = f"not a population context of the cluster stage ({why})"
+            self.dead(
+                DeadLetter(
+                    Reject(reason, None, detail, position, raw), None, (self.s.contexts_topic, part, off)
+                )
+            )
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
