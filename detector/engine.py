@@ -310,8 +310,9 @@ class Engine:
         lag = w.tick if self.settings.context_lag else timedelta(0)  # the population a tick ago (issue 13)
         # under the lag the population only through each tick's context (``detect/context.py``, round 15)
         relay = self.observers.on_context
-        sheets, contexts = population_sheets(self.state, points, timeline, since, self.settings, relay)
-        if self.stage == "cluster":  # the contexts are its part; the account verdicts the shards'
+        own = self.stage != "cluster"  # the cluster stage: the contexts (its part), no account verdict
+        sheets, contexts = population_sheets(self.state, points, timeline, since, self.settings, relay, own)
+        if not own:
             return {}, {}
         feats = account_features_in_parts(
             self.state, points, w.short, w.long, self.settings.feature_batch_points

@@ -66,9 +66,12 @@ def population_sheets(
     since: pl.DataFrame,
     settings: EngineSettings,
     relay: Relay | None = None,
+    own: bool = True,
 ) -> tuple[pl.DataFrame, Contexts | None]:
     """The sheet test's features for ``points`` (account_id, tick_end) and, under ``context_lag``, the
-    contexts their ticks read (each passed through ``relay``, the publication; None without the lag)."""
+    contexts their ticks read (each passed through ``relay``, the publication; None without the lag).
+    ``own`` False (the cluster stage, which raises no account verdict): the contexts only, no features
+    (an empty frame)."""
     w, ev = settings.windows, settings.evidence
     first = points["tick_end"].min()
     assert isinstance(first, datetime)
@@ -81,5 +84,7 @@ def population_sheets(
     else:
         contexts = build_contexts(state, timeline, since, ticks, settings)
         contexts = {tick: relay(c) for tick, c in contexts.items()} if relay is not None else contexts
-    own = state.sheet_rows(first - w.long, accounts=points["account_id"].unique())
-    return account_sheets(own, points, w.long, m, share, w.tick, sheet_holders(contexts)), contexts
+    if not own:
+        return pl.DataFrame(), contexts
+    rows = state.sheet_rows(first - w.long, accounts=points["account_id"].unique())
+    return account_sheets(rows, points, w.long, m, share, w.tick, sheet_holders(contexts)), contexts
