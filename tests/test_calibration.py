@@ -278,8 +278,9 @@ def test_the_coordination_floor_is_a_setting(tmp_path: Path, monkeypatch: pytest
 
 
 def test_shipped_models_record_their_calibration_block() -> None:
-    """Each shipped model records its own blocks (account_gb-v2: the defaults; cluster_gb-v5: round 16's
-    0-44 and 5000-5099): disjoint, below the held-out block, and the metrics measured on the calibration one."""
+    """Each shipped model records its own blocks (account_gb-v2: the defaults; cluster_gb-v5: round
+    16's 0-44 and 5000-5099): disjoint, below the held-out block, and the metrics measured on the
+    calibration one."""
     for stem in ("account_gb", "cluster_gb"):
         (path,) = sorted(MODELS_DIR.glob(f"{stem}-v*.json"))
         m = read_manifest(path)

@@ -142,7 +142,7 @@ def test_a_simulated_agent_course_is_not_accused_and_a_short_session_farm_still_
     farm = {a for a, v in labels.items() if v.get("attacker")}
     accused: set[str] = set()
     high: set[str] = set()
-    low_yield_notes = 0
+    low_yield_notes = transcripts_notes = 0
     for line in alerts.read_text().splitlines():
         a = json.loads(line)
         if a["severity"] != "low":
@@ -152,6 +152,10 @@ def test_a_simulated_agent_course_is_not_accused_and_a_short_session_farm_still_
         low_yield_notes += any(
             "agent sessions open with a shared sheet" in (r.get("detail") or "") for r in a["reasons"]
         )
+        transcripts_notes += any(
+            "agentic transcripts not counted" in (r.get("detail") or "") for r in a["reasons"]
+        )
     assert len(course) == 40 and not accused & course
     assert low_yield_notes > 0  # the course was alerted at low, and its reason says why
+    assert transcripts_notes > 0  # ... and why its agent loops are not "agentic transcripts" (round 12)
     assert farm and high >= farm

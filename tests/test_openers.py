@@ -12,7 +12,6 @@ farm beside it still named at high.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -249,45 +248,6 @@ def test_the_opener_table_goes_through_a_checkpoint_and_an_older_one_loads_witho
     (tmp_path / "old" / "openers.parquet").unlink()  # written before round 12
     back = WindowState.load(tmp_path / "old")
     assert back.openers.height == 0 and back.openers.schema == OPENER_STORE
-
-
-def test_an_agent_course_is_not_at_high_and_a_short_session_farm_still_is(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One simulated day: an agent course of 40 (its exercises short agent loops on the sheet's tasks)
-    and an agentic farm of 20 seats in 4-turn sessions, nothing else but a few casual users. On main
-    the course's cluster went high on "agentic transcripts" beside its coordination (issue 17)."""
-    from detector.app import build_engine
-    from detector.lab.simulate import FAMILIES, SimParams, simulate, workshop
-    from detector.runtime.replay import replay
-
-    monkeypatch.setattr(workshop, "COURSES", {"agent": 1.0})
-    base = SimParams()
-    update: dict[str, object] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
-    update["agentic_pivot"] = base.agentic_pivot.model_copy(
-        update={"campaigns": 1, "cluster_size": 20, "requests_per_account_day": 60.0, "session_turns": 4.0}
-    )
-    update["remote_workshop"] = base.remote_workshop.model_copy(update={"accounts": 40})
-    for persona in ("casual", "app_backend", "eval_harness", "bulk_synthetic", "university_nat"):
-        update[persona] = getattr(base, persona).model_copy(update={"accounts": 20})
-    for persona in ("company_card", "legit_reseller", "agentic_coder"):
-        update[persona] = getattr(base, persona).model_copy(update={"accounts": 0})
-    simulate(tmp_path, 1.0, 12, scale=1.0, params=base.model_copy(update=update))
-    alerts = tmp_path / "alerts.jsonl"
-    replay([tmp_path / "events.parquet"], build_engine(ROOT / "rules"), alerts)
-    labels = json.loads((tmp_path / "labels.json").read_bytes())["accounts"]
-    course = {a for a, v in labels.items() if v["persona"] == "remote_workshop"}
-    farm = {a for a, v in labels.items() if v.get("attacker")}
-    high: set[str] = set()
-    notes = 0
-    for line in alerts.read_text().splitlines():
-        a = json.loads(line)
-        if a["severity"] in ("high", "critical"):
-            high |= set(a["account_ids"])
-        notes += any("agentic transcripts not counted" in (r.get("detail") or "") for r in a["reasons"])
-    assert len(course) == 40 and not high & course
-    assert notes > 0  # the course was accused at medium, and its reason says why not high
-    assert len(high & farm) >= 0.8 * len(farm)
 
 
 def test_a_sheets_volume_is_counted_in_sessions_not_in_the_turns_of_its_loops() -> None:
