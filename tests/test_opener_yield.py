@@ -18,8 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detector.detect.evidence import _yield_note, require_both_axes
-from detector.detect.openers import opener_yield
+from detector.detect.evidence import require_both_axes
+from detector.detect.openers import opener_yield, yield_note
 from detector.detect.sheets import low_yield
 from detector.evidence_settings import EvidenceSettings
 from detector.window.openers import cluster_openers, with_openers
@@ -86,7 +86,7 @@ def test_an_agent_courses_coordination_over_a_shared_opener_sheet_is_a_low_lead(
     # before round 16 nothing was read: tool-heavy turns are in no text sample
     assert not course.select(low_yield(S)).item()
     assert _severity(course) == "low" and _severity(course, "high") == "low"
-    assert course.select(_yield_note(S)).item() == (
+    assert course.select(yield_note(S)).item() == (
         "; coordinated, but its agent sessions open with a shared sheet's tasks (92% of its sampled "
         "openers, each about once an agent, in short loops): low yield"
     )

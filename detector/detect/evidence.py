@@ -33,8 +33,8 @@ from detector.detect.coordination import (
     signup_cohort,
     stands_out_from_client,
 )
-from detector.detect.openers import opener_explains, opener_note, opener_yield
-from detector.detect.sheets import SHEET_EXPLAINS, low_yield, percent, sheet_explains, sheet_note
+from detector.detect.openers import opener_explains, opener_note, opener_yield, yield_note
+from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sheet_note
 from detector.evidence_settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
 from detector.window.openers import opener_defaults
@@ -378,7 +378,7 @@ def axis_reasons(
                     .when(c("tenant_explains").fill_null(False))
                     .then(pl.lit("; inside a reseller tenant: one of its customers may explain it"))
                     .otherwise(pl.lit("; no single customer explains it")),
-                    _yield_note(s),
+                    yield_note(s),
                 ).alias("detail"),
             )
         )
@@ -389,16 +389,3 @@ def axis_reasons(
         pl.lit("live").alias("mode"),
     )
     return pl.concat([hits, axes.select(hits.columns).cast(hits.schema)], how="vertical_relaxed")
-
-
-def _yield_note(s: EvidenceSettings) -> pl.Expr:
-    """Why a coordinated cluster stays low (``sheets.low_yield``, ``openers.opener_yield``), with the
-    shares (counts only)."""
-    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + percent("shared_text_share_24h")
-    note += pl.lit("% of its requests, ") + percent("sheet_share_24h")
-    note += pl.lit("% of its reasoning requests, are texts its members share): low yield")
-    agents = pl.lit("; coordinated, but its agent sessions open with a shared sheet's tasks (")
-    agents += percent("opener_shared_share_24h") + pl.lit("% of its sampled openers, each about once")
-    agents += pl.lit(" an agent, in short loops): low yield")
-    low = pl.col("low_yield").fill_null(False)
-    return pl.when(low & opener_yield(s)).then(agents).when(low).then(note).otherwise(pl.lit(""))

@@ -87,3 +87,16 @@ def opener_note(s: EvidenceSettings, target: str, agentic: pl.Expr) -> pl.Expr:
     early = pl.lit("; agentic transcripts not counted yet: ") + per
     early += pl.lit(" sampled session openers an agent, too few to tell a course's tasks from a bank's")
     return not_counted_note(agentic, opener_unread(s), opener_explains(s), early, note)
+
+
+def yield_note(s: EvidenceSettings) -> pl.Expr:
+    """Why a coordinated cluster stays low (``sheets.low_yield``, ``opener_yield``), with the shares
+    (counts only): ``evidence.axis_reasons`` adds it to the coordination reason."""
+    note = pl.lit("; coordinated, but its traffic is a shared sheet (") + percent("shared_text_share_24h")
+    note += pl.lit("% of its requests, ") + percent("sheet_share_24h")
+    note += pl.lit("% of its reasoning requests, are texts its members share): low yield")
+    agents = pl.lit("; coordinated, but its agent sessions open with a shared sheet's tasks (")
+    agents += percent("opener_shared_share_24h") + pl.lit("% of its sampled openers, each about once")
+    agents += pl.lit(" an agent, in short loops): low yield")
+    low = pl.col("low_yield").fill_null(False)
+    return pl.when(low & opener_yield(s)).then(agents).when(low).then(note).otherwise(pl.lit(""))
