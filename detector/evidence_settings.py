@@ -83,10 +83,20 @@ class EvidenceSettings(BaseModel):
     team_min_seats: int = Field(default=5, ge=2)
     #: ... and only when fewer than this share of those holders were opened within the month: a group of
     #: new seats is no established customer of the router. The one bar of "a router tenant's established
-    #: customer explains the group": the farm rules' provenance gate (``evidence.no_customer_explains``,
+    #: customer explains the group": the farm rules' provenance gate (``provenance.no_customer_explains``,
     #: the column the rules and a lone model vote read) spares a group ``tenant_explains`` explains only
     #: below it, so the account axis keeps its verdict on new seats too.
     team_new_seat_share: float = Field(default=0.8, gt=0, le=1)
+    #: The farm rules' freshness gate (``provenance.farm_accounts``, the ``farm_accounts`` column the
+    #: rules and a lone model vote read): a group's accounts could be a farm's when at least this share
+    #: of them were opened within the month (nearly all new: a farm's are provisioned days before use) ...
+    #: Equal to ``team_new_seat_share`` today but a different question (any group's freshness, not
+    #: whether a tenant's group is an established customer), so each keeps its own bar.
+    farm_new_member_share: float = Field(default=0.8, gt=0, le=1)
+    #: ... or fewer than this share of them are verified (mostly unverified; a router's sub-accounts
+    #: count as unverified), or they were provisioned in bulk (``bulk_provisioned``). Equal to
+    #: ``trusted_member_share`` today but the farm's bar, not the trust a customer earns.
+    farm_verified_member_share: float = Field(default=0.5, gt=0, le=1)
     #: A course's exercise sheet (``window/sheets.py``, issue 17, round 10): a text is a sheet's when at
     #: least this many accounts send it as an extraction request in 24 h (the room's bar: a sheet is
     #: handed to a class; a farm drawing from a problem bank repeats a text across five seats' samples
@@ -209,9 +219,9 @@ class EvidenceSettings(BaseModel):
     #: Volume "far outside its tier": this many times the tier's expected day.
     outside_tier_factor: float = 5.0
     #: A cluster is a popular tool's independent established customers (``detect/adoption.py``) when at
-    #: least this share of its members are verified, at least this share are not new (the farm gate's
-    #: "nearly all new" mirrored: ``new_account_share`` 0.8 in the farm rules), and it has at least this
-    #: many orgs and payers per member. Its sign-up cohorts and batches of a minority are then its
+    #: least this share of its members are verified, at least this share are not new (at most 0.2 new:
+    #: a bar of its own, not the farm gate's ``farm_new_member_share`` mirrored), and it has at least
+    #: this many orgs and payers per member. Its sign-up cohorts and batches of a minority are then its
     #: tool's adoption (a launch brings many in one half hour by chance), not bulk provisioning, unless
     #: its traffic carries extraction beyond a tool's own use. The campaigns' accounts are verified at 0.3-0.8
     #: (``lab/simulate/campaigns.py``) and a router's sub-accounts count as unverified (issue 17, round 11).

@@ -226,7 +226,8 @@ class EngineSettings(BaseSettings):
     #: tool's or a tutorial's users, a router team on its tool share; the rules accuse such a group
     #: only with a content signal beside it (``cluster_coordinated_harvest``), never on its sharing
     #: (tests/test_evidence.py, ``test_one_rare_artefact_is_not_coordination``). With the floor the
-    #: vote also asks the farm rules' freshness question (``evidence.farm_accounts``). Issue 17, round 16.
+    #: vote also asks the farm rules' freshness question (the ``farm_accounts`` column,
+    #: ``provenance.farm_accounts``). Issue 17, round 16.
     model_vote_min_artefact_families: int = Field(
         default=2,
         ge=0,

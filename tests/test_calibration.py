@@ -176,10 +176,11 @@ def test_a_model_raises_to_medium_alone_only_with_the_measured_precision(
 
 def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool | None) -> str:
     """The severity of a voting toy cluster model's hit, alone, on one cluster of ``accounts`` whose
-    provenance columns (as ``evidence.add_axes`` writes them) are all off unless given."""
+    provenance columns (as ``evidence.add_axes`` writes them, the two gates from them) are all off
+    unless given."""
     from detector.app import build_engine
-    from detector.detect.evidence import no_customer_explains
     from detector.detect.fusion import fuse
+    from detector.detect.provenance import farm_accounts, no_customer_explains
     from detector.evidence_settings import EvidenceSettings
     from detector.window.features import CATALOGUES
 
@@ -211,7 +212,10 @@ def _lone_cluster_vote(tmp_path: Path, accounts: int, **provenance: float | bool
             + [pl.lit("c").alias("cluster_id")]
         )
         .with_columns(pl.lit(v).alias(f) for f, v in (flags | provenance).items())
-        .with_columns(no_customer_explains(EvidenceSettings()).alias("no_customer_explains"))
+        .with_columns(
+            no_customer_explains(EvidenceSettings()).alias("no_customer_explains"),
+            farm_accounts(EvidenceSettings()).alias("farm_accounts"),
+        )
     )
     (hit,) = fuse(engine.rules, engine.models, frame, "cluster", "cluster_id").iter_rows(named=True)
     assert hit["rule_id"] == "model:toy_gb-v1" and hit["score"] >= 0.75  # high band: only caps hold it
@@ -265,9 +269,9 @@ def test_a_voting_cluster_model_alone_needs_coordination_beyond_one_artefact(
 ) -> None:
     """The coordination floor (``settings.model_vote_min_artefact_families``, 2: the farm rule's): a lone
     vote on a cluster needs two rare artefact families shared, on accounts that could be a farm's
-    (``evidence.farm_accounts``: nearly all new, mostly unverified, or bulk-provisioned). One artefact
-    (a startup's engineers on their in-house build) or a tool's established verified users stay a low
-    lead; the rules accuse them only beside a content signal."""
+    (the ``farm_accounts`` column, ``provenance.farm_accounts``: nearly all new, mostly unverified, or
+    bulk-provisioned). One artefact (a startup's engineers on their in-house build) or a tool's
+    established verified users stay a low lead; the rules accuse them only beside a content signal."""
     assert _lone_cluster_vote(tmp_path, 40, **shape) == alone
 
 

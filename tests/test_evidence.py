@@ -16,7 +16,8 @@ import pytest
 from detector.alert.verdict import combine
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
-from detector.detect.evidence import add_axes, no_customer_explains
+from detector.detect.evidence import add_axes
+from detector.detect.provenance import farm_accounts, no_customer_explains
 from detector.detect.rules.compiler import compile_condition
 from detector.engine import Engine
 from detector.evidence_settings import EvidenceSettings
@@ -33,6 +34,7 @@ _AXES = {
     "trusted_customer",
     "volume_outside_tier",
     "no_customer_explains",
+    "farm_accounts",
 }
 
 
@@ -542,3 +544,68 @@ def test_add_axes_writes_the_provenance_gate(engine: Engine) -> None:
     assert farm["no_customer_explains"].to_list() == [True]
     assert team["one_customer_explains"].to_list() == [True]
     assert team["no_customer_explains"].to_list() == [False]
+
+
+#: The farm rules' freshness clause as each of them once restated it, its bars as settings.
+_FRESH_CLAUSE = "new_account_share >= {new} or verified_share < {verified} or bulk_provisioned"
+
+
+def _fresh_frame(new_bar: float, verified_bar: float) -> pl.DataFrame:
+    """Every combination of the clause's inputs around its bars, unknowns (null, NaN) included."""
+    shares = [None, float("nan"), 0.0, new_bar - 0.01, new_bar, 1.0]
+    verified = [None, float("nan"), 0.0, verified_bar - 0.01, verified_bar, 1.0]
+    rows = itertools.product(shares, verified, [None, False, True])
+    schema = {
+        "new_account_share": pl.Float64(),
+        "verified_share": pl.Float64(),
+        "bulk_provisioned": pl.Boolean(),
+    }
+    return pl.DataFrame(list(rows), schema=schema, orient="row")
+
+
+@pytest.mark.parametrize("bars", [(0.8, 0.5), (0.6, 0.3)])
+def test_the_freshness_gate_is_the_clause_the_farm_rules_wrote_out(bars: tuple[float, float]) -> None:
+    """``farm_accounts``, the one column the farm rules and a lone model vote read, is the clause five
+    cluster rules once restated (nearly all new, mostly unverified or bulk-provisioned), as the rules
+    read it (an unknown never fires), on every combination around its bars: the defaults and bars
+    moved off them (``farm_new_member_share``, ``farm_verified_member_share``)."""
+    s = EvidenceSettings(farm_new_member_share=bars[0], farm_verified_member_share=bars[1])
+    clause = compile_condition(_FRESH_CLAUSE.format(new=bars[0], verified=bars[1]), CATALOGUES["cluster"])
+    frame = _fresh_frame(*bars)
+    gate = frame.select(farm_accounts(s)).to_series().to_list()
+    assert gate == frame.select(clause.expr).to_series().to_list()
+    assert 0 < sum(gate) < len(gate)
+
+
+def test_the_freshness_bars_are_the_rules_old_literals_and_no_rule_restates_the_clause() -> None:
+    """The defaults are the literals the rules wrote (0.8 new, 0.5 verified), and no rule writes the
+    clause out again: they read ``farm_accounts``."""
+    s = EvidenceSettings()
+    assert (s.farm_new_member_share, s.farm_verified_member_share) == (0.8, 0.5)
+    readers = []
+    for path in sorted((ROOT / "rules").glob("*.yaml")):
+        text = path.read_text()
+        assert "verified_share <" not in text.split("tests:")[0], path.name
+        if "farm_accounts" in text.split("tests:")[0]:
+            readers.append(path.stem)
+    assert len(readers) == 5, readers
+
+
+def test_add_axes_writes_the_freshness_gate(engine: Engine) -> None:
+    """The engine's cluster rows carry the gate: open on a new farm, shut on established verified
+    accounts opened over years that no batch provisioned, open again on a batch of them."""
+    s = engine.settings.evidence
+    aged = {
+        "new_account_share": 0.0,
+        "verified_share": 1.0,
+        "shares_signup": False,
+        "signup_burst_share": 0.0,
+    }
+    farm = add_axes(_frame("cluster", **FARM), "cluster", s)
+    users = add_axes(_frame("cluster", **(FARM | aged)), "cluster", s)
+    cards = {"shares_payment": True, "payers": 30, "cross_org_card_member_share": 1.0}
+    batch = add_axes(_frame("cluster", **(FARM | aged | cards)), "cluster", s)
+    assert farm["farm_accounts"].to_list() == [True]
+    assert users["bulk_provisioned"].to_list() == [False]
+    assert users["farm_accounts"].to_list() == [False]
+    assert batch["bulk_provisioned"].to_list() == batch["farm_accounts"].to_list() == [True]

@@ -12,7 +12,8 @@
 
 ``add_axes`` appends the axes as features (``coordination_signals``, ``extraction_signals``,
 ``one_customer_explains``, ``colocated``, ``tenant_explains``, ``no_customer_explains``: the three
-together, the farm rules' provenance gate, ``trusted_customer``, ``volume_outside_tier``) that rules
+together, the farm rules' provenance gate, ``farm_accounts``: their freshness gate, both written in
+``detect/provenance.py``, ``trusted_customer``, ``volume_outside_tier``) that rules
 read: the rule YAML holds the verdict thresholds, ``EvidenceSettings`` only what counts as a signal.
 ``apply_trust`` is the fusion's mitigation step (an established verified customer within its tier is
 a low lead whatever fired), ``require_both_axes`` keeps high for clusters on which coordination no
@@ -34,6 +35,7 @@ from detector.detect.coordination import (
     stands_out_from_client,
 )
 from detector.detect.openers import opener_explains, opener_note, opener_yield, yield_note
+from detector.detect.provenance import farm_accounts, no_customer_explains
 from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sheet_note
 from detector.evidence_settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
@@ -237,6 +239,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     return frame.with_columns(
         (low_yield(s) | opener_yield(s)).alias("low_yield"),
         no_customer_explains(s).alias("no_customer_explains"),
+        farm_accounts(s).alias("farm_accounts"),
     )
 
 
@@ -282,29 +285,6 @@ def require_both_axes(hits: pl.DataFrame, frame: pl.DataFrame, key: str) -> pl.D
         .otherwise(c("severity"))
         .alias("severity")
     )
-
-
-def no_customer_explains(s: EvidenceSettings) -> pl.Expr:
-    """The farm rules' provenance gate, the one place it is written (``add_axes`` stores it as the
-    ``no_customer_explains`` column the rules and a lone model vote read, ``fusion.fuse``): no paying
-    customer and no room explains the group, nor a router tenant's established customer
-    (``tenant_explains`` holds and fewer than ``team_new_seat_share`` of the seats were opened within
-    the month). Reads the other ``add_axes`` columns; an unknown is not an explanation."""
-    c = pl.col
-    customer_or_room = c("one_customer_explains").fill_null(False) | c("colocated").fill_null(False)
-    established = c("new_account_share").fill_null(0.0) < s.team_new_seat_share
-    tenant = c("tenant_explains").fill_null(False) & established
-    return ~customer_or_room & ~tenant
-
-
-def farm_accounts() -> pl.Expr:
-    """The farm rules' freshness question (``rules/cluster_coordinated_*.yaml``): the accounts could be a
-    farm's, nearly all new, mostly unverified, or bulk-provisioned (a batch, a cohort, cards across orgs).
-    Established verified accounts opened over years are a tool's users, whatever they share; the rules'
-    literals. Needs the ``add_axes`` columns."""
-    c = pl.col
-    new = c("new_account_share").fill_null(0.0) >= 0.8
-    return new | (c("verified_share").fill_null(0.0) < 0.5) | c("bulk_provisioned").fill_null(False)
 
 
 def c_trusted_within() -> pl.Expr:

@@ -20,7 +20,8 @@ columns. Fusion rule: a model corroborates; it accuses alone only where it has e
   vote must too.
 - ... and coordination beyond one artefact: ``rare_artefact_families >=
   settings.model_vote_min_artefact_families`` (2, the farm rule's floor), on accounts that could be a
-  farm's (``evidence.farm_accounts``: nearly all new, mostly unverified or bulk-provisioned). A
+  farm's (the ``farm_accounts`` column ``add_axes`` writes, ``provenance.farm_accounts``: nearly all
+  new, mostly unverified or bulk-provisioned, the rules' freshness gate, its bars in settings). A
   startup's engineers on their in-house build, a tool's established users, a one-template group: the
   rules accuse them only beside a content signal, so a lone vote does not (issue 17, round 16).
 
@@ -36,7 +37,6 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.contracts import Severity
-from detector.detect.evidence import farm_accounts
 from detector.detect.models.runtime import ModelSet
 from detector.detect.rules import RuleSet
 
@@ -47,10 +47,8 @@ MODEL_PREFIX = "model:"
 VOTE_GATE = (
     "accounts",
     "no_customer_explains",
-    "new_account_share",
     "rare_artefact_families",
-    "verified_share",
-    "bulk_provisioned",
+    "farm_accounts",
 )
 
 #: Called with (model name, scores) for every scored frame (the score-histogram metric).
@@ -86,7 +84,11 @@ def fuse(
             unexplained = pl.col("no_customer_explains").fill_null(False)
             big = (pl.col("accounts") >= models.vote_min_accounts) & unexplained
             # ... coordinated beyond one artefact, on accounts that could be a farm's
-            big = big & (pl.col("rare_artefact_families") >= models.vote_min_artefacts) & farm_accounts()
+            big = (
+                big
+                & (pl.col("rare_artefact_families") >= models.vote_min_artefacts)
+                & pl.col("farm_accounts").fill_null(False)
+            )
             votes = votes & pl.col(key).is_in(frame.filter(big)[key].implode())
     lone_cap = pl.when(votes).then(pl.lit(Severity.MEDIUM.value)).otherwise(pl.lit(Severity.LOW.value))
     model_hits = model_hits.with_columns(

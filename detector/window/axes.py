@@ -18,7 +18,10 @@ CLUSTER_AXIS_FEATURES: dict[str, pl.DataType] = {
     "volume_outside_tier": pl.Boolean(),
     "low_yield": pl.Boolean(),
     #: the farm rules' provenance gate: not ``one_customer_explains``, not ``colocated``, and not
-    #: ``tenant_explains`` on an established group (``evidence.no_customer_explains``); a lone model
+    #: ``tenant_explains`` on an established group (``provenance.no_customer_explains``); a lone model
     #: vote on a cluster reads it too (``detect/fusion.py``)
     "no_customer_explains": pl.Boolean(),
+    #: the farm rules' freshness gate: nearly all new, mostly unverified or bulk-provisioned
+    #: (``provenance.farm_accounts``); a lone model vote on a cluster reads it too
+    "farm_accounts": pl.Boolean(),
 }

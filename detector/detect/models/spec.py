@@ -47,7 +47,8 @@ TARGET_KEYS: Final[Mapping[str, str]] = {"account": "account_id", "cluster": "cl
 #: behaviour an attacker must show (reasoning requests, sampled requests a member, sends per text, openers
 #: and tool-heavy turns per agent or per opener), and ``low_yield``, a rule's verdict from settings, not
 #: evidence: a model reading it would change when a setting does (docs/models.md, "v4"); so is
-#: ``no_customer_explains`` (the farm rules' provenance gate over flags the model reads already).
+#: ``no_customer_explains`` (the farm rules' provenance gate over flags the model reads already), and
+#: ``farm_accounts`` (their freshness gate, the same).
 _SIMULATOR_VOLUMES: Final = frozenset(
     {
         "reasoning_requests_24h",
@@ -55,6 +56,7 @@ _SIMULATOR_VOLUMES: Final = frozenset(
         "sampled_requests_per_account_24h",
         "low_yield",
         "no_customer_explains",
+        "farm_accounts",
         *(n for n in OPENER_FEATURES if n != "opener_shared_share_24h"),
     }
 )
