@@ -12,11 +12,11 @@ Then one simulated agent course beside a short-session agentic farm, replayed.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from test_openers import _table  # the reader rows of a cluster's openers
 
 from detector.detect.evidence import require_both_axes
 from detector.detect.openers import opener_yield, yield_note
@@ -24,7 +24,6 @@ from detector.detect.sheets import low_yield
 from detector.evidence_settings import EvidenceSettings
 from detector.window.openers import cluster_openers, with_openers
 
-T0 = datetime(2026, 3, 2, tzinfo=UTC)
 S = EvidenceSettings()
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,22 +34,7 @@ def _cluster(
     """A coordination-only cluster's frame: its agents' openers (one bucket each, ``loop`` tool-heavy
     turns an opener, each sent ``sends`` times), its extraction signals and tool-heavy share, and
     ``low_yield`` as ``evidence`` sets it."""
-    rows = pl.DataFrame(
-        [
-            (a, T0 + timedelta(minutes=15 * i), fp, loop * sends, sends, sends)
-            for a, fps in openers.items()
-            for i, fp in enumerate(fps)
-        ],
-        schema={
-            "account_id": pl.String,
-            "bucket": pl.Datetime("us", "UTC"),
-            "text_fp": pl.UInt64,
-            "turns": pl.UInt32,
-            "opens": pl.UInt32,
-            "sends": pl.UInt32,
-        },
-        orient="row",
-    )
+    rows = _table(openers, loop, sends)
     members = rows.select("account_id").unique().with_columns(pl.lit("k").alias("cluster_id"))
     base = pl.DataFrame(
         {
