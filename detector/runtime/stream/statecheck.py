@@ -86,3 +86,14 @@ def check_state(folder: CheckpointFolder, s: StreamSettings, reset: bool) -> boo
         extra={"state_dir": str(folder.root), "moved_to": str(aside) if aside else None},
     )
     return True
+
+
+def check_assignment(folder: CheckpointFolder, s: StreamSettings, reset: bool) -> None:
+    """An account stage's folder as its set of partitions is assigned: with ``reset``
+    (``--reset-state``, until the first checkpoint) ``check_state`` on this folder, which moves it
+    aside when no checkpoint verifies (the same warning line, naming the folder); without, a folder
+    with no checkpoint that verifies raises ``NoGoodCheckpoint`` naming it (as its load would)."""
+    if reset:
+        check_state(folder, s, True)
+    else:
+        folder.check()
