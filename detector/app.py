@@ -218,12 +218,15 @@ def build_daemon(
     from detector.runtime.stream.http import OpsServer
     from detector.runtime.stream.outputs import stream_outputs
     from detector.runtime.stream.stages import check_stage
+    from detector.runtime.stream.statecheck import assignment_folders
     from detector.window.features import CATALOGUES
 
     es = engine_settings(rules_dir, ip_intel, allowlist, base=engine)
     check_stage(settings.stage, es.context_lag, settings.source)  # a split stage needs the lag
     if not reset_state:  # a checkpoint under another text key: refused now, not at the first assignment
-        refuse_other_text_key(settings.for_stage().state_dir, text_key(es))
+        state = settings.for_stage().state_dir  # an account stage's: one folder per assignment
+        for root in assignment_folders(state) if settings.stage == "account" else [state]:
+            refuse_other_text_key(root, text_key(es))
     watcher = RuleWatcher(es.rules_dir, CATALOGUES) if watch_rules else None
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(

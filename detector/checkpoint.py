@@ -165,8 +165,9 @@ def _same_text_key(key: TextKey | None, stored: str | None, folder: Path) -> Non
             else ("under a text key, and none is set" if stored else "without a text key, and one is set")
         )
         raise ConfigError(
-            f"checkpoint {folder.name} was written {how}; set the key it was written with (or none), or "
-            "start over: move the state directory aside, then `detector run --reset-state` "
+            f"checkpoint {folder.name} in {folder.parent} was written {how}; set the key it was written "
+            "with (or none), or start over: move the state directory aside, then "
+            "`detector run --reset-state` "
             "(docs/operations.md#a-secret-key-on-the-text-hash)",
             "DETECTOR_TEXT_KEY",
         )

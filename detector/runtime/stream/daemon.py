@@ -49,7 +49,7 @@ from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.stages import Stage, assignment_folder
-from detector.runtime.stream.statecheck import check_state
+from detector.runtime.stream.statecheck import check_account_state, check_assignment, check_state
 
 if TYPE_CHECKING:
     from detector.detect.rules import RuleWatcher
@@ -176,8 +176,10 @@ class Daemon(BatchPath):
         last checkpoint failed (the state on disk is behind: not a clean stop).
         """
         log.info("starting", extra={"settings": self.s.redacted()})
-        if self.s.stage != "account":  # an account stage's state is per assignment (``use_assignment``)
+        if self.s.stage != "account":
             self.reset_pending = check_state(self.folder, self.s, self.reset_pending)
+        else:  # its state is per assignment: each folder is checked as it is used (``use_assignment``)
+            check_account_state(self.s, self.reset_pending)
         outputs = self.outputs = self._make_outputs()
         if self._on_alert or self._keep_alerts:
             outputs.alerts.sinks.append(CallbackSink[Alert](self._collect))
@@ -290,10 +292,13 @@ class Daemon(BatchPath):
             self._on_alert(doc)
 
     def use_assignment(self, partitions: list[int]) -> None:
-        """An account stage's state for ``partitions``: their own folder (a new set starts empty)."""
+        """An account stage's state for ``partitions``: their own folder (a new set starts empty),
+        checked as it is taken (``check_assignment``: reset while ``--reset-state`` is pending)."""
         root = assignment_folder(self.s.state_dir, partitions)
         if self.folder.root != root:
-            self.folder = CheckpointFolder(root, self.metrics.checkpoint_fallbacks.inc)
+            folder = CheckpointFolder(root, self.metrics.checkpoint_fallbacks.inc)
+            check_assignment(folder, self.s, self.reset_pending)
+            self.folder = folder
             self.checkpoint = Checkpoint(self.folder, self.s.input_topic, self.metrics)
             self.engine, self.my_ckpt, self._owner_epoch = None, None, 0
 

@@ -33,9 +33,12 @@ from detector.runtime.stream.faults import InputTopicWatch
 from detector.runtime.stream.reload import RuleReloader
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.source import KafkaSource
+from detector.runtime.stream.stages import assignment_folder
 from detector.runtime.stream.statecheck import refuse_lost_state
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from detector.engine import Engine, EngineFactory, Observers
     from detector.runtime.stream.decoding import Decoder
 
@@ -120,6 +123,14 @@ class Rebalance:
             d.assigned = []
         log.info("partitions revoked", extra={"partitions": revoked})
 
+    def _cannot_take(self, exc: Exception, folder: Path) -> None:
+        """No state to take over in ``folder`` (NoGoodCheckpoint, another text key, unreadable):
+        kafka-python would swallow the error and leave the partitions idle; stop the daemon with it
+        instead, in one line naming the folder. Called with the lock held."""
+        d = self.daemon
+        d.fatal, d.owner, d.engine = exc, False, None
+        log.error("cannot take the partitions", extra={"error": str(exc), "state_dir": str(folder)})
+
     def on_lost(self, lost: list[int]) -> None:
         """The group evicted us (session expired): another owner may be writing; drop, never write."""
         d = self.daemon
@@ -149,8 +160,11 @@ class Rebalance:
                 log.info("standby: no partitions assigned")
                 return
             d.owner = True
-            if d.s.stage == "account":  # its state is per set of partitions (``stages``)
-                d.use_assignment(mine)
+            try:
+                if d.s.stage == "account":  # its state is per set of partitions (``stages``)
+                    d.use_assignment(mine)
+            except Exception as exc:
+                return self._cannot_take(exc, assignment_folder(d.s.state_dir, mine))
             if d.engine is None or d.folder.current_name() != d.my_ckpt:
                 engine = d.factory(observers=d.observers)
                 try:
@@ -158,11 +172,7 @@ class Rebalance:
                     if loaded is None and not d.reset_pending and d.s.stage != "account":
                         refuse_lost_state(d.s)  # no state at all: only a first start reads from 0
                 except Exception as exc:
-                    # no state to take over (NoGoodCheckpoint, or unreadable): kafka-python would
-                    # swallow the error and leave the partitions idle; stop the daemon with it instead
-                    d.fatal, d.owner, d.engine = exc, False, None
-                    log.error("cannot take the partitions", extra={"error": str(exc)})
-                    return
+                    return self._cannot_take(exc, d.folder.root)
                 extra = loaded or {}
                 if d.decoder is not None:  # its workers compute text_fp: under the owning engine's key
                     d.decoder.text_key = engine.text_key

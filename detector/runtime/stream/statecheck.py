@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING
 
 from detector.checkpoint import NoGoodCheckpoint
 from detector.errors import ServiceError
+from detector.statedir import choose
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from detector.checkpoint import CheckpointFolder
     from detector.runtime.stream.settings import StreamSettings
 
@@ -86,3 +89,29 @@ def check_state(folder: CheckpointFolder, s: StreamSettings, reset: bool) -> boo
         extra={"state_dir": str(folder.root), "moved_to": str(aside) if aside else None},
     )
     return True
+
+
+def assignment_folders(root: Path) -> list[Path]:
+    """An account stage's per-assignment state folders under ``root`` (``<state>/account/p*``)."""
+    return sorted(p for p in root.glob("p*") if p.is_dir())
+
+
+def check_account_state(s: StreamSettings, reset: bool) -> None:
+    """An account stage's start: its state is per assignment (``stages.assignment_folder``), so a set
+    never held starts empty by design; but no folder holding state at all while the group has offsets
+    is lost state, refused like the single daemon's (``NoGoodCheckpoint``, exit 7). Each folder is
+    checked (and reset) as it is assigned: ``check_assignment``."""
+    if reset or any(choose(p).present for p in assignment_folders(s.state_dir)):
+        return
+    refuse_lost_state(s)
+
+
+def check_assignment(folder: CheckpointFolder, s: StreamSettings, reset: bool) -> None:
+    """An account stage's folder as its set of partitions is assigned: with ``reset``
+    (``--reset-state``, until the first checkpoint) ``check_state`` on this folder, which moves it
+    aside when no checkpoint verifies (the same warning line, naming the folder); without, a folder
+    with no checkpoint that verifies raises ``NoGoodCheckpoint`` naming it (as its load would)."""
+    if reset:
+        check_state(folder, s, True)
+    else:
+        folder.check()
