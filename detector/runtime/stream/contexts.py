@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from detector.errors import DetectorError
 from detector.io.sinks import DeadLetter
 from detector.validate import Reject
 from detector.window.context import PopulationContext
@@ -42,8 +43,11 @@ MAX_KEY_BYTES = 128
 REJECTS = ("context_key", "context_value")
 
 
-class ContextTimeout(RuntimeError):
-    """The cluster stage published no context for a tick within ``context_wait_s``."""
+class ContextTimeout(DetectorError, RuntimeError):
+    """The cluster stage published no context for a tick within ``context_wait_s``: the account stage
+    stops mid-batch without a checkpoint (exit 9), and a restart reads from its last checkpoint again."""
+
+    exit_code = 9
 
 
 def context_key(kind: Kind, as_of: datetime) -> bytes:
@@ -121,7 +125,8 @@ class ContextReader:
                 self.metric_timeouts.inc()
                 raise ContextTimeout(
                     f"no population context ({kind}) as of {as_of.isoformat()} on "
-                    f"{self.s.contexts_topic!r} after {self.wait_s:g}s: is the cluster stage running?"
+                    f"{self.s.contexts_topic!r} after {self.wait_s:g}s: is the cluster stage running?",
+                    "DETECTOR_STREAM_CONTEXT_WAIT_S",
                 )
             if waited >= LOG_WAIT_S and not logged:
                 logged = True
