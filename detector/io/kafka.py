@@ -97,3 +97,14 @@ class KafkaDecisionSink(_KafkaSink):
     def add(self, record: Decision) -> None:
         """Send one decision or lift."""
         self._send(key=record.account_id.encode(), value=orjson.dumps(record.to_json_dict()))
+
+
+class KafkaKeyedBytesSink(_KafkaSink):
+    """Records already encoded: (key, value) bytes as they are (the cluster stage's population contexts)."""
+
+    what = "population context"
+
+    def add(self, record: tuple[bytes, bytes]) -> None:
+        """Send one keyed record."""
+        key, value = record
+        self._send(key=key, value=value)

@@ -26,14 +26,15 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter as PCounter
 from prometheus_client import Histogram
 
 from detector.engine import Observers
 from detector.errors import ConfigError
-from detector.io.sinks import DeadLetter, SinkError
+from detector.io.kafka import KafkaKeyedBytesSink
+from detector.io.sinks import DeadLetter
 from detector.runtime.stream.contexts import MAX_RECORD_BYTES, REJECTS, ContextReader, Kind, context_key
 from detector.window.context import PopulationContext, Published
 
@@ -75,37 +76,29 @@ def check_stage(stage: str, context_lag: bool, source: str) -> None:
 
 
 class ContextPublisher:
-    """The cluster stage's relays: each context's bytes to the contexts topic (``flush`` before a
-    checkpoint raises ``SinkError`` when one was not delivered)."""
+    """The cluster stage's relays: each context's bytes to the contexts topic, through a Kafka sink on a
+    producer of its own (``flush`` before a checkpoint raises ``SinkError`` when one was not delivered)."""
 
     def __init__(self, s: StreamSettings) -> None:
         from kafka import KafkaProducer
 
-        self.topic = s.contexts_topic
         self.producer = KafkaProducer(
             **s.kafka_common(), acks="all", linger_ms=5, max_request_size=MAX_RECORD_BYTES
         )
-        self._futures: list[Any] = []
+        self.sink = KafkaKeyedBytesSink(self.producer, s.contexts_topic, s.flush_timeout_s)
         self.sent = 0
 
     def relay(self, kind: Kind) -> Callable[[PopulationContext], PopulationContext]:
         def send(ctx: PopulationContext) -> PopulationContext:
-            data = ctx.to_bytes()
-            self._futures.append(self.producer.send(self.topic, key=context_key(kind, ctx.as_of), value=data))
+            self.sink.add((context_key(kind, ctx.as_of), ctx.to_bytes()))
             self.sent += 1
             return ctx
 
         return send
 
     def flush(self, timeout_s: float) -> None:
-        futures, self._futures = self._futures, []
-        try:
-            self.producer.flush(timeout=timeout_s)
-        except Exception as exc:  # not acknowledged in time: as a failed sink (no checkpoint, exit 3)
-            raise SinkError(f"population contexts not acknowledged by {self.topic!r}") from exc
-        failed = [f for f in futures if not f.succeeded()]
-        if failed:
-            raise SinkError(f"{len(failed)} population contexts not delivered to {self.topic!r}")
+        self.sink.flush_timeout_s = timeout_s
+        self.sink.flush()
 
     def close(self) -> None:
         self.producer.close(timeout=5)
