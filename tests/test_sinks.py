@@ -29,7 +29,7 @@ import pytest
 import detector.io
 from detector.contracts import Alert, Reason
 from detector.decode import Reject
-from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink, KafkaDecisionSink
+from detector.io.kafka import KafkaAlertSink, KafkaDeadLetterSink, KafkaDecisionSink, KafkaKeyedBytesSink
 from detector.io.sinks import CallbackSink, DeadLetter, JsonlSink, ListSink, Sink, SinkError, WebhookSink
 
 T0 = datetime(2026, 2, 10, 12, 0, 0, tzinfo=UTC)
@@ -72,6 +72,17 @@ def _dead_letters() -> list[DeadLetter]:
         DeadLetter(Reject("not_json", None, "bad", f"in/0@{i}", b"{not json", i), b"acct_x", ("in", 0, i))
         for i in range(4)
     ]
+
+
+def _keyed_bytes() -> list[tuple[bytes, bytes]]:
+    """Records already encoded, as the cluster stage sends its population contexts."""
+    return [(f"context|{a.alert_id}".encode(), orjson.dumps(a.to_json_dict())) for a in _alerts()]
+
+
+def _expected(record: Any) -> tuple[Any, ...]:
+    if isinstance(record, tuple):  # (key, value) bytes: the key and the record it carries
+        return (record[0], *_identity(orjson.loads(record[1])))
+    return _identity(record.to_json_dict())
 
 
 def _decisions() -> list[Any]:
@@ -139,6 +150,8 @@ def _kafka(cls: type, records: list[Any], bootstrap: str) -> Harness:
         for r in kb.read_topic(bootstrap, topic):
             if cls is KafkaDeadLetterSink:
                 out.append((dict(r.headers)["position"].decode(),))
+            elif cls is KafkaKeyedBytesSink:
+                out.append((r.key, *_identity(orjson.loads(r.value))))
             else:
                 out.append(_identity(orjson.loads(r.value)))
         return out
@@ -165,7 +178,16 @@ def _webhook(records: list[Any]) -> Iterator[Harness]:
             s.shutdown()
 
 
-HARNESSES = ["jsonl", "list", "callback", "webhook", "kafka_alerts", "kafka_dead_letters", "kafka_decisions"]
+HARNESSES = [
+    "jsonl",
+    "list",
+    "callback",
+    "webhook",
+    "kafka_alerts",
+    "kafka_dead_letters",
+    "kafka_decisions",
+    "kafka_keyed_bytes",
+]
 COVERS = {
     JsonlSink: "jsonl",
     ListSink: "list",
@@ -174,6 +196,7 @@ COVERS = {
     KafkaAlertSink: "kafka_alerts",
     KafkaDeadLetterSink: "kafka_dead_letters",
     KafkaDecisionSink: "kafka_decisions",
+    KafkaKeyedBytesSink: "kafka_keyed_bytes",
 }
 
 
@@ -203,6 +226,8 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
             yield _kafka(KafkaAlertSink, _alerts(), bootstrap)
         elif name == "kafka_decisions":
             yield _kafka(KafkaDecisionSink, _decisions(), bootstrap)
+        elif name == "kafka_keyed_bytes":
+            yield _kafka(KafkaKeyedBytesSink, _keyed_bytes(), bootstrap)
         else:
             yield _kafka(KafkaDeadLetterSink, _dead_letters(), bootstrap)
 
@@ -225,7 +250,7 @@ def test_a_sink_delivers_every_record_once_in_order_on_flush(harness: Harness) -
     sink.flush()  # a second flush delivers nothing twice
     sink.close()
     sink.close()  # closing twice is harmless
-    assert harness.delivered() == [_identity(r.to_json_dict()) for r in harness.records]
+    assert harness.delivered() == [_expected(r) for r in harness.records]
 
 
 def test_a_sink_that_cannot_deliver_raises_sink_error(harness: Harness) -> None:
