@@ -9,6 +9,14 @@ the engine built (models loaded) to the replay's end. Runs alternate base and he
 the median of each figure is printed, with the ratios issue 13's gate reads, and whether the split's
 alerts (merged, sorted) are the lagged single engine's.
 
+Round 17 (a tree with ``window/summary.py``): the account stages fold into a ``SummarizingState`` and
+the run also prices the cluster stage fed their per-tick summaries instead of events: the summaries'
+recording (engine thread) and encoding, their bytes and rows, the per-account encoding (a record per
+(account, tick), on every ``--sample``-th tick, scaled up), the cluster side's decoding and fold of every
+record with the engine's eviction, and the cluster stage's population work as it runs today (the
+contexts, ``population_sheets``, and the cluster verdicts: engine-thread CPU). ``projected`` is the
+fold of summaries plus that population work: what a cluster stage fed summaries would still spend.
+
     .venv/bin/python benchmarks/stage_cpu.py out/d1/events.parquet --base main --repeat 3
 """
 
@@ -29,8 +37,71 @@ from pathlib import Path
 from _worktree import ROOT, base_worktree  # type: ignore[import-not-found]
 
 
-def _stages(events: Path, k: int, work: Path) -> dict[str, object]:
+def _timing(owner: object, name: str, book: dict[str, float]) -> None:
+    """Wrap ``owner.name`` so that the engine thread's CPU in it adds up in ``book[name]``."""
+    inner = getattr(owner, name)
+
+    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        c0 = time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            book[name] = book.get(name, 0.0) + time.thread_time() - c0
+
+    setattr(owner, name, timed)
+
+
+def _summary_costs(records: list, settings, sample: int) -> dict[str, float]:  # type: ignore[no-untyped-def,type-arg]
+    """The summaries' encoding, bytes and rows; the per-account encoding on every ``sample``-th tick;
+    the cluster side's decoding and fold (``apply_summary``) with the engine's eviction."""
+    from detector.window.state import WindowState
+    from detector.window.summary import AccountSummary, apply_summary
+
+    c0 = time.process_time()
+    wire = [(r.tick_end, r.to_bytes()) for r in records]
+    encode = time.process_time() - c0
+    ticks = sorted({t for t, _ in wire})
+    sampled = set(ticks[::sample])
+    c0, pairs, sampled_pairs = time.process_time(), 0, 0
+    for r in records:
+        n = r.accounts["account_id"].n_unique()
+        pairs += n
+        if r.tick_end in sampled:
+            sampled_pairs += n
+            for part in r.per_account().values():
+                part.to_bytes()
+    per_account = (time.process_time() - c0) * pairs / max(sampled_pairs, 1)
+    w, state = settings.windows, WindowState()
+    by_tick: dict[object, list[bytes]] = {}
+    for t, raw in wire:
+        by_tick.setdefault(t, []).append(raw)
+    spent = dict.fromkeys(("decode_s", "apply_s", "evict_s"), 0.0)
+    for tick in ticks:  # one fold per tick: every stage's records of it, merged
+        c0 = time.process_time()
+        merged = AccountSummary.merged([AccountSummary.from_bytes(raw) for raw in by_tick[tick]])
+        c1 = time.process_time()
+        apply_summary(state, merged)
+        c2 = time.process_time()
+        state.evict(tick, w.long + w.tick, w.link, w.account_idle, w.dedup, settings.state_caps)
+        c3 = time.process_time()
+        for name, took in zip(spent, (c1 - c0, c2 - c1, c3 - c2), strict=True):
+            spent[name] += took
+    return {
+        "encode_s": encode,
+        "per_account_encode_s": per_account,
+        "fold_s": sum(spent.values()),
+        **spent,
+        "ticks": len(ticks),
+        "bytes": sum(len(raw) for _, raw in wire),
+        "rows": sum(r.rows() for r in records),
+        "records": len(records),
+        "account_ticks": pairs,
+    }
+
+
+def _stages(events: Path, k: int, work: Path, sample: int = 8) -> dict[str, object]:
     """In the child: each stage's CPU seconds and events."""
+    from detector import engine as engine_module
     from detector.app import build_engine
     from detector.runtime.replay import replay
     from detector.runtime.shards import Publication, split_events
@@ -49,21 +120,39 @@ def _stages(events: Path, k: int, work: Path) -> dict[str, object]:
     row: dict[str, object] = {"code": str(Path(detector.__file__).parents[1])}
     row["single_nolag"] = timed(build(False)(), events, work / "nolag.jsonl")
     row["single_lag"] = timed(build(True)(), events, work / "lag.jsonl")
+    try:
+        from detector.window.summary import SummarizingState
+    except ImportError:  # a base revision before round 17
+        SummarizingState = None
     wire = Publication()
     cluster = build(True)(observers=wire.observers())
     cluster.stage = "cluster"
+    population: dict[str, float] = {}
+    sheets = engine_module.population_sheets
+    if SummarizingState is not None:  # the cluster stage's alone: put back before the account stages
+        _timing(engine_module, "population_sheets", population)
+        _timing(cluster, "_cluster_verdicts", population)
     row["cluster"] = timed(cluster, events, work / "cluster.jsonl")
+    engine_module.population_sheets = sheets
+    row["population"] = population
     paths = split_events(events, k, work)
     for i, path in enumerate(paths):
         engine = build(True)(observers=wire.counting())
         engine.stage = "account"
         replay([path], engine, work / f"count-{i}.jsonl")
-    accounts = []
+    accounts, records, recording = [], [], 0.0
     for i, path in enumerate(paths):
         engine = build(True)(observers=wire.readers())
         engine.stage = "account"
+        if SummarizingState is not None:
+            engine.state = SummarizingState()
         accounts.append(timed(engine, path, work / f"account-{i}.jsonl"))
+        if SummarizingState is not None:
+            records += engine.state.summaries
+            recording += engine.state.spent
     row["accounts"] = accounts
+    if SummarizingState is not None:
+        row["summaries"] = {"record_s": recording, **_summary_costs(records, cluster.settings, sample)}
     outs = [work / "cluster.jsonl", *(work / f"account-{i}.jsonl" for i in range(k))]
     merged = sorted(line for p in outs for line in p.read_text().splitlines())
     row["split_equals_lag"] = merged == sorted((work / "lag.jsonl").read_text().splitlines())
@@ -90,6 +179,27 @@ def _figures(row: dict[str, object]) -> dict[str, float]:
     us = {k: row[k][0] / n * 1e6 for k in ("single_nolag", "single_lag", "cluster")}  # type: ignore[index]
     us["accounts"] = sum(a[0] for a in row["accounts"]) / n * 1e6  # type: ignore[attr-defined]
     us["split"] = us["cluster"] + us["accounts"]
+    summ: dict[str, float] = row.get("summaries")  # type: ignore[assignment]
+    extra: dict[str, float] = {}
+    if summ:  # the account stages' time includes the recording; "before" is without it
+        pop: dict[str, float] = row["population"]  # type: ignore[assignment]
+        us["population"] = sum(pop.values()) / n * 1e6
+        us["contexts"] = pop.get("population_sheets", 0.0) / n * 1e6
+        us["accounts_before"] = us["accounts"] - summ["record_s"] / n * 1e6
+        us["emit"] = (summ["record_s"] + summ["encode_s"]) / n * 1e6
+        us["emit_per_account"] = (summ["record_s"] + summ["per_account_encode_s"]) / n * 1e6
+        us["summary_fold"] = summ["fold_s"] / n * 1e6
+        us["projected"] = us["summary_fold"] + us["population"]
+        after = us["accounts_before"] + us["emit"]
+        extra = {
+            "before_cluster_vs_accounts": us["cluster"] / us["accounts_before"],
+            "after_cluster_vs_accounts": us["projected"] / after,
+            "after_fold_only_vs_accounts": us["summary_fold"] / after,
+            "after_split_vs_lag": (us["projected"] + after) / us["single_lag"],
+            "summary_rows_per_event": summ["rows"] / n,
+            "summary_bytes_per_event": summ["bytes"] / n,
+            "events_per_account_tick": n / summ["account_ticks"],
+        }
     ratios = {
         "cluster_vs_accounts": us["cluster"] / us["accounts"],
         "cluster_vs_nolag": us["cluster"] / us["single_nolag"],
@@ -97,7 +207,7 @@ def _figures(row: dict[str, object]) -> dict[str, float]:
         "split_vs_nolag": us["split"] / us["single_nolag"],
         "split_vs_lag": us["split"] / us["single_lag"],
     }
-    return {**{f"{k}_us": v for k, v in us.items()}, **ratios}
+    return {**{f"{k}_us": v for k, v in us.items()}, **ratios, **extra}
 
 
 def main() -> None:
@@ -120,7 +230,9 @@ def main() -> None:
                 same[name].append(bool(row["split_equals_lag"]))
                 codes[name] = row["code"]
     for name, rows in runs.items():
-        med = {k: round(statistics.median(r[k] for r in rows), 3 if "_vs_" in k else 0) for k in rows[0]}
+        med = {
+            k: round(statistics.median(r[k] for r in rows), 0 if k.endswith("_us") else 3) for k in rows[0]
+        }
         print(
             json.dumps(
                 {
