@@ -189,6 +189,8 @@ def _figures(row: dict[str, object]) -> dict[str, float]:
         us["emit"] = (summ["record_s"] + summ["encode_s"]) / n * 1e6
         us["emit_per_account"] = (summ["record_s"] + summ["per_account_encode_s"]) / n * 1e6
         us["summary_fold"] = summ["fold_s"] / n * 1e6
+        for part in ("decode", "apply", "evict"):
+            us[f"summary_{part}"] = summ[f"{part}_s"] / n * 1e6
         us["projected"] = us["summary_fold"] + us["population"]
         after = us["accounts_before"] + us["emit"]
         extra = {
@@ -199,6 +201,8 @@ def _figures(row: dict[str, object]) -> dict[str, float]:
             "summary_rows_per_event": summ["rows"] / n,
             "summary_bytes_per_event": summ["bytes"] / n,
             "events_per_account_tick": n / summ["account_ticks"],
+            "fold_ms_per_tick": summ["fold_s"] / summ["ticks"] * 1e3,
+            "population_ms_per_tick": sum(pop.values()) / summ["ticks"] * 1e3,
         }
     ratios = {
         "cluster_vs_accounts": us["cluster"] / us["accounts"],
