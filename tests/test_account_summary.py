@@ -151,6 +151,13 @@ def test_two_account_stages_summaries_fold_into_the_one_engines_tables(day: pl.D
         _feed(stage, day.filter(shard == i))
     records = [s for stage in stages for s in stage.state.summaries]  # type: ignore[attr-defined]
     assert len({r.tick_end for r in records}) >= 90  # a day of 15-minute ticks, most with events
+    # merged over the stages, a tick's watermark is its newest event (the single engine's ``detected``)
+    ticks = day.group_by((pl.col("ts").dt.truncate("15m") + timedelta(minutes=15)).alias("t"))
+    newest = dict(ticks.agg(pl.col("ts").max()).iter_rows())
+    marks: dict[datetime, datetime] = {}
+    for r in records:
+        marks[r.tick_end] = max(marks.get(r.tick_end, r.watermark), r.watermark)
+    assert marks == newest
     # the cluster stage: every stage's records of a tick, through bytes, then the engine's eviction
     w = single.settings.windows
 

@@ -15,7 +15,9 @@ One ``AccountSummary`` holds, for one tick (``tick_end``) and the accounts whose
 folded, exactly the rows ``WindowState.add`` folded for them, with the account id in place of the
 state's codes: an account stage's ``SummarizingState`` records them as it folds (no second pass over
 the events), and ``apply_summary`` folds them into a cluster stage's state the way ``add`` folds events.
-``watermark`` is the newest event time the account stage had folded (its event-time progress).
+``watermark`` is the newest event time among the tick's folded events (merged over the stages: the time
+the single engine gives the tick's verdicts, its ``detected``); ``tick_end`` is the stage's progress:
+it has closed every tick through it.
 
 Not in it: the request-id hashes (de-duplication stays in the account stage, which owns every event
 of its accounts; a request id repeated under two accounts of two shards is counted twice, where one
@@ -268,8 +270,7 @@ def _summaries(
     rows["models"] = events.group_by("account_id", "model", "_tick").agg(
         pl.col("ts").min().alias("first_seen"), pl.col("ts").max().alias("last_seen")
     )
-    mark = events["ts"].max()
-    assert isinstance(mark, datetime)
+    marks = dict(events.group_by("_tick").agg(pl.col("ts").max()).iter_rows())
     split = {n: dict(f.partition_by("_tick", as_dict=True, include_key=False)) for n, f in rows.items()}
     out = []
     for (tick,) in sorted({k for parts in split.values() for k in parts}):
@@ -277,7 +278,7 @@ def _summaries(
             n: split[n].get((tick,), pl.DataFrame(schema=s)).select(s.keys()).cast(s)
             for n, s in KINDS.items()
         }
-        out.append(AccountSummary(tick, mark, **kinds))
+        out.append(AccountSummary(tick, marks[tick], **kinds))
     return out
 
 
