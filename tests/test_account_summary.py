@@ -177,3 +177,33 @@ def test_two_account_stages_summaries_fold_into_the_one_engines_tables(day: pl.D
     # the check can fail: one stage's records alone hold fewer accounts' rows
     half = _tables(fold(stages[0].state.summaries))  # type: ignore[attr-defined]
     assert 0 < half["accounts"].height < want["accounts"].height
+
+
+def test_stage_cpu_prices_the_summaries_from_one_runs_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks/stage_cpu.py``: the projection is the fold of summaries plus the population work,
+    against the account stages without the recording plus the emission."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # its ``_worktree``
+    spec = importlib.util.spec_from_file_location("stage_cpu_bench", ROOT / "benchmarks" / "stage_cpu.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    summ = {"record_s": 1.0, "encode_s": 0.5, "per_account_encode_s": 20.0, "fold_s": 3.0}
+    summ |= {"decode_s": 1.0, "apply_s": 1.5, "evict_s": 0.5, "ticks": 10, "rows": 300_000}
+    summ |= {"bytes": 8_000_000, "records": 20, "account_ticks": 25_000}
+    row = {
+        "single_nolag": (10.0, 100_000),
+        "single_lag": (12.0, 100_000),
+        "cluster": (11.0, 100_000),
+        "accounts": [(5.5, 50_000), (5.5, 50_000)],
+        "population": {"population_sheets": 2.0, "_cluster_verdicts": 3.0},
+        "summaries": summ,
+    }
+    fig = bench._figures(row)
+    assert fig["accounts_before_us"] == pytest.approx(100.0)  # 11 s less the 1 s recording
+    assert fig["projected_us"] == pytest.approx(30.0 + 50.0)
+    assert fig["after_cluster_vs_accounts"] == pytest.approx(80.0 / (100.0 + 15.0))
+    assert fig["before_cluster_vs_accounts"] == pytest.approx(1.1)
+    assert fig["events_per_account_tick"] == pytest.approx(4.0)
+    assert fig["fold_ms_per_tick"] == pytest.approx(300.0)
