@@ -100,11 +100,16 @@ class KafkaDecisionSink(_KafkaSink):
 
 
 class KafkaKeyedBytesSink(_KafkaSink):
-    """Records already encoded: (key, value) bytes as they are (the cluster stage's population contexts)."""
+    """Records already encoded: (key, value) bytes as they are, with headers when given (the cluster
+    stage's population contexts and their signatures)."""
 
     what = "population context"
 
-    def add(self, record: tuple[bytes, bytes]) -> None:
-        """Send one keyed record."""
-        key, value = record
-        self._send(key=key, value=value)
+    def add(self, record: tuple[bytes, bytes] | tuple[bytes, bytes, list[tuple[str, bytes]]]) -> None:
+        """Send one keyed record (no headers: sent without any, as before signatures)."""
+        key, value = record[0], record[1]
+        headers = record[2] if len(record) == 3 else None
+        if headers:
+            self._send(key=key, value=value, headers=headers)
+        else:
+            self._send(key=key, value=value)
