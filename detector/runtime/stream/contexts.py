@@ -111,7 +111,7 @@ class ContextReader:
         self.key = key  #: the deployment's contexts key: only records signed under it are read
         #: the engine's tick (the grid of the keys; ``Stage.factory`` sets the engines' own)
         self.tick: timedelta = WindowSettings.model_fields["tick"].default
-        self.ahead_ticks, self.copies = AHEAD_TICKS, COPIES
+        self.ahead_ticks, self.copies = AHEAD_TICKS, COPIES  # copies: at least 2 (the newest good, one new)
         self.newest: datetime | None = None  #: the newest as_of asked since the topic was last opened
         #: per (kind, as_of), the distinct copies read (value, partition, offset), oldest first
         self.book: dict[tuple[str, datetime], list[Copy]] = {}
