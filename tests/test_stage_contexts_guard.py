@@ -263,3 +263,33 @@ def test_no_sequence_of_records_grows_the_held_bytes_beyond_the_bound(
         reader._take(SimpleNamespace(key=key, value=value, partition=0, offset=offset, headers=None))
         assert reader.held_bytes() <= bound
         assert all(len(cs) <= copies for cs in reader.book.values())
+
+
+@pytest.mark.parametrize("at", ["send", "ack"])
+def test_a_context_over_the_topics_limit_fails_naming_the_setting_to_raise(at: str) -> None:
+    """The smaller step of review item 3: a context over the broker's (or the producer's) message limit is
+    not split; the failed sink says which setting to raise instead of only the error's class name."""
+    from kafka.errors import MessageSizeTooLargeError
+
+    from detector.io.kafka import KafkaKeyedBytesSink
+    from detector.io.sinks import SinkError
+
+    class Future:
+        def add_errback(self, f: Any) -> None:
+            f(MessageSizeTooLargeError())
+
+    class Producer:
+        def send(self, topic: str, **kw: Any) -> Future:
+            if at == "send":
+                raise MessageSizeTooLargeError("larger than max_request_size")
+            return Future()
+
+        def flush(self, timeout: float) -> None:
+            pass
+
+    sink = KafkaKeyedBytesSink(Producer(), TOPIC)
+    value = GOOD.to_bytes()
+    with pytest.raises(SinkError, match=r"raise max\.message\.bytes on the topic") as got:
+        sink.add((KEY, value))
+        sink.flush()
+    assert f"a record of {len(value)} bytes" in str(got.value)
