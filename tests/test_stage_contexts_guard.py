@@ -18,6 +18,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from test_stage_contexts import GOOD, PROMPT, T0, TOPIC, FakeConsumer, _context, _rejected
 
 from detector.errors import ConfigError
@@ -293,3 +294,41 @@ def test_a_context_over_the_topics_limit_fails_naming_the_setting_to_raise(at: s
         sink.add((KEY, value))
         sink.flush()
     assert f"a record of {len(value)} bytes" in str(got.value)
+
+
+@pytest.mark.kafka
+def test_signed_contexts_cross_the_broker_and_a_forged_one_does_not(tmp_path: Path) -> None:
+    """The real broker and clients: the cluster stage's signature header arrives as sent, and a record
+    a writer without the key produced next to it is set aside."""
+    import kafka_broker as kb
+
+    with kb.EmbeddedBroker() as broker:
+        kb.make_topics(broker.bootstrap, extra={TOPIC: 1})
+        s = kb.stream_settings(broker.bootstrap, tmp_path, context_wait_s=20.0).model_copy(
+            update={"stage": "account", "contexts_topic": TOPIC, "contexts_key": SecretStr(SECRET)}
+        )
+        cluster = Stage(s.model_copy(update={"stage": "cluster"}), CollectorRegistry())
+        assert cluster.publisher is not None
+        cluster.publisher.relay("context")(GOOD)
+        cluster.publisher.flush(20.0)
+        cluster.close()
+        forger = Stage(
+            s.model_copy(update={"stage": "cluster", "contexts_key": SecretStr(OTHER)}), CollectorRegistry()
+        )
+        assert forger.publisher is not None
+        forger.publisher.relay("context")(_context(T0 + TICK))
+        forger.publisher.flush(20.0)
+        forger.close()
+        registry = CollectorRegistry()
+        account = Stage(s, registry)
+        dead: list[DeadLetter] = []
+        account.setup(dead.append, topic_id=lambda topic: "id")
+        assert account.reader is not None
+        try:
+            assert account.reader.get("context", T0).sheets.height == 1
+            with pytest.raises(ContextTimeout, match="is the cluster stage running"):
+                account.reader.wait_s = 3.0
+                account.reader.get("context", T0 + TICK)
+        finally:
+            account.close()
+    assert _rejected(registry) == {"context_signature": 1} and len(dead) == 1

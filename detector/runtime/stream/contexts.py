@@ -127,7 +127,9 @@ class ContextReader:
         #: record at or below it was read (and counted when set aside) before, so it is not counted again
         self.read_to: dict[int, int] = {}
         self.counted_to: dict[int, int] = {}
-        self.bad_signatures = 0  #: records set aside for their signature (named when a wait runs out)
+        #: records set aside for their signature, and read signed under the key: only the first and
+        #: none of the second (a key on this stage only, or another) is named when a wait runs out
+        self.bad_signatures = self.signed = 0
         self.warned_signed = False
         #: per kind, the newest as_of below ``floor`` and its copies (a quiet tick's stand-in: ``_passed``)
         self.before: dict[str, tuple[datetime, list[Copy]]] = {}
@@ -156,17 +158,17 @@ class ContextReader:
             self._open()
         self.newest = max(as_of, self.newest or as_of)
         t0 = time.monotonic()
-        signatures = self.bad_signatures
         logged = False
         while (ctx := self._decoded(kind, as_of) or self._passed(kind, as_of)) is None:
             waited = time.monotonic() - t0
             if waited >= self.wait_s:
                 self.metric_timeouts.inc()
-                if self.bad_signatures > signatures:  # the cluster stage without the key, or another
+                if self.bad_signatures and not self.signed:  # the cluster stage without it, or another
                     raise ContextTimeout(
                         f"no population context ({kind}) as of {as_of.isoformat()} signed under this "
-                        f"stage's key after {self.wait_s:g}s ({self.bad_signatures - signatures} records "
-                        f"set aside unsigned or badly signed): set the same {VARIABLE} on both stages",
+                        f"stage's key after {self.wait_s:g}s ({self.bad_signatures} records set aside "
+                        f"unsigned or badly signed, none signed under it): set the same {VARIABLE} on "
+                        "both stages",
                         VARIABLE,
                     )
                 raise ContextTimeout(
@@ -205,6 +207,7 @@ class ContextReader:
             self.bad_signatures += 1
             self._reject("context_signature", part, off, r.key, value, why)
             return
+        self.signed += self.key is not None
         if self.key is None and not self.warned_signed and is_signed(headers):
             self.warned_signed = True  # the cluster stage signs: this stage reads them unverified
             log.error(f"the contexts are signed but this stage has no {VARIABLE}: read unverified")
