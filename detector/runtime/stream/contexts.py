@@ -207,7 +207,8 @@ class ContextReader:
             self.bad_signatures += 1
             self._reject("context_signature", part, off, r.key, value, why)
             return
-        self.signed += self.key is not None
+        if self.key is not None:
+            self.signed += 1
         if self.key is None and not self.warned_signed and is_signed(headers):
             self.warned_signed = True  # the cluster stage signs: this stage reads them unverified
             log.error(f"the contexts are signed but this stage has no {VARIABLE}: read unverified")
@@ -239,7 +240,7 @@ class ContextReader:
         copies.append(copy)
 
     def held_bytes(self) -> int:
-        """The bytes of the copies the reader holds (bounded: ``tests/test_stage_contexts.py``)."""
+        """The bytes of the copies the reader holds (bounded: ``tests/test_stage_contexts_guard.py``)."""
         held = [c for cs in self.book.values() for c in cs] + [
             c for _, cs in self.before.values() for c in cs
         ]

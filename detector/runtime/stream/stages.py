@@ -6,7 +6,9 @@ its own daemon, in its own consumer group and state directory (``StreamSettings.
 - ``cluster``: one owner of every partition of the events topic (standbys as today), an engine in
   ``stage="cluster"`` raising cluster verdicts only. Every tick's ``PopulationContext`` (and the
   ``models`` kind) goes as bytes to the contexts topic, keyed ``kind|as_of`` (``ContextPublisher``); the
-  sends are flushed before each checkpoint, so a restart from a checkpoint never skips a context.
+  sends are flushed before each checkpoint, so a restart from a checkpoint never skips a context. With
+  ``DETECTOR_STREAM_CONTEXTS_KEY`` each record is signed (``contextsign``) and the account stages read
+  only signed ones.
 - ``account``: a member of its group like any consumer (``assignor.SpreadAssignor``: a share of the
   partitions), an engine in ``stage="account"`` raising account verdicts only. Before it evaluates tick
   ``t`` it reads the context published as of ``t - tick`` (``contexts.ContextReader``), waiting for it when
