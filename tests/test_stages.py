@@ -59,8 +59,8 @@ def _reference(tmp_path: Path) -> list[dict[str, Any]]:
     return docs
 
 
-def _start(settings: StreamSettings, stage: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**LAG, "DETECTOR_STAGE": stage}
+def _start(settings: StreamSettings, stage: str, log: Path, key: str = "") -> subprocess.Popen[bytes]:
+    env = {**LAG, "DETECTOR_STAGE": stage, "DETECTOR_STREAM_CONTEXTS_KEY": key}
     return kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
 
 
@@ -91,9 +91,13 @@ def _sent(log: Path) -> int:
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("kill", [False, True], ids=["uninterrupted", "kill9"])
+@pytest.mark.parametrize(
+    ("kill", "key"),
+    [(False, ""), (True, ""), (False, "a contexts key of 32 characters.")],
+    ids=["uninterrupted", "kill9", "signed"],
+)
 def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
-    tmp_path: Path, kill: bool
+    tmp_path: Path, kill: bool, key: str
 ) -> None:
     reference = _reference(tmp_path)
     events = kb.read_events(tmp_path / "sim" / "events.jsonl")
@@ -104,8 +108,8 @@ def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
             broker.bootstrap, tmp_path / "state", max_poll_records=200, commit_interval_s=0.5
         )
         logs = [tmp_path / f"{n}.log" for n in ("account-a", "account-b", "cluster")]
-        procs = [_start(settings, "account", logs[0]), _start(settings, "account", logs[1])]
-        procs.append(_start(settings, "cluster", logs[2]))
+        procs = [_start(settings, "account", logs[0], key), _start(settings, "account", logs[1], key)]
+        procs.append(_start(settings, "cluster", logs[2], key))
         if kill:
             kb.wait_for(lambda: bool(_assigned(logs[0])), 60, "the first account stage's partitions")
             time.sleep(2.0)
@@ -117,6 +121,11 @@ def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
         for proc, log in zip(procs, [logs[-1] if kill else logs[0], *logs[1:3]], strict=True):
             _finish(proc, log)
         sent = [_doc(r.value) for r in kb.read_topic(broker.bootstrap, kb.ALERTS)]
+        contexts = kb.read_topic(broker.bootstrap, CONTEXTS, idle_s=0.5)
+    # signed under the key, or sent without any header, as before signatures
+    assert contexts and all(bool(r.headers) == bool(key) for r in contexts)
+    if key:  # never logged
+        assert all(key not in log.read_text() for log in logs)
     assert sorted({_key(d) for d in sent}) == sorted(_key(d) for d in reference)
     # field for field: no event counted twice or lost (the counts are in the evidence)
     by_key = {_key(d): d for d in reference}

@@ -100,11 +100,41 @@ class KafkaDecisionSink(_KafkaSink):
 
 
 class KafkaKeyedBytesSink(_KafkaSink):
-    """Records already encoded: (key, value) bytes as they are (the cluster stage's population contexts)."""
+    """Records already encoded: (key, value) bytes as they are, with headers when given (the cluster
+    stage's population contexts and their signatures)."""
 
     what = "population context"
+    _size = 0
 
-    def add(self, record: tuple[bytes, bytes]) -> None:
-        """Send one keyed record."""
-        key, value = record
-        self._send(key=key, value=value)
+    def add(self, record: tuple[bytes, bytes] | tuple[bytes, bytes, list[tuple[str, bytes]]]) -> None:
+        """Send one keyed record (no headers: sent without any, as before signatures)."""
+        key, value = record[0], record[1]
+        headers = record[2] if len(record) == 3 else None
+        self._size = len(value)  # named when the record is refused for its size
+        try:
+            if headers:
+                self._send(key=key, value=value, headers=headers)
+            else:
+                self._send(key=key, value=value)
+        except SinkError as exc:  # over the producer's own max_request_size: refused at once
+            raise SinkError(f"{exc}{_too_large(exc.__cause__, len(value))}") from exc.__cause__
+
+    def _errback(self) -> Callable[[BaseException], None]:
+        size, record = self._size, super()._errback()
+
+        def named(exc: BaseException) -> None:
+            record(exc)
+            if hint := _too_large(exc, size):
+                self._failures[-1] += hint
+
+        return named
+
+
+def _too_large(exc: BaseException | None, size: int) -> str:
+    """What to raise when a record was refused for its size (the broker's or the producer's limit)."""
+    if type(exc).__name__ != "MessageSizeTooLargeError":
+        return ""
+    return (
+        f" (a record of {size} bytes: raise max.message.bytes on the topic, and the broker's "
+        "message.max.bytes, above it; the stages send up to 64 MB)"
+    )

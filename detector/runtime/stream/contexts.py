@@ -6,6 +6,13 @@ key's tick, is set aside (counted by reason, one warning line, a dead letter of 
 never its key or bytes) and never hides a good copy of the same tick. A tick the cluster stage passed
 without publishing (no event of the stream fell in it, while a straggler of the account stage's own
 partitions did) reads the context before it rather than waiting at every restart.
+
+What it holds is bounded whatever a writer sends: with ``DETECTOR_STREAM_CONTEXTS_KEY`` only records the
+cluster stage signed are kept (``contextsign``); a key off the tick grid, or more than ``ahead_ticks``
+beyond the newest tick asked (well above one poll batch of ``READ_BATCH`` records, so the cluster
+stage's own contexts read ahead are never dropped), is set aside; a key holds at most ``copies`` distinct
+copies (past that, the copies are read and only the newest that reads back is kept); a value over
+``MAX_RECORD_BYTES`` is set aside.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import orjson
 
 from detector.errors import DetectorError
 from detector.io.sinks import DeadLetter
+from detector.runtime.stream.contextsign import VARIABLE, ContextKey, is_signed
+from detector.settings import WindowSettings
 from detector.validate import Reject
 from detector.window.context import PopulationContext
 
@@ -39,8 +48,16 @@ LOG_WAIT_S = 1.0
 MAX_RECORD_BYTES = 64 << 20
 #: Longest key read (``context_key`` writes about 40 bytes); a longer one is not parsed.
 MAX_KEY_BYTES = 128
+#: Records the reader's consumer hands out per poll: its read-ahead of the asked tick (in records).
+READ_BATCH = 100
+#: Ticks beyond the newest tick asked whose keys are kept (a later key is set aside: ``context_ahead``).
+AHEAD_TICKS = 8 * READ_BATCH
+#: Distinct copies kept per key (past that, the copies are read and the newest that reads back kept).
+COPIES = 4
 #: Why a contexts-topic record is set aside (a closed set: the label values of its counter).
-REJECTS = ("context_key", "context_value")
+REJECTS = ("context_key", "context_value", "context_signature", "context_grid", "context_ahead")
+
+Copy = tuple[bytes, int, int]  # value, partition, offset
 
 
 class ContextTimeout(DetectorError, RuntimeError):
@@ -81,12 +98,23 @@ class ContextReader:
     from its beginning."""
 
     def __init__(
-        self, s: StreamSettings, wait: Histogram, timeouts: PCounter, rejects: PCounter, stand_ins: PCounter
+        self,
+        s: StreamSettings,
+        wait: Histogram,
+        timeouts: PCounter,
+        rejects: PCounter,
+        stand_ins: PCounter,
+        key: ContextKey | None = None,
     ) -> None:
         self.s = s
         self.wait_s = s.context_wait_s
+        self.key = key  #: the deployment's contexts key: only records signed under it are read
+        #: the engine's tick (the grid of the keys; ``Stage.factory`` sets the engines' own)
+        self.tick: timedelta = WindowSettings.model_fields["tick"].default
+        self.ahead_ticks, self.copies = AHEAD_TICKS, COPIES  # copies: at least 2 (the newest good, one new)
+        self.newest: datetime | None = None  #: the newest as_of asked since the topic was last opened
         #: per (kind, as_of), the distinct copies read (value, partition, offset), oldest first
-        self.book: dict[tuple[str, datetime], list[tuple[bytes, int, int]]] = {}
+        self.book: dict[tuple[str, datetime], list[Copy]] = {}
         self.floor: datetime | None = None  #: the oldest as_of kept (None: nothing read yet)
         self.last: dict[str, datetime] = {}
         self.consumer: Any = None
@@ -95,17 +123,28 @@ class ContextReader:
         self.metric_stand_ins = stand_ins
         #: where a set-aside record goes (the daemon's dead letters, once its outputs are up)
         self.dead: Callable[[DeadLetter], None] | None = None
-        self._rejected: set[tuple[int, int]] = set()  # (partition, offset): each set aside once
+        #: per partition, the highest offset read, and as it stood when the topic was last opened: a
+        #: record at or below it was read (and counted when set aside) before, so it is not counted again
+        self.read_to: dict[int, int] = {}
+        self.counted_to: dict[int, int] = {}
+        #: records set aside for their signature, and read signed under the key: only the first and
+        #: none of the second (a key on this stage only, or another) is named when a wait runs out
+        self.bad_signatures = self.signed = 0
+        self.warned_signed = False
         #: per kind, the newest as_of below ``floor`` and its copies (a quiet tick's stand-in: ``_passed``)
-        self.before: dict[str, tuple[datetime, list[tuple[bytes, int, int]]]] = {}
+        self.before: dict[str, tuple[datetime, list[Copy]]] = {}
 
     def _open(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         if self.consumer is None:
             self.consumer = KafkaConsumer(
-                **self.s.kafka_common(), enable_auto_commit=False, fetch_max_bytes=MAX_RECORD_BYTES
+                **self.s.kafka_common(),
+                enable_auto_commit=False,
+                fetch_max_bytes=MAX_RECORD_BYTES,
+                max_poll_records=READ_BATCH,
             )
+        self.counted_to = dict(self.read_to)
         parts = self.consumer.partitions_for_topic(self.s.contexts_topic) or {0}
         self.one_partition = len(parts) == 1  # the order of the cluster stage's sends (``_passed``)
         tps = [TopicPartition(self.s.contexts_topic, p) for p in sorted(parts)]
@@ -115,14 +154,23 @@ class ContextReader:
     def get(self, kind: Kind, as_of: datetime) -> PopulationContext:
         """The context ``kind`` published as of ``as_of``, waiting for it (``ContextTimeout``)."""
         if self.floor is None or as_of < self.floor:
-            self.floor, self.book, self.before = as_of, {}, {}
+            self.floor, self.book, self.before, self.newest = as_of, {}, {}, as_of
             self._open()
+        self.newest = max(as_of, self.newest or as_of)
         t0 = time.monotonic()
         logged = False
         while (ctx := self._decoded(kind, as_of) or self._passed(kind, as_of)) is None:
             waited = time.monotonic() - t0
             if waited >= self.wait_s:
                 self.metric_timeouts.inc()
+                if self.bad_signatures and not self.signed:  # the cluster stage without it, or another
+                    raise ContextTimeout(
+                        f"no population context ({kind}) as of {as_of.isoformat()} signed under this "
+                        f"stage's key after {self.wait_s:g}s ({self.bad_signatures} records set aside "
+                        f"unsigned or badly signed, none signed under it): set the same {VARIABLE} on "
+                        "both stages",
+                        VARIABLE,
+                    )
                 raise ContextTimeout(
                     f"no population context ({kind}) as of {as_of.isoformat()} on "
                     f"{self.s.contexts_topic!r} after {self.wait_s:g}s: is the cluster stage running?",
@@ -145,23 +193,58 @@ class ContextReader:
 
     def _take(self, r: Any) -> None:
         """Keep one record of the topic: a copy of a context still asked for (a copy already kept, as a
-        restarted cluster stage sends, once); a key ``context_key`` did not write is set aside."""
+        restarted cluster stage sends, once). Set aside: a key ``context_key`` did not write, a record
+        not signed under the stage's key (with one), a key off the tick grid or too far ahead."""
+        part, off = r.partition, r.offset
+        self.read_to[part] = max(off, self.read_to.get(part, -1))
         got = parse_key(r.key)
         if got is None:
-            self._reject("context_key", r.partition, r.offset, r.key, r.value, "key is not kind|as_of")
+            self._reject("context_key", part, off, r.key, r.value, "key is not kind|as_of")
             return
-        assert self.floor is not None
         value = r.value if isinstance(r.value, bytes) else b""  # a tombstone: no context, set aside when read
+        headers = getattr(r, "headers", None)
+        if self.key is not None and (why := self.key.check(r.key, value, headers)) is not None:
+            self.bad_signatures += 1
+            self._reject("context_signature", part, off, r.key, value, why)
+            return
+        if self.key is not None:
+            self.signed += 1
+        if self.key is None and not self.warned_signed and is_signed(headers):
+            self.warned_signed = True  # the cluster stage signs: this stage reads them unverified
+            log.error(f"the contexts are signed but this stage has no {VARIABLE}: read unverified")
+        if len(value) > MAX_RECORD_BYTES:
+            self._reject("context_value", part, off, r.key, value, "over the largest context")
+            return
+        if (got[1] - datetime(1970, 1, 1, tzinfo=got[1].tzinfo)) % self.tick:
+            self._reject("context_grid", part, off, r.key, value, "as_of off the tick grid")
+            return
+        assert self.floor is not None and self.newest is not None
+        if got[1] > self.newest + self.ahead_ticks * self.tick:
+            self._reject("context_ahead", part, off, r.key, value, "as_of too far ahead of the ticks asked")
+            return
         if got[1] < self.floor:  # not asked again; the newest is kept in case a tick after it was quiet
             old = self.before.get(got[0])
             if old is None or got[1] > old[0]:
-                self.before[got[0]] = (got[1], [(value, r.partition, r.offset)])
-            elif got[1] == old[0] and all(v != value for v, _, _ in old[1]):
-                old[1].append((value, r.partition, r.offset))
+                self.before[got[0]] = (got[1], [(value, part, off)])
+            elif got[1] == old[0]:
+                self._keep(old[1], got[1], (value, part, off))
             return
-        copies = self.book.setdefault(got, [])
-        if all(v != value for v, _, _ in copies):
-            copies.append((value, r.partition, r.offset))
+        self._keep(self.book.setdefault(got, []), got[1], (value, part, off))
+
+    def _keep(self, copies: list[Copy], as_of: datetime, copy: Copy) -> None:
+        """Add a distinct copy; past ``copies`` of them, only the newest that reads back stays."""
+        if any(v == copy[0] for v, _, _ in copies):
+            return
+        if len(copies) >= self.copies:
+            self._newest(copies, as_of)
+        copies.append(copy)
+
+    def held_bytes(self) -> int:
+        """The bytes of the copies the reader holds (bounded: ``tests/test_stage_contexts_guard.py``)."""
+        held = [c for cs in self.book.values() for c in cs] + [
+            c for _, cs in self.before.values() for c in cs
+        ]
+        return sum(len(v) for v, _, _ in held)
 
     def _passed(self, kind: Kind, as_of: datetime) -> PopulationContext | None:
         """When the cluster stage has published a later tick of ``kind`` but none as of ``as_of``, it never
@@ -193,7 +276,10 @@ class ContextReader:
     def _decoded(self, kind: Kind, as_of: datetime) -> PopulationContext | None:
         """The newest copy of the context that reads back as of its key's tick; a copy that does not is
         set aside (so a damaged copy, before or after the good one, never hides it)."""
-        copies = self.book.get((kind, as_of), [])
+        return self._newest(self.book.get((kind, as_of), []), as_of)
+
+    def _newest(self, copies: list[Copy], as_of: datetime) -> PopulationContext | None:
+        """Keep only the newest of ``copies`` that reads back (the ones after it set aside) and read it."""
         while copies:
             value, part, off = copies[-1]
             try:
@@ -213,9 +299,8 @@ class ContextReader:
     ) -> None:
         """A record set aside: counted, one log line, a dead letter (its size and hash, never its key
         or bytes: a writer's key or value can carry any text)."""
-        if (part, off) in self._rejected:  # the topic read again (an older tick asked): once is enough
+        if off <= self.counted_to.get(part, -1):  # the topic read again (an older tick asked): once
             return
-        self._rejected.add((part, off))
         self.metric_rejects.labels(reason=reason).inc()
         data = value or b""
         position = f"{self.s.contexts_topic}/{part}@{off}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector.errors import ConfigError
@@ -108,6 +108,16 @@ class StreamSettings(BaseSettings):
     #: account stage may lag or be down), and how long an account stage waits for a tick's context.
     contexts_topic: str = "detector-contexts"
     context_wait_s: float = Field(default=60.0, gt=0)
+    #: The deployment's key on the contexts topic (at least 16 bytes), or a file holding it (the variable
+    #: wins): the cluster stage signs each record, the account stage reads only records signed under it
+    #: (``contextsign``). Set it on both stages or neither. Never logged.
+    contexts_key: SecretStr | None = None
+    contexts_key_file: Path | None = None
+
+    @field_validator("contexts_key", "contexts_key_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     def for_stage(self) -> StreamSettings:
         """These settings as the stage runs them: its own group and state directory (``all``: as is)."""
@@ -156,7 +166,7 @@ class StreamSettings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a loggable dict (secrets masked)."""
         out = self.model_dump(mode="json")
-        for key in ("sasl_password", "ssl_password", "dispositions_token"):
+        for key in ("sasl_password", "ssl_password", "dispositions_token", "contexts_key"):
             if out.get(key) is not None:
                 out[key] = "**********"
         for hook in ("webhook_url", "decisions_webhook_url"):

@@ -6,7 +6,9 @@ its own daemon, in its own consumer group and state directory (``StreamSettings.
 - ``cluster``: one owner of every partition of the events topic (standbys as today), an engine in
   ``stage="cluster"`` raising cluster verdicts only. Every tick's ``PopulationContext`` (and the
   ``models`` kind) goes as bytes to the contexts topic, keyed ``kind|as_of`` (``ContextPublisher``); the
-  sends are flushed before each checkpoint, so a restart from a checkpoint never skips a context.
+  sends are flushed before each checkpoint, so a restart from a checkpoint never skips a context. With
+  ``DETECTOR_STREAM_CONTEXTS_KEY`` each record is signed (``contextsign``) and the account stages read
+  only signed ones.
 - ``account``: a member of its group like any consumer (``assignor.SpreadAssignor``: a share of the
   partitions), an engine in ``stage="account"`` raising account verdicts only. Before it evaluates tick
   ``t`` it reads the context published as of ``t - tick`` (``contexts.ContextReader``), waiting for it when
@@ -36,6 +38,7 @@ from detector.errors import ConfigError
 from detector.io.kafka import KafkaKeyedBytesSink
 from detector.io.sinks import DeadLetter
 from detector.runtime.stream.contexts import MAX_RECORD_BYTES, REJECTS, ContextReader, Kind, context_key
+from detector.runtime.stream.contextsign import ContextKey, context_key_of
 from detector.window.context import PopulationContext, Published
 
 if TYPE_CHECKING:
@@ -79,18 +82,23 @@ class ContextPublisher:
     """The cluster stage's relays: each context's bytes to the contexts topic, through a Kafka sink on a
     producer of its own (``flush`` before a checkpoint raises ``SinkError`` when one was not delivered)."""
 
-    def __init__(self, s: StreamSettings) -> None:
+    def __init__(self, s: StreamSettings, key: ContextKey | None = None) -> None:
         from kafka import KafkaProducer
 
         self.producer = KafkaProducer(
             **s.kafka_common(), acks="all", linger_ms=5, max_request_size=MAX_RECORD_BYTES
         )
         self.sink = KafkaKeyedBytesSink(self.producer, s.contexts_topic, s.flush_timeout_s)
+        self.key = key  #: signs each record (``contextsign``); None: sent unsigned, as before
         self.sent = 0
 
     def relay(self, kind: Kind) -> Callable[[PopulationContext], PopulationContext]:
         def send(ctx: PopulationContext) -> PopulationContext:
-            self.sink.add((context_key(kind, ctx.as_of), ctx.to_bytes()))
+            key, value = context_key(kind, ctx.as_of), ctx.to_bytes()
+            if self.key is None:
+                self.sink.add((key, value))
+            else:
+                self.sink.add((key, value, self.key.headers(key, value)))
             self.sent += 1
             return ctx
 
@@ -122,8 +130,10 @@ class Stage:
         self.name, self.s = s.stage, s
         self.publisher: ContextPublisher | None = None
         self.reader: ContextReader | None = None
+        # read at start, so a key too short or an unreadable file stops the stage before it reads
+        key = context_key_of(s) if s.stage != "all" else None
         if s.stage == "cluster":
-            self.publisher = ContextPublisher(s)
+            self.publisher = ContextPublisher(s, key)
         elif s.stage == "account":
             wait = Histogram(
                 "detector_context_wait_seconds",
@@ -150,12 +160,22 @@ class Stage:
                 "context before them.",
                 registry=registry,
             )
-            self.reader = ContextReader(s, wait, timeouts, rejects, stand_ins)
+            self.reader = ContextReader(s, wait, timeouts, rejects, stand_ins, key)
 
     def factory(self, factory: EngineFactory) -> EngineFactory:
         if self.name == "all":
             return factory
-        return staged_factory(factory, self.name)
+        staged = staged_factory(factory, self.name)
+        reader = self.reader
+        if reader is None:
+            return staged
+
+        def build(*, observers: Observers | None = None) -> Engine:
+            engine = staged(observers=observers)
+            reader.tick = engine.settings.windows.tick  # the grid of the contexts' keys
+            return engine
+
+        return build
 
     def observers(self, base: Observers) -> Observers:
         if self.publisher is not None:
