@@ -23,6 +23,8 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +43,25 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, 
     return folder / "sim" / "events.jsonl", reference(folder)
 
 
-def _run(events_file: Path, folder: Path) -> tuple[kb.EmbeddedBroker, Stages]:
-    broker = kb.EmbeddedBroker()
-    broker.start()
-    kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
-    kb.produce_events(broker.bootstrap, kb.read_events(events_file))
-    state = folder / "state"
-    settings = kb.stream_settings(broker.bootstrap, state, max_poll_records=200, commit_interval_s=0.5)
-    stages = Stages(settings, folder)
-    for name, stage in FIRST.items():
-        stages.start(name, stage)
-    return broker, stages
+@contextmanager
+def _run(events_file: Path, folder: Path) -> Iterator[tuple[kb.EmbeddedBroker, Stages]]:
+    """A broker with the day's events, and the three stages of ``FIRST`` started on it; on the way out
+    every stage still running is killed and the broker stopped."""
+    with kb.EmbeddedBroker() as broker:
+        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
+        kb.produce_events(broker.bootstrap, kb.read_events(events_file))
+        state = folder / "state"
+        settings = kb.stream_settings(broker.bootstrap, state, max_poll_records=200, commit_interval_s=0.5)
+        stages = Stages(settings, folder)
+        try:
+            for name, stage in FIRST.items():
+                stages.start(name, stage)
+            yield broker, stages
+        finally:
+            for proc in stages.procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(30)
 
 
 @pytest.mark.kafka
@@ -63,8 +73,7 @@ def test_five_kill9_of_random_stages_lose_and_double_count_nothing(
     print(f"kill schedule seed {seed} (DETECTOR_KILL_SEED={seed} draws it again)")
     rng = random.Random(seed)
     schedule: list[str] = []
-    broker, stages = _run(events_file, tmp_path)
-    try:
+    with _run(events_file, tmp_path) as (broker, stages):
         t0 = time.monotonic()
         for i in range(1, KILLS + 1):
             time.sleep(rng.uniform(1.0, 6.0))
@@ -81,11 +90,6 @@ def test_five_kill9_of_random_stages_lose_and_double_count_nothing(
         stages.finish(why)
         # the union of what every process sent: lost nothing, and a resend is an identical copy
         compare([r.value for r in kb.read_topic(broker.bootstrap, kb.ALERTS)], ref, why)
-    finally:
-        for proc in stages.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-        broker.stop()
 
 
 @pytest.mark.kafka
@@ -93,8 +97,7 @@ def test_an_account_stage_joining_and_leaving_mid_stream_loses_and_double_counts
     day: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     events_file, ref = day
-    broker, stages = _run(events_file, tmp_path)
-    try:
+    with _run(events_file, tmp_path) as (broker, stages):
         first = ("account-a", "account-b")
         kb.wait_for(lambda: all(assigned(stages.log(n)) for n in first), 180, "the first two's partitions")
         time.sleep(1.0)
@@ -119,8 +122,3 @@ def test_an_account_stage_joining_and_leaving_mid_stream_loses_and_double_counts
         # the partitions moved again when the third left
         left = {n: len(assigned(stages.log(n))) for n in first}
         assert any(left[n] > joined[n] for n in first), (joined, left)
-    finally:
-        for proc in stages.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-        broker.stop()
