@@ -9,6 +9,8 @@ hash, never its bytes or its key) and is counted, with one log line; the good co
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +23,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.io.sinks import DeadLetter
-from detector.runtime.stream.contexts import ContextTimeout, context_key
+from detector.runtime.stream.contexts import ContextTimeout, WaitInterrupted, context_key
+from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.stages import Stage
 from detector.window.context import KINDS, PopulationContext
@@ -158,6 +161,34 @@ def test_only_damaged_copies_wait_and_time_out_not_crash() -> None:
     assert _rejected(registry) == {"context_value": 2} and len(dead) == 2
 
 
+def test_a_rebalance_waiting_for_the_lock_cuts_a_context_wait_short() -> None:
+    """A listener waiting for the processing lock sets ``rebalancing`` until it has the lock; an account
+    stage waiting for a context then gives the wait (and its batch) up at once instead of holding the
+    lock past the group's rebalance timeout (left out of the group, then fenced: exit 4)."""
+    d = SimpleNamespace(lock=threading.RLock(), rebalancing=threading.Event())
+    inside: list[bool] = []
+
+    def listener() -> None:
+        with Rebalance(d)._locked():  # type: ignore[arg-type]
+            inside.append(d.rebalancing.is_set())
+
+    stage, _, registry = _reader([])
+    assert stage.reader is not None
+    stage.reader.wait_s = 60.0
+    stage.reader.interrupted = d.rebalancing.is_set
+    with d.lock:  # the processing thread, mid-batch
+        thread = threading.Thread(target=listener)
+        thread.start()
+        t0 = time.monotonic()
+        with pytest.raises(WaitInterrupted, match="as of 2026-03-02T10:00:00"):
+            stage.reader.get("context", T0)
+        assert time.monotonic() - t0 < 10 and not inside
+    thread.join(10)
+    assert inside == [False] and not d.rebalancing.is_set()
+    timeouts = registry.get_sample_value("detector_context_wait_timeouts_total")
+    assert timeouts == 0  # not a timeout: the daemon goes on
+
+
 def test_a_cluster_stages_republished_copies_are_read_once() -> None:
     """A restarted cluster stage sends the same bytes again: kept once, nothing rejected."""
     key = context_key("context", T0)
@@ -193,7 +224,7 @@ def test_an_account_stage_with_a_straggler_after_a_quiet_hour_reads_on(tmp_path:
     any straggler). That stage closes the last quiet tick with the straggler in it and asks for the
     context as of the tick before, which the cluster stage, whose events fell in no such tick, never
     publishes. On main it waited ``context_wait_s``, stopped, and did the same at every restart."""
-    from test_stages import REPO
+    from stage_runs import REPO
 
     from detector.app import build_engine
     from detector.decode import decode_lines

@@ -4,102 +4,32 @@ One cluster stage and two account stages, each a ``detector run --drain`` proces
 over a small simulated day: the alerts they send, together, are the alerts of ``detector replay`` with
 ``DETECTOR_CONTEXT_LAG`` on, (alert_id, revision) for (alert_id, revision) and field for field
 (``emitted_at`` aside). Each account stage raises account alerts only, the cluster stage cluster alerts
-only, and both account stages hold partitions. With one account stage killed (``kill -9``) mid-stream and
-started again, the set is the same.
+only, and both account stages hold partitions. Faults mid-stream (five ``kill -9`` of random stages, an
+account stage joining and leaving): ``test_stage_faults.py``.
 """
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import kafka_broker as kb
-import orjson
 import pytest
+from stage_runs import CONTEXTS, LAG, assigned, compare, finish, reference, sent, start
 
-from detector.app import build_engine
 from detector.errors import ConfigError
 from detector.lab.simulate import simulate
-from detector.runtime.replay import replay
 from detector.runtime.stream.assignor import SpreadAssignor
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.stages import assignment_folder, check_stage
-from detector.settings import EngineSettings
-
-REPO = Path(__file__).resolve().parents[1]
-CONTEXTS = "detector-contexts"
-LAG = {"DETECTOR_CONTEXT_LAG": "true"}
-
-
-def _doc(raw: bytes) -> dict[str, Any]:
-    doc = orjson.loads(raw)
-    doc.pop("emitted_at", None)
-    return dict(doc)
-
-
-def _key(doc: dict[str, Any]) -> tuple[str, int]:
-    return doc["alert_id"], doc["revision"]
-
-
-def _reference(tmp_path: Path) -> list[dict[str, Any]]:
-    simulate(tmp_path / "sim", days=0.5, seed=3, scale=0.2)
-    lag = EngineSettings().model_copy(update={"context_lag": True})
-    engine = build_engine(REPO / "rules", settings=lag)
-    replay([tmp_path / "sim" / "events.jsonl"], engine, tmp_path / "ref.jsonl")
-    # the rule guard stays per account stage (``stages``): this day must not exercise it
-    assert not engine.stats.demoted
-    docs = [_doc(x) for x in (tmp_path / "ref.jsonl").read_bytes().splitlines()]
-    kinds = {d["kind"] for d in docs}
-    assert kinds == {"account", "cluster"}, f"the day must raise both kinds to prove anything: {kinds}"
-    return docs
-
-
-def _start(settings: StreamSettings, stage: str, log: Path, key: str = "") -> subprocess.Popen[bytes]:
-    env = {**LAG, "DETECTOR_STAGE": stage, "DETECTOR_STREAM_CONTEXTS_KEY": key}
-    return kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
-
-
-def _finish(proc: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> None:
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(log.read_text()[-3000:]) from None
-    assert proc.returncode == 0, log.read_text()[-3000:]
-
-
-def _assigned(log: Path) -> list[list[int]]:
-    """The non-empty partition sets a daemon's log says it was assigned."""
-    out = []
-    for line in log.read_text().splitlines():
-        if '"msg":"partitions assigned"' in line:
-            parts = json.loads(line).get("partitions")
-            if parts:
-                out.append(parts)
-    return out
-
-
-def _sent(log: Path) -> int:
-    """The alerts a daemon's last "stopped" log line says it sent."""
-    stops = [json.loads(x) for x in log.read_text().splitlines() if '"msg":"stopped"' in x]
-    return int(stops[-1]["alerts"])
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize(
-    ("kill", "key"),
-    [(False, ""), (True, ""), (False, "a contexts key of 32 characters.")],
-    ids=["uninterrupted", "kill9", "signed"],
-)
+@pytest.mark.parametrize("key", ["", "a contexts key of 32 characters."], ids=["unsigned", "signed"])
 def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
-    tmp_path: Path, kill: bool, key: str
+    tmp_path: Path, key: str
 ) -> None:
-    reference = _reference(tmp_path)
+    ref = reference(tmp_path)
     events = kb.read_events(tmp_path / "sim" / "events.jsonl")
     with kb.EmbeddedBroker() as broker:
         kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
@@ -108,38 +38,27 @@ def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
             broker.bootstrap, tmp_path / "state", max_poll_records=200, commit_interval_s=0.5
         )
         logs = [tmp_path / f"{n}.log" for n in ("account-a", "account-b", "cluster")]
-        procs = [_start(settings, "account", logs[0], key), _start(settings, "account", logs[1], key)]
-        procs.append(_start(settings, "cluster", logs[2], key))
-        if kill:
-            kb.wait_for(lambda: bool(_assigned(logs[0])), 60, "the first account stage's partitions")
-            time.sleep(2.0)
-            assert procs[0].poll() is None, "the account stage finished before the kill; make it slower"
-            procs[0].send_signal(signal.SIGKILL)
-            procs[0].wait(30)
-            logs.append(tmp_path / "account-a2.log")
-            procs[0] = _start(settings, "account", logs[-1])
-        for proc, log in zip(procs, [logs[-1] if kill else logs[0], *logs[1:3]], strict=True):
-            _finish(proc, log)
-        sent = [_doc(r.value) for r in kb.read_topic(broker.bootstrap, kb.ALERTS)]
+        procs = [start(settings, "account", logs[0], key), start(settings, "account", logs[1], key)]
+        procs.append(start(settings, "cluster", logs[2], key))
+        for proc, log in zip(procs, logs, strict=True):
+            finish(proc, log)
+        # field for field: no event counted twice or lost (the counts are in the evidence)
+        docs = compare([r.value for r in kb.read_topic(broker.bootstrap, kb.ALERTS)], ref)
         contexts = kb.read_topic(broker.bootstrap, CONTEXTS, idle_s=0.5)
     # signed under the key, or sent without any header, as before signatures
     assert contexts and all(bool(r.headers) == bool(key) for r in contexts)
     if key:  # never logged
         assert all(key not in log.read_text() for log in logs)
-    assert sorted({_key(d) for d in sent}) == sorted(_key(d) for d in reference)
-    # field for field: no event counted twice or lost (the counts are in the evidence)
-    by_key = {_key(d): d for d in reference}
-    assert all(d == by_key[_key(d)] for d in sent)
-    assert all(_assigned(log) for log in logs[:2]), "an account stage never held partitions"
-    if not kill and all(len(_assigned(log)) == 1 for log in logs[:2]):
+    assert all(assigned(log) for log in logs[:2]), "an account stage never held partitions"
+    if all(len(assigned(log)) == 1 for log in logs[:2]):
         # each alert sent once, by its stage: the cluster stage the cluster alerts, the account stages
         # the account alerts (a stage that finished first can hand its partitions to the other, which
         # reads them again from their beginning: a set never held starts empty, and resends)
-        assert len(sent) == len(reference)
-        kinds = Counter(d["kind"] for d in reference)
-        assert _sent(logs[2]) == kinds["cluster"]
-        assert _sent(logs[0]) + _sent(logs[1]) == kinds["account"]
-        assert _sent(logs[0]) and _sent(logs[1])
+        assert len(docs) == len(ref)
+        kinds = Counter(d["kind"] for d in ref)
+        assert sent(logs[2]) == kinds["cluster"]
+        assert sent(logs[0]) + sent(logs[1]) == kinds["account"]
+        assert sent(logs[0]) and sent(logs[1])
 
 
 @pytest.mark.kafka

@@ -67,6 +67,13 @@ class ContextTimeout(DetectorError, RuntimeError):
     exit_code = 9
 
 
+class WaitInterrupted(RuntimeError):
+    """A rebalance waits for the processing lock while the account stage waits for a context: the wait
+    is given up, and with it the batch (``Daemon._step`` drops the engine's state, as when partitions
+    are lost), so the member rejoins within the group's rebalance timeout instead of being left out
+    and fenced at its next checkpoint (exit 4, at every rebalance while the cluster stage lags)."""
+
+
 def context_key(kind: Kind, as_of: datetime) -> bytes:
     """The contexts topic's key of one publication."""
     return f"{kind}|{as_of.isoformat()}".encode()
@@ -133,6 +140,8 @@ class ContextReader:
         self.warned_signed = False
         #: per kind, the newest as_of below ``floor`` and its copies (a quiet tick's stand-in: ``_passed``)
         self.before: dict[str, tuple[datetime, list[Copy]]] = {}
+        #: true while a rebalance waits for the processing lock (the daemon's ``rebalancing``)
+        self.interrupted: Callable[[], bool] = lambda: False
 
     def _open(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
@@ -176,6 +185,9 @@ class ContextReader:
                     f"{self.s.contexts_topic!r} after {self.wait_s:g}s: is the cluster stage running?",
                     "DETECTOR_STREAM_CONTEXT_WAIT_S",
                 )
+            if self.interrupted():
+                when = as_of.isoformat()
+                raise WaitInterrupted(f"a rebalance is waiting: the wait for {kind} as of {when} given up")
             if waited >= LOG_WAIT_S and not logged:
                 logged = True
                 log.info("waiting for the cluster stage", extra={"as_of": as_of.isoformat(), "kind": kind})

@@ -43,6 +43,7 @@ from detector.runtime.merge import EventTimeMerge
 from detector.runtime.stream.batches import BatchPath, RunProbe, RunSummary
 from detector.runtime.stream.commit import Checkpoint, CheckpointFailed, Fenced
 from detector.runtime.stream.consumer import Batch, ConsumerThread, make_source
+from detector.runtime.stream.contexts import WaitInterrupted
 from detector.runtime.stream.decoding import Decoder
 from detector.runtime.stream.faults import InputTopicWatch, fault_metrics, reset_partitions
 from detector.runtime.stream.rebalance import Rebalance
@@ -90,6 +91,9 @@ class Daemon(BatchPath):
         self.s = settings
         #: the two-stage split (``stages``; ``all``: one engine, nothing added)
         self.stage = Stage(settings, metrics.registry)
+        self.rebalancing = threading.Event()  # a rebalance listener waits for the lock (``rebalance``)
+        if self.stage.reader is not None:
+            self.stage.reader.interrupted = self.rebalancing.is_set
         self.factory = self.stage.factory(engine_factory)
         self.metrics = metrics
         self.observers = self.stage.observers(metrics.observers())
@@ -262,16 +266,25 @@ class Daemon(BatchPath):
             if self.engine is None or not self.assigned:
                 return False  # standby, or between revocation and assignment
             self.hw = item.highwater
-            self._handle(item.polls)
-            self._maybe_sync()
-            if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
-                self.commit("interval")
-            if self.drain_when_idle and self._caught_up():
-                self._drain()
-                self.commit("drain")
-                if self.probe is not None:
-                    self.probe.drained()
-                return True
+            try:
+                return self._process(item)
+            except WaitInterrupted:  # mid-batch: drop the state, as when lost; a checkpoint is read again
+                self.engine, self.my_ckpt, self._dirty = None, None, False
+                log.info("a rebalance is waiting: the batch is dropped, read again from the checkpoint")
+                return False
+
+    def _process(self, item: Batch) -> bool:
+        """``_step``'s work on a batch, under the lock; True when drained."""
+        self._handle(item.polls)
+        self._maybe_sync()
+        if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
+            self.commit("interval")
+        if self.drain_when_idle and self._caught_up():
+            self._drain()
+            self.commit("drain")
+            if self.probe is not None:
+                self.probe.drained()
+            return True
         return False
 
     def _maybe_reload_rules(self) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.checkpoint import CheckpointFolder, StreamPosition
@@ -56,6 +58,8 @@ class Owner(Protocol):
 
     s: StreamSettings
     lock: threading.RLock
+    #: set while a listener waits for the lock (an account stage's context wait gives up: ``contexts``)
+    rebalancing: threading.Event
     epoch: int
     _owner_epoch: int
     _dirty: bool
@@ -96,6 +100,20 @@ class Rebalance:
     def __init__(self, daemon: Owner) -> None:
         self.daemon = daemon
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The processing lock, with ``rebalancing`` set while it is waited for: a batch waiting for
+        the cluster stage's context gives up (``contexts.WaitInterrupted``) rather than holding the
+        member past the group's rebalance timeout."""
+        d = self.daemon
+        d.rebalancing.set()
+        try:
+            with d.lock:
+                d.rebalancing.clear()
+                yield
+        finally:
+            d.rebalancing.clear()
+
     def _new_epoch(self) -> None:
         d = self.daemon
         d.epoch += 1
@@ -114,7 +132,7 @@ class Rebalance:
     def on_revoked(self, revoked: list[int]) -> None:
         """Before the group moves partitions: commit, so the next owner starts from our checkpoint."""
         d = self.daemon
-        with d.lock:
+        with self._locked():
             self._new_epoch()
             if d.engine is not None and not d.no_commit:
                 if d._dirty:
@@ -134,7 +152,7 @@ class Rebalance:
     def on_lost(self, lost: list[int]) -> None:
         """The group evicted us (session expired): another owner may be writing; drop, never write."""
         d = self.daemon
-        with d.lock:
+        with self._locked():
             self._new_epoch()
             d.engine = None
             d.my_ckpt = None
