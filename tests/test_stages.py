@@ -10,6 +10,8 @@ account stage joining and leaving): ``test_stage_faults.py``.
 
 from __future__ import annotations
 
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -79,6 +81,33 @@ def test_an_account_stage_without_its_contexts_stops_naming_the_tick(tmp_path: P
     text = log.read_text()
     assert '"msg":"waiting for the cluster stage"' in text and '"as_of":"2026-' in text
     assert "no population context (models) as of 2026-" in text
+
+
+@pytest.mark.kafka
+def test_an_account_stage_stopped_while_it_waits_for_a_context_stops_at_once(tmp_path: Path) -> None:
+    """SIGTERM (a supervisor's stop, a scale-down) while the account stage waits for a context that the
+    lagging cluster stage has not published: the wait is given up at once, the batch dropped (the next
+    owner reads it again from the checkpoint) and the stage exits 0, instead of holding on until the wait
+    bound and then exiting 9."""
+    simulate(tmp_path / "sim", days=0.1, seed=3, scale=0.2)
+    with kb.EmbeddedBroker() as broker:
+        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
+        kb.produce_events(broker.bootstrap, kb.read_events(tmp_path / "sim" / "events.jsonl"))
+        settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", context_wait_s=300.0)
+        env = {**LAG, "DETECTOR_STAGE": "account", "DETECTOR_STREAM_CONTEXT_WAIT_S": "300"}
+        log = tmp_path / "account.log"
+        proc = kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
+        try:
+            kb.wait_for(lambda: "waiting for the cluster stage" in log.read_text(), 180, "the context wait")
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(120) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert time.monotonic() - t0 < 100  # well under the 300 s bound
+        assert not kb.read_topic(broker.bootstrap, kb.ALERTS, idle_s=0.5)
+    assert "stopping mid-wait: the batch is dropped" in log.read_text()
 
 
 def test_the_spread_assignor_deals_every_partition_once() -> None:

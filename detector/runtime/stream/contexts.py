@@ -187,7 +187,7 @@ class ContextReader:
                 )
             if self.interrupted():
                 when = as_of.isoformat()
-                raise WaitInterrupted(f"a rebalance is waiting: the wait for {kind} as of {when} given up")
+                raise WaitInterrupted(f"a rebalance or a stop: the wait for {kind} as of {when} given up")
             if waited >= LOG_WAIT_S and not logged:
                 logged = True
                 log.info("waiting for the cluster stage", extra={"as_of": as_of.isoformat(), "kind": kind})

@@ -92,12 +92,12 @@ class Daemon(BatchPath):
         #: the two-stage split (``stages``; ``all``: one engine, nothing added)
         self.stage = Stage(settings, metrics.registry)
         self.rebalancing = threading.Event()  # a rebalance listener waits for the lock (``rebalance``)
-        if self.stage.reader is not None:
-            self.stage.reader.interrupted = self.rebalancing.is_set
+        self.stop = stop or threading.Event()
+        if self.stage.reader is not None:  # a rebalance or a stop gives a context wait up
+            self.stage.reader.interrupted = lambda: self.rebalancing.is_set() or self.stop.is_set()
         self.factory = self.stage.factory(engine_factory)
         self.metrics = metrics
         self.observers = self.stage.observers(metrics.observers())
-        self.stop = stop or threading.Event()
         self._on_alert = on_alert
         self.drain_when_idle = drain_when_idle
         self._keep_alerts = keep_alerts
@@ -270,7 +270,10 @@ class Daemon(BatchPath):
                 return self._process(item)
             except WaitInterrupted:  # mid-batch: drop the state, as when lost; a checkpoint is read again
                 self.engine, self.my_ckpt, self._dirty = None, None, False
-                log.info("a rebalance is waiting: the batch is dropped, read again from the checkpoint")
+                if self.stop.is_set():
+                    log.info("stopping mid-wait: the batch is dropped, read again from the checkpoint")
+                else:
+                    log.info("a rebalance is waiting: the batch is dropped, read again from the checkpoint")
                 return False
 
     def _process(self, item: Batch) -> bool:
