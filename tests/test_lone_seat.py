@@ -4,9 +4,9 @@ The router's customers include developers comparing models on benchmarks that as
 the new model on its launch day. A customer who opened its seat within the month has no tenure, so no
 trust, and the account axis accused it at medium (reasoning elicited, the new model's launch): on the
 round-16 held-out block most of the 59 router customers at medium. Seed 2's router customers below, the
-model-comparison developers' seats opened ten days before the day: accused with the lone-seat test off,
-none with it on. The same seats sharing one private system prompt (a group of new seats holding the
-farm's own tool, as a farm through the router does) stay accused.
+model-comparison developers, two of whose seats were opened ten days before the day: accused with the
+lone-seat test off, neither with it on. The same two seats sharing one private system prompt (a group of
+new seats holding the farm's own tool, as a farm through the router does) stay accused.
 """
 
 from __future__ import annotations
@@ -71,12 +71,14 @@ def bench_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
         and (events.filter(pl.col("account_id") == a)["params"].struct.field("temperature") == 0.0).all()
     )
     assert len(bench) >= 5, "the router's model-comparison developers"
+    # two of them new, the rest established (a few of the router's many seats are new on any day)
+    fresh = bench[:2]
     opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
     path = out / "fresh.parquet"
     events.with_columns(
-        pl.when(pl.col("account_id").is_in(bench)).then(opened).otherwise(pl.col("account")).alias("account")
+        pl.when(pl.col("account_id").is_in(fresh)).then(opened).otherwise(pl.col("account")).alias("account")
     ).write_parquet(path)
-    return path, bench
+    return path, fresh
 
 
 def test_a_new_customer_benchmarking_the_launch_is_one_customer(
@@ -101,8 +103,8 @@ def test_a_new_customer_benchmarking_the_launch_is_one_customer(
 def test_seats_sharing_their_own_tool_are_no_lone_customers(
     bench_day: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
-    """The same new seats, each holding one private system prompt: a group of new seats (a farm's own
-    tool, at least ``team_min_seats``, all opened within the month) keeps its account-axis verdicts."""
+    """The same new seats holding one private system prompt: a group of new seats (a farm's own tool,
+    all its holders opened within the month) keeps its account-axis verdicts."""
     events, bench = bench_day
     shared = pl.col("params").struct.with_fields(pl.lit("sp_farm_tool").alias("system_prompt_hash"))
     path = tmp_path / "farm.parquet"

@@ -18,12 +18,12 @@ So an accused account point is a **lone router seat** when (1) it is a reseller'
 ``reseller``), (2) its extraction evidence is only what the router's customers do at volume
 (``ROUTER_CUSTOMER_KINDS``: reasoning elicited, reasoning via parameters, the new model's launch; at
 least one: a model's verdict with no signal is not read here), and (3) none of its system prompts or
-templates is held by a group of at least ``team_min_seats`` accounts of which ``team_new_seat_share``
-(0.8) or more were opened within the month (the bars of the team-seat test, ``detect/seat.py``, and the
-farm rules' freshness clause). Such a point is capped at **low** with an ``evidence:lone`` reason;
-whatever the cluster axis says about the account is untouched (a cluster alert names its accounts on
-its own). Coercion, logprobs, rubric grading and agentic transcripts keep their verdicts (the router's
-trust never covered them, round 8).
+templates is shared with another seat by a group of which ``team_new_seat_share`` (0.8) or more were
+opened within the month (the farm rules' freshness clause; any size from two: a group under
+``team_min_seats`` is no team the seat test could spare, and no lone customer either). Such a point
+is capped at **low** with an ``evidence:lone`` reason; whatever the cluster axis says about the account
+is untouched (a cluster alert names its accounts on its own). Coercion, logprobs, rubric grading and
+agentic transcripts keep their verdicts (the router's trust never covered them, round 8).
 
 What it gives up: a farm inside the router whose seats share no system prompt or template (each seat
 its own) and harvest only by asking for steps is a set of lone customers on every key the gateway sees.
@@ -49,6 +49,8 @@ from detector.window.members import new_account_share
 ROUTER_CUSTOMER_KINDS = ("reasoning elicited", "reasoning via parameters", "new-model pivot")
 #: The key families a farm's own tool leaves on its seats (as ``seat.TOOL_FAMILIES``).
 _TOOL_FAMILIES = ("sysprompt", "template")
+#: A key another account holds too: the seat shares it (a farm of two seats is no lone customer).
+_OTHER_SEAT = 2
 _ACCUSED = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
 
 
@@ -77,8 +79,8 @@ def lone_points(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) ->
 def new_seat_groups(
     keys: pl.DataFrame, accounts: pl.DataFrame, wanted: pl.DataFrame, now: datetime, s: EvidenceSettings
 ) -> pl.DataFrame:
-    """The (family, key) of ``wanted`` held by at least ``team_min_seats`` accounts in ``keys`` (the key
-    table at ``now``), ``team_new_seat_share`` or more of them opened within the month of ``now``."""
+    """The (family, key) of ``wanted`` held by at least two accounts in ``keys`` (the key table at
+    ``now``), ``team_new_seat_share`` or more of them opened within the month of ``now``."""
     held = keys.join(wanted, on=["family", "key"], how="semi").select("account_id", "family", "key").unique()
     if held.height == 0:
         return wanted.clear()
@@ -87,7 +89,7 @@ def new_seat_groups(
         .group_by("family", "key")
         .agg(pl.len().alias("_n"), new_account_share(now).alias("_new"))
     )
-    fresh = (pl.col("_n") >= s.team_min_seats) & (pl.col("_new") >= s.team_new_seat_share)
+    fresh = (pl.col("_n") >= _OTHER_SEAT) & (pl.col("_new") >= s.team_new_seat_share)
     return groups.filter(fresh).select("family", "key")
 
 

@@ -207,7 +207,10 @@ class SeatWalk:
         established team's tool, at medium on a group of new seats (module docstring; only the points
         above medium are touched there, so the reason rides with a lowered point: an episode at medium
         already emits no revision for it)."""
-        hits = self.lone.spare(hits)
+        # the team's own cap first (its reason is the more specific), then lone seats among the rest
+        return self.lone.spare(self._spare_teams(hits))
+
+    def _spare_teams(self, hits: pl.DataFrame) -> pl.DataFrame:
         if not self._spared or hits.height == 0:
             return hits
         still = _seat_points(hits, self.frame, self.s).select("_point")
