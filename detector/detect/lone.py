@@ -7,7 +7,7 @@ the day a new model launches (a common use of a router). Such a seat has no tenu
 router's verification gives it no trust (``evidence._reseller_vouches_not`` aside, trust needs 30
 days), and the account axis accused it at medium for reasoning elicited from the new model: on the
 round-16 held-out block 59 of the 84 honest accounts at medium (without the remote course) were the
-router's customers, most of them this shape.
+router's customers; on dev draws 413-432, 14 of the 15 router customers at medium were this shape.
 
 A farm sending through the router is no lone seat: its seats are opened for it, days before use, and
 carry its own tool (a private system prompt or template skeleton) that a group of **new** seats holds.
