@@ -112,13 +112,12 @@ class LoneWalk:
     def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
         """The lone seats among this tick's candidates (``keys``: the population's key table then)."""
         pts = self._by_tick.get(tick)
-        if pts is None or self.ctx.contexts is not None:  # under the lag: not applied (module docstring)
+        # under ``context_lag`` (a lag, with or without the contexts): not applied (module docstring)
+        if pts is None or self.ctx.lag or self.ctx.contexts is not None:
             return
         own = self.ctx.own(tick, pts.select("account_id"), keys)
         own = own.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES))
-        groups = new_seat_groups(
-            keys, self.ctx.accounts, own.select("family", "key").unique(), tick - self.ctx.lag, self.s
-        )
+        groups = new_seat_groups(keys, self.ctx.accounts, own.select("family", "key").unique(), tick, self.s)
         in_group = own.join(groups, on=["family", "key"], how="semi").select("account_id").unique()
         self._lone.append(pts.join(in_group, on="account_id", how="anti"))
 
