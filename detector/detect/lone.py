@@ -28,8 +28,11 @@ agentic transcripts keep their verdicts (the router's trust never covered them, 
 What it gives up: a farm inside the router whose seats share no system prompt or template (each seat
 its own) and harvest only by asking for steps is a set of lone customers on every key the gateway sees.
 
-Under ``context_lag`` the key table is not read by the account verdicts (``detect/context.py``): the test
-is not applied there (the verdicts are main's); the contexts do not carry groups of new seats yet.
+Under ``context_lag`` the account verdicts read the population through the contexts, without the key
+table (``detect/context.py``), and those do not carry groups of new seats yet: the test is not applied
+under the lag at all, with or without the contexts, so both walks name the same alerts.
+Also: a farm's first seat to send is lone until a second new seat holds its tool (15-30 minutes later
+first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17).
 """
 
 from __future__ import annotations
