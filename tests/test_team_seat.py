@@ -24,6 +24,7 @@ import pytest
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import beyond_a_tool, no_customer_explains
+from detector.detect.lone import LoneWalk
 from detector.detect.room import EXTRACTION_SHARES, cap_at
 from detector.detect.seat import established
 from detector.evidence_settings import EvidenceSettings
@@ -92,12 +93,15 @@ def team_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str],
 
 
 def test_a_fresh_seat_on_its_teams_reasoning_tool_is_the_teams(
-    team_day: tuple[Path, list[str], list[str]], tmp_path: Path
+    team_day: tuple[Path, list[str], list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events, team, fresh = team_day
-    # the seat test off (no group is ever a team's): fresh seats accused at high on their own account
+    # the seat test off (no group is ever a team's): fresh seats accused at high on their own account.
+    # The lone-seat test (round 17) off too: with no group of new seats anywhere every seat is lone
     off = EngineSettings().model_copy(update={"evidence": EvidenceSettings(team_min_seats=10**6)})
-    alone = {a: s for a, s in _named(events, tmp_path / "off.jsonl", off).items() if a in team}
+    with monkeypatch.context() as m:
+        m.setattr(LoneWalk, "spare", lambda self, hits: hits)
+        alone = {a: s for a, s in _named(events, tmp_path / "off.jsonl", off).items() if a in team}
     assert _accused(alone) and set(_accused(alone)) <= set(fresh), alone
     assert "high" in alone.values(), "the shape of held-out draw 1133's router seat"
 

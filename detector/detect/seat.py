@@ -38,6 +38,7 @@ import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, in_tenant, tenant_explains
+from detector.detect.lone import LoneWalk
 from detector.detect.room import RoomContext, accused_points, cap_at, cap_at_low
 from detector.evidence_settings import EvidenceSettings
 from detector.window.features import cluster_features
@@ -163,18 +164,20 @@ class SeatWalk:
         long: timedelta,
     ) -> None:
         self.frame, self.ctx, self.state, self.s, self.long = frame, ctx, state, s, long
+        self.lone = LoneWalk(hits, frame, ctx, s)  # one customer of the router's many (round 17)
         self.points = _seat_points(hits, frame, s)
         self._by_tick = {
             tick: pts
             for (tick,), pts in self.points.sort("tick_end").group_by("tick_end", maintain_order=True)
             if isinstance(tick, datetime)
         }
-        self.ticks = sorted(self._by_tick)
+        self.ticks = sorted(set(self._by_tick) | set(self.lone.ticks))
         self._spared: list[pl.DataFrame] = []
 
     def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
         """The seats among this tick's points (``keys``: the key table as it stood at ``tick``, or
         ``RoomContext.lag`` before it: the groups are read then, the points' own keys at ``tick``)."""
+        self.lone.visit(tick, keys)
         pts = self._by_tick.get(tick)
         if pts is None:
             return
@@ -204,6 +207,10 @@ class SeatWalk:
         established team's tool, at medium on a group of new seats (module docstring; only the points
         above medium are touched there, so the reason rides with a lowered point: an episode at medium
         already emits no revision for it)."""
+        # the team's own cap first (its reason is the more specific), then lone seats among the rest
+        return self.lone.spare(self._spare_teams(hits))
+
+    def _spare_teams(self, hits: pl.DataFrame) -> pl.DataFrame:
         if not self._spared or hits.height == 0:
             return hits
         still = _seat_points(hits, self.frame, self.s).select("_point")

@@ -1,0 +1,140 @@
+"""One customer of the router's many: a lone router seat on the account axis (issue 17, round 17).
+
+A router forwards every customer's requests under a sub-account of its own verified tenant, and its
+customers open seats all year: a handful of its many seats are under a month old on any day, and some
+of those compare models on benchmarks that ask for steps, on a reasoning model's thinking budget, on
+the day a new model launches (a common use of a router). Such a seat has no tenure of its own, so the
+router's verification gives it no trust (``evidence._reseller_vouches_not`` aside, trust needs 30
+days), and the account axis accused it at medium for reasoning elicited from the new model: on the
+round-16 held-out block 59 of the 84 honest accounts at medium (without the remote course) were the
+router's customers; on dev draws 413-432, 14 of the 15 router customers at medium were this shape.
+
+A farm sending through the router is no lone seat: its seats are opened for it, days before use, and
+carry its own tool (a private system prompt or template skeleton) that a group of **new** seats holds.
+A lone customer's keys are the router's population's: the benchmark templates and popular system
+prompts its established customers hold too, or none at all.
+
+So an accused account point is a **lone router seat** when (1) it is a reseller's sub-account (tier
+``reseller``), (2) its extraction evidence is only what the router's customers do at volume
+(``ROUTER_CUSTOMER_KINDS``: reasoning elicited, reasoning via parameters, the new model's launch; at
+least one: a model's verdict with no signal is not read here), and (3) none of its system prompts or
+templates is shared with another seat by a group of which ``team_new_seat_share`` (0.8) or more were
+opened within the month (the farm rules' freshness clause; any size from two: a group under
+``team_min_seats`` is no team the seat test could spare, and no lone customer either). Such a point
+is capped at **low** with an ``evidence:lone`` reason; whatever the cluster axis says about the account
+is untouched (a cluster alert names its accounts on its own). Coercion, logprobs, rubric grading and
+agentic transcripts keep their verdicts (the router's trust never covered them, round 8).
+
+What it gives up: a farm inside the router whose seats share no system prompt or template (each seat
+its own) and harvest only by asking for steps is a set of lone customers on every key the gateway sees.
+
+Under ``context_lag`` the account verdicts read the population through the contexts, without the key
+table (``detect/context.py``), and those do not carry groups of new seats yet: the test is not applied
+under the lag at all, with or without the contexts, so both walks name the same alerts.
+Also: a farm's first seat to send is lone until a second new seat holds its tool (15-30 minutes later
+first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from detector.contracts import SEVERITY_RANK, Severity
+from detector.detect.evidence import RESELLER_TIER, extraction_checks
+from detector.detect.room import RoomContext, cap_at
+from detector.evidence_settings import EvidenceSettings
+from detector.window.members import new_account_share
+
+#: The extraction a router's customers do at volume: benchmarks that ask for steps, a reasoning model's
+#: thinking budget, a new model's launch day. Any other signal on the point keeps its verdict.
+ROUTER_CUSTOMER_KINDS = ("reasoning elicited", "reasoning via parameters", "new-model pivot")
+#: The key families a farm's own tool leaves on its seats (as ``seat.TOOL_FAMILIES``).
+_TOOL_FAMILIES = ("sysprompt", "template")
+#: A key another account holds too: the seat shares it (a farm of two seats is no lone customer).
+_OTHER_SEAT = 2
+_ACCUSED = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
+
+
+def customer_kinds_only(s: EvidenceSettings) -> pl.Expr:
+    """An account row whose extraction signals are at least one, all of ``ROUTER_CUSTOMER_KINDS``."""
+    ext = extraction_checks(s)
+    ours = pl.any_horizontal([ext[k].fill_null(False) for k in ROUTER_CUSTOMER_KINDS])
+    other = pl.any_horizontal([e.fill_null(False) for k, e in ext.items() if k not in ROUTER_CUSTOMER_KINDS])
+    return ours & ~other
+
+
+def lone_points(hits: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings) -> pl.DataFrame:
+    """(_point, account_id, tick_end) of the router sub-account points accused at medium or above whose
+    extraction is only ``ROUTER_CUSTOMER_KINDS`` (the candidates; ``LoneWalk`` reads their groups)."""
+    cols = ["_point", "account_id", "tick_end"]
+    accused = hits.filter(pl.col("severity").is_in(_ACCUSED)).select("_point").unique()
+    if accused.height == 0:
+        return frame.select(cols).clear()
+    return (
+        frame.join(accused, on="_point", how="semi")
+        .filter((pl.col("tier") == RESELLER_TIER).fill_null(False) & customer_kinds_only(s))
+        .select(cols)
+    )
+
+
+def new_seat_groups(
+    keys: pl.DataFrame, accounts: pl.DataFrame, wanted: pl.DataFrame, now: datetime, s: EvidenceSettings
+) -> pl.DataFrame:
+    """The (family, key) of ``wanted`` held by at least two accounts in ``keys`` (the key table at
+    ``now``), ``team_new_seat_share`` or more of them opened within the month of ``now``."""
+    held = keys.join(wanted, on=["family", "key"], how="semi").select("account_id", "family", "key").unique()
+    if held.height == 0:
+        return wanted.clear()
+    groups = (
+        held.join(accounts.select("account_id", "created_at"), on="account_id", how="inner")
+        .group_by("family", "key")
+        .agg(pl.len().alias("_n"), new_account_share(now).alias("_new"))
+    )
+    fresh = (pl.col("_n") >= _OTHER_SEAT) & (pl.col("_new") >= s.team_new_seat_share)
+    return groups.filter(fresh).select("family", "key")
+
+
+class LoneWalk:
+    """The lone-seat test over the room test's walk of the ticks (``SeatWalk`` hands it each tick's key
+    table): candidates from the hits before the room and sheet tests, a superset of those after them;
+    ``spare`` caps only the points still accused."""
+
+    def __init__(
+        self, hits: pl.DataFrame, frame: pl.DataFrame, ctx: RoomContext, s: EvidenceSettings
+    ) -> None:
+        self.frame, self.ctx, self.s = frame, ctx, s
+        pts = lone_points(hits, frame, s)
+        self._by_tick = {
+            tick: p for (tick,), p in pts.sort("tick_end").group_by("tick_end", maintain_order=True)
+        }
+        self.ticks = [t for t in self._by_tick if isinstance(t, datetime)]
+        self._lone: list[pl.DataFrame] = []
+
+    def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
+        """The lone seats among this tick's candidates (``keys``: the population's key table then)."""
+        pts = self._by_tick.get(tick)
+        # under ``context_lag`` (a lag, with or without the contexts): not applied (module docstring)
+        if pts is None or self.ctx.lag or self.ctx.contexts is not None:
+            return
+        own = self.ctx.own(tick, pts.select("account_id"), keys)
+        own = own.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES))
+        groups = new_seat_groups(keys, self.ctx.accounts, own.select("family", "key").unique(), tick, self.s)
+        in_group = own.join(groups, on=["family", "key"], how="semi").select("account_id").unique()
+        self._lone.append(pts.join(in_group, on="account_id", how="anti"))
+
+    def spare(self, hits: pl.DataFrame) -> pl.DataFrame:
+        """``hits`` with every lone seat point still accused capped at low, an ``evidence:lone`` reason."""
+        if not self._lone or hits.height == 0:
+            return hits
+        still = lone_points(hits, self.frame, self.s).select("_point")
+        lone = pl.concat(self._lone).select("_point").unique().join(still, on="_point", how="semi")
+        return cap_at(hits, lone, "lone", pl.lit(_DETAIL), Severity.LOW)
+
+
+_DETAIL = (
+    "lone: a router sub-account whose only extraction is what the router's customers do (steps asked, a "
+    "thinking budget, a new model's launch), holding no system prompt or template of a group of new "
+    "seats: one customer of the router's many, capped at low (a farm's seats share their own tool)"
+)

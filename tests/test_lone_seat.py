@@ -1,0 +1,135 @@
+"""Issue 17, round 17: a lone router seat is one customer of the router's many (``detect/lone.py``).
+
+The router's customers include developers comparing models on benchmarks that ask for steps, one run on
+the new model on its launch day. A customer who opened its seat within the month has no tenure, so no
+trust, and the account axis accused it at medium (reasoning elicited, the new model's launch): on the
+round-16 held-out block most of the 59 router customers at medium. Seed 2's router customers below, the
+model-comparison developers, two of whose seats were opened ten days before the day: accused with the
+lone-seat test off, neither with it on. The same two seats sharing one private system prompt (a group of
+new seats holding the farm's own tool, as a farm through the router does) stay accused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+
+from detector.app import build_engine
+from detector.contracts import SEVERITY_RANK
+from detector.detect.lone import LoneWalk, customer_kinds_only
+from detector.detect.room import EXTRACTION_SHARES
+from detector.evidence_settings import EvidenceSettings
+from detector.lab.simulate import FAMILIES, SimParams, simulate
+from detector.runtime.replay import replay
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALE = 0.1
+SEED = 2
+#: Seats opened ten days before the simulated day (2026-03-02).
+FRESH = pl.lit("2026-02-20T10:00:00.000Z")
+
+
+def _params() -> SimParams:
+    """Ordinary chat and the router's customers only."""
+    base = SimParams()
+    update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
+    for name, persona in base:
+        if hasattr(persona, "accounts") and name != "casual":
+            update[name] = persona.model_copy(update={"accounts": 0})
+    update["router_customers"] = base.router_customers.model_copy(update={"accounts": 600})
+    return base.model_copy(update=update)
+
+
+def _accused(events: Path, out: Path) -> set[str]:
+    """Accounts named at medium or above by an account alert."""
+    replay([events], build_engine(ROOT / "rules"), out)
+    named: set[str] = set()
+    for line in out.read_bytes().splitlines():
+        alert = orjson.loads(line)
+        if alert["kind"] == "account" and SEVERITY_RANK[alert["severity"]] >= SEVERITY_RANK["medium"]:
+            named |= set(alert["account_ids"])
+    return named
+
+
+@pytest.fixture(scope="module")
+def bench_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The day's events with the router's model-comparison developers' seats opened ten days before it."""
+    out = tmp_path_factory.mktemp("lone")
+    simulate(out, 1.0, SEED, scale=SCALE, params=_params())
+    labels = orjson.loads((out / "labels.json").read_bytes())["accounts"]
+    events = pl.read_parquet(out / "events.parquet")
+    new_model = orjson.loads((out / "labels.json").read_bytes())["new_model"]["id"]
+    launch = events.filter(pl.col("model") == new_model)
+    bench = sorted(
+        a
+        for a in set(launch["account_id"])
+        if labels[a]["persona"] == "router_customers"
+        and (events.filter(pl.col("account_id") == a)["params"].struct.field("temperature") == 0.0).all()
+    )
+    assert len(bench) >= 5, "the router's model-comparison developers"
+    # two of them new, the rest established (a few of the router's many seats are new on any day)
+    fresh = bench[:2]
+    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
+    path = out / "fresh.parquet"
+    events.with_columns(
+        pl.when(pl.col("account_id").is_in(fresh)).then(opened).otherwise(pl.col("account")).alias("account")
+    ).write_parquet(path)
+    return path, fresh
+
+
+def test_a_new_customer_benchmarking_the_launch_is_one_customer(
+    bench_day: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, bench = bench_day
+    on = _accused(events, tmp_path / "on.jsonl") & set(bench)
+    with monkeypatch.context() as m:
+        m.setattr(LoneWalk, "spare", lambda self, hits: hits)
+        off = _accused(events, tmp_path / "off.jsonl") & set(bench)
+    assert off, "without the test the new seats are accused on the account axis"
+    assert not on, on
+    reasons = [
+        r["detail"]
+        for line in (tmp_path / "on.jsonl").read_bytes().splitlines()
+        for r in orjson.loads(line)["reasons"]
+        if r["name"] == "evidence:lone"
+    ]
+    assert reasons and all("capped at low" in d for d in reasons)
+
+
+def test_seats_sharing_their_own_tool_are_no_lone_customers(
+    bench_day: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """The same new seats holding one private system prompt: a group of new seats (a farm's own tool,
+    all its holders opened within the month) keeps its account-axis verdicts."""
+    events, bench = bench_day
+    shared = pl.col("params").struct.with_fields(pl.lit("sp_farm_tool").alias("system_prompt_hash"))
+    path = tmp_path / "farm.parquet"
+    pl.read_parquet(events).with_columns(
+        pl.when(pl.col("account_id").is_in(bench)).then(shared).otherwise(pl.col("params")).alias("params")
+    ).write_parquet(path)
+    assert _accused(path, tmp_path / "farm.jsonl") & set(bench)
+
+
+@pytest.mark.parametrize(
+    ("shares", "ours"),
+    [
+        ({"cot_share_24h": 1.0, "new_model_share_24h": 1.0}, True),
+        ({"cot_share_24h": 1.0}, True),
+        ({"thinking_share_24h": 1.0, "max_tokens_high_share_24h": 1.0}, True),
+        ({}, False),
+        ({"cot_share_24h": 1.0, "coercion_share_24h": 0.5}, False),
+        ({"cot_share_24h": 1.0, "logprob_share_24h": 0.5}, False),
+        ({"rubric_share_24h": 0.5}, False),
+        ({"tools_heavy_share_24h": 0.8, "new_model_share_24h": 1.0}, False),
+    ],
+    ids=["launch-bench", "ask", "thinking", "none", "coercion", "logprobs", "rubric", "agentic"],
+)
+def test_only_what_the_routers_customers_do(shares: dict[str, float], ours: bool) -> None:
+    """The kinds a lone seat may carry: steps asked, a thinking budget, the launch; nothing else, and
+    at least one (a model's verdict on no signal is not read)."""
+    frame = pl.DataFrame([{c: shares.get(c, 0.0) for c in EXTRACTION_SHARES}])
+    assert frame.select(customer_kinds_only(EvidenceSettings())).item() is ours
