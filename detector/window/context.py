@@ -48,13 +48,13 @@ import pyarrow as pa
 
 from detector.schema import UTC_US, make_schema
 from detector.settings import EngineSettings
+from detector.window.framing import read_frames, write_frames
 from detector.window.sheets import HOLDER_SCHEMA
 from detector.window.state import WindowState
 
 _MAGIC = b"DPCX"
 _VERSION = 2  # 2 (round 15): ``teams`` say whether a group is established; the ``models`` kind
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
-_KIND = struct.Struct(">HQ")  # name length, payload length
 ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
 TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String, "established": pl.Boolean})
 #: The kinds and their schemas, in the order they are written.
@@ -97,13 +97,7 @@ class PopulationContext:
         out = io.BytesIO()
         as_of = (self.as_of - _EPOCH) // timedelta(microseconds=1)
         out.write(_HEADER.pack(_MAGIC, _VERSION, as_of, len(KINDS)))
-        for name in KINDS:
-            payload = io.BytesIO()
-            getattr(self, name).write_ipc_stream(payload, compression="zstd")
-            raw = name.encode()
-            out.write(_KIND.pack(len(raw), payload.tell()))
-            out.write(raw)
-            out.write(payload.getvalue())
+        write_frames(out, ((name, getattr(self, name)) for name in KINDS))
         return out.getvalue()
 
     @classmethod
@@ -115,20 +109,7 @@ class PopulationContext:
         magic, version, as_of, n = _HEADER.unpack_from(view)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError(f"population context: not a version {_VERSION} context")
-        at, frames = _HEADER.size, {}
-        for _ in range(n):
-            if len(view) < at + _KIND.size:
-                raise ValueError("population context: truncated")
-            size, length = _KIND.unpack_from(view, at)
-            at += _KIND.size
-            name = bytes(view[at : at + size]).decode("utf-8", errors="replace")
-            at += size
-            if name not in KINDS or name in frames or len(view) < at + length:
-                raise ValueError(f"population context: unexpected or truncated kind {name!r}")
-            frames[name] = _read_kind(name, bytes(view[at : at + length]))
-            at += length
-        if at != len(view) or set(frames) != set(KINDS):
-            raise ValueError("population context: kinds missing or trailing bytes")
+        frames = read_frames(view, _HEADER.size, n, KINDS, "population context", _read_kind)
         try:
             when = _EPOCH + timedelta(microseconds=as_of)
         except OverflowError as exc:

@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from detector.schema import UTC_US, make_schema
 from detector.window.compact import assign, fit_rows, rows_of
+from detector.window.framing import read_frames, write_frames
 from detector.window.keycodes import add_key_uses
 from detector.window.openers import OPENER_SCHEMA, OPENER_STORE
 from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE
@@ -60,7 +61,6 @@ from detector.window.tables import (
 _MAGIC = b"DASM"
 _VERSION = 1
 _HEADER = struct.Struct(">4sBqqH")  # magic, version, tick_end, watermark (epoch us), number of kinds
-_KIND = struct.Struct(">HQ")  # name length, payload length
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: each account's first and last use of each model in the tick (the cluster stage takes the minimum)
 MODEL_USE_SCHEMA = make_schema({"account_id": pl.String, **MODEL_SCHEMA})
@@ -127,13 +127,7 @@ class AccountSummary:
         out = io.BytesIO()
         tick, mark = ((t - _EPOCH) // timedelta(microseconds=1) for t in (self.tick_end, self.watermark))
         out.write(_HEADER.pack(_MAGIC, _VERSION, tick, mark, len(KINDS)))
-        for name, frame in self.frames().items():
-            payload = io.BytesIO()
-            _to_wire(frame).write_ipc_stream(payload, compression="zstd")
-            raw = name.encode()
-            out.write(_KIND.pack(len(raw), payload.tell()))
-            out.write(raw)
-            out.write(payload.getvalue())
+        write_frames(out, ((name, _to_wire(frame)) for name, frame in self.frames().items()))
         return out.getvalue()
 
     @classmethod
@@ -145,20 +139,7 @@ class AccountSummary:
         magic, version, tick, mark, n = _HEADER.unpack_from(view)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError(f"account summary: not a version {_VERSION} summary")
-        at, frames = _HEADER.size, {}
-        for _ in range(n):
-            if len(view) < at + _KIND.size:
-                raise ValueError("account summary: truncated")
-            size, length = _KIND.unpack_from(view, at)
-            at += _KIND.size
-            name = bytes(view[at : at + size]).decode("utf-8", errors="replace")
-            at += size
-            if name not in KINDS or name in frames or len(view) < at + length:
-                raise ValueError(f"account summary: unexpected or truncated kind {name!r}")
-            frames[name] = _read_kind(name, bytes(view[at : at + length]))
-            at += length
-        if at != len(view) or set(frames) != set(KINDS):
-            raise ValueError("account summary: kinds missing or trailing bytes")
+        frames = read_frames(view, _HEADER.size, n, KINDS, "account summary", _read_kind)
         try:
             tick_end, watermark = (_EPOCH + timedelta(microseconds=t) for t in (tick, mark))
         except OverflowError as exc:
