@@ -12,19 +12,16 @@ new seats holding the farm's own tool, as a farm through the router does) stay a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import orjson
 import polars as pl
 import pytest
+from router_days import accused, named, router_params
 
-from detector.app import build_engine
-from detector.contracts import SEVERITY_RANK
 from detector.detect.lone import LoneWalk, customer_kinds_only
 from detector.detect.room import EXTRACTION_SHARES
 from detector.evidence_settings import EvidenceSettings
-from detector.lab.simulate import FAMILIES, SimParams, simulate
-from detector.runtime.replay import replay
+from detector.lab.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 0.1
@@ -33,33 +30,16 @@ SEED = 2
 FRESH = pl.lit("2026-02-20T10:00:00.000Z")
 
 
-def _params() -> SimParams:
-    """Ordinary chat and the router's customers only."""
-    base = SimParams()
-    update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
-    for name, persona in base:
-        if hasattr(persona, "accounts") and name != "casual":
-            update[name] = persona.model_copy(update={"accounts": 0})
-    update["router_customers"] = base.router_customers.model_copy(update={"accounts": 600})
-    return base.model_copy(update=update)
-
-
 def _accused(events: Path, out: Path) -> set[str]:
     """Accounts named at medium or above by an account alert."""
-    replay([events], build_engine(ROOT / "rules"), out)
-    named: set[str] = set()
-    for line in out.read_bytes().splitlines():
-        alert = orjson.loads(line)
-        if alert["kind"] == "account" and SEVERITY_RANK[alert["severity"]] >= SEVERITY_RANK["medium"]:
-            named |= set(alert["account_ids"])
-    return named
+    return accused(named(events, out))
 
 
 @pytest.fixture(scope="module")
 def bench_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """The day's events with the router's model-comparison developers' seats opened ten days before it."""
     out = tmp_path_factory.mktemp("lone")
-    simulate(out, 1.0, SEED, scale=SCALE, params=_params())
+    simulate(out, 1.0, SEED, scale=SCALE, params=router_params())
     labels = orjson.loads((out / "labels.json").read_bytes())["accounts"]
     events = pl.read_parquet(out / "events.parquet")
     new_model = orjson.loads((out / "labels.json").read_bytes())["new_model"]["id"]

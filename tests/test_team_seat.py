@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import orjson
 import polars as pl
 import pytest
+from router_days import accused, named, router_params
 
-from detector.app import build_engine
-from detector.contracts import SEVERITY_RANK, Severity
+from detector.contracts import Severity
 from detector.detect.evidence import beyond_a_tool, no_customer_explains
 from detector.detect.lone import LoneWalk
 from detector.detect.room import EXTRACTION_SHARES, cap_at
 from detector.detect.seat import established
 from detector.evidence_settings import EvidenceSettings
-from detector.lab.simulate import FAMILIES, SimParams, simulate
-from detector.runtime.replay import replay
+from detector.lab.simulate import simulate
 from detector.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,41 +37,12 @@ SEED = 2
 FRESH = pl.lit("2026-02-27T10:00:00.000Z")
 
 
-def _params() -> SimParams:
-    """Ordinary chat and the router's customers only: its team, calibration researchers, judges."""
-    base = SimParams()
-    update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
-    for name, persona in base:
-        if hasattr(persona, "accounts") and name != "casual":
-            update[name] = persona.model_copy(update={"accounts": 0})
-    update["router_customers"] = base.router_customers.model_copy(update={"accounts": 600})
-    return base.model_copy(update=update)
-
-
-def _named(events: Path, out: Path, settings: EngineSettings | None = None) -> dict[str, str]:
-    """Account id -> the highest severity of its account alerts (every account alert)."""
-    replay([events], build_engine(ROOT / "rules", settings=settings), out)
-    named: dict[str, str] = {}
-    for line in out.read_bytes().splitlines():
-        alert = orjson.loads(line)
-        if alert["kind"] != "account":
-            continue
-        for a in alert["account_ids"]:
-            if SEVERITY_RANK[alert["severity"]] >= SEVERITY_RANK[named.get(a, "low")]:
-                named[a] = alert["severity"]
-    return named
-
-
-def _accused(named: dict[str, str]) -> set[str]:
-    return {a for a, sev in named.items() if SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]}
-
-
 @pytest.fixture(scope="module")
 def team_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[str]]:
     """The day's events with three of the team's seats opened three days before it, the team's seats
     and the fresh ones."""
     out = tmp_path_factory.mktemp("team")
-    simulate(out, 1.0, SEED, scale=SCALE, params=_params())
+    simulate(out, 1.0, SEED, scale=SCALE, params=router_params())
     events = pl.read_parquet(out / "events.parquet")
     prompt = pl.col("params").struct.field("system_prompt_hash")
     holders = events.filter(prompt.is_not_null()).group_by(prompt).agg(pl.col("account_id").n_unique())
@@ -101,13 +70,13 @@ def test_a_fresh_seat_on_its_teams_reasoning_tool_is_the_teams(
     off = EngineSettings().model_copy(update={"evidence": EvidenceSettings(team_min_seats=10**6)})
     with monkeypatch.context() as m:
         m.setattr(LoneWalk, "spare", lambda self, hits: hits)
-        alone = {a: s for a, s in _named(events, tmp_path / "off.jsonl", off).items() if a in team}
-    assert _accused(alone) and set(_accused(alone)) <= set(fresh), alone
+        alone = {a: s for a, s in named(events, tmp_path / "off.jsonl", off).items() if a in team}
+    assert accused(alone) and set(accused(alone)) <= set(fresh), alone
     assert "high" in alone.values(), "the shape of held-out draw 1133's router seat"
 
     # with it: no seat of the team at medium, and the capped alerts say why
     on = tmp_path / "on.jsonl"
-    assert not _accused(_named(events, on)) & set(team)
+    assert not accused(named(events, on)) & set(team)
     details = [
         r["detail"]
         for line in on.read_bytes().splitlines()
@@ -124,7 +93,7 @@ def test_three_seats_without_their_team_are_no_team(
     small = tmp_path / "three.parquet"
     dropped = sorted(set(team) - set(fresh))
     pl.read_parquet(events).filter(~pl.col("account_id").is_in(dropped)).write_parquet(small)
-    assert _accused(_named(small, tmp_path / "three.jsonl")) & set(fresh)
+    assert accused(named(small, tmp_path / "three.jsonl")) & set(fresh)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +143,7 @@ def test_a_team_of_new_seats_is_no_established_customer(
     test does not clear the account axis's verdicts (a farm opened inside the router days before use)."""
     events, team, _ = team_day
     new = _all_new(events, team, tmp_path / "new.parquet")
-    assert _accused(_named(new, tmp_path / "new.jsonl")) & set(team)
+    assert accused(named(new, tmp_path / "new.jsonl")) & set(team)
 
 
 def test_a_team_of_new_seats_stays_under_high(
@@ -188,10 +157,10 @@ def test_a_team_of_new_seats_stays_under_high(
     events, team, _ = team_day
     new = _all_new(events, team, tmp_path / "new.parquet")
     off = EngineSettings().model_copy(update={"evidence": EvidenceSettings(team_min_seats=10**6)})
-    alone = {a: s for a, s in _named(new, tmp_path / "off.jsonl", off).items() if a in team}
+    alone = {a: s for a, s in named(new, tmp_path / "off.jsonl", off).items() if a in team}
     assert "high" in alone.values(), "without the seat test the new seats reach high"
-    named = {a: s for a, s in _named(new, tmp_path / "on.jsonl").items() if a in team}
-    assert _accused(named) == _accused(alone) and "high" not in named.values(), named
+    seen = {a: s for a, s in named(new, tmp_path / "on.jsonl").items() if a in team}
+    assert accused(seen) == accused(alone) and "high" not in seen.values(), seen
 
 
 def test_the_new_seat_bar_is_the_farm_rules() -> None:
