@@ -53,3 +53,18 @@ def broker() -> Iterator[Any]:
     import kafka_broker as kb
 
     yield from kb.broker()
+
+
+@pytest.fixture(scope="session")
+def decoded_day(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One simulated day (seed 9, scale 0.15), decoded as the engine reads it, in (ts, request_id)
+    order: the state tests' day (``test_state_compact``, ``test_account_summary``), made once."""
+    import polars as pl
+
+    from detector.decode_parquet import decode_frame
+    from detector.lab.simulate import simulate
+
+    out = tmp_path_factory.mktemp("decoded-day")
+    simulate(out, days=1.0, seed=9, scale=0.15)
+    decoded = decode_frame(pl.read_parquet(out / "events.parquet"), lambda i: f"row{i}")
+    return decoded.events.drop("_pos").sort("ts", "request_id")

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from detector.app import build_engine
-from detector.decode_parquet import decode_frame
 from detector.engine import Engine
 from detector.runtime.shards import shard_of
 from detector.schema import UTC_US
@@ -105,13 +104,8 @@ def test_merging_records_of_two_ticks_is_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    from detector.lab.simulate import simulate
-
-    out = tmp_path_factory.mktemp("sim")
-    simulate(out, days=1.0, seed=9, scale=0.15)
-    decoded = decode_frame(pl.read_parquet(out / "events.parquet"), lambda i: f"row{i}")
-    return decoded.events.drop("_pos").sort("ts", "request_id")
+def day(decoded_day: pl.DataFrame) -> pl.DataFrame:
+    return decoded_day
 
 
 def _feed(engine: Engine, events: pl.DataFrame, step: int = 3_000) -> None:

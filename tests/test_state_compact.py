@@ -20,7 +20,6 @@ from polars.testing import assert_frame_equal
 
 from detector.app import build_engine
 from detector.checkpoint import load_engine, save_engine
-from detector.decode_parquet import decode_frame
 from detector.engine import Engine
 from detector.statedir import write_folder
 from detector.window.compact import coded_rows, fit_rows, merge_rows
@@ -36,13 +35,8 @@ Q = timedelta(minutes=15)
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    from detector.lab.simulate import simulate
-
-    out = tmp_path_factory.mktemp("sim")
-    simulate(out, days=1.0, seed=9, scale=0.15)
-    decoded = decode_frame(pl.read_parquet(out / "events.parquet"), lambda i: f"row{i}")
-    return decoded.events.drop("_pos").sort("ts", "request_id")
+def day(decoded_day: pl.DataFrame) -> pl.DataFrame:
+    return decoded_day
 
 
 def _run(engine: Engine, events: pl.DataFrame, step: int = 5_000) -> list[str]:

@@ -39,6 +39,7 @@ from detector.window.keycodes import add_key_uses, held_only, key_rows
 from detector.window.openers import OPENER_SCHEMA, OPENER_STORE, merge_openers, opener_rows
 from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE, merge_sheets, sheet_rows
 from detector.window.tables import (
+    ACCOUNT_AGGS,
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
     BUCKET_STORE,
@@ -235,14 +236,7 @@ class WindowState:
         self.templates = pl.concat([self.templates, fit_rows(new_tpl, TEMPLATE_STORE)])
         self.sheets = pl.concat([self.sheets, sheet_rows(ev, codes)])
         self.openers = pl.concat([self.openers, opener_rows(ev, codes)])
-        acc = ev.group_by("account_id").agg(
-            pl.col("ts").min().alias("first_seen"),
-            pl.col("ts").max().alias("last_seen"),
-            pl.col("account_created_at").drop_nulls().last().alias("created_at"),
-            pl.col("tier").drop_nulls().last().alias("tier"),
-            pl.col("org_id").drop_nulls().last().alias("org_id"),
-            pl.col("verified").drop_nulls().last().alias("verified"),
-        )
+        acc = ev.group_by("account_id").agg(*ACCOUNT_AGGS)
         # only accounts in this batch change: re-aggregate those rows, keep the rest
         seen_now = pl.col("account_id").is_in(acc["account_id"].implode())
         updated = (

@@ -49,6 +49,7 @@ from detector.window.openers import OPENER_SCHEMA, OPENER_STORE
 from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE
 from detector.window.state import WindowState
 from detector.window.tables import (
+    ACCOUNT_AGGS,
     ACCOUNT_SCHEMA,
     BUCKET_SCHEMA,
     BUCKET_STORE,
@@ -239,14 +240,7 @@ def _summaries(
         t: rows_of(f, ids, _APPENDED[t], None, None, None).with_columns(tick_of.alias("_tick"))
         for t, f in tails.items()
     }
-    rows["accounts"] = events.group_by("account_id", "_tick").agg(
-        pl.col("ts").min().alias("first_seen"),
-        pl.col("ts").max().alias("last_seen"),
-        pl.col("account_created_at").drop_nulls().last().alias("created_at"),
-        pl.col("tier").drop_nulls().last().alias("tier"),
-        pl.col("org_id").drop_nulls().last().alias("org_id"),
-        pl.col("verified").drop_nulls().last().alias("verified"),
-    )
+    rows["accounts"] = events.group_by("account_id", "_tick").agg(*ACCOUNT_AGGS)
     rows["keys"] = log
     rows["models"] = events.group_by("account_id", "model", "_tick").agg(
         pl.col("ts").min().alias("first_seen"), pl.col("ts").max().alias("last_seen")

@@ -84,6 +84,16 @@ ACCOUNT_SCHEMA = make_schema(
         "verified": pl.Boolean,
     }
 )
+#: An account's ``ACCOUNT_SCHEMA`` row from its events (grouped by account): when seen, and its newest
+#: non-null attributes.
+ACCOUNT_AGGS = (
+    pl.col("ts").min().alias("first_seen"),
+    pl.col("ts").max().alias("last_seen"),
+    pl.col("account_created_at").drop_nulls().last().alias("created_at"),
+    pl.col("tier").drop_nulls().last().alias("tier"),
+    pl.col("org_id").drop_nulls().last().alias("org_id"),
+    pl.col("verified").drop_nulls().last().alias("verified"),
+)
 KEY_SCHEMA = make_schema(
     {"account_id": pl.String, "family": pl.String, "key": pl.String, "last_seen": UTC_US, "uses": pl.UInt32}
 )
