@@ -67,11 +67,13 @@ class ContextTimeout(DetectorError, RuntimeError):
     exit_code = 9
 
 
-class WaitInterrupted(RuntimeError):
-    """A rebalance waits for the processing lock while the account stage waits for a context: the wait
-    is given up, and with it the batch (``Daemon._step`` drops the engine's state, as when partitions
-    are lost), so the member rejoins within the group's rebalance timeout instead of being left out
-    and fenced at its next checkpoint (exit 4, at every rebalance while the cluster stage lags)."""
+class WaitInterrupted(DetectorError, RuntimeError):
+    """A rebalance waits for the processing lock, or a stop was asked, while the account stage waits
+    for a context: the wait is given up, and with it the batch (``Daemon._step`` drops the engine's
+    state, as when partitions are lost), so the member rejoins within the group's rebalance timeout
+    instead of being left out and fenced at its next checkpoint (exit 4, at every rebalance while the
+    cluster stage lags), or stops at once. Always caught by the daemon; a ``DetectorError`` as every
+    error class of the package is (exit 1 if one ever escaped)."""
 
 
 def context_key(kind: Kind, as_of: datetime) -> bytes:
