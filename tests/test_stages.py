@@ -11,8 +11,11 @@ account stage joining and leaving): ``test_stage_faults.py``.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kafka_broker as kb
@@ -63,19 +66,34 @@ def test_a_cluster_stage_and_two_account_stages_raise_the_lagged_replays_alerts(
         assert sent(logs[0]) and sent(logs[1])
 
 
+@contextmanager
+def _lone_account_stage(
+    tmp_path: Path, wait_s: float, log: Path
+) -> Iterator[tuple[kb.EmbeddedBroker, subprocess.Popen[bytes]]]:
+    """An account stage with no cluster stage on a tenth of a day (so it waits for the first tick's
+    context at most ``wait_s``), its log lines to ``log``; killed on the way out if still running."""
+    simulate(tmp_path / "sim", days=0.1, seed=3, scale=0.2)
+    with kb.EmbeddedBroker() as broker:
+        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
+        kb.produce_events(broker.bootstrap, kb.read_events(tmp_path / "sim" / "events.jsonl"))
+        settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", context_wait_s=wait_s)
+        env = {**LAG, "DETECTOR_STAGE": "account", "DETECTOR_STREAM_CONTEXT_WAIT_S": f"{wait_s:g}"}
+        proc = kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
+        try:
+            yield broker, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
 @pytest.mark.kafka
 def test_an_account_stage_without_its_contexts_stops_naming_the_tick(tmp_path: Path) -> None:
     """No cluster stage: the account stage waits for the first tick's context, logs the tick, and stops
     without a checkpoint (a non-zero exit) when the wait runs out; it never raises an alert from a
     population of its own accounts."""
-    simulate(tmp_path / "sim", days=0.1, seed=3, scale=0.2)
-    with kb.EmbeddedBroker() as broker:
-        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
-        kb.produce_events(broker.bootstrap, kb.read_events(tmp_path / "sim" / "events.jsonl"))
-        settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", context_wait_s=3.0)
-        env = {**LAG, "DETECTOR_STAGE": "account", "DETECTOR_STREAM_CONTEXT_WAIT_S": "3"}
-        log = tmp_path / "account.log"
-        proc = kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
+    log = tmp_path / "account.log"
+    with _lone_account_stage(tmp_path, 3.0, log) as (broker, proc):
         assert proc.wait(180) == 9  # ContextTimeout: one line naming the tick, no checkpoint
         assert not kb.read_topic(broker.bootstrap, kb.ALERTS, idle_s=0.5)
     text = log.read_text()
@@ -89,22 +107,12 @@ def test_an_account_stage_stopped_while_it_waits_for_a_context_stops_at_once(tmp
     lagging cluster stage has not published: the wait is given up at once, the batch dropped (the next
     owner reads it again from the checkpoint) and the stage exits 0, instead of holding on until the wait
     bound and then exiting 9."""
-    simulate(tmp_path / "sim", days=0.1, seed=3, scale=0.2)
-    with kb.EmbeddedBroker() as broker:
-        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
-        kb.produce_events(broker.bootstrap, kb.read_events(tmp_path / "sim" / "events.jsonl"))
-        settings = kb.stream_settings(broker.bootstrap, tmp_path / "state", context_wait_s=300.0)
-        env = {**LAG, "DETECTOR_STAGE": "account", "DETECTOR_STREAM_CONTEXT_WAIT_S": "300"}
-        log = tmp_path / "account.log"
-        proc = kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
-        try:
-            kb.wait_for(lambda: "waiting for the cluster stage" in log.read_text(), 180, "the context wait")
-            t0 = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(120) == 0, log.read_text()[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    log = tmp_path / "account.log"
+    with _lone_account_stage(tmp_path, 300.0, log) as (broker, proc):
+        kb.wait_for(lambda: "waiting for the cluster stage" in log.read_text(), 180, "the context wait")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, log.read_text()[-3000:]
         assert time.monotonic() - t0 < 100  # well under the 300 s bound
         assert not kb.read_topic(broker.bootstrap, kb.ALERTS, idle_s=0.5)
     assert "stopping mid-wait: the batch is dropped" in log.read_text()
