@@ -8,9 +8,10 @@ without publishing (no event of the stream fell in it, while a straggler of the 
 partitions did) reads the context before it rather than waiting at every restart.
 
 What it holds is bounded whatever a writer sends: with ``DETECTOR_STREAM_CONTEXTS_KEY`` only records the
-cluster stage signed are kept (``contextsign``); a key off the tick grid, or more than ``ahead_ticks``
-beyond the newest tick asked (well above one poll batch of ``READ_BATCH`` records, so the cluster
-stage's own contexts read ahead are never dropped), is set aside; a key holds at most ``copies`` distinct
+cluster stage signed are kept (``contextsign``); a key off the tick grid is set aside; at most
+``ahead_keys`` keys beyond the newest tick asked are held, the farthest set aside past that (well above
+one poll batch of ``READ_BATCH`` records, and the cluster stage's own contexts read ahead are the nearest,
+so they are never dropped, however long a quiet stretch before them); a key holds at most ``copies`` distinct
 copies (past that, the copies are read and only the newest that reads back is kept); a value over
 ``MAX_RECORD_BYTES`` is set aside.
 """
@@ -50,8 +51,10 @@ MAX_RECORD_BYTES = 64 << 20
 MAX_KEY_BYTES = 128
 #: Records the reader's consumer hands out per poll: its read-ahead of the asked tick (in records).
 READ_BATCH = 100
-#: Ticks beyond the newest tick asked whose keys are kept (a later key is set aside: ``context_ahead``).
-AHEAD_TICKS = 8 * READ_BATCH
+#: Keys beyond the newest tick asked that are held; past that the farthest is set aside (``context_ahead``).
+#: A distance in ticks would drop the cluster stage's next context after a quiet stretch longer than it
+#: (read in the batch of the tick before it, and never read again: a crash loop).
+AHEAD_KEYS = 8 * READ_BATCH
 #: Distinct copies kept per key (past that, the copies are read and the newest that reads back kept).
 COPIES = 4
 #: Why a contexts-topic record is set aside (a closed set: the label values of its counter).
@@ -120,7 +123,7 @@ class ContextReader:
         self.key = key  #: the deployment's contexts key: only records signed under it are read
         #: the engine's tick (the grid of the keys; ``Stage.factory`` sets the engines' own)
         self.tick: timedelta = WindowSettings.model_fields["tick"].default
-        self.ahead_ticks, self.copies = AHEAD_TICKS, COPIES  # copies: at least 2 (the newest good, one new)
+        self.ahead_keys, self.copies = AHEAD_KEYS, COPIES  # copies: at least 2 (the newest good, one new)
         self.newest: datetime | None = None  #: the newest as_of asked since the topic was last opened
         #: per (kind, as_of), the distinct copies read (value, partition, offset), oldest first
         self.book: dict[tuple[str, datetime], list[Copy]] = {}
@@ -233,8 +236,8 @@ class ContextReader:
             self._reject("context_grid", part, off, r.key, value, "as_of off the tick grid")
             return
         assert self.floor is not None and self.newest is not None
-        if got[1] > self.newest + self.ahead_ticks * self.tick:
-            self._reject("context_ahead", part, off, r.key, value, "as_of too far ahead of the ticks asked")
+        if got[1] > self.newest and got not in self.book and not self._room_ahead(got[1]):
+            self._reject("context_ahead", part, off, r.key, value, "as_of beyond the keys held ahead")
             return
         if got[1] < self.floor:  # not asked again; the newest is kept in case a tick after it was quiet
             old = self.before.get(got[0])
@@ -244,6 +247,22 @@ class ContextReader:
                 self._keep(old[1], got[1], (value, part, off))
             return
         self._keep(self.book.setdefault(got, []), got[1], (value, part, off))
+
+    def _room_ahead(self, as_of: datetime) -> bool:
+        """Whether a new key as of ``as_of`` (past the newest tick asked) may be held: under
+        ``ahead_keys`` keys ahead, or nearer than the farthest of them, which is then set aside."""
+        assert self.newest is not None
+        ahead = [k for k in self.book if k[1] > self.newest]
+        if len(ahead) < self.ahead_keys:
+            return True
+        if not ahead:  # none held ahead at all
+            return False
+        far = max(ahead, key=lambda k: k[1])
+        if as_of >= far[1]:
+            return False
+        for value, part, off in self.book.pop(far):
+            self._reject("context_ahead", part, off, None, value, "as_of beyond the keys held ahead")
+        return True
 
     def _keep(self, copies: list[Copy], as_of: datetime, copy: Copy) -> None:
         """Add a distinct copy; past ``copies`` of them, only the newest that reads back stays."""
