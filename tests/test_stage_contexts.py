@@ -68,17 +68,25 @@ def _context(as_of: datetime) -> PopulationContext:
     return PopulationContext(as_of, sheets=sheets, **empty)
 
 
-def _reader(
-    records: list[tuple[bytes | None, bytes | None]],
+def reader_over(
+    consumer: FakeConsumer, key: str | None = None
 ) -> tuple[Stage, list[DeadLetter], CollectorRegistry]:
+    """An account stage's contexts reader over ``consumer`` (signing under ``key``, when given), its dead
+    letters and its metrics."""
     registry = CollectorRegistry()
-    s = StreamSettings(stage="account", contexts_topic=TOPIC, context_wait_s=0.5)
+    s = StreamSettings(stage="account", contexts_topic=TOPIC, context_wait_s=0.5, contexts_key=key)
     stage = Stage(s, registry)
     dead: list[DeadLetter] = []
     stage.setup(dead.append, topic_id=lambda topic: "id")
     assert stage.reader is not None
-    stage.reader.consumer = FakeConsumer(records)
+    stage.reader.consumer = consumer
     return stage, dead, registry
+
+
+def _reader(
+    records: list[tuple[bytes | None, bytes | None]],
+) -> tuple[Stage, list[DeadLetter], CollectorRegistry]:
+    return reader_over(FakeConsumer(records))
 
 
 def _rejected(registry: CollectorRegistry) -> dict[str, float]:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
-from test_stage_contexts import GOOD, PROMPT, T0, TOPIC, FakeConsumer, _context, _rejected
+from test_stage_contexts import GOOD, PROMPT, T0, TOPIC, FakeConsumer, _context, _rejected, reader_over
 
 from detector.errors import ConfigError
 from detector.io.sinks import DeadLetter
@@ -46,14 +46,7 @@ class SignedConsumer(FakeConsumer):
 def _reader(
     records: list[Record], key: str | None = SECRET
 ) -> tuple[Stage, list[DeadLetter], CollectorRegistry]:
-    registry = CollectorRegistry()
-    s = StreamSettings(stage="account", contexts_topic=TOPIC, context_wait_s=0.5, contexts_key=key)
-    stage = Stage(s, registry)
-    dead: list[DeadLetter] = []
-    stage.setup(dead.append, topic_id=lambda topic: "id")
-    assert stage.reader is not None
-    stage.reader.consumer = SignedConsumer(records)
-    return stage, dead, registry
+    return reader_over(SignedConsumer(records), key)
 
 
 def _signed(kind: str, as_of: datetime, secret: str = SECRET, value: bytes | None = None) -> Record:
