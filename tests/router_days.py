@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
@@ -45,3 +46,15 @@ def named(events: Path, out: Path, settings: EngineSettings | None = None) -> di
 def accused(names: dict[str, str]) -> set[str]:
     """The accounts of ``named`` at medium or above."""
     return {a for a, sev in names.items() if SEVERITY_RANK[sev] >= SEVERITY_RANK["medium"]}
+
+
+def opened_at(events: pl.DataFrame, accounts: list[str], created: pl.Expr, path: Path) -> Path:
+    """``events`` with ``accounts`` opened at ``created`` (``account.created_at``), written to ``path``."""
+    opened = pl.col("account").struct.with_fields(created.alias("created_at"))
+    events.with_columns(
+        pl.when(pl.col("account_id").is_in(accounts))
+        .then(opened)
+        .otherwise(pl.col("account"))
+        .alias("account")
+    ).write_parquet(path)
+    return path

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
-from router_days import accused, named, router_params
+from router_days import accused, named, opened_at, router_params
 
 from detector.detect.lone import LoneWalk, customer_kinds_only
 from detector.detect.room import EXTRACTION_SHARES
@@ -53,11 +53,7 @@ def bench_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
     assert len(bench) >= 5, "the router's model-comparison developers"
     # two of them new, the rest established (a few of the router's many seats are new on any day)
     fresh = bench[:2]
-    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
-    path = out / "fresh.parquet"
-    events.with_columns(
-        pl.when(pl.col("account_id").is_in(fresh)).then(opened).otherwise(pl.col("account")).alias("account")
-    ).write_parquet(path)
+    path = opened_at(events, fresh, FRESH, out / "fresh.parquet")
     return path, fresh
 
 

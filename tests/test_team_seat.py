@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
-from router_days import accused, named, router_params
+from router_days import accused, named, opened_at, router_params
 
 from detector.contracts import Severity
 from detector.detect.evidence import beyond_a_tool, no_customer_explains
@@ -53,11 +53,7 @@ def team_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str],
     assert (tool["account"].struct.field("tier") == "reseller").all()
     team = sorted(set(tool["account_id"]))
     fresh = team[:3]
-    opened = pl.col("account").struct.with_fields(FRESH.alias("created_at"))
-    path = out / "fresh.parquet"
-    events.with_columns(
-        pl.when(pl.col("account_id").is_in(fresh)).then(opened).otherwise(pl.col("account")).alias("account")
-    ).write_parquet(path)
+    path = opened_at(events, fresh, FRESH, out / "fresh.parquet")
     return path, team, fresh
 
 
