@@ -112,9 +112,11 @@ def stream_settings(bootstrap: str, state_dir: Path, **over: Any) -> StreamSetti
 def settings_env(settings: StreamSettings) -> dict[str, str]:
     """The same settings as ``DETECTOR_STREAM_*`` environment variables (for a daemon subprocess)."""
     env = {}
+    fields = type(settings).model_fields
     for key, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            env[f"DETECTOR_STREAM_{key.upper()}"] = str(value)
+        if value is not None:  # a setting read under its own name (``DETECTOR_STAGE``) is exported under it
+            alias = fields[key].validation_alias
+            env[alias if isinstance(alias, str) else f"DETECTOR_STREAM_{key.upper()}"] = str(value)
     return env
 
 
