@@ -28,6 +28,11 @@ from detector.engine import Observers
 from detector.runtime.replay import replay
 from detector.settings import EngineSettings
 
+try:
+    from detector.window.framing import Budget
+except ImportError:  # before round 18
+    Budget = None  # type: ignore[assignment,misc]
+
 
 def _spread(values: list[int]) -> dict[str, float]:
     return {"median": statistics.median(values), "max": max(values)} if values else {}
@@ -40,6 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = EngineSettings().model_copy(update={"context_lag": True})
     sizes: list[int] = []
+    decoded: list[int] = []
     rows: dict[str, list[int]] = {}
     built = [0.0]
     observers: dict[str, Any] = {}
@@ -60,7 +66,12 @@ def main() -> None:
         ctx_module.build_contexts = timed
 
         def record(ctx: Any) -> Any:
-            sizes.append(len(ctx.to_bytes()))
+            data = ctx.to_bytes()
+            sizes.append(len(data))
+            if Budget is not None:  # round 18 on: what the account stage decodes it to
+                budget = Budget(1 << 62, "population context")
+                type(ctx).from_bytes(data, budget)
+                decoded.append(budget.used)
             for kind, n in ctx.rows().items():
                 rows.setdefault(kind, []).append(n)
             return ctx
@@ -79,6 +90,10 @@ def main() -> None:
         out |= {
             "contexts": len(sizes),
             "bytes": _spread(sizes) | {"total": sum(sizes)},
+            "decoded_bytes": _spread(decoded),
+            "decoded_ratio_max": round(
+                max((d / b for d, b in zip(decoded, sizes, strict=False)), default=0), 2
+            ),
             "rows": {k: _spread(v) for k, v in rows.items()},
         }
     print(json.dumps(out))

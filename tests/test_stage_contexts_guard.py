@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import hypothesis.strategies as st
+import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
@@ -27,6 +29,8 @@ from detector.runtime.stream.contexts import AHEAD_KEYS, READ_BATCH, ContextTime
 from detector.runtime.stream.contextsign import SIGNATURE_HEADER, ContextKey, context_key_of
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.stages import Stage
+from detector.window.context import KINDS as CTX
+from detector.window.context import PopulationContext
 
 SECRET = "correct horse battery staple 42"
 OTHER = "another deployment's secret key"
@@ -245,7 +249,13 @@ def test_a_record_read_again_is_counted_once() -> None:
 
 
 KINDS = ("context", "models")
-VALID = [_context(T0 + i * TICK).to_bytes() for i in (-1, 0, 1)]
+#: 20,000 copies of one sheet row: a few KB on the wire, over the property's decoded budget (round 18)
+BOMB = PopulationContext(
+    T0,
+    sheets=pl.DataFrame({"text_fp": [7] * 20_000, "account_id": ["acct-1"] * 20_000}, schema=CTX["sheets"]),
+    **{n: pl.DataFrame(schema=CTX[n]) for n in ("rooms", "teams", "models")},
+).to_bytes()
+VALID = [*(_context(T0 + i * TICK).to_bytes() for i in (-1, 0, 1)), BOMB]
 RECORDS = st.lists(
     st.tuples(
         st.sampled_from([*KINDS, *KINDS, "junk"]),
@@ -265,18 +275,22 @@ def test_no_sequence_of_records_grows_the_held_bytes_beyond_the_bound(
 ) -> None:
     """Held: keys on the grid from the oldest tick asked to the newest, both kinds, and ``ahead_keys``
     keys past the newest,
-    at most ``copies`` each, plus each kind's newest context before them (the quiet tick's stand-in)."""
+    at most ``copies`` each, plus each kind's newest context before them (the quiet tick's stand-in).
+    Decoded: no record is decompressed past the reader's budget (``BOMB`` is refused before)."""
     stage, _, _ = _reader([], key=None)
     reader = stage.reader
     assert reader is not None
-    reader.ahead_keys, reader.copies = ahead, copies
+    reader.ahead_keys, reader.copies, reader.max_decoded = ahead, copies, 64 << 10
+    pool = pa.default_memory_pool()
     reader.floor = reader.newest = T0
     largest = max([*map(len, VALID), *(len(v) for *_, v in records)])
     bound = (len(KINDS) * (ahead + 1) + len(KINDS)) * copies * largest
     for offset, (kind, ticks, off, value) in enumerate(records):
         when = T0 + ticks * TICK + timedelta(minutes=off)
         key = f"{kind}|{when.isoformat()}".encode()
+        allocated = pool.total_bytes_allocated()
         reader._take(SimpleNamespace(key=key, value=value, partition=0, offset=offset, headers=None))
+        assert pool.total_bytes_allocated() - allocated <= copies * reader.max_decoded
         assert reader.held_bytes() <= bound
         assert all(len(cs) <= copies for cs in reader.book.values())
 

@@ -41,14 +41,14 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 
 import polars as pl
 import pyarrow as pa
 
 from detector.schema import UTC_US, make_schema
 from detector.settings import EngineSettings
-from detector.window.framing import read_frames, write_frames
+from detector.window.framing import Budget, read_frames, read_ipc, write_frames
 from detector.window.sheets import HOLDER_SCHEMA
 from detector.window.state import WindowState
 
@@ -66,6 +66,14 @@ KINDS: dict[str, pl.Schema] = {
     "models": MODEL_CONTEXT_SCHEMA,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Largest context record the stages send and fetch (``MAX_RECORD_BYTES`` of the contexts reader).
+MAX_WIRE_BYTES = 64 << 20
+#: What a context's kinds may decode to together (round 18; ``decoded_limit``): ``DECODED_RATIO`` times
+#: its bytes, at least ``MIN_DECODED_BYTES``, at most ``MAX_DECODED_BYTES``. Measured: a ``--scale 1.85``
+#: day's contexts decode to at most 100 KB, 4.6 times their bytes (docs/runtime.md, "Signed contexts").
+DECODED_RATIO = 32
+MIN_DECODED_BYTES = 16 << 20
+MAX_DECODED_BYTES = 8 * MAX_WIRE_BYTES
 
 
 @dataclass(frozen=True)
@@ -101,15 +109,25 @@ class PopulationContext:
         return out.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PopulationContext:
-        """A context written by ``to_bytes``; ``ValueError`` naming what is wrong with any other bytes."""
+    def from_bytes(cls, data: bytes, max_decoded: int | Budget | None = None) -> PopulationContext:
+        """A context written by ``to_bytes``; ``ValueError`` naming what is wrong with any other bytes
+        (``OverBudget`` when its kinds would decode to over ``max_decoded`` bytes, by default
+        ``decoded_limit``: the batch past it is never decoded). A ``Budget`` given is charged (its
+        ``used``: what the context decodes to)."""
         view = memoryview(data)
         if len(view) < _HEADER.size:
             raise ValueError("population context: too short for its header")
         magic, version, as_of, n = _HEADER.unpack_from(view)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError(f"population context: not a version {_VERSION} context")
-        frames = read_frames(view, _HEADER.size, n, KINDS, "population context", _read_kind)
+        if isinstance(max_decoded, Budget):
+            budget = max_decoded
+        else:
+            limit = decoded_limit(len(data)) if max_decoded is None else max_decoded
+            budget = Budget(limit, "population context")
+        frames = read_frames(
+            view, _HEADER.size, n, KINDS, "population context", partial(_read_kind, budget=budget)
+        )
         try:
             when = _EPOCH + timedelta(microseconds=as_of)
         except OverflowError as exc:
@@ -117,18 +135,19 @@ class PopulationContext:
         return cls(when, **frames)
 
 
-def _read_kind(name: str, raw: bytes) -> pl.DataFrame:
+def decoded_limit(size: int) -> int:
+    """The decoded bytes a context of ``size`` bytes may take (a compressed bomb is far past it)."""
+    return min(MAX_DECODED_BYTES, max(MIN_DECODED_BYTES, DECODED_RATIO * size))
+
+
+def _read_kind(name: str, raw: bytes, budget: Budget) -> pl.DataFrame:
     """One kind's Arrow IPC stream, read and checked by pyarrow before polars sees it: polars' own IPC
     reader trusts the lengths in the bytes and aborts the process on damaged ones (an allocation of
-    9e18 bytes), where pyarrow returns an error. The full validation (offsets, UTF-8) and the schema
-    check leave polars only well-formed columns of the kind's types."""
-    try:
-        table = pa.ipc.open_stream(pa.BufferReader(raw)).read_all()
-        table.validate(full=True)
-    except Exception as exc:  # several kinds of ArrowException, and others, on damaged bytes
-        raise ValueError(f"population context: kind {name!r} unreadable ({type(exc).__name__})") from exc
-    if not table.schema.equals(_arrow_schema(name)):
-        raise ValueError(f"population context: kind {name!r} has schema {table.schema}")
+    9e18 bytes), where pyarrow returns an error. The schema is checked before any batch is read, each
+    batch is charged to the context's decoded-bytes ``budget`` before it is decompressed (round 18: a
+    small record of identical rows decodes to a hundred times its size and more), and the full
+    validation (offsets, UTF-8) leaves polars only well-formed columns of the kind's types."""
+    table = read_ipc(raw, _arrow_schema(name), budget, f"population context: kind {name!r}")
     frame = pl.from_arrow(table)
     if not isinstance(frame, pl.DataFrame) or frame.schema != KINDS[name]:
         raise ValueError(f"population context: kind {name!r} does not read back as {dict(KINDS[name])}")

@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable, Collection, Iterable
 
 import polars as pl
+import pyarrow as pa
 
 #: name length, payload length
 KIND = struct.Struct(">HQ")
@@ -55,3 +56,128 @@ def read_frames(
     if at != len(view) or set(frames) != set(names):
         raise ValueError(f"{what}: kinds missing or trailing bytes")
     return frames
+
+
+class OverBudget(ValueError):
+    """A record whose frames decode to more bytes than its reader's budget (read before any is decoded)."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what}: decodes to over {limit} bytes")
+        self.limit = limit
+
+
+class Budget:
+    """The decoded bytes the frames of one record may take together: each batch is charged what its
+    metadata says it decodes to (``decoded_size``) before it is decoded, and one past the limit stops
+    the record (``OverBudget``) with nothing of that batch allocated."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit, self.used, self.what = limit, 0, what
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise OverBudget(self.what, self.limit)
+
+
+def read_ipc(raw: bytes, schema: pa.Schema, budget: Budget, what: str) -> pa.Table:
+    """One frame's Arrow IPC stream, read by pyarrow message by message: its schema checked against
+    ``schema`` before any batch is read, every batch charged to ``budget`` before the first is decoded
+    (a compressed stream can decode to a hundred times its bytes and more), the table validated in full.
+    A ``ValueError`` led by ``what`` on anything else (pyarrow's errors on damaged bytes included)."""
+    try:
+        messages = pa.ipc.MessageReader.open_stream(pa.BufferReader(raw))
+        got = pa.ipc.read_schema(messages.read_next_message())
+    except Exception as exc:  # several kinds of ArrowException, and others, on damaged bytes
+        raise ValueError(f"{what} unreadable ({type(exc).__name__})") from exc
+    if not got.equals(schema):
+        raise ValueError(f"{what} has schema {got}")
+    try:
+        held = list(messages)  # each a view of ``raw``: nothing decoded yet
+        for message in held:
+            if message.type != "record batch":  # no kind has a dictionary: nothing else is written
+                raise ValueError(f"a {message.type} message")
+            budget.take(decoded_size(message) + BATCH_OVERHEAD)
+        batches = [pa.ipc.read_record_batch(message, got) for message in held]
+        table = pa.Table.from_batches(batches, schema=got)
+        table.validate(full=True)
+    except OverBudget:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{what} unreadable ({type(exc).__name__})") from exc
+    return table
+
+
+#: Charged per batch besides its buffers (a flood of empty batches is not free to hold).
+BATCH_OVERHEAD = 1024
+_U8, _U16, _I32, _U32, _I64 = (struct.Struct(f) for f in ("<B", "<H", "<i", "<I", "<q"))
+_RECORD_BATCH = 3  # ``MessageHeader.RecordBatch`` in Arrow's Message.fbs
+
+
+def decoded_size(message: pa.ipc.Message) -> int:
+    """The bytes a record batch message decodes to, from its metadata (the flatbuffer ``Message`` whose
+    header is a ``RecordBatch``: its ``buffers`` and ``compression``) and, for a compressed body, each
+    buffer's leading 64-bit uncompressed length (what Arrow allocates before decompressing into it).
+    Every offset is checked against the bytes; ``ValueError`` on any that does not fit."""
+    meta = message.metadata.to_pybytes()
+    root = _ref(meta, 0)
+    if _scalar(meta, root, 1, _U8, 0) != _RECORD_BATCH:  # header_type
+        raise ValueError("not a record batch")
+    batch = _table_at(meta, root, 2)
+    buffers = _table_at(meta, batch, 2, vector=True)
+    compressed = _field(meta, batch, 3) is not None
+    count = _get(meta, _U32, buffers)
+    if buffers + 4 + 16 * count > len(meta):
+        raise ValueError("buffers past the metadata")
+    body = message.body
+    size = 0 if body is None else body.size
+    total = 0
+    for i in range(count):
+        offset = _get(meta, _I64, buffers + 4 + 16 * i)
+        length = _get(meta, _I64, buffers + 12 + 16 * i)
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ValueError("a buffer past the body")
+        if not compressed or length == 0:
+            total += length
+            continue
+        if length < 8:
+            raise ValueError("a compressed buffer without its length")
+        assert body is not None
+        decoded = _I64.unpack(body[offset : offset + 8].to_pybytes())[0]
+        if decoded < -1:
+            raise ValueError("a negative decoded length")
+        total += length - 8 if decoded == -1 else decoded  # -1: stored uncompressed
+    return total
+
+
+def _get(buf: bytes, s: struct.Struct, at: int) -> int:
+    if at < 0 or at + s.size > len(buf):
+        raise ValueError("metadata offset out of range")
+    return int(s.unpack_from(buf, at)[0])
+
+
+def _ref(buf: bytes, at: int) -> int:
+    """The position an unsigned offset at ``at`` points to (a flatbuffer table or vector)."""
+    return at + _get(buf, _U32, at)
+
+
+def _field(buf: bytes, table: int, index: int) -> int | None:
+    """The position of field ``index`` of the flatbuffer table at ``table``; None when absent."""
+    vtable = table - _get(buf, _I32, table)
+    slot = 4 + 2 * index
+    if slot + 2 > _get(buf, _U16, vtable):
+        return None
+    off = _get(buf, _U16, vtable + slot)
+    return table + off if off else None
+
+
+def _scalar(buf: bytes, table: int, index: int, s: struct.Struct, default: int) -> int:
+    at = _field(buf, table, index)
+    return default if at is None else _get(buf, s, at)
+
+
+def _table_at(buf: bytes, table: int, index: int, vector: bool = False) -> int:
+    at = _field(buf, table, index)
+    if at is None:
+        raise ValueError("a record batch without its " + ("buffers" if vector else "header"))
+    return _ref(buf, at)

@@ -13,7 +13,8 @@ cluster stage signed are kept (``contextsign``); a key off the tick grid is set 
 one poll batch of ``READ_BATCH`` records, and the cluster stage's own contexts read ahead are the nearest,
 so they are never dropped, however long a quiet stretch before them); a key holds at most ``copies`` distinct
 copies (past that, the copies are read and only the newest that reads back is kept); a value over
-``MAX_RECORD_BYTES`` is set aside.
+``MAX_RECORD_BYTES`` is set aside, and one whose kinds would decode to more than ``decoded_limit`` of its
+size (a compressed bomb) is set aside before the batch past it is decompressed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from detector.io.sinks import DeadLetter
 from detector.runtime.stream.contextsign import VARIABLE, ContextKey, is_signed
 from detector.settings import WindowSettings
 from detector.validate import Reject
-from detector.window.context import PopulationContext
+from detector.window.context import MAX_WIRE_BYTES, PopulationContext
+from detector.window.framing import OverBudget
 
 if TYPE_CHECKING:
     from prometheus_client import Counter as PCounter
@@ -46,7 +48,7 @@ Kind = Literal["context", "models"]
 #: A wait longer than this is logged (with the tick); every wait is in the histogram.
 LOG_WAIT_S = 1.0
 #: Largest context record sent (the population's sheets of a busy tick).
-MAX_RECORD_BYTES = 64 << 20
+MAX_RECORD_BYTES = MAX_WIRE_BYTES
 #: Longest key read (``context_key`` writes about 40 bytes); a longer one is not parsed.
 MAX_KEY_BYTES = 128
 #: Records the reader's consumer hands out per poll: its read-ahead of the asked tick (in records).
@@ -58,7 +60,14 @@ AHEAD_KEYS = 8 * READ_BATCH
 #: Distinct copies kept per key (past that, the copies are read and the newest that reads back kept).
 COPIES = 4
 #: Why a contexts-topic record is set aside (a closed set: the label values of its counter).
-REJECTS = ("context_key", "context_value", "context_signature", "context_grid", "context_ahead")
+REJECTS = (
+    "context_key",
+    "context_value",
+    "context_signature",
+    "context_grid",
+    "context_ahead",
+    "context_decoded",
+)
 
 Copy = tuple[bytes, int, int]  # value, partition, offset
 
@@ -124,6 +133,8 @@ class ContextReader:
         #: the engine's tick (the grid of the keys; ``Stage.factory`` sets the engines' own)
         self.tick: timedelta = WindowSettings.model_fields["tick"].default
         self.ahead_keys, self.copies = AHEAD_KEYS, COPIES  # copies: at least 2 (the newest good, one new)
+        #: the decoded bytes a context may take (None: ``decoded_limit`` of its size; a test sets it)
+        self.max_decoded: int | None = None
         self.newest: datetime | None = None  #: the newest as_of asked since the topic was last opened
         #: per (kind, as_of), the distinct copies read (value, partition, offset), oldest first
         self.book: dict[tuple[str, datetime], list[Copy]] = {}
@@ -316,9 +327,13 @@ class ContextReader:
         while copies:
             value, part, off = copies[-1]
             try:
-                ctx = PopulationContext.from_bytes(value)
+                ctx = PopulationContext.from_bytes(value, self.max_decoded)
                 if ctx.as_of != as_of:
                     raise ValueError("population context: as_of differs from its key's")
+            except OverBudget as exc:  # a compressed bomb: refused before the batch past it is decoded
+                copies.pop()
+                self._reject("context_decoded", part, off, None, value, f"decodes to over {exc.limit} bytes")
+                continue
             except ValueError as exc:
                 copies.pop()
                 self._reject("context_value", part, off, None, value, type(exc).__name__)

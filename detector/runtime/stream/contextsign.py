@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from detector.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from detector.runtime.stream.settings import StreamSettings
 
 #: The Kafka header that carries a record's signature (32 bytes).
@@ -29,34 +31,35 @@ KEY_MAX_BYTES = 4096
 #: deployment signs with the same key never checks here.
 _DOMAIN = b"detector-contexts/1\x00"
 VARIABLE = "DETECTOR_STREAM_CONTEXTS_KEY"
+#: The key before a rotation (round 18): still accepted when reading, never used to sign.
+PREVIOUS = "DETECTOR_STREAM_CONTEXTS_KEY_PREVIOUS"
 
 
 class ContextKey:
-    """The deployment's key on the contexts topic. Its ``repr`` never shows the key."""
+    """The deployment's key on the contexts topic, and the key before it while a rotation rolls through
+    the stages (``previous``: a record signed under either checks; only the key signs). Its ``repr``
+    never shows either."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_previous")
 
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, key: bytes, previous: bytes | None = None) -> None:
+        self._key, self._previous = key, previous
 
     def __repr__(self) -> str:
         return "ContextKey(**********)"
 
     def sign(self, key: bytes, value: bytes) -> bytes:
         """The signature of one record: HMAC-SHA256 over its key (length first) and its value."""
-        mac = hmac.new(self._key, _DOMAIN, hashlib.sha256)
-        mac.update(len(key).to_bytes(4, "big"))
-        mac.update(key)
-        mac.update(value)
-        return mac.digest()
+        return _mac(self._key, key, value)
 
     def headers(self, key: bytes, value: bytes) -> list[tuple[str, bytes]]:
         """The headers a signed record is sent with."""
         return [(SIGNATURE_HEADER, self.sign(key, value))]
 
     def check(self, key: bytes, value: bytes, headers: Any) -> str | None:
-        """Why the record's signature does not check (None: it does): ``unsigned``, ``signature not 32
-        bytes``, ``several signatures`` or ``signature does not match`` (never the key or the bytes)."""
+        """Why the record's signature does not check under the key or the previous one (None: it does):
+        ``unsigned``, ``signature not 32 bytes``, ``several signatures`` or ``signature does not match``
+        (never a key or the bytes)."""
         sigs = [v for k, v in headers or () if k == SIGNATURE_HEADER]
         if not sigs:
             return "unsigned"
@@ -65,9 +68,19 @@ class ContextKey:
         sig = sigs[0] if isinstance(sigs[0], bytes) else b""
         if len(sig) != hashlib.sha256().digest_size:
             return "signature not 32 bytes"
-        if not hmac.compare_digest(sig, self.sign(key, value)):
+        keys = (self._key,) if self._previous is None else (self._key, self._previous)
+        if not any(hmac.compare_digest(sig, _mac(k, key, value)) for k in keys):
             return "signature does not match"
         return None
+
+
+def _mac(secret: bytes, key: bytes, value: bytes) -> bytes:
+    """HMAC-SHA256 under ``secret`` over the domain, the record's key (length first) and its value."""
+    mac = hmac.new(secret, _DOMAIN, hashlib.sha256)
+    mac.update(len(key).to_bytes(4, "big"))
+    mac.update(key)
+    mac.update(value)
+    return mac.digest()
 
 
 def is_signed(headers: Any) -> bool:
@@ -76,14 +89,25 @@ def is_signed(headers: Any) -> bool:
 
 
 def context_key_of(s: StreamSettings) -> ContextKey | None:
-    """The contexts key from ``s``: the variable, else the file (read once, bounded), else None. A key
-    under 16 bytes, an unreadable, oversized or non-UTF-8 file is a ``ConfigError`` naming the variable
-    (never the key)."""
-    if s.contexts_key is not None:
-        secret = s.contexts_key.get_secret_value().strip()
-        where = VARIABLE
-    elif s.contexts_key_file is not None:
-        secret, where = _read_file(s.contexts_key_file), f"{VARIABLE}_FILE"
+    """The contexts key from ``s`` (the variable, else the file, read once, bounded; else None) with the
+    previous key, the same way. A key under 16 bytes, an unreadable, oversized or non-UTF-8 file, or a
+    previous key without a key is a ``ConfigError`` naming the variable (never the key)."""
+    key = _secret(s.contexts_key, s.contexts_key_file, VARIABLE)
+    previous = _secret(s.contexts_key_previous, s.contexts_key_previous_file, PREVIOUS)
+    if key is None:
+        if previous is not None:
+            where = PREVIOUS if s.contexts_key_previous is not None else f"{PREVIOUS}_FILE"
+            raise ConfigError(f"a previous contexts key without a key: set {VARIABLE} too", where)
+        return None
+    return ContextKey(key, previous)
+
+
+def _secret(value: SecretStr | None, path: Path | None, variable: str) -> bytes | None:
+    """One key: the variable's value, else its file's, else None (``context_key_of``)."""
+    if value is not None:
+        secret, where = value.get_secret_value().strip(), variable
+    elif path is not None:
+        secret, where = _read_file(path, f"{variable}_FILE"), f"{variable}_FILE"
     else:
         return None
     raw = secret.encode()
@@ -91,11 +115,10 @@ def context_key_of(s: StreamSettings) -> ContextKey | None:
         raise ConfigError(
             f"the contexts key is shorter than {KEY_MIN_BYTES} bytes; give a longer secret", where
         )
-    return ContextKey(raw)
+    return raw
 
 
-def _read_file(path: Path) -> str:
-    where = f"{VARIABLE}_FILE"
+def _read_file(path: Path, where: str) -> str:
     try:
         with path.open("rb") as f:  # bounded: a device or a big file is refused, never read whole
             data = f.read(KEY_MAX_BYTES + 1)

@@ -110,11 +110,20 @@ class StreamSettings(BaseSettings):
     context_wait_s: float = Field(default=60.0, gt=0)
     #: The deployment's key on the contexts topic (at least 16 bytes), or a file holding it (the variable
     #: wins): the cluster stage signs each record, the account stage reads only records signed under it
-    #: (``contextsign``). Set it on both stages or neither. Never logged.
+    #: (``contextsign``). Set it on both stages or neither. Never logged. The previous key (round 18):
+    #: also accepted when reading, never used to sign, so a new key rolls through the stages one by one.
     contexts_key: SecretStr | None = None
     contexts_key_file: Path | None = None
+    contexts_key_previous: SecretStr | None = None
+    contexts_key_previous_file: Path | None = None
 
-    @field_validator("contexts_key", "contexts_key_file", mode="before")
+    @field_validator(
+        "contexts_key",
+        "contexts_key_file",
+        "contexts_key_previous",
+        "contexts_key_previous_file",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -166,7 +175,8 @@ class StreamSettings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a loggable dict (secrets masked)."""
         out = self.model_dump(mode="json")
-        for key in ("sasl_password", "ssl_password", "dispositions_token", "contexts_key"):
+        secrets = ("sasl_password", "ssl_password", "dispositions_token")
+        for key in (*secrets, "contexts_key", "contexts_key_previous"):
             if out.get(key) is not None:
                 out[key] = "**********"
         for hook in ("webhook_url", "decisions_webhook_url"):

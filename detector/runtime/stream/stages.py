@@ -24,6 +24,7 @@ summed counts (``Publication.summed``) are not relayed over Kafka yet.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -38,7 +39,7 @@ from detector.errors import ConfigError
 from detector.io.kafka import KafkaKeyedBytesSink
 from detector.io.sinks import DeadLetter
 from detector.runtime.stream.contexts import MAX_RECORD_BYTES, REJECTS, ContextReader, Kind, context_key
-from detector.runtime.stream.contextsign import ContextKey, context_key_of
+from detector.runtime.stream.contextsign import VARIABLE, ContextKey, context_key_of
 from detector.window.context import PopulationContext, Published
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
     from detector.engine import Engine, EngineFactory
     from detector.runtime.stream.settings import StreamSettings
+
+log = logging.getLogger("detector.stream")
 
 
 def assignment_folder(root: Path, partitions: list[int]) -> Path:
@@ -161,6 +164,10 @@ class Stage:
                 registry=registry,
             )
             self.reader = ContextReader(s, wait, timeouts, rejects, stand_ins, key)
+            if key is None:  # once, at start: anyone who can write to the topic can hand it a context
+                log.warning(
+                    f"{VARIABLE} is not set: the contexts are read unauthenticated (set it on both stages)"
+                )
 
     def factory(self, factory: EngineFactory) -> EngineFactory:
         if self.name == "all":
