@@ -15,6 +15,8 @@ from collections.abc import Callable, Collection, Iterable
 import polars as pl
 import pyarrow as pa
 
+from detector.errors import InputError
+
 #: name length, payload length
 KIND = struct.Struct(">HQ")
 
@@ -58,8 +60,9 @@ def read_frames(
     return frames
 
 
-class OverBudget(ValueError):
-    """A record whose frames decode to more bytes than its reader's budget (read before any is decoded)."""
+class OverBudget(InputError, ValueError):
+    """A record whose frames decode to more bytes than its reader's budget (read before any is decoded);
+    a ``ValueError`` too, as every other unreadable record is."""
 
     def __init__(self, what: str, limit: int) -> None:
         super().__init__(f"{what}: decodes to over {limit} bytes")
