@@ -31,13 +31,15 @@ its own) and harvest only by asking for steps is a set of lone customers on ever
 Under ``context_lag`` (round 18) the groups are read as of a tick before the point's (``RoomContext.lag``:
 the key table then, and the month counted back from then), the point's own keys at its tick, through one
 reader (``group_reader``) for both paths: from the key table, or, through the contexts, from each tick's
-``new_seats`` kind (``window/context.py``: every tool key at least two accounts held then, that share of
-them new, built by ``detect/context.py`` with ``new_seat_groups`` itself), so the split deployment spares
-the lone seats the one engine spares a tick later. A context of version 2 (a cluster stage from before
-round 18) carries no such kind: the points that read it are not tested (as under the lag before).
+``new_seats`` kind (``window/context.py``: every tool key at least two accounts held then,
+``team_new_seat_share`` of them new, built by ``detect/context.py`` with ``new_seat_groups`` itself),
+so the split deployment spares the lone seats the one engine spares a tick later. A context of
+version 2 (a cluster stage from before round 18) carries no such kind: the points that read it are not
+tested (as under the lag before).
 
 Also: a farm's first seat to send is lone until a second new seat holds its tool (15-30 minutes later
-first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17).
+first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17); under
+the lag, until a tick after it does (the group is read a tick late).
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ def group_reader(ctx: RoomContext, s: EvidenceSettings) -> GroupReader:
     """The groups of new seats from the key table (``ctx.contexts`` None; the table is the one as of
     ``lag`` before the tick, and the month is counted back from then) or from each tick's context."""
     contexts = ctx.contexts
+    if contexts is not None and not ctx.lag:  # ``ctx.own`` would read the points' keys from no table
+        raise ValueError("the lone-seat test reads contexts only under a lag")
     if contexts is None:
         return lambda tick, keys, wanted: new_seat_groups(keys, ctx.accounts, wanted, tick - ctx.lag, s)
 
