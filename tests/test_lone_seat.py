@@ -7,21 +7,35 @@ round-16 held-out block most of the 59 router customers at medium. Seed 2's rout
 model-comparison developers, two of whose seats were opened ten days before the day: accused with the
 lone-seat test off, neither with it on. The same two seats sharing one private system prompt (a group of
 new seats holding the farm's own tool, as a farm through the router does) stay accused.
+
+Round 18: each case with ``context_lag`` on too (the split deployment's account stage reads its groups
+of new seats a tick late, through the contexts' ``new_seats``); and the contexts and the lag's walk of
+the key table a tick before name the same alerts on the day, byte for byte.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
 import pytest
 from router_days import accused, named, opened_at, router_params
 
+import detector.engine
+from detector.app import build_engine
+from detector.contracts import SEVERITY_RANK
+from detector.detect.context import population_sheets
 from detector.detect.lone import LoneWalk, customer_kinds_only
 from detector.detect.room import EXTRACTION_SHARES
+from detector.engine import Observers
 from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import simulate
+from detector.runtime.replay import replay
+from detector.settings import EngineSettings
+from detector.window.context import PopulationContext
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 0.1
@@ -30,9 +44,13 @@ SEED = 2
 FRESH = pl.lit("2026-02-20T10:00:00.000Z")
 
 
-def _accused(events: Path, out: Path) -> set[str]:
-    """Accounts named at medium or above by an account alert."""
-    return accused(named(events, out))
+def _settings(lag: bool) -> EngineSettings:
+    return EngineSettings().model_copy(update={"context_lag": lag})
+
+
+def _accused(events: Path, out: Path, lag: bool = False) -> set[str]:
+    """Accounts named at medium or above by an account alert (``lag``: under ``context_lag``)."""
+    return accused(named(events, out, _settings(lag)))
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +75,18 @@ def bench_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
     return path, fresh
 
 
+LAG = pytest.mark.parametrize("lag", [False, True], ids=["now", "lag"])
+
+
+@LAG
 def test_a_new_customer_benchmarking_the_launch_is_one_customer(
-    bench_day: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bench_day: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lag: bool
 ) -> None:
     events, bench = bench_day
-    on = _accused(events, tmp_path / "on.jsonl") & set(bench)
+    on = _accused(events, tmp_path / "on.jsonl", lag) & set(bench)
     with monkeypatch.context() as m:
         m.setattr(LoneWalk, "spare", lambda self, hits: hits)
-        off = _accused(events, tmp_path / "off.jsonl") & set(bench)
+        off = _accused(events, tmp_path / "off.jsonl", lag) & set(bench)
     assert off, "without the test the new seats are accused on the account axis"
     assert not on, on
     reasons = [
@@ -76,8 +98,9 @@ def test_a_new_customer_benchmarking_the_launch_is_one_customer(
     assert reasons and all("capped at low" in d for d in reasons)
 
 
+@LAG
 def test_seats_sharing_their_own_tool_are_no_lone_customers(
-    bench_day: tuple[Path, list[str]], tmp_path: Path
+    bench_day: tuple[Path, list[str]], tmp_path: Path, lag: bool
 ) -> None:
     """The same new seats holding one private system prompt: a group of new seats (a farm's own tool,
     all its holders opened within the month) keeps its account-axis verdicts."""
@@ -87,7 +110,55 @@ def test_seats_sharing_their_own_tool_are_no_lone_customers(
     pl.read_parquet(events).with_columns(
         pl.when(pl.col("account_id").is_in(bench)).then(shared).otherwise(pl.col("params")).alias("params")
     ).write_parquet(path)
-    assert _accused(path, tmp_path / "farm.jsonl") & set(bench)
+    assert _accused(path, tmp_path / "farm.jsonl", lag) & set(bench)
+
+
+def _without_contexts(*args: Any, **kwargs: Any) -> tuple[Any, None]:
+    """The sheet features as the engine reads them, but no contexts: the lone-seat test reads its groups
+    of new seats from the key table a tick before (``lone.group_reader``)."""
+    sheets, _ = population_sheets(*args, **kwargs)
+    return sheets, None
+
+
+def _lag_replay(events: Path, out: Path, relay: Any = None) -> bytes:
+    observers = Observers(on_context=relay, on_models=relay)
+    replay([events], build_engine(ROOT / "rules", settings=_settings(True), observers=observers), out)
+    return out.read_bytes()
+
+
+def _as_version_2(ctx: PopulationContext) -> PopulationContext:
+    """The context as a cluster stage from before round 18 publishes it: no ``new_seats``."""
+    return PopulationContext.from_bytes(replace(ctx, new_seats=None).to_bytes())
+
+
+def test_the_contexts_name_the_lone_seats_the_lags_walk_does(
+    bench_day: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the lag the account verdicts read the groups of new seats through each tick's context (its
+    ``new_seats``, through bytes as the split stages do) or from the key table a tick before: the same
+    alerts. A version 2 context (no ``new_seats``) applies no lone-seat test at all."""
+    events, bench = bench_day
+    through = _lag_replay(events, tmp_path / "context.jsonl")
+    assert b'"evidence:lone"' in through, "the lone-seat test spared nobody: the comparison is vacuous"
+    wire = _lag_replay(events, tmp_path / "wire.jsonl", lambda c: PopulationContext.from_bytes(c.to_bytes()))
+    assert wire == through
+    old = _lag_replay(events, tmp_path / "v2.jsonl", _as_version_2)
+    assert b'"evidence:lone"' not in old and accused_in(old) & set(bench)
+    with monkeypatch.context() as m:
+        m.setattr(detector.engine, "population_sheets", _without_contexts)
+        assert _lag_replay(events, tmp_path / "direct.jsonl") == through
+
+
+def accused_in(alerts: bytes) -> set[str]:
+    """Accounts an account alert of ``alerts`` names at medium or above."""
+    rows = (orjson.loads(line) for line in alerts.splitlines())
+    medium = SEVERITY_RANK["medium"]
+    return {
+        a
+        for r in rows
+        if r["kind"] == "account" and SEVERITY_RANK[r["severity"]] >= medium
+        for a in r["account_ids"]
+    }
 
 
 @pytest.mark.parametrize(

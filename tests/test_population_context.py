@@ -10,6 +10,8 @@ empty (the room's and the team's days below each spare points through them). Dam
 
 from __future__ import annotations
 
+import io
+import struct
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -31,8 +33,14 @@ from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 from detector.settings import EngineSettings
 from detector.window.context import KINDS, PopulationContext, Published
+from detector.window.framing import write_frames
 
 AS_OF = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The kinds of a version 2 context, in its order.
+V2_KINDS = ("sheets", "rooms", "teams", "models")
+#: magic, version, as_of (epoch us), number of kinds: the header of versions 2 and 3
+_HEADER = struct.Struct(">4sBqH")
 
 
 def _context(n: int = 3) -> PopulationContext:
@@ -49,12 +57,16 @@ def _context(n: int = 3) -> PopulationContext:
             "first_seen": [AS_OF] * n,
             "stream_start": [AS_OF] * n,
         },
+        "new_seats": {"tool": [f"template|{i}" for i in range(n)]},
     }
     return PopulationContext(AS_OF, **{k: pl.DataFrame(v, schema=KINDS[k]) for k, v in kinds.items()})
 
 
 def _same(a: PopulationContext, b: PopulationContext) -> bool:
-    return a.as_of == b.as_of and all(getattr(a, k).equals(getattr(b, k)) for k in KINDS)
+    def eq(x: pl.DataFrame | None, y: pl.DataFrame | None) -> bool:
+        return x is y if x is None or y is None else x.equals(y)
+
+    return a.as_of == b.as_of and all(eq(getattr(a, k), getattr(b, k)) for k in KINDS)
 
 
 @pytest.mark.parametrize("n", [0, 1, 500])
@@ -69,7 +81,7 @@ def test_a_context_round_trips_through_bytes(n: int) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_damaged_bytes_give_one_clear_error(data: st.DataObject) -> None:
-    good = _context(4).to_bytes()
+    good = data.draw(st.sampled_from([_context(4).to_bytes(), _version_2(_context(4))]))
     how = data.draw(st.sampled_from(["random", "truncate", "flip", "extend"]))
     if how == "random":
         bad = data.draw(st.binary(max_size=400))
@@ -85,7 +97,33 @@ def test_damaged_bytes_give_one_clear_error(data: st.DataObject) -> None:
     except ValueError as exc:
         assert str(exc).startswith("population context:")
     else:  # a flip inside a value can still read back: then it is a context of the right shape
-        assert all(getattr(back, k).schema == KINDS[k] for k in KINDS)
+        assert all(getattr(back, k).schema == KINDS[k] for k in KINDS if getattr(back, k) is not None)
+
+
+def _version_2(ctx: PopulationContext, version: int = 2, kinds: tuple[str, ...] = V2_KINDS) -> bytes:
+    """``ctx`` as a round-15 cluster stage wrote it (version 2: no ``new_seats`` kind), written here
+    byte by byte as that code did (``version``, ``kinds``: to write foreign headers the same way)."""
+    out = io.BytesIO()
+    out.write(_HEADER.pack(b"DPCX", version, (ctx.as_of - EPOCH) // timedelta(microseconds=1), len(kinds)))
+    write_frames(out, ((k, getattr(ctx, k)) for k in kinds))
+    return out.getvalue()
+
+
+def test_a_version_2_context_reads_with_no_new_seats_and_writes_back_as_it_came() -> None:
+    """Round 18: a cluster stage from before it publishes no ``new_seats``; an account stage reads its
+    contexts (every other kind the same) with ``new_seats`` None, so the lone-seat test is not applied
+    to the points that read them (``lone.group_reader``), never applied as if no group of new seats
+    existed (that would spare every farm's first seats)."""
+    ctx = _context(3)
+    old = PopulationContext.from_bytes(_version_2(ctx))
+    assert old.new_seats is None and ctx.new_seats is not None and ctx.new_seats.height == 3
+    assert all(getattr(old, k).equals(getattr(ctx, k)) for k in V2_KINDS)
+    assert old.to_bytes() == _version_2(ctx)
+    assert old.rows()["new_seats"] == 0
+    # a header that says one version and carries the other's kinds, or another version, is refused
+    for version, kinds in [(3, V2_KINDS), (2, tuple(KINDS)), (1, V2_KINDS), (4, tuple(KINDS))]:
+        with pytest.raises(ValueError, match=r"^population context:"):
+            PopulationContext.from_bytes(_version_2(ctx, version, kinds))
 
 
 _EVERY_OFFSET = """

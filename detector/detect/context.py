@@ -5,7 +5,8 @@ Under ``EngineSettings.context_lag`` the account verdicts read the population on
 what only the cluster stage sees, every account's rows and the key table as of that tick: the sheet
 test's texts many hold (``window.sheets.wide_texts``), the (template, venue) pairs a room explains
 (``room.room_templates``, every template) and the tool keys a team explains (established or new)
-(``seat.team_groups``, every tool key); and reads the sheet test through it, with the points' own
+(``seat.team_groups``, every tool key) and the tool keys a group of new seats holds (``lone.new_seat_tools``,
+round 18); and reads the sheet test through it, with the points' own
 accounts' rows (the account stage's part). Without the lag nothing here runs.
 """
 
@@ -16,11 +17,13 @@ from functools import partial
 
 import polars as pl
 
+from detector.detect.lone import new_seat_tools
 from detector.detect.room import RoomContext, room_templates
 from detector.detect.seat import TOOL_FAMILIES, team_groups
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline
 from detector.window.context import (
+    NEW_SEAT_SCHEMA,
     ROOM_SCHEMA,
     TEAM_SCHEMA,
     Contexts,
@@ -55,7 +58,14 @@ def build_contexts(
         tools = keys.filter(pl.col("family").is_in(TOOL_FAMILIES)).select("family", "key").unique()
         teams = team_groups(keys, walk, state, ev, then, w.long, tools, tools).select(TEAM_SCHEMA.keys())
         sheets = wide_texts(population, then, w.long, ev.sheet_min_accounts)
-        out[tick] = PopulationContext(then, sheets, rooms.cast(ROOM_SCHEMA), teams.cast(TEAM_SCHEMA))
+        fresh = new_seat_tools(keys, state.accounts, then, ev)
+        out[tick] = PopulationContext(
+            then,
+            sheets,
+            rooms.cast(ROOM_SCHEMA),
+            teams.cast(TEAM_SCHEMA),
+            new_seats=fresh.cast(NEW_SEAT_SCHEMA),
+        )
     return out
 
 

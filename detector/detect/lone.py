@@ -28,15 +28,23 @@ agentic transcripts keep their verdicts (the router's trust never covered them, 
 What it gives up: a farm inside the router whose seats share no system prompt or template (each seat
 its own) and harvest only by asking for steps is a set of lone customers on every key the gateway sees.
 
-Under ``context_lag`` the account verdicts read the population through the contexts, without the key
-table (``detect/context.py``), and those do not carry groups of new seats yet: the test is not applied
-under the lag at all, with or without the contexts, so both walks name the same alerts.
+Under ``context_lag`` (round 18) the groups are read as of a tick before the point's (``RoomContext.lag``:
+the key table then, and the month counted back from then), the point's own keys at its tick, through one
+reader (``group_reader``) for both paths: from the key table, or, through the contexts, from each tick's
+``new_seats`` kind (``window/context.py``: every tool key at least two accounts held then,
+``team_new_seat_share`` of them new, built by ``detect/context.py`` with ``new_seat_groups`` itself),
+so the split deployment spares the lone seats the one engine spares a tick later. A context of
+version 2 (a cluster stage from before round 18) carries no such kind: the points that read it are not
+tested (as under the lag before).
+
 Also: a farm's first seat to send is lone until a second new seat holds its tool (15-30 minutes later
-first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17).
+first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17); under
+the lag, until a tick after it does (the group is read a tick late).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import polars as pl
@@ -96,6 +104,47 @@ def new_seat_groups(
     return groups.filter(fresh).select("family", "key")
 
 
+def new_seat_tools(
+    keys: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings
+) -> pl.DataFrame:
+    """Every tool key (``tool``: ``family|key``, sorted) of ``keys`` (the key table at ``now``) that a group
+    of new seats holds (``new_seat_groups``): the contexts' ``new_seats`` kind (``detect/context.py``)."""
+    tools = keys.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES)).select("family", "key")
+    groups = new_seat_groups(keys, accounts, tools.unique(), now, s)
+    return groups.select(tool_name()).sort("tool")
+
+
+def tool_name() -> pl.Expr:
+    """A tool key's name: ``family|key`` (``tool``), as the contexts carry it."""
+    return pl.concat_str(
+        [pl.col("family").cast(pl.String), pl.col("key").cast(pl.String)], separator="|"
+    ).alias("tool")
+
+
+#: The reader of the groups of new seats (module docstring): given a point tick, the population's key
+#: table as the walk hands it, and the (family, key) of the points' tool keys, the ones a group of new
+#: seats held as of ``RoomContext.lag`` before the tick; None: not known at that tick (no test there).
+GroupReader = Callable[[datetime, pl.DataFrame, pl.DataFrame], pl.DataFrame | None]
+
+
+def group_reader(ctx: RoomContext, s: EvidenceSettings) -> GroupReader:
+    """The groups of new seats from the key table (``ctx.contexts`` None; the table is the one as of
+    ``lag`` before the tick, and the month is counted back from then) or from each tick's context."""
+    contexts = ctx.contexts
+    if contexts is not None and not ctx.lag:  # ``ctx.own`` would read the points' keys from no table
+        raise ValueError("the lone-seat test reads contexts only under a lag")
+    if contexts is None:
+        return lambda tick, keys, wanted: new_seat_groups(keys, ctx.accounts, wanted, tick - ctx.lag, s)
+
+    def read(tick: datetime, keys: pl.DataFrame, wanted: pl.DataFrame) -> pl.DataFrame | None:
+        fresh = contexts[tick].new_seats
+        if fresh is None:  # a version 2 context (module docstring)
+            return None
+        return wanted.filter(tool_name().is_in(fresh["tool"].implode()))
+
+    return read
+
+
 class LoneWalk:
     """The lone-seat test over the room test's walk of the ticks (``SeatWalk`` hands it each tick's key
     table): candidates from the hits before the room and sheet tests, a superset of those after them;
@@ -110,17 +159,20 @@ class LoneWalk:
             tick: p for (tick,), p in pts.sort("tick_end").group_by("tick_end", maintain_order=True)
         }
         self.ticks = [t for t in self._by_tick if isinstance(t, datetime)]
+        self.groups = group_reader(ctx, s)
         self._lone: list[pl.DataFrame] = []
 
     def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
-        """The lone seats among this tick's candidates (``keys``: the population's key table then)."""
+        """The lone seats among this tick's candidates (``keys``: the population's key table as the walk
+        hands it: as of the tick, or ``RoomContext.lag`` before it, or empty under the contexts)."""
         pts = self._by_tick.get(tick)
-        # under ``context_lag`` (a lag, with or without the contexts): not applied (module docstring)
-        if pts is None or self.ctx.lag or self.ctx.contexts is not None:
+        if pts is None:
             return
         own = self.ctx.own(tick, pts.select("account_id"), keys)
         own = own.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES))
-        groups = new_seat_groups(keys, self.ctx.accounts, own.select("family", "key").unique(), tick, self.s)
+        groups = self.groups(tick, keys, own.select("family", "key").unique())
+        if groups is None:
+            return
         in_group = own.join(groups, on=["family", "key"], how="semi").select("account_id").unique()
         self._lone.append(pts.join(in_group, on="account_id", how="anti"))
 

@@ -21,6 +21,11 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
   prompt's or a template's fingerprint) whose holders a team explains, with those holders and whether
   the team is an established customer's (``established``; a group of new seats caps its seats at
   medium, an established one at low: round 15).
+- ``new_seats`` (round 18): the lone-seat test's (``detect/lone.py``: ``new_seat_tools``) tool keys
+  (``family|key``) that a group of new seats holds as of ``as_of``: at least two holders,
+  ``team_new_seat_share`` or more of them opened within the month. Only those keys, not their holders:
+  the account stage asks only whether its point's own tool keys are among them. None when read from a
+  version 2 context (a cluster stage from before round 18): the test is not applied there.
 - ``models`` (round 15, second part): every held model's first use by anyone before ``as_of``, with the
   stream's start on every row (one row with no model carries it when no model is held). The new-model
   flag is folded into the buckets at ingest, before the account verdicts, so this kind is published
@@ -53,10 +58,13 @@ from detector.window.sheets import HOLDER_SCHEMA
 from detector.window.state import WindowState
 
 _MAGIC = b"DPCX"
-_VERSION = 2  # 2 (round 15): ``teams`` say whether a group is established; the ``models`` kind
+_VERSION = 3  # 3 (round 18): the ``new_seats`` kind; 2 (round 15): ``teams``' ``established``, ``models``
+#: The version before: ``from_bytes`` reads it too, every kind but ``new_seats`` (read as None).
+_COMPAT = 2
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
 ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
 TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String, "established": pl.Boolean})
+NEW_SEAT_SCHEMA = make_schema({"tool": pl.String})
 #: The kinds and their schemas, in the order they are written.
 MODEL_CONTEXT_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "stream_start": UTC_US})
 KINDS: dict[str, pl.Schema] = {
@@ -64,6 +72,7 @@ KINDS: dict[str, pl.Schema] = {
     "rooms": ROOM_SCHEMA,
     "teams": TEAM_SCHEMA,
     "models": MODEL_CONTEXT_SCHEMA,
+    "new_seats": NEW_SEAT_SCHEMA,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Largest context record the stages send and fetch (``MAX_RECORD_BYTES`` of the contexts reader).
@@ -89,23 +98,28 @@ class PopulationContext:
     teams: pl.DataFrame
     #: (model, first_seen, stream_start): every held model's first use before as_of (published apart)
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_CONTEXT_SCHEMA))
+    #: (tool): every tool key a group of new seats holds as of as_of (None: a version 2 context's)
+    new_seats: pl.DataFrame | None = field(default_factory=lambda: pl.DataFrame(schema=NEW_SEAT_SCHEMA))
 
     @classmethod
     def of_models(cls, as_of: datetime, models: pl.DataFrame) -> PopulationContext:
         """The ``models`` kind alone (published before the fold; the other kinds empty)."""
-        empty = {n: pl.DataFrame(schema=KINDS[n]) for n in ("sheets", "rooms", "teams")}
+        empty = {n: pl.DataFrame(schema=KINDS[n]) for n in KINDS if n != "models"}
         return cls(as_of, **empty, models=models)
 
     def rows(self) -> dict[str, int]:
-        """Rows per kind."""
-        return {name: getattr(self, name).height for name in KINDS}
+        """Rows per kind (a kind the context does not carry: 0)."""
+        return {name: 0 if (f := getattr(self, name)) is None else f.height for name in KINDS}
 
     def to_bytes(self) -> bytes:
-        """The context as bytes for a compacted topic (``from_bytes`` reads them back)."""
+        """The context as bytes for a compacted topic (``from_bytes`` reads them back); a context read
+        from version 2 bytes (``new_seats`` None) is written as version 2 again."""
         out = io.BytesIO()
         as_of = (self.as_of - _EPOCH) // timedelta(microseconds=1)
-        out.write(_HEADER.pack(_MAGIC, _VERSION, as_of, len(KINDS)))
-        write_frames(out, ((name, getattr(self, name)) for name in KINDS))
+        version = _COMPAT if self.new_seats is None else _VERSION
+        names = _kinds(version)
+        out.write(_HEADER.pack(_MAGIC, version, as_of, len(names)))
+        write_frames(out, ((name, getattr(self, name)) for name in names))
         return out.getvalue()
 
     @classmethod
@@ -118,26 +132,33 @@ class PopulationContext:
         if len(view) < _HEADER.size:
             raise ValueError("population context: too short for its header")
         magic, version, as_of, n = _HEADER.unpack_from(view)
-        if magic != _MAGIC or version != _VERSION:
-            raise ValueError(f"population context: not a version {_VERSION} context")
+        if magic != _MAGIC or version not in (_COMPAT, _VERSION):
+            raise ValueError(f"population context: not a version {_COMPAT} or {_VERSION} context")
         if isinstance(max_decoded, Budget):
             budget = max_decoded
         else:
             limit = decoded_limit(len(data)) if max_decoded is None else max_decoded
             budget = Budget(limit, "population context")
         frames = read_frames(
-            view, _HEADER.size, n, KINDS, "population context", partial(_read_kind, budget=budget)
+            view, _HEADER.size, n, _kinds(version), "population context", partial(_read_kind, budget=budget)
         )
         try:
             when = _EPOCH + timedelta(microseconds=as_of)
         except OverflowError as exc:
             raise ValueError("population context: as_of out of range") from exc
+        if version == _COMPAT:
+            return cls(when, new_seats=None, **frames)
         return cls(when, **frames)
 
 
 def decoded_limit(size: int) -> int:
     """The decoded bytes a context of ``size`` bytes may take (a compressed bomb is far past it)."""
     return min(MAX_DECODED_BYTES, max(MIN_DECODED_BYTES, DECODED_RATIO * size))
+
+
+def _kinds(version: int) -> list[str]:
+    """The kinds a context of ``version`` carries, in the order they are written."""
+    return [n for n in KINDS if version == _VERSION or n != "new_seats"]
 
 
 def _read_kind(name: str, raw: bytes, budget: Budget) -> pl.DataFrame:
