@@ -96,6 +96,28 @@ def new_seat_groups(
     return groups.filter(fresh).select("family", "key")
 
 
+def router_seats(
+    sub: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings
+) -> pl.DataFrame:
+    """(account_id) of the seats in ``sub`` (``tenant_subaccounts`` at ``now``: the reseller tenants' seats
+    in the key table) whose tenant is an established, verified router (round 18): as a group, its seats
+    are what the cluster axis calls a trusted customer's, ``trusted_member_share`` or more of them verified
+    and their median age ``trust_tenure_days`` or more (most of them not opened within the month). A farm's
+    own tenant, fresh or with its seats opened together, is no router; a reseller whose customers keep
+    their own orgs is no tenant at all (its customers' verification and tenure are their own)."""
+    rows = sub.join(accounts.select("account_id", "created_at", "verified"), on="account_id", how="inner")
+    age = (pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0
+    tenants = (
+        rows.group_by("reseller")
+        .agg(
+            pl.col("verified").fill_null(False).mean().alias("_verified"),
+            age.fill_null(0.0).median().alias("_age"),
+        )
+        .filter((pl.col("_verified") >= s.trusted_member_share) & (pl.col("_age") >= s.trust_tenure_days))
+    )
+    return rows.join(tenants, on="reseller", how="semi").select("account_id").unique()
+
+
 class LoneWalk:
     """The lone-seat test over the room test's walk of the ticks (``SeatWalk`` hands it each tick's key
     table): candidates from the hits before the room and sheet tests, a superset of those after them;
@@ -117,6 +139,13 @@ class LoneWalk:
         pts = self._by_tick.get(tick)
         # under ``context_lag`` (a lag, with or without the contexts): not applied (module docstring)
         if pts is None or self.ctx.lag or self.ctx.contexts is not None:
+            return
+        pts = pts.join(
+            router_seats(self.ctx.subaccounts(tick, keys), self.ctx.accounts, tick, self.s),
+            on="account_id",
+            how="semi",
+        )
+        if pts.height == 0:
             return
         own = self.ctx.own(tick, pts.select("account_id"), keys)
         own = own.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES))
