@@ -1,4 +1,4 @@
-"""One customer of the router's many: a lone router seat on the account axis (issue 17, round 17).
+"""One customer of the router's many: a lone router seat on the account axis (issue 17, rounds 17 and 18).
 
 A router forwards every customer's requests under a sub-account of its own verified tenant, and its
 customers open seats all year: a handful of its many seats are under a month old on any day, and some
@@ -15,9 +15,14 @@ A lone customer's keys are the router's population's: the benchmark templates an
 prompts its established customers hold too, or none at all.
 
 So an accused account point is a **lone router seat** when (1) it is a reseller's sub-account (tier
-``reseller``), (2) its extraction evidence is only what the router's customers do at volume
-(``ROUTER_CUSTOMER_KINDS``: reasoning elicited, reasoning via parameters, the new model's launch; at
-least one: a model's verdict with no signal is not read here), and (3) none of its system prompts or
+``reseller``) of a **router**: a reseller tenant (``window.link.tenant_subaccounts``: most holders of its
+reseller id under its one org) whose seats in the key table are, as a group, what the cluster axis calls
+a trusted customer's, ``trusted_member_share`` (0.5) or more of them verified and their median age
+``trust_tenure_days`` (30) or more (``router_seats``, round 18; the tier alone said nothing of the tenant,
+and a cot_hydra farm gives half its seats a reseller tier of its own), (2) its extraction evidence
+is only what the router's customers do at volume (``ROUTER_CUSTOMER_KINDS``: reasoning elicited,
+reasoning via parameters, the new model's launch; at least one: a model's verdict with no signal is not
+read here), and (3) none of its system prompts or
 templates is shared with another seat by a group of which ``team_new_seat_share`` (0.8) or more were
 opened within the month (the farm rules' freshness clause; any size from two: a group under
 ``team_min_seats`` is no team the seat test could spare, and no lone customer either). Such a point
@@ -27,12 +32,18 @@ agentic transcripts keep their verdicts (the router's trust never covered them, 
 
 What it gives up: a farm inside the router whose seats share no system prompt or template (each seat
 its own) and harvest only by asking for steps is a set of lone customers on every key the gateway sees.
+And a farm under a tenant of its own passes (1) only with a verified tenant at least half of whose seats
+in the window were opened over a month before: accounts bought or parked long before use, under one org,
+verified; its aged seats then have the account axis's trust already, and what the cap adds is its new
+seats' (round 18: what an attacker pays). A reseller whose customers keep their own orgs is no tenant:
+its customers' verification and tenure are their own, and none of its seats is capped.
 
 Under ``context_lag`` the account verdicts read the population through the contexts, without the key
 table (``detect/context.py``), and those do not carry groups of new seats yet: the test is not applied
 under the lag at all, with or without the contexts, so both walks name the same alerts.
-Also: a farm's first seat to send is lone until a second new seat holds its tool (15-30 minutes later
-first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17).
+Also: a farm's first seat to send **through the router** is lone until a second new seat holds its tool
+(15-30 minutes later first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md
+round 17); outside the router (its own reseller id) it no longer is (round 18).
 """
 
 from __future__ import annotations
