@@ -11,11 +11,16 @@ new seats holding the farm's own tool, as a farm through the router does) stay a
 Round 18: each case with ``context_lag`` on too (the split deployment's account stage reads its groups
 of new seats a tick late, through the contexts' ``new_seats``); and the contexts and the lag's walk of
 the key table a tick before name the same alerts on the day, byte for byte.
+Round 18: the cap is the router's, read from its tenant: the same two seats under a tenant of their own
+(their own reseller id and one org, both opened ten days ago: a farm's own fresh tenant, as half a
+cot_hydra farm's seats are under a reseller tier of its own) or under a reseller whose customers keep
+their own orgs (no tenant) stay accused.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,7 @@ import detector.engine
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.context import population_sheets
-from detector.detect.lone import LoneWalk, customer_kinds_only
+from detector.detect.lone import LoneWalk, customer_kinds_only, on_router, router_tenants
 from detector.detect.room import EXTRACTION_SHARES
 from detector.engine import Observers
 from detector.evidence_settings import EvidenceSettings
@@ -180,3 +185,59 @@ def test_only_what_the_routers_customers_do(shares: dict[str, float], ours: bool
     at least one (a model's verdict on no signal is not read)."""
     frame = pl.DataFrame([{c: shares.get(c, 0.0) for c in EXTRACTION_SHARES}])
     assert frame.select(customer_kinds_only(EvidenceSettings())).item() is ours
+
+
+@pytest.mark.parametrize("orgs", ["one org", "own orgs"])
+def test_a_farms_own_reseller_is_no_router(
+    bench_day: tuple[Path, list[str]], tmp_path: Path, orgs: str
+) -> None:
+    """The same new seats under a reseller of their own (a farm's, not the router's): one org (a fresh
+    tenant, all its seats opened within the month) or each its own (a shell reseller, no tenant). Their
+    tier still says reseller and nothing they hold is a group's; they stay accused (on round 17's cap,
+    capped at low until a second new seat held the farm's tool)."""
+    events, bench = bench_day
+    mine = pl.col("account_id").is_in(bench)
+    org = pl.lit("org_farm") if orgs == "one org" else pl.lit("org_") + pl.col("account_id")
+    farm = pl.col("account").struct.with_fields(pl.lit("rs_farm").alias("reseller_id"))
+    path = tmp_path / "own.parquet"
+    pl.read_parquet(events).with_columns(
+        pl.when(mine).then(farm).otherwise(pl.col("account")).alias("account"),
+        pl.when(mine).then(org).otherwise(pl.col("org_id")).alias("org_id"),
+    ).write_parquet(path)
+    assert _accused(path, tmp_path / "own.jsonl") & set(bench)
+
+
+NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("ages", "verified", "router"),
+    [
+        ([400, 200, 90, 10, 3], True, True),
+        ([400, 200, 90, 10, 3], False, False),
+        ([400, 10, 9, 8, 3], True, False),
+        ([10, 10, 10, 10, 10], True, False),
+        ([400, 400, 400, 400, 3], True, True),
+    ],
+    ids=["router", "unverified", "mostly-new", "fresh-tenant", "aged-farm"],
+)
+def test_the_router_is_a_verified_tenant_with_tenure(ages: list[int], verified: bool, router: bool) -> None:
+    """A tenant whose seats are verified and at least half of them older than the trust tenure carries
+    routers' seats, its new seat among them; a tenant of new seats does not. An aged farm under its own
+    verified tenant passes (its seats opened long ago): what the condition does not tell apart."""
+    ids = [f"a{i}" for i in range(len(ages))]
+    sub = pl.DataFrame({"account_id": ids, "reseller": ["rs_t"] * len(ids)})
+    accounts = pl.DataFrame(
+        {
+            "account_id": ids,
+            "org_id": ["org_t"] * len(ids),
+            "created_at": [NOW - timedelta(days=d) for d in ages],
+            "verified": [verified] * len(ids),
+        }
+    )
+    tenants = router_tenants(sub, accounts, NOW, EvidenceSettings())
+    assert tenants.rows() == ([("rs_t", "org_t")] if router else [])
+    # a point is the router's by its own reseller id and org (``on_router``): not by another org
+    own = pl.DataFrame({"account_id": ["a0", "x"], "family": ["reseller"] * 2, "key": ["rs_t"] * 2})
+    points = pl.DataFrame({"account_id": ["a0", "x"], "org_id": ["org_t", "org_x"]})
+    assert set(on_router(own, points, tenants)["account_id"]) == ({"a0"} if router else set())

@@ -5,9 +5,9 @@ Under ``EngineSettings.context_lag`` the account verdicts read the population on
 what only the cluster stage sees, every account's rows and the key table as of that tick: the sheet
 test's texts many hold (``window.sheets.wide_texts``), the (template, venue) pairs a room explains
 (``room.room_templates``, every template) and the tool keys a team explains (established or new)
-(``seat.team_groups``, every tool key) and the tool keys a group of new seats holds (``lone.new_seat_tools``,
-round 18); and reads the sheet test through it, with the points' own
-accounts' rows (the account stage's part). Without the lag nothing here runs.
+(``seat.team_groups``, every tool key), the tool keys a group of new seats holds and the tenants that
+are routers (``lone.new_seat_tools``, ``lone.router_tenants``, round 18); and reads the sheet test
+through it, with the points' own accounts' rows (the account stage's part). Without the lag nothing here runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from functools import partial
 
 import polars as pl
 
-from detector.detect.lone import new_seat_tools
+from detector.detect.lone import new_seat_tools, router_tenants
 from detector.detect.room import RoomContext, room_templates
 from detector.detect.seat import TOOL_FAMILIES, team_groups
 from detector.settings import EngineSettings
@@ -25,6 +25,7 @@ from detector.window.asof import KeyTimeline
 from detector.window.context import (
     NEW_SEAT_SCHEMA,
     ROOM_SCHEMA,
+    ROUTER_SCHEMA,
     TEAM_SCHEMA,
     Contexts,
     PopulationContext,
@@ -65,6 +66,7 @@ def build_contexts(
             rooms.cast(ROOM_SCHEMA),
             teams.cast(TEAM_SCHEMA),
             new_seats=fresh.cast(NEW_SEAT_SCHEMA),
+            routers=router_tenants(sub(), state.accounts, then, ev).cast(ROUTER_SCHEMA),
         )
     return out
 

@@ -1,4 +1,4 @@
-"""One customer of the router's many: a lone router seat on the account axis (issue 17, round 17).
+"""One customer of the router's many: a lone router seat on the account axis (issue 17, rounds 17 and 18).
 
 A router forwards every customer's requests under a sub-account of its own verified tenant, and its
 customers open seats all year: a handful of its many seats are under a month old on any day, and some
@@ -15,9 +15,14 @@ A lone customer's keys are the router's population's: the benchmark templates an
 prompts its established customers hold too, or none at all.
 
 So an accused account point is a **lone router seat** when (1) it is a reseller's sub-account (tier
-``reseller``), (2) its extraction evidence is only what the router's customers do at volume
-(``ROUTER_CUSTOMER_KINDS``: reasoning elicited, reasoning via parameters, the new model's launch; at
-least one: a model's verdict with no signal is not read here), and (3) none of its system prompts or
+``reseller``) of a **router**: a reseller tenant (``window.link.tenant_subaccounts``: most holders of its
+reseller id under its one org) whose seats in the key table are, as a group, what the cluster axis calls
+a trusted customer's, ``trusted_member_share`` (0.5) or more of them verified and their median age
+``trust_tenure_days`` (30) or more (``router_tenants``, round 18; the tier alone said nothing of the tenant,
+and a cot_hydra farm gives half its seats a reseller tier of its own), (2) its extraction evidence
+is only what the router's customers do at volume (``ROUTER_CUSTOMER_KINDS``: reasoning elicited,
+reasoning via parameters, the new model's launch; at least one: a model's verdict with no signal is not
+read here), and (3) none of its system prompts or
 templates is shared with another seat by a group of which ``team_new_seat_share`` (0.8) or more were
 opened within the month (the farm rules' freshness clause; any size from two: a group under
 ``team_min_seats`` is no team the seat test could spare, and no lone customer either). Such a point
@@ -27,6 +32,11 @@ agentic transcripts keep their verdicts (the router's trust never covered them, 
 
 What it gives up: a farm inside the router whose seats share no system prompt or template (each seat
 its own) and harvest only by asking for steps is a set of lone customers on every key the gateway sees.
+And a farm under a tenant of its own passes (1) only with a verified tenant at least half of whose seats
+in the window were opened over a month before: accounts bought or parked long before use, under one org,
+verified; its aged seats then have the account axis's trust already, and what the cap adds is its new
+seats' (round 18: what an attacker pays). A reseller whose customers keep their own orgs is no tenant:
+its customers' verification and tenure are their own, and none of its seats is capped.
 
 Under ``context_lag`` (round 18) the groups are read as of a tick before the point's (``RoomContext.lag``:
 the key table then, and the month counted back from then), the point's own keys at its tick, through one
@@ -37,9 +47,14 @@ so the split deployment spares the lone seats the one engine spares a tick later
 version 2 (a cluster stage from before round 18) carries no such kind: the points that read it are not
 tested (as under the lag before).
 
-Also: a farm's first seat to send is lone until a second new seat holds its tool (15-30 minutes later
-first accusations of fresh thinking-budget farms on the dev draws, docs/detection.md round 17); under
-the lag, until a tick after it does (the group is read a tick late).
+The router test reads the population the same way: the tenants that pass it as of the tick the groups
+are read at, from the key table (``router_tenants``), or from the context's ``routers`` kind, and the
+point's own reseller id and org at its tick (``on_router``), so both paths name the same seats.
+
+Also: a farm's first seat to send **through the router** is lone until a second new seat holds its
+tool (15-30 minutes later first accusations of fresh thinking-budget farms on the dev draws,
+docs/detection.md round 17); under the lag, until a tick after it does (the group is read a tick late).
+Outside the router (its own reseller id) it no longer is (round 18).
 """
 
 from __future__ import annotations
@@ -145,6 +160,62 @@ def group_reader(ctx: RoomContext, s: EvidenceSettings) -> GroupReader:
     return read
 
 
+def router_tenants(
+    sub: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings
+) -> pl.DataFrame:
+    """(reseller, org_id) of the tenants in ``sub`` (``tenant_subaccounts`` at ``now``: the reseller
+    tenants' seats in the key table) that are established, verified routers (round 18): as a group, their
+    seats are what the cluster axis calls a trusted customer's, ``trusted_member_share`` or more of them
+    verified and their median age ``trust_tenure_days`` or more (most of them not opened within the
+    month). A farm's own tenant, fresh or with its seats opened together, is no router; a reseller whose
+    customers keep their own orgs is no tenant at all (its customers' verification and tenure are their
+    own). The contexts' ``routers`` kind (``detect/context.py``)."""
+    rows = sub.join(accounts.select("account_id", "org_id", "created_at", "verified"), on="account_id")
+    age = (pl.lit(now) - pl.col("created_at")).dt.total_seconds() / 86400.0
+    passing = (
+        rows.group_by("reseller")
+        .agg(
+            pl.col("verified").fill_null(False).mean().alias("_verified"),
+            age.fill_null(0.0).median().alias("_age"),
+        )
+        .filter((pl.col("_verified") >= s.trusted_member_share) & (pl.col("_age") >= s.trust_tenure_days))
+    )
+    out = rows.join(passing, on="reseller", how="semi").select("reseller", "org_id").unique()
+    return out.select(pl.col("reseller").cast(pl.String), pl.col("org_id").cast(pl.String)).sort(
+        "reseller", "org_id"
+    )
+
+
+def on_router(own: pl.DataFrame, accounts: pl.DataFrame, routers: pl.DataFrame) -> pl.DataFrame:
+    """(account_id) of the accounts whose own keys (``own``) put them under one of ``routers``: their
+    reseller id (the least, as ``tenant_subaccounts`` reads it) and their org a router's."""
+    res = (
+        own.filter(pl.col("family").cast(pl.String) == "reseller")
+        .group_by("account_id")
+        .agg(pl.col("key").min().cast(pl.String).alias("reseller"))
+        .join(accounts.select("account_id", pl.col("org_id").cast(pl.String)), on="account_id")
+    )
+    return res.join(routers, on=["reseller", "org_id"], how="semi").select("account_id").unique()
+
+
+#: The reader of the routers (``router_tenants``) as of ``RoomContext.lag`` before a point tick, given
+#: the population's key table as the walk hands it; None: not known at that tick (no test there).
+RouterReader = Callable[[datetime, pl.DataFrame], pl.DataFrame | None]
+
+
+def router_reader(ctx: RoomContext, s: EvidenceSettings) -> RouterReader:
+    """The routers from the key table (``ctx.contexts`` None) or from each tick's context."""
+    contexts = ctx.contexts
+    if contexts is None:
+
+        def table(tick: datetime, keys: pl.DataFrame) -> pl.DataFrame:
+            then = tick - ctx.lag
+            return router_tenants(ctx.subaccounts(then, keys), ctx.accounts, then, s)
+
+        return table
+    return lambda tick, keys: contexts[tick].routers
+
+
 class LoneWalk:
     """The lone-seat test over the room test's walk of the ticks (``SeatWalk`` hands it each tick's key
     table): candidates from the hits before the room and sheet tests, a superset of those after them;
@@ -159,7 +230,7 @@ class LoneWalk:
             tick: p for (tick,), p in pts.sort("tick_end").group_by("tick_end", maintain_order=True)
         }
         self.ticks = [t for t in self._by_tick if isinstance(t, datetime)]
-        self.groups = group_reader(ctx, s)
+        self.groups, self.routers = group_reader(ctx, s), router_reader(ctx, s)
         self._lone: list[pl.DataFrame] = []
 
     def visit(self, tick: datetime, keys: pl.DataFrame) -> None:
@@ -168,7 +239,14 @@ class LoneWalk:
         pts = self._by_tick.get(tick)
         if pts is None:
             return
+        routers = self.routers(tick, keys)
+        if routers is None:  # a version 2 context (module docstring)
+            return
         own = self.ctx.own(tick, pts.select("account_id"), keys)
+        pts = pts.join(on_router(own, self.ctx.accounts, routers), on="account_id", how="semi")
+        if pts.height == 0:
+            return
+        own = own.join(pts.select("account_id"), on="account_id", how="semi")
         own = own.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES))
         groups = self.groups(tick, keys, own.select("family", "key").unique())
         if groups is None:

@@ -26,6 +26,9 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
   ``team_new_seat_share`` or more of them opened within the month. Only those keys, not their holders:
   the account stage asks only whether its point's own tool keys are among them. None when read from a
   version 2 context (a cluster stage from before round 18): the test is not applied there.
+- ``routers`` (round 18): the lone-seat test's (``detect/lone.py``: ``router_tenants``) reseller tenants
+  that are established, verified routers as of ``as_of``, as (reseller id, the tenant's org): the account
+  stage reads a point's own reseller id and org against them. None when read from a version 2 context.
 - ``models`` (round 15, second part): every held model's first use by anyone before ``as_of``, with the
   stream's start on every row (one row with no model carries it when no model is held). The new-model
   flag is folded into the buckets at ingest, before the account verdicts, so this kind is published
@@ -58,13 +61,15 @@ from detector.window.sheets import HOLDER_SCHEMA
 from detector.window.state import WindowState
 
 _MAGIC = b"DPCX"
-_VERSION = 3  # 3 (round 18): the ``new_seats`` kind; 2 (round 15): ``teams``' ``established``, ``models``
-#: The version before: ``from_bytes`` reads it too, every kind but ``new_seats`` (read as None).
+#: 3 (round 18): the ``new_seats`` and ``routers`` kinds; 2 (round 15): ``teams``' ``established``, ``models``
+_VERSION = 3
+#: The version before: ``from_bytes`` reads it too, every kind but ``_V3_KINDS`` (read as None).
 _COMPAT = 2
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
 ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
 TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String, "established": pl.Boolean})
 NEW_SEAT_SCHEMA = make_schema({"tool": pl.String})
+ROUTER_SCHEMA = make_schema({"reseller": pl.String, "org_id": pl.String})
 #: The kinds and their schemas, in the order they are written.
 MODEL_CONTEXT_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "stream_start": UTC_US})
 KINDS: dict[str, pl.Schema] = {
@@ -73,7 +78,10 @@ KINDS: dict[str, pl.Schema] = {
     "teams": TEAM_SCHEMA,
     "models": MODEL_CONTEXT_SCHEMA,
     "new_seats": NEW_SEAT_SCHEMA,
+    "routers": ROUTER_SCHEMA,
 }
+#: The kinds version 3 added (a version 2 context reads them as None).
+_V3_KINDS = ("new_seats", "routers")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Largest context record the stages send and fetch (``MAX_RECORD_BYTES`` of the contexts reader).
 MAX_WIRE_BYTES = 64 << 20
@@ -100,6 +108,8 @@ class PopulationContext:
     models: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MODEL_CONTEXT_SCHEMA))
     #: (tool): every tool key a group of new seats holds as of as_of (None: a version 2 context's)
     new_seats: pl.DataFrame | None = field(default_factory=lambda: pl.DataFrame(schema=NEW_SEAT_SCHEMA))
+    #: (reseller, org_id): the tenants that are established routers as of as_of (None: version 2's)
+    routers: pl.DataFrame | None = field(default_factory=lambda: pl.DataFrame(schema=ROUTER_SCHEMA))
 
     @classmethod
     def of_models(cls, as_of: datetime, models: pl.DataFrame) -> PopulationContext:
@@ -113,7 +123,7 @@ class PopulationContext:
 
     def to_bytes(self) -> bytes:
         """The context as bytes for a compacted topic (``from_bytes`` reads them back); a context read
-        from version 2 bytes (``new_seats`` None) is written as version 2 again."""
+        from version 2 bytes (``new_seats`` and ``routers`` None) is written as version 2 again."""
         out = io.BytesIO()
         as_of = (self.as_of - _EPOCH) // timedelta(microseconds=1)
         version = _COMPAT if self.new_seats is None else _VERSION
@@ -147,7 +157,7 @@ class PopulationContext:
         except OverflowError as exc:
             raise ValueError("population context: as_of out of range") from exc
         if version == _COMPAT:
-            return cls(when, new_seats=None, **frames)
+            return cls(when, new_seats=None, routers=None, **frames)
         return cls(when, **frames)
 
 
@@ -158,7 +168,7 @@ def decoded_limit(size: int) -> int:
 
 def _kinds(version: int) -> list[str]:
     """The kinds a context of ``version`` carries, in the order they are written."""
-    return [n for n in KINDS if version == _VERSION or n != "new_seats"]
+    return [n for n in KINDS if version == _VERSION or n not in _V3_KINDS]
 
 
 def _read_kind(name: str, raw: bytes, budget: Budget) -> pl.DataFrame:
