@@ -58,6 +58,7 @@ def _context(n: int = 3) -> PopulationContext:
             "stream_start": [AS_OF] * n,
         },
         "new_seats": {"tool": [f"template|{i}" for i in range(n)]},
+        "routers": {"reseller": [f"rs{i}" for i in range(n)], "org_id": [f"org{i}" for i in range(n)]},
     }
     return PopulationContext(AS_OF, **{k: pl.DataFrame(v, schema=KINDS[k]) for k, v in kinds.items()})
 
@@ -110,16 +111,17 @@ def _version_2(ctx: PopulationContext, version: int = 2, kinds: tuple[str, ...] 
 
 
 def test_a_version_2_context_reads_with_no_new_seats_and_writes_back_as_it_came() -> None:
-    """Round 18: a cluster stage from before it publishes no ``new_seats``; an account stage reads its
-    contexts (every other kind the same) with ``new_seats`` None, so the lone-seat test is not applied
+    """Round 18: a cluster stage from before it publishes no ``new_seats`` or ``routers``; an account
+    stage reads its contexts (every other kind the same) with both None, so the lone-seat test is not applied
     to the points that read them (``lone.group_reader``), never applied as if no group of new seats
     existed (that would spare every farm's first seats)."""
     ctx = _context(3)
     old = PopulationContext.from_bytes(_version_2(ctx))
     assert old.new_seats is None and ctx.new_seats is not None and ctx.new_seats.height == 3
+    assert old.routers is None and ctx.routers is not None and ctx.routers.height == 3
     assert all(getattr(old, k).equals(getattr(ctx, k)) for k in V2_KINDS)
     assert old.to_bytes() == _version_2(ctx)
-    assert old.rows()["new_seats"] == 0
+    assert old.rows()["new_seats"] == 0 and old.rows()["routers"] == 0
     # a header that says one version and carries the other's kinds, or another version, is refused
     for version, kinds in [(3, V2_KINDS), (2, tuple(KINDS)), (1, V2_KINDS), (4, tuple(KINDS))]:
         with pytest.raises(ValueError, match=r"^population context:"):
