@@ -90,7 +90,10 @@ def read_ipc(raw: bytes, schema: pa.Schema, budget: Budget, what: str) -> pa.Tab
     A ``ValueError`` led by ``what`` on anything else (pyarrow's errors on damaged bytes included)."""
     try:
         messages = pa.ipc.MessageReader.open_stream(pa.BufferReader(raw))
-        got = pa.ipc.read_schema(messages.read_next_message())
+        first = messages.read_next_message()
+        if first.type != "schema":  # pyarrow reads any message as a schema: one of no known kind crashes
+            raise ValueError(f"a {first.type} message first")
+        got = pa.ipc.read_schema(first)
     except Exception as exc:  # several kinds of ArrowException, and others, on damaged bytes
         raise ValueError(f"{what} unreadable ({type(exc).__name__})") from exc
     if not got.equals(schema):
