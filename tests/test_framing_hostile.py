@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
+import pytest
 
-from detector.window.context import KINDS
-from detector.window.framing import KIND
+from detector.window.context import KINDS, PopulationContext, decoded_limit
+from detector.window.framing import KIND, Budget, OverBudget
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 _HEADER = struct.Struct(">4sBqH")  # as ``window/context.py`` writes it
@@ -100,3 +101,48 @@ def test_a_first_message_of_no_known_kind_is_refused_not_read_as_a_schema() -> N
     status, said = _read_apart(_record({"rooms": bytes(raw)}))
     assert status == 0, f"the reader's process ended ({status}): {said}"
     assert said.startswith("ValueError population context: kind 'rooms'"), said
+
+
+#: ``MetadataVersion`` V4 in Arrow's Schema.fbs (V5, what every writer now writes, is 4).
+_V4 = 3
+
+
+def _experimental_zstd(rows: int) -> bytes:
+    """``sheets`` of ``rows`` copies of one row (its id short enough to be held inline: every view the
+    same), compressed with zstd the way Arrow 0.17 wrote it: a V4 message whose compression is named in
+    its custom metadata (``ARROW:experimental_compression``), not in the record batch's ``compression``
+    field. Arrow still reads it so (``GetCompressionExperimental``): every buffer is decompressed into its
+    leading length's bytes."""
+    frame = pl.DataFrame({"text_fp": [7] * rows, "account_id": ["acct-1"] * rows})
+    empty = bytes(_stream(pl.DataFrame(schema=KINDS["sheets"])))
+    schema = pa.ipc.open_stream(pa.BufferReader(empty)).schema
+    batch = pa.Table.from_batches(frame.to_arrow().cast(schema).to_batches()).combine_chunks().to_batches()
+    out = io.BytesIO()
+    with pa.ipc.new_stream(out, schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        (one,) = batch
+        writer.write_batch(one, custom_metadata={"ARROW:experimental_compression": "zstd"})
+    raw = bytearray(out.getvalue())
+    meta, base = _metadata(raw, 1)
+    root = _deref(meta, 0)
+    struct.pack_into("<H", raw, base + _slot(meta, root, 0)[0], _V4)  # Message.version
+    header = _deref(meta, _slot(meta, root, 2)[0])
+    struct.pack_into("<H", raw, base + _slot(meta, header, 3)[1], 0)  # RecordBatch.compression: absent
+    return bytes(raw)
+
+
+def test_a_bomb_compressed_the_pre_v5_way_is_charged_what_it_decodes_to() -> None:
+    """A compressed bomb whose compression is named the way Arrow 0.17 named it (custom metadata of a V4
+    message, no ``compression`` field): pyarrow decompresses it all the same, and the budget must charge
+    each buffer its decoded length, not its bytes on the wire, or the bomb passes ``decoded_limit``."""
+    record = _record({"sheets": _experimental_zstd(1_000_000)})
+    measured = Budget(1 << 40, "test")
+    pool = pa.default_memory_pool()
+    before = pool.total_bytes_allocated()
+    read = PopulationContext.from_bytes(record, measured)  # the control: pyarrow really decompresses it
+    allocated = pool.total_bytes_allocated() - before
+    assert read.sheets.height == 1_000_000 and allocated > 40 * len(record)
+    assert measured.used >= allocated * 0.9, (measured.used, allocated)
+    before = pool.total_bytes_allocated()
+    with pytest.raises(OverBudget, match=f"decodes to over {decoded_limit(len(record))} bytes"):
+        PopulationContext.from_bytes(record)
+    assert pool.total_bytes_allocated() - before < 64 << 10  # refused with nothing decompressed
