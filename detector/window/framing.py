@@ -90,7 +90,10 @@ def read_ipc(raw: bytes, schema: pa.Schema, budget: Budget, what: str) -> pa.Tab
     A ``ValueError`` led by ``what`` on anything else (pyarrow's errors on damaged bytes included)."""
     try:
         messages = pa.ipc.MessageReader.open_stream(pa.BufferReader(raw))
-        got = pa.ipc.read_schema(messages.read_next_message())
+        first = messages.read_next_message()
+        if first.type != "schema":  # pyarrow reads any message as a schema: one of no known kind crashes
+            raise ValueError(f"a {first.type} message first")
+        got = pa.ipc.read_schema(first)
     except Exception as exc:  # several kinds of ArrowException, and others, on damaged bytes
         raise ValueError(f"{what} unreadable ({type(exc).__name__})") from exc
     if not got.equals(schema):
@@ -113,22 +116,27 @@ def read_ipc(raw: bytes, schema: pa.Schema, budget: Budget, what: str) -> pa.Tab
 
 #: Charged per batch besides its buffers (a flood of empty batches is not free to hold).
 BATCH_OVERHEAD = 1024
-_U8, _U16, _I32, _U32, _I64 = (struct.Struct(f) for f in ("<B", "<H", "<i", "<I", "<q"))
+_U8, _U16, _I16, _I32, _U32, _I64 = (struct.Struct(f) for f in ("<B", "<H", "<h", "<i", "<I", "<q"))
 _RECORD_BATCH = 3  # ``MessageHeader.RecordBatch`` in Arrow's Message.fbs
+_V5 = 4  # ``MetadataVersion.V5`` in Arrow's Schema.fbs
 
 
 def decoded_size(message: pa.ipc.Message) -> int:
     """The bytes a record batch message decodes to, from its metadata (the flatbuffer ``Message`` whose
-    header is a ``RecordBatch``: its ``buffers`` and ``compression``) and, for a compressed body, each
-    buffer's leading 64-bit uncompressed length (what Arrow allocates before decompressing into it).
-    Every offset is checked against the bytes; ``ValueError`` on any that does not fit."""
+    header is a ``RecordBatch``: its ``buffers`` and ``compression``, or a V4 message's custom metadata)
+    and, for a compressed body, each buffer's leading 64-bit uncompressed length (what Arrow allocates
+    before decompressing into it). Every offset is checked against the bytes; ``ValueError`` on any that
+    does not fit."""
     meta = message.metadata.to_pybytes()
     root = _ref(meta, 0)
     if _scalar(meta, root, 1, _U8, 0) != _RECORD_BATCH:  # header_type
         raise ValueError("not a record batch")
     batch = _table_at(meta, root, 2)
     buffers = _table_at(meta, batch, 2, vector=True)
-    compressed = _field(meta, batch, 3) is not None
+    # compressed: a ``compression`` field, or (Arrow 0.17's form, still read) a V4 message with custom
+    # metadata, where Arrow looks for the codec; any such metadata is read as compressed (never less)
+    pre_v5 = _scalar(meta, root, 0, _I16, 0) < _V5 and _field(meta, root, 4) is not None
+    compressed = _field(meta, batch, 3) is not None or pre_v5
     count = _get(meta, _U32, buffers)
     if buffers + 4 + 16 * count > len(meta):
         raise ValueError("buffers past the metadata")
