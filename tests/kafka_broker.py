@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import SecretStr
 
 from detector.lab.demo.broker import EmbeddedBroker
 from detector.lab.demo.feed import create_topics, produce, read_events
@@ -116,6 +117,8 @@ def settings_env(settings: StreamSettings) -> dict[str, str]:
     for key, value in settings.model_dump(mode="json").items():
         if value is not None:  # a setting read under its own name (``DETECTOR_STAGE``) is exported under it
             alias = fields[key].validation_alias
+            secret = getattr(settings, key)  # a secret is dumped masked: the process needs the value
+            value = secret.get_secret_value() if isinstance(secret, SecretStr) else value
             env[alias if isinstance(alias, str) else f"DETECTOR_STREAM_{key.upper()}"] = str(value)
     return env
 

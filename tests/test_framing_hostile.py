@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from detector.window.context import KINDS, PopulationContext, decoded_limit
-from detector.window.framing import KIND, Budget, OverBudget
+from detector.window.framing import KIND, MAX_BATCHES, Budget, OverBudget
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 _HEADER = struct.Struct(">4sBqH")  # as ``window/context.py`` writes it
@@ -146,3 +146,39 @@ def test_a_bomb_compressed_the_pre_v5_way_is_charged_what_it_decodes_to() -> Non
     with pytest.raises(OverBudget, match=f"decodes to over {decoded_limit(len(record))} bytes"):
         PopulationContext.from_bytes(record)
     assert pool.total_bytes_allocated() - before < 64 << 10  # refused with nothing decompressed
+
+
+def _empty_batches(n: int) -> bytes:
+    """A ``sheets`` stream of ``n`` empty record batches (each tiny on the wire, each held in full)."""
+    written = bytes(_stream(pl.DataFrame(schema=KINDS["sheets"])))  # the schema as ``to_bytes`` writes it
+    schema = pa.ipc.open_stream(pa.BufferReader(written)).schema
+    out = pa.BufferOutputStream()
+    with pa.ipc.new_stream(out, schema) as writer:
+        empty = pa.RecordBatch.from_pylist([], schema=schema)
+        for _ in range(n):
+            writer.write_batch(empty)
+    return out.getvalue().to_pybytes()
+
+
+def test_a_flood_of_empty_batches_is_refused_before_it_is_held() -> None:
+    """Round 18 review: empty batches are charged ``BATCH_OVERHEAD`` each but cost more to hold (a 64 MB
+    record of them held 383 MB): past ``MAX_BATCHES`` a frame is refused as it is read, and a frame of a
+    few batches (a frame of several chunks) still reads."""
+    flood = _record({"sheets": _empty_batches(MAX_BATCHES + 1)})
+    with pytest.raises(ValueError, match="kind 'sheets' unreadable") as refused:
+        PopulationContext.from_bytes(flood)
+    assert str(refused.value.__cause__) == f"over {MAX_BATCHES} batches"
+    few = PopulationContext.from_bytes(_record({"sheets": _empty_batches(8)}))
+    assert few.sheets.height == 0 and few.sheets.schema == KINDS["sheets"]
+
+
+def test_a_context_carries_the_version_3_kinds_together() -> None:
+    """Round 18 review: ``to_bytes`` chose the version from ``new_seats`` alone, so a context with one of
+    the two version 3 kinds and not the other raised an AttributeError or dropped a kind silently."""
+    empty = {name: pl.DataFrame(schema=schema) for name, schema in KINDS.items()}
+    for missing in ("new_seats", "routers"):
+        ctx = PopulationContext(T0, **{**empty, missing: None})
+        with pytest.raises(ValueError, match="carried together"):
+            ctx.to_bytes()
+    both = PopulationContext(T0, **{**empty, "new_seats": None, "routers": None})
+    assert PopulationContext.from_bytes(both.to_bytes()).routers is None

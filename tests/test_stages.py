@@ -144,6 +144,15 @@ def test_a_stage_runs_in_its_own_group_and_state_directory(monkeypatch: pytest.M
     assert assignment_folder(s.state_dir, [3, 1]) == Path("st/account/p1-3")
 
 
+def test_the_harness_hands_a_stage_process_its_settings_as_it_reads_them() -> None:
+    """``kafka_broker.settings_env``: the stage under ``DETECTOR_STAGE`` (its own name), a secret as its
+    value (a settings dump masks it: a stage handed ``**********`` refuses it as too short)."""
+    secret = "k" * 32
+    env = kb.settings_env(StreamSettings(stage="account", contexts_key=secret))
+    assert env["DETECTOR_STAGE"] == "account" and "DETECTOR_STREAM_STAGE" not in env
+    assert env["DETECTOR_STREAM_CONTEXTS_KEY"] == secret
+
+
 def test_a_split_stage_needs_the_lag_and_kafka_python() -> None:
     check_stage("all", False, "confluent")  # today's daemon: nothing asked
     check_stage("account", True, "kafka-python")

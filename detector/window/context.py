@@ -126,6 +126,8 @@ class PopulationContext:
         from version 2 bytes (``new_seats`` and ``routers`` None) is written as version 2 again."""
         out = io.BytesIO()
         as_of = (self.as_of - _EPOCH) // timedelta(microseconds=1)
+        if (self.new_seats is None) != (self.routers is None):
+            raise ValueError("population context: new_seats and routers are carried together or not at all")
         version = _COMPAT if self.new_seats is None else _VERSION
         names = _kinds(version)
         out.write(_HEADER.pack(_MAGIC, version, as_of, len(names)))
