@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from detector.lab.bench.replay import budget_lines
+from detector.lab.bench.replay import READER_ROW, budget_lines, parts_lines
 from detector.runtime.cpu import cores, own_seconds, pid_seconds
 
 
@@ -70,3 +70,19 @@ def test_budget_is_cores_over_the_target_rate() -> None:
     assert "leaving 1.3 for the engine, which spends 30.0" in line
     # no Parquet rows: no Parquet target line
     assert all("parquet target" not in x for x in budget_lines(rows, 2))
+
+
+def test_parts_line_sets_replay_beside_reader_plus_engine() -> None:
+    def row(stage: str, cpu: float) -> dict[str, float | str]:
+        return {"stage": stage, "events_per_s": 1.0, "cpu_us_per_event": cpu, "cores_busy": 1.0}
+
+    rows = [
+        row("parquet replay end to end", 123.0),
+        row(READER_ROW, 14.0),
+        row("parquet engine only", 105.0),
+    ]
+    (line,) = parts_lines(rows)
+    assert "reader 14.0 + engine 105.0 = 119.0" in line
+    assert "not accounted for +4.0 (1.03x the parts)" in line
+    # without the reader row there is nothing to add up
+    assert parts_lines([r for r in rows if r["stage"] != READER_ROW]) == []
