@@ -26,8 +26,8 @@ import polars as pl
 
 from detector.app import build_engine
 from detector.engine import Engine
-from detector.io.files import Chunk, iter_parquet
-from detector.runtime.replay import SLICE_ROWS, _streamed, replay
+from detector.lab.bench.replay import engine_only, enriched, reader_only
+from detector.runtime.replay import replay
 
 CALLS: Counter[str] = Counter()
 
@@ -50,31 +50,14 @@ def _counted() -> None:
 
 
 def stages(path: Path) -> dict[str, Callable[[], int]]:
-    """The three stages, each returning the events it handled."""
-    guard = build_engine()
-
-    def take(chunk: Chunk) -> pl.DataFrame:
-        events, _ = guard.time_guard.screen(chunk.batch.events, key=str(chunk.path))
-        return guard.enrich(events) if events.height else events
-
-    events = pl.concat(
-        [guard.enrich(c.batch.events) for c in iter_parquet(path)], how="vertical_relaxed"
-    ).sort("ts", "request_id")
+    """The three stages, each returning the events it handled (the reader and the engine as ``bench``
+    times them)."""
 
     def end_to_end() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             return replay([path], build_engine(), Path(tmp) / "alerts.jsonl").records
 
-    def reader() -> int:
-        return sum(p.height for p in _streamed([path], take, guard.settings.windows.allowed_lateness))
-
-    def engine() -> int:
-        eng = build_engine()
-        for start in range(0, events.height, SLICE_ROWS):
-            eng.process(events.slice(start, SLICE_ROWS), enriched=True)
-        eng.flush()
-        return events.height
-
+    reader, engine = reader_only(path), engine_only(enriched(path))
     return {"replay end to end": end_to_end, "reader alone": reader, "engine alone": engine}
 
 

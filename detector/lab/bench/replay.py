@@ -67,7 +67,8 @@ def _replay_fn(path: Path) -> Callable[[], int]:
     return run
 
 
-def _enriched(path: Path) -> pl.DataFrame:
+def enriched(path: Path) -> pl.DataFrame:
+    """The file's events decoded and enriched, in time order (what the engine alone is fed)."""
     from detector.app import build_engine
 
     engine = build_engine()
@@ -75,41 +76,50 @@ def _enriched(path: Path) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed").sort("ts", "request_id")
 
 
-def _engine_rows(path: Path, repeat: int, size: int) -> list[dict[str, float | str]]:
-    """Stage split of the Parquet replay: enrichment alone, and the engine alone on enriched events."""
+def reader_only(path: Path) -> Callable[[], int]:
+    """Replay's reader thread, drained with no engine: its pieces, time guard, enrichment and reorder
+    buffer (the decode + enrich row reads the file in larger chunks and screens nothing)."""
     from detector.app import build_engine
-    from detector.runtime.replay import SLICE_ROWS, _streamed
+    from detector.runtime.replay import _streamed
 
-    enricher = build_engine()
+    guard = build_engine()
 
-    def enrich_only() -> int:
-        return sum(enricher.enrich(c.batch.events).height for c in iter_parquet(path))
+    def take(chunk: Chunk) -> pl.DataFrame:
+        events, _ = guard.time_guard.screen(chunk.batch.events, key=str(chunk.path))
+        return guard.enrich(events) if events.height else events
 
-    def reader_only() -> int:
-        """Replay's reader thread, drained with no engine: its pieces, time guard, enrichment and
-        reorder buffer (the decode + enrich row reads the file in larger chunks and screens nothing)."""
-        guard = build_engine()
+    return lambda: sum(p.height for p in _streamed([path], take, guard.settings.windows.allowed_lateness))
 
-        def take(chunk: Chunk) -> pl.DataFrame:
-            events, _ = guard.time_guard.screen(chunk.batch.events, key=str(chunk.path))
-            return guard.enrich(events) if events.height else events
 
-        return sum(part.height for part in _streamed([path], take, guard.settings.windows.allowed_lateness))
+def engine_only(events: pl.DataFrame) -> Callable[[], int]:
+    """A fresh engine fed ``events`` (enriched) in replay's slices, flushed: the events it handled."""
+    from detector.app import build_engine
+    from detector.runtime.replay import SLICE_ROWS
 
-    events = _enriched(path)
-
-    def engine_only() -> int:
+    def run() -> int:
         engine = build_engine()
         for start in range(0, events.height, SLICE_ROWS):
             engine.process(events.slice(start, SLICE_ROWS), enriched=True)
         engine.flush()
         return events.height
 
+    return run
+
+
+def _engine_rows(path: Path, repeat: int, size: int) -> list[dict[str, float | str]]:
+    """Stage split of the Parquet replay: enrichment alone, and the engine alone on enriched events."""
+    from detector.app import build_engine
+
+    enricher = build_engine()
+
+    def enrich_only() -> int:
+        return sum(enricher.enrich(c.batch.events).height for c in iter_parquet(path))
+
     rows: list[dict[str, float | str]] = []
     for name, fn in (
         ("parquet decode + enrich (prompt features)", enrich_only),
-        (READER_ROW, reader_only),
-        ("parquet engine only", engine_only),
+        (READER_ROW, reader_only(path)),
+        ("parquet engine only", engine_only(enriched(path))),
     ):
         secs, n, cpu = _best(fn, repeat)
         rows.append(_row(name, secs, n, cpu, size))
