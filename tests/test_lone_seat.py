@@ -132,8 +132,8 @@ def _lag_replay(events: Path, out: Path, relay: Any = None) -> bytes:
 
 
 def _as_version_2(ctx: PopulationContext) -> PopulationContext:
-    """The context as a cluster stage from before round 18 publishes it: no ``new_seats``."""
-    return PopulationContext.from_bytes(replace(ctx, new_seats=None).to_bytes())
+    """The context as a cluster stage from before round 18 publishes it: no ``new_seats`` or ``routers``."""
+    return PopulationContext.from_bytes(replace(ctx, new_seats=None, routers=None).to_bytes())
 
 
 def test_the_contexts_name_the_lone_seats_the_lags_walk_does(
