@@ -68,6 +68,7 @@ from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import RESELLER_TIER, extraction_checks
 from detector.detect.room import RoomContext, cap_at
 from detector.evidence_settings import EvidenceSettings
+from detector.window.link import reseller_orgs
 from detector.window.members import new_account_share
 
 #: The extraction a router's customers do at volume: benchmarks that ask for steps, a reasoning model's
@@ -189,11 +190,8 @@ def router_tenants(
 def on_router(own: pl.DataFrame, accounts: pl.DataFrame, routers: pl.DataFrame) -> pl.DataFrame:
     """(account_id) of the accounts whose own keys (``own``) put them under one of ``routers``: their
     reseller id (the least, as ``tenant_subaccounts`` reads it) and their org a router's."""
-    res = (
-        own.filter(pl.col("family").cast(pl.String) == "reseller")
-        .group_by("account_id")
-        .agg(pl.col("key").min().cast(pl.String).alias("reseller"))
-        .join(accounts.select("account_id", pl.col("org_id").cast(pl.String)), on="account_id")
+    res = reseller_orgs(own, accounts).select(
+        "account_id", pl.col("reseller").cast(pl.String), pl.col("org_id").cast(pl.String)
     )
     return res.join(routers, on=["reseller", "org_id"], how="semi").select("account_id").unique()
 

@@ -60,6 +60,17 @@ class Clusters:
     )
 
 
+def reseller_orgs(keys: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, reseller, org_id) of the accounts of ``keys`` under a reseller key: the least, for
+    an account under two, in any row order (a tenant's sub-accounts are read so)."""
+    return (
+        keys.filter(pl.col("family") == "reseller")
+        .group_by("account_id")
+        .agg(pl.col("key").min().alias("reseller"))
+        .join(accounts.select("account_id", "org_id"), on="account_id", how="inner")
+    )
+
+
 def tenant_subaccounts(keys: pl.DataFrame, accounts: pl.DataFrame, min_share: float) -> pl.DataFrame:
     """Sub-accounts of reseller tenants: (account_id, reseller).
 
@@ -70,12 +81,7 @@ def tenant_subaccounts(keys: pl.DataFrame, accounts: pl.DataFrame, min_share: fl
     """
     if "org_id" not in accounts.columns:
         return _empty().subaccounts
-    res = (
-        keys.filter(pl.col("family") == "reseller")
-        .group_by("account_id")  # an account under two reseller keys: the least, in any row order
-        .agg(pl.col("key").min().alias("reseller"))
-        .join(accounts.select("account_id", "org_id"), on="account_id", how="inner")
-    )
+    res = reseller_orgs(keys, accounts)
     size = res.group_by("reseller").agg(pl.len().alias("n"))
     tenants = (
         res.group_by("reseller", "org_id")
