@@ -24,6 +24,7 @@ from detector.runtime.shards import shard_of
 from detector.schema import UTC_US
 from detector.window.openers import merge_openers
 from detector.window.sheets import merge_sheets
+from detector.window.framing import Budget, OverBudget, decoded_limit
 from detector.window.state import WindowState
 from detector.window.summary import KINDS, AccountSummary, SummarizingState, apply_summary
 
@@ -94,6 +95,32 @@ def test_damaged_summary_bytes_give_a_value_error(s: AccountSummary, data: st.Da
     except ValueError:
         return
     assert back.rows() >= 0  # a flip inside a value can still read back: it must read as a summary
+
+
+def test_a_compressed_summary_bomb_is_refused_before_it_is_decoded() -> None:
+    """A summary is read off a topic as a context is, so its kinds are decoded under the same budget
+    (``framing.read_ipc``): a small record of a million identical template rows is refused, a real one
+    read; the control reads the bomb in full under an unbounded budget."""
+    rows = 1_000_000
+    templates = pl.DataFrame(
+        {
+            "account_id": ["a"] * rows,
+            "bucket": [T0] * rows,
+            "template_fp": [7] * rows,
+            "requests": [1] * rows,
+        },
+        schema=KINDS["templates"],
+    )
+    empty = {n: pl.DataFrame(schema=s) for n, s in KINDS.items() if n != "templates"}
+    raw = AccountSummary(T0, T0, templates=templates, **empty).to_bytes()
+    measured = Budget(1 << 40, "test")
+    assert AccountSummary.from_bytes(raw, measured).templates.height == rows
+    limit = decoded_limit(len(raw))
+    assert measured.used > limit > 40 * len(raw)
+    with pytest.raises(OverBudget, match=f"account summary: decodes to over {limit} bytes"):
+        AccountSummary.from_bytes(raw)
+    small = AccountSummary(T0, T0, templates=templates.head(3), **empty)
+    assert AccountSummary.from_bytes(small.to_bytes()).templates.height == 3
 
 
 def test_merging_records_of_two_ticks_is_refused() -> None:

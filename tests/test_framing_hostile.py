@@ -17,8 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from detector.window.context import KINDS, PopulationContext, decoded_limit
-from detector.window.framing import KIND, MAX_BATCHES, Budget, OverBudget
+from detector.window.context import KINDS, PopulationContext
+from detector.window.framing import KIND, MAX_BATCHES, Budget, OverBudget, decoded_limit
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 _HEADER = struct.Struct(">4sBqH")  # as ``window/context.py`` writes it

@@ -26,8 +26,8 @@ from detector.runtime.stream.contexts import ContextTimeout, context_key
 from detector.runtime.stream.contextsign import PREVIOUS, VARIABLE, ContextKey, context_key_of
 from detector.runtime.stream.settings import StreamSettings
 from detector.runtime.stream.stages import Stage
-from detector.window.context import KINDS, MIN_DECODED_BYTES, PopulationContext, decoded_limit
-from detector.window.framing import Budget, OverBudget
+from detector.window.context import KINDS, PopulationContext
+from detector.window.framing import MIN_DECODED_BYTES, Budget, OverBudget, decoded_limit
 
 ROWS = 1_000_000
 

@@ -56,7 +56,7 @@ import pyarrow as pa
 
 from detector.schema import UTC_US, make_schema
 from detector.settings import EngineSettings
-from detector.window.framing import Budget, read_frames, read_ipc, write_frames
+from detector.window.framing import Budget, budget_of, read_frames, read_ipc, write_frames
 from detector.window.sheets import HOLDER_SCHEMA
 from detector.window.state import WindowState
 
@@ -85,12 +85,6 @@ _V3_KINDS = ("new_seats", "routers")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Largest context record the stages send and fetch (``MAX_RECORD_BYTES`` of the contexts reader).
 MAX_WIRE_BYTES = 64 << 20
-#: What a context's kinds may decode to together (round 18; ``decoded_limit``): ``DECODED_RATIO`` times
-#: its bytes, at least ``MIN_DECODED_BYTES``, at most ``MAX_DECODED_BYTES``. Measured: a ``--scale 1.85``
-#: day's contexts decode to at most 100 KB, 4.6 times their bytes (docs/runtime.md, "Signed contexts").
-DECODED_RATIO = 32
-MIN_DECODED_BYTES = 16 << 20
-MAX_DECODED_BYTES = 8 * MAX_WIRE_BYTES
 
 
 @dataclass(frozen=True)
@@ -146,11 +140,7 @@ class PopulationContext:
         magic, version, as_of, n = _HEADER.unpack_from(view)
         if magic != _MAGIC or version not in (_COMPAT, _VERSION):
             raise ValueError(f"population context: not a version {_COMPAT} or {_VERSION} context")
-        if isinstance(max_decoded, Budget):
-            budget = max_decoded
-        else:
-            limit = decoded_limit(len(data)) if max_decoded is None else max_decoded
-            budget = Budget(limit, "population context")
+        budget = budget_of(data, max_decoded, "population context")
         frames = read_frames(
             view, _HEADER.size, n, _kinds(version), "population context", partial(_read_kind, budget=budget)
         )
@@ -161,11 +151,6 @@ class PopulationContext:
         if version == _COMPAT:
             return cls(when, new_seats=None, routers=None, **frames)
         return cls(when, **frames)
-
-
-def decoded_limit(size: int) -> int:
-    """The decoded bytes a context of ``size`` bytes may take (a compressed bomb is far past it)."""
-    return min(MAX_DECODED_BYTES, max(MIN_DECODED_BYTES, DECODED_RATIO * size))
 
 
 def _kinds(version: int) -> list[str]:

@@ -60,6 +60,19 @@ def read_frames(
     return frames
 
 
+#: What a record's frames may decode to together (round 18; ``decoded_limit``): ``DECODED_RATIO`` times
+#: its bytes, at least ``MIN_DECODED_BYTES``, at most ``MAX_DECODED_BYTES``. Measured: a ``--scale 1.85``
+#: day's contexts decode to at most 100 KB, 4.6 times their bytes (docs/runtime.md, "Signed contexts").
+DECODED_RATIO = 32
+MIN_DECODED_BYTES = 16 << 20
+MAX_DECODED_BYTES = 512 << 20
+
+
+def decoded_limit(size: int) -> int:
+    """The decoded bytes a record of ``size`` bytes may take (a compressed bomb is far past it)."""
+    return min(MAX_DECODED_BYTES, max(MIN_DECODED_BYTES, DECODED_RATIO * size))
+
+
 class OverBudget(InputError, ValueError):
     """A record whose frames decode to more bytes than its reader's budget (read before any is decoded);
     a ``ValueError`` too, as every other unreadable record is."""
@@ -81,6 +94,14 @@ class Budget:
         self.used += size
         if self.used > self.limit:
             raise OverBudget(self.what, self.limit)
+
+
+def budget_of(data: bytes, max_decoded: int | Budget | None, what: str) -> Budget:
+    """The budget a record's reader charges: the one given, ``max_decoded`` bytes, or by default
+    ``decoded_limit`` of the record's size."""
+    if isinstance(max_decoded, Budget):
+        return max_decoded
+    return Budget(decoded_limit(len(data)) if max_decoded is None else max_decoded, what)
 
 
 def read_ipc(raw: bytes, schema: pa.Schema, budget: Budget, what: str) -> pa.Table:

@@ -26,7 +26,10 @@ state already holds).
 
 Bytes: like ``PopulationContext`` (``window/context.py``): a header (magic, version, ``tick_end`` and
 ``watermark`` in epoch microseconds) and one Arrow IPC stream per kind, read back by pyarrow, validated
-and checked against its schema before polars sees it; damaged bytes give ``ValueError``.
+and checked against its schema before polars sees it; damaged bytes give ``ValueError``. Since round 19
+its kinds are decoded under the context's decoded-bytes budget (``framing.read_ipc``, ``decoded_limit``:
+each batch charged what its metadata says it decodes to before any is decoded), so a compressed bomb on
+a summaries topic is refused (``OverBudget``) as one on the contexts topic is.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ import struct
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 
 import polars as pl
 import pyarrow as pa
 
 from detector.schema import UTC_US, make_schema
 from detector.window.compact import assign, fit_rows, rows_of
-from detector.window.framing import read_frames, write_frames
+from detector.window.framing import Budget, budget_of, read_frames, read_ipc, write_frames
 from detector.window.keycodes import add_key_uses
 from detector.window.openers import OPENER_SCHEMA, OPENER_STORE
 from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE
@@ -132,15 +135,20 @@ class AccountSummary:
         return out.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> AccountSummary:
-        """A record written by ``to_bytes``; ``ValueError`` naming what is wrong with any other bytes."""
+    def from_bytes(cls, data: bytes, max_decoded: int | Budget | None = None) -> AccountSummary:
+        """A record written by ``to_bytes``; ``ValueError`` naming what is wrong with any other bytes
+        (``OverBudget`` when its kinds would decode to over ``max_decoded`` bytes, by default
+        ``framing.decoded_limit`` of its size: a topic's record is hostile bytes, as a context is)."""
         view = memoryview(data)
         if len(view) < _HEADER.size:
             raise ValueError("account summary: too short for its header")
         magic, version, tick, mark, n = _HEADER.unpack_from(view)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError(f"account summary: not a version {_VERSION} summary")
-        frames = read_frames(view, _HEADER.size, n, KINDS, "account summary", _read_kind)
+        budget = budget_of(data, max_decoded, "account summary")
+        frames = read_frames(
+            view, _HEADER.size, n, KINDS, "account summary", partial(_read_kind, budget=budget)
+        )
         try:
             tick_end, watermark = (_EPOCH + timedelta(microseconds=t) for t in (tick, mark))
         except OverflowError as exc:
@@ -148,15 +156,10 @@ class AccountSummary:
         return cls(tick_end, watermark, **frames)
 
 
-def _read_kind(name: str, raw: bytes) -> pl.DataFrame:
-    """One kind's Arrow IPC stream, checked by pyarrow first (``context._read_kind`` says why)."""
-    try:
-        table = pa.ipc.open_stream(pa.BufferReader(raw)).read_all()
-        table.validate(full=True)
-    except Exception as exc:  # several kinds of ArrowException, and others, on damaged bytes
-        raise ValueError(f"account summary: kind {name!r} unreadable ({type(exc).__name__})") from exc
-    if not table.schema.equals(_arrow_schema(name)):
-        raise ValueError(f"account summary: kind {name!r} has schema {table.schema}")
+def _read_kind(name: str, raw: bytes, budget: Budget) -> pl.DataFrame:
+    """One kind's Arrow IPC stream, read by pyarrow under the record's decoded-bytes ``budget``
+    (``framing.read_ipc``; ``context._read_kind`` says why not polars)."""
+    table = read_ipc(raw, _arrow_schema(name), budget, f"account summary: kind {name!r}")
     frame = pl.from_arrow(table)
     if (
         not isinstance(frame, pl.DataFrame)
