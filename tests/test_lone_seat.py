@@ -6,7 +6,8 @@ trust, and the account axis accused it at medium (reasoning elicited, the new mo
 round-16 held-out block most of the 59 router customers at medium. Seed 2's router customers below, the
 model-comparison developers, two of whose seats were opened ten days before the day: accused with the
 lone-seat test off, neither with it on. The same two seats sharing one private system prompt (a group of
-new seats holding the farm's own tool, as a farm through the router does) stay accused.
+new seats holding the farm's own tool, as a farm through the router does) stay accused; round 19: so do
+the same two seats opened in one half hour (the fixture opens them on different days).
 
 Round 18: each case with ``context_lag`` on too (the split deployment's account stage reads its groups
 of new seats a tick late, through the contexts' ``new_seats``); and the contexts and the lag's walk of
@@ -45,8 +46,11 @@ from detector.window.context import PopulationContext
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 0.1
 SEED = 2
-#: Seats opened ten days before the simulated day (2026-03-02).
+#: Seats opened ten and twelve days before the simulated day (2026-03-02): two of the router's customers
+#: who opened their seats on different days (round 19: seats of one router opened in one half hour are
+#: a group of new seats).
 FRESH = pl.lit("2026-02-20T10:00:00.000Z")
+FRESH_OTHER = pl.lit("2026-02-18T15:00:00.000Z")
 
 
 def _settings(lag: bool) -> EngineSettings:
@@ -76,7 +80,8 @@ def bench_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
     assert len(bench) >= 5, "the router's model-comparison developers"
     # two of them new, the rest established (a few of the router's many seats are new on any day)
     fresh = bench[:2]
-    path = opened_at(events, fresh, FRESH, out / "fresh.parquet")
+    opened_at(events, fresh[:1], FRESH, out / "first.parquet")
+    path = opened_at(pl.read_parquet(out / "first.parquet"), fresh[1:], FRESH_OTHER, out / "fresh.parquet")
     return path, fresh
 
 
@@ -116,6 +121,18 @@ def test_seats_sharing_their_own_tool_are_no_lone_customers(
         pl.when(pl.col("account_id").is_in(bench)).then(shared).otherwise(pl.col("params")).alias("params")
     ).write_parquet(path)
     assert _accused(path, tmp_path / "farm.jsonl", lag) & set(bench)
+
+
+@LAG
+def test_seats_opened_together_through_the_router_are_no_lone_customers(
+    bench_day: tuple[Path, list[str]], tmp_path: Path, lag: bool
+) -> None:
+    """Round 19: the same new seats opened in one half hour (one ``signup`` key) through the router, and
+    nothing else shared: a group of new seats of one router (a farm's sign-up batch, before a second
+    seat sends its tool) keeps its account-axis verdicts. Opened on different days they are lone."""
+    events, bench = bench_day
+    path = opened_at(pl.read_parquet(events), bench, FRESH, tmp_path / "batch.parquet")
+    assert _accused(path, tmp_path / "batch.jsonl", lag) & set(bench)
 
 
 def _without_contexts(*args: Any, **kwargs: Any) -> tuple[Any, None]:

@@ -59,7 +59,7 @@ def build_contexts(
         tools = keys.filter(pl.col("family").is_in(TOOL_FAMILIES)).select("family", "key").unique()
         teams = team_groups(keys, walk, state, ev, then, w.long, tools, tools).select(TEAM_SCHEMA.keys())
         sheets = wide_texts(population, then, w.long, ev.sheet_min_accounts)
-        fresh = new_seat_tools(keys, state.accounts, then, ev)
+        fresh = new_seat_tools(keys, state.accounts, then, ev, sub())
         out[tick] = PopulationContext(
             then,
             sheets,

@@ -141,10 +141,18 @@ def harvest_in_excess(s: EvidenceSettings, share: str) -> pl.Expr:
 RESELLER_TIER = "reseller"
 
 
+#: What a router's verification does not vouch for on one of its sub-accounts: ``BEYOND_ROUTER_TRUST`` and
+#: agentic transcripts (round 19: the router's customers do not harvest agent trajectories at volume; the
+#: honest coding agent's users draw no account-axis hit with or without trust, dev draws 2010-2017).
+ROUTER_UNVOUCHED = (*BEYOND_ROUTER_TRUST, "agentic transcripts")
+
+
 def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
     """A reseller's sub-account whose traffic carries extraction the router's trust does not cover
-    (``dilution.BEYOND_ROUTER_TRUST``: coercion, logprobs; defined beside the cluster axis's list,
-    which adds rubric grading, with the reason they differ). The sub-account's verification and tenure
+    (``ROUTER_UNVOUCHED``: ``dilution.BEYOND_ROUTER_TRUST``, coercion and logprobs, defined beside the
+    cluster axis's list, which adds rubric grading, with the reason they differ; and agentic transcripts,
+    round 19: an aged agent farm's seats through the router were capped at low as "established verified
+    customers" on the router's verification). The sub-account's verification and tenure
     are the reseller's and its customer's relation with it, not a customer we know: they vouch for what
     the router's customers do at volume (chat, apps, comparing models on benchmarks that ask for steps,
     with or without a thinking budget, grading answers with a model as judge), for which the account
@@ -152,7 +160,7 @@ def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
     for coercion or logprob harvesting, which the disclosed campaigns do (issue 17, rounds 8 and 10).
     A direct customer's own verification keeps covering both."""
     ext = extraction_checks(s)
-    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in BEYOND_ROUTER_TRUST])
+    beyond = pl.any_horizontal([ext[k].fill_null(False) for k in ROUTER_UNVOUCHED])
     return (pl.col("tier") == RESELLER_TIER).fill_null(False) & beyond
 
 

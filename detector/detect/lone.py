@@ -25,7 +25,9 @@ reasoning via parameters, the new model's launch; at least one: a model's verdic
 read here), and (3) none of its system prompts or
 templates is shared with another seat by a group of which ``team_new_seat_share`` (0.8) or more were
 opened within the month (the farm rules' freshness clause; any size from two: a group under
-``team_min_seats`` is no team the seat test could spare, and no lone customer either). Such a point
+``team_min_seats`` is no team the seat test could spare, and no lone customer either); nor, round 19,
+its sign-up half hour (the ``signup`` key) with another of the same router's seats (``seat_keys``: the
+slot read within the tenant, so a casual account opened in that half hour is no group). Such a point
 is capped at **low** with an ``evidence:lone`` reason; whatever the cluster axis says about the account
 is untouched (a cluster alert names its accounts on its own). Coercion, logprobs, rubric grading and
 agentic transcripts keep their verdicts (the router's trust never covered them, round 8).
@@ -54,7 +56,11 @@ point's own reseller id and org at its tick (``on_router``), so both paths name 
 Also: a farm's first seat to send **through the router** is lone until a second new seat holds its
 tool (15-30 minutes later first accusations of fresh thinking-budget farms on the dev draws,
 docs/detection.md round 17); under the lag, until a tick after it does (the group is read a tick late).
-Outside the router (its own reseller id) it no longer is (round 18).
+Outside the router (its own reseller id) it no longer is (round 18). Round 19: nor is it once a second
+seat of its sign-up batch has sent anything through the router (its half hour, not its tool): what a
+router's honest new seat gives up is a second new seat of the router opened in the same half hour, which
+a router opening a few seats a day rarely gives, a router opening hundreds a day often would (not
+measured: the simulator's router opens two to four).
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ from detector.window.members import new_account_share
 ROUTER_CUSTOMER_KINDS = ("reasoning elicited", "reasoning via parameters", "new-model pivot")
 #: The key families a farm's own tool leaves on its seats (as ``seat.TOOL_FAMILIES``).
 _TOOL_FAMILIES = ("sysprompt", "template")
+#: A sign-up burst (the ``signup`` key: the half hour an account was opened in), read within one router
+#: (round 19): seats of one router opened in one half hour, every one new, are a group of new seats.
+_SIGNUP = "signup"
 #: A key another account holds too: the seat shares it (a farm of two seats is no lone customer).
 _OTHER_SEAT = 2
 _ACCUSED = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
@@ -120,13 +129,30 @@ def new_seat_groups(
     return groups.filter(fresh).select("family", "key")
 
 
+def seat_keys(keys: pl.DataFrame, sub: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, family, key) of the keys of ``keys`` that make a group of seats: the tool keys, and
+    each tenant sub-account's sign-up burst (``sub``: account_id, reseller), keyed within its tenant
+    (``reseller/slot``), so that only seats of one router opened in one half hour share it (round 19)."""
+    family = pl.col("family").cast(pl.String)
+    key = pl.col("key").cast(pl.String)
+    tools = keys.filter(family.is_in(_TOOL_FAMILIES)).select("account_id", family, key)
+    slot = pl.concat_str([pl.col("reseller").cast(pl.String), pl.col("key").cast(pl.String)], separator="/")
+    slots = (
+        keys.filter(family == _SIGNUP)
+        .join(sub.select("account_id", "reseller"), on="account_id")
+        .select("account_id", family, slot.alias("key"))
+    )
+    return pl.concat([tools, slots])
+
+
 def new_seat_tools(
-    keys: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings
+    keys: pl.DataFrame, accounts: pl.DataFrame, now: datetime, s: EvidenceSettings, sub: pl.DataFrame
 ) -> pl.DataFrame:
-    """Every tool key (``tool``: ``family|key``, sorted) of ``keys`` (the key table at ``now``) that a group
-    of new seats holds (``new_seat_groups``): the contexts' ``new_seats`` kind (``detect/context.py``)."""
-    tools = keys.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES)).select("family", "key")
-    groups = new_seat_groups(keys, accounts, tools.unique(), now, s)
+    """Every tool key or router sign-up burst (``tool``: ``family|key``, sorted; ``seat_keys``, ``sub``
+    the tenants' sub-accounts) of ``keys`` (the key table at ``now``) that a group of new seats holds
+    (``new_seat_groups``): the contexts' ``new_seats`` kind (``detect/context.py``)."""
+    held = seat_keys(keys, sub)
+    groups = new_seat_groups(held, accounts, held.select("family", "key").unique(), now, s)
     return groups.select(tool_name()).sort("tool")
 
 
@@ -150,7 +176,13 @@ def group_reader(ctx: RoomContext, s: EvidenceSettings) -> GroupReader:
     if contexts is not None and not ctx.lag:  # ``ctx.own`` would read the points' keys from no table
         raise ValueError("the lone-seat test reads contexts only under a lag")
     if contexts is None:
-        return lambda tick, keys, wanted: new_seat_groups(keys, ctx.accounts, wanted, tick - ctx.lag, s)
+
+        def table(tick: datetime, keys: pl.DataFrame, wanted: pl.DataFrame) -> pl.DataFrame:
+            then = tick - ctx.lag
+            held = seat_keys(keys, ctx.subaccounts(then, keys))
+            return new_seat_groups(held, ctx.accounts, wanted, then, s)
+
+        return table
 
     def read(tick: datetime, keys: pl.DataFrame, wanted: pl.DataFrame) -> pl.DataFrame | None:
         fresh = contexts[tick].new_seats
@@ -245,7 +277,7 @@ class LoneWalk:
         if pts.height == 0:
             return
         own = own.join(pts.select("account_id"), on="account_id", how="semi")
-        own = own.filter(pl.col("family").cast(pl.String).is_in(_TOOL_FAMILIES))
+        own = seat_keys(own, reseller_orgs(own, self.ctx.accounts))
         groups = self.groups(tick, keys, own.select("family", "key").unique())
         if groups is None:
             return
