@@ -141,8 +141,8 @@ def test_split_best_of_k_sends_each_problem_once_from_k_seats(family: str) -> No
 
 def test_agent_split_runs_each_task_once_from_k_seats() -> None:
     """Round 13: a best-of-k harvest of agent trajectories: each task (a session's opener) from k seats.
-    The agent task bank is small, so some openers share a text by chance with or without the knob; the
-    split's mark is that most openers' texts are held by exactly k seats, each once."""
+    The split's mark is that most openers' texts are held by exactly k seats, each once (round 19: the
+    farm's tasks come from its procedural bank, so without the knob almost none is shared)."""
 
     def holders(k: int) -> list[dict[int, int]]:
         params = _only("agentic_pivot", split_seats=k, content="explicit", session_turns=3.0)

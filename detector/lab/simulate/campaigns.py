@@ -155,6 +155,8 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
     acct, ts, pos, model = acct[keep], ts[keep], pos[keep], model[keep]
     tools, sys_hash = int(rng.choice([38, 45])), w.new_id("sp", 8)
     own = _own_langs(w, rng, p, m.idx)
+    # the openers from the procedural task bank, on a stream of their own (round 19: the rest as it was)
+    tasks = w.rng("agent_tasks", camp.campaign_id)
     if p.content is not None:
         sys_hash = asks.system_prompt(w, rng, p.content, sys_hash)
 
@@ -171,6 +173,7 @@ def agentic_pivot(w: World, rng: np.random.Generator, camp: Campaign, p: FamilyP
             throttle=0.01,
             max_tokens=32000,
             sys_hash=sys_hash,
+            tasks=tasks,
         )
         b = _ask_first_turns(w, rng, p, b, pos[sel], own)
         if p.split_seats > 1:  # best-of-k trajectories: each task (a session's opener) from k seats

@@ -301,12 +301,17 @@ def agent_block(
     throttle: float,
     max_tokens: int = 16000,
     sys_hash: str | None = None,
+    tasks: np.random.Generator | None = None,
 ) -> Block:
-    """Agentic coding session turns: the task first, then tool results and follow-ups."""
+    """Agentic coding session turns: the task first, then tool results and follow-ups. ``tasks``: a farm's
+    own stream for its openers, drawn from the procedural task bank (``agent_first(sweep=True)``); the
+    fixed set's draws are still taken from ``rng``, so every other column is as it was (round 19)."""
     k = owner.shape[0]
     first = pos == 0
     texts = np.empty(k, dtype=np.object_)
     texts[first] = w.bank.agent_first(rng, int(first.sum()))
+    if tasks is not None:
+        texts[first] = w.bank.agent_first(tasks, int(first.sum()), sweep=True)
     texts[~first] = w.bank.agent_next(rng, int((~first).sum()))
     thinking = rng.random(k) < thinking_share
     return make_block(

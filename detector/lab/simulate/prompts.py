@@ -274,9 +274,16 @@ class PromptBank:
         langs = ["en" if rng.random() < 0.6 else _pick(rng, keys) for _ in range(n)]
         return [_pick(rng, probes[lang]) for lang in langs], langs
 
-    def agent_first(self, rng: np.random.Generator, n: int) -> list[str]:
-        """The opening instruction of an agentic coding session."""
-        return [self.fill(rng, _pick(rng, self.d["agentic_tasks"])) for _ in range(n)]
+    def agent_first(self, rng: np.random.Generator, n: int, sweep: bool = False) -> list[str]:
+        """The opening instruction of an agentic coding session. ``sweep``: a farm harvesting trajectories
+        draws each session's task from its procedural bank (``agent_task_bank``: almost never a repeat),
+        not the ten fixed tasks an honest agent user or a course opens with (a fixed set with a fill,
+        repeated across a farm's seats, read as a course's sheet: issue 17, round 19, as round 10's
+        ``problems(sweep=True)``)."""
+        if not sweep:
+            return [self.fill(rng, _pick(rng, self.d["agentic_tasks"])) for _ in range(n)]
+        bank = self.d["agent_task_bank"]
+        return [self.fill(rng, _pick(rng, bank["templates"]), "en", bank["slots"]) for _ in range(n)]
 
     def agent_next(self, rng: np.random.Generator, n: int) -> list[str]:
         """A later turn of an agentic session: a tool result or a short follow-up."""
