@@ -216,41 +216,66 @@ def _breakdown(state: Any) -> dict[str, Any]:
 def _stage_sampler(engine: Any) -> dict[str, int]:
     """Which engine stage was running when the process's RSS peaked: the largest RSS (MB) seen every
     20 ms while each stage ran (the innermost stage; ``other``: none of them, e.g. the replay's
-    reader thread decoding while the engine waits)."""
+    reader thread decoding while the engine waits), and as ``STAGE+`` the most RSS rose over the
+    stage's own start (what its working set adds, nested stages included)."""
     import detector.engine as eng
 
-    current = ["other"]
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss_mb() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * page >> 20
+
+    current: list[tuple[str, int]] = [("other", 0)]
     peaks: dict[str, int] = {}
 
     def wrap(owner: Any, name: str) -> None:
         inner = getattr(owner, name)
+        label = name.strip("_")
 
         def staged(*a: Any, **k: Any) -> Any:
-            outer, current[0] = current[0], name.strip("_")
+            current.append((label, rss_mb()))
             try:
                 return inner(*a, **k)
             finally:
-                current[0] = outer
+                current.pop()
 
         setattr(owner, name, staged)
 
-    for name in ("build_clusters", "cluster_features", "account_features"):
+    for name in STAGES_MODULE:
         wrap(eng, name)
-    for name in ("_account_verdicts", "_cluster_verdicts", "_close_ticks"):
+    for name in ("_account_verdicts", "_cluster_verdicts", "_close_ticks", "_evaluate"):
         wrap(engine, name)
     for name in ("add", "drop_seen", "mark_new_models", "evict"):
         wrap(engine.state, name)
-    page = os.sysconf("SC_PAGE_SIZE")
 
     def sample() -> None:
         while True:
-            rss = int(Path("/proc/self/statm").read_text().split()[1]) * page >> 20
-            stage = current[0]
+            rss = rss_mb()
+            for stage, start in list(current)[1:]:
+                peaks[stage + "+"] = max(peaks.get(stage + "+", 0), rss - start)
+            stage = current[-1][0]
             peaks[stage] = max(peaks.get(stage, 0), rss)
             time.sleep(0.02)
 
     threading.Thread(target=sample, daemon=True).start()
     return peaks
+
+
+#: The engine module's stages the sampler times (names it imports; ``--stages``).
+STAGES_MODULE = (
+    "build_clusters",
+    "cluster_features",
+    "account_features_in_parts",
+    "population_sheets",
+    "with_sheets",
+    "add_axes",
+    "spare_rooms",
+    "spare_sheets",
+    "book_changes",
+    "new_model_flags",
+    "with_cluster_samples",
+    "accused",
+)
 
 
 def _cpu() -> float:

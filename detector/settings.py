@@ -237,7 +237,8 @@ class EngineSettings(BaseSettings):
     #: many points (an account's points are never split; features are per account, so the rows are the
     #: same). Each point joins its account's 24 hours of buckets (2.6 KB a point measured: 45 MB for the
     #: 17,520 points of one pass on a 964,000-event tile) and templates: 10,000 keeps that join under
-    #: ~30 MB however many accounts a pass has active (docs/benchmarks.md, Scale).
+    #: ~30 MB however many accounts a pass has active (docs/benchmarks.md, Scale). The sheet test runs in
+    #: the same parts (a text's holders still counted over every account; round 19).
     feature_batch_points: int = Field(default=10_000, ge=2)
     #: A prototype of issue 13's two-stage engine (docs/architecture.md, "The two-stage split"): the
     #: account verdicts read the cross-account context (a sheet text's holders, a room's template, a

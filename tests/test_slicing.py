@@ -151,10 +151,13 @@ def test_an_upgrade_inside_a_batch_is_read_from_its_tick_on(events: pl.DataFrame
 def test_account_features_in_small_batches_are_the_same(
     events: pl.DataFrame, one_tick_at_a_time: tuple[list[bytes], dict[str, pl.DataFrame], int]
 ) -> None:
-    """The whole day in one call, its account features computed 7 points at a time (hundreds of
-    parts): the same features, verdicts and alerts as one tick at a time with one part per tick."""
+    """The whole day in one call, its account features and sheet test computed 7 points at a time
+    (hundreds of parts): the same features, verdicts and alerts as one tick at a time with one part per
+    tick. A sheet text's holders are counted over every account, not the part's (round 19): a part that
+    counted only its own accounts would find fewer holders and fewer sheets."""
     ref_alerts, ref_feats, ref_suppressed = one_tick_at_a_time
     assert ref_feats["account"].height > 100 * 7  # the one call's points span many parts
+    assert (ref_feats["account"]["sheet_share_24h"] > 0).sum() > 7  # sheets held across parts
     alerts, feats, suppressed = _run(events, [], feature_batch=7)
     for kind, ref in ref_feats.items():
         assert_frame_equal(feats[kind], ref, check_exact=True)

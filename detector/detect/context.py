@@ -22,6 +22,7 @@ from detector.detect.room import RoomContext, room_templates
 from detector.detect.seat import TOOL_FAMILIES, team_groups
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline
+from detector.window.batches import account_sheets_in_parts
 from detector.window.context import (
     NEW_SEAT_SCHEMA,
     ROOM_SCHEMA,
@@ -33,7 +34,7 @@ from detector.window.context import (
     Relay,
     sheet_holders,
 )
-from detector.window.sheets import account_sheets, wide_texts
+from detector.window.sheets import wide_texts
 from detector.window.state import WindowState
 
 
@@ -87,9 +88,10 @@ def population_sheets(
     w, ev = settings.windows, settings.evidence
     first = points["tick_end"].min()
     assert isinstance(first, datetime)
-    m, share = ev.sheet_min_accounts, ev.sheet_member_share
-    if not settings.context_lag:
-        return account_sheets(state.sheet_rows(first - w.long), points, w.long, m, share), None
+    m, share, batch = ev.sheet_min_accounts, ev.sheet_member_share, settings.feature_batch_points
+    if not settings.context_lag:  # in parts of accounts, as the features (``window.batches``, round 19)
+        population = state.sheet_rows(first - w.long)
+        return account_sheets_in_parts(population, points, batch, w.long, m, share), None
     ticks = sorted(points["tick_end"].unique())
     if isinstance(relay, Published):  # an account stage reads the published contexts, builds none
         contexts = {tick: relay.at(tick - w.tick) for tick in ticks}
@@ -99,4 +101,5 @@ def population_sheets(
     if not own:
         return pl.DataFrame(), contexts
     rows = state.sheet_rows(first - w.long, accounts=points["account_id"].unique())
-    return account_sheets(rows, points, w.long, m, share, w.tick, sheet_holders(contexts)), contexts
+    holders = sheet_holders(contexts)
+    return account_sheets_in_parts(rows, points, batch, w.long, m, share, w.tick, holders), contexts
