@@ -14,6 +14,7 @@ structural payload (``detector.deadletter``): never the record's content.
 from __future__ import annotations
 
 import io
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ def decode_lines(
     if isinstance(lines, Path):
         lines = lines.read_bytes()
     records: Sequence[bytes]
+    refused = False
     if isinstance(lines, bytes | bytearray | memoryview):
         done = _decode_buffer(bytes(lines), position_of, max_record_bytes)
         if done is not None:
@@ -101,6 +103,12 @@ def decode_lines(
         records, orig = _lines(bytes(lines))
     else:  # Kafka values: each is a record, a null or blank one too (rejected below)
         records, orig = list(lines), list(range(len(lines)))
+        joined = _one_buffer(records, max_record_bytes)
+        if joined is not None:  # the buffer's line i is value i: same positions, rejects and events
+            done = _decode_buffer(joined, position_of, max_record_bytes)
+            if done is not None:
+                return done
+            refused = True  # polars refused these very records: the per-record path starts bisecting
 
     def reject(reason: str, fld: str | None, detail: str, i: int) -> Reject:
         return Reject(reason, fld, detail, position_of(orig[i]), summarize(records[i]), i)
@@ -120,7 +128,7 @@ def decode_lines(
         else:
             fast.append(i)
 
-    frames = _bisect(records, fast, slow, reject, rejects)
+    frames = _bisect(records, fast, slow, reject, rejects, refused=refused)
     frame = pl.concat(frames) if len(frames) > 1 else frames[0] if frames else None
     lines_col = pl.Series([records[i] for i in frame["_pos"]], dtype=pl.Binary) if frame is not None else None
     return _finish(frame, lines_col, records, orig, position_of, reject, rejects, slow)
@@ -189,6 +197,22 @@ def _newlines(data: bytes, step: int = 1 << 22) -> np.ndarray[Any, Any]:
         np.equal(part, 10, out=mask)
         out.append(np.flatnonzero(mask) + i)
     return np.concatenate(out)
+
+
+_OPENS = operator.methodcaller("startswith", b"{")
+
+
+def _one_buffer(values: list[bytes], limit: int) -> bytes | None:
+    """Kafka values as one JSON Lines buffer, when each value is one line of it and one the per-record
+    path would parse (each starts with ``{``; none is over ``limit`` or holds a newline or a BOM): the
+    buffer path then decodes them with no Python work per record, and where polars refuses the buffer
+    it refuses the per-record path's first parse too (the same records). None otherwise."""
+    if not values or not all(map(_OPENS, values)) or max(map(len, values)) > limit:
+        return None
+    joined = b"\n".join(values)
+    if joined.count(b"\n") != len(values) - 1 or BOM in joined:
+        return None
+    return joined
 
 
 def _decode_buffer(data: bytes, position_of: Callable[[int], str], limit: int) -> DecodedBatch | None:
@@ -270,8 +294,11 @@ def _bisect(
     slow: list[int],
     reject: Callable[[str, str | None, str, int], Reject],
     rejects: list[Reject],
+    *,
+    refused: bool = False,
 ) -> list[pl.DataFrame]:
     """Parse ``records[idx]`` with polars, isolating the records it refuses (O(bad * log n) parses).
+    ``refused``: polars already refused ``records[idx]`` as a whole (not parsed again).
 
     When the whole batch is refused, records that are not JSON objects at all (orjson refuses them: a
     truncated or binary record) are rejected first, so that a flood of them costs one C parse each
@@ -283,7 +310,7 @@ def _bisect(
     first = True
     while stack:
         part = stack.pop()
-        raw = _parse([records[i] for i in part])
+        raw = None if first and refused else _parse([records[i] for i in part])
         if raw is not None:
             frames.append(
                 raw.with_columns(pl.Series("_pos", part, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())

@@ -699,6 +699,33 @@ def test_random_subsets_and_orders(seed: int, good: dict[str, bytes], bad: dict[
     assert sorted(r.position for r in decode_lines(buf, file_pos("r.jsonl")).rejects) == lines_of_bad
 
 
+@pytest.mark.parametrize("seed", range(16))
+def test_kafka_values_as_one_buffer_decode_as_record_by_record(
+    seed: int, good: dict[str, bytes], bad: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values that each open with ``{`` are decoded as one JSON Lines buffer: events, rejects (reason,
+    field, detail, position, payload, index), duplicates and counts as the per-record path gives them,
+    also where polars refuses the buffer (a typed key holding a string) and the per-record path bisects."""
+    rng = random.Random(seed)
+    pool = [raw for raw in (*good.values(), *bad.values()) if raw.startswith(b"{")]
+    values = rng.choices(pool, k=rng.randint(1, 40))
+    if seed % 2:
+        path, wrong = WRONG_TYPED[seed // 2 % len(WRONG_TYPED)]
+        values.insert(rng.randrange(len(values) + 1), _with_value(good["full.json"], path, wrong, f"w{seed}"))
+    assert decode_module._one_buffer(values, MAX_RECORD_BYTES) is not None
+    parses: list[int] = []
+    parse = decode_module._parse
+    monkeypatch.setattr(decode_module, "_parse", lambda recs: parses.append(len(recs)) or parse(recs))
+    one = decode_lines(values, kafka_pos())
+    assert len(values) not in parses  # the refused buffer is not parsed again whole
+    monkeypatch.setattr(decode_module, "_one_buffer", lambda v, limit: None)
+    each = decode_lines(values, kafka_pos())
+    check_invariants(one)
+    assert_frame_equal(one.events, each.events)
+    assert one.rejects == each.rejects and len(one.rejects) >= seed % 2
+    assert (one.duplicates, one.records) == (each.duplicates, each.records)
+
+
 # --------------------------------------------------------------------------------------------------
 # A typed key holding another JSON type: polars refuses the whole batch for one such record
 # --------------------------------------------------------------------------------------------------
