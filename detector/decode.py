@@ -128,7 +128,7 @@ def decode_lines(
         else:
             fast.append(i)
 
-    frames = _bisect(records, fast, slow, reject, rejects, refused=refused)
+    frames = _bisect(records, fast, slow, reject, rejects, whole_refused=refused)
     frame = pl.concat(frames) if len(frames) > 1 else frames[0] if frames else None
     lines_col = pl.Series([records[i] for i in frame["_pos"]], dtype=pl.Binary) if frame is not None else None
     return _finish(frame, lines_col, records, orig, position_of, reject, rejects, slow)
@@ -295,10 +295,10 @@ def _bisect(
     reject: Callable[[str, str | None, str, int], Reject],
     rejects: list[Reject],
     *,
-    refused: bool = False,
+    whole_refused: bool = False,
 ) -> list[pl.DataFrame]:
     """Parse ``records[idx]`` with polars, isolating the records it refuses (O(bad * log n) parses).
-    ``refused``: polars already refused ``records[idx]`` as a whole (not parsed again).
+    ``whole_refused``: polars already refused ``records[idx]`` as a whole (not parsed again).
 
     When the whole batch is refused, records that are not JSON objects at all (orjson refuses them: a
     truncated or binary record) are rejected first, so that a flood of them costs one C parse each
@@ -310,7 +310,7 @@ def _bisect(
     first = True
     while stack:
         part = stack.pop()
-        raw = None if first and refused else _parse([records[i] for i in part])
+        raw = None if first and whole_refused else _parse([records[i] for i in part])
         if raw is not None:
             frames.append(
                 raw.with_columns(pl.Series("_pos", part, dtype=pl.UInt32)).select("_pos", *RAW_SCHEMA.keys())
