@@ -15,7 +15,8 @@ worker that dies breaks the pool: the batch waiting on it fails and the daemon s
 checkpoint, or, if the consumer thread's next hand-off fails first, the daemon stops after checkpointing
 only what it fully processed. Either way a restart reads the rest again. Workers ignore the signals a
 terminal or service manager sends the whole process group, and exit when the daemon dies
-(``detector.runtime.workers``). Each worker runs polars on one thread (``WORKER_POLARS_THREADS``).
+(``detector.runtime.workers``). Workers run polars on its default thread pool (the one-thread setting
+was withdrawn; an operator may set ``POLARS_MAX_THREADS=1`` for the whole daemon: docs/benchmarks.md).
 """
 
 from __future__ import annotations
