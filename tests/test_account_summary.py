@@ -22,9 +22,9 @@ from detector.app import build_engine
 from detector.engine import Engine
 from detector.runtime.shards import shard_of
 from detector.schema import UTC_US
+from detector.window.framing import Budget, OverBudget, decoded_limit
 from detector.window.openers import merge_openers
 from detector.window.sheets import merge_sheets
-from detector.window.framing import Budget, OverBudget, decoded_limit
 from detector.window.state import WindowState
 from detector.window.summary import KINDS, AccountSummary, SummarizingState, apply_summary
 
