@@ -20,6 +20,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import detector.decode as decode_module
@@ -34,6 +36,7 @@ from detector.decode import (
 )
 from detector.decode_parquet import conform, decode_frame
 from detector.schema import EVENT_SCHEMA, FIELD_PATHS, RAW_SCHEMA
+from detector.strict_json import BOM
 
 pytestmark = pytest.mark.shared
 
@@ -723,6 +726,114 @@ def test_kafka_values_as_one_buffer_decode_as_record_by_record(
     check_invariants(one)
     assert_frame_equal(one.events, each.events)
     assert one.rejects == each.rejects and len(one.rejects) >= seed % 2
+    assert (one.duplicates, one.records) == (each.duplicates, each.records)
+
+
+#: Hostile pieces for values that open with ``{`` (no newline, no BOM: the one-buffer path's own cases).
+_PIECES = [
+    b"\r",
+    b"\0",
+    b"\xff",
+    b"\xc3",
+    b"\\",
+    b'"',
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b" ",
+    b"\t",
+    b"\x0b",
+    b",",
+    b":",
+]
+_PIECES += [b"\\u0000", b"\\ud800", b"\xe2\x80\xa8", b"1e999", b"NaN", b'"status":"x"', b'"request_id":"r"']
+
+
+def _both_paths(values: list[bytes]) -> tuple[DecodedBatch, DecodedBatch]:
+    """``values`` decoded as one buffer and record by record (``_one_buffer`` patched out)."""
+    assert decode_module._one_buffer(values, MAX_RECORD_BYTES) is not None
+    one = decode_lines(values, kafka_pos())
+    original = decode_module._one_buffer
+    decode_module._one_buffer = lambda v, limit: None
+    try:
+        return one, decode_lines(values, kafka_pos())
+    finally:
+        decode_module._one_buffer = original
+
+
+#: A whole record's hostile variants (``raw``: the record, without its closing brace in ``head``).
+_HOSTILE: dict[str, Callable[[bytes, bytes], bytes]] = {
+    "carriage return": lambda raw, head: raw + b"\r",
+    "carriage returns inside": lambda raw, head: head + b"\r\r}",
+    "NUL": lambda raw, head: raw + b"\0",
+    "invalid UTF-8 in a value": lambda raw, head: head + b',"x":"\xff\xfe"}',
+    "invalid UTF-8 in a key": lambda raw, head: head + b',"\xc3":1}',
+    "two objects on one line": lambda raw, head: raw + raw,
+    "two objects and a space": lambda raw, head: raw + b" " + raw,
+    "brace and white space": lambda raw, head: b"{ \t\r ",
+    "brace alone": lambda raw, head: b"{",
+    "a trailing backslash": lambda raw, head: raw + b"\\",
+    "a string ending in a backslash": lambda raw, head: head + b',"x":"a\\',
+    "a duplicate key": lambda raw, head: head + b',"account_id":"other"}',
+    "a long value": lambda raw, head: head + b',"x":"' + b"y" * (MAX_RECORD_BYTES - len(raw) - 9) + b'"}',
+    "an unterminated string": lambda raw, head: head + b',"x":"abc',
+    "a line separator": lambda raw, head: raw + "\u2028".encode(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_HOSTILE))
+@pytest.mark.parametrize("where", [0, 1, 3])
+def test_a_hostile_kafka_value_decodes_alike_on_both_paths(
+    kind: str, where: int, good: dict[str, bytes]
+) -> None:
+    """One hostile value among whole records (first, second, last): the one buffer gives the events,
+    rejects (reason, field, detail, position, payload), duplicates and counts the per-record path gives
+    (review, round 19)."""
+    whole = [raw for raw in good.values() if raw.startswith(b"{")][:3]
+    values = [_with_value(good["full.json"], "request_id", f'"h{i}"', f"h{i}") for i in range(3)] + whole
+    raw = values[where]
+    values[where] = _HOSTILE[kind](raw, raw[: raw.rindex(b"}")])
+    one, each = _both_paths(values)
+    assert_frame_equal(one.events, each.events)
+    assert one.rejects == each.rejects
+    assert (one.duplicates, one.records) == (each.duplicates, each.records)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_hostile_kafka_values_decode_alike_on_both_paths(
+    data: st.DataObject, good: dict[str, bytes], bad: dict[str, bytes]
+) -> None:
+    """Values that open with ``{`` but hold a carriage return, a NUL, invalid UTF-8, two objects on one
+    line, a lone ``{`` with white space, a trailing backslash, a duplicate key, a truncation: the one
+    buffer gives the events, rejects, duplicates and counts the per-record path gives (review, round 19)."""
+    whole = sorted(r for r in (*good.values(), *bad.values()) if r.startswith(b"{"))
+    piece = st.one_of(st.sampled_from(_PIECES), st.sampled_from(whole), st.binary(max_size=12))
+    value = st.one_of(
+        st.sampled_from(whole),
+        st.lists(piece, max_size=6).map(lambda ps: b"{" + b"".join(ps)),
+        st.tuples(st.sampled_from(whole), st.integers(1, 600), st.lists(piece, max_size=3)).map(
+            lambda t: t[0][: t[1]] + b"".join(t[2])
+        ),
+        st.tuples(st.sampled_from(whole), st.lists(piece, min_size=1, max_size=2)).map(
+            lambda t: t[0] + b"".join(t[1])  # a whole record and a tail: two objects, a backslash, a CR
+        ),
+        st.tuples(st.sampled_from(whole), st.floats(0, 1), piece).map(
+            lambda t: t[0][: max(1, int(t[1] * len(t[0])))] + t[2] + t[0][max(1, int(t[1] * len(t[0]))) :]
+        ),
+    )
+    # mostly whole records, so that polars accepts the buffer as often as it refuses it
+    values = data.draw(st.lists(st.sampled_from(whole), max_size=8))
+    for v in data.draw(st.lists(value, min_size=1, max_size=2)):
+        values.insert(data.draw(st.integers(0, len(values))), v)
+    values = [v for v in values if b"\n" not in v]
+    values = [v for v in values if BOM not in v]
+    if decode_module._one_buffer(values, MAX_RECORD_BYTES) is None:
+        return
+    one, each = _both_paths(values)
+    assert_frame_equal(one.events, each.events)
+    assert one.rejects == each.rejects
     assert (one.duplicates, one.records) == (each.duplicates, each.records)
 
 

@@ -34,7 +34,7 @@ import detector.engine
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.detect.context import population_sheets
-from detector.detect.lone import LoneWalk, customer_kinds_only, on_router, router_tenants
+from detector.detect.lone import LoneWalk, customer_kinds_only, new_seat_tools, on_router, router_tenants
 from detector.detect.room import EXTRACTION_SHARES
 from detector.engine import Observers
 from detector.evidence_settings import EvidenceSettings
@@ -42,6 +42,7 @@ from detector.lab.simulate import simulate
 from detector.runtime.replay import replay
 from detector.settings import EngineSettings
 from detector.window.context import PopulationContext
+from detector.window.link import tenant_subaccounts
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 0.1
@@ -258,3 +259,34 @@ def test_the_router_is_a_verified_tenant_with_tenure(ages: list[int], verified: 
     own = pl.DataFrame({"account_id": ["a0", "x"], "family": ["reseller"] * 2, "key": ["rs_t"] * 2})
     points = pl.DataFrame({"account_id": ["a0", "x"], "org_id": ["org_t", "org_x"]})
     assert set(on_router(own, points, tenants)["account_id"]) == ({"a0"} if router else set())
+
+
+def test_a_signup_half_hour_is_read_within_one_tenant_not_one_reseller_id() -> None:
+    """Two tenants under one reseller id (each org half its holders: both pass ``min_overlap``): a seat
+    of one opened in the same half hour as a seat of the other shares no sign-up burst with it (the
+    slot is one router's: its reseller id and org), while two seats of one tenant in that half hour do."""
+    ids = ["a0", "a1", "a2", "b0", "b1", "b2"]
+    orgs = ["org_a"] * 3 + ["org_b"] * 3
+    slot = "11111"
+    # a0 and b0 opened in the same half hour (one seat of each tenant), a1 and a2 in another (tenant a)
+    signup = [slot, "22222", "22222", slot, "33333", "44444"]
+    keys = pl.DataFrame(
+        {
+            "account_id": ids * 2,
+            "family": ["reseller"] * 6 + ["signup"] * 6,
+            "key": ["rs_shared"] * 6 + signup,
+        }
+    )
+    accounts = pl.DataFrame(
+        {
+            "account_id": ids,
+            "org_id": orgs,
+            "created_at": [NOW - timedelta(days=2)] * 6,
+            "verified": [True] * 6,
+        }
+    )
+    sub = tenant_subaccounts(keys.filter(pl.col("family") == "reseller"), accounts, 0.5)
+    assert sub.height == 6  # both orgs are tenants of the one reseller id
+    tools = set(new_seat_tools(keys, accounts, NOW, EvidenceSettings(), sub)["tool"])
+    # tenant a's two seats, not a0 with b0
+    assert tools == {'signup|{"reseller":"rs_shared","org_id":"org_a","key":"22222"}'}

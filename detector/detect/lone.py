@@ -129,17 +129,20 @@ def new_seat_groups(
     return groups.filter(fresh).select("family", "key")
 
 
-def seat_keys(keys: pl.DataFrame, sub: pl.DataFrame) -> pl.DataFrame:
+def seat_keys(keys: pl.DataFrame, sub: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
     """(account_id, family, key) of the keys of ``keys`` that make a group of seats: the tool keys, and
-    each tenant sub-account's sign-up burst (``sub``: account_id, reseller), keyed within its tenant
-    (``reseller/slot``), so that only seats of one router opened in one half hour share it (round 19)."""
+    each tenant sub-account's sign-up burst (``sub``: account_id, reseller; its org from ``accounts``),
+    keyed within its tenant (reseller id and org, JSON: two tenants may share a reseller id), so that
+    only seats of one router opened in one half hour share it (round 19)."""
     family = pl.col("family").cast(pl.String)
     key = pl.col("key").cast(pl.String)
     tools = keys.filter(family.is_in(_TOOL_FAMILIES)).select("account_id", family, key)
-    slot = pl.concat_str([pl.col("reseller").cast(pl.String), pl.col("key").cast(pl.String)], separator="/")
+    parts = [pl.col(c).cast(pl.String) for c in ("reseller", "org_id", "key")]
+    slot = pl.struct(parts).struct.json_encode()
     slots = (
         keys.filter(family == _SIGNUP)
         .join(sub.select("account_id", "reseller"), on="account_id")
+        .join(accounts.select("account_id", "org_id"), on="account_id")
         .select("account_id", family, slot.alias("key"))
     )
     return pl.concat([tools, slots])
@@ -151,7 +154,7 @@ def new_seat_tools(
     """Every tool key or router sign-up burst (``tool``: ``family|key``, sorted; ``seat_keys``, ``sub``
     the tenants' sub-accounts) of ``keys`` (the key table at ``now``) that a group of new seats holds
     (``new_seat_groups``): the contexts' ``new_seats`` kind (``detect/context.py``)."""
-    held = seat_keys(keys, sub)
+    held = seat_keys(keys, sub, accounts)
     groups = new_seat_groups(held, accounts, held.select("family", "key").unique(), now, s)
     return groups.select(tool_name()).sort("tool")
 
@@ -179,7 +182,7 @@ def group_reader(ctx: RoomContext, s: EvidenceSettings) -> GroupReader:
 
         def table(tick: datetime, keys: pl.DataFrame, wanted: pl.DataFrame) -> pl.DataFrame:
             then = tick - ctx.lag
-            held = seat_keys(keys, ctx.subaccounts(then, keys))
+            held = seat_keys(keys, ctx.subaccounts(then, keys), ctx.accounts)
             return new_seat_groups(held, ctx.accounts, wanted, then, s)
 
         return table
@@ -277,7 +280,7 @@ class LoneWalk:
         if pts.height == 0:
             return
         own = own.join(pts.select("account_id"), on="account_id", how="semi")
-        own = seat_keys(own, reseller_orgs(own, self.ctx.accounts))
+        own = seat_keys(own, reseller_orgs(own, self.ctx.accounts), self.ctx.accounts)
         groups = self.groups(tick, keys, own.select("family", "key").unique())
         if groups is None:
             return

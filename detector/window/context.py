@@ -22,7 +22,8 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
   the team is an established customer's (``established``; a group of new seats caps its seats at
   medium, an established one at low: round 15).
 - ``new_seats`` (round 18): the lone-seat test's (``detect/lone.py``: ``new_seat_tools``) tool keys
-  (``family|key``; round 19: and a router's sign-up half hours, ``signup|reseller/slot``) that a group
+  (``family|key``; round 19: and a router's sign-up half hours, ``signup|`` and the slot with its
+  tenant's reseller id and org as JSON) that a group
   of new seats holds as of ``as_of``: at least two holders,
   ``team_new_seat_share`` or more of them opened within the month. Only those keys, not their holders:
   the account stage asks only whether its point's own tool keys are among them. None when read from a
