@@ -22,7 +22,7 @@ from detector.detect.room import RoomContext, room_templates
 from detector.detect.seat import TOOL_FAMILIES, team_groups
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline
-from detector.window.batches import account_sheets_in_parts
+from detector.window.batches import account_batches
 from detector.window.context import (
     NEW_SEAT_SCHEMA,
     ROOM_SCHEMA,
@@ -34,7 +34,7 @@ from detector.window.context import (
     Relay,
     sheet_holders,
 )
-from detector.window.sheets import wide_texts
+from detector.window.sheets import account_sheets, reasoning_rows, wide_texts
 from detector.window.state import WindowState
 
 
@@ -89,9 +89,10 @@ def population_sheets(
     first = points["tick_end"].min()
     assert isinstance(first, datetime)
     m, share, batch = ev.sheet_min_accounts, ev.sheet_member_share, settings.feature_batch_points
-    if not settings.context_lag:  # in parts of accounts, as the features (``window.batches``, round 19)
-        population = state.sheet_rows(first - w.long)
-        return account_sheets_in_parts(population, points, batch, w.long, m, share), None
+    parts = account_batches(points, batch)  # in parts of accounts, as the features (round 19)
+    if not settings.context_lag:
+        population = reasoning_rows(state.sheet_rows(first - w.long))  # once, not once a part
+        return pl.concat([account_sheets(population, p, w.long, m, share) for p in parts]), None
     ticks = sorted(points["tick_end"].unique())
     if isinstance(relay, Published):  # an account stage reads the published contexts, builds none
         contexts = {tick: relay.at(tick - w.tick) for tick in ticks}
@@ -101,5 +102,6 @@ def population_sheets(
     if not own:
         return pl.DataFrame(), contexts
     rows = state.sheet_rows(first - w.long, accounts=points["account_id"].unique())
-    holders = sheet_holders(contexts)
-    return account_sheets_in_parts(rows, points, batch, w.long, m, share, w.tick, holders), contexts
+    holders, rows = sheet_holders(contexts), reasoning_rows(rows)
+    sheets = [account_sheets(rows, p, w.long, m, share, w.tick, holders) for p in parts]
+    return pl.concat(sheets), contexts

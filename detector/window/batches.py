@@ -1,9 +1,10 @@
-"""Account features and the sheet test in parts: the points of a pass split by account, so the join of
-points with their buckets, templates and sheet texts stays bounded however many accounts a pass has
-active (``EngineSettings.feature_batch_points``; docs/benchmarks.md, Scale and Round 19). Every account
-feature is per account, so the rows are the same, in the same order, as in one part; the sheet test
-reads a point's own rows and its texts' holders among every account's rows (``rows``, whole in every
-part), so a part's points get the rows one pass gives them.
+"""Account features and the sheet test in parts: the points of a pass split by account
+(``account_batches``), so the join of points with their buckets, templates and sheet texts stays bounded
+however many accounts a pass has active (``EngineSettings.feature_batch_points``; docs/benchmarks.md,
+Scale and Round 19). Every account feature is per account, so the rows are the same, in the same order,
+as in one part; the sheet test (``detect/context.population_sheets``) reads a point's own rows and its
+texts' holders among every account's rows (whole in every part), so a part's points get the rows one
+pass gives them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from datetime import timedelta
 import polars as pl
 
 from detector.window.features import account_features
-from detector.window.sheets import account_sheets, reasoning_rows
 from detector.window.state import WindowState
 
 
@@ -52,22 +52,3 @@ def account_features_in_parts(
         return account_features(state, parts[0], short, long)
     feats = [account_features(state, p, short, long) for p in parts]
     return pl.concat(feats, how="vertical").sort("tick_end", "account_id")
-
-
-def account_sheets_in_parts(
-    rows: pl.DataFrame,
-    points: pl.DataFrame,
-    batch: int,
-    long: timedelta,
-    min_accounts: int,
-    member_share: float,
-    lag: timedelta = timedelta(0),
-    holders: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """``window.sheets.account_sheets`` over ``account_batches(points, batch)``, concatenated (the sheet
-    test's rows have no order). ``rows``, ``holders``: whole in every part (the population's)."""
-    parts = account_batches(points, batch)
-    if len(parts) > 1:  # the reasoning rows once, not once per part
-        rows = reasoning_rows(rows).drop("plain", strict=False)
-    feats = [account_sheets(rows, p, long, min_accounts, member_share, lag, holders) for p in parts]
-    return feats[0] if len(feats) == 1 else pl.concat(feats, how="vertical")

@@ -190,20 +190,14 @@ def account_sheets(
         wide = holders.select("tick_end", "account_id", "text_fp").cast({"tick_end": UTC_US})
         wide = wide.join(theirs, on=text, how="semi").unique()
         held = wide.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
-    else:  # every account's rows of the points' texts in each point's window, a tick at a time (a
-        # cross join of the pass's ticks with the rows held them all at once: round 19)
+    else:  # every account's rows of the points' texts in each point's window
         texts = rows.join(theirs, on="text_fp", how="semi")
-        kind, helds, wides = points.schema["tick_end"], [], []
-        for tick in points["tick_end"].unique().sort():
-            pop = texts.filter((pl.col("bucket") >= tick - long) & (pl.col("bucket") < tick))
-            pop = pop.with_columns(tick_end=pl.lit(tick, dtype=kind)).join(theirs, on=text, how="semi")
-            helds.append(pop.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders")))
-            wide = pop.join(helds[-1].filter(pl.col("_holders") >= min_accounts), on=text, how="semi")
-            wides.append(wide.select("tick_end", "account_id", "text_fp").unique())
-        if not helds:  # no points: no holders
-            helds = [theirs.with_columns(_holders=pl.lit(0, pl.get_index_type()))]
-            wides = [theirs.select("tick_end", pl.lit(None, pl.String).alias("account_id"), "text_fp")]
-        held, wide = pl.concat(helds), pl.concat(wides)
+        pop = points.select("tick_end").unique().join(texts, how="cross")
+        pop = pop.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
+        pop = pop.join(theirs, on=text, how="semi")
+        held = pop.group_by(text).agg(pl.col("account_id").n_unique().alias("_holders"))
+        wide = pop.join(held.filter(pl.col("_holders") >= min_accounts), on=text, how="semi")
+        wide = wide.select("tick_end", "account_id", "text_fp").unique()
     mine = own.select(*on, "text_fp").unique().join(wide.select(text).unique(), on=text, how="semi")
     co = (
         mine.join(wide.rename({"account_id": "_other"}), on=text)
