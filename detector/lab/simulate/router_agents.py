@@ -29,6 +29,9 @@ from detector.lab.simulate.world import World
 #: The public system prompts of the popular coding agents the router's users run: the agentic_coder's
 #: tool (its direct users hold the same hash) and another popular agent (an open-source one).
 AGENT_SYSTEMS: tuple[str, ...] = (CODING_TOOL_SYSTEM, "sp_0pen4g3n7")
+#: The other agent's own wrapper on a tool result it sends back (its turns' template skeletons are its
+#: own: the agentic_coder's tool sends the bank's tool results bare).
+_WRAPPERS = ("read_file", "write_to_file", "execute_command", "search_files", "list_files", "apply_diff")
 #: The agent's users as a share of the router's customers (drawn per draw between these).
 _SHARE = (0.1, 0.6)
 #: Share of the users who opened their seat within the month (drawn per draw up to this).
@@ -43,7 +46,8 @@ def router_agent_users(w: World, p: PersonaParams) -> Block:
     if customers <= 0:
         return empty_block()
     n = max(2, round(customers * rng.uniform(*_SHARE)))
-    agents = [AGENT_SYSTEMS[0]] if rng.random() < 0.5 else list(AGENT_SYSTEMS)
+    pick = int(rng.integers(3))  # one agent, the other, or both
+    agents = list(AGENT_SYSTEMS) if pick == 2 else [AGENT_SYSTEMS[pick]]
     r = w.router()
     new_share = float(rng.uniform(0.0, _NEW_MAX))
     accts, tzs, sys_of, tools_of = [], [], [], []
@@ -65,18 +69,25 @@ def router_agent_users(w: World, p: PersonaParams) -> Block:
     for sp in agents:
         sel = np.asarray(sys_of, dtype=np.object_)[which] == sp
         if sel.any():
-            blocks.append(
-                agent_block(
-                    w,
-                    rng,
-                    owner[sel],
-                    ts[sel],
-                    pos[sel],
-                    model[sel],
-                    tools=np.asarray(tools_of)[which[sel]],
-                    thinking_share=0.5,
-                    throttle=p.throttle_rate,
-                    sys_hash=sp,
-                )
+            b = agent_block(
+                w,
+                rng,
+                owner[sel],
+                ts[sel],
+                pos[sel],
+                model[sel],
+                tools=np.asarray(tools_of)[which[sel]],
+                thinking_share=0.5,
+                throttle=p.throttle_rate,
+                sys_hash=sp,
             )
+            if sp != CODING_TOOL_SYSTEM:
+                _wrap(rng, b.text, pos[sel])
+            blocks.append(b)
     return concat(blocks)
+
+
+def _wrap(rng: np.random.Generator, text: np.ndarray, pos: np.ndarray) -> None:
+    """The other agent's turns after the task, in its own tool-result wrapper (in place)."""
+    for j in np.flatnonzero(pos > 0):
+        text[j] = f"[{_WRAPPERS[int(rng.integers(len(_WRAPPERS)))]}] Result:\n{text[j]}"
