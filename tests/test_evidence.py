@@ -560,7 +560,9 @@ def _fresh_frame(new_bar: float, verified_bar: float) -> pl.DataFrame:
         "verified_share": pl.Float64(),
         "bulk_provisioned": pl.Boolean(),
     }
-    return pl.DataFrame(list(rows), schema=schema, orient="row")
+    # outside a router tenant: its seats opened over months are round 20's (``test_router_agents``)
+    no_tenant = {"tenant_share": pl.lit(0.0), "signup_iqr_hours": pl.lit(None, pl.Float64)}
+    return pl.DataFrame(list(rows), schema=schema, orient="row").with_columns(**no_tenant)
 
 
 @pytest.mark.parametrize("bars", [(0.8, 0.5), (0.6, 0.3)])

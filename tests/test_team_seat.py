@@ -28,6 +28,7 @@ from detector.detect.room import EXTRACTION_SHARES, cap_at
 from detector.detect.seat import established
 from detector.evidence_settings import EvidenceSettings
 from detector.lab.simulate import simulate
+from detector.lab.simulate.router_agents import AGENT_SYSTEMS
 from detector.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,9 @@ def team_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str],
     events = pl.read_parquet(out / "events.parquet")
     prompt = pl.col("params").struct.field("system_prompt_hash")
     holders = events.filter(prompt.is_not_null()).group_by(prompt).agg(pl.col("account_id").n_unique())
-    tools = holders.filter(pl.col("account_id") >= 5)["system_prompt_hash"]
+    # the team's tool; not a coding agent's public prompt (its users among the router's, round 20)
+    public = pl.col("system_prompt_hash").is_in(AGENT_SYSTEMS)
+    tools = holders.filter((pl.col("account_id") >= 5) & ~public)["system_prompt_hash"]
     assert tools.len() == 1, "one team among the router's customers"
     tool = events.filter(prompt == tools[0])
     assert tool["params"].struct.field("thinking").all(), "the team's tool runs on a reasoning model"

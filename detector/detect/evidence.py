@@ -35,7 +35,7 @@ from detector.detect.coordination import (
     stands_out_from_client,
 )
 from detector.detect.openers import opener_explains, opener_note, opener_yield, yield_note
-from detector.detect.provenance import farm_accounts, no_customer_explains
+from detector.detect.provenance import farm_accounts, in_tenant, no_customer_explains
 from detector.detect.sheets import SHEET_EXPLAINS, low_yield, sheet_explains, sheet_note
 from detector.evidence_settings import EvidenceSettings
 from detector.window.dilution import BEYOND_ROUTER_TRUST
@@ -104,12 +104,6 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
     harvest = beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
     return in_tenant(s) & ~waves & ~harvest
-
-
-def in_tenant(s: EvidenceSettings) -> pl.Expr:
-    """A group most of whose members are a reseller tenant's sub-accounts (``tenant_explains``' first
-    test; the team-seat test reads it before building any feature, ``detect/seat.py``)."""
-    return pl.col("tenant_share").fill_null(0.0) >= s.tenant_group_share
 
 
 def beyond_a_tool(s: EvidenceSettings, target: str) -> pl.Expr:

@@ -30,9 +30,28 @@ def _share(name: str) -> pl.Expr:
 def farm_accounts(s: EvidenceSettings) -> pl.Expr:
     """The farm rules' freshness gate (``add_axes`` stores it as the ``farm_accounts`` column): the
     accounts could be a farm's, nearly all new (``farm_new_member_share``), mostly unverified
-    (``farm_verified_member_share``) or bulk-provisioned (a batch, a cohort, cards across orgs).
+    (``farm_verified_member_share``; not read for a router tenant's seats opened over months,
+    ``tenant_customers``) or bulk-provisioned (a batch, a cohort, cards across orgs).
     Established verified accounts opened over years are a tool's users, whatever they share. Each
     part unknown is false, as the rules' clause read it (a null never fired)."""
     new = (_share("new_account_share") >= s.farm_new_member_share).fill_null(False)
     unverified = (_share("verified_share") < s.farm_verified_member_share).fill_null(False)
-    return new | unverified | pl.col("bulk_provisioned").fill_null(False)
+    return new | (unverified & ~tenant_customers(s)) | pl.col("bulk_provisioned").fill_null(False)
+
+
+def in_tenant(s: EvidenceSettings) -> pl.Expr:
+    """A group most of whose members are a reseller tenant's sub-accounts (``evidence.tenant_explains``'
+    first test; the team-seat test reads it before building any feature, ``detect/seat.py``)."""
+    return pl.col("tenant_share").fill_null(0.0) >= s.tenant_group_share
+
+
+def tenant_customers(s: EvidenceSettings) -> pl.Expr:
+    """A router tenant's group whose seats were opened over months: the middle half of its members'
+    sign-ups (``signup_iqr_hours``) spans more than ``trust_tenure_days``. A sub-account carries the
+    tenant's verification, not its own, so "mostly unverified" says nothing of such a group; seats
+    arriving over the router's years are its customers (a popular agent's users on its public prompt,
+    issue 17, round 20), while a farm opens its seats together, in days, however long ago (round 19:
+    one burst, or eight over four days). Read by ``farm_accounts`` in place of the verification; new
+    seats and bulk provisioning still make a farm's group."""
+    spread = (_share("signup_iqr_hours") >= s.trust_tenure_days * 24.0).fill_null(False)
+    return in_tenant(s) & spread

@@ -37,8 +37,9 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from detector.contracts import SEVERITY_RANK, Severity
-from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, in_tenant, tenant_explains
+from detector.detect.evidence import RESELLER_TIER, beyond_a_tool, tenant_explains
 from detector.detect.lone import LoneWalk
+from detector.detect.provenance import in_tenant
 from detector.detect.room import RoomContext, accused_points, cap_at, cap_at_low
 from detector.evidence_settings import EvidenceSettings
 from detector.window.features import cluster_features

@@ -251,6 +251,10 @@ def cluster_features(
         ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0).alias(
             "signup_spread_hours"
         ),
+        (
+            (pl.col("created_at").quantile(0.75) - pl.col("created_at").quantile(0.25)).dt.total_seconds()
+            / 3600.0
+        ).alias("signup_iqr_hours"),
         new_account_share(now).alias("new_account_share"),
         pl.when(is_sub)
         .then(pl.col("account_id"))
@@ -343,6 +347,8 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "requests_per_account_24h": pl.Float64(),
     "synchrony_24h": pl.Float64(),
     "signup_spread_hours": pl.Float64(),
+    #: the middle half of the members' sign-ups, first to third quartile (a churn seat moves it little)
+    "signup_iqr_hours": pl.Float64(),
     "new_account_share": pl.Float64(),
     "orgs": pl.Int64(),
     "payers": pl.Int64(),

@@ -19,7 +19,8 @@
   hackathon without the venue network.
 
 The tutoring backend, translation company and internal-tool team are in ``businesses.py``; the router's
-honest customers and the residential proxy network's honest users in ``intermediaries.py``.
+honest customers and the residential proxy network's honest users in ``intermediaries.py``; a popular
+coding agent's users through the router (``router_agent_users``, round 20) in ``router_agents.py``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from detector.lab.simulate.content import casual_content, event_langs
 from detector.lab.simulate.hackathon import hackathon_cohort
 from detector.lab.simulate.intermediaries import residential_vpn, router_customers
 from detector.lab.simulate.params import PersonaParams, SimParams
+from detector.lab.simulate.router_agents import router_agent_users
 from detector.lab.simulate.workshop import remote_workshop
 from detector.lab.simulate.world import Account, World
 
@@ -100,7 +102,9 @@ LOOKALIKES: dict[str, Callable[[World, SimParams], Block]] = {
     "tutoring_backend": lambda w, s: tutoring_backend(w, s.tutoring_backend),
     "translation_company": lambda w, s: translation_company(w, s.translation_company),
     "internal_tool_team": lambda w, s: internal_tool_team(w, s.internal_tool_team),
-    "router_customers": lambda w, s: router_customers(w, s.router_customers),
+    "router_customers": lambda w, s: concat(
+        [router_customers(w, s.router_customers), router_agent_users(w, s.router_customers)]
+    ),
     "residential_vpn": lambda w, s: residential_vpn(w, s.residential_vpn),
     "startup_build_team": lambda w, s: startup_build_team(w, s.startup_build_team),
     "remote_workshop": lambda w, s: remote_workshop(w, s.remote_workshop),
