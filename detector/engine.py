@@ -34,7 +34,7 @@ from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
-from detector.window.batches import account_features_in_parts
+from detector.window.batches import account_features_in_parts, with_points
 from detector.window.context import new_model_flags
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
@@ -172,10 +172,8 @@ class Engine:
     def time_healthy(self, now: datetime) -> bool:
         """False while the clock is implausible (ahead of ``now`` by more than the allowed skew) or
         too many late events wait (readiness)."""
-        ahead = (
-            self.clock.max_ts is not None and self.clock.max_ts > now + self.settings.event_time.future_skew
-        )
-        return not ahead and self.clock.late_waiting <= self.settings.event_time.max_late_events
+        e = self.settings.event_time
+        return self.clock.healthy(now, e.future_skew, e.max_late_events)
 
     # ------------------------------------------------------------------------------------------
     def _close_ticks(self, first_end: datetime, last_end: datetime, *, final: bool = False) -> list[Alert]:
@@ -320,11 +318,7 @@ class Engine:
         feats = add_axes(with_sheets(feats, sheets, ["account_id", "tick_end"]), "account", ev)
         if self.observers.on_features is not None:
             self.observers.on_features("account", feats.drop("first_bucket"), points["tick_end"].max())  # type: ignore[arg-type]
-        feats = feats.with_columns(
-            pl.concat_str(
-                [pl.col("tick_end").dt.epoch("us").cast(pl.String), pl.col("account_id")], separator="|"
-            ).alias("_point")
-        )
+        feats = with_points(feats)
         hits = self._evaluate(feats, "account", "_point")
         if hits.height == 0:
             return {}, {}
