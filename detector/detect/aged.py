@@ -10,18 +10,21 @@ opened in a few sign-up bursts, the router's customers open theirs all year (doc
 19: aged farm seats 122 of 228 share a sign-up half hour with another active seat of the router, the
 uncertainty and judge apps 0 of 48).
 
-So a point the trust cap lowered is **released** (back to the severity the fusion gave it) when (1) it
-is a reseller's sub-account whose 24 h traffic carries an uncovered kind (any of it), (2) its sign-up
-half hour within its tenant (``lone.seat_keys``, the lone test's ``signup`` key) is held by at least
-``OTHER_SEAT`` seats (the lone test's group bar: the seat and another) that the trust cap holds too and
-that carry the same kind (verified, ``trust_tenure_days`` old, the kind present and under its bar, no
-other kind the router does not vouch for at its bar, volume within the tier), and (3) the group's pooled
-traffic harvests it: the kind on ``harvest_excess_share`` of the group's requests and on
-``harvest_excess_requests`` of them (the cluster axis's bars for a harvest a blend dilutes,
-``evidence.harvest_in_excess``; the per-seat extraction bar is what a blend divides, so the pooled share
-of a 60-90% blend is under it too). An ``evidence:aged`` reason names the group (its seats, its kind's
-requests of its requests, the half hour's start), never a text. The router's customers who share a
-half hour send no logprobs or coercion, and its uncertainty apps share none: neither is a group here.
+So a point the trust cap lowered from medium or above is **released** (back to the severity the fusion
+gave it) when (1) it is a reseller's sub-account whose 24 h traffic carries an uncovered kind (any of
+it), (2) its sign-up half hour within its tenant (``lone.seat_keys``, the lone test's ``signup`` key) is
+held by at least ``OTHER_SEAT`` aged sub-accounts (the lone test's group bar: the seat and another;
+verified and ``trust_tenure_days`` old, the trust cap's own bars) whose traffic carries the same kind,
+under its bar or at it (a seat at the bar is accused on its own and is the group's seat all the same),
+and (3) the group's pooled traffic harvests it: the kind on ``harvest_excess_share`` of the group's
+requests and on ``harvest_excess_requests`` of them (the cluster axis's bars for a harvest a blend
+dilutes, ``evidence.harvest_in_excess``; the per-seat extraction bar is what a blend divides, so a
+60-90% blend's pooled share is under it as each seat's is). An ``evidence:aged`` reason names the group
+(its seats, the kind's requests of its requests, the half hour's index), never a text. The router's
+customers who share a half hour send no logprobs or coercion, and its uncertainty apps share none:
+neither is a group here. What it cannot see: a farm whose seats were opened hours apart (the matrix's
+``spread`` sign-ups, eight bursts of 12 hours) shares few half hours, and a seat the fusion left below
+medium has no severity to be released to.
 
 Not read under ``context_lag``: the split deployment reads the population through the contexts
 (``detect/context.py``), which carry no such kind (a context kind for it is the next step).
@@ -53,13 +56,11 @@ from detector.window.link import reseller_orgs
 from detector.window.state import WindowState
 
 #: The kinds the router's trust does not cover that a blend dilutes on a seat (``BEYOND_ROUTER_TRUST``):
-#: kind -> (the bucket counter, the account feature, the extraction bar's setting).
+#: kind -> (the bucket counter, the account feature).
 _KINDS = {
-    "logprob harvest": ("logprob", "logprob_share_24h", "logprob_share"),
-    "reasoning trace coerced": ("coercion", "coercion_share_24h", "coercion_share"),
+    "logprob harvest": ("logprob", "logprob_share_24h"),
+    "reasoning trace coerced": ("coercion", "coercion_share_24h"),
 }
-#: A kind the router does not vouch for that removes the trust at its bar on its own (agentic transcripts).
-_AGENTS = ("tools_heavy", "tools_heavy_share")
 _RANK = pl.col("severity").replace_strict({k: r for k, r in SEVERITY_RANK.items()}, return_dtype=pl.Int64)
 _MEDIUM = Severity.MEDIUM.rank
 
@@ -85,7 +86,7 @@ def weigh(
 
 
 class AgedSeats:
-    """The release (``__call__``, handed to ``evidence.weigh``) over the key table as of each point's tick,
+    """The release (``__call__``, handed to ``weigh``) over the key table as of each point's tick,
     on a timeline of its own (walked in tick order)."""
 
     def __init__(self, state: WindowState, ctx: RoomContext, s: EvidenceSettings, long: timedelta) -> None:
@@ -149,7 +150,7 @@ class AgedSeats:
         held = held.join(own.select("key").unique(), on="key", how="semi").select("account_id", "key")
         if held.height == 0:
             return _none()
-        groups = _trust_capped_kinds(self.state, held, accounts, then, self.long, self.s)
+        groups = _aged_kinds(self.state, held, accounts, then, self.long, self.s)
         groups = groups.group_by("key", "kind").agg(
             pl.col("account_id"),
             pl.len().alias("seats"),
@@ -180,7 +181,7 @@ def _candidates(pre: pl.DataFrame, capped: pl.DataFrame, frame: pl.DataFrame) ->
     lowered = before.join(after, on="_point").filter(
         (pl.col("_pre") >= _MEDIUM) & (pl.col("_after") < _MEDIUM)
     )
-    kind = pl.any_horizontal([pl.col(f).fill_null(0.0) > 0 for _, f, _ in _KINDS.values()])
+    kind = pl.any_horizontal([pl.col(f).fill_null(0.0) > 0 for _, f in _KINDS.values()])
     router = (pl.col("tier") == RESELLER_TIER).fill_null(False)
     return (
         frame.join(lowered.select("_point"), on="_point", how="semi")
@@ -189,7 +190,7 @@ def _candidates(pre: pl.DataFrame, capped: pl.DataFrame, frame: pl.DataFrame) ->
     )
 
 
-def _trust_capped_kinds(
+def _aged_kinds(
     state: WindowState,
     held: pl.DataFrame,
     accounts: pl.DataFrame,
@@ -197,32 +198,27 @@ def _trust_capped_kinds(
     long: timedelta,
     s: EvidenceSettings,
 ) -> pl.DataFrame:
-    """(account_id, key, kind, hits, requests): the holders of ``held`` (account_id, key) the trust cap holds
-    at ``then`` (their window's traffic, as the features read it) with each uncovered kind they carry."""
-    counters = [c for c, _, _ in _KINDS.values()] + [_AGENTS[0]]
+    """(account_id, key, kind, hits, requests): the holders of ``held`` (account_id, key) that are aged,
+    verified sub-accounts at ``then`` (the trust cap's own tenure and verification) with each uncovered
+    kind their window's traffic carries (as the features read it), under its bar or not."""
+    counters = [c for c, _ in _KINDS.values()]
     buckets = state.bucket_rows(held["account_id"].unique(), then - long, then)
     traffic = buckets.group_by("account_id").agg(
         pl.col("requests").sum().cast(pl.Float64), *[pl.col(c).sum().cast(pl.Float64) for c in counters]
     )
     rows = traffic.join(accounts.select("account_id", "created_at", "verified", "tier"), on="account_id")
     age = (pl.lit(then) - pl.col("created_at")).dt.total_seconds() / 86400.0
-    limit = s.tier_daily_requests.get(RESELLER_TIER, s.tier_daily_requests.get("standard", 3000.0))
-    share = {c: pl.col(c) / pl.col("requests") for c in counters}
-    trusted = (
+    aged = (
         pl.col("verified").fill_null(False)
         & (age.fill_null(0.0) >= s.trust_tenure_days)
         & (pl.col("tier") == RESELLER_TIER).fill_null(False)
-        & (pl.col("requests") > 0)
-        & (pl.col("requests") <= limit * s.outside_tier_factor)
-        & (share[_AGENTS[0]] < getattr(s, _AGENTS[1]))
-        & pl.all_horizontal([share[c] < getattr(s, bar) for c, _, bar in _KINDS.values()])
     )
-    rows = rows.filter(trusted)
+    rows = rows.filter(aged)
     per_kind = [
         rows.filter(pl.col(c) > 0).select(
             "account_id", pl.lit(kind).alias("kind"), pl.col(c).alias("hits"), "requests"
         )
-        for kind, (c, _, _) in _KINDS.items()
+        for kind, (c, _) in _KINDS.items()
     ]
     return pl.concat(per_kind).join(held, on="account_id")
 
@@ -245,9 +241,9 @@ def _detail() -> pl.Expr:
     return pl.concat_str(
         pl.lit("aged: a router sub-account the router's trust capped at low, one of "),
         pl.col("seats").cast(pl.String),
-        pl.lit(" trust-capped seats of its tenant opened in the sign-up half hour from "),
+        pl.lit(" aged seats of its tenant opened in one sign-up half hour (the "),
         pl.col("slot"),
-        pl.lit(" whose pooled traffic carries "),
+        pl.lit("th since 1970) whose pooled traffic carries "),
         pl.col("kind"),
         pl.lit(" on "),
         pl.col("hits").cast(pl.Int64).cast(pl.String),
