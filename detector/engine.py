@@ -17,9 +17,10 @@ from detector.alert.changes import book_changes
 from detector.alert.evidence import ClusterContext, account_verdict, accused, cluster_verdict, prepare
 from detector.alert.verdict import AlertBook, Verdict, combine, own_detection
 from detector.contracts import Alert, Kind
+from detector.detect.aged import AgedSeats, Release, weigh
 from detector.detect.allowlist import AllowList, drop_allowed, suppress
 from detector.detect.context import population_sheets
-from detector.detect.evidence import add_axes, apply_trust, axis_reasons, require_both_axes
+from detector.detect.evidence import add_axes
 from detector.detect.fusion import fuse
 from detector.detect.models.runtime import ModelSet
 from detector.detect.room import RoomContext, spare_rooms, spare_sheets
@@ -34,7 +35,7 @@ from detector.intel.hashing import PartnerIndex
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
-from detector.window.batches import account_features_in_parts
+from detector.window.batches import account_features_in_parts, with_points
 from detector.window.context import new_model_flags
 from detector.window.eventtime import EventTimeGuard
 from detector.window.features import cluster_features
@@ -172,10 +173,8 @@ class Engine:
     def time_healthy(self, now: datetime) -> bool:
         """False while the clock is implausible (ahead of ``now`` by more than the allowed skew) or
         too many late events wait (readiness)."""
-        ahead = (
-            self.clock.max_ts is not None and self.clock.max_ts > now + self.settings.event_time.future_skew
-        )
-        return not ahead and self.clock.late_waiting <= self.settings.event_time.max_late_events
+        e = self.settings.event_time
+        return self.clock.healthy(now, e.future_skew, e.max_late_events)
 
     # ------------------------------------------------------------------------------------------
     def _close_ticks(self, first_end: datetime, last_end: datetime, *, final: bool = False) -> list[Alert]:
@@ -281,7 +280,9 @@ class Engine:
         )
         return alerts
 
-    def _evaluate(self, frame: pl.DataFrame, target: Kind, key: str) -> pl.DataFrame:
+    def _evaluate(
+        self, frame: pl.DataFrame, target: Kind, key: str, release: Release | None = None
+    ) -> pl.DataFrame:
         """Live rule and model hits (``fuse``); every hit counted, shadow ones dropped after."""
         hits = fuse(self.rules, self.models, frame, target, key, self.observers.on_scores)
         guard, held = self.settings.rule_guard, (self.demoted, self.stats.demoted)
@@ -292,10 +293,8 @@ class Engine:
         counts = hits.group_by("mode", "rule_id").len()
         for mode, rid, n in counts.iter_rows():
             (self.stats.shadow_hits if mode == "shadow" else self.stats.rule_hits)[rid] += n
-        # the evidence model: trust mitigates, and every verdict carries one reason per axis
-        live = apply_trust(hits.filter(pl.col("mode") != "shadow"), frame, key)
-        live = require_both_axes(live, frame, key)  # clusters: high needs both axes
-        return axis_reasons(live, frame, target, key, self.settings.evidence)
+        live = hits.filter(pl.col("mode") != "shadow")  # the evidence model: trust, a group's release, axes
+        return weigh(live, frame, target, key, self.settings.evidence, release)
 
     def _account_verdicts(
         self, points: pl.DataFrame, timeline: KeyTimeline, since: pl.DataFrame
@@ -320,12 +319,9 @@ class Engine:
         feats = add_axes(with_sheets(feats, sheets, ["account_id", "tick_end"]), "account", ev)
         if self.observers.on_features is not None:
             self.observers.on_features("account", feats.drop("first_bucket"), points["tick_end"].max())  # type: ignore[arg-type]
-        feats = feats.with_columns(
-            pl.concat_str(
-                [pl.col("tick_end").dt.epoch("us").cast(pl.String), pl.col("account_id")], separator="|"
-            ).alias("_point")
-        )
-        hits = self._evaluate(feats, "account", "_point")
+        feats = with_points(feats)  # below: a router seat's sign-up group may lift the trust cap (round 20)
+        aged = AgedSeats.of(self.state, timeline, since, self.settings, lag, contexts)
+        hits = self._evaluate(feats, "account", "_point", aged)
         if hits.height == 0:
             return {}, {}
         # a tutorial's exercises are the room's, not the account's own harvest (``detect/room.py``)

@@ -94,6 +94,12 @@ class EngineClock:
     #: late events among them (folded at the next tick close; bounded by ``max_late_events``)
     late_waiting: int = 0
 
+    def healthy(self, now: datetime, future_skew: timedelta, max_late_events: int) -> bool:
+        """False while the clock is implausible (ahead of ``now`` by more than ``future_skew``) or more
+        than ``max_late_events`` late events wait (readiness: ``Engine.time_healthy``)."""
+        ahead = self.max_ts is not None and self.max_ts > now + future_skew
+        return not ahead and self.late_waiting <= max_late_events
+
 
 def is_multiple(ts: datetime, step: timedelta) -> bool:
     """``ts`` is on a boundary of ``step`` (from the epoch)."""

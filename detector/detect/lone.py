@@ -86,7 +86,7 @@ _TOOL_FAMILIES = ("sysprompt", "template")
 #: (round 19): seats of one router opened in one half hour, every one new, are a group of new seats.
 _SIGNUP = "signup"
 #: A key another account holds too: the seat shares it (a farm of two seats is no lone customer).
-_OTHER_SEAT = 2
+OTHER_SEAT = 2
 _ACCUSED = [v for v, rank in SEVERITY_RANK.items() if rank >= Severity.MEDIUM.rank]
 
 
@@ -125,7 +125,7 @@ def new_seat_groups(
         .group_by("family", "key")
         .agg(pl.len().alias("_n"), new_account_share(now).alias("_new"))
     )
-    fresh = (pl.col("_n") >= _OTHER_SEAT) & (pl.col("_new") >= s.team_new_seat_share)
+    fresh = (pl.col("_n") >= OTHER_SEAT) & (pl.col("_new") >= s.team_new_seat_share)
     return groups.filter(fresh).select("family", "key")
 
 

@@ -52,3 +52,9 @@ def account_features_in_parts(
         return account_features(state, parts[0], short, long)
     feats = [account_features(state, p, short, long) for p in parts]
     return pl.concat(feats, how="vertical").sort("tick_end", "account_id")
+
+
+def with_points(feats: pl.DataFrame) -> pl.DataFrame:
+    """Account features keyed by point: ``_point`` is the tick's epoch microseconds and the account id."""
+    tick = pl.col("tick_end").dt.epoch("us").cast(pl.String)
+    return feats.with_columns(pl.concat_str([tick, pl.col("account_id")], separator="|").alias("_point"))

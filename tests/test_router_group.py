@@ -1,0 +1,93 @@
+"""Issue 17, round 20: a router's aged seats read as a group (``detect/aged.py``).
+
+A blended logprob farm on aged seats of the router sends logprobs with several samples on a quarter of
+each seat's few requests: under the extraction bar, so each seat is an established verified customer the
+trust cap holds at low. Its seats were opened in a few sign-up bursts; the router's honest uncertainty
+apps (aged, logprobs on 5-60%) each opened their own, and its customers who share a half hour send no
+logprobs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+from router_days import accused, named, opened_at, router_params
+
+from detector.detect.aged import AgedSeats
+from detector.lab.simulate import SimParams, simulate
+
+SCALE = 0.1
+SEED = 4
+
+
+def _day(out: Path, **update: Any) -> tuple[Path, dict[str, Any]]:
+    """Seed 4's router day (``router_days.router_params``: chat and 600 router customers, 12 of them
+    uncertainty apps) with ``update`` applied to its parameters."""
+    simulate(out, 1.0, SEED, scale=SCALE, params=router_params().model_copy(update=update))
+    return out / "events.parquet", orjson.loads((out / "labels.json").read_bytes())["accounts"]
+
+
+def _as_of_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No group release: the trust cap as round 19 left it."""
+    monkeypatch.setattr(AgedSeats, "of", classmethod(lambda cls, *a, **k: None))
+
+
+def test_a_blended_aged_logprob_farm_through_the_router_is_accused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logprob farm of 20 aged seats through the router opened in two sign-up bursts, 75% of its
+    requests ordinary chat, no waves: more of its seats accused than with the trust cap alone."""
+    farm = SimParams().logprob_harvest.model_copy(
+        update={
+            "campaigns": 1,
+            "cluster_size": 200,  # 20 seats at scale 0.1
+            "requests_per_account_day": 10.0,
+            "account_age_days": 300.0,
+            "via_router": True,
+            "blend_ratio": 0.75,
+            "wave_interval_s": 0.0,
+            "signup_bursts": 2,
+            "churn_fraction": 0.0,
+            "start_offsets": [0.1],
+        }
+    )
+    events, labels = _day(tmp_path, logprob_harvest=farm)
+    seats = {a for a, i in labels.items() if i["attacker"]}
+    assert len(seats) >= 15
+    now = named(events, tmp_path / "now.jsonl")
+    with monkeypatch.context() as m:
+        _as_of_main(m)
+        before = accused(named(events, tmp_path / "before.jsonl")) & seats
+    assert len(accused(now) & seats) > len(before) + 3, (len(before), len(accused(now) & seats))
+    honest = {a for a, i in labels.items() if i["persona"].startswith("router_")}
+    assert not accused(now) & honest
+
+
+def test_the_routers_uncertainty_apps_and_customers_in_shared_slots_stay_below_medium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router's uncertainty apps (400 customers, 8 apps: aged, logprobs with several samples, each
+    its own sign-up half hour) and 24 of its aged customers opened in four half hours (six in each, no
+    logprobs): none accused, and no router account's verdict moves (one new judge seat of this day is
+    accused by the model with or without the release: no trust to release)."""
+    many = router_params().router_customers.model_copy(update={"accounts": 4000})
+    events, labels = _day(tmp_path, router_customers=many)
+    apps = sorted(a for a, i in labels.items() if i["persona"] == "router_uncertainty")
+    customers = sorted(a for a, i in labels.items() if i["persona"] == "router_customers")
+    assert len(apps) >= 8 and len(customers) >= 200
+    path = events
+    for i in range(4):  # aged: opened months before the day, six in one half hour
+        when = pl.lit(f"2025-0{6 + i}-02T09:05:00.000Z")
+        group = customers[6 * i : 6 * i + 6]
+        path = opened_at(pl.read_parquet(path), group, when, tmp_path / f"c{i}.parquet")
+    found = named(path, tmp_path / "shared.jsonl")
+    assert not accused(found) & {*apps, *customers}
+    with monkeypatch.context() as m:
+        _as_of_main(m)
+        before = named(path, tmp_path / "before.jsonl")
+    router = {a for a, i in labels.items() if i["persona"].startswith("router_")}
+    assert {a: s for a, s in found.items() if a in router} == {a: s for a, s in before.items() if a in router}
