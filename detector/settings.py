@@ -246,6 +246,10 @@ class EngineSettings(BaseSettings):
     #: cluster stage would, instead of the current one; each account's own state is read at its tick.
     #: Off by default (the alerts are the same bytes); on measures what one tick of lag costs.
     context_lag: bool = False
+    #: At the end of every pass over closed ticks, hand the pages Arrow's memory pool keeps unused back
+    #: to the system (``detector.memory``; the alerts are the same bytes either way). Off: the pool keeps
+    #: them for its next allocations, as before round 20 (docs/benchmarks.md, "Round 20").
+    release_memory: bool = True
     #: The deployment's secret key on the prompt text's hash (``text_fp``), at least 16 bytes, or a file
     #: holding it (the variable wins). Unset: ``text_fp`` is the public hash, as before round 13. Set, a
     #: checkpoint holder cannot confirm a guessed prompt against the sheet and opener samples, and a farm
