@@ -275,3 +275,19 @@ class EngineSettings(BaseSettings):
     event_time: EventTimeSettings = EventTimeSettings()
     rule_guard: RuleGuardSettings = RuleGuardSettings()
     state_caps: StateCaps = StateCaps()
+
+
+class AllocatorSettings(BaseSettings):
+    """What the process tells polars' allocator before polars loads (``detector.memory.allocator_env``,
+    run by the command line's entry): environment only, since a ``--config`` file is read after polars
+    has started its jemalloc. A ``_RJEM_MALLOC_CONF`` the operator set wins over it (docs/operations.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    #: ``DETECTOR_JEMALLOC_CONF``: options appended to polars' own (``dirty_decay_ms:500`` and
+    #: ``muzzy_decay_ms:1000`` in polars 2.1).
+    #: The default hands freed pages back 0.1 s after they are freed, and at once with ``MADV_DONTNEED``
+    #: instead of first with ``MADV_FREE`` (lazily freed pages still count in the RSS): about 40-60 MB
+    #: off a 320,000-event replay's peak of 1 GB at the same CPU (docs/benchmarks.md, "Round 20"). Empty:
+    #: polars' own options alone, as before round 20.
+    jemalloc_conf: str = "dirty_decay_ms:100,muzzy_decay_ms:0"
