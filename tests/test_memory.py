@@ -63,3 +63,40 @@ def test_a_process_without_arrow_is_left_alone(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delitem(sys.modules, "pyarrow")
     assert after_pass(True) is False
     assert "pyarrow" not in sys.modules  # not imported just to be asked
+
+
+def test_allocator_options_before_polars(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from detector.memory import JEMALLOC_VARIABLE, allocator_env
+    from detector.settings import AllocatorSettings
+
+    monkeypatch.delenv("DETECTOR_JEMALLOC_CONF", raising=False)
+    monkeypatch.delitem(sys.modules, "polars", raising=False)  # as at the command line's start
+    default = AllocatorSettings().jemalloc_conf
+    assert "muzzy_decay_ms:0" in default
+    env: dict[str, str] = {}
+    assert allocator_env(env) == default and env == {JEMALLOC_VARIABLE: default}
+    operator = {JEMALLOC_VARIABLE: "dirty_decay_ms:2000"}
+    assert allocator_env(operator) is None and operator == {JEMALLOC_VARIABLE: "dirty_decay_ms:2000"}
+    monkeypatch.setenv("DETECTOR_JEMALLOC_CONF", "dirty_decay_ms:50")
+    env = {}
+    assert allocator_env(env) == "dirty_decay_ms:50" and env[JEMALLOC_VARIABLE] == "dirty_decay_ms:50"
+    monkeypatch.setenv("DETECTOR_JEMALLOC_CONF", "")  # empty: polars' own options alone
+    env = {}
+    assert allocator_env(env) is None and env == {}
+
+
+def test_allocator_options_too_late_once_polars_is_loaded() -> None:
+    import polars  # noqa: F401 (its allocator starts here)
+
+    from detector.memory import allocator_env
+
+    env: dict[str, str] = {}
+    assert allocator_env(env) is None and env == {}
+
+
+def test_the_variable_is_known() -> None:
+    from detector.cli.errors import unknown_variables
+
+    assert unknown_variables(["DETECTOR_JEMALLOC_CONF"]) == []
