@@ -287,7 +287,7 @@ class AllocatorSettings(BaseSettings):
     #: ``DETECTOR_JEMALLOC_CONF``: options appended to polars' own (``dirty_decay_ms:500`` and
     #: ``muzzy_decay_ms:1000`` in polars 2.1).
     #: The default hands freed pages back 0.1 s after they are freed, and at once with ``MADV_DONTNEED``
-    #: instead of first with ``MADV_FREE`` (lazily freed pages still count in the RSS): about 40-60 MB
-    #: off a 320,000-event replay's peak of 1 GB at the same CPU (docs/benchmarks.md, "Round 20"). Empty:
-    #: polars' own options alone, as before round 20.
+    #: instead of first with ``MADV_FREE`` (lazily freed pages still count in the RSS): about 50 MB (3-5%)
+    #: off a replay's peak and a tenth off its RSS after, for 2-5% more system time (docs/benchmarks.md,
+    #: "Round 20"). Empty: polars' own options alone, as before round 20.
     jemalloc_conf: str = "dirty_decay_ms:100,muzzy_decay_ms:0"
