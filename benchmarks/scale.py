@@ -338,6 +338,8 @@ def measure(
         "events_per_s": round(events / wall) if wall else None,
         "cpu_us_per_event": round(cpu / events * 1e6, 1) if events else None,
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        # the child's RSS after the replay returned (its last sample: the engine alive, the reader done)
+        "rss_end_mb": rec["rss_timeline"][-1][3] if complete and rec.get("rss_timeline") else None,
         **{
             k: rec.get(k)
             for k in (
@@ -495,13 +497,13 @@ def alternate(
     """Replay ``path`` once per variant per round, variants in turn (a slow spell of the shared machine
     falls on all of them); per variant its peak RSS, CPU per event and alerts' sha256 in run order."""
     out: dict[str, dict[str, Any]] = {
-        label: {"env": env, "peak_rss_mb": [], "cpu_us_per_event": [], "alerts_sha256": []}
+        label: {"env": env, "peak_rss_mb": [], "rss_end_mb": [], "cpu_us_per_event": [], "alerts_sha256": []}
         for label, env in variants
     }
     for i in range(rounds):
         for label, env in variants if i % 2 == 0 else variants[::-1]:
             r = run(path, f"{path.stem}-{label}", False, env)
-            for key in ("peak_rss_mb", "cpu_us_per_event", "alerts_sha256"):
+            for key in ("peak_rss_mb", "rss_end_mb", "cpu_us_per_event", "alerts_sha256"):
                 out[label][key].append(r[key])
             out[label]["tracked_accounts"] = r["tracked_accounts"]
     return out

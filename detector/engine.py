@@ -32,6 +32,7 @@ from detector.enrich import enrich
 from detector.enrich.ipintel import IpIntel
 from detector.enrich.prompt.hashing import TextKey
 from detector.intel.hashing import PartnerIndex
+from detector.memory import after_pass
 from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline, change_ticks, lapse_ticks
@@ -147,7 +148,8 @@ class Engine:
             self.stats.late_folded += self.clock.late_waiting
             alerts += self._close_ticks(self.clock.tick_end - tick, self.clock.tick_end - tick)
         lateness = self.settings.windows.allowed_lateness
-        watermark = max(self.clock.max_ts, _DAWN + lateness) - lateness  # year 0001 stays in range
+        # the watermark's floor is year 1 (``datetime.min``): it stays in range
+        watermark = max(self.clock.max_ts, datetime.min.replace(tzinfo=UTC) + lateness) - lateness
         if self.clock.tick_end <= watermark:
             # every tick ending at or before the watermark closes: computed, not listed (a gap of
             # centuries between two events is two numbers, not millions of ticks)
@@ -278,6 +280,7 @@ class Engine:
                 self.settings.state_caps,
             )
         )
+        after_pass(self.settings.release_memory)  # what the pass freed goes back (``detector.memory``)
         return alerts
 
     def _evaluate(
@@ -389,7 +392,3 @@ class Engine:
             cluster_verdict(row, context, self.models, self.rules)
             for row in rows.join(per_cluster, on="cluster_id", how="inner").iter_rows(named=True)
         ]
-
-
-#: The earliest representable event time (``datetime.min`` in UTC).
-_DAWN = datetime.min.replace(tzinfo=UTC)

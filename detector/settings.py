@@ -246,6 +246,10 @@ class EngineSettings(BaseSettings):
     #: cluster stage would, instead of the current one; each account's own state is read at its tick.
     #: Off by default (the alerts are the same bytes); on measures what one tick of lag costs.
     context_lag: bool = False
+    #: At the end of every pass over closed ticks, hand the pages Arrow's memory pool keeps unused back
+    #: to the system (``detector.memory``; the alerts are the same bytes either way). Off: the pool keeps
+    #: them for its next allocations, as before round 20 (docs/benchmarks.md, "Round 20").
+    release_memory: bool = True
     #: The deployment's secret key on the prompt text's hash (``text_fp``), at least 16 bytes, or a file
     #: holding it (the variable wins). Unset: ``text_fp`` is the public hash, as before round 13. Set, a
     #: checkpoint holder cannot confirm a guessed prompt against the sheet and opener samples, and a farm
@@ -271,3 +275,19 @@ class EngineSettings(BaseSettings):
     event_time: EventTimeSettings = EventTimeSettings()
     rule_guard: RuleGuardSettings = RuleGuardSettings()
     state_caps: StateCaps = StateCaps()
+
+
+class AllocatorSettings(BaseSettings):
+    """What the process tells polars' allocator before polars loads (``detector.memory.allocator_env``,
+    run by the command line's entry): environment only, since a ``--config`` file is read after polars
+    has started its jemalloc. A ``_RJEM_MALLOC_CONF`` the operator set wins over it (docs/operations.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    #: ``DETECTOR_JEMALLOC_CONF``: options appended to polars' own (``dirty_decay_ms:500`` and
+    #: ``muzzy_decay_ms:1000`` in polars 2.1).
+    #: The default hands freed pages back 0.1 s after they are freed, and at once with ``MADV_DONTNEED``
+    #: instead of first with ``MADV_FREE`` (lazily freed pages still count in the RSS): about 50 MB (3-5%)
+    #: off a replay's peak and a tenth off its RSS after, for 2-5% more system time (docs/benchmarks.md,
+    #: "Round 20"). Empty: polars' own options alone, as before round 20.
+    jemalloc_conf: str = "dirty_decay_ms:100,muzzy_decay_ms:0"

@@ -55,8 +55,10 @@ def test_a_capped_child_reports_the_part_it_replayed(tmp_path: Path) -> None:
     assert full["complete"] and full["capped"] is None
     assert full["events"] == pl.read_parquet(day).height
     assert full["peak_rss_mb"] > 100 and full["state_bytes_per_account"] > 0
+    assert 100 < full["rss_end_mb"] <= full["peak_rss_mb"]  # after the replay, at most the peak
     capped = scale.measure(day, tmp_path / "b.jsonl", False, cap=300, rss_cap_mb=1)
     assert not capped["complete"] and capped["capped"] == "rss over 1 MB" and capped["exit"] != 0
+    assert capped["rss_end_mb"] is None  # no end to report
 
 
 def test_ab_variants_reach_the_child_environment(tmp_path: Path) -> None:

@@ -53,10 +53,10 @@ def known_variables() -> set[str]:
     from pydantic import BaseModel
 
     from detector.runtime.stream.settings import StreamSettings
-    from detector.settings import EngineSettings
+    from detector.settings import AllocatorSettings, EngineSettings
 
     names = set(EXTRA_VARIABLES)
-    for cls in (EngineSettings, StreamSettings):
+    for cls in (EngineSettings, StreamSettings, AllocatorSettings):
         prefix = str(cls.model_config.get("env_prefix", "")).upper()
         for name, field in cls.model_fields.items():
             alias = field.validation_alias  # DETECTOR_STAGE: read under its own name
