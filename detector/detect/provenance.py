@@ -54,4 +54,7 @@ def tenant_customers(s: EvidenceSettings) -> pl.Expr:
     one burst, or eight over four days). Read by ``farm_accounts`` in place of the verification; new
     seats and bulk provisioning still make a farm's group."""
     spread = (_share("signup_iqr_hours") >= s.trust_tenure_days * 24.0).fill_null(False)
-    return in_tenant(s) & spread
+    # most of them with tenure: "mostly" is the verification bar's, read on the seats' age (round 20's
+    # review: a few old seats beside many new ones put the quartiles months apart all the same)
+    aged = (_share("new_account_share") < s.farm_verified_member_share).fill_null(False)
+    return in_tenant(s) & spread & aged
