@@ -344,7 +344,7 @@ CLUSTER_FEATURES: dict[str, pl.DataType] = {
     "requests_per_account_24h": pl.Float64(),
     "synchrony_24h": pl.Float64(),
     "signup_spread_hours": pl.Float64(),
-    #: the middle half of the members' sign-ups, twice its shorter side of the median (``members``)
+    #: the middle half of the members' sign-ups, first to third quartile (a churn seat moves it little)
     "signup_iqr_hours": pl.Float64(),
     "new_account_share": pl.Float64(),
     "orgs": pl.Int64(),
