@@ -47,7 +47,8 @@ def in_tenant(s: EvidenceSettings) -> pl.Expr:
 
 def tenant_customers(s: EvidenceSettings) -> pl.Expr:
     """A router tenant's group whose seats were opened over months: the middle half of its members'
-    sign-ups (``signup_iqr_hours``) spans more than ``trust_tenure_days``. A sub-account carries the
+    sign-ups (``signup_iqr_hours``) spans more than ``trust_tenure_days``, and most of them have that
+    tenure (``new_account_share`` under ``farm_verified_member_share``). A sub-account carries the
     tenant's verification, not its own, so "mostly unverified" says nothing of such a group; seats
     arriving over the router's years are its customers (a popular agent's users on its public prompt,
     issue 17, round 20), while a farm opens its seats together, in days, however long ago (round 19:
