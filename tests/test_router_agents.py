@@ -15,6 +15,7 @@ not a farm's by "mostly unverified" alone (new seats and bulk provisioning still
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 from router_days import ROOT, accused, router_params
 
 import detector.detect.provenance as provenance
+import detector.window.members as members
 from detector.app import build_engine
 from detector.contracts import SEVERITY_RANK
 from detector.evidence_settings import EvidenceSettings
@@ -128,3 +130,32 @@ def test_an_aged_agent_farm_through_the_router_is_still_accused(tmp_path: Path) 
     found = accused(_named(events, tmp_path / "farm.jsonl"))
     assert len(found & seats) >= len(seats) - 1, (len(found & seats), len(seats))
     assert not found & users
+
+
+def _gate(created_days: list[float], now_days: float = 400.0) -> bool:
+    """``farm_accounts`` on one router tenant's group (every seat unverified, no bulk provisioning, the
+    tenant's) whose seats were opened ``created_days`` (days since an epoch) and read at ``now_days``."""
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    now = t0 + timedelta(days=now_days)
+    group = pl.DataFrame({"created_at": [t0 + timedelta(days=d) for d in created_days]})
+    row = group.select(
+        members.signup_iqr_hours().alias("signup_iqr_hours"),
+        members.new_account_share(now).alias("new_account_share"),
+        pl.lit(1.0).alias("tenant_share"),
+        pl.lit(0.0).alias("verified_share"),
+        pl.lit(False).alias("bulk_provisioned"),
+    )
+    return bool(row.select(provenance.farm_accounts(EvidenceSettings()))[0, 0])
+
+
+def test_a_few_old_seats_do_not_spread_a_group_of_new_ones() -> None:
+    """The quartiles of a mixed group: three seats opened months ago (one each in three months) beside
+    seven opened within the month, one every few days (no sign-up batch, 70% new: under the new-seat
+    bar). The first quartile falls among the old seats, the third among the new: the middle half spans
+    months, yet most of the group is new. Still a farm's group (fails on `main`), as is one half old,
+    half new; the router's customers, most of them opened over the year (at most 30% within the month,
+    ``router_agents._NEW_MAX``), are not."""
+    assert _gate([100.0, 160.0, 220.0] + [372.0 + 4.0 * i for i in range(7)])
+    assert _gate([100.0, 150.0, 200.0, 250.0, 300.0] + [372.0 + 6.0 * i for i in range(5)])
+    customers = [10.0 + 35.0 * i for i in range(10)] + [375.0, 385.0, 395.0]  # 23% within the month
+    assert not _gate(customers)

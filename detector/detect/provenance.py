@@ -47,11 +47,15 @@ def in_tenant(s: EvidenceSettings) -> pl.Expr:
 
 def tenant_customers(s: EvidenceSettings) -> pl.Expr:
     """A router tenant's group whose seats were opened over months: the middle half of its members'
-    sign-ups (``signup_iqr_hours``) spans more than ``trust_tenure_days``. A sub-account carries the
+    sign-ups (``signup_iqr_hours``) spans more than ``trust_tenure_days``, and most of them have that
+    tenure (``new_account_share`` under ``farm_verified_member_share``). A sub-account carries the
     tenant's verification, not its own, so "mostly unverified" says nothing of such a group; seats
     arriving over the router's years are its customers (a popular agent's users on its public prompt,
     issue 17, round 20), while a farm opens its seats together, in days, however long ago (round 19:
     one burst, or eight over four days). Read by ``farm_accounts`` in place of the verification; new
     seats and bulk provisioning still make a farm's group."""
     spread = (_share("signup_iqr_hours") >= s.trust_tenure_days * 24.0).fill_null(False)
-    return in_tenant(s) & spread
+    # most of them with tenure: "mostly" is the verification bar's, read on the seats' age (round 20's
+    # review: a few old seats beside many new ones put the quartiles months apart all the same)
+    aged = (_share("new_account_share") < s.farm_verified_member_share).fill_null(False)
+    return in_tenant(s) & spread & aged

@@ -12,7 +12,7 @@ import polars as pl
 from detector.window.axes import CLUSTER_AXIS_FEATURES
 from detector.window.cards import cross_org_cards
 from detector.window.dilution import harvest_excess, typical_mix
-from detector.window.members import is_subaccount, new_account_share
+from detector.window.members import is_subaccount, new_account_share, signup_iqr_hours
 from detector.window.population import client_population, main_client_build
 from detector.window.samples import SAMPLE_FEATURES
 from detector.window.sheets import SHEET_FEATURES
@@ -251,10 +251,7 @@ def cluster_features(
         ((pl.col("created_at").max() - pl.col("created_at").min()).dt.total_seconds() / 3600.0).alias(
             "signup_spread_hours"
         ),
-        (
-            (pl.col("created_at").quantile(0.75) - pl.col("created_at").quantile(0.25)).dt.total_seconds()
-            / 3600.0
-        ).alias("signup_iqr_hours"),
+        signup_iqr_hours().alias("signup_iqr_hours"),
         new_account_share(now).alias("new_account_share"),
         pl.when(is_sub)
         .then(pl.col("account_id"))

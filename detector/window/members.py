@@ -20,3 +20,9 @@ def is_subaccount(sub: pl.DataFrame) -> pl.Expr:
 def new_account_share(now: datetime) -> pl.Expr:
     """Aggregation: the share of the group's accounts opened within a month of ``now``."""
     return ((pl.lit(now) - pl.col("created_at")).dt.total_seconds() < NEW_ACCOUNT_SECONDS).mean()
+
+
+def signup_iqr_hours() -> pl.Expr:
+    """Aggregation: the middle half of the group's sign-ups in hours, first to third quartile."""
+    q = [pl.col("created_at").quantile(p) for p in (0.25, 0.75)]
+    return (q[1] - q[0]).dt.total_seconds() / 3600.0
