@@ -33,7 +33,7 @@ from detector.lab.simulate.params import LOOKALIKE_PERSONAS, LOOKALIKE_SIZES
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Knobs drawn from their own random streams (a draw's other knobs are what ``draw_knobs`` gives).
-_OWN_STREAMS = ("session", "split", "verified")
+_OWN_STREAMS = ("session", "split", "verified", "aged_signups", "aged_seed")
 
 
 def test_knobs_cover_their_ranges() -> None:
