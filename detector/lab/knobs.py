@@ -2,9 +2,10 @@
 
 A draw's seed is ``SEED_BASE + index``. Every campaign family draws the shared knobs (``KNOBS``:
 ``draw_knobs``) from that seed's stream, then knobs added later each from a stream of their own
-(``draw_split``, ``draw_family_knobs``, ``draw_verified``), so adding one leaves every earlier knob of
-every draw, and so every earlier figure's traffic, as it was. ``draw_params`` turns a draw's knobs into
-the simulator's parameters, the honest look-alikes at realistic sizes whatever the scale.
+(``draw_split``, ``draw_family_knobs``, ``draw_verified``, ``draw_aged_signups``), so adding one leaves
+every earlier knob of every draw as it was (``aged_signups``, round 21, changes the sign-up instants of
+the seats of the aged campaigns it draws ``bought``, nothing else). ``draw_params`` turns a draw's knobs
+into the simulator's parameters, the honest look-alikes at realistic sizes whatever the scale.
 """
 
 from __future__ import annotations
