@@ -33,7 +33,7 @@ from detector.lab.simulate.params import LOOKALIKE_PERSONAS, LOOKALIKE_SIZES
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Knobs drawn from their own random streams (a draw's other knobs are what ``draw_knobs`` gives).
-_OWN_STREAMS = ("session", "split", "verified")
+_OWN_STREAMS = ("session", "split", "verified", "aged_signups", "aged_seed")
 
 
 def test_knobs_cover_their_ranges() -> None:
@@ -129,8 +129,14 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
     assert families <= set(FAMILIES) and len(families) >= len(FAMILIES) - 1
     # every family reports each knob once per draw and IP-intel setting
     # + one "all" row per family, + the split knob's row for the families that may split best-of-k,
-    # + a family's own knobs (agentic: session), + the verified knob's row (every family)
-    per_family = {f: len(KNOBS) + 2 + (f in SPLIT_FAMILIES) + len(FAMILY_KNOBS.get(f, {})) for f in families}
+    # + a family's own knobs (agentic: session), + the verified knob's row (every family), + the aged
+    # sign-up shape's row for an aged campaign (round 21)
+    aged = {r["family"] for r in result.campaigns if r["knobs"]["age"] == "aged"}
+    assert all(("aged_signups" in r["knobs"]) == (r["family"] in aged) for r in result.campaigns)
+    per_family = {
+        f: len(KNOBS) + 2 + (f in SPLIT_FAMILIES) + len(FAMILY_KNOBS.get(f, {})) + (f in aged)
+        for f in families
+    }
     assert len(result.cells) == 2 * sum(per_family.values())
     assert all(0.0 <= c["recall"] <= 1.0 for c in result.cells)
     # the per-campaign rows the cells are summed from: one per family and setting, summing back

@@ -2,9 +2,10 @@
 
 A draw's seed is ``SEED_BASE + index``. Every campaign family draws the shared knobs (``KNOBS``:
 ``draw_knobs``) from that seed's stream, then knobs added later each from a stream of their own
-(``draw_split``, ``draw_family_knobs``, ``draw_verified``), so adding one leaves every earlier knob of
-every draw, and so every earlier figure's traffic, as it was. ``draw_params`` turns a draw's knobs into
-the simulator's parameters, the honest look-alikes at realistic sizes whatever the scale.
+(``draw_split``, ``draw_family_knobs``, ``draw_verified``, ``draw_aged_signups``), so adding one leaves
+every earlier knob of every draw as it was (``aged_signups``, round 21, changes the sign-up instants of
+the seats of the aged campaigns it draws ``bought``, nothing else). ``draw_params`` turns a draw's knobs
+into the simulator's parameters, the honest look-alikes at realistic sizes whatever the scale.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ SESSION_TURNS = (2.0, 40.0)
 #: Verified campaign accounts (round 12): on this share of draws all of a family's accounts are verified
 #: (bought aged, verified accounts), else the family's own share (``draw_verified``, its own stream).
 VERIFIED_SHARE, VERIFIED_CELLS = 0.5, ("default", "all")
+#: Aged campaigns' sign-up shape (issue 17, round 21), drawn per family from its own stream
+#: (``draw_aged_signups``) and read only where ``age`` is aged: ``bursts`` (the ``signups`` knob's
+#: bursts, 1-96 h before the start, shifted ``account_age_days`` back) or ``bought`` (each seat bought
+#: on its own: its age uniform in ``BOUGHT_AGE_DAYS``, sign-ups spread over months), on this share.
+BOUGHT_SHARE, AGED_SIGNUP_CELLS, BOUGHT_AGE_DAYS = 0.5, ("bursts", "bought"), (60.0, 700.0)
 #: A company team with one internal tool: 10-60 accounts, drawn per draw.
 TEAM_SIZES = (10, 60)
 #: A hackathon cohort: 12-120 participants, drawn per draw (a class-sized workshop to a big event).
@@ -111,6 +117,17 @@ def draw_verified(index: int) -> dict[str, str]:
     return {f: VERIFIED_CELLS[int(rng.random() < VERIFIED_SHARE)] for f in FAMILIES}
 
 
+def draw_aged_signups(index: int) -> dict[str, tuple[str, int]]:
+    """Draw ``index``'s aged sign-up shape per family (``AGED_SIGNUP_CELLS``) and the seed of its
+    seats' ages, from its own stream."""
+    rng = np.random.default_rng([SEED_BASE + index, zlib.crc32(b"aged_signups")])
+    out = {}
+    for f in FAMILIES:
+        bought, seed = rng.random() < BOUGHT_SHARE, int(rng.integers(0, 2**31))
+        out[f] = (AGED_SIGNUP_CELLS[int(bought)], seed)
+    return out
+
+
 def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     """The reported value of each knob (continuous knobs bucketed; ``split``, ``session`` and ``verified``
     where drawn)."""
@@ -125,11 +142,14 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
     if "session" in knobs:
         cells["session"] = _bucket(knobs["session"], (6.0, 15.0), FAMILY_KNOBS["agentic_pivot"]["session"])
     cells |= {"verified": str(knobs["verified"])} if "verified" in knobs else {}
+    if knobs["age"] == "aged" and "aged_signups" in knobs:
+        cells["aged_signups"] = str(knobs["aged_signups"])
     return cells
 
 
 def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float) -> Any:
     size = max(2, round(accounts / scale))  # the simulator scales it back to ``accounts``
+    bought = knobs["age"] == "aged" and knobs.get("aged_signups") == "bought"
     # cards and proxy addresses are counted on the accounts the campaign really has (a card per ten
     # accounts), not on the pre-scale size: at scale 1.85 that gave 20 accounts one card
     return base.model_copy(
@@ -143,6 +163,8 @@ def _family_params(base: Any, knobs: dict[str, Any], accounts: int, scale: float
             "signup_bursts": 1 if knobs["signups"] == "burst" else 8,
             "signup_spread_minutes": 30.0 if knobs["signups"] == "burst" else 720.0,
             "account_age_days": 300.0 if knobs["age"] == "aged" else 0.0,
+            "bought_age_days": BOUGHT_AGE_DAYS if bought else None,
+            "bought_seed": int(knobs.get("aged_seed", 0)),
             "start_offsets": [0.1],
             "content": knobs["content"],
             "rotating_proxy": knobs["network"] == "rotating_proxy",
@@ -169,6 +191,8 @@ def draw_params(
         knobs[f] |= draw_family_knobs(f, own)
     for f, v in draw_verified(index).items():
         knobs[f]["verified"] = verified or v
+    for f, (shape, seed) in draw_aged_signups(index).items():
+        knobs[f] |= {"aged_signups": shape, "aged_seed": seed}
     update: dict[str, Any] = {
         f: _family_params(getattr(base, f), knobs[f], attack_accounts, scale) for f in FAMILIES
     }

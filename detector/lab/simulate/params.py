@@ -100,6 +100,12 @@ class FamilyParams(_Frozen):
     #: Initial members' accounts were created this many days before their sign-up burst would put them
     #: (aged accounts, bought or parked); 0: fresh. Churn replacements are always fresh.
     account_age_days: float = Field(default=0.0, ge=0)
+    #: Bought aged seats (issue 17, round 21): each initial member's age drawn on its own, uniform in
+    #: this range of days before the campaign starts (seats bought one by one, opened months apart),
+    #: instead of the sign-up bursts shifted by ``account_age_days``; ``None``: the bursts.
+    bought_age_days: tuple[float, float] | None = None
+    #: The seed of the bought seats' ages (their own stream: the run's other draws stay as they were).
+    bought_seed: int = Field(default=0, ge=0)
     #: Waves of synchronised requests every this many seconds (0: independent Poisson per account).
     wave_interval_s: float = Field(default=0.0, ge=0)
     #: Share of this family's traffic moved to the new model ``pivot_ramp_hours`` after launch.

@@ -124,6 +124,16 @@ def apply_knobs(w: World, p: FamilyParams, infra: Infra) -> Infra:
     return infra
 
 
+def _bought_created(start_ms: int, n: int, p: FamilyParams) -> I64 | None:
+    """Bought aged seats' sign-up instants (``bought_age_days``, from their own stream: the campaign's
+    stream draws what it drew for the bursts, so the rest of the run stays as it was); ``None``: bursts."""
+    if p.bought_age_days is None:
+        return None
+    lo, hi = p.bought_age_days
+    ages = np.random.default_rng([p.bought_seed, 21]).uniform(lo, hi, n)
+    return (start_ms - ages * DAY_MS).astype(np.int64)
+
+
 def provision(
     w: World, rng: np.random.Generator, camp: Campaign, family: str, p: FamilyParams, infra: Infra
 ) -> Members:
@@ -132,9 +142,11 @@ def provision(
     n0 = w.scaled(p.cluster_size)
     centers = camp.start_ms - (rng.uniform(1.0, 96.0, p.signup_bursts) * HOUR_MS).astype(np.int64)
     centers -= int(p.account_age_days * DAY_MS)  # bought or long-parked accounts
+    bought = _bought_created(camp.start_ms, n0, p)
     idx, lo, hi = [], [], []
     for i in range(n0):
         created = int(centers[i % p.signup_bursts] + rng.random() * p.signup_spread_minutes * MIN_MS)
+        created = created if bought is None else int(bought[i])
         idx.append(member(w, rng, camp, family, infra, created))
         lo.append(max(camp.start_ms, created + 10 * MIN_MS) + int(rng.random() * 2 * HOUR_MS))
         hi.append(w.end_ms)
