@@ -40,15 +40,16 @@ import polars as pl
 from detector.contracts import SEVERITY_RANK, Severity
 from detector.detect.evidence import (
     AXIS_PREFIX,
-    RESELLER_TIER,
     apply_trust,
     axis_reasons,
     c_trusted_within,
     require_both_axes,
+    router_covered,
 )
 from detector.detect.lone import OTHER_SEAT, seat_keys
 from detector.detect.room import RoomContext
 from detector.evidence_settings import EvidenceSettings
+from detector.schema import UTC_US
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline
 from detector.window.context import Contexts
@@ -61,6 +62,8 @@ _KINDS = {
     "logprob harvest": ("logprob", "logprob_share_24h"),
     "reasoning trace coerced": ("coercion", "coercion_share_24h"),
 }
+#: The key families the release reads: a seat's sign-up half hour and its reseller (its tenant).
+_SLOT_FAMILIES = ("signup", "reseller")
 _RANK = pl.col("severity").replace_strict({k: r for k, r in SEVERITY_RANK.items()}, return_dtype=pl.Int64)
 _MEDIUM = Severity.MEDIUM.rank
 
@@ -114,15 +117,10 @@ class AgedSeats:
         severity in ``pre`` and an ``evidence:aged`` reason each."""
         if self.ctx.contexts is not None or self.ctx.lag or capped.height == 0:
             return capped
-        points = _candidates(pre, capped, frame)
+        points = _candidates(pre, capped, frame, self.s)
         if points.height == 0:
             return capped
-        timeline = self.ctx.timeline.fresh()
-        out = []
-        for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
-            assert isinstance(tick, datetime)
-            out.append(self._released(tick, pts, timeline))
-        released = pl.concat(out)
+        released = self._released(points)
         if released.height == 0:
             return capped
         lift = pl.col("_point").is_in(released["_point"].implode())
@@ -140,49 +138,57 @@ class AgedSeats:
         )
         return pl.concat([raised, reasons.select(capped.columns).cast(capped.schema)], how="vertical_relaxed")
 
-    def _released(self, tick: datetime, pts: pl.DataFrame, timeline: KeyTimeline) -> pl.DataFrame:
-        """(_point, kind, seats, hits, requests, slot) of the points at ``tick`` the group releases."""
+    def _released(self, points: pl.DataFrame) -> pl.DataFrame:
+        """(_point, kind, seats, hits, requests, slot) of the candidate ``points`` their group releases,
+        in one pass: the walk gathers each tick's sign-up slots (the candidates' own and their holders in
+        the key table then), then the groups of every (tick, slot, kind) are counted at once and the
+        candidates joined against them."""
         ctx, accounts = self.ctx, self.ctx.accounts
-        then, keys = ctx.population(timeline, tick)
-        own = ctx.own(tick, pts.select("account_id"), keys)
-        own = seat_keys(own, reseller_orgs(own, accounts), accounts).filter(pl.col("family") == "signup")
-        held = seat_keys(keys, ctx.subaccounts(then, keys), accounts).filter(pl.col("family") == "signup")
-        held = held.join(own.select("key").unique(), on="key", how="semi").select("account_id", "key")
+        timeline = ctx.timeline.fresh()
+        owns, helds = [], []
+        for (tick,), pts in points.sort("tick_end").group_by("tick_end", maintain_order=True):
+            assert isinstance(tick, datetime)
+            then, keys = ctx.population(timeline, tick)
+            slots = keys.filter(pl.col("family").is_in(_SLOT_FAMILIES))  # what ``seat_keys`` reads of it
+            own = ctx.own(tick, pts.select("account_id"), slots)
+            own = seat_keys(own, reseller_orgs(own, accounts), accounts).filter(pl.col("family") == "signup")
+            sub = ctx.subaccounts(then, keys)
+            held = seat_keys(slots, sub, accounts).filter(pl.col("family") == "signup")
+            held = held.join(own.select("key").unique(), on="key", how="semi")
+            at = pl.lit(tick, UTC_US).alias("tick_end"), pl.lit(then, UTC_US).alias("then")
+            owns.append(own.select(*at, "account_id", "key"))
+            helds.append(held.select(*at, "account_id", "key"))
+        held = pl.concat(helds)
         if held.height == 0:
             return _none()
-        groups = _aged_kinds(self.state, held, accounts, then, self.long, self.s)
-        groups = groups.group_by("key", "kind").agg(
-            pl.col("account_id"),
-            pl.len().alias("seats"),
-            pl.col("hits").sum(),
-            pl.col("requests").sum(),
-        )
-        pooled = pl.col("hits") / pl.col("requests")
-        groups = groups.filter(
-            (pl.col("seats") >= OTHER_SEAT)
-            & (pooled >= self.s.harvest_excess_share)
-            & (pl.col("hits") >= self.s.harvest_excess_requests)
-        )
-        mine = groups.explode("account_id").join(own.select("account_id", "key"), on=["account_id", "key"])
+        groups = slot_groups(self.state, held, accounts, self.long, self.s)
+        own = pl.concat(owns).select("tick_end", "account_id", "key")
+        point = ["tick_end", "account_id"]
+        mine = groups.explode("account_id").join(own, on=[*point, "key"])
         # a seat in two groups (two kinds) is named by the larger, then the kind's name
-        mine = mine.sort("seats", "kind", descending=[True, False]).unique("account_id", keep="first")
+        mine = mine.sort("seats", "kind", descending=[True, False]).unique(point, keep="first")
         parts = pl.Struct({"reseller": pl.String, "org_id": pl.String, "key": pl.String})
         slot = pl.col("key").str.json_decode(parts).struct.field("key")
-        return pts.join(mine, on="account_id").select(
-            "_point", "kind", "seats", "hits", "requests", slot.alias("slot")
+        return (
+            points.join(mine, on=point)
+            .sort("tick_end", maintain_order=True)
+            .select("_point", "kind", "seats", "hits", "requests", slot.alias("slot"))
         )
 
 
-def _candidates(pre: pl.DataFrame, capped: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
-    """(_point, account_id, tick_end) of the points the trust cap lowered from medium or above: a router
-    sub-account (tier ``reseller``) trusted within its tier whose traffic carries an uncovered kind."""
+def _candidates(
+    pre: pl.DataFrame, capped: pl.DataFrame, frame: pl.DataFrame, s: EvidenceSettings
+) -> pl.DataFrame:
+    """(_point, account_id, tick_end) of the points the trust cap lowered from medium or above: a seat
+    the router's trust covers (``evidence.router_covered``) trusted within its tier whose traffic
+    carries an uncovered kind."""
     before = pre.filter(pl.col("mode") != "shadow").group_by("_point").agg(_RANK.max().alias("_pre"))
     after = capped.group_by("_point").agg(_RANK.max().alias("_after"))
     lowered = before.join(after, on="_point").filter(
         (pl.col("_pre") >= _MEDIUM) & (pl.col("_after") < _MEDIUM)
     )
     kind = pl.any_horizontal([pl.col(f).fill_null(0.0) > 0 for _, f in _KINDS.values()])
-    router = (pl.col("tier") == RESELLER_TIER).fill_null(False)
+    router = router_covered(s, pl.col("account_age_days"))
     return (
         frame.join(lowered.select("_point"), on="_point", how="semi")
         .filter(router & c_trusted_within() & kind)
@@ -190,37 +196,48 @@ def _candidates(pre: pl.DataFrame, capped: pl.DataFrame, frame: pl.DataFrame) ->
     )
 
 
-def _aged_kinds(
-    state: WindowState,
-    held: pl.DataFrame,
-    accounts: pl.DataFrame,
-    then: datetime,
-    long: timedelta,
-    s: EvidenceSettings,
+def slot_groups(
+    state: WindowState, held: pl.DataFrame, accounts: pl.DataFrame, long: timedelta, s: EvidenceSettings
 ) -> pl.DataFrame:
-    """(account_id, key, kind, hits, requests): the holders of ``held`` (account_id, key) that are aged,
-    verified sub-accounts at ``then`` (the trust cap's own tenure and verification) with each uncovered
-    kind their window's traffic carries (as the features read it), under its bar or not."""
+    """(tick_end, key, kind, account_id: list, seats, hits, requests): the groups that release, of the
+    holders ``held`` (tick_end, then, account_id, key: a sign-up slot's holders in the key table as of
+    ``then`` for the points at ``tick_end``). A holder counts when it is a seat the router's trust covers
+    at ``then`` (``evidence.router_covered``, as ``_candidates`` reads it) and its window's traffic
+    (``[then - long, then)``, as the features read it) carries the kind, under its bar or not; a group
+    releases with ``OTHER_SEAT`` seats or more whose pooled traffic harvests the kind
+    (``harvest_excess_share`` of its requests, ``harvest_excess_requests`` of them)."""
     counters = [c for c, _ in _KINDS.values()]
-    buckets = state.bucket_rows(held["account_id"].unique(), then - long, then)
-    traffic = buckets.group_by("account_id").agg(
-        pl.col("requests").sum().cast(pl.Float64), *[pl.col(c).sum().cast(pl.Float64) for c in counters]
+    first, last = held["then"].min(), held["then"].max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    buckets = state.bucket_rows(held["account_id"].unique(), first - long, last)
+    windows = held.select("tick_end", "then", "account_id").unique()
+    traffic = (
+        buckets.join(windows, on="account_id")
+        .filter((pl.col("bucket") >= pl.col("then") - pl.lit(long)) & (pl.col("bucket") < pl.col("then")))
+        .group_by("tick_end", "then", "account_id")
+        .agg(pl.col("requests").sum().cast(pl.Float64), *[pl.col(c).sum().cast(pl.Float64) for c in counters])
     )
     rows = traffic.join(accounts.select("account_id", "created_at", "verified", "tier"), on="account_id")
-    age = (pl.lit(then) - pl.col("created_at")).dt.total_seconds() / 86400.0
-    aged = (
-        pl.col("verified").fill_null(False)
-        & (age.fill_null(0.0) >= s.trust_tenure_days)
-        & (pl.col("tier") == RESELLER_TIER).fill_null(False)
-    )
-    rows = rows.filter(aged)
+    age = (pl.col("then") - pl.col("created_at")).dt.total_seconds() / 86400.0
+    rows = rows.filter(router_covered(s, age))
     per_kind = [
         rows.filter(pl.col(c) > 0).select(
-            "account_id", pl.lit(kind).alias("kind"), pl.col(c).alias("hits"), "requests"
+            "tick_end", "account_id", pl.lit(kind).alias("kind"), pl.col(c).alias("hits"), "requests"
         )
         for kind, (c, _) in _KINDS.items()
     ]
-    return pl.concat(per_kind).join(held, on="account_id")
+    groups = (
+        pl.concat(per_kind)
+        .join(held.select("tick_end", "account_id", "key"), on=["tick_end", "account_id"])
+        .group_by("tick_end", "key", "kind")
+        .agg(pl.col("account_id"), pl.len().alias("seats"), pl.col("hits").sum(), pl.col("requests").sum())
+    )
+    pooled = pl.col("hits") / pl.col("requests")
+    return groups.filter(
+        (pl.col("seats") >= OTHER_SEAT)
+        & (pooled >= s.harvest_excess_share)
+        & (pl.col("hits") >= s.harvest_excess_requests)
+    )
 
 
 def _none() -> pl.DataFrame:
