@@ -56,9 +56,9 @@ def _slot(meta: bytes, table: int, index: int) -> tuple[int, int]:
 
 
 def _record(payloads: dict[str, bytes]) -> bytes:
-    """A version 3 context whose kinds are ``payloads`` (Arrow IPC streams), the rest empty as written."""
+    """A version 4 context whose kinds are ``payloads`` (Arrow IPC streams), the rest empty as written."""
     out = io.BytesIO()
-    out.write(_HEADER.pack(b"DPCX", 3, (T0 - _EPOCH) // timedelta(microseconds=1), len(KINDS)))
+    out.write(_HEADER.pack(b"DPCX", 4, (T0 - _EPOCH) // timedelta(microseconds=1), len(KINDS)))
     for name, schema in KINDS.items():
         payload = payloads.get(name) or bytes(_stream(pl.DataFrame(schema=schema)))
         out.write(KIND.pack(len(name.encode()), len(payload)))
@@ -180,5 +180,8 @@ def test_a_context_carries_the_version_3_kinds_together() -> None:
         ctx = PopulationContext(T0, **{**empty, missing: None})
         with pytest.raises(ValueError, match="carried together"):
             ctx.to_bytes()
-    both = PopulationContext(T0, **{**empty, "new_seats": None, "routers": None})
+    # round 21: the version 4 kind comes only with the version 3 kinds
+    with pytest.raises(ValueError, match="only with new_seats and routers"):
+        PopulationContext(T0, **{**empty, "new_seats": None, "routers": None}).to_bytes()
+    both = PopulationContext(T0, **{**empty, "new_seats": None, "routers": None, "aged_slots": None})
     assert PopulationContext.from_bytes(both.to_bytes()).routers is None

@@ -150,8 +150,10 @@ def _lag_replay(events: Path, out: Path, relay: Any = None) -> bytes:
 
 
 def _as_version_2(ctx: PopulationContext) -> PopulationContext:
-    """The context as a cluster stage from before round 18 publishes it: no ``new_seats`` or ``routers``."""
-    return PopulationContext.from_bytes(replace(ctx, new_seats=None, routers=None).to_bytes())
+    """The context as a cluster stage from before round 18 publishes it: no ``new_seats`` or ``routers``
+    (nor round 21's ``aged_slots``)."""
+    old = replace(ctx, new_seats=None, routers=None, aged_slots=None)
+    return PopulationContext.from_bytes(old.to_bytes())
 
 
 def test_the_contexts_name_the_lone_seats_the_lags_walk_does(

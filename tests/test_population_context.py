@@ -59,6 +59,13 @@ def _context(n: int = 3) -> PopulationContext:
         },
         "new_seats": {"tool": [f"template|{i}" for i in range(n)]},
         "routers": {"reseller": [f"rs{i}" for i in range(n)], "org_id": [f"org{i}" for i in range(n)]},
+        "aged_slots": {
+            "slot": [f'{{"reseller":"rs{i}","org_id":"org{i}","key":"{980000 + i}"}}' for i in range(n)],
+            "kind": ["logprob harvest"] * n,
+            "seats": [2 + i for i in range(n)],
+            "hits": [6.0 + i for i in range(n)],
+            "requests": [16.0 + i for i in range(n)],
+        },
     }
     return PopulationContext(AS_OF, **{k: pl.DataFrame(v, schema=KINDS[k]) for k, v in kinds.items()})
 
@@ -123,9 +130,29 @@ def test_a_version_2_context_reads_with_no_new_seats_and_writes_back_as_it_came(
     assert old.to_bytes() == _version_2(ctx)
     assert old.rows()["new_seats"] == 0 and old.rows()["routers"] == 0
     # a header that says one version and carries the other's kinds, or another version, is refused
-    for version, kinds in [(3, V2_KINDS), (2, tuple(KINDS)), (1, V2_KINDS), (4, tuple(KINDS))]:
+    for version, kinds in [(3, V2_KINDS), (2, tuple(KINDS)), (1, V2_KINDS), (5, tuple(KINDS))]:
         with pytest.raises(ValueError, match=r"^population context:"):
             PopulationContext.from_bytes(_version_2(ctx, version, kinds))
+
+
+def test_a_version_3_context_reads_with_no_aged_slots_and_writes_back_as_it_came() -> None:
+    """Round 21: a cluster stage from before it publishes no ``aged_slots``; an account stage reads its
+    contexts (every other kind the same) with the kind None, so the aged seats' release is not applied to
+    the points that read them (``aged.AgedSeats``), and the context is written back as version 3. The
+    kind itself round-trips (``test_a_context_round_trips_through_bytes``: its rows, seats and pooled
+    counts the same)."""
+    ctx = _context(3)
+    v3 = (*V2_KINDS, "new_seats", "routers")
+    old = PopulationContext.from_bytes(_version_2(ctx, 3, v3))
+    assert old.aged_slots is None and ctx.aged_slots is not None and ctx.aged_slots.height == 3
+    assert all(getattr(old, k).equals(getattr(ctx, k)) for k in v3)
+    assert old.to_bytes() == _version_2(ctx, 3, v3)
+    assert old.rows()["aged_slots"] == 0
+    back = PopulationContext.from_bytes(ctx.to_bytes()).aged_slots
+    assert back is not None and back.equals(ctx.aged_slots) and back["seats"].to_list() == [2, 3, 4]
+    # a version 3 header carrying the version 4 kind is refused
+    with pytest.raises(ValueError, match=r"^population context:"):
+        PopulationContext.from_bytes(_version_2(ctx, 3, tuple(KINDS)))
 
 
 _EVERY_OFFSET = """

@@ -9,6 +9,7 @@ logprobs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ import polars as pl
 import pytest
 from router_days import ROOT, accused, named, opened_at, router_params
 
+import detector.engine
 import detector.runtime.replay as replay_module
 from detector.app import build_engine
 from detector.detect.aged import AgedSeats
+from detector.detect.context import population_sheets
+from detector.engine import Observers
 from detector.lab.simulate import SimParams, simulate
 from detector.runtime.replay import replay
 from detector.settings import EngineSettings
+from detector.window.context import PopulationContext
 
 SCALE = 0.1
 SEED = 4
@@ -120,3 +125,60 @@ def test_the_release_is_the_same_in_any_slices_and_parts(
         for line in whole.splitlines()
     ]
     assert max(aged) == 1, "released points, one reason each"
+
+
+def _lagged(events: Path, out: Path, lag: bool, relay: Any = None) -> tuple[set[str], set[str]]:
+    """The accounts accused at medium or above by an account alert, and those of the account alerts with
+    an ``evidence:aged`` reason (``lag``: under ``context_lag``; ``relay``: each tick's context's
+    publication)."""
+    settings = EngineSettings().model_copy(update={"context_lag": lag})
+    observers = Observers(on_context=relay, on_models=relay)
+    replay([events], build_engine(ROOT / "rules", settings=settings, observers=observers), out)
+    alerts = [a for a in map(orjson.loads, out.read_bytes().splitlines()) if a["kind"] == "account"]
+    medium = {a for alert in alerts if alert["severity"] in ("medium", "high") for a in alert["account_ids"]}
+    aged = {a for alert in alerts if _aged(alert) for a in alert["account_ids"]}
+    return medium, aged
+
+
+def _aged(alert: dict[str, Any]) -> bool:
+    return any(r["name"] == "evidence:aged" for r in alert["reasons"])
+
+
+def _through_bytes(ctx: PopulationContext) -> PopulationContext:
+    return PopulationContext.from_bytes(ctx.to_bytes())
+
+
+def _as_version_3(ctx: PopulationContext) -> PopulationContext:
+    """The context as a cluster stage from before round 21 publishes it: no ``aged_slots``."""
+    return PopulationContext.from_bytes(replace(ctx, aged_slots=None).to_bytes())
+
+
+def _without_contexts(*args: Any, **kwargs: Any) -> tuple[pl.DataFrame, None]:
+    """The sheet features as the engine reads them, but no contexts: under the lag the release reads its
+    groups from the key table a tick before (the lag's own walk)."""
+    sheets, _ = population_sheets(*args, **kwargs)
+    return sheets, None
+
+
+def test_the_split_deployment_releases_the_seats_the_one_engine_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 21: under ``context_lag`` the release reads the groups a tick late, through each tick's
+    context (its ``aged_slots``, through bytes as the split stages do) or from the key table a tick before
+    (the same alerts): the blended farm's seats accused are the same as without the lag, released ones
+    among them (before round 21 the release was skipped under the lag: 8 seats accused against 13). A
+    version 3 context (no ``aged_slots``: a cluster stage from before round 21) releases none."""
+    events, labels = _day(tmp_path, logprob_harvest=_blended_farm())
+    seats = {a for a, i in labels.items() if i["attacker"]}
+    accused_off, released_off = _lagged(events, tmp_path / "off.jsonl", lag=False)
+    assert len(released_off & seats) > 3 and released_off <= seats, len(released_off)
+    accused_on, released_on = _lagged(events, tmp_path / "wire.jsonl", True, _through_bytes)
+    assert accused_on == accused_off
+    # a tick late, a seat may reach its bar (accused on its own) before its group releases it
+    assert len(released_on & seats) > 3 and released_on <= seats, len(released_on)
+    with monkeypatch.context() as m:
+        m.setattr(detector.engine, "population_sheets", _without_contexts)
+        _lagged(events, tmp_path / "walk.jsonl", lag=True)
+    assert (tmp_path / "walk.jsonl").read_bytes() == (tmp_path / "wire.jsonl").read_bytes()
+    accused_v3, released_v3 = _lagged(events, tmp_path / "v3.jsonl", True, _as_version_3)
+    assert not released_v3 and len(accused_v3 & seats) < len(accused_off & seats)

@@ -6,7 +6,8 @@ what only the cluster stage sees, every account's rows and the key table as of t
 test's texts many hold (``window.sheets.wide_texts``), the (template, venue) pairs a room explains
 (``room.room_templates``, every template) and the tool keys a team explains (established or new)
 (``seat.team_groups``, every tool key), the tool keys a group of new seats holds and the tenants that
-are routers (``lone.new_seat_tools``, ``lone.router_tenants``, round 18); and reads the sheet test
+are routers (``lone.new_seat_tools``, ``lone.router_tenants``, round 18), the groups of a router's aged
+seats that release (``aged.aged_slots``, round 21); and reads the sheet test
 through it, with the points' own accounts' rows (the account stage's part). Without the lag nothing here runs.
 """
 
@@ -17,6 +18,7 @@ from functools import partial
 
 import polars as pl
 
+from detector.detect.aged import aged_slots
 from detector.detect.lone import new_seat_tools, router_tenants
 from detector.detect.room import RoomContext, room_templates
 from detector.detect.seat import TOOL_FAMILIES, team_groups
@@ -68,6 +70,7 @@ def build_contexts(
             teams.cast(TEAM_SCHEMA),
             new_seats=fresh.cast(NEW_SEAT_SCHEMA),
             routers=router_tenants(sub(), state.accounts, then, ev).cast(ROUTER_SCHEMA),
+            aged_slots=aged_slots(state, keys, sub(), state.accounts, then, w.long, ev),
         )
     return out
 

@@ -141,6 +141,22 @@ RESELLER_TIER = "reseller"
 ROUTER_UNVOUCHED = (*BEYOND_ROUTER_TRUST, "agentic transcripts")
 
 
+def established(s: EvidenceSettings, age_days: pl.Expr) -> pl.Expr:
+    """The trust cap's bars on the customer, whatever its traffic carries: verified, and
+    ``trust_tenure_days`` old (``age_days``) or on a contract tier (``trusted_tiers``)."""
+    tenure = age_days.fill_null(0.0) >= s.trust_tenure_days
+    tiers = pl.col("tier").is_in(list(s.trusted_tiers)).fill_null(False)
+    return pl.col("verified").fill_null(False) & (tenure | tiers)
+
+
+def router_covered(s: EvidenceSettings, age_days: pl.Expr) -> pl.Expr:
+    """A seat the router's trust covers: a reseller's sub-account (tier ``reseller``) that is
+    ``established`` (verified, aged), whatever its traffic carries. ``trusted_customer`` on such a seat
+    is this less ``ROUTER_UNVOUCHED`` at its bar; the aged seats' group (``detect/aged.py``, round 20)
+    counts the seats this holds at or under the bar."""
+    return (pl.col("tier") == RESELLER_TIER).fill_null(False) & established(s, age_days)
+
+
 def _reseller_vouches_not(s: EvidenceSettings) -> pl.Expr:
     """A reseller's sub-account whose traffic carries extraction the router's trust does not cover
     (``ROUTER_UNVOUCHED``: ``dilution.BEYOND_ROUTER_TRUST``, coercion and logprobs, defined beside the
@@ -180,14 +196,7 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     c = pl.col
     tenure = s.trust_tenure_days
     if target == "account":
-        trusted = (
-            c("verified").fill_null(False)
-            & (
-                (c("account_age_days").fill_null(0.0) >= tenure)
-                | c("tier").is_in(list(s.trusted_tiers)).fill_null(False)
-            )
-            & ~_reseller_vouches_not(s)
-        )
+        trusted = established(s, c("account_age_days")) & ~_reseller_vouches_not(s)
         per_day = c("requests_24h").fill_null(0).cast(pl.Float64)
         outside = per_day > _tier_limit(s, c("tier")) * s.outside_tier_factor
         return frame.with_columns(

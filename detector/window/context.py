@@ -31,6 +31,12 @@ Kinds held (round 15), each a frame of keys and the accounts they name:
 - ``routers`` (round 18): the lone-seat test's (``detect/lone.py``: ``router_tenants``) reseller tenants
   that are established, verified routers as of ``as_of``, as (reseller id, the tenant's org): the account
   stage reads a point's own reseller id and org against them. None when read from a version 2 context.
+- ``aged_slots`` (round 21): the aged seats' release's (``detect/aged.py``: ``aged_slots``) groups as of
+  ``as_of``: per router tenant's sign-up half hour (``slot``: the ``signup`` key's JSON, reseller id, org
+  and slot) and uncovered kind, the seats the router's trust covers that carry the kind and their pooled
+  kind requests and requests, for the groups that release (``OTHER_SEAT`` seats, the harvest bars). Keys
+  and counts, no holders: the account stage asks only about its point's own slot and the kinds its own
+  row carries. None when read from a version 2 or 3 context (the release is not applied there).
 - ``models`` (round 15, second part): every held model's first use by anyone before ``as_of``, with the
   stream's start on every row (one row with no model carries it when no model is held). The new-model
   flag is folded into the buckets at ingest, before the account verdicts, so this kind is published
@@ -63,15 +69,19 @@ from detector.window.sheets import HOLDER_SCHEMA
 from detector.window.state import WindowState
 
 _MAGIC = b"DPCX"
-#: 3 (round 18): the ``new_seats`` and ``routers`` kinds; 2 (round 15): ``teams``' ``established``, ``models``
-_VERSION = 3
-#: The version before: ``from_bytes`` reads it too, every kind but ``_V3_KINDS`` (read as None).
+#: 4 (round 21): the ``aged_slots`` kind; 3 (round 18): the ``new_seats`` and ``routers`` kinds; 2 (round
+#: 15): ``teams``' ``established``, ``models``
+_VERSION = 4
+#: The versions before that ``from_bytes`` reads too, each without the kinds added after it (read as None).
 _COMPAT = 2
 _HEADER = struct.Struct(">4sBqH")  # magic, version, as_of (epoch us), number of kinds
 ROOM_SCHEMA = make_schema({"template": pl.String, "venue": pl.String})
 TEAM_SCHEMA = make_schema({"tool": pl.String, "account_id": pl.String, "established": pl.Boolean})
 NEW_SEAT_SCHEMA = make_schema({"tool": pl.String})
 ROUTER_SCHEMA = make_schema({"reseller": pl.String, "org_id": pl.String})
+AGED_SLOT_SCHEMA = make_schema(
+    {"slot": pl.String, "kind": pl.String, "seats": pl.UInt32, "hits": pl.Float64, "requests": pl.Float64}
+)
 #: The kinds and their schemas, in the order they are written.
 MODEL_CONTEXT_SCHEMA = make_schema({"model": pl.String, "first_seen": UTC_US, "stream_start": UTC_US})
 KINDS: dict[str, pl.Schema] = {
@@ -81,9 +91,10 @@ KINDS: dict[str, pl.Schema] = {
     "models": MODEL_CONTEXT_SCHEMA,
     "new_seats": NEW_SEAT_SCHEMA,
     "routers": ROUTER_SCHEMA,
+    "aged_slots": AGED_SLOT_SCHEMA,
 }
-#: The kinds version 3 added (a version 2 context reads them as None).
-_V3_KINDS = ("new_seats", "routers")
+#: The version each kind came in (a context of an older version reads it as None).
+_SINCE = {"new_seats": 3, "routers": 3, "aged_slots": 4}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Largest context record the stages send and fetch (``MAX_RECORD_BYTES`` of the contexts reader).
 MAX_WIRE_BYTES = 64 << 20
@@ -106,6 +117,9 @@ class PopulationContext:
     new_seats: pl.DataFrame | None = field(default_factory=lambda: pl.DataFrame(schema=NEW_SEAT_SCHEMA))
     #: (reseller, org_id): the tenants that are established routers as of as_of (None: version 2's)
     routers: pl.DataFrame | None = field(default_factory=lambda: pl.DataFrame(schema=ROUTER_SCHEMA))
+    #: (slot, kind, seats, hits, requests): the aged seats' groups that release as of as_of (None: a
+    #: version 2 or 3 context's)
+    aged_slots: pl.DataFrame | None = field(default_factory=lambda: pl.DataFrame(schema=AGED_SLOT_SCHEMA))
 
     @classmethod
     def of_models(cls, as_of: datetime, models: pl.DataFrame) -> PopulationContext:
@@ -119,12 +133,15 @@ class PopulationContext:
 
     def to_bytes(self) -> bytes:
         """The context as bytes for a compacted topic (``from_bytes`` reads them back); a context read
-        from version 2 bytes (``new_seats`` and ``routers`` None) is written as version 2 again."""
+        from older bytes (the kinds after its version None) is written as that version again."""
         out = io.BytesIO()
         as_of = (self.as_of - _EPOCH) // timedelta(microseconds=1)
         if (self.new_seats is None) != (self.routers is None):
             raise ValueError("population context: new_seats and routers are carried together or not at all")
-        version = _COMPAT if self.new_seats is None else _VERSION
+        if self.new_seats is None and self.aged_slots is not None:
+            raise ValueError("population context: aged_slots is carried only with new_seats and routers")
+        carried = [_SINCE[n] for n in _SINCE if getattr(self, n) is not None]
+        version = max(carried, default=_COMPAT)
         names = _kinds(version)
         out.write(_HEADER.pack(_MAGIC, version, as_of, len(names)))
         write_frames(out, ((name, getattr(self, name)) for name in names))
@@ -140,8 +157,8 @@ class PopulationContext:
         if len(view) < _HEADER.size:
             raise ValueError("population context: too short for its header")
         magic, version, as_of, n = _HEADER.unpack_from(view)
-        if magic != _MAGIC or version not in (_COMPAT, _VERSION):
-            raise ValueError(f"population context: not a version {_COMPAT} or {_VERSION} context")
+        if magic != _MAGIC or not _COMPAT <= version <= _VERSION:
+            raise ValueError(f"population context: not a version {_COMPAT} to {_VERSION} context")
         budget = budget_of(data, max_decoded, "population context")
         frames = read_frames(
             view, _HEADER.size, n, _kinds(version), "population context", partial(_read_kind, budget=budget)
@@ -150,14 +167,16 @@ class PopulationContext:
             when = _EPOCH + timedelta(microseconds=as_of)
         except OverflowError as exc:
             raise ValueError("population context: as_of out of range") from exc
-        if version == _COMPAT:
-            return cls(when, new_seats=None, routers=None, **frames)
+        if version == _COMPAT:  # the kinds after its version: None
+            return cls(when, new_seats=None, routers=None, aged_slots=None, **frames)
+        if version < _VERSION:
+            return cls(when, aged_slots=None, **frames)
         return cls(when, **frames)
 
 
 def _kinds(version: int) -> list[str]:
     """The kinds a context of ``version`` carries, in the order they are written."""
-    return [n for n in KINDS if version == _VERSION or n not in _V3_KINDS]
+    return [n for n in KINDS if _SINCE.get(n, _COMPAT) <= version]
 
 
 def _read_kind(name: str, raw: bytes, budget: Budget) -> pl.DataFrame:
