@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from detector.lab.simulate.assemble import build_frame, iso_ms, select_rows, text_free_accounts
 from detector.lab.simulate.block import Block, concat
 from detector.lab.simulate.campaigns import run_families
-from detector.lab.simulate.lookalikes import lookalike_blocks
+from detector.lab.simulate.lookalikes import after_families, lookalike_blocks
 from detector.lab.simulate.params import SimParams
 from detector.lab.simulate.personas import GENERATORS
 from detector.lab.simulate.prompts import PromptBank
@@ -96,6 +96,7 @@ def simulate(
     blocks = [gen(w, params) for gen in GENERATORS.values()]
     blocks += lookalike_blocks(w, params)
     blocks += run_families(w, params)
+    blocks += after_families(w, params)
     b = select_rows(w, concat(blocks))
     seen = np.unique(b.acct)
     frame = build_frame(w, b, text_free_accounts(w, seen))
