@@ -27,7 +27,7 @@ from detector.lab.simulate.params import PersonaParams
 from detector.lab.simulate.world import World
 
 #: The SDK's users as a share of the router's customers (drawn per draw between these).
-_SHARE = (0.03, 0.08)
+_SHARE = (0.05, 0.15)
 #: The SDK's default ``top_logprobs`` (one per draw) and its default ``n`` when it samples several.
 _TOPS = (5, 10, 20)
 _NS = (2, 4, 5, 8, 10)
