@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import polars as pl
 import pytest
 
 import detector.lab.simulate.core as core
@@ -67,7 +68,7 @@ def test_the_sdk_users_are_added_after_every_other_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A day with the router's customers and the campaigns, with the persona and without it: every
-    other account and campaign keeps its id, persona and sign-up."""
+    other account and campaign keeps its id, persona and sign-up, and every other event its bytes."""
     params = PARAMS.model_copy(update={"router_customers": CUSTOMERS})
     simulate(tmp_path / "with", 0.25, 11, 0.2, params=params)
     monkeypatch.setattr(core, "after_families", lambda w, p: [])
@@ -80,3 +81,9 @@ def test_the_sdk_users_are_added_after_every_other_account(
     assert {a: v["created_at"] for a, v in others.items()} == {
         a: v["created_at"] for a, v in without["accounts"].items()
     }
+    # every other row keeps its bytes and its order (assembled apart, merged by time)
+    rows = pl.read_parquet(tmp_path / "with" / "events.parquet")
+    assert rows.filter(pl.col("account_id").is_in(sorted(sdk))).height > 0
+    assert rows["ts"].is_sorted()
+    kept = rows.filter(~pl.col("account_id").is_in(sorted(sdk)))
+    assert kept.equals(pl.read_parquet(tmp_path / "without" / "events.parquet"))

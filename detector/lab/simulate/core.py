@@ -96,10 +96,17 @@ def simulate(
     blocks = [gen(w, params) for gen in GENERATORS.values()]
     blocks += lookalike_blocks(w, params)
     blocks += run_families(w, params)
-    blocks += after_families(w, params)
     b = select_rows(w, concat(blocks))
-    seen = np.unique(b.acct)
-    frame = build_frame(w, b, text_free_accounts(w, seen))
+    frame = build_frame(w, b, text_free_accounts(w, np.unique(b.acct)))
+    # look-alikes added later are assembled on streams of their own and merged by time (ties after
+    # the others): every other row keeps its bytes and its order
+    late = select_rows(w, concat(after_families(w, params)))
+    if len(late):
+        key = "after_families"
+        extra = build_frame(w, late, text_free_accounts(w, np.unique(late.acct), key), key)
+        order = np.argsort(np.concatenate([b.ts, late.ts]), kind="stable")
+        b = concat([b, late]).take(order)
+        frame = pl.concat([frame, extra])[order]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.write_ndjson(out_dir / "events.jsonl")
