@@ -58,9 +58,9 @@ def select_rows(w: World, block: Block) -> Block:
     return b.take(np.argsort(b.ts, kind="stable"))
 
 
-def text_free_accounts(w: World, seen: I64) -> set[int]:
+def text_free_accounts(w: World, seen: I64, *stream: str) -> set[int]:
     """The accounts (a ``text_free_fraction`` of those seen) whose gateway ships only the SimHash."""
-    rng = w.rng("text_free")
+    rng = w.rng("text_free", *stream)
     k = round(w.params.text_free_fraction * seen.shape[0])
     return {int(x) for x in rng.choice(seen, size=k, replace=False)} if k else set()
 
@@ -118,9 +118,10 @@ def _null_if_negative(name: str) -> pl.Expr:
     return pl.when(pl.col(name) < 0).then(None).otherwise(pl.col(name)).alias(name)
 
 
-def build_frame(w: World, b: Block, text_free: set[int]) -> pl.DataFrame:
-    """The nested event frame, columns and struct fields in the contract's order."""
-    rng = w.rng("assemble")
+def build_frame(w: World, b: Block, text_free: set[int], *stream: str) -> pl.DataFrame:
+    """The nested event frame, columns and struct fields in the contract's order (``stream``: the
+    random stream's extra keys, for rows assembled apart from the others)."""
+    rng = w.rng("assemble", *stream)
     n = len(b)
     acct = b.acct
     accounts = w.accounts

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from detector.lab.simulate.assemble import build_frame, iso_ms, select_rows, text_free_accounts
 from detector.lab.simulate.block import Block, concat
 from detector.lab.simulate.campaigns import run_families
-from detector.lab.simulate.lookalikes import lookalike_blocks
+from detector.lab.simulate.lookalikes import after_families, lookalike_blocks
 from detector.lab.simulate.params import SimParams
 from detector.lab.simulate.personas import GENERATORS
 from detector.lab.simulate.prompts import PromptBank
@@ -97,8 +97,16 @@ def simulate(
     blocks += lookalike_blocks(w, params)
     blocks += run_families(w, params)
     b = select_rows(w, concat(blocks))
-    seen = np.unique(b.acct)
-    frame = build_frame(w, b, text_free_accounts(w, seen))
+    frame = build_frame(w, b, text_free_accounts(w, np.unique(b.acct)))
+    # look-alikes added later are assembled on streams of their own and merged by time (ties after
+    # the others): every other row keeps its bytes and its order
+    late = select_rows(w, concat(after_families(w, params)))
+    if len(late):
+        key = "after_families"
+        extra = build_frame(w, late, text_free_accounts(w, np.unique(late.acct), key), key)
+        order = np.argsort(np.concatenate([b.ts, late.ts]), kind="stable")
+        b = concat([b, late]).take(order)
+        frame = pl.concat([frame, extra])[order]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.write_ndjson(out_dir / "events.jsonl")

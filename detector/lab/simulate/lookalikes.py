@@ -20,7 +20,9 @@
 
 The tutoring backend, translation company and internal-tool team are in ``businesses.py``; the router's
 honest customers and the residential proxy network's honest users in ``intermediaries.py``; a popular
-coding agent's users through the router (``router_agent_users``, round 20) in ``router_agents.py``.
+coding agent's users through the router (``router_agent_users``, round 20) in ``router_agents.py``;
+one uncertainty SDK's users through the router (``router_sdk_defaults``, round 21) in ``router_sdk.py``,
+generated after the campaigns (``after_families``: no earlier id moves).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from detector.lab.simulate.hackathon import hackathon_cohort
 from detector.lab.simulate.intermediaries import residential_vpn, router_customers
 from detector.lab.simulate.params import PersonaParams, SimParams
 from detector.lab.simulate.router_agents import router_agent_users
+from detector.lab.simulate.router_sdk import router_sdk_defaults
 from detector.lab.simulate.workshop import remote_workshop
 from detector.lab.simulate.world import Account, World
 
@@ -161,3 +164,10 @@ def startup_build_team(w: World, p: PersonaParams) -> Block:
 def lookalike_blocks(w: World, params: SimParams) -> list[Block]:
     """The look-alikes that ``params`` switches on (``accounts > 0``)."""
     return [gen(w, params) for name, gen in LOOKALIKES.items() if getattr(params, name).accounts > 0]
+
+
+def after_families(w: World, params: SimParams) -> list[Block]:
+    """Look-alikes added after round 20, generated after the campaigns so that the ids drawn before
+    them (every other persona's and campaign's) stay as they were: one SDK's users through the router
+    (on with ``router_customers``)."""
+    return [router_sdk_defaults(w, params.router_customers)] if params.router_customers.accounts > 0 else []
