@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from detector.lab.simulate import clock, net
-from detector.lab.simulate.block import I64, Block, concat, empty_block, make_block
+from detector.lab.simulate.block import I64, Block, Bool, concat, empty_block, make_block
 from detector.lab.simulate.businesses import _system, rollout_created, tool_traffic
 from detector.lab.simulate.clock import DAY_MS, HOUR_MS
 from detector.lab.simulate.content import pick_langs
@@ -305,6 +305,20 @@ def residential_vpn(w: World, p: PersonaParams) -> Block:
 _UNCERTAINTY_SHARE = 0.02
 
 
+def sampling_app(
+    w: World, rng: np.random.Generator, countries: tuple[str, ...], persona: str, tz_east: float
+) -> tuple[int, int, I64, Bool]:
+    """An aged router seat's app that samples on part of its requests: the seat, its request count
+    (30-600 a day), their instants (a service's or an office's hours, UTC offset -8 to ``tz_east``) and
+    which requests sample (a share drawn in 5-60%); the uncertainty apps' and the SDK users' own."""
+    a = _aged_sub_account(w, rng, countries, persona)
+    rate = float(np.exp(rng.uniform(np.log(30.0), np.log(600.0))))
+    k = int(clock.counts(rng, np.array([rate * w.days]), minimum=1)[0])
+    profile = clock.SERVICE if rng.random() < 0.5 else clock.OFFICE
+    ts = clock.local_times(rng, k, w.start_ms, w.end_ms, float(rng.uniform(-8.0, tz_east)), profile)
+    return a, k, ts, rng.random(k) < rng.uniform(0.05, 0.6)
+
+
 def router_uncertainty(w: World, customers: int) -> Block:
     """A router customer's app that checks its answers' uncertainty: its own system prompt and questions
     around the clock, and on a share of them several samples with logprobs at a sampling temperature.
@@ -316,12 +330,7 @@ def router_uncertainty(w: World, customers: int) -> Block:
         return empty_block()
     blocks = []
     for i in range(max(1, round(customers * _UNCERTAINTY_SHARE))):
-        a = _aged_sub_account(w, rng, ("US", "GB", "DE", "FR", "IN"), "router_uncertainty")
-        rate = float(np.exp(rng.uniform(np.log(30.0), np.log(600.0))))
-        k = int(clock.counts(rng, np.array([rate * w.days]), minimum=1)[0])
-        profile = clock.SERVICE if rng.random() < 0.5 else clock.OFFICE
-        ts = clock.local_times(rng, k, w.start_ms, w.end_ms, float(rng.uniform(-8.0, 2.0)), profile)
-        sampled = rng.random(k) < rng.uniform(0.05, 0.6)
+        a, k, ts, sampled = sampling_app(w, rng, ("US", "GB", "DE", "FR", "IN"), "router_uncertainty", 2.0)
         top = int(rng.choice([0, 1, 5, 20]))
         wanted = int(rng.choice([128, 256, 512, 1024]))
         blocks.append(

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.lab.simulate import clock
 from detector.lab.simulate.block import Block, concat, empty_block, make_block
-from detector.lab.simulate.intermediaries import _aged_sub_account
+from detector.lab.simulate.intermediaries import sampling_app
 from detector.lab.simulate.params import PersonaParams
 from detector.lab.simulate.world import World
 
+#: Where the SDK's users are.
+_COUNTRIES = ("US", "GB", "DE", "FR", "IN", "JP", "BR")
 #: The SDK's users as a share of the router's customers (drawn per draw between these).
 _SHARE = (0.05, 0.15)
 #: The SDK's default ``top_logprobs`` (one per draw) and its default ``n`` when it samples several.
@@ -56,12 +57,7 @@ def router_sdk_defaults(w: World, p: PersonaParams) -> Block:
     users = max(2, round(customers * rng.uniform(*_SHARE)))
     blocks = []
     for _ in range(users):
-        a = _aged_sub_account(w, rng, ("US", "GB", "DE", "FR", "IN", "JP", "BR"), "router_sdk_defaults")
-        rate = float(np.exp(rng.uniform(np.log(30.0), np.log(600.0))))
-        k = int(clock.counts(rng, np.array([rate * w.days]), minimum=1)[0])
-        profile = clock.SERVICE if rng.random() < 0.5 else clock.OFFICE
-        ts = clock.local_times(rng, k, w.start_ms, w.end_ms, float(rng.uniform(-8.0, 9.0)), profile)
-        sampled = rng.random(k) < rng.uniform(0.05, 0.6)
+        a, k, ts, sampled = sampling_app(w, rng, _COUNTRIES, "router_sdk_defaults", 9.0)
         wanted = int(rng.choice([128, 256, 512, 1024]))
         own_temperature = float(rng.choice([0.0, 0.2, 0.3, 0.7]))
         blocks.append(
