@@ -158,8 +158,7 @@ class AgedSeats:
             assert isinstance(tick, datetime)
             then, keys = ctx.population(timeline, tick)
             slots = keys.filter(pl.col("family").is_in(_SLOT_FAMILIES))  # what ``seat_keys`` reads of it
-            own = ctx.own(tick, pts.select("account_id"), slots)
-            own = seat_keys(own, reseller_orgs(own, accounts), accounts).filter(pl.col("family") == "signup")
+            own = _own_slots(ctx, tick, pts, slots)
             sub = ctx.subaccounts(then, keys)
             held = seat_keys(slots, sub, accounts).filter(pl.col("family") == "signup")
             held = held.join(own.select("key").unique(), on="key", how="semi")
@@ -172,9 +171,7 @@ class AgedSeats:
         groups = slot_groups(self.state, held, accounts, self.long, self.s)
         own = pl.concat(owns).select("tick_end", "account_id", "key")
         point = ["tick_end", "account_id"]
-        mine = groups.explode("account_id").join(own, on=[*point, "key"])
-        # a seat in two groups (two kinds) is named by the larger, then the kind's name
-        mine = mine.sort("seats", "kind", descending=[True, False]).unique(point, keep="first")
+        mine = _largest(groups.explode("account_id").join(own, on=[*point, "key"]), point)
         return (
             points.join(mine, on=point)
             .sort("tick_end", maintain_order=True)
@@ -201,8 +198,7 @@ class AgedSeats:
                 keys, groups = pl.DataFrame(), contexts[tick].aged_slots
             if groups is None or groups.height == 0:
                 continue
-            own = ctx.own(tick, pts.select("account_id"), keys)  # at its tick (``KeyTimeline.at_points``)
-            own = seat_keys(own, reseller_orgs(own, accounts), accounts).filter(pl.col("family") == "signup")
+            own = _own_slots(ctx, tick, pts, keys)  # at its tick (``KeyTimeline.at_points``)
             at = pl.lit(tick, UTC_US).alias("tick_end")
             owns.append(own.select(at, "account_id", pl.col("key").alias("slot")))
             found.append(groups.with_columns(at))
@@ -214,14 +210,21 @@ class AgedSeats:
             )
             for k, (_, f) in _KINDS.items()
         )
-        mine = (
-            carried.join(pl.concat(owns), on=["tick_end", "account_id"])
-            .join(pl.concat(found), on=["tick_end", "slot", "kind"])
-            .sort("seats", "kind", descending=[True, False])
-            .unique("_point", keep="first")  # the larger group, then the kind's name
-            .sort("tick_end", "_point")
-        )
+        mine = carried.join(pl.concat(owns), on=["tick_end", "account_id"])
+        mine = _largest(mine.join(pl.concat(found), on=["tick_end", "slot", "kind"]), ["_point"])
+        mine = mine.sort("tick_end", "_point")
         return mine.select("_point", "kind", "seats", "hits", "requests", _half_hour("slot").alias("slot"))
+
+
+def _own_slots(ctx: RoomContext, tick: datetime, pts: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """The sign-up slot keys the points' own accounts hold at ``tick``."""
+    own = ctx.own(tick, pts.select("account_id"), keys)
+    return seat_keys(own, reseller_orgs(own, ctx.accounts), ctx.accounts).filter(pl.col("family") == "signup")
+
+
+def _largest(mine: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """One row per ``by``: a seat in two groups (two kinds) is named by the larger, then the kind's name."""
+    return mine.sort("seats", "kind", descending=[True, False]).unique(by, keep="first")
 
 
 def aged_slots(
