@@ -121,9 +121,11 @@ def replay(
     batch_dups = 0
     latest: dict[str, str] = {}  # alert_id -> severity of its latest revision
     bound = engine.settings.windows.allowed_lateness if lateness is None else lateness
-    if inflight_bytes is None:
-        inflight_bytes = int(engine.settings.replay_inflight_mb * (1 << 20))
-    gate = ReadAhead(inflight_bytes)
+    gate = (
+        ReadAhead.of(engine.settings.replay_inflight_mb)
+        if inflight_bytes is None
+        else ReadAhead(inflight_bytes)
+    )
 
     def take(chunk: Chunk) -> pl.DataFrame:
         """Count a decoded chunk, write its rejects, return its enriched events."""
@@ -193,6 +195,11 @@ class ReadAhead:
         self.held = 0
         self.peak = 0
         self._cond = threading.Condition()
+
+    @classmethod
+    def of(cls, mb: float) -> ReadAhead:
+        """A gate of ``mb`` MB (``EngineSettings.replay_inflight_mb``)."""
+        return cls(int(mb * (1 << 20)))
 
     def add(self, nbytes: int) -> None:
         with self._cond:
