@@ -250,6 +250,12 @@ class EngineSettings(BaseSettings):
     #: to the system (``detector.memory``; the alerts are the same bytes either way). Off: the pool keeps
     #: them for its next allocations, as before round 20 (docs/benchmarks.md, "Round 20").
     release_memory: bool = True
+    #: Replay's read-ahead, in MB of decoded input (polars ``estimated_size``): the reader decodes the
+    #: next piece (``PIECE_ROWS`` events) only while the frames it has released and the engine has not
+    #: finished weigh at most this, so at most this plus one release is in flight, whatever the rate.
+    #: The merge's reorder buffer (``allowed_lateness`` of events) is not counted: it is the ordering
+    #: guarantee. The alerts are the same bytes at any value (docs/benchmarks.md, "Round 22").
+    replay_inflight_mb: float = Field(default=64.0, gt=0, allow_inf_nan=False)
     #: The deployment's secret key on the prompt text's hash (``text_fp``), at least 16 bytes, or a file
     #: holding it (the variable wins). Unset: ``text_fp`` is the public hash, as before round 13. Set, a
     #: checkpoint holder cannot confirm a guessed prompt against the sheet and opener samples, and a farm

@@ -107,8 +107,7 @@ def test_streaming_merge_of_time_ordered_files_matches_the_single_file(
 
     ref = tmp_path / "ref.jsonl"
     replay([sim_dir / "events.jsonl"], build_engine(ROOT / "rules"), ref)
-    monkeypatch.setattr(rp, "STREAM_ROWS", 1_000)  # many chunks: many frontier releases
-    monkeypatch.setattr(rp, "PIECE_ROWS", 300)  # each decoded in pieces, joined into chunks
+    monkeypatch.setattr(rp, "PIECE_ROWS", 300)  # many pieces: many frontier releases
     merged = tmp_path / "merged.jsonl"
     s = replay(parts, build_engine(ROOT / "rules"), merged, lateness=timedelta(0))
     assert s.events == events.height and s.late == 0

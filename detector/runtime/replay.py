@@ -3,10 +3,12 @@
 Each file is decoded and enriched chunk by chunk (prompt text is gone before anything is kept) and
 the engine consumes the events in event-time order, in slices. A reader thread decodes and enriches
 chunks and merges the files through the daemon's ``EventTimeMerge`` (each file a partition), while the
-engine works on the previous release. The merge is a **reorder buffer bounded by event time**: it
+engine works on the previous release. The reader decodes a piece only while the released frames the
+engine has not finished weigh at most ``EngineSettings.replay_inflight_mb`` (polars ``estimated_size``):
+a read-ahead bounded in bytes, not in rows. The merge is a **reorder buffer bounded by event time**: it
 releases an event once every file still being read has reached a time later than the event by more
 than the bound (``lateness``; default the engine's ``allowed_lateness``). Memory holds the bound's worth
-of events plus a few chunks, whatever the input's size, so a month of gateway logs (nearly in time
+of events plus that read-ahead, whatever the input's size, so a month of gateway logs (nearly in time
 order, in any format) replays on one machine.
 
 Released slices are sorted by (ts, request_id), and the engine's output does not depend on how its
@@ -48,13 +50,11 @@ from detector.window.eventtime import rejects
 EXIT_REJECTED_INPUTS = 5
 #: Most events handed to the engine per call (the engine closes ticks by event time, not by slice).
 SLICE_ROWS = 50_000
-#: Rows per Parquet chunk (smaller chunks cost the engine more calls: 20,000 was 20% slower end to end
-#: than a global sort on a 1-day file, 100,000 the same speed).
-STREAM_ROWS = 100_000
-#: Rows decoded and enriched at a time; enriched pieces (prompt text gone) are joined into chunks of
-#: ``STREAM_ROWS``. Decoding holds every prompt of its rows: 100,000 at once peaked at 1,041 MB with
-#: the engine idle on a 964,000-event tile, 25,000 at 596 MB, for the same engine calls and alerts
-#: (docs/benchmarks.md, Scale).
+#: Rows of Parquet decoded and enriched at a time, each piece handed to the merge on its own (prompt
+#: text gone). Decoding holds every prompt of its rows: 100,000 at once peaked at 1,041 MB with the
+#: engine idle on a 964,000-event tile, 25,000 at 596 MB, for the same alerts (docs/benchmarks.md,
+#: Scale). Until round 22 pieces were joined into chunks of 100,000 before the merge, and two such
+#: chunks queued: ~510,000 events in flight on a busy day; the byte bound replaced both.
 PIECE_ROWS = 25_000
 #: Bytes read from the head of a file to learn the earliest time it starts with.
 HEAD_BYTES = 1 << 20
@@ -81,6 +81,9 @@ class ReplaySummary:
     #: Events older than a tick the engine had closed (out of order by more than the bound), counted
     #: and folded into the current tick as the daemon does.
     late: int = 0
+    #: The most bytes (``estimated_size``) of released frames the engine had not finished at one time:
+    #: at most the read-ahead bound plus one release (``replay_inflight_mb``; the reorder buffer apart).
+    inflight_peak: int = 0
 
 
 def replay(
@@ -94,6 +97,7 @@ def replay(
     decider: DecisionBook | None = None,
     decisions_out: Path | None = None,
     lateness: timedelta | None = None,
+    inflight_bytes: int | None = None,
 ) -> ReplaySummary:
     """Run the engine over ``paths``; write alerts (and rejects) as JSON Lines; return the summary.
 
@@ -103,6 +107,7 @@ def replay(
     its ticks.
     ``lateness``: the reorder bound (how far out of time order the input may be and still be replayed
     as if sorted); ``None``: the engine's ``windows.allowed_lateness``.
+    ``inflight_bytes``: the read-ahead bound; ``None``: the engine's ``replay_inflight_mb``.
     """
     summary = ReplaySummary()
     out = outputs or Outputs()
@@ -116,6 +121,11 @@ def replay(
     batch_dups = 0
     latest: dict[str, str] = {}  # alert_id -> severity of its latest revision
     bound = engine.settings.windows.allowed_lateness if lateness is None else lateness
+    gate = (
+        ReadAhead.of(engine.settings.replay_inflight_mb)
+        if inflight_bytes is None
+        else ReadAhead(inflight_bytes)
+    )
 
     def take(chunk: Chunk) -> pl.DataFrame:
         """Count a decoded chunk, write its rejects, return its enriched events."""
@@ -152,11 +162,12 @@ def replay(
                 decide(decider.advance(engine.closed_through))
 
     try:
-        parts = _streamed(paths, take, bound)
+        parts = _streamed(paths, take, bound, gate)
         with contextlib.closing(parts):  # an engine error stops the reader thread at once
             for part in parts:
                 for start in range(0, part.height, SLICE_ROWS):
                     emit(engine.process(part.slice(start, SLICE_ROWS), enriched=True))
+                del part  # not alive while the next one is awaited (the gate no longer counts it)
         emit(engine.flush())
         out.flush()
     finally:
@@ -164,26 +175,56 @@ def replay(
     summary.events = engine.stats.events
     summary.duplicates = batch_dups + engine.stats.duplicates
     summary.late = engine.stats.late
+    summary.inflight_peak = gate.peak
     summary.episodes = Counter(latest.values())
     return summary
 
 
+class ReadAhead:
+    """The bytes of released frames that the engine has not finished, and a wait for room under a bound.
+
+    The reader ``wait``s before decoding each piece and ``add``s each frame it releases; the engine's side
+    ``done``s a frame once every slice of it is processed. A frame is added after a wait that found at
+    most ``limit`` in flight, so at most ``limit`` plus one release is ever in flight (``peak``); a limit
+    under one frame means one frame at a time. The engine never waits on the reader's bound: when its
+    queue is empty nothing is in flight, so the reader always has room.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    @classmethod
+    def of(cls, mb: float) -> ReadAhead:
+        """A gate of ``mb`` MB (``EngineSettings.replay_inflight_mb``)."""
+        return cls(int(mb * (1 << 20)))
+
+    def add(self, nbytes: int) -> None:
+        with self._cond:
+            self.held += nbytes
+            self.peak = max(self.peak, self.held)
+
+    def done(self, nbytes: int) -> None:
+        with self._cond:
+            self.held -= nbytes
+            self._cond.notify_all()
+
+    def wait(self, stop: threading.Event) -> None:
+        """Return once at most ``limit`` bytes are in flight (or ``stop`` is set)."""
+        with self._cond:
+            while self.held > self.limit and not stop.is_set():
+                self._cond.wait(0.1)
+
+
 def _enriched(path: Path, take: Callable[[Chunk], pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    """A file's enriched events (``take``), chunk by chunk. Parquet comes in frames of at least
-    ``STREAM_ROWS`` rows (the last: the rest), each decoded and enriched ``PIECE_ROWS`` at a time."""
+    """A file's enriched events (``take``), piece by piece: Parquet ``PIECE_ROWS`` rows at a time,
+    JSON Lines ``STREAM_BYTES`` at a time."""
     if path.suffix != ".parquet":
         yield from (take(chunk) for chunk in iter_jsonl(path, STREAM_BYTES))
         return
-    held: list[pl.DataFrame] = []
-    for chunk in iter_parquet(path, PIECE_ROWS):
-        events = take(chunk)
-        if events.height:
-            held.append(events)
-        if sum(h.height for h in held) >= STREAM_ROWS:
-            yield pl.concat(held, how="vertical_relaxed")
-            held = []
-    if held:
-        yield pl.concat(held, how="vertical_relaxed")
+    yield from (take(chunk) for chunk in iter_parquet(path, PIECE_ROWS))
 
 
 def _starts_at(path: Path) -> datetime | None:
@@ -208,24 +249,20 @@ def _starts_at(path: Path) -> datetime | None:
 
 
 def _streamed(
-    paths: list[Path], take: Callable[[Chunk], pl.DataFrame], lateness: timedelta
+    paths: list[Path], take: Callable[[Chunk], pl.DataFrame], lateness: timedelta, gate: ReadAhead
 ) -> Generator[pl.DataFrame]:
     """Files merged on a reader thread, through a reorder buffer ``lateness`` deep; yields released
-    slices as they are ready.
+    frames as they are ready, the reader staying at most ``gate``'s bytes ahead of the engine.
 
     The merge is the daemon's (``EventTimeMerge``): each file is a partition, and a file read to its end
     is caught up (its high-water mark is known) and so holds nothing back.
     """
-    out: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue(maxsize=2)
+    # unbounded in frames: the gate bounds it in bytes
+    out: queue.Queue[tuple[pl.DataFrame, int] | BaseException | None] = queue.Queue()
     stop = threading.Event()
 
-    def put(item: pl.DataFrame | BaseException | None) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def put(item: tuple[pl.DataFrame, int] | BaseException | None) -> None:
+        out.put(item)
 
     def read() -> None:
         try:
@@ -240,15 +277,22 @@ def _streamed(
             while readers and not stop.is_set():
                 # read from the file that is furthest behind, so the merge watermark keeps moving
                 i = min(readers, key=lambda j: (merge.newest.get(j, EPOCH), j))
+                gate.wait(stop)
+                if stop.is_set():
+                    break
                 events = next(readers[i], None)
                 if events is None:
                     del readers[i]
                     highwater[i] = merge.next_offset[i]
                 else:
                     merge.add(events, {i: merge.next_offset[i] + 1}, part=i)
+                del events  # the merge holds it until released (a filtered copy then)
                 ready = merge.release(highwater)
                 if ready is not None:
-                    put(ready)
+                    nbytes = int(ready.estimated_size())
+                    gate.add(nbytes)
+                    put((ready, nbytes))
+                del ready  # the engine's now: counted in flight until it is done with it
             put(None)
         except BaseException as exc:  # handed to the engine thread, which raises it
             put(exc)
@@ -259,7 +303,11 @@ def _streamed(
         while (item := out.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            frame, nbytes = item
+            del item
+            yield frame
+            del frame  # the engine is done with it (it asks for the next)
+            gate.done(nbytes)
     finally:
         stop.set()
         thread.join()

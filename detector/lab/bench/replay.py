@@ -80,7 +80,7 @@ def reader_only(path: Path) -> Callable[[], int]:
     """Replay's reader thread, drained with no engine: its pieces, time guard, enrichment and reorder
     buffer (the decode + enrich row reads the file in larger chunks and screens nothing)."""
     from detector.app import build_engine
-    from detector.runtime.replay import _streamed
+    from detector.runtime.replay import ReadAhead, _streamed
 
     guard = build_engine()
 
@@ -88,7 +88,8 @@ def reader_only(path: Path) -> Callable[[], int]:
         events, _ = guard.time_guard.screen(chunk.batch.events, key=str(chunk.path))
         return guard.enrich(events) if events.height else events
 
-    return lambda: sum(p.height for p in _streamed([path], take, guard.settings.windows.allowed_lateness))
+    lateness, mb = guard.settings.windows.allowed_lateness, guard.settings.replay_inflight_mb
+    return lambda: sum(p.height for p in _streamed([path], take, lateness, ReadAhead.of(mb)))
 
 
 def engine_only(events: pl.DataFrame) -> Callable[[], int]:
