@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_evidence import _frame, _verdict
+from test_evidence import FARM, _frame, _verdict
 
 from detector.app import build_engine
 from detector.detect.evidence import add_axes
@@ -29,26 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 #: A bought aged farm outside any router as round 22's diagnosis found it (forced-bought draw 956's
 #: cot_hydra): 24 accounts of 24 orgs and cards, verified, opened over years, sharing a private system
 #: prompt, a template and a client build, in scheduler waves, its reasoning diluted under every share.
-BOUGHT: dict[str, Any] = {
+BOUGHT: dict[str, Any] = FARM | {
     "accounts": 24,
     "active_accounts_24h": 24,
     "payers": 24,
-    "payer_share": 1.0,
     "orgs": 24,
     "new_account_share": 0.17,
     "verified_share": 1.0,
     "median_account_age_days": 380.0,
     "requests_24h": 2189,
-    "requests_per_account_24h": 91.0,
-    "active_hours_24h": 24,
     "synchrony_24h": 0.8,
-    "template_top_share_24h": 0.3,
-    "shares_sysprompt": True,
-    "shares_template": True,
     "shares_client": True,
+    "shares_signup": False,
+    "signup_burst_share": 0.0,
     "rare_artefact_families": 3,
-    "network_keys_per_account": 1.2,
-    "link_families": 3,
 }
 #: The same group sending when each person works (a team on its tool through personal accounts).
 TEAM = BOUGHT | {"synchrony_24h": 0.1, "active_hours_24h": 10}

@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import orjson
 import polars as pl
 import pytest
+from test_router_sdk import added_after_every_other_account
 
-import detector.lab.simulate.core as core
-from detector.lab.simulate import SimParams, simulate
+from detector.lab.simulate import SimParams
 from detector.lab.simulate.clock import DAY_MS
 from detector.lab.simulate.params import LOOKALIKE_SIZES
 from detector.lab.simulate.personal_team import AGE_DAYS, personal_tool_team
@@ -63,18 +62,4 @@ def test_the_team_is_added_after_every_other_account(tmp_path: Path, monkeypatch
     """A day with the campaigns, with the team and without it: every other account and campaign keeps
     its id, persona and sign-up, and every other event its bytes."""
     params = PARAMS.model_copy(update={"personal_tool_team": TEAM})
-    simulate(tmp_path / "with", 0.25, 11, 0.2, params=params)
-    monkeypatch.setattr(core, "after_families", lambda w, p: [])
-    simulate(tmp_path / "without", 0.25, 11, 0.2, params=params)
-    with_ = orjson.loads((tmp_path / "with" / "labels.json").read_bytes())
-    without = orjson.loads((tmp_path / "without" / "labels.json").read_bytes())
-    team = {a for a, v in with_["accounts"].items() if v["persona"] == "personal_tool_team"}
-    assert team and without["campaigns"] and with_["campaigns"] == without["campaigns"]
-    others = {a: v for a, v in with_["accounts"].items() if a not in team}
-    assert {a: v["created_at"] for a, v in others.items()} == {
-        a: v["created_at"] for a, v in without["accounts"].items()
-    }
-    rows = pl.read_parquet(tmp_path / "with" / "events.parquet")
-    assert rows.filter(pl.col("account_id").is_in(sorted(team))).height > 0
-    kept = rows.filter(~pl.col("account_id").is_in(sorted(team)))
-    assert kept.equals(pl.read_parquet(tmp_path / "without" / "events.parquet"))
+    added_after_every_other_account(tmp_path, monkeypatch, params, "personal_tool_team")

@@ -70,20 +70,28 @@ def test_the_sdk_users_are_added_after_every_other_account(
     """A day with the router's customers and the campaigns, with the persona and without it: every
     other account and campaign keeps its id, persona and sign-up, and every other event its bytes."""
     params = PARAMS.model_copy(update={"router_customers": CUSTOMERS})
+    added_after_every_other_account(tmp_path, monkeypatch, params, "router_sdk_defaults")
+
+
+def added_after_every_other_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: SimParams, persona: str
+) -> None:
+    """A day of ``params`` with ``persona`` (one of ``core.after_families``) and without it: the same
+    campaigns, every other account's id and sign-up, every other row's bytes in the same order."""
     simulate(tmp_path / "with", 0.25, 11, 0.2, params=params)
     monkeypatch.setattr(core, "after_families", lambda w, p: [])
     simulate(tmp_path / "without", 0.25, 11, 0.2, params=params)
     with_ = orjson.loads((tmp_path / "with" / "labels.json").read_bytes())
     without = orjson.loads((tmp_path / "without" / "labels.json").read_bytes())
-    sdk = {a for a, v in with_["accounts"].items() if v["persona"] == "router_sdk_defaults"}
-    assert sdk and without["campaigns"] and with_["campaigns"] == without["campaigns"]
-    others = {a: v for a, v in with_["accounts"].items() if a not in sdk}
+    added = {a for a, v in with_["accounts"].items() if v["persona"] == persona}
+    assert added and without["campaigns"] and with_["campaigns"] == without["campaigns"]
+    others = {a: v for a, v in with_["accounts"].items() if a not in added}
     assert {a: v["created_at"] for a, v in others.items()} == {
         a: v["created_at"] for a, v in without["accounts"].items()
     }
     # every other row keeps its bytes and its order (assembled apart, merged by time)
     rows = pl.read_parquet(tmp_path / "with" / "events.parquet")
-    assert rows.filter(pl.col("account_id").is_in(sorted(sdk))).height > 0
+    assert rows.filter(pl.col("account_id").is_in(sorted(added))).height > 0
     assert rows["ts"].is_sorted()
-    kept = rows.filter(~pl.col("account_id").is_in(sorted(sdk)))
+    kept = rows.filter(~pl.col("account_id").is_in(sorted(added)))
     assert kept.equals(pl.read_parquet(tmp_path / "without" / "events.parquet"))
