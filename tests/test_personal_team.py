@@ -13,32 +13,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from test_router_sdk import added_after_every_other_account
+from test_router_sdk import added_after_every_other_account, persona_block
 
 from detector.lab.simulate import SimParams
 from detector.lab.simulate.clock import DAY_MS
 from detector.lab.simulate.params import LOOKALIKE_SIZES
 from detector.lab.simulate.personal_team import AGE_DAYS, personal_tool_team
-from detector.lab.simulate.prompts import PromptBank
-from detector.lab.simulate.world import World
 
 PARAMS = SimParams()
 TEAM = PARAMS.personal_tool_team.model_copy(update={"accounts": 13})
 
 
-def _team(seed: int) -> tuple[World, dict[str, np.ndarray]]:
-    w = World(seed, PARAMS, PromptBank.load(), 1.0, 1.85)
-    b = personal_tool_team(w, TEAM)
-    cols = ("acct", "n", "logprobs", "sys_hash", "ts", "text")
-    return w, {c: np.asarray(getattr(b, c)) for c in cols}
-
-
 @pytest.mark.parametrize("seed", [952, 953, 954])
 def test_the_team_shares_its_tools_prompt_on_unrelated_aged_accounts(seed: int) -> None:
-    w, b = _team(seed)
-    _, again = _team(seed)
-    for col, values in b.items():
-        assert np.array_equal(values, again[col]), col  # deterministic per draw
+    cols = ("acct", "n", "logprobs", "sys_hash", "ts", "text")
+    w, b = persona_block(seed, lambda w: personal_tool_team(w, TEAM), cols)  # deterministic per draw
     members = [w.accounts[int(a)] for a in np.unique(b["acct"])]
     assert len(members) >= 6
     assert {m.persona for m in members} == {"personal_tool_team"}
