@@ -1,10 +1,13 @@
-"""Issue 17, round 22: a group in scheduler waves is a farm's, however old and verified its accounts
-(``provenance.dispatched``, read by the freshness gate ``farm_accounts``).
+"""Issue 17, round 22: with ``evidence.farm_waves`` on (off by default), a group outside a router tenant
+in scheduler waves is a farm's, however old and verified its accounts (``provenance.dispatched``, read
+by the freshness gate ``farm_accounts``).
 
 An attacker who buys aged, verified accounts one by one leaves no sign-up burst, batch or cohort and no
 card across orgs: the freshness gate read such a group as a tool's users whatever they shared. What one
 dispatcher cannot hide is that it drives the accounts together (scheduler waves); a team on its tool
-through personal accounts (``lab/simulate/personal_team``) sends when each person works.
+through personal accounts (``lab/simulate/personal_team``) sends when each person works. Off by
+default: a product dispatching its users' jobs on their own keys is the honest look-alike still missing
+(``test_evidence.test_many_verified_orgs_created_together_earn_no_cluster_trust`` spares such users).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from detector.detect.evidence import add_axes
 from detector.detect.provenance import farm_accounts
 from detector.engine import Engine
 from detector.evidence_settings import EvidenceSettings
+from detector.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,14 +52,17 @@ BOUGHT: dict[str, Any] = FARM | {
 TEAM = BOUGHT | {"synchrony_24h": 0.1, "active_hours_24h": 10}
 
 
+ON = EvidenceSettings(farm_waves=True)
+
+
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return build_engine(ROOT / "rules")
+    return build_engine(ROOT / "rules", settings=EngineSettings(evidence=ON))
 
 
 def test_a_bought_group_in_waves_is_a_farm_and_a_team_is_not(engine: Engine) -> None:
-    """Fails on `main`: the gate read 24 verified aged accounts of 24 orgs as a tool's users, waves or
-    not, so no farm rule fired and the group stayed a low lead."""
+    """With the setting on. Fails on `main`: the gate read 24 verified aged accounts of 24 orgs as a
+    tool's users, waves or not, so no farm rule fired and the group stayed a low lead."""
     s = engine.settings.evidence
     farm = add_axes(_frame_of(BOUGHT), "cluster", s)
     team = add_axes(_frame_of(TEAM), "cluster", s)
@@ -68,9 +75,19 @@ def test_a_bought_group_in_waves_is_a_farm_and_a_team_is_not(engine: Engine) -> 
     assert _verdict(engine, "cluster", **TEAM)[0] in ("none", "low")
 
 
-def test_the_setting_turns_it_off(engine: Engine) -> None:
-    off = EvidenceSettings(farm_waves=False)
-    assert add_axes(_frame_of(BOUGHT), "cluster", off)["farm_accounts"].to_list() == [False]
+def test_off_by_default() -> None:
+    assert add_axes(_frame_of(BOUGHT), "cluster", EvidenceSettings())["farm_accounts"].to_list() == [False]
+
+
+def test_inside_a_router_tenant_the_waves_do_not_open_the_gate(engine: Engine) -> None:
+    """A tenant's group of seats opened over months (``tenant_customers``) stays its customers' on the
+    freshness gate in waves too: ``tenant_explains`` reads its waves already."""
+    s = engine.settings.evidence
+    seats = BOUGHT | {"tenant_share": 1.0, "verified_share": 0.0, "signup_iqr_hours": 24.0 * 300}
+    assert add_axes(_frame_of(seats), "cluster", s)["farm_accounts"].to_list() == [False]
+    assert add_axes(_frame_of(seats | {"tenant_share": 0.0}), "cluster", s)["farm_accounts"].to_list() == [
+        True
+    ]
 
 
 def _frame_of(features: dict[str, Any]) -> pl.DataFrame:
@@ -88,7 +105,7 @@ def test_waves_only_ever_open_the_gate(
 ) -> None:
     """The gate with waves is the gate without them, or'd with the waves: waves never shut it, and
     under the synchrony bar (or unknown) nothing moves."""
-    s, off = EvidenceSettings(), EvidenceSettings(farm_waves=False)
+    s, off = ON, EvidenceSettings()
     row = pl.DataFrame(
         {
             "synchrony_24h": [synchrony],
@@ -103,4 +120,4 @@ def test_waves_only_ever_open_the_gate(
     with_waves = row.select(farm_accounts(s))[0, 0]
     without = row.select(farm_accounts(off))[0, 0]
     waves = synchrony is not None and synchrony >= s.scheduler_synchrony
-    assert with_waves == (without or waves)
+    assert with_waves == (without or waves)  # outside a tenant (``tenant_share`` 0)

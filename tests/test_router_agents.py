@@ -90,7 +90,7 @@ def test_the_gate_reads_the_tenant_and_the_spread_of_sign_ups() -> None:
         ({"tenant_share": 0.0}, True),
         ({"bulk_provisioned": True}, True),
         ({"signup_iqr_hours": None}, True),
-        ({"synchrony_24h": 0.9}, True),  # one dispatcher's waves (round 22, test_dispatched)
+        ({"synchrony_24h": 0.9}, False),  # waves: not read inside a tenant (round 22, test_dispatched)
     ]
     frame = pl.DataFrame([base | change for change, _ in cases], infer_schema_length=None)
     got = frame.select(provenance.farm_accounts(EvidenceSettings()).alias("farm"))["farm"].to_list()

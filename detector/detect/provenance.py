@@ -33,8 +33,8 @@ def farm_accounts(s: EvidenceSettings) -> pl.Expr:
     accounts could be a farm's, nearly all new (``farm_new_member_share``), mostly unverified
     (``farm_verified_member_share``; not read for a router tenant's seats opened over months,
     ``tenant_customers``), bulk-provisioned (a batch, a cohort, cards across orgs) or driven by one
-    dispatcher (``dispatched``). Established verified accounts opened over years are a tool's users,
-    whatever they share, as long as each sends when its person works. Each part unknown is false, as
+    dispatcher (``dispatched``, off by default: setting ``evidence.farm_waves``). Established verified
+    accounts opened over years are a tool's users, whatever they share. Each part unknown is false, as
     the rules' clause read it (a null never fired)."""
     new = (_share("new_account_share") >= s.farm_new_member_share).fill_null(False)
     unverified = (_share("verified_share") < s.farm_verified_member_share).fill_null(False)
@@ -43,13 +43,16 @@ def farm_accounts(s: EvidenceSettings) -> pl.Expr:
 
 
 def dispatched(s: EvidenceSettings) -> pl.Expr:
-    """A group in scheduler waves (``coordination.scheduler_waves``) is a farm's whatever its accounts'
-    age and verification (setting ``evidence.farm_waves``): one operator's dispatcher load-balancing
-    over accounts it bought one by one, aged and verified, over months (issue 17, round 22: the bought
-    seats left no sign-up burst or batch to read, only the waves). A team on its tool through personal
-    accounts (``lab/simulate/personal_team``), a router's customers, a popular agent's users each send
-    when their person works; ``tenant_explains`` already reads waves as no customer's team."""
-    return scheduler_waves(s) & pl.lit(s.farm_waves)
+    """A group outside any router tenant in scheduler waves (``coordination.scheduler_waves``) is a
+    farm's whatever its accounts' age and verification, with setting ``evidence.farm_waves`` on (off by
+    default: a product dispatching its users' jobs on their own keys is its look-alike, not yet in the
+    lab): one operator's dispatcher load-balancing over accounts it bought one by one, aged and
+    verified, over months (issue 17, round 22: the bought seats left no sign-up burst or batch to read,
+    only the waves). A team on its tool through personal accounts (``lab/simulate/personal_team``)
+    sends when each person works. Not read inside a tenant: there ``tenant_explains`` already reads
+    waves as no customer's team, and a popular agent's users came within 0.06 of the waves' bar on
+    round 22's draws, so ``tenant_customers`` stays their second guard."""
+    return scheduler_waves(s) & ~in_tenant(s) & pl.lit(s.farm_waves)
 
 
 def in_tenant(s: EvidenceSettings) -> pl.Expr:
