@@ -97,6 +97,12 @@ class EvidenceSettings(BaseModel):
     #: count as unverified), or they were provisioned in bulk (``bulk_provisioned``). Equal to
     #: ``trusted_member_share`` today but the farm's bar, not the trust a customer earns.
     farm_verified_member_share: float = Field(default=0.5, gt=0, le=1)
+    #: ... or, with this on, they send in scheduler waves outside a router tenant
+    #: (``provenance.dispatched``): accounts one dispatcher drives are a farm's however old and verified
+    #: (issue 17, round 22: bought aged seats; docs/detection.md, "Round 22"). Off by default: a product
+    #: that dispatches its users' jobs on their own keys from one scheduler is its honest look-alike, not
+    #: yet in the lab, and "established users of one product in waves" is spared today on purpose.
+    farm_waves: bool = False
     #: A course's exercise sheet (``window/sheets.py``, issue 17, round 10): a text is a sheet's when at
     #: least this many accounts send it as an extraction request in 24 h (the room's bar: a sheet is
     #: handed to a class; a farm drawing from a problem bank repeats a text across five seats' samples

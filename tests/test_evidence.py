@@ -562,7 +562,8 @@ def _fresh_frame(new_bar: float, verified_bar: float) -> pl.DataFrame:
     }
     # outside a router tenant: its seats opened over months are round 20's (``test_router_agents``)
     no_tenant = {"tenant_share": pl.lit(0.0), "signup_iqr_hours": pl.lit(None, pl.Float64)}
-    return pl.DataFrame(list(rows), schema=schema, orient="row").with_columns(**no_tenant)
+    no_waves = {"synchrony_24h": pl.lit(None, pl.Float64)}  # round 22's waves: test_dispatched
+    return pl.DataFrame(list(rows), schema=schema, orient="row").with_columns(**no_tenant, **no_waves)
 
 
 @pytest.mark.parametrize("bars", [(0.8, 0.5), (0.6, 0.3)])

@@ -81,6 +81,7 @@ def test_the_gate_reads_the_tenant_and_the_spread_of_sign_ups() -> None:
         "new_account_share": 0.1,
         "verified_share": 0.0,
         "bulk_provisioned": False,
+        "synchrony_24h": 0.0,
     }
     cases = [
         ({}, False),
@@ -89,6 +90,7 @@ def test_the_gate_reads_the_tenant_and_the_spread_of_sign_ups() -> None:
         ({"tenant_share": 0.0}, True),
         ({"bulk_provisioned": True}, True),
         ({"signup_iqr_hours": None}, True),
+        ({"synchrony_24h": 0.9}, False),  # waves: not read inside a tenant (round 22, test_dispatched)
     ]
     frame = pl.DataFrame([base | change for change, _ in cases], infer_schema_length=None)
     got = frame.select(provenance.farm_accounts(EvidenceSettings()).alias("farm"))["farm"].to_list()
@@ -144,6 +146,7 @@ def _gate(created_days: list[float], now_days: float = 400.0) -> bool:
         pl.lit(1.0).alias("tenant_share"),
         pl.lit(0.0).alias("verified_share"),
         pl.lit(False).alias("bulk_provisioned"),
+        pl.lit(0.0).alias("synchrony_24h"),
     )
     return bool(row.select(provenance.farm_accounts(EvidenceSettings()))[0, 0])
 

@@ -9,6 +9,7 @@ account's id moves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 import detector.lab.simulate.core as core
 from detector.lab.simulate import SimParams, simulate
+from detector.lab.simulate.block import Block
 from detector.lab.simulate.clock import DAY_MS
 from detector.lab.simulate.prompts import PromptBank
 from detector.lab.simulate.router_sdk import SDK_TEMPERATURE, router_sdk_defaults, sdk_defaults
@@ -27,19 +29,24 @@ PARAMS = SimParams()
 CUSTOMERS = PARAMS.router_customers.model_copy(update={"accounts": 150})
 
 
-def _users(seed: int) -> tuple[World, dict[str, np.ndarray]]:
-    w = World(seed, PARAMS, PromptBank.load(), 1.0, 1.85)
-    b = router_sdk_defaults(w, CUSTOMERS)
-    cols = ("acct", "n", "logprobs", "top_logprobs", "temperature", "sys_hash", "ts", "text")
-    return w, {c: np.asarray(getattr(b, c)) for c in cols}
+def persona_block(
+    seed: int, generate: Callable[[World], Block], cols: tuple[str, ...]
+) -> tuple[World, dict[str, np.ndarray]]:
+    """A persona's block on draw ``seed`` (scale 1.85), built twice: the same values (deterministic)."""
+    out = []
+    for _ in range(2):
+        w = World(seed, PARAMS, PromptBank.load(), 1.0, 1.85)
+        b = generate(w)
+        out.append((w, {c: np.asarray(getattr(b, c)) for c in cols}))
+    for col, values in out[0][1].items():
+        assert np.array_equal(values, out[1][1][col]), col
+    return out[0]
 
 
 @pytest.mark.parametrize("seed", [916, 917, 918])
 def test_the_sdks_users_share_its_defaults_and_nothing_else(seed: int) -> None:
-    w, b = _users(seed)
-    _, again = _users(seed)
-    for col, values in b.items():
-        assert np.array_equal(values, again[col]), col  # deterministic per draw
+    cols = ("acct", "n", "logprobs", "top_logprobs", "temperature", "sys_hash", "ts", "text")
+    w, b = persona_block(seed, lambda w: router_sdk_defaults(w, CUSTOMERS), cols)
     seats = np.unique(b["acct"])
     assert len(seats) >= 5
     assert {w.accounts[int(a)].persona for a in seats} == {"router_sdk_defaults"}
@@ -70,20 +77,28 @@ def test_the_sdk_users_are_added_after_every_other_account(
     """A day with the router's customers and the campaigns, with the persona and without it: every
     other account and campaign keeps its id, persona and sign-up, and every other event its bytes."""
     params = PARAMS.model_copy(update={"router_customers": CUSTOMERS})
+    added_after_every_other_account(tmp_path, monkeypatch, params, "router_sdk_defaults")
+
+
+def added_after_every_other_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: SimParams, persona: str
+) -> None:
+    """A day of ``params`` with ``persona`` (one of ``core.after_families``) and without it: the same
+    campaigns, every other account's id and sign-up, every other row's bytes in the same order."""
     simulate(tmp_path / "with", 0.25, 11, 0.2, params=params)
     monkeypatch.setattr(core, "after_families", lambda w, p: [])
     simulate(tmp_path / "without", 0.25, 11, 0.2, params=params)
     with_ = orjson.loads((tmp_path / "with" / "labels.json").read_bytes())
     without = orjson.loads((tmp_path / "without" / "labels.json").read_bytes())
-    sdk = {a for a, v in with_["accounts"].items() if v["persona"] == "router_sdk_defaults"}
-    assert sdk and without["campaigns"] and with_["campaigns"] == without["campaigns"]
-    others = {a: v for a, v in with_["accounts"].items() if a not in sdk}
+    added = {a for a, v in with_["accounts"].items() if v["persona"] == persona}
+    assert added and without["campaigns"] and with_["campaigns"] == without["campaigns"]
+    others = {a: v for a, v in with_["accounts"].items() if a not in added}
     assert {a: v["created_at"] for a, v in others.items()} == {
         a: v["created_at"] for a, v in without["accounts"].items()
     }
     # every other row keeps its bytes and its order (assembled apart, merged by time)
     rows = pl.read_parquet(tmp_path / "with" / "events.parquet")
-    assert rows.filter(pl.col("account_id").is_in(sorted(sdk))).height > 0
+    assert rows.filter(pl.col("account_id").is_in(sorted(added))).height > 0
     assert rows["ts"].is_sorted()
-    kept = rows.filter(~pl.col("account_id").is_in(sorted(sdk)))
+    kept = rows.filter(~pl.col("account_id").is_in(sorted(added)))
     assert kept.equals(pl.read_parquet(tmp_path / "without" / "events.parquet"))

@@ -252,6 +252,7 @@ def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, 
     sizes |= {"router_customers": 60, "residential_vpn": 20, "hackathon_cohort": 40, "eval_startup": 6}
     sizes["startup_build_team"] = 8
     sizes["remote_workshop"] = 20
+    sizes["personal_tool_team"] = 12  # round 22: after the campaigns, its own streams
     update: dict[str, Any] = {f: getattr(base, f).model_copy(update={"campaigns": 0}) for f in FAMILIES}
     # persona counts are scaled: ask for size / scale to get the stated size
     update |= {n: getattr(base, n).model_copy(update={"accounts": round(k / 0.05)}) for n, k in sizes.items()}

@@ -18,8 +18,14 @@ def coordination_checks(s: EvidenceSettings) -> dict[str, pl.Expr]:
     out["sign-up burst"] = signup_burst(s)
     out["sign-up cohort"] = signup_cohort(s)
     out["cards across orgs"] = cards_across_orgs(s)
-    out["scheduler waves"] = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
+    out["scheduler waves"] = scheduler_waves(s)
     return out
+
+
+def scheduler_waves(s: EvidenceSettings) -> pl.Expr:
+    """The members send in the same 15-minute buckets again and again (``synchrony_24h``): one
+    dispatcher load-balancing over the accounts, not people each working when they work."""
+    return pl.col("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
 
 
 def colocated(s: EvidenceSettings) -> pl.Expr:

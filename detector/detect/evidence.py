@@ -30,6 +30,7 @@ from detector.detect.coordination import (
     cards_across_orgs,
     colocated,
     coordination_checks,
+    scheduler_waves,
     signup_batch,
     signup_cohort,
     stands_out_from_client,
@@ -100,8 +101,7 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     tool's, as the router's trust covers them on the account axis (``_reseller_vouches_not``): a
     group harvesting only through thinking budgets inside a router is a team's reasoning tool on every
     key the gateway sees (docs/detection.md, "Cells not met", round 9)."""
-    c = pl.col
-    waves = c("synchrony_24h").fill_null(0.0) >= s.scheduler_synchrony
+    waves = scheduler_waves(s)
     harvest = beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
     return in_tenant(s) & ~waves & ~harvest
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.detect.coordination import scheduler_waves
 from detector.evidence_settings import EvidenceSettings
 
 
@@ -31,12 +32,27 @@ def farm_accounts(s: EvidenceSettings) -> pl.Expr:
     """The farm rules' freshness gate (``add_axes`` stores it as the ``farm_accounts`` column): the
     accounts could be a farm's, nearly all new (``farm_new_member_share``), mostly unverified
     (``farm_verified_member_share``; not read for a router tenant's seats opened over months,
-    ``tenant_customers``) or bulk-provisioned (a batch, a cohort, cards across orgs).
-    Established verified accounts opened over years are a tool's users, whatever they share. Each
-    part unknown is false, as the rules' clause read it (a null never fired)."""
+    ``tenant_customers``), bulk-provisioned (a batch, a cohort, cards across orgs) or driven by one
+    dispatcher (``dispatched``, off by default: setting ``evidence.farm_waves``). Established verified
+    accounts opened over years are a tool's users, whatever they share. Each part unknown is false, as
+    the rules' clause read it (a null never fired)."""
     new = (_share("new_account_share") >= s.farm_new_member_share).fill_null(False)
     unverified = (_share("verified_share") < s.farm_verified_member_share).fill_null(False)
-    return new | (unverified & ~tenant_customers(s)) | pl.col("bulk_provisioned").fill_null(False)
+    bulk = pl.col("bulk_provisioned").fill_null(False)
+    return new | (unverified & ~tenant_customers(s)) | bulk | dispatched(s)
+
+
+def dispatched(s: EvidenceSettings) -> pl.Expr:
+    """A group outside any router tenant in scheduler waves (``coordination.scheduler_waves``) is a
+    farm's whatever its accounts' age and verification, with setting ``evidence.farm_waves`` on (off by
+    default: a product dispatching its users' jobs on their own keys is its look-alike, not yet in the
+    lab): one operator's dispatcher load-balancing over accounts it bought one by one, aged and
+    verified, over months (issue 17, round 22: the bought seats left no sign-up burst or batch to read,
+    only the waves). A team on its tool through personal accounts (``lab/simulate/personal_team``)
+    sends when each person works. Not read inside a tenant: there ``tenant_explains`` already reads
+    waves as no customer's team, and a popular agent's users came within 0.06 of the waves' bar on
+    round 22's draws, so ``tenant_customers`` stays their second guard."""
+    return scheduler_waves(s) & ~in_tenant(s) & pl.lit(s.farm_waves)
 
 
 def in_tenant(s: EvidenceSettings) -> pl.Expr:

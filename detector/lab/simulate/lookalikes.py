@@ -22,7 +22,8 @@ The tutoring backend, translation company and internal-tool team are in ``busine
 honest customers and the residential proxy network's honest users in ``intermediaries.py``; a popular
 coding agent's users through the router (``router_agent_users``, round 20) in ``router_agents.py``;
 one uncertainty SDK's users through the router (``router_sdk_defaults``, round 21) in ``router_sdk.py``,
-generated after the campaigns (``after_families``: no earlier id moves).
+generated after the campaigns (``after_families``: no earlier id moves), as is a team on its internal
+tool through its members' personal accounts (``personal_tool_team``, round 22) in ``personal_team.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from detector.lab.simulate.content import casual_content, event_langs
 from detector.lab.simulate.hackathon import hackathon_cohort
 from detector.lab.simulate.intermediaries import residential_vpn, router_customers
 from detector.lab.simulate.params import PersonaParams, SimParams
+from detector.lab.simulate.personal_team import personal_tool_team
 from detector.lab.simulate.router_agents import router_agent_users
 from detector.lab.simulate.router_sdk import router_sdk_defaults
 from detector.lab.simulate.workshop import remote_workshop
@@ -169,5 +171,8 @@ def lookalike_blocks(w: World, params: SimParams) -> list[Block]:
 def after_families(w: World, params: SimParams) -> list[Block]:
     """Look-alikes added after round 20, generated after the campaigns so that the ids drawn before
     them (every other persona's and campaign's) stay as they were: one SDK's users through the router
-    (on with ``router_customers``)."""
-    return [router_sdk_defaults(w, params.router_customers)] if params.router_customers.accounts > 0 else []
+    (on with ``router_customers``), then a team on its tool through personal accounts (round 22)."""
+    blocks = [router_sdk_defaults(w, params.router_customers)] if params.router_customers.accounts > 0 else []
+    if params.personal_tool_team.accounts > 0:
+        blocks.append(personal_tool_team(w, params.personal_tool_team))
+    return blocks

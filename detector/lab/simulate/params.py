@@ -192,6 +192,8 @@ class SimParams(_Frozen):
     internal_tool_team: SharedAccountsParams = SharedAccountsParams(
         accounts=0, requests_per_day=35.0, signup_burst_share=0.6, signup_burst_minutes=90.0
     )
+    #: A team on its internal tool through its members' personal accounts (aged, own org and card).
+    personal_tool_team: SharedAccountsParams = SharedAccountsParams(accounts=0, requests_per_day=35.0)
     #: Honest customers of the world's legitimate router (sub-accounts under the router's tenant).
     router_customers: PersonaParams = PersonaParams(
         accounts=0, requests_per_day=18.0, rate_sigma=1.0, new_model_adoption=0.25
@@ -301,6 +303,7 @@ LOOKALIKE_SIZES: dict[str, int] = {
     "residential_vpn": 40,
     "startup_build_team": 8,
     "remote_workshop": 30,
+    "personal_tool_team": 24,
 }
 LOOKALIKE_PERSONAS: tuple[str, ...] = tuple(LOOKALIKE_SIZES)
 #: With the look-alikes on, up to this share of the coding tool's users came in its adoption waves (a
