@@ -60,6 +60,20 @@ def in_one_space(w: pl.DataFrame, group: str, sampled: pl.Expr) -> pl.DataFrame:
     return w.with_columns(peers.alias(PEERS)).drop("_apart")
 
 
+def held_in_space(w: pl.DataFrame, group: str, share: float, floor: float, name: str) -> pl.DataFrame:
+    """``w`` (sample rows: ``account_id``, ``group``, ``text_fp``, ``SIMHASH``) read in one space
+    (``in_one_space``), with ``name``: the row's sample is held by at least ``share`` of the group's
+    ``PEERS`` and by at least ``floor`` accounts, in its space (the opener and sheet bars)."""
+    c = pl.col
+    w = in_one_space(w, group, c("text_fp").is_not_null())
+    held = (
+        w.filter(c(COMPARABLE)).group_by(group, "text_fp").agg(c("account_id").n_unique().alias("_holders"))
+    )
+    bar = pl.max_horizontal(c(PEERS).cast(pl.Float64) * share, pl.lit(float(floor)))
+    w = w.join(held, on=[group, "text_fp"], how="left")
+    return w.with_columns((c(COMPARABLE) & (c("_holders").fill_null(0).cast(pl.Float64) >= bar)).alias(name))
+
+
 def spaced(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows`` with ``SIMHASH``; a frame built without it (before round 22) reads as texts."""
     return rows if SIMHASH in rows.columns else rows.with_columns(pl.lit(False).alias(SIMHASH))

@@ -31,15 +31,8 @@ import polars as pl
 
 from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US, make_schema
-from detector.window.hashspace import (
-    COMPARABLE,
-    PEERS,
-    SIMHASH,
-    in_one_space,
-    sampled_space,
-    simhash_request,
-    spaced,
-)
+from detector.window import hashspace
+from detector.window.hashspace import COMPARABLE, PEERS, SIMHASH, sampled_space, simhash_request, spaced
 
 _ROW = {
     "bucket": UTC_US,
@@ -114,20 +107,10 @@ def cluster_openers(rows: pl.DataFrame, members: pl.DataFrame, s: EvidenceSettin
     # a late event's row beside its bucket's: merged as the state's compaction would
     w = merge_openers(rows, "account_id").join(members.select("account_id", "cluster_id"), on="account_id")
     c = pl.col
-    # read within one hash space (round 22): the holders and the bar count the agents read there
-    w = in_one_space(w, "cluster_id", c("text_fp").is_not_null())
     agents = w.group_by("cluster_id").agg(c("account_id").n_unique().alias("_agents"))
-    held = (
-        w.filter(c(COMPARABLE))
-        .group_by("cluster_id", "text_fp")
-        .agg(c("account_id").n_unique().alias("_holders"))
-    )
-    bar = pl.max_horizontal(c(PEERS).cast(pl.Float64) * s.opener_holder_share, s.opener_min_holders)
-    w = (
-        w.join(agents, on="cluster_id")
-        .join(held, on=["cluster_id", "text_fp"], how="left")
-        .with_columns((c(COMPARABLE) & (c("_holders").fill_null(0).cast(pl.Float64) >= bar)).alias("_shared"))
-    )
+    # read within one hash space (round 22): the holders and the bar count the agents read there
+    share, least = s.opener_holder_share, s.opener_min_holders
+    w = hashspace.held_in_space(w, "cluster_id", share, least, "_shared").join(agents, on="cluster_id")
     sampled, shared = c(COMPARABLE), c("_shared")
     turns, opens = c("turns").cast(pl.Float64).sum(), c("opens").cast(pl.Float64).sum()
     texts = pl.struct("account_id", "text_fp").filter(shared).n_unique()

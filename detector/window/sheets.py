@@ -56,9 +56,8 @@ import polars as pl
 from detector.schema import UTC_US, make_schema
 from detector.window.hashspace import (
     COMPARABLE,
-    PEERS,
     SIMHASH,
-    in_one_space,
+    held_in_space,
     sampled_space,
     simhash_request,
     spaced,
@@ -271,16 +270,9 @@ def _cluster_sheet(w: pl.DataFrame, min_holders: int, member_share: float) -> pl
     ``member_share`` of the cluster's members in ``w`` read in its hash space (``PEERS``; round 22),
     and by at least ``min_holders``; ``COMPARABLE``: the row is in that space; ``_senders``: every
     member in ``w`` (the volumes a member)."""
-    w = in_one_space(w, "cluster_id", pl.col("text_fp").is_not_null())
     senders = w.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_senders"))
-    held = (
-        w.filter(pl.col(COMPARABLE))
-        .group_by("cluster_id", "text_fp")
-        .agg(pl.col("account_id").n_unique().alias("_holders"))
-    )
-    bar = pl.max_horizontal(pl.lit(float(min_holders)), pl.col(PEERS).cast(pl.Float64) * member_share)
-    w = w.join(held, on=["cluster_id", "text_fp"], how="left").join(senders, on="cluster_id")
-    return w.with_columns((pl.col(COMPARABLE) & (pl.col("_holders").fill_null(0) >= bar)).alias("_sheet"))
+    w = held_in_space(w, "cluster_id", member_share, min_holders, "_sheet")
+    return w.join(senders, on="cluster_id")
 
 
 def _yield() -> list[pl.Expr]:
