@@ -22,7 +22,9 @@ sampled openers (account, bucket) that are shared; ``tools_heavy_turns_per_open_
 tool-heavy turns per opener; ``tools_heavy_per_agent_24h``, its tool-heavy turns per agent; and
 ``opener_sends_per_text_24h``, the sampled sends of shared openers per distinct (account, text); and
 ``openers_per_agent_24h``, the sampled openers per agent (below a few, the share cannot be read yet).
-``detect/openers.py`` reads them.
+``detect/openers.py`` reads them. Since round 22 each row says whether its sample is a SimHash
+(``SIMHASH``), and the share, the holders and the openers per agent are read within the cluster's one
+hash space (``window/hashspace.py``): a text-free agent's openers can share nothing with a texted one's.
 """
 
 from __future__ import annotations

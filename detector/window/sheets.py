@@ -36,6 +36,8 @@ both samples: the share of its members' sampled requests (tool-heavy turns aside
 sample is a text held by a share of its members (the cluster's sheet bar). A coordination-only verdict
 says "one actor"; what it harvests is its distinct texts: a course sends a sheet's few texts, each held
 by most of the class; a farm sweeps a bank, nearly none shared (``detect/sheets.py: low_yield``).
+A cluster's two shares and its bar are read within its one hash space (round 22,
+``window/hashspace.py``; each row's ``SIMHASH``); the account axis's are not.
 
 Limits: without a deployment key (``DETECTOR_TEXT_KEY``, round 13) the order is the public
 ``stable_hash64``: an operator who reads this could pick decoy texts with tiny hashes to fill its
