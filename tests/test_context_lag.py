@@ -85,6 +85,7 @@ def _sheet(holders: list[tuple[str, int]]) -> pl.DataFrame:
             "text_fp": [7] * len(holders),
             "requests": [1] * len(holders),
             "sends": [1] * len(holders),
+            "simhash": [False] * len(holders),
         },
         schema=SHEET_SCHEMA,
     )

@@ -58,6 +58,7 @@ def _frames(seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
             "text_fp": [t for *_, t, _ in raw],
             "requests": [n for *_, n in raw],
             "sends": [r.randint(1, n) for *_, n in raw],
+            "simhash": [False] * len(raw),
         },
         schema=SHEET_SCHEMA,
     )
@@ -95,6 +96,7 @@ def test_co_holders_outside_the_points_count() -> None:
             "text_fp": [t for _, t in pairs],
             "requests": [1] * len(pairs),
             "sends": [1] * len(pairs),
+            "simhash": [False] * len(pairs),
         },
         schema=SHEET_SCHEMA,
     )

@@ -83,6 +83,7 @@ from detector.enrich.prompt.exprs import (
     gated,
     phrase_match,
     script_of_lang,
+    simhash_template,
     sparse,
 )
 from detector.enrich.prompt.hashing import (
@@ -131,6 +132,7 @@ __all__ = [
     "INPUT_COLUMNS",
     "PROMPT_FEATURE_SCHEMA",
     "SCRIPTS",
+    "SIMHASH_FP_TAG",
     "MarkerError",
     "add_prompt_features",
     "compile_markers",
@@ -366,7 +368,7 @@ def _assemble(frame: pl.DataFrame, m: Markers, text_key: TextKey | None) -> pl.D
     suffix = col(f"{P}suffix")
     head_hash = stable_hash_series(out.get_column(f"{P}hp"), out.get_column(f"{P}hlen"))
     tail_hash = stable_hash_series(out.select(pl.when(suffix).then(col(f"{P}ts"))).to_series())
-    fp_from_simhash = (h64 // (1 << 48)) | pl.lit(SIMHASH_FP_TAG << 48, pl.UInt64)
+    fp_from_simhash = simhash_template(h64)
     out = out.with_columns(
         pl.when(has_text)
         .then(pl.when(suffix).then(tail_hash ^ pl.lit(SUFFIX_SIDE_SALT, pl.UInt64)).otherwise(head_hash))

@@ -21,8 +21,10 @@ from datetime import datetime
 
 import polars as pl
 
+from detector.window.hashspace import SIMHASH
 from detector.window.ids import ID_HASH, id_hashes
 from detector.window.keycodes import code_keys, extend_codes
+from detector.window.openers import OPENER_STORE
 from detector.window.sheets import SHEET_STORE
 from detector.window.tables import (
     BUCKET_SCHEMA,
@@ -170,7 +172,11 @@ def upgrade(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         # sampled text was sent at least once (the figure is a lower bound anyway; it expires in a day)
         t["sheets"] = t["sheets"].with_columns(pl.lit(1, pl.UInt32).alias("sends"))
     if "plain" not in t["sheets"].columns:  # before round 12 the table sampled reasoning requests only
-        t["sheets"] = t["sheets"].with_columns(pl.lit(False).alias("plain")).select(SHEET_STORE.keys())
+        t["sheets"] = t["sheets"].with_columns(pl.lit(False).alias("plain"))
+    for name, store in (("sheets", SHEET_STORE), ("openers", OPENER_STORE)):
+        if SIMHASH not in t[name].columns:  # before round 22 no sample said its space: read as texts
+            t[name] = t[name].with_columns(pl.lit(False).alias(SIMHASH))
+        t[name] = t[name].select(store.keys())
     if "account_id" in t["keys"].columns:  # written before keys were held as codes
         t["ids"], t["key_names"], t["keys"] = code_keys(t["ids"], t["key_names"], t["keys"])
     if "verified" not in t["accounts"].columns:  # a checkpoint from before the trust flag was kept

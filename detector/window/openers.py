@@ -22,7 +22,9 @@ sampled openers (account, bucket) that are shared; ``tools_heavy_turns_per_open_
 tool-heavy turns per opener; ``tools_heavy_per_agent_24h``, its tool-heavy turns per agent; and
 ``opener_sends_per_text_24h``, the sampled sends of shared openers per distinct (account, text); and
 ``openers_per_agent_24h``, the sampled openers per agent (below a few, the share cannot be read yet).
-``detect/openers.py`` reads them.
+``detect/openers.py`` reads them. Since round 22 each row says whether its sample is a SimHash
+(``SIMHASH``), and the share, the holders and the openers per agent are read within the cluster's one
+hash space (``window/hashspace.py``): a text-free agent's openers can share nothing with a texted one's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import polars as pl
 
 from detector.evidence_settings import EvidenceSettings
 from detector.schema import UTC_US, make_schema
+from detector.window import hashspace
+from detector.window.hashspace import COMPARABLE, PEERS, SIMHASH, sampled_space, simhash_request, spaced
 
 _ROW = {
     "bucket": UTC_US,
@@ -38,6 +42,7 @@ _ROW = {
     "turns": pl.UInt32,
     "opens": pl.UInt32,
     "sends": pl.UInt32,
+    SIMHASH: pl.Boolean,
 }
 OPENER_SCHEMA = make_schema({"account_id": pl.String, **_ROW})
 OPENER_STORE = make_schema({"account_code": pl.UInt32, **_ROW})
@@ -61,14 +66,17 @@ def opener_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=OPENER_STORE)
     opens = (pl.col("prompt_turns").fill_null(2) <= 1) & pl.col("text_fp").is_not_null()
     fp = pl.when(opens).then(pl.col("text_fp"))
+    least = (fp == fp.min()).fill_null(False)
     return (
         ev.filter(pl.col("is_tools_heavy").fill_null(False))
+        .with_columns(simhash_request(ev.columns).alias(SIMHASH))
         .group_by("account_id", "bucket")
         .agg(
             fp.min().alias("text_fp"),
             pl.len().cast(pl.UInt32).alias("turns"),
             opens.sum().cast(pl.UInt32).alias("opens"),
-            (fp == fp.min()).fill_null(False).sum().cast(pl.UInt32).alias("sends"),
+            least.sum().cast(pl.UInt32).alias("sends"),
+            sampled_space(least, pl.col(SIMHASH)).alias(SIMHASH),
         )
         .join(codes, on="account_id")
         .select(OPENER_STORE.keys())
@@ -81,12 +89,14 @@ def merge_openers(rows: pl.DataFrame, account: str = "account_code") -> pl.DataF
     the smallest opener summed over the rows that sampled it (any order: the same)."""
     least = pl.col("text_fp") == pl.col("text_fp").min()
     return (
-        rows.group_by(account, "bucket")
+        spaced(rows)
+        .group_by(account, "bucket")
         .agg(
             pl.col("text_fp").min(),
             pl.col("turns").sum().cast(pl.UInt32),
             pl.col("opens").sum().cast(pl.UInt32),
             pl.col("sends").filter(least).sum().cast(pl.UInt32),
+            sampled_space(least, pl.col(SIMHASH)),
         )
         .select(account, *_ROW)
         .sort(account, "bucket")
@@ -98,20 +108,12 @@ def cluster_openers(rows: pl.DataFrame, members: pl.DataFrame, s: EvidenceSettin
     account's opener rows, ``OPENER_SCHEMA``, of the window): ``OPENER_FEATURES``."""
     # a late event's row beside its bucket's: merged as the state's compaction would
     w = merge_openers(rows, "account_id").join(members.select("account_id", "cluster_id"), on="account_id")
-    agents = w.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_agents"))
-    held = (
-        w.filter(pl.col("text_fp").is_not_null())
-        .group_by("cluster_id", "text_fp")
-        .agg(pl.col("account_id").n_unique().alias("_holders"))
-    )
     c = pl.col
-    bar = pl.max_horizontal(c("_agents").cast(pl.Float64) * s.opener_holder_share, s.opener_min_holders)
-    w = (
-        w.join(agents, on="cluster_id")
-        .join(held, on=["cluster_id", "text_fp"], how="left")
-        .with_columns((c("_holders").fill_null(0).cast(pl.Float64) >= bar).alias("_shared"))
-    )
-    sampled, shared = c("text_fp").is_not_null(), c("_shared")
+    agents = w.group_by("cluster_id").agg(c("account_id").n_unique().alias("_agents"))
+    # read within one hash space (round 22): the holders and the bar count the agents read there
+    share, least = s.opener_holder_share, s.opener_min_holders
+    w = hashspace.held_in_space(w, "cluster_id", share, least, "_shared").join(agents, on="cluster_id")
+    sampled, shared = c(COMPARABLE), c("_shared")
     turns, opens = c("turns").cast(pl.Float64).sum(), c("opens").cast(pl.Float64).sum()
     texts = pl.struct("account_id", "text_fp").filter(shared).n_unique()
     sends = c("sends").cast(pl.Float64).filter(shared).sum()
@@ -124,7 +126,7 @@ def cluster_openers(rows: pl.DataFrame, members: pl.DataFrame, s: EvidenceSettin
         (turns / pl.max_horizontal(opens, pl.lit(1.0))).alias("tools_heavy_turns_per_open_24h"),
         (turns / c("_agents").first()).alias("tools_heavy_per_agent_24h"),
         pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("opener_sends_per_text_24h"),
-        (sampled.sum().cast(pl.Float64) / c("_agents").first()).alias("openers_per_agent_24h"),
+        (sampled.sum().cast(pl.Float64) / c(PEERS).first()).alias("openers_per_agent_24h"),
     )
 
 

@@ -36,6 +36,8 @@ both samples: the share of its members' sampled requests (tool-heavy turns aside
 sample is a text held by a share of its members (the cluster's sheet bar). A coordination-only verdict
 says "one actor"; what it harvests is its distinct texts: a course sends a sheet's few texts, each held
 by most of the class; a farm sweeps a bank, nearly none shared (``detect/sheets.py: low_yield``).
+A cluster's two shares and its bar are read within its one hash space (round 22,
+``window/hashspace.py``; each row's ``SIMHASH``); the account axis's are not.
 
 Limits: without a deployment key (``DETECTOR_TEXT_KEY``, round 13) the order is the public
 ``stable_hash64``: an operator who reads this could pick decoy texts with tiny hashes to fill its
@@ -54,6 +56,14 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from detector.schema import UTC_US, make_schema
+from detector.window.hashspace import (
+    COMPARABLE,
+    SIMHASH,
+    held_in_space,
+    sampled_space,
+    simhash_request,
+    spaced,
+)
 
 #: The per-request kinds whose texts the sheet table samples: reasoning asked for, in the prompt or
 #: through a thinking budget (what a sheet may explain; coercion is a kind of ``cot_elicit``). Never a
@@ -67,6 +77,7 @@ _ROW = {
     "text_fp": pl.UInt64,
     "requests": pl.UInt32,
     "sends": pl.UInt32,
+    SIMHASH: pl.Boolean,
 }
 SHEET_SCHEMA = make_schema({"account_id": pl.String, **_ROW})
 SHEET_STORE = make_schema({"account_code": pl.UInt32, **_ROW})
@@ -96,14 +107,16 @@ def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=SHEET_STORE)
     flagged = pl.any_horizontal([pl.col(c).fill_null(False) for c in EXTRACTION if c in ev.columns])
     tools = pl.col("is_tools_heavy").fill_null(False) if "is_tools_heavy" in ev.columns else pl.lit(False)
+    least = pl.col("text_fp") == pl.col("text_fp").min()
     return (
         ev.filter(~tools & pl.col("text_fp").is_not_null())  # an agent's turn, with or without a budget
-        .with_columns((~flagged).alias("plain"))
+        .with_columns((~flagged).alias("plain"), simhash_request(ev.columns).alias(SIMHASH))
         .group_by("account_id", "bucket", "plain")
         .agg(
             pl.col("text_fp").min(),
             pl.len().cast(pl.UInt32).alias("requests"),
-            (pl.col("text_fp") == pl.col("text_fp").min()).sum().cast(pl.UInt32).alias("sends"),
+            least.sum().cast(pl.UInt32).alias("sends"),
+            sampled_space(least, pl.col(SIMHASH)).alias(SIMHASH),
         )
         .join(codes, on="account_id")
         .select(SHEET_STORE.keys())
@@ -121,25 +134,30 @@ def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
     smallest text summed over the rows that sampled it (any order: the same)."""
     least = pl.col("text_fp") == pl.col("text_fp").min()
     return (
-        rows.group_by("account_code", "bucket", "plain")
+        spaced(rows)
+        .group_by("account_code", "bucket", "plain")
         .agg(
             pl.col("text_fp").min(),
             pl.col("requests").sum().cast(pl.UInt32),
             pl.col("sends").filter(least).sum().cast(pl.UInt32),
+            sampled_space(least, pl.col(SIMHASH)),
         )
         .select(SHEET_STORE.keys())
         .sort("account_code", "bucket", "plain")
     )
 
 
-def _share() -> list[pl.Expr]:
+def _share(comparable: pl.Expr | None = None) -> list[pl.Expr]:
+    """The sheet features of a subject's rows with ``_sheet``; the share over its ``comparable`` rows
+    (a cluster's: those in its hash space, ``window/hashspace.py``), the requests over every row."""
     req, sheet = pl.col("requests").cast(pl.Int64), pl.col("_sheet")
     total = req.sum()
+    read = total if comparable is None else req.filter(comparable).sum()
     # per distinct (account, sheet text): its sampled sends (no sheet text: 0, not a ratio of nothing)
     texts = pl.struct("account_id", "text_fp").filter(sheet).n_unique()
     sends = pl.col("sends").cast(pl.Int64).filter(sheet).sum()
     return [
-        (req.filter(sheet).sum() / total).alias("sheet_share_24h"),
+        (req.filter(sheet).sum() / read).alias("sheet_share_24h"),
         total.alias("reasoning_requests_24h"),
         pl.when(texts > 0).then(sends / texts).otherwise(0.0).alias("sheet_sends_per_text_24h"),
     ]
@@ -238,28 +256,32 @@ def cluster_sheets(
     it, and at least ``min_holders``: a course's exercises are each sent by most of its participants, a
     best-of-k split across k of N seats' problems by k of N (round 12); the population does not count
     (a sheet the cluster's first members share is the cluster's before five accounts hold it)."""
-    w = rows.filter((pl.col("bucket") >= now - long) & (pl.col("bucket") < now)).join(
-        members, on="account_id"
+    w = (
+        spaced(rows)
+        .filter((pl.col("bucket") >= now - long) & (pl.col("bucket") < now))
+        .join(members, on="account_id")
     )
     reasoning = _cluster_sheet(reasoning_rows(w), min_holders, member_share).group_by("cluster_id")
     shared = _cluster_sheet(w, min_holders, member_share).group_by("cluster_id").agg(_yield())
-    return reasoning.agg(_share()).join(shared, on="cluster_id", how="full", coalesce=True)
+    share = reasoning.agg(_share(pl.col(COMPARABLE)))
+    return share.join(shared, on="cluster_id", how="full", coalesce=True)
 
 
 def _cluster_sheet(w: pl.DataFrame, min_holders: int, member_share: float) -> pl.DataFrame:
     """``w`` (sheet rows with ``cluster_id``) with ``_sheet``: the row's text is held by at least
-    ``member_share`` of the cluster's members in ``w``, and by at least ``min_holders``."""
+    ``member_share`` of the cluster's members in ``w`` read in its hash space (``PEERS``; round 22),
+    and by at least ``min_holders``; ``COMPARABLE``: the row is in that space; ``_senders``: every
+    member in ``w`` (the volumes a member)."""
     senders = w.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_senders"))
-    held = w.group_by("cluster_id", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
-    bar = pl.max_horizontal(pl.lit(float(min_holders)), pl.col("_senders").cast(pl.Float64) * member_share)
-    w = w.join(held, on=["cluster_id", "text_fp"]).join(senders, on="cluster_id")
-    return w.with_columns((pl.col("_holders") >= bar).alias("_sheet"))
+    w = held_in_space(w, "cluster_id", member_share, min_holders, "_sheet")
+    return w.join(senders, on="cluster_id")
 
 
 def _yield() -> list[pl.Expr]:
     req = pl.col("requests").cast(pl.Int64)
+    read = req.filter(pl.col(COMPARABLE)).sum()  # in the cluster's hash space (round 22)
     return [
-        (req.filter(pl.col("_sheet")).sum() / req.sum()).alias("shared_text_share_24h"),
+        (req.filter(pl.col("_sheet")).sum() / read).alias("shared_text_share_24h"),
         (req.sum() / pl.col("_senders").first()).cast(pl.Float64).alias("sampled_requests_per_account_24h"),
     ]
 

@@ -47,6 +47,7 @@ import pyarrow as pa
 from detector.schema import UTC_US, make_schema
 from detector.window.compact import assign, fit_rows, rows_of
 from detector.window.framing import Budget, budget_of, read_frames, read_ipc, write_frames
+from detector.window.hashspace import SIMHASH
 from detector.window.keycodes import add_key_uses
 from detector.window.openers import OPENER_SCHEMA, OPENER_STORE
 from detector.window.sheets import SHEET_SCHEMA, SHEET_STORE
@@ -63,7 +64,8 @@ from detector.window.tables import (
 )
 
 _MAGIC = b"DASM"
-_VERSION = 1
+#: 2 since round 22: the sheet and opener rows say their sample's hash space (``window/hashspace.py``)
+_VERSION = 2
 _HEADER = struct.Struct(">4sBqqH")  # magic, version, tick_end, watermark (epoch us), number of kinds
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: each account's first and last use of each model in the tick (the cluster stage takes the minimum)
@@ -81,6 +83,8 @@ KINDS: dict[str, pl.Schema] = {
 #: the state tables whose new rows a fold appends, and their stored layouts
 _APPENDED = {"buckets": BUCKET_SCHEMA, "templates": TEMPLATE_SCHEMA, "sheets": SHEET_SCHEMA}
 _APPENDED |= {"openers": OPENER_SCHEMA}
+#: A version 1 record's kinds (before round 22): no hash space, its samples read as texts, as then.
+_KINDS_V1 = {n: pl.Schema({c: d for c, d in s.items() if c != SIMHASH}) for n, s in KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -143,12 +147,11 @@ class AccountSummary:
         if len(view) < _HEADER.size:
             raise ValueError("account summary: too short for its header")
         magic, version, tick, mark, n = _HEADER.unpack_from(view)
-        if magic != _MAGIC or version != _VERSION:
-            raise ValueError(f"account summary: not a version {_VERSION} summary")
+        if magic != _MAGIC or version not in (1, _VERSION):
+            raise ValueError(f"account summary: not a version 1 or {_VERSION} summary")
         budget = budget_of(data, max_decoded, "account summary")
-        frames = read_frames(
-            view, _HEADER.size, n, KINDS, "account summary", partial(_read_kind, budget=budget)
-        )
+        read = partial(_read_kind, budget=budget, version=version)
+        frames = read_frames(view, _HEADER.size, n, KINDS, "account summary", read)
         try:
             tick_end, watermark = (_EPOCH + timedelta(microseconds=t) for t in (tick, mark))
         except OverflowError as exc:
@@ -156,16 +159,17 @@ class AccountSummary:
         return cls(tick_end, watermark, **frames)
 
 
-def _read_kind(name: str, raw: bytes, budget: Budget) -> pl.DataFrame:
+def _read_kind(name: str, raw: bytes, budget: Budget, version: int = _VERSION) -> pl.DataFrame:
     """One kind's Arrow IPC stream, read by pyarrow under the record's decoded-bytes ``budget``
-    (``framing.read_ipc``; ``context._read_kind`` says why not polars)."""
-    table = read_ipc(raw, _arrow_schema(name), budget, f"account summary: kind {name!r}")
+    (``framing.read_ipc``; ``context._read_kind`` says why not polars); a version 1 record's samples
+    as texts (``SIMHASH`` false)."""
+    schema = KINDS[name] if version == _VERSION else _KINDS_V1[name]
+    table = read_ipc(raw, _arrow_schema(name, version), budget, f"account summary: kind {name!r}")
     frame = pl.from_arrow(table)
-    if (
-        not isinstance(frame, pl.DataFrame)
-        or frame.schema != _to_wire(pl.DataFrame(schema=KINDS[name])).schema
-    ):
-        raise ValueError(f"account summary: kind {name!r} does not read back as {dict(KINDS[name])}")
+    if not isinstance(frame, pl.DataFrame) or frame.schema != _to_wire(pl.DataFrame(schema=schema)).schema:
+        raise ValueError(f"account summary: kind {name!r} does not read back as {dict(schema)}")
+    if SIMHASH in KINDS[name] and SIMHASH not in schema:
+        frame = frame.with_columns(pl.lit(False).alias(SIMHASH))
     return _from_wire(frame, KINDS[name])
 
 
@@ -192,9 +196,10 @@ def _from_wire(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 
 
 @cache
-def _arrow_schema(name: str) -> pa.Schema:
+def _arrow_schema(name: str, version: int = _VERSION) -> pa.Schema:
     out = io.BytesIO()
-    _to_wire(pl.DataFrame(schema=KINDS[name])).write_ipc_stream(out, compression="zstd")
+    schema = KINDS[name] if version == _VERSION else _KINDS_V1[name]
+    _to_wire(pl.DataFrame(schema=schema)).write_ipc_stream(out, compression="zstd")
     return pa.ipc.open_stream(pa.BufferReader(out.getvalue())).schema.remove_metadata()
 
 

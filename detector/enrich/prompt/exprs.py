@@ -12,7 +12,13 @@ import numpy as np
 import polars as pl
 
 from detector.enrich.prompt.markers import PhraseSet
-from detector.enrich.prompt.tables import INPUT_COLUMNS, KANA_CHARS, LANG_SCRIPT, SCRIPT_CLASSES
+from detector.enrich.prompt.tables import (
+    INPUT_COLUMNS,
+    KANA_CHARS,
+    LANG_SCRIPT,
+    SCRIPT_CLASSES,
+    SIMHASH_FP_TAG,
+)
 
 
 def any_regex(expr: pl.Expr, regexes: Sequence[str]) -> pl.Expr:
@@ -96,3 +102,9 @@ def sparse(frame: pl.DataFrame, gate: pl.Series, exprs: Sequence[pl.Expr]) -> li
             full = pl.repeat(None, n, dtype=s.dtype, eager=True).alias(s.name)
         out.append(full.scatter(idx, s) if idx.len() else full)
     return out
+
+
+def simhash_template(h64: pl.Expr) -> pl.Expr:
+    """The template fingerprint of a request with no text: its SimHash's (``h64``) top 16 bits under
+    ``SIMHASH_FP_TAG``. ``window/hashspace.py`` recognises a SimHash-only request by it."""
+    return (h64 // (1 << 48)) | pl.lit(SIMHASH_FP_TAG << 48, pl.UInt64)
