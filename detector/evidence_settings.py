@@ -103,10 +103,6 @@ class EvidenceSettings(BaseModel):
     #: that dispatches its users' jobs on their own keys from one scheduler is its honest look-alike, not
     #: yet in the lab, and "established users of one product in waves" is spared today on purpose.
     farm_waves: bool = False
-    #: With this on, an aged group outside any router tenant whose only harvest is a thinking budget is
-    #: a team's reasoning tool, not a farm for being mostly unverified (``provenance.reasoning_tool``;
-    #: issue 17, round 22: a team on its tool through its members' personal accounts).
-    aged_reasoning_tool: bool = False
     #: A course's exercise sheet (``window/sheets.py``, issue 17, round 10): a text is a sheet's when at
     #: least this many accounts send it as an extraction request in 24 h (the room's bar: a sheet is
     #: handed to a class; a farm drawing from a problem bank repeats a text across five seats' samples

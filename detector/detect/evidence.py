@@ -102,12 +102,8 @@ def tenant_explains(s: EvidenceSettings) -> pl.Expr:
     group harvesting only through thinking budgets inside a router is a team's reasoning tool on every
     key the gateway sees (docs/detection.md, "Cells not met", round 9)."""
     waves = scheduler_waves(s)
-    return in_tenant(s) & ~waves & ~harvest_beyond_a_tool(s)
-
-
-def harvest_beyond_a_tool(s: EvidenceSettings) -> pl.Expr:
-    """A cluster's harvest a team's tool does not explain, in its shares or in excess under a blend."""
-    return beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
+    harvest = beyond_a_tool(s, "cluster") | harvest_in_excess(s, "harvest_beyond_tool_excess_share_24h")
+    return in_tenant(s) & ~waves & ~harvest
 
 
 def beyond_a_tool(s: EvidenceSettings, target: str) -> pl.Expr:
@@ -237,14 +233,6 @@ def add_axes(frame: pl.DataFrame, target: str, s: EvidenceSettings) -> pl.DataFr
     frame = frame.with_columns(
         _count(extraction_checks(s, "cluster")).alias("extraction_signals"),
         _count(coordination_checks(s)).alias("coordination_signals"),
-        # the harvest a tool does not explain, and a thinking budget (``provenance.reasoning_tool``)
-        harvest_beyond_a_tool(s).alias("harvest_beyond_a_tool"),
-        (
-            extraction_checks(s, "cluster")["reasoning via parameters"]
-            | harvest_in_excess(s, "harvest_excess_share_24h")
-        )
-        .fill_null(False)
-        .alias("reasoning_via_parameters"),
         colocated(s).alias("colocated"),
         tenant_explains(s).alias("tenant_explains"),
         # bulk: a sign-up batch or cohort, or cards across orgs; not a tool's adoption (``detect/adoption``)

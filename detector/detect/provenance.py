@@ -39,26 +39,7 @@ def farm_accounts(s: EvidenceSettings) -> pl.Expr:
     new = (_share("new_account_share") >= s.farm_new_member_share).fill_null(False)
     unverified = (_share("verified_share") < s.farm_verified_member_share).fill_null(False)
     bulk = pl.col("bulk_provisioned").fill_null(False)
-    return new | (unverified & ~tenant_customers(s) & ~reasoning_tool(s)) | bulk | dispatched(s)
-
-
-def reasoning_tool(s: EvidenceSettings) -> pl.Expr:
-    """An aged group outside any router tenant, not in scheduler waves, whose only harvest is a
-    reasoning model's thinking budget (``reasoning via parameters``, or its excess under a blend) with
-    nothing a tool does not do (``harvest_beyond_a_tool``, the harvest ``tenant_explains`` reads): a
-    team's reasoning tool on its members' own accounts (``lab/simulate/personal_team``), the router's
-    reading of a thinking budget carried outside it. With setting ``evidence.aged_reasoning_tool`` on,
-    "mostly unverified" does not make such a group a farm's (``farm_accounts``): a person's account is
-    unverified as often as not. Most seats must have tenure (``new_account_share`` under
-    ``farm_verified_member_share``, as ``tenant_customers`` reads it); a fresh or bulk-provisioned
-    farm, or one in waves, keeps its gate (issue 17, round 22, docs/detection.md)."""
-    if not s.aged_reasoning_tool:
-        return pl.lit(False)  # off: the gate reads no column of this test (a frame may lack them)
-    c = pl.col
-    aged = (_share("new_account_share") < s.farm_verified_member_share).fill_null(False)
-    thinking = c("reasoning_via_parameters").fill_null(False)
-    beyond = c("harvest_beyond_a_tool").fill_null(True)
-    return ~in_tenant(s) & ~scheduler_waves(s) & aged & thinking & ~beyond
+    return new | (unverified & ~tenant_customers(s)) | bulk | dispatched(s)
 
 
 def dispatched(s: EvidenceSettings) -> pl.Expr:
