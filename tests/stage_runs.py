@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,42 @@ def start(settings: StreamSettings, stage: str, log: Path, key: str = "") -> sub
     """One stage as a ``detector run --drain`` process, its log lines to ``log``."""
     env = {**LAG, "DETECTOR_STAGE": stage, "DETECTOR_STREAM_CONTEXTS_KEY": key}
     return kb.start_daemon_process(settings, "--drain", log_file=log, env_extra=env)
+
+
+#: A member of the account stage's group that holds its share and never reads it: polls (so it stays in
+#: the group) and prints ``assigned <partitions>`` at each deal (``ghost``).
+GHOST = """
+import sys
+from kafka import KafkaConsumer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from detector.runtime.stream.assignor import SpreadAssignor
+
+class Said(ConsumerRebalanceListener):
+    def on_partitions_revoked(self, revoked):
+        pass
+
+    def on_partitions_assigned(self, assigned):
+        print("assigned", sorted(tp.partition for tp in assigned), flush=True)
+
+bootstrap, group, topic = sys.argv[1:4]
+consumer = KafkaConsumer(
+    bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, session_timeout_ms=6000,
+    heartbeat_interval_ms=1000, max_poll_interval_ms=6000, partition_assignment_strategy=[SpreadAssignor()],
+)
+consumer.subscribe([topic], listener=Said())
+while True:
+    consumer.poll(timeout_ms=200, max_records=1)
+    consumer.pause(*consumer.assignment())
+"""
+
+
+def ghost(settings: StreamSettings, log: Path) -> subprocess.Popen[bytes]:
+    """A ``GHOST`` member in the account stage's group (its lines to ``log``): a member that the group
+    deals a share to and that never reads it, as a member killed after it joined looks until it expires."""
+    group = settings.model_copy(update={"stage": "account"}).for_stage().group_id
+    args = [sys.executable, "-c", GHOST, settings.bootstrap_servers, group, settings.input_topic]
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
 
 def finish(proc: subprocess.Popen[bytes], log: Path, timeout: float = 240, why: str = "") -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import kafka_broker as kb
 import pytest
-from stage_runs import CONTEXTS, Stages, assigned, compare, reference
+from stage_runs import CONTEXTS, Stages, assigned, compare, ghost, reference
 
 KILLS = 5
 FIRST = {"account-a": "account", "account-b": "account", "cluster": "cluster"}
@@ -44,9 +44,11 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, 
 
 
 @contextmanager
-def _run(events_file: Path, folder: Path) -> Iterator[tuple[kb.EmbeddedBroker, Stages]]:
-    """A broker with the day's events, and the three stages of ``FIRST`` started on it; on the way out
-    every stage still running is killed and the broker stopped."""
+def _run(
+    events_file: Path, folder: Path, first: dict[str, str] = FIRST
+) -> Iterator[tuple[kb.EmbeddedBroker, Stages]]:
+    """A broker with the day's events, and the stages of ``first`` started on it; on the way out every
+    stage still running is killed and the broker stopped."""
     with kb.EmbeddedBroker() as broker:
         kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
         kb.produce_events(broker.bootstrap, kb.read_events(events_file))
@@ -57,7 +59,7 @@ def _run(events_file: Path, folder: Path) -> Iterator[tuple[kb.EmbeddedBroker, S
         )
         stages = Stages(settings, folder)
         try:
-            for name, stage in FIRST.items():
+            for name, stage in first.items():
                 stages.start(name, stage)
             yield broker, stages
         finally:
@@ -106,8 +108,8 @@ def test_an_account_stage_joining_and_leaving_mid_stream_loses_and_double_counts
         time.sleep(1.0)
         assert stages.running() == sorted(FIRST), "a stage finished before the join; make the day longer"
         # the cluster stage is down (kill -9) until both deals are done: the account stages wait for its
-        # contexts, so neither drains its share and exits before the third leaves (an exited member's
-        # partitions are not dealt again: ``--drain`` ends a member, not the group)
+        # contexts while the partitions move (a drained member now also waits for the group's partitions:
+        # ``test_a_share_dealt_to_a_member_that_never_reads_it...``)
         stages.send("cluster", signal.SIGKILL)
         stages.start("account-c", "account")  # joins: the group deals the 4 partitions to 3 members
         dealt = {n: len(assigned(stages.log(n))) for n in (*first, "account-c")}
@@ -133,3 +135,59 @@ def test_an_account_stage_joining_and_leaving_mid_stream_loses_and_double_counts
         # nothing lost, and nothing counted twice: no (alert_id, revision) with two bodies, and every
         # body is replay's (the counts are in the evidence)
         compare([r.value for r in kb.read_topic(broker.bootstrap, kb.ALERTS)], ref)
+
+
+@pytest.mark.kafka
+def test_a_share_dealt_to_a_member_that_never_reads_it_is_read_before_the_others_exit(
+    day: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """``--drain`` ends a member when the group's partitions are drained, not its share
+    (``runtime/stream/drain.py``): a share dealt to a member that never reads it (a member killed after
+    it joined, until it expires) is read by a member still there once that member is gone."""
+    events_file, ref = day
+    spook = tmp_path / "ghost.log"
+    with kb.EmbeddedBroker() as broker:
+        kb.make_topics(broker.bootstrap, extra={CONTEXTS: 1})
+        kb.produce_events(broker.bootstrap, kb.read_events(events_file))
+        settings = kb.stream_settings(
+            broker.bootstrap, tmp_path / "state", max_poll_records=200, commit_interval_s=0.5
+        )
+        member = ghost(settings, spook)
+        try:
+            kb.wait_for(lambda: "assigned [0, 1, 2, 3]" in spook.read_text(), 120, "the ghost's first deal")
+            stages = Stages(settings, tmp_path)
+            try:
+                for name, stage in {"cluster": "cluster", "account-a": "account"}.items():
+                    stages.start(name, stage)
+                # the group deals the four partitions over the ghost and account-a: two each
+                kb.wait_for(lambda: len(spook.read_text().splitlines()) >= 2, 120, "the deal with account-a")
+                held = spook.read_text().splitlines()[-1]
+                assert held.count(",") == 1, f"the ghost should hold two partitions: {held}"
+                # account-a reads its two to the end; it must wait for the ghost's (before: it exited)
+                waiting = "waiting for the group's partitions"
+                log_a = stages.log("account-a")
+                kb.wait_for(
+                    lambda: waiting in log_a.read_text() or stages.procs["account-a"].poll() is not None,
+                    180,
+                    "account-a's share drained",
+                )
+                assert stages.procs["account-a"].poll() is None, (
+                    f"account-a exited with the ghost's share unread: {log_a.read_text()[-2000:]}"
+                )
+                member.kill()  # gone: the group deals its share again when its session expires
+                member.wait(30)
+                stages.finish()
+                assert [0, 1, 2, 3] in assigned(log_a), (
+                    f"account-a never read the ghost's share: {assigned(log_a)}"
+                )
+                assert "the group's partitions are drained" in log_a.read_text()
+                compare([r.value for r in kb.read_topic(broker.bootstrap, kb.ALERTS)], ref)
+            finally:
+                for proc in stages.procs.values():
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait(30)
+        finally:
+            if member.poll() is None:
+                member.kill()
+                member.wait(30)

@@ -150,7 +150,12 @@ def run(
     ip_intel: IntelOpt = None,
     allowlist: AllowOpt = None,
     drain: Annotated[
-        bool, typer.Option("--drain", help="Stop once caught up, closing every pending tick (backfills).")
+        bool,
+        typer.Option(
+            "--drain",
+            help="Stop once caught up, closing every pending tick (backfills); an account stage stops "
+            "once every partition of its group is drained.",
+        ),
     ] = False,
     reset_state: Annotated[
         bool,

@@ -45,6 +45,7 @@ from detector.runtime.stream.commit import Checkpoint, CheckpointFailed, Fenced
 from detector.runtime.stream.consumer import Batch, ConsumerThread, make_source
 from detector.runtime.stream.contexts import WaitInterrupted
 from detector.runtime.stream.decoding import Decoder
+from detector.runtime.stream.drain import GroupDrain
 from detector.runtime.stream.faults import InputTopicWatch, fault_metrics, reset_partitions
 from detector.runtime.stream.rebalance import Rebalance
 from detector.runtime.stream.reload import RuleReloader
@@ -100,6 +101,10 @@ class Daemon(BatchPath):
         self.observers = self.stage.observers(metrics.observers())
         self._on_alert = on_alert
         self.drain_when_idle = drain_when_idle
+        #: ``--drain`` in the account stage: a member ends when every partition is drained (``drain``)
+        self.group_drain = GroupDrain(settings) if drain_when_idle and settings.stage == "account" else None
+        #: its share is drained and marked: it reads nothing more and waits for the group
+        self.share_drained = False
         self._keep_alerts = keep_alerts
         self.reloader = RuleReloader(rules, metrics) if rules is not None else None
         self.faults = fault_metrics(metrics.registry)
@@ -241,6 +246,8 @@ class Daemon(BatchPath):
                                 raise
             finally:
                 self.consumer.close(CLOSE_WAIT_S)
+                if self.group_drain is not None:
+                    self.group_drain.close()
                 decoder.close()
                 self.stage.close()
                 outputs.close()
@@ -264,12 +271,12 @@ class Daemon(BatchPath):
                 self.summary.stale_batches += 1
                 return False  # polled before a rebalance: read again from the checkpoint's offsets
             if self.engine is None or not self.assigned:
-                return False  # standby, or between revocation and assignment
+                return self._group_drained()  # standby, or between revocation and assignment
             self.hw = item.highwater
             try:
                 return self._process(item)
             except WaitInterrupted:  # mid-batch: drop the state, as when lost; a checkpoint is read again
-                self.engine, self.my_ckpt, self._dirty = None, None, False
+                self.engine, self.my_ckpt, self._dirty, self.share_drained = None, None, False, False
                 if self.stop.is_set():
                     log.info("stopping mid-wait: the batch is dropped, read again from the checkpoint")
                 else:
@@ -278,6 +285,8 @@ class Daemon(BatchPath):
 
     def _process(self, item: Batch) -> bool:
         """``_step``'s work on a batch, under the lock; True when drained."""
+        if self.share_drained:  # the account stage's share is drained: read nothing, wait for the group
+            return self._group_drained()
         self._handle(item.polls)
         self._maybe_sync()
         if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
@@ -285,10 +294,25 @@ class Daemon(BatchPath):
         if self.drain_when_idle and self._caught_up():
             self._drain()
             self.commit("drain")
+            if self.group_drain is not None and not self._dirty:  # the checkpoint is written: mark it
+                mine = set(self.assigned)
+                self.group_drain.mark({p: o for p, o in self.merge.safe_offsets().items() if p in mine})
+                self.share_drained = True
+                return self._group_drained()
             if self.probe is not None:
                 self.probe.drained()
             return True
         return False
+
+    def _group_drained(self) -> bool:
+        """The account stage under ``--drain``: whether every partition of the group is drained (a
+        member whose share is drained, or that holds none, waits for that; ``drain``)."""
+        if self.group_drain is None or not self.joined or not self.group_drain.done():
+            return False
+        log.info("the group's partitions are drained")
+        if self.probe is not None:
+            self.probe.drained()
+        return True
 
     def _maybe_reload_rules(self) -> None:
         """Swap in a new rule set when the watcher has one; keep state (see ``reload``)."""

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from detector.engine import Engine, EngineFactory, Observers
     from detector.runtime.stream.decoding import Decoder
+    from detector.runtime.stream.drain import GroupDrain
 
 log = logging.getLogger("detector.stream")
 
@@ -81,6 +82,9 @@ class Owner(Protocol):
     joined: bool
     no_commit: bool
     reset_pending: bool
+    #: the account stage under ``--drain``: its share drained, waiting for the group (``drain``)
+    share_drained: bool
+    group_drain: GroupDrain | None
     fatal: BaseException | None
     my_ckpt: str | None
 
@@ -129,6 +133,13 @@ class Rebalance:
             d.no_commit = True
             d.engine = None
 
+    def _undrain(self) -> None:
+        """A new share (or none): it is read and drained again before the member waits (``drain``)."""
+        d = self.daemon
+        d.share_drained = False
+        if d.group_drain is not None:
+            d.group_drain.reset()
+
     def on_revoked(self, revoked: list[int]) -> None:
         """Before the group moves partitions: commit, so the next owner starts from our checkpoint."""
         d = self.daemon
@@ -158,6 +169,7 @@ class Rebalance:
             d.my_ckpt = None
             d._dirty = False
             d.assigned = []
+            self._undrain()
             d.summary.losses += 1
         log.warning("partitions lost", extra={"partitions": lost})
 
@@ -169,6 +181,7 @@ class Rebalance:
             self._new_epoch()
             d.summary.assignments += 1
             d.joined = True
+            self._undrain()
             topic = d.s.input_topic
             mine = sorted(assigned)
             d.assigned = mine
