@@ -113,8 +113,7 @@ class StateCaps(BaseModel):
     #: ~24 one-hour-active buckets for each of 4M accounts, or 96 (a full day) for 1M
     buckets: int = 100_000_000
     templates: int = 100_000_000
-    #: at most three rows per (account, bucket): two of its reasoning texts (round 23) and one of its
-    #: other requests (``window/sheets.py``)
+    #: at most one row per (account, bucket) holding a reasoning request (``window/sheets.py``)
     sheets: int = 100_000_000
     #: ... and one holding a tool-heavy request (``window/openers.py``)
     openers: int = 100_000_000

@@ -16,14 +16,7 @@ from detector.detect.room import RoomContext
 from detector.settings import EngineSettings
 from detector.window.asof import KeyTimeline
 from detector.window.context import ROOM_SCHEMA, TEAM_SCHEMA, PopulationContext, sheet_holders
-from detector.window.sheets import (
-    SHEET_SCHEMA,
-    _share,
-    account_sheets,
-    one_a_bucket,
-    reasoning_rows,
-    wide_texts,
-)
+from detector.window.sheets import SHEET_SCHEMA, _share, account_sheets, reasoning_rows, wide_texts
 from detector.window.tables import KEY_SCHEMA
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -34,8 +27,8 @@ def _lagged_reference(
     rows: pl.DataFrame, points: pl.DataFrame, min_accounts: int, share: float, lag: timedelta
 ) -> pl.DataFrame:
     """Point by point, as written in the docstring: holders and co-holders from the window ``lag``
-    earlier (every account's rows), the point's own rows from its window; one text a bucket (round 23)."""
-    rows = one_a_bucket(reasoning_rows(rows))
+    earlier (every account's rows), the point's own rows from its window."""
+    rows = reasoning_rows(rows)
     out = []
     for account, end in points.select("account_id", "tick_end").iter_rows():
         then = rows.filter((pl.col("bucket") >= end - lag - LONG) & (pl.col("bucket") < end - lag))

@@ -13,7 +13,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.window.sheets import SHEET_SCHEMA, _share, account_sheets, one_a_bucket, reasoning_rows
+from detector.window.sheets import SHEET_SCHEMA, _share, account_sheets, reasoning_rows
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 LONG = timedelta(hours=2)
@@ -23,7 +23,6 @@ def _reference(
     rows: pl.DataFrame, points: pl.DataFrame, long: timedelta, min_accounts: int, member_share: float
 ) -> pl.DataFrame:
     end = pl.col("tick_end")
-    rows = one_a_bucket(rows)  # since round 23 the account axis reads one text a bucket
     w = points.select("tick_end").unique().join(reasoning_rows(rows), how="cross")
     w = w.filter((pl.col("bucket") >= end - long) & (pl.col("bucket") < end))
     held = w.group_by("tick_end", "text_fp").agg(pl.col("account_id").n_unique().alias("_holders"))
@@ -92,7 +91,7 @@ def test_co_holders_outside_the_points_count() -> None:
     rows = pl.DataFrame(
         {
             "account_id": [a for a, _ in pairs],
-            "bucket": [T0 + timedelta(minutes=15 * (t == 9)) for _, t in pairs],  # a bucket a text
+            "bucket": [T0] * len(pairs),
             "plain": [False] * len(pairs),
             "text_fp": [t for _, t in pairs],
             "requests": [1] * len(pairs),

@@ -161,37 +161,28 @@ def _decoy_farm(seats: int = 4, buckets: int = 100, texts: int = 8) -> tuple[pl.
     return ev, stable_hash64(decoy.encode())
 
 
-def _decoy_share(ev: pl.DataFrame, decoy: int, key: TextKey | None) -> tuple[float, float]:
-    """Over the (seat, bucket) sheet samples (the real ``sheet_rows``): the share whose smallest text is
-    the decoy's, and the share of the sampled requests on the decoy's rows (since round 23 a bucket keeps
-    two texts, the smallest's row weighing the requests on texts not kept)."""
+def _decoy_share(ev: pl.DataFrame, decoy: int, key: TextKey | None) -> float:
+    """The share of (seat, bucket) sheet samples (the real ``sheet_rows``) that are the decoy's text."""
     if key is not None:  # what add_prompt_features(..., key) gives (tested above), without redoing it
         ev, decoy = ev.with_columns(key.series(ev["text_fp"])), key.hash64(decoy)
     codes = pl.DataFrame({"account_id": ev["account_id"].unique().sort(), "account_code": range(4)})
     sample = sheet_rows(ev, codes)
-    assert sample.height == 800  # two texts a (seat, bucket)
-    smallest = sample.filter(pl.col("text_fp") == pl.col("text_fp").min().over("account_code", "bucket"))
-    assert smallest.height == 400
-    on_decoy = pl.col("requests").filter(pl.col("text_fp") == decoy).sum() / pl.col("requests").sum()
-    return float((smallest["text_fp"] == decoy).mean()), float(sample.select(on_decoy).item())  # type: ignore[arg-type]
+    assert sample.height == 400
+    return float((sample["text_fp"] == decoy).mean())  # type: ignore[arg-type]
 
 
 def test_a_decoy_with_the_smallest_public_hash_wins_every_sample_without_a_key_and_one_in_n_with() -> None:
     """Without a key the decoy is every bucket's sample: the farm reads as one shared sheet. Under a key
     the farm cannot know, the decoy's place among the texts is a draw: over deployments (keys) it wins
-    1/8 of the samples on average (a lucky draw wins many, most win few: median ~0.8%). The second text
-    a bucket keeps (round 23) weighs its own sends only: the decoy's share of the sampled requests is
-    7/8 without a key (the one harvest text kept beside it) and still 1/8 on average under keys."""
+    1/8 of the samples on average (a lucky draw wins many, most win few: median ~0.8%)."""
     ev, decoy = _decoy_farm()
-    assert _decoy_share(ev, decoy, None) == (1.0, 7 / 8)
+    assert _decoy_share(ev, decoy, None) == 1.0
     shares = [
         _decoy_share(ev, decoy, TextKey(f"deployment-key-{i:04d}-of-this-test".encode())) for i in range(200)
     ]
-    for k in (0, 1):
-        got = [s[k] for s in shares]
-        mean, median = sum(got) / len(got), sorted(got)[len(got) // 2]
-        assert 0.075 <= mean <= 0.175, (k, mean)  # 1/8 expected (sd of the mean over 200 keys ~0.016)
-        assert median < 0.05 and max(got) < 1.0, (k, median, max(got))
+    mean, median = sum(shares) / len(shares), sorted(shares)[len(shares) // 2]
+    assert 0.075 <= mean <= 0.175, mean  # 1/8 expected (sd of the mean over 200 keys ~0.016)
+    assert median < 0.05 and max(shares) < 1.0, (median, max(shares))
 
 
 # ------------------------------------------------------------------------ state, logs and checkpoints

@@ -13,18 +13,6 @@ time would give (``tests/test_slicing.py``), and it expires with the buckets. It
 account's distinct texts that repetition cannot steer: a sweep's sample is its bank's, a course's is
 its sheet's. An account with no reasoning request holds no row; a busy one at most one a bucket.
 
-**Two texts a bucket, read by the cluster (round 23).** One text a bucket split a class's holders: a
-participant sends two or three exercises a bucket in the first hour, its sample holds whichever hashes
-smallest, and the sheet's first exercises read held by fewer than a third of the class (path A of
-docs/detection.md, ``course22``/``holders22``). So the reasoning sample keeps the ``REASONING_KEEP``
-(2) smallest texts a bucket, each row with its own sends as its requests, the smallest's row also with
-the bucket's requests on texts not kept (the bucket's total is kept; one text is the row above). The
-K smallest of a union are the K smallest of the parts' K smallest, so it is as order-free as one. The
-cluster axis (``cluster_sheets``) reads every kept text; the account axis (``account_sheets``) and the
-population context (``wide_texts``) fold a bucket back to its one row (``one_a_bucket``): there the
-second text added what a seat shares with its own farm (``holders22``: a farm seat lost its verdict).
-A table with one row a bucket (written before round 23) is a valid sample: no upgrade.
-
 A text is **held** by the accounts whose sample holds it in the window; a sheet's texts are held by at
 least ``EvidenceSettings.sheet_min_accounts`` accounts and by a share of the group it is shared in
 (round 12, ``sheet_member_share``): on the cluster axis of the cluster's members who send reasoning
@@ -82,11 +70,6 @@ from detector.window.hashspace import (
 #: tool-heavy turn: an agent's follow-ups repeat across every agent's sessions ("continue", the same
 #: test output), and agentic transcripts are evidence a sheet does not explain.
 EXTRACTION = ("cot_elicit", "is_thinking")
-#: Texts the reasoning sample keeps per (account, bucket) (round 23): the smallest two, so a class's
-#: participant who sends two exercises in a bucket holds both on the cluster axis (one a bucket split
-#: the holders of a sheet's first exercises: ``holders22`` in docs/detection.md). The plain sample keeps
-#: one; the account axis reads one (``one_a_bucket``).
-REASONING_KEEP = 2
 #: ``plain``: the row samples the bucket's requests that are neither reasoning nor tool-heavy (round 12).
 _ROW = {
     "bucket": UTC_US,
@@ -116,52 +99,29 @@ CLUSTER_SHEET_FEATURES = {**SHEET_FEATURES, **YIELD_FEATURES}
 
 
 def sheet_rows(ev: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
-    """Per (account, bucket, kind) of ``ev`` (enriched events with ``bucket``): the sample of its
-    reasoning requests (``plain`` false: the ``REASONING_KEEP`` smallest ``text_fp``) or of its other
-    requests (``plain`` true: the smallest; neither takes a tool-heavy turn), each kept text's sends, and
-    the requests (``_keep_smallest``; ``SHEET_STORE``; ``codes``: account_id -> account_code)."""
+    """Per (account, bucket, kind) of ``ev`` (enriched events with ``bucket``): the smallest ``text_fp``
+    among its reasoning requests (``plain`` false) or among its other requests (``plain`` true; neither
+    takes a tool-heavy turn), their number, and how many carried that text (``SHEET_STORE``; ``codes``:
+    account_id -> account_code)."""
     if "text_fp" not in ev.columns:
         return pl.DataFrame(schema=SHEET_STORE)
     flagged = pl.any_horizontal([pl.col(c).fill_null(False) for c in EXTRACTION if c in ev.columns])
     tools = pl.col("is_tools_heavy").fill_null(False) if "is_tools_heavy" in ev.columns else pl.lit(False)
-    texts = (
+    least = pl.col("text_fp") == pl.col("text_fp").min()
+    return (
         ev.filter(~tools & pl.col("text_fp").is_not_null())  # an agent's turn, with or without a budget
         .with_columns((~flagged).alias("plain"), simhash_request(ev.columns).alias(SIMHASH))
-        .group_by("account_id", "bucket", "plain", "text_fp")
-        .agg(pl.len().alias("sends"), sampled_space(pl.lit(True), pl.col(SIMHASH)))
-        .with_columns(pl.col("sends").alias("requests"))
-    )
-    return (
-        _keep_smallest(texts, "account_id", REASONING_KEEP)
+        .group_by("account_id", "bucket", "plain")
+        .agg(
+            pl.col("text_fp").min(),
+            pl.len().cast(pl.UInt32).alias("requests"),
+            least.sum().cast(pl.UInt32).alias("sends"),
+            sampled_space(least, pl.col(SIMHASH)).alias(SIMHASH),
+        )
         .join(codes, on="account_id")
         .select(SHEET_STORE.keys())
         .cast(SHEET_STORE)
     )
-
-
-def _keep_smallest(texts: pl.DataFrame, account: str, keep: int) -> pl.DataFrame:
-    """``texts`` (one row per (``account``, bucket, plain, text_fp): ``requests``, ``sends``,
-    ``SIMHASH``) as sample rows: per (``account``, bucket, kind) the ``keep`` smallest texts of the
-    reasoning sample (the plain sample's one), each with its sends; a kept text's ``requests`` are its
-    sends, but the smallest's also take every request of the bucket on a text not kept, so the bucket's
-    total is kept (``keep`` 1: one row with every request, the sample before round 23). The K smallest
-    of a union are the K smallest of the parts' K smallest, each with every send: what one tick at a
-    time gives is what a day gives, and ``texts`` may be merged rows (``merge_sheets``)."""
-    c, by = pl.col, [account, "bucket", "plain"]
-    req, sends = c("requests").cast(pl.Int64), c("sends").cast(pl.Int64)
-    rank = c("text_fp").rank("ordinal").over(by)
-    kept = texts.with_columns(req.sum().over(by).alias("_total"), rank.alias("_rank")).filter(
-        c("_rank") <= pl.when(c("plain")).then(1).otherwise(keep)
-    )
-    others = sends.sum().over(by) - sends  # the other kept texts' own sends
-    return kept.with_columns(
-        pl.when(c("_rank") == 1)
-        .then(c("_total") - others)
-        .otherwise(sends)
-        .cast(pl.UInt32)
-        .alias("requests"),
-        sends.cast(pl.UInt32),
-    ).drop("_total", "_rank")
 
 
 def reasoning_rows(rows: pl.DataFrame) -> pl.DataFrame:
@@ -170,38 +130,21 @@ def reasoning_rows(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def merge_sheets(rows: pl.DataFrame) -> pl.DataFrame:
-    """Rows appended by successive ticks (``SHEET_STORE``) merged: per (account, bucket, kind) the
-    sample of their union (``_keep_smallest``; each text's sends summed over the rows that kept it; any
-    order: the same). A table written before round 23 (one row a bucket) is a valid sample of it."""
-    texts = (
-        spaced(rows)
-        .group_by("account_code", "bucket", "plain", "text_fp")
-        .agg(
-            pl.col("requests").cast(pl.Int64).sum(),
-            pl.col("sends").cast(pl.Int64).sum(),
-            sampled_space(pl.lit(True), pl.col(SIMHASH)),
-        )
-    )
+    """One row per (account, bucket, kind): the smallest text, the summed requests, and the sends of the
+    smallest text summed over the rows that sampled it (any order: the same)."""
+    least = pl.col("text_fp") == pl.col("text_fp").min()
     return (
-        _keep_smallest(texts, "account_code", REASONING_KEEP)
+        spaced(rows)
+        .group_by("account_code", "bucket", "plain")
+        .agg(
+            pl.col("text_fp").min(),
+            pl.col("requests").sum().cast(pl.UInt32),
+            pl.col("sends").filter(least).sum().cast(pl.UInt32),
+            sampled_space(least, pl.col(SIMHASH)),
+        )
         .select(SHEET_STORE.keys())
-        .sort("account_code", "bucket", "plain", "text_fp")
+        .sort("account_code", "bucket", "plain")
     )
-
-
-def one_a_bucket(rows: pl.DataFrame) -> pl.DataFrame:
-    """``rows`` (``SHEET_SCHEMA``) as the account axis reads them (round 23): one row per (account,
-    bucket, kind), its smallest text with every request of the bucket and that text's sends, the row
-    the sample kept before the reasoning sample kept ``REASONING_KEEP`` texts. The second text a bucket
-    is the cluster axis's (a class's holders, ``cluster_sheets``); on the account axis it would add
-    what a seat shares with its own farm to the seat's sheet (round 22, ``holders22``)."""
-    framed = spaced(rows if "plain" in rows.columns else rows.with_columns(pl.lit(False).alias("plain")))
-    texts = framed.group_by("account_id", "bucket", "plain", "text_fp").agg(
-        pl.col("requests").cast(pl.Int64).sum(),
-        pl.col("sends").cast(pl.Int64).sum(),
-        sampled_space(pl.lit(True), pl.col(SIMHASH)),
-    )
-    return _keep_smallest(texts, "account_id", 1).select(rows.columns).cast(rows.schema)
 
 
 def _share(comparable: pl.Expr | None = None) -> list[pl.Expr]:
@@ -250,7 +193,7 @@ def account_sheets(
     ``window/context.py``), built here from ``rows`` when not given (``rows``: then only the points'
     own accounts' rows are needed)."""
     end, on, text = pl.col("tick_end"), ["account_id", "tick_end"], ["tick_end", "text_fp"]
-    rows, points = one_a_bucket(reasoning_rows(rows)), points.select(on)  # the account axis: one a bucket
+    rows, points = reasoning_rows(rows), points.select(on)
     own = points.join(rows, on="account_id").filter(
         (pl.col("bucket") >= end - long) & (pl.col("bucket") < end)
     )
@@ -294,7 +237,6 @@ def wide_texts(rows: pl.DataFrame, as_of: datetime, long: timedelta, min_account
     """(text_fp, account_id) of the reasoning texts at least ``min_accounts`` accounts hold in the window
     [as_of - long, as_of) of ``rows`` (every account's, ``SHEET_SCHEMA``), sorted (``HOLDER_SCHEMA``)."""
     then = reasoning_rows(rows).filter((pl.col("bucket") >= as_of - long) & (pl.col("bucket") < as_of))
-    then = one_a_bucket(then)  # the population context is the account axis's: one text a bucket
     pairs = then.select("text_fp", "account_id").unique()
     many = pl.col("account_id").count().over("text_fp") >= min_accounts
     return pairs.filter(many).sort("text_fp", "account_id").cast(HOLDER_SCHEMA)
