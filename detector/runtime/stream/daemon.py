@@ -287,6 +287,8 @@ class Daemon(BatchPath):
         """``_step``'s work on a batch, under the lock; True when drained."""
         if self.share_drained:  # the account stage's share is drained: read nothing, wait for the group
             return self._group_drained()
+        if self.group_drain is not None:  # the log ends the wait will compare with, before reading to them
+            self.group_drain.snapshot()
         self._handle(item.polls)
         self._maybe_sync()
         if self._dirty and time.monotonic() - self._last_commit >= self.s.commit_interval_s:
@@ -294,8 +296,10 @@ class Daemon(BatchPath):
         if self.drain_when_idle and self._caught_up():
             self._drain()
             self.commit("drain")
-            if self.group_drain is not None and not self._dirty:  # the checkpoint is written: mark it
-                mine = set(self.assigned)
+            if self.group_drain is not None:
+                if self._dirty:  # the checkpoint was not written: drain and commit again next batch
+                    return False
+                mine = set(self.assigned)  # the checkpoint is written: mark it
                 self.group_drain.mark({p: o for p, o in self.merge.safe_offsets().items() if p in mine})
                 self.share_drained = True
                 return self._group_drained()
