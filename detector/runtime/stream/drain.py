@@ -21,16 +21,18 @@ that drained before them was dealt its share again by the same rebalance, so it 
 The marks are the committed offsets of a group of their own, ``<group>.drained``, written by a client
 that joins no group (a member's own commits cannot carry them: an interval commit can reach the log
 end before the drain closes the last ticks, and Tansu does not keep commit metadata). A mark is
-written only after the drain's checkpoint is, so a marked partition's alerts were all sent. A mark past
-the partition's log end now is an older log's (the topic was recreated): not a mark. A member reads
-nothing after its share is drained: the next holder reads it again. The calls to the broker have a
+written only after the drain's checkpoint is, so a marked partition's alerts were all sent. (A mark
+cannot be told from an older log's by being past the log's end: Tansu's log end, ``ListOffsets``, is
+below the offsets a consumer reads to, by about one a produced batch.) A member reads nothing after
+its share is drained: the next holder reads it again. The calls to the broker have a
 bound (``BROKER_TIMEOUT_MS``; the processing lock is held), all but the client's first metadata fetch
 (``partitions_for_topic``, once an assignment, when the broker has just answered the drain's flush): a
 broker that does not answer is a warning and a retry, not a wait past the group's rebalance timeout.
 
 Left alone: ``--reset-state`` does not clear the marks of an earlier run over the same topic, so a
 member of a reset run may end before a dead member's share is read again in that run (that share was
-drained, and its alerts sent, by the earlier run).
+drained, and its alerts sent, by the earlier run); nor does a recreated input topic (an older log's
+marks can cover a new, shorter log).
 """
 
 from __future__ import annotations
@@ -155,18 +157,18 @@ class GroupDrain:
         if self._ends is None:  # no snapshot this assignment (the broker failed it, or no share): now
             self._ends = self._log_ends(client, tps)
         marked = client._coordinator.fetch_committed_offsets(tps, BROKER_TIMEOUT_MS)
-        now = self._log_ends(client, tps)
-        pending = []
+        pending, why = [], {}
         for tp in tps:
             end, mark = self._ends.get(tp.partition, 0), marked.get(tp)
             if end == 0:  # an empty partition has nothing to drain
                 continue
-            if mark is None or mark.offset < end or mark.offset > now.get(tp.partition, end):
+            if mark is None or mark.offset < end:
                 pending.append(tp.partition)
+                why[str(tp.partition)] = [None if mark is None else mark.offset, end]
         if pending != self.pending:
             self.pending = pending
-            if pending:
-                log.info("share drained; waiting for the group's partitions", extra={"pending": pending})
+            if pending:  # per partition: its mark and the end it must reach
+                log.info("share drained; waiting for the group's partitions", extra={"pending": why})
         return bool(tps) and not pending
 
     def close(self) -> None:
