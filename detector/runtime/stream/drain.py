@@ -71,8 +71,9 @@ class GroupDrain:
         self._last = 0.0
         #: What this member drained to, not yet marked (the broker did not answer yet).
         self._unmarked: dict[int, int] | None = None
-        #: Partitions not yet marked as far as ``_ends`` at the last check (logged when it changes).
-        self.pending: list[int] | None = None
+        #: Partitions not yet marked as far as ``_ends`` at the last check, with their mark and end
+        #: (logged when it changes).
+        self.pending: dict[str, list[int | None]] | None = None
 
     def _consumer(self) -> Any:
         if self._client is None:
@@ -157,18 +158,14 @@ class GroupDrain:
         if self._ends is None:  # no snapshot this assignment (the broker failed it, or no share): now
             self._ends = self._log_ends(client, tps)
         marked = client._coordinator.fetch_committed_offsets(tps, BROKER_TIMEOUT_MS)
-        pending, why = [], {}
+        pending: dict[str, list[int | None]] = {}  # per partition behind: its mark and the end to reach
         for tp in tps:
             end, mark = self._ends.get(tp.partition, 0), marked.get(tp)
-            if end == 0:  # an empty partition has nothing to drain
-                continue
-            if mark is None or mark.offset < end:
-                pending.append(tp.partition)
-                why[str(tp.partition)] = [None if mark is None else mark.offset, end]
-        if pending != self.pending:
-            self.pending = pending
-            if pending:  # per partition: its mark and the end it must reach
-                log.info("share drained; waiting for the group's partitions", extra={"pending": why})
+            if end > 0 and (mark is None or mark.offset < end):  # an empty partition has nothing to drain
+                pending[str(tp.partition)] = [None if mark is None else mark.offset, end]
+        if pending and pending != self.pending:
+            log.info("share drained; waiting for the group's partitions", extra={"pending": pending})
+        self.pending = pending
         return bool(tps) and not pending
 
     def close(self) -> None:
