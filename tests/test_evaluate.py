@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from detector.lab.evaluate import EvalResult, evaluate, render_table
+from detector.lab.evaluate import NO_REASON, EvalResult, evaluate, render_table, top_reasons
 
 
 def _acct(
@@ -147,6 +147,39 @@ def test_bad_alert_lines_are_reported_with_their_position(tmp_path: Path) -> Non
         fh.write("not json\n")
     with pytest.raises(ValueError, match=r"alerts\.jsonl:8: .*urgent(.|\n)*alerts\.jsonl:9:"):
         evaluate(lp, ap)
+
+
+def test_what_first_named_each_account_is_counted_per_persona_and_campaign(tmp_path: Path) -> None:
+    def named(
+        alert_id: str, sev: str, accounts: list[str], at: str, reasons: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return {**_alert(alert_id, 1, sev, accounts, at), "reasons": reasons}
+
+    rule = {"source": "rule", "name": "cluster_coordinated_farm", "severity": "medium"}
+    model = {"source": "model", "name": "account_gb-v2", "severity": "medium"}
+    lead = {"source": "rule", "name": "account_reasoning_harvest", "severity": "low"}
+    axis = {"source": "rule", "name": "evidence:coordination", "severity": "medium"}
+    alerts = [
+        named("P", "medium", ["e1", "e2"], "2026-03-02T10:00:00.000Z", [rule, lead, axis]),
+        # later: does not replace what named e1 first; earlier: replaces it for e2
+        named("Q", "high", ["e1"], "2026-03-02T11:00:00.000Z", [model]),
+        named("R", "medium", ["e2", "a1"], "2026-03-02T09:00:00.000Z", [model, rule]),
+        # a medium revision none of whose reasons reaches medium, and a low one that names nobody
+        named("S", "medium", ["k1"], "2026-03-02T09:00:00.000Z", [lead, axis]),
+        named("T", "low", ["u1"], "2026-03-02T09:00:00.000Z", [lead]),
+        # an old file's reason without a severity counts at the alert's
+        named("U", "medium", ["a2"], "2026-03-02T09:30:00.000Z", [{"source": "rule", "name": "old_rule"}]),
+    ]
+    r = evaluate(*_write(tmp_path, LABELS, alerts))
+    by = {p.persona: p for p in r.personas}
+    assert by["eval_harness"].reasons == {"cluster_coordinated_farm": 2, "account_gb-v2": 1}
+    assert by["company_card"].reasons == {NO_REASON: 1}
+    assert by["casual"].reasons == {} and by["casual"].flagged_medium == 0
+    assert r.campaigns[0].reasons == {"account_gb-v2": 1, "cluster_coordinated_farm": 1, "old_rule": 1}
+    console = Console(record=True, width=300)
+    console.print(render_table(r))
+    assert "cluster_coordinated_farm 2, account_gb-v2 1" in console.export_text()
+    assert top_reasons({"a": 3, "b": 2, "c": 1, "d": 1}, 2) == "a 3, b 2, +2 more"
 
 
 def test_render_table_and_json(result: EvalResult) -> None:

@@ -146,6 +146,14 @@ def test_a_small_matrix_scores_every_family_and_persona(shared_dir: Path, tmp_pa
             rows = [r for r in result.campaigns if (r["intel"], r["family"]) == (c["intel"], c["family"])]
             acc = sum(r["accounts"] for r in rows)
             assert c["recall"] == sum(r["detected"] for r in rows) / acc
+    # what named each campaign's accounts: every detected account under at least one name
+    for r in result.campaigns:
+        assert (r["detected"] == 0) == (not r["reasons"])
+        assert all(0 < n <= r["detected"] for n in r["reasons"].values())
+    for p in result.personas:  # the same per persona, summed over the draws
+        assert (p["medium"] == 0) == (not p["reasons"]) and max(p["reasons"].values(), default=0) <= p[
+            "medium"
+        ]
     assert {p["persona"] for p in result.personas} >= {"casual", "eval_harness", "company_card"}
     # every honest look-alike is in every draw, at its realistic size whatever the scale
     looks = {p["persona"]: p["accounts"] for p in result.personas if p["intel"] == "off"}

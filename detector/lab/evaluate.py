@@ -11,6 +11,12 @@ later (or a second campaign merged into it) can appear "detected" before it sent
 labels carry the account's ``first_ts``, its detection time is therefore never earlier than that
 (``n_alerted_before_first_request`` counts the accounts this lifts); campaign time-to-detect uses the
 same per-account times.
+
+What named an account: the reason names of that earliest revision at medium or above (rules and
+models; the evidence axes' notes aside), so a persona's false positives and a campaign's detections
+can be read per rule or model (``reasons``: accounts a name put there; an account counts under every
+name its revision carries). A reason without its own severity (an older alert file) counts at the
+alert's; a revision none of whose reasons reaches medium is counted under ``NO_REASON``.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from detector.contracts import SEVERITIES, SEVERITY_RANK, Severity
+from detector.detect.evidence import AXIS_PREFIX
 
 _MEDIUM, _HIGH = Severity.MEDIUM.rank, Severity.HIGH.rank
 _RANK = SEVERITY_RANK
+#: What ``reasons`` counts an account under when none of its revision's reasons reaches medium.
+NO_REASON = "(no reason at medium)"
 
 
 class CampaignEval(BaseModel):
@@ -49,6 +58,8 @@ class CampaignEval(BaseModel):
     median_account_ttd_hours: float | None
     #: Detected members whose alert's detected_event_ts precedes their first request (grown clusters).
     n_alerted_before_first_request: int = 0
+    #: Detected members per reason name of the revision that first named them (most first).
+    reasons: dict[str, int] = {}
 
 
 class PersonaEval(BaseModel):
@@ -60,6 +71,8 @@ class PersonaEval(BaseModel):
     flagged_high: int
     fp_rate: float
     fp_rate_high: float
+    #: Flagged accounts per reason name of the revision that first named them (most first).
+    reasons: dict[str, int] = {}
 
 
 class OverallEval(BaseModel):
@@ -114,6 +127,8 @@ class _Detections:
 
     def __init__(self) -> None:
         self.first: dict[str, datetime] = {}
+        #: Per account: the reason names of the revision that set ``first``.
+        self.why: dict[str, tuple[str, ...]] = {}
         self.high: set[str] = set()
         self.latest: dict[str, tuple[int, str]] = {}
         self.records = 0
@@ -135,11 +150,35 @@ class _Detections:
             return
         evidence = alert.get("evidence") or {}
         when = _ts(evidence.get("revision_event_ts") or alert["detected_event_ts"])
+        names = _named_by(alert.get("reasons") or [], sev)
         for acct in ids:
             if acct not in self.first or when < self.first[acct]:
                 self.first[acct] = when
+                self.why[acct] = names
             if _RANK[sev] >= _HIGH:
                 self.high.add(acct)
+
+
+def _named_by(reasons: list[Any], severity: str) -> tuple[str, ...]:
+    """The names of a revision's reasons at medium or above (a reason without a severity: the
+    alert's), the evidence axes' notes aside; ``NO_REASON`` when there is none."""
+    names = set()
+    for r in reasons:
+        if not isinstance(r, dict) or str(r.get("name", "")).startswith(AXIS_PREFIX):
+            continue
+        level = r.get("severity") or severity
+        if _RANK.get(level, 0) >= _MEDIUM:
+            names.add(str(r.get("name")))
+    return tuple(sorted(names)) or (NO_REASON,)
+
+
+def count_reasons(accounts: list[str], why: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Accounts per reason name (an account under every name it carries), most first, then by name."""
+    counts: dict[str, int] = {}
+    for a in accounts:
+        for name in why.get(a, ()):
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _read_alerts(path: Path) -> _Detections:
@@ -190,6 +229,7 @@ def _campaign(
         median_account_ttd_hours=round(statistics.median(per_account), 4) if per_account else None,
         n_alerted_before_first_request=lifted,
         n_detected_high=sum(1 for m in members if m in det.high),
+        reasons=count_reasons(sorted(hits), det.why),
     )
 
 
@@ -225,6 +265,7 @@ def evaluate(labels_path: Path, alerts_path: Path) -> EvalResult:
                 flagged_high=fh,
                 fp_rate=fm / len(accts),
                 fp_rate_high=fh / len(accts),
+                reasons=count_reasons([a for a in accts if a in flagged], det.why),
             )
         )
 
@@ -267,6 +308,13 @@ def _f(x: float | None, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.2f}"
 
 
+def top_reasons(reasons: dict[str, int], n: int = 3) -> str:
+    """The ``n`` reason names that named most accounts, with their counts ("" when none)."""
+    shown = [f"{name} {count}" for name, count in list(reasons.items())[:n]]
+    more = len(reasons) - n
+    return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
+
+
 def render_table(result: EvalResult) -> Table:
     """The result as one rich table: campaigns (recall, time-to-detect), then honest personas (false
     positives), then the overall line; alert counts in the caption."""
@@ -279,6 +327,7 @@ def render_table(result: EvalResult) -> Table:
     t.add_column("campaign / persona", no_wrap=True)
     for col in ("accts", "flagged", ">=high", "recall | FP", "TTD h", "TTD med h"):
         t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("named by (accounts)")
     for c in result.campaigns:
         t.add_row(
             f"{c.family} {c.campaign_id}",
@@ -288,6 +337,7 @@ def render_table(result: EvalResult) -> Table:
             _f(c.recall, True),
             _f(c.ttd_hours),
             _f(c.median_account_ttd_hours),
+            top_reasons(c.reasons),
         )
     t.add_section()
     for p in result.personas:
@@ -299,6 +349,7 @@ def render_table(result: EvalResult) -> Table:
             _f(p.fp_rate, True),
             "",
             "",
+            top_reasons(p.reasons),
         )
     t.add_section()
     o = result.overall
@@ -308,6 +359,7 @@ def render_table(result: EvalResult) -> Table:
         str(o.true_positives + o.false_positives),
         "",
         f"{_f(o.recall, True)} | {_f(o.false_positive_rate, True)}",
+        "",
         "",
         "",
     )

@@ -7,7 +7,8 @@ replayed through the engine with and without IP intelligence and scored with ``l
 Reported per (family, knob, value) cell, and per family over all draws (knob "all"): campaigns,
 recall at medium, hours from the campaign's start to its first accusation (median), and the requests
 an attacking account had sent when it was first named at medium (median and 90th percentile, over
-named accounts); per honest persona: accounts, flagged at medium, flagged at high.
+named accounts); per honest persona: accounts, flagged at medium, flagged at high, and which reasons
+(rules and models) first named its flagged accounts (``lab.evaluate``: ``reasons``).
 
 **Held-out draws.** Draw indices ``HELD_OUT_FROM`` and above are held out: nobody looks at them while
 writing rules or training models. ``detector evaluate-matrix`` runs the development block (indices
@@ -35,7 +36,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from detector.errors import ConfigError
-from detector.lab.evaluate import _read_alerts, evaluate
+from detector.lab.evaluate import _read_alerts, evaluate, top_reasons
 from detector.lab.knobs import SEED_BASE, VERIFIED_CELLS, draw_params, knob_cells
 from detector.lab.simulate import simulate
 
@@ -133,6 +134,7 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
                     "requests_when_named": _requests_when_named(
                         events, det.first, by_campaign.get(c.campaign_id, [])
                     ),
+                    "reasons": c.reasons,
                 }
             )
         for p in result.personas:
@@ -145,6 +147,7 @@ def _one_draw(index: int, cfg: MatrixConfig, work: Path) -> list[dict[str, Any]]
                     "accounts": p.n_accounts,
                     "medium": p.flagged_medium,
                     "high": p.flagged_high,
+                    "reasons": p.reasons,
                 }
             )
     return rows
@@ -183,12 +186,16 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
             }
         )
     personas: dict[tuple[str, str], list[int]] = {}
+    by_reason: dict[tuple[str, str], dict[str, int]] = {}
     for r in rows:
         if r["kind"] == "persona":
             t = personas.setdefault((r["intel"], r["persona"]), [0, 0, 0])
             t[0] += r["accounts"]
             t[1] += r["medium"]
             t[2] += r["high"]
+            by = by_reason.setdefault((r["intel"], r["persona"]), {})
+            for name, count in r.get("reasons", {}).items():
+                by[name] = by.get(name, 0) + count
     out_personas = [
         {
             "intel": i,
@@ -197,6 +204,7 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
             "medium": m,
             "high": h,
             "fp_rate_medium": m / a if a else 0.0,
+            "reasons": dict(sorted(by_reason[(i, p)].items(), key=lambda kv: (-kv[1], kv[0]))),
         }
         for (i, p), (a, m, h) in sorted(personas.items())
     ]
@@ -227,7 +235,10 @@ def run_matrix(cfg: MatrixConfig, work_dir: Path | None = None) -> MatrixResult:
             rows += _one_draw(i, cfg, Path(tmp))
     cells, personas = summarise(rows)
     campaigns = [
-        {k: r[k] for k in ("intel", "draw", "family", "knobs", "accounts", "detected", "ttd_hours")}
+        {
+            k: r[k]
+            for k in ("intel", "draw", "family", "knobs", "accounts", "detected", "ttd_hours", "reasons")
+        }
         for r in rows
         if r["kind"] == "campaign"
     ]
@@ -265,12 +276,13 @@ def render_markdown(result: MatrixResult) -> str:
         )
     lines += [
         "",
-        "| intel | persona | accounts | flagged medium | flagged high | FP rate (medium) |",
-        "|---|---|---|---|---|---|",
+        "| intel | persona | accounts | flagged medium | flagged high | FP rate (medium) "
+        "| named by (accounts) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in result.personas:
         lines.append(
             f"| {p['intel']} | {p['persona']} | {p['accounts']} | {p['medium']} | {p['high']} "
-            f"| {p['fp_rate_medium']:.4f} |"
+            f"| {p['fp_rate_medium']:.4f} | {top_reasons(p.get('reasons', {}))} |"
         )
     return "\n".join(lines) + "\n"
