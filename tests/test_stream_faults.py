@@ -382,3 +382,52 @@ def test_topic_recreated_while_the_daemon_was_down_is_read_from_its_start(
         for c in ("topic_id", "offset_out_of_range")
     )
     assert resets >= kb.PARTITIONS
+
+
+def test_a_poll_under_metadata_waiting_for_a_refresh_refreshes_it_or_hands_over_nothing(
+    broker: kb.EmbeddedBroker, sim: Path, tmp_path: Path
+) -> None:
+    """kafka-python fetches by topic name from the leader it knows, so after a broker restart it can
+    fetch a recreated topic's log before a metadata refresh has told it the topic's id changed (CI once
+    read 200 records of a recreated log under ``ON_TOPIC_RESET=fail``, the test above). Records that a
+    poll returns while the metadata waits for a refresh go out only after the refresh (the topic check
+    then reads the current id); where the refresh cannot finish, none go out and the partitions are
+    read again from those records."""
+    from detector.runtime.stream.kafkapython import METADATA_WAIT_MS, KafkaPythonSource
+
+    kb.make_topics(broker.bootstrap)
+    kb.produce_events(broker.bootstrap, kb.read_events(sim / "events.jsonl")[:60])
+    source = KafkaPythonSource(kb.stream_settings(broker.bootstrap, tmp_path / "state"), lambda: True)
+
+    class FromTheStart:
+        def on_revoked(self, partitions: list[int]) -> None: ...
+
+        def on_lost(self, partitions: list[int]) -> None: ...
+
+        def on_assigned(self, partitions: list[int]) -> None:
+            for p in partitions:
+                source.seek(p, None)
+
+    source.open(FromTheStart())
+    try:
+        raw: dict[Any, list[Any]] = {}
+        deadline = time.monotonic() + 60
+        while not raw and time.monotonic() < deadline:
+            raw = source.kafka.poll(timeout_ms=500, max_records=10)  # what ``source.poll`` wraps
+        assert raw, "no records within a minute"
+        cluster = source.kafka._client.cluster
+        cluster.request_update()
+        assert cluster.need_update
+        assert source._metadata_current() and not cluster.need_update  # refreshed from the live broker
+        first = {tp: recs[0].offset for tp, recs in raw.items() if recs}
+        assert any(source.kafka.position(tp) > off for tp, off in first.items())
+        broker.stop()
+        cluster.request_update()
+        began = time.monotonic()
+        assert not source._metadata_current()  # no broker: the refresh cannot finish
+        assert time.monotonic() - began < METADATA_WAIT_MS / 1000 + 5
+        assert source._fetch_again(raw) == {}
+        assert {tp: source.kafka.position(tp) for tp in first} == first  # read again from there
+    finally:
+        broker.start()
+        source.close()
