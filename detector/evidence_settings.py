@@ -172,6 +172,13 @@ class EvidenceSettings(BaseModel):
     #: (issue 17, round 12: dev draws' courses 0.6-0.9, coordination-only farms 0.0). Most, as for a
     #: reasoning sheet (``sheet_share``): a participant's own experiments after the session are a minority.
     yield_shared_share: float = Field(default=0.5, gt=0, le=1)
+    #: ... or that share of one clock hour's, in an hour when at least this share of its members sent
+    #: (``window.sheets._session_peak``, round 24): a live course's session, the class at the sheet
+    #: together. Its participants' own experiments after the session (2-12 exercises each, then their
+    #: own traffic for hours) dilute the day's pool under the bar by the evening (dev draw 930: 0.92 at
+    #: the session, 0.496 at 19:00, accused); the session's hour keeps what the class did. A farm must
+    #: run such an hour (half its seats on the same few texts) to pass: the cover's price.
+    yield_session_member_share: float = Field(default=0.5, gt=0, le=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

@@ -46,6 +46,7 @@ def _cluster(
             "sheet_share_24h": [0.0],
             "sheet_sends_per_text_24h": [0.0],
             "shared_text_share_24h": [0.0],
+            "shared_text_peak_share_24h": [0.0],
             "sampled_requests_per_account_24h": [0.5],
             "one_customer_explains": [False],
             "colocated": [False],

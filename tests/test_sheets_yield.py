@@ -69,9 +69,12 @@ def test_reasoning_and_plain_samples_pool_and_a_pair_is_no_class() -> None:
     assert _by_cluster(_rows(pair), {"p": pair})["p"]["shared_text_share_24h"] == 0.0
 
 
-def _frame(share: float, signals: int, per_account: float = 5.0, reasoning: float = 0.0) -> pl.DataFrame:
-    """A cluster's frame: pooled shared-text share, and (``reasoning``) its reasoning sheet's share of
-    30 reasoning requests over 10 members, each text sent once."""
+def _frame(
+    share: float, signals: int, per_account: float = 5.0, reasoning: float = 0.0, peak: float = 0.0
+) -> pl.DataFrame:
+    """A cluster's frame: pooled shared-text share (and ``peak``: its session hour's, round 24), and
+    (``reasoning``) its reasoning sheet's share of 30 reasoning requests over 10 members, each text
+    sent once."""
     frame = pl.DataFrame(
         {
             "cluster_id": ["k"],
@@ -81,6 +84,7 @@ def _frame(share: float, signals: int, per_account: float = 5.0, reasoning: floa
             "sheet_share_24h": [reasoning],
             "sheet_sends_per_text_24h": [1.0 if reasoning else 0.0],
             "shared_text_share_24h": [share],
+            "shared_text_peak_share_24h": [peak],
             "sampled_requests_per_account_24h": [per_account],
             "one_customer_explains": [False],
             "colocated": [False],
@@ -134,3 +138,55 @@ def test_a_sheet_table_without_plain_rows_loads_as_the_reasoning_sample(tmp_path
     back = WindowState.load(tmp_path)
     assert back.sheets.schema == SHEET_STORE
     assert back.sheets.select("plain", "text_fp", "requests", "sends").rows() == [(False, 50, 2, 2)]
+
+
+def _timed(texts: dict[str, list[tuple[int, int]]]) -> pl.DataFrame:
+    """``SHEET_SCHEMA`` plain rows: each account's (minute of the day, text) pairs, one send each."""
+    rows = [(a, T0 + timedelta(minutes=m), True, fp, 1, 1) for a, sent in texts.items() for m, fp in sent]
+    schema = {"account_id": pl.String, "bucket": UTC_US, "plain": pl.Boolean, "text_fp": pl.UInt64}
+    return pl.DataFrame(rows, schema=schema | {"requests": pl.UInt32, "sends": pl.UInt32}, orient="row")
+
+
+def _evening(i: int, base: int, start: int = 2, hours: int = 5) -> list[tuple[int, int]]:
+    """Participant ``i``'s own texts after the session: one an hour from hour ``start``, none shared."""
+    return [(60 * (start + h), base + 10 * i + h) for h in range(hours)]
+
+
+def test_a_course_diluted_by_its_evening_keeps_its_sessions_hour_and_a_sweep_has_none() -> None:
+    """Round 24: a live course's participants work through the sheet together in the session, then send
+    their own texts for hours; the day's pool falls under the bar, the session's hour does not."""
+    session = [(15 * k, k + 1) for k in range(3)]  # three exercises in the first hour, all six together
+    course = {f"p{i}": session + _evening(i, 100) for i in range(6)}
+    sweep = {f"s{i}": [(15 * k, 5000 + 10 * i + k) for k in range(3)] + _evening(i, 9000) for i in range(6)}
+    # the same sheet, but the class never together: two participants at it an hour, three hours apart
+    apart = {
+        f"q{i}": [(180 * (i // 2) + 15 * k, k + 1) for k in range(3)] + _evening(i, 700, start=8, hours=4)
+        for i in range(6)
+    }
+    got = _by_cluster(_timed(course | sweep | apart), {"c": course, "f": sweep, "q": apart})
+    assert got["c"]["shared_text_share_24h"] == 3 / 8 and got["c"]["shared_text_peak_share_24h"] == 1.0
+    assert got["f"]["shared_text_share_24h"] == 0.0 and got["f"]["shared_text_peak_share_24h"] == 0.0
+    # the hours with three or more of the six are the evening's (nothing shared); two at a time is no session
+    assert got["q"]["shared_text_share_24h"] == 3 / 7 and got["q"]["shared_text_peak_share_24h"] == 0.0
+    # the peak reads a bucket's hour: the same rows in any order give the same figure
+    again = _by_cluster(_timed(course | sweep | apart).reverse(), {"c": course, "f": sweep, "q": apart})
+    assert {k: v["shared_text_peak_share_24h"] for k, v in again.items()} == {"c": 1.0, "f": 0.0, "q": 0.0}
+    stricter = cluster_sheets(
+        _timed(course),
+        pl.DataFrame({"account_id": list(course), "cluster_id": ["c"] * 6}),
+        END,
+        DAY,
+        S.sheet_min_holders,
+        S.sheet_member_share,
+        session_share=1.0,
+    )
+    assert stricter["shared_text_peak_share_24h"].item() == 1.0  # all six were together
+
+
+def test_a_session_hours_sheet_keeps_a_coordinated_course_low_after_its_evening() -> None:
+    evening = _frame(0.3, 0, peak=0.9)
+    assert require_both_axes(_hits("medium"), evening, "cluster_id")["severity"].item() == "low"
+    # no session (the peak under the bar), an extraction signal, or a harvest's volume: accused as before
+    for peak, signals, per in ((0.4, 0, 5.0), (0.9, 1, 5.0), (0.9, 0, S.sheet_max_requests_per_account + 1)):
+        frame = _frame(0.3, signals, per_account=per, peak=peak)
+        assert require_both_axes(_hits("medium"), frame, "cluster_id")["severity"].item() == "medium"

@@ -92,11 +92,17 @@ def low_yield(s: EvidenceSettings) -> pl.Expr:
     sheet's (``read_sheet``, read: not merely unread). What a coordinated farm buys is distinct texts'
     answers; a course's class sends the same few (round 12). The reasoning sheet counts alone because a
     course's own experiments after the session (distinct casual texts) dilute the pooled share by the
-    evening; a sweep's reasoning is no sheet's, whatever else it sends.
+    evening; a sweep's reasoning is no sheet's, whatever else it sends. For the same reason (round 24)
+    the pooled share counts in the hour the class was together (``shared_text_peak_share_24h``: at
+    least ``yield_session_member_share`` of its members sending) as well as over the day.
     """
     c = pl.col
     volume = c("sampled_requests_per_account_24h").fill_null(0.0) <= s.sheet_max_requests_per_account
-    shared = c("shared_text_share_24h").fill_null(0.0) >= s.yield_shared_share
+    # the day's pool, or its session's hour (round 24: the evening's own experiments dilute the pool)
+    pooled = pl.max_horizontal(
+        c("shared_text_share_24h").fill_null(0.0), c("shared_text_peak_share_24h").fill_null(0.0)
+    )
+    shared = pooled >= s.yield_shared_share
     explained, _ = read_sheet(s)
     reasoning = (c("reasoning_requests_24h").fill_null(0) > 0) & explained
     return ((c("extraction_signals").fill_null(0) == 0) & (shared | reasoning) & volume).fill_null(False)

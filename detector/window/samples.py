@@ -31,6 +31,8 @@ def with_cluster_samples(
     """``feats`` (one row per cluster_id) with ``OPENER_FEATURES`` and ``SHEET_FEATURES`` of the
     clusters in ``members`` (account_id, cluster_id) over [now - long, now)."""
     texts = state.sheet_rows(now - long, now)
-    sheets = cluster_sheets(texts, members, now, long, s.sheet_min_holders, s.sheet_member_share)
+    sheets = cluster_sheets(
+        texts, members, now, long, s.sheet_min_holders, s.sheet_member_share, s.yield_session_member_share
+    )
     opened = cluster_openers(state.opener_rows(now - long, now), members, s)
     return with_sheets(with_openers(feats, opened, ["cluster_id"]), sheets, ["cluster_id"])

@@ -94,6 +94,8 @@ SHEET_FEATURES: dict[str, pl.DataType] = {
 YIELD_FEATURES: dict[str, pl.DataType] = {
     "shared_text_share_24h": pl.Float64(),
     "sampled_requests_per_account_24h": pl.Float64(),
+    # round 24: the same share in the clock hour with the class together (``_session_peak``)
+    "shared_text_peak_share_24h": pl.Float64(),
 }
 CLUSTER_SHEET_FEATURES = {**SHEET_FEATURES, **YIELD_FEATURES}
 
@@ -249,20 +251,25 @@ def cluster_sheets(
     long: timedelta,
     min_holders: int,
     member_share: float,
+    session_share: float = 0.5,
 ) -> pl.DataFrame:
     """Per cluster (``members``: account_id, cluster_id): its members' reasoning requests pooled,
     ``SHEET_FEATURES`` at ``now`` (``reasoning_requests_24h``: the pool's total). A text is the
     cluster's sheet when at least ``member_share`` of its members who send reasoning in the window hold
     it, and at least ``min_holders``: a course's exercises are each sent by most of its participants, a
     best-of-k split across k of N seats' problems by k of N (round 12); the population does not count
-    (a sheet the cluster's first members share is the cluster's before five accounts hold it)."""
+    (a sheet the cluster's first members share is the cluster's before five accounts hold it).
+    ``shared_text_peak_share_24h`` (round 24, ``_session_peak``): the pooled share of one clock hour in
+    which at least ``session_share`` of the members sent a sampled request, the largest such hour's."""
     w = (
         spaced(rows)
         .filter((pl.col("bucket") >= now - long) & (pl.col("bucket") < now))
         .join(members, on="account_id")
     )
     reasoning = _cluster_sheet(reasoning_rows(w), min_holders, member_share).group_by("cluster_id")
-    shared = _cluster_sheet(w, min_holders, member_share).group_by("cluster_id").agg(_yield())
+    held = _cluster_sheet(w, min_holders, member_share)
+    peak = _session_peak(held, session_share)
+    shared = held.group_by("cluster_id").agg(_yield()).join(peak, on="cluster_id")
     share = reasoning.agg(_share(pl.col(COMPARABLE)))
     return share.join(shared, on="cluster_id", how="full", coalesce=True)
 
@@ -275,6 +282,34 @@ def _cluster_sheet(w: pl.DataFrame, min_holders: int, member_share: float) -> pl
     senders = w.group_by("cluster_id").agg(pl.col("account_id").n_unique().alias("_senders"))
     w = held_in_space(w, "cluster_id", member_share, min_holders, "_sheet")
     return w.join(senders, on="cluster_id")
+
+
+def _session_peak(w: pl.DataFrame, session_share: float) -> pl.DataFrame:
+    """Per cluster of ``w`` (``_cluster_sheet``'s rows): ``shared_text_peak_share_24h``, the largest share
+    of one clock hour's sampled requests (in the cluster's hash space) whose sample is a text a share of
+    its members hold, over the hours in which at least ``session_share`` of its members (``_senders``)
+    sent a sampled request; 0 when no hour had them together. A live course's session is such an hour
+    (the class at the sheet's exercises together) and its share stays what it was when the participants'
+    own experiments later dilute the day's pool (round 24); a farm sweeping a bank shares little in any
+    hour. Per bucket's hour, so the same in any order and slicing as the pooled share."""
+    req = pl.col("requests").cast(pl.Float64)
+    hours = (
+        w.filter(pl.col(COMPARABLE))
+        .with_columns(pl.col("bucket").dt.truncate("1h").alias("_hour"))
+        .group_by("cluster_id", "_hour")
+        .agg(
+            (req.filter(pl.col("_sheet")).sum() / req.sum()).alias("_share"),
+            pl.col("account_id").n_unique().alias("_active"),
+            pl.col("_senders").first(),
+        )
+    )
+    together = pl.col("_active").cast(pl.Float64) >= pl.col("_senders").cast(pl.Float64) * session_share
+    peak = pl.col("_share").filter(together & pl.col("_share").is_finite()).max().fill_null(0.0)
+    clusters = w.select("cluster_id").unique()
+    found = hours.group_by("cluster_id").agg(peak.alias("shared_text_peak_share_24h"))
+    return clusters.join(found, on="cluster_id", how="left").with_columns(
+        pl.col("shared_text_peak_share_24h").fill_null(0.0)
+    )
 
 
 def _yield() -> list[pl.Expr]:

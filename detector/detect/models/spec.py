@@ -54,6 +54,7 @@ _SIMULATOR_VOLUMES: Final = frozenset(
         "reasoning_requests_24h",
         "sheet_sends_per_text_24h",
         "sampled_requests_per_account_24h",
+        "shared_text_peak_share_24h",  # round 24: a rule's input; no model was trained on it
         "low_yield",
         "no_customer_explains",
         "farm_accounts",
