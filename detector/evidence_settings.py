@@ -177,8 +177,13 @@ class EvidenceSettings(BaseModel):
     #: together. Its participants' own experiments after the session (2-12 exercises each, then their
     #: own traffic for hours) dilute the day's pool under the bar by the evening (dev draw 930: 0.92 at
     #: the session, 0.496 at 19:00, accused); the session's hour keeps what the class did. A farm must
-    #: run such an hour (half its seats on the same few texts) to pass: the cover's price.
+    #: run such an hour (half its sending seats together, most of that hour's sampled requests shared
+    #: texts) and keep shared texts ``yield_session_day_share`` of its day to pass: the cover's price.
     yield_session_member_share: float = Field(default=0.5, gt=0, le=1)
+    #: ... and only while the shared texts are still at least this share of the day's sampled requests:
+    #: a session's hour of a token sheet (a request a seat) is no cover. The course's extreme as drawn
+    #: (2 exercises each, then 30 requests a day for 16 hours) is ~0.09 of its day; half of that.
+    yield_session_day_share: float = Field(default=0.05, ge=0, le=1)
     #: A cluster stands out from its client build's population (``window.population``) when the build
     #: has at least this many holders outside the cluster (a population to compare with: a tool, a
     #: router's customers; not a colleague or two) ...

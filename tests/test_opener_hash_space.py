@@ -99,7 +99,7 @@ def _features(ev: pl.DataFrame) -> dict[str, float]:
 
     opened = cluster_openers(named(opener_rows(ev, codes)), members, S)
     sheets = cluster_sheets(
-        named(sheet_rows(ev, codes)), members, T0 + timedelta(days=1), timedelta(days=1), 3, 1 / 3
+        named(sheet_rows(ev, codes)), members, T0 + timedelta(days=1), timedelta(days=1), 3, 1 / 3, 0.5
     )
     out = opened.join(sheets, on="cluster_id").with_columns(
         pl.lit(accounts.len()).alias("active_accounts_24h")
@@ -165,7 +165,9 @@ def _rows(texted: list[list[int]], simhash: list[list[int]]) -> pl.DataFrame:
 def _shares(rows: pl.DataFrame) -> tuple[float, float, float, float]:
     members = rows.select("account_id").unique().with_columns(pl.lit("c").alias("cluster_id"))
     o = cluster_openers(rows, members, S).row(0, named=True)
-    s = cluster_sheets(rows, members, T0 + timedelta(days=1), timedelta(days=1), 3, 1 / 3).row(0, named=True)
+    s = cluster_sheets(rows, members, T0 + timedelta(days=1), timedelta(days=1), 3, 1 / 3, 0.5).row(
+        0, named=True
+    )
     return (
         o["opener_shared_share_24h"],
         o["openers_per_agent_24h"],

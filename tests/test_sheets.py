@@ -129,9 +129,9 @@ def test_a_text_many_accounts_send_is_a_sheets_and_a_sweep_holds_none() -> None:
     members = pl.DataFrame({"account_id": [*course, "farm"], "cluster_id": ["c"] * 6 + ["f"]})
     clusters = {
         r["cluster_id"]: r
-        for r in cluster_sheets(rows, members, end, DAY, S.sheet_min_holders, S.sheet_member_share).iter_rows(
-            named=True
-        )
+        for r in cluster_sheets(
+            rows, members, end, DAY, S.sheet_min_holders, S.sheet_member_share, S.yield_session_member_share
+        ).iter_rows(named=True)
     }
     assert clusters["c"]["sheet_share_24h"] == 0.75 and clusters["c"]["reasoning_requests_24h"] == 48
     assert clusters["f"]["sheet_share_24h"] == 0.0
@@ -158,9 +158,9 @@ def test_sends_per_shared_text_count_an_accounts_repeats_across_buckets() -> Non
     members = pl.DataFrame({"account_id": [*course, *farm], "cluster_id": ["c"] * 6 + ["f"] * 6})
     clusters = {
         r["cluster_id"]: r
-        for r in cluster_sheets(rows, members, end, DAY, S.sheet_min_holders, S.sheet_member_share).iter_rows(
-            named=True
-        )
+        for r in cluster_sheets(
+            rows, members, end, DAY, S.sheet_min_holders, S.sheet_member_share, S.yield_session_member_share
+        ).iter_rows(named=True)
     }
     assert clusters["c"]["sheet_sends_per_text_24h"] == 4 / 3  # per distinct (member, text)
     assert clusters["f"]["sheet_sends_per_text_24h"] == 8.0

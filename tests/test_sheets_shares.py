@@ -60,7 +60,9 @@ def _members(texts: dict[str, list[int]], cluster: str) -> pl.DataFrame:
 
 
 def _clusters(rows: pl.DataFrame, members: pl.DataFrame) -> dict[str, dict[str, float]]:
-    got = cluster_sheets(rows, members, END, DAY, S.sheet_min_holders, S.sheet_member_share)
+    got = cluster_sheets(
+        rows, members, END, DAY, S.sheet_min_holders, S.sheet_member_share, S.yield_session_member_share
+    )
     return {r["cluster_id"]: r for r in got.iter_rows(named=True)}
 
 

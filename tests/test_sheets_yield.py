@@ -44,7 +44,9 @@ def _by_cluster(rows: pl.DataFrame, clusters: dict[str, dict[str, list[int]]]) -
         schema={"account_id": pl.String, "cluster_id": pl.String},
         orient="row",
     )
-    got = cluster_sheets(rows, members, END, DAY, S.sheet_min_holders, S.sheet_member_share)
+    got = cluster_sheets(
+        rows, members, END, DAY, S.sheet_min_holders, S.sheet_member_share, S.yield_session_member_share
+    )
     return {r["cluster_id"]: r for r in got.iter_rows(named=True)}
 
 
@@ -190,3 +192,35 @@ def test_a_session_hours_sheet_keeps_a_coordinated_course_low_after_its_evening(
     for peak, signals, per in ((0.4, 0, 5.0), (0.9, 1, 5.0), (0.9, 0, S.sheet_max_requests_per_account + 1)):
         frame = _frame(0.3, signals, per_account=per, peak=peak)
         assert require_both_axes(_hits("medium"), frame, "cluster_id")["severity"].item() == "medium"
+
+
+def test_text_free_members_at_the_session_count_as_there() -> None:
+    """Round 24 review: the hour's members are counted over every row, not only those in the cluster's
+    hash space; six of ten participants whose gateway sends no prompt text (SimHash samples) were at
+    the session too, and the four texted ones' sheet is the hour's share."""
+    from detector.window.hashspace import SIMHASH
+
+    texted = {f"t{i}": [(15 * k, k + 1) for k in range(3)] + _evening(i, 100) for i in range(4)}
+    free = {f"x{i}": [(15 * k, 9_000_000 + 10 * i + k) for k in range(3)] for i in range(6)}
+    rows = pl.concat(
+        [
+            _timed(texted).with_columns(pl.lit(False).alias(SIMHASH)),
+            _timed(free).with_columns(pl.lit(True).alias(SIMHASH)),
+        ]
+    )
+    got = _by_cluster(rows, {"c": texted | free})["c"]
+    assert got["shared_text_peak_share_24h"] == 1.0  # ten of ten in the first hour; four texted at the sheet
+
+
+def test_a_token_sheet_hour_is_no_cover_for_a_sweep() -> None:
+    """Round 24 review: half a farm's seats sending one shared text in an otherwise quiet hour reads a
+    session's share (1.0) but the shared texts are a token of its day: no low yield."""
+    sweep = {f"s{i}": [(60 + 30 * k, 10_000 + 100 * i + k) for k in range(20)] for i in range(12)}
+    token = {a: [(5, 42), *sent] for a, sent in list(sweep.items())[:6]} | dict(list(sweep.items())[6:])
+    got = _by_cluster(_timed(token), {"f": token})["f"]
+    assert got["shared_text_peak_share_24h"] == 1.0 and got["shared_text_share_24h"] == 6 / 246
+    frame = _frame(got["shared_text_share_24h"], 0, per_account=246 / 12, peak=1.0)
+    assert require_both_axes(_hits("medium"), frame, "cluster_id")["severity"].item() == "medium"
+    # the same hour with the sheet still a twentieth of the day is the session's reading
+    enough = _frame(S.yield_session_day_share, 0, per_account=246 / 12, peak=1.0)
+    assert require_both_axes(_hits("medium"), enough, "cluster_id")["severity"].item() == "low"

@@ -98,11 +98,13 @@ def low_yield(s: EvidenceSettings) -> pl.Expr:
     """
     c = pl.col
     volume = c("sampled_requests_per_account_24h").fill_null(0.0) <= s.sheet_max_requests_per_account
-    # the day's pool, or its session's hour (round 24: the evening's own experiments dilute the pool)
-    pooled = pl.max_horizontal(
-        c("shared_text_share_24h").fill_null(0.0), c("shared_text_peak_share_24h").fill_null(0.0)
+    # the day's pool, or its session's hour while the sheet is still a real part of the day (round 24:
+    # the evening's own experiments dilute the pool; a token sheet is no session)
+    day = c("shared_text_share_24h").fill_null(0.0)
+    session = (c("shared_text_peak_share_24h").fill_null(0.0) >= s.yield_shared_share) & (
+        day >= s.yield_session_day_share
     )
-    shared = pooled >= s.yield_shared_share
+    shared = (day >= s.yield_shared_share) | session
     explained, _ = read_sheet(s)
     reasoning = (c("reasoning_requests_24h").fill_null(0) > 0) & explained
     return ((c("extraction_signals").fill_null(0) == 0) & (shared | reasoning) & volume).fill_null(False)

@@ -251,7 +251,7 @@ def cluster_sheets(
     long: timedelta,
     min_holders: int,
     member_share: float,
-    session_share: float = 0.5,
+    session_share: float,
 ) -> pl.DataFrame:
     """Per cluster (``members``: account_id, cluster_id): its members' reasoning requests pooled,
     ``SHEET_FEATURES`` at ``now`` (``reasoning_requests_24h``: the pool's total). A text is the
@@ -288,17 +288,20 @@ def _session_peak(w: pl.DataFrame, session_share: float) -> pl.DataFrame:
     """Per cluster of ``w`` (``_cluster_sheet``'s rows): ``shared_text_peak_share_24h``, the largest share
     of one clock hour's sampled requests (in the cluster's hash space) whose sample is a text a share of
     its members hold, over the hours in which at least ``session_share`` of its members (``_senders``)
-    sent a sampled request; 0 when no hour had them together. A live course's session is such an hour
+    sent a sampled request (any row, in its hash space or not: a text-free member at the session is
+    there, round 22's lesson); 0 when no hour had them together. The hour is the clock hour of each
+    bucket's start. A live course's session is such an hour
     (the class at the sheet's exercises together) and its share stays what it was when the participants'
     own experiments later dilute the day's pool (round 24); a farm sweeping a bank shares little in any
     hour. Per bucket's hour, so the same in any order and slicing as the pooled share."""
     req = pl.col("requests").cast(pl.Float64)
+    comparable = pl.col(COMPARABLE)
     hours = (
-        w.filter(pl.col(COMPARABLE))
-        .with_columns(pl.col("bucket").dt.truncate("1h").alias("_hour"))
+        w.with_columns(pl.col("bucket").dt.truncate("1h").alias("_hour"))
         .group_by("cluster_id", "_hour")
         .agg(
-            (req.filter(pl.col("_sheet")).sum() / req.sum()).alias("_share"),
+            # no row in the hash space that hour: 0 / 0, not finite, not read
+            (req.filter(pl.col("_sheet") & comparable).sum() / req.filter(comparable).sum()).alias("_share"),
             pl.col("account_id").n_unique().alias("_active"),
             pl.col("_senders").first(),
         )
