@@ -94,10 +94,9 @@ def yield_note(s: EvidenceSettings) -> pl.Expr:
     (counts only): ``evidence.axis_reasons`` adds it to the coordination reason."""
     note = pl.lit("; coordinated, but its traffic is a shared sheet (") + percent("shared_text_share_24h")
     session = pl.lit("% of its requests, ") + percent("shared_text_peak_share_24h")
-    session += pl.lit("% in its busiest hour with at least ") + (
-        pl.lit(s.yield_session_member_share * 100).round(0).cast(pl.Int64).cast(pl.String)
+    session += pl.lit(
+        f"% in its busiest hour with at least {s.yield_session_member_share:.0%} of its members sending, "
     )
-    session += pl.lit("% of its members sending, ")
     no_session = pl.col("shared_text_peak_share_24h").fill_null(0.0) <= 0
     note += pl.when(no_session).then(pl.lit("% of its requests, ")).otherwise(session) + percent(
         "sheet_share_24h"

@@ -22,6 +22,8 @@ alert's; a revision none of whose reasons reaches medium is counted under ``NO_R
 from __future__ import annotations
 
 import statistics
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -174,10 +176,11 @@ def _named_by(reasons: list[Any], severity: str) -> tuple[str, ...]:
 
 def count_reasons(accounts: list[str], why: dict[str, tuple[str, ...]]) -> dict[str, int]:
     """Accounts per reason name (an account under every name it carries), most first, then by name."""
-    counts: dict[str, int] = {}
-    for a in accounts:
-        for name in why.get(a, ()):
-            counts[name] = counts.get(name, 0) + 1
+    return most_first(Counter(name for a in accounts for name in why.get(a, ())))
+
+
+def most_first(counts: Mapping[str, int]) -> dict[str, int]:
+    """``counts`` ordered by count, most first, then by name."""
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from detector.errors import ConfigError
-from detector.lab.evaluate import _read_alerts, evaluate, top_reasons
+from detector.lab.evaluate import _read_alerts, evaluate, most_first, top_reasons
 from detector.lab.knobs import SEED_BASE, VERIFIED_CELLS, draw_params, knob_cells
 from detector.lab.simulate import simulate
 
@@ -186,16 +187,14 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
             }
         )
     personas: dict[tuple[str, str], list[int]] = {}
-    by_reason: dict[tuple[str, str], dict[str, int]] = {}
+    by_reason: dict[tuple[str, str], Counter[str]] = {}
     for r in rows:
         if r["kind"] == "persona":
             t = personas.setdefault((r["intel"], r["persona"]), [0, 0, 0])
             t[0] += r["accounts"]
             t[1] += r["medium"]
             t[2] += r["high"]
-            by = by_reason.setdefault((r["intel"], r["persona"]), {})
-            for name, count in r.get("reasons", {}).items():
-                by[name] = by.get(name, 0) + count
+            by_reason.setdefault((r["intel"], r["persona"]), Counter()).update(r.get("reasons", {}))
     out_personas = [
         {
             "intel": i,
@@ -204,7 +203,7 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
             "medium": m,
             "high": h,
             "fp_rate_medium": m / a if a else 0.0,
-            "reasons": dict(sorted(by_reason[(i, p)].items(), key=lambda kv: (-kv[1], kv[0]))),
+            "reasons": most_first(by_reason[(i, p)]),
         }
         for (i, p), (a, m, h) in sorted(personas.items())
     ]

@@ -308,11 +308,7 @@ def _session_peak(w: pl.DataFrame, session_share: float) -> pl.DataFrame:
     )
     together = pl.col("_active").cast(pl.Float64) >= pl.col("_senders").cast(pl.Float64) * session_share
     peak = pl.col("_share").filter(together & pl.col("_share").is_finite()).max().fill_null(0.0)
-    clusters = w.select("cluster_id").unique()
-    found = hours.group_by("cluster_id").agg(peak.alias("shared_text_peak_share_24h"))
-    return clusters.join(found, on="cluster_id", how="left").with_columns(
-        pl.col("shared_text_peak_share_24h").fill_null(0.0)
-    )
+    return hours.group_by("cluster_id").agg(peak.alias("shared_text_peak_share_24h"))  # every cluster of w
 
 
 def _yield() -> list[pl.Expr]:
